@@ -1,0 +1,232 @@
+"""The exception tree: every error the fetcher raises on purpose.
+
+    FetcherError                      base; `kind` names the class for the run ledger
+    ├── ConfigError                   bad configuration file or option           (exit 2)
+    ├── DatabaseError                 the database refused or is unusable         (exit 3)
+    │   ├── DatabaseUnavailable       cannot connect
+    │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
+    │   └── LockHeld                  another run holds the database's run lock
+    ├── PayloadError                  a secureScore object we refuse to store
+    │   ├── MissingField              no `id`, `azureTenantId` or `createdDateTime`
+    │   └── WrongTenant               `azureTenantId` is not the tenant that was asked
+    ├── GraphError                    Graph or Entra ID said no; carries tenant, status, url
+    │   ├── AuthenticationError       Entra ID refused a token, or Graph refused it twice (401)
+    │   ├── PermissionDenied          403: SecurityEvents.Read.All not consented
+    │   ├── NotFound                  404
+    │   ├── BadRequest                400
+    │   ├── UnsafeResponse            hostile answer: too large, foreign next link, ...
+    │   ├── RetryWaitTooLong          Retry-After beyond max_retry_wait_seconds
+    │   └── TransientError            retried; raised once attempts run out
+    │       ├── Throttled             429
+    │       ├── ServerError           500, 502, 503, 504
+    │       ├── ConnectionFailed      refused, reset, TLS or DNS failure
+    │       ├── RequestTimedOut       no answer within timeout_seconds
+    │       └── InvalidResponse       a 2xx whose body is not valid JSON
+    └── Interrupted                   SIGINT or SIGTERM stopped the run
+
+Messages are one line, name the tenant (and file or field) at fault, say what to do, and never
+contain a secret or a token.
+"""
+
+from __future__ import annotations
+
+
+class FetcherError(Exception):
+    """Base of every error the fetcher raises on purpose."""
+
+    kind = "error"
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(FetcherError):
+    """The configuration file, an option or a referenced file is wrong."""
+
+    kind = "config"
+    exit_code = 2
+
+
+class DatabaseError(FetcherError):
+    """The database cannot be used."""
+
+    kind = "database"
+    exit_code = 3
+
+
+class DatabaseUnavailable(DatabaseError):
+    """No connection could be made to the database."""
+
+    kind = "database_unavailable"
+
+
+class SchemaOutOfDate(DatabaseError):
+    """The database's schema revision is not the one this code expects."""
+
+    kind = "schema_out_of_date"
+
+
+class LockHeld(DatabaseError):
+    """Another run holds the run lock of this database."""
+
+    kind = "lock_held"
+
+
+class PayloadError(FetcherError):
+    """A secureScore object that cannot be stored as it is."""
+
+    kind = "invalid_payload"
+
+    def __init__(self, message: str, *, tenant_id: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.field = field
+
+
+class MissingField(PayloadError):
+    """A required property (`id`, `azureTenantId`, `createdDateTime`) is missing or unusable."""
+
+    kind = "missing_field"
+
+
+class WrongTenant(PayloadError):
+    """The object belongs to another tenant than the one that was asked."""
+
+    kind = "wrong_tenant"
+
+
+class GraphError(FetcherError):
+    """Microsoft Graph or Entra ID answered with an error."""
+
+    kind = "graph"
+
+    def __init__(
+        self, message: str, *, tenant_id: str | None = None, status: int | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.status = status
+        self.url = url
+
+
+class AuthenticationError(GraphError):
+    """Entra ID refused to issue a token, or Graph refused the one it issued."""
+
+    kind = "authentication"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant_id: str | None = None,
+        status: int | None = None,
+        url: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, tenant_id=tenant_id, status=status, url=url)
+        self.code = code
+
+
+class PermissionDenied(GraphError):
+    """403: the app lacks SecurityEvents.Read.All with admin consent in the tenant."""
+
+    kind = "permission"
+
+
+class NotFound(GraphError):
+    """404: no such secureScore."""
+
+    kind = "not_found"
+
+
+class BadRequest(GraphError):
+    """400: Graph rejected the request itself."""
+
+    kind = "bad_request"
+
+
+class UnsafeResponse(GraphError):
+    """An answer we refuse to process: too large, too deep, or pointing elsewhere."""
+
+    kind = "unsafe_response"
+
+
+class RetryWaitTooLong(GraphError):
+    """Graph asked us to wait longer than `max_retry_wait_seconds`."""
+
+    kind = "retry_wait_too_long"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        tenant_id: str | None = None,
+        status: int | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, tenant_id=tenant_id, status=status, url=url)
+        self.retry_after = retry_after
+
+
+class TransientError(GraphError):
+    """A failure worth retrying; raised to the caller only once attempts run out."""
+
+    kind = "transient"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant_id: str | None = None,
+        status: int | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, tenant_id=tenant_id, status=status, url=url)
+        self.retry_after = retry_after
+
+
+class Throttled(TransientError):
+    """429 Too Many Requests."""
+
+    kind = "throttled"
+
+
+class ServerError(TransientError):
+    """A 5xx answer that Graph documents as transient."""
+
+    kind = "server_error"
+
+
+class ConnectionFailed(TransientError):
+    """The connection could not be made or broke."""
+
+    kind = "connection"
+
+
+class RequestTimedOut(TransientError):
+    """No complete answer within the configured timeout."""
+
+    kind = "timeout"
+
+
+class InvalidResponse(TransientError):
+    """A 2xx answer whose body is not valid JSON (seen from Graph under load)."""
+
+    kind = "invalid_response"
+
+
+class Interrupted(FetcherError):
+    """The run was stopped by a signal."""
+
+    kind = "interrupted"
+
+    def __init__(self, message: str, *, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

@@ -1,0 +1,153 @@
+"""Typed records passed between the modules: what Graph answered, and the rows it becomes.
+
+Rows mirror the tables in `fetcher.store.schema` column for column; `as_params()` gives the
+mapping that the store binds, so no module but the store knows SQL and no module but
+`normalize` knows Graph's JSON shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderWarning:
+    """One entry of a 206 answer's `Warning` header: `199 - "Vendor/Provider/Status/LatencyMs"`."""
+
+    vendor: str
+    provider: str
+    status_code: int | None
+    latency_ms: int | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchContext:
+    """Facts about how a day was fetched, stored beside what Graph said about it."""
+
+    run_id: str | None
+    fetched_at: datetime
+    warnings: tuple[ProviderWarning, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.warnings)
+
+    @property
+    def warning_text(self) -> str | None:
+        return ", ".join(w.text for w in self.warnings) if self.warnings else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePage:
+    """One page of `GET /security/secureScores`, parsed but not yet validated."""
+
+    objects: list[Any]
+    warnings: tuple[ProviderWarning, ...]
+    next_link: str | None
+    status: int
+    url: str
+
+
+def _params(row: Any) -> dict[str, Any]:
+    return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """A row of `secure_scores`: one tenant, one day."""
+
+    tenant_id: str
+    score_date: date
+    id: str
+    created_at: datetime
+    current_score: float | None
+    max_score: float | None
+    active_user_count: int | None
+    licensed_user_count: int | None
+    enabled_services: list[str] | None
+    vendor: str | None
+    provider: str | None
+    provider_version: str | None
+    sub_provider: str | None
+    partial: bool
+    warning: str | None
+    extra: JSONObject
+    fetched_at: datetime
+    run_id: str | None
+
+    def as_params(self) -> dict[str, Any]:
+        return _params(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ComparativeRow:
+    """A row of `comparative_scores`: one basis (AllTenants, TotalSeats, ...) of one day."""
+
+    tenant_id: str
+    score_date: date
+    basis: str
+    average_score: float | None
+    seat_size_lower: int | None
+    seat_size_upper: int | None
+    extra: JSONObject
+
+    def as_params(self) -> dict[str, Any]:
+        return _params(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlScoreRow:
+    """A row of `control_scores`, plus the control's category and description for `controls`."""
+
+    tenant_id: str
+    score_date: date
+    control_name: str
+    score: float | None
+    score_in_percentage: float | None
+    implementation_status: str | None
+    last_synced: datetime | None
+    is_on: bool | None
+    count: int | None
+    total: int | None
+    extra: JSONObject
+    control_category: str | None
+    description: str | None
+
+    def as_params(self) -> dict[str, Any]:
+        return _params(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDay:
+    """Everything one secureScore object says, as rows.
+
+    Empty `comparatives` or `controls` mean the object was thin (Graph often sends `[]` for older
+    days): the store then keeps what a fuller fetch of the same day stored.
+    """
+
+    score: ScoreRow
+    comparatives: tuple[ComparativeRow, ...]
+    controls: tuple[ControlScoreRow, ...]
+
+    @property
+    def tenant_id(self) -> str:
+        return self.score.tenant_id
+
+    @property
+    def score_date(self) -> date:
+        return self.score.score_date
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """What fetching one tenant cost, counted by the HTTP layer for the run ledger."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0

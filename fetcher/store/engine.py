@@ -1,0 +1,197 @@
+"""Opening the database: the async engine, SQLite's settings, and the schema-revision gate.
+
+A fresh SQLite database is created and migrated on first use, so the embedded default needs no
+ceremony; any other database must be at the code's migration head (`fetcher migrate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from fetcher.config import DatabaseConfig
+from fetcher.errors import DatabaseUnavailable, SchemaOutOfDate
+
+
+WRITE_OPTION = "fetcher_write"
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def json_merge(old: str | None, new: str | None) -> str | None:
+    """Shallow merge of two JSON objects, `new` winning: SQLite's twin of PostgreSQL's `jsonb ||`."""
+    if old is None or new is None:
+        return new if old is None else old
+    merged = orjson.loads(old)
+    merged.update(orjson.loads(new))
+    return orjson.dumps(merged).decode()
+
+
+def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
+    """Per-connection SQLite settings: WAL for a reader beside the writer, FKs on, a busy wait."""
+    # pysqlite's implicit transactions off: the "begin" hook below starts them explicitly.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+    dbapi_connection.create_function("json_merge", 2, json_merge, deterministic=True)
+
+
+def create_engine(config: DatabaseConfig) -> AsyncEngine:
+    """The run's one engine; nothing connects until first use."""
+    url = make_url(config.url)
+    kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    if url.get_backend_name() == "sqlite":
+        # SQLAlchemy's own busy handling is off: SQLite's busy_timeout does the waiting.
+        kwargs["connect_args"] = {"timeout": config.busy_timeout_seconds}
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        busy_ms = int(config.busy_timeout_seconds * 1000)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            _configure_sqlite(dbapi_connection, busy_ms)
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # A writing transaction takes the write lock at once, so a second writer waits out
+            # busy_timeout instead of failing with SQLITE_BUSY when its read turns into a write.
+            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+# ----------------------------------------------------------------------------------------- migrations
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    """Alembic's configuration, pointing at the migrations shipped in the package."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("fetcher.migrations")))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations shipped"
+    return head
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    command.downgrade(alembic_config(connection), revision)
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade to `revision`; returns the revisions before and after."""
+    async with connect(engine) as conn:
+        before = await conn.run_sync(_current_revision)
+        await conn.run_sync(_upgrade, revision)
+        after = await conn.run_sync(_current_revision)
+        await conn.commit()
+    return before, after
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    async with connect(engine) as conn:
+        await conn.run_sync(_downgrade, revision)
+        await conn.commit()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with connect(engine) as conn:
+        return await conn.run_sync(_current_revision)
+
+
+async def _is_empty(conn: AsyncConnection) -> bool:
+    names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+    return not names
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Refuse a database behind (or ahead of) the code; migrate a fresh SQLite file on the spot."""
+    head = await asyncio.to_thread(head_revision)
+    async with connect(engine) as conn:
+        current = await conn.run_sync(_current_revision)
+        empty = current is None and await _is_empty(conn)
+    if current == head:
+        return
+    if empty and is_sqlite(engine):
+        await migrate(engine)
+        return
+    if current is None:
+        raise SchemaOutOfDate(f"database {_display(engine)} has no fetcher schema: run `fetcher migrate`")
+    raise SchemaOutOfDate(
+        f"database {_display(engine)} is at schema revision {current}, this fetcher needs {head}: "
+        "run `fetcher migrate`"
+    )
+
+
+def _display(engine: AsyncEngine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+@asynccontextmanager
+async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection, with failure to connect turned into `DatabaseUnavailable`."""
+    try:
+        conn = await engine.connect()
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.Error) as exc:
+        raise DatabaseUnavailable(f"cannot connect to database {_display(engine)}: {_reason(exc)}") from None
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    async with connect(engine) as conn:
+        if write:
+            await conn.execution_options(**{WRITE_OPTION: True})
+        async with conn.begin():
+            yield conn
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).splitlines()[0] if str(orig) else type(orig).__name__

@@ -1,0 +1,214 @@
+"""The SQL tables: the public contract documented in the README.
+
+One `MetaData` with a naming convention, so that Alembic's migrations name every constraint the
+same way on SQLite and PostgreSQL. Times are timezone-aware UTC (`UTCDateTime`); JSON columns are
+JSONB on PostgreSQL and JSON text on SQLite, and Python `None` is SQL NULL, never JSON `null`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC time; SQLite keeps it as text without an offset, so restore UTC on read."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where UTC is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+TenantId = sa.String(36)
+
+
+def _json(name: str, **kw: Any) -> sa.Column[Any]:
+    return sa.Column(name, JSONType, **kw)
+
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+secure_scores = sa.Table(
+    "secure_scores",
+    metadata,
+    sa.Column("tenant_id", TenantId, sa.ForeignKey("tenants.tenant_id"), primary_key=True),
+    sa.Column("score_date", sa.Date, primary_key=True),
+    sa.Column("id", sa.String(100), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("current_score", sa.Float),
+    sa.Column("max_score", sa.Float),
+    sa.Column("active_user_count", sa.BigInteger),
+    sa.Column("licensed_user_count", sa.BigInteger),
+    _json("enabled_services"),
+    sa.Column("vendor", sa.String(256)),
+    sa.Column("provider", sa.String(256)),
+    sa.Column("provider_version", sa.String(256)),
+    sa.Column("sub_provider", sa.String(256)),
+    sa.Column("partial", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("warning", sa.Text),
+    _json("extra", nullable=False),
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(36)),
+    sa.Index("ix_secure_scores_score_date", "score_date"),
+)
+
+controls = sa.Table(
+    "controls",
+    metadata,
+    sa.Column("control_name", sa.String(256), primary_key=True),
+    sa.Column("control_category", sa.String(256)),
+    sa.Column("description", sa.Text),
+    sa.Column("first_seen_date", sa.Date, nullable=False),
+    sa.Column("last_seen_date", sa.Date, nullable=False),
+)
+
+comparative_scores = sa.Table(
+    "comparative_scores",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("score_date", sa.Date, primary_key=True),
+    sa.Column("basis", sa.String(128), primary_key=True),
+    sa.Column("average_score", sa.Float),
+    sa.Column("seat_size_lower", sa.BigInteger),
+    sa.Column("seat_size_upper", sa.BigInteger),
+    _json("extra", nullable=False),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "score_date"],
+        ["secure_scores.tenant_id", "secure_scores.score_date"],
+        name="fk_comparative_scores_secure_scores",
+        ondelete="CASCADE",
+    ),
+)
+
+control_scores = sa.Table(
+    "control_scores",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("score_date", sa.Date, primary_key=True),
+    sa.Column("control_name", sa.String(256), sa.ForeignKey("controls.control_name"), primary_key=True),
+    sa.Column("score", sa.Float),
+    sa.Column("score_in_percentage", sa.Float),
+    sa.Column("implementation_status", sa.Text),
+    sa.Column("last_synced", UTCDateTime),
+    sa.Column("is_on", sa.Boolean),
+    sa.Column("count", sa.BigInteger),
+    sa.Column("total", sa.BigInteger),
+    _json("extra", nullable=False),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "score_date"],
+        ["secure_scores.tenant_id", "secure_scores.score_date"],
+        name="fk_control_scores_secure_scores",
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_control_scores_control_name", "control_name"),
+)
+
+fetch_runs = sa.Table(
+    "fetch_runs",
+    metadata,
+    sa.Column("run_id", sa.String(36), primary_key=True),
+    sa.Column("command", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("tenants_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tenants_succeeded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tenants_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("scores_upserted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("host", sa.String(256)),
+    sa.Column("pid", sa.Integer),
+    sa.Index("ix_fetch_runs_started_at", "started_at"),
+)
+
+tenant_runs = sa.Table(
+    "tenant_runs",
+    metadata,
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("fetch_runs.run_id"), primary_key=True),
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("scores_upserted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("throttled", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("partial_days", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_kind", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Index("ix_tenant_runs_tenant_id_finished_at", "tenant_id", "finished_at"),
+)
+
+run_lock = sa.Table(
+    "run_lock",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+raw_payloads = sa.Table(
+    "raw_payloads",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("score_date", sa.Date, primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+    sa.Column("last_fetched_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(36)),
+    sa.Column("warning", sa.Text),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Index("ix_raw_payloads_tenant_id_last_fetched_at", "tenant_id", "last_fetched_at"),
+)
+
+rejected_payloads = sa.Table(
+    "rejected_payloads",
+    metadata,
+    sa.Column("rejection_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("tenant_id", TenantId, nullable=False),
+    sa.Column("run_id", sa.String(36)),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("truncated", sa.Boolean, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Index("ix_rejected_payloads_tenant_id_received_at", "tenant_id", "received_at"),
+)
