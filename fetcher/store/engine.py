@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from fetcher.config import DatabaseConfig
 from fetcher.errors import DatabaseUnavailable, SchemaOutOfDate
 
-
 WRITE_OPTION = "fetcher_write"
+MIGRATION_LOCK_KEY = 0x5EC5C0F
 
 
 def _json_dumps(value: Any) -> str:
@@ -121,19 +121,24 @@ def _downgrade(connection: Connection, revision: str) -> None:
 
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade to `revision`; returns the revisions before and after."""
-    async with connect(engine) as conn:
+    """Upgrade to `revision`; returns the revisions before and after.
+
+    The whole upgrade is one transaction that first takes the database's write lock (SQLite) or a
+    transaction-scoped advisory lock (PostgreSQL), so two processes migrating one database at once
+    end with one of them doing the work and the other finding it done.
+    """
+    async with transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         before = await conn.run_sync(_current_revision)
         await conn.run_sync(_upgrade, revision)
         after = await conn.run_sync(_current_revision)
-        await conn.commit()
     return before, after
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    async with connect(engine) as conn:
+    async with transaction(engine) as conn:
         await conn.run_sync(_downgrade, revision)
-        await conn.commit()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -158,14 +163,15 @@ async def ensure_schema(engine: AsyncEngine) -> None:
         await migrate(engine)
         return
     if current is None:
-        raise SchemaOutOfDate(f"database {_display(engine)} has no fetcher schema: run `fetcher migrate`")
+        raise SchemaOutOfDate(f"database {display_url(engine)} has no fetcher schema: run `fetcher migrate`")
     raise SchemaOutOfDate(
-        f"database {_display(engine)} is at schema revision {current}, this fetcher needs {head}: "
+        f"database {display_url(engine)} is at schema revision {current}, this fetcher needs {head}: "
         "run `fetcher migrate`"
     )
 
 
-def _display(engine: AsyncEngine) -> str:
+def display_url(engine: AsyncEngine) -> str:
+    """The database URL with its password hidden, for messages."""
     return engine.url.render_as_string(hide_password=True)
 
 
@@ -175,7 +181,7 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         conn = await engine.connect()
     except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.Error) as exc:
-        raise DatabaseUnavailable(f"cannot connect to database {_display(engine)}: {_reason(exc)}") from None
+        raise DatabaseUnavailable(f"cannot connect to database {display_url(engine)}: {_reason(exc)}") from None
     try:
         yield conn
     finally:

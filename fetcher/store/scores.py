@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from fetcher.models import ScoreDay
-from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores, tenants
+from fetcher.store.schema import (
+    as_date,
+    comparative_scores,
+    control_scores,
+    controls,
+    secure_scores,
+    tenants,
+)
 
 SCORE_OVERWRITE = ("id", "created_at", "partial", "warning", "fetched_at", "run_id")
 CONTROL_DIMENSION = ("control_category", "description")
@@ -192,9 +199,4 @@ async def newest_score_dates(conn: AsyncConnection, tenant_ids: Sequence[str] | 
     if tenant_ids is not None:
         query = query.where(secure_scores.c.tenant_id.in_(list(tenant_ids)))
     rows = (await conn.execute(query)).all()
-    return {tenant: _as_date(newest) for tenant, newest in rows}
-
-
-def _as_date(value: Any) -> date:
-    # SQLite hands back MAX() of a DATE column as text: the aggregate loses the column's type.
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+    return {tenant: newest for tenant, newest in ((t, as_date(n)) for t, n in rows) if newest is not None}

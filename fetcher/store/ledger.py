@@ -1,0 +1,197 @@
+"""The run ledger: `fetch_runs` and `tenant_runs`, and the questions asked of them.
+
+A run's row is written `running` when it starts and finished at its end; one that died stays
+`running` until the next run (which holds the lock, so no other run is alive) marks it
+`interrupted`. A tenant's row is written in the same transaction as its data, so the ledger
+never claims days that are not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fetcher.store.schema import (
+    as_date,
+    as_utc,
+    fetch_runs,
+    rejected_payloads,
+    secure_scores,
+    tenant_runs,
+    tenants,
+)
+
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+PARTIAL = "partial"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+DONE_WELL = (SUCCEEDED, PARTIAL)
+
+
+@dataclass(frozen=True)
+class TenantRun:
+    """How one tenant fared in one run."""
+
+    run_id: str
+    tenant_id: str
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    scores_upserted: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    rejected: int = 0
+    partial_days: int = 0
+    error_kind: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    status: str
+    finished_at: datetime
+    tenants_succeeded: int
+    tenants_failed: int
+    scores_upserted: int
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """A row of `fetcher status`."""
+
+    tenant_id: str
+    name: str
+    newest_score_date: date | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error_kind: str | None
+    last_error_message: str | None
+    rejected_payloads: int
+
+
+async def start_run(conn: AsyncConnection, *, run_id: str, command: str, started_at: datetime,
+                    tenants_total: int, host: str, pid: int) -> None:
+    await conn.execute(sa.insert(fetch_runs).values(
+        run_id=run_id, command=command, started_at=started_at, status=RUNNING,
+        tenants_total=tenants_total, host=host, pid=pid,
+    ))
+
+
+async def interrupt_dead_runs(conn: AsyncConnection, *, alive_run_id: str, now: datetime) -> int:
+    """Mark every other `running` run as interrupted; call it while holding the run lock."""
+    result = await conn.execute(
+        sa.update(fetch_runs)
+        .where(fetch_runs.c.status == RUNNING, fetch_runs.c.run_id != alive_run_id)
+        .values(status=INTERRUPTED, finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def record_tenant_run(conn: AsyncConnection, record: TenantRun) -> None:
+    values = {name: getattr(record, name) for name in TenantRun.__dataclass_fields__}
+    await conn.execute(sa.insert(tenant_runs).values(**values))
+
+
+async def finish_run(conn: AsyncConnection, run_id: str, totals: RunTotals) -> None:
+    await conn.execute(
+        sa.update(fetch_runs).where(fetch_runs.c.run_id == run_id).values(
+            status=totals.status, finished_at=totals.finished_at, tenants_succeeded=totals.tenants_succeeded,
+            tenants_failed=totals.tenants_failed, scores_upserted=totals.scores_upserted,
+        )
+    )
+
+
+async def resumable_tenants(conn: AsyncConnection, command: str = "backfill") -> set[str]:
+    """Tenants already done by the latest unfinished chain of `command` runs.
+
+    The chain is the newest runs of that command that ended interrupted or partial (or died
+    running), back to the last one that ended otherwise; a resumed run that is itself cut short
+    adds to the chain, so resuming twice skips what both runs did.
+    """
+    runs = (await conn.execute(
+        sa.select(fetch_runs.c.run_id, fetch_runs.c.status)
+        .where(fetch_runs.c.command == command)
+        .order_by(fetch_runs.c.started_at.desc())
+    )).all()
+    chain = []
+    for run_id, status in runs:
+        if status not in (INTERRUPTED, PARTIAL, RUNNING):
+            break
+        chain.append(run_id)
+    if not chain:
+        return set()
+    done = await conn.scalars(
+        sa.select(tenant_runs.c.tenant_id).where(
+            tenant_runs.c.run_id.in_(chain), tenant_runs.c.status.in_(DONE_WELL)
+        )
+    )
+    return set(done.all())
+
+
+async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None = None) -> list[TenantState]:
+    """Newest day, last success and last error of every known tenant (or the given ones)."""
+    newest = (
+        sa.select(secure_scores.c.tenant_id, sa.func.max(secure_scores.c.score_date).label("newest"))
+        .group_by(secure_scores.c.tenant_id).subquery()
+    )
+    success = (
+        sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
+        .where(tenant_runs.c.status.in_(DONE_WELL)).group_by(tenant_runs.c.tenant_id).subquery()
+    )
+    rejected = (
+        sa.select(rejected_payloads.c.tenant_id, sa.func.count().label("n"))
+        .group_by(rejected_payloads.c.tenant_id).subquery()
+    )
+    query = (
+        sa.select(tenants.c.tenant_id, tenants.c.name, newest.c.newest, success.c.at, rejected.c.n)
+        .outerjoin(newest, newest.c.tenant_id == tenants.c.tenant_id)
+        .outerjoin(success, success.c.tenant_id == tenants.c.tenant_id)
+        .outerjoin(rejected, rejected.c.tenant_id == tenants.c.tenant_id)
+        .order_by(tenants.c.name, tenants.c.tenant_id)
+    )
+    if tenant_ids is not None:
+        query = query.where(tenants.c.tenant_id.in_(list(tenant_ids)))
+    rows = (await conn.execute(query)).all()
+    errors = await _last_errors(conn)
+    states = []
+    for tenant_id, name, newest_day, success_at, rejected_count in rows:
+        error = errors.get(tenant_id)
+        states.append(TenantState(
+            tenant_id=tenant_id, name=name, newest_score_date=as_date(newest_day),
+            last_success_at=as_utc(success_at), last_error_at=error[0] if error else None,
+            last_error_kind=error[1] if error else None, last_error_message=error[2] if error else None,
+            rejected_payloads=int(rejected_count or 0),
+        ))
+    return states
+
+
+async def _last_errors(conn: AsyncConnection) -> dict[str, tuple[datetime, str | None, str | None]]:
+    """Each tenant's latest run, where that run failed."""
+    latest = (
+        sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
+        .group_by(tenant_runs.c.tenant_id).subquery()
+    )
+    rows = (await conn.execute(
+        sa.select(tenant_runs.c.tenant_id, tenant_runs.c.finished_at, tenant_runs.c.error_kind,
+                  tenant_runs.c.error_message)
+        .join(latest, sa.and_(latest.c.tenant_id == tenant_runs.c.tenant_id,
+                              latest.c.at == tenant_runs.c.finished_at))
+        .where(tenant_runs.c.status.not_in(DONE_WELL))
+    )).all()
+    return {tenant_id: (finished_at, kind, message) for tenant_id, finished_at, kind, message in rows}
+
+
+async def run_rows(conn: AsyncConnection, run_id: str) -> tuple[Any, list[Any]]:
+    """A run's `fetch_runs` row and its `tenant_runs` rows (for summaries and tests)."""
+    run = (await conn.execute(sa.select(fetch_runs).where(fetch_runs.c.run_id == run_id))).one()
+    rows = (await conn.execute(
+        sa.select(tenant_runs).where(tenant_runs.c.run_id == run_id).order_by(tenant_runs.c.tenant_id)
+    )).all()
+    return run, list(rows)

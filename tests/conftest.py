@@ -1,0 +1,115 @@
+"""Shared fixtures: a fresh database on SQLite and, when FETCHER_TEST_POSTGRES_URL is set, on PostgreSQL.
+
+PostgreSQL tests get their own database per test session (created here, dropped at the end), so
+concurrent runs never see each other's rows; each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.config import DatabaseConfig
+from fetcher.store.engine import create_engine, ensure_schema, migrate
+from fetcher.store.schema import metadata
+
+POSTGRES_ENV = "FETCHER_TEST_POSTGRES_URL"
+SKIP_POSTGRES = f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped (CI sets it)"
+
+
+def _admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+async def _admin(sql: str) -> None:
+    url = _admin_url()
+    assert url is not None
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text(sql))
+    finally:
+        await engine.dispose()
+
+
+def create_postgres_database(prefix: str = "fetcher_test") -> str:
+    """A new, empty PostgreSQL database; returns its URL. Drop it with `drop_postgres_database`."""
+    url = make_url(_admin_url() or "")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One migrated PostgreSQL database for the whole test session."""
+    if not _admin_url():
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database()
+
+    async def _migrate() -> None:
+        engine = create_engine(DatabaseConfig(url=url))
+        await migrate(engine)
+        await engine.dispose()
+
+    asyncio.run(_migrate())
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of an empty, migrated database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    asyncio.run(_truncate(url))
+    return url
+
+
+async def _truncate(url: str) -> None:
+    engine = create_engine(DatabaseConfig(url=url))
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a migrated, empty database."""
+    engine = create_engine(DatabaseConfig(url=database_url))
+    await ensure_schema(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
+    """An engine on a migrated, empty SQLite file, for behaviour only SQLite has."""
+    engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'lite.db'}"))
+    await ensure_schema(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def postgres_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the session's PostgreSQL database, emptied, for behaviour only PostgreSQL has."""
+    await _truncate(postgres_url)
+    engine = create_engine(DatabaseConfig(url=postgres_url))
+    yield engine
+    await engine.dispose()

@@ -1,0 +1,116 @@
+"""The run ledger: run rows, interrupted runs, --resume's chain, and `fetcher status`'s per-tenant state."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.models import FetchContext
+from fetcher.normalize import normalize_score
+from fetcher.store import ledger
+from fetcher.store.engine import transaction
+from fetcher.store.ledger import RunTotals, TenantRun, TenantState
+from fetcher.store.schema import fetch_runs
+from fetcher.store.scores import save_score_days, save_tenants
+from tests.dbutil import rows
+from tests.store.test_scores import payload
+
+A = "aaaaaaaa-0000-4000-8000-000000000001"
+B = "bbbbbbbb-0000-4000-8000-000000000002"
+C = "cccccccc-0000-4000-8000-000000000003"
+T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+async def start(engine: AsyncEngine, run_id: str, minute: int, command: str = "backfill") -> None:
+    async with transaction(engine) as conn:
+        await ledger.start_run(conn, run_id=run_id, command=command, started_at=at(minute),
+                               tenants_total=3, host="h", pid=1)
+
+
+async def tenant(engine: AsyncEngine, run_id: str, tenant_id: str, status: str, minute: int, **kw: object) -> None:
+    async with transaction(engine) as conn:
+        await ledger.record_tenant_run(conn, TenantRun(run_id, tenant_id, status, at(minute), at(minute + 1), **kw))
+
+
+async def finish(engine: AsyncEngine, run_id: str, status: str, minute: int) -> None:
+    async with transaction(engine) as conn:
+        await ledger.finish_run(conn, run_id, RunTotals(status, at(minute), 1, 1, 5))
+
+
+async def test_a_run_is_written_running_and_finished_with_its_totals(engine: AsyncEngine) -> None:
+    await start(engine, "r1", 0)
+    assert [r["status"] for r in await rows(engine, fetch_runs)] == ["running"]
+
+    await finish(engine, "r1", "partial", 9)
+
+    assert await rows(engine, fetch_runs) == [{
+        "run_id": "r1", "command": "backfill", "started_at": at(0), "finished_at": at(9), "status": "partial",
+        "tenants_total": 3, "tenants_succeeded": 1, "tenants_failed": 1, "scores_upserted": 5, "host": "h", "pid": 1,
+    }]
+
+
+async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: AsyncEngine) -> None:
+    await start(engine, "dead", 0)
+    await start(engine, "done", 1)
+    await finish(engine, "done", "succeeded", 2)
+    await start(engine, "alive", 3)
+
+    async with transaction(engine) as conn:
+        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(4)) == 1
+
+    assert {r["run_id"]: (r["status"], r["finished_at"]) for r in await rows(engine, fetch_runs)} == {
+        "dead": ("interrupted", at(4)), "done": ("succeeded", at(2)), "alive": ("running", None),
+    }
+
+
+async def test_resume_skips_tenants_done_across_the_latest_unfinished_backfills(engine: AsyncEngine) -> None:
+    await start(engine, "old", 0)
+    await tenant(engine, "old", C, "succeeded", 0)
+    await finish(engine, "old", "succeeded", 1)
+    await start(engine, "first", 10)
+    await tenant(engine, "first", A, "succeeded", 10)
+    await tenant(engine, "first", B, "failed", 10)
+    await finish(engine, "first", "interrupted", 11)
+    await start(engine, "resumed", 20)
+    await tenant(engine, "resumed", B, "partial", 20)
+    await start(engine, "a-run", 25, command="run")
+    await tenant(engine, "a-run", C, "succeeded", 25)
+
+    async with transaction(engine, write=False) as conn:
+        assert await ledger.resumable_tenants(conn) == {A, B}
+
+
+async def test_resume_after_a_complete_backfill_skips_nothing(engine: AsyncEngine) -> None:
+    await start(engine, "first", 0)
+    await tenant(engine, "first", A, "succeeded", 0)
+    await finish(engine, "first", "succeeded", 1)
+
+    async with transaction(engine, write=False) as conn:
+        assert await ledger.resumable_tenants(conn) == set()
+
+
+async def test_tenant_state_shows_newest_day_last_success_and_an_error_since(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        await save_tenants(conn, [(A, "Alpha"), (B, "Beta"), (C, "Gamma")], T0)
+        context = FetchContext("r1", T0)
+        await save_score_days(conn, [normalize_score(payload("2026-11-27", tenant=A), context)], T0)
+    await start(engine, "r1", 0)
+    await tenant(engine, "r1", A, "succeeded", 0)
+    await tenant(engine, "r1", B, "succeeded", 0)
+    await start(engine, "r2", 10)
+    await tenant(engine, "r2", A, "failed", 10, error_kind="throttled", error_message="429 from Graph")
+    await tenant(engine, "r2", B, "succeeded", 10)
+
+    async with transaction(engine, write=False) as conn:
+        states = await ledger.tenant_states(conn)
+
+    assert states == [
+        TenantState(A, "Alpha", date(2026, 11, 27), at(1), at(11), "throttled", "429 from Graph", 0),
+        TenantState(B, "Beta", None, at(11), None, None, None, 0),
+        TenantState(C, "Gamma", None, None, None, None, None, 0),
+    ]

@@ -1,0 +1,102 @@
+"""One writing run per database: the second is refused, and a dead run's lock does not block the next."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.errors import LockHeld
+from fetcher.store.engine import is_sqlite, transaction
+from fetcher.store.lock import LOCK_NAME, Holder, RunLock, this_process
+from fetcher.store.schema import run_lock
+from tests.dbutil import count
+
+
+async def test_a_second_run_is_refused_while_the_first_holds_the_lock(engine: AsyncEngine) -> None:
+    async with RunLock(engine, this_process("first")):
+        with pytest.raises(LockHeld, match="another fetcher run") as caught:
+            async with RunLock(engine, Holder("second", "otherhost", 4242)):
+                pass
+    assert caught.value.exit_code == 3
+
+
+async def test_the_lock_is_free_again_after_the_run(engine: AsyncEngine) -> None:
+    async with RunLock(engine, this_process("first")):
+        pass
+
+    async with RunLock(engine, Holder("second", "otherhost", 4242)):
+        pass
+
+    if is_sqlite(engine):
+        assert await count(engine, run_lock) == 0
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def _plant_lease(engine: AsyncEngine, host: str, pid: int, expires_in: timedelta) -> None:
+    now = datetime.now(UTC)
+    async with transaction(engine) as conn:
+        await conn.execute(sa.insert(run_lock).values(
+            name=LOCK_NAME, run_id="killed", host=host, pid=pid, acquired_at=now, expires_at=now + expires_in
+        ))
+
+
+async def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over(sqlite_engine: AsyncEngine) -> None:
+    me = this_process("next")
+    await _plant_lease(sqlite_engine, me.host, _dead_pid(), timedelta(minutes=2))
+
+    async with RunLock(sqlite_engine, me):
+        pass
+
+
+async def test_an_expired_lease_from_another_host_is_taken_over(sqlite_engine: AsyncEngine) -> None:
+    await _plant_lease(sqlite_engine, "elsewhere", 1, timedelta(seconds=-1))
+
+    async with RunLock(sqlite_engine, this_process("next")):
+        pass
+
+
+async def test_a_live_lease_from_another_host_is_respected(sqlite_engine: AsyncEngine) -> None:
+    await _plant_lease(sqlite_engine, "elsewhere", 1, timedelta(minutes=2))
+
+    with pytest.raises(LockHeld, match="pid 1 on elsewhere"):
+        async with RunLock(sqlite_engine, this_process("next")):
+            pass
+
+
+@pytest.mark.postgres
+async def test_a_killed_process_frees_the_postgres_lock_at_once(postgres_engine: AsyncEngine) -> None:
+    engine = postgres_engine
+    url = engine.url.render_as_string(hide_password=False)
+    code = (
+        "import asyncio, sys, time\n"
+        "from fetcher.config import DatabaseConfig\n"
+        "from fetcher.store.engine import create_engine\n"
+        "from fetcher.store.lock import RunLock, this_process\n"
+        "async def main():\n"
+        "    async with RunLock(create_engine(DatabaseConfig(url=sys.argv[1])), this_process('victim')):\n"
+        "        print('locked', flush=True)\n"
+        "        time.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    victim = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE)
+    assert victim.stdout is not None
+    assert victim.stdout.readline().strip() == b"locked"
+    with pytest.raises(LockHeld):
+        async with RunLock(engine, this_process("next")):
+            pass
+
+    victim.kill()
+    victim.wait()
+
+    async with RunLock(engine, this_process("next")):
+        pass

@@ -1,0 +1,246 @@
+"""Upserts of score-days: idempotent, replacing, null-keeping, tenant-isolated, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.models import FetchContext, ProviderWarning, ScoreDay
+from fetcher.normalize import normalize_score
+from fetcher.store.engine import transaction
+from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores, tenants
+from fetcher.store.scores import newest_score_dates, save_score_days, save_tenants
+from tests.dbutil import count, rows
+
+TENANT = "4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f"
+OTHER = "9e0e6b7c-1111-4222-8333-444455556666"
+FETCHED = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 28, 6, 1, tzinfo=UTC)
+ALL_TABLES = (tenants, secure_scores, controls, control_scores, comparative_scores)
+
+
+def control(name: str, score: float, *, thin: bool = False, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "controlCategory": "Identity", "controlName": name,
+        "description": None if thin else f"About {name}.",
+        "score": score, "scoreInPercentage": score * 10, "implementationStatus": f"{name} status",
+    }
+    if not thin:
+        item.update(lastSynced="2026-11-25T13:04:06Z", on="true", count="3", total="4")
+    item.update(extra)
+    return item
+
+
+def payload(day: str, *, tenant: str = TENANT, controls: list[dict[str, Any]] | None = None,
+            comparatives: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "id": f"{tenant}_{day}", "azureTenantId": tenant, "createdDateTime": f"{day}T03:14:09.5Z",
+        "activeUserCount": 12, "licensedUserCount": 20, "currentScore": 13.0, "maxScore": 20.0,
+        "enabledServices": ["HasAADP1", "HasMDEP2"],
+        "averageComparativeScores": comparatives if comparatives is not None else [
+            {"basis": "AllTenants", "averageScore": 52.86, "appsScore": 45.81},
+            {"basis": "TotalSeats", "averageScore": 48.1, "SeatSizeRangeLowerValue": "1",
+             "SeatSizeRangeUpperValue": "100"},
+        ],
+        "controlScores": controls if controls is not None else [control("MFARegistrationV2", 9.0),
+                                                                  control("OneAdmin", 4.0)],
+        "vendorInformation": {"provider": "SecureScore", "providerVersion": None, "subProvider": None,
+                              "vendor": "Microsoft"},
+    }
+    obj.update(fields)
+    return obj
+
+
+def days(*objects: dict[str, Any], context: FetchContext | None = None) -> list[ScoreDay]:
+    ctx = context or FetchContext("run-1", FETCHED)
+    return [normalize_score(o, ctx) for o in objects]
+
+
+async def save(engine: AsyncEngine, batch: list[ScoreDay]) -> int:
+    async with transaction(engine) as conn:
+        return await save_score_days(conn, batch, NOW)
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    return {t.name: await rows(engine, t) for t in ALL_TABLES}
+
+
+async def test_saving_a_day_stores_every_row_as_normalized(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-27")))
+
+    assert await rows(engine, secure_scores) == [{
+        "tenant_id": TENANT, "score_date": date(2026, 11, 27), "id": f"{TENANT}_2026-11-27",
+        "created_at": datetime(2026, 11, 27, 3, 14, 9, 500000, tzinfo=UTC), "current_score": 13.0,
+        "max_score": 20.0, "active_user_count": 12, "licensed_user_count": 20,
+        "enabled_services": ["HasAADP1", "HasMDEP2"], "vendor": "Microsoft", "provider": "SecureScore",
+        "provider_version": None, "sub_provider": None, "partial": False, "warning": None, "extra": {},
+        "fetched_at": FETCHED, "run_id": "run-1",
+    }]
+    assert await rows(engine, control_scores) == [
+        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "control_name": "MFARegistrationV2", "score": 9.0,
+         "score_in_percentage": 90.0, "implementation_status": "MFARegistrationV2 status",
+         "last_synced": datetime(2026, 11, 25, 13, 4, 6, tzinfo=UTC), "is_on": True, "count": 3, "total": 4,
+         "extra": {}},
+        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "control_name": "OneAdmin", "score": 4.0,
+         "score_in_percentage": 40.0, "implementation_status": "OneAdmin status",
+         "last_synced": datetime(2026, 11, 25, 13, 4, 6, tzinfo=UTC), "is_on": True, "count": 3, "total": 4,
+         "extra": {}},
+    ]
+    assert await rows(engine, comparative_scores) == [
+        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "basis": "AllTenants", "average_score": 52.86,
+         "seat_size_lower": None, "seat_size_upper": None, "extra": {"appsScore": 45.81}},
+        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "basis": "TotalSeats", "average_score": 48.1,
+         "seat_size_lower": 1, "seat_size_upper": 100, "extra": {}},
+    ]
+    assert await rows(engine, controls) == [
+        {"control_name": "MFARegistrationV2", "control_category": "Identity",
+         "description": "About MFARegistrationV2.", "first_seen_date": date(2026, 11, 27),
+         "last_seen_date": date(2026, 11, 27)},
+        {"control_name": "OneAdmin", "control_category": "Identity", "description": "About OneAdmin.",
+         "first_seen_date": date(2026, 11, 27), "last_seen_date": date(2026, 11, 27)},
+    ]
+
+
+async def test_saving_the_same_input_twice_changes_nothing(engine: AsyncEngine) -> None:
+    batch = days(payload("2026-11-27"), payload("2026-11-26"))
+    assert await save(engine, batch) == 2
+    first = await snapshot(engine)
+
+    assert await save(engine, batch) == 2
+
+    assert await snapshot(engine) == first
+
+
+async def test_a_control_missing_from_a_newer_fetch_of_the_day_is_deleted(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-27")))
+
+    await save(engine, days(payload("2026-11-27", controls=[control("OneAdmin", 4.0)])))
+
+    assert [r["control_name"] for r in await rows(engine, control_scores)] == ["OneAdmin"]
+
+
+async def test_a_comparative_basis_missing_from_a_newer_fetch_is_deleted(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-27")))
+
+    await save(engine, days(payload("2026-11-27", comparatives=[{"basis": "AllTenants", "averageScore": 50.0}])))
+
+    assert [(r["basis"], r["average_score"]) for r in await rows(engine, comparative_scores)] == [("AllTenants", 50.0)]
+
+
+async def test_a_thin_fetch_never_erases_detail_stored_from_a_fuller_one(engine: AsyncEngine) -> None:
+    full = payload("2026-11-27", controls=[control("OneAdmin", 4.0, newField="kept")], extraTop={"a": 1})
+    await save(engine, days(full))
+    before = await snapshot(engine)
+    thin = payload("2026-11-27", controls=[control("OneAdmin", 5.0, thin=True)], comparatives=[],
+                   activeUserCount=None, enabledServices=None)
+
+    await save(engine, days(thin, context=FetchContext("run-2", NOW)))
+
+    after = await snapshot(engine)
+    score = after["secure_scores"][0]
+    assert score == {**before["secure_scores"][0], "fetched_at": NOW, "run_id": "run-2"}
+    assert after["control_scores"] == [{**before["control_scores"][0], "score": 5.0, "score_in_percentage": 50.0}]
+    assert after["comparative_scores"] == before["comparative_scores"]
+    assert after["controls"] == before["controls"]
+
+
+async def test_extra_properties_merge_key_by_key_with_new_values_winning(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-27", controls=[control("OneAdmin", 4.0, a=1, b={"x": 1})])))
+
+    await save(engine, days(payload("2026-11-27", controls=[control("OneAdmin", 4.0, b={"y": 2}, c=None)])))
+
+    assert (await rows(engine, control_scores))[0]["extra"] == {"a": 1, "b": {"y": 2}}
+
+
+async def test_a_complete_fetch_clears_the_partial_flag_of_an_earlier_206(engine: AsyncEngine) -> None:
+    warning = ProviderWarning("Microsoft", "SecureScore", 500, 1234, '199 - "Microsoft/SecureScore/500/1234"')
+    await save(engine, days(payload("2026-11-27"), context=FetchContext("run-1", FETCHED, (warning,))))
+    assert [(r["partial"], r["warning"]) for r in await rows(engine, secure_scores)] == [
+        (True, '199 - "Microsoft/SecureScore/500/1234"')
+    ]
+
+    await save(engine, days(payload("2026-11-27"), context=FetchContext("run-2", NOW)))
+
+    assert [(r["partial"], r["warning"]) for r in await rows(engine, secure_scores)] == [(False, None)]
+
+
+async def test_two_tenants_with_the_same_days_are_stored_apart(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-27")))
+    mine = await snapshot(engine)
+
+    await save(engine, days(payload("2026-11-27", tenant=OTHER, currentScore=1.0, controls=[control("X", 1.0)])))
+
+    assert await rows(engine, secure_scores, tenant_id=TENANT) == mine["secure_scores"]
+    assert await rows(engine, control_scores, tenant_id=TENANT) == mine["control_scores"]
+    assert [r["control_name"] for r in await rows(engine, control_scores, tenant_id=OTHER)] == ["X"]
+    assert await count(engine, secure_scores) == 2
+
+
+async def test_controls_keep_their_widest_seen_range_and_latest_description(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-20")))
+    newest = payload("2026-11-27", controls=[control("OneAdmin", 4.0, description="Newest words.")])
+    older = payload("2026-11-10", controls=[control("OneAdmin", 4.0, description="Old words.")])
+
+    await save(engine, days(newest))
+    await save(engine, days(older))
+
+    one_admin = [r for r in await rows(engine, controls) if r["control_name"] == "OneAdmin"]
+    assert one_admin == [{"control_name": "OneAdmin", "control_category": "Identity", "description": "Newest words.",
+                          "first_seen_date": date(2026, 11, 10), "last_seen_date": date(2026, 11, 27)}]
+
+
+async def test_the_same_day_twice_in_one_batch_applies_in_order(engine: AsyncEngine) -> None:
+    batch = days(payload("2026-11-27", currentScore=1.0), payload("2026-11-27", currentScore=2.0))
+
+    assert await save(engine, batch) == 1
+
+    assert [r["current_score"] for r in await rows(engine, secure_scores)] == [2.0]
+
+
+async def test_a_failure_inside_the_transaction_leaves_nothing_half_written(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-26")))
+    before = await snapshot(engine)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        async with transaction(engine) as conn:
+            await save_score_days(conn, days(payload("2026-11-27"), payload("2026-11-25")), NOW)
+            raise RuntimeError("boom")
+
+    assert await snapshot(engine) == before
+
+
+async def test_days_of_two_tenants_in_one_call_are_refused(engine: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="one tenant"):
+        await save(engine, days(payload("2026-11-27"), payload("2026-11-27", tenant=OTHER)))
+
+
+async def test_newest_score_dates_gives_each_tenants_latest_day(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2026-11-27"), payload("2026-11-20")))
+    await save(engine, days(payload("2026-10-01", tenant=OTHER)))
+
+    async with transaction(engine, write=False) as conn:
+        assert await newest_score_dates(conn) == {TENANT: date(2026, 11, 27), OTHER: date(2026, 10, 1)}
+        assert await newest_score_dates(conn, [OTHER]) == {OTHER: date(2026, 10, 1)}
+
+
+async def test_save_tenants_inserts_and_renames(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        await save_tenants(conn, [(TENANT, "Contoso"), (OTHER, "Fabrikam")], NOW)
+        await save_tenants(conn, [(TENANT, "Contoso Ltd")], NOW)
+
+    assert [(r["tenant_id"], r["name"]) for r in await rows(engine, tenants)] == [
+        (TENANT, "Contoso Ltd"), (OTHER, "Fabrikam")
+    ]
+
+
+async def test_stored_values_survive_a_round_trip_of_unusual_json(engine: AsyncEngine) -> None:
+    odd = {"unicode": "Zürich ✓", "nested": {"deep": [1, {"x": None}]}, "big": 2**53}
+    obj = payload("2026-11-27", oddity=copy.deepcopy(odd))
+
+    await save(engine, days(obj))
+
+    assert (await rows(engine, secure_scores))[0]["extra"] == {"oddity": odd}
