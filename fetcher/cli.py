@@ -1,0 +1,342 @@
+"""The `fetcher` command: parse, load the configuration, call the library, map errors to exit codes.
+
+Exit codes: 0 every tenant succeeded; 1 some failed (the others' data is stored) or, for `status`,
+some tenant's data is stale; 2 usage or configuration error; 3 the database cannot be reached or
+another run holds its lock; 130/143 stopped by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+
+from fetcher import __version__
+from fetcher.config import Config, find_config_file, load_config, redacted
+from fetcher.errors import ConfigError, FetcherError
+from fetcher.output import (
+    REDACTOR,
+    LogObserver,
+    ProgressObserver,
+    is_stale,
+    setup_logging,
+    status_json,
+    status_table,
+    summary_table,
+)
+from fetcher.runner import (
+    Observer,
+    Run,
+    RunReport,
+    plan_backfill,
+    plan_get,
+    plan_incremental,
+    select_tenants,
+    window_days,
+)
+from fetcher.store import ledger
+from fetcher.store.engine import create_engine, display_url, ensure_schema, migrate, transaction
+
+log = logging.getLogger("fetcher.cli")
+
+
+@dataclass
+class Context:
+    """Options given before the subcommand."""
+
+    config_path: str | None
+    verbosity: int
+    log_format: str
+    console: Console
+    err: Console
+
+    def config(self) -> Config:
+        config = load_config(find_config_file(self.config_path))
+        for tenant in config.tenants:
+            for secret in (tenant.auth.client_secret, tenant.auth.certificate_password):
+                if secret is not None:
+                    REDACTOR.add(secret.reveal())
+        for warning in config.warnings:
+            log.warning("%s: %s", config.path, warning)
+        return config
+
+    def observer(self) -> Observer:
+        if self.log_format == "text" and self.err.is_terminal and self.verbosity >= 0:
+            return ProgressObserver(self.err)
+        return LogObserver()
+
+
+def _fail(err: Console, error: FetcherError) -> int:
+    err.print(f"[bold red]error:[/bold red] {error}", markup=True, highlight=False, soft_wrap=True)
+    return error.exit_code
+
+
+def _run_async(ctx: Context, coro: Coroutine[Any, Any, int]) -> None:
+    """Run a command's coroutine; a FetcherError becomes its one line and exit code."""
+    try:
+        code = asyncio.run(coro)
+    except FetcherError as error:
+        code = _fail(ctx.err, error)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _sync(ctx: Context, action: Callable[[], int]) -> None:
+    try:
+        code = action()
+    except FetcherError as error:
+        code = _fail(ctx.err, error)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", metavar="PATH", envvar=None,
+              help="Configuration file (default: $FETCHER_CONFIG, else ./fetcher.toml).")
+@click.option("-v", "--verbose", count=True, help="More detail in logs (-vv: also the Azure SDK's).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per log line, for cron and log shippers.")
+@click.version_option(__version__, prog_name="fetcher")
+@click.pass_context
+def main(click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
+    """Fetch Microsoft Secure Score history for many tenants into your own SQL database."""
+    err = Console(stderr=True)
+    verbosity = -1 if quiet else verbose
+    setup_logging(verbosity=verbosity, log_format=log_format, console=err)
+    click_ctx.obj = Context(config_path, verbosity, log_format, Console(), err)
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@click.pass_obj
+def config_check(ctx: Context) -> None:
+    """Validate the configuration and print it as the fetcher sees it, secrets redacted."""
+
+    def action() -> int:
+        config = ctx.config()
+        ctx.console.print_json(orjson.dumps(redacted(config)).decode())
+        ctx.err.print(f"{config.path}: OK, {len(config.enabled_tenants)} enabled tenant(s) of {len(config.tenants)}")
+        return 0
+
+    _sync(ctx, action)
+
+
+# ------------------------------------------------------------------------------------------- database
+
+
+@main.command("migrate")
+@click.pass_obj
+def migrate_command(ctx: Context) -> None:
+    """Create the tables, or upgrade them to this version's schema."""
+
+    async def action() -> int:
+        config = ctx.config()
+        engine = create_engine(config.database)
+        try:
+            before, after = await migrate(engine)
+        finally:
+            await engine.dispose()
+        where = display_url(engine)
+        if before == after:
+            ctx.err.print(f"{where}: already at revision {after}")
+        else:
+            ctx.err.print(f"{where}: migrated from {before or 'an empty database'} to revision {after}")
+        return 0
+
+    _run_async(ctx, action())
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _tenant_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--tenant", "tenants", multiple=True, metavar="ID",
+                        help="Only this tenant (repeat for several).")(fn)
+
+
+async def _execute(ctx: Context, run: Run) -> RunReport:
+    """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once."""
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(number: int) -> None:
+        if received:
+            os._exit(128 + number)  # the databases roll back the open transaction; the lease is reclaimed
+        received.append(number)
+        ctx.err.print(f"\n{signal.Signals(number).name}: finishing the writes in progress; "
+                      "press again to quit at once")
+        run.stop(number)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        return await run.execute()
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+def _report(ctx: Context, report: RunReport) -> int:
+    if ctx.verbosity >= 0 and ctx.log_format == "text" and report.outcomes:
+        ctx.err.print(summary_table(report))
+    return report.exit_code
+
+
+@main.command("run")
+@_tenant_option
+@click.pass_obj
+def run_command(ctx: Context, tenants: Sequence[str]) -> None:
+    """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day."""
+
+    async def action() -> int:
+        config = ctx.config()
+        chosen = select_tenants(config, tenants)
+        planner = plan_incremental(chosen, config.fetch.history_days, datetime.now(UTC).date())
+        return _report(ctx, await _execute(ctx, Run(config, "run", planner, observer=ctx.observer())))
+
+    _run_async(ctx, action())
+
+
+@main.command("backfill")
+@click.option("--days", type=int, help="Window in days (default: [fetch] history_days; Graph keeps 90).")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Fetch from this date (YYYY-MM-DD) on.")
+@click.option("--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill.")
+@_tenant_option
+@click.pass_obj
+def backfill_command(ctx: Context, days: int | None, since: datetime | None, resume: bool,
+                     tenants: Sequence[str]) -> None:
+    """Fetch the whole window for every tenant and upsert it (safe to repeat)."""
+
+    async def action() -> int:
+        config = ctx.config()
+        chosen = select_tenants(config, tenants)
+        window = window_days(days=days, since=since.date() if since else None, today=datetime.now(UTC).date(),
+                             default=config.fetch.history_days)
+        planner = plan_backfill(chosen, window, resume=resume)
+        return _report(ctx, await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer())))
+
+    _run_async(ctx, action())
+
+
+@main.command("get")
+@click.argument("score_id")
+@click.option("--tenant", "tenant_id", metavar="ID", help="Tenant (default: the part of SCORE_ID before '_').")
+@click.pass_obj
+def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
+    """Fetch one secureScore by id (TENANT_YYYY-MM-DD), store it and print it as JSON."""
+
+    async def action() -> int:
+        config = ctx.config()
+        wanted = tenant_id or score_id.partition("_")[0]
+        tenant = select_tenants(config, [wanted])[0]
+        run = Run(config, "get", plan_get(tenant, score_id), observer=LogObserver(), keep_objects=True)
+        report = await _execute(ctx, run)
+        for outcome in report.outcomes:
+            for obj in outcome.objects:
+                ctx.console.print_json(orjson.dumps(obj).decode())
+            if outcome.error_message:
+                ctx.err.print(f"[bold red]error:[/bold red] {outcome.error_message}", highlight=False)
+        return report.exit_code
+
+    _run_async(ctx, action())
+
+
+@main.command("status")
+@click.option("--max-age", type=float, default=48.0, show_default=True, metavar="HOURS",
+              help="A tenant whose newest day is older than this is stale.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_tenant_option
+@click.pass_obj
+def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str]) -> None:
+    """A row per tenant: newest day, last success, last error. Exit 1 when an enabled tenant is stale."""
+
+    async def action() -> int:
+        config = ctx.config()
+        chosen = select_tenants(config, tenants)
+        engine = create_engine(config.database)
+        try:
+            await ensure_schema(engine)
+            async with transaction(engine, write=False) as conn:
+                states = await ledger.tenant_states(conn)
+        finally:
+            await engine.dispose()
+        states = _with_unfetched(states, config)
+        if tenants:
+            wanted = {t.tenant_id for t in chosen}
+            states = [s for s in states if s.tenant_id in wanted]
+        now, limit = datetime.now(UTC), timedelta(hours=max_age)
+        if fmt == "json":
+            ctx.console.out(status_json(states, now, limit).decode(), highlight=False)
+        else:
+            ctx.console.print(status_table(states, now, limit))
+        enabled = {t.tenant_id for t in (chosen if tenants else config.enabled_tenants)}
+        stale = [s for s in states if s.tenant_id in enabled and is_stale(s, now, limit)]
+        if stale:
+            ctx.err.print(f"{len(stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
+        return 1 if stale else 0
+
+    _run_async(ctx, action())
+
+
+def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[ledger.TenantState]:
+    """Add configured tenants the database has never seen."""
+    known = {s.tenant_id for s in states}
+    missing = [ledger.TenantState(t.tenant_id, t.name, None, None, None, None, None, 0)
+               for t in config.tenants if t.tenant_id not in known]
+    return states + missing
+
+
+# ---------------------------------------------------------------------------------------- simulator
+
+
+@main.command("demo")
+@click.option("--tenants", "n_tenants", type=click.IntRange(1, 1000), default=25, show_default=True,
+              help="How many simulated tenants.")
+@click.option("--database", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("fetcher-demo.db"), show_default=True, help="SQLite file to fill.")
+@click.pass_obj
+def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
+    """No configuration needed: simulate Graph and Entra ID, backfill 90 days into SQLite, show the result."""
+    from fetcher.demo import run_demo
+
+    demo = run_demo(ctx.console, ctx.err, n_tenants=n_tenants, db_path=db_path.absolute(), observer=ctx.observer())
+    _run_async(ctx, demo)
+
+
+@main.command("simulate")
+@click.option("--tenants", "n_tenants", type=click.IntRange(1, 100_000), default=25, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="0: any free port.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same data.")
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Added to every Graph answer.")
+@click.option("--dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("simulator"),
+              show_default=True, help="Where the CA file and the ready configuration are written.")
+@click.pass_obj
+def simulate_command(ctx: Context, n_tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path) -> None:
+    """Serve the Graph + Entra ID simulator until Ctrl-C, and write a configuration that points at it."""
+    from fetcher.simulator import run_standalone
+
+    try:
+        run_standalone(tenants=n_tenants, port=port, seed=seed, latency_ms=latency_ms, out_dir=out_dir)
+    except OSError as error:
+        _fail(ctx.err, ConfigError(f"cannot serve on port {port}: {error.strerror}"))
+        sys.exit(2)

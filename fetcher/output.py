@@ -1,0 +1,208 @@
+"""What the user sees: logging (text or JSON lines), progress bars on a terminal, summary and status tables.
+
+Every log record passes a redaction filter that blanks JWT-shaped strings and any secret value the
+configuration resolved, so that a token or secret cannot reach a log line even by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+import orjson
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fetcher.runner import RunReport, TenantOutcome
+from fetcher.store.ledger import TenantState
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+REDACTED = "[redacted]"
+
+
+class Redactor(logging.Filter):
+    """Blanks tokens and known secret values in every record's message and arguments."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = {s for s in secrets if len(s) >= 4}
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= 4:
+            self.secrets.add(secret)
+
+    def scrub(self, text: str) -> str:
+        text = JWT.sub(REDACTED, text)
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.scrub(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line, for cron mail filters and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return orjson.dumps(entry).decode()
+
+
+REDACTOR = Redactor()
+
+
+def setup_logging(*, verbosity: int, log_format: str, console: Console | None, stream: IO[str] | None = None) -> None:
+    """Configure the root logger once per process: level from -v/-q, text or JSON, always redacted."""
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(JSONFormatter())
+    elif console is not None and console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(REDACTOR)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The Azure SDK logs every HTTP exchange at INFO; its warnings are enough unless -vv.
+    logging.getLogger("azure").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+
+
+# ------------------------------------------------------------------------------------------- progress
+
+
+class ProgressObserver:
+    """A rich progress bar on a terminal: tenants done of total, score-days, throttled answers, failures."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tenants"),
+            TextColumn("{task.fields[days]} score-days · {task.fields[throttled]} throttled · "
+                       "{task.fields[failures]} failed"),
+            TimeElapsedColumn(), console=console, transient=False, refresh_per_second=8,
+        )
+        self.task: Any = None
+        self.report: RunReport | None = None
+
+    def started(self, report: RunReport) -> None:
+        self.report = report
+        self.progress.start()
+        self.task = self.progress.add_task(report.command, total=report.counters.tenants_total, days=0, throttled=0,
+                                           failures=0)
+
+    def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:
+        c = report.counters
+        self.progress.update(self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled,
+                             failures=c.failures)
+
+    def finished(self, report: RunReport) -> None:
+        if self.task is not None:
+            c = report.counters
+            self.progress.update(self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled,
+                                 failures=c.failures)
+            self.progress.stop()
+
+
+class LogObserver:
+    """Off a terminal: a log line per failed tenant and one at the end; no bars."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("fetcher.run")
+
+    def started(self, report: RunReport) -> None:
+        self.log.info("%s %s: %d tenant(s) to fetch", report.command, report.run_id, report.counters.tenants_total)
+
+    def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:
+        if outcome.status == "partial":
+            self.log.warning("tenant %s: stored %d day(s), %d flagged partial, %d payload(s) quarantined",
+                             outcome.tenant.label, outcome.scores_upserted, outcome.partial_days, outcome.rejected)
+
+    def finished(self, report: RunReport) -> None:
+        c = report.counters
+        self.log.info("%s %s %s: %d of %d tenant(s) stored, %d failed, %d score-day(s), %d throttled answer(s)",
+                      report.command, report.run_id, report.status, c.tenants_done - c.failures, c.tenants_total,
+                      c.failures, c.score_days, c.throttled)
+
+
+# -------------------------------------------------------------------------------------------- tables
+
+
+def summary_table(report: RunReport, *, limit: int = 50) -> Table:
+    """The end-of-run table: every tenant that did not simply succeed, then the totals."""
+    c = report.counters
+    title = (f"{report.command} {report.status}: {c.tenants_done - c.failures}/{c.tenants_total} tenants stored, "
+             f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed")
+    table = Table(title=title, title_justify="left")
+    for column in ("tenant", "status", "days", "requests", "retries", "throttled", "detail"):
+        table.add_column(column, overflow="fold")
+    shown = [o for o in report.outcomes if o.status != "succeeded"]
+    for outcome in sorted(shown, key=lambda o: (o.status, o.tenant.name))[:limit]:
+        detail = outcome.error_message or (
+            f"{outcome.partial_days} day(s) partial (206), {outcome.rejected} quarantined"
+        )
+        table.add_row(outcome.tenant.label, outcome.status, str(outcome.scores_upserted),
+                      str(outcome.stats.requests), str(outcome.stats.retries), str(outcome.stats.throttled), detail)
+    if len(shown) > limit:
+        table.add_row(f"... and {len(shown) - limit} more", "", "", "", "", "", "see tenant_runs")
+    return table
+
+
+def is_stale(state: TenantState, now: datetime, max_age: timedelta) -> bool:
+    """Whether a tenant's newest day (counted from its midnight UTC) is older than `max_age`, or missing."""
+    if state.newest_score_date is None:
+        return True
+    return now - datetime.combine(state.newest_score_date, datetime.min.time(), UTC) > max_age
+
+
+def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> Table:
+    table = Table(title=f"tenants ({len(states)}); stale = newest day older than {max_age.total_seconds() / 3600:g} h",
+                  title_justify="left")
+    for column in ("tenant", "name", "newest day", "last success", "last error", "quarantined", ""):
+        table.add_column(column, overflow="fold")
+    for s in states:
+        error = f"{s.last_error_kind}: {s.last_error_message}" if s.last_error_kind else ""
+        table.add_row(
+            s.tenant_id, s.name, str(s.newest_score_date or "none"),
+            f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never", error,
+            str(s.rejected_payloads or ""), "[red]stale[/red]" if is_stale(s, now, max_age) else "ok",
+        )
+    return table
+
+
+def status_json(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> bytes:
+    return orjson.dumps([
+        {"tenant_id": s.tenant_id, "name": s.name, "newest_score_date": s.newest_score_date,
+         "last_success_at": s.last_success_at, "last_error_at": s.last_error_at, "last_error_kind": s.last_error_kind,
+         "last_error_message": s.last_error_message, "rejected_payloads": s.rejected_payloads,
+         "stale": is_stale(s, now, max_age)}
+        for s in states
+    ], option=orjson.OPT_INDENT_2)

@@ -1,0 +1,119 @@
+"""The raw archive and the quarantine.
+
+`raw_payloads` keeps every secureScore object as received (re-serialized compactly, compressed),
+deduplicated by content hash per tenant-day: fetching an unchanged day again only moves its
+`last_fetched_at`. Because the store's merge is "latest non-null wins" per field, replaying the
+archive in `last_fetched_at` order rebuilds exactly what the fetches stored (`fetcher rebuild`).
+
+`rejected_payloads` keeps what failed validation, with the reason, capped in size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fetcher.store.schema import as_date, raw_payloads, rejected_payloads
+
+COMPRESSION_LEVEL = 6
+
+
+@dataclass(frozen=True, slots=True)
+class RawPayload:
+    """One archived object: a tenant-day's body as received and when it was last seen."""
+
+    tenant_id: str
+    score_date: date
+    sha256: str
+    body: bytes  # zlib-compressed JSON
+    size: int  # uncompressed bytes
+    fetched_at: datetime
+    run_id: str | None
+    warning: str | None
+
+    def payload(self) -> Any:
+        return orjson.loads(zlib.decompress(self.body))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A payload that failed validation, kept for inspection."""
+
+    tenant_id: str
+    run_id: str | None
+    received_at: datetime
+    reason: str
+    body: bytes
+
+    def params(self, cap: int) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id, "run_id": self.run_id, "received_at": self.received_at,
+            "reason": self.reason, "size": len(self.body), "truncated": len(self.body) > cap,
+            "body": self.body[:cap],
+        }
+
+
+def pack(obj: Any, *, tenant_id: str, score_date: date, fetched_at: datetime, run_id: str | None,
+         warning: str | None) -> RawPayload:
+    """Serialize, hash and compress one object for the archive. Pure."""
+    text = orjson.dumps(obj)
+    return RawPayload(
+        tenant_id=tenant_id, score_date=score_date, sha256=hashlib.sha256(text).hexdigest(),
+        body=zlib.compress(text, COMPRESSION_LEVEL), size=len(text), fetched_at=fetched_at,
+        run_id=run_id, warning=warning,
+    )
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+async def save_raw_payloads(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
+    """Archive objects; an object already archived for its tenant-day only gets its time updated."""
+    if not payloads:
+        return
+    stmt = _insert(conn)(raw_payloads)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "score_date", "sha256"],
+        set_={"last_fetched_at": stmt.excluded.last_fetched_at, "run_id": stmt.excluded.run_id,
+              "warning": stmt.excluded.warning},
+    )
+    await conn.execute(stmt, [
+        {"tenant_id": p.tenant_id, "score_date": p.score_date, "sha256": p.sha256, "fetched_at": p.fetched_at,
+         "last_fetched_at": p.fetched_at, "run_id": p.run_id, "warning": p.warning, "size": p.size, "body": p.body}
+        for p in payloads
+    ])
+
+
+async def save_rejections(conn: AsyncConnection, rejections: Sequence[Rejection], *, cap: int) -> None:
+    if rejections:
+        await conn.execute(sa.insert(rejected_payloads), [r.params(cap) for r in rejections])
+
+
+async def archived_tenants(conn: AsyncConnection) -> list[str]:
+    rows = await conn.scalars(sa.select(raw_payloads.c.tenant_id).distinct().order_by(raw_payloads.c.tenant_id))
+    return list(rows.all())
+
+
+async def iter_raw_payloads(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[RawPayload]:
+    """A tenant's archive in the order the fetches last saw each object."""
+    query = (
+        sa.select(raw_payloads)
+        .where(raw_payloads.c.tenant_id == tenant_id)
+        .order_by(raw_payloads.c.last_fetched_at, raw_payloads.c.score_date, raw_payloads.c.sha256)
+    )
+    result = await conn.stream(query)
+    async for row in result:
+        day = as_date(row.score_date)
+        assert day is not None
+        yield RawPayload(row.tenant_id, day, row.sha256, row.body, row.size, row.last_fetched_at, row.run_id,
+                         row.warning)
