@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -27,7 +28,10 @@ from fetcher.errors import ConfigError
 DEFAULT_FILE = "fetcher.toml"
 ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password"})
 AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
+ENABLED_WORDS = {"": True, "true": True, "yes": True, "y": True, "1": True,
+                 "false": False, "no": False, "n": False, "0": False}
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 GRAPH_MAX_PER_TENANT_RATE = 150
 GRAPH_HISTORY_DAYS = 90
@@ -71,15 +75,19 @@ class Secret:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """`[database]`."""
+    """`[database]`; the URL may hold a password, so its repr shows it hidden."""
 
-    url: str = "sqlite+aiosqlite:///securescores.db"
+    url: str = field(default="sqlite+aiosqlite:///securescores.db", repr=False)
     keep_raw: bool = True
     busy_timeout_seconds: float = 30.0
 
     @property
     def display_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return (f"DatabaseConfig(url={self.display_url!r}, keep_raw={self.keep_raw!r}, "
+                f"busy_timeout_seconds={self.busy_timeout_seconds!r})")
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,9 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
     """Read, validate and resolve a configuration file."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such configuration file (pass --config PATH, set {ENV_CONFIG}, "
@@ -184,7 +193,9 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
     return parse_config(raw, path=path, environ=environ)
 
 
-def parse_config(raw: Mapping[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Config:
+def parse_config(
+    raw: Mapping[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> Config:
     """Validate a configuration already parsed from TOML."""
     return _Parser(path, environ).parse(raw)
 
@@ -239,24 +250,28 @@ class _Parser:
         self.check_keys(table, names, f"[{name}] ")
         values: dict[str, Any] = {}
         for key, value in table.items():
-            values[key] = self.typed(value, hints[key], f"[{name}] {key}")
+            values[key] = self.typed(value, hints[key], f"[{name}] {key}", secret=key in SECRET_KEYS)
         return values
 
-    def typed(self, value: Any, hint: Any, where: str) -> Any:
+    def typed(self, value: Any, hint: Any, where: str, *, secret: bool = False) -> Any:
         kinds = typing.get_args(hint) or (hint,)
+        # A secret given with the wrong type is still a secret: name its type, never its value.
+        got = type(value).__name__ if secret else repr(value)
         if bool in kinds:
             if isinstance(value, bool):
                 return value
-            raise self.fail(f"{where} must be true or false, got {value!r}")
+            raise self.fail(f"{where} must be true or false, got {got}")
         if isinstance(value, bool):
-            raise self.fail(f"{where} must be {self.describe(kinds)}, got {value!r}")
+            raise self.fail(f"{where} must be {self.describe(kinds)}, got {got}")
         if int in kinds and isinstance(value, int):
             return value
         if float in kinds and isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise self.fail(f"{where} must be a finite number, got {got}")
             return float(value)
         if (str in kinds or Path in kinds) and isinstance(value, str):
             return value
-        raise self.fail(f"{where} must be {self.describe(kinds)}, got {value!r}")
+        raise self.fail(f"{where} must be {self.describe(kinds)}, got {got}")
 
     @staticmethod
     def describe(kinds: tuple[Any, ...]) -> str:
@@ -292,7 +307,8 @@ class _Parser:
             value = self.secret(value, "[database] url").reveal()
         try:
             url = make_url(value)
-        except ArgumentError:
+            url.port  # noqa: B018 - parsing the port is what raises on "host:54x2"
+        except (ArgumentError, ValueError):
             raise self.fail("[database] url is not a database URL (sqlite+aiosqlite:///file.db or "
                             "postgresql+asyncpg://user@host/db)") from None
         if url.drivername == "sqlite":
@@ -304,6 +320,8 @@ class _Parser:
                             "(use sqlite+aiosqlite or postgresql+asyncpg)")
         if url.drivername == "sqlite+aiosqlite" and url.database and url.database != ":memory:":
             url = url.set(database=str(self.resolve_path(url.database)))
+        if url.database == ":memory:":
+            return f"{url.drivername}:///:memory:"
         return url.render_as_string(hide_password=False)
 
     def graph(self, table: Mapping[str, Any]) -> GraphConfig:
@@ -352,7 +370,7 @@ class _Parser:
         """Resolve one effective auth table; `where` prefixes each key in errors ("[auth] ", "tenant X: auth.")."""
         hints = {"method": str, "client_id": str, "client_secret": str, "certificate_path": str,
                  "certificate_password": str, "token_file": str}
-        values = {k: self.typed(v, hints[k], f"{where}{k}") for k, v in table.items()}
+        values = {k: self.typed(v, hints[k], f"{where}{k}", secret=k in SECRET_KEYS) for k, v in table.items()}
         method = values.get("method", "client_secret")
         if method not in AUTH_METHODS:
             raise self.fail(f"{where}method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
@@ -368,15 +386,18 @@ class _Parser:
             client_id=client_id.lower() if client_id else None,
             client_secret=self.required_secret(values, "client_secret", method == "client_secret", where),
             certificate_path=self.certificate(values, method, where),
-            certificate_password=self.optional_secret(values, "certificate_password", where),
+            certificate_password=(
+                self.optional_secret(values, "certificate_password", where) if method == "certificate" else None
+            ),
             token_file=self.resolve_path(values["token_file"]) if "token_file" in values else None,
         )
 
     def required_secret(self, values: Mapping[str, str], key: str, needed: bool, where: str) -> Secret | None:
-        if key not in values:
-            if needed:
-                raise self.fail(f"{where}{key} is required for this auth method")
+        """A secret the method uses; one it does not use (say, inherited from [auth]) is not resolved."""
+        if not needed:
             return None
+        if key not in values:
+            raise self.fail(f"{where}{key} is required for this auth method")
         return self.secret(values[key], f"{where}{key}")
 
     def optional_secret(self, values: Mapping[str, str], key: str, where: str) -> Secret | None:
@@ -425,7 +446,8 @@ class _Parser:
         for where, entry in entries:
             tenant = self.tenant(entry, auth_raw, where)
             if tenant.tenant_id in seen:
-                raise self.fail(f"{where}: tenant {tenant.tenant_id} is listed twice (first at {seen[tenant.tenant_id]})")
+                first = seen[tenant.tenant_id]
+                raise self.fail(f"{where}: tenant {tenant.tenant_id} is listed twice (first at {first})")
             seen[tenant.tenant_id] = where
             tenants.append(tenant)
         return tuple(tenants)
@@ -457,9 +479,14 @@ class _Parser:
             entry: dict[str, Any] = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             if not any(entry.values()):
                 continue
+            where = f"{path}:{reader.line_num}"
             if "enabled" in entry:
-                entry["enabled"] = entry["enabled"].lower() not in ("false", "0", "no", "n")
-            yield f"{path}:{reader.line_num}", entry
+                flag = entry["enabled"].lower()
+                if flag not in ENABLED_WORDS:
+                    raise ConfigError(f"{where}: enabled must be true or false (or yes/no, 1/0), "
+                                      f"got {entry['enabled']!r}")
+                entry["enabled"] = ENABLED_WORDS[flag]
+            yield where, entry
 
     def tenant(self, entry: Mapping[str, Any], auth_raw: Mapping[str, Any], where: str) -> TenantConfig:
         self.check_keys(entry, self.TENANT_KEYS, f"{where}: ")

@@ -49,8 +49,12 @@ def as_float(value: Any) -> float | _Unparsed | None:
         return None
     if isinstance(value, bool):
         return UNPARSED
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        if abs(value) > 2**1023:
+            return UNPARSED
         number = float(value)
+    elif isinstance(value, float):
+        number = value
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -94,11 +98,9 @@ def as_datetime(value: Any) -> datetime | _Unparsed | None:
         return UNPARSED
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range by its offset
         return UNPARSED
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def as_str_list(value: Any) -> list[str] | _Unparsed | None:

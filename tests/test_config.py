@@ -1,0 +1,853 @@
+"""Configuration: loading, validation, secret references, paths, and the example file staying true."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from fetcher.config import (
+    AuthConfig,
+    Config,
+    DatabaseConfig,
+    FetchConfig,
+    GraphConfig,
+    Secret,
+    TenantConfig,
+    _Parser,
+    find_config_file,
+    load_config,
+    redacted,
+)
+from fetcher.errors import ConfigError
+
+CLIENT_ID = "00000000-0000-0000-0000-000000000000"
+TENANT_A = "11111111-1111-1111-1111-111111111111"
+TENANT_B = "22222222-2222-2222-2222-222222222222"
+TENANT_C = "33333333-3333-3333-3333-333333333333"
+SECRET = "Zq8~s3cr3t-Value-never-shown"
+ENV = {"FETCHER_CLIENT_SECRET": SECRET}
+AUTH = f'client_id = "{CLIENT_ID}"\nclient_secret = "env:FETCHER_CLIENT_SECRET"\n'
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+GLOBAL = GraphConfig(
+    cloud="global", base_url="https://graph.microsoft.com/v1.0", authority_host="https://login.microsoftonline.com",
+    scope="https://graph.microsoft.com/.default", ca_bundle=None, timeout_seconds=60.0,
+    max_response_bytes=64 * 1024 * 1024,
+)
+
+
+def tenant(tenant_id: str = TENANT_A, name: str = "Contoso", *, body: str = "", auth: str = "") -> str:
+    """One `[[tenants]]` block, with `body` lines and, if given, a `[tenants.auth]` table."""
+    text = f'[[tenants]]\ntenant_id = "{tenant_id}"\nname = "{name}"\n{body}\n'
+    return text + (f"[tenants.auth]\n{auth}\n" if auth else "")
+
+
+def config_text(*, top: str = "", database: str = "", graph: str = "", fetch: str = "", auth: str = AUTH,
+                tenants: str | None = None) -> str:
+    """A configuration file: top-level keys, then each non-empty section, then the tenants."""
+    parts = [top]
+    for name, body in (("database", database), ("graph", graph), ("fetch", fetch), ("auth", auth)):
+        if body:
+            parts.append(f"[{name}]\n{body}")
+    parts.append(tenant() if tenants is None else tenants)
+    return "\n".join(parts) + "\n"
+
+
+def write(folder: Path, text: str, name: str = "fetcher.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(folder: Path, environ: dict[str, str] | None = None, /, **sections: str) -> Config:
+    return load_config(write(folder, config_text(**sections)), ENV if environ is None else environ)
+
+
+def one_line(error: ConfigError, file: Path) -> str:
+    """The error's message, checked to be one line naming `file`, with exit code 2 and no secret."""
+    message = str(error)
+    assert error.exit_code == 2
+    assert "\n" not in message
+    assert str(file) in message
+    assert SECRET not in message
+    assert SECRET not in repr(error)
+    return message
+
+
+def refused(folder: Path, environ: dict[str, str] | None = None, /, **sections: str) -> str:
+    """The message of the ConfigError that loading these sections raises."""
+    path = write(folder, config_text(**sections))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV if environ is None else environ)
+    return one_line(caught.value, path)
+
+
+# ------------------------------------------------------------------------------------------ the file
+
+
+def test_missing_file_is_refused_saying_how_to_give_one(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.toml"
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+
+    assert "--config" in one_line(caught.value, path)
+
+
+def test_folder_instead_of_a_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read") as caught:
+        load_config(tmp_path, ENV)
+
+    one_line(caught.value, tmp_path)
+
+
+def test_invalid_toml_is_refused_naming_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[fetch]\nconcurrency = 4\n[auth\nclient_id = "x"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+
+    assert re.search(r"not valid TOML: .*line 3", one_line(caught.value, path))
+
+
+def test_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """A file saved as Windows-1252 (a tenant named Société) is a config error, not a traceback."""
+    path = tmp_path / "fetcher.toml"
+    path.write_bytes(config_text(tenants=tenant(name="Société")).encode("cp1252"))
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+
+    one_line(caught.value, path)
+
+
+@pytest.mark.parametrize(
+    ("explicit", "environ", "expected"),
+    [
+        ("given.toml", {"FETCHER_CONFIG": "from-env.toml"}, Path("given.toml")),
+        (None, {"FETCHER_CONFIG": "from-env.toml"}, Path("from-env.toml")),
+        (None, {"FETCHER_CONFIG": ""}, Path("fetcher.toml")),
+        (None, {}, Path("fetcher.toml")),
+    ],
+    ids=["--config", "FETCHER_CONFIG", "empty FETCHER_CONFIG", "default"],
+)
+def test_config_file_is_found_by_option_then_environment_then_default(
+    explicit: str | None, environ: dict[str, str], expected: Path
+) -> None:
+    assert find_config_file(explicit, environ) == expected
+
+
+# -------------------------------------------------------------------------------- keys and types
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "closest", "where"),
+    [
+        ({"top": 'tenant_file = "t.csv"'}, "tenant_file", "tenants_file", ""),
+        ({"database": 'urll = "sqlite+aiosqlite:///x.db"'}, "urll", "url", "[database]"),
+        ({"graph": "timeout = 30"}, "timeout", "timeout_seconds", "[graph]"),
+        ({"fetch": "concurency = 4"}, "concurency", "concurrency", "[fetch]"),
+        ({"auth": AUTH + 'client_secert = "env:X"'}, "client_secert", "client_secret", "[auth]"),
+        ({"tenants": tenant(body='tenantid = "x"')}, "tenantid", "tenant_id", "[[tenants]] #1:"),
+        ({"tenants": tenant(auth='methods = "certificate"')}, "methods", "method",
+         f"tenant {TENANT_A}: [tenants.auth]"),
+    ],
+    ids=["top", "database", "graph", "fetch", "auth", "tenants", "tenants.auth"],
+)
+def test_unknown_key_is_refused_naming_it_and_the_closest_valid_key(
+    tmp_path: Path, sections: dict[str, str], key: str, closest: str, where: str
+) -> None:
+    message = refused(tmp_path, **sections)
+
+    assert f"{where} unknown key {key!r} (did you mean {closest!r}?)".strip() in message
+
+
+def test_unknown_key_unlike_any_valid_key_lists_the_valid_keys(tmp_path: Path) -> None:
+    message = refused(tmp_path, fetch="zzz = 1")
+
+    assert "[fetch] unknown key 'zzz' (valid keys: concurrency, per_tenant_concurrency," in message
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"fetch": 'concurrency = "16"'}, "[fetch] concurrency must be an integer, got '16'"),
+        ({"fetch": "history_days = true"}, "[fetch] history_days must be an integer, got True"),
+        ({"fetch": "max_attempts = 2.5"}, "[fetch] max_attempts must be an integer, got 2.5"),
+        ({"fetch": 'max_retry_wait_seconds = "5m"'}, "[fetch] max_retry_wait_seconds must be a number, got '5m'"),
+        ({"database": "keep_raw = 1"}, "[database] keep_raw must be true or false, got 1"),
+        ({"database": 'keep_raw = "yes"'}, "[database] keep_raw must be true or false, got 'yes'"),
+        ({"database": "busy_timeout_seconds = false"}, "[database] busy_timeout_seconds must be a number, got False"),
+        ({"graph": 'timeout_seconds = "60"'}, "[graph] timeout_seconds must be a number, got '60'"),
+        ({"graph": "max_response_bytes = 1.5"}, "[graph] max_response_bytes must be an integer, got 1.5"),
+        ({"graph": "cloud = 1"}, "[graph] cloud must be a string, got 1"),
+        ({"top": "tenants_file = 3"}, "tenants_file must be a string"),
+        ({"top": 'graph = "global"'}, "[graph] must be a table, got str"),
+        ({"top": 'tenants = ["x"]', "tenants": ""}, "tenants must be an array of tables"),
+        ({"tenants": tenant(body='enabled = "no"')}, f"tenant {TENANT_A}: enabled must be true or false"),
+        ({"tenants": tenant(body="enabled = 0")}, f"tenant {TENANT_A}: enabled must be true or false"),
+        ({"tenants": tenant(body="auth = 1")}, f"tenant {TENANT_A}: auth must be a table"),
+        ({"tenants": tenant(auth="method = 1")}, f"tenant {TENANT_A} (Contoso): auth.method must be a string"),
+        ({"auth": "client_id = 42"}, f"tenant {TENANT_A} (Contoso): auth.client_id must be a string, got 42"),
+    ],
+)
+def test_value_of_the_wrong_type_is_refused_naming_the_key(
+    tmp_path: Path, sections: dict[str, str], expected: str
+) -> None:
+    assert expected in refused(tmp_path, **sections)
+
+
+def test_tenant_name_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
+    text = f'[[tenants]]\ntenant_id = "{TENANT_A}"\nname = 5\n'
+
+    assert f"tenant {TENANT_A}: name must be a string" in refused(tmp_path, tenants=text)
+
+
+def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
+    config = load(tmp_path, graph="timeout_seconds = 30", fetch="max_retry_wait_seconds = 10",
+                  database="busy_timeout_seconds = 5")
+
+    assert (config.graph.timeout_seconds, config.fetch.max_retry_wait_seconds) == (30.0, 10.0)
+    assert type(config.database.busy_timeout_seconds) is float
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"fetch": "concurrency = 0"}, "[fetch] concurrency must be at least 1, got 0"),
+        ({"fetch": "per_tenant_concurrency = 5"}, "[fetch] per_tenant_concurrency must be between 1 and 4 "
+                                                  "(Graph allows 4 concurrent secureScore requests per app per "
+                                                  "tenant), got 5"),
+        ({"fetch": "per_tenant_concurrency = 0"}, "[fetch] per_tenant_concurrency must be between 1 and 4"),
+        ({"fetch": "per_tenant_rate = 151"}, "[fetch] per_tenant_rate must be between 1 and 150 requests a minute "
+                                             "(Graph's per-tenant limit), got 151"),
+        ({"fetch": "history_days = 91"}, "[fetch] history_days must be between 1 and 90 (Graph keeps 90 days), "
+                                         "got 91"),
+        ({"fetch": "history_days = 0"}, "[fetch] history_days must be between 1 and 90"),
+        ({"fetch": "max_attempts = 0"}, "[fetch] max_attempts must be at least 1, got 0"),
+        ({"fetch": "max_retry_wait_seconds = -1"}, "[fetch] max_retry_wait_seconds must not be negative"),
+        ({"graph": "timeout_seconds = 0"}, "[graph] timeout_seconds must be positive, got 0"),
+        ({"graph": "timeout_seconds = -5.5"}, "[graph] timeout_seconds must be positive, got -5.5"),
+        ({"graph": "max_response_bytes = 0"}, "[graph] max_response_bytes must be at least 1, got 0"),
+        ({"database": "busy_timeout_seconds = -1"}, "[database] busy_timeout_seconds must not be negative"),
+    ],
+)
+def test_value_out_of_range_is_refused_with_the_bounds(
+    tmp_path: Path, sections: dict[str, str], expected: str
+) -> None:
+    assert expected in refused(tmp_path, **sections)
+
+
+def test_values_at_graphs_limits_are_accepted(tmp_path: Path) -> None:
+    fetch = ("concurrency = 1\nper_tenant_concurrency = 4\nper_tenant_rate = 150\nhistory_days = 90\n"
+             "max_attempts = 1\nmax_retry_wait_seconds = 0\n")
+
+    assert load(tmp_path, fetch=fetch).fetch == FetchConfig(1, 4, 150, 90, 1, 0.0)
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [{"graph": "timeout_seconds = nan"}, {"fetch": "max_retry_wait_seconds = nan"},
+     {"database": "busy_timeout_seconds = nan"}],
+)
+def test_nan_is_refused_for_number_keys(tmp_path: Path, sections: dict[str, str]) -> None:
+    assert "nan" in refused(tmp_path, **sections)
+
+
+# -------------------------------------------------------------------------------------------- graph
+
+
+def test_graph_defaults_to_the_global_cloud(tmp_path: Path) -> None:
+    assert load(tmp_path).graph == GLOBAL
+
+
+@pytest.mark.parametrize(
+    ("cloud", "graph", "login"),
+    [
+        ("usgov", "https://graph.microsoft.us", "https://login.microsoftonline.us"),
+        ("dod", "https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+    ],
+)
+def test_national_cloud_sets_graph_authority_and_scope(tmp_path: Path, cloud: str, graph: str, login: str) -> None:
+    config = load(tmp_path, graph=f'cloud = "{cloud}"')
+
+    assert config.graph == dataclasses.replace(
+        GLOBAL, cloud=cloud, base_url=f"{graph}/v1.0", authority_host=login, scope=f"{graph}/.default"
+    )
+
+
+def test_unknown_cloud_is_refused_listing_the_clouds(tmp_path: Path) -> None:
+    message = refused(tmp_path, graph='cloud = "gcchigh"')
+
+    assert "[graph] cloud must be one of global, usgov, dod, china, got 'gcchigh'" in message
+
+
+def test_china_cloud_is_refused_because_21vianet_has_no_secure_scores(tmp_path: Path) -> None:
+    message = refused(tmp_path, graph='cloud = "china"')
+
+    assert "21Vianet" in message
+    assert "secureScores" in message
+
+
+def test_base_url_override_loses_its_trailing_slash_and_sets_the_scope(tmp_path: Path) -> None:
+    config = load(tmp_path, graph='base_url = "https://graph.example.test:8443/v1.0/"')
+
+    assert (config.graph.base_url, config.graph.scope) == (
+        "https://graph.example.test:8443/v1.0", "https://graph.example.test:8443/.default"
+    )
+
+
+def test_explicit_scope_is_kept(tmp_path: Path) -> None:
+    config = load(tmp_path, graph='scope = "api://fetcher/.default"')
+
+    assert config.graph == dataclasses.replace(GLOBAL, scope="api://fetcher/.default")
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("base_url", "http://graph.microsoft.com/v1.0"),
+        ("base_url", "graph.microsoft.com/v1.0"),
+        ("base_url", ""),
+        ("authority_host", "http://login.microsoftonline.com"),
+        ("authority_host", "https:///nohost"),
+    ],
+)
+def test_url_that_is_not_https_is_refused(tmp_path: Path, key: str, url: str) -> None:
+    assert f"[graph] {key} must be an https:// URL" in refused(tmp_path, graph=f'{key} = "{url}"')
+
+
+def test_missing_ca_bundle_is_refused_naming_the_resolved_path(tmp_path: Path) -> None:
+    message = refused(tmp_path, graph='ca_bundle = "corp-ca.pem"')
+
+    assert f"[graph] ca_bundle: {tmp_path / 'corp-ca.pem'} is not a readable file" in message
+
+
+# --------------------------------------------------------------------------------- relative paths
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The config folder `conf/`, while the current directory is another folder."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return tmp_path / "conf"
+
+
+def test_ca_bundle_resolves_against_the_config_folder(elsewhere: Path) -> None:
+    write(elsewhere, "-----BEGIN CERTIFICATE-----\n", "corp-ca.pem")
+
+    assert load(elsewhere, graph='ca_bundle = "corp-ca.pem"').graph.ca_bundle == elsewhere / "corp-ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("url", "database"),
+    [
+        (None, "securescores.db"),
+        ("sqlite+aiosqlite:///data/scores.db", "data/scores.db"),
+        ("sqlite:///scores.db", "scores.db"),
+    ],
+)
+def test_relative_sqlite_path_resolves_against_the_config_folder(
+    elsewhere: Path, url: str | None, database: str
+) -> None:
+    config = load(elsewhere, database=f'url = "{url}"' if url else "")
+
+    assert config.database.url == f"sqlite+aiosqlite:///{elsewhere / database}"
+
+
+def test_absolute_sqlite_path_is_kept(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'abs' / 'scores.db'}"
+
+    assert load(tmp_path / "conf", database=f'url = "{url}"').database.url == url
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"])
+def test_in_memory_sqlite_is_left_alone(tmp_path: Path, url: str) -> None:
+    """No path is made of `:memory:` (SQLAlchemy may write it percent-escaped, which means the same)."""
+    loaded = make_url(load(tmp_path, database=f'url = "{url}"').database.url)
+
+    assert (loaded.drivername, loaded.database) == ("sqlite+aiosqlite", make_url(url).database)
+
+
+def test_tenants_file_resolves_against_the_config_folder(elsewhere: Path) -> None:
+    write(elsewhere, f"tenant_id,name\n{TENANT_B},Fabrikam\n", "tenants.csv")
+
+    config = load(elsewhere, top='tenants_file = "tenants.csv"', tenants="")
+
+    assert [t.tenant_id for t in config.tenants] == [TENANT_B]
+
+
+def test_file_secret_resolves_against_the_config_folder_and_is_trimmed(elsewhere: Path) -> None:
+    write(elsewhere, f"{SECRET}\n", "secret.txt")
+
+    config = load(elsewhere, {}, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
+
+    secret = config.tenants[0].auth.client_secret
+    assert secret is not None
+    assert (secret.reference, secret.reveal()) == ("file:secret.txt", SECRET)
+
+
+def test_certificate_and_token_paths_resolve_against_the_config_folder(elsewhere: Path) -> None:
+    write(elsewhere, "-----BEGIN PRIVATE KEY-----\n", "app.pem")
+    auth = f'method = "certificate"\nclient_id = "{CLIENT_ID}"\ncertificate_path = "app.pem"\ntoken_file = "t.jwt"'
+
+    config = load(elsewhere, auth=auth)
+
+    assert config.tenants[0].auth == AuthConfig(
+        method="certificate", client_id=CLIENT_ID, certificate_path=elsewhere / "app.pem",
+        token_file=elsewhere / "t.jwt",
+    )
+
+
+# ----------------------------------------------------------------------------------------- database
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+asyncpg://app:pw@db.example:5432/scores", "postgresql+asyncpg://app:pw@db.example:5432/scores"),
+        ("postgresql://app:pw@db.example/scores", "postgresql+asyncpg://app:pw@db.example/scores"),
+        ("postgres://app@db.example/scores", "postgresql+asyncpg://app@db.example/scores"),
+    ],
+)
+def test_postgres_url_is_kept_or_upgraded_to_asyncpg(tmp_path: Path, url: str, expected: str) -> None:
+    assert load(tmp_path, database=f'url = "{url}"').database.url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql+psycopg2://app@db/scores", "postgresql+psycopg2"),
+        ("mysql://app@db/scores", "mysql"),
+        ("sqlite+pysqlite:///scores.db", "sqlite+pysqlite"),
+    ],
+)
+def test_unsupported_driver_is_refused(tmp_path: Path, url: str, driver: str) -> None:
+    message = refused(tmp_path, database=f'url = "{url}"')
+
+    assert f"[database] url: driver {driver!r} is not supported" in message
+
+
+def test_text_that_is_not_a_url_is_refused(tmp_path: Path) -> None:
+    assert "[database] url is not a database URL" in refused(tmp_path, database='url = "scores.db"')
+
+
+def test_url_with_a_bad_port_is_refused(tmp_path: Path) -> None:
+    assert "[database] url" in refused(tmp_path, database='url = "postgresql://app:pw@db:5432x/scores"')
+
+
+def test_database_url_can_come_from_the_environment(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://app:pw@db.example/scores"
+
+    config = load(tmp_path, ENV | {"DATABASE_URL": url}, database='url = "env:DATABASE_URL"')
+
+    assert config.database.url == url
+
+
+def test_database_url_from_an_unset_variable_is_refused(tmp_path: Path) -> None:
+    message = refused(tmp_path, database='url = "env:DATABASE_URL"')
+
+    assert "[database] url = 'env:DATABASE_URL': environment variable DATABASE_URL is not set" in message
+
+
+def test_display_url_hides_the_password() -> None:
+    database = DatabaseConfig(url=f"postgresql+asyncpg://app:{SECRET}@db.example/scores")
+
+    assert database.display_url == "postgresql+asyncpg://app:***@db.example/scores"
+
+
+def test_database_password_is_not_in_the_config_repr(tmp_path: Path) -> None:
+    config = load(tmp_path, database=f'url = "postgresql+asyncpg://app:{SECRET}@db.example/scores"')
+
+    assert SECRET not in repr(config)
+
+
+# ------------------------------------------------------------------------------------------- tenants
+
+
+@pytest.mark.parametrize(
+    "tenant_id",
+    [
+        "not-a-guid",
+        "11111111-1111-1111-1111-11111111111",
+        "{11111111-1111-1111-1111-111111111111}",
+        "11111111111111111111111111111111",
+        "1111111g-1111-1111-1111-111111111111",
+    ],
+)
+def test_malformed_tenant_id_is_refused(tmp_path: Path, tenant_id: str) -> None:
+    message = refused(tmp_path, tenants=tenant(tenant_id))
+
+    assert f"[[tenants]] #1: tenant_id {tenant_id!r} is not a GUID" in message
+
+
+def test_tenant_without_an_id_is_refused(tmp_path: Path) -> None:
+    message = refused(tmp_path, tenants=tenant() + '[[tenants]]\nname = "Nameless"\n')
+
+    assert "[[tenants]] #2: tenant_id None is not a GUID" in message
+
+
+def test_tenant_id_is_stored_lowercase_and_found_in_any_case(tmp_path: Path) -> None:
+    upper = "ABCDEF01-2345-6789-ABCD-EF0123456789"
+
+    config = load(tmp_path, tenants=tenant(upper))
+
+    assert [t.tenant_id for t in config.tenants] == [upper.lower()]
+    assert config.tenant(upper) is config.tenants[0]
+
+
+@pytest.mark.parametrize("where", ["auth", "tenants.auth"])
+def test_malformed_client_id_is_refused_naming_tenant_and_key(tmp_path: Path, where: str) -> None:
+    bad = 'client_id = "my-app"'
+    sections = {"auth": bad} if where == "auth" else {"tenants": tenant(auth=bad)}
+
+    message = refused(tmp_path, **sections)
+
+    assert f"tenant {TENANT_A} (Contoso): auth.client_id 'my-app' is not a GUID" in message
+
+
+def test_disabled_tenant_is_configured_but_not_enabled(tmp_path: Path) -> None:
+    config = load(tmp_path, tenants=tenant() + tenant(TENANT_B, "Fabrikam", body="enabled = false"))
+
+    assert [t.tenant_id for t in config.tenants] == [TENANT_A, TENANT_B]
+    assert [t.tenant_id for t in config.enabled_tenants] == [TENANT_A]
+
+
+def test_tenant_listed_twice_is_refused_naming_both_places(tmp_path: Path) -> None:
+    message = refused(tmp_path, tenants=tenant() + tenant(TENANT_A.upper(), "Contoso again"))
+
+    assert f"[[tenants]] #2: tenant {TENANT_A} is listed twice (first at [[tenants]] #1)" in message
+
+
+# ------------------------------------------------------------------------------------- tenants_file
+
+
+def csv_config(folder: Path, csv: str, *, tenants: str = "") -> Config:
+    write(folder, csv, "tenants.csv")
+    return load(folder, None, top='tenants_file = "tenants.csv"', tenants=tenants)
+
+
+def csv_refused(folder: Path, csv: str, *, tenants: str = "") -> tuple[str, Path]:
+    """The message loading a tenants file raises, checked to name the tenants file; and that file."""
+    path = write(folder, csv, "tenants.csv")
+    with pytest.raises(ConfigError) as caught:
+        load(folder, top='tenants_file = "tenants.csv"', tenants=tenants)
+    return one_line(caught.value, path), path
+
+
+def test_tenants_file_adds_tenants_with_the_shared_auth(tmp_path: Path) -> None:
+    """A spreadsheet export (BOM, CRLF, blank lines, spaces) is read; its tenants follow [[tenants]]."""
+    csv = f"\ufefftenant_id, name\r\n{TENANT_B.upper()}, Fabrikam\r\n\r\n{TENANT_C},\r\n"
+
+    config = csv_config(tmp_path, csv, tenants=tenant())
+
+    auth = AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:FETCHER_CLIENT_SECRET", SECRET))
+    assert config.tenants == (
+        TenantConfig(TENANT_A, "Contoso", auth), TenantConfig(TENANT_B, "Fabrikam", auth),
+        TenantConfig(TENANT_C, "", auth),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [("false", False), ("FALSE", False), ("0", False), ("no", False), ("n", False),
+     ("true", True), ("1", True), ("yes", True), ("", True)],
+)
+def test_tenants_file_enabled_column(tmp_path: Path, value: str, enabled: bool) -> None:
+    config = csv_config(tmp_path, f"tenant_id,name,enabled\n{TENANT_B},Fabrikam,{value}\n")
+
+    assert config.tenants[0].enabled is enabled
+
+
+@pytest.mark.parametrize("value", ["off", "disabled", "flase"])
+def test_tenants_file_unrecognised_enabled_value_is_refused(tmp_path: Path, value: str) -> None:
+    message, path = csv_refused(tmp_path, f"tenant_id,name,enabled\n{TENANT_B},Fabrikam,{value}\n")
+
+    assert f"{path}:2" in message
+
+
+def test_missing_tenants_file_is_refused(tmp_path: Path) -> None:
+    message = refused(tmp_path, top='tenants_file = "tenants.csv"')
+
+    assert f"tenants_file: cannot read {tmp_path / 'tenants.csv'}" in message
+
+
+def test_tenants_file_without_tenant_id_column_is_refused(tmp_path: Path) -> None:
+    message, _ = csv_refused(tmp_path, f"id,name\n{TENANT_B},Fabrikam\n")
+
+    assert "tenant_id" in message
+
+
+def test_tenants_file_with_an_unknown_column_is_refused(tmp_path: Path) -> None:
+    message, _ = csv_refused(tmp_path, f"tenant_id,name,region\n{TENANT_B},Fabrikam,EU\n")
+
+    assert "unknown column 'region' (columns: tenant_id, name, enabled)" in message
+
+
+def test_tenants_file_bad_guid_is_refused_naming_file_and_line(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f"tenant_id,name\n{TENANT_B},Fabrikam\nnot-a-guid,Bad\n")
+
+    assert f"{path}:3: tenant_id 'not-a-guid' is not a GUID" in message
+
+
+def test_tenant_twice_in_tenants_file_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f"tenant_id,name\n{TENANT_B},Fabrikam\n{TENANT_B},Fabrikam again\n")
+
+    assert f"{path}:3: tenant {TENANT_B} is listed twice (first at {path}:2)" in message
+
+
+def test_tenant_in_both_tenants_and_tenants_file_is_refused_naming_both(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f"tenant_id,name\n{TENANT_A},Contoso\n", tenants=tenant())
+
+    assert f"{path}:2: tenant {TENANT_A} is listed twice (first at [[tenants]] #1)" in message
+
+
+# ------------------------------------------------------------------------------------------ secrets
+
+
+@pytest.mark.parametrize("environ", [{}, {"FETCHER_CLIENT_SECRET": ""}], ids=["unset", "empty"])
+def test_secret_from_an_unset_variable_is_refused_naming_tenant_and_key(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    message = refused(tmp_path, environ)
+
+    assert (f"tenant {TENANT_A} (Contoso): auth.client_secret = 'env:FETCHER_CLIENT_SECRET': "
+            "environment variable FETCHER_CLIENT_SECRET is not set") in message
+
+
+def test_tenant_own_secret_from_an_unset_variable_names_that_tenant(tmp_path: Path) -> None:
+    tenants = tenant() + tenant(TENANT_B, "Fabrikam", auth='client_secret = "env:FABRIKAM_SECRET"')
+
+    message = refused(tmp_path, tenants=tenants)
+
+    assert f"tenant {TENANT_B} (Fabrikam): auth.client_secret = 'env:FABRIKAM_SECRET'" in message
+
+
+def test_secret_from_a_missing_file_is_refused(tmp_path: Path) -> None:
+    message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
+
+    assert (f"tenant {TENANT_A} (Contoso): auth.client_secret = 'file:secret.txt': cannot read "
+            f"{tmp_path / 'secret.txt'}") in message
+
+
+@pytest.mark.parametrize("content", ["", " \n\n"])
+def test_secret_from_an_empty_file_is_refused(tmp_path: Path, content: str) -> None:
+    write(tmp_path, content, "secret.txt")
+
+    message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
+
+    assert f"auth.client_secret = 'file:secret.txt': {tmp_path / 'secret.txt'} is empty" in message
+
+
+def test_literal_secret_works_with_a_warning_that_does_not_show_it(tmp_path: Path) -> None:
+    config = load(tmp_path, {}, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "{SECRET}"')
+
+    secret = config.tenants[0].auth.client_secret
+    assert secret is not None
+    assert (secret.reference, secret.reveal()) == ("literal value", SECRET)
+    assert config.warnings == (
+        f"tenant {TENANT_A} (Contoso): auth.client_secret holds a literal secret; prefer env:NAME or file:PATH",
+    )
+    assert SECRET not in repr(config)
+
+
+def test_secret_shows_only_its_reference() -> None:
+    secret = Secret("env:FETCHER_CLIENT_SECRET", SECRET)
+
+    assert (str(secret), repr(secret)) == ("<secret from env:FETCHER_CLIENT_SECRET>",
+                                          "Secret('env:FETCHER_CLIENT_SECRET')")
+
+
+def test_secret_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    """A PIN-like certificate password written as a TOML integer must not be printed back."""
+    message = refused(tmp_path, auth=AUTH + "certificate_password = 907315")
+
+    assert "907315" not in message
+
+
+def test_redacted_configuration_shows_references_not_secrets(tmp_path: Path) -> None:
+    write(tmp_path, "-----BEGIN PRIVATE KEY-----\n", "app.pem")
+    environ = {"FETCHER_CLIENT_SECRET": SECRET, "CERT_PASSWORD": SECRET + "-cert"}
+    certificate = 'method = "certificate"\ncertificate_path = "app.pem"\ncertificate_password = "env:CERT_PASSWORD"'
+    database = f'url = "postgresql+asyncpg://app:{SECRET}-db@db.example/scores"'
+    tenants = tenant() + tenant(TENANT_B, "Northwind", auth=certificate)
+
+    shown = json.dumps(redacted(load(tmp_path, environ, database=database, tenants=tenants)))
+
+    assert SECRET not in shown
+    assert '"client_secret": "<secret from env:FETCHER_CLIENT_SECRET>"' in shown
+    assert '"certificate_password": "<secret from env:CERT_PASSWORD>"' in shown
+    assert '"url": "postgresql+asyncpg://app:***@db.example/scores"' in shown
+
+
+# --------------------------------------------------------------------------------------------- auth
+
+
+def test_tenant_auth_overrides_merge_key_by_key_with_auth(tmp_path: Path) -> None:
+    """Each tenant takes [auth] and replaces only the keys its own [tenants.auth] sets."""
+    write(tmp_path, "-----BEGIN PRIVATE KEY-----\n", "fabrikam.pem")
+    own_app = "44444444-4444-4444-4444-444444444444"
+    tenants = (
+        tenant()
+        + tenant(TENANT_B, "Northwind", auth='client_secret = "env:NORTHWIND_SECRET"')
+        + tenant(TENANT_C, "Fabrikam", auth=f'method = "certificate"\nclient_id = "{own_app.upper()}"\n'
+                                            'certificate_path = "fabrikam.pem"')
+    )
+
+    config = load(tmp_path, ENV | {"NORTHWIND_SECRET": "n"}, tenants=tenants)
+
+    shared = Secret("env:FETCHER_CLIENT_SECRET", SECRET)
+    assert [t.auth for t in config.tenants] == [
+        AuthConfig(client_id=CLIENT_ID, client_secret=shared),
+        AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:NORTHWIND_SECRET", "n")),
+        AuthConfig(method="certificate", client_id=own_app, client_secret=None,
+                   certificate_path=tmp_path / "fabrikam.pem"),
+    ]
+
+
+def test_auth_without_tenants_is_resolved_in_full(tmp_path: Path) -> None:
+    config = load(tmp_path, tenants="")
+
+    assert config.auth == AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:FETCHER_CLIENT_SECRET", SECRET))
+
+
+def test_managed_identity_needs_no_client_id_or_secret(tmp_path: Path) -> None:
+    config = load(tmp_path, {}, auth='method = "managed_identity"')
+
+    assert config.tenants[0].auth == AuthConfig(method="managed_identity")
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ('method = "password"', "auth.method must be one of client_secret, certificate, workload_identity, "
+                                "managed_identity, got 'password'"),
+        ('client_secret = "env:FETCHER_CLIENT_SECRET"', "auth.client_id is required for method 'client_secret'"),
+        (f'client_id = "{CLIENT_ID}"', "auth.client_secret is required for this auth method"),
+        ('method = "workload_identity"\nclient_secret = "env:FETCHER_CLIENT_SECRET"',
+         "auth.client_id is required for method 'workload_identity'"),
+        (f'method = "certificate"\nclient_id = "{CLIENT_ID}"',
+         "auth.certificate_path is required for method 'certificate'"),
+    ],
+)
+def test_incomplete_auth_is_refused_naming_tenant_and_key(tmp_path: Path, auth: str, expected: str) -> None:
+    assert f"tenant {TENANT_A} (Contoso): {expected}" in refused(tmp_path, auth=auth)
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_unreadable_certificate_is_refused(tmp_path: Path, kind: str) -> None:
+    if kind == "folder":
+        (tmp_path / "app.pem").mkdir()
+
+    message = refused(tmp_path, auth=f'method = "certificate"\nclient_id = "{CLIENT_ID}"\ncertificate_path = "app.pem"')
+
+    assert f"tenant {TENANT_A} (Contoso): auth.certificate_path: cannot read {tmp_path / 'app.pem'}" in message
+
+
+# ------------------------------------------------------------------------------- config.example.toml
+
+HEADER = re.compile(r"^#?\s*\[(\[?)([A-Za-z_.]+)\]\]?")
+LIVE_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=")
+COMMENTED_KEY = re.compile(r"^#\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\S")
+
+
+def example_keys(lines: list[str]) -> list[tuple[str, str, int]]:
+    """Every key the example sets or shows commented: (section, key, line index); a header is its own key."""
+    section, found = "", []
+    for index, line in enumerate(lines):
+        header = HEADER.match(line)
+        if header:
+            section = header.group(2)
+            parent, _, name = section.rpartition(".")
+            found.append((parent, name, index))
+        elif key := (LIVE_KEY.match(line) or COMMENTED_KEY.match(line)):
+            found.append((section, key.group(1), index))
+    return found
+
+
+def uncommented(lines: list[str], index: int) -> list[str]:
+    """The example with line `index` uncommented; inside a commented-out table, the whole table from its header."""
+    start = end = index
+    while start > 0 and lines[start - 1].startswith("#"):
+        start -= 1
+    while end + 1 < len(lines) and lines[end + 1].startswith("#"):
+        end += 1
+    headers = [i for i in range(start, index + 1) if HEADER.match(lines[i])]
+    span = range(headers[0], end + 1) if headers else range(index, index + 1)
+    return [re.sub(r"^#\s?", "", line) if i in span else line for i, line in enumerate(lines)]
+
+
+def example_environ(text: str) -> dict[str, str]:
+    return {name: f"value-of-{name}" for name in re.findall(r'"env:([A-Za-z_][A-Za-z0-9_]*)"', text)}
+
+
+def example_files(folder: Path, text: str) -> None:
+    """The relative files the example names, so that any of its lines can be uncommented."""
+    for key, name in re.findall(r'(\w+) = "(?:file:)?([\w./-]+\.(?:pem|pfx|txt|csv))"', text):
+        content = f"tenant_id,name\n{'5' * 8}-5555-5555-5555-{'5' * 12},Example\n" if key == "tenants_file" else "x\n"
+        write(folder, content, name)
+
+
+def keys_of(document: dict[str, Any], section: str) -> set[str]:
+    """The keys of a parsed TOML section; for `tenants` and `tenants.auth`, of all tenants together."""
+    if section in ("tenants", "tenants.auth"):
+        tables = document.get("tenants", [])
+        return {k for t in tables for k in (t.get("auth", {}) if section == "tenants.auth" else t)}
+    return set(document.get(section, {}) if section else document)
+
+
+def test_example_config_loads(tmp_path: Path) -> None:
+    """config.example.toml as shipped is valid, and its live values are the code's defaults."""
+    config = load_config(EXAMPLE, {"FETCHER_CLIENT_SECRET": SECRET})
+
+    assert (config.graph, config.fetch, config.warnings) == (GLOBAL, FetchConfig(), ())
+    assert config.database == DatabaseConfig(url=f"sqlite+aiosqlite:///{EXAMPLE.parent / 'securescores.db'}")
+    assert config.tenants == (
+        TenantConfig(TENANT_A, "Contoso", AuthConfig(client_id=CLIENT_ID, client_secret=Secret(
+            "env:FETCHER_CLIENT_SECRET", SECRET))),
+    )
+
+
+def test_example_config_documents_every_key() -> None:
+    """Every key the code accepts appears in the example, set or commented, in its own section."""
+    fields = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (DatabaseConfig, GraphConfig, FetchConfig,
+                                                                           AuthConfig, TenantConfig)}
+    documented: dict[str, set[str]] = {}
+    for section, key, _ in example_keys(EXAMPLE.read_text(encoding="utf-8").splitlines()):
+        documented.setdefault(section, set()).add(key)
+
+    overrides = documented.pop("tenants.auth")
+    assert documented == {
+        "": set(_Parser.TOP_KEYS),
+        "database": fields[DatabaseConfig],
+        "graph": fields[GraphConfig],
+        "fetch": fields[FetchConfig],
+        "auth": fields[AuthConfig],
+        "tenants": fields[TenantConfig],
+    }
+    assert overrides <= fields[AuthConfig]
+
+
+def test_every_commented_key_of_the_example_is_accepted_when_uncommented(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    example_files(tmp_path, text)
+    commented = [(section, key, i) for section, key, i in example_keys(lines) if lines[i].startswith("#")]
+    assert len(commented) >= 10
+
+    for section, key, index in commented:
+        variant = "\n".join(uncommented(lines, index)) + "\n"
+        assert key in keys_of(tomllib.loads(variant), section), f"line {index + 1} lands outside [{section}]"
+        try:
+            load_config(write(tmp_path, variant), example_environ(text))
+        except ConfigError as error:
+            pytest.fail(f"config.example.toml line {index + 1} ({section} {key}), uncommented: {error}")

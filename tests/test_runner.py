@@ -1,0 +1,320 @@
+"""Ingestion runs end to end: `fetcher` processes against the simulator, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fetcher.config import DatabaseConfig
+from fetcher.errors import ConfigError
+from fetcher.runner import incremental_days, window_days
+from fetcher.simulator import Fault, TokenRefusal, generate_tenants
+from fetcher.store.engine import create_engine
+from fetcher.store.schema import (
+    control_scores,
+    fetch_runs,
+    raw_payloads,
+    rejected_payloads,
+    secure_scores,
+    tenant_runs,
+)
+from tests.dbutil import count, rows
+from tests.e2e import World, world
+
+TODAY = datetime.now(UTC).date()
+
+
+def db_rows(url: str, table: sa.Table, **where: Any) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        engine = create_engine(DatabaseConfig(url=url))
+        try:
+            return await rows(engine, table, **where)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def db_count(url: str, table: sa.Table, **where: Any) -> int:
+    async def read() -> int:
+        engine = create_engine(DatabaseConfig(url=url))
+        try:
+            return await count(engine, table, **where)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def list_tops(w: World, tenant_id: str) -> list[str]:
+    """The `$top` of every first-page list request a tenant made."""
+    return [r.query.get("$top", "") for r in w.sim.requests
+            if r.tenant_id == tenant_id and r.endpoint == "list" and "$skiptoken" not in r.query]
+
+
+def assert_stored_as_simulated(w: World, tenant_id: str, days: int, kept: set[str] = frozenset()) -> None:
+    """The tenant's stored days are the simulator's newest `days` (plus older `kept` ones), every control too."""
+    truth = w.sim.expected_objects(tenant_id, days)
+    stored = db_rows(w.database_url, secure_scores, tenant_id=tenant_id)
+    assert sorted(r["id"] for r in stored) == sorted({o["id"] for o in truth} | kept)
+    scores = {r["id"]: r["current_score"] for r in stored}
+    assert {o["id"]: scores.get(o["id"]) for o in truth} == {o["id"]: o["currentScore"] for o in truth}
+    newest = {o["id"] for o in truth}
+    stored_controls = sum(1 for r in db_rows(w.database_url, control_scores, tenant_id=tenant_id)
+                          if f"{tenant_id}_{r['score_date']}" in newest)
+    assert stored_controls == sum(len(o["controlScores"]) for o in truth)
+
+
+@pytest.mark.parametrize(
+    ("newest", "expected"),
+    [(None, 90), (TODAY, 1), (TODAY - timedelta(days=1), 2), (TODAY - timedelta(days=400), 90),
+     (TODAY + timedelta(days=1), 1)],
+)
+def test_incremental_days_asks_for_the_days_since_the_newest_plus_that_day(newest: date | None, expected: int) -> None:
+    assert incremental_days(newest, TODAY, 90) == expected
+
+
+@pytest.mark.parametrize(
+    ("days", "since", "expected"),
+    [(None, None, 90), (7, None, 7), (None, TODAY - timedelta(days=9), 10), (None, TODAY, 1)],
+)
+def test_window_days_from_days_or_since(days: int | None, since: date | None, expected: int) -> None:
+    assert window_days(days=days, since=since, today=TODAY, default=90) == expected
+
+
+@pytest.mark.parametrize(
+    ("days", "since", "message"),
+    [(91, None, "Graph keeps 90"), (0, None, "0 days"), (None, TODAY + timedelta(days=1), "future"),
+     (None, TODAY - timedelta(days=90), "91 days"), (5, TODAY, "not both")],
+)
+def test_window_days_refuses_what_graph_cannot_give(days: int | None, since: date | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        window_days(days=days, since=since, today=TODAY, default=90)
+
+
+def test_run_twice_asks_only_for_the_new_days(tmp_path: Path, database_url: str) -> None:
+    tenants = generate_tenants(3, seed=11)
+    with world(tmp_path, database_url, tenants, seed=11, newest_day=TODAY - timedelta(days=1)) as w:
+        first = w.fetcher("run")
+        assert first.returncode == 0, first.stderr
+        before = {t.tenant_id: {r["id"] for r in db_rows(database_url, secure_scores, tenant_id=t.tenant_id)}
+                  for t in tenants}
+        w.sim.newest_day = TODAY
+        w.sim.clear_requests()
+
+        second = w.fetcher("run")
+
+        assert second.returncode == 0, second.stderr
+        for tenant in tenants:
+            assert list_tops(w, tenant.tenant_id) == ["2"]
+            assert_stored_as_simulated(w, tenant.tenant_id, 90, kept=before[tenant.tenant_id])
+
+
+def test_backfill_twice_stores_the_same_rows(tmp_path: Path, database_url: str) -> None:
+    tenants = generate_tenants(2, seed=12)
+    with world(tmp_path, database_url, tenants, seed=12) as w:
+        assert w.fetcher("backfill", "--days", "30").returncode == 0
+        first = {t.name: db_rows(database_url, t) for t in (secure_scores, control_scores, raw_payloads)}
+
+        again = w.fetcher("backfill", "--days", "30")
+
+        assert again.returncode == 0, again.stderr
+        second = {t.name: db_rows(database_url, t) for t in (secure_scores, control_scores, raw_payloads)}
+        volatile = {"fetched_at", "run_id", "last_fetched_at"}
+        for name, table_rows in first.items():
+            strip = [{k: v for k, v in r.items() if k not in volatile} for r in table_rows]
+            assert strip == [{k: v for k, v in r.items() if k not in volatile} for r in second[name]], name
+        for tenant in tenants:
+            assert_stored_as_simulated(w, tenant.tenant_id, 30)
+
+
+def test_backfill_since_a_date_fetches_that_window(tmp_path: Path, database_url: str) -> None:
+    tenant = generate_tenants(1, seed=13)[0]
+    with world(tmp_path, database_url, [tenant], seed=13) as w:
+        done = w.fetcher("backfill", "--since", str(TODAY - timedelta(days=4)))
+
+        assert done.returncode == 0, done.stderr
+        assert list_tops(w, tenant.tenant_id) == ["5"]
+        assert_stored_as_simulated(w, tenant.tenant_id, 5)
+
+
+def test_get_stores_one_day_and_prints_it(tmp_path: Path, database_url: str) -> None:
+    tenant = generate_tenants(1, seed=14)[0]
+    day = TODAY - timedelta(days=3)
+    with world(tmp_path, database_url, [tenant], seed=14) as w:
+        done = w.fetcher("get", f"{tenant.tenant_id}_{day}")
+
+        assert done.returncode == 0, done.stderr
+        printed = json.loads(done.stdout)
+        assert printed["id"] == f"{tenant.tenant_id}_{day}"
+        assert [r["id"] for r in db_rows(database_url, secure_scores)] == [printed["id"]]
+        assert [r["command"] for r in db_rows(database_url, fetch_runs)] == ["get"]
+
+
+def test_get_of_a_missing_day_fails_with_not_found(tmp_path: Path, database_url: str) -> None:
+    tenant = generate_tenants(1, seed=14)[0]
+    with world(tmp_path, database_url, [tenant], seed=14) as w:
+        done = w.fetcher("get", f"{tenant.tenant_id}_1999-01-01")
+
+        assert done.returncode == 1
+        assert [(r["status"], r["error_kind"]) for r in db_rows(database_url, tenant_runs)] == [("failed", "not_found")]
+
+
+def test_failing_tenants_end_with_exit_1_and_healthy_ones_fully_stored(tmp_path: Path, database_url: str) -> None:
+    healthy = generate_tenants(4, seed=15)
+    broken = generate_tenants(9, seed=16)[4:]
+    troubled = [
+        dataclasses.replace(broken[0], consent=False),
+        dataclasses.replace(broken[1], faults=(Fault.token_refusal(TokenRefusal.INVALID_SECRET),)),
+        dataclasses.replace(broken[2], registered=False),
+        dataclasses.replace(broken[3], faults=(Fault.status(503, endpoint="list"),)),
+        dataclasses.replace(broken[4], faults=(Fault.status(429, retry_after=1, endpoint="list", times=1),)),
+    ]
+    with world(tmp_path, database_url, [*healthy, *troubled], seed=15) as w:
+        done = w.fetcher("backfill", "--days", "20")
+
+        assert done.returncode == 1, done.stderr
+        ledger = {r["tenant_id"]: (r["status"], r["error_kind"]) for r in db_rows(database_url, tenant_runs)}
+        assert ledger == {
+            **{t.tenant_id: ("succeeded", None) for t in healthy},
+            troubled[0].tenant_id: ("failed", "permission"),
+            troubled[1].tenant_id: ("failed", "authentication"),
+            troubled[2].tenant_id: ("failed", "authentication"),
+            troubled[3].tenant_id: ("failed", "server_error"),
+            troubled[4].tenant_id: ("succeeded", None),
+        }
+        for tenant in [*healthy, troubled[4]]:
+            assert_stored_as_simulated(w, tenant.tenant_id, 20)
+        for tenant in troubled[:4]:
+            assert db_count(database_url, secure_scores, tenant_id=tenant.tenant_id) == 0
+        run = db_rows(database_url, fetch_runs)[0]
+        assert (run["status"], run["tenants_succeeded"], run["tenants_failed"], run["scores_upserted"]) == (
+            "partial", 5, 4, 100
+        )
+        throttled = {r["tenant_id"]: r["throttled"] for r in db_rows(database_url, tenant_runs)}
+        assert throttled[troubled[4].tenant_id] == 1
+        assert "SecurityEvents.Read.All" in done.stderr
+
+
+def test_a_payload_for_another_tenant_is_quarantined_and_fails_the_tenant(tmp_path: Path, database_url: str) -> None:
+    mine, other = generate_tenants(2, seed=17)
+    victim = dataclasses.replace(mine, faults=(Fault.wrong_tenant(other.tenant_id, endpoint="list"),))
+    with world(tmp_path, database_url, [victim, other], seed=17) as w:
+        w.write_config(tenants=[victim.tenant_id])
+
+        done = w.fetcher("backfill", "--days", "5")
+
+        assert done.returncode == 1
+        stored = db_rows(database_url, secure_scores)
+        assert all(r["tenant_id"] == victim.tenant_id and r["id"].startswith(victim.tenant_id) for r in stored)
+        assert db_count(database_url, secure_scores, tenant_id=other.tenant_id) == 0
+        rejected = db_rows(database_url, rejected_payloads)
+        assert rejected
+        assert all(r["tenant_id"] == victim.tenant_id for r in rejected)
+        assert all(other.tenant_id in r["reason"] for r in rejected)
+        assert [(r["status"], r["error_kind"]) for r in db_rows(database_url, tenant_runs)] == [
+            ("failed", "wrong_tenant")
+        ]
+
+
+def test_a_second_run_on_the_same_database_is_refused(tmp_path: Path, database_url: str) -> None:
+    slow = [dataclasses.replace(t, faults=(Fault.latency(400),)) for t in generate_tenants(4, seed=18)]
+    with world(tmp_path, database_url, slow, seed=18) as w:
+        first = w.start("backfill", "--days", "60")
+        try:
+            _wait_for(lambda: db_count(database_url, fetch_runs) == 1)
+
+            second = w.fetcher("run")
+
+            assert second.returncode == 3
+            assert "another fetcher run" in second.stderr
+        finally:
+            first.wait(timeout=120)
+        assert first.returncode == 0
+
+
+def test_sigterm_mid_run_leaves_stored_tenants_whole_and_the_run_interrupted(tmp_path: Path, database_url: str) -> None:
+    tenants = [dataclasses.replace(t, faults=(Fault.latency(150),)) for t in generate_tenants(12, seed=19)]
+    with world(tmp_path, database_url, tenants, seed=19) as w:
+        w.write_config(fetch={"concurrency": 2})
+        proc = w.start("backfill", "--days", "60")
+        _wait_for(lambda: db_count(database_url, tenant_runs) >= 2)
+
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+        assert proc.returncode == 143, proc.stderr.read() if proc.stderr else ""
+        run = db_rows(database_url, fetch_runs)[0]
+        assert run["status"] == "interrupted"
+        ledger = {r["tenant_id"]: r["status"] for r in db_rows(database_url, tenant_runs)}
+        assert "succeeded" in ledger.values()
+        assert len(ledger) < len(tenants)
+        for tenant in tenants:
+            if ledger.get(tenant.tenant_id) == "succeeded":
+                assert_stored_as_simulated(w, tenant.tenant_id, 60)
+            else:
+                assert db_count(database_url, secure_scores, tenant_id=tenant.tenant_id) == 0
+
+        resumed = w.fetcher("backfill", "--days", "60", "--resume")
+
+        assert resumed.returncode == 0, resumed.stderr
+        for tenant in tenants:
+            assert_stored_as_simulated(w, tenant.tenant_id, 60)
+        resumed_tenants = {r["tenant_id"] for r in db_rows(database_url, tenant_runs)
+                           if r["run_id"] != run["run_id"]}
+        assert resumed_tenants == {t.tenant_id for t in tenants} - {
+            t for t, status in ledger.items() if status == "succeeded"
+        }
+
+
+def test_status_exits_1_when_an_enabled_tenant_is_stale(tmp_path: Path, database_url: str) -> None:
+    tenants = generate_tenants(2, seed=20)
+    with world(tmp_path, database_url, tenants, seed=20, newest_day=TODAY - timedelta(days=3)) as w:
+        assert w.fetcher("backfill", "--days", "5").returncode == 0
+
+        fresh = w.fetcher("status", "--max-age", "200")
+        stale = w.fetcher("status", "--format", "json")
+
+        assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+        assert stale.returncode == 1
+        states = json.loads(stale.stdout)
+        assert {s["tenant_id"]: (s["newest_score_date"], s["stale"]) for s in states} == {
+            t.tenant_id: (str(TODAY - timedelta(days=3)), True) for t in tenants
+        }
+
+
+def test_demo_runs_to_completion(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "fetcher", "demo", "--tenants", "6", "--database",
+                           str(tmp_path / "demo.db")], capture_output=True, text=True, timeout=300, check=False,
+                          cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    assert db_count(url, secure_scores) >= 4 * 90
+    assert "demo.db" in done.stdout
+
+
+def _wait_for(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not _holds(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+def _holds(condition: Any) -> bool:
+    try:
+        return bool(condition())
+    except sa.exc.OperationalError:  # the process under test has not created the tables yet
+        return False
