@@ -1,0 +1,154 @@
+"""The command line: help for every command, exit codes, one-line errors, `config check`, `migrate`."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from fetcher.cli import main
+from fetcher.store.engine import head_revision
+
+SECRET = "cli-secret-value-9f8e7d"
+CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
+TENANT = "11111111-1111-1111-1111-111111111111"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main` configures the root logger; put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False)
+
+
+DEFAULT_DATABASE = 'url = "sqlite+aiosqlite:///scores.db"'
+DEFAULT_AUTH = 'client_secret = "env:SECRET"'
+
+
+def write_config(folder: Path, *, database: str = DEFAULT_DATABASE, auth: str = DEFAULT_AUTH) -> Path:
+    path = folder / "fetcher.toml"
+    path.write_text(
+        f"[database]\n{database}\n[auth]\nclient_id = \"{CLIENT_ID}\"\n{auth}\n"
+        f"[[tenants]]\ntenant_id = \"{TENANT}\"\nname = \"Contoso\"\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("command", list(_commands(main)), ids=" ".join)
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    result = invoke(*command, "--help")
+
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    summary = result.output.split("\n\n")[1].strip()
+    assert len(summary) > 20, f"{' '.join(command)} has no real help text"
+
+
+def test_python_dash_m_fetcher_runs_the_same_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "fetcher", "--version"], capture_output=True, text=True, check=False)
+
+    assert done.returncode == 0
+    assert done.stdout.startswith("fetcher, version ")
+
+
+def test_config_check_prints_the_configuration_without_secrets(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), "config", "check", env={"SECRET": SECRET})
+
+    assert result.exit_code == 0
+    assert SECRET not in result.output
+    assert "<secret from env:SECRET>" in result.output
+    assert TENANT in result.output
+
+
+def test_a_configuration_error_is_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), "run", env={})
+
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "tenant 11111111-1111-1111-1111-111111111111 (Contoso): auth.client_secret" in lines[0]
+    assert "SECRET is not set" in lines[0]
+
+
+def test_a_missing_configuration_file_says_where_it_looked(tmp_path: Path) -> None:
+    result = invoke("--config", str(tmp_path / "nope.toml"), "status")
+
+    assert result.exit_code == 2
+    assert "no such configuration file" in result.output
+
+
+def test_an_unknown_tenant_on_the_command_line_is_a_usage_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), "run", "--tenant", "22222222-2222-2222-2222-222222222222",
+                    env={"SECRET": SECRET})
+
+    assert result.exit_code == 2
+    assert "no such tenant" in result.output
+
+
+def test_an_unreachable_database_exits_3_without_its_password(tmp_path: Path) -> None:
+    config = write_config(tmp_path, database='url = "postgresql+asyncpg://app:hunter22@127.0.0.1:1/nowhere"')
+
+    result = invoke("--config", str(config), "status", env={"SECRET": SECRET})
+
+    assert result.exit_code == 3
+    assert "cannot connect to database" in result.output
+    assert "hunter22" not in result.output
+
+
+def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    first = invoke("--config", str(config), "migrate", env={"SECRET": SECRET})
+    again = invoke("--config", str(config), "migrate", env={"SECRET": SECRET})
+
+    assert first.exit_code == 0
+    assert f"to revision {head_revision()}" in first.output
+    assert "already at revision" in again.output
+    assert (tmp_path / "scores.db").exists()
+
+
+def test_status_of_a_new_database_shows_every_tenant_as_stale(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), "status", "--format", "json", env={"SECRET": SECRET})
+
+    assert result.exit_code == 1
+    assert '"tenant_id": "11111111-1111-1111-1111-111111111111"' in result.output
+    assert '"stale": true' in result.output
+
+
+def test_backfill_rejects_both_days_and_since(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), "backfill", "--days", "3", "--since", "2026-11-01",
+                    env={"SECRET": SECRET})
+
+    assert result.exit_code == 2
+    assert "not both" in result.output
