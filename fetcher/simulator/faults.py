@@ -1,0 +1,225 @@
+"""Scripted trouble: what a tenant's requests run into, and when.
+
+A `Fault` says what happens (`kind` and its fields) and to which requests: those of its tenant on
+`endpoint` ("token", "list", "get", or "graph" for list and get), letting the first `skip` through and then
+applying to the next `times` (None: to all of them). Build faults with the class methods
+(`Fault.status(429, retry_after=2, times=3)`); `FaultBook` counts matching requests at run time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fetcher.simulator.entra import TokenRefusal
+
+ENDPOINTS = frozenset({"token", "list", "get", "graph"})
+DEFAULT_WARNING = '199 - "Microsoft/SecureScore/500/1234"'
+
+
+class FaultKind(StrEnum):
+    STATUS = "status"  # answer a status, with headers and body
+    LATENCY = "latency"  # answer normally, `delay_seconds` later
+    TIMEOUT = "timeout"  # hang `delay_seconds` (longer than the client waits), then answer normally
+    MALFORMED_JSON = "malformed_json"  # 200 with the body cut in half
+    PARTIAL = "partial"  # 206 Partial Content with the data and Warning header(s)
+    WRONG_TENANT = "wrong_tenant"  # the data of `other_tenant_id`'s ids instead
+    HOSTILE = "hostile"  # a named hostile body
+    TOKEN_REFUSAL = "token_refusal"  # the token endpoint refuses as Entra ID does
+
+
+class Hostile(StrEnum):
+    """Bodies meant to break careless clients."""
+
+    HUGE = "huge"  # a valid page of `megabytes` MB
+    DEEP = "deep"  # JSON nested 100,000 levels
+    NAN = "nan"  # raw NaN, 1e309, and strings where numbers belong
+    FOREIGN_NEXT_LINK = "foreign_next_link"  # @odata.nextLink to https://evil.example.invalid/...
+    MISSING_FIELDS = "missing_fields"  # an object without id, azureTenantId, createdDateTime
+    NOT_OBJECT = "not_object"  # `value` holding a string
+
+
+_DELAYS = frozenset({FaultKind.LATENCY, FaultKind.TIMEOUT})
+_GRAPH_ONLY = frozenset({FaultKind.PARTIAL, FaultKind.WRONG_TENANT, FaultKind.HOSTILE})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fault:
+    kind: FaultKind
+    endpoint: str = "graph"
+    skip: int = 0
+    times: int | None = None
+    status_code: int = 0
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None  # None: the body real Graph / Entra ID sends with this status
+    retry_after: float | None = None  # seconds
+    retry_after_as_date: bool = False  # send Retry-After as an HTTP-date instead of seconds
+    delay_seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
+    other_tenant_id: str | None = None  # None: a made-up tenant
+    hostile_body: Hostile | None = None
+    megabytes: float = 5.0
+    refusal: TokenRefusal | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {sorted(ENDPOINTS)}, not {self.endpoint!r}")
+        if self.skip < 0 or (self.times is not None and self.times < 0):
+            raise ValueError("skip and times must not be negative")
+        if self.kind is FaultKind.STATUS and not 100 <= self.status_code <= 599:
+            raise ValueError(f"a status fault needs an HTTP status, not {self.status_code}")
+        if (self.kind is FaultKind.TOKEN_REFUSAL) != (self.refusal is not None) or (
+            self.refusal is not None and self.endpoint != "token"
+        ):
+            raise ValueError("a token refusal needs `refusal` and endpoint 'token'")
+        if self.kind in _GRAPH_ONLY and self.endpoint == "token":
+            raise ValueError(f"a {self.kind} fault applies to Graph endpoints only")
+        if self.kind is FaultKind.HOSTILE and self.hostile_body is None:
+            raise ValueError("a hostile fault needs `hostile_body`")
+
+    @property
+    def delays(self) -> bool:
+        """Whether this fault only delays the answer (and combines with one that shapes it)."""
+        return self.kind in _DELAYS
+
+    @classmethod
+    def status(
+        cls,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        retry_after_as_date: bool = False,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes | None = None,
+        endpoint: str = "graph",
+        skip: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        """Answer `status` (e.g. 429 with Retry-After, 5xx, 400, 401, 404) with the service's usual body."""
+        return cls(
+            kind=FaultKind.STATUS,
+            status_code=status,
+            retry_after=retry_after,
+            retry_after_as_date=retry_after_as_date,
+            headers=tuple(headers),
+            body=body,
+            endpoint=endpoint,
+            skip=skip,
+            times=times,
+        )
+
+    @classmethod
+    def latency(cls, ms: float, *, endpoint: str = "graph", skip: int = 0, times: int | None = None) -> Fault:
+        return cls(kind=FaultKind.LATENCY, delay_seconds=ms / 1000, endpoint=endpoint, skip=skip, times=times)
+
+    @classmethod
+    def timeout(
+        cls, seconds: float = 60.0, *, endpoint: str = "graph", skip: int = 0, times: int | None = None
+    ) -> Fault:
+        return cls(kind=FaultKind.TIMEOUT, delay_seconds=seconds, endpoint=endpoint, skip=skip, times=times)
+
+    @classmethod
+    def malformed_json(cls, *, endpoint: str = "graph", skip: int = 0, times: int | None = None) -> Fault:
+        return cls(kind=FaultKind.MALFORMED_JSON, endpoint=endpoint, skip=skip, times=times)
+
+    @classmethod
+    def partial(
+        cls,
+        warnings: Sequence[str] = (DEFAULT_WARNING,),
+        *,
+        endpoint: str = "list",
+        skip: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        """206 Partial Content; several warnings go comma-separated into one Warning header."""
+        return cls(kind=FaultKind.PARTIAL, warnings=tuple(warnings), endpoint=endpoint, skip=skip, times=times)
+
+    @classmethod
+    def wrong_tenant(
+        cls,
+        other_tenant_id: str | None = None,
+        *,
+        endpoint: str = "graph",
+        skip: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        return cls(
+            kind=FaultKind.WRONG_TENANT,
+            other_tenant_id=other_tenant_id,
+            endpoint=endpoint,
+            skip=skip,
+            times=times,
+        )
+
+    @classmethod
+    def hostile(
+        cls,
+        body: Hostile,
+        *,
+        megabytes: float = 5.0,
+        endpoint: str = "list",
+        skip: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        return cls(
+            kind=FaultKind.HOSTILE,
+            hostile_body=body,
+            megabytes=megabytes,
+            endpoint=endpoint,
+            skip=skip,
+            times=times,
+        )
+
+    @classmethod
+    def token_refusal(cls, refusal: TokenRefusal, *, skip: int = 0, times: int | None = None) -> Fault:
+        return cls(kind=FaultKind.TOKEN_REFUSAL, refusal=refusal, endpoint="token", skip=skip, times=times)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the faults that matched one request add up to."""
+
+    delay_seconds: float = 0.0
+    answer: Fault | None = None  # the first fault that shapes the answer; None: answer normally
+
+
+def _matches(fault: Fault, endpoint: str) -> bool:
+    return fault.endpoint == endpoint or (fault.endpoint == "graph" and endpoint in ("list", "get"))
+
+
+class _Script:
+    """A fault and how many matching requests it has seen."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.seen = 0
+
+    def fires(self) -> bool:
+        index, self.seen = self.seen, self.seen + 1
+        times = self.fault.times
+        return index >= self.fault.skip and (times is None or index < self.fault.skip + times)
+
+
+class FaultBook:
+    """Per-tenant fault scripts, counted as requests arrive (thread-safe: faults may be added from tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, list[_Script]] = {}
+
+    def add(self, tenant_id: str, fault: Fault) -> None:
+        with self._lock:
+            self._scripts.setdefault(tenant_id.lower(), []).append(_Script(fault))
+
+    def plan(self, tenant_id: str | None, endpoint: str) -> Plan:
+        """Count this request against the tenant's faults and say what happens to it."""
+        if tenant_id is None:
+            return Plan()
+        with self._lock:
+            scripts = [s for s in self._scripts.get(tenant_id.lower(), ()) if _matches(s.fault, endpoint)]
+            firing = [script.fault for script in scripts if script.fires()]
+        delay = sum(fault.delay_seconds for fault in firing if fault.delays)
+        answer = next((fault for fault in firing if not fault.delays), None)
+        return Plan(delay, answer)

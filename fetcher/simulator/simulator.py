@@ -1,0 +1,168 @@
+"""The `Simulator`: the state one simulated Entra ID + Graph holds (tenants, the app registration, the
+current day, fault scripts, what it has seen) and the truths tests compare against.
+
+HTTP lives in `app.py`; serving it lives in `server.py`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from fetcher.simulator import data, tokens
+from fetcher.simulator.app import make_app
+from fetcher.simulator.cache import ByteCache
+from fetcher.simulator.entra import AppRegistration
+from fetcher.simulator.faults import Fault, FaultBook
+from fetcher.simulator.records import Recorder, RequestRecord
+from fetcher.simulator.tenants import SimTenant
+
+DEFAULT_CLIENT_ID = "3f5c9a27-6b1e-4d8a-9c2f-7e4b1a0d6c53"
+DEFAULT_CLIENT_SECRET = "Sim8Q~securescore.fetcher-simulator-secret_0123456789"
+FEDERATED_TOKEN_LIFETIME = 3600
+
+
+class Simulator:
+    """A deterministic Entra ID token endpoint and Graph secureScores API for `tenants`."""
+
+    def __init__(
+        self,
+        tenants: Sequence[SimTenant],
+        *,
+        seed: int = 0,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        client_certificate_pem: bytes | None = None,
+        page_size: int = 20,
+        newest_day: datetime.date | None = None,
+        controls_per_day: int = 230,
+        latency_ms: float = 0.0,
+        token_lifetime_seconds: int = 3600,
+        cache_megabytes: float = 256.0,
+    ) -> None:
+        if page_size < 1 or controls_per_day < 1 or token_lifetime_seconds < 1:
+            raise ValueError("page_size, controls_per_day and token_lifetime_seconds must be positive")
+        self.tenants: dict[str, SimTenant] = {}
+        for tenant in tenants:
+            if tenant.tenant_id.lower() in self.tenants:
+                raise ValueError(f"tenant {tenant.tenant_id} is listed twice")
+            self.tenants[tenant.tenant_id.lower()] = tenant
+        self.seed = seed
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.page_size = page_size
+        self.newest_day = newest_day or datetime.datetime.now(datetime.UTC).date()
+        self.controls_per_day = controls_per_day
+        self.latency_ms = latency_ms
+        self.token_lifetime_seconds = token_lifetime_seconds
+        certificate = tokens.registered_certificate(client_certificate_pem) if client_certificate_pem else None
+        self.registration = AppRegistration(client_id, client_secret, certificate)
+        self.signing_key = tokens.signing_key()
+        self.skiptoken_key = data.stable_key("skiptoken", seed).to_bytes(8, "big")
+        self.faults = FaultBook()
+        for tenant in tenants:
+            for fault in tenant.faults:
+                self.faults.add(tenant.tenant_id, fault)
+        self.recorder = Recorder()
+        self._profiles: dict[str, data.Profile] = {}
+        self._profiles_lock = threading.Lock()
+        self._cache = ByteCache(int(cache_megabytes * 1024 * 1024))
+
+    # -- what tests observe -------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request so far, in arrival order of their answers (the live list)."""
+        return self.recorder.records
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most Graph requests (list and get) in flight at once."""
+        return self.recorder.peak_graph
+
+    @property
+    def peak_token_in_flight(self) -> int:
+        return self.recorder.peak_token
+
+    @property
+    def peak_in_flight_by_tenant(self) -> dict[str, int]:
+        """The most Graph requests in flight at once for each tenant (a snapshot)."""
+        return self.recorder.peaks_by_tenant()
+
+    def clear_requests(self) -> None:
+        """Forget recorded requests and restart the peaks."""
+        self.recorder.clear()
+
+    def add_fault(self, tenant_id: str, fault: Fault) -> None:
+        """Script trouble for a tenant from now on (its `skip`/`times` count from here)."""
+        if self.tenant(tenant_id) is None:
+            raise KeyError(f"unknown tenant {tenant_id}")
+        self.faults.add(tenant_id, fault)
+
+    def make_app(self) -> web.Application:
+        """A fresh aiohttp application serving this simulator."""
+        return make_app(self)
+
+    # -- data ---------------------------------------------------------------------------------------------
+
+    def tenant(self, tenant_id: str) -> SimTenant | None:
+        return self.tenants.get(tenant_id.lower())
+
+    def available_days(self, tenant_id: str, newest_day: datetime.date | None = None) -> list[datetime.date]:
+        """The days the list returns for a tenant, newest first."""
+        tenant = self._known(tenant_id)
+        newest = newest_day or self.newest_day
+        if tenant.empty:
+            return []
+        return [newest - datetime.timedelta(days=offset) for offset in range(tenant.days)]
+
+    def day_bytes(self, tenant_id: str, day: datetime.date, newest_day: datetime.date | None = None) -> bytes:
+        """One day's object, serialized; the newest day in full, older days thin."""
+        tenant = self._known(tenant_id)
+        newest = day == (newest_day or self.newest_day)
+        key = (tenant.tenant_id, day.toordinal(), newest)
+        profile = self._profile(tenant.tenant_id)
+        return self._cache.get_or_make(key, lambda: data.score_bytes(profile, day, newest=newest, seed=self.seed))
+
+    def score_object(self, tenant_id: str, day: datetime.date, *, newest: bool) -> dict[str, Any]:
+        """One day's object as a client decodes it, in the newest (full) or older (thin) form."""
+        tenant = self._known(tenant_id)
+        return data.score_object(self._profile(tenant.tenant_id), day, newest=newest, seed=self.seed)
+
+    def expected_objects(self, tenant_id: str, days: int | None = None) -> list[dict[str, Any]]:
+        """Exactly what a full list capped at `days` objects returns now, newest first."""
+        newest = self.newest_day
+        available = self.available_days(tenant_id, newest)
+        chosen = available if days is None else available[:days]
+        return [orjson.loads(self.day_bytes(tenant_id, day, newest)) for day in chosen]
+
+    def issue_federated_token(self, client_id: str, tenant_id: str) -> str:
+        """A service-account token the token endpoint accepts as a client assertion (workload identity)."""
+        return tokens.issue_federated_token(
+            self.signing_key,
+            client_id=client_id,
+            tenant_id=tenant_id,
+            now=int(time.time()),
+            lifetime=FEDERATED_TOKEN_LIFETIME,
+        )
+
+    def _known(self, tenant_id: str) -> SimTenant:
+        tenant = self.tenant(tenant_id)
+        if tenant is None:
+            raise KeyError(f"unknown tenant {tenant_id}")
+        return tenant
+
+    def _profile(self, tenant_id: str) -> data.Profile:
+        # Profiles are built lazily: a benchmark may declare thousands of tenants and touch a few.
+        with self._profiles_lock:
+            profile = self._profiles.get(tenant_id)
+            if profile is None:
+                profile = data.build_profile(self.seed, tenant_id, self.controls_per_day)
+                self._profiles[tenant_id] = profile
+            return profile

@@ -1,0 +1,41 @@
+"""`fetcher simulate`: serve a simulator until Ctrl-C, with a ready configuration file to point the
+fetcher at it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from fetcher.simulator.server import RunningSimulator, serving_simulator
+from fetcher.simulator.simulator import Simulator
+from fetcher.simulator.tenants import generate_tenants
+
+CONFIG_FILE_NAME = "fetcher.toml"
+
+
+def _announce(running: RunningSimulator, config: Path) -> None:
+    sim = running.simulator
+    print(f"Simulating {len(sim.tenants)} tenants (seed {sim.seed}, newest day {sim.newest_day}).")
+    print(f"  origin:         {running.origin}")
+    print(f"  Graph base URL: {running.graph_base_url}")
+    print(f"  CA file:        {running.ca_file}")
+    print(f"  config:         {config}")
+    print(f"Run: fetcher --config {config} run    (Ctrl-C stops the simulator)", flush=True)
+
+
+async def _serve(sim: Simulator, *, port: int, out_dir: Path) -> None:
+    async with serving_simulator(sim, port=port, tls_dir=out_dir / "tls") as running:
+        database_url = f"sqlite+aiosqlite:///{(out_dir / 'securescores.db').resolve()}"
+        config = running.write_config(out_dir / CONFIG_FILE_NAME, database_url=database_url)
+        _announce(running, config)
+        await asyncio.Event().wait()  # until cancelled by Ctrl-C
+
+
+def run_standalone(*, tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path) -> None:
+    """Serve `tenants` healthy tenants on `port` until interrupted."""
+    sim = Simulator(generate_tenants(tenants, seed=seed), seed=seed, latency_ms=latency_ms)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(sim, port=port, out_dir=out_dir))
+    print("Simulator stopped.")

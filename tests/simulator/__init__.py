@@ -1,0 +1,1 @@
+"""Tests of the Entra ID + Graph simulator (fetcher.simulator)."""

@@ -1,0 +1,289 @@
+"""Scripted trouble: each fault kind, when it fires (skip/times/endpoint), and what it looks like on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import email.utils
+import json
+import math
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from fetcher.simulator import Fault, Hostile, RunningSimulator, SimTenant, Simulator, TokenRefusal
+from fetcher.simulator.faults import FaultBook, FaultKind
+from tests.simulator.conftest import NEWEST, SEED
+from tests.simulator.helpers import access_token, get, post_token, secret_form, serve
+
+
+def _list_url(running: RunningSimulator, top: int = 3) -> str:
+    return f"{running.graph_base_url}/security/secureScores?$top={top}"
+
+
+def _item_url(running: RunningSimulator, tenant: SimTenant) -> str:
+    return f"{running.graph_base_url}/security/secureScores/{tenant.tenant_id}_{NEWEST.isoformat()}"
+
+
+async def _list_with(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant, fault: Fault, top: int = 3
+) -> tuple[int, dict[str, str], bytes]:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, fault)
+    answer = await get(session, _list_url(running, top), token)
+    return answer.status, answer.headers, answer.body
+
+
+async def test_throttling_answers_429_with_retry_after_seconds(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    status, headers, body = await _list_with(running, session, tenant, Fault.status(429, retry_after=2))
+    assert (status, headers["Retry-After"]) == (429, "2")
+    assert orjson.loads(body)["error"]["code"] == "TooManyRequests"
+
+
+async def test_retry_after_can_be_an_http_date(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    fault = Fault.status(503, retry_after=2, retry_after_as_date=True)
+    _, headers, _ = await _list_with(running, session, tenant, fault)
+    moment = email.utils.parsedate_to_datetime(headers["Retry-After"])
+    assert 0 <= (moment - datetime.datetime.now(datetime.UTC)).total_seconds() <= 2
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, "BadRequest"), (404, "ResourceNotFound"), (500, "InternalServerError"), (502, "BadGateway"),
+     (503, "ServiceNotAvailable"), (504, "GatewayTimeout")],
+)  # fmt: skip
+async def test_status_fault_answers_graphs_error(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant, status: int, code: int
+) -> None:
+    answered, _, body = await _list_with(running, session, tenant, Fault.status(status))
+    assert (answered, orjson.loads(body)["error"]["code"]) == (status, code)
+
+
+async def test_scripted_401_carries_a_challenge(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    status, headers, body = await _list_with(running, session, tenant, Fault.status(401))
+    assert (status, orjson.loads(body)["error"]["code"]) == (401, "InvalidAuthenticationToken")
+    assert "WWW-Authenticate" in headers
+
+
+async def test_status_fault_sends_given_headers_and_body(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    fault = Fault.status(500, headers=[("x-ms-throttle-information", "CPULimitation")], body=b"<html>oops</html>")
+    _, headers, body = await _list_with(running, session, tenant, fault)
+    assert (headers["x-ms-throttle-information"], body) == ("CPULimitation", b"<html>oops</html>")
+
+
+async def test_skip_lets_requests_through_and_times_bounds_the_fault(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, Fault.status(503, skip=1, times=2))
+    statuses = [(await get(session, _list_url(running), token)).status for _ in range(4)]
+    assert statuses == [200, 503, 503, 200]
+
+
+async def test_fault_applies_only_to_its_endpoint(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, Fault.status(500, endpoint="get"))
+    listed = await get(session, _list_url(running), token)
+    fetched = await get(session, _item_url(running, tenant), token)
+    assert (listed.status, fetched.status) == (200, 500)
+
+
+async def test_fault_applies_only_to_its_tenant(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenants: list[SimTenant]
+) -> None:
+    running.simulator.add_fault(tenants[0].tenant_id, Fault.status(500))
+    answer = await get(session, _list_url(running), await access_token(session, running, tenants[1].tenant_id))
+    assert answer.status == 200
+
+
+async def test_latency_fault_delays_the_answer(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, Fault.latency(300))
+    started = time.monotonic()
+    answer = await get(session, _list_url(running), token)
+    assert answer.status == 200
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_global_latency_delays_every_answer(tenants: list[SimTenant], tmp_path: Path) -> None:
+    sim = Simulator(tenants, seed=SEED, newest_day=NEWEST, controls_per_day=10, latency_ms=150)
+    async with serve(sim, tmp_path) as (running, session):
+        started = time.monotonic()
+        token = await access_token(session, running, tenants[0].tenant_id)
+        await get(session, _list_url(running), token)
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_timeout_fault_outlasts_the_client_and_is_recorded_as_gone(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, Fault.timeout(30))
+    with pytest.raises(asyncio.TimeoutError):
+        async with session.get(
+            _list_url(running), headers={"Authorization": f"Bearer {token}"}, timeout=aiohttp.ClientTimeout(total=0.3)
+        ):
+            pass
+    for _ in range(50):  # the server notices the disconnect a moment later
+        if any(record.status == 499 for record in running.simulator.requests):
+            break
+        await asyncio.sleep(0.02)
+    assert [record.status for record in running.simulator.requests if record.endpoint == "list"] == [499]
+
+
+async def test_malformed_json_is_a_truncated_200(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    status, _, body = await _list_with(running, session, tenant, Fault.malformed_json())
+    assert status == 200
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(body)
+
+
+async def test_partial_answers_206_with_data_and_warnings(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    warnings = ['199 - "Microsoft/SecureScore/500/1234"', '199 - "Microsoft/SecureScore/503/77"']
+    status, headers, body = await _list_with(running, session, tenant, Fault.partial(warnings))
+    assert (status, headers["Warning"]) == (206, ", ".join(warnings))
+    assert len(orjson.loads(body)["value"]) == 3
+
+
+async def test_wrong_tenant_answers_another_tenants_ids(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    other = "0badc0de-0000-4000-8000-000000000000"
+    _, _, body = await _list_with(running, session, tenant, Fault.wrong_tenant(other))
+    objects = orjson.loads(body)["value"]
+    assert {obj["azureTenantId"] for obj in objects} == {other}
+    assert all(obj["id"].startswith(f"{other}_") for obj in objects)
+
+
+async def test_huge_body_is_as_large_as_asked_and_valid(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.hostile(Hostile.HUGE, megabytes=3))
+    assert len(body) >= 3 * 1024 * 1024
+    assert len(orjson.loads(body)["value"]) == 3
+
+
+async def test_deep_body_nests_a_hundred_thousand_levels(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.hostile(Hostile.DEEP))
+    assert body.count(b"[") >= 100_000
+    with pytest.raises(RecursionError):
+        json.loads(body)
+
+
+async def test_nan_body_carries_raw_non_numbers(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.hostile(Hostile.NAN))
+    first, second = json.loads(body)["value"][:2]  # the standard library reads NaN and 1e309 leniently
+    assert math.isnan(first["currentScore"])
+    assert math.isinf(first["maxScore"])
+    assert (first["controlScores"][0]["score"], second["currentScore"]) == ("high", "high")
+
+
+async def test_foreign_next_link_points_off_site(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.hostile(Hostile.FOREIGN_NEXT_LINK))
+    assert orjson.loads(body)["@odata.nextLink"].startswith("https://evil.example.invalid/")
+
+
+async def test_missing_fields_drops_the_keys_of_an_object(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.hostile(Hostile.MISSING_FIELDS))
+    first, second = orjson.loads(body)["value"][:2]
+    assert not {"id", "azureTenantId", "createdDateTime"} & set(first)
+    assert {"id", "azureTenantId", "createdDateTime"} <= set(second)
+
+
+async def test_not_object_puts_a_string_in_value(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.hostile(Hostile.NOT_OBJECT))
+    assert isinstance(orjson.loads(body)["value"][0], str)
+
+
+async def test_hostile_single_entity_is_shaped_too(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, Fault.hostile(Hostile.MISSING_FIELDS, endpoint="get"))
+    body = (await get(session, _item_url(running, tenant), token)).json()
+    assert "id" not in body
+    assert "controlScores" in body
+
+
+async def test_token_endpoint_status_fault_reads_like_entra(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    running.simulator.add_fault(tenant.tenant_id, Fault.status(503, endpoint="token", retry_after=1, times=1))
+    failed = await post_token(session, running, tenant.tenant_id, secret_form(running))
+    recovered = await post_token(session, running, tenant.tenant_id, secret_form(running))
+    assert (failed.status, failed.headers["Retry-After"], failed.json()["error"]) == (
+        503,
+        "1",
+        "temporarily_unavailable",
+    )
+    assert recovered.status == 200
+
+
+async def test_token_endpoint_can_answer_truncated_json(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    running.simulator.add_fault(tenant.tenant_id, Fault.malformed_json(endpoint="token"))
+    answer = await post_token(session, running, tenant.tenant_id, secret_form(running))
+    assert answer.status == 200
+    with pytest.raises(orjson.JSONDecodeError):
+        answer.json()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Fault.status(429, endpoint="everything"),
+        lambda: Fault.status(42),
+        lambda: Fault.status(500, skip=-1),
+        lambda: Fault.partial(endpoint="token"),
+        lambda: Fault(kind=FaultKind.TOKEN_REFUSAL, endpoint="list", refusal=TokenRefusal.INVALID_SECRET),
+        lambda: Fault(kind=FaultKind.HOSTILE),
+    ],
+    ids=["endpoint", "status", "skip", "partial-on-token", "refusal-on-graph", "hostile-without-body"],
+)
+def test_nonsense_fault_is_refused_when_built(build: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        build()  # type: ignore[operator]
+
+
+def test_delays_add_up_and_first_shaping_fault_wins() -> None:
+    book = FaultBook()
+    for fault in (Fault.latency(100), Fault.status(500), Fault.timeout(2), Fault.status(503)):
+        book.add("T", fault)
+    plan = book.plan("t", "list")
+    assert (plan.delay_seconds, plan.answer) == (2.1, Fault.status(500))
+
+
+def test_graph_fault_does_not_match_token_requests() -> None:
+    book = FaultBook()
+    book.add("T", Fault.status(500))
+    assert book.plan("T", "token").answer is None

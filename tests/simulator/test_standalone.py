@@ -1,0 +1,35 @@
+"""`fetcher simulate`'s engine: serves until Ctrl-C, announcing where it is and writing a config."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+SCRIPT = (
+    "from pathlib import Path; from fetcher.simulator import run_standalone; "
+    "run_standalone(tenants=3, port=0, seed=2, latency_ms=0, out_dir=Path({out!r}))"
+)
+
+
+def test_standalone_announces_writes_config_and_stops_on_interrupt(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(out=str(tmp_path))], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Run:"):
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=10)
+    config = tomllib.loads((tmp_path / "fetcher.toml").read_text())
+    announced = "".join(lines)
+    assert config["graph"]["base_url"] in announced
+    assert config["graph"]["ca_bundle"] in announced
+    assert len(config["tenants"]) == 3
+    assert "Simulator stopped." in rest
+    assert process.returncode == 0
