@@ -260,6 +260,21 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
     _run_async(ctx, action())
 
 
+@main.command("rebuild")
+@_tenant_option
+@click.pass_obj
+def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
+    """Derive the normalized tables again from the raw archive (after a normalization fix or a new column)."""
+    from fetcher.rebuild import RebuildRun, plan_rebuild
+
+    async def action() -> int:
+        config = ctx.config()
+        run = RebuildRun(config, plan_rebuild(config, tenants), observer=ctx.observer())
+        return _report(ctx, await _execute(ctx, run))
+
+    _run_async(ctx, action())
+
+
 @main.command("status")
 @click.option("--max-age", type=float, default=48.0, show_default=True, metavar="HOURS",
               help="A tenant whose newest day is older than this is stale.")

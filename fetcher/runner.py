@@ -189,6 +189,15 @@ class RunReport:
     finished_at: datetime | None = None
     stopped_by: int | None = None  # signal number
 
+    def add(self, outcome: TenantOutcome) -> None:
+        counters = self.counters
+        counters.live.pop(outcome.tenant.tenant_id, None)
+        counters.tenants_done += 1
+        counters.failures += outcome.failed
+        counters.score_days += outcome.scores_upserted
+        counters.finished_throttled += outcome.stats.throttled
+        self.outcomes.append(outcome)
+
     @property
     def exit_code(self) -> int:
         if self.stopped_by is not None:
@@ -313,13 +322,7 @@ class Ingestion:
             self._record(outcome)
 
     def _record(self, outcome: TenantOutcome) -> None:
-        counters = self.report.counters
-        counters.live.pop(outcome.tenant.tenant_id, None)
-        counters.tenants_done += 1
-        counters.failures += outcome.failed
-        counters.score_days += outcome.scores_upserted
-        counters.finished_throttled += outcome.stats.throttled
-        self.report.outcomes.append(outcome)
+        self.report.add(outcome)
         self.observer.tenant_done(self.report, outcome)
 
     async def _tenant(self, plan: Plan) -> TenantOutcome:
@@ -452,13 +455,21 @@ class Run:
         self.report = RunReport(str(uuid.uuid4()), command, utcnow())
         self._engine = engine
         self._ingestion: Ingestion | None = None
-        self._stopped_early: int | None = None
 
     def stop(self, signal_number: int) -> None:
+        if self.report.stopped_by is None:
+            self.report.stopped_by = signal_number
         if self._ingestion is not None:
             self._ingestion.stop(signal_number)
-        elif self._stopped_early is None:
-            self._stopped_early = signal_number
+
+    @property
+    def stopping(self) -> bool:
+        return self.report.stopped_by is not None
+
+    def record(self, outcome: TenantOutcome) -> None:
+        """A tenant is done: count it and tell the observer."""
+        self.report.add(outcome)
+        self.observer.tenant_done(self.report, outcome)
 
     async def execute(self) -> RunReport:
         engine = self._engine or create_engine(self.config.database)
@@ -490,8 +501,7 @@ class Run:
     async def _ingest(self, engine: AsyncEngine, plans: list[Plan]) -> None:
         self.report.counters.tenants_total = len(plans)
         self.observer.started(self.report)
-        if self._stopped_early is not None:
-            self.report.stopped_by = self._stopped_early
+        if self.stopping:
             return
         async with open_graph(self.config) as client:
             self._ingestion = Ingestion(self.config, engine, client, self.report, self.observer,

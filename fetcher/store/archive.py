@@ -117,3 +117,10 @@ async def iter_raw_payloads(conn: AsyncConnection, tenant_id: str) -> AsyncItera
         assert day is not None
         yield RawPayload(row.tenant_id, day, row.sha256, row.body, row.size, row.last_fetched_at, row.run_id,
                          row.warning)
+
+
+async def archived_days(conn: AsyncConnection, tenant_id: str) -> list[date]:
+    rows = await conn.scalars(
+        sa.select(raw_payloads.c.score_date).where(raw_payloads.c.tenant_id == tenant_id).distinct()
+    )
+    return sorted(d for d in (as_date(v) for v in rows.all()) if d is not None)

@@ -175,13 +175,18 @@ def display_url(engine: AsyncEngine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-@asynccontextmanager
-async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection, with failure to connect turned into `DatabaseUnavailable`."""
+async def open_connection(engine: AsyncEngine) -> AsyncConnection:
+    """A connection the caller closes, with failure to connect turned into `DatabaseUnavailable`."""
     try:
-        conn = await engine.connect()
+        return await engine.connect()
     except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.Error) as exc:
         raise DatabaseUnavailable(f"cannot connect to database {display_url(engine)}: {_reason(exc)}") from None
+
+
+@asynccontextmanager
+async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for the length of a block."""
+    conn = await open_connection(engine)
     try:
         yield conn
     finally:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.errors import LockHeld
-from fetcher.store.engine import connect, display_url, is_sqlite, transaction
+from fetcher.store.engine import display_url, is_sqlite, open_connection, transaction
 from fetcher.store.schema import run_lock
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,18 @@ class RunLock:
     # -- PostgreSQL
 
     async def _take_advisory(self) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            conn = await stack.enter_async_context(connect(self.engine))
+        conn = await open_connection(self.engine)
+        try:
             got = (await conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY})).scalar()
             await conn.commit()
-            if not got:
-                raise LockHeld(f"another fetcher run holds the lock of database {display_url(self.engine)}; "
-                               "wait for it to finish (a killed run frees the lock at once)")
-            self._conn = conn
-            stack.pop_all()
+        except BaseException:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            raise LockHeld(f"another fetcher run holds the lock of database {display_url(self.engine)}; "
+                           "wait for it to finish (a killed run frees the lock at once)")
+        self._conn = conn
 
     # -- SQLite
 

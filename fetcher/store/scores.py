@@ -200,3 +200,11 @@ async def newest_score_dates(conn: AsyncConnection, tenant_ids: Sequence[str] | 
         query = query.where(secure_scores.c.tenant_id.in_(list(tenant_ids)))
     rows = (await conn.execute(query)).all()
     return {tenant: newest for tenant, newest in ((t, as_date(n)) for t, n in rows) if newest is not None}
+
+
+async def delete_days(conn: AsyncConnection, tenant_id: str, dates: Sequence[date]) -> None:
+    """Remove a tenant's normalized rows for these days (children first), e.g. before a rebuild."""
+    for start in range(0, len(dates), 500):
+        chunk = list(dates[start:start + 500])
+        for table in (control_scores, comparative_scores, secure_scores):
+            await conn.execute(sa.delete(table).where(table.c.tenant_id == tenant_id, table.c.score_date.in_(chunk)))
