@@ -90,8 +90,9 @@ def setup_logging(*, verbosity: int, log_format: str, console: Console | None, s
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # The Azure SDK logs every HTTP exchange at INFO; its warnings are enough unless -vv.
-    logging.getLogger("azure").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    # The Azure SDK logs every exchange at INFO and each Entra refusal as a multi-line WARNING that
+    # repeats our own one-line error; show it only with -vv.
+    logging.getLogger("azure").setLevel(logging.DEBUG if verbosity > 1 else logging.ERROR)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
 

@@ -1,0 +1,283 @@
+"""Credentials: one azure-identity credential per tenant, made on first use, kept for the run, closed at its end.
+
+`TokenProvider.token(tenant)` returns a Graph access token (azure-identity caches it until it is near
+expiry); `refresh=True` forces a new one after Graph refused the old one. Entra ID's refusals become one
+`AuthenticationError` line naming the tenant, the AADSTS code and what to do; a token, a secret or a
+certificate password never appears in a message, a log line written here, or a `repr`.
+
+All credentials speak through the run's one aiohttp session (see `fetcher.http.create_session`), so TLS
+trust and connection pooling are configured in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.pipeline.policies import AsyncRetryPolicy
+from azure.core.pipeline.transport import AioHttpTransport
+from azure.identity.aio import (
+    CertificateCredential,
+    ClientSecretCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
+
+from fetcher.config import AuthConfig, GraphConfig, TenantConfig
+from fetcher.errors import (
+    AuthenticationError,
+    ConnectionFailed,
+    GraphError,
+    RequestTimedOut,
+    ServerError,
+    Throttled,
+)
+from fetcher.graph import SERVER_ERROR_STATUSES, one_line, parse_retry_after
+
+log = logging.getLogger("fetcher.auth")
+
+FEDERATED_TOKEN_ENV = "AZURE_FEDERATED_TOKEN_FILE"
+DEFAULT_MAX_CONCURRENT = 8
+# azure-core retries token requests itself, on 408/429/5xx and connection errors only (an AADSTS refusal
+# is a 400 or 401 and is never retried there). We keep that short and let `fetcher.retry` do the rest.
+TOKEN_RETRY_TOTAL = 2
+TOKEN_RETRY_BACKOFF = 0.5
+TOKEN_RETRY_BACKOFF_MAX = 4
+TOKEN_RETRY_AFTER_MAX = 10.0
+
+_AADSTS = re.compile(r"AADSTS(\d+)")
+
+
+class _BoundedTokenRetryPolicy(AsyncRetryPolicy[Any, Any]):
+    """azure-core's retry policy, except that it will not sleep through a long `Retry-After`.
+
+    azure-core honours any `Retry-After` in full; a longer one ends its retries here, and the 429 reaches
+    `fetcher.retry`, which weighs it against `max_retry_wait_seconds` like any Graph answer.
+    """
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after is not None and retry_after > TOKEN_RETRY_AFTER_MAX:
+            return False
+        return bool(super().is_retry(settings, response))
+
+
+def fresh_token_claims(now: float) -> str:
+    """A claims challenge that only a token issued from now on satisfies.
+
+    azure-identity's aio `get_token` skips its token cache only when `claims` is given (see
+    `GetTokenMixin._get_token_base` and `AadClientBase.get_cached_access_token`), so this is how a
+    new token is forced after Graph refused a cached one that had not yet expired.
+    """
+    return orjson.dumps({"access_token": {"nbf": {"essential": True, "value": str(int(now))}}}).decode()
+
+
+class TokenProvider:
+    """The run's credentials, one per tenant; `close()` at the end of the run."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        graph: GraphConfig,
+        *,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        # The credentials share the run's session: its SSL context trusts the system CAs plus
+        # [graph] ca_bundle. azure-core's `connection_verify=<path>` is not used because it would build
+        # a context from the bundle alone, replacing the system CAs instead of adding to them.
+        self._transport = AioHttpTransport(
+            session=session,
+            session_owner=False,
+            connection_timeout=graph.timeout_seconds,
+            read_timeout=graph.timeout_seconds,
+        )
+        self._graph = graph
+        self._environ = environ
+        self._credentials: dict[str, AsyncTokenCredential] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._gate = asyncio.Semaphore(max_concurrent)
+
+    def __repr__(self) -> str:
+        return f"TokenProvider(authority={self._graph.authority_host!r}, credentials={len(self._credentials)})"
+
+    async def token(self, tenant: TenantConfig, *, refresh: bool = False, claims: str | None = None) -> str:
+        """A Graph access token for `tenant`; `refresh` (or `claims`) forces a new one from Entra ID."""
+        credential = self.credential(tenant)
+        if refresh and not claims:
+            claims = fresh_token_claims(time.time())
+        # One token request per tenant at a time: its concurrent requests then share what the first got.
+        async with self._lock(tenant.tenant_id), self._gate:
+            try:
+                access = await credential.get_token(self._graph.scope, claims=claims)
+            except (AzureError, ValueError, OSError) as error:
+                raise authentication_error(error, tenant=tenant, authority_host=self._graph.authority_host) from None
+        log.debug("tenant %s: access token ready (%s)", tenant.label, "new" if claims else "cached or new")
+        return access.token
+
+    def credential(self, tenant: TenantConfig) -> AsyncTokenCredential:
+        """The tenant's credential, made on first use."""
+        credential = self._credentials.get(tenant.tenant_id)
+        if credential is None:
+            credential = build_credential(tenant, self._graph, self._transport, self._environ)
+            self._credentials[tenant.tenant_id] = credential
+        return credential
+
+    async def close(self) -> None:
+        """Close every credential (the shared session stays open: the run owns it)."""
+        credentials, self._credentials = list(self._credentials.values()), {}
+        for credential in credentials:
+            await credential.close()
+
+    def _lock(self, tenant_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(tenant_id, asyncio.Lock())
+
+
+# ------------------------------------------------------------------------------------------ credentials
+
+
+def build_credential(
+    tenant: TenantConfig, graph: GraphConfig, transport: AioHttpTransport, environ: Mapping[str, str] = os.environ
+) -> AsyncTokenCredential:
+    """The azure-identity credential for a tenant's effective `AuthConfig`."""
+    auth = tenant.auth
+    common: dict[str, Any] = {
+        "authority": graph.authority_host,
+        "transport": transport,
+        "retry_policy_class": _BoundedTokenRetryPolicy,
+        "retry_total": TOKEN_RETRY_TOTAL,
+        "retry_backoff_factor": TOKEN_RETRY_BACKOFF,
+        "retry_backoff_max": TOKEN_RETRY_BACKOFF_MAX,
+    }
+    if auth.method == "client_secret":
+        if auth.client_secret is None or auth.client_id is None:
+            raise _unusable(tenant, "method client_secret needs client_id and client_secret")
+        return ClientSecretCredential(tenant.tenant_id, auth.client_id, auth.client_secret.reveal(), **common)
+    if auth.method == "certificate":
+        return _certificate_credential(tenant, auth, common)
+    if auth.method == "workload_identity":
+        token_file = auth.token_file or environ.get(FEDERATED_TOKEN_ENV)
+        if not token_file or auth.client_id is None:
+            why = f"method workload_identity needs client_id and token_file (or ${FEDERATED_TOKEN_ENV})"
+            raise _unusable(tenant, why)
+        return WorkloadIdentityCredential(
+            tenant_id=tenant.tenant_id, client_id=auth.client_id, token_file_path=str(token_file), **common
+        )
+    if auth.method == "managed_identity":
+        # Managed identity talks to the local identity endpoint, not to the authority; it has its own retries.
+        return ManagedIdentityCredential(client_id=auth.client_id, transport=transport)
+    raise _unusable(tenant, f"unknown auth method {auth.method!r}")
+
+
+def _certificate_credential(tenant: TenantConfig, auth: AuthConfig, common: dict[str, Any]) -> AsyncTokenCredential:
+    path = auth.certificate_path
+    if path is None or auth.client_id is None:
+        raise _unusable(tenant, "method certificate needs client_id and certificate_path")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise _unusable(tenant, f"cannot read certificate_path {path}: {error.strerror}") from None
+    password = auth.certificate_password.reveal() if auth.certificate_password else None
+    try:
+        # azure-identity tells PEM from PKCS#12 by content; we only name the form in our own errors.
+        return CertificateCredential(
+            tenant.tenant_id, auth.client_id, certificate_data=data, password=password, **common
+        )
+    except (ValueError, TypeError):
+        form = "PEM" if b"-----BEGIN" in data else "PFX (PKCS#12)"
+        hint = "is the certificate_password right?" if password or form != "PEM" else "is the private key in it?"
+        raise _unusable(
+            tenant, f"cannot load {path} as a {form} certificate with an RSA private key ({hint})"
+        ) from None
+
+
+def _unusable(tenant: TenantConfig, why: str) -> AuthenticationError:
+    return AuthenticationError(f"tenant {tenant.label}: cannot build a credential: {why}", tenant_id=tenant.tenant_id)
+
+
+# ------------------------------------------------------------------------------------ Entra ID refusals
+
+
+def consent_url(authority_host: str, tenant_id: str, client_id: str | None) -> str:
+    return f"{authority_host.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id or '<client id>'}"
+
+
+def authentication_error(error: Exception, *, tenant: TenantConfig, authority_host: str) -> GraphError:
+    """What a failed token request means for the fetcher: a refusal, or a transient failure to retry."""
+    tid, label = tenant.tenant_id, tenant.label
+    url = f"{authority_host.rstrip('/')}/{tid}/oauth2/v2.0/token"
+    if isinstance(error, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
+        return RequestTimedOut(f"tenant {label}: Entra ID did not answer in time", tenant_id=tid, url=url)
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return ConnectionFailed(
+            f"tenant {label}: cannot reach Entra ID at {authority_host} ({one_line(_reason(error), limit=120)})",
+            tenant_id=tid, url=url,
+        )
+    status = error.status_code if isinstance(error, HttpResponseError) else None
+    if status == 429 or status in SERVER_ERROR_STATUSES:
+        headers = getattr(getattr(error, "response", None), "headers", None) or {}
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        kind = Throttled if status == 429 else ServerError
+        return kind(f"tenant {label}: Entra ID failed to issue a token ({status})", tenant_id=tid, status=status,
+                    url=url, retry_after=retry_after)
+    message = _reason(error)
+    match = _AADSTS.search(message)
+    code = f"AADSTS{match.group(1)}" if match else None
+    return AuthenticationError(
+        f"tenant {label}: {refusal_advice(code, message, tenant, authority_host)}",
+        tenant_id=tid, status=status, url=url, code=code,
+    )
+
+
+def refusal_advice(code: str | None, message: str, tenant: TenantConfig, authority_host: str) -> str:
+    """What Entra ID's refusal means and what to do about it, for the codes people meet."""
+    tid, client_id = tenant.tenant_id, tenant.auth.client_id
+    consent = consent_url(authority_host, tid, client_id)
+    secret_fix = "create a new one under the app registration's Certificates & secrets and update client_secret"
+    advice = {
+        "AADSTS7000215": f"the client secret is wrong or expired: {secret_fix}",
+        "AADSTS7000222": f"the client secret has expired: {secret_fix}",
+        "AADSTS700016": f"the app registration {client_id} is not in tenant {tid}: have an admin of {tid} grant "
+                        f"admin consent ({consent})",
+        "AADSTS90002": f"Entra ID knows no tenant {tid}: check tenant_id, and [graph] cloud for national clouds",
+        "AADSTS65001": f"the app {client_id} has no admin consent in tenant {tid}: have an admin of {tid} grant it "
+                       f"({consent})",
+        "AADSTS700027": f"Entra ID refused the certificate assertion: the certificate is not registered on app "
+                        f"{client_id} or has expired: upload its public part under the app registration's "
+                        "Certificates & secrets, or fix certificate_path",
+    }
+    if code in advice:
+        return f"{code}: {advice[code]}"
+    said = _entra_description(message)
+    if code:
+        return f"Entra ID refused a token ({code}: {said}); see https://login.microsoftonline.com/error?code={code[6:]}"
+    return f"could not get a token: {said}"
+
+
+def _reason(error: BaseException) -> str:
+    message = getattr(error, "message", None)
+    return message if isinstance(message, str) and message else str(error) or type(error).__name__
+
+
+def _entra_description(message: str) -> str:
+    """Entra ID's description without the trace and correlation ids, on one short line."""
+    text = re.split(r"\s*(?:Trace ID|Correlation ID|Timestamp):", message, maxsplit=1)[0]
+    text = re.sub(r"^Microsoft Entra ID error '\((\w+)\)\s*", "", text).rstrip("'")
+    return one_line(re.sub(r"^AADSTS\d+:\s*", "", text), limit=160)
+

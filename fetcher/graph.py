@@ -1,0 +1,342 @@
+"""Microsoft Graph's secureScores protocol, without I/O.
+
+What to ask (`list_url`, `item_url`), how to read an answer (`Response` → `ScorePage`, or the
+`GraphError` its status means), when to follow `@odata.nextLink` (`Pager`), and the headers that
+matter: `Warning` on a 206, `Retry-After` on a 429 or 5xx, and the claims challenge of a 401's
+`WWW-Authenticate`. `fetcher.http` does the sending; everything here is plain data in, plain data out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import email.utils
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from fetcher.config import TenantConfig
+from fetcher.errors import (
+    AuthenticationError,
+    BadRequest,
+    GraphError,
+    InvalidResponse,
+    NotFound,
+    PermissionDenied,
+    ServerError,
+    Throttled,
+    UnsafeResponse,
+)
+from fetcher.models import ProviderWarning, ScorePage
+
+SECURE_SCORES_PATH = "/security/secureScores"
+PERMISSION = "SecurityEvents.Read.All"
+DATA_STATUSES = frozenset({200, 206})
+SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
+DETAIL_LIMIT = 200
+# A page that brings no objects but another link makes no progress; a few are tolerated, then it is a loop.
+MAX_EMPTY_PAGES = 3
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_DELTA_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+_WARNING = re.compile(r'^(?P<code>\d{3})\s+(?P<agent>\S+)\s+"(?P<text>(?:[^"\\]|\\.)*)"')
+_CLAIMS = re.compile(r'\bclaims\s*=\s*"(?P<claims>[^"]*)"', re.IGNORECASE)
+
+
+# ------------------------------------------------------------------------------------------------ URLs
+
+
+def list_url(base_url: str, top: int) -> str:
+    """`GET /security/secureScores?$top=n`: the newest `top` days first."""
+    return f"{base_url.rstrip('/')}{SECURE_SCORES_PATH}?$top={top}"
+
+
+def item_url(base_url: str, score_id: str) -> str:
+    """`GET /security/secureScores/{id}`, the id quoted whole (ids hold `_` and could hold `/` or `?`)."""
+    return f"{base_url.rstrip('/')}{SECURE_SCORES_PATH}/{quote(score_id, safe='')}"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """Whether `url` has the scheme, host and port of `base_url`, and no user name or password."""
+    try:
+        parts = urlsplit(url)
+        return parts.username is None and parts.password is None and _origin(url) == _origin(base_url)
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+
+
+# ------------------------------------------------------------------------------------------- responses
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What the transport hands back: status, headers (lower-case names, every value) and the body."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    def header_values(self, name: str) -> Sequence[str]:
+        return self.headers.get(name.lower(), ())
+
+
+def decode_json(body: bytes, *, tenant: TenantConfig, status: int, url: str) -> Any:
+    """Parse a 2xx body; orjson refuses NaN, numbers beyond a double and nesting deeper than 1024."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidResponse(
+            f"tenant {tenant.label}: Graph answered {status} with a body that is not valid JSON ({error})",
+            tenant_id=tenant.tenant_id, status=status, url=url,
+        ) from None
+
+
+def read_page(response: Response, *, tenant: TenantConfig, url: str) -> ScorePage:
+    """A list answer as a `ScorePage`, or the error its status means."""
+    raise_for_status(response, tenant=tenant, url=url)
+    document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
+    value = document.get("value") if isinstance(document, dict) else None
+    link = document.get("@odata.nextLink") if isinstance(document, dict) else None
+    if not isinstance(value, list) or not isinstance(link, str | None):
+        raise _invalid(tenant, response.status, url, "is not a secureScores collection ({value: [...]})")
+    return ScorePage(value, parse_warnings(response.header_values("Warning")), link, response.status, url)
+
+
+def read_item(response: Response, *, tenant: TenantConfig, url: str) -> ScorePage:
+    """A single-object answer as a one-object `ScorePage`, or the error its status means."""
+    raise_for_status(response, tenant=tenant, url=url)
+    document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
+    if not isinstance(document, dict):
+        raise _invalid(tenant, response.status, url, "is not a secureScore object")
+    # An entity answer carries `@odata.context`; the objects of a list answer carry no annotations.
+    score = {key: value for key, value in document.items() if not key.startswith("@odata.")}
+    return ScorePage([score], parse_warnings(response.header_values("Warning")), None, response.status, url)
+
+
+def _invalid(tenant: TenantConfig, status: int, url: str, what: str) -> InvalidResponse:
+    return InvalidResponse(
+        f"tenant {tenant.label}: Graph answered {status} with JSON that {what}",
+        tenant_id=tenant.tenant_id, status=status, url=url,
+    )
+
+
+# ------------------------------------------------------------------------------------- status → error
+
+
+def raise_for_status(response: Response, *, tenant: TenantConfig, url: str) -> None:
+    """Raise the `GraphError` a non-data status means; 200 and 206 pass."""
+    if response.status not in DATA_STATUSES:
+        raise error_for_status(response, tenant=tenant, url=url)
+
+
+def error_for_status(response: Response, *, tenant: TenantConfig, url: str) -> GraphError:
+    """The exception for an answer that carries no data (a 401 here is the second one: see `fetcher.http`)."""
+    status, label, tid = response.status, tenant.label, tenant.tenant_id
+    code, detail = graph_error(response.body)
+    said = f"{status}{f': {detail}' if detail else ''}"
+    retry_after = parse_retry_after(response.header("Retry-After"))
+    if status == 400:
+        return BadRequest(f"tenant {label}: Graph rejected the request ({said}) for {url}; "
+                          "please report this with the URL", tenant_id=tid, status=status, url=url)
+    if status == 401:
+        return AuthenticationError(
+            f"tenant {label}: Graph refused a freshly issued access token ({said}); check that the app is "
+            f"enabled in tenant {tid} and that no Conditional Access policy blocks it",
+            tenant_id=tid, status=status, url=url, code=code,
+        )
+    if status == 403:
+        return PermissionDenied(
+            f"tenant {label}: Graph denied access ({said}): the app lacks the application permission "
+            f"{PERMISSION} with admin consent in tenant {tid}; add it under API permissions and have an "
+            f"admin of {tid} grant consent", tenant_id=tid, status=status, url=url)
+    if status == 404:
+        return NotFound(f"tenant {label}: Graph has no such secureScore ({said}) at {url}",
+                        tenant_id=tid, status=status, url=url)
+    if status == 429:
+        wait = f", asked to wait {retry_after:g} s" if retry_after is not None else ""
+        return Throttled(f"tenant {label}: Graph throttled the request ({said}){wait}",
+                         tenant_id=tid, status=status, url=url, retry_after=retry_after)
+    if status in SERVER_ERROR_STATUSES:
+        return ServerError(f"tenant {label}: Graph failed ({said})",
+                           tenant_id=tid, status=status, url=url, retry_after=retry_after)
+    return GraphError(f"tenant {label}: Graph answered an unexpected {said} for {url}",
+                      tenant_id=tid, status=status, url=url)
+
+
+def graph_error(body: bytes) -> tuple[str | None, str]:
+    """Graph's `{"error": {"code", "message"}}` as (code, one short line); other bodies as a short excerpt."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, one_line(body.decode("utf-8", "replace"), limit=80)
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return None, ""
+    code, message = error.get("code"), error.get("message")
+    code = one_line(code, limit=80) if isinstance(code, str) and code.strip() else None
+    message = one_line(message) if isinstance(message, str) else ""
+    return code, one_line(": ".join(part for part in (code, message) if part))
+
+
+def one_line(text: str, *, limit: int = DETAIL_LIMIT) -> str:
+    """Printable characters only, whitespace collapsed, anything shaped like a JWT masked, truncated."""
+    printable = "".join(c if c.isprintable() else " " for c in text[: limit * 4])
+    masked = _JWT.sub("<token>", " ".join(printable.split()))
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------- headers
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """`Retry-After` in seconds from either form (delta-seconds or HTTP-date); None when absent or unusable.
+
+    A date in the past means "now" (0.0); a negative or non-numeric delta is garbage (None).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.match(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less parse means "-0000"
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def split_header_list(value: str) -> list[str]:
+    """Split a comma-separated header on commas outside double quotes (quotes may hold `\\"` and commas)."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+def parse_warnings(values: Iterable[str]) -> tuple[ProviderWarning, ...]:
+    """Every entry of every `Warning` header: `199 - "{Vendor}/{Provider}/{StatusCode}/{LatencyInMs}"`."""
+    return tuple(parse_warning(entry) for value in values for entry in split_header_list(value))
+
+
+def parse_warning(entry: str) -> ProviderWarning:
+    """One warning entry; anything unparsable is kept whole as the text, with empty vendor and provider."""
+    match = _WARNING.match(entry)
+    if match is None:
+        return ProviderWarning("", "", None, None, one_line(entry))
+    text = re.sub(r"\\(.)", r"\1", match.group("text"))
+    parts = text.split("/")
+    if len(parts) < 4:
+        return ProviderWarning(parts[0], "/".join(parts[1:]), None, None, one_line(text))
+    return ProviderWarning(parts[0], "/".join(parts[1:-2]), _int(parts[-2]), _int(parts[-1]), one_line(text))
+
+
+def _int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def parse_claims_challenge(values: Iterable[str]) -> str | None:
+    """The claims a 401's `WWW-Authenticate` asks for (base64 JSON in `claims="..."`), decoded; else None."""
+    for value in values:
+        match = _CLAIMS.search(value)
+        if match is None:
+            continue
+        encoded = match.group("claims").strip()
+        try:
+            decoded = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+            if isinstance(orjson.loads(decoded), dict):
+                return decoded
+        except (binascii.Error, ValueError):
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------------------------- paging
+
+
+@dataclass(slots=True)
+class Pager:
+    """Follows `@odata.nextLink` for one tenant's list until `days` objects have arrived.
+
+    Graph sends a next link even when `$top` was met, so the count decides, not the link. A link to any
+    other scheme, host or port than `base_url` is refused before anything (a token above all) is sent there.
+    """
+
+    tenant: TenantConfig
+    base_url: str
+    days: int
+    received: int = 0
+    empty_pages: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.seen.add(self.first_url)
+
+    @property
+    def first_url(self) -> str:
+        return list_url(self.base_url, self.days)
+
+    @property
+    def done(self) -> bool:
+        return self.received >= self.days
+
+    def advance(self, page: ScorePage) -> tuple[ScorePage, str | None]:
+        """The page trimmed to what is still wanted, and the URL to ask next (None: stop)."""
+        wanted = self.days - self.received
+        if len(page.objects) > wanted:
+            page = dataclasses.replace(page, objects=page.objects[:wanted])
+        self.received += len(page.objects)
+        self.empty_pages = 0 if page.objects else self.empty_pages + 1
+        if self.done or page.next_link is None:
+            return page, None
+        return page, self._check(page.next_link)
+
+    def _check(self, link: str) -> str:
+        if not same_origin(link, self.base_url):
+            origin = "{}://{}:{}".format(*_origin(self.base_url))
+            raise self._unsafe(link, f"points outside {origin}; it was not followed and no token was sent")
+        if link in self.seen:
+            raise self._unsafe(link, "repeats a link already followed")
+        if self.empty_pages > MAX_EMPTY_PAGES:
+            raise self._unsafe(link, f"follows {self.empty_pages} empty pages in a row")
+        self.seen.add(link)
+        return link
+
+    def _unsafe(self, link: str, why: str) -> UnsafeResponse:
+        return UnsafeResponse(
+            f"tenant {self.tenant.label}: Graph's @odata.nextLink {one_line(link, limit=120)} {why}",
+            tenant_id=self.tenant.tenant_id, url=link,
+        )

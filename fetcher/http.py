@@ -1,0 +1,210 @@
+"""The HTTP side: the run's one aiohttp session and the Graph client that sends through it.
+
+`create_session` is called once per run by whoever runs it; the session, the `TokenProvider`, the
+`Limits` and the `RetryPolicy` are handed to `GraphClient`, which never makes its own. The client only
+sends and receives: what to ask and what an answer means is `fetcher.graph`, when to try again is
+`fetcher.retry`, how many at once is `fetcher.limits`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from fetcher import __version__
+from fetcher.auth import TokenProvider
+from fetcher.config import FetchConfig, GraphConfig, TenantConfig
+from fetcher.errors import ConnectionFailed, RequestTimedOut, UnsafeResponse
+from fetcher.graph import (
+    Pager,
+    Response,
+    item_url,
+    one_line,
+    parse_claims_challenge,
+    parse_retry_after,
+    read_item,
+    read_page,
+)
+from fetcher.limits import Limits
+from fetcher.models import RequestStats, ScorePage
+from fetcher.retry import RetryPolicy
+
+log = logging.getLogger("fetcher.http")
+
+USER_AGENT = f"securescore-fetcher/{__version__}"
+CHUNK_SIZE = 64 * 1024
+CONNECT_TIMEOUT_MAX = 30.0
+# Token requests to Entra ID share the session's pool with Graph requests, which `Limits` bounds.
+TOKEN_CONNECTIONS = 8
+
+
+def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
+    """The system's trusted CAs, plus those in `ca_bundle` (a TLS-inspecting proxy, the simulator); TLS 1.2+."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+def create_session(graph: GraphConfig, fetch: FetchConfig) -> aiohttp.ClientSession:
+    """The run's session, for Graph and (through azure-core) Entra ID alike; the caller closes it."""
+    connector = aiohttp.TCPConnector(
+        ssl=ssl_context(graph.ca_bundle),
+        limit=fetch.concurrency + TOKEN_CONNECTIONS,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=graph.timeout_seconds,
+        sock_read=graph.timeout_seconds,
+        sock_connect=min(graph.timeout_seconds, CONNECT_TIMEOUT_MAX),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers={"User-Agent": USER_AGENT},
+        # No cookies: one tenant's answers must not shape another tenant's requests.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+    )
+
+
+class GraphClient:
+    """Fetches secureScores for any tenant; one per run, shared by all tenants."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        graph: GraphConfig,
+        fetch: FetchConfig,
+        tokens: TokenProvider,
+        limits: Limits,
+        retry: RetryPolicy,
+    ) -> None:
+        self._session = session
+        self._graph = graph
+        self._fetch = fetch
+        self._tokens = tokens
+        self._limits = limits
+        self._retry = retry
+
+    def __repr__(self) -> str:
+        return f"GraphClient(base_url={self._graph.base_url!r})"
+
+    async def list_secure_scores(
+        self, tenant: TenantConfig, days: int, stats: RequestStats
+    ) -> AsyncIterator[ScorePage]:
+        """The newest `days` secureScores, page by page as they arrive; each page is retried on its own."""
+        pager = Pager(tenant, self._graph.base_url, days)
+        url: str | None = pager.first_url
+        while url is not None:
+            attempt = functools.partial(self._page, tenant, url, stats)
+            page, url = pager.advance(await self._retry.call(attempt, tenant=tenant, stats=stats))
+            yield page
+
+    async def get_secure_score(self, tenant: TenantConfig, score_id: str, stats: RequestStats) -> ScorePage:
+        """One secureScore by id (a page of one object); `NotFound` when Graph has none."""
+        attempt = functools.partial(self._item, tenant, item_url(self._graph.base_url, score_id), stats)
+        return await self._retry.call(attempt, tenant=tenant, stats=stats)
+
+    def forget(self, tenant_id: str) -> None:
+        """The caller is done with this tenant: drop its rate-limit state (its credential stays for the run)."""
+        self._limits.forget(tenant_id)
+
+    async def _page(self, tenant: TenantConfig, url: str, stats: RequestStats) -> ScorePage:
+        return read_page(await self._exchange(tenant, url, stats), tenant=tenant, url=url)
+
+    async def _item(self, tenant: TenantConfig, url: str, stats: RequestStats) -> ScorePage:
+        return read_item(await self._exchange(tenant, url, stats), tenant=tenant, url=url)
+
+    async def _exchange(self, tenant: TenantConfig, url: str, stats: RequestStats) -> Response:
+        """One GET with the tenant's token; after a 401, once more with a token fresh from Entra ID."""
+        response = await self._send(tenant, url, await self._tokens.token(tenant), stats)
+        if response.status == 401:
+            claims = parse_claims_challenge(response.header_values("WWW-Authenticate"))
+            token = await self._tokens.token(tenant, refresh=True, claims=claims)
+            response = await self._send(tenant, url, token, stats)
+        return response
+
+    async def _send(self, tenant: TenantConfig, url: str, token: str, stats: RequestStats) -> Response:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        async with self._limits.slot(tenant.tenant_id):
+            stats.requests += 1
+            started = time.monotonic()
+            status: int | str = "failed"
+            try:
+                async with self._session.get(url, headers=headers, allow_redirects=False) as answer:
+                    status = answer.status
+                    body = await self._read(answer, tenant, url)
+                    response = Response(answer.status, body, _headers(answer))
+            except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, which is TimeoutError
+                raise RequestTimedOut(
+                    f"tenant {tenant.label}: Graph did not answer within {self._graph.timeout_seconds:g} s",
+                    tenant_id=tenant.tenant_id, url=url,
+                ) from None
+            except aiohttp.ClientError as error:
+                raise _connection_failed(error, tenant, url) from None
+            finally:
+                log.debug("GET %s -> %s in %.0f ms", url, status, (time.monotonic() - started) * 1000)
+        self._observe(tenant, response, stats)
+        return response
+
+    def _observe(self, tenant: TenantConfig, response: Response, stats: RequestStats) -> None:
+        if response.status == 429:
+            stats.throttled += 1
+            self._limits.throttled(tenant.tenant_id, parse_retry_after(response.header("Retry-After")))
+        elif 200 <= response.status < 300:
+            self._limits.succeeded(tenant.tenant_id)
+
+    async def _read(self, answer: aiohttp.ClientResponse, tenant: TenantConfig, url: str) -> bytes:
+        """The body, refused as soon as it is known to exceed `max_response_bytes` (declared or read)."""
+        limit = self._graph.max_response_bytes
+        if answer.content_length is not None and answer.content_length > limit:
+            raise _too_large(tenant, url, answer.status, limit, f"Content-Length {answer.content_length}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in answer.content.iter_chunked(CHUNK_SIZE):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(tenant, url, answer.status, limit, f"{size} bytes read so far")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _headers(answer: aiohttp.ClientResponse) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in answer.headers.items():
+        headers.setdefault(name.lower(), []).append(value)
+    return headers
+
+
+def _too_large(tenant: TenantConfig, url: str, status: int, limit: int, what: str) -> UnsafeResponse:
+    return UnsafeResponse(
+        f"tenant {tenant.label}: Graph's answer ({what}) exceeds [graph] max_response_bytes = {limit}; refused",
+        tenant_id=tenant.tenant_id, status=status, url=url,
+    )
+
+
+def _connection_failed(error: aiohttp.ClientError, tenant: TenantConfig, url: str) -> ConnectionFailed:
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        what = "the TLS handshake with Graph failed; if a proxy inspects TLS, set [graph] ca_bundle to its CA"
+    elif isinstance(error, aiohttp.ClientConnectorError):
+        what = "cannot connect to Graph"
+    elif isinstance(error, aiohttp.ServerDisconnectedError):
+        what = "Graph closed the connection before answering"
+    elif isinstance(error, aiohttp.ClientPayloadError):
+        what = "Graph's answer broke off"
+    else:
+        what = "the connection to Graph failed"
+    return ConnectionFailed(
+        f"tenant {tenant.label}: {what} ({type(error).__name__}: {one_line(str(error), limit=120)})",
+        tenant_id=tenant.tenant_id, url=url,
+    )
+

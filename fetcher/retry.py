@@ -1,0 +1,114 @@
+"""Retries: the one place the fetcher tries again.
+
+Only `TransientError`s are retried (never a bare `Exception`), at most `max_attempts` times and with
+at most `max_total_wait` seconds of waiting in all, each wait exponential with full jitter and never
+shorter than the server's `Retry-After`. A `Retry-After` longer than `max_retry_wait` fails the tenant
+at once (`RetryWaitTooLong`) rather than stalling the run. Tests make waits instant by passing their own
+`sleep`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import tenacity
+
+from fetcher.config import FetchConfig, TenantConfig
+from fetcher.errors import RetryWaitTooLong, TransientError
+from fetcher.models import RequestStats
+
+log = logging.getLogger("fetcher.retry")
+
+T = TypeVar("T")
+
+
+class _StopBeforeTotalWait(tenacity.stop.stop_base):
+    """Stop when the next wait would take the waits of this call past `limit` seconds (request time aside)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.idle_for + (retry_state.upcoming_sleep or 0.0) > self.limit
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry one request; `base`, `cap` and `sleep` are the test switches."""
+
+    max_attempts: int = 6
+    max_retry_wait: float = 300.0
+    max_total_wait: float = 600.0
+    base: float = 1.0
+    cap: float = 60.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    uniform: Callable[[float, float], float] = random.uniform
+
+    @classmethod
+    def from_config(cls, fetch: FetchConfig, **changes: Any) -> RetryPolicy:
+        # The total budget leaves room for two of the longest waits a server may ask for, and for backoff.
+        total = max(2 * fetch.max_retry_wait_seconds, cls.max_total_wait)
+        policy = cls(fetch.max_attempts, fetch.max_retry_wait_seconds, total)
+        return replace(policy, **changes)
+
+    def backoff(self, retry_number: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base · 2^(n-1))] before the n-th retry."""
+        return self.uniform(0.0, min(self.cap, self.base * 2 ** (retry_number - 1)))
+
+    def wait_before(self, retry_number: int, error: BaseException | None) -> float:
+        """The backoff, or the server's `Retry-After` when that is longer (it is never undercut)."""
+        retry_after = error.retry_after if isinstance(error, TransientError) else None
+        return max(self.backoff(retry_number), retry_after or 0.0)
+
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], *, tenant: TenantConfig, stats: RequestStats
+    ) -> T:
+        """Run `operation` until it succeeds, fails for good, or attempts or time run out."""
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts) | _StopBeforeTotalWait(self.max_total_wait),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(TransientError),
+            sleep=self.sleep,
+            before_sleep=lambda state: self._before_sleep(state, tenant, stats),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(operation, tenant)
+        raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+    async def _attempt(self, operation: Callable[[], Awaitable[T]], tenant: TenantConfig) -> T:
+        try:
+            return await operation()
+        except TransientError as error:
+            if error.retry_after is not None and error.retry_after > self.max_retry_wait:
+                raise self._too_long(error, tenant) from None
+            raise
+
+    def _too_long(self, error: TransientError, tenant: TenantConfig) -> RetryWaitTooLong:
+        wait = error.retry_after or 0.0
+        return RetryWaitTooLong(
+            f"tenant {tenant.label}: Graph asked to wait {wait:g} s before retrying ({error.kind}, status "
+            f"{error.status}), longer than [fetch] max_retry_wait_seconds = {self.max_retry_wait:g}; "
+            "the tenant is left for the next run",
+            retry_after=wait, tenant_id=error.tenant_id, status=error.status, url=error.url,
+        )
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return self.wait_before(state.attempt_number, error)
+
+    def _before_sleep(self, state: tenacity.RetryCallState, tenant: TenantConfig, stats: RequestStats) -> None:
+        stats.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        kind = error.kind if isinstance(error, TransientError) else type(error).__name__
+        status = f" {error.status}" if isinstance(error, TransientError) and error.status else ""
+        log.info(
+            "tenant %s: %s%s, retry %d of %d in %.1f s",
+            tenant.label, kind, status, state.attempt_number, self.max_attempts - 1, state.upcoming_sleep,
+        )

@@ -1,0 +1,175 @@
+"""Request limits: global and per-tenant concurrency, per-tenant token buckets, 429 back-off, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fetcher.config import FetchConfig
+from fetcher.limits import Limits
+
+
+class VirtualTime:
+    """A clock that only moves when someone sleeps: exact for one task at a time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def virtual_limits(rate: float = 60.0, burst: int = 3) -> tuple[Limits, VirtualTime]:
+    vt = VirtualTime()
+    return Limits(4, 4, rate, burst=burst, clock=vt.clock, sleep=vt.sleep), vt
+
+
+async def hold(limits: Limits, tenant_id: str, seconds: float) -> None:
+    async with limits.slot(tenant_id):
+        await asyncio.sleep(seconds)
+
+
+async def test_global_concurrency_is_never_exceeded() -> None:
+    limits = Limits(concurrency=3, per_tenant_concurrency=2, per_tenant_rate=6000, burst=100)
+    await asyncio.gather(*(hold(limits, f"t{t}", 0.01) for t in range(20) for _ in range(5)))
+    assert (limits.peaks.in_flight, limits.in_flight) == (3, 0)
+
+
+async def test_per_tenant_concurrency_is_never_exceeded() -> None:
+    limits = Limits(concurrency=16, per_tenant_concurrency=2, per_tenant_rate=6000, burst=100)
+    await asyncio.gather(*(hold(limits, "one", 0.01) for _ in range(10)))
+    assert (limits.peaks.tenant_in_flight, limits.peaks.in_flight) == (2, 2)
+
+
+async def acquire_times(limits: Limits, vt: VirtualTime, tenant_id: str, n: int) -> list[float]:
+    start, times = vt.now, []
+    for _ in range(n):
+        async with limits.slot(tenant_id):
+            times.append(round(vt.now - start, 6))
+    return times
+
+
+async def test_the_bucket_allows_a_burst_then_the_steady_rate() -> None:
+    limits, vt = virtual_limits(rate=60.0, burst=3)  # one a second after three at once
+    assert await acquire_times(limits, vt, "t", 6) == [0.0, 0.0, 0.0, 1.0, 2.0, 3.0]
+
+
+async def test_tenants_have_buckets_of_their_own() -> None:
+    limits, vt = virtual_limits(rate=60.0, burst=2)
+    await acquire_times(limits, vt, "a", 2)
+    assert await acquire_times(limits, vt, "b", 2) == [0.0, 0.0]
+
+
+async def test_a_429_pauses_the_tenant_then_halves_its_rate() -> None:
+    limits, vt = virtual_limits(rate=60.0, burst=3)
+    limits.throttled("t", retry_after=10.0)
+    # Paused 10 s, then the retry, then a bucket refilling at 30 a minute: one every two seconds.
+    assert await acquire_times(limits, vt, "t", 3) == [10.0, 12.0, 14.0]
+
+
+async def test_a_429_without_retry_after_pauses_briefly() -> None:
+    limits, vt = virtual_limits(rate=60.0, burst=3)
+    limits.throttled("t", retry_after=None)
+    assert await acquire_times(limits, vt, "t", 2) == [1.0, 3.0]
+
+
+async def test_successes_recover_the_rate_gradually() -> None:
+    limits, vt = virtual_limits(rate=60.0, burst=3)
+    limits.throttled("t", retry_after=0.0)
+    limits.throttled("t", retry_after=0.0)  # a quarter of the rate
+    for _ in range(3):
+        limits.succeeded("t")
+    await acquire_times(limits, vt, "t", 1)
+    state = limits._tenants["t"]
+    assert state.rate == pytest.approx((0.25 + 3 / 8) * 1.0)
+    for _ in range(10):
+        limits.succeeded("t")
+    assert state.rate == pytest.approx(1.0)
+
+
+async def test_a_tenant_waiting_out_a_retry_after_holds_no_global_slot() -> None:
+    limits = Limits(concurrency=1, per_tenant_concurrency=4, per_tenant_rate=1200)
+    limits.throttled("slow", retry_after=0.5)
+    finished: dict[str, float] = {}
+
+    async def run(tenant_id: str) -> None:
+        await hold(limits, tenant_id, 0.01)
+        finished[tenant_id] = time.monotonic()
+
+    started = time.monotonic()
+    await asyncio.gather(run("slow"), *(run(f"other{i}") for i in range(5)))
+    assert max(finished[f"other{i}"] for i in range(5)) - started < 0.3
+    assert finished["slow"] - started >= 0.5
+
+
+async def test_a_tenant_waiting_for_its_bucket_holds_no_global_slot() -> None:
+    limits = Limits(concurrency=1, per_tenant_concurrency=1, per_tenant_rate=600, burst=1)
+    order: list[str] = []
+
+    async def run(tenant_id: str) -> None:
+        await hold(limits, tenant_id, 0.0)
+        order.append(tenant_id)
+
+    await asyncio.gather(run("a"), run("a"), run("b"), run("c"))
+    assert order == ["a", "b", "c", "a"]
+
+
+async def test_an_idle_tenant_with_a_full_bucket_is_dropped() -> None:
+    limits, vt = virtual_limits(rate=60.0, burst=3)
+    async with limits.slot("t"):
+        vt.now += 5  # a slow answer: the bucket is full again when it ends
+    assert limits.tenants_tracked == 0
+
+
+async def test_an_idle_tenant_with_a_spent_bucket_is_kept() -> None:
+    """Dropping it would hand the tenant a fresh burst."""
+    limits, vt = virtual_limits(rate=60.0, burst=3)
+    await acquire_times(limits, vt, "t", 1)
+    assert limits.tenants_tracked == 1
+
+
+async def test_forget_drops_a_done_tenant() -> None:
+    limits, _ = virtual_limits()
+    limits.throttled("t", retry_after=30.0)
+    limits.forget("t")
+    assert limits.tenants_tracked == 0
+
+
+async def test_forget_keeps_a_tenant_with_waiting_requests() -> None:
+    limits, _ = virtual_limits()
+    async with limits.slot("t"):
+        limits.forget("t")
+        assert limits.tenants_tracked == 1
+
+
+async def test_thousands_of_tenants_leave_little_state_behind() -> None:
+    limits, vt = virtual_limits(rate=150.0, burst=5)
+    for i in range(3000):
+        async with limits.slot(f"tenant{i}"):
+            pass
+        vt.now += 0.01
+    assert limits.tenants_tracked < 200
+    assert limits.peaks.tenants_tracked < 300
+
+
+async def test_a_cancelled_waiter_leaves_nothing_held() -> None:
+    limits = Limits(concurrency=1, per_tenant_concurrency=1, per_tenant_rate=150)
+    limits.throttled("t", retry_after=30.0)
+    waiter = asyncio.create_task(hold(limits, "t", 0.0))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.wait_for(hold(limits, "other", 0.0), timeout=1.0)
+    assert (limits.in_flight, limits._tenants["t"].users) == (0, 0)
+
+
+def test_limits_come_from_the_fetch_configuration() -> None:
+    limits = Limits.from_config(FetchConfig(concurrency=8, per_tenant_concurrency=3, per_tenant_rate=120))
+    assert (limits.concurrency, limits.per_tenant_concurrency, limits.base_rate) == (8, 3, 2.0)
