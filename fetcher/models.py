@@ -1,16 +1,15 @@
 """Typed records passed between the modules: what Graph answered, and the rows it becomes.
 
-Rows mirror the tables in `fetcher.store.schema` column for column; `as_params()` gives the
-mapping that the store binds, so no module but the store knows SQL and no module but
-`normalize` knows Graph's JSON shapes.
+Rows are named tuples that mirror the tables in `fetcher.store.schema` column for column (cheap to
+make by the hundred thousand), so no module but the store knows SQL and no module but `normalize`
+knows Graph's JSON shapes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 JSONObject = dict[str, Any]
 
@@ -54,12 +53,7 @@ class ScorePage:
     url: str
 
 
-def _params(row: Any) -> dict[str, Any]:
-    return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreRow:
+class ScoreRow(NamedTuple):
     """A row of `secure_scores`: one tenant, one day."""
 
     tenant_id: str
@@ -81,12 +75,8 @@ class ScoreRow:
     fetched_at: datetime
     run_id: str | None
 
-    def as_params(self) -> dict[str, Any]:
-        return _params(self)
 
-
-@dataclass(frozen=True, slots=True)
-class ComparativeRow:
+class ComparativeRow(NamedTuple):
     """A row of `comparative_scores`: one basis (AllTenants, TotalSeats, ...) of one day."""
 
     tenant_id: str
@@ -97,13 +87,10 @@ class ComparativeRow:
     seat_size_upper: int | None
     extra: JSONObject
 
-    def as_params(self) -> dict[str, Any]:
-        return _params(self)
 
-
-@dataclass(frozen=True, slots=True)
-class ControlScoreRow:
-    """A row of `control_scores`, plus the control's category and description for `controls`."""
+class ControlScoreRow(NamedTuple):
+    """A row of `control_scores`, plus the control's category and description (the last two fields),
+    which go to the `controls` table once rather than on every day's row."""
 
     tenant_id: str
     score_date: date
@@ -113,14 +100,11 @@ class ControlScoreRow:
     implementation_status: str | None
     last_synced: datetime | None
     is_on: bool | None
-    count: int | None
+    count: int | None  # type: ignore[assignment]  # the column's name; it shadows tuple.count
     total: int | None
     extra: JSONObject
     control_category: str | None
     description: str | None
-
-    def as_params(self) -> dict[str, Any]:
-        return _params(self)
 
 
 @dataclass(frozen=True, slots=True)

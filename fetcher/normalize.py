@@ -13,24 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, JSONObject, ScoreDay, ScoreRow
-
-T = TypeVar("T")
-
-SCORE_COLUMNS = frozenset({
-    "id", "azureTenantId", "createdDateTime", "currentScore", "maxScore", "activeUserCount",
-    "licensedUserCount", "enabledServices", "vendorInformation", "averageComparativeScores", "controlScores",
-})
-VENDOR_COLUMNS = {"vendor": "vendor", "provider": "provider", "providerVersion": "provider_version",
-                  "subProvider": "sub_provider"}
-COMPARATIVE_COLUMNS = frozenset({"basis", "averageScore", "SeatSizeRangeLowerValue", "SeatSizeRangeUpperValue"})
-CONTROL_COLUMNS = frozenset({
-    "controlName", "controlCategory", "description", "score", "scoreInPercentage", "implementationStatus",
-    "lastSynced", "on", "count", "total",
-})
 
 
 class _Unparsed:
@@ -111,20 +97,80 @@ def as_str_list(value: Any) -> list[str] | _Unparsed | None:
     return UNPARSED
 
 
-class _Reader:
-    """Reads typed fields off one JSON object, collecting what did not parse into `extra`."""
+Parser = Callable[[Any], Any]
+# A field of a JSON object: the position of its column, the type its value usually has (taken as
+# it is, without a call), and the parser for anything else.
+Field = tuple[int, type | None, Parser]
 
-    def __init__(self, source: Mapping[str, Any], columns: frozenset[str]) -> None:
-        self.source = source
-        self.extra: JSONObject = {k: v for k, v in source.items() if k not in columns and v is not None}
 
-    def get(self, key: str, parse: Callable[[Any], T | _Unparsed | None]) -> T | None:
-        value = self.source.get(key)
+def _fields(*specs: tuple[str, type | None, Parser]) -> dict[str, Field]:
+    return {key: (index, usual, parse) for index, (key, usual, parse) in enumerate(specs)}
+
+
+def read_fields(
+    source: Mapping[str, Any], fields: Mapping[str, Field], skip: frozenset[str]
+) -> tuple[list[Any], JSONObject]:
+    """One pass over an object: typed values in column order, and its `extra`.
+
+    Keys in `skip` are read by the caller. A value that does not parse is kept in `extra` as received.
+    This runs for each of the ~230 controls of every day, so the usual case takes no call.
+    """
+    values: list[Any] = [None] * len(fields)
+    extra: JSONObject = {}
+    for key, value in source.items():
+        field = fields.get(key)
+        if field is None:
+            if value is not None and key not in skip:
+                extra[key] = value
+            continue
+        if value is None:
+            continue
+        index, usual, parse = field
+        if type(value) is usual and (usual is not float or math.isfinite(value)):  # type: ignore[arg-type]
+            values[index] = value
+            continue
         parsed = parse(value)
-        if isinstance(parsed, _Unparsed):
-            self.extra[key] = value
-            return None
-        return parsed
+        if parsed is UNPARSED:
+            extra[key] = value
+        else:
+            values[index] = parsed
+    return values, extra
+
+
+SCORE_FIELDS = _fields(
+    ("currentScore", float, as_float),
+    ("maxScore", float, as_float),
+    ("activeUserCount", None, as_int),
+    ("licensedUserCount", None, as_int),
+    ("enabledServices", None, as_str_list),
+)
+SCORE_SKIP = frozenset({"id", "azureTenantId", "createdDateTime", "vendorInformation", "averageComparativeScores",
+                        "controlScores"})
+VENDOR_FIELDS = _fields(
+    ("vendor", str, as_str),
+    ("provider", str, as_str),
+    ("providerVersion", str, as_str),
+    ("subProvider", str, as_str),
+)
+COMPARATIVE_FIELDS = _fields(
+    ("averageScore", float, as_float),
+    ("SeatSizeRangeLowerValue", None, as_int),
+    ("SeatSizeRangeUpperValue", None, as_int),
+)
+CONTROL_FIELDS = _fields(
+    ("score", float, as_float),
+    ("scoreInPercentage", float, as_float),
+    ("implementationStatus", str, as_str),
+    ("lastSynced", None, as_datetime),
+    ("on", None, as_bool),
+    ("count", None, as_int),
+    ("total", None, as_int),
+    ("controlCategory", str, as_str),
+    ("description", str, as_str),
+)
+NAME_ONLY = frozenset({"controlName"})
+BASIS_ONLY = frozenset({"basis"})
+NOTHING = frozenset[str]()
 
 
 # ----------------------------------------------------------------------------------------- the object
@@ -157,45 +203,28 @@ def normalize_score(obj: Any, context: FetchContext, *, expected_tenant: str | N
     """One secureScore object as the rows of one tenant-day."""
     score_id, tenant, created = validate_identity(obj, expected_tenant)
     day = created.date()
-    read = _Reader(obj, SCORE_COLUMNS)
-    vendor = _vendor(obj.get("vendorInformation"), read.extra)
-    comparatives = _comparatives(obj.get("averageComparativeScores"), tenant, day, read.extra)
-    controls = _controls(obj.get("controlScores"), tenant, day, read.extra)
+    (current, maximum, active, licensed, services), extra = read_fields(obj, SCORE_FIELDS, SCORE_SKIP)
+    vendor, provider, version, sub_provider = _vendor(obj.get("vendorInformation"), extra)
+    comparatives = _comparatives(obj.get("averageComparativeScores"), tenant, day, extra)
+    controls = _controls(obj.get("controlScores"), tenant, day, extra)
     score = ScoreRow(
-        tenant_id=tenant,
-        score_date=day,
-        id=score_id,
-        created_at=created,
-        current_score=read.get("currentScore", as_float),
-        max_score=read.get("maxScore", as_float),
-        active_user_count=read.get("activeUserCount", as_int),
-        licensed_user_count=read.get("licensedUserCount", as_int),
-        enabled_services=read.get("enabledServices", as_str_list),
-        vendor=vendor.get("vendor"),
-        provider=vendor.get("provider"),
-        provider_version=vendor.get("provider_version"),
-        sub_provider=vendor.get("sub_provider"),
-        partial=context.partial,
-        warning=context.warning_text,
-        extra=read.extra,
-        fetched_at=context.fetched_at,
-        run_id=context.run_id,
+        tenant, day, score_id, created, current, maximum, active, licensed, services, vendor, provider, version,
+        sub_provider, context.partial, context.warning_text, extra, context.fetched_at, context.run_id,
     )
     return ScoreDay(score, comparatives, controls)
 
 
-def _vendor(value: Any, extra: JSONObject) -> dict[str, str | None]:
+def _vendor(value: Any, extra: JSONObject) -> list[Any]:
     """`vendorInformation` into its four columns; anything else in it stays in `extra`."""
     if value is None:
-        return {}
+        return [None] * len(VENDOR_FIELDS)
     if not isinstance(value, dict):
         extra["vendorInformation"] = value
-        return {}
-    read = _Reader(value, frozenset(VENDOR_COLUMNS))
-    columns = {column: read.get(key, as_str) for key, column in VENDOR_COLUMNS.items()}
-    if read.extra:
-        extra["vendorInformation"] = read.extra
-    return columns
+        return [None] * len(VENDOR_FIELDS)
+    values, rest = read_fields(value, VENDOR_FIELDS, NOTHING)
+    if rest:
+        extra["vendorInformation"] = rest
+    return values
 
 
 def _items(value: Any, key: str, name_key: str, extra: JSONObject) -> list[tuple[str, dict[str, Any]]]:
@@ -221,36 +250,17 @@ def _items(value: Any, key: str, name_key: str, extra: JSONObject) -> list[tuple
 def _comparatives(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[ComparativeRow, ...]:
     rows = []
     for basis, item in _items(value, "averageComparativeScores", "basis", extra):
-        read = _Reader(item, COMPARATIVE_COLUMNS)
-        rows.append(ComparativeRow(
-            tenant_id=tenant,
-            score_date=day,
-            basis=basis,
-            average_score=read.get("averageScore", as_float),
-            seat_size_lower=read.get("SeatSizeRangeLowerValue", as_int),
-            seat_size_upper=read.get("SeatSizeRangeUpperValue", as_int),
-            extra=read.extra,
-        ))
+        (average, lower, upper), rest = read_fields(item, COMPARATIVE_FIELDS, BASIS_ONLY)
+        rows.append(ComparativeRow(tenant, day, basis, average, lower, upper, rest))
     return tuple(rows)
 
 
 def _controls(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[ControlScoreRow, ...]:
     rows = []
     for name, item in _items(value, "controlScores", "controlName", extra):
-        read = _Reader(item, CONTROL_COLUMNS)
-        rows.append(ControlScoreRow(
-            tenant_id=tenant,
-            score_date=day,
-            control_name=name,
-            score=read.get("score", as_float),
-            score_in_percentage=read.get("scoreInPercentage", as_float),
-            implementation_status=read.get("implementationStatus", as_str),
-            last_synced=read.get("lastSynced", as_datetime),
-            is_on=read.get("on", as_bool),
-            count=read.get("count", as_int),
-            total=read.get("total", as_int),
-            extra=read.extra,
-            control_category=read.get("controlCategory", as_str),
-            description=read.get("description", as_str),
-        ))
+        (score, percentage, status, synced, on, count, total, category, description), rest = read_fields(
+            item, CONTROL_FIELDS, NAME_ONLY
+        )
+        rows.append(ControlScoreRow(tenant, day, name, score, percentage, status, synced, on, count, total, rest,
+                                    category, description))
     return tuple(rows)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import types
@@ -49,7 +48,7 @@ def score_row(day: dt.date = NEWEST, **changes: Any) -> ScoreRow:
         vendor="Microsoft", provider="SecureScore", provider_version=None, sub_provider=None,
         partial=False, warning=None, extra={}, fetched_at=FETCHED, run_id="run-1",
     )
-    return dataclasses.replace(row, **changes)
+    return row._replace(**changes)
 
 
 def control_row(name: str, day: dt.date = NEWEST, **changes: Any) -> ControlScoreRow:
@@ -59,13 +58,13 @@ def control_row(name: str, day: dt.date = NEWEST, **changes: Any) -> ControlScor
         implementation_status=None, last_synced=None, is_on=None, count=None, total=None, extra={},
         control_category=None, description=None,
     )
-    return dataclasses.replace(row, **changes)
+    return row._replace(**changes)
 
 
 def comparative_row(basis: str, day: dt.date = NEWEST, **changes: Any) -> ComparativeRow:
     row = ComparativeRow(tenant_id=TENANT, score_date=day, basis=basis, average_score=None,
                          seat_size_lower=None, seat_size_upper=None, extra={})
-    return dataclasses.replace(row, **changes)
+    return row._replace(**changes)
 
 
 def with_control(**properties: Any) -> dict[str, Any]:
@@ -618,9 +617,8 @@ def assert_well_typed(day: ScoreDay) -> None:
     rows: list[ScoreRow | ComparativeRow | ControlScoreRow] = [day.score, *day.comparatives, *day.controls]
     for row in rows:
         hints = typing.get_type_hints(type(row))
-        for field in dataclasses.fields(row):
-            value = getattr(row, field.name)
-            assert conforms(value, hints[field.name]), (type(row).__name__, field.name, value)
+        for name, value in row._asdict().items():
+            assert conforms(value, hints[name]), (type(row).__name__, name, value)
         orjson.dumps(row.extra)
 
 
