@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fetcher.store.schema import as_date, raw_payloads, rejected_payloads
 
-COMPRESSION_LEVEL = 6
+COMPRESSION_LEVEL = 3  # 3x faster than 6 for a 10% larger archive (measured on 230-control days)
 
 
 @dataclass(frozen=True, slots=True)
