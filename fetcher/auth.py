@@ -139,6 +139,15 @@ class TokenProvider:
             self._credentials[tenant.tenant_id] = credential
         return credential
 
+    async def release(self, tenant_id: str) -> None:
+        """The run is done with this tenant: close its credential, so memory does not grow with tenants."""
+        credential = self._credentials.pop(tenant_id, None)
+        lock = self._locks.get(tenant_id)
+        if lock is not None and not lock.locked():
+            del self._locks[tenant_id]
+        if credential is not None:
+            await credential.close()
+
     async def close(self) -> None:
         """Close every credential (the shared session stays open: the run owns it)."""
         credentials, self._credentials = list(self._credentials.values()), {}

@@ -47,8 +47,7 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         planner = plan_backfill(config.enabled_tenants, DEMO_DAYS, resume=False)
         report = await Run(config, "backfill", planner, observer=observer).execute()
     elapsed = time.monotonic() - started
-    if report.outcomes:
-        err.print(summary_table(report))
+    err.print(summary_table(report))
     engine = create_engine(config.database)
     try:
         async with transaction(engine, write=False) as conn:

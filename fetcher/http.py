@@ -114,9 +114,10 @@ class GraphClient:
         attempt = functools.partial(self._item, tenant, item_url(self._graph.base_url, score_id), stats)
         return await self._retry.call(attempt, tenant=tenant, stats=stats)
 
-    def forget(self, tenant_id: str) -> None:
-        """The caller is done with this tenant: drop its rate-limit state (its credential stays for the run)."""
+    async def forget(self, tenant_id: str) -> None:
+        """The caller is done with this tenant: drop its rate-limit state and close its credential."""
         self._limits.forget(tenant_id)
+        await self._tokens.release(tenant_id)
 
     async def _page(self, tenant: TenantConfig, url: str, stats: RequestStats) -> ScorePage:
         return read_page(await self._exchange(tenant, url, stats), tenant=tenant, url=url)

@@ -180,6 +180,9 @@ class Counters:
 
 @dataclass
 class RunReport:
+    """A run as it goes and as it ended. `outcomes` keeps the tenants worth showing (all but plain
+    successes, unless `keep_all`), so a run over ten thousand tenants keeps counters, not rows."""
+
     run_id: str
     command: str
     started_at: datetime
@@ -188,6 +191,8 @@ class RunReport:
     status: str = ledger.RUNNING
     finished_at: datetime | None = None
     stopped_by: int | None = None  # signal number
+    keep_all: bool = False
+    partial: int = 0
 
     def add(self, outcome: TenantOutcome) -> None:
         counters = self.counters
@@ -196,19 +201,22 @@ class RunReport:
         counters.failures += outcome.failed
         counters.score_days += outcome.scores_upserted
         counters.finished_throttled += outcome.stats.throttled
-        self.outcomes.append(outcome)
+        self.partial += outcome.status == ledger.PARTIAL
+        if self.keep_all or outcome.status != ledger.SUCCEEDED:
+            self.outcomes.append(outcome)
 
     @property
     def exit_code(self) -> int:
         if self.stopped_by is not None:
             return 128 + self.stopped_by
-        return 1 if any(o.failed for o in self.outcomes) else 0
+        return 1 if self.counters.failures else 0
 
     def totals(self) -> ledger.RunTotals:
-        succeeded = sum(1 for o in self.outcomes if not o.failed)
+        failed = self.counters.failures
         return ledger.RunTotals(
-            status=self.status, finished_at=self.finished_at or utcnow(), tenants_succeeded=succeeded,
-            tenants_failed=len(self.outcomes) - succeeded, scores_upserted=self.counters.score_days,
+            status=self.status, finished_at=self.finished_at or utcnow(),
+            tenants_succeeded=self.counters.tenants_done - failed, tenants_failed=failed,
+            scores_upserted=self.counters.score_days,
         )
 
 
@@ -348,7 +356,7 @@ class Ingestion:
             return await self._finish(outcome, ledger.FAILED, unexpected)
         finally:
             self._fetching.discard(fetch)
-            self.client.forget(tenant.tenant_id)
+            await self.client.forget(tenant.tenant_id)
         return await self._store(outcome, batch)
 
     async def _fetch(self, plan: Plan, stats: RequestStats, batch: TenantBatch) -> None:
@@ -452,7 +460,7 @@ class Run:
         self.planner = planner
         self.observer = observer or QuietObserver()
         self.keep_objects = keep_objects
-        self.report = RunReport(str(uuid.uuid4()), command, utcnow())
+        self.report = RunReport(str(uuid.uuid4()), command, utcnow(), keep_all=keep_objects)
         self._engine = engine
         self._ingestion: Ingestion | None = None
 
@@ -521,7 +529,7 @@ class Run:
 def _run_status(report: RunReport) -> str:
     if report.stopped_by is not None:
         return ledger.INTERRUPTED
-    failed = sum(1 for o in report.outcomes if o.failed)
+    failed, done = report.counters.failures, report.counters.tenants_done
     if failed == 0:
-        return ledger.PARTIAL if any(o.status == ledger.PARTIAL for o in report.outcomes) else ledger.SUCCEEDED
-    return ledger.FAILED if failed == len(report.outcomes) else ledger.PARTIAL
+        return ledger.PARTIAL if report.partial else ledger.SUCCEEDED
+    return ledger.FAILED if failed == done else ledger.PARTIAL

@@ -353,12 +353,14 @@ async def test_limits_hold_under_load(tmp_path: Path) -> None:
         assert max(s.sim.peak_in_flight_by_tenant.values()) >= 3, "the test should push against the tenant limit"
 
 
-async def test_forgetting_a_done_tenant_drops_its_limits(tenant: SimTenant, tmp_path: Path) -> None:
+async def test_forgetting_a_done_tenant_drops_its_limits_and_credential(tenant: SimTenant, tmp_path: Path) -> None:
     async with stack(small_simulator([tenant]), tmp_path) as s:
         await s.list_all(s.tenant(tenant), 5)
         assert s.limits.tenants_tracked == 1
-        s.client.forget(tenant.tenant_id)
+        assert "credentials=1" in repr(s.tokens)
+        await s.client.forget(tenant.tenant_id)
         assert s.limits.tenants_tracked == 0
+        assert "credentials=0" in repr(s.tokens)
 
 
 async def test_a_throttled_tenant_does_not_slow_the_others(tmp_path: Path) -> None:
