@@ -333,7 +333,8 @@ async def test_limits_hold_under_load(tmp_path: Path) -> None:
     tenants = generate_tenants(50, seed=SEED)
     # A rate above Graph's 150 a minute: the per-tenant buckets are tested in test_limits, here the slots are.
     fetch = dataclasses.replace(FETCH, concurrency=8, per_tenant_concurrency=4, per_tenant_rate=6000)
-    sim = small_simulator(tenants, latency_ms=30, controls_per_day=10)
+    # Enough latency that requests overlap even on a loaded machine, so the peaks reach the limits.
+    sim = small_simulator(tenants, latency_ms=100, controls_per_day=10)
     async with stack(sim, tmp_path, fetch=fetch) as s:
 
         async def one(sim_tenant: SimTenant) -> int:
