@@ -16,6 +16,7 @@ from typing import IO, Any
 import orjson
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -157,21 +158,30 @@ class LogObserver:
 # -------------------------------------------------------------------------------------------- tables
 
 
+def _tenant_cell(name: str, tenant_id: str) -> str:
+    return f"{name or tenant_id}\n[dim]{tenant_id}[/dim]" if name else tenant_id
+
+
 def summary_table(report: RunReport, *, limit: int = 50) -> Table:
     """The end-of-run table: every tenant that did not simply succeed, then the totals."""
     c = report.counters
     title = (f"{report.command} {report.status}: {c.tenants_done - c.failures}/{c.tenants_total} tenants stored, "
              f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed")
     table = Table(title=title, title_justify="left")
-    for column in ("tenant", "status", "days", "requests", "retries", "throttled", "detail"):
-        table.add_column(column, overflow="fold")
+    table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
+    table.add_column("status", no_wrap=True)
+    for column in ("days", "requests", "retries", "429s"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("detail", overflow="fold", min_width=24, ratio=2)
     shown = [o for o in report.outcomes if o.status != "succeeded"]
     for outcome in sorted(shown, key=lambda o: (o.status, o.tenant.name))[:limit]:
         detail = outcome.error_message or (
             f"{outcome.partial_days} day(s) partial (206), {outcome.rejected} quarantined"
         )
-        table.add_row(outcome.tenant.label, outcome.status, str(outcome.scores_upserted),
-                      str(outcome.stats.requests), str(outcome.stats.retries), str(outcome.stats.throttled), detail)
+        detail = detail.replace(f"tenant {outcome.tenant.label}: ", "")
+        table.add_row(_tenant_cell(outcome.tenant.name, outcome.tenant.tenant_id), outcome.status,
+                      str(outcome.scores_upserted), str(outcome.stats.requests), str(outcome.stats.retries),
+                      str(outcome.stats.throttled), escape(detail))
     if len(shown) > limit:
         table.add_row(f"... and {len(shown) - limit} more", "", "", "", "", "", "see tenant_runs")
     return table
@@ -187,14 +197,19 @@ def is_stale(state: TenantState, now: datetime, max_age: timedelta) -> bool:
 def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> Table:
     table = Table(title=f"tenants ({len(states)}); stale = newest day older than {max_age.total_seconds() / 3600:g} h",
                   title_justify="left")
-    for column in ("tenant", "name", "newest day", "last success", "last error", "quarantined", ""):
-        table.add_column(column, overflow="fold")
+    table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
+    for column in ("newest day", "last success", "state"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last error", overflow="fold", min_width=16, ratio=1)
     for s in states:
         error = f"{s.last_error_kind}: {s.last_error_message}" if s.last_error_kind else ""
+        error = error.replace(f"tenant {s.tenant_id} ({s.name}): ", "")
+        if s.rejected_payloads:
+            error = f"{s.rejected_payloads} payload(s) quarantined. {error}".strip()
         table.add_row(
-            s.tenant_id, s.name, str(s.newest_score_date or "none"),
-            f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never", error,
-            str(s.rejected_payloads or ""), "[red]stale[/red]" if is_stale(s, now, max_age) else "ok",
+            _tenant_cell(s.name, s.tenant_id), str(s.newest_score_date or "none"),
+            f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never",
+            "[red]stale[/red]" if is_stale(s, now, max_age) else "[green]ok[/green]", escape(error),
         )
     return table
 
