@@ -196,7 +196,7 @@ async def _execute(ctx: Context, run: Run) -> RunReport:
 
 
 def _report(ctx: Context, report: RunReport) -> int:
-    if ctx.verbosity >= 0 and ctx.log_format == "text" and report.outcomes:
+    if ctx.verbosity >= 0 and ctx.log_format == "text" and report.counters.tenants_done:
         ctx.err.print(summary_table(report))
     return report.exit_code
 
@@ -318,6 +318,35 @@ def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[le
     missing = [ledger.TenantState(t.tenant_id, t.name, None, None, None, None, None, 0)
                for t in config.tenants if t.tenant_id not in known]
     return states + missing
+
+
+@main.command("report")
+@click.option("--tenant", "tenant_id", metavar="ID", help="One tenant: its trend, the controls that moved it, "
+              "its standing against the averages.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Window start for --tenant and the HTML charts (default: 90 days up to the newest day).")
+@click.option("--sort", type=click.Choice(["percent", "name", "change"]), default="percent", show_default=True,
+              help="percent: weakest first; change: largest 7-day slip first; name: A to Z.")
+@click.option("--max-age", type=float, default=48.0, show_default=True, metavar="HOURS",
+              help="A tenant whose newest day is older than this is marked stale.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]), default="table",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write the report to FILE instead of the terminal.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a self-contained HTML page with charts to FILE (then text only with --output).")
+@click.pass_obj
+def report_command(ctx: Context, tenant_id: str | None, since: datetime | None, sort: str, max_age: float, fmt: str,
+                   output: Path | None, html_path: Path | None) -> None:
+    """A row per tenant, weakest first, with 7- and 30-day changes; or, with --tenant, why one tenant moved."""
+    from fetcher.report import Format, ReportRequest, Sort, produce
+
+    async def action() -> int:
+        request = ReportRequest(tenant_id=tenant_id, since=since.date() if since else None, sort=Sort(sort),
+                                max_age=timedelta(hours=max_age), fmt=Format(fmt), output=output, html=html_path)
+        return await produce(ctx.config(), request, ctx.console, ctx.err)
+
+    _run_async(ctx, action())
 
 
 # ---------------------------------------------------------------------------------------- simulator

@@ -66,6 +66,10 @@ def as_utc(value: Any) -> datetime | None:
 
 JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 TenantId = sa.String(36)
+# SQLite: the day tables are stored in primary-key order (WITHOUT ROWID), so each row is one b-tree
+# entry instead of a rowid row plus a key index: about a third smaller and faster to upsert. Every
+# reporting query reads them by a prefix of that key (tenant, day[, control]).
+CLUSTERED: dict[str, Any] = {"sqlite_with_rowid": False}
 
 
 def _json(name: str, **kw: Any) -> sa.Column[Any]:
@@ -102,6 +106,7 @@ secure_scores = sa.Table(
     sa.Column("fetched_at", UTCDateTime, nullable=False),
     sa.Column("run_id", sa.String(36)),
     sa.Index("ix_secure_scores_score_date", "score_date"),
+    **CLUSTERED,
 )
 
 controls = sa.Table(
@@ -130,6 +135,7 @@ comparative_scores = sa.Table(
         name="fk_comparative_scores_secure_scores",
         ondelete="CASCADE",
     ),
+    **CLUSTERED,
 )
 
 control_scores = sa.Table(
@@ -152,7 +158,7 @@ control_scores = sa.Table(
         name="fk_control_scores_secure_scores",
         ondelete="CASCADE",
     ),
-    sa.Index("ix_control_scores_control_name", "control_name"),
+    **CLUSTERED,
 )
 
 fetch_runs = sa.Table(
@@ -229,4 +235,60 @@ rejected_payloads = sa.Table(
     sa.Column("truncated", sa.Boolean, nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Index("ix_rejected_payloads_tenant_id_received_at", "tenant_id", "received_at"),
+)
+
+
+# ------------------------------------------------------------------------------------------------- views
+
+# The reporting views (migration 0002), read-only. They live on their own MetaData: Alembic compares
+# `metadata` with the tables it finds, and a view described there would read as a table to create.
+views = sa.MetaData()
+
+score_history = sa.Table(
+    "score_history",
+    views,
+    sa.Column("tenant_id", TenantId),
+    sa.Column("tenant_name", sa.String(256)),
+    sa.Column("score_date", sa.Date),
+    sa.Column("current_score", sa.Float),
+    sa.Column("max_score", sa.Float),
+    sa.Column("percent", sa.Float),
+)
+
+latest_scores = sa.Table(
+    "latest_scores",
+    views,
+    sa.Column("tenant_id", TenantId),
+    sa.Column("tenant_name", sa.String(256)),
+    sa.Column("score_date", sa.Date),
+    sa.Column("current_score", sa.Float),
+    sa.Column("max_score", sa.Float),
+    sa.Column("percent", sa.Float),
+    sa.Column("baseline_7d_date", sa.Date),
+    sa.Column("change_7d_points", sa.Float),
+    sa.Column("change_7d_percent", sa.Float),
+    sa.Column("baseline_30d_date", sa.Date),
+    sa.Column("change_30d_points", sa.Float),
+    sa.Column("change_30d_percent", sa.Float),
+    sa.Column("all_tenants_average", sa.Float),
+    sa.Column("all_tenants_date", sa.Date),
+    sa.Column("total_seats_average", sa.Float),
+    sa.Column("total_seats_date", sa.Date),
+    sa.Column("total_seats_lower", sa.BigInteger),
+    sa.Column("total_seats_upper", sa.BigInteger),
+    sa.Column("days_since_newest", sa.Integer),
+)
+
+control_changes = sa.Table(
+    "control_changes",
+    views,
+    sa.Column("tenant_id", TenantId),
+    sa.Column("score_date", sa.Date),
+    sa.Column("previous_date", sa.Date),
+    sa.Column("control_name", sa.String(256)),
+    sa.Column("control_category", sa.String(256)),
+    sa.Column("previous_score", sa.Float),
+    sa.Column("score", sa.Float),
+    sa.Column("change", sa.Float),
+    sa.Column("kind", sa.String(16)),
 )

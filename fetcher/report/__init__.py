@@ -1,0 +1,87 @@
+"""Reports for the weekly questions: which customers are weakest, who slipped since last week, and why.
+
+    model     the report records and the pure rules that build them (marks, sorting, totals, ranks)
+    collect   reads the reporting views (through fetcher.store.reports) and builds a report
+    formats   table, CSV, JSON, Markdown
+    charts    inline SVG trend charts
+    html      the self-contained HTML page
+
+`produce` is what `fetcher report` calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.config import Config
+from fetcher.errors import ConfigError
+from fetcher.report import collect, formats, html
+from fetcher.report.formats import Format
+from fetcher.report.model import Portfolio, Sort, TenantReport
+from fetcher.store.engine import create_engine, ensure_schema
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """What `fetcher report` was asked for."""
+
+    tenant_id: str | None = None
+    since: date | None = None
+    sort: Sort = Sort.PERCENT
+    max_age: timedelta = timedelta(hours=48)
+    fmt: Format = Format.TABLE
+    output: Path | None = None
+    html: Path | None = None
+
+
+async def produce(config: Config, request: ReportRequest, console: Console, err: Console,
+                  now: datetime | None = None) -> int:
+    """Build the report, then write it: the page to `html`, the text format to `output` or the terminal.
+
+    With `html` and no `output`, only the page is written.
+    """
+    engine = create_engine(config.database)
+    try:
+        await ensure_schema(engine)
+        report, page = await _build(engine, config, request, now or datetime.now(UTC))
+    finally:
+        await engine.dispose()
+    if request.html is not None and page is not None:
+        _write(request.html, page)
+        err.print(f"wrote {request.html}", highlight=False, markup=False)
+    if request.output is not None:
+        _write(request.output, formats.to_text(report, request.fmt))
+    elif request.html is None and request.fmt is Format.TABLE:
+        console.print(formats.renderable(report))
+    elif request.html is None:
+        console.out(formats.to_text(report, request.fmt), highlight=False, end="")
+    return 0
+
+
+async def _build(engine: AsyncEngine, config: Config, request: ReportRequest,
+                 now: datetime) -> tuple[Portfolio | TenantReport, str | None]:
+    """The report, and its HTML page when one was asked for."""
+    if request.tenant_id is not None:
+        one = await collect.tenant_report(engine, config, request.tenant_id, since=request.since, now=now,
+                                          max_age=request.max_age)
+        return one, html.tenant_page(one) if request.html else None
+    if request.html is None:
+        return await collect.portfolio(engine, config, now=now, max_age=request.max_age, sort=request.sort), None
+    portfolio, points = await collect.portfolio_with_histories(engine, config, now=now, max_age=request.max_age,
+                                                               sort=request.sort, since=request.since)
+    return portfolio, html.portfolio_page(portfolio, points, since=request.since)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+__all__ = ["Format", "ReportRequest", "Sort", "produce"]

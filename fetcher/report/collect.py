@@ -1,0 +1,62 @@
+"""Reading what a report needs from the database, in one read-only transaction, and building it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.config import Config
+from fetcher.errors import ConfigError
+from fetcher.report.model import (
+    Portfolio,
+    Sort,
+    TenantReport,
+    build_portfolio,
+    build_tenant_report,
+    chart_window,
+    default_since,
+    tenant_rows,
+)
+from fetcher.store import reports
+from fetcher.store.engine import transaction
+from fetcher.store.reports import ScorePoint
+
+
+async def portfolio(engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta,
+                    sort: Sort = Sort.PERCENT) -> Portfolio:
+    async with transaction(engine, write=False) as conn:
+        latest = await reports.latest(conn)
+    return build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort)
+
+
+async def portfolio_with_histories(engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta,
+                                   sort: Sort, since: date | None) -> tuple[Portfolio, dict[str, list[ScorePoint]]]:
+    """The portfolio and, for its charts, every tenant's days in its `chart_window`, in one transaction."""
+    async with transaction(engine, write=False) as conn:
+        result = build_portfolio(await reports.latest(conn), config.tenants, now=now, max_age=max_age, sort=sort)
+        span = chart_window(result, since)
+        points = await reports.history(conn, since=span[0], until=span[1]) if span else {}
+    return result, points
+
+
+async def tenant_report(engine: AsyncEngine, config: Config, tenant_id: str, *, since: date | None,
+                        now: datetime, max_age: timedelta) -> TenantReport:
+    """One tenant over [since, its newest day]; without `since`, the 90 days ending on its newest day."""
+    wanted = tenant_id.strip().lower()
+    async with transaction(engine, write=False) as conn:
+        rows = tenant_rows(await reports.latest(conn), config.tenants, now, max_age)
+        row = next((r for r in rows if r.tenant_id.lower() == wanted), None)
+        if row is None:
+            raise ConfigError(f"tenant {tenant_id} is neither in the configuration nor in the database")
+        newest = row.score.score_date
+        start = since or default_since(newest)
+        trend: list[ScorePoint] = []
+        deltas: list[reports.ControlDelta] = []
+        if newest is not None and start is not None:
+            trend = (await reports.history(conn, since=start, until=newest, tenant_id=row.tenant_id)).get(
+                row.tenant_id, [])
+        if trend and newest is not None:
+            deltas = await reports.control_deltas(conn, row.tenant_id, after=trend[0].score_date, until=newest)
+    return build_tenant_report(row, all_rows=rows, since=start, trend=trend, deltas=deltas, now=now,
+                               max_age=max_age)

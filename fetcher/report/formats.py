@@ -1,0 +1,331 @@
+"""Reports as text: a rich table for the terminal, CSV, JSON and Markdown.
+
+JSON and CSV carry every figure at full precision (they are for machines and spreadsheets); the
+table and Markdown round for reading. Every string from the database (tenant and control names)
+is shown as text: never as rich markup, Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from fetcher.report.model import Portfolio, TenantReport, TenantRow, Totals
+from fetcher.store.reports import ControlDelta, ScorePoint
+
+Report = Portfolio | TenantReport
+NONE = "—"
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+# ------------------------------------------------------------------------------------- plain figures
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return NONE if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return NONE
+    text = f"{value:+.{digits}f}"
+    return text.replace("-0.", "+0.") if float(text) == 0 else text
+
+
+def percent(value: float | None) -> str:
+    return NONE if value is None else f"{value:.1f}%"
+
+
+def day(value: date | None) -> str:
+    return value.isoformat() if value else NONE
+
+
+def hours(max_age: timedelta) -> float:
+    return max_age.total_seconds() / 3600
+
+
+def marks_text(row: TenantRow) -> str:
+    return ", ".join(row.marks) if row.marks else "ok"
+
+
+def totals_sentence(t: Totals) -> str:
+    return (f"{t.tenants} tenants ({t.with_data} with data), average {percent(t.average_percent)}; "
+            f"over 7 days {t.improved} improved, {t.slipped} slipped, {t.unchanged} unchanged; "
+            f"{t.stale} stale, {t.no_data} without data, {t.not_configured} not configured")
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return hours(value)
+    raise TypeError
+
+
+def tenant_dict(row: TenantRow) -> dict[str, Any]:
+    score = asdict(row.score)
+    del score["tenant_name"]
+    return {"tenant_id": row.tenant_id, "name": row.name, "configured": row.configured, "enabled": row.enabled,
+            "marks": list(row.marks), **score, "vs_all_tenants": row.vs_all_tenants,
+            "vs_total_seats": row.vs_total_seats}
+
+
+def portfolio_dict(p: Portfolio) -> dict[str, Any]:
+    return {"generated_at": p.generated_at, "max_age_hours": hours(p.max_age), "sort": p.sort,
+            "tenants": [tenant_dict(r) for r in p.rows], "totals": asdict(p.totals)}
+
+
+def tenant_report_dict(r: TenantReport) -> dict[str, Any]:
+    return {
+        "generated_at": r.generated_at, "max_age_hours": hours(r.max_age), "tenant": tenant_dict(r.tenant),
+        "window": {"since": r.since, "first_day": r.first_day, "last_day": r.last_day,
+                   "change_points": r.window_change_points, "change_percent": r.window_change_percent,
+                   "controls_change": r.controls_change},
+        "standing": {"rank": r.rank, "ranked_of": r.ranked_of},
+        "gains": [asdict(d) for d in r.gains], "losses": [asdict(d) for d in r.losses],
+        "trend": [asdict(p) for p in r.trend],
+    }
+
+
+def to_json(report: Report) -> str:
+    data = portfolio_dict(report) if isinstance(report, Portfolio) else tenant_report_dict(report)
+    return orjson.dumps(data, default=_jsonable, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- CSV
+
+Column = tuple[str, Callable[[TenantRow], Any]]
+
+PORTFOLIO_COLUMNS: tuple[Column, ...] = (
+    ("tenant_id", lambda r: r.tenant_id),
+    ("name", lambda r: r.name),
+    ("marks", lambda r: "; ".join(r.marks)),
+    ("score_date", lambda r: r.score.score_date),
+    ("days_since_newest", lambda r: r.score.days_since_newest),
+    ("current_score", lambda r: r.score.current_score),
+    ("max_score", lambda r: r.score.max_score),
+    ("percent", lambda r: r.score.percent),
+    ("change_7d_points", lambda r: r.score.change_7d_points),
+    ("change_7d_percent", lambda r: r.score.change_7d_percent),
+    ("baseline_7d_date", lambda r: r.score.baseline_7d_date),
+    ("change_30d_points", lambda r: r.score.change_30d_points),
+    ("change_30d_percent", lambda r: r.score.change_30d_percent),
+    ("baseline_30d_date", lambda r: r.score.baseline_30d_date),
+    ("all_tenants_average", lambda r: r.score.all_tenants_average),
+    ("vs_all_tenants", lambda r: r.vs_all_tenants),
+    ("total_seats_average", lambda r: r.score.total_seats_average),
+    ("vs_total_seats", lambda r: r.vs_total_seats),
+)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _csv(rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
+def portfolio_csv(p: Portfolio) -> str:
+    """One row per tenant; the totals are not repeated here, so the file stays one clean table."""
+    header = [name for name, _ in PORTFOLIO_COLUMNS]
+    return _csv([header, *([get(r) for _, get in PORTFOLIO_COLUMNS] for r in p.rows)])
+
+
+def tenant_csv(r: TenantReport) -> str:
+    """Three blocks, each opened by a `# title` row and its header, separated by an empty row."""
+    t = r.tenant
+    summary = [("tenant_id", t.tenant_id), ("name", t.name), ("marks", "; ".join(t.marks)),
+               ("first_day", r.first_day), ("last_day", r.last_day),
+               ("current_score", t.score.current_score), ("max_score", t.score.max_score),
+               ("percent", t.score.percent), ("window_change_points", r.window_change_points),
+               ("window_change_percent", r.window_change_percent), ("controls_change", r.controls_change),
+               ("all_tenants_average", t.score.all_tenants_average), ("vs_all_tenants", t.vs_all_tenants),
+               ("total_seats_average", t.score.total_seats_average), ("vs_total_seats", t.vs_total_seats),
+               ("rank", r.rank), ("ranked_of", r.ranked_of)]
+    controls = [(d.control_name, d.control_category, d.change, d.days_changed) for d in (*r.gains, *r.losses)]
+    trend = [(p.score_date, p.current_score, p.max_score, p.percent) for p in r.trend]
+    return "\n".join((
+        _csv([["# summary"], ["key", "value"], *summary]),
+        _csv([["# controls"], ["control_name", "control_category", "change", "days_changed"], *controls]),
+        _csv([["# trend"], ["score_date", "current_score", "max_score", "percent"], *trend]),
+    ))
+
+
+# ------------------------------------------------------------------------------------------ Markdown
+
+
+def md(text: str) -> str:
+    """A string as literal Markdown text: punctuation that means something is backslash-escaped."""
+    text = " ".join(text.split())
+    return "".join(f"\\{c}" if c in "\\`*_[]<>|#!&" else c for c in text)
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str) -> list[str]:
+    marks = {"l": "---", "r": "---:"}
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _portfolio_cells(r: TenantRow) -> list[str]:
+    s = r.score
+    return [day(s.score_date), percent(s.percent), number(s.current_score), number(s.max_score),
+            signed(s.change_7d_points), signed(s.change_7d_percent, 1), signed(s.change_30d_points),
+            signed(r.vs_all_tenants, 1)]
+
+
+PORTFOLIO_HEADER = ("newest day", "percent", "score", "max", "7d points", "7d % pts", "30d points", "vs all tenants")
+
+
+def portfolio_markdown(p: Portfolio) -> str:
+    lines = [f"# Secure Score portfolio, {p.generated_at:%Y-%m-%d %H:%M} UTC", ""]
+    rows = ([md(r.name) or NONE, md(r.tenant_id), *_portfolio_cells(r), marks_text(r)] for r in p.rows)
+    lines += _md_table(("tenant", "tenant id", *PORTFOLIO_HEADER, "status"), rows, "lll" + "r" * 7 + "l")
+    lines += ["", f"**Totals:** {totals_sentence(p.totals)}. Stale: newest day older than {hours(p.max_age):g} h.", ""]
+    return "\n".join(lines)
+
+
+def _delta_rows(deltas: Sequence[ControlDelta]) -> list[list[str]]:
+    return [[md(d.control_name), md(d.control_category or ""), signed(d.change), str(d.days_changed)] for d in deltas]
+
+
+def _standing_lines(r: TenantReport) -> list[tuple[str, str]]:
+    t, s = r.tenant, r.tenant.score
+    seats = (f" ({s.total_seats_lower}–{s.total_seats_upper} seats)" if s.total_seats_lower is not None else "")
+    return [
+        ("score", f"{number(s.current_score)} of {number(s.max_score)} ({percent(s.percent)}) on {day(s.score_date)}"),
+        ("all tenants average", f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} pts), "
+                                f"from {day(s.all_tenants_date)}"),
+        ("similar size average", f"{percent(s.total_seats_average)}{seats} ({signed(t.vs_total_seats, 1)} pts), "
+                                 f"from {day(s.total_seats_date)}"),
+        ("rank", f"{r.rank} weakest of {r.ranked_of}" if r.rank else NONE),
+        ("7 days", f"{signed(s.change_7d_points)} points, {signed(s.change_7d_percent, 1)} % pts"),
+        ("30 days", f"{signed(s.change_30d_points)} points, {signed(s.change_30d_percent, 1)} % pts"),
+    ]
+
+
+def _window_sentence(r: TenantReport) -> str:
+    if not r.trend:
+        return "No stored days in the window."
+    return (f"From {day(r.first_day)} to {day(r.last_day)} ({len(r.trend)} stored days): "
+            f"{signed(r.window_change_points)} points ({signed(r.window_change_percent, 1)} % pts); "
+            f"the controls' changes sum to {signed(r.controls_change)} points.")
+
+
+def tenant_markdown(r: TenantReport) -> str:
+    t = r.tenant
+    lines = [f"# {md(t.name) or md(t.tenant_id)}", "", f"Tenant `{t.tenant_id}` — {marks_text(t)}", ""]
+    lines += ["## Standing", "", *_md_table(("", ""), ([k, v] for k, v in _standing_lines(r)), "ll"), ""]
+    lines += ["## Window", "", _window_sentence(r), ""]
+    for title, deltas in (("Gained most", r.gains), ("Lost most", r.losses)):
+        lines += [f"## {title}", ""]
+        lines += (_md_table(("control", "category", "points", "days changed"), _delta_rows(deltas), "llrr")
+                  if deltas else ["None."])
+        lines.append("")
+    lines += ["## Trend", ""]
+    lines += _md_table(("day", "score", "max", "percent"), _trend_rows(r.trend), "lrrr") if r.trend else ["None."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _trend_rows(trend: Sequence[ScorePoint]) -> list[list[str]]:
+    return [[day(p.score_date), number(p.current_score), number(p.max_score), percent(p.percent)] for p in trend]
+
+
+# --------------------------------------------------------------------------------------- rich tables
+
+
+def _change_text(value: float | None, digits: int = 2) -> Text:
+    style = "" if value is None or value == 0 else "green" if value > 0 else "red"
+    return Text(signed(value, digits), style=style)
+
+
+def _marks_cell(row: TenantRow) -> Text:
+    return Text(marks_text(row), style="yellow" if row.marks else "green")
+
+
+def portfolio_table(p: Portfolio) -> Table:
+    t = p.totals
+    table = Table(title=f"Secure Score portfolio ({t.tenants} tenants), weakest first" if p.sort == "percent"
+                  else f"Secure Score portfolio ({t.tenants} tenants), by {p.sort}",
+                  title_justify="left", show_footer=True,
+                  caption=f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.",
+                  caption_justify="left")
+    footers = {"tenant": f"{t.tenants} tenants", "percent": f"avg {percent(t.average_percent)}",
+               "7d points": f"▲{t.improved} ▼{t.slipped}"}
+    for header in ("tenant", "tenant id", *PORTFOLIO_HEADER, "status"):
+        numeric = header in PORTFOLIO_HEADER and header != "newest day"
+        table.add_column(header, footer=footers.get(header, ""), justify="right" if numeric else "left",
+                         overflow="fold", no_wrap=header in PORTFOLIO_HEADER)
+    for r in p.rows:
+        s = r.score
+        table.add_row(Text(r.name or NONE), Text(r.tenant_id), day(s.score_date), percent(s.percent),
+                      number(s.current_score), number(s.max_score), _change_text(s.change_7d_points),
+                      _change_text(s.change_7d_percent, 1), _change_text(s.change_30d_points),
+                      _change_text(r.vs_all_tenants, 1), _marks_cell(r))
+    return table
+
+
+def _simple_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=any(header))
+    for name in header:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def tenant_renderable(r: TenantReport) -> RenderableType:
+    t = r.tenant
+    parts: list[RenderableType] = [
+        Text.assemble((t.name or t.tenant_id, "bold"), f"  {t.tenant_id}  ", _marks_cell(t)),
+        _simple_table("Standing", ("", ""), ([k, Text(v)] for k, v in _standing_lines(r))),
+        Text(_window_sentence(r)),
+    ]
+    for title, deltas in (("Gained most", r.gains), ("Lost most", r.losses)):
+        parts.append(_simple_table(title, ("control", "category", "points", "days changed"),
+                                   ([Text(d.control_name), Text(d.control_category or ""), _change_text(d.change),
+                                     str(d.days_changed)] for d in deltas)))
+    parts.append(_simple_table("Trend", ("day", "score", "max", "percent"), _trend_rows(r.trend)))
+    return Group(*parts)
+
+
+def renderable(report: Report) -> RenderableType:
+    return portfolio_table(report) if isinstance(report, Portfolio) else tenant_renderable(report)
+
+
+def to_text(report: Report, fmt: Format, *, width: int = 200) -> str:
+    """The report in `fmt` as a string (a table is rendered without colour at `width` columns)."""
+    if fmt is Format.JSON:
+        return to_json(report)
+    if fmt is Format.CSV:
+        return portfolio_csv(report) if isinstance(report, Portfolio) else tenant_csv(report)
+    if fmt is Format.MARKDOWN:
+        return portfolio_markdown(report) if isinstance(report, Portfolio) else tenant_markdown(report)
+    console = Console(file=io.StringIO(), width=width, no_color=True, color_system=None, record=True)
+    console.print(renderable(report))
+    return console.export_text()

@@ -1,0 +1,231 @@
+"""Reports as one self-contained HTML page: inline CSS and SVG, no script, nothing fetched from anywhere.
+
+Every string that came from the database or the configuration passes `html.escape` before it is
+written; element ids are made from positions, never from tenant ids. The page prints sensibly: the
+table's header repeats on each page, the charts start on a new page and never split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from html import escape
+
+from fetcher import __version__
+from fetcher.report.charts import trend_svg
+from fetcher.report.formats import (
+    NONE,
+    day,
+    hours,
+    number,
+    percent,
+    signed,
+    totals_sentence,
+)
+from fetcher.report.model import Portfolio, TenantReport, TenantRow, chart_window
+from fetcher.store.reports import ControlDelta, ScorePoint
+
+CSS = """
+:root { color-scheme: light; --ink: #111827; --muted: #4b5563; --line: #e5e7eb; --up: #047857; --down: #b91c1c;
+        --warn: #92400e; --warn-bg: #fef3c7; --accent: #1d4ed8; }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1240px; padding: 24px; color: var(--ink); background: #fff;
+       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 10px; }
+.meta { color: var(--muted); margin: 0 0 16px; }
+.totals { display: flex; flex-wrap: wrap; gap: 12px; margin: 0; padding: 0; }
+.totals div { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 110px; }
+.totals dt { color: var(--muted); font-size: 12px; } .totals dd { margin: 0; font-size: 20px; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; }
+th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { font-size: 12px; color: var(--muted); font-weight: 600; background: #f9fafb; }
+td.day { white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tfoot td { font-weight: 600; border-top: 2px solid var(--ink); border-bottom: none; }
+.id { color: var(--muted); font-size: 11px; font-family: ui-monospace, Menlo, Consolas, monospace; }
+.up { color: var(--up); } .down { color: var(--down); }
+.bar { display: inline-block; width: 60px; height: 8px; background: var(--line); border-radius: 4px;
+       margin-right: 6px; vertical-align: middle; overflow: hidden; }
+.bar > span { display: block; height: 100%; background: var(--accent); }
+.mark { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 12px; margin: 1px 2px 1px 0;
+        background: var(--warn-bg); color: var(--warn); white-space: nowrap; }
+.ok { color: var(--up); font-size: 12px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
+figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
+figcaption { margin-bottom: 4px; } figcaption .figures { color: var(--muted); font-size: 12px; margin-left: 6px; }
+svg.chart { display: block; width: 100%; height: auto; }
+.nodata { color: var(--muted); font-style: italic; margin: 24px 0; }
+.standing { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
+.standing dt { color: var(--muted); } .standing dd { margin: 0; }
+footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
+@page { size: A4; margin: 12mm; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 9pt; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  h2 { break-after: avoid; }
+  thead { display: table-header-group; } tfoot { display: table-row-group; }
+  tr, figure, .totals, .standing { break-inside: avoid; }
+  section.trends { break-before: page; }
+  .charts { grid-template-columns: 1fr 1fr; gap: 8px; }
+  .bar { display: none; } .id { font-size: 6.5pt; white-space: nowrap; } th, td { padding: 3px 4px; }
+  th.num { white-space: normal; }
+  a { color: inherit; text-decoration: none; }
+}
+"""
+
+
+def _page(title: str, body: Sequence[str]) -> str:
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", *body,
+        f'<footer>securescore-fetcher {escape(__version__)}</footer>', "</body>", "</html>", "",
+    ])
+
+
+def _change(value: float | None, digits: int = 2) -> str:
+    css = "" if value is None or value == 0 else "up" if value > 0 else "down"
+    return f'<td class="num {css}">{escape(signed(value, digits))}</td>'
+
+
+def _marks(row: TenantRow) -> str:
+    if not row.marks:
+        return '<span class="ok">ok</span>'
+    return "".join(f'<span class="mark mark-{m.name.lower()}">{escape(m)}</span>' for m in row.marks)
+
+
+def _percent_cell(value: float | None) -> str:
+    if value is None:
+        return f'<td class="num">{NONE}</td>'
+    width = min(100.0, max(0.0, value))
+    return f'<td class="num"><span class="bar"><span style="width:{width:.1f}%"></span></span>{percent(value)}</td>'
+
+
+def _totals(p: Portfolio) -> str:
+    t = p.totals
+    cards = [("Tenants", str(t.tenants)), ("Average", percent(t.average_percent)), ("Improved (7 d)", str(t.improved)),
+             ("Slipped (7 d)", str(t.slipped)), ("Stale", str(t.stale)), ("No data", str(t.no_data))]
+    inner = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in cards)
+    return f'<dl class="totals">{inner}</dl>'
+
+
+PORTFOLIO_HEAD = ("#", "Tenant", "Newest day", "Percent", "Score", "Max", "7 d points", "7 d % pts", "30 d points",
+                  "vs all tenants", "Status")
+
+
+def _portfolio_row(index: int, row: TenantRow) -> str:
+    s = row.score
+    name = escape(row.name) if row.name else NONE
+    link = f'<a href="#t-{index}">{name}</a>' if row.has_data else name
+    cells = [f'<td class="num">{index}</td>', f'<td>{link}<div class="id">{escape(row.tenant_id)}</div></td>',
+             f'<td class="day">{day(s.score_date)}</td>', _percent_cell(s.percent),
+             f'<td class="num">{number(s.current_score)}</td>', f'<td class="num">{number(s.max_score)}</td>',
+             _change(s.change_7d_points), _change(s.change_7d_percent, 1), _change(s.change_30d_points),
+             _change(row.vs_all_tenants, 1), f"<td>{_marks(row)}</td>"]
+    classes = " ".join(["tenant", *(f"mark-{m.name.lower()}" for m in row.marks)])
+    return f'<tr class="{classes}">' + "".join(cells) + "</tr>"
+
+
+def portfolio_table(p: Portfolio) -> str:
+    head = "".join(f'<th class="{"num" if h not in ("Tenant", "Newest day", "Status") else ""}">{h}</th>'
+                   for h in PORTFOLIO_HEAD)
+    rows = "\n".join(_portfolio_row(i, r) for i, r in enumerate(p.rows, 1))
+    foot = f'<tr><td colspan="{len(PORTFOLIO_HEAD)}">{escape(totals_sentence(p.totals))}</td></tr>'
+    return (f'<table class="portfolio"><thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>'
+            f"<tfoot>{foot}</tfoot></table>")
+
+
+def _chart(row: TenantRow, points: Sequence[ScorePoint], first: date, last: date, *, width: int = 640,
+           height: int = 220) -> str:
+    title = f"{row.name or row.tenant_id}: score percentage from {first} to {last}"
+    return trend_svg(points, first=first, last=last, title=title, reference=row.score.all_tenants_average,
+                     reference_label="all tenants", width=width, height=height)
+
+
+def _figure(index: int, row: TenantRow, points: Sequence[ScorePoint], first: date, last: date) -> str:
+    s = row.score
+    figures = f"{percent(s.percent)} · 7 d {signed(s.change_7d_points)} pts · newest {day(s.score_date)}"
+    caption = (f'<figcaption><strong>{escape(row.name or row.tenant_id)}</strong>'
+               f'<span class="figures">{escape(figures)}</span> {_marks(row) if row.marks else ""}</figcaption>')
+    chart = (_chart(row, points, first, last) if points
+             else f'<p class="nodata">No stored day between {first} and {last}.</p>')
+    return f'<figure class="tenant-chart" id="t-{index}">{caption}{chart}</figure>'
+
+
+def _shared_axis(span: tuple[date, date], histories: Mapping[str, Sequence[ScorePoint]],
+                 since: date | None) -> tuple[date, date]:
+    """One x axis for every chart: from `since`, else from the earliest day any tenant has in the span
+    (a portfolio with a month of history gets a month wide axis, not a 90-day one mostly empty)."""
+    first, last = span
+    if since is None:
+        stored = [p.score_date for points in histories.values() for p in points if first <= p.score_date]
+        first = min(stored, default=first)
+    return first, last
+
+
+def portfolio_page(p: Portfolio, histories: Mapping[str, Sequence[ScorePoint]], *, since: date | None = None) -> str:
+    """The portfolio table, then a chart per tenant with data, over one shared window."""
+    span = chart_window(p, since)
+    order = "weakest first" if p.sort == "percent" else f"by {p.sort}"
+    body = ["<header>", "<h1>Secure Score portfolio</h1>",
+            f'<p class="meta">Generated {p.generated_at:%Y-%m-%d %H:%M} UTC · {order} · stale = newest day older '
+            f"than {hours(p.max_age):g} h</p>", _totals(p), "</header>", "<main>",
+            '<section class="portfolio"><h2>Tenants</h2>', portfolio_table(p), "</section>"]
+    if span is not None:
+        first, last = _shared_axis(span, histories, since)
+        body.append(f'<section class="trends"><h2>Trends, {first} to {last}</h2><div class="charts">')
+        body += [_figure(i, r, histories.get(r.tenant_id, ()), first, last)
+                 for i, r in enumerate(p.rows, 1) if r.has_data]
+        body.append("</div></section>")
+    else:
+        body.append('<p class="nodata">No tenant has any stored day yet.</p>')
+    body.append("</main>")
+    return _page(f"Secure Score portfolio {p.generated_at:%Y-%m-%d}", body)
+
+
+# ----------------------------------------------------------------------------------------- one tenant
+
+
+def _delta_table(title: str, deltas: Sequence[ControlDelta]) -> str:
+    if not deltas:
+        return f"<h2>{escape(title)}</h2><p class=\"nodata\">None.</p>"
+    rows = "".join(f"<tr><td>{escape(d.control_name)}</td><td>{escape(d.control_category or '')}</td>"
+                   f"{_change(d.change)}<td class=\"num\">{d.days_changed}</td></tr>" for d in deltas)
+    return (f'<h2>{escape(title)}</h2><table class="controls"><thead><tr><th>Control</th><th>Category</th>'
+            f'<th class="num">Points</th><th class="num">Days changed</th></tr></thead><tbody>{rows}</tbody></table>')
+
+
+def _standing(r: TenantReport) -> str:
+    t, s = r.tenant, r.tenant.score
+    items = [
+        ("Score", f"{number(s.current_score)} of {number(s.max_score)} ({percent(s.percent)}) on {day(s.score_date)}"),
+        ("All tenants average", f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} pts)"),
+        ("Similar size average", f"{percent(s.total_seats_average)} ({signed(t.vs_total_seats, 1)} pts)"),
+        ("Rank", f"{r.rank} weakest of {r.ranked_of}" if r.rank else NONE),
+        ("7 days", f"{signed(s.change_7d_points)} points"), ("30 days", f"{signed(s.change_30d_points)} points"),
+        ("Window", f"{day(r.first_day)} to {day(r.last_day)}: {signed(r.window_change_points)} points, "
+                   f"controls {signed(r.controls_change)}"),
+    ]
+    return '<dl class="standing">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def tenant_page(r: TenantReport) -> str:
+    t = r.tenant
+    name = t.name or t.tenant_id
+    body = ["<header>", f"<h1>{escape(name)}</h1>",
+            f'<p class="meta"><span class="id">{escape(t.tenant_id)}</span> · {_marks(t)} · generated '
+            f"{r.generated_at:%Y-%m-%d %H:%M} UTC</p>", "</header>", "<main>", _standing(r)]
+    if r.trend and r.first_day and r.last_day:
+        first = min(r.since or r.first_day, r.first_day)
+        body.append(f'<figure class="tenant-chart" id="t-1">{_chart(t, r.trend, first, r.last_day, width=1000)}'
+                    "</figure>")
+    else:
+        body.append('<p class="nodata">No stored day in the window.</p>')
+    body += [_delta_table("Gained most", r.gains), _delta_table("Lost most", r.losses)]
+    rows = "".join(f"<tr><td>{p.score_date}</td><td class=\"num\">{number(p.current_score)}</td>"
+                   f"<td class=\"num\">{number(p.max_score)}</td><td class=\"num\">{percent(p.percent)}</td></tr>"
+                   for p in r.trend)
+    body.append('<h2>Daily</h2><table class="trend"><thead><tr><th>Day</th><th class="num">Score</th>'
+                f'<th class="num">Max</th><th class="num">Percent</th></tr></thead><tbody>{rows}</tbody></table>')
+    body.append("</main>")
+    return _page(f"Secure Score: {name}", body)

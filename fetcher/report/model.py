@@ -1,0 +1,240 @@
+"""What a report says, as typed records, and the pure rules that build them from view rows.
+
+A portfolio is one row per tenant (configured, in the database, or both) with its marks, sorted,
+and the totals at its foot. A tenant report is one tenant's trend over a window, the controls that
+moved its score there, and its standing against Graph's comparative averages and the other tenants.
+No I/O here: `collect` reads the rows, `formats` and `html` show the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from statistics import fmean
+
+from fetcher.config import TenantConfig
+from fetcher.store.reports import ControlDelta, LatestScore, ScorePoint
+
+DEFAULT_WINDOW_DAYS = 90
+TOP_CONTROLS = 10
+
+
+class Sort(StrEnum):
+    PERCENT = "percent"  # weakest first
+    CHANGE = "change"  # largest 7-day slip first
+    NAME = "name"
+
+
+class Mark(StrEnum):
+    NO_DATA = "no data"
+    STALE = "stale"
+    NOT_CONFIGURED = "not configured"
+    DISABLED = "disabled"
+
+
+def empty_latest(tenant_id: str, name: str = "") -> LatestScore:
+    """The `latest_scores` row of a tenant the database has never stored a day for."""
+    return LatestScore(tenant_id, name, *([None] * 17))
+
+
+def is_stale(newest: date | None, now: datetime, max_age: timedelta) -> bool:
+    """As `fetcher status`: the newest day, counted from its midnight UTC, is older than `max_age`."""
+    if newest is None:
+        return False
+    return now - datetime.combine(newest, datetime.min.time(), UTC) > max_age
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """One tenant in a report: its newest figures, its name, and what is wrong with it."""
+
+    score: LatestScore
+    name: str
+    configured: bool
+    enabled: bool
+    marks: tuple[Mark, ...]
+
+    @property
+    def tenant_id(self) -> str:
+        return self.score.tenant_id
+
+    @property
+    def has_data(self) -> bool:
+        return self.score.score_date is not None
+
+    @property
+    def vs_all_tenants(self) -> float | None:
+        """Percentage points above (+) or below (-) Graph's AllTenants average."""
+        return _difference(self.score.percent, self.score.all_tenants_average)
+
+    @property
+    def vs_total_seats(self) -> float | None:
+        """Percentage points above or below the average of tenants of similar size (TotalSeats)."""
+        return _difference(self.score.percent, self.score.total_seats_average)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The foot of the portfolio. Improved/slipped compare `change_7d_points` with zero."""
+
+    tenants: int
+    with_data: int
+    average_percent: float | None
+    improved: int
+    slipped: int
+    unchanged: int
+    stale: int
+    no_data: int
+    not_configured: int
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    generated_at: datetime
+    max_age: timedelta
+    sort: Sort
+    rows: tuple[TenantRow, ...]
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class TenantReport:
+    """One tenant over a window [first_day, last_day] of its stored days."""
+
+    generated_at: datetime
+    max_age: timedelta
+    tenant: TenantRow
+    since: date | None  # the window asked for (None: no data to anchor it)
+    trend: tuple[ScorePoint, ...]
+    gains: tuple[ControlDelta, ...]  # largest first
+    losses: tuple[ControlDelta, ...]  # largest loss first
+    controls_change: float  # every control's delta summed, gains and losses beyond the top ones too
+    rank: int | None  # 1 = weakest percent among tenants with data
+    ranked_of: int
+
+    @property
+    def first_day(self) -> date | None:
+        return self.trend[0].score_date if self.trend else None
+
+    @property
+    def last_day(self) -> date | None:
+        return self.trend[-1].score_date if self.trend else None
+
+    @property
+    def window_change_points(self) -> float | None:
+        """current_score on the window's last day minus on its first."""
+        return _difference(self.trend[-1].current_score, self.trend[0].current_score) if self.trend else None
+
+    @property
+    def window_change_percent(self) -> float | None:
+        return _difference(self.trend[-1].percent, self.trend[0].percent) if self.trend else None
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def tenant_rows(latest: Iterable[LatestScore], configured: Sequence[TenantConfig], now: datetime,
+                max_age: timedelta) -> list[TenantRow]:
+    """Every tenant of the database and of the configuration, once, marked."""
+    stored = {s.tenant_id: s for s in latest}
+    by_id = {t.tenant_id: t for t in configured}
+    rows = []
+    for tenant_id in sorted(stored.keys() | by_id.keys()):
+        config = by_id.get(tenant_id)
+        score = stored.get(tenant_id) or empty_latest(tenant_id, config.name if config else "")
+        name = (config.name if config else "") or score.tenant_name
+        marks = _marks(score, config, now, max_age)
+        rows.append(TenantRow(score, name, config is not None, config.enabled if config else False, marks))
+    return rows
+
+
+def _marks(score: LatestScore, config: TenantConfig | None, now: datetime, max_age: timedelta) -> tuple[Mark, ...]:
+    marks = []
+    if score.score_date is None:
+        marks.append(Mark.NO_DATA)
+    elif is_stale(score.score_date, now, max_age):
+        marks.append(Mark.STALE)
+    if config is None:
+        marks.append(Mark.NOT_CONFIGURED)
+    elif not config.enabled:
+        marks.append(Mark.DISABLED)
+    return tuple(marks)
+
+
+def sort_rows(rows: Iterable[TenantRow], sort: Sort) -> list[TenantRow]:
+    """percent: weakest first; change: largest 7-day slip (points) first; name: A to Z. No figure: last."""
+    def name_key(row: TenantRow) -> tuple[str, str]:
+        return row.name.casefold(), row.tenant_id
+
+    def figure_key(value: float | None) -> tuple[bool, float]:
+        return value is None, value if value is not None else 0.0
+
+    if sort is Sort.NAME:
+        return sorted(rows, key=name_key)
+    if sort is Sort.CHANGE:
+        return sorted(rows, key=lambda r: (figure_key(r.score.change_7d_points), figure_key(r.score.percent),
+                                           name_key(r)))
+    return sorted(rows, key=lambda r: (figure_key(r.score.percent), name_key(r)))
+
+
+def totals(rows: Sequence[TenantRow]) -> Totals:
+    percents = [r.score.percent for r in rows if r.score.percent is not None]
+    changes = [r.score.change_7d_points for r in rows if r.score.change_7d_points is not None]
+    return Totals(
+        tenants=len(rows),
+        with_data=sum(r.has_data for r in rows),
+        average_percent=fmean(percents) if percents else None,
+        improved=sum(c > 0 for c in changes),
+        slipped=sum(c < 0 for c in changes),
+        unchanged=sum(c == 0 for c in changes),
+        stale=sum(Mark.STALE in r.marks for r in rows),
+        no_data=sum(Mark.NO_DATA in r.marks for r in rows),
+        not_configured=sum(Mark.NOT_CONFIGURED in r.marks for r in rows),
+    )
+
+
+def build_portfolio(latest: Iterable[LatestScore], configured: Sequence[TenantConfig], *, now: datetime,
+                    max_age: timedelta, sort: Sort = Sort.PERCENT) -> Portfolio:
+    rows = sort_rows(tenant_rows(latest, configured, now, max_age), sort)
+    return Portfolio(now, max_age, sort, tuple(rows), totals(rows))
+
+
+def default_since(newest: date | None, days: int = DEFAULT_WINDOW_DAYS) -> date | None:
+    """The first day of the default window: the `days` days ending on the tenant's newest day."""
+    return newest - timedelta(days=days - 1) if newest else None
+
+
+def chart_window(portfolio: Portfolio, since: date | None,
+                 days: int = DEFAULT_WINDOW_DAYS) -> tuple[date, date] | None:
+    """The days the charts may cover: from `since` (or `days` back) to the newest day of any tenant."""
+    newest = [r.score.score_date for r in portfolio.rows if r.score.score_date is not None]
+    if not newest:
+        return None
+    last = max(newest)
+    return since or last - timedelta(days=days - 1), last
+
+
+def rank(rows: Sequence[TenantRow], tenant_id: str) -> tuple[int | None, int]:
+    """The tenant's place by percent, weakest = 1, among the tenants with a percent; and how many those are."""
+    ranked = [r for r in sort_rows(rows, Sort.PERCENT) if r.score.percent is not None]
+    place = next((i for i, r in enumerate(ranked, 1) if r.tenant_id == tenant_id), None)
+    return place, len(ranked)
+
+
+def build_tenant_report(row: TenantRow, *, all_rows: Sequence[TenantRow], since: date | None,
+                        trend: Sequence[ScorePoint], deltas: Sequence[ControlDelta], now: datetime,
+                        max_age: timedelta, top: int = TOP_CONTROLS) -> TenantReport:
+    gains = [d for d in deltas if d.change > 0]
+    losses = sorted((d for d in deltas if d.change < 0), key=lambda d: (d.change, d.control_name))
+    place, of = rank(all_rows, row.tenant_id)
+    return TenantReport(
+        generated_at=now, max_age=max_age, tenant=row, since=since, trend=tuple(trend),
+        gains=tuple(gains[:top]), losses=tuple(losses[:top]), controls_change=sum(d.change for d in deltas),
+        rank=place, ranked_of=of,
+    )

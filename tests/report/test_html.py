@@ -1,0 +1,209 @@
+"""`fetcher report --html`: one self-contained page, strings escaped, rendered for real by headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fetcher.report.charts import LINE, segments, trend_svg
+from fetcher.store.reports import ScorePoint
+from tests.report.conftest import HOSTILE_NAME, Filled, report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium: skipped where it is missing, except under CI=true, where that is a failure."""
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium); the page is not rendered")
+    return CHROMIUM
+
+
+def _chromium(binary: str, page: Path, *modes: str) -> list[subprocess.CompletedProcess[str]]:
+    """Run headless Chromium on `page` once per mode (e.g. --dump-dom, --screenshot=...), all at once."""
+    with contextlib.ExitStack() as stack:
+        started = []
+        for mode in modes:
+            profile = stack.enter_context(tempfile.TemporaryDirectory(prefix="chromium-profile-"))
+            started.append(subprocess.Popen(
+                [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", "--window-size=1280,2000", mode, page.as_uri()],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ))
+        done = []
+        for process in started:
+            out, err = process.communicate(timeout=90)
+            done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+        return done
+
+
+class DOM(HTMLParser):
+    """What the rendered page holds: table rows, charts and their polylines, scripts, text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.svgs = 0
+        self.polylines: list[str] = []
+        self.scripts = 0
+        self.text: list[str] = []
+        self._in_portfolio = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "table" and "portfolio" in attributes.get("class", ""):
+            self._in_portfolio = True
+        elif tag == "tr" and self._in_portfolio and "tenant" in attributes.get("class", "").split():
+            self.rows.append(attributes)
+        elif tag == "svg":
+            self.svgs += 1
+        elif tag == "polyline":
+            self.polylines.append(attributes.get("points", ""))
+        elif tag == "script":
+            self.scripts += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_portfolio = False
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture
+def portfolio_page(filled: Filled, tmp_path: Path) -> Path:
+    page = tmp_path / "portfolio.html"
+    result = report(filled.config, "--html", str(page))
+    assert result.exit_code == 0, result.output
+    return page
+
+
+def test_html_alone_writes_the_page_and_nothing_to_stdout(filled: Filled, tmp_path: Path) -> None:
+    page = tmp_path / "alone.html"
+
+    result = report(filled.config, "--html", str(page))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    text = page.read_text(encoding="utf-8")
+
+    assert text.startswith("<!DOCTYPE html>")
+    assert "@media print" in text
+
+
+def test_html_with_output_writes_the_page_and_the_text_report(filled: Filled, tmp_path: Path) -> None:
+    page, text = tmp_path / "p.html", tmp_path / "p.json"
+
+    result = report(filled.config, "--html", str(page), "--format", "json", "--output", str(text))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert text.read_text(encoding="utf-8").startswith("{")
+
+
+def test_the_page_loads_nothing_from_anywhere(portfolio_page: Path) -> None:
+    text = portfolio_page.read_text(encoding="utf-8")
+
+    assert "<script" not in text.lower()
+    assert not re.search(r"""\b(src|href)\s*=\s*(?!["']?#)""", text, re.IGNORECASE)
+    assert not re.search(r"url\(|@import|@font-face", text, re.IGNORECASE)
+    assert re.findall(r"https?://[^\s\"'<>]+", text) == ["http://www.w3.org/2000/svg"] * text.count("<svg")
+
+
+def test_every_string_from_the_database_is_escaped(portfolio_page: Path) -> None:
+    text = portfolio_page.read_text(encoding="utf-8")
+
+    assert HOSTILE_NAME not in text
+    assert "Evil &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; [bold]Sons[/bold] | Ltd" in text
+
+
+def test_the_chart_breaks_its_line_where_days_are_missing() -> None:
+    days = [date(2026, 11, d) for d in (1, 2, 3, 6, 7, 9)]
+    points = [ScorePoint(d, 1.0, 2.0, 50.0) for d in days]
+
+    assert [[p.score_date.day for p in run] for run in segments(points)] == [[1, 2, 3], [6, 7], [9]]
+
+
+def test_a_single_day_is_drawn_as_a_dot_on_a_one_point_line() -> None:
+    svg = trend_svg([ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)], first=date(2026, 10, 1),
+                    last=date(2026, 11, 1), title="<One>")
+
+    assert '<circle class="dot"' in svg
+    assert re.search(r'<polyline class="trend" points="[\d.]+,[\d.]+"', svg)
+    assert "<title>&lt;One&gt;</title>" in svg
+
+
+def test_the_reference_average_is_a_labelled_dashed_line() -> None:
+    svg = trend_svg([ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)], first=date(2026, 11, 1),
+                    last=date(2026, 11, 1), title="t", reference=58.25, reference_label="all <tenants>")
+
+    assert re.search(r'<line class="reference"[^>]*stroke-dasharray', svg)
+    assert ">all &lt;tenants&gt; 58.2%</text>" in svg or ">all &lt;tenants&gt; 58.3%</text>" in svg
+
+
+def test_chromium_renders_the_table_and_a_chart_per_tenant_and_prints_them(
+        filled: Filled, portfolio_page: Path, tmp_path: Path, chromium: str) -> None:
+    shot, pdf = tmp_path / "portfolio.png", tmp_path / "portfolio.pdf"
+    dumped, taken, printed = _chromium(chromium, portfolio_page, "--dump-dom", f"--screenshot={shot}",
+                                       f"--print-to-pdf={pdf}")
+
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = DOM()
+    dom.feed(dumped.stdout)
+    with_data = len(filled.healthy) + 2  # the one-day and the dropped tenant
+    assert len(dom.rows) == len(filled.configured) + 2
+    assert dom.svgs == with_data
+    assert len(dom.polylines) >= with_data
+    assert all(p.strip() for p in dom.polylines)
+    assert dom.scripts == 0
+    assert HOSTILE_NAME in "".join(dom.text)  # escaped in the file, plain text in the DOM
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    _assert_drawn(shot)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    pages = [int(n) for n in re.findall(rb"/Count (\d+)", pdf.read_bytes())]
+    assert max(pages) >= 2, "the charts should start on a page of their own"
+
+
+def _assert_drawn(png: Path) -> None:
+    """Not blank, and the trend line's blue is on the page in quantity."""
+    line = tuple(int(LINE[i:i + 2], 16) for i in (1, 3, 5))
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+        total = rgb.width * rgb.height
+        colours = rgb.getcolors(maxcolors=total) or []
+    near = sum(n for n, c in colours if sum(abs(a - b) for a, b in zip(c, line, strict=True)) < 60)
+    ink = sum(n for n, c in colours if sum(c) < 600)
+    assert near > 2000, f"only {near} pixels of the chart's line colour"
+    assert ink > 0.01 * total, "the page looks blank"
+
+
+def test_chromium_renders_the_tenant_page_with_its_chart(filled: Filled, tmp_path: Path, chromium: str) -> None:
+    page = tmp_path / "tenant.html"
+    result = report(filled.config, "--tenant", filled.healthy[1].tenant_id, "--html", str(page))
+    assert result.exit_code == 0, result.output
+
+    [dumped] = _chromium(chromium, page, "--dump-dom")
+
+    dom = DOM()
+    dom.feed(dumped.stdout)
+    assert dom.svgs == 1
+    assert dom.polylines
+    assert all(p.strip() for p in dom.polylines)
+    text = "".join(dom.text)
+    for expected in (HOSTILE_NAME, "Gained most", "Lost most"):
+        assert expected in text

@@ -1,0 +1,176 @@
+"""`fetcher report`: a row per tenant, weakest first, marked, with totals; every figure as SQL computes it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fetcher.store.schema import latest_scores
+from tests.report import reference
+from tests.report.conftest import HOSTILE_NAME, NEVER_FETCHED, TODAY, Filled, report, run, write_report_config
+
+VIEW_FIELDS = [c.name for c in latest_scores.columns if c.name != "tenant_name"]
+
+
+def _portfolio_json(filled: Filled, *args: str) -> dict[str, Any]:
+    result = report(filled.config, "--format", "json", *args)
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+async def _reference_rows(filled: Filled) -> dict[str, dict[str, Any]]:
+    engine = filled.engine()
+    tables = await reference.tables(engine)
+    await engine.dispose()
+    return reference.latest_scores(tables, TODAY)
+
+
+async def _sql_totals(filled: Filled) -> tuple[Any, ...]:
+    engine = filled.engine()
+    v = latest_scores.c
+    query = sa.select(
+        sa.func.avg(v.percent),
+        sa.func.sum(sa.case((v.change_7d_points > 0, 1), else_=0)),
+        sa.func.sum(sa.case((v.change_7d_points < 0, 1), else_=0)),
+        sa.func.sum(sa.case((v.change_7d_points == 0, 1), else_=0)),
+        sa.func.count(v.score_date),
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one()
+    await engine.dispose()
+    return tuple(row)
+
+
+def test_every_figure_of_every_row_is_the_one_computed_from_the_tables(filled: Filled) -> None:
+    data = _portfolio_json(filled)
+
+    expected = run(_reference_rows(filled))
+    got = {t["tenant_id"]: t for t in data["tenants"]}
+    for tenant_id, row in expected.items():
+        assert {k: got[tenant_id][k] for k in VIEW_FIELDS} == {k: _iso(row[k]) for k in VIEW_FIELDS}, tenant_id
+        if row["percent"] is not None and row["all_tenants_average"] is not None:
+            assert got[tenant_id]["vs_all_tenants"] == row["percent"] - row["all_tenants_average"]
+
+
+def test_the_totals_are_the_ones_sql_computes(filled: Filled) -> None:
+    totals = _portfolio_json(filled)["totals"]
+
+    average, improved, slipped, unchanged, with_data = run(_sql_totals(filled))
+    assert totals["average_percent"] == pytest.approx(average, rel=1e-12)
+    assert (totals["improved"], totals["slipped"], totals["unchanged"], totals["with_data"]) == (
+        improved, slipped, unchanged, with_data)
+    assert totals["tenants"] == len(filled.configured) + 2  # the dropped tenant and the never-fetched one
+
+
+def test_rows_run_from_the_weakest_percent_to_the_strongest_then_tenants_without_data(filled: Filled) -> None:
+    rows = _portfolio_json(filled)["tenants"]
+
+    percents = [r["percent"] for r in rows]
+    with_data = [p for p in percents if p is not None]
+    assert with_data == sorted(with_data)
+    assert percents == [*with_data, *([None] * (len(percents) - len(with_data)))]
+
+
+def test_configured_tenants_without_data_and_tenants_no_longer_configured_are_marked(filled: Filled) -> None:
+    marks = {r["tenant_id"]: (r["name"], r["marks"]) for r in _portfolio_json(filled)["tenants"]}
+
+    assert marks[filled.empty.tenant_id] == (filled.empty.name, ["no data"])
+    assert marks[NEVER_FETCHED] == ("Never Fetched Ltd", ["no data"])
+    assert marks[filled.dropped.tenant_id] == (filled.dropped.name, ["not configured"])
+    assert marks[filled.healthy[0].tenant_id] == (filled.healthy[0].name, [])
+
+
+def test_a_short_max_age_marks_every_tenant_with_data_stale(filled: Filled) -> None:
+    data = _portfolio_json(filled, "--max-age", "0")
+
+    assert all("stale" in r["marks"] for r in data["tenants"] if r["score_date"])
+    assert data["totals"]["stale"] == len(filled.healthy) + 2  # with the one-day and the dropped tenant
+
+
+@pytest.mark.parametrize(("sort", "key"), [("name", "name"), ("change", "change_7d_points")])
+def test_sort_orders_by_name_or_by_the_7_day_change(filled: Filled, sort: str, key: str) -> None:
+    rows = _portfolio_json(filled, "--sort", sort)["tenants"]
+
+    values = [r[key] for r in rows if r[key] is not None]
+    assert values == sorted(values, key=lambda v: v.casefold() if isinstance(v, str) else v)
+
+
+def test_the_table_shows_every_tenant_and_the_totals_with_names_as_plain_text(filled: Filled) -> None:
+    result = report(filled.config)
+
+    assert result.exit_code == 0, result.output
+    assert HOSTILE_NAME in result.stdout  # rich markup in a name is shown, not applied
+    for tenant in (*filled.configured, filled.dropped):
+        assert tenant.tenant_id in result.stdout
+    assert f"{len(filled.configured) + 2} tenants" in result.stdout
+    assert "without data" in result.stdout
+
+
+def test_csv_is_one_row_per_tenant_under_a_header(filled: Filled, tmp_path: Path) -> None:
+    out = tmp_path / "portfolio.csv"
+
+    result = report(filled.config, "--format", "csv", "--output", str(out))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert len(rows) == len(filled.configured) + 2
+    by_id = {r["tenant_id"]: r for r in rows}
+    assert by_id[filled.healthy[1].tenant_id]["name"] == HOSTILE_NAME
+    json_rows = {r["tenant_id"]: r for r in _portfolio_json(filled)["tenants"]}
+    for tenant_id, row in by_id.items():
+        figure = json_rows[tenant_id]["percent"]
+        assert row["percent"] == ("" if figure is None else str(figure))
+
+
+def test_markdown_is_a_table_with_escaped_names_and_the_totals(filled: Filled) -> None:
+    result = report(filled.config, "--format", "markdown")
+
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(filled.configured) + 2
+    assert all(line.count("|") - line.count("\\|") == table[0].count("|") for line in table)
+    assert "\\<script\\>" in result.stdout
+    assert "<script>" not in result.stdout
+    assert "**Totals:**" in result.stdout
+
+
+def test_an_empty_database_lists_the_configured_tenants_as_without_data(tmp_path: Path) -> None:
+    config = write_report_config(tmp_path / "fetcher.toml", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+                                 [(NEVER_FETCHED, "Never Fetched Ltd")])
+
+    table = report(config)
+    data = json.loads(report(config, "--format", "json").stdout)
+
+    assert table.exit_code == 0, table.output
+    assert "1 tenants (0 with data), average —" in table.stdout
+    assert [(r["tenant_id"], r["marks"]) for r in data["tenants"]] == [(NEVER_FETCHED, ["no data"])]
+    assert data["totals"]["average_percent"] is None
+
+
+def test_an_empty_database_without_tenants_reports_zero_tenants(tmp_path: Path) -> None:
+    config = write_report_config(tmp_path / "fetcher.toml", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", [])
+
+    result = report(config, "--format", "markdown")
+
+    assert result.exit_code == 0, result.output
+    assert "0 tenants (0 with data)" in result.stdout
+
+
+def test_an_output_file_that_cannot_be_written_is_a_one_line_usage_error(filled: Filled, tmp_path: Path) -> None:
+    result = report(filled.config, "--format", "csv", "--output", str(tmp_path / "missing" / "p.csv"))
+
+    assert result.exit_code == 2
+    assert "cannot write" in result.output
