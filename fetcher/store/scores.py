@@ -103,18 +103,24 @@ async def save_tenants(conn: AsyncConnection, rows: Sequence[tuple[str, str]], n
     await conn.execute(stmt, [{"tenant_id": t, "name": n, "updated_at": now} for t, n in rows])
 
 
-async def save_score_days(conn: AsyncConnection, days: Sequence[ScoreDay], now: datetime) -> int:
-    """Upsert the score-days of one tenant in the caller's transaction; returns how many were saved."""
+async def save_score_days(
+    conn: AsyncConnection, days: Sequence[ScoreDay], now: datetime, *, tenant_saved: bool = False
+) -> int:
+    """Upsert the score-days of one tenant in the caller's transaction; returns how many were saved.
+
+    `tenant_saved`: the caller already saved the tenant's `tenants` row (a run does, at its start).
+    """
     if not days:
         return 0
     tenant_ids = {d.tenant_id for d in days}
     if len(tenant_ids) != 1:
         raise ValueError(f"save_score_days takes one tenant's days, got {sorted(tenant_ids)}")
     tenant_id = tenant_ids.pop()
-    await conn.execute(
-        _insert(conn)(tenants).on_conflict_do_nothing(index_elements=["tenant_id"]),
-        {"tenant_id": tenant_id, "name": "", "updated_at": now},
-    )
+    if not tenant_saved:
+        await conn.execute(
+            _insert(conn)(tenants).on_conflict_do_nothing(index_elements=["tenant_id"]),
+            {"tenant_id": tenant_id, "name": "", "updated_at": now},
+        )
     for batch in _unique_days(days):
         await _save_batch(conn, tenant_id, batch)
     return len({d.score_date for d in days})

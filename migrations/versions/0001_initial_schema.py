@@ -24,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 UTC_TIME = sa.DateTime(timezone=True)
 JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 TENANT_ID = sa.String(36)
+CLUSTERED = {"sqlite_with_rowid": False}  # SQLite: stored in primary-key order, no separate key index
 
 
 def _counter(name: str) -> sa.Column[int]:
@@ -70,6 +71,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], name=op.f("fk_secure_scores_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("tenant_id", "score_date", name=op.f("pk_secure_scores")),
         sa.UniqueConstraint("id", name=op.f("uq_secure_scores_id")),
+        **CLUSTERED,
     )
     op.create_index("ix_secure_scores_score_date", "secure_scores", ["score_date"])
     op.create_table(
@@ -86,6 +88,7 @@ def upgrade() -> None:
             name="fk_comparative_scores_secure_scores", ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("tenant_id", "score_date", "basis", name=op.f("pk_comparative_scores")),
+        **CLUSTERED,
     )
     op.create_table(
         "control_scores",
@@ -108,8 +111,8 @@ def upgrade() -> None:
             name="fk_control_scores_secure_scores", ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("tenant_id", "score_date", "control_name", name=op.f("pk_control_scores")),
+        **CLUSTERED,
     )
-    op.create_index("ix_control_scores_control_name", "control_scores", ["control_name"])
     op.create_table(
         "fetch_runs",
         sa.Column("run_id", sa.String(36), nullable=False),
