@@ -61,11 +61,12 @@ class Context:
     console: Console
     err: Console
 
-    def config(self) -> Config:
-        config = load_config(find_config_file(self.config_path))
+    def config(self, *, secrets: bool = True) -> Config:
+        """The configuration; `secrets=False` for commands that never authenticate."""
+        config = load_config(find_config_file(self.config_path), secrets=secrets)
         for tenant in config.tenants:
             for secret in (tenant.auth.client_secret, tenant.auth.certificate_password):
-                if secret is not None:
+                if secret is not None and secret.reveal():
                     REDACTOR.add(secret.reveal())
         for warning in config.warnings:
             log.warning("%s: %s", config.path, warning)
@@ -149,7 +150,7 @@ def migrate_command(ctx: Context) -> None:
     """Create the tables, or upgrade them to this version's schema."""
 
     async def action() -> int:
-        config = ctx.config()
+        config = ctx.config(secrets=False)
         engine = create_engine(config.database)
         try:
             before, after = await migrate(engine)
@@ -268,7 +269,7 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     from fetcher.rebuild import RebuildRun, plan_rebuild
 
     async def action() -> int:
-        config = ctx.config()
+        config = ctx.config(secrets=False)
         run = RebuildRun(config, plan_rebuild(config, tenants), observer=ctx.observer())
         return _report(ctx, await _execute(ctx, run))
 
@@ -285,7 +286,7 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
     """A row per tenant: newest day, last success, last error. Exit 1 when an enabled tenant is stale."""
 
     async def action() -> int:
-        config = ctx.config()
+        config = ctx.config(secrets=False)
         chosen = select_tenants(config, tenants)
         engine = create_engine(config.database)
         try:
@@ -344,7 +345,7 @@ def report_command(ctx: Context, tenant_id: str | None, since: datetime | None, 
     async def action() -> int:
         request = ReportRequest(tenant_id=tenant_id, since=since.date() if since else None, sort=Sort(sort),
                                 max_age=timedelta(hours=max_age), fmt=Format(fmt), output=output, html=html_path)
-        return await produce(ctx.config(), request, ctx.console, ctx.err)
+        return await produce(ctx.config(secrets=False), request, ctx.console, ctx.err)
 
     _run_async(ctx, action())
 

@@ -174,8 +174,14 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[s
     return Path(DEFAULT_FILE)
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ) -> Config:
-    """Read, validate and resolve a configuration file."""
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ, *, secrets: bool = True
+) -> Config:
+    """Read, validate and resolve a configuration file.
+
+    `secrets=False` is for commands that never talk to Entra ID or Graph (status, report, rebuild): the
+    references are checked for form but not read, so a monitoring host needs no client secret.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
@@ -190,14 +196,15 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, path=path, environ=environ)
+    return parse_config(raw, path=path, environ=environ, secrets=secrets)
 
 
 def parse_config(
-    raw: Mapping[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ
+    raw: Mapping[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ,
+    secrets: bool = True,
 ) -> Config:
     """Validate a configuration already parsed from TOML."""
-    return _Parser(path, environ).parse(raw)
+    return _Parser(path, environ, secrets=secrets).parse(raw)
 
 
 class _Parser:
@@ -207,8 +214,9 @@ class _Parser:
     TENANT_KEYS = ("tenant_id", "name", "enabled", "auth")
     AUTH_KEYS = tuple(f.name for f in dataclasses.fields(AuthConfig))
 
-    def __init__(self, path: Path | None, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: Path | None, environ: Mapping[str, str], *, secrets: bool = True) -> None:
         self.path = path
+        self.resolve_secrets = secrets
         self.base = path.resolve().parent if path else Path.cwd()
         self.environ = environ
         self.warnings: list[str] = []
@@ -304,7 +312,7 @@ class _Parser:
 
     def database_url(self, value: str) -> str:
         if value.startswith(("env:", "file:")):
-            value = self.secret(value, "[database] url").reveal()
+            value = self.secret(value, "[database] url", always=True).reveal()
         try:
             url = make_url(value)
             url.port  # noqa: B018 - parsing the port is what raises on "host:54x2"
@@ -413,9 +421,12 @@ class _Parser:
             raise self.fail(f"{where}certificate_path: cannot read {path}")
         return path
 
-    def secret(self, reference: str, where: str) -> Secret:
+    def secret(self, reference: str, where: str, *, always: bool = False) -> Secret:
+        """Resolve a reference; without `resolve_secrets` only those marked `always` (the database URL)."""
         if reference in self._secrets:
             return self._secrets[reference]
+        if not (self.resolve_secrets or always) and reference.startswith(("env:", "file:")):
+            return Secret(reference, "")
         if reference.startswith("env:"):
             name = reference[4:]
             if not self.environ.get(name):

@@ -159,7 +159,8 @@ class LogObserver:
 
 
 def _tenant_cell(name: str, tenant_id: str) -> str:
-    return f"{name or tenant_id}\n[dim]{tenant_id}[/dim]" if name else tenant_id
+    """A tenant's name (as text: names may contain rich markup characters) and, dimmed, its id."""
+    return f"{escape(name)}\n[dim]{tenant_id}[/dim]" if name else tenant_id
 
 
 def summary_table(report: RunReport, *, limit: int = 50) -> Table:

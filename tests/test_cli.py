@@ -152,3 +152,13 @@ def test_backfill_rejects_both_days_and_since(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "not both" in result.output
+
+
+def test_read_only_commands_need_no_client_secret(tmp_path: Path) -> None:
+    """status, report, rebuild and migrate never authenticate, so a monitoring host needs no secret."""
+    config = write_config(tmp_path)
+
+    results = [invoke("--config", str(config), *command, env={})
+               for command in (["migrate"], ["status"], ["report", "--format", "json"])]
+
+    assert [r.exit_code for r in results] == [0, 1, 0], [r.output for r in results]

@@ -851,3 +851,15 @@ def test_every_commented_key_of_the_example_is_accepted_when_uncommented(tmp_pat
             load_config(write(tmp_path, variant), example_environ(text))
         except ConfigError as error:
             pytest.fail(f"config.example.toml line {index + 1} ({section} {key}), uncommented: {error}")
+
+
+def test_without_secrets_references_are_not_read_but_the_database_url_is(tmp_path: Path) -> None:
+    """Read-only commands: an unset secret variable is no error, an env: database URL is still resolved."""
+    database = 'url = "env:DB_URL"'
+
+    config = load_config(
+        write(tmp_path, config_text(database=database)), {"DB_URL": "sqlite+aiosqlite:///x.db"}, secrets=False
+    )
+
+    assert config.database.url == f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    assert config.tenants[0].auth.client_secret == Secret("env:FETCHER_CLIENT_SECRET", "")
