@@ -103,5 +103,6 @@ def test_replay_context_restores_the_partial_flag() -> None:
 
     context = replay_context(raw)
 
-    assert (context.partial, context.warning_text, context.run_id) == (True, '199 - "Microsoft/SecureScore/500/12"', "r")
+    warning = '199 - "Microsoft/SecureScore/500/12"'
+    assert (context.partial, context.warning_text, context.run_id) == (True, warning, "r")
     assert not replay_context(dataclasses.replace(raw, warning=None)).partial
