@@ -5,7 +5,8 @@
     ├── DatabaseError                 the database refused or is unusable         (exit 3)
     │   ├── DatabaseUnavailable       cannot connect
     │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
-    │   └── LockHeld                  another run holds the database's run lock
+    │   ├── LockHeld                  another run holds the database's run lock
+    │   └── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
     ├── PayloadError                  a secureScore object we refuse to store
     │   ├── MissingField              no `id`, `azureTenantId` or `createdDateTime`
     │   └── WrongTenant               `azureTenantId` is not the tenant that was asked
@@ -21,7 +22,7 @@
     │       ├── ServerError           500, 502, 503, 504
     │       ├── ConnectionFailed      refused, reset, TLS or DNS failure
     │       ├── RequestTimedOut       no answer within timeout_seconds
-    │       └── InvalidResponse       a 2xx whose body is not valid JSON
+    │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
     └── Interrupted                   SIGINT or SIGTERM stopped the run
 
 Messages are one line, name the tenant (and file or field) at fault, say what to do, and never
@@ -75,6 +76,12 @@ class LockHeld(DatabaseError):
     """Another run holds the run lock of this database."""
 
     kind = "lock_held"
+
+
+class DatabaseLocked(DatabaseError):
+    """SQLite: another writer held the database for longer than `busy_timeout_seconds`."""
+
+    kind = "database_locked"
 
 
 class PayloadError(FetcherError):
@@ -217,9 +224,24 @@ class RequestTimedOut(TransientError):
 
 
 class InvalidResponse(TransientError):
-    """A 2xx answer whose body is not valid JSON (seen from Graph under load)."""
+    """A 2xx answer whose body is not valid JSON (seen from Graph under load), or not the JSON asked for.
+
+    It carries the body, so that one still refused after the retries can be quarantined.
+    """
 
     kind = "invalid_response"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant_id: str | None = None,
+        status: int | None = None,
+        url: str | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        super().__init__(message, tenant_id=tenant_id, status=status, url=url)
+        self.body = body
 
 
 class Interrupted(FetcherError):

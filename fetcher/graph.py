@@ -104,7 +104,7 @@ def decode_json(body: bytes, *, tenant: TenantConfig, status: int, url: str) -> 
     except orjson.JSONDecodeError as error:
         raise InvalidResponse(
             f"tenant {tenant.label}: Graph answered {status} with a body that is not valid JSON ({error})",
-            tenant_id=tenant.tenant_id, status=status, url=url,
+            tenant_id=tenant.tenant_id, status=status, url=url, body=body,
         ) from None
 
 
@@ -115,7 +115,7 @@ def read_page(response: Response, *, tenant: TenantConfig, url: str) -> ScorePag
     value = document.get("value") if isinstance(document, dict) else None
     link = document.get("@odata.nextLink") if isinstance(document, dict) else None
     if not isinstance(value, list) or not isinstance(link, str | None):
-        raise _invalid(tenant, response.status, url, "is not a secureScores collection ({value: [...]})")
+        raise _invalid(tenant, response, url, "is not a secureScores collection ({value: [...]})")
     return ScorePage(value, parse_warnings(response.header_values("Warning")), link, response.status, url)
 
 
@@ -124,16 +124,16 @@ def read_item(response: Response, *, tenant: TenantConfig, url: str) -> ScorePag
     raise_for_status(response, tenant=tenant, url=url)
     document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
     if not isinstance(document, dict):
-        raise _invalid(tenant, response.status, url, "is not a secureScore object")
+        raise _invalid(tenant, response, url, "is not a secureScore object")
     # An entity answer carries `@odata.context`; the objects of a list answer carry no annotations.
     score = {key: value for key, value in document.items() if not key.startswith("@odata.")}
     return ScorePage([score], parse_warnings(response.header_values("Warning")), None, response.status, url)
 
 
-def _invalid(tenant: TenantConfig, status: int, url: str, what: str) -> InvalidResponse:
+def _invalid(tenant: TenantConfig, response: Response, url: str, what: str) -> InvalidResponse:
     return InvalidResponse(
-        f"tenant {tenant.label}: Graph answered {status} with JSON that {what}",
-        tenant_id=tenant.tenant_id, status=status, url=url,
+        f"tenant {tenant.label}: Graph answered {response.status} with JSON that {what}",
+        tenant_id=tenant.tenant_id, status=response.status, url=url, body=response.body,
     )
 
 

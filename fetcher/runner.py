@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy.exc import DBAPIError
@@ -32,6 +34,7 @@ from fetcher.errors import (
     FetcherError,
     GraphError,
     Interrupted,
+    InvalidResponse,
     PayloadError,
     WrongTenant,
 )
@@ -42,7 +45,7 @@ from fetcher.normalize import normalize_score
 from fetcher.retry import RetryPolicy
 from fetcher.store import ledger
 from fetcher.store.archive import RawPayload, Rejection, pack, save_raw_payloads, save_rejections
-from fetcher.store.engine import create_engine, ensure_schema, is_sqlite, transaction
+from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite, transaction
 from fetcher.store.lock import RunLock, this_process
 from fetcher.store.scores import newest_score_dates, save_score_days, save_tenants
 
@@ -50,10 +53,32 @@ log = logging.getLogger(__name__)
 
 REJECTED_BODY_CAP = 256 * 1024
 POSTGRES_WRITERS = 4
+MAX_STORED_DEPTH = 254  # orjson's limit when writing JSON
+# A JSON-escaped NUL (\u0000 not itself behind an escaped backslash): PostgreSQL's text and jsonb refuse it.
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def in_transaction(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], what: str) -> T:
+    """`work` in one transaction; once more if the connection was lost (the first attempt rolled back).
+
+    A connection lost in the middle (a PostgreSQL restart or `pg_terminate_backend`) fails the
+    transaction as a whole, so trying again on a fresh connection cannot write anything twice.
+    """
+    for attempt in (1, 2):
+        try:
+            async with transaction(engine) as conn:
+                return await work(conn)
+        except DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+            log.warning("lost the database connection while %s; trying once more", what)
+    raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -191,6 +216,9 @@ class RunReport:
     status: str = ledger.RUNNING
     finished_at: datetime | None = None
     stopped_by: int | None = None  # signal number
+    # Outcomes of tenants that stored nothing and whose ledger row could not be written either
+    # (the database was locked or gone at that moment); written with the run's end.
+    unrecorded: list[tuple[ledger.TenantRun, list[Rejection]]] = field(default_factory=list)
     keep_all: bool = False
     partial: int = 0
 
@@ -264,11 +292,19 @@ class TenantBatch:
             self.add_object(obj, context)
 
     def add_object(self, obj: Any, context: FetchContext) -> None:
+        text = _dumps(obj)
+        if text is None:
+            self._reject(context, f"the object is nested deeper than the {MAX_STORED_DEPTH} levels that can be "
+                                  "archived and stored", _dumps_deep(obj))
+            return
+        if b"\\u0000" in text and _NUL.search(text):
+            self._reject(context, "a string in the object holds a NUL character (\\u0000), which PostgreSQL "
+                                  "cannot store; refused on every database alike", text)
+            return
         try:
             day = normalize_score(obj, context, expected_tenant=self.tenant_id)
         except PayloadError as error:
-            self.rejections.append(Rejection(self.tenant_id, self.run_id, context.fetched_at, str(error),
-                                             orjson.dumps(obj)))
+            self._reject(context, str(error), text)
             if isinstance(error, WrongTenant) and self.wrong_tenant is None:
                 self.wrong_tenant = error
             return
@@ -278,11 +314,32 @@ class TenantBatch:
         if self.keep_raw:
             self.raw.append(pack(obj, tenant_id=self.tenant_id, score_date=day.score_date,
                                  fetched_at=context.fetched_at, run_id=self.run_id,
-                                 warning=context.warning_text))
+                                 warning=context.warning_text, text=text))
+
+    def _reject(self, context: FetchContext, reason: str, body: bytes) -> None:
+        self.rejections.append(Rejection(self.tenant_id, self.run_id, context.fetched_at, reason, body))
 
     @property
     def partial_days(self) -> int:
         return sum(1 for d in self.days if d.score.partial)
+
+
+def _dumps(obj: Any) -> bytes | None:
+    """The object as compact JSON, or None when it is too deep to write: orjson reads JSON nested 1024
+    levels deep (deeper answers are refused as invalid) but writes only `MAX_STORED_DEPTH`, and the
+    archive and the JSON columns are written with it."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return None
+
+
+def _dumps_deep(obj: Any) -> bytes:
+    """A quarantine body for an object orjson cannot write; empty if Python's recursion limit is met too."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    except (RecursionError, ValueError):
+        return b""
 
 
 # ----------------------------------------------------------------------------------------- the run
@@ -349,7 +406,7 @@ class Ingestion:
             return await self._finish(outcome, ledger.INTERRUPTED, Interrupted(
                 "the run was stopped before this tenant was fetched", signal_number=self.report.stopped_by or 0))
         except FetcherError as error:
-            return await self._finish(outcome, ledger.FAILED, error)
+            return await self._finish(outcome, ledger.FAILED, error, self._quarantine(error, tenant))
         except Exception as error:  # a bug must cost one tenant, not the run
             log.exception("tenant %s: unexpected error", tenant.label)
             unexpected = FetcherError(f"unexpected {type(error).__name__}: {error}")
@@ -382,42 +439,58 @@ class Ingestion:
             await asyncio.shield(self._write(outcome, batch))
         except (DBAPIError, DatabaseError) as error:
             outcome.scores_upserted = 0
-            return await self._finish(outcome, ledger.FAILED, DatabaseError(
+            cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
+            # The same class, so that the ledger's error_kind says what happened (database_locked, ...).
+            return await self._finish(outcome, ledger.FAILED, type(cause)(
                 f"tenant {outcome.tenant.label}: storing its {len(batch.days)} day(s) failed and was rolled back: "
-                f"{_db_reason(error)}"))
+                f"{cause}"))
         return outcome
 
     async def _write(self, outcome: TenantOutcome, batch: TenantBatch) -> None:
-        """One transaction; retried once if the connection was lost (the first attempt rolled back)."""
-        for attempt in (1, 2):
-            try:
-                async with self._writers:
-                    outcome.finished_at = utcnow()
-                    async with transaction(self.engine) as conn:
-                        await save_score_days(conn, batch.days, outcome.finished_at)
-                        await save_raw_payloads(conn, batch.raw)
-                        await save_rejections(conn, batch.rejections, cap=REJECTED_BODY_CAP)
-                        await ledger.record_tenant_run(conn, outcome.ledger_row(self.report.run_id))
-                return
-            except DBAPIError as error:
-                if attempt == 2 or not error.connection_invalidated:
-                    raise
-                log.warning("tenant %s: lost the database connection while storing; trying once more",
-                            outcome.tenant.label)
+        """The tenant's days, archive, rejections and ledger row: one transaction."""
 
-    async def _finish(self, outcome: TenantOutcome, status: str, error: FetcherError) -> TenantOutcome:
-        """Record a tenant that stored nothing: failed or interrupted, with the one-line reason."""
+        async def work(conn: AsyncConnection) -> None:
+            outcome.finished_at = utcnow()
+            await save_score_days(conn, batch.days, outcome.finished_at, tenant_saved=True)
+            await save_raw_payloads(conn, batch.raw)
+            await save_rejections(conn, batch.rejections, cap=REJECTED_BODY_CAP)
+            await ledger.record_tenant_run(conn, outcome.ledger_row(self.report.run_id))
+
+        async with self._writers:
+            await in_transaction(self.engine, work, f"storing tenant {outcome.tenant.label}")
+
+    def _quarantine(self, error: FetcherError, tenant: TenantConfig) -> list[Rejection]:
+        """An answer still unreadable after its retries is kept, as a refused payload, with the reason."""
+        if isinstance(error, InvalidResponse) and error.body is not None:
+            return [Rejection(tenant.tenant_id, self.report.run_id, utcnow(), _one_line(error, tenant), error.body)]
+        return []
+
+    async def _finish(self, outcome: TenantOutcome, status: str, error: FetcherError,
+                      rejections: Sequence[Rejection] = ()) -> TenantOutcome:
+        """Record a tenant that stored nothing: failed or interrupted, with the one-line reason.
+
+        Its ledger row (and any quarantined answer) is written now, or, when the database refuses
+        (locked, connection lost), kept for the run's end, so that the ledger still says what happened.
+        """
         outcome.status, outcome.error_kind = status, error.kind
         outcome.error_message = _one_line(error, outcome.tenant)
         outcome.finished_at = utcnow()
+        outcome.rejected = len(rejections)
         if status == ledger.FAILED:
             log.warning("%s", outcome.error_message)
+        row = outcome.ledger_row(self.report.run_id)
+
+        async def work(conn: AsyncConnection) -> None:
+            await save_rejections(conn, rejections, cap=REJECTED_BODY_CAP)
+            await ledger.record_tenant_run(conn, row)
+
         try:
-            async with self._writers, transaction(self.engine) as conn:
-                await ledger.record_tenant_run(conn, outcome.ledger_row(self.report.run_id))
+            async with self._writers:
+                await in_transaction(self.engine, work, f"recording tenant {outcome.tenant.label}")
         except (DBAPIError, DatabaseError) as db_error:
-            log.error("tenant %s: could not record its outcome in tenant_runs: %s", outcome.tenant.label,
-                      _db_reason(db_error))
+            log.warning("tenant %s: its outcome is recorded at the end of the run: %s", outcome.tenant.label,
+                        _db_reason(db_error))
+            self.report.unrecorded.append((row, list(rejections)))
         return outcome
 
 
@@ -439,12 +512,16 @@ def _one_line(error: FetcherError, tenant: TenantConfig) -> str:
 
 @asynccontextmanager
 async def open_graph(config: Config) -> AsyncIterator[GraphClient]:
-    """The run's one session, credentials, limits and retry policy, closed at the end."""
+    """The run's one session, credentials, limits and retry policy, closed at the end.
+
+    Token requests to Entra ID take the same global slots as Graph requests: `concurrency` bounds
+    every HTTP request of the run.
+    """
     session = create_session(config.graph, config.fetch)
-    tokens = TokenProvider(session, config.graph)
+    limits = Limits.from_config(config.fetch)
+    tokens = TokenProvider(session, config.graph, gate=limits.global_slot)
     try:
-        yield GraphClient(session, config.graph, config.fetch, tokens, Limits.from_config(config.fetch),
-                          RetryPolicy.from_config(config.fetch))
+        yield GraphClient(session, config.graph, config.fetch, tokens, limits, RetryPolicy.from_config(config.fetch))
     finally:
         await tokens.close()
         await session.close()
@@ -480,6 +557,7 @@ class Run:
         self.observer.tenant_done(self.report, outcome)
 
     async def execute(self) -> RunReport:
+        """The run; a database failure outside any one tenant's transaction ends it as a `DatabaseError`."""
         engine = self._engine or create_engine(self.config.database)
         try:
             await ensure_schema(engine)
@@ -489,6 +567,8 @@ class Run:
                     await self._ingest(engine, plans)
                 finally:
                     await self._end(engine)
+        except DBAPIError as error:
+            raise database_error(error, engine) from None
         finally:
             if self._engine is None:
                 await engine.dispose()
@@ -496,7 +576,8 @@ class Run:
 
     async def _begin(self, engine: AsyncEngine) -> list[Plan]:
         report, holder = self.report, this_process(self.report.run_id)
-        async with transaction(engine) as conn:
+
+        async def work(conn: AsyncConnection) -> list[Plan]:
             stale = await ledger.interrupt_dead_runs(conn, alive_run_id=report.run_id, now=report.started_at)
             if stale:
                 log.info("marked %d run(s) that died while running as interrupted", stale)
@@ -504,7 +585,9 @@ class Run:
             plans = await self.planner(conn)
             await ledger.start_run(conn, run_id=report.run_id, command=self.command, started_at=report.started_at,
                                    tenants_total=len(plans), host=holder.host, pid=holder.pid)
-        return plans
+            return plans
+
+        return await in_transaction(engine, work, "starting the run")
 
     async def _ingest(self, engine: AsyncEngine, plans: list[Plan]) -> None:
         self.report.counters.tenants_total = len(plans)
@@ -517,12 +600,20 @@ class Run:
             await self._ingestion.execute(plans)
 
     async def _end(self, engine: AsyncEngine) -> None:
+        """The run's totals, with the ledger rows that could not be written when their tenant ended."""
         report = self.report
         report.finished_at = utcnow()
         report.status = _run_status(report)
+
+        async def work(conn: AsyncConnection) -> None:
+            for row, rejections in report.unrecorded:
+                await save_rejections(conn, rejections, cap=REJECTED_BODY_CAP)
+                await ledger.record_tenant_run(conn, row)
+            await ledger.finish_run(conn, report.run_id, report.totals())
+
         with contextlib.suppress(asyncio.CancelledError):
-            async with transaction(engine) as conn:
-                await ledger.finish_run(conn, report.run_id, report.totals())
+            await in_transaction(engine, work, "recording the end of the run")
+        report.unrecorded.clear()
         self.observer.finished(report)
 
 

@@ -63,9 +63,10 @@ class Rejection:
 
 
 def pack(obj: Any, *, tenant_id: str, score_date: date, fetched_at: datetime, run_id: str | None,
-         warning: str | None) -> RawPayload:
-    """Serialize, hash and compress one object for the archive. Pure."""
-    text = orjson.dumps(obj)
+         warning: str | None, text: bytes | None = None) -> RawPayload:
+    """Serialize (unless `text`, its serialization, is given), hash and compress one object for the archive.
+    Pure."""
+    text = orjson.dumps(obj) if text is None else text
     return RawPayload(
         tenant_id=tenant_id, score_date=score_date, sha256=hashlib.sha256(text).hexdigest(),
         body=zlib.compress(text, COMPRESSION_LEVEL), size=len(text), fetched_at=fetched_at,

@@ -25,9 +25,10 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fetcher.config import DatabaseConfig
-from fetcher.errors import DatabaseUnavailable, SchemaOutOfDate
+from fetcher.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, SchemaOutOfDate
 
 WRITE_OPTION = "fetcher_write"
+BUSY_TIMEOUT_OPTION = "fetcher_busy_timeout"
 MIGRATION_LOCK_KEY = 0x5EC5C0F
 
 
@@ -64,6 +65,8 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         # SQLAlchemy's own busy handling is off: SQLite's busy_timeout does the waiting.
         kwargs["connect_args"] = {"timeout": config.busy_timeout_seconds}
+        # Kept where `database_error` finds it, to say how long was waited.
+        kwargs["execution_options"] = {BUSY_TIMEOUT_OPTION: config.busy_timeout_seconds}
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     else:
@@ -195,12 +198,40 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    async with connect(engine) as conn:
-        if write:
-            await conn.execution_options(**{WRITE_OPTION: True})
-        async with conn.begin():
-            yield conn
+    """One transaction: committed when the block ends, rolled back if it raises.
+
+    SQLite's "database is locked" (another writer outlasted busy_timeout) becomes `DatabaseLocked`.
+    """
+    try:
+        async with connect(engine) as conn:
+            if write:
+                await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+    except sa.exc.OperationalError as exc:
+        if is_sqlite(engine) and _is_busy(exc):
+            raise database_error(exc, engine) from None
+        raise
+
+
+def _is_busy(exc: sa.exc.DBAPIError) -> bool:
+    """SQLITE_BUSY and its extended codes: another connection held the lock past the busy timeout."""
+    orig = exc.orig
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_BUSY") or "database is locked" in str(orig)
+
+
+def database_error(exc: sa.exc.DBAPIError, engine: AsyncEngine) -> DatabaseError:
+    """A driver's error as one line: which database, and why; SQLite's busy wait as `DatabaseLocked`."""
+    if is_sqlite(engine) and _is_busy(exc):
+        waited = engine.get_execution_options().get(BUSY_TIMEOUT_OPTION)
+        setting = f" = {waited:g} s" if isinstance(waited, int | float) else ""
+        return DatabaseLocked(
+            f"database {display_url(engine)} is locked by another writer; waited [database] "
+            f"busy_timeout_seconds{setting} for it to let go"
+        )
+    return DatabaseError(f"database {display_url(engine)}: {' '.join(_reason(exc).split())[:300]}")
 
 
 def _reason(exc: BaseException) -> str:
