@@ -16,7 +16,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
@@ -97,6 +98,7 @@ class TokenProvider:
         graph: GraphConfig,
         *,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         # The credentials share the run's session: its SSL context trusts the system CAs plus
@@ -112,7 +114,10 @@ class TokenProvider:
         self._environ = environ
         self._credentials: dict[str, AsyncTokenCredential] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._gate = asyncio.Semaphore(max_concurrent)
+        # Token requests are HTTP requests too: with a `gate` (the run's global limit) they share the
+        # `concurrency` slots with Graph's; without one, at most `max_concurrent` go at once.
+        semaphore = asyncio.Semaphore(max_concurrent)
+        self._gate = gate or (lambda: semaphore)
 
     def __repr__(self) -> str:
         return f"TokenProvider(authority={self._graph.authority_host!r}, credentials={len(self._credentials)})"
@@ -123,7 +128,7 @@ class TokenProvider:
         if refresh and not claims:
             claims = fresh_token_claims(time.time())
         # One token request per tenant at a time: its concurrent requests then share what the first got.
-        async with self._lock(tenant.tenant_id), self._gate:
+        async with self._lock(tenant.tenant_id), self._gate():
             try:
                 access = await credential.get_token(self._graph.scope, claims=claims)
             except (AzureError, ValueError, OSError) as error:

@@ -82,6 +82,17 @@ class Limits:
         return len(self._tenants)
 
     @asynccontextmanager
+    async def global_slot(self) -> AsyncIterator[None]:
+        """One of the `concurrency` slots alone, for a request that is not to Graph (a token from Entra ID)."""
+        async with self._global:
+            self.in_flight += 1
+            self.peaks.in_flight = max(self.peaks.in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+
+    @asynccontextmanager
     async def slot(self, tenant_id: str) -> AsyncIterator[None]:
         """Wait for the tenant's place and token, then a global slot; hold them around one exchange."""
         state = self._state(tenant_id)
