@@ -21,6 +21,7 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from fetcher import __version__
 from fetcher.config import Config, find_config_file, load_config, redacted
@@ -79,7 +80,7 @@ class Context:
 
 
 def _fail(err: Console, error: FetcherError) -> int:
-    err.print(f"[bold red]error:[/bold red] {error}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
     return error.exit_code
 
 
@@ -255,7 +256,7 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
             for obj in outcome.objects:
                 ctx.console.print_json(orjson.dumps(obj).decode())
             if outcome.error_message:
-                ctx.err.print(f"[bold red]error:[/bold red] {outcome.error_message}", highlight=False)
+                ctx.err.print(f"[bold red]error:[/bold red] {escape(outcome.error_message)}", highlight=False)
         return report.exit_code
 
     _run_async(ctx, action())

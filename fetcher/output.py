@@ -95,6 +95,8 @@ def setup_logging(*, verbosity: int, log_format: str, console: Console | None, s
     # repeats our own one-line error; show it only with -vv.
     logging.getLogger("azure").setLevel(logging.DEBUG if verbosity > 1 else logging.ERROR)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # aiosqlite logs every statement it hands to its thread at DEBUG: only with -vv.
+    logging.getLogger("aiosqlite").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
 
 

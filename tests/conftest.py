@@ -7,6 +7,7 @@ concurrent runs never see each other's rows; each test starts from empty tables.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -51,6 +52,18 @@ def create_postgres_database(prefix: str = "fetcher_test") -> str:
 def drop_postgres_database(url: str) -> None:
     name = make_url(url).database
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process configure logging (root handlers, the azure logger's level): undo it."""
+    names = ("", "azure", "aiohttp", "aiosqlite", "alembic")
+    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in names}
+    yield
+    for name, (level, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture(scope="session")

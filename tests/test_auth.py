@@ -315,6 +315,7 @@ async def test_no_token_or_secret_reaches_logs_errors_or_reprs(
     tenants: list[SimTenant], tmp_path: Path, certificate: ClientCertificate, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="azure")  # whatever an earlier in-process command set it to
     healthy, other, unregistered, _ = tenants
     by_certificate, wrong_secret = generate_tenants(2, seed=SEED + 1)
     refused_graph = dataclasses.replace(other, faults=(Fault.status(401),))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,16 +17,6 @@ from fetcher.store.engine import head_revision
 SECRET = "cli-secret-value-9f8e7d"
 CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
 TENANT = "11111111-1111-1111-1111-111111111111"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`main` configures the root logger; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -162,3 +151,14 @@ def test_read_only_commands_need_no_client_secret(tmp_path: Path) -> None:
                for command in (["migrate"], ["status"], ["report", "--format", "json"])]
 
     assert [r.exit_code for r in results] == [0, 1, 0], [r.output for r in results]
+
+
+def test_error_lines_keep_their_bracketed_section_names(tmp_path: Path) -> None:
+    """`[fetch]` in a message is text, not terminal markup to be swallowed."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text() + "[fetch]\nmax_attempts = 0\n", encoding="utf-8")
+
+    result = invoke("--config", str(config), "config", "check", env={"SECRET": SECRET})
+
+    assert result.exit_code == 2
+    assert "[fetch] max_attempts must be at least 1" in result.output
