@@ -229,7 +229,9 @@ def test_a_payload_for_another_tenant_is_quarantined_and_fails_the_tenant(tmp_pa
 
 
 def test_a_second_run_on_the_same_database_is_refused(tmp_path: Path, database_url: str) -> None:
-    slow = [dataclasses.replace(t, faults=(Fault.latency(400),)) for t in generate_tenants(4, seed=18)]
+    # Slow enough that the first run is still going when the second has started up (about two seconds).
+    delay = (Fault.latency(3000, endpoint="list"),)
+    slow = [dataclasses.replace(t, faults=delay) for t in generate_tenants(4, seed=18)]
     with world(tmp_path, database_url, slow, seed=18) as w:
         first = w.start("backfill", "--days", "60")
         try:
