@@ -70,6 +70,9 @@ TenantId = sa.String(36)
 # entry instead of a rowid row plus a key index: about a third smaller and faster to upsert. Every
 # reporting query reads them by a prefix of that key (tenant, day[, control]).
 CLUSTERED: dict[str, Any] = {"sqlite_with_rowid": False}
+# The per-day child rows (control_scores, comparative_scores) carry no foreign keys: the store writes a
+# day and its children in one transaction and nothing else writes them, while the per-row checks
+# halved PostgreSQL's insert rate (measured: 20,700 control rows in 0.41 s with them, 0.20 s without).
 
 
 def _json(name: str, **kw: Any) -> sa.Column[Any]:
@@ -129,12 +132,6 @@ comparative_scores = sa.Table(
     sa.Column("seat_size_lower", sa.BigInteger),
     sa.Column("seat_size_upper", sa.BigInteger),
     _json("extra", nullable=False),
-    sa.ForeignKeyConstraint(
-        ["tenant_id", "score_date"],
-        ["secure_scores.tenant_id", "secure_scores.score_date"],
-        name="fk_comparative_scores_secure_scores",
-        ondelete="CASCADE",
-    ),
     **CLUSTERED,
 )
 
@@ -143,7 +140,7 @@ control_scores = sa.Table(
     metadata,
     sa.Column("tenant_id", TenantId, primary_key=True),
     sa.Column("score_date", sa.Date, primary_key=True),
-    sa.Column("control_name", sa.String(256), sa.ForeignKey("controls.control_name"), primary_key=True),
+    sa.Column("control_name", sa.String(256), primary_key=True),
     sa.Column("score", sa.Float),
     sa.Column("score_in_percentage", sa.Float),
     sa.Column("implementation_status", sa.Text),
@@ -152,12 +149,6 @@ control_scores = sa.Table(
     sa.Column("count", sa.BigInteger),
     sa.Column("total", sa.BigInteger),
     _json("extra", nullable=False),
-    sa.ForeignKeyConstraint(
-        ["tenant_id", "score_date"],
-        ["secure_scores.tenant_id", "secure_scores.score_date"],
-        name="fk_control_scores_secure_scores",
-        ondelete="CASCADE",
-    ),
     **CLUSTERED,
 )
 

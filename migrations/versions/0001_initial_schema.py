@@ -83,10 +83,6 @@ def upgrade() -> None:
         sa.Column("seat_size_lower", sa.BigInteger(), nullable=True),
         sa.Column("seat_size_upper", sa.BigInteger(), nullable=True),
         sa.Column("extra", JSON, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "score_date"], ["secure_scores.tenant_id", "secure_scores.score_date"],
-            name="fk_comparative_scores_secure_scores", ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("tenant_id", "score_date", "basis", name=op.f("pk_comparative_scores")),
         **CLUSTERED,
     )
@@ -103,13 +99,6 @@ def upgrade() -> None:
         sa.Column("count", sa.BigInteger(), nullable=True),
         sa.Column("total", sa.BigInteger(), nullable=True),
         sa.Column("extra", JSON, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["control_name"], ["controls.control_name"], name=op.f("fk_control_scores_control_name_controls")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "score_date"], ["secure_scores.tenant_id", "secure_scores.score_date"],
-            name="fk_control_scores_secure_scores", ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("tenant_id", "score_date", "control_name", name=op.f("pk_control_scores")),
         **CLUSTERED,
     )
