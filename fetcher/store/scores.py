@@ -13,7 +13,6 @@ PostgreSQL:
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -217,18 +216,24 @@ def _bulk(conn: AsyncConnection, kind: str) -> _Bulk:
 def _row_encoder(
     indices: list[int], converters: list[Callable[[Any], Any] | None]
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """A row's fields in the statement's order (one C-level itemgetter), converted where a type needs it."""
-    pick = operator.itemgetter(*indices)
-    convert = [(position, f) for position, f in enumerate(converters) if f is not None]
+    """A function taking a row's fields in the statement's order, each converted where its type needs it.
 
-    def encode(row: Sequence[Any]) -> tuple[Any, ...]:
-        values = list(pick(row))
-        for position, f in convert:
-            value = values[position]
-            if value is not None:
-                values[position] = f(value)
-        return tuple(values)  # SQLAlchemy takes a list of tuples (or dicts) for executemany
-
+    It runs for every one of millions of rows, so it is generated as straight-line code, as
+    `dataclasses` does for `__init__`: `(r[0], c1(r[1]), r[2], ...)`, with `None` passed through.
+    """
+    names: dict[str, Callable[[Any], Any]] = {}
+    parts = []
+    for index, converter in zip(indices, converters, strict=True):
+        if converter is None:
+            parts.append(f"r[{index}]")
+        else:
+            name = f"c{len(names)}"
+            names[name] = converter
+            parts.append(f"(None if r[{index}] is None else {name}(r[{index}]))")
+    source = f"def encode(r):\n    return ({', '.join(parts)},)\n"
+    namespace: dict[str, Any] = dict(names)
+    exec(compile(source, "<fetcher.store.scores row encoder>", "exec"), namespace)  # our own text, no input
+    encode: Callable[[Sequence[Any]], tuple[Any, ...]] = namespace["encode"]
     return encode
 
 
