@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -105,4 +104,4 @@ def test_replay_context_restores_the_partial_flag() -> None:
 
     warning = '199 - "Microsoft/SecureScore/500/12"'
     assert (context.partial, context.warning_text, context.run_id) == (True, warning, "r")
-    assert not replay_context(dataclasses.replace(raw, warning=None)).partial
+    assert not replay_context(raw._replace(warning=None)).partial

@@ -15,20 +15,21 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
+from fetcher.store import bulk
 from fetcher.store.schema import as_date, raw_payloads, rejected_payloads
 
 COMPRESSION_LEVEL = 3  # 3x faster than 6 for a 10% larger archive (measured on 230-control days)
 
 
-@dataclass(frozen=True, slots=True)
-class RawPayload:
+class RawPayload(NamedTuple):
     """One archived object: a tenant-day's body as received and when it was last seen."""
 
     tenant_id: str
@@ -78,21 +79,20 @@ def _insert(conn: AsyncConnection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-async def save_raw_payloads(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
-    """Archive objects; an object already archived for its tenant-day only gets its time updated."""
-    if not payloads:
-        return
+def _upsert_raw(conn: AsyncConnection) -> Insert:
     stmt = _insert(conn)(raw_payloads)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=["tenant_id", "score_date", "sha256"],
         set_={"last_fetched_at": stmt.excluded.last_fetched_at, "run_id": stmt.excluded.run_id,
               "warning": stmt.excluded.warning},
     )
-    await conn.execute(stmt, [
-        {"tenant_id": p.tenant_id, "score_date": p.score_date, "sha256": p.sha256, "fetched_at": p.fetched_at,
-         "last_fetched_at": p.fetched_at, "run_id": p.run_id, "warning": p.warning, "size": p.size, "body": p.body}
-        for p in payloads
-    ])
+
+
+async def save_raw_payloads(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
+    """Archive objects; an object already archived for its tenant-day only gets its time updated."""
+    archive = bulk.compiled(conn, "raw_payloads", _upsert_raw, RawPayload._fields,
+                            aliases={"last_fetched_at": "fetched_at"})
+    await bulk.execute_many(conn, archive, payloads)
 
 
 async def save_rejections(conn: AsyncConnection, rejections: Sequence[Rejection], *, cap: int) -> None:

@@ -12,22 +12,18 @@ PostgreSQL:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from fetcher.models import ComparativeRow, ControlScoreRow, ScoreDay, ScoreRow
+from fetcher.store import bulk
 from fetcher.store.schema import (
-    UTCDateTime,
     as_date,
     comparative_scores,
     control_scores,
@@ -143,194 +139,64 @@ def _unique_days(days: Sequence[ScoreDay]) -> Iterator[list[ScoreDay]]:
 
 
 async def _save_batch(conn: AsyncConnection, tenant_id: str, days: list[ScoreDay]) -> None:
-    stored = await _stored_days(conn, tenant_id, [d.score_date for d in days])
+    await _delete_replaced(conn, tenant_id, days)
     await _execute_many(conn, "scores", [d.score for d in days])
     dimension = _control_dimension(days)
     if dimension:
         await _execute_many(conn, "controls", dimension)
-    await _delete_replaced(conn, tenant_id, [d for d in days if d.score_date in stored])
     await _execute_many(conn, "control_scores", [c for d in days for c in d.controls])
     await _execute_many(conn, "comparatives", [c for d in days for c in d.comparatives])
 
 
-# ----------------------------------------------------------------------------------- the bulk path
-#
-# Tens of thousands of control rows go through here per tenant, so the statements are compiled once
-# per dialect and fed plain tuples through the driver's executemany: no per-row work in SQLAlchemy.
-# The encoders do what SQLAlchemy's bind processors would (dates and times as SQLite text, JSON as
-# text), so rows read back through SQLAlchemy exactly as if it had written them.
-
-
-@dataclass(frozen=True)
-class _Bulk:
-    sql: str
-    encode: Callable[[Sequence[Any]], Sequence[Any]]
-    columns: tuple[str, ...]
-    staging: str | None  # PostgreSQL: rows are COPYed into this temporary table, then upserted from it
-
-
-_BULK: dict[tuple[str, str], _Bulk] = {}
-
-
-def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-@functools.lru_cache(maxsize=1024)
-def _sqlite_date(value: date) -> str:
-    return value.isoformat()  # a batch holds a few dozen distinct days and a hundred thousand rows
-
-
-def _json_text(value: Any) -> str:
-    if not value:
-        return "{}" if isinstance(value, dict) else "[]"
-    return orjson.dumps(value).decode()
-
-
-def _encoder(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any] | None:
-    if isinstance(column.type, sa.JSON):
-        return _json_text
-    if dialect == "sqlite" and isinstance(column.type, UTCDateTime):
-        return _sqlite_time
-    if dialect == "sqlite" and isinstance(column.type, sa.Date):
-        return _sqlite_date
-    return None
-
-
-def _bulk(conn: AsyncConnection, kind: str) -> _Bulk:
-    key = (conn.dialect.name, kind)
-    bulk = _BULK.get(key)
-    if bulk is None:
-        stmt, fields = _bulk_statement(conn, kind)
-        compiled = stmt.compile(dialect=conn.dialect)
-        order = compiled.positiontup or []
-        table = TABLES[kind]
-        encode = _row_encoder([fields.index(name) for name in order],
-                              [_encoder(table.c[name], conn.dialect.name) for name in order])
-        staging = f"fetcher_staging_{table.name}" if conn.dialect.name == "postgresql" else None
-        sql = compiled.string if staging is None else _from_staging(compiled.string, order, staging)
-        bulk = _BULK[key] = _Bulk(sql, encode, tuple(order), staging)
-    return bulk
-
-
-def _row_encoder(
-    indices: list[int], converters: list[Callable[[Any], Any] | None]
-) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """A function taking a row's fields in the statement's order, each converted where its type needs it.
-
-    It runs for every one of millions of rows, so it is generated as straight-line code, as
-    `dataclasses` does for `__init__`: `(r[0], c1(r[1]), r[2], ...)`, with `None` passed through.
-    """
-    names: dict[str, Callable[[Any], Any]] = {}
-    parts = []
-    for index, converter in zip(indices, converters, strict=True):
-        if converter is None:
-            parts.append(f"r[{index}]")
-        else:
-            name = f"c{len(names)}"
-            names[name] = converter
-            parts.append(f"(None if r[{index}] is None else {name}(r[{index}]))")
-    source = f"def encode(r):\n    return ({', '.join(parts)},)\n"
-    namespace: dict[str, Any] = dict(names)
-    exec(compile(source, "<fetcher.store.scores row encoder>", "exec"), namespace)  # our own text, no input
-    encode: Callable[[Sequence[Any]], tuple[Any, ...]] = namespace["encode"]
-    return encode
-
-
-def _from_staging(sql: str, columns: Sequence[str], staging: str) -> str:
-    """`INSERT ... VALUES ($1, ...) ON CONFLICT ...` as `INSERT ... SELECT ... FROM staging ON CONFLICT ...`.
-
-    PostgreSQL then upserts a batch in one set-based statement, after one COPY, instead of planning and
-    running a statement per row: several times faster, for a fraction of the client's CPU. Rows of one
-    batch never share a key, which ON CONFLICT DO UPDATE requires.
-    """
-    head, conflict, tail = sql.partition(" ON CONFLICT ")
-    values = head.index(" VALUES (")
-    return f"{head[:values]} SELECT {', '.join(columns)} FROM {staging}{conflict}{tail}"
-
-
-TABLES = {"scores": secure_scores, "control_scores": control_scores, "comparatives": comparative_scores,
-          "controls": controls}
-
-
-def _bulk_statement(conn: AsyncConnection, kind: str) -> tuple[Insert, tuple[str, ...]]:
+def _bulk_statement(kind: str) -> tuple[bulk.StatementFactory, tuple[str, ...]]:
     """The upsert behind each kind of row, and the row's field names (a row is a named tuple)."""
     if kind == "scores":
-        return _upsert(conn, secure_scores, overwrite=SCORE_OVERWRITE), ScoreRow._fields
+        return (lambda conn: _upsert(conn, secure_scores, overwrite=SCORE_OVERWRITE)), ScoreRow._fields
     if kind == "control_scores":
-        return _upsert(conn, control_scores), ControlScoreRow._fields
+        return (lambda conn: _upsert(conn, control_scores)), ControlScoreRow._fields
     if kind == "comparatives":
-        return _upsert(conn, comparative_scores), ComparativeRow._fields
-    return _upsert_controls(conn), CONTROL_DIMENSION_FIELDS
+        return (lambda conn: _upsert(conn, comparative_scores)), ComparativeRow._fields
+    return _upsert_controls, CONTROL_DIMENSION_FIELDS
 
 
 async def _execute_many(conn: AsyncConnection, kind: str, rows: Sequence[Sequence[Any]]) -> None:
-    if not rows:
-        return
-    bulk = _bulk(conn, kind)
-    encoded = [bulk.encode(row) for row in rows]
-    if bulk.staging is None:
-        await conn.exec_driver_sql(bulk.sql, encoded)
-    else:
-        await _copy_and_upsert(conn, bulk, encoded, TABLES[kind].name)
-
-
-async def _copy_and_upsert(conn: AsyncConnection, bulk: _Bulk, rows: list[Sequence[Any]], table: str) -> None:
-    """PostgreSQL: COPY the rows into the session's staging table, upsert from it, empty it.
-
-    asyncpg's COPY is not reachable through SQLAlchemy, so this talks to the driver's connection, inside
-    the transaction SQLAlchemy began on it; driver errors are raised as SQLAlchemy's, a lost connection
-    marked as such, so callers handle them as any other statement's.
-    """
-    import asyncpg
-
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    if not driver.is_in_transaction():
-        await conn.exec_driver_sql("SELECT 1")  # SQLAlchemy's asyncpg adapter begins lazily
-    try:
-        # Created in the transaction (so undone with it) and kept for the session; emptied at commit.
-        await driver.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {bulk.staging} "
-                             f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        await driver.copy_records_to_table(bulk.staging, records=rows, columns=bulk.columns)
-        await driver.execute(f"{bulk.sql}; TRUNCATE {bulk.staging}")
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-        lost = not isinstance(error, asyncpg.PostgresError) or isinstance(error, asyncpg.ConnectionDoesNotExistError)
-        if lost:
-            await conn.invalidate()
-        raise DBAPIError.instance(bulk.sql, None, error, Exception, connection_invalidated=lost,
-                                  dialect=conn.dialect) from error
-
-
-async def _stored_days(conn: AsyncConnection, tenant_id: str, dates: list[date]) -> set[date]:
-    query = sa.select(secure_scores.c.score_date).where(
-        secure_scores.c.tenant_id == tenant_id, secure_scores.c.score_date.in_(dates)
-    )
-    return set((await conn.scalars(query)).all())
+    statement, fields = _bulk_statement(kind)
+    await bulk.execute_many(conn, bulk.compiled(conn, kind, statement, fields), rows)
 
 
 async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[ScoreDay]) -> None:
-    """For stored days that arrive with a non-empty list, delete the members the list no longer has.
+    """For days that arrive with a non-empty list, delete the stored members the list no longer has.
 
-    One query reads the stored members of those days; only the (rare) leftovers are deleted.
+    One query reads the stored members of those days, controls and bases together (for days never
+    stored it finds nothing); only the rare leftovers are deleted.
     """
-    for table, name_column, members in (
-        (control_scores, "control_name", {d.score_date: {c.control_name for c in d.controls} for d in days}),
-        (comparative_scores, "basis", {d.score_date: {c.basis for c in d.comparatives} for d in days}),
-    ):
-        replaced = [day for day, names in members.items() if names]
-        if not replaced:
-            continue
-        name = table.c[name_column]
-        stored = await conn.execute(
-            sa.select(table.c.score_date, name).where(table.c.tenant_id == tenant_id, table.c.score_date.in_(replaced))
+    wanted = {
+        ("control", d.score_date): {c.control_name for c in d.controls} for d in days if d.controls
+    } | {
+        ("basis", d.score_date): {c.basis for c in d.comparatives} for d in days if d.comparatives
+    }
+    if not wanted:
+        return
+    parts = [
+        sa.select(sa.literal(kind).label("kind"), table.c.score_date, table.c[column].label("member")).where(
+            table.c.tenant_id == tenant_id, table.c.score_date.in_([day for k, day in wanted if k == kind])
         )
-        gone = [{"d": as_date(day), "n": member} for day, member in stored.all()
-                if member not in members[as_date(day)]]  # type: ignore[index]
-        if gone:
+        for kind, table, column in (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis"))
+        if any(k == kind for k, _ in wanted)
+    ]
+    stored = await conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0])
+    gone: dict[str, list[dict[str, Any]]] = {"control": [], "basis": []}
+    for kind, value, member in stored.all():
+        day = as_date(value)
+        assert day is not None
+        if member not in wanted[(kind, day)]:
+            gone[kind].append({"d": day, "n": member})
+    for kind, table, column in (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis")):
+        if gone[kind]:
             await conn.execute(
                 sa.delete(table).where(table.c.tenant_id == tenant_id, table.c.score_date == sa.bindparam("d"),
-                                       name == sa.bindparam("n")),
-                gone,
+                                       table.c[column] == sa.bindparam("n")),
+                gone[kind],
             )
 
 
