@@ -1,7 +1,7 @@
 """Bulk upserts: tens of thousands of rows per tenant without per-row work in SQLAlchemy.
 
 An upsert statement is built with SQLAlchemy (so its SQL is SQLAlchemy's, per dialect), compiled
-once, and fed plain tuples:
+once, and fed plain tuples, inside the transaction SQLAlchemy began:
 - SQLite: the driver's executemany;
 - PostgreSQL: one COPY into a per-session staging table, then one `INSERT ... SELECT ... ON CONFLICT`
   from it: set-based, several times faster than a statement per row, for a fraction of the CPU.
@@ -12,6 +12,7 @@ text), so rows read back through SQLAlchemy exactly as if it had written them.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -127,9 +128,22 @@ async def execute_many(conn: AsyncConnection, bulk: Bulk, rows: Sequence[Sequenc
         return
     encoded = [bulk.encode(row) for row in rows]
     if bulk.staging is None:
-        await conn.exec_driver_sql(bulk.sql, encoded)
+        await _executemany_sqlite(conn, bulk, encoded)
     else:
         await _copy_and_upsert(conn, bulk, encoded)
+
+
+async def _executemany_sqlite(conn: AsyncConnection, bulk: Bulk, rows: list[tuple[Any, ...]]) -> None:
+    """SQLite: the driver's executemany, in the transaction SQLAlchemy began (BEGIN IMMEDIATE).
+
+    Straight to aiosqlite: SQLAlchemy's adapter costs three times as much per statement (measured: 0.44
+    against 0.14 ms), which adds up over the handful of statements of each of a thousand tenants.
+    """
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        await driver.executemany(bulk.sql, rows)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(bulk.sql, None, error, sqlite3.Error, dialect=conn.dialect) from error
 
 
 async def _copy_and_upsert(conn: AsyncConnection, bulk: Bulk, rows: list[tuple[Any, ...]]) -> None:
