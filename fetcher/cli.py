@@ -8,6 +8,7 @@ another run holds its lock; 130/143 stopped by SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -103,6 +104,18 @@ def _sync(ctx: Context, action: Callable[[], int]) -> None:
     sys.exit(code)
 
 
+def _tune_garbage_collector() -> None:
+    """Collect cycles less often: a run allocates millions of short-lived, acyclic rows.
+
+    With the default thresholds the collector ran every 700 allocations and kept rescanning the JSON and
+    rows of every tenant in flight: a quarter of the CPU of a backfill (measured: 6.1 against 4.6 CPU
+    seconds for 1,800 score-days). Reference counting frees those rows anyway; the objects made while
+    importing and starting up are frozen out of the scans for good.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", metavar="PATH", envvar=None,
               help="Configuration file (default: $FETCHER_CONFIG, else ./fetcher.toml).")
@@ -114,6 +127,7 @@ def _sync(ctx: Context, action: Callable[[], int]) -> None:
 @click.pass_context
 def main(click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
     """Fetch Microsoft Secure Score history for many tenants into your own SQL database."""
+    _tune_garbage_collector()
     err = Console(stderr=True)
     verbosity = -1 if quiet else verbose
     setup_logging(verbosity=verbosity, log_format=log_format, console=err)
