@@ -126,7 +126,8 @@ def read_fields(
         if value is None:
             continue
         index, usual, parse = field
-        if type(value) is usual and (usual is not float or math.isfinite(value)):  # type: ignore[arg-type]
+        # The usual type, taken as it is; a float only if finite (inf - inf and nan - nan are nan).
+        if type(value) is usual and (usual is not float or value - value == 0.0):  # type: ignore[operator]
             values[index] = value
             continue
         parsed = parse(value)
@@ -237,9 +238,11 @@ def _items(value: Any, key: str, name_key: str, extra: JSONObject) -> list[tuple
     named: dict[str, dict[str, Any]] = {}
     unusable: list[Any] = []
     for item in value:
-        name = item.get(name_key) if isinstance(item, dict) else None
-        if isinstance(name, str) and name.strip() and name.strip() not in named:
-            named[name.strip()] = item
+        name = item.get(name_key) if type(item) is dict else None
+        if type(name) is str and name and (name[0].isspace() or name[-1].isspace()):
+            name = name.strip()  # rare: the usual name needs no copy
+        if type(name) is str and name and name not in named:
+            named[name] = item
         else:
             unusable.append(item)
     if unusable:
