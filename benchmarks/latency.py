@@ -17,7 +17,9 @@ the default, and the other limits at their defaults (per tenant: 4 in flight, 15
 
 Days hold `latency_controls` controls (10) so that the run is bound by latency, which is what this measures;
 an informational row repeats it with realistic days (about 230 controls), where storing becomes the bound
-on a small machine. A second target row runs at concurrency 64, where the token requests' own limit shows.
+on a small machine. A second, informational row runs at concurrency 64: its ideal (a quarter of the
+default's) is below the CPU time the run needs on a small machine, so it shows where latency stops being
+the bound, not a target.
 """
 
 from __future__ import annotations
@@ -108,8 +110,9 @@ def run(session: Session) -> list[Row]:
                    controls=sizes.latency_controls, page_size=sizes.page_size) as sim:
         for concurrency in (sizes.latency_concurrency, 64):
             outcome = scenario(session, sim, f"concurrency-{concurrency}", concurrency=concurrency)
+            target = TARGET if concurrency == sizes.latency_concurrency else None
             rows.append(row(session, f"latency {shape}, {sizes.latency_controls} controls/day, "
-                                     f"concurrency {concurrency}", outcome, limit=TARGET))
+                                     f"concurrency {concurrency}", outcome, limit=target))
     with SimServer(session.directory("latency-sim-230"), tenants=sizes.latency_tenants, latency_ms=sizes.latency_ms,
                    controls=sizes.controls, page_size=sizes.page_size,
                    cache_mb=64 + sizes.latency_tenants * sizes.latency_days * 0.06) as sim:
