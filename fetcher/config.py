@@ -28,7 +28,7 @@ from fetcher.errors import ConfigError
 DEFAULT_FILE = "fetcher.toml"
 ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password"})
+SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy"})
 AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
 ENABLED_WORDS = {"": True, "true": True, "yes": True, "y": True, "1": True,
                  "false": False, "no": False, "n": False, "0": False}
@@ -101,6 +101,11 @@ class GraphConfig:
     ca_bundle: Path | None = None
     timeout_seconds: float = 60.0
     max_response_bytes: int = 64 * 1024 * 1024
+    proxy: Secret | None = field(default=None, repr=False)  # http(s)://[user:password@]host:port
+
+    @property
+    def display_proxy(self) -> str | None:
+        return make_url_safe(self.proxy.reveal()) if self.proxy and self.proxy.reveal() else None
 
 
 @dataclass(frozen=True)
@@ -277,7 +282,7 @@ class _Parser:
             if not math.isfinite(value):
                 raise self.fail(f"{where} must be a finite number, got {got}")
             return float(value)
-        if (str in kinds or Path in kinds) and isinstance(value, str):
+        if (str in kinds or Path in kinds or Secret in kinds) and isinstance(value, str):
             return value
         raise self.fail(f"{where} must be {self.describe(kinds)}, got {got}")
 
@@ -355,7 +360,19 @@ class _Parser:
             raise self.fail(f"[graph] timeout_seconds must be positive, got {timeout:g}")
         max_bytes = values.get("max_response_bytes", GraphConfig.max_response_bytes)
         self.positive(max_bytes, "[graph] max_response_bytes")
-        return GraphConfig(cloud_name, base_url, authority, scope, ca_bundle, timeout, max_bytes)
+        proxy = self.proxy(values["proxy"]) if "proxy" in values else None
+        return GraphConfig(cloud_name, base_url, authority, scope, ca_bundle, timeout, max_bytes, proxy)
+
+    def proxy(self, value: str) -> Secret:
+        """An HTTP proxy for Graph and Entra ID alike; it may carry a password, so it is a secret."""
+        if value.startswith(("env:", "file:")):
+            secret = self.secret(value, "[graph] proxy")
+        else:
+            secret = Secret("[graph] proxy", value)
+        url = secret.reveal()
+        if url and not re.match(r"^https?://[^/\s@]*@?[^/\s@]+(:\d+)?/?$", url):
+            raise self.fail("[graph] proxy must be an http:// or https:// URL such as http://proxy.example:3128")
+        return secret
 
     def fetch(self, table: Mapping[str, Any]) -> FetchConfig:
         config = FetchConfig(**self.section(FetchConfig, table, "fetch"))
@@ -520,6 +537,11 @@ class _Parser:
         return TenantConfig(tenant_id, name, auth, enabled)
 
 
+def make_url_safe(url: str) -> str:
+    """A URL with any password replaced, for showing."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def default_scope(base_url: str) -> str:
     """Graph's `.default` scope for a base URL: its scheme and host."""
     match = re.match(r"^(https://[^/]+)", base_url)
@@ -546,5 +568,6 @@ def redacted(config: Config) -> dict[str, Any]:
 
     data = plain(config)
     data["database"]["url"] = config.database.display_url
+    data["graph"]["proxy"] = config.graph.display_proxy
     data["path"] = str(config.path) if config.path else None
     return typing.cast(dict[str, Any], data)

@@ -73,6 +73,8 @@ def create_session(graph: GraphConfig, fetch: FetchConfig) -> aiohttp.ClientSess
         # No cookies: one tenant's answers must not shape another tenant's requests.
         cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
+        # [graph] proxy, for Graph and (azure-core sends through this session) Entra ID alike.
+        proxy=graph.proxy.reveal() if graph.proxy and graph.proxy.reveal() else None,
     )
 
 
