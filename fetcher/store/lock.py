@@ -68,6 +68,7 @@ class RunLock:
             self._renewer = asyncio.create_task(self._renew_forever(), name="run-lock-renewal")
         else:
             await self._take_advisory()
+            self._renewer = asyncio.create_task(self._watch_advisory(), name="run-lock-watch")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -75,6 +76,7 @@ class RunLock:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
+        if is_sqlite(self.engine):
             await self._drop_lease()
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -97,6 +99,21 @@ class RunLock:
             raise LockHeld(f"another fetcher run holds the lock of database {display_url(self.engine)}; "
                            "wait for it to finish (a killed run frees the lock at once)")
         self._conn = conn
+
+    async def _watch_advisory(self) -> None:
+        """Say so once if the lock's connection dies (a failover, `pg_terminate_backend`): the server has
+        then dropped the lock. The run goes on, since each tenant's transaction keeps the data whole, but
+        another run could start meanwhile."""
+        assert self._conn is not None
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                await self._conn.execute(sa.text("SELECT 1"))
+                await self._conn.commit()
+            except Exception as exc:
+                log.warning("lost the run lock: its database connection was closed (%s); the run goes on, "
+                            "but another run may now start beside it", type(exc).__name__)
+                return
 
     # -- SQLite
 

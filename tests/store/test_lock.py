@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -100,3 +101,18 @@ async def test_a_killed_process_frees_the_postgres_lock_at_once(postgres_engine:
 
     async with RunLock(engine, this_process("next")):
         pass
+
+
+@pytest.mark.postgres
+async def test_a_lost_postgres_lock_is_reported_and_the_run_goes_on(
+    postgres_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with RunLock(postgres_engine, this_process("run"), lease_seconds=0.3):
+        async with postgres_engine.connect() as admin:
+            await admin.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ))
+        await asyncio.sleep(0.5)
+
+    assert "lost the run lock" in caplog.text
