@@ -38,6 +38,7 @@ class Bulk:
     columns: tuple[str, ...]
     table: str
     staging: str | None  # PostgreSQL: rows are COPYed into this temporary table, then upserted from it
+    staging_ddl: str = ""
 
 
 _CACHE: dict[tuple[str, str], Bulk] = {}
@@ -92,14 +93,24 @@ def row_encoder(
     return encode
 
 
-def _from_staging(sql: str, columns: Sequence[str], staging: str) -> str:
+def _from_staging(sql: str, columns: Sequence[str], json: set[str], staging: str) -> str:
     """`INSERT ... VALUES ($1, ...) ON CONFLICT ...` as `INSERT ... SELECT ... FROM staging ON CONFLICT ...`.
 
-    Rows of one batch never share a key, which ON CONFLICT DO UPDATE requires.
+    Rows of one batch never share a key, which ON CONFLICT DO UPDATE requires. JSON arrives as text.
     """
     head, conflict, tail = sql.partition(" ON CONFLICT ")
     values = head.index(" VALUES (")
-    return f"{head[:values]} SELECT {', '.join(columns)} FROM {staging}{conflict}{tail}"
+    picked = ", ".join(f"{c}::jsonb" if c in json else c for c in columns)
+    return f"{head[:values]} SELECT {picked} FROM {staging}{conflict}{tail}"
+
+
+def _staging_ddl(table: sa.Table, columns: Sequence[str], json: set[str], staging: str) -> str:
+    """The session's staging table: the target's columns, JSON ones as text so that COPY sends them
+    with the driver's own text codec instead of a Python function per value. Created inside the
+    transaction (so undone with it), kept for the session, emptied at every commit."""
+    picked = ", ".join(f"{c}::text AS {c}" if c in json else c for c in columns)
+    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            f"SELECT {picked} FROM {table.name} WITH NO DATA")
 
 
 def compiled(conn: AsyncConnection, name: str, statement: StatementFactory, fields: Sequence[str],
@@ -116,9 +127,14 @@ def compiled(conn: AsyncConnection, name: str, statement: StatementFactory, fiel
         position = {field: i for i, field in enumerate(fields)}
         encode = row_encoder([position[(aliases or {}).get(column, column)] for column in order],
                              [_encoder(table.c[column], conn.dialect.name) for column in order])
-        staging = f"fetcher_staging_{table.name}" if conn.dialect.name == "postgresql" else None
-        text = sql.string if staging is None else _from_staging(sql.string, order, staging)
-        bulk = _CACHE[key] = Bulk(text, encode, tuple(order), table.name, staging)
+        if conn.dialect.name == "postgresql":
+            staging = f"fetcher_staging_{table.name}"
+            json = {c for c in order if isinstance(table.c[c].type, sa.JSON)}
+            bulk = Bulk(_from_staging(sql.string, order, json, staging), encode, tuple(order), table.name,
+                        staging, _staging_ddl(table, order, json, staging))
+        else:
+            bulk = Bulk(sql.string, encode, tuple(order), table.name, None)
+        _CACHE[key] = bulk
     return bulk
 
 
@@ -159,9 +175,7 @@ async def _copy_and_upsert(conn: AsyncConnection, bulk: Bulk, rows: list[tuple[A
     if not driver.is_in_transaction():
         await conn.exec_driver_sql("SELECT 1")  # SQLAlchemy's asyncpg adapter begins lazily
     try:
-        # Created in the transaction (so undone with it) and kept for the session; emptied at commit.
-        await driver.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {bulk.staging} "
-                             f"(LIKE {bulk.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        await driver.execute(bulk.staging_ddl)
         await driver.copy_records_to_table(bulk.staging, records=rows, columns=bulk.columns)
         await driver.execute(f"{bulk.sql}; TRUNCATE {bulk.staging}")
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
