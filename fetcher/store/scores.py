@@ -98,7 +98,8 @@ async def save_tenants(conn: AsyncConnection, rows: Sequence[tuple[str, str]], n
         index_elements=["tenant_id"], set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
         where=tenants.c.name != stmt.excluded.name,
     )
-    await conn.execute(stmt, [{"tenant_id": t, "name": n, "updated_at": now} for t, n in rows])
+    for start in range(0, len(rows), 1000):  # in slices: ten thousand tenants make no ten-thousand-row list
+        await conn.execute(stmt, [{"tenant_id": t, "name": n, "updated_at": now} for t, n in rows[start:start + 1000]])
 
 
 async def save_score_days(
