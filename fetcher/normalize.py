@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, JSONObject, ScoreDay, ScoreRow
@@ -24,6 +24,21 @@ class _Unparsed:
 
 
 UNPARSED = _Unparsed()
+
+
+class _NoExtra(dict[str, Any]):
+    """An empty dict that refuses to change: the one `extra` shared by every object that has none."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("NO_EXTRA is shared by many rows and cannot change; copy it with dict()")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _read_only
+
+
+# Rather than a new dict for each of the ~230 controls of every day: 64 bytes and an allocation a row.
+NO_EXTRA: JSONObject = _NoExtra()
 
 
 # ------------------------------------------------------------------------------------ scalar parsers
@@ -112,15 +127,18 @@ def read_fields(
 ) -> tuple[list[Any], JSONObject]:
     """One pass over an object: typed values in column order, and its `extra`.
 
-    Keys in `skip` are read by the caller. A value that does not parse is kept in `extra` as received.
+    Keys in `skip` are read by the caller. A value that does not parse is kept in `extra` as received;
+    an object with nothing extra gets the shared, read-only `NO_EXTRA`.
     This runs for each of the ~230 controls of every day, so the usual case takes no call.
     """
     values: list[Any] = [None] * len(fields)
-    extra: JSONObject = {}
+    extra: JSONObject | None = None
     for key, value in source.items():
         field = fields.get(key)
         if field is None:
             if value is not None and key not in skip:
+                if extra is None:
+                    extra = {}
                 extra[key] = value
             continue
         if value is None:
@@ -132,10 +150,12 @@ def read_fields(
             continue
         parsed = parse(value)
         if parsed is UNPARSED:
+            if extra is None:
+                extra = {}
             extra[key] = value
         else:
             values[index] = parsed
-    return values, extra
+    return values, NO_EXTRA if extra is None else extra
 
 
 SCORE_FIELDS = _fields(
@@ -204,7 +224,8 @@ def normalize_score(obj: Any, context: FetchContext, *, expected_tenant: str | N
     """One secureScore object as the rows of one tenant-day."""
     score_id, tenant, created = validate_identity(obj, expected_tenant)
     day = created.date()
-    (current, maximum, active, licensed, services), extra = read_fields(obj, SCORE_FIELDS, SCORE_SKIP)
+    (current, maximum, active, licensed, services), read = read_fields(obj, SCORE_FIELDS, SCORE_SKIP)
+    extra = dict(read)  # its own: what the lists below cannot use is added to it
     vendor, provider, version, sub_provider = _vendor(obj.get("vendorInformation"), extra)
     comparatives = _comparatives(obj.get("averageComparativeScores"), tenant, day, extra)
     controls = _controls(obj.get("controlScores"), tenant, day, extra)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, ProviderWarning, ScoreDay, ScoreRow
-from fetcher.normalize import normalize_score
+from fetcher.normalize import NO_EXTRA, normalize_score
 from tests import payloads
 from tests.payloads import TENANT
 
@@ -605,7 +605,7 @@ def conforms(value: Any, hint: Any) -> bool:
     if origin is list:
         return type(value) is list and all(conforms(v, typing.get_args(hint)[0]) for v in value)
     if origin is dict:
-        return type(value) is dict and all(type(k) is str for k in value)
+        return isinstance(value, dict) and all(type(k) is str for k in value)
     if hint is type(None):
         return value is None
     if hint is dt.datetime:
@@ -641,3 +641,15 @@ def test_object_with_valid_identity_always_normalizes(obj: dict[str, Any]) -> No
 
     assert_well_typed(day)
     assert day.tenant_id == TENANT
+
+
+def test_objects_without_extra_share_one_read_only_empty_extra() -> None:
+    day = normalize(payloads.full_day())
+    plain = [c for c in day.controls if not c.extra]
+    assert plain
+    assert all(c.extra is NO_EXTRA for c in plain)
+    with pytest.raises(TypeError, match="cannot change"):
+        plain[0].extra["x"] = 1
+    day.score.extra["mine"] = 1  # the score's own extra is a dict of its own
+    assert NO_EXTRA == {}
+    assert orjson.dumps(NO_EXTRA) == b"{}"
