@@ -100,6 +100,24 @@ async def test_attempts_are_bounded_and_the_last_error_is_raised() -> None:
     assert (len(calls), stats.retries) == (4, 3)
 
 
+async def test_a_single_attempt_raises_the_first_error_without_waiting() -> None:
+    waits, stats = Waits(), RequestStats()
+    first = throttled(5.0)
+    operation, calls = failing([first])
+    with pytest.raises(Throttled) as caught:
+        await policy(waits, max_attempts=1).call(operation, tenant=TENANT, stats=stats)
+    assert caught.value is first
+    assert (len(calls), stats.retries, waits) == (1, 0, [])
+
+
+async def test_the_first_errors_retry_after_sets_the_first_wait() -> None:
+    waits = Waits()
+    operation, calls = failing([throttled(7.0)])
+    lowest = policy(waits, uniform=lambda low, high: low)  # backoff 0: the wait is the Retry-After
+    assert await lowest.call(operation, tenant=TENANT, stats=RequestStats()) == "ok"
+    assert (len(calls), waits) == (2, [7.0])
+
+
 @pytest.mark.parametrize(
     "error",
     [
