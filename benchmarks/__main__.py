@@ -1,6 +1,6 @@
 """Run the benchmarks and print one table.
 
-    python -m benchmarks                     # full size (about an hour on 2 cores); run on a quiet machine
+    python -m benchmarks                     # full size (20 to 25 minutes on 2 cores); run on a quiet machine
     python -m benchmarks --quick             # reduced sizes, a few minutes: checks the harness
     python -m benchmarks --only cpu --only peer
     python -m benchmarks --markdown results.md   # also write the table and the machine as Markdown
