@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import sqlite3
 import ssl
 import time
@@ -25,6 +24,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from benchmarks.clients.common import read_tenants, simulator_arguments
 
 SCORE_KEYS = frozenset({
     "id", "azureTenantId", "createdDateTime", "currentScore", "maxScore", "activeUserCount", "licensedUserCount",
@@ -260,11 +261,6 @@ class Floor:
         await asyncio.gather(*(worker() for _ in range(min(len(tenants), 2 * self.args.concurrency))))
 
 
-def read_tenants(path: str) -> list[tuple[str, str]]:
-    with open(path, newline="", encoding="utf-8") as file:
-        return [(row["tenant_id"].lower(), row["name"]) for row in csv.DictReader(file)]
-
-
 async def open_store(database: str, writers: int) -> Any:
     if database == "none":
         return NoStore()
@@ -289,15 +285,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.clients.floor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--origin", required=True)
-    parser.add_argument("--ca-file", required=True)
-    parser.add_argument("--client-id", required=True)
-    parser.add_argument("--client-secret-file", required=True)
-    parser.add_argument("--tenants-file", required=True)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser = simulator_arguments("floor", __doc__)
     parser.add_argument("--writers", type=int, default=4, help="PostgreSQL connections writing at once")
     parser.add_argument("--database", required=True, help="a SQLite file, postgresql://..., or none")
     return parser.parse_args()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from msgraph.generated.security.secure_scores.secure_scores_request_builder impo
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
+
+from benchmarks.clients.common import read_tenants, simulator_arguments
 
 
 class Peer:
@@ -73,11 +74,6 @@ class Peer:
         await asyncio.gather(*(worker() for _ in range(min(len(tenants), self.args.concurrency))))
 
 
-def read_tenants(path: str) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as file:
-        return [row["tenant_id"].lower() for row in csv.DictReader(file)]
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=args.concurrency + 8, max_keepalive_connections=args.concurrency + 8)
@@ -85,21 +81,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         client=httpx.AsyncClient(verify=args.ca_file, limits=limits, timeout=120.0))
     async with http:
         peer = Peer(args, http)
-        await peer.run(read_tenants(args.tenants_file))
+        await peer.run([tenant_id for tenant_id, _ in read_tenants(args.tenants_file)])
     return {**peer.totals, "seconds": time.perf_counter() - started}
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.clients.msgraph_peer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--origin", required=True)
-    parser.add_argument("--ca-file", required=True)
-    parser.add_argument("--client-id", required=True)
-    parser.add_argument("--client-secret-file", required=True)
-    parser.add_argument("--tenants-file", required=True)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--concurrency", type=int, default=16)
-    return parser.parse_args()
+    return simulator_arguments("msgraph_peer", __doc__).parse_args()
 
 
 if __name__ == "__main__":
