@@ -100,12 +100,13 @@ class Limits:
         try:
             async with state.places:
                 await self._take_token(state)
-                async with self._global:
-                    self._enter(state)
+                async with self.global_slot():
+                    state.in_flight += 1
+                    self.peaks.tenant_in_flight = max(self.peaks.tenant_in_flight, state.in_flight)
                     try:
                         yield
                     finally:
-                        self._leave(state)
+                        state.in_flight -= 1
         finally:
             state.users -= 1
             if state.users == 0 and self._pristine(state):
@@ -181,12 +182,3 @@ class Limits:
                 return
             await self.sleep((1.0 - state.tokens) / state.rate)
 
-    def _enter(self, state: _Tenant) -> None:
-        self.in_flight += 1
-        state.in_flight += 1
-        self.peaks.in_flight = max(self.peaks.in_flight, self.in_flight)
-        self.peaks.tenant_in_flight = max(self.peaks.tenant_in_flight, state.in_flight)
-
-    def _leave(self, state: _Tenant) -> None:
-        self.in_flight -= 1
-        state.in_flight -= 1
