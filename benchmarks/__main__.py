@@ -48,17 +48,29 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="reduced sizes, to check the harness")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
-                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
-    parser.add_argument("--postgres", default=os.environ.get("FETCHER_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
-                        help="PostgreSQL server for scratch databases (any database URL on it)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("FETCHER_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        help="PostgreSQL server for scratch databases (any database URL on it)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep databases, configurations and logs here")
     parser.add_argument("--markdown", type=Path, help="also write the table and the machine to this file")
-    parser.add_argument("--record", action="store_true",
-                        help=f"also replace the results in {RESULTS_DOC.relative_to(REPO)} with this run's")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help=f"also replace the results in {RESULTS_DOC.relative_to(REPO)} with this run's",
+    )
     return parser.parse_args(argv)
 
 
@@ -97,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     session = Session(QUICK if args.quick else FULL, args.quick, workdir, postgres, postgres.available())
     load_before = machine.load()
-    session.log(f"{'quick' if args.quick else 'full-size'} run of {', '.join(chosen)} in {workdir}; "
-                f"load average {load_before}")
+    session.log(
+        f"{'quick' if args.quick else 'full-size'} run of {', '.join(chosen)} in {workdir}; load average {load_before}"
+    )
     started = time.monotonic()
     try:
         rows = [row for name in chosen if name in BENCHMARKS for row in run_one(name, session)]
@@ -106,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
-    facts = [*machine.describe(postgres if session.postgres_missing is None else None),
-             ("load average (1/5/15 min)", f"before {load_before}, after {machine.load()}"),
-             ("run", f"{'--quick' if args.quick else 'full size'}, {elapsed / 60:.1f} min")]
+    facts = [
+        *machine.describe(postgres if session.postgres_missing is None else None),
+        ("load average (1/5/15 min)", f"before {load_before}, after {machine.load()}"),
+        ("run", f"{'--quick' if args.quick else 'full size'}, {elapsed / 60:.1f} min"),
+    ]
     print(text_table(rows))
     print()
     for key, value in facts:

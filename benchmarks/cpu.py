@@ -56,21 +56,26 @@ class Figures:
 def simulator(session: Session, name: str) -> SimServer:
     sizes = session.sizes
     cache_mb = 64 + sizes.cpu_tenants * sizes.cpu_days * 0.06  # every serialized day stays cached
-    return SimServer(session.directory(name), tenants=sizes.cpu_tenants, controls=sizes.controls,
-                     page_size=sizes.page_size, cache_mb=cache_mb)
+    return SimServer(
+        session.directory(name),
+        tenants=sizes.cpu_tenants,
+        controls=sizes.controls,
+        page_size=sizes.page_size,
+        cache_mb=cache_mb,
+    )
 
 
 def warm_up(session: Session, sim: SimServer) -> None:
     """Fetch everything once, storing nothing, so every measured run is served from the simulator's cache."""
     session.log(f"{NAME}: warming the simulator up ({session.sizes.cpu_tenants} tenants)")
-    measure(client_argv("floor", *sim.client_args(), "--days", str(session.sizes.cpu_days), "--database", "none"))\
-        .check()
+    measure(
+        client_argv("floor", *sim.client_args(), "--days", str(session.sizes.cpu_days), "--database", "none")
+    ).check()
 
 
 def run_fetcher(session: Session, sim: SimServer, database_url: str, label: str, *, keep_raw: bool) -> Figures:
     sizes = session.sizes
-    config = sim.write_config(session.directory(NAME) / f"{label}.toml", database_url=database_url,
-                              keep_raw=keep_raw)
+    config = sim.write_config(session.directory(NAME) / f"{label}.toml", database_url=database_url, keep_raw=keep_raw)
     migrate(config)
     session.log(f"{NAME}: fetcher, {label}")
     run = measure(fetcher_argv(config, "backfill", "--days", str(sizes.cpu_days))).check()
@@ -83,23 +88,37 @@ def run_floor(session: Session, sim: SimServer, database_url: str, floor_databas
     config = sim.write_config(session.directory(NAME) / f"{label}.toml", database_url=database_url)
     migrate(config)
     session.log(f"{NAME}: floor, {label}")
-    run = measure(client_argv("floor", *sim.client_args(), "--days", str(session.sizes.cpu_days),
-                              "--database", floor_database)).check()
+    run = measure(
+        client_argv("floor", *sim.client_args(), "--days", str(session.sizes.cpu_days), "--database", floor_database)
+    ).check()
     report = run.json()
     return Figures(report["score_days"], report["control_rows"], run)
 
 
 def compare(name: str, ours: Figures, floor: Figures, *, limit: float | None = TARGET) -> list[Row]:
     if (ours.score_days, ours.control_rows) != (floor.score_days, floor.control_rows):
-        raise BenchmarkError(f"{name}: the fetcher stored {ours.score_days} score-days and {ours.control_rows} "
-                             f"control rows, the floor {floor.score_days} and {floor.control_rows}")
+        raise BenchmarkError(
+            f"{name}: the fetcher stored {ours.score_days} score-days and {ours.control_rows} "
+            f"control rows, the floor {floor.score_days} and {floor.control_rows}"
+        )
     target = f"<= {limit}" if limit is not None else ""
     return [
-        Row(f"{name}: throughput", f"{ours.rate:.0f} score-days/s ({seconds(ours.run.wall)})",
-            f"floor {floor.rate:.0f} score-days/s ({seconds(floor.run.wall)})", ours.run.wall / floor.run.wall,
-            limit, target),
-        Row(f"{name}: CPU", f"{ours.cpu_per_thousand:.2f} CPU s / 1,000 score-days",
-            f"floor {floor.cpu_per_thousand:.2f}", ours.cpu_per_thousand / floor.cpu_per_thousand, limit, target),
+        Row(
+            f"{name}: throughput",
+            f"{ours.rate:.0f} score-days/s ({seconds(ours.run.wall)})",
+            f"floor {floor.rate:.0f} score-days/s ({seconds(floor.run.wall)})",
+            ours.run.wall / floor.run.wall,
+            limit,
+            target,
+        ),
+        Row(
+            f"{name}: CPU",
+            f"{ours.cpu_per_thousand:.2f} CPU s / 1,000 score-days",
+            f"floor {floor.cpu_per_thousand:.2f}",
+            ours.cpu_per_thousand / floor.cpu_per_thousand,
+            limit,
+            target,
+        ),
     ]
 
 
@@ -110,8 +129,10 @@ def _sqlite(session: Session, sim: SimServer) -> list[Row]:
     floor = run_floor(session, sim, sqlite_url(floor_path), str(floor_path), "sqlite-floor")
     archived = run_fetcher(session, sim, sqlite_url(directory / "fetcher-raw.db"), "sqlite-keep-raw", keep_raw=True)
     session.shared["fetcher-sqlite"] = archived  # the default configuration: what the peer comparison shows
-    return [*compare(f"cpu sqlite {describe(session, ours)}", ours, floor),
-            *compare("cpu sqlite, keep_raw=true (default config)", archived, floor, limit=None)]
+    return [
+        *compare(f"cpu sqlite {describe(session, ours)}", ours, floor),
+        *compare("cpu sqlite, keep_raw=true (default config)", archived, floor, limit=None),
+    ]
 
 
 def _postgres(session: Session, sim: SimServer) -> list[Row]:
@@ -119,10 +140,16 @@ def _postgres(session: Session, sim: SimServer) -> list[Row]:
     if session.postgres_missing is not None:
         return [skipped("cpu postgresql", session.postgres_missing, f"<= {TARGET}")]
     with postgres.scratch("fetcher") as ours_db, postgres.scratch("floor") as floor_db:
-        ours = run_fetcher(session, sim, postgres.database_url(ours_db, driver="sqlalchemy"), "postgresql",
-                           keep_raw=False)
-        floor = run_floor(session, sim, postgres.database_url(floor_db, driver="sqlalchemy"),
-                          postgres.database_url(floor_db), "postgresql-floor")
+        ours = run_fetcher(
+            session, sim, postgres.database_url(ours_db, driver="sqlalchemy"), "postgresql", keep_raw=False
+        )
+        floor = run_floor(
+            session,
+            sim,
+            postgres.database_url(floor_db, driver="sqlalchemy"),
+            postgres.database_url(floor_db),
+            "postgresql-floor",
+        )
     return compare(f"cpu postgresql {describe(session, ours)}", ours, floor)
 
 

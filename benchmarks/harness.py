@@ -68,8 +68,14 @@ def measure(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path
     """Run `argv` to its end; rusage comes from `wait4`, so it is the child's alone, threads included."""
     with _capture() as out, _capture() as err:
         started = time.perf_counter()
-        child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd or REPO,
-                                 env={**os.environ, **(env or {})})
+        child = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=cwd or REPO,
+            env={**os.environ, **(env or {})},
+        )
         try:
             _, status, usage = _wait4(child.pid, started)
         except BaseException:
@@ -80,8 +86,15 @@ def measure(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: stop Popen from waiting again
         out.seek(0)
         err.seek(0)
-        return Measured(tuple(argv), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024,
-                        child.returncode, out.read(), err.read())
+        return Measured(
+            tuple(argv),
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss * 1024,
+            child.returncode,
+            out.read(),
+            err.read(),
+        )
 
 
 def _wait4(pid: int, started: float) -> tuple[int, int, Any]:
@@ -128,17 +141,30 @@ class SimServer:
     _process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> SimServer:
-        argv = client_argv("simserver", "--tenants", str(self.tenants), "--seed", str(self.seed),
-                           "--latency-ms", str(self.latency_ms), "--controls", str(self.controls),
-                           "--page-size", str(self.page_size), "--cache-mb", str(self.cache_mb),
-                           "--dir", str(self.directory))
+        argv = client_argv(
+            "simserver",
+            "--tenants",
+            str(self.tenants),
+            "--seed",
+            str(self.seed),
+            "--latency-ms",
+            str(self.latency_ms),
+            "--controls",
+            str(self.controls),
+            "--page-size",
+            str(self.page_size),
+            "--cache-mb",
+            str(self.cache_mb),
+            "--dir",
+            str(self.directory),
+        )
         self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line.startswith("READY "):
             self._process.kill()
             raise BenchmarkError(f"the simulator did not start: {line!r}")
-        self.info = json.loads(line[len("READY "):])
+        self.info = json.loads(line[len("READY ") :])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,8 +204,16 @@ class SimServer:
         assert self._process is not None
         return self._process.pid
 
-    def write_config(self, path: Path, *, database_url: str, keep_raw: bool = True, concurrency: int = 16,
-                     history_days: int = 90, tenants_file: str | None = None) -> Path:
+    def write_config(
+        self,
+        path: Path,
+        *,
+        database_url: str,
+        keep_raw: bool = True,
+        concurrency: int = 16,
+        history_days: int = 90,
+        tenants_file: str | None = None,
+    ) -> Path:
         """A fetcher.toml for this simulator, its tenants read from a CSV file (as for thousands of tenants)."""
         info = self.info
         lines = [
@@ -211,8 +245,18 @@ class SimServer:
     def client_args(self) -> list[str]:
         """What the floor and peer clients need to reach this simulator."""
         info = self.info
-        return ["--origin", info["origin"], "--ca-file", info["ca_file"], "--client-id", info["client_id"],
-                "--client-secret-file", info["client_secret_file"], "--tenants-file", info["tenants_file"]]
+        return [
+            "--origin",
+            info["origin"],
+            "--ca-file",
+            info["ca_file"],
+            "--client-id",
+            info["client_id"],
+            "--client-secret-file",
+            info["client_secret_file"],
+            "--tenants-file",
+            info["tenants_file"],
+        ]
 
 
 def _toml(value: str) -> str:
@@ -340,9 +384,18 @@ async def _postgres_ledger(url: str) -> RunLedger:
 
 def _ledger(run: Sequence[Any], sums: Sequence[Any], scores: int, control_rows: int) -> RunLedger:
     started, finished = _time(run[1]), _time(run[2])
-    return RunLedger(status=run[0], seconds=(finished - started).total_seconds(), tenants_succeeded=run[3],
-                     tenants_failed=run[4], scores_upserted=run[5], graph_requests=int(sums[0]),
-                     retries=int(sums[1]), throttled=int(sums[2]), score_rows=scores, control_rows=control_rows)
+    return RunLedger(
+        status=run[0],
+        seconds=(finished - started).total_seconds(),
+        tenants_succeeded=run[3],
+        tenants_failed=run[4],
+        scores_upserted=run[5],
+        graph_requests=int(sums[0]),
+        retries=int(sums[1]),
+        throttled=int(sums[2]),
+        score_rows=scores,
+        control_rows=control_rows,
+    )
 
 
 def _time(value: Any) -> datetime:

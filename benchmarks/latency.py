@@ -75,16 +75,20 @@ def scenario(session: Session, sim: SimServer, label: str, *, concurrency: int) 
     config = sim.write_config(directory / f"{label}.toml", database_url=sqlite_url(database), concurrency=concurrency)
     migrate(config)
     sim.clear()
-    session.log(f"{NAME}: {label}: {sizes.latency_tenants} tenants x {sizes.latency_days} days at "
-                f"{sizes.latency_ms:g} ms, concurrency {concurrency}")
+    session.log(
+        f"{NAME}: {label}: {sizes.latency_tenants} tenants x {sizes.latency_days} days at "
+        f"{sizes.latency_ms:g} ms, concurrency {concurrency}"
+    )
     run = measure(fetcher_argv(config, "backfill", "--days", str(sizes.latency_days))).check()
     counts = sim.requests()
     ledger = read_ledger(sqlite_url(database))
     expect_complete(ledger, tenants=sizes.latency_tenants, days=sizes.latency_days, what=f"{NAME} {label}")
     tokens, lists = counts.get("token", 0), counts.get("list", 0)
     if lists != ledger.graph_requests:
-        raise BenchmarkError(f"{NAME} {label}: the simulator answered {lists} list requests, the fetcher's ledger "
-                             f"(tenant_runs.requests) counts {ledger.graph_requests}")
+        raise BenchmarkError(
+            f"{NAME} {label}: the simulator answered {lists} list requests, the fetcher's ledger "
+            f"(tenant_runs.requests) counts {ledger.graph_requests}"
+        )
     latency = sizes.latency_ms / 1000
     effective = effective_concurrency(concurrency, sizes.latency_tenants, lists, latency)
     return Outcome(ledger, run.wall, run.cpu, tokens, lists, (tokens + lists) * latency / effective, effective)
@@ -94,11 +98,12 @@ def row(session: Session, name: str, outcome: Outcome, *, limit: float | None) -
     sizes = session.sizes
     return Row(
         name,
-        f"{seconds(outcome.ledger.seconds)} (process {seconds(outcome.process_wall)}, "
-        f"{outcome.process_cpu:.1f} CPU s)",
+        f"{seconds(outcome.ledger.seconds)} (process {seconds(outcome.process_wall)}, {outcome.process_cpu:.1f} CPU s)",
         f"ideal {seconds(outcome.ideal)} = ({outcome.token_requests} token + {outcome.list_requests} list) x "
         f"{sizes.latency_ms:g} ms / {outcome.effective:g}",
-        outcome.ledger.seconds / outcome.ideal, limit, f"<= {TARGET}" if limit is not None else "",
+        outcome.ledger.seconds / outcome.ideal,
+        limit,
+        f"<= {TARGET}" if limit is not None else "",
     )
 
 
@@ -106,17 +111,39 @@ def run(session: Session) -> list[Row]:
     sizes = session.sizes
     shape = f"{sizes.latency_tenants} tenants x {sizes.latency_days} days @ {sizes.latency_ms:g} ms"
     rows = []
-    with SimServer(session.directory("latency-sim"), tenants=sizes.latency_tenants, latency_ms=sizes.latency_ms,
-                   controls=sizes.latency_controls, page_size=sizes.page_size) as sim:
+    with SimServer(
+        session.directory("latency-sim"),
+        tenants=sizes.latency_tenants,
+        latency_ms=sizes.latency_ms,
+        controls=sizes.latency_controls,
+        page_size=sizes.page_size,
+    ) as sim:
         for concurrency in (sizes.latency_concurrency, 64):
             outcome = scenario(session, sim, f"concurrency-{concurrency}", concurrency=concurrency)
             target = TARGET if concurrency == sizes.latency_concurrency else None
-            rows.append(row(session, f"latency {shape}, {sizes.latency_controls} controls/day, "
-                                     f"concurrency {concurrency}", outcome, limit=target))
-    with SimServer(session.directory("latency-sim-230"), tenants=sizes.latency_tenants, latency_ms=sizes.latency_ms,
-                   controls=sizes.controls, page_size=sizes.page_size,
-                   cache_mb=64 + sizes.latency_tenants * sizes.latency_days * 0.06) as sim:
+            rows.append(
+                row(
+                    session,
+                    f"latency {shape}, {sizes.latency_controls} controls/day, concurrency {concurrency}",
+                    outcome,
+                    limit=target,
+                )
+            )
+    with SimServer(
+        session.directory("latency-sim-230"),
+        tenants=sizes.latency_tenants,
+        latency_ms=sizes.latency_ms,
+        controls=sizes.controls,
+        page_size=sizes.page_size,
+        cache_mb=64 + sizes.latency_tenants * sizes.latency_days * 0.06,
+    ) as sim:
         outcome = scenario(session, sim, "realistic-days", concurrency=sizes.latency_concurrency)
-        rows.append(row(session, f"latency {shape}, {sizes.controls} controls/day, concurrency "
-                                 f"{sizes.latency_concurrency}", outcome, limit=None))
+        rows.append(
+            row(
+                session,
+                f"latency {shape}, {sizes.controls} controls/day, concurrency {sizes.latency_concurrency}",
+                outcome,
+                limit=None,
+            )
+        )
     return rows

@@ -12,8 +12,22 @@ from pathlib import Path
 
 from benchmarks.harness import REPO, Postgres
 
-PACKAGES = ("securescore-fetcher", "aiohttp", "azure-identity", "azure-core", "SQLAlchemy", "aiosqlite", "asyncpg",
-            "orjson", "tenacity", "msgraph-sdk", "microsoft-kiota-http", "httpx", "psutil", "py-spy")
+PACKAGES = (
+    "securescore-fetcher",
+    "aiohttp",
+    "azure-identity",
+    "azure-core",
+    "SQLAlchemy",
+    "aiosqlite",
+    "asyncpg",
+    "orjson",
+    "tenacity",
+    "msgraph-sdk",
+    "microsoft-kiota-http",
+    "httpx",
+    "psutil",
+    "py-spy",
+)
 
 
 def _cpu_model() -> str:
@@ -71,10 +85,15 @@ def code_version() -> str:
     """The commit measured, and whether the work tree differed from it (read-only: no index refresh)."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, env=env, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=REPO, env=env,
-                               capture_output=True, check=False).returncode != 0
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "diff-index", "--quiet", "HEAD", "--"], cwd=REPO, env=env, capture_output=True, check=False
+            ).returncode
+            != 0
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git work tree)"
     return f"{commit} + uncommitted changes" if dirty else commit

@@ -49,33 +49,58 @@ def measure_count(session: Session, sim: SimServer, tenants: int) -> dict[str, i
     database = directory / f"t{tenants}.db"
     database.unlink(missing_ok=True)
     tenants_file = first_tenants(Path(sim.info["tenants_file"]), directory / f"t{tenants}.csv", tenants)
-    config = sim.write_config(directory / f"t{tenants}.toml", database_url=sqlite_url(database),
-                              tenants_file=str(tenants_file), history_days=session.sizes.memory_days)
+    config = sim.write_config(
+        directory / f"t{tenants}.toml",
+        database_url=sqlite_url(database),
+        tenants_file=str(tenants_file),
+        history_days=session.sizes.memory_days,
+    )
     migrate(config)
     session.log(f"{NAME}: {tenants} tenants x {session.sizes.memory_days} days")
     run = measure(fetcher_argv(config, "backfill", "--days", str(session.sizes.memory_days))).check()
-    expect_complete(read_ledger(sqlite_url(database)), tenants=tenants, days=session.sizes.memory_days,
-                    what=f"{NAME} {tenants} tenants")
+    expect_complete(
+        read_ledger(sqlite_url(database)),
+        tenants=tenants,
+        days=session.sizes.memory_days,
+        what=f"{NAME} {tenants} tenants",
+    )
     listed = measure(client_argv("tenant_list", "--config", str(config))).check()
     traced = measure(client_argv("tenant_list", "--config", str(config), "--trace")).check().json()
-    return {"fetcher": run.peak_rss, "list": listed.peak_rss, "traced": traced["traced_bytes"],
-            "seconds": int(run.wall)}
+    return {
+        "fetcher": run.peak_rss,
+        "list": listed.peak_rss,
+        "traced": traced["traced_bytes"],
+        "seconds": int(run.wall),
+    }
 
 
 def run(session: Session) -> list[Row]:
     small, large = session.sizes.memory_tenants
-    with SimServer(session.directory("memory-sim"), tenants=large, controls=session.sizes.controls,
-                   page_size=session.sizes.page_size) as sim:
+    with SimServer(
+        session.directory("memory-sim"),
+        tenants=large,
+        controls=session.sizes.controls,
+        page_size=session.sizes.page_size,
+    ) as sim:
         figures = {count: measure_count(session, sim, count) for count in (small, large)}
     a, b = figures[small], figures[large]
     growth, list_growth = b["fetcher"] - a["fetcher"], b["list"] - a["list"]
     rows = [
-        Row(f"memory: peak RSS, {count:,} tenants x {session.sizes.memory_days} days",
+        Row(
+            f"memory: peak RSS, {count:,} tenants x {session.sizes.memory_days} days",
             megabytes(figures[count]["fetcher"]),
-            f"tenant list alone {megabytes(figures[count]['list'])} (holds {megabytes(figures[count]['traced'])})")
+            f"tenant list alone {megabytes(figures[count]['list'])} (holds {megabytes(figures[count]['traced'])})",
+        )
         for count in (small, large)
     ]
-    rows.append(Row(f"memory: growth {small:,} -> {large:,} tenants", f"+{megabytes(growth)}",
-                    f"tenant list +{megabytes(list_growth)}", growth / max(list_growth, 1), TARGET,
-                    f"<= {TARGET}"))
+    rows.append(
+        Row(
+            f"memory: growth {small:,} -> {large:,} tenants",
+            f"+{megabytes(growth)}",
+            f"tenant list +{megabytes(list_growth)}",
+            growth / max(list_growth, 1),
+            TARGET,
+            f"<= {TARGET}",
+        )
+    )
     return rows

@@ -34,12 +34,16 @@ def run(session: Session) -> list[Row]:
         theirs = measure(client_argv("msgraph_peer", *sim.client_args(), "--days", str(sizes.cpu_days))).check()
     report = theirs.json()
     if (report["score_days"], report["control_rows"]) != (ours.score_days, ours.control_rows):
-        raise RuntimeError(f"peer: msgraph-sdk parsed {report['score_days']} score-days and {report['control_rows']}"
-                           f" control scores, the fetcher stored {ours.score_days} and {ours.control_rows}")
+        raise RuntimeError(
+            f"peer: msgraph-sdk parsed {report['score_days']} score-days and {report['control_rows']}"
+            f" control scores, the fetcher stored {ours.score_days} and {ours.control_rows}"
+        )
     theirs_rate = report["score_days"] / theirs.wall
     return [
-        Row("peer: fetcher fetch+store vs msgraph-sdk fetch+parse",
+        Row(
+            "peer: fetcher fetch+store vs msgraph-sdk fetch+parse",
             f"{ours.rate:.0f} score-days/s ({seconds(ours.run.wall)}, {ours.run.cpu:.0f} CPU s)",
             f"msgraph-sdk {theirs_rate:.0f} score-days/s ({seconds(theirs.wall)}, {theirs.cpu:.0f} CPU s)",
-            ours.run.wall / theirs.wall),
+            ours.run.wall / theirs.wall,
+        ),
     ]

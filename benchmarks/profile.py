@@ -79,7 +79,7 @@ def report(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
-def _database(args: argparse.Namespace, workdir: Path, postgres: Postgres, name: str | None) -> tuple[str, str]:
+def _database(workdir: Path, postgres: Postgres, name: str | None) -> tuple[str, str]:
     """(the fetcher's URL, the floor's argument)."""
     if name is None:
         path = workdir / "profile.db"
@@ -91,19 +91,32 @@ def _database(args: argparse.Namespace, workdir: Path, postgres: Postgres, name:
 def profile(args: argparse.Namespace, workdir: Path, postgres: Postgres, database: str | None) -> Path:
     raw = workdir / ("floor.raw" if args.profile_floor else "fetcher.raw")
     cache_mb = 64 + args.tenants * args.days * 0.06
-    with SimServer(workdir / "sim", tenants=args.tenants, controls=args.controls, cache_mb=cache_mb,
-                   latency_ms=args.latency_ms) as sim:
+    with SimServer(
+        workdir / "sim", tenants=args.tenants, controls=args.controls, cache_mb=cache_mb, latency_ms=args.latency_ms
+    ) as sim:
         measure(client_argv("floor", *sim.client_args(), "--days", str(args.days), "--database", "none")).check()
-        url, floor_database = _database(args, workdir, postgres, database)
-        config = sim.write_config(workdir / "fetcher.toml", database_url=url, keep_raw=args.keep_raw,
-                                  concurrency=args.concurrency)
+        url, floor_database = _database(workdir, postgres, database)
+        config = sim.write_config(
+            workdir / "fetcher.toml", database_url=url, keep_raw=args.keep_raw, concurrency=args.concurrency
+        )
         migrate(config)
         if args.profile_floor:
             target = client_argv("floor", *sim.client_args(), "--days", str(args.days), "--database", floor_database)
         else:
             target = fetcher_argv(config, "backfill", "--days", str(args.days))
-        command = [py_spy(), "record", "--format", "raw", "--rate", str(args.rate), "--threads", "-o", str(raw),
-                   "--", *target]
+        command = [
+            py_spy(),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            str(args.rate),
+            "--threads",
+            "-o",
+            str(raw),
+            "--",
+            *target,
+        ]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"py-spy or the profiled process failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -111,8 +124,9 @@ def profile(args: argparse.Namespace, workdir: Path, postgres: Postgres, databas
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--controls", type=int, default=230)

@@ -78,13 +78,23 @@ def split(tables: dict[str, int], score_days: int) -> str:
 
 def run(session: Session) -> list[Row]:
     sizes = session.sizes
-    with SimServer(session.directory("storage-sim"), tenants=sizes.storage_tenants, controls=sizes.controls,
-                   page_size=sizes.page_size) as sim:
+    with SimServer(
+        session.directory("storage-sim"),
+        tenants=sizes.storage_tenants,
+        controls=sizes.controls,
+        page_size=sizes.page_size,
+    ) as sim:
         plain, days, plain_tables = measure_variant(session, sim, keep_raw=False)
         archived, _, archived_tables = measure_variant(session, sim, keep_raw=True)
     return [
-        Row("storage sqlite per score-day, keep_raw=false", f"{plain / 1024:.1f} kB",
-            f"kB by table: {split(plain_tables, days)}"),
-        Row("storage sqlite per score-day, keep_raw=true (default)", f"{archived / 1024:.1f} kB",
-            f"kB by table: {split(archived_tables, days)}"),
+        Row(
+            "storage sqlite per score-day, keep_raw=false",
+            f"{plain / 1024:.1f} kB",
+            f"kB by table: {split(plain_tables, days)}",
+        ),
+        Row(
+            "storage sqlite per score-day, keep_raw=true (default)",
+            f"{archived / 1024:.1f} kB",
+            f"kB by table: {split(archived_tables, days)}",
+        ),
     ]

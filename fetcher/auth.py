@@ -241,21 +241,30 @@ def authentication_error(error: Exception, *, tenant: TenantConfig, authority_ho
     if isinstance(error, ServiceRequestError | ServiceResponseError):
         return ConnectionFailed(
             f"tenant {label}: cannot reach Entra ID at {authority_host} ({one_line(_reason(error), limit=120)})",
-            tenant_id=tid, url=url,
+            tenant_id=tid,
+            url=url,
         )
     status = error.status_code if isinstance(error, HttpResponseError) else None
     if status == 429 or status in SERVER_ERROR_STATUSES:
         headers = getattr(getattr(error, "response", None), "headers", None) or {}
         retry_after = parse_retry_after(headers.get("Retry-After"))
         kind = Throttled if status == 429 else ServerError
-        return kind(f"tenant {label}: Entra ID failed to issue a token ({status})", tenant_id=tid, status=status,
-                    url=url, retry_after=retry_after)
+        return kind(
+            f"tenant {label}: Entra ID failed to issue a token ({status})",
+            tenant_id=tid,
+            status=status,
+            url=url,
+            retry_after=retry_after,
+        )
     message = _reason(error)
     match = _AADSTS.search(message)
     code = f"AADSTS{match.group(1)}" if match else None
     return AuthenticationError(
         f"tenant {label}: {refusal_advice(code, message, tenant, authority_host)}",
-        tenant_id=tid, status=status, url=url, code=code,
+        tenant_id=tid,
+        status=status,
+        url=url,
+        code=code,
     )
 
 
@@ -268,13 +277,13 @@ def refusal_advice(code: str | None, message: str, tenant: TenantConfig, authori
         "AADSTS7000215": f"the client secret is wrong or expired: {secret_fix}",
         "AADSTS7000222": f"the client secret has expired: {secret_fix}",
         "AADSTS700016": f"the app registration {client_id} is not in tenant {tid}: have an admin of {tid} grant "
-                        f"admin consent ({consent})",
+        f"admin consent ({consent})",
         "AADSTS90002": f"Entra ID knows no tenant {tid}: check tenant_id, and [graph] cloud for national clouds",
         "AADSTS65001": f"the app {client_id} has no admin consent in tenant {tid}: have an admin of {tid} grant it "
-                       f"({consent})",
+        f"({consent})",
         "AADSTS700027": f"Entra ID refused the certificate assertion: the certificate is not registered on app "
-                        f"{client_id} or has expired: upload its public part under the app registration's "
-                        "Certificates & secrets, or fix certificate_path",
+        f"{client_id} or has expired: upload its public part under the app registration's "
+        "Certificates & secrets, or fix certificate_path",
     }
     if code in advice:
         return f"{code}: {advice[code]}"
@@ -294,4 +303,3 @@ def _entra_description(message: str) -> str:
     text = re.split(r"\s*(?:Trace ID|Correlation ID|Timestamp):", message, maxsplit=1)[0]
     text = re.sub(r"^Microsoft Entra ID error '\((\w+)\)\s*", "", text).rstrip("'")
     return one_line(re.sub(r"^AADSTS\d+:\s*", "", text), limit=160)
-

@@ -117,12 +117,22 @@ def _tune_garbage_collector() -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config_path", metavar="PATH", envvar=None,
-              help="Configuration file (default: $FETCHER_CONFIG, else ./fetcher.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar=None,
+    help="Configuration file (default: $FETCHER_CONFIG, else ./fetcher.toml).",
+)
 @click.option("-v", "--verbose", count=True, help="More detail in logs (-vv: also the Azure SDK's).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one JSON object per log line, for cron and log shippers.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line, for cron and log shippers.",
+)
 @click.version_option(__version__, prog_name="fetcher")
 @click.pass_context
 def main(click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
@@ -185,8 +195,9 @@ def migrate_command(ctx: Context) -> None:
 
 
 def _tenant_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--tenant", "tenants", multiple=True, metavar="ID",
-                        help="Only this tenant (repeat for several).")(fn)
+    return click.option(
+        "--tenant", "tenants", multiple=True, metavar="ID", help="Only this tenant (repeat for several)."
+    )(fn)
 
 
 async def _execute(ctx: Context, run: Run) -> RunReport:
@@ -198,8 +209,7 @@ async def _execute(ctx: Context, run: Run) -> RunReport:
         if received:
             os._exit(128 + number)  # the databases roll back the open transaction; the lease is reclaimed
         received.append(number)
-        ctx.err.print(f"\n{signal.Signals(number).name}: finishing the writes in progress; "
-                      "press again to quit at once")
+        ctx.err.print(f"\n{signal.Signals(number).name}: finishing the writes in progress; press again to quit at once")
         run.stop(number)
 
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -238,15 +248,20 @@ def run_command(ctx: Context, tenants: Sequence[str]) -> None:
 @click.option("--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill.")
 @_tenant_option
 @click.pass_obj
-def backfill_command(ctx: Context, days: int | None, since: datetime | None, resume: bool,
-                     tenants: Sequence[str]) -> None:
+def backfill_command(
+    ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str]
+) -> None:
     """Fetch the whole window for every tenant and upsert it (safe to repeat)."""
 
     async def action() -> int:
         config = ctx.config()
         chosen = select_tenants(config, tenants)
-        window = window_days(days=days, since=since.date() if since else None, today=datetime.now(UTC).date(),
-                             default=config.fetch.history_days)
+        window = window_days(
+            days=days,
+            since=since.date() if since else None,
+            today=datetime.now(UTC).date(),
+            default=config.fetch.history_days,
+        )
         planner = plan_backfill(chosen, window, resume=resume)
         return _report(ctx, await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer())))
 
@@ -292,8 +307,14 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
 
 
 @main.command("status")
-@click.option("--max-age", type=float, default=48.0, show_default=True, metavar="HOURS",
-              help="A tenant whose newest day is older than this is stale.")
+@click.option(
+    "--max-age",
+    type=float,
+    default=48.0,
+    show_default=True,
+    metavar="HOURS",
+    help="A tenant whose newest day is older than this is stale.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_tenant_option
 @click.pass_obj
@@ -331,35 +352,81 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
 def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[ledger.TenantState]:
     """Add configured tenants the database has never seen."""
     known = {s.tenant_id for s in states}
-    missing = [ledger.TenantState(t.tenant_id, t.name, None, None, None, None, None, 0)
-               for t in config.tenants if t.tenant_id not in known]
+    missing = [
+        ledger.TenantState(t.tenant_id, t.name, None, None, None, None, None, 0)
+        for t in config.tenants
+        if t.tenant_id not in known
+    ]
     return states + missing
 
 
 @main.command("report")
-@click.option("--tenant", "tenant_id", metavar="ID", help="One tenant: its trend, the controls that moved it, "
-              "its standing against the averages.")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Window start for --tenant and the HTML charts (default: 90 days up to the newest day).")
-@click.option("--sort", type=click.Choice(["percent", "name", "change"]), default="percent", show_default=True,
-              help="percent: weakest first; change: largest 7-day slip first; name: A to Z.")
-@click.option("--max-age", type=float, default=48.0, show_default=True, metavar="HOURS",
-              help="A tenant whose newest day is older than this is marked stale.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]), default="table",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Write the report to FILE instead of the terminal.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Write a self-contained HTML page with charts to FILE (then text only with --output).")
+@click.option(
+    "--tenant",
+    "tenant_id",
+    metavar="ID",
+    help="One tenant: its trend, the controls that moved it, its standing against the averages.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Window start for --tenant and the HTML charts (default: 90 days up to the newest day).",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["percent", "name", "change"]),
+    default="percent",
+    show_default=True,
+    help="percent: weakest first; change: largest 7-day slip first; name: A to Z.",
+)
+@click.option(
+    "--max-age",
+    type=float,
+    default=48.0,
+    show_default=True,
+    metavar="HOURS",
+    help="A tenant whose newest day is older than this is marked stale.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]), default="table", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the report to FILE instead of the terminal.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write a self-contained HTML page with charts to FILE (then text only with --output).",
+)
 @click.pass_obj
-def report_command(ctx: Context, tenant_id: str | None, since: datetime | None, sort: str, max_age: float, fmt: str,
-                   output: Path | None, html_path: Path | None) -> None:
+def report_command(
+    ctx: Context,
+    tenant_id: str | None,
+    since: datetime | None,
+    sort: str,
+    max_age: float,
+    fmt: str,
+    output: Path | None,
+    html_path: Path | None,
+) -> None:
     """A row per tenant, weakest first, with 7- and 30-day changes; or, with --tenant, why one tenant moved."""
     from fetcher.report import Format, ReportRequest, Sort, produce
 
     async def action() -> int:
-        request = ReportRequest(tenant_id=tenant_id, since=since.date() if since else None, sort=Sort(sort),
-                                max_age=timedelta(hours=max_age), fmt=Format(fmt), output=output, html=html_path)
+        request = ReportRequest(
+            tenant_id=tenant_id,
+            since=since.date() if since else None,
+            sort=Sort(sort),
+            max_age=timedelta(hours=max_age),
+            fmt=Format(fmt),
+            output=output,
+            html=html_path,
+        )
         return await produce(ctx.config(secrets=False), request, ctx.console, ctx.err)
 
     _run_async(ctx, action())
@@ -369,10 +436,22 @@ def report_command(ctx: Context, tenant_id: str | None, since: datetime | None, 
 
 
 @main.command("demo")
-@click.option("--tenants", "n_tenants", type=click.IntRange(1, 1000), default=25, show_default=True,
-              help="How many simulated tenants.")
-@click.option("--database", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("fetcher-demo.db"), show_default=True, help="SQLite file to fill.")
+@click.option(
+    "--tenants",
+    "n_tenants",
+    type=click.IntRange(1, 1000),
+    default=25,
+    show_default=True,
+    help="How many simulated tenants.",
+)
+@click.option(
+    "--database",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("fetcher-demo.db"),
+    show_default=True,
+    help="SQLite file to fill.",
+)
 @click.pass_obj
 def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
     """No configuration needed: simulate Graph and Entra ID, backfill 90 days into SQLite, show the result."""
@@ -386,10 +465,17 @@ def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
 @click.option("--tenants", "n_tenants", type=click.IntRange(1, 100_000), default=25, show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="0: any free port.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same data.")
-@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Added to every Graph answer.")
-@click.option("--dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("simulator"),
-              show_default=True, help="Where the CA file and the ready configuration are written.")
+@click.option(
+    "--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True, help="Added to every Graph answer."
+)
+@click.option(
+    "--dir",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("simulator"),
+    show_default=True,
+    help="Where the CA file and the ready configuration are written.",
+)
 @click.pass_obj
 def simulate_command(ctx: Context, n_tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path) -> None:
     """Serve the Graph + Entra ID simulator until Ctrl-C, and write a configuration that points at it."""

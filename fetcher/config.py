@@ -30,8 +30,17 @@ ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy"})
 AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
-ENABLED_WORDS = {"": True, "true": True, "yes": True, "y": True, "1": True,
-                 "false": False, "no": False, "n": False, "0": False}
+ENABLED_WORDS = {
+    "": True,
+    "true": True,
+    "yes": True,
+    "y": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "n": False,
+    "0": False,
+}
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 GRAPH_MAX_PER_TENANT_RATE = 150
 GRAPH_HISTORY_DAYS = 90
@@ -86,8 +95,10 @@ class DatabaseConfig:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def __repr__(self) -> str:
-        return (f"DatabaseConfig(url={self.display_url!r}, keep_raw={self.keep_raw!r}, "
-                f"busy_timeout_seconds={self.busy_timeout_seconds!r})")
+        return (
+            f"DatabaseConfig(url={self.display_url!r}, keep_raw={self.keep_raw!r}, "
+            f"busy_timeout_seconds={self.busy_timeout_seconds!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -205,7 +216,10 @@ def load_config(
 
 
 def parse_config(
-    raw: Mapping[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ,
+    raw: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
     secrets: bool = True,
 ) -> Config:
     """Validate a configuration already parsed from TOML."""
@@ -322,15 +336,19 @@ class _Parser:
             url = make_url(value)
             url.port  # noqa: B018 - parsing the port is what raises on "host:54x2"
         except (ArgumentError, ValueError):
-            raise self.fail("[database] url is not a database URL (sqlite+aiosqlite:///file.db or "
-                            "postgresql+asyncpg://user@host/db)") from None
+            raise self.fail(
+                "[database] url is not a database URL (sqlite+aiosqlite:///file.db or "
+                "postgresql+asyncpg://user@host/db)"
+            ) from None
         if url.drivername == "sqlite":
             url = url.set(drivername="sqlite+aiosqlite")
         elif url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+asyncpg")
         if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-            raise self.fail(f"[database] url: driver {url.drivername!r} is not supported "
-                            "(use sqlite+aiosqlite or postgresql+asyncpg)")
+            raise self.fail(
+                f"[database] url: driver {url.drivername!r} is not supported "
+                "(use sqlite+aiosqlite or postgresql+asyncpg)"
+            )
         if url.drivername == "sqlite+aiosqlite" and url.database and url.database != ":memory:":
             url = url.set(database=str(self.resolve_path(url.database)))
         if url.database == ":memory:":
@@ -344,8 +362,10 @@ class _Parser:
         if cloud is None:
             raise self.fail(f"[graph] cloud must be one of {', '.join(CLOUDS)}, got {cloud_name!r}")
         if not cloud.secure_score:
-            raise self.fail(f"[graph] cloud = {cloud_name!r}: Microsoft Graph operated by 21Vianet does not "
-                            "offer the secureScores API, so there is nothing to fetch there")
+            raise self.fail(
+                f"[graph] cloud = {cloud_name!r}: Microsoft Graph operated by 21Vianet does not "
+                "offer the secureScores API, so there is nothing to fetch there"
+            )
         base_url = values.get("base_url", cloud.graph).rstrip("/")
         authority = values.get("authority_host", cloud.authority).rstrip("/")
         for key, url in (("base_url", base_url), ("authority_host", authority)):
@@ -377,13 +397,21 @@ class _Parser:
     def fetch(self, table: Mapping[str, Any]) -> FetchConfig:
         config = FetchConfig(**self.section(FetchConfig, table, "fetch"))
         self.positive(config.concurrency, "[fetch] concurrency")
-        self.positive(config.per_tenant_concurrency, "[fetch] per_tenant_concurrency",
-                      upper=GRAPH_MAX_PER_TENANT_CONCURRENCY,
-                      why=" (Graph allows 4 concurrent secureScore requests per app per tenant)")
-        self.positive(config.per_tenant_rate, "[fetch] per_tenant_rate", upper=GRAPH_MAX_PER_TENANT_RATE,
-                      why=" requests a minute (Graph's per-tenant limit)")
-        self.positive(config.history_days, "[fetch] history_days", upper=GRAPH_HISTORY_DAYS,
-                      why=" (Graph keeps 90 days)")
+        self.positive(
+            config.per_tenant_concurrency,
+            "[fetch] per_tenant_concurrency",
+            upper=GRAPH_MAX_PER_TENANT_CONCURRENCY,
+            why=" (Graph allows 4 concurrent secureScore requests per app per tenant)",
+        )
+        self.positive(
+            config.per_tenant_rate,
+            "[fetch] per_tenant_rate",
+            upper=GRAPH_MAX_PER_TENANT_RATE,
+            why=" requests a minute (Graph's per-tenant limit)",
+        )
+        self.positive(
+            config.history_days, "[fetch] history_days", upper=GRAPH_HISTORY_DAYS, why=" (Graph keeps 90 days)"
+        )
         self.positive(config.max_attempts, "[fetch] max_attempts")
         if config.max_retry_wait_seconds < 0:
             raise self.fail("[fetch] max_retry_wait_seconds must not be negative")
@@ -393,8 +421,14 @@ class _Parser:
 
     def auth(self, table: Mapping[str, Any], *, where: str, required: bool = True) -> AuthConfig:
         """Resolve one effective auth table; `where` prefixes each key in errors ("[auth] ", "tenant X: auth.")."""
-        hints = {"method": str, "client_id": str, "client_secret": str, "certificate_path": str,
-                 "certificate_password": str, "token_file": str}
+        hints = {
+            "method": str,
+            "client_id": str,
+            "client_secret": str,
+            "certificate_path": str,
+            "certificate_password": str,
+            "token_file": str,
+        }
         values = {k: self.typed(v, hints[k], f"{where}{k}", secret=k in SECRET_KEYS) for k, v in table.items()}
         method = values.get("method", "client_secret")
         if method not in AUTH_METHODS:
@@ -511,8 +545,9 @@ class _Parser:
             if "enabled" in entry:
                 flag = entry["enabled"].lower()
                 if flag not in ENABLED_WORDS:
-                    raise ConfigError(f"{where}: enabled must be true or false (or yes/no, 1/0), "
-                                      f"got {entry['enabled']!r}")
+                    raise ConfigError(
+                        f"{where}: enabled must be true or false (or yes/no, 1/0), got {entry['enabled']!r}"
+                    )
                 entry["enabled"] = ENABLED_WORDS[flag]
             yield where, entry
 

@@ -27,8 +27,12 @@ def demo_config(running: RunningSimulator, db_path: Path) -> Config:
     sim = running.simulator
     raw = {
         "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
-        "graph": {"base_url": running.graph_base_url, "authority_host": running.authority_host,
-                  "ca_bundle": str(running.ca_file), "timeout_seconds": 30},
+        "graph": {
+            "base_url": running.graph_base_url,
+            "authority_host": running.authority_host,
+            "ca_bundle": str(running.ca_file),
+            "timeout_seconds": 30,
+        },
         "fetch": {"concurrency": 16, "history_days": DEMO_DAYS, "max_attempts": 4},
         "auth": {"method": "client_secret", "client_id": sim.client_id, "client_secret": sim.client_secret},
         "tenants": [{"tenant_id": t.tenant_id, "name": t.name} for t in sim.tenants.values()],
@@ -41,8 +45,10 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     sim = demo_simulator(n_tenants)
     started = time.monotonic()
     async with serving_simulator(sim) as running:
-        err.print(f"Simulated Graph and Entra ID at {running.origin} ({n_tenants} tenants; a few are scripted "
-                  "to throttle, answer 206, lack consent, or hold no data yet).")
+        err.print(
+            f"Simulated Graph and Entra ID at {running.origin} ({n_tenants} tenants; a few are scripted "
+            "to throttle, answer 206, lack consent, or hold no data yet)."
+        )
         config = demo_config(running, db_path)
         planner = plan_backfill(config.enabled_tenants, DEMO_DAYS, resume=False)
         report = await Run(config, "backfill", planner, observer=observer).execute()
@@ -59,8 +65,8 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days of {len(states)} tenants in "
         f"[bold]{db_path}[/bold]. The failure above is scripted (a tenant without admin consent).\n"
         "Query it with any SQLite client, for example:\n"
-        f"  sqlite3 {db_path} \"SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s "
-        "JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10\"\n"
+        f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
+        'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'
         "Tables: tenants, secure_scores, comparative_scores, controls, control_scores, fetch_runs, tenant_runs "
         "(see README.md)."
     )

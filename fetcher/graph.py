@@ -104,7 +104,10 @@ def decode_json(body: bytes, *, tenant: TenantConfig, status: int, url: str) -> 
     except orjson.JSONDecodeError as error:
         raise InvalidResponse(
             f"tenant {tenant.label}: Graph answered {status} with a body that is not valid JSON ({error})",
-            tenant_id=tenant.tenant_id, status=status, url=url, body=body,
+            tenant_id=tenant.tenant_id,
+            status=status,
+            url=url,
+            body=body,
         ) from None
 
 
@@ -133,7 +136,10 @@ def read_item(response: Response, *, tenant: TenantConfig, url: str) -> ScorePag
 def _invalid(tenant: TenantConfig, response: Response, url: str, what: str) -> InvalidResponse:
     return InvalidResponse(
         f"tenant {tenant.label}: Graph answered {response.status} with JSON that {what}",
-        tenant_id=tenant.tenant_id, status=response.status, url=url, body=response.body,
+        tenant_id=tenant.tenant_id,
+        status=response.status,
+        url=url,
+        body=response.body,
     )
 
 
@@ -153,31 +159,50 @@ def error_for_status(response: Response, *, tenant: TenantConfig, url: str) -> G
     said = f"{status}{f': {detail}' if detail else ''}"
     retry_after = parse_retry_after(response.header("Retry-After"))
     if status == 400:
-        return BadRequest(f"tenant {label}: Graph rejected the request ({said}) for {url}; "
-                          "please report this with the URL", tenant_id=tid, status=status, url=url)
+        return BadRequest(
+            f"tenant {label}: Graph rejected the request ({said}) for {url}; please report this with the URL",
+            tenant_id=tid,
+            status=status,
+            url=url,
+        )
     if status == 401:
         return AuthenticationError(
             f"tenant {label}: Graph refused a freshly issued access token ({said}); check that the app is "
             f"enabled in tenant {tid} and that no Conditional Access policy blocks it",
-            tenant_id=tid, status=status, url=url, code=code,
+            tenant_id=tid,
+            status=status,
+            url=url,
+            code=code,
         )
     if status == 403:
         return PermissionDenied(
             f"tenant {label}: Graph denied access ({said}): the app lacks the application permission "
             f"{PERMISSION} with admin consent in tenant {tid}; add it under API permissions and have an "
-            f"admin of {tid} grant consent", tenant_id=tid, status=status, url=url)
+            f"admin of {tid} grant consent",
+            tenant_id=tid,
+            status=status,
+            url=url,
+        )
     if status == 404:
-        return NotFound(f"tenant {label}: Graph has no such secureScore ({said}) at {url}",
-                        tenant_id=tid, status=status, url=url)
+        return NotFound(
+            f"tenant {label}: Graph has no such secureScore ({said}) at {url}", tenant_id=tid, status=status, url=url
+        )
     if status == 429:
         wait = f", asked to wait {retry_after:g} s" if retry_after is not None else ""
-        return Throttled(f"tenant {label}: Graph throttled the request ({said}){wait}",
-                         tenant_id=tid, status=status, url=url, retry_after=retry_after)
+        return Throttled(
+            f"tenant {label}: Graph throttled the request ({said}){wait}",
+            tenant_id=tid,
+            status=status,
+            url=url,
+            retry_after=retry_after,
+        )
     if status in SERVER_ERROR_STATUSES:
-        return ServerError(f"tenant {label}: Graph failed ({said})",
-                           tenant_id=tid, status=status, url=url, retry_after=retry_after)
-    return GraphError(f"tenant {label}: Graph answered an unexpected {said} for {url}",
-                      tenant_id=tid, status=status, url=url)
+        return ServerError(
+            f"tenant {label}: Graph failed ({said})", tenant_id=tid, status=status, url=url, retry_after=retry_after
+        )
+    return GraphError(
+        f"tenant {label}: Graph answered an unexpected {said} for {url}", tenant_id=tid, status=status, url=url
+    )
 
 
 def graph_error(body: bytes) -> tuple[str | None, str]:
@@ -338,5 +363,6 @@ class Pager:
     def _unsafe(self, link: str, why: str) -> UnsafeResponse:
         return UnsafeResponse(
             f"tenant {self.tenant.label}: Graph's @odata.nextLink {one_line(link, limit=120)} {why}",
-            tenant_id=self.tenant.tenant_id, url=link,
+            tenant_id=self.tenant.tenant_id,
+            url=link,
         )

@@ -150,7 +150,8 @@ class GraphClient:
             except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, which is TimeoutError
                 raise RequestTimedOut(
                     f"tenant {tenant.label}: Graph did not answer within {self._graph.timeout_seconds:g} s",
-                    tenant_id=tenant.tenant_id, url=url,
+                    tenant_id=tenant.tenant_id,
+                    url=url,
                 ) from None
             except aiohttp.ClientError as error:
                 raise _connection_failed(error, tenant, url) from None
@@ -191,7 +192,9 @@ def _headers(answer: aiohttp.ClientResponse) -> dict[str, list[str]]:
 def _too_large(tenant: TenantConfig, url: str, status: int, limit: int, what: str) -> UnsafeResponse:
     return UnsafeResponse(
         f"tenant {tenant.label}: Graph's answer ({what}) exceeds [graph] max_response_bytes = {limit}; refused",
-        tenant_id=tenant.tenant_id, status=status, url=url,
+        tenant_id=tenant.tenant_id,
+        status=status,
+        url=url,
     )
 
 
@@ -208,6 +211,6 @@ def _connection_failed(error: aiohttp.ClientError, tenant: TenantConfig, url: st
         what = "the connection to Graph failed"
     return ConnectionFailed(
         f"tenant {tenant.label}: {what} ({type(error).__name__}: {one_line(str(error), limit=120)})",
-        tenant_id=tenant.tenant_id, url=url,
+        tenant_id=tenant.tenant_id,
+        url=url,
     )
-

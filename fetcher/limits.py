@@ -142,8 +142,9 @@ class Limits:
         if state is None:
             if len(self._tenants) >= self._sweep_at:
                 self._sweep()
-            state = _Tenant(asyncio.Semaphore(self.per_tenant_concurrency), float(self.burst), self.clock(),
-                            self.base_rate)
+            state = _Tenant(
+                asyncio.Semaphore(self.per_tenant_concurrency), float(self.burst), self.clock(), self.base_rate
+            )
             self._tenants[tenant_id] = state
             self.peaks.tenants_tracked = max(self.peaks.tenants_tracked, len(self._tenants))
         return state
@@ -181,4 +182,3 @@ class Limits:
                 state.tokens -= 1.0
                 return
             await self.sleep((1.0 - state.tokens) / state.rate)
-

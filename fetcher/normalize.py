@@ -165,8 +165,9 @@ SCORE_FIELDS = _fields(
     ("licensedUserCount", None, as_int),
     ("enabledServices", None, as_str_list),
 )
-SCORE_SKIP = frozenset({"id", "azureTenantId", "createdDateTime", "vendorInformation", "averageComparativeScores",
-                        "controlScores"})
+SCORE_SKIP = frozenset(
+    {"id", "azureTenantId", "createdDateTime", "vendorInformation", "averageComparativeScores", "controlScores"}
+)
 VENDOR_FIELDS = _fields(
     ("vendor", str, as_str),
     ("provider", str, as_str),
@@ -200,23 +201,29 @@ NOTHING = frozenset[str]()
 def validate_identity(obj: Any, expected_tenant: str | None) -> tuple[str, str, datetime]:
     """The object's id, tenant and creation time, or a `PayloadError` naming what is wrong."""
     if not isinstance(obj, dict):
-        raise PayloadError(f"secureScore is not a JSON object but {type(obj).__name__}",
-                           tenant_id=expected_tenant)
+        raise PayloadError(f"secureScore is not a JSON object but {type(obj).__name__}", tenant_id=expected_tenant)
     score_id = obj.get("id")
     tenant = obj.get("azureTenantId")
     created = as_datetime(obj.get("createdDateTime"))
     if not isinstance(score_id, str) or not score_id.strip():
         raise MissingField("secureScore has no usable `id`", tenant_id=expected_tenant, field="id")
     if not isinstance(tenant, str) or not tenant.strip():
-        raise MissingField(f"secureScore {score_id} has no usable `azureTenantId`",
-                           tenant_id=expected_tenant, field="azureTenantId")
+        raise MissingField(
+            f"secureScore {score_id} has no usable `azureTenantId`", tenant_id=expected_tenant, field="azureTenantId"
+        )
     if not isinstance(created, datetime):
-        raise MissingField(f"secureScore {score_id} has no usable `createdDateTime`",
-                           tenant_id=expected_tenant, field="createdDateTime")
+        raise MissingField(
+            f"secureScore {score_id} has no usable `createdDateTime`",
+            tenant_id=expected_tenant,
+            field="createdDateTime",
+        )
     tenant = tenant.strip().lower()
     if expected_tenant is not None and tenant != expected_tenant.lower():
-        raise WrongTenant(f"secureScore {score_id} belongs to tenant {tenant}, not to {expected_tenant}, "
-                          "which was asked", tenant_id=expected_tenant, field="azureTenantId")
+        raise WrongTenant(
+            f"secureScore {score_id} belongs to tenant {tenant}, not to {expected_tenant}, which was asked",
+            tenant_id=expected_tenant,
+            field="azureTenantId",
+        )
     return score_id, tenant, created
 
 
@@ -230,8 +237,24 @@ def normalize_score(obj: Any, context: FetchContext, *, expected_tenant: str | N
     comparatives = _comparatives(obj.get("averageComparativeScores"), tenant, day, extra)
     controls = _controls(obj.get("controlScores"), tenant, day, extra)
     score = ScoreRow(
-        tenant, day, score_id, created, current, maximum, active, licensed, services, vendor, provider, version,
-        sub_provider, context.partial, context.warning_text, extra, context.fetched_at, context.run_id,
+        tenant,
+        day,
+        score_id,
+        created,
+        current,
+        maximum,
+        active,
+        licensed,
+        services,
+        vendor,
+        provider,
+        version,
+        sub_provider,
+        context.partial,
+        context.warning_text,
+        extra,
+        context.fetched_at,
+        context.run_id,
     )
     return ScoreDay(score, comparatives, controls)
 
@@ -285,6 +308,9 @@ def _controls(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[Co
         (score, percentage, status, synced, on, count, total, category, description), rest = read_fields(
             item, CONTROL_FIELDS, NAME_ONLY
         )
-        rows.append(ControlScoreRow(tenant, day, name, score, percentage, status, synced, on, count, total, rest,
-                                    category, description))
+        rows.append(
+            ControlScoreRow(
+                tenant, day, name, score, percentage, status, synced, on, count, total, rest, category, description
+            )
+        )
     return tuple(rows)

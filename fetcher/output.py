@@ -109,10 +109,17 @@ class ProgressObserver:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tenants"),
-            TextColumn("{task.fields[days]} score-days · {task.fields[throttled]} throttled · "
-                       "{task.fields[failures]} failed"),
-            TimeElapsedColumn(), console=console, transient=False, refresh_per_second=8,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tenants"),
+            TextColumn(
+                "{task.fields[days]} score-days · {task.fields[throttled]} throttled · {task.fields[failures]} failed"
+            ),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=8,
         )
         self.task: Any = None
         self.report: RunReport | None = None
@@ -120,19 +127,22 @@ class ProgressObserver:
     def started(self, report: RunReport) -> None:
         self.report = report
         self.progress.start()
-        self.task = self.progress.add_task(report.command, total=report.counters.tenants_total, days=0, throttled=0,
-                                           failures=0)
+        self.task = self.progress.add_task(
+            report.command, total=report.counters.tenants_total, days=0, throttled=0, failures=0
+        )
 
-    def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:
+    def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:  # noqa: ARG002 (the progress sink interface)
         c = report.counters
-        self.progress.update(self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled,
-                             failures=c.failures)
+        self.progress.update(
+            self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled, failures=c.failures
+        )
 
     def finished(self, report: RunReport) -> None:
         if self.task is not None:
             c = report.counters
-            self.progress.update(self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled,
-                                 failures=c.failures)
+            self.progress.update(
+                self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled, failures=c.failures
+            )
             self.progress.stop()
 
 
@@ -145,16 +155,29 @@ class LogObserver:
     def started(self, report: RunReport) -> None:
         self.log.info("%s %s: %d tenant(s) to fetch", report.command, report.run_id, report.counters.tenants_total)
 
-    def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:
+    def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:  # noqa: ARG002 (the progress sink interface)
         if outcome.status == "partial":
-            self.log.warning("tenant %s: stored %d day(s), %d flagged partial, %d payload(s) quarantined",
-                             outcome.tenant.label, outcome.scores_upserted, outcome.partial_days, outcome.rejected)
+            self.log.warning(
+                "tenant %s: stored %d day(s), %d flagged partial, %d payload(s) quarantined",
+                outcome.tenant.label,
+                outcome.scores_upserted,
+                outcome.partial_days,
+                outcome.rejected,
+            )
 
     def finished(self, report: RunReport) -> None:
         c = report.counters
-        self.log.info("%s %s %s: %d of %d tenant(s) stored, %d failed, %d score-day(s), %d throttled answer(s)",
-                      report.command, report.run_id, report.status, c.tenants_done - c.failures, c.tenants_total,
-                      c.failures, c.score_days, c.throttled)
+        self.log.info(
+            "%s %s %s: %d of %d tenant(s) stored, %d failed, %d score-day(s), %d throttled answer(s)",
+            report.command,
+            report.run_id,
+            report.status,
+            c.tenants_done - c.failures,
+            c.tenants_total,
+            c.failures,
+            c.score_days,
+            c.throttled,
+        )
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -168,8 +191,10 @@ def _tenant_cell(name: str, tenant_id: str) -> str:
 def summary_table(report: RunReport, *, limit: int = 50) -> Table:
     """The end-of-run table: every tenant that did not simply succeed, then the totals."""
     c = report.counters
-    title = (f"{report.command} {report.status}: {c.tenants_done - c.failures}/{c.tenants_total} tenants stored, "
-             f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed")
+    title = (
+        f"{report.command} {report.status}: {c.tenants_done - c.failures}/{c.tenants_total} tenants stored, "
+        f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed"
+    )
     table = Table(title=title, title_justify="left")
     table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
     table.add_column("status", no_wrap=True)
@@ -182,9 +207,15 @@ def summary_table(report: RunReport, *, limit: int = 50) -> Table:
             f"{outcome.partial_days} day(s) partial (206), {outcome.rejected} quarantined"
         )
         detail = detail.replace(f"tenant {outcome.tenant.label}: ", "")
-        table.add_row(_tenant_cell(outcome.tenant.name, outcome.tenant.tenant_id), outcome.status,
-                      str(outcome.scores_upserted), str(outcome.stats.requests), str(outcome.stats.retries),
-                      str(outcome.stats.throttled), escape(detail))
+        table.add_row(
+            _tenant_cell(outcome.tenant.name, outcome.tenant.tenant_id),
+            outcome.status,
+            str(outcome.scores_upserted),
+            str(outcome.stats.requests),
+            str(outcome.stats.retries),
+            str(outcome.stats.throttled),
+            escape(detail),
+        )
     if len(shown) > limit:
         table.add_row(f"... and {len(shown) - limit} more", "", "", "", "", "", "see tenant_runs")
     return table
@@ -198,8 +229,10 @@ def is_stale(state: TenantState, now: datetime, max_age: timedelta) -> bool:
 
 
 def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> Table:
-    table = Table(title=f"tenants ({len(states)}); stale = newest day older than {max_age.total_seconds() / 3600:g} h",
-                  title_justify="left")
+    table = Table(
+        title=f"tenants ({len(states)}); stale = newest day older than {max_age.total_seconds() / 3600:g} h",
+        title_justify="left",
+    )
     table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
     for column in ("newest day", "last success", "state"):
         table.add_column(column, no_wrap=True)
@@ -210,18 +243,30 @@ def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelt
         if s.rejected_payloads:
             error = f"{s.rejected_payloads} payload(s) quarantined. {error}".strip()
         table.add_row(
-            _tenant_cell(s.name, s.tenant_id), str(s.newest_score_date or "none"),
+            _tenant_cell(s.name, s.tenant_id),
+            str(s.newest_score_date or "none"),
             f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never",
-            "[red]stale[/red]" if is_stale(s, now, max_age) else "[green]ok[/green]", escape(error),
+            "[red]stale[/red]" if is_stale(s, now, max_age) else "[green]ok[/green]",
+            escape(error),
         )
     return table
 
 
 def status_json(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> bytes:
-    return orjson.dumps([
-        {"tenant_id": s.tenant_id, "name": s.name, "newest_score_date": s.newest_score_date,
-         "last_success_at": s.last_success_at, "last_error_at": s.last_error_at, "last_error_kind": s.last_error_kind,
-         "last_error_message": s.last_error_message, "rejected_payloads": s.rejected_payloads,
-         "stale": is_stale(s, now, max_age)}
-        for s in states
-    ], option=orjson.OPT_INDENT_2)
+    return orjson.dumps(
+        [
+            {
+                "tenant_id": s.tenant_id,
+                "name": s.name,
+                "newest_score_date": s.newest_score_date,
+                "last_success_at": s.last_success_at,
+                "last_error_at": s.last_error_at,
+                "last_error_kind": s.last_error_kind,
+                "last_error_message": s.last_error_message,
+                "rejected_payloads": s.rejected_payloads,
+                "stale": is_stale(s, now, max_age),
+            }
+            for s in states
+        ],
+        option=orjson.OPT_INDENT_2,
+    )

@@ -47,8 +47,12 @@ async def rebuild_tenant(engine: AsyncEngine, tenant_id: str) -> tuple[int, int]
                 chunk.append(normalize_score(raw.payload(), replay_context(raw), expected_tenant=tenant_id))
             except PayloadError as error:
                 refused += 1
-                log.warning("tenant %s: an archived object of %s no longer passes validation: %s",
-                            tenant_id, raw.score_date, error)
+                log.warning(
+                    "tenant %s: an archived object of %s no longer passes validation: %s",
+                    tenant_id,
+                    raw.score_date,
+                    error,
+                )
             if len(chunk) >= CHUNK:
                 await save_score_days(conn, chunk, raw.fetched_at)
                 chunk = []
@@ -74,8 +78,9 @@ def plan_rebuild(config: Config, wanted: Sequence[str]) -> Planner:
 class RebuildRun(Run):
     """`fetcher rebuild` as a run: the lock, the ledger, progress; tenants one after another."""
 
-    def __init__(self, config: Config, planner: Planner, *, observer: Observer | None = None,
-                 engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, config: Config, planner: Planner, *, observer: Observer | None = None, engine: AsyncEngine | None = None
+    ) -> None:
         super().__init__(config, "rebuild", planner, observer=observer, engine=engine)
 
     async def _ingest(self, engine: AsyncEngine, plans: list[Plan]) -> None:

@@ -65,9 +65,7 @@ class RetryPolicy:
         retry_after = error.retry_after if isinstance(error, TransientError) else None
         return max(self.backoff(retry_number), retry_after or 0.0)
 
-    async def call(
-        self, operation: Callable[[], Awaitable[T]], *, tenant: TenantConfig, stats: RequestStats
-    ) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], *, tenant: TenantConfig, stats: RequestStats) -> T:
         """Run `operation` until it succeeds, fails for good, or attempts or time run out.
 
         The first attempt runs outside tenacity: nearly every request succeeds at once, and a tenacity
@@ -113,7 +111,10 @@ class RetryPolicy:
             f"tenant {tenant.label}: Graph asked to wait {wait:g} s before retrying ({error.kind}, status "
             f"{error.status}), longer than [fetch] max_retry_wait_seconds = {self.max_retry_wait:g}; "
             "the tenant is left for the next run",
-            retry_after=wait, tenant_id=error.tenant_id, status=error.status, url=error.url,
+            retry_after=wait,
+            tenant_id=error.tenant_id,
+            status=error.status,
+            url=error.url,
         )
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -127,5 +128,10 @@ class RetryPolicy:
         status = f" {error.status}" if isinstance(error, TransientError) and error.status else ""
         log.info(
             "tenant %s: %s%s, retry %d of %d in %.1f s",
-            tenant.label, kind, status, state.attempt_number, self.max_attempts - 1, state.upcoming_sleep,
+            tenant.label,
+            kind,
+            status,
+            state.attempt_number,
+            self.max_attempts - 1,
+            state.upcoming_sleep,
         )

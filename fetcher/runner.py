@@ -149,7 +149,7 @@ def plan_backfill(tenants: Sequence[TenantConfig], days: int, *, resume: bool) -
 
 
 def plan_get(tenant: TenantConfig, score_id: str) -> Planner:
-    async def planner(conn: AsyncConnection) -> list[Plan]:
+    async def planner(conn: AsyncConnection) -> list[Plan]:  # noqa: ARG001 (the Planner signature)
         return [Plan(tenant, 1, score_id)]
 
     return planner
@@ -176,10 +176,19 @@ class TenantOutcome:
 
     def ledger_row(self, run_id: str) -> ledger.TenantRun:
         return ledger.TenantRun(
-            run_id=run_id, tenant_id=self.tenant.tenant_id, status=self.status, started_at=self.started_at,
-            finished_at=self.finished_at, scores_upserted=self.scores_upserted, requests=self.stats.requests,
-            retries=self.stats.retries, throttled=self.stats.throttled, rejected=self.rejected,
-            partial_days=self.partial_days, error_kind=self.error_kind, error_message=self.error_message,
+            run_id=run_id,
+            tenant_id=self.tenant.tenant_id,
+            status=self.status,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            scores_upserted=self.scores_upserted,
+            requests=self.stats.requests,
+            retries=self.stats.retries,
+            throttled=self.stats.throttled,
+            rejected=self.rejected,
+            partial_days=self.partial_days,
+            error_kind=self.error_kind,
+            error_message=self.error_message,
         )
 
     @property
@@ -242,8 +251,10 @@ class RunReport:
     def totals(self) -> ledger.RunTotals:
         failed = self.counters.failures
         return ledger.RunTotals(
-            status=self.status, finished_at=self.finished_at or utcnow(),
-            tenants_succeeded=self.counters.tenants_done - failed, tenants_failed=failed,
+            status=self.status,
+            finished_at=self.finished_at or utcnow(),
+            tenants_succeeded=self.counters.tenants_done - failed,
+            tenants_failed=failed,
             scores_upserted=self.counters.score_days,
         )
 
@@ -294,12 +305,19 @@ class TenantBatch:
     def add_object(self, obj: Any, context: FetchContext) -> None:
         text = _dumps(obj)
         if text is None:
-            self._reject(context, f"the object is nested deeper than the {MAX_STORED_DEPTH} levels that can be "
-                                  "archived and stored", _dumps_deep(obj))
+            self._reject(
+                context,
+                f"the object is nested deeper than the {MAX_STORED_DEPTH} levels that can be archived and stored",
+                _dumps_deep(obj),
+            )
             return
         if b"\\u0000" in text and _NUL.search(text):
-            self._reject(context, "a string in the object holds a NUL character (\\u0000), which PostgreSQL "
-                                  "cannot store; refused on every database alike", text)
+            self._reject(
+                context,
+                "a string in the object holds a NUL character (\\u0000), which PostgreSQL "
+                "cannot store; refused on every database alike",
+                text,
+            )
             return
         try:
             day = normalize_score(obj, context, expected_tenant=self.tenant_id)
@@ -312,9 +330,17 @@ class TenantBatch:
         if self.keep_objects:
             self.objects.append(obj)
         if self.keep_raw:
-            self.raw.append(pack(obj, tenant_id=self.tenant_id, score_date=day.score_date,
-                                 fetched_at=context.fetched_at, run_id=self.run_id,
-                                 warning=context.warning_text, text=text))
+            self.raw.append(
+                pack(
+                    obj,
+                    tenant_id=self.tenant_id,
+                    score_date=day.score_date,
+                    fetched_at=context.fetched_at,
+                    run_id=self.run_id,
+                    warning=context.warning_text,
+                    text=text,
+                )
+            )
 
     def _reject(self, context: FetchContext, reason: str, body: bytes) -> None:
         self.rejections.append(Rejection(self.tenant_id, self.run_id, context.fetched_at, reason, body))
@@ -348,8 +374,16 @@ def _dumps_deep(obj: Any) -> bytes:
 class Ingestion:
     """Fetches and stores a list of plans concurrently; one instance per run."""
 
-    def __init__(self, config: Config, engine: AsyncEngine, client: GraphClient, report: RunReport,
-                 observer: Observer, *, keep_objects: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: AsyncEngine,
+        client: GraphClient,
+        report: RunReport,
+        observer: Observer,
+        *,
+        keep_objects: bool = False,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.client = client
@@ -399,8 +433,13 @@ class Ingestion:
         except asyncio.CancelledError:
             if not self._stopping.is_set():
                 raise
-            return await self._finish(outcome, ledger.INTERRUPTED, Interrupted(
-                "the run was stopped before this tenant was fetched", signal_number=self.report.stopped_by or 0))
+            return await self._finish(
+                outcome,
+                ledger.INTERRUPTED,
+                Interrupted(
+                    "the run was stopped before this tenant was fetched", signal_number=self.report.stopped_by or 0
+                ),
+            )
         except FetcherError as error:
             return await self._finish(outcome, ledger.FAILED, error, self._quarantine(error, tenant))
         except Exception as error:  # a bug must cost one tenant, not the run
@@ -437,9 +476,14 @@ class Ingestion:
             outcome.scores_upserted = 0
             cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
             # The same class, so that the ledger's error_kind says what happened (database_locked, ...).
-            return await self._finish(outcome, ledger.FAILED, type(cause)(
-                f"tenant {outcome.tenant.label}: storing its {len(batch.days)} day(s) failed and was rolled back: "
-                f"{cause}"))
+            return await self._finish(
+                outcome,
+                ledger.FAILED,
+                type(cause)(
+                    f"tenant {outcome.tenant.label}: storing its {len(batch.days)} day(s) failed and was rolled back: "
+                    f"{cause}"
+                ),
+            )
         return outcome
 
     async def _write(self, outcome: TenantOutcome, batch: TenantBatch) -> None:
@@ -461,8 +505,9 @@ class Ingestion:
             return [Rejection(tenant.tenant_id, self.report.run_id, utcnow(), _one_line(error, tenant), error.body)]
         return []
 
-    async def _finish(self, outcome: TenantOutcome, status: str, error: FetcherError,
-                      rejections: Sequence[Rejection] = ()) -> TenantOutcome:
+    async def _finish(
+        self, outcome: TenantOutcome, status: str, error: FetcherError, rejections: Sequence[Rejection] = ()
+    ) -> TenantOutcome:
         """Record a tenant that stored nothing: failed or interrupted, with the one-line reason.
 
         Its ledger row (and any quarantined answer) is written now, or, when the database refuses
@@ -484,8 +529,11 @@ class Ingestion:
             async with self._writers:
                 await in_transaction(self.engine, work, f"recording tenant {outcome.tenant.label}")
         except (DBAPIError, DatabaseError) as db_error:
-            log.warning("tenant %s: its outcome is recorded at the end of the run: %s", outcome.tenant.label,
-                        _db_reason(db_error))
+            log.warning(
+                "tenant %s: its outcome is recorded at the end of the run: %s",
+                outcome.tenant.label,
+                _db_reason(db_error),
+            )
             self.report.unrecorded.append((row, list(rejections)))
         return outcome
 
@@ -526,8 +574,16 @@ async def open_graph(config: Config) -> AsyncIterator[GraphClient]:
 class Run:
     """One run of a command: `await Run(...).execute()`; `stop(signum)` from a signal handler."""
 
-    def __init__(self, config: Config, command: str, planner: Planner, *, observer: Observer | None = None,
-                 keep_objects: bool = False, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        command: str,
+        planner: Planner,
+        *,
+        observer: Observer | None = None,
+        keep_objects: bool = False,
+        engine: AsyncEngine | None = None,
+    ) -> None:
         self.config = config
         self.command = command
         self.planner = planner
@@ -579,8 +635,15 @@ class Run:
                 log.info("marked %d run(s) that died while running as interrupted", stale)
             await save_tenants(conn, [(t.tenant_id, t.name) for t in self.config.tenants], report.started_at)
             plans = await self.planner(conn)
-            await ledger.start_run(conn, run_id=report.run_id, command=self.command, started_at=report.started_at,
-                                   tenants_total=len(plans), host=holder.host, pid=holder.pid)
+            await ledger.start_run(
+                conn,
+                run_id=report.run_id,
+                command=self.command,
+                started_at=report.started_at,
+                tenants_total=len(plans),
+                host=holder.host,
+                pid=holder.pid,
+            )
             return plans
 
         return await in_transaction(engine, work, "starting the run")
@@ -591,8 +654,9 @@ class Run:
         if self.stopping:
             return
         async with open_graph(self.config) as client:
-            self._ingestion = Ingestion(self.config, engine, client, self.report, self.observer,
-                                        keep_objects=self.keep_objects)
+            self._ingestion = Ingestion(
+                self.config, engine, client, self.report, self.observer, keep_objects=self.keep_objects
+            )
             await self._ingestion.execute(plans)
 
     async def _end(self, engine: AsyncEngine) -> None:

@@ -49,16 +49,27 @@ class World:
     ) -> Path:
         chosen = list(tenants) if tenants is not None else list(self.sim.tenants)
         lines = toml_table("database", {"url": self.database_url, **(database or {})})
-        lines += toml_table("graph", {
-            "base_url": self.running.graph_base_url, "authority_host": self.running.authority_host,
-            "ca_bundle": str(self.running.ca_file), "timeout_seconds": 10, **(graph or {}),
-        })
+        lines += toml_table(
+            "graph",
+            {
+                "base_url": self.running.graph_base_url,
+                "authority_host": self.running.authority_host,
+                "ca_bundle": str(self.running.ca_file),
+                "timeout_seconds": 10,
+                **(graph or {}),
+            },
+        )
         lines += toml_table("fetch", {**FAST_FETCH, **(fetch or {})})
-        lines += toml_table("auth", {"method": "client_secret", "client_id": self.sim.client_id,
-                                     "client_secret": "env:SIM_SECRET"})
+        lines += toml_table(
+            "auth", {"method": "client_secret", "client_id": self.sim.client_id, "client_secret": "env:SIM_SECRET"}
+        )
         for tenant_id in chosen:
-            lines += ["[[tenants]]", f"tenant_id = {toml_value(tenant_id)}",
-                      f"name = {toml_value(self.sim.tenants[tenant_id].name)}", ""]
+            lines += [
+                "[[tenants]]",
+                f"tenant_id = {toml_value(tenant_id)}",
+                f"name = {toml_value(self.sim.tenants[tenant_id].name)}",
+                "",
+            ]
             if tenant_auth and tenant_id in tenant_auth:
                 lines += toml_table("tenants.auth", tenant_auth[tenant_id])
         self.config.write_text("\n".join(lines), encoding="utf-8")
@@ -71,14 +82,21 @@ class World:
         """Run `fetcher --config CONFIG ARGS` to completion."""
         return subprocess.run(
             [sys.executable, "-m", "fetcher", "--config", str(self.config), *args],
-            capture_output=True, text=True, timeout=timeout, env=self.env(), check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """Start `fetcher --config CONFIG ARGS` and return at once."""
         return subprocess.Popen(
             [sys.executable, "-m", "fetcher", "--config", str(self.config), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
         )
 
 

@@ -32,8 +32,9 @@ NEWEST = datetime.date(2026, 11, 27)
 SEED = 5
 # Backoff of a few milliseconds: tests of retries wait for real, but only as long as a Retry-After says.
 FAST_RETRY = {"base": 0.01, "cap": 0.05}
-FETCH = FetchConfig(concurrency=8, per_tenant_concurrency=4, per_tenant_rate=150, max_attempts=3,
-                    max_retry_wait_seconds=30.0)
+FETCH = FetchConfig(
+    concurrency=8, per_tenant_concurrency=4, per_tenant_rate=150, max_attempts=3, max_retry_wait_seconds=30.0
+)
 
 
 def secret_auth(secret: str = DEFAULT_CLIENT_SECRET, client_id: str = DEFAULT_CLIENT_ID) -> AuthConfig:
@@ -77,7 +78,7 @@ class Stack:
         return [page async for page in self.client.list_secure_scores(tenant, days, stats)]
 
     def requests(self, endpoint: str, tenant_id: str | None = None) -> list[RequestRecord]:
-        wanted = (lambda r: True) if tenant_id is None else (lambda r: r.tenant_id == tenant_id)
+        wanted = (lambda _r: True) if tenant_id is None else (lambda r: r.tenant_id == tenant_id)
         return [r for r in self.sim.requests if r.endpoint == endpoint and wanted(r)]
 
 

@@ -18,30 +18,77 @@ DAY = dt.date(2026, 11, 27)
 SERVICES = ("HasAADP1", "HasAADP2", "HasMCAS", "HasM365E5", "HasMDEP2", "HasSPOP2")
 CATEGORIES = ("Identity", "Data", "Device", "Apps", "Infrastructure")
 VENDOR: dict[str, Any] = {
-    "provider": "SecureScore", "providerVersion": None, "subProvider": None, "vendor": "Microsoft",
+    "provider": "SecureScore",
+    "providerVersion": None,
+    "subProvider": None,
+    "vendor": "Microsoft",
 }
 
 # name, category, score, max score, how it is measured, description, implementationStatus
 _CONTROLS: tuple[tuple[str, str, float, float, str, str, str], ...] = (
-    ("IntegratedApps", "Identity", 4.0, 4.0, "on",
-     "Restricting user consent to applications lowers the risk of malicious apps.",
-     "You have a user consent policy in place."),
-    ("MFARegistrationV2", "Identity", 9.0, 9.0, "ratio",
-     "Multifactor authentication protects accounts from password attacks.",
-     "You have 0 out of 3 users that aren't registered with MFA."),
-    ("meeting_restrictanonymousjoin_v1", "Apps", 0.0, 1.0, "off",
-     "Restricting anonymous users from joining meetings.", "current status: On"),
-    ("OneAdmin", "Identity", 0.0, 1.0, "count",
-     "<p>Having more than one global administrator helps with continuity.</p>",
-     "You currently have 1 global admins."),
-    ("BlockLegacyAuthentication", "Identity", 8.0, 8.0, "ratio",
-     "Legacy authentication protocols cannot enforce multifactor authentication.",
-     "You have 0 out of 3 users that can sign in with legacy authentication."),
-    ("mdo_safelinksforOfficeApps", "Apps", 0.0, 8.0, "off",
-     "Safe Links checks links in Office documents when they are opened.", "Safe Links for Office apps is off."),
-    ("scid_2010", "Device", 3.5, 7.0, "ratio",
-     "Turn on Microsoft Defender Antivirus PUA protection in block mode.",
-     "2 of 4 devices are not protected."),
+    (
+        "IntegratedApps",
+        "Identity",
+        4.0,
+        4.0,
+        "on",
+        "Restricting user consent to applications lowers the risk of malicious apps.",
+        "You have a user consent policy in place.",
+    ),
+    (
+        "MFARegistrationV2",
+        "Identity",
+        9.0,
+        9.0,
+        "ratio",
+        "Multifactor authentication protects accounts from password attacks.",
+        "You have 0 out of 3 users that aren't registered with MFA.",
+    ),
+    (
+        "meeting_restrictanonymousjoin_v1",
+        "Apps",
+        0.0,
+        1.0,
+        "off",
+        "Restricting anonymous users from joining meetings.",
+        "current status: On",
+    ),
+    (
+        "OneAdmin",
+        "Identity",
+        0.0,
+        1.0,
+        "count",
+        "<p>Having more than one global administrator helps with continuity.</p>",
+        "You currently have 1 global admins.",
+    ),
+    (
+        "BlockLegacyAuthentication",
+        "Identity",
+        8.0,
+        8.0,
+        "ratio",
+        "Legacy authentication protocols cannot enforce multifactor authentication.",
+        "You have 0 out of 3 users that can sign in with legacy authentication.",
+    ),
+    (
+        "mdo_safelinksforOfficeApps",
+        "Apps",
+        0.0,
+        8.0,
+        "off",
+        "Safe Links checks links in Office documents when they are opened.",
+        "Safe Links for Office apps is off.",
+    ),
+    (
+        "scid_2010",
+        "Device",
+        3.5,
+        7.0,
+        "ratio",
+        "Turn on Microsoft Defender Antivirus PUA protection in block mode.",
+        "2 of 4 devices are not protected.",
+    ),
 )
 
 
@@ -95,15 +142,26 @@ def comparatives() -> list[dict[str, Any]]:
     """The newest day's `averageComparativeScores`: all tenants, and tenants of a similar seat count."""
     return [
         {
-            "basis": "AllTenants", "averageScore": 52.86,
-            "appsScore": 45.81, "appsScoreMax": 120.83, "dataScore": 0.37, "dataScoreMax": 5.15,
-            "deviceScore": 20.67, "deviceScoreMax": 35.04, "identityScore": 41.21, "identityScoreMax": 61.88,
-            "infrastructureScore": 0.0, "infrastructureScoreMax": 0.0,
+            "basis": "AllTenants",
+            "averageScore": 52.86,
+            "appsScore": 45.81,
+            "appsScoreMax": 120.83,
+            "dataScore": 0.37,
+            "dataScoreMax": 5.15,
+            "deviceScore": 20.67,
+            "deviceScoreMax": 35.04,
+            "identityScore": 41.21,
+            "identityScoreMax": 61.88,
+            "infrastructureScore": 0.0,
+            "infrastructureScoreMax": 0.0,
         },
         {
-            "basis": "TotalSeats", "averageScore": 48.1,
-            "SeatSizeRangeLowerValue": "1", "SeatSizeRangeUpperValue": "100",
-            "appsScore": 53.64, "appsScoreMax": 146.11,
+            "basis": "TotalSeats",
+            "averageScore": 48.1,
+            "SeatSizeRangeLowerValue": "1",
+            "SeatSizeRangeUpperValue": "100",
+            "appsScore": 53.64,
+            "appsScoreMax": 146.11,
         },
     ]
 
@@ -129,8 +187,9 @@ def full_day(tenant: str = TENANT, day: dt.date = DAY, *, controls: int = len(_C
     return _day(tenant, day, [full_control(i) for i in range(controls)], comparatives())
 
 
-def thin_day(tenant: str = TENANT, day: dt.date = DAY - dt.timedelta(days=1), *,
-             controls: int = len(_CONTROLS)) -> dict[str, Any]:
+def thin_day(
+    tenant: str = TENANT, day: dt.date = DAY - dt.timedelta(days=1), *, controls: int = len(_CONTROLS)
+) -> dict[str, Any]:
     """An older day as Graph sends it: thin controls and `averageComparativeScores: []`."""
     return _day(tenant, day, [thin_control(i) for i in range(controls)], [])
 
@@ -153,8 +212,9 @@ def generated_control(index: int, *, newest: bool = True) -> dict[str, Any]:
     return item
 
 
-def many_controls_day(count: int = 230, tenant: str = TENANT, day: dt.date = DAY, *,
-                      newest: bool = True) -> dict[str, Any]:
+def many_controls_day(
+    count: int = 230, tenant: str = TENANT, day: dt.date = DAY, *, newest: bool = True
+) -> dict[str, Any]:
     """A day with `count` controls (a real tenant has about 230), full or thin, for throughput tests."""
     controls = [generated_control(i, newest=newest) for i in range(count)]
     return _day(tenant, day, controls, comparatives() if newest else [])

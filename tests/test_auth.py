@@ -66,8 +66,9 @@ def tenants() -> list[SimTenant]:
 
 def certificate_auth(path: Path, password: str | None = None) -> AuthConfig:
     secret = Secret("env:CERT_PASSWORD", password) if password else None
-    return AuthConfig(method="certificate", client_id=DEFAULT_CLIENT_ID, certificate_path=path,
-                      certificate_password=secret)
+    return AuthConfig(
+        method="certificate", client_id=DEFAULT_CLIENT_ID, certificate_path=path, certificate_password=secret
+    )
 
 
 def token_requests(s: Stack, tenant_id: str) -> int:
@@ -125,8 +126,9 @@ async def test_workload_identity_gets_a_token(tenants: list[SimTenant], tmp_path
     sim = small_simulator(tenants)
     token_file = tmp_path / "federated-token"
     token_file.write_text(sim.issue_federated_token(sim.client_id, tenants[0].tenant_id))
-    auth = AuthConfig(method="workload_identity", client_id=DEFAULT_CLIENT_ID,
-                      token_file=token_file if via == "token_file" else None)
+    auth = AuthConfig(
+        method="workload_identity", client_id=DEFAULT_CLIENT_ID, token_file=token_file if via == "token_file" else None
+    )
     environ = {"AZURE_FEDERATED_TOKEN_FILE": str(token_file)} if via == "environment" else {}
     async with stack(sim, tmp_path) as s:
         provider = TokenProvider(s.session, s.graph, environ=environ)
@@ -138,10 +140,14 @@ async def test_workload_identity_gets_a_token(tenants: list[SimTenant], tmp_path
 @pytest.mark.parametrize(
     ("auth", "why"),
     [
-        (AuthConfig(method="workload_identity", client_id=DEFAULT_CLIENT_ID),
-         "token_file (or $AZURE_FEDERATED_TOKEN_FILE)"),
-        (AuthConfig(method="certificate", client_id=DEFAULT_CLIENT_ID, certificate_path=Path("/nonexistent/c.pem")),
-         "cannot read certificate_path /nonexistent/c.pem"),
+        (
+            AuthConfig(method="workload_identity", client_id=DEFAULT_CLIENT_ID),
+            "token_file (or $AZURE_FEDERATED_TOKEN_FILE)",
+        ),
+        (
+            AuthConfig(method="certificate", client_id=DEFAULT_CLIENT_ID, certificate_path=Path("/nonexistent/c.pem")),
+            "cannot read certificate_path /nonexistent/c.pem",
+        ),
         (AuthConfig(method="client_secret", client_id=DEFAULT_CLIENT_ID), "needs client_id and client_secret"),
         (AuthConfig(method="kerberos"), "unknown auth method 'kerberos'"),
     ],
@@ -195,14 +201,23 @@ def entra_refusal(code: int, message: str) -> bytes:
 REFUSALS = {
     "invalid-secret": ("AADSTS7000215", "AADSTS7000215: the client secret is wrong or expired: create a new one"),
     "expired-secret": ("AADSTS7000222", "AADSTS7000222: the client secret has expired: create a new one"),
-    "app-not-found": ("AADSTS700016", "AADSTS700016: the app registration {client_id} is not in tenant "
-                      "{tenant_id}: have an admin of {tenant_id} grant admin consent "
-                      "({authority}/{tenant_id}/adminconsent?client_id={client_id})"),
+    "app-not-found": (
+        "AADSTS700016",
+        "AADSTS700016: the app registration {client_id} is not in tenant "
+        "{tenant_id}: have an admin of {tenant_id} grant admin consent "
+        "({authority}/{tenant_id}/adminconsent?client_id={client_id})",
+    ),
     "tenant-not-found": ("AADSTS90002", "AADSTS90002: Entra ID knows no tenant {tenant_id}: check tenant_id"),
-    "consent": ("AADSTS65001", "AADSTS65001: the app {client_id} has no admin consent in tenant {tenant_id}: "
-                "have an admin of {tenant_id} grant it ({authority}/{tenant_id}/adminconsent?client_id="),
-    "bad-certificate": ("AADSTS700027", "AADSTS700027: Entra ID refused the certificate assertion: the "
-                        "certificate is not registered on app {client_id}"),
+    "consent": (
+        "AADSTS65001",
+        "AADSTS65001: the app {client_id} has no admin consent in tenant {tenant_id}: "
+        "have an admin of {tenant_id} grant it ({authority}/{tenant_id}/adminconsent?client_id=",
+    ),
+    "bad-certificate": (
+        "AADSTS700027",
+        "AADSTS700027: Entra ID refused the certificate assertion: the "
+        "certificate is not registered on app {client_id}",
+    ),
     "other": ("AADSTS50034", "Entra ID refused a token (AADSTS50034: The user account does not exist.)"),
 }
 
@@ -236,8 +251,9 @@ async def test_each_refusal_is_one_line_naming_the_tenant_and_the_fix(
             await s.list_all(tenant)
         code, advice = REFUSALS[case]
         error = caught.value
-        expected = advice.format(client_id=DEFAULT_CLIENT_ID, tenant_id=tenant.tenant_id,
-                                 authority=s.graph.authority_host)
+        expected = advice.format(
+            client_id=DEFAULT_CLIENT_ID, tenant_id=tenant.tenant_id, authority=s.graph.authority_host
+        )
         assert (error.code, error.tenant_id) == (code, tenant.tenant_id)
         assert str(error).startswith(f"tenant {tenant.label}: ")
         assert expected in str(error)
@@ -319,8 +335,10 @@ async def test_no_token_or_secret_reaches_logs_errors_or_reprs(
     healthy, other, unregistered, _ = tenants
     by_certificate, wrong_secret = generate_tenants(2, seed=SEED + 1)
     refused_graph = dataclasses.replace(other, faults=(Fault.status(401),))
-    sim = small_simulator([healthy, refused_graph, unregistered, by_certificate, wrong_secret],
-                          client_certificate_pem=certificate.certificate_pem)
+    sim = small_simulator(
+        [healthy, refused_graph, unregistered, by_certificate, wrong_secret],
+        client_certificate_pem=certificate.certificate_pem,
+    )
     errors: list[Exception] = []
     async with stack(sim, tmp_path) as s:
         await s.list_all(s.tenant(healthy))

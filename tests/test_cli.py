@@ -30,8 +30,8 @@ DEFAULT_AUTH = 'client_secret = "env:SECRET"'
 def write_config(folder: Path, *, database: str = DEFAULT_DATABASE, auth: str = DEFAULT_AUTH) -> Path:
     path = folder / "fetcher.toml"
     path.write_text(
-        f"[database]\n{database}\n[auth]\nclient_id = \"{CLIENT_ID}\"\n{auth}\n"
-        f"[[tenants]]\ntenant_id = \"{TENANT}\"\nname = \"Contoso\"\n",
+        f'[database]\n{database}\n[auth]\nclient_id = "{CLIENT_ID}"\n{auth}\n'
+        f'[[tenants]]\ntenant_id = "{TENANT}"\nname = "Contoso"\n',
         encoding="utf-8",
     )
     return path
@@ -94,8 +94,9 @@ def test_a_missing_configuration_file_says_where_it_looked(tmp_path: Path) -> No
 def test_an_unknown_tenant_on_the_command_line_is_a_usage_error(tmp_path: Path) -> None:
     config = write_config(tmp_path)
 
-    result = invoke("--config", str(config), "run", "--tenant", "22222222-2222-2222-2222-222222222222",
-                    env={"SECRET": SECRET})
+    result = invoke(
+        "--config", str(config), "run", "--tenant", "22222222-2222-2222-2222-222222222222", env={"SECRET": SECRET}
+    )
 
     assert result.exit_code == 2
     assert "no such tenant" in result.output
@@ -136,8 +137,7 @@ def test_status_of_a_new_database_shows_every_tenant_as_stale(tmp_path: Path) ->
 def test_backfill_rejects_both_days_and_since(tmp_path: Path) -> None:
     config = write_config(tmp_path)
 
-    result = invoke("--config", str(config), "backfill", "--days", "3", "--since", "2026-11-01",
-                    env={"SECRET": SECRET})
+    result = invoke("--config", str(config), "backfill", "--days", "3", "--since", "2026-11-01", env={"SECRET": SECRET})
 
     assert result.exit_code == 2
     assert "not both" in result.output
@@ -147,8 +147,10 @@ def test_read_only_commands_need_no_client_secret(tmp_path: Path) -> None:
     """status, report, rebuild and migrate never authenticate, so a monitoring host needs no secret."""
     config = write_config(tmp_path)
 
-    results = [invoke("--config", str(config), *command, env={})
-               for command in (["migrate"], ["status"], ["report", "--format", "json"])]
+    results = [
+        invoke("--config", str(config), *command, env={})
+        for command in (["migrate"], ["status"], ["report", "--format", "json"])
+    ]
 
     assert [r.exit_code for r in results] == [0, 1, 0], [r.output for r in results]
 

@@ -36,8 +36,12 @@ ENV = {"FETCHER_CLIENT_SECRET": SECRET}
 AUTH = f'client_id = "{CLIENT_ID}"\nclient_secret = "env:FETCHER_CLIENT_SECRET"\n'
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 GLOBAL = GraphConfig(
-    cloud="global", base_url="https://graph.microsoft.com/v1.0", authority_host="https://login.microsoftonline.com",
-    scope="https://graph.microsoft.com/.default", ca_bundle=None, timeout_seconds=60.0,
+    cloud="global",
+    base_url="https://graph.microsoft.com/v1.0",
+    authority_host="https://login.microsoftonline.com",
+    scope="https://graph.microsoft.com/.default",
+    ca_bundle=None,
+    timeout_seconds=60.0,
     max_response_bytes=64 * 1024 * 1024,
 )
 
@@ -48,8 +52,9 @@ def tenant(tenant_id: str = TENANT_A, name: str = "Contoso", *, body: str = "", 
     return text + (f"[tenants.auth]\n{auth}\n" if auth else "")
 
 
-def config_text(*, top: str = "", database: str = "", graph: str = "", fetch: str = "", auth: str = AUTH,
-                tenants: str | None = None) -> str:
+def config_text(
+    *, top: str = "", database: str = "", graph: str = "", fetch: str = "", auth: str = AUTH, tenants: str | None = None
+) -> str:
     """A configuration file: top-level keys, then each non-empty section, then the tenants."""
     parts = [top]
     for name, body in (("database", database), ("graph", graph), ("fetch", fetch), ("auth", auth)):
@@ -156,8 +161,12 @@ def test_config_file_is_found_by_option_then_environment_then_default(
         ({"fetch": "concurency = 4"}, "concurency", "concurrency", "[fetch]"),
         ({"auth": AUTH + 'client_secert = "env:X"'}, "client_secert", "client_secret", "[auth]"),
         ({"tenants": tenant(body='tenantid = "x"')}, "tenantid", "tenant_id", "[[tenants]] #1:"),
-        ({"tenants": tenant(auth='methods = "certificate"')}, "methods", "method",
-         f"tenant {TENANT_A}: [tenants.auth]"),
+        (
+            {"tenants": tenant(auth='methods = "certificate"')},
+            "methods",
+            "method",
+            f"tenant {TENANT_A}: [tenants.auth]",
+        ),
     ],
     ids=["top", "database", "graph", "fetch", "auth", "tenants", "tenants.auth"],
 )
@@ -211,8 +220,9 @@ def test_tenant_name_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
 
 
 def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
-    config = load(tmp_path, graph="timeout_seconds = 30", fetch="max_retry_wait_seconds = 10",
-                  database="busy_timeout_seconds = 5")
+    config = load(
+        tmp_path, graph="timeout_seconds = 30", fetch="max_retry_wait_seconds = 10", database="busy_timeout_seconds = 5"
+    )
 
     assert (config.graph.timeout_seconds, config.fetch.max_retry_wait_seconds) == (30.0, 10.0)
     assert type(config.database.busy_timeout_seconds) is float
@@ -222,14 +232,18 @@ def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
     ("sections", "expected"),
     [
         ({"fetch": "concurrency = 0"}, "[fetch] concurrency must be at least 1, got 0"),
-        ({"fetch": "per_tenant_concurrency = 5"}, "[fetch] per_tenant_concurrency must be between 1 and 4 "
-                                                  "(Graph allows 4 concurrent secureScore requests per app per "
-                                                  "tenant), got 5"),
+        (
+            {"fetch": "per_tenant_concurrency = 5"},
+            "[fetch] per_tenant_concurrency must be between 1 and 4 "
+            "(Graph allows 4 concurrent secureScore requests per app per "
+            "tenant), got 5",
+        ),
         ({"fetch": "per_tenant_concurrency = 0"}, "[fetch] per_tenant_concurrency must be between 1 and 4"),
-        ({"fetch": "per_tenant_rate = 151"}, "[fetch] per_tenant_rate must be between 1 and 150 requests a minute "
-                                             "(Graph's per-tenant limit), got 151"),
-        ({"fetch": "history_days = 91"}, "[fetch] history_days must be between 1 and 90 (Graph keeps 90 days), "
-                                         "got 91"),
+        (
+            {"fetch": "per_tenant_rate = 151"},
+            "[fetch] per_tenant_rate must be between 1 and 150 requests a minute (Graph's per-tenant limit), got 151",
+        ),
+        ({"fetch": "history_days = 91"}, "[fetch] history_days must be between 1 and 90 (Graph keeps 90 days), got 91"),
         ({"fetch": "history_days = 0"}, "[fetch] history_days must be between 1 and 90"),
         ({"fetch": "max_attempts = 0"}, "[fetch] max_attempts must be at least 1, got 0"),
         ({"fetch": "max_retry_wait_seconds = -1"}, "[fetch] max_retry_wait_seconds must not be negative"),
@@ -239,23 +253,26 @@ def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
         ({"database": "busy_timeout_seconds = -1"}, "[database] busy_timeout_seconds must not be negative"),
     ],
 )
-def test_value_out_of_range_is_refused_with_the_bounds(
-    tmp_path: Path, sections: dict[str, str], expected: str
-) -> None:
+def test_value_out_of_range_is_refused_with_the_bounds(tmp_path: Path, sections: dict[str, str], expected: str) -> None:
     assert expected in refused(tmp_path, **sections)
 
 
 def test_values_at_graphs_limits_are_accepted(tmp_path: Path) -> None:
-    fetch = ("concurrency = 1\nper_tenant_concurrency = 4\nper_tenant_rate = 150\nhistory_days = 90\n"
-             "max_attempts = 1\nmax_retry_wait_seconds = 0\n")
+    fetch = (
+        "concurrency = 1\nper_tenant_concurrency = 4\nper_tenant_rate = 150\nhistory_days = 90\n"
+        "max_attempts = 1\nmax_retry_wait_seconds = 0\n"
+    )
 
     assert load(tmp_path, fetch=fetch).fetch == FetchConfig(1, 4, 150, 90, 1, 0.0)
 
 
 @pytest.mark.parametrize(
     "sections",
-    [{"graph": "timeout_seconds = nan"}, {"fetch": "max_retry_wait_seconds = nan"},
-     {"database": "busy_timeout_seconds = nan"}],
+    [
+        {"graph": "timeout_seconds = nan"},
+        {"fetch": "max_retry_wait_seconds = nan"},
+        {"database": "busy_timeout_seconds = nan"},
+    ],
 )
 def test_nan_is_refused_for_number_keys(tmp_path: Path, sections: dict[str, str]) -> None:
     assert "nan" in refused(tmp_path, **sections)
@@ -300,7 +317,8 @@ def test_base_url_override_loses_its_trailing_slash_and_sets_the_scope(tmp_path:
     config = load(tmp_path, graph='base_url = "https://graph.example.test:8443/v1.0/"')
 
     assert (config.graph.base_url, config.graph.scope) == (
-        "https://graph.example.test:8443/v1.0", "https://graph.example.test:8443/.default"
+        "https://graph.example.test:8443/v1.0",
+        "https://graph.example.test:8443/.default",
     )
 
 
@@ -403,7 +421,9 @@ def test_certificate_and_token_paths_resolve_against_the_config_folder(elsewhere
     config = load(elsewhere, auth=auth)
 
     assert config.tenants[0].auth == AuthConfig(
-        method="certificate", client_id=CLIENT_ID, certificate_path=elsewhere / "app.pem",
+        method="certificate",
+        client_id=CLIENT_ID,
+        certificate_path=elsewhere / "app.pem",
         token_file=elsewhere / "t.jwt",
     )
 
@@ -552,15 +572,25 @@ def test_tenants_file_adds_tenants_with_the_shared_auth(tmp_path: Path) -> None:
 
     auth = AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:FETCHER_CLIENT_SECRET", SECRET))
     assert config.tenants == (
-        TenantConfig(TENANT_A, "Contoso", auth), TenantConfig(TENANT_B, "Fabrikam", auth),
+        TenantConfig(TENANT_A, "Contoso", auth),
+        TenantConfig(TENANT_B, "Fabrikam", auth),
         TenantConfig(TENANT_C, "", auth),
     )
 
 
 @pytest.mark.parametrize(
     ("value", "enabled"),
-    [("false", False), ("FALSE", False), ("0", False), ("no", False), ("n", False),
-     ("true", True), ("1", True), ("yes", True), ("", True)],
+    [
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+        ("n", False),
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("", True),
+    ],
 )
 def test_tenants_file_enabled_column(tmp_path: Path, value: str, enabled: bool) -> None:
     config = csv_config(tmp_path, f"tenant_id,name,enabled\n{TENANT_B},Fabrikam,{value}\n")
@@ -620,8 +650,10 @@ def test_secret_from_an_unset_variable_is_refused_naming_tenant_and_key(
 ) -> None:
     message = refused(tmp_path, environ)
 
-    assert (f"tenant {TENANT_A} (Contoso): auth.client_secret = 'env:FETCHER_CLIENT_SECRET': "
-            "environment variable FETCHER_CLIENT_SECRET is not set") in message
+    assert (
+        f"tenant {TENANT_A} (Contoso): auth.client_secret = 'env:FETCHER_CLIENT_SECRET': "
+        "environment variable FETCHER_CLIENT_SECRET is not set"
+    ) in message
 
 
 def test_tenant_own_secret_from_an_unset_variable_names_that_tenant(tmp_path: Path) -> None:
@@ -635,8 +667,9 @@ def test_tenant_own_secret_from_an_unset_variable_names_that_tenant(tmp_path: Pa
 def test_secret_from_a_missing_file_is_refused(tmp_path: Path) -> None:
     message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
 
-    assert (f"tenant {TENANT_A} (Contoso): auth.client_secret = 'file:secret.txt': cannot read "
-            f"{tmp_path / 'secret.txt'}") in message
+    assert (
+        f"tenant {TENANT_A} (Contoso): auth.client_secret = 'file:secret.txt': cannot read {tmp_path / 'secret.txt'}"
+    ) in message
 
 
 @pytest.mark.parametrize("content", ["", " \n\n"])
@@ -663,8 +696,10 @@ def test_literal_secret_works_with_a_warning_that_does_not_show_it(tmp_path: Pat
 def test_secret_shows_only_its_reference() -> None:
     secret = Secret("env:FETCHER_CLIENT_SECRET", SECRET)
 
-    assert (str(secret), repr(secret)) == ("<secret from env:FETCHER_CLIENT_SECRET>",
-                                          "Secret('env:FETCHER_CLIENT_SECRET')")
+    assert (str(secret), repr(secret)) == (
+        "<secret from env:FETCHER_CLIENT_SECRET>",
+        "Secret('env:FETCHER_CLIENT_SECRET')",
+    )
 
 
 def test_secret_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
@@ -699,8 +734,11 @@ def test_tenant_auth_overrides_merge_key_by_key_with_auth(tmp_path: Path) -> Non
     tenants = (
         tenant()
         + tenant(TENANT_B, "Northwind", auth='client_secret = "env:NORTHWIND_SECRET"')
-        + tenant(TENANT_C, "Fabrikam", auth=f'method = "certificate"\nclient_id = "{own_app.upper()}"\n'
-                                            'certificate_path = "fabrikam.pem"')
+        + tenant(
+            TENANT_C,
+            "Fabrikam",
+            auth=f'method = "certificate"\nclient_id = "{own_app.upper()}"\ncertificate_path = "fabrikam.pem"',
+        )
     )
 
     config = load(tmp_path, ENV | {"NORTHWIND_SECRET": "n"}, tenants=tenants)
@@ -709,8 +747,9 @@ def test_tenant_auth_overrides_merge_key_by_key_with_auth(tmp_path: Path) -> Non
     assert [t.auth for t in config.tenants] == [
         AuthConfig(client_id=CLIENT_ID, client_secret=shared),
         AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:NORTHWIND_SECRET", "n")),
-        AuthConfig(method="certificate", client_id=own_app, client_secret=None,
-                   certificate_path=tmp_path / "fabrikam.pem"),
+        AuthConfig(
+            method="certificate", client_id=own_app, client_secret=None, certificate_path=tmp_path / "fabrikam.pem"
+        ),
     ]
 
 
@@ -729,14 +768,21 @@ def test_managed_identity_needs_no_client_id_or_secret(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("auth", "expected"),
     [
-        ('method = "password"', "auth.method must be one of client_secret, certificate, workload_identity, "
-                                "managed_identity, got 'password'"),
+        (
+            'method = "password"',
+            "auth.method must be one of client_secret, certificate, workload_identity, "
+            "managed_identity, got 'password'",
+        ),
         ('client_secret = "env:FETCHER_CLIENT_SECRET"', "auth.client_id is required for method 'client_secret'"),
         (f'client_id = "{CLIENT_ID}"', "auth.client_secret is required for this auth method"),
-        ('method = "workload_identity"\nclient_secret = "env:FETCHER_CLIENT_SECRET"',
-         "auth.client_id is required for method 'workload_identity'"),
-        (f'method = "certificate"\nclient_id = "{CLIENT_ID}"',
-         "auth.certificate_path is required for method 'certificate'"),
+        (
+            'method = "workload_identity"\nclient_secret = "env:FETCHER_CLIENT_SECRET"',
+            "auth.client_id is required for method 'workload_identity'",
+        ),
+        (
+            f'method = "certificate"\nclient_id = "{CLIENT_ID}"',
+            "auth.certificate_path is required for method 'certificate'",
+        ),
     ],
 )
 def test_incomplete_auth_is_refused_naming_tenant_and_key(tmp_path: Path, auth: str, expected: str) -> None:
@@ -805,22 +851,27 @@ def keys_of(document: dict[str, Any], section: str) -> set[str]:
     return set(document.get(section, {}) if section else document)
 
 
-def test_example_config_loads(tmp_path: Path) -> None:
+def test_example_config_loads() -> None:
     """config.example.toml as shipped is valid, and its live values are the code's defaults."""
     config = load_config(EXAMPLE, {"FETCHER_CLIENT_SECRET": SECRET})
 
     assert (config.graph, config.fetch, config.warnings) == (GLOBAL, FetchConfig(), ())
     assert config.database == DatabaseConfig(url=f"sqlite+aiosqlite:///{EXAMPLE.parent / 'securescores.db'}")
     assert config.tenants == (
-        TenantConfig(TENANT_A, "Contoso", AuthConfig(client_id=CLIENT_ID, client_secret=Secret(
-            "env:FETCHER_CLIENT_SECRET", SECRET))),
+        TenantConfig(
+            TENANT_A,
+            "Contoso",
+            AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:FETCHER_CLIENT_SECRET", SECRET)),
+        ),
     )
 
 
 def test_example_config_documents_every_key() -> None:
     """Every key the code accepts appears in the example, set or commented, in its own section."""
-    fields = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (DatabaseConfig, GraphConfig, FetchConfig,
-                                                                           AuthConfig, TenantConfig)}
+    fields = {
+        cls: {f.name for f in dataclasses.fields(cls)}
+        for cls in (DatabaseConfig, GraphConfig, FetchConfig, AuthConfig, TenantConfig)
+    }
     documented: dict[str, set[str]] = {}
     for section, key, _ in example_keys(EXAMPLE.read_text(encoding="utf-8").splitlines()):
         documented.setdefault(section, set()).add(key)

@@ -113,7 +113,8 @@ async def test_a_206_page_carries_its_warnings(tenant: SimTenant, tmp_path: Path
         first, second = pages
         assert (first.status, second.status) == (206, 200)
         assert [(w.provider, w.status_code, w.latency_ms) for w in first.warnings] == [
-            ("SecureScore", 504, 10000), ("Intune", 500, 25)
+            ("SecureScore", 504, 10000),
+            ("Intune", 500, 25),
         ]
         assert second.warnings == ()
 
@@ -173,8 +174,10 @@ async def test_a_tenant_without_consent_is_denied_with_the_missing_permission(
     async with stack(small_simulator([dataclasses.replace(tenant, consent=False)]), tmp_path) as s:
         with pytest.raises(PermissionDenied) as caught:
             await s.list_all(s.tenant(tenant))
-        assert "the app lacks the application permission SecurityEvents.Read.All with admin consent in tenant " \
-               f"{tenant.tenant_id}" in str(caught.value)
+        assert (
+            "the app lacks the application permission SecurityEvents.Read.All with admin consent in tenant "
+            f"{tenant.tenant_id}" in str(caught.value)
+        )
         assert "Missing application roles" in str(caught.value)
         assert len(s.requests("list")) == 1
 
@@ -300,8 +303,9 @@ async def test_an_answer_that_does_not_come_in_time_is_retried(tenant: SimTenant
 
 
 async def test_an_answer_that_never_comes_times_out(tenant: SimTenant, tmp_path: Path) -> None:
-    async with stack(small_simulator([with_faults(tenant, Fault.timeout(3.0))]), tmp_path,
-                     graph={"timeout_seconds": 0.3}) as s:
+    async with stack(
+        small_simulator([with_faults(tenant, Fault.timeout(3.0))]), tmp_path, graph={"timeout_seconds": 0.3}
+    ) as s:
         with pytest.raises(RequestTimedOut, match=r"did not answer within 0\.3 s"):
             await s.list_all(s.tenant(tenant), 5)
 
@@ -384,4 +388,3 @@ async def test_a_throttled_tenant_does_not_slow_the_others(tmp_path: Path) -> No
         slowest_other = max(finished[t.tenant_id] for t in others) - started
         assert slowest_other < 1.2
         assert finished[throttled.tenant_id] - started >= 2.0
-

@@ -64,12 +64,15 @@ async def connect_proxy() -> AsyncIterator[ConnectProxy]:
 
 
 def config_for(origin: str, sim: Simulator, ca: Path, url: str, proxy: str) -> Config:
-    return parse_config({
-        "database": {"url": url},
-        "graph": {"base_url": f"{origin}/v1.0", "authority_host": origin, "ca_bundle": str(ca), "proxy": proxy},
-        "auth": {"client_id": sim.client_id, "client_secret": "env:S"},
-        "tenants": [{"tenant_id": t, "name": sim.tenants[t].name} for t in sim.tenants],
-    }, environ={"S": sim.client_secret})
+    return parse_config(
+        {
+            "database": {"url": url},
+            "graph": {"base_url": f"{origin}/v1.0", "authority_host": origin, "ca_bundle": str(ca), "proxy": proxy},
+            "auth": {"client_id": sim.client_id, "client_secret": "env:S"},
+            "tenants": [{"tenant_id": t, "name": sim.tenants[t].name} for t in sim.tenants],
+        },
+        environ={"S": sim.client_secret},
+    )
 
 
 async def test_tokens_and_graph_requests_go_through_the_proxy(sqlite_engine: AsyncEngine) -> None:
@@ -77,8 +80,9 @@ async def test_tokens_and_graph_requests_go_through_the_proxy(sqlite_engine: Asy
     url = sqlite_engine.url.render_as_string(hide_password=False)
     async with serving_simulator(sim) as running, connect_proxy() as proxy:
         config = config_for(running.origin, sim, running.ca_file, url, proxy.url)
-        report = await Run(config, "backfill", plan_backfill(config.enabled_tenants, 5, resume=False),
-                           engine=sqlite_engine).execute()
+        report = await Run(
+            config, "backfill", plan_backfill(config.enabled_tenants, 5, resume=False), engine=sqlite_engine
+        ).execute()
 
     assert report.exit_code == 0
     assert await count(sqlite_engine, secure_scores) == 15
@@ -95,8 +99,10 @@ def test_a_proxy_that_is_not_an_http_url_is_refused(proxy: str) -> None:
 
 def test_a_proxy_password_is_never_shown() -> None:
     config = parse_config(
-        {"graph": {"proxy": "env:P"}, "auth": {"client_id": "00000000-0000-0000-0000-000000000001",
-                                                "client_secret": "env:S"}},
+        {
+            "graph": {"proxy": "env:P"},
+            "auth": {"client_id": "00000000-0000-0000-0000-000000000001", "client_secret": "env:S"},
+        },
         environ={"P": "http://me:s3cret@proxy.example:3128", "S": "client-secret"},
     )
 

@@ -41,12 +41,24 @@ def normalize(obj: Any, context: FetchContext = CONTEXT) -> ScoreDay:
 def score_row(day: dt.date = NEWEST, **changes: Any) -> ScoreRow:
     """The `secure_scores` row of a sample day; `changes` replace columns."""
     row = ScoreRow(
-        tenant_id=TENANT, score_date=day, id=f"{TENANT}_{day.isoformat()}",
+        tenant_id=TENANT,
+        score_date=day,
+        id=f"{TENANT}_{day.isoformat()}",
         created_at=dt.datetime(day.year, day.month, day.day, tzinfo=UTC),
-        current_score=815.22 if day == NEWEST else 806.22, max_score=1376.0,
-        active_user_count=3, licensed_user_count=0, enabled_services=SERVICES,
-        vendor="Microsoft", provider="SecureScore", provider_version=None, sub_provider=None,
-        partial=False, warning=None, extra={}, fetched_at=FETCHED, run_id="run-1",
+        current_score=815.22 if day == NEWEST else 806.22,
+        max_score=1376.0,
+        active_user_count=3,
+        licensed_user_count=0,
+        enabled_services=SERVICES,
+        vendor="Microsoft",
+        provider="SecureScore",
+        provider_version=None,
+        sub_provider=None,
+        partial=False,
+        warning=None,
+        extra={},
+        fetched_at=FETCHED,
+        run_id="run-1",
     )
     return row._replace(**changes)
 
@@ -54,16 +66,33 @@ def score_row(day: dt.date = NEWEST, **changes: Any) -> ScoreRow:
 def control_row(name: str, day: dt.date = NEWEST, **changes: Any) -> ControlScoreRow:
     """A bare control row; `changes` fill in what the payload says."""
     row = ControlScoreRow(
-        tenant_id=TENANT, score_date=day, control_name=name, score=None, score_in_percentage=None,
-        implementation_status=None, last_synced=None, is_on=None, count=None, total=None, extra={},
-        control_category=None, description=None,
+        tenant_id=TENANT,
+        score_date=day,
+        control_name=name,
+        score=None,
+        score_in_percentage=None,
+        implementation_status=None,
+        last_synced=None,
+        is_on=None,
+        count=None,
+        total=None,
+        extra={},
+        control_category=None,
+        description=None,
     )
     return row._replace(**changes)
 
 
 def comparative_row(basis: str, day: dt.date = NEWEST, **changes: Any) -> ComparativeRow:
-    row = ComparativeRow(tenant_id=TENANT, score_date=day, basis=basis, average_score=None,
-                         seat_size_lower=None, seat_size_upper=None, extra={})
+    row = ComparativeRow(
+        tenant_id=TENANT,
+        score_date=day,
+        basis=basis,
+        average_score=None,
+        seat_size_lower=None,
+        seat_size_upper=None,
+        extra={},
+    )
     return row._replace(**changes)
 
 
@@ -89,31 +118,72 @@ def test_sample_newest_day_becomes_whole_rows() -> None:
     assert day == ScoreDay(
         score=score_row(),
         comparatives=(
-            comparative_row("AllTenants", average_score=52.86, extra={
-                "appsScore": 45.81, "appsScoreMax": 120.83, "dataScore": 0.37, "dataScoreMax": 5.15,
-                "deviceScore": 20.67, "deviceScoreMax": 35.04, "identityScore": 41.21, "identityScoreMax": 61.88,
-                "infrastructureScore": 0.0, "infrastructureScoreMax": 0.0,
-            }),
-            comparative_row("TotalSeats", average_score=48.1, seat_size_lower=1, seat_size_upper=100,
-                            extra={"appsScore": 53.64, "appsScoreMax": 146.11}),
+            comparative_row(
+                "AllTenants",
+                average_score=52.86,
+                extra={
+                    "appsScore": 45.81,
+                    "appsScoreMax": 120.83,
+                    "dataScore": 0.37,
+                    "dataScoreMax": 5.15,
+                    "deviceScore": 20.67,
+                    "deviceScoreMax": 35.04,
+                    "identityScore": 41.21,
+                    "identityScoreMax": 61.88,
+                    "infrastructureScore": 0.0,
+                    "infrastructureScoreMax": 0.0,
+                },
+            ),
+            comparative_row(
+                "TotalSeats",
+                average_score=48.1,
+                seat_size_lower=1,
+                seat_size_upper=100,
+                extra={"appsScore": 53.64, "appsScoreMax": 146.11},
+            ),
         ),
         controls=(
-            control_row("IntegratedApps", control_category="Identity", score=4.0, score_in_percentage=100.0,
-                        description="Restricting user consent to applications lowers the risk of malicious apps.",
-                        implementation_status="You have a user consent policy in place.",
-                        last_synced=synced, is_on=True),
-            control_row("MFARegistrationV2", control_category="Identity", score=9.0, score_in_percentage=100.0,
-                        description="Multifactor authentication protects accounts from password attacks.",
-                        implementation_status="You have 0 out of 3 users that aren't registered with MFA.",
-                        last_synced=synced, count=3, total=3),
-            control_row("meeting_restrictanonymousjoin_v1", control_category="Apps", score=0.0,
-                        score_in_percentage=0.0, description="Restricting anonymous users from joining meetings.",
-                        implementation_status="current status: On",
-                        last_synced=dt.datetime(2026, 11, 11, 9, 38, 38, tzinfo=UTC), is_on=False),
-            control_row("OneAdmin", control_category="Identity", score=0.0, score_in_percentage=0.0,
-                        description="<p>Having more than one global administrator helps with continuity.</p>",
-                        implementation_status="You currently have 1 global admins.",
-                        last_synced=dt.datetime(2026, 11, 26, 15, 32, 3, tzinfo=UTC), count=1),
+            control_row(
+                "IntegratedApps",
+                control_category="Identity",
+                score=4.0,
+                score_in_percentage=100.0,
+                description="Restricting user consent to applications lowers the risk of malicious apps.",
+                implementation_status="You have a user consent policy in place.",
+                last_synced=synced,
+                is_on=True,
+            ),
+            control_row(
+                "MFARegistrationV2",
+                control_category="Identity",
+                score=9.0,
+                score_in_percentage=100.0,
+                description="Multifactor authentication protects accounts from password attacks.",
+                implementation_status="You have 0 out of 3 users that aren't registered with MFA.",
+                last_synced=synced,
+                count=3,
+                total=3,
+            ),
+            control_row(
+                "meeting_restrictanonymousjoin_v1",
+                control_category="Apps",
+                score=0.0,
+                score_in_percentage=0.0,
+                description="Restricting anonymous users from joining meetings.",
+                implementation_status="current status: On",
+                last_synced=dt.datetime(2026, 11, 11, 9, 38, 38, tzinfo=UTC),
+                is_on=False,
+            ),
+            control_row(
+                "OneAdmin",
+                control_category="Identity",
+                score=0.0,
+                score_in_percentage=0.0,
+                description="<p>Having more than one global administrator helps with continuity.</p>",
+                implementation_status="You currently have 1 global admins.",
+                last_synced=dt.datetime(2026, 11, 26, 15, 32, 3, tzinfo=UTC),
+                count=1,
+            ),
         ),
     )
 
@@ -126,15 +196,38 @@ def test_sample_older_day_is_thin() -> None:
         score=score_row(OLDER),
         comparatives=(),
         controls=(
-            control_row("IntegratedApps", OLDER, control_category="Identity", score=4.0, score_in_percentage=100.0,
-                        implementation_status="You have a user consent policy in place."),
-            control_row("MFARegistrationV2", OLDER, control_category="Identity", score=9.0,
-                        score_in_percentage=100.0,
-                        implementation_status="You have 0 out of 0 users that aren't registered with MFA."),
-            control_row("meeting_restrictanonymousjoin_v1", OLDER, control_category="Apps", score=0.0,
-                        score_in_percentage=0.0, implementation_status="current status: On"),
-            control_row("OneAdmin", OLDER, control_category="Identity", score=0.0, score_in_percentage=0.0,
-                        implementation_status="You currently have 1 global admins."),
+            control_row(
+                "IntegratedApps",
+                OLDER,
+                control_category="Identity",
+                score=4.0,
+                score_in_percentage=100.0,
+                implementation_status="You have a user consent policy in place.",
+            ),
+            control_row(
+                "MFARegistrationV2",
+                OLDER,
+                control_category="Identity",
+                score=9.0,
+                score_in_percentage=100.0,
+                implementation_status="You have 0 out of 0 users that aren't registered with MFA.",
+            ),
+            control_row(
+                "meeting_restrictanonymousjoin_v1",
+                OLDER,
+                control_category="Apps",
+                score=0.0,
+                score_in_percentage=0.0,
+                implementation_status="current status: On",
+            ),
+            control_row(
+                "OneAdmin",
+                OLDER,
+                control_category="Identity",
+                score=0.0,
+                score_in_percentage=0.0,
+                implementation_status="You currently have 1 global admins.",
+            ),
         ),
     )
 
@@ -148,9 +241,16 @@ def test_built_thin_day_has_bare_controls_and_no_comparatives() -> None:
     assert day == ScoreDay(
         score=score_row(OLDER, current_score=4.0),
         comparatives=(),
-        controls=(control_row("IntegratedApps", OLDER, control_category="Identity", score=4.0,
-                              score_in_percentage=100.0,
-                              implementation_status="You have a user consent policy in place."),),
+        controls=(
+            control_row(
+                "IntegratedApps",
+                OLDER,
+                control_category="Identity",
+                score=4.0,
+                score_in_percentage=100.0,
+                implementation_status="You have a user consent policy in place.",
+            ),
+        ),
     )
 
 
@@ -184,10 +284,12 @@ def test_day_with_230_controls_gives_230_rows(newest: bool) -> None:
         ("2026-11-27T23:30:00-05:00", dt.date(2026, 11, 28), dt.datetime(2026, 11, 28, 4, 30, tzinfo=UTC)),
         ("2026-11-28T01:00:00+02:00", dt.date(2026, 11, 27), dt.datetime(2026, 11, 27, 23, 0, tzinfo=UTC)),
         ("2026-11-27T05:00:00", dt.date(2026, 11, 27), dt.datetime(2026, 11, 27, 5, 0, tzinfo=UTC)),
-        ("2026-11-27T00:00:00.1234567Z", dt.date(2026, 11, 27),
-         dt.datetime(2026, 11, 27, 0, 0, 0, 123456, tzinfo=UTC)),
-        ("2026-11-27T23:59:59.9999999+00:00", dt.date(2026, 11, 27),
-         dt.datetime(2026, 11, 27, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2026-11-27T00:00:00.1234567Z", dt.date(2026, 11, 27), dt.datetime(2026, 11, 27, 0, 0, 0, 123456, tzinfo=UTC)),
+        (
+            "2026-11-27T23:59:59.9999999+00:00",
+            dt.date(2026, 11, 27),
+            dt.datetime(2026, 11, 27, 23, 59, 59, 999999, tzinfo=UTC),
+        ),
     ],
 )
 def test_score_date_is_the_utc_date_of_created_date_time(
@@ -264,8 +366,7 @@ def test_unusable_value_leaves_column_null_and_is_kept_in_extra(key: str, value:
         ({"count": 3, "total": "7"}, {"count": 3, "total": 7}),
         ({"score": "4.5"}, {"score": 4.5}),
         ({"scoreInPercentage": 50}, {"score_in_percentage": 50.0}),
-        ({"lastSynced": "2026-11-25T13:04:06+01:00"},
-         {"last_synced": dt.datetime(2026, 11, 25, 12, 4, 6, tzinfo=UTC)}),
+        ({"lastSynced": "2026-11-25T13:04:06+01:00"}, {"last_synced": dt.datetime(2026, 11, 25, 12, 4, 6, tzinfo=UTC)}),
     ],
 )
 def test_control_values_are_coerced(properties: dict[str, Any], columns: dict[str, Any]) -> None:
@@ -299,8 +400,10 @@ def test_unusable_control_value_is_kept_in_the_control_extra(key: str, value: An
     ("properties", "columns"),
     [
         ({"averageScore": "52.86"}, {"average_score": 52.86}),
-        ({"SeatSizeRangeLowerValue": 1, "SeatSizeRangeUpperValue": "100"}, {"seat_size_lower": 1,
-                                                                              "seat_size_upper": 100}),
+        (
+            {"SeatSizeRangeLowerValue": 1, "SeatSizeRangeUpperValue": "100"},
+            {"seat_size_lower": 1, "seat_size_upper": 100},
+        ),
         ({"SeatSizeRangeLowerValue": "1.5"}, {"extra": {"SeatSizeRangeLowerValue": "1.5"}}),
         ({"averageScore": "high"}, {"extra": {"averageScore": "high"}}),
         ({"averageScore": True}, {"extra": {"averageScore": True}}),
@@ -349,9 +452,17 @@ def test_nulls_are_left_out_of_every_extra() -> None:
 @pytest.mark.parametrize(
     ("vendor", "columns", "extra"),
     [
-        ({"vendor": "Microsoft", "provider": "SecureScore", "providerVersion": "2.0", "subProvider": "MDE",
-          "region": "EU"},
-         {"provider_version": "2.0", "sub_provider": "MDE"}, {"vendorInformation": {"region": "EU"}}),
+        (
+            {
+                "vendor": "Microsoft",
+                "provider": "SecureScore",
+                "providerVersion": "2.0",
+                "subProvider": "MDE",
+                "region": "EU",
+            },
+            {"provider_version": "2.0", "sub_provider": "MDE"},
+            {"vendorInformation": {"region": "EU"}},
+        ),
         ({"vendor": 42, "provider": "SecureScore"}, {"vendor": None}, {"vendorInformation": {"vendor": 42}}),
         ("Microsoft", {"vendor": None, "provider": None}, {"vendorInformation": "Microsoft"}),
         (None, {"vendor": None, "provider": None}, {}),
@@ -516,8 +627,9 @@ def test_provider_warnings_mark_the_day_partial() -> None:
 
     row = normalize(sample()[1], context).score
 
-    assert row == score_row(OLDER, partial=True, run_id=None,
-                            warning="Microsoft/SecureScore/504/30000, Microsoft/MCAS//")
+    assert row == score_row(
+        OLDER, partial=True, run_id=None, warning="Microsoft/SecureScore/504/30000, Microsoft/MCAS//"
+    )
 
 
 # ------------------------------------------------------------------------------ robustness (bugs)
@@ -545,21 +657,61 @@ def test_integer_too_large_for_a_float_leaves_the_column_null() -> None:
 # ---------------------------------------------------------------------------- arbitrary JSON (hypothesis)
 
 # What orjson.loads can produce: integers beyond 64 bits and non-finite numbers never come out of it.
-NUMERIC_STRINGS = st.sampled_from(["3", "3.0", " 7 ", "-1", "1e3", "abc", "NaN", "inf", "-Infinity", "1e400",
-                                   "true", "False", "", "2026-11-27T00:00:00Z", "2026-11-27T23:30:00-05:00"])
-SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12) | NUMERIC_STRINGS)
+NUMERIC_STRINGS = st.sampled_from(
+    [
+        "3",
+        "3.0",
+        " 7 ",
+        "-1",
+        "1e3",
+        "abc",
+        "NaN",
+        "inf",
+        "-Infinity",
+        "1e400",
+        "true",
+        "False",
+        "",
+        "2026-11-27T00:00:00Z",
+        "2026-11-27T23:30:00-05:00",
+    ]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | NUMERIC_STRINGS
+)
 JSON = st.recursive(
     SCALARS,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=10,
 )
-SCORE_KEYS = ("currentScore", "maxScore", "activeUserCount", "licensedUserCount", "enabledServices",
-              "vendorInformation", "averageComparativeScores", "controlScores")
+SCORE_KEYS = (
+    "currentScore",
+    "maxScore",
+    "activeUserCount",
+    "licensedUserCount",
+    "enabledServices",
+    "vendorInformation",
+    "averageComparativeScores",
+    "controlScores",
+)
 VENDOR_KEYS = ("vendor", "provider", "providerVersion", "subProvider")
 COMPARATIVE_KEYS = ("averageScore", "SeatSizeRangeLowerValue", "SeatSizeRangeUpperValue", "appsScore")
-CONTROL_KEYS = ("controlCategory", "description", "score", "scoreInPercentage", "implementationStatus",
-                "lastSynced", "on", "count", "total")
+CONTROL_KEYS = (
+    "controlCategory",
+    "description",
+    "score",
+    "scoreInPercentage",
+    "implementationStatus",
+    "lastSynced",
+    "on",
+    "count",
+    "total",
+)
 NAMES = st.sampled_from(["AllTenants", "TotalSeats", "X", " X "]) | JSON
 
 
@@ -576,9 +728,13 @@ def item_lists(name_key: str, keys: tuple[str, ...]) -> st.SearchStrategy[Any]:
 
 
 VENDORS = st.fixed_dictionaries({}, optional={key: st.text(max_size=8) | JSON for key in (*VENDOR_KEYS, "x")})
-CREATED = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1),
-                       timezones=st.sampled_from([UTC, dt.timezone(dt.timedelta(hours=-5)),
-                                                  dt.timezone(dt.timedelta(hours=5, minutes=30))]))
+CREATED = st.datetimes(
+    min_value=dt.datetime(2000, 1, 1),
+    max_value=dt.datetime(2100, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, dt.timezone(dt.timedelta(hours=-5)), dt.timezone(dt.timedelta(hours=5, minutes=30))]
+    ),
+)
 SCORE_OBJECTS = st.fixed_dictionaries(
     {
         "id": st.text(min_size=1, max_size=12).filter(str.strip),

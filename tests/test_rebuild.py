@@ -22,14 +22,20 @@ NORMALIZED = (secure_scores, comparative_scores, control_scores, controls)
 
 def config_for(running: RunningSimulator, url: str, **database: Any) -> Config:
     sim = running.simulator
-    return parse_config({
-        "database": {"url": url, **database},
-        "graph": {"base_url": running.graph_base_url, "authority_host": running.authority_host,
-                  "ca_bundle": str(running.ca_file)},
-        "fetch": {"max_attempts": 2},
-        "auth": {"client_id": sim.client_id, "client_secret": "env:S"},
-        "tenants": [{"tenant_id": t, "name": sim.tenants[t].name} for t in sim.tenants],
-    }, environ={"S": sim.client_secret})
+    return parse_config(
+        {
+            "database": {"url": url, **database},
+            "graph": {
+                "base_url": running.graph_base_url,
+                "authority_host": running.authority_host,
+                "ca_bundle": str(running.ca_file),
+            },
+            "fetch": {"max_attempts": 2},
+            "auth": {"client_id": sim.client_id, "client_secret": "env:S"},
+            "tenants": [{"tenant_id": t, "name": sim.tenants[t].name} for t in sim.tenants],
+        },
+        environ={"S": sim.client_secret},
+    )
 
 
 async def snapshot(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
@@ -82,8 +88,9 @@ async def test_days_stored_without_the_archive_are_left_alone(engine: AsyncEngin
         without = config_for(running, url, keep_raw=False)
         await Run(without, "backfill", plan_backfill(without.enabled_tenants, 8, resume=False), engine=engine).execute()
         with_archive = config_for(running, url)
-        await Run(with_archive, "backfill", plan_backfill(with_archive.enabled_tenants, 3, resume=False),
-                  engine=engine).execute()
+        await Run(
+            with_archive, "backfill", plan_backfill(with_archive.enabled_tenants, 3, resume=False), engine=engine
+        ).execute()
     stored = await snapshot(engine)
     assert await count(engine, raw_payloads) == 3
 
@@ -97,8 +104,14 @@ def test_replay_context_restores_the_partial_flag() -> None:
     from fetcher.rebuild import replay_context
     from fetcher.store.archive import pack
 
-    raw = pack({"a": 1}, tenant_id="t", score_date=TODAY, fetched_at=datetime(2026, 1, 1, tzinfo=UTC),
-               run_id="r", warning='199 - "Microsoft/SecureScore/500/12"')
+    raw = pack(
+        {"a": 1},
+        tenant_id="t",
+        score_date=TODAY,
+        fetched_at=datetime(2026, 1, 1, tzinfo=UTC),
+        run_id="r",
+        warning='199 - "Microsoft/SecureScore/500/12"',
+    )
 
     context = replay_context(raw)
 

@@ -36,7 +36,7 @@ class Waits(list[float]):
         self.append(seconds)
 
 
-def upper(low: float, high: float) -> float:
+def upper(_low: float, high: float) -> float:
     """A jitter that always picks the top of its range, so waits are predictable."""
     return high
 
@@ -113,7 +113,7 @@ async def test_a_single_attempt_raises_the_first_error_without_waiting() -> None
 async def test_the_first_errors_retry_after_sets_the_first_wait() -> None:
     waits = Waits()
     operation, calls = failing([throttled(7.0)])
-    lowest = policy(waits, uniform=lambda low, high: low)  # backoff 0: the wait is the Retry-After
+    lowest = policy(waits, uniform=lambda low, _high: low)  # backoff 0: the wait is the Retry-After
     assert await lowest.call(operation, tenant=TENANT, stats=RequestStats()) == "ok"
     assert (len(calls), waits) == (2, [7.0])
 
@@ -182,9 +182,7 @@ async def test_total_waiting_is_bounded() -> None:
     waits = Waits()
     operation, calls = failing([throttled(40.0) for _ in range(10)])
     with pytest.raises(Throttled):
-        await policy(waits, max_attempts=10, max_total_wait=100.0).call(
-            operation, tenant=TENANT, stats=RequestStats()
-        )
+        await policy(waits, max_attempts=10, max_total_wait=100.0).call(operation, tenant=TENANT, stats=RequestStats())
     assert (waits, len(calls)) == ([40.0, 40.0], 3)
 
 
@@ -201,4 +199,3 @@ async def test_each_retry_logs_one_info_line(caplog: pytest.LogCaptureFixture) -
 def test_the_policy_comes_from_the_fetch_configuration() -> None:
     retry = RetryPolicy.from_config(FetchConfig(max_attempts=3, max_retry_wait_seconds=20.0), base=0.01)
     assert (retry.max_attempts, retry.max_retry_wait, retry.base, retry.cap) == (3, 20.0, 0.01, 60.0)
-

@@ -59,8 +59,11 @@ def db_count(url: str, table: sa.Table, **where: Any) -> int:
 
 def list_tops(w: World, tenant_id: str) -> list[str]:
     """The `$top` of every first-page list request a tenant made."""
-    return [r.query.get("$top", "") for r in w.sim.requests
-            if r.tenant_id == tenant_id and r.endpoint == "list" and "$skiptoken" not in r.query]
+    return [
+        r.query.get("$top", "")
+        for r in w.sim.requests
+        if r.tenant_id == tenant_id and r.endpoint == "list" and "$skiptoken" not in r.query
+    ]
 
 
 def assert_stored_as_simulated(w: World, tenant_id: str, days: int, kept: set[str] = frozenset()) -> None:
@@ -71,15 +74,23 @@ def assert_stored_as_simulated(w: World, tenant_id: str, days: int, kept: set[st
     scores = {r["id"]: r["current_score"] for r in stored}
     assert {o["id"]: scores.get(o["id"]) for o in truth} == {o["id"]: o["currentScore"] for o in truth}
     newest = {o["id"] for o in truth}
-    stored_controls = sum(1 for r in db_rows(w.database_url, control_scores, tenant_id=tenant_id)
-                          if f"{tenant_id}_{r['score_date']}" in newest)
+    stored_controls = sum(
+        1
+        for r in db_rows(w.database_url, control_scores, tenant_id=tenant_id)
+        if f"{tenant_id}_{r['score_date']}" in newest
+    )
     assert stored_controls == sum(len(o["controlScores"]) for o in truth)
 
 
 @pytest.mark.parametrize(
     ("newest", "expected"),
-    [(None, 90), (TODAY, 1), (TODAY - timedelta(days=1), 2), (TODAY - timedelta(days=400), 90),
-     (TODAY + timedelta(days=1), 1)],
+    [
+        (None, 90),
+        (TODAY, 1),
+        (TODAY - timedelta(days=1), 2),
+        (TODAY - timedelta(days=400), 90),
+        (TODAY + timedelta(days=1), 1),
+    ],
 )
 def test_incremental_days_asks_for_the_days_since_the_newest_plus_that_day(newest: date | None, expected: int) -> None:
     assert incremental_days(newest, TODAY, 90) == expected
@@ -95,8 +106,13 @@ def test_window_days_from_days_or_since(days: int | None, since: date | None, ex
 
 @pytest.mark.parametrize(
     ("days", "since", "message"),
-    [(91, None, "Graph keeps 90"), (0, None, "0 days"), (None, TODAY + timedelta(days=1), "future"),
-     (None, TODAY - timedelta(days=90), "91 days"), (5, TODAY, "not both")],
+    [
+        (91, None, "Graph keeps 90"),
+        (0, None, "0 days"),
+        (None, TODAY + timedelta(days=1), "future"),
+        (None, TODAY - timedelta(days=90), "91 days"),
+        (5, TODAY, "not both"),
+    ],
 )
 def test_window_days_refuses_what_graph_cannot_give(days: int | None, since: date | None, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -108,8 +124,9 @@ def test_run_twice_asks_only_for_the_new_days(tmp_path: Path, database_url: str)
     with world(tmp_path, database_url, tenants, seed=11, newest_day=TODAY - timedelta(days=1)) as w:
         first = w.fetcher("run")
         assert first.returncode == 0, first.stderr
-        before = {t.tenant_id: {r["id"] for r in db_rows(database_url, secure_scores, tenant_id=t.tenant_id)}
-                  for t in tenants}
+        before = {
+            t.tenant_id: {r["id"] for r in db_rows(database_url, secure_scores, tenant_id=t.tenant_id)} for t in tenants
+        }
         w.sim.newest_day = TODAY
         w.sim.clear_requests()
 
@@ -200,7 +217,10 @@ def test_failing_tenants_end_with_exit_1_and_healthy_ones_fully_stored(tmp_path:
             assert db_count(database_url, secure_scores, tenant_id=tenant.tenant_id) == 0
         run = db_rows(database_url, fetch_runs)[0]
         assert (run["status"], run["tenants_succeeded"], run["tenants_failed"], run["scores_upserted"]) == (
-            "partial", 5, 4, 100
+            "partial",
+            5,
+            4,
+            100,
         )
         throttled = {r["tenant_id"]: r["throttled"] for r in db_rows(database_url, tenant_runs)}
         assert throttled[troubled[4].tenant_id] == 1
@@ -273,8 +293,7 @@ def test_sigterm_mid_run_leaves_stored_tenants_whole_and_the_run_interrupted(tmp
         assert resumed.returncode == 0, resumed.stderr
         for tenant in tenants:
             assert_stored_as_simulated(w, tenant.tenant_id, 60)
-        resumed_tenants = {r["tenant_id"] for r in db_rows(database_url, tenant_runs)
-                           if r["run_id"] != run["run_id"]}
+        resumed_tenants = {r["tenant_id"] for r in db_rows(database_url, tenant_runs) if r["run_id"] != run["run_id"]}
         assert resumed_tenants == {t.tenant_id for t in tenants} - {
             t for t, status in ledger.items() if status == "succeeded"
         }
@@ -297,9 +316,14 @@ def test_status_exits_1_when_an_enabled_tenant_is_stale(tmp_path: Path, database
 
 
 def test_demo_runs_to_completion(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "fetcher", "demo", "--tenants", "6", "--database",
-                           str(tmp_path / "demo.db")], capture_output=True, text=True, timeout=300, check=False,
-                          cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "fetcher", "demo", "--tenants", "6", "--database", str(tmp_path / "demo.db")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
 
     assert done.returncode == 0, done.stderr
     url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"

@@ -8,8 +8,11 @@ import csv
 
 def simulator_arguments(module: str, doc: str | None) -> argparse.ArgumentParser:
     """A client's parser with the simulator's address, trust, credentials, tenants and workload."""
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.clients.{module}", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.clients.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--origin", required=True)
     parser.add_argument("--ca-file", required=True)
     parser.add_argument("--client-id", required=True)

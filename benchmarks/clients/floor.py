@@ -27,14 +27,35 @@ import orjson
 
 from benchmarks.clients.common import read_tenants, simulator_arguments
 
-SCORE_KEYS = frozenset({
-    "id", "azureTenantId", "createdDateTime", "currentScore", "maxScore", "activeUserCount", "licensedUserCount",
-    "enabledServices", "vendorInformation", "averageComparativeScores", "controlScores",
-})
-CONTROL_KEYS = frozenset({
-    "controlName", "controlCategory", "description", "score", "scoreInPercentage", "implementationStatus",
-    "lastSynced", "on", "count", "total",
-})
+SCORE_KEYS = frozenset(
+    {
+        "id",
+        "azureTenantId",
+        "createdDateTime",
+        "currentScore",
+        "maxScore",
+        "activeUserCount",
+        "licensedUserCount",
+        "enabledServices",
+        "vendorInformation",
+        "averageComparativeScores",
+        "controlScores",
+    }
+)
+CONTROL_KEYS = frozenset(
+    {
+        "controlName",
+        "controlCategory",
+        "description",
+        "score",
+        "scoreInPercentage",
+        "implementationStatus",
+        "lastSynced",
+        "on",
+        "count",
+        "total",
+    }
+)
 COMPARATIVE_KEYS = frozenset({"basis", "averageScore", "SeatSizeRangeLowerValue", "SeatSizeRangeUpperValue"})
 
 INSERT_SCORE = (
@@ -93,27 +114,58 @@ class Rows:
         vendor = obj.get("vendorInformation") or {}
         extra = {k: v for k, v in obj.items() if k not in SCORE_KEYS and v is not None}
         stamp = fetched_at.replace(tzinfo=None).isoformat(" ") if self.sqlite else fetched_at
-        self.scores.append((
-            tenant, day, obj["id"], self.when(obj["createdDateTime"]), obj.get("currentScore"), obj.get("maxScore"),
-            obj.get("activeUserCount"), obj.get("licensedUserCount"), _json(obj.get("enabledServices")),
-            vendor.get("vendor"), vendor.get("provider"), vendor.get("providerVersion"), vendor.get("subProvider"),
-            False, None, _json(extra), stamp, run_id,
-        ))
+        self.scores.append(
+            (
+                tenant,
+                day,
+                obj["id"],
+                self.when(obj["createdDateTime"]),
+                obj.get("currentScore"),
+                obj.get("maxScore"),
+                obj.get("activeUserCount"),
+                obj.get("licensedUserCount"),
+                _json(obj.get("enabledServices")),
+                vendor.get("vendor"),
+                vendor.get("provider"),
+                vendor.get("providerVersion"),
+                vendor.get("subProvider"),
+                False,
+                None,
+                _json(extra),
+                stamp,
+                run_id,
+            )
+        )
         for item in obj.get("averageComparativeScores") or ():
-            self.comparatives.append((
-                tenant, day, item["basis"], item.get("averageScore"), _int(item.get("SeatSizeRangeLowerValue")),
-                _int(item.get("SeatSizeRangeUpperValue")),
-                _json({k: v for k, v in item.items() if k not in COMPARATIVE_KEYS and v is not None}),
-            ))
+            self.comparatives.append(
+                (
+                    tenant,
+                    day,
+                    item["basis"],
+                    item.get("averageScore"),
+                    _int(item.get("SeatSizeRangeLowerValue")),
+                    _int(item.get("SeatSizeRangeUpperValue")),
+                    _json({k: v for k, v in item.items() if k not in COMPARATIVE_KEYS and v is not None}),
+                )
+            )
         for item in obj.get("controlScores") or ():
             name = item["controlName"]
             on = item.get("on")
-            self.control_scores.append((
-                tenant, day, name, item.get("score"), item.get("scoreInPercentage"), item.get("implementationStatus"),
-                self.when(item.get("lastSynced")), None if on is None else on == "true", _int(item.get("count")),
-                _int(item.get("total")),
-                _json({k: v for k, v in item.items() if k not in CONTROL_KEYS and v is not None}),
-            ))
+            self.control_scores.append(
+                (
+                    tenant,
+                    day,
+                    name,
+                    item.get("score"),
+                    item.get("scoreInPercentage"),
+                    item.get("implementationStatus"),
+                    self.when(item.get("lastSynced")),
+                    None if on is None else on == "true",
+                    _int(item.get("count")),
+                    _int(item.get("total")),
+                    _json({k: v for k, v in item.items() if k not in CONTROL_KEYS and v is not None}),
+                )
+            )
             if name not in self.controls:
                 self.controls[name] = (name, item.get("controlCategory"), item.get("description"), day, day)
 
@@ -144,8 +196,12 @@ class SqliteStore:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write, [(INSERT_TENANT, rows)])
 
     async def save(self, rows: Rows) -> None:
-        batches = [(INSERT_SCORE, rows.scores), (INSERT_CONTROL, list(rows.controls.values())),
-                   (INSERT_CONTROL_SCORE, rows.control_scores), (INSERT_COMPARATIVE, rows.comparatives)]
+        batches = [
+            (INSERT_SCORE, rows.scores),
+            (INSERT_CONTROL, list(rows.controls.values())),
+            (INSERT_CONTROL_SCORE, rows.control_scores),
+            (INSERT_COMPARATIVE, rows.comparatives),
+        ]
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batches)
 
     def _write(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
@@ -179,9 +235,12 @@ class PostgresStore:
 
     async def save(self, rows: Rows) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            for template, values in ((INSERT_SCORE, rows.scores), (INSERT_CONTROL, sorted(rows.controls.values())),
-                                     (INSERT_CONTROL_SCORE, rows.control_scores),
-                                     (INSERT_COMPARATIVE, rows.comparatives)):
+            for template, values in (
+                (INSERT_SCORE, rows.scores),
+                (INSERT_CONTROL, sorted(rows.controls.values())),
+                (INSERT_CONTROL_SCORE, rows.control_scores),
+                (INSERT_COMPARATIVE, rows.comparatives),
+            ):
                 if values:
                     await conn.executemany(self._sql[template], values)
 
@@ -215,8 +274,12 @@ class Floor:
         self.run_id = "00000000-0000-4000-8000-00000000f100"
 
     async def token(self, tenant_id: str) -> str:
-        form = {"grant_type": "client_credentials", "client_id": self.args.client_id, "client_secret": self.secret,
-                "scope": f"{self.args.origin}/.default"}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.args.client_id,
+            "client_secret": self.secret,
+            "scope": f"{self.args.origin}/.default",
+        }
         async with self.gate:
             self.requests["token"] += 1
             async with self.session.post(f"{self.args.origin}/{tenant_id}/oauth2/v2.0/token", data=form) as answer:

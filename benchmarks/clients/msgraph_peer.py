@@ -41,11 +41,13 @@ class Peer:
 
     async def tenant(self, tenant_id: str) -> None:
         args = self.args
-        credential = ClientSecretCredential(tenant_id, args.client_id, self.secret, authority=args.origin,
-                                            connection_verify=args.ca_file)
+        credential = ClientSecretCredential(
+            tenant_id, args.client_id, self.secret, authority=args.origin, connection_verify=args.ca_file
+        )
         try:
-            auth = AzureIdentityAuthenticationProvider(credential, scopes=[f"{args.origin}/.default"],
-                                                       allowed_hosts=[urlsplit(args.origin).hostname or ""])
+            auth = AzureIdentityAuthenticationProvider(
+                credential, scopes=[f"{args.origin}/.default"], allowed_hosts=[urlsplit(args.origin).hostname or ""]
+            )
             adapter = GraphRequestAdapter(auth, client=self.http)
             adapter.base_url = f"{args.origin}/v1.0"
             client = GraphServiceClient(request_adapter=adapter)
@@ -78,7 +80,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=args.concurrency + 8, max_keepalive_connections=args.concurrency + 8)
     http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(verify=args.ca_file, limits=limits, timeout=120.0))
+        client=httpx.AsyncClient(verify=args.ca_file, limits=limits, timeout=120.0)
+    )
     async with http:
         peer = Peer(args, http)
         await peer.run([tenant_id for tenant_id, _ in read_tenants(args.tenants_file)])

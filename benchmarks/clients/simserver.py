@@ -27,8 +27,11 @@ from fetcher.simulator import Simulator, generate_tenants, running_simulator
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.clients.simserver", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.clients.simserver",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--tenants", type=int, required=True)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-ms", type=float, default=0.0)
@@ -52,8 +55,12 @@ def stats(sim: Simulator) -> dict[str, Any]:
     for record in list(sim.requests):
         by_endpoint[record.endpoint] += 1
         by_status[f"{record.endpoint} {record.status}"] += 1
-    return {"requests": dict(by_endpoint), "statuses": dict(by_status), "peak_graph_in_flight": sim.peak_in_flight,
-            "peak_token_in_flight": sim.peak_token_in_flight}
+    return {
+        "requests": dict(by_endpoint),
+        "statuses": dict(by_status),
+        "peak_graph_in_flight": sim.peak_in_flight,
+        "peak_token_in_flight": sim.peak_token_in_flight,
+    }
 
 
 def _reply(value: Any) -> None:
@@ -64,18 +71,34 @@ def _reply(value: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
-    sim = Simulator(generate_tenants(args.tenants, seed=args.seed), seed=args.seed, latency_ms=args.latency_ms,
-                    controls_per_day=args.controls, page_size=args.page_size, cache_megabytes=args.cache_mb)
+    sim = Simulator(
+        generate_tenants(args.tenants, seed=args.seed),
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        controls_per_day=args.controls,
+        page_size=args.page_size,
+        cache_megabytes=args.cache_mb,
+    )
     write_tenants(args.dir / "tenants.csv", sim)
     secret = args.dir / "client-secret"
     secret.write_text(sim.client_secret + "\n", encoding="utf-8")
     secret.chmod(0o600)
     with running_simulator(sim, tls_dir=args.dir / "tls") as running:
-        sys.stdout.write("READY " + orjson.dumps({
-            "origin": running.origin, "graph_base_url": running.graph_base_url, "ca_file": str(running.ca_file),
-            "client_id": sim.client_id, "client_secret_file": str(secret.resolve()),
-            "tenants_file": str((args.dir / "tenants.csv").resolve()), "newest_day": sim.newest_day.isoformat(),
-        }).decode() + "\n")
+        sys.stdout.write(
+            "READY "
+            + orjson.dumps(
+                {
+                    "origin": running.origin,
+                    "graph_base_url": running.graph_base_url,
+                    "ca_file": str(running.ca_file),
+                    "client_id": sim.client_id,
+                    "client_secret_file": str(secret.resolve()),
+                    "tenants_file": str((args.dir / "tenants.csv").resolve()),
+                    "newest_day": sim.newest_day.isoformat(),
+                }
+            ).decode()
+            + "\n"
+        )
         sys.stdout.flush()
         for line in sys.stdin:
             command = line.strip()

@@ -39,8 +39,9 @@ class ReportRequest:
     html: Path | None = None
 
 
-async def produce(config: Config, request: ReportRequest, console: Console, err: Console,
-                  now: datetime | None = None) -> int:
+async def produce(
+    config: Config, request: ReportRequest, console: Console, err: Console, now: datetime | None = None
+) -> int:
     """Build the report, then write it: the page to `html`, the text format to `output` or the terminal.
 
     With `html` and no `output`, only the page is written.
@@ -63,17 +64,20 @@ async def produce(config: Config, request: ReportRequest, console: Console, err:
     return 0
 
 
-async def _build(engine: AsyncEngine, config: Config, request: ReportRequest,
-                 now: datetime) -> tuple[Portfolio | TenantReport, str | None]:
+async def _build(
+    engine: AsyncEngine, config: Config, request: ReportRequest, now: datetime
+) -> tuple[Portfolio | TenantReport, str | None]:
     """The report, and its HTML page when one was asked for."""
     if request.tenant_id is not None:
-        one = await collect.tenant_report(engine, config, request.tenant_id, since=request.since, now=now,
-                                          max_age=request.max_age)
+        one = await collect.tenant_report(
+            engine, config, request.tenant_id, since=request.since, now=now, max_age=request.max_age
+        )
         return one, html.tenant_page(one) if request.html else None
     if request.html is None:
         return await collect.portfolio(engine, config, now=now, max_age=request.max_age, sort=request.sort), None
-    portfolio, points = await collect.portfolio_with_histories(engine, config, now=now, max_age=request.max_age,
-                                                               sort=request.sort, since=request.since)
+    portfolio, points = await collect.portfolio_with_histories(
+        engine, config, now=now, max_age=request.max_age, sort=request.sort, since=request.since
+    )
     return portfolio, html.portfolio_page(portfolio, points, since=request.since)
 
 

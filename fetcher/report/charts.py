@@ -95,17 +95,24 @@ def _axes(frame: Frame, step: float) -> list[str]:
     tick = frame.low
     while tick <= frame.high + 1e-9:
         y = _fmt(frame.y(tick))
-        parts.append(f'<line class="grid" x1="{frame.left}" y1="{y}" x2="{frame.width - frame.right}" y2="{y}" '
-                     f'stroke="{GRID}" stroke-width="1"/>')
+        parts.append(
+            f'<line class="grid" x1="{frame.left}" y1="{y}" x2="{frame.width - frame.right}" y2="{y}" '
+            f'stroke="{GRID}" stroke-width="1"/>'
+        )
         parts.append(f'<text x="{frame.left - 6}" y="{y}" dy="0.32em" text-anchor="end">{_tick_label(tick)}</text>')
         tick += step
-    days = sorted({frame.first, frame.last} | ({frame.first + (frame.last - frame.first) / 2}
-                                                if (frame.last - frame.first).days >= 14 else set()))
+    days = sorted(
+        {frame.first, frame.last}
+        | ({frame.first + (frame.last - frame.first) / 2} if (frame.last - frame.first).days >= 14 else set())
+    )
     for index, day in enumerate(days):
-        anchor = "start" if index == 0 and len(days) > 1 else "end" if index == len(days) - 1 and len(days) > 1 \
-            else "middle"
-        parts.append(f'<text class="x-label" x="{_fmt(frame.x(day))}" y="{frame.height - 8}" '
-                     f'text-anchor="{anchor}">{day.isoformat()}</text>')
+        anchor = (
+            "start" if index == 0 and len(days) > 1 else "end" if index == len(days) - 1 and len(days) > 1 else "middle"
+        )
+        parts.append(
+            f'<text class="x-label" x="{_fmt(frame.x(day))}" y="{frame.height - 8}" '
+            f'text-anchor="{anchor}">{day.isoformat()}</text>'
+        )
     return parts
 
 
@@ -122,23 +129,35 @@ def _series(frame: Frame, points: Sequence[ScorePoint]) -> list[str]:
         floor = _fmt(frame.floor)
         area = f"{_fmt(coords[0][0])},{floor} {line} {_fmt(coords[-1][0])},{floor}"
         parts.append(f'<polygon class="area" points="{area}" fill="{AREA}" fill-opacity="0.7" stroke="none"/>')
-        parts.append(f'<polyline class="trend" points="{line}" fill="none" stroke="{LINE}" stroke-width="2" '
-                     'stroke-linejoin="round" stroke-linecap="round"/>')
+        parts.append(
+            f'<polyline class="trend" points="{line}" fill="none" stroke="{LINE}" stroke-width="2" '
+            'stroke-linejoin="round" stroke-linecap="round"/>'
+        )
     return parts
 
 
 def _reference(frame: Frame, value: float, label: str) -> list[str]:
     y = _fmt(frame.y(value))
-    return [f'<line class="reference" x1="{frame.left}" y1="{y}" x2="{frame.width - frame.right}" y2="{y}" '
-            f'stroke="{REFERENCE}" stroke-width="1.2" stroke-dasharray="5 4"/>',
-            f'<text class="reference-label" x="{frame.width - frame.right - 2}" y="{y}" dy="-0.35em" '
-            'text-anchor="end" stroke="#fff" stroke-width="3" paint-order="stroke">'
-            f"{escape(label)} {value:.1f}%</text>"]
+    return [
+        f'<line class="reference" x1="{frame.left}" y1="{y}" x2="{frame.width - frame.right}" y2="{y}" '
+        f'stroke="{REFERENCE}" stroke-width="1.2" stroke-dasharray="5 4"/>',
+        f'<text class="reference-label" x="{frame.width - frame.right - 2}" y="{y}" dy="-0.35em" '
+        'text-anchor="end" stroke="#fff" stroke-width="3" paint-order="stroke">'
+        f"{escape(label)} {value:.1f}%</text>",
+    ]
 
 
-def trend_svg(points: Sequence[ScorePoint], *, first: date, last: date, title: str,
-              reference: float | None = None, reference_label: str = "all tenants",
-              width: int = 640, height: int = 220) -> str:
+def trend_svg(
+    points: Sequence[ScorePoint],
+    *,
+    first: date,
+    last: date,
+    title: str,
+    reference: float | None = None,
+    reference_label: str = "all tenants",
+    width: int = 640,
+    height: int = 220,
+) -> str:
     """The percentage over [first, last] as an SVG element; `title` and labels are escaped here."""
     values = [p.percent for p in points if p.percent is not None]
     if reference is not None:
@@ -148,6 +167,8 @@ def trend_svg(points: Sequence[ScorePoint], *, first: date, last: date, title: s
     body = [f"<title>{escape(title)}</title>", *_axes(frame, step), *_series(frame, points)]
     if reference is not None:
         body += _reference(frame, reference, reference_label)
-    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
-            f'font-family="system-ui, sans-serif" font-size="11" fill="{INK}">' + "".join(body) + "</svg>")
+    return (
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
+        f'font-family="system-ui, sans-serif" font-size="11" fill="{INK}">' + "".join(body) + "</svg>"
+    )

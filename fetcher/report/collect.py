@@ -23,15 +23,17 @@ from fetcher.store.engine import transaction
 from fetcher.store.reports import ScorePoint
 
 
-async def portfolio(engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta,
-                    sort: Sort = Sort.PERCENT) -> Portfolio:
+async def portfolio(
+    engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta, sort: Sort = Sort.PERCENT
+) -> Portfolio:
     async with transaction(engine, write=False) as conn:
         latest = await reports.latest(conn)
     return build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort)
 
 
-async def portfolio_with_histories(engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta,
-                                   sort: Sort, since: date | None) -> tuple[Portfolio, dict[str, list[ScorePoint]]]:
+async def portfolio_with_histories(
+    engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta, sort: Sort, since: date | None
+) -> tuple[Portfolio, dict[str, list[ScorePoint]]]:
     """The portfolio and, for its charts, every tenant's days in its `chart_window`, in one transaction."""
     async with transaction(engine, write=False) as conn:
         result = build_portfolio(await reports.latest(conn), config.tenants, now=now, max_age=max_age, sort=sort)
@@ -40,8 +42,9 @@ async def portfolio_with_histories(engine: AsyncEngine, config: Config, *, now: 
     return result, points
 
 
-async def tenant_report(engine: AsyncEngine, config: Config, tenant_id: str, *, since: date | None,
-                        now: datetime, max_age: timedelta) -> TenantReport:
+async def tenant_report(
+    engine: AsyncEngine, config: Config, tenant_id: str, *, since: date | None, now: datetime, max_age: timedelta
+) -> TenantReport:
     """One tenant over [since, its newest day]; without `since`, the 90 days ending on its newest day."""
     wanted = tenant_id.strip().lower()
     async with transaction(engine, write=False) as conn:
@@ -55,8 +58,8 @@ async def tenant_report(engine: AsyncEngine, config: Config, tenant_id: str, *, 
         deltas: list[reports.ControlDelta] = []
         if newest is not None and start is not None:
             trend = (await reports.history(conn, since=start, until=newest, tenant_id=row.tenant_id)).get(
-                row.tenant_id, [])
+                row.tenant_id, []
+            )
         if trend and newest is not None:
             deltas = await reports.control_deltas(conn, row.tenant_id, after=trend[0].score_date, until=newest)
-    return build_tenant_report(row, all_rows=rows, since=start, trend=trend, deltas=deltas, now=now,
-                               max_age=max_age)
+    return build_tenant_report(row, all_rows=rows, since=start, trend=trend, deltas=deltas, now=now, max_age=max_age)

@@ -65,9 +65,11 @@ def marks_text(row: TenantRow) -> str:
 
 
 def totals_sentence(t: Totals) -> str:
-    return (f"{t.tenants} tenants ({t.with_data} with data), average {percent(t.average_percent)}; "
-            f"over 7 days {t.improved} improved, {t.slipped} slipped, {t.unchanged} unchanged; "
-            f"{t.stale} stale, {t.no_data} without data, {t.not_configured} not configured")
+    return (
+        f"{t.tenants} tenants ({t.with_data} with data), average {percent(t.average_percent)}; "
+        f"over 7 days {t.improved} improved, {t.slipped} slipped, {t.unchanged} unchanged; "
+        f"{t.stale} stale, {t.no_data} without data, {t.not_configured} not configured"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- JSON
@@ -82,24 +84,44 @@ def _jsonable(value: Any) -> Any:
 def tenant_dict(row: TenantRow) -> dict[str, Any]:
     score = asdict(row.score)
     del score["tenant_name"]
-    return {"tenant_id": row.tenant_id, "name": row.name, "configured": row.configured, "enabled": row.enabled,
-            "marks": list(row.marks), **score, "vs_all_tenants": row.vs_all_tenants,
-            "vs_total_seats": row.vs_total_seats}
+    return {
+        "tenant_id": row.tenant_id,
+        "name": row.name,
+        "configured": row.configured,
+        "enabled": row.enabled,
+        "marks": list(row.marks),
+        **score,
+        "vs_all_tenants": row.vs_all_tenants,
+        "vs_total_seats": row.vs_total_seats,
+    }
 
 
 def portfolio_dict(p: Portfolio) -> dict[str, Any]:
-    return {"generated_at": p.generated_at, "max_age_hours": hours(p.max_age), "sort": p.sort,
-            "tenants": [tenant_dict(r) for r in p.rows], "totals": asdict(p.totals)}
+    return {
+        "generated_at": p.generated_at,
+        "max_age_hours": hours(p.max_age),
+        "sort": p.sort,
+        "tenants": [tenant_dict(r) for r in p.rows],
+        "totals": asdict(p.totals),
+    }
 
 
 def tenant_report_dict(r: TenantReport) -> dict[str, Any]:
     return {
-        "generated_at": r.generated_at, "max_age_hours": hours(r.max_age), "tenant": tenant_dict(r.tenant),
-        "window": {"since": r.since, "first_day": r.first_day, "last_day": r.last_day,
-                   "change_points": r.window_change_points, "change_percent": r.window_change_percent,
-                   "controls_change": r.controls_change},
+        "generated_at": r.generated_at,
+        "max_age_hours": hours(r.max_age),
+        "tenant": tenant_dict(r.tenant),
+        "window": {
+            "since": r.since,
+            "first_day": r.first_day,
+            "last_day": r.last_day,
+            "change_points": r.window_change_points,
+            "change_percent": r.window_change_percent,
+            "controls_change": r.controls_change,
+        },
         "standing": {"rank": r.rank, "ranked_of": r.ranked_of},
-        "gains": [asdict(d) for d in r.gains], "losses": [asdict(d) for d in r.losses],
+        "gains": [asdict(d) for d in r.gains],
+        "losses": [asdict(d) for d in r.losses],
         "trend": [asdict(p) for p in r.trend],
     }
 
@@ -159,21 +181,34 @@ def portfolio_csv(p: Portfolio) -> str:
 def tenant_csv(r: TenantReport) -> str:
     """Three blocks, each opened by a `# title` row and its header, separated by an empty row."""
     t = r.tenant
-    summary = [("tenant_id", t.tenant_id), ("name", t.name), ("marks", "; ".join(t.marks)),
-               ("first_day", r.first_day), ("last_day", r.last_day),
-               ("current_score", t.score.current_score), ("max_score", t.score.max_score),
-               ("percent", t.score.percent), ("window_change_points", r.window_change_points),
-               ("window_change_percent", r.window_change_percent), ("controls_change", r.controls_change),
-               ("all_tenants_average", t.score.all_tenants_average), ("vs_all_tenants", t.vs_all_tenants),
-               ("total_seats_average", t.score.total_seats_average), ("vs_total_seats", t.vs_total_seats),
-               ("rank", r.rank), ("ranked_of", r.ranked_of)]
+    summary = [
+        ("tenant_id", t.tenant_id),
+        ("name", t.name),
+        ("marks", "; ".join(t.marks)),
+        ("first_day", r.first_day),
+        ("last_day", r.last_day),
+        ("current_score", t.score.current_score),
+        ("max_score", t.score.max_score),
+        ("percent", t.score.percent),
+        ("window_change_points", r.window_change_points),
+        ("window_change_percent", r.window_change_percent),
+        ("controls_change", r.controls_change),
+        ("all_tenants_average", t.score.all_tenants_average),
+        ("vs_all_tenants", t.vs_all_tenants),
+        ("total_seats_average", t.score.total_seats_average),
+        ("vs_total_seats", t.vs_total_seats),
+        ("rank", r.rank),
+        ("ranked_of", r.ranked_of),
+    ]
     controls = [(d.control_name, d.control_category, d.change, d.days_changed) for d in (*r.gains, *r.losses)]
     trend = [(p.score_date, p.current_score, p.max_score, p.percent) for p in r.trend]
-    return "\n".join((
-        _csv([["# summary"], ["key", "value"], *summary]),
-        _csv([["# controls"], ["control_name", "control_category", "change", "days_changed"], *controls]),
-        _csv([["# trend"], ["score_date", "current_score", "max_score", "percent"], *trend]),
-    ))
+    return "\n".join(
+        (
+            _csv([["# summary"], ["key", "value"], *summary]),
+            _csv([["# controls"], ["control_name", "control_category", "change", "days_changed"], *controls]),
+            _csv([["# trend"], ["score_date", "current_score", "max_score", "percent"], *trend]),
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------ Markdown
@@ -187,15 +222,25 @@ def md(text: str) -> str:
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str) -> list[str]:
     marks = {"l": "---", "r": "---:"}
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|",
-            *("| " + " | ".join(row) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(marks[a] for a in align) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def _portfolio_cells(r: TenantRow) -> list[str]:
     s = r.score
-    return [day(s.score_date), percent(s.percent), number(s.current_score), number(s.max_score),
-            signed(s.change_7d_points), signed(s.change_7d_percent, 1), signed(s.change_30d_points),
-            signed(r.vs_all_tenants, 1)]
+    return [
+        day(s.score_date),
+        percent(s.percent),
+        number(s.current_score),
+        number(s.max_score),
+        signed(s.change_7d_points),
+        signed(s.change_7d_percent, 1),
+        signed(s.change_30d_points),
+        signed(r.vs_all_tenants, 1),
+    ]
 
 
 PORTFOLIO_HEADER = ("newest day", "percent", "score", "max", "7d points", "7d % pts", "30d points", "vs all tenants")
@@ -215,13 +260,18 @@ def _delta_rows(deltas: Sequence[ControlDelta]) -> list[list[str]]:
 
 def _standing_lines(r: TenantReport) -> list[tuple[str, str]]:
     t, s = r.tenant, r.tenant.score
-    seats = (f" ({s.total_seats_lower}–{s.total_seats_upper} seats)" if s.total_seats_lower is not None else "")
+    seats = f" ({s.total_seats_lower}–{s.total_seats_upper} seats)" if s.total_seats_lower is not None else ""
     return [
         ("score", f"{number(s.current_score)} of {number(s.max_score)} ({percent(s.percent)}) on {day(s.score_date)}"),
-        ("all tenants average", f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} pts), "
-                                f"from {day(s.all_tenants_date)}"),
-        ("similar size average", f"{percent(s.total_seats_average)}{seats} ({signed(t.vs_total_seats, 1)} pts), "
-                                 f"from {day(s.total_seats_date)}"),
+        (
+            "all tenants average",
+            f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} pts), from {day(s.all_tenants_date)}",
+        ),
+        (
+            "similar size average",
+            f"{percent(s.total_seats_average)}{seats} ({signed(t.vs_total_seats, 1)} pts), "
+            f"from {day(s.total_seats_date)}",
+        ),
         ("rank", f"{r.rank} weakest of {r.ranked_of}" if r.rank else NONE),
         ("7 days", f"{signed(s.change_7d_points)} points, {signed(s.change_7d_percent, 1)} % pts"),
         ("30 days", f"{signed(s.change_30d_points)} points, {signed(s.change_30d_percent, 1)} % pts"),
@@ -231,9 +281,11 @@ def _standing_lines(r: TenantReport) -> list[tuple[str, str]]:
 def _window_sentence(r: TenantReport) -> str:
     if not r.trend:
         return "No stored days in the window."
-    return (f"From {day(r.first_day)} to {day(r.last_day)} ({len(r.trend)} stored days): "
-            f"{signed(r.window_change_points)} points ({signed(r.window_change_percent, 1)} % pts); "
-            f"the controls' changes sum to {signed(r.controls_change)} points.")
+    return (
+        f"From {day(r.first_day)} to {day(r.last_day)} ({len(r.trend)} stored days): "
+        f"{signed(r.window_change_points)} points ({signed(r.window_change_percent, 1)} % pts); "
+        f"the controls' changes sum to {signed(r.controls_change)} points."
+    )
 
 
 def tenant_markdown(r: TenantReport) -> str:
@@ -243,8 +295,11 @@ def tenant_markdown(r: TenantReport) -> str:
     lines += ["## Window", "", _window_sentence(r), ""]
     for title, deltas in (("Gained most", r.gains), ("Lost most", r.losses)):
         lines += [f"## {title}", ""]
-        lines += (_md_table(("control", "category", "points", "days changed"), _delta_rows(deltas), "llrr")
-                  if deltas else ["None."])
+        lines += (
+            _md_table(("control", "category", "points", "days changed"), _delta_rows(deltas), "llrr")
+            if deltas
+            else ["None."]
+        )
         lines.append("")
     lines += ["## Trend", ""]
     lines += _md_table(("day", "score", "max", "percent"), _trend_rows(r.trend), "lrrr") if r.trend else ["None."]
@@ -270,23 +325,44 @@ def _marks_cell(row: TenantRow) -> Text:
 
 def portfolio_table(p: Portfolio) -> Table:
     t = p.totals
-    table = Table(title=f"Secure Score portfolio ({t.tenants} tenants), weakest first" if p.sort == "percent"
-                  else f"Secure Score portfolio ({t.tenants} tenants), by {p.sort}",
-                  title_justify="left", show_footer=True,
-                  caption=f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.",
-                  caption_justify="left")
-    footers = {"tenant": f"{t.tenants} tenants", "percent": f"avg {percent(t.average_percent)}",
-               "7d points": f"▲{t.improved} ▼{t.slipped}"}
+    table = Table(
+        title=f"Secure Score portfolio ({t.tenants} tenants), weakest first"
+        if p.sort == "percent"
+        else f"Secure Score portfolio ({t.tenants} tenants), by {p.sort}",
+        title_justify="left",
+        show_footer=True,
+        caption=f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.",
+        caption_justify="left",
+    )
+    footers = {
+        "tenant": f"{t.tenants} tenants",
+        "percent": f"avg {percent(t.average_percent)}",
+        "7d points": f"▲{t.improved} ▼{t.slipped}",
+    }
     for header in ("tenant", "tenant id", *PORTFOLIO_HEADER, "status"):
         numeric = header in PORTFOLIO_HEADER and header != "newest day"
-        table.add_column(header, footer=footers.get(header, ""), justify="right" if numeric else "left",
-                         overflow="fold", no_wrap=header in PORTFOLIO_HEADER)
+        table.add_column(
+            header,
+            footer=footers.get(header, ""),
+            justify="right" if numeric else "left",
+            overflow="fold",
+            no_wrap=header in PORTFOLIO_HEADER,
+        )
     for r in p.rows:
         s = r.score
-        table.add_row(Text(r.name or NONE), Text(r.tenant_id), day(s.score_date), percent(s.percent),
-                      number(s.current_score), number(s.max_score), _change_text(s.change_7d_points),
-                      _change_text(s.change_7d_percent, 1), _change_text(s.change_30d_points),
-                      _change_text(r.vs_all_tenants, 1), _marks_cell(r))
+        table.add_row(
+            Text(r.name or NONE),
+            Text(r.tenant_id),
+            day(s.score_date),
+            percent(s.percent),
+            number(s.current_score),
+            number(s.max_score),
+            _change_text(s.change_7d_points),
+            _change_text(s.change_7d_percent, 1),
+            _change_text(s.change_30d_points),
+            _change_text(r.vs_all_tenants, 1),
+            _marks_cell(r),
+        )
     return table
 
 
@@ -307,9 +383,16 @@ def tenant_renderable(r: TenantReport) -> RenderableType:
         Text(_window_sentence(r)),
     ]
     for title, deltas in (("Gained most", r.gains), ("Lost most", r.losses)):
-        parts.append(_simple_table(title, ("control", "category", "points", "days changed"),
-                                   ([Text(d.control_name), Text(d.control_category or ""), _change_text(d.change),
-                                     str(d.days_changed)] for d in deltas)))
+        parts.append(
+            _simple_table(
+                title,
+                ("control", "category", "points", "days changed"),
+                (
+                    [Text(d.control_name), Text(d.control_category or ""), _change_text(d.change), str(d.days_changed)]
+                    for d in deltas
+                ),
+            )
+        )
     parts.append(_simple_table("Trend", ("day", "score", "max", "percent"), _trend_rows(r.trend)))
     return Group(*parts)
 

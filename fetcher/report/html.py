@@ -75,12 +75,24 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 
 
 def _page(title: str, body: Sequence[str]) -> str:
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", *body,
-        f'<footer>securescore-fetcher {escape(__version__)}</footer>', "</body>", "</html>", "",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            *body,
+            f"<footer>securescore-fetcher {escape(__version__)}</footer>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
 
 
 def _change(value: float | None, digits: int = 2) -> str:
@@ -103,57 +115,100 @@ def _percent_cell(value: float | None) -> str:
 
 def _totals(p: Portfolio) -> str:
     t = p.totals
-    cards = [("Tenants", str(t.tenants)), ("Average", percent(t.average_percent)), ("Improved (7 d)", str(t.improved)),
-             ("Slipped (7 d)", str(t.slipped)), ("Stale", str(t.stale)), ("No data", str(t.no_data))]
+    cards = [
+        ("Tenants", str(t.tenants)),
+        ("Average", percent(t.average_percent)),
+        ("Improved (7 d)", str(t.improved)),
+        ("Slipped (7 d)", str(t.slipped)),
+        ("Stale", str(t.stale)),
+        ("No data", str(t.no_data)),
+    ]
     inner = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in cards)
     return f'<dl class="totals">{inner}</dl>'
 
 
-PORTFOLIO_HEAD = ("#", "Tenant", "Newest day", "Percent", "Score", "Max", "7 d points", "7 d % pts", "30 d points",
-                  "vs all tenants", "Status")
+PORTFOLIO_HEAD = (
+    "#",
+    "Tenant",
+    "Newest day",
+    "Percent",
+    "Score",
+    "Max",
+    "7 d points",
+    "7 d % pts",
+    "30 d points",
+    "vs all tenants",
+    "Status",
+)
 
 
 def _portfolio_row(index: int, row: TenantRow) -> str:
     s = row.score
     name = escape(row.name) if row.name else NONE
     link = f'<a href="#t-{index}">{name}</a>' if row.has_data else name
-    cells = [f'<td class="num">{index}</td>', f'<td>{link}<div class="id">{escape(row.tenant_id)}</div></td>',
-             f'<td class="day">{day(s.score_date)}</td>', _percent_cell(s.percent),
-             f'<td class="num">{number(s.current_score)}</td>', f'<td class="num">{number(s.max_score)}</td>',
-             _change(s.change_7d_points), _change(s.change_7d_percent, 1), _change(s.change_30d_points),
-             _change(row.vs_all_tenants, 1), f"<td>{_marks(row)}</td>"]
+    cells = [
+        f'<td class="num">{index}</td>',
+        f'<td>{link}<div class="id">{escape(row.tenant_id)}</div></td>',
+        f'<td class="day">{day(s.score_date)}</td>',
+        _percent_cell(s.percent),
+        f'<td class="num">{number(s.current_score)}</td>',
+        f'<td class="num">{number(s.max_score)}</td>',
+        _change(s.change_7d_points),
+        _change(s.change_7d_percent, 1),
+        _change(s.change_30d_points),
+        _change(row.vs_all_tenants, 1),
+        f"<td>{_marks(row)}</td>",
+    ]
     classes = " ".join(["tenant", *(f"mark-{m.name.lower()}" for m in row.marks)])
     return f'<tr class="{classes}">' + "".join(cells) + "</tr>"
 
 
 def portfolio_table(p: Portfolio) -> str:
-    head = "".join(f'<th class="{"num" if h not in ("Tenant", "Newest day", "Status") else ""}">{h}</th>'
-                   for h in PORTFOLIO_HEAD)
+    head = "".join(
+        f'<th class="{"num" if h not in ("Tenant", "Newest day", "Status") else ""}">{h}</th>' for h in PORTFOLIO_HEAD
+    )
     rows = "\n".join(_portfolio_row(i, r) for i, r in enumerate(p.rows, 1))
     foot = f'<tr><td colspan="{len(PORTFOLIO_HEAD)}">{escape(totals_sentence(p.totals))}</td></tr>'
-    return (f'<table class="portfolio"><thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>'
-            f"<tfoot>{foot}</tfoot></table>")
+    return (
+        f'<table class="portfolio"><thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>'
+        f"<tfoot>{foot}</tfoot></table>"
+    )
 
 
-def _chart(row: TenantRow, points: Sequence[ScorePoint], first: date, last: date, *, width: int = 640,
-           height: int = 220) -> str:
+def _chart(
+    row: TenantRow, points: Sequence[ScorePoint], first: date, last: date, *, width: int = 640, height: int = 220
+) -> str:
     title = f"{row.name or row.tenant_id}: score percentage from {first} to {last}"
-    return trend_svg(points, first=first, last=last, title=title, reference=row.score.all_tenants_average,
-                     reference_label="all tenants", width=width, height=height)
+    return trend_svg(
+        points,
+        first=first,
+        last=last,
+        title=title,
+        reference=row.score.all_tenants_average,
+        reference_label="all tenants",
+        width=width,
+        height=height,
+    )
 
 
 def _figure(index: int, row: TenantRow, points: Sequence[ScorePoint], first: date, last: date) -> str:
     s = row.score
     figures = f"{percent(s.percent)} · 7 d {signed(s.change_7d_points)} pts · newest {day(s.score_date)}"
-    caption = (f'<figcaption><strong>{escape(row.name or row.tenant_id)}</strong>'
-               f'<span class="figures">{escape(figures)}</span> {_marks(row) if row.marks else ""}</figcaption>')
-    chart = (_chart(row, points, first, last) if points
-             else f'<p class="nodata">No stored day between {first} and {last}.</p>')
+    caption = (
+        f"<figcaption><strong>{escape(row.name or row.tenant_id)}</strong>"
+        f'<span class="figures">{escape(figures)}</span> {_marks(row) if row.marks else ""}</figcaption>'
+    )
+    chart = (
+        _chart(row, points, first, last)
+        if points
+        else f'<p class="nodata">No stored day between {first} and {last}.</p>'
+    )
     return f'<figure class="tenant-chart" id="t-{index}">{caption}{chart}</figure>'
 
 
-def _shared_axis(span: tuple[date, date], histories: Mapping[str, Sequence[ScorePoint]],
-                 since: date | None) -> tuple[date, date]:
+def _shared_axis(
+    span: tuple[date, date], histories: Mapping[str, Sequence[ScorePoint]], since: date | None
+) -> tuple[date, date]:
     """One x axis for every chart: from `since`, else from the earliest day any tenant has in the span
     (a portfolio with a month of history gets a month wide axis, not a 90-day one mostly empty)."""
     first, last = span
@@ -167,15 +222,24 @@ def portfolio_page(p: Portfolio, histories: Mapping[str, Sequence[ScorePoint]], 
     """The portfolio table, then a chart per tenant with data, over one shared window."""
     span = chart_window(p, since)
     order = "weakest first" if p.sort == "percent" else f"by {p.sort}"
-    body = ["<header>", "<h1>Secure Score portfolio</h1>",
-            f'<p class="meta">Generated {p.generated_at:%Y-%m-%d %H:%M} UTC · {order} · stale = newest day older '
-            f"than {hours(p.max_age):g} h</p>", _totals(p), "</header>", "<main>",
-            '<section class="portfolio"><h2>Tenants</h2>', portfolio_table(p), "</section>"]
+    body = [
+        "<header>",
+        "<h1>Secure Score portfolio</h1>",
+        f'<p class="meta">Generated {p.generated_at:%Y-%m-%d %H:%M} UTC · {order} · stale = newest day older '
+        f"than {hours(p.max_age):g} h</p>",
+        _totals(p),
+        "</header>",
+        "<main>",
+        '<section class="portfolio"><h2>Tenants</h2>',
+        portfolio_table(p),
+        "</section>",
+    ]
     if span is not None:
         first, last = _shared_axis(span, histories, since)
         body.append(f'<section class="trends"><h2>Trends, {first} to {last}</h2><div class="charts">')
-        body += [_figure(i, r, histories.get(r.tenant_id, ()), first, last)
-                 for i, r in enumerate(p.rows, 1) if r.has_data]
+        body += [
+            _figure(i, r, histories.get(r.tenant_id, ()), first, last) for i, r in enumerate(p.rows, 1) if r.has_data
+        ]
         body.append("</div></section>")
     else:
         body.append('<p class="nodata">No tenant has any stored day yet.</p>')
@@ -188,11 +252,16 @@ def portfolio_page(p: Portfolio, histories: Mapping[str, Sequence[ScorePoint]], 
 
 def _delta_table(title: str, deltas: Sequence[ControlDelta]) -> str:
     if not deltas:
-        return f"<h2>{escape(title)}</h2><p class=\"nodata\">None.</p>"
-    rows = "".join(f"<tr><td>{escape(d.control_name)}</td><td>{escape(d.control_category or '')}</td>"
-                   f"{_change(d.change)}<td class=\"num\">{d.days_changed}</td></tr>" for d in deltas)
-    return (f'<h2>{escape(title)}</h2><table class="controls"><thead><tr><th>Control</th><th>Category</th>'
-            f'<th class="num">Points</th><th class="num">Days changed</th></tr></thead><tbody>{rows}</tbody></table>')
+        return f'<h2>{escape(title)}</h2><p class="nodata">None.</p>'
+    rows = "".join(
+        f"<tr><td>{escape(d.control_name)}</td><td>{escape(d.control_category or '')}</td>"
+        f'{_change(d.change)}<td class="num">{d.days_changed}</td></tr>'
+        for d in deltas
+    )
+    return (
+        f'<h2>{escape(title)}</h2><table class="controls"><thead><tr><th>Control</th><th>Category</th>'
+        f'<th class="num">Points</th><th class="num">Days changed</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
 
 
 def _standing(r: TenantReport) -> str:
@@ -202,9 +271,13 @@ def _standing(r: TenantReport) -> str:
         ("All tenants average", f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} pts)"),
         ("Similar size average", f"{percent(s.total_seats_average)} ({signed(t.vs_total_seats, 1)} pts)"),
         ("Rank", f"{r.rank} weakest of {r.ranked_of}" if r.rank else NONE),
-        ("7 days", f"{signed(s.change_7d_points)} points"), ("30 days", f"{signed(s.change_30d_points)} points"),
-        ("Window", f"{day(r.first_day)} to {day(r.last_day)}: {signed(r.window_change_points)} points, "
-                   f"controls {signed(r.controls_change)}"),
+        ("7 days", f"{signed(s.change_7d_points)} points"),
+        ("30 days", f"{signed(s.change_30d_points)} points"),
+        (
+            "Window",
+            f"{day(r.first_day)} to {day(r.last_day)}: {signed(r.window_change_points)} points, "
+            f"controls {signed(r.controls_change)}",
+        ),
     ]
     return '<dl class="standing">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
 
@@ -212,20 +285,31 @@ def _standing(r: TenantReport) -> str:
 def tenant_page(r: TenantReport) -> str:
     t = r.tenant
     name = t.name or t.tenant_id
-    body = ["<header>", f"<h1>{escape(name)}</h1>",
-            f'<p class="meta"><span class="id">{escape(t.tenant_id)}</span> · {_marks(t)} · generated '
-            f"{r.generated_at:%Y-%m-%d %H:%M} UTC</p>", "</header>", "<main>", _standing(r)]
+    body = [
+        "<header>",
+        f"<h1>{escape(name)}</h1>",
+        f'<p class="meta"><span class="id">{escape(t.tenant_id)}</span> · {_marks(t)} · generated '
+        f"{r.generated_at:%Y-%m-%d %H:%M} UTC</p>",
+        "</header>",
+        "<main>",
+        _standing(r),
+    ]
     if r.trend and r.first_day and r.last_day:
         first = min(r.since or r.first_day, r.first_day)
-        body.append(f'<figure class="tenant-chart" id="t-1">{_chart(t, r.trend, first, r.last_day, width=1000)}'
-                    "</figure>")
+        body.append(
+            f'<figure class="tenant-chart" id="t-1">{_chart(t, r.trend, first, r.last_day, width=1000)}</figure>'
+        )
     else:
         body.append('<p class="nodata">No stored day in the window.</p>')
     body += [_delta_table("Gained most", r.gains), _delta_table("Lost most", r.losses)]
-    rows = "".join(f"<tr><td>{p.score_date}</td><td class=\"num\">{number(p.current_score)}</td>"
-                   f"<td class=\"num\">{number(p.max_score)}</td><td class=\"num\">{percent(p.percent)}</td></tr>"
-                   for p in r.trend)
-    body.append('<h2>Daily</h2><table class="trend"><thead><tr><th>Day</th><th class="num">Score</th>'
-                f'<th class="num">Max</th><th class="num">Percent</th></tr></thead><tbody>{rows}</tbody></table>')
+    rows = "".join(
+        f'<tr><td>{p.score_date}</td><td class="num">{number(p.current_score)}</td>'
+        f'<td class="num">{number(p.max_score)}</td><td class="num">{percent(p.percent)}</td></tr>'
+        for p in r.trend
+    )
+    body.append(
+        '<h2>Daily</h2><table class="trend"><thead><tr><th>Day</th><th class="num">Score</th>'
+        f'<th class="num">Max</th><th class="num">Percent</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
     body.append("</main>")
     return _page(f"Secure Score: {name}", body)

@@ -139,8 +139,9 @@ class TenantReport:
 # ------------------------------------------------------------------------------------------ building
 
 
-def tenant_rows(latest: Iterable[LatestScore], configured: Sequence[TenantConfig], now: datetime,
-                max_age: timedelta) -> list[TenantRow]:
+def tenant_rows(
+    latest: Iterable[LatestScore], configured: Sequence[TenantConfig], now: datetime, max_age: timedelta
+) -> list[TenantRow]:
     """Every tenant of the database and of the configuration, once, marked."""
     stored = {s.tenant_id: s for s in latest}
     by_id = {t.tenant_id: t for t in configured}
@@ -169,6 +170,7 @@ def _marks(score: LatestScore, config: TenantConfig | None, now: datetime, max_a
 
 def sort_rows(rows: Iterable[TenantRow], sort: Sort) -> list[TenantRow]:
     """percent: weakest first; change: largest 7-day slip (points) first; name: A to Z. No figure: last."""
+
     def name_key(row: TenantRow) -> tuple[str, str]:
         return row.name.casefold(), row.tenant_id
 
@@ -178,8 +180,9 @@ def sort_rows(rows: Iterable[TenantRow], sort: Sort) -> list[TenantRow]:
     if sort is Sort.NAME:
         return sorted(rows, key=name_key)
     if sort is Sort.CHANGE:
-        return sorted(rows, key=lambda r: (figure_key(r.score.change_7d_points), figure_key(r.score.percent),
-                                           name_key(r)))
+        return sorted(
+            rows, key=lambda r: (figure_key(r.score.change_7d_points), figure_key(r.score.percent), name_key(r))
+        )
     return sorted(rows, key=lambda r: (figure_key(r.score.percent), name_key(r)))
 
 
@@ -199,8 +202,14 @@ def totals(rows: Sequence[TenantRow]) -> Totals:
     )
 
 
-def build_portfolio(latest: Iterable[LatestScore], configured: Sequence[TenantConfig], *, now: datetime,
-                    max_age: timedelta, sort: Sort = Sort.PERCENT) -> Portfolio:
+def build_portfolio(
+    latest: Iterable[LatestScore],
+    configured: Sequence[TenantConfig],
+    *,
+    now: datetime,
+    max_age: timedelta,
+    sort: Sort = Sort.PERCENT,
+) -> Portfolio:
     rows = sort_rows(tenant_rows(latest, configured, now, max_age), sort)
     return Portfolio(now, max_age, sort, tuple(rows), totals(rows))
 
@@ -210,8 +219,7 @@ def default_since(newest: date | None, days: int = DEFAULT_WINDOW_DAYS) -> date 
     return newest - timedelta(days=days - 1) if newest else None
 
 
-def chart_window(portfolio: Portfolio, since: date | None,
-                 days: int = DEFAULT_WINDOW_DAYS) -> tuple[date, date] | None:
+def chart_window(portfolio: Portfolio, since: date | None, days: int = DEFAULT_WINDOW_DAYS) -> tuple[date, date] | None:
     """The days the charts may cover: from `since` (or `days` back) to the newest day of any tenant."""
     newest = [r.score.score_date for r in portfolio.rows if r.score.score_date is not None]
     if not newest:
@@ -227,14 +235,29 @@ def rank(rows: Sequence[TenantRow], tenant_id: str) -> tuple[int | None, int]:
     return place, len(ranked)
 
 
-def build_tenant_report(row: TenantRow, *, all_rows: Sequence[TenantRow], since: date | None,
-                        trend: Sequence[ScorePoint], deltas: Sequence[ControlDelta], now: datetime,
-                        max_age: timedelta, top: int = TOP_CONTROLS) -> TenantReport:
+def build_tenant_report(
+    row: TenantRow,
+    *,
+    all_rows: Sequence[TenantRow],
+    since: date | None,
+    trend: Sequence[ScorePoint],
+    deltas: Sequence[ControlDelta],
+    now: datetime,
+    max_age: timedelta,
+    top: int = TOP_CONTROLS,
+) -> TenantReport:
     gains = [d for d in deltas if d.change > 0]
     losses = sorted((d for d in deltas if d.change < 0), key=lambda d: (d.change, d.control_name))
     place, of = rank(all_rows, row.tenant_id)
     return TenantReport(
-        generated_at=now, max_age=max_age, tenant=row, since=since, trend=tuple(trend),
-        gains=tuple(gains[:top]), losses=tuple(losses[:top]), controls_change=sum(d.change for d in deltas),
-        rank=place, ranked_of=of,
+        generated_at=now,
+        max_age=max_age,
+        tenant=row,
+        since=since,
+        trend=tuple(trend),
+        gains=tuple(gains[:top]),
+        losses=tuple(losses[:top]),
+        controls_change=sum(d.change for d in deltas),
+        rank=place,
+        ranked_of=of,
     )

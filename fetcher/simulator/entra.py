@@ -231,7 +231,7 @@ def _check_client(form: Mapping[str, str], context: TokenContext, tenant: SimTen
     return None
 
 
-def _check_credential(form: Mapping[str, str], context: TokenContext, tenant: SimTenant) -> Refusal | None:
+def _check_credential(form: Mapping[str, str], context: TokenContext, tenant: SimTenant) -> Refusal | None:  # noqa: ARG001 (every check takes the same arguments)
     client_id = context.app.client_id
     secret = form.get("client_secret")
     if secret is not None:
@@ -274,7 +274,7 @@ def _assertion_refusal(rejected: TokenRejected) -> TokenRefusal:
     return TokenRefusal.INVALID_ASSERTION
 
 
-def _check_scope(form: Mapping[str, str], context: TokenContext, tenant: SimTenant) -> Refusal | None:
+def _check_scope(form: Mapping[str, str], context: TokenContext, tenant: SimTenant) -> Refusal | None:  # noqa: ARG001 (every check takes the same arguments)
     scope = form.get("scope")
     if not scope:
         return refusal(TokenRefusal.MISSING_PARAMETER, detail="scope")

@@ -57,21 +57,38 @@ class Rejection:
 
     def params(self, cap: int) -> dict[str, Any]:
         return {
-            "tenant_id": self.tenant_id, "run_id": self.run_id, "received_at": self.received_at,
-            "reason": self.reason, "size": len(self.body), "truncated": len(self.body) > cap,
+            "tenant_id": self.tenant_id,
+            "run_id": self.run_id,
+            "received_at": self.received_at,
+            "reason": self.reason,
+            "size": len(self.body),
+            "truncated": len(self.body) > cap,
             "body": self.body[:cap],
         }
 
 
-def pack(obj: Any, *, tenant_id: str, score_date: date, fetched_at: datetime, run_id: str | None,
-         warning: str | None, text: bytes | None = None) -> RawPayload:
+def pack(
+    obj: Any,
+    *,
+    tenant_id: str,
+    score_date: date,
+    fetched_at: datetime,
+    run_id: str | None,
+    warning: str | None,
+    text: bytes | None = None,
+) -> RawPayload:
     """Serialize (unless `text`, its serialization, is given), hash and compress one object for the archive.
     Pure."""
     text = orjson.dumps(obj) if text is None else text
     return RawPayload(
-        tenant_id=tenant_id, score_date=score_date, sha256=hashlib.sha256(text).hexdigest(),
-        body=zlib.compress(text, COMPRESSION_LEVEL), size=len(text), fetched_at=fetched_at,
-        run_id=run_id, warning=warning,
+        tenant_id=tenant_id,
+        score_date=score_date,
+        sha256=hashlib.sha256(text).hexdigest(),
+        body=zlib.compress(text, COMPRESSION_LEVEL),
+        size=len(text),
+        fetched_at=fetched_at,
+        run_id=run_id,
+        warning=warning,
     )
 
 
@@ -83,15 +100,19 @@ def _upsert_raw(conn: AsyncConnection) -> Insert:
     stmt = _insert(conn)(raw_payloads)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=["tenant_id", "score_date", "sha256"],
-        set_={"last_fetched_at": stmt.excluded.last_fetched_at, "run_id": stmt.excluded.run_id,
-              "warning": stmt.excluded.warning},
+        set_={
+            "last_fetched_at": stmt.excluded.last_fetched_at,
+            "run_id": stmt.excluded.run_id,
+            "warning": stmt.excluded.warning,
+        },
     )
 
 
 async def save_raw_payloads(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
     """Archive objects; an object already archived for its tenant-day only gets its time updated."""
-    archive = bulk.compiled(conn, "raw_payloads", _upsert_raw, RawPayload._fields,
-                            aliases={"last_fetched_at": "fetched_at"})
+    archive = bulk.compiled(
+        conn, "raw_payloads", _upsert_raw, RawPayload._fields, aliases={"last_fetched_at": "fetched_at"}
+    )
     await bulk.execute_many(conn, archive, payloads)
 
 
@@ -116,8 +137,9 @@ async def iter_raw_payloads(conn: AsyncConnection, tenant_id: str) -> AsyncItera
     async for row in result:
         day = as_date(row.score_date)
         assert day is not None
-        yield RawPayload(row.tenant_id, day, row.sha256, row.body, row.size, row.last_fetched_at, row.run_id,
-                         row.warning)
+        yield RawPayload(
+            row.tenant_id, day, row.sha256, row.body, row.size, row.last_fetched_at, row.run_id, row.warning
+        )
 
 
 async def archived_days(conn: AsyncConnection, tenant_id: str) -> list[date]:

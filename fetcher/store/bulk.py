@@ -109,12 +109,19 @@ def _staging_ddl(table: sa.Table, columns: Sequence[str], json: set[str], stagin
     with the driver's own text codec instead of a Python function per value. Created inside the
     transaction (so undone with it), kept for the session, emptied at every commit."""
     picked = ", ".join(f"{c}::text AS {c}" if c in json else c for c in columns)
-    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-            f"SELECT {picked} FROM {table.name} WITH NO DATA")
+    return (
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+        f"SELECT {picked} FROM {table.name} WITH NO DATA"
+    )
 
 
-def compiled(conn: AsyncConnection, name: str, statement: StatementFactory, fields: Sequence[str],
-             aliases: Mapping[str, str] | None = None) -> Bulk:
+def compiled(
+    conn: AsyncConnection,
+    name: str,
+    statement: StatementFactory,
+    fields: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+) -> Bulk:
     """The compiled upsert `name` for this dialect (made once). `fields` name a row's positions;
     `aliases` map a column to the field that fills it when their names differ."""
     key = (conn.dialect.name, name)
@@ -125,13 +132,21 @@ def compiled(conn: AsyncConnection, name: str, statement: StatementFactory, fiel
         order = list(sql.positiontup or [])
         table: sa.Table = stmt.table  # type: ignore[assignment]
         position = {field: i for i, field in enumerate(fields)}
-        encode = row_encoder([position[(aliases or {}).get(column, column)] for column in order],
-                             [_encoder(table.c[column], conn.dialect.name) for column in order])
+        encode = row_encoder(
+            [position[(aliases or {}).get(column, column)] for column in order],
+            [_encoder(table.c[column], conn.dialect.name) for column in order],
+        )
         if conn.dialect.name == "postgresql":
             staging = f"fetcher_staging_{table.name}"
             json = {c for c in order if isinstance(table.c[c].type, sa.JSON)}
-            bulk = Bulk(_from_staging(sql.string, order, json, staging), encode, tuple(order), table.name,
-                        staging, _staging_ddl(table, order, json, staging))
+            bulk = Bulk(
+                _from_staging(sql.string, order, json, staging),
+                encode,
+                tuple(order),
+                table.name,
+                staging,
+                _staging_ddl(table, order, json, staging),
+            )
         else:
             bulk = Bulk(sql.string, encode, tuple(order), table.name, None)
         _CACHE[key] = bulk
@@ -182,5 +197,6 @@ async def _copy_and_upsert(conn: AsyncConnection, bulk: Bulk, rows: list[tuple[A
         lost = not isinstance(error, asyncpg.PostgresError) or isinstance(error, asyncpg.ConnectionDoesNotExistError)
         if lost:
             await conn.invalidate()
-        raise DBAPIError.instance(bulk.sql, None, error, Exception, connection_invalidated=lost,
-                                  dialect=conn.dialect) from error
+        raise DBAPIError.instance(
+            bulk.sql, None, error, Exception, connection_invalidated=lost, dialect=conn.dialect
+        ) from error

@@ -76,12 +76,20 @@ class TenantState:
     rejected_payloads: int
 
 
-async def start_run(conn: AsyncConnection, *, run_id: str, command: str, started_at: datetime,
-                    tenants_total: int, host: str, pid: int) -> None:
-    await conn.execute(sa.insert(fetch_runs).values(
-        run_id=run_id, command=command, started_at=started_at, status=RUNNING,
-        tenants_total=tenants_total, host=host, pid=pid,
-    ))
+async def start_run(
+    conn: AsyncConnection, *, run_id: str, command: str, started_at: datetime, tenants_total: int, host: str, pid: int
+) -> None:
+    await conn.execute(
+        sa.insert(fetch_runs).values(
+            run_id=run_id,
+            command=command,
+            started_at=started_at,
+            status=RUNNING,
+            tenants_total=tenants_total,
+            host=host,
+            pid=pid,
+        )
+    )
 
 
 async def interrupt_dead_runs(conn: AsyncConnection, *, alive_run_id: str, now: datetime) -> int:
@@ -101,9 +109,14 @@ async def record_tenant_run(conn: AsyncConnection, record: TenantRun) -> None:
 
 async def finish_run(conn: AsyncConnection, run_id: str, totals: RunTotals) -> None:
     await conn.execute(
-        sa.update(fetch_runs).where(fetch_runs.c.run_id == run_id).values(
-            status=totals.status, finished_at=totals.finished_at, tenants_succeeded=totals.tenants_succeeded,
-            tenants_failed=totals.tenants_failed, scores_upserted=totals.scores_upserted,
+        sa.update(fetch_runs)
+        .where(fetch_runs.c.run_id == run_id)
+        .values(
+            status=totals.status,
+            finished_at=totals.finished_at,
+            tenants_succeeded=totals.tenants_succeeded,
+            tenants_failed=totals.tenants_failed,
+            scores_upserted=totals.scores_upserted,
         )
     )
 
@@ -115,11 +128,13 @@ async def resumable_tenants(conn: AsyncConnection, command: str = "backfill") ->
     running), back to the last one that ended otherwise; a resumed run that is itself cut short
     adds to the chain, so resuming twice skips what both runs did.
     """
-    runs = (await conn.execute(
-        sa.select(fetch_runs.c.run_id, fetch_runs.c.status)
-        .where(fetch_runs.c.command == command)
-        .order_by(fetch_runs.c.started_at.desc())
-    )).all()
+    runs = (
+        await conn.execute(
+            sa.select(fetch_runs.c.run_id, fetch_runs.c.status)
+            .where(fetch_runs.c.command == command)
+            .order_by(fetch_runs.c.started_at.desc())
+        )
+    ).all()
     chain = []
     for run_id, status in runs:
         if status not in (INTERRUPTED, PARTIAL, RUNNING):
@@ -128,9 +143,7 @@ async def resumable_tenants(conn: AsyncConnection, command: str = "backfill") ->
     if not chain:
         return set()
     done = await conn.scalars(
-        sa.select(tenant_runs.c.tenant_id).where(
-            tenant_runs.c.run_id.in_(chain), tenant_runs.c.status.in_(DONE_WELL)
-        )
+        sa.select(tenant_runs.c.tenant_id).where(tenant_runs.c.run_id.in_(chain), tenant_runs.c.status.in_(DONE_WELL))
     )
     return set(done.all())
 
@@ -139,15 +152,19 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
     """Newest day, last success and last error of every known tenant (or the given ones)."""
     newest = (
         sa.select(secure_scores.c.tenant_id, sa.func.max(secure_scores.c.score_date).label("newest"))
-        .group_by(secure_scores.c.tenant_id).subquery()
+        .group_by(secure_scores.c.tenant_id)
+        .subquery()
     )
     success = (
         sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
-        .where(tenant_runs.c.status.in_(DONE_WELL)).group_by(tenant_runs.c.tenant_id).subquery()
+        .where(tenant_runs.c.status.in_(DONE_WELL))
+        .group_by(tenant_runs.c.tenant_id)
+        .subquery()
     )
     rejected = (
         sa.select(rejected_payloads.c.tenant_id, sa.func.count().label("n"))
-        .group_by(rejected_payloads.c.tenant_id).subquery()
+        .group_by(rejected_payloads.c.tenant_id)
+        .subquery()
     )
     query = (
         sa.select(tenants.c.tenant_id, tenants.c.name, newest.c.newest, success.c.at, rejected.c.n)
@@ -163,12 +180,18 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
     states = []
     for tenant_id, name, newest_day, success_at, rejected_count in rows:
         error = errors.get(tenant_id)
-        states.append(TenantState(
-            tenant_id=tenant_id, name=name, newest_score_date=as_date(newest_day),
-            last_success_at=as_utc(success_at), last_error_at=error[0] if error else None,
-            last_error_kind=error[1] if error else None, last_error_message=error[2] if error else None,
-            rejected_payloads=int(rejected_count or 0),
-        ))
+        states.append(
+            TenantState(
+                tenant_id=tenant_id,
+                name=name,
+                newest_score_date=as_date(newest_day),
+                last_success_at=as_utc(success_at),
+                last_error_at=error[0] if error else None,
+                last_error_kind=error[1] if error else None,
+                last_error_message=error[2] if error else None,
+                rejected_payloads=int(rejected_count or 0),
+            )
+        )
     return states
 
 
@@ -176,22 +199,32 @@ async def _last_errors(conn: AsyncConnection) -> dict[str, tuple[datetime, str |
     """Each tenant's latest run, where that run failed."""
     latest = (
         sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
-        .group_by(tenant_runs.c.tenant_id).subquery()
+        .group_by(tenant_runs.c.tenant_id)
+        .subquery()
     )
-    rows = (await conn.execute(
-        sa.select(tenant_runs.c.tenant_id, tenant_runs.c.finished_at, tenant_runs.c.error_kind,
-                  tenant_runs.c.error_message)
-        .join(latest, sa.and_(latest.c.tenant_id == tenant_runs.c.tenant_id,
-                              latest.c.at == tenant_runs.c.finished_at))
-        .where(tenant_runs.c.status.not_in(DONE_WELL))
-    )).all()
+    rows = (
+        await conn.execute(
+            sa.select(
+                tenant_runs.c.tenant_id,
+                tenant_runs.c.finished_at,
+                tenant_runs.c.error_kind,
+                tenant_runs.c.error_message,
+            )
+            .join(
+                latest, sa.and_(latest.c.tenant_id == tenant_runs.c.tenant_id, latest.c.at == tenant_runs.c.finished_at)
+            )
+            .where(tenant_runs.c.status.not_in(DONE_WELL))
+        )
+    ).all()
     return {tenant_id: (finished_at, kind, message) for tenant_id, finished_at, kind, message in rows}
 
 
 async def run_rows(conn: AsyncConnection, run_id: str) -> tuple[Any, list[Any]]:
     """A run's `fetch_runs` row and its `tenant_runs` rows (for summaries and tests)."""
     run = (await conn.execute(sa.select(fetch_runs).where(fetch_runs.c.run_id == run_id))).one()
-    rows = (await conn.execute(
-        sa.select(tenant_runs).where(tenant_runs.c.run_id == run_id).order_by(tenant_runs.c.tenant_id)
-    )).all()
+    rows = (
+        await conn.execute(
+            sa.select(tenant_runs).where(tenant_runs.c.run_id == run_id).order_by(tenant_runs.c.tenant_id)
+        )
+    ).all()
     return run, list(rows)

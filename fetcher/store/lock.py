@@ -96,8 +96,10 @@ class RunLock:
             raise
         if not got:
             await conn.close()
-            raise LockHeld(f"another fetcher run holds the lock of database {display_url(self.engine)}; "
-                           "wait for it to finish (a killed run frees the lock at once)")
+            raise LockHeld(
+                f"another fetcher run holds the lock of database {display_url(self.engine)}; "
+                "wait for it to finish (a killed run frees the lock at once)"
+            )
         self._conn = conn
 
     async def _watch_advisory(self) -> None:
@@ -111,8 +113,11 @@ class RunLock:
                 await self._conn.execute(sa.text("SELECT 1"))
                 await self._conn.commit()
             except Exception as exc:
-                log.warning("lost the run lock: its database connection was closed (%s); the run goes on, "
-                            "but another run may now start beside it", type(exc).__name__)
+                log.warning(
+                    "lost the run lock: its database connection was closed (%s); the run goes on, "
+                    "but another run may now start beside it",
+                    type(exc).__name__,
+                )
                 return
 
     # -- SQLite
@@ -128,10 +133,16 @@ class RunLock:
                     f"wait for it, or for its lease to expire at {row.expires_at:%H:%M:%S} UTC"
                 )
             await conn.execute(sa.delete(run_lock).where(run_lock.c.name == LOCK_NAME))
-            await conn.execute(sa.insert(run_lock).values(
-                name=LOCK_NAME, run_id=self.holder.run_id, host=self.holder.host, pid=self.holder.pid,
-                acquired_at=now, expires_at=now + self.lease,
-            ))
+            await conn.execute(
+                sa.insert(run_lock).values(
+                    name=LOCK_NAME,
+                    run_id=self.holder.run_id,
+                    host=self.holder.host,
+                    pid=self.holder.pid,
+                    acquired_at=now,
+                    expires_at=now + self.lease,
+                )
+            )
 
     def _lease_is_free(self, row: sa.Row[tuple[object, ...]], now: datetime) -> bool:
         if row.expires_at <= now:

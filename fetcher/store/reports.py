@@ -83,8 +83,9 @@ async def latest(conn: AsyncConnection, tenant_ids: Sequence[str] | None = None)
     return [_latest(row) for row in (await conn.execute(query)).all()]
 
 
-async def history(conn: AsyncConnection, *, since: date | None = None, until: date | None = None,
-                  tenant_id: str | None = None) -> dict[str, list[ScorePoint]]:
+async def history(
+    conn: AsyncConnection, *, since: date | None = None, until: date | None = None, tenant_id: str | None = None
+) -> dict[str, list[ScorePoint]]:
     """`score_history` per tenant, oldest day first, within [since, until] when given."""
     v = score_history.c
     query = sa.select(v.tenant_id, v.score_date, v.current_score, v.max_score, v.percent).order_by(
@@ -125,5 +126,7 @@ async def control_deltas(conn: AsyncConnection, tenant_id: str, *, after: date, 
         .having(sa.func.abs(sa.func.sum(v.change)) > NET_ZERO)
         .order_by(total.desc(), v.control_name)
     )
-    return [ControlDelta(name, category, float(change), int(days))
-            for name, category, change, days in (await conn.execute(query)).all()]
+    return [
+        ControlDelta(name, category, float(change), int(days))
+        for name, category, change, days in (await conn.execute(query)).all()
+    ]

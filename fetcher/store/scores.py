@@ -79,8 +79,9 @@ def _upsert_controls(conn: AsyncConnection) -> Insert:
     new, old = stmt.excluded, controls.c
     newer = new.last_seen_date >= old.last_seen_date
     updates: dict[str, Any] = {
-        "first_seen_date": sa.case((new.first_seen_date < old.first_seen_date, new.first_seen_date),
-                                   else_=old.first_seen_date),
+        "first_seen_date": sa.case(
+            (new.first_seen_date < old.first_seen_date, new.first_seen_date), else_=old.first_seen_date
+        ),
         "last_seen_date": sa.case((newer, new.last_seen_date), else_=old.last_seen_date),
     }
     for name in CONTROL_DIMENSION:
@@ -95,11 +96,14 @@ async def save_tenants(conn: AsyncConnection, rows: Sequence[tuple[str, str]], n
         return
     stmt = _insert(conn)(tenants)
     stmt = stmt.on_conflict_do_update(
-        index_elements=["tenant_id"], set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+        index_elements=["tenant_id"],
+        set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
         where=tenants.c.name != stmt.excluded.name,
     )
     for start in range(0, len(rows), 1000):  # in slices: ten thousand tenants make no ten-thousand-row list
-        await conn.execute(stmt, [{"tenant_id": t, "name": n, "updated_at": now} for t, n in rows[start:start + 1000]])
+        await conn.execute(
+            stmt, [{"tenant_id": t, "name": n, "updated_at": now} for t, n in rows[start : start + 1000]]
+        )
 
 
 async def save_score_days(
@@ -171,9 +175,7 @@ async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[Sco
     One query reads the stored members of those days, controls and bases together (for days never
     stored it finds nothing); only the rare leftovers are deleted.
     """
-    wanted = {
-        ("control", d.score_date): {c.control_name for c in d.controls} for d in days if d.controls
-    } | {
+    wanted = {("control", d.score_date): {c.control_name for c in d.controls} for d in days if d.controls} | {
         ("basis", d.score_date): {c.basis for c in d.comparatives} for d in days if d.comparatives
     }
     if not wanted:
@@ -195,8 +197,11 @@ async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[Sco
     for kind, table, column in (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis")):
         if gone[kind]:
             await conn.execute(
-                sa.delete(table).where(table.c.tenant_id == tenant_id, table.c.score_date == sa.bindparam("d"),
-                                       table.c[column] == sa.bindparam("n")),
+                sa.delete(table).where(
+                    table.c.tenant_id == tenant_id,
+                    table.c.score_date == sa.bindparam("d"),
+                    table.c[column] == sa.bindparam("n"),
+                ),
                 gone[kind],
             )
 
@@ -236,6 +241,6 @@ async def newest_score_dates(conn: AsyncConnection, tenant_ids: Sequence[str] | 
 async def delete_days(conn: AsyncConnection, tenant_id: str, dates: Sequence[date]) -> None:
     """Remove a tenant's normalized rows for these days (children first), e.g. before a rebuild."""
     for start in range(0, len(dates), 500):
-        chunk = list(dates[start:start + 500])
+        chunk = list(dates[start : start + 500])
         for table in (control_scores, comparative_scores, secure_scores):
             await conn.execute(sa.delete(table).where(table.c.tenant_id == tenant_id, table.c.score_date.in_(chunk)))

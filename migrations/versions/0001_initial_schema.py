@@ -173,12 +173,20 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("rejection_id", name=op.f("pk_rejected_payloads")),
     )
-    op.create_index(
-        "ix_rejected_payloads_tenant_id_received_at", "rejected_payloads", ["tenant_id", "received_at"]
-    )
+    op.create_index("ix_rejected_payloads_tenant_id_received_at", "rejected_payloads", ["tenant_id", "received_at"])
 
 
 def downgrade() -> None:
-    for table in ("rejected_payloads", "raw_payloads", "run_lock", "tenant_runs", "fetch_runs",
-                  "control_scores", "comparative_scores", "secure_scores", "controls", "tenants"):
+    for table in (
+        "rejected_payloads",
+        "raw_payloads",
+        "run_lock",
+        "tenant_runs",
+        "fetch_runs",
+        "control_scores",
+        "comparative_scores",
+        "secure_scores",
+        "controls",
+        "tenants",
+    ):
         op.drop_table(table)

@@ -55,13 +55,17 @@ def _days_since(dialect: str, column: str) -> str:
 
 def _baseline(dialect: str, days: int) -> str:
     """The newest stored day on or before `days` days before the newest day."""
-    return (f"(SELECT MAX(b.score_date) FROM secure_scores AS b WHERE b.tenant_id = n.tenant_id "
-            f"AND b.score_date <= {_days_before(dialect, 'n.score_date', days)})")
+    return (
+        f"(SELECT MAX(b.score_date) FROM secure_scores AS b WHERE b.tenant_id = n.tenant_id "
+        f"AND b.score_date <= {_days_before(dialect, 'n.score_date', days)})"
+    )
 
 
 def _newest_comparative(basis: str) -> str:
-    return (f"(SELECT MAX(c.score_date) FROM comparative_scores AS c WHERE c.tenant_id = n.tenant_id "
-            f"AND c.basis = '{basis}' AND c.average_score IS NOT NULL)")
+    return (
+        f"(SELECT MAX(c.score_date) FROM comparative_scores AS c WHERE c.tenant_id = n.tenant_id "
+        f"AND c.basis = '{basis}' AND c.average_score IS NOT NULL)"
+    )
 
 
 def _latest_scores(dialect: str) -> str:

@@ -23,11 +23,21 @@ SCAN_MODULE = "test_secrets.py"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("reliability")
-    group.addoption("--kill-seeds", type=int, default=None, metavar="N",
-                    help=f"kill -9 moments tried on SQLite (default $RELIABILITY_SEEDS or {DEFAULT_KILL_SEEDS})")
-    group.addoption("--kill-seeds-postgres", type=int, default=None, metavar="N",
-                    help="kill -9 moments tried on PostgreSQL "
-                         f"(default $RELIABILITY_SEEDS_POSTGRES or {DEFAULT_POSTGRES_KILL_SEEDS})")
+    group.addoption(
+        "--kill-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"kill -9 moments tried on SQLite (default $RELIABILITY_SEEDS or {DEFAULT_KILL_SEEDS})",
+    )
+    group.addoption(
+        "--kill-seeds-postgres",
+        type=int,
+        default=None,
+        metavar="N",
+        help="kill -9 moments tried on PostgreSQL "
+        f"(default $RELIABILITY_SEEDS_POSTGRES or {DEFAULT_POSTGRES_KILL_SEEDS})",
+    )
 
 
 def kill_seeds(config: pytest.Config, backend: str) -> int:
@@ -42,10 +52,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`kill_seed` runs once per seed: SQLite's seeds, then PostgreSQL's."""
     if "kill_seed" not in metafunc.fixturenames:
         return
-    params = [pytest.param(("sqlite", seed), id=f"sqlite-{seed}")
-              for seed in range(kill_seeds(metafunc.config, "sqlite"))]
-    params += [pytest.param(("postgres", seed), id=f"postgres-{seed}", marks=pytest.mark.postgres)
-               for seed in range(kill_seeds(metafunc.config, "postgres"))]
+    params = [
+        pytest.param(("sqlite", seed), id=f"sqlite-{seed}") for seed in range(kill_seeds(metafunc.config, "sqlite"))
+    ]
+    params += [
+        pytest.param(("postgres", seed), id=f"postgres-{seed}", marks=pytest.mark.postgres)
+        for seed in range(kill_seeds(metafunc.config, "postgres"))
+    ]
     metafunc.parametrize("kill_seed", params)
 
 
@@ -95,11 +108,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("reliability figures")
     write(f"faults injected: {sum(f.faults.values())} of {len(f.faults)} kinds")
-    write(f"runs killed with SIGKILL: {sum(f.kills.values())}, by the stage they had reached: "
-          f"{', '.join(f'{stage} {n}' for stage, n in sorted(f.kills.items()))}")
+    write(
+        f"runs killed with SIGKILL: {sum(f.kills.values())}, by the stage they had reached: "
+        f"{', '.join(f'{stage} {n}' for stage, n in sorted(f.kills.items()))}"
+    )
     write(f"killed runs resumed to the simulator's exact truth: {f.resumed}")
     write(f"database connections terminated: {f.connections_terminated}")
-    write(f"tenant-days compared with the simulator's truth: {f.days_compared} (one missing, extra or different "
-          "fails its test)")
-    write(f"fetcher processes whose every output line was scanned for secrets: {len(_TRANSCRIPTS.entries)}; "
-          f"databases scanned: {_TRANSCRIPTS.databases_scanned}")
+    write(
+        f"tenant-days compared with the simulator's truth: {f.days_compared} (one missing, extra or different "
+        "fails its test)"
+    )
+    write(
+        f"fetcher processes whose every output line was scanned for secrets: {len(_TRANSCRIPTS.entries)}; "
+        f"databases scanned: {_TRANSCRIPTS.databases_scanned}"
+    )

@@ -45,8 +45,11 @@ from tests.e2e import World
 CLIENT_SECRET = "Rel~client-secret.7Qx9Zk2Wm4Vn8Tp_do-not-log"
 CERTIFICATE_PASSWORD = "Rel-pfx-password.3Gh5Lq8Rt_do-not-log"
 WRONG_PASSWORD = "Rel-wrong-pfx-password.9Zq4Xw_do-not-log"
-SECRETS = {"client secret": CLIENT_SECRET, "certificate password": CERTIFICATE_PASSWORD,
-           "wrong certificate password": WRONG_PASSWORD}
+SECRETS = {
+    "client secret": CLIENT_SECRET,
+    "certificate password": CERTIFICATE_PASSWORD,
+    "wrong certificate password": WRONG_PASSWORD,
+}
 # A JWT's header and payload (the simulator's access tokens are JWTs); looser than the fetcher's own redactor.
 TOKEN_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 LOG_OPTIONS = ("-v", "--log-format", "json")
@@ -173,7 +176,7 @@ class Process:
         deadline, wanted, seen = time.monotonic() + timeout, text.encode(), b""
         with self.err.open("rb") as log:
             while time.monotonic() < deadline:
-                seen = seen[-len(wanted):] + log.read()
+                seen = seen[-len(wanted) :] + log.read()
                 if wanted in seen:
                     return True
                 if self.popen.poll() is not None:
@@ -188,9 +191,17 @@ class Process:
 
 
 @contextmanager
-def rig(tmp_path: Path, database_url: str, tenants: Sequence[SimTenant], transcripts: Transcripts,
-        *, fetch: Mapping[str, Any] | None = None, database: Mapping[str, Any] | None = None,
-        graph: Mapping[str, Any] | None = None, **sim_options: Any) -> Iterator[Rig]:
+def rig(
+    tmp_path: Path,
+    database_url: str,
+    tenants: Sequence[SimTenant],
+    transcripts: Transcripts,
+    *,
+    fetch: Mapping[str, Any] | None = None,
+    database: Mapping[str, Any] | None = None,
+    graph: Mapping[str, Any] | None = None,
+    **sim_options: Any,
+) -> Iterator[Rig]:
     """A simulator on loopback with the distinctive secret, and a configuration for it."""
     sim = Simulator(tenants, client_secret=CLIENT_SECRET, **sim_options)
     with running_simulator(sim, tls_dir=tmp_path / "tls") as running:
@@ -226,8 +237,10 @@ def all_rows(url: str, *tables: sa.Table) -> dict[str, list[dict[str, Any]]]:
     """Every row of each table, in primary-key order."""
 
     def query(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
-        return {t.name: [dict(r._mapping) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in tables}
+        return {
+            t.name: [dict(r._mapping) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+            for t in tables
+        }
 
     return read(url, query)
 
@@ -245,8 +258,12 @@ class StoredDay:
 def truth(sim: Simulator, tenant_id: str, days: int | None = None) -> dict[str, StoredDay]:
     """The simulator's newest `days` objects of a tenant (None: all), as the database should hold them."""
     return {
-        o["id"]: StoredDay(o["id"], o["currentScore"], len(o["controlScores"]),
-                           frozenset(a["basis"] for a in o["averageComparativeScores"]))
+        o["id"]: StoredDay(
+            o["id"],
+            o["currentScore"],
+            len(o["controlScores"]),
+            frozenset(a["basis"] for a in o["averageComparativeScores"]),
+        )
         for o in sim.expected_objects(tenant_id, days)
     }
 
@@ -257,11 +274,18 @@ def stored(url: str) -> dict[str, dict[str, StoredDay]]:
     def query(conn: sa.Connection) -> tuple[list[Any], ...]:
         per_day = (control_scores.c.tenant_id, control_scores.c.score_date)
         return (
-            conn.execute(sa.select(secure_scores.c.tenant_id, secure_scores.c.score_date, secure_scores.c.id,
-                                   secure_scores.c.current_score)).all(),
+            conn.execute(
+                sa.select(
+                    secure_scores.c.tenant_id,
+                    secure_scores.c.score_date,
+                    secure_scores.c.id,
+                    secure_scores.c.current_score,
+                )
+            ).all(),
             conn.execute(sa.select(*per_day, sa.func.count()).group_by(*per_day)).all(),
-            conn.execute(sa.select(comparative_scores.c.tenant_id, comparative_scores.c.score_date,
-                                   comparative_scores.c.basis)).all(),
+            conn.execute(
+                sa.select(comparative_scores.c.tenant_id, comparative_scores.c.score_date, comparative_scores.c.basis)
+            ).all(),
         )
 
     scores, control_counts, basis_rows = read(url, query)
@@ -272,8 +296,9 @@ def stored(url: str) -> dict[str, dict[str, StoredDay]]:
     days: dict[str, dict[str, StoredDay]] = defaultdict(dict)
     for tenant_id, day, score_id, current_score in scores:
         key = (tenant_id, str(day))
-        days[tenant_id][score_id] = StoredDay(score_id, current_score, controls.pop(key, 0),
-                                               frozenset(bases.pop(key, set())))
+        days[tenant_id][score_id] = StoredDay(
+            score_id, current_score, controls.pop(key, 0), frozenset(bases.pop(key, set()))
+        )
     assert not controls, f"control rows without their day's score row: {sorted(controls)[:5]}"
     assert not bases, f"comparative rows without their day's score row: {sorted(bases)[:5]}"
     return dict(days)
@@ -284,8 +309,14 @@ def assert_equals_truth(url: str, sim: Simulator, expected: Mapping[str, int | M
     row, and the archive one object per day; returns the number of days compared."""
     holding = stored(url)
     assert set(holding) <= set(expected), f"days of tenants never asked for: {set(holding) - set(expected)}"
-    archive = dict(read(url, lambda conn: conn.execute(
-        sa.select(raw_payloads.c.tenant_id, sa.func.count()).group_by(raw_payloads.c.tenant_id)).all()))
+    archive = dict(
+        read(
+            url,
+            lambda conn: conn.execute(
+                sa.select(raw_payloads.c.tenant_id, sa.func.count()).group_by(raw_payloads.c.tenant_id)
+            ).all(),
+        )
+    )
     compared = 0
     for tenant_id, days in expected.items():
         want = truth(sim, tenant_id, days) if isinstance(days, int) else days
@@ -307,8 +338,10 @@ def database_text(url: str) -> list[str]:
     def query(conn: sa.Connection) -> list[str]:
         if not sa.inspect(conn).has_table("tenant_runs"):
             return []
-        texts = [conn.execute(sa.text(f'SELECT string_agg(t::text, chr(10)) FROM "{table.name}" t')).scalar() or ""
-                 for table in metadata.sorted_tables]
+        texts = [
+            conn.execute(sa.text(f'SELECT string_agg(t::text, chr(10)) FROM "{table.name}" t')).scalar() or ""
+            for table in metadata.sorted_tables
+        ]
         return texts + archive_text(conn)
 
     return read(url, query)
@@ -316,8 +349,10 @@ def database_text(url: str) -> list[str]:
 
 def archive_text(conn: sa.Connection) -> list[str]:
     """The archive's bodies, decompressed: compression would hide a secret from a scan of the bytes."""
-    return [zlib.decompress(body).decode("utf-8", "replace")
-            for body in conn.execute(sa.select(raw_payloads.c.body)).scalars()]
+    return [
+        zlib.decompress(body).decode("utf-8", "replace")
+        for body in conn.execute(sa.select(raw_payloads.c.body)).scalars()
+    ]
 
 
 def sqlite_text(database: Path) -> list[str]:

@@ -65,8 +65,11 @@ CASES = [
     Case("429, Retry-After HTTP-date", (Fault.status(429, retry_after=1, retry_after_as_date=True, times=1),)),
     Case("429 always", (Fault.status(429, retry_after=0.2),), **failed("throttled")),
     Case("429, Retry-After of a year", (Fault.status(429, retry_after=YEAR),), **failed("retry_wait_too_long")),
-    Case("503, Retry-After HTTP-date a year away",
-         (Fault.status(503, retry_after=YEAR, retry_after_as_date=True),), **failed("retry_wait_too_long")),
+    Case(
+        "503, Retry-After HTTP-date a year away",
+        (Fault.status(503, retry_after=YEAR, retry_after_as_date=True),),
+        **failed("retry_wait_too_long"),
+    ),
     *(Case(f"{status} once", (Fault.status(status, times=1),)) for status in (500, 502, 503, 504)),
     *(Case(f"{status} always", (Fault.status(status),), **failed("server_error")) for status in (500, 502, 503, 504)),
     Case("503 once on the second page", (Fault.status(503, skip=1, times=1),)),
@@ -74,22 +77,40 @@ CASES = [
     Case("timeout always", (Fault.timeout(5),), **failed("timeout")),
     Case("malformed JSON once", (Fault.malformed_json(times=1),)),
     Case("malformed JSON always", (Fault.malformed_json(),), **failed("invalid_response", rejected=1)),
-    Case("malformed JSON always on the second page", (Fault.malformed_json(skip=1),),
-         **failed("invalid_response", rejected=1)),
+    Case(
+        "malformed JSON always on the second page",
+        (Fault.malformed_json(skip=1),),
+        **failed("invalid_response", rejected=1),
+    ),
     Case("206 partial content", (Fault.partial(times=1),), status="partial"),
-    Case("wrong tenant on the first page", (Fault.wrong_tenant(endpoint="list", times=1),),
-         **failed("wrong_tenant", rejected=PAGE, stored="later")),
+    Case(
+        "wrong tenant on the first page",
+        (Fault.wrong_tenant(endpoint="list", times=1),),
+        **failed("wrong_tenant", rejected=PAGE, stored="later"),
+    ),
     Case("wrong tenant always", (Fault.wrong_tenant(endpoint="list"),), **failed("wrong_tenant", rejected=DAYS)),
     Case("hostile: huge", (Fault.hostile(Hostile.HUGE, megabytes=2),), **failed("unsafe_response")),
     Case("hostile: deep", (Fault.hostile(Hostile.DEEP),), **failed("invalid_response", rejected=1)),
     Case("hostile: NaN and 1e309", (Fault.hostile(Hostile.NAN),), **failed("invalid_response", rejected=1)),
     Case("hostile: foreign next link", (Fault.hostile(Hostile.FOREIGN_NEXT_LINK),), **failed("unsafe_response")),
-    Case("hostile: missing fields", (Fault.hostile(Hostile.MISSING_FIELDS, times=1),), status="partial",
-         stored="older", rejected=1),
-    Case("hostile: not an object", (Fault.hostile(Hostile.NOT_OBJECT, times=1),), status="partial",
-         stored="older", rejected=1),
-    *(Case(f"token refusal: {refusal}", (Fault.token_refusal(refusal),), **failed("authentication"))
-      for refusal in TokenRefusal),
+    Case(
+        "hostile: missing fields",
+        (Fault.hostile(Hostile.MISSING_FIELDS, times=1),),
+        status="partial",
+        stored="older",
+        rejected=1,
+    ),
+    Case(
+        "hostile: not an object",
+        (Fault.hostile(Hostile.NOT_OBJECT, times=1),),
+        status="partial",
+        stored="older",
+        rejected=1,
+    ),
+    *(
+        Case(f"token refusal: {refusal}", (Fault.token_refusal(refusal),), **failed("authentication"))
+        for refusal in TokenRefusal
+    ),
     Case("token endpoint 503 once", (Fault.status(503, endpoint="token", times=1),)),
     Case("token endpoint 429 once", (Fault.status(429, retry_after=1, endpoint="token", times=1),)),
     Case("token endpoint 500 always", (Fault.status(500, endpoint="token"),), **failed("server_error")),
@@ -105,8 +126,11 @@ CASES = [
     Case("ten days of history", tenant={"days": 10}),
     Case("latency and a 429", (Fault.latency(300), Fault.status(429, retry_after=1, times=1))),
     Case("certificate with its password", auth={"method": "certificate", "certificate_password": "env:REL_CERT"}),
-    Case("certificate, wrong password",
-         auth={"method": "certificate", "certificate_password": "env:REL_WRONG_CERT"}, **failed("authentication")),
+    Case(
+        "certificate, wrong password",
+        auth={"method": "certificate", "certificate_password": "env:REL_WRONG_CERT"},
+        **failed("authentication"),
+    ),
 ]
 
 
@@ -139,12 +163,21 @@ def mixed(tmp_path_factory: pytest.TempPathFactory, transcripts: Transcripts) ->
     base = generate_tenants(TENANTS, seed=SEED)
     cases = plan(base)
     tenants = [dataclasses.replace(t, faults=cases[t.tenant_id].faults, **cases[t.tenant_id].tenant) for t in base]
-    with rig(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'mixed.db'}", tenants, transcripts, seed=SEED,
-             controls_per_day=40, client_certificate_pem=certificate.certificate_pem,
-             fetch={"history_days": DAYS}, graph={"timeout_seconds": 2, "max_response_bytes": 1024 * 1024}) as r:
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'mixed.db'}",
+        tenants,
+        transcripts,
+        seed=SEED,
+        controls_per_day=40,
+        client_certificate_pem=certificate.certificate_pem,
+        fetch={"history_days": DAYS},
+        graph={"timeout_seconds": 2, "max_response_bytes": 1024 * 1024},
+    ) as r:
         r.extra_env.update(REL_CERT=CERTIFICATE_PASSWORD, REL_WRONG_CERT=WRONG_PASSWORD)
-        auth = {t: {**c.auth, "certificate_path": str(certificate.password_pfx_file)}
-                for t, c in cases.items() if c.auth}
+        auth = {
+            t: {**c.auth, "certificate_path": str(certificate.password_pfx_file)} for t, c in cases.items() if c.auth
+        }
         r.configure(tenant_auth=auth)
         yield MixedRun(r, cases, r.fetcher("backfill", timeout=240))
 
@@ -166,7 +199,8 @@ def test_every_fault_in_one_run_ends_each_tenant_as_it_should(mixed: MixedRun, f
     quarantined = Counter(row["tenant_id"] for row in rejections(r.database_url))
     assert quarantined == {t: c.rejected for t, c in cases.items() if c.rejected}
     figures.days_compared += assert_equals_truth(
-        r.database_url, r.sim, {t: expected_days(r, t, c) for t, c in cases.items()})
+        r.database_url, r.sim, {t: expected_days(r, t, c) for t, c in cases.items()}
+    )
     messages = {row["tenant_id"]: row["error_message"] for row in rows if row["error_message"]}
     assert all("\n" not in m and len(m) < 1000 and t in m for t, m in messages.items())
 

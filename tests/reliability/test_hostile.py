@@ -45,8 +45,9 @@ YEAR = 365 * 24 * 3600.0
 NOT_FOLLOWED = "was not followed and no token was sent"
 
 
-def first_page(r: Rig, tenant_id: str, change: Callable[[list[bytes]], list[bytes]] = lambda o: o,
-               next_link: str | None = None) -> bytes:
+def first_page(
+    r: Rig, tenant_id: str, change: Callable[[list[bytes]], list[bytes]] = lambda o: o, next_link: str | None = None
+) -> bytes:
     """The tenant's real first page, its objects changed by `change`, pointing at `next_link`."""
     days = r.sim.available_days(tenant_id)[:20]
     objects = change([r.sim.day_bytes(tenant_id, day) for day in days])
@@ -71,15 +72,25 @@ def outcomes(r: Rig) -> dict[str, tuple[str, str | None, str | None]]:
     return {row["tenant_id"]: (row["status"], row["error_kind"], row["error_message"]) for row in rows}
 
 
-def test_a_next_link_to_another_origin_is_never_requested(tmp_path: Path, transcripts: Transcripts,
-                                                          figures: Figures) -> None:
+def test_a_next_link_to_another_origin_is_never_requested(
+    tmp_path: Path, transcripts: Transcripts, figures: Figures
+) -> None:
     """Links to another port, another name for the same server, plain http, or with user info: none is
     followed, so nothing (a token least of all) reaches the other server, which records every request."""
     tenants = generate_tenants(6, seed=SEED)
     evil = Simulator(tenants, seed=SEED, client_secret=CLIENT_SECRET)
-    with running_simulator(evil, tls_dir=tmp_path / "evil-tls") as elsewhere, \
-            rig(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'links.db'}", tenants, transcripts, seed=SEED,
-                controls_per_day=40, fetch={"history_days": DAYS}) as r:
+    with (
+        running_simulator(evil, tls_dir=tmp_path / "evil-tls") as elsewhere,
+        rig(
+            tmp_path,
+            f"sqlite+aiosqlite:///{tmp_path / 'links.db'}",
+            tenants,
+            transcripts,
+            seed=SEED,
+            controls_per_day=40,
+            fetch={"history_days": DAYS},
+        ) as r,
+    ):
         port, path = r.running.port, "/v1.0/security/secureScores?$top=25&$skiptoken=stolen"
         links = {
             "another port": f"{elsewhere.origin}{path}",
@@ -90,8 +101,11 @@ def test_a_next_link_to_another_origin_is_never_requested(tmp_path: Path, transc
         hostile = dict(zip(list(r.sim.tenants)[:5], [*links.values(), None], strict=True))
         names = [*links, "evil.example.invalid"]
         for (tenant_id, link), name in zip(hostile.items(), names, strict=True):
-            fault = (Fault.status(200, body=first_page(r, tenant_id, next_link=link), endpoint="list")
-                     if link else Fault.hostile(Hostile.FOREIGN_NEXT_LINK))
+            fault = (
+                Fault.status(200, body=first_page(r, tenant_id, next_link=link), endpoint="list")
+                if link
+                else Fault.hostile(Hostile.FOREIGN_NEXT_LINK)
+            )
             r.sim.add_fault(tenant_id, fault)
             figures.faults[f"foreign next link: {name}"] += 1
 
@@ -102,7 +116,8 @@ def test_a_next_link_to_another_origin_is_never_requested(tmp_path: Path, transc
         assert elsewhere.ca_file.read_bytes() == r.running.ca_file.read_bytes()
         assert elsewhere.simulator.requests == []
         assert {t: o[:2] for t, o in outcomes(r).items() if t in hostile} == dict.fromkeys(
-            hostile, ("failed", "unsafe_response"))
+            hostile, ("failed", "unsafe_response")
+        )
         assert all(NOT_FOLLOWED in outcomes(r)[t][2] for t in hostile)
         for tenant_id in hostile:
             lists = [q for q in r.sim.requests if q.tenant_id == tenant_id and q.endpoint == "list"]
@@ -127,22 +142,42 @@ class HostileRun:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory, transcripts: Transcripts) -> Iterator[HostileRun]:
     tmp_path = tmp_path_factory.mktemp("hostile")
-    names = ("huge", "deep", "NaN", "1e309", "strings for numbers", "Retry-After a year",
-             "Retry-After date a year", "not JSON, above the quarantine cap", "healthy")
+    names = (
+        "huge",
+        "deep",
+        "NaN",
+        "1e309",
+        "strings for numbers",
+        "Retry-After a year",
+        "Retry-After date a year",
+        "not JSON, above the quarantine cap",
+        "healthy",
+    )
     graph = {"max_response_bytes": 1024 * 1024, "timeout_seconds": 2}
-    with rig(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'hostile.db'}", generate_tenants(len(names), seed=SEED + 1),
-             transcripts, seed=SEED + 1, controls_per_day=40, fetch={"history_days": DAYS}, graph=graph) as r:
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'hostile.db'}",
+        generate_tenants(len(names), seed=SEED + 1),
+        transcripts,
+        seed=SEED + 1,
+        controls_per_day=40,
+        fetch={"history_days": DAYS},
+        graph=graph,
+    ) as r:
         ids = dict(zip(names, r.sim.tenants, strict=True))
         garbage = b'{"value": [' + b"\x00\xff not json " * 40_000
         faults = {
             "huge": Fault.hostile(Hostile.HUGE, megabytes=3),
             "deep": Fault.hostile(Hostile.DEEP),
-            "NaN": Fault.status(200, body=first_page(r, ids["NaN"], raw_number("currentScore", b"NaN")),
-                                endpoint="list"),
-            "1e309": Fault.status(200, body=first_page(r, ids["1e309"], raw_number("maxScore", b"1e309")),
-                                  endpoint="list"),
-            "strings for numbers": Fault.status(200, body=first_page(r, ids["strings for numbers"],
-                                                                     strings_for_numbers), endpoint="list", times=1),
+            "NaN": Fault.status(
+                200, body=first_page(r, ids["NaN"], raw_number("currentScore", b"NaN")), endpoint="list"
+            ),
+            "1e309": Fault.status(
+                200, body=first_page(r, ids["1e309"], raw_number("maxScore", b"1e309")), endpoint="list"
+            ),
+            "strings for numbers": Fault.status(
+                200, body=first_page(r, ids["strings for numbers"], strings_for_numbers), endpoint="list", times=1
+            ),
             "Retry-After a year": Fault.status(429, retry_after=YEAR),
             "Retry-After date a year": Fault.status(503, retry_after=YEAR, retry_after_as_date=True),
             "not JSON, above the quarantine cap": Fault.status(200, body=garbage, endpoint="list"),
@@ -154,8 +189,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, transcripts: Transcripts) 
         yield HostileRun(r, ids, done, time.monotonic() - started, garbage)
 
 
-def test_each_hostile_answer_is_refused_or_coerced_with_a_clear_message(hostile: HostileRun,
-                                                                       figures: Figures) -> None:
+def test_each_hostile_answer_is_refused_or_coerced_with_a_clear_message(hostile: HostileRun, figures: Figures) -> None:
     r, ids, done = hostile.rig, hostile.tenants, hostile.done
     figures.faults.update(f"hostile: {name}" for name in ids if name != "healthy")
 
@@ -164,20 +198,30 @@ def test_each_hostile_answer_is_refused_or_coerced_with_a_clear_message(hostile:
     assert hostile.took < 30, "a hostile answer stalled the run"
     got = outcomes(r)
     assert {name: got[t][:2] for name, t in ids.items()} == {
-        "huge": ("failed", "unsafe_response"), "deep": ("failed", "invalid_response"),
-        "NaN": ("failed", "invalid_response"), "1e309": ("failed", "invalid_response"),
-        "strings for numbers": ("succeeded", None), "Retry-After a year": ("failed", "retry_wait_too_long"),
+        "huge": ("failed", "unsafe_response"),
+        "deep": ("failed", "invalid_response"),
+        "NaN": ("failed", "invalid_response"),
+        "1e309": ("failed", "invalid_response"),
+        "strings for numbers": ("succeeded", None),
+        "Retry-After a year": ("failed", "retry_wait_too_long"),
         "Retry-After date a year": ("failed", "retry_wait_too_long"),
-        "not JSON, above the quarantine cap": ("failed", "invalid_response"), "healthy": ("succeeded", None),
+        "not JSON, above the quarantine cap": ("failed", "invalid_response"),
+        "healthy": ("succeeded", None),
     }
     assert "[graph] max_response_bytes = 1048576" in str(got[ids["huge"]][2])
     assert "max_retry_wait_seconds = 5" in str(got[ids["Retry-After a year"]][2])
     assert "max_retry_wait_seconds = 5" in str(got[ids["Retry-After date a year"]][2])
     for name in ("huge", "Retry-After a year", "Retry-After date a year"):  # refused at once, not retried
         assert len([q for q in r.sim.requests if q.tenant_id == ids[name] and q.endpoint == "list"]) == 1
-    assert_equals_truth(r.database_url, r.sim, {
-        **dict.fromkeys(ids.values(), 0), ids["healthy"]: 20, ids["strings for numbers"]: coerced_truth(hostile),
-    })
+    assert_equals_truth(
+        r.database_url,
+        r.sim,
+        {
+            **dict.fromkeys(ids.values(), 0),
+            ids["healthy"]: 20,
+            ids["strings for numbers"]: coerced_truth(hostile),
+        },
+    )
 
 
 def test_answers_still_not_json_are_quarantined_capped_and_shown_in_status(hostile: HostileRun) -> None:
@@ -207,7 +251,10 @@ def test_strings_where_numbers_belong_leave_the_column_null_and_are_kept_in_extr
 
     assert (row["current_score"], row["max_score"], row["active_user_count"]) == (None, None, None)
     assert {k: row["extra"][k] for k in ("currentScore", "maxScore", "activeUserCount")} == {
-        "currentScore": "high", "maxScore": "1e309", "activeUserCount": "many"}
+        "currentScore": "high",
+        "maxScore": "1e309",
+        "activeUserCount": "many",
+    }
 
 
 def coerced_truth(hostile: HostileRun) -> dict[str, StoredDay]:
@@ -219,11 +266,18 @@ def coerced_truth(hostile: HostileRun) -> dict[str, StoredDay]:
     return days
 
 
-def test_a_get_answer_still_not_json_after_its_retries_is_quarantined(tmp_path: Path, transcripts: Transcripts,
-                                                                      figures: Figures) -> None:
+def test_a_get_answer_still_not_json_after_its_retries_is_quarantined(
+    tmp_path: Path, transcripts: Transcripts, figures: Figures
+) -> None:
     tenant = generate_tenants(1, seed=SEED + 2)[0]
-    with rig(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'get.db'}", [tenant], transcripts, seed=SEED + 2,
-             controls_per_day=40) as r:
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'get.db'}",
+        [tenant],
+        transcripts,
+        seed=SEED + 2,
+        controls_per_day=40,
+    ) as r:
         r.sim.add_fault(tenant.tenant_id, Fault.malformed_json(endpoint="get"))
         figures.faults["malformed JSON on get"] += 1
         score_id = r.sim.expected_objects(tenant.tenant_id, 1)[0]["id"]
@@ -235,8 +289,9 @@ def test_a_get_answer_still_not_json_after_its_retries_is_quarantined(tmp_path: 
         gets = [q for q in r.sim.requests if q.endpoint == "get"]
         assert len(gets) == 3  # [fetch] max_attempts
         assert {t: o[:2] for t, o in outcomes(r).items()} == {tenant.tenant_id: ("failed", "invalid_response")}
-        sent = truncated(entity_body(context_url(r.running.origin, entity=True),
-                                     r.sim.day_bytes(tenant.tenant_id, r.sim.newest_day)))
+        sent = truncated(
+            entity_body(context_url(r.running.origin, entity=True), r.sim.day_bytes(tenant.tenant_id, r.sim.newest_day))
+        )
         (quarantined,) = rejections(r.database_url)
         assert (quarantined["body"], quarantined["size"], quarantined["truncated"]) == (sent, len(sent), False)
         assert all_rows(r.database_url, secure_scores)["secure_scores"] == []
@@ -248,14 +303,22 @@ def test_an_object_nested_deeper_than_can_be_stored_is_quarantined(
 ) -> None:
     """orjson reads JSON 1024 levels deep but writes only 254: such an object is refused alone, the rest stored."""
     tenant = generate_tenants(1, seed=SEED + 3)[0]
-    with rig(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'nested.db'}", [tenant], transcripts, seed=SEED + 3,
-             controls_per_day=40, database={"keep_raw": keep_raw}) as r:
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'nested.db'}",
+        [tenant],
+        transcripts,
+        seed=SEED + 3,
+        controls_per_day=40,
+        database={"keep_raw": keep_raw},
+    ) as r:
 
         def nest(objects: list[bytes]) -> list[bytes]:
             return [objects[0][:-1] + b',"nested":' + b"[" * 300 + b"]" * 300 + b"}", *objects[1:]]
 
-        r.sim.add_fault(tenant.tenant_id, Fault.status(200, body=first_page(r, tenant.tenant_id, nest),
-                                                       endpoint="list", times=1))
+        r.sim.add_fault(
+            tenant.tenant_id, Fault.status(200, body=first_page(r, tenant.tenant_id, nest), endpoint="list", times=1)
+        )
         figures.faults["object nested 300 levels deep"] += 1
 
         done = r.fetcher("backfill", "--days", "20")
@@ -280,8 +343,11 @@ def test_an_object_holding_a_nul_character_is_quarantined_alone(
 ) -> None:
     """PostgreSQL's text and jsonb refuse U+0000; one such string must not cost the tenant its other days."""
     tenant = generate_tenants(1, seed=SEED + 4)[0]
-    url = (f"sqlite+aiosqlite:///{tmp_path / 'nul.db'}" if backend == "sqlite"
-           else request.getfixturevalue("reliability_postgres"))
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / 'nul.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("reliability_postgres")
+    )
     with rig(tmp_path, url, [tenant], transcripts, seed=SEED + 4, controls_per_day=40) as r:
 
         def nul(objects: list[bytes]) -> list[bytes]:
@@ -289,8 +355,11 @@ def test_an_object_holding_a_nul_character_is_quarantined_alone(
             return [newest.replace(b'"vendor":"Microsoft"', b'"vendor":"Micro\\u0000soft"'), *objects[1:]]
 
         def escaped_backslash(objects: list[bytes]) -> list[bytes]:  # \\u0000: a backslash, then "u0000"
-            return [objects[0], objects[1].replace(b'"vendor":"Microsoft"', b'"vendor":"Micro\\\\u0000soft"'),
-                    *objects[2:]]
+            return [
+                objects[0],
+                objects[1].replace(b'"vendor":"Microsoft"', b'"vendor":"Micro\\\\u0000soft"'),
+                *objects[2:],
+            ]
 
         page = first_page(r, tenant.tenant_id, lambda objects: escaped_backslash(nul(objects)))
         r.sim.add_fault(tenant.tenant_id, Fault.status(200, body=page, endpoint="list", times=1))

@@ -50,8 +50,15 @@ STARTED = "tenant(s) to fetch"
 def kill_rig(tmp_path_factory: pytest.TempPathFactory, transcripts: Transcripts) -> Iterator[Rig]:
     """One simulator for every seed (its data cache stays warm); each seed brings its own database."""
     tenants = [tenant_with(t, Fault.latency(50)) for t in generate_tenants(TENANTS, seed=SEED)]
-    with rig(tmp_path_factory.mktemp("kill"), "sqlite+aiosqlite:///unused.db", tenants, transcripts, seed=SEED,
-             controls_per_day=120, fetch=FETCH) as r:
+    with rig(
+        tmp_path_factory.mktemp("kill"),
+        "sqlite+aiosqlite:///unused.db",
+        tenants,
+        transcripts,
+        seed=SEED,
+        controls_per_day=120,
+        fetch=FETCH,
+    ) as r:
         yield r
 
 
@@ -126,7 +133,8 @@ def test_a_killed_backfill_loses_nothing_once_run_again(
     figures.days_compared += assert_equals_truth(r.database_url, r.sim, dict.fromkeys(tenants, DAYS))
     runs, tenant_rows = ledger(r.database_url)
     assert [run["status"] for run in runs] == [
-        *("interrupted" if run["status"] == "running" else run["status"] for run in before), "succeeded"
+        *("interrupted" if run["status"] == "running" else run["status"] for run in before),
+        "succeeded",
     ]
     final = {row["tenant_id"]: row["status"] for row in tenant_rows if row["run_id"] == runs[-1]["run_id"]}
     assert final == dict.fromkeys(tenants, "succeeded")

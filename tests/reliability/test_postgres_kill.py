@@ -61,8 +61,15 @@ def test_terminated_connections_fail_or_retry_tenants_cleanly(
 ) -> None:
     postgres_url = reliability_postgres
     tenants = [tenant_with(t, Fault.latency(250)) for t in generate_tenants(16, seed=SEED)]
-    with rig(tmp_path, postgres_url, tenants, transcripts, seed=SEED, controls_per_day=120,
-             fetch={"history_days": DAYS, "concurrency": 4}) as r:
+    with rig(
+        tmp_path,
+        postgres_url,
+        tenants,
+        transcripts,
+        seed=SEED,
+        controls_per_day=120,
+        fetch={"history_days": DAYS, "concurrency": 4},
+    ) as r:
         backfill = r.start("backfill")
         wait_for(lambda: len(ledger(postgres_url)[1]) >= 1)
         stop, result = threading.Event(), []

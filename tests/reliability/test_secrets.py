@@ -29,18 +29,32 @@ def provoke(tmp_path: Path, transcripts: Transcripts) -> None:
     """Runs whose every line could carry a secret or a token if the fetcher were careless."""
     certificate = generate_client_certificate(tmp_path / "cert", password=CERTIFICATE_PASSWORD)
     plain, refused, graph_401, cert_ok, cert_wrong = generate_tenants(5, seed=SEED)
-    tenants = [plain, dataclasses.replace(refused, faults=(Fault.token_refusal(TokenRefusal.INVALID_SECRET),)),
-               dataclasses.replace(graph_401, faults=(Fault.status(401),)), cert_ok, cert_wrong]
-    with rig(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'secrets.db'}", tenants, transcripts, seed=SEED,
-             controls_per_day=20, client_certificate_pem=certificate.certificate_pem,
-             fetch={"history_days": 3}) as r:
+    tenants = [
+        plain,
+        dataclasses.replace(refused, faults=(Fault.token_refusal(TokenRefusal.INVALID_SECRET),)),
+        dataclasses.replace(graph_401, faults=(Fault.status(401),)),
+        cert_ok,
+        cert_wrong,
+    ]
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'secrets.db'}",
+        tenants,
+        transcripts,
+        seed=SEED,
+        controls_per_day=20,
+        client_certificate_pem=certificate.certificate_pem,
+        fetch={"history_days": 3},
+    ) as r:
         r.extra_env.update(REL_CERT=CERTIFICATE_PASSWORD, REL_WRONG_CERT=WRONG_PASSWORD)
         pfx = str(certificate.password_pfx_file)
         certificate_auth = {"method": "certificate", "certificate_path": pfx}
-        r.configure(tenant_auth={
-            cert_ok.tenant_id: {**certificate_auth, "certificate_password": "env:REL_CERT"},
-            cert_wrong.tenant_id: {**certificate_auth, "certificate_password": "env:REL_WRONG_CERT"},
-        })
+        r.configure(
+            tenant_auth={
+                cert_ok.tenant_id: {**certificate_auth, "certificate_password": "env:REL_CERT"},
+                cert_wrong.tenant_id: {**certificate_auth, "certificate_password": "env:REL_WRONG_CERT"},
+            }
+        )
         assert r.fetcher("config", "check").returncode == 0
         assert r.fetcher("backfill").returncode == 1
         assert r.fetcher("-v", "run").returncode == 1  # -vv: the Azure SDK's HTTP logging too

@@ -49,12 +49,20 @@ def migrated(r: Rig) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_a_run_that_cannot_take_its_lease_exits_3_with_one_line(tmp_path: Path, transcripts: Transcripts,
-                                                                  figures: Figures) -> None:
+def test_a_run_that_cannot_take_its_lease_exits_3_with_one_line(
+    tmp_path: Path, transcripts: Transcripts, figures: Figures
+) -> None:
     database = tmp_path / "held.db"
     tenants = generate_tenants(2, seed=SEED)
-    with rig(tmp_path, f"sqlite+aiosqlite:///{database}", tenants, transcripts, seed=SEED,
-             fetch={"history_days": DAYS}, database={"busy_timeout_seconds": BUSY_TIMEOUT}) as r:
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{database}",
+        tenants,
+        transcripts,
+        seed=SEED,
+        fetch={"history_days": DAYS},
+        database={"busy_timeout_seconds": BUSY_TIMEOUT},
+    ) as r:
         migrated(r)
         with held(database):
             started = time.monotonic()
@@ -82,9 +90,16 @@ def test_a_writer_holding_the_database_mid_run_fails_the_tenants_it_blocks(
 ) -> None:
     database = tmp_path / "held.db"
     tenants = [tenant_with(t, Fault.latency(400)) for t in generate_tenants(10, seed=SEED)]
-    with rig(tmp_path, f"sqlite+aiosqlite:///{database}", tenants, transcripts, seed=SEED,
-             controls_per_day=40, fetch={"history_days": DAYS, "concurrency": 2},
-             database={"busy_timeout_seconds": BUSY_TIMEOUT}) as r:
+    with rig(
+        tmp_path,
+        f"sqlite+aiosqlite:///{database}",
+        tenants,
+        transcripts,
+        seed=SEED,
+        controls_per_day=40,
+        fetch={"history_days": DAYS, "concurrency": 2},
+        database={"busy_timeout_seconds": BUSY_TIMEOUT},
+    ) as r:
         migrated(r)
         backfill = r.start("backfill")
         wait_for(lambda: len(ledger(r.database_url)[1]) >= 1)

@@ -79,8 +79,10 @@ async def clone(engine: AsyncEngine, base: list[str], copies: int) -> None:
 def _copy(table: sa.Table, new: str, quoted: str, override: dict[str, str] | None = None) -> str:
     names = [c.name for c in table.columns]
     values = [new if n == "tenant_id" else (override or {}).get(n, n) for n in names]
-    return (f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(values)} FROM {table.name} "
-            f"WHERE tenant_id IN ({quoted})")
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(values)} FROM {table.name} "
+        f"WHERE tenant_id IN ({quoted})"
+    )
 
 
 async def fill(url: str, n_tenants: int, n_base: int) -> list[tuple[str, str]]:
@@ -103,8 +105,10 @@ async def fill(url: str, n_tenants: int, n_base: int) -> list[tuple[str, str]]:
                 await conn.execute(sa.text("VACUUM ANALYZE"))
     async with engine.connect() as conn:
         names = [(t, n) for t, n in (await conn.execute(sa.select(tenants.c.tenant_id, tenants.c.name))).all()]
-        counts = {t.name: int((await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar_one())
-                  for t in (tenants, secure_scores, control_scores)}
+        counts = {
+            t.name: int((await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar_one())
+            for t in (tenants, secure_scores, control_scores)
+        }
     await engine.dispose()
     print("rows:", counts)
     return names
@@ -125,20 +129,21 @@ async def queries(url: str, tenant_id: str, results: dict[str, float]) -> None:
     asked = {
         "SELECT * FROM latest_scores": "SELECT * FROM latest_scores",
         "score_history, one tenant": f"SELECT * FROM score_history WHERE tenant_id = '{tenant_id}'",
-        "score_history, all tenants, 90 days":
-            f"SELECT * FROM score_history WHERE score_date >= '{newest - timedelta(days=89)}'",
-        "control_changes, one tenant, 90 days":
-            f"SELECT * FROM control_changes WHERE tenant_id = '{tenant_id}' "
-            f"AND score_date > '{newest - timedelta(days=90)}'",
+        "score_history, all tenants, 90 days": (
+            f"SELECT * FROM score_history WHERE score_date >= '{newest - timedelta(days=89)}'"
+        ),
+        "control_changes, one tenant, 90 days": f"SELECT * FROM control_changes WHERE tenant_id = '{tenant_id}' "
+        f"AND score_date > '{newest - timedelta(days=90)}'",
         "control_changes, all tenants, newest day": f"SELECT * FROM control_changes WHERE score_date = '{newest}'",
-        "control_changes, all tenants, 7 days, per tenant sum":
-            "SELECT tenant_id, SUM(change) FROM control_changes "
-            f"WHERE score_date > '{newest - timedelta(days=7)}' GROUP BY tenant_id",
+        "control_changes, all tenants, 7 days, per tenant sum": "SELECT tenant_id, SUM(change) FROM control_changes "
+        f"WHERE score_date > '{newest - timedelta(days=7)}' GROUP BY tenant_id",
     }
     for label, sql in asked.items():
+
         async def run(sql: str = sql) -> None:
             async with engine.connect() as conn:
                 (await conn.execute(sa.text(sql))).all()
+
         await timed(f"query: {label}", run(), results)
     await engine.dispose()
 

@@ -112,8 +112,9 @@ def filled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         if request.param == "postgres":
             run(_analyze(url))  # what autovacuum does soon after a load; the planner needs the row counts
         kept = [*healthy, one_day, empty]
-        config = write_report_config(folder / "report.toml", url,
-                                     [(t.tenant_id, t.name) for t in kept] + [(NEVER_FETCHED, "Never Fetched Ltd")])
+        config = write_report_config(
+            folder / "report.toml", url, [(t.tenant_id, t.name) for t in kept] + [(NEVER_FETCHED, "Never Fetched Ltd")]
+        )
         yield Filled(url, config, sim, tuple(healthy), one_day, empty, dropped)
     finally:
         if request.param == "postgres":
@@ -125,17 +126,31 @@ def filled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 FETCHED = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 
 
-def score_day(tenant: str, day: date, controls: Mapping[str, float | None], *, max_score: float = 100.0,
-              comparatives: Sequence[tuple[str, float]] = (), current: float | None = None) -> dict[str, Any]:
+def score_day(
+    tenant: str,
+    day: date,
+    controls: Mapping[str, float | None],
+    *,
+    max_score: float = 100.0,
+    comparatives: Sequence[tuple[str, float]] = (),
+    current: float | None = None,
+) -> dict[str, Any]:
     """A secureScore object as Graph sends it: `currentScore` is the controls' sum unless given."""
     scores = [s for s in controls.values() if s is not None]
     return {
-        "id": f"{tenant}_{day}", "azureTenantId": tenant, "createdDateTime": f"{day}T02:00:00Z",
-        "activeUserCount": 10, "licensedUserCount": 10, "enabledServices": [],
-        "currentScore": sum(scores) if current is None else current, "maxScore": max_score,
+        "id": f"{tenant}_{day}",
+        "azureTenantId": tenant,
+        "createdDateTime": f"{day}T02:00:00Z",
+        "activeUserCount": 10,
+        "licensedUserCount": 10,
+        "enabledServices": [],
+        "currentScore": sum(scores) if current is None else current,
+        "maxScore": max_score,
         "averageComparativeScores": [{"basis": b, "averageScore": a} for b, a in comparatives],
-        "controlScores": [{"controlCategory": "Identity", "controlName": name, "score": score,
-                           "description": None} for name, score in controls.items()],
+        "controlScores": [
+            {"controlCategory": "Identity", "controlName": name, "score": score, "description": None}
+            for name, score in controls.items()
+        ],
         "vendorInformation": {"provider": "SecureScore", "vendor": "Microsoft"},
     }
 
@@ -177,5 +192,9 @@ def _restore_logging() -> Iterator[None]:
 
 def report(config: Path, *args: str) -> Result:
     """`fetcher --config CONFIG report ARGS`, in this process."""
-    return CliRunner().invoke(main, ["--config", str(config), "report", *args],
-                              env={"COLUMNS": "240", "REPORT_SECRET": "unused-secret"}, catch_exceptions=False)
+    return CliRunner().invoke(
+        main,
+        ["--config", str(config), "report", *args],
+        env={"COLUMNS": "240", "REPORT_SECRET": "unused-secret"},
+        catch_exceptions=False,
+    )

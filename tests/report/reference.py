@@ -59,19 +59,41 @@ def _baseline(days: dict[date, Row], newest: date, back: int) -> Row | None:
     return days[max(older)] if older else None
 
 
-def _latest_row(tid: str, name: str, days: dict[date, Row], averages: dict[tuple[str, str], dict[date, Row]],
-                today: date) -> Row:
+def _latest_row(
+    tid: str, name: str, days: dict[date, Row], averages: dict[tuple[str, str], dict[date, Row]], today: date
+) -> Row:
     if not days:
-        return {"tenant_id": tid, "tenant_name": name, "score_date": None, "current_score": None, "max_score": None,
-                "percent": None, "baseline_7d_date": None, "change_7d_points": None, "change_7d_percent": None,
-                "baseline_30d_date": None, "change_30d_points": None, "change_30d_percent": None,
-                "all_tenants_average": None, "all_tenants_date": None, "total_seats_average": None,
-                "total_seats_date": None, "total_seats_lower": None, "total_seats_upper": None,
-                "days_since_newest": None}
+        return {
+            "tenant_id": tid,
+            "tenant_name": name,
+            "score_date": None,
+            "current_score": None,
+            "max_score": None,
+            "percent": None,
+            "baseline_7d_date": None,
+            "change_7d_points": None,
+            "change_7d_percent": None,
+            "baseline_30d_date": None,
+            "change_30d_points": None,
+            "change_30d_percent": None,
+            "all_tenants_average": None,
+            "all_tenants_date": None,
+            "total_seats_average": None,
+            "total_seats_date": None,
+            "total_seats_lower": None,
+            "total_seats_upper": None,
+            "days_since_newest": None,
+        }
     newest = max(days)
     now = days[newest]
-    row: Row = {"tenant_id": tid, "tenant_name": name, "score_date": newest, "current_score": now["current_score"],
-                "max_score": now["max_score"], "percent": percent(now)}
+    row: Row = {
+        "tenant_id": tid,
+        "tenant_name": name,
+        "score_date": newest,
+        "current_score": now["current_score"],
+        "max_score": now["max_score"],
+        "percent": percent(now),
+    }
     for back in (7, 30):
         base = _baseline(days, newest, back)
         row[f"baseline_{back}d_date"] = base["score_date"] if base else None
@@ -110,9 +132,18 @@ def _day_changes(tid: str, previous: date, day: date, before: dict[str, Row], af
         if old is not None and new is not None and old_score == new_score:
             continue
         kind = "appeared" if old is None else "disappeared" if new is None else "changed"
-        out.append({"tenant_id": tid, "score_date": day, "previous_date": previous, "control_name": name,
-                    "previous_score": old_score, "score": new_score,
-                    "change": (new_score or 0.0) - (old_score or 0.0), "kind": kind})
+        out.append(
+            {
+                "tenant_id": tid,
+                "score_date": day,
+                "previous_date": previous,
+                "control_name": name,
+                "previous_score": old_score,
+                "score": new_score,
+                "change": (new_score or 0.0) - (old_score or 0.0),
+                "kind": kind,
+            }
+        )
     return out
 
 

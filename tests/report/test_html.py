@@ -38,12 +38,28 @@ def _chromium(binary: str, page: Path, *modes: str) -> list[subprocess.Completed
         started = []
         for mode in modes:
             profile = stack.enter_context(tempfile.TemporaryDirectory(prefix="chromium-profile-"))
-            started.append(subprocess.Popen(
-                [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", "--window-size=1280,2000", mode, page.as_uri()],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))
+            started.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-quic",
+                        "--no-first-run",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        f"--user-data-dir={profile}",
+                        "--window-size=1280,2000",
+                        mode,
+                        page.as_uri(),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         done = []
         for process in started:
             out, err = process.communicate(timeout=90)
@@ -140,8 +156,9 @@ def test_the_chart_breaks_its_line_where_days_are_missing() -> None:
 
 
 def test_a_single_day_is_drawn_as_a_dot_on_a_one_point_line() -> None:
-    svg = trend_svg([ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)], first=date(2026, 10, 1),
-                    last=date(2026, 11, 1), title="<One>")
+    svg = trend_svg(
+        [ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)], first=date(2026, 10, 1), last=date(2026, 11, 1), title="<One>"
+    )
 
     assert '<circle class="dot"' in svg
     assert re.search(r'<polyline class="trend" points="[\d.]+,[\d.]+"', svg)
@@ -149,18 +166,26 @@ def test_a_single_day_is_drawn_as_a_dot_on_a_one_point_line() -> None:
 
 
 def test_the_reference_average_is_a_labelled_dashed_line() -> None:
-    svg = trend_svg([ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)], first=date(2026, 11, 1),
-                    last=date(2026, 11, 1), title="t", reference=58.25, reference_label="all <tenants>")
+    svg = trend_svg(
+        [ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)],
+        first=date(2026, 11, 1),
+        last=date(2026, 11, 1),
+        title="t",
+        reference=58.25,
+        reference_label="all <tenants>",
+    )
 
     assert re.search(r'<line class="reference"[^>]*stroke-dasharray', svg)
     assert ">all &lt;tenants&gt; 58.2%</text>" in svg or ">all &lt;tenants&gt; 58.3%</text>" in svg
 
 
 def test_chromium_renders_the_table_and_a_chart_per_tenant_and_prints_them(
-        filled: Filled, portfolio_page: Path, tmp_path: Path, chromium: str) -> None:
+    filled: Filled, portfolio_page: Path, tmp_path: Path, chromium: str
+) -> None:
     shot, pdf = tmp_path / "portfolio.png", tmp_path / "portfolio.pdf"
-    dumped, taken, printed = _chromium(chromium, portfolio_page, "--dump-dom", f"--screenshot={shot}",
-                                       f"--print-to-pdf={pdf}")
+    dumped, taken, printed = _chromium(
+        chromium, portfolio_page, "--dump-dom", f"--screenshot={shot}", f"--print-to-pdf={pdf}"
+    )
 
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     dom = DOM()
@@ -181,7 +206,7 @@ def test_chromium_renders_the_table_and_a_chart_per_tenant_and_prints_them(
 
 def _assert_drawn(png: Path) -> None:
     """Not blank, and the trend line's blue is on the page in quantity."""
-    line = tuple(int(LINE[i:i + 2], 16) for i in (1, 3, 5))
+    line = tuple(int(LINE[i : i + 2], 16) for i in (1, 3, 5))
     with Image.open(png) as image:
         rgb = image.convert("RGB")
         total = rgb.width * rgb.height

@@ -27,10 +27,22 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=48)
 
 
-def latest(tenant_id: str, percent: float | None, change: float | None = None, *, day: date = date(2026, 11, 28),
-           name: str = "") -> LatestScore:
-    return dataclasses.replace(empty_latest(tenant_id, name), score_date=day, percent=percent,
-                               current_score=percent, max_score=100.0, change_7d_points=change)
+def latest(
+    tenant_id: str,
+    percent: float | None,
+    change: float | None = None,
+    *,
+    day: date = date(2026, 11, 28),
+    name: str = "",
+) -> LatestScore:
+    return dataclasses.replace(
+        empty_latest(tenant_id, name),
+        score_date=day,
+        percent=percent,
+        current_score=percent,
+        max_score=100.0,
+        change_7d_points=change,
+    )
 
 
 def configured(tenant_id: str, name: str, *, enabled: bool = True) -> TenantConfig:
@@ -70,15 +82,30 @@ def test_name_sort_ignores_case() -> None:
 
 
 def test_every_tenant_of_database_and_configuration_appears_once_with_its_marks() -> None:
-    scores = [latest("kept", 50.0), latest("old", 50.0, day=date(2026, 10, 1)), latest("gone", 50.0),
-              empty_latest("silent")]
-    config = [configured("kept", "Kept"), configured("old", "Old"), configured("silent", "Silent"),
-              configured("new", "New"), configured("off", "Off", enabled=False)]
+    scores = [
+        latest("kept", 50.0),
+        latest("old", 50.0, day=date(2026, 10, 1)),
+        latest("gone", 50.0),
+        empty_latest("silent"),
+    ]
+    config = [
+        configured("kept", "Kept"),
+        configured("old", "Old"),
+        configured("silent", "Silent"),
+        configured("new", "New"),
+        configured("off", "Off", enabled=False),
+    ]
 
     rows = {r.tenant_id: r.marks for r in tenant_rows(scores, config, NOW, DAY)}
 
-    assert rows == {"kept": (), "old": (Mark.STALE,), "gone": (Mark.NOT_CONFIGURED,), "silent": (Mark.NO_DATA,),
-                    "new": (Mark.NO_DATA,), "off": (Mark.NO_DATA, Mark.DISABLED)}
+    assert rows == {
+        "kept": (),
+        "old": (Mark.STALE,),
+        "gone": (Mark.NOT_CONFIGURED,),
+        "silent": (Mark.NO_DATA,),
+        "new": (Mark.NO_DATA,),
+        "off": (Mark.NO_DATA, Mark.DISABLED),
+    }
 
 
 def test_the_configured_name_wins_over_the_stored_one() -> None:
@@ -88,13 +115,27 @@ def test_the_configured_name_wins_over_the_stored_one() -> None:
 
 
 def test_totals_count_improved_slipped_unchanged_and_average_the_percentages() -> None:
-    scores = [latest("a", 40.0, +2.0), latest("b", 60.0, -1.0), latest("c", 50.0, 0.0), latest("d", 30.0, None),
-              empty_latest("e")]
+    scores = [
+        latest("a", 40.0, +2.0),
+        latest("b", 60.0, -1.0),
+        latest("c", 50.0, 0.0),
+        latest("d", 30.0, None),
+        empty_latest("e"),
+    ]
 
     got = totals(tenant_rows(scores, [], NOW, DAY))
 
-    expected: dict[str, Any] = {"tenants": 5, "with_data": 4, "average_percent": 45.0, "improved": 1, "slipped": 1,
-                                "unchanged": 1, "stale": 0, "no_data": 1, "not_configured": 5}
+    expected: dict[str, Any] = {
+        "tenants": 5,
+        "with_data": 4,
+        "average_percent": 45.0,
+        "improved": 1,
+        "slipped": 1,
+        "unchanged": 1,
+        "stale": 0,
+        "no_data": 1,
+        "not_configured": 5,
+    }
     assert dataclasses.asdict(got) == expected
 
 
@@ -114,8 +155,7 @@ def test_the_default_window_is_the_90_days_ending_on_the_newest_day() -> None:
 
 
 def test_the_charts_share_one_window_ending_on_the_newest_day_of_any_tenant() -> None:
-    scores = [latest("a", 50.0, day=date(2026, 11, 20)), latest("b", 60.0, day=date(2026, 11, 28)),
-              empty_latest("c")]
+    scores = [latest("a", 50.0, day=date(2026, 11, 20)), latest("b", 60.0, day=date(2026, 11, 28)), empty_latest("c")]
     result = build_portfolio(scores, [], now=NOW, max_age=DAY)
 
     assert chart_window(result, None) == (date(2026, 8, 31), date(2026, 11, 28))

@@ -70,7 +70,11 @@ def test_the_totals_are_the_ones_sql_computes(filled: Filled) -> None:
     average, improved, slipped, unchanged, with_data = run(_sql_totals(filled))
     assert totals["average_percent"] == pytest.approx(average, rel=1e-12)
     assert (totals["improved"], totals["slipped"], totals["unchanged"], totals["with_data"]) == (
-        improved, slipped, unchanged, with_data)
+        improved,
+        slipped,
+        unchanged,
+        with_data,
+    )
     assert totals["tenants"] == len(filled.configured) + 2  # the dropped tenant and the never-fetched one
 
 
@@ -148,8 +152,11 @@ def test_markdown_is_a_table_with_escaped_names_and_the_totals(filled: Filled) -
 
 
 def test_an_empty_database_lists_the_configured_tenants_as_without_data(tmp_path: Path) -> None:
-    config = write_report_config(tmp_path / "fetcher.toml", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
-                                 [(NEVER_FETCHED, "Never Fetched Ltd")])
+    config = write_report_config(
+        tmp_path / "fetcher.toml",
+        f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+        [(NEVER_FETCHED, "Never Fetched Ltd")],
+    )
 
     table = report(config)
     data = json.loads(report(config, "--format", "json").stdout)

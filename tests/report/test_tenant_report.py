@@ -60,9 +60,17 @@ async def _history(filled: Filled, tenant_id: str) -> list[dict[str, Any]]:
     engine = filled.engine()
     rows = await reference.view(engine, score_history, tenant_id=tenant_id)
     await engine.dispose()
-    return sorted(({k: v.isoformat() if isinstance(v, date) else v for k, v in r.items()
-                    if k in ("score_date", "current_score", "max_score", "percent")} for r in rows),
-                  key=lambda r: r["score_date"])
+    return sorted(
+        (
+            {
+                k: v.isoformat() if isinstance(v, date) else v
+                for k, v in r.items()
+                if k in ("score_date", "current_score", "max_score", "percent")
+            }
+            for r in rows
+        ),
+        key=lambda r: r["score_date"],
+    )
 
 
 def test_the_trend_is_the_score_history_of_every_stored_day_in_the_window(filled: Filled) -> None:
@@ -163,10 +171,12 @@ async def _scripted_report(engine: AsyncEngine, tmp_path: Path, since: date | No
 
 
 async def test_a_score_drop_is_explained_by_the_controls_that_lost_points(engine: AsyncEngine, tmp_path: Path) -> None:
-    await store(engine,
-                score_day(A, days_ago(3), {"MFA": 10.0, "Audit": 5.0, "Legacy": 2.0}, max_score=40.0),
-                score_day(A, days_ago(2), {"MFA": 0.0, "Audit": 5.0, "Legacy": 2.0}, max_score=40.0),
-                score_day(A, days_ago(1), {"MFA": 0.0, "Audit": 3.0, "Legacy": 4.0, "New": 1.0}, max_score=40.0))
+    await store(
+        engine,
+        score_day(A, days_ago(3), {"MFA": 10.0, "Audit": 5.0, "Legacy": 2.0}, max_score=40.0),
+        score_day(A, days_ago(2), {"MFA": 0.0, "Audit": 5.0, "Legacy": 2.0}, max_score=40.0),
+        score_day(A, days_ago(1), {"MFA": 0.0, "Audit": 3.0, "Legacy": 4.0, "New": 1.0}, max_score=40.0),
+    )
 
     got = await _scripted_report(engine, tmp_path)
 
@@ -176,12 +186,15 @@ async def test_a_score_drop_is_explained_by_the_controls_that_lost_points(engine
     assert got.window_change_percent == -22.5
 
 
-async def test_a_tenant_with_gaps_shows_only_its_stored_days_and_changes_across_them(engine: AsyncEngine,
-                                                                                    tmp_path: Path) -> None:
-    await store(engine,
-                score_day(A, days_ago(20), {"c": 1.0}),
-                score_day(A, days_ago(12), {"c": 4.0}),
-                score_day(A, days_ago(2), {"c": 3.0}))
+async def test_a_tenant_with_gaps_shows_only_its_stored_days_and_changes_across_them(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await store(
+        engine,
+        score_day(A, days_ago(20), {"c": 1.0}),
+        score_day(A, days_ago(12), {"c": 4.0}),
+        score_day(A, days_ago(2), {"c": 3.0}),
+    )
 
     got = await _scripted_report(engine, tmp_path)
 
@@ -190,8 +203,13 @@ async def test_a_tenant_with_gaps_shows_only_its_stored_days_and_changes_across_
 
 
 async def test_changes_before_the_window_are_left_out(engine: AsyncEngine, tmp_path: Path) -> None:
-    await store(engine, score_day(A, days_ago(5), {"c": 1.0}), score_day(A, days_ago(4), {"c": 9.0}),
-                score_day(A, days_ago(3), {"c": 9.0}), score_day(A, days_ago(2), {"c": 7.0}))
+    await store(
+        engine,
+        score_day(A, days_ago(5), {"c": 1.0}),
+        score_day(A, days_ago(4), {"c": 9.0}),
+        score_day(A, days_ago(3), {"c": 9.0}),
+        score_day(A, days_ago(2), {"c": 7.0}),
+    )
 
     got = await _scripted_report(engine, tmp_path, since=days_ago(4))
 

@@ -17,8 +17,16 @@ from tests.report.conftest import TODAY, Filled, days_ago, score_day, store
 
 A = "aaaaaaaa-0000-4000-8000-00000000000a"
 B = "bbbbbbbb-0000-4000-8000-00000000000b"
-CHANGE_FIELDS = ("tenant_id", "score_date", "previous_date", "control_name", "previous_score", "score", "change",
-                 "kind")
+CHANGE_FIELDS = (
+    "tenant_id",
+    "score_date",
+    "previous_date",
+    "control_name",
+    "previous_score",
+    "score",
+    "change",
+    "kind",
+)
 
 
 def _columns(connection: sa.Connection, name: str) -> list[str]:
@@ -42,10 +50,16 @@ async def test_score_history_is_the_simulated_score_of_every_stored_day(filled: 
     for tenant in (*filled.healthy, filled.one_day, filled.dropped):
         for obj in filled.sim.expected_objects(tenant.tenant_id):
             day = obj["createdDateTime"][:10]
-            expected[tenant.tenant_id, day] = (tenant.name, obj["currentScore"], obj["maxScore"],
-                                               100.0 * obj["currentScore"] / obj["maxScore"])
-    got = {(tid, str(day)): (r["tenant_name"], r["current_score"], r["max_score"], r["percent"])
-           for (tid, day), r in stored.items()}
+            expected[tenant.tenant_id, day] = (
+                tenant.name,
+                obj["currentScore"],
+                obj["maxScore"],
+                100.0 * obj["currentScore"] / obj["maxScore"],
+            )
+    got = {
+        (tid, str(day)): (r["tenant_name"], r["current_score"], r["max_score"], r["percent"])
+        for (tid, day), r in stored.items()
+    }
     assert got == expected
 
 
@@ -69,7 +83,8 @@ async def test_control_changes_equal_a_direct_comparison_of_consecutive_days(fil
     expected = reference.control_changes(tables)
     assert len(expected) > 100, "the simulator should change some controls every day"
     assert sorted((tuple(r[f] for f in CHANGE_FIELDS) for r in got), key=str) == sorted(
-        (tuple(r[f] for f in CHANGE_FIELDS) for r in expected), key=str)
+        (tuple(r[f] for f in CHANGE_FIELDS) for r in expected), key=str
+    )
     assert {r["kind"] for r in got} >= {"changed", "appeared", "disappeared"}
 
 
@@ -77,8 +92,9 @@ async def test_a_days_control_changes_add_up_to_its_score_change(filled: Filled)
     """The simulator's score is the sum of its controls, so the changes explain each day's move."""
     engine = filled.engine()
     tenant = filled.healthy[0].tenant_id
-    history = {r["score_date"]: r["current_score"] for r in await reference.view(engine, score_history,
-                                                                                  tenant_id=tenant)}
+    history = {
+        r["score_date"]: r["current_score"] for r in await reference.view(engine, score_history, tenant_id=tenant)
+    }
     changes = await reference.view(engine, control_changes, tenant_id=tenant)
     await engine.dispose()
 
@@ -94,19 +110,20 @@ async def test_a_days_control_changes_add_up_to_its_score_change(filled: Filled)
 
 
 async def test_changes_compare_with_the_newest_day_on_or_before_7_and_30_days_earlier(engine: AsyncEngine) -> None:
-    await store(engine,
-                score_day(A, days_ago(0), {"x": 50.0}, max_score=200.0),
-                score_day(A, days_ago(3), {"x": 45.0}, max_score=200.0),
-                score_day(A, days_ago(8), {"x": 40.0}, max_score=100.0),
-                score_day(A, days_ago(31), {"x": 30.0}, max_score=100.0),
-                score_day(A, days_ago(40), {"x": 10.0}, max_score=100.0))
+    await store(
+        engine,
+        score_day(A, days_ago(0), {"x": 50.0}, max_score=200.0),
+        score_day(A, days_ago(3), {"x": 45.0}, max_score=200.0),
+        score_day(A, days_ago(8), {"x": 40.0}, max_score=100.0),
+        score_day(A, days_ago(31), {"x": 30.0}, max_score=100.0),
+        score_day(A, days_ago(40), {"x": 10.0}, max_score=100.0),
+    )
 
     [row] = await reference.view(engine, latest_scores)
 
     assert (row["score_date"], row["current_score"], row["percent"]) == (days_ago(0), 50.0, 25.0)
     assert (row["baseline_7d_date"], row["change_7d_points"], row["change_7d_percent"]) == (days_ago(8), 10.0, -15.0)
-    assert (row["baseline_30d_date"], row["change_30d_points"], row["change_30d_percent"]) == (days_ago(31), 20.0,
-                                                                                               -5.0)
+    assert (row["baseline_30d_date"], row["change_30d_points"], row["change_30d_percent"]) == (days_ago(31), 20.0, -5.0)
 
 
 async def test_changes_are_null_without_a_day_old_enough(engine: AsyncEngine) -> None:
@@ -114,15 +131,26 @@ async def test_changes_are_null_without_a_day_old_enough(engine: AsyncEngine) ->
 
     [row] = await reference.view(engine, latest_scores)
 
-    assert [row[k] for k in ("baseline_7d_date", "change_7d_points", "change_7d_percent", "baseline_30d_date",
-                             "change_30d_points", "change_30d_percent")] == [None] * 6
+    assert [
+        row[k]
+        for k in (
+            "baseline_7d_date",
+            "change_7d_points",
+            "change_7d_percent",
+            "baseline_30d_date",
+            "change_30d_points",
+            "change_30d_percent",
+        )
+    ] == [None] * 6
 
 
 async def test_each_comparative_average_comes_from_the_newest_day_that_has_it(engine: AsyncEngine) -> None:
-    await store(engine,
-                score_day(A, days_ago(0), {"x": 5.0}, comparatives=[("TotalSeats", 42.0)]),
-                score_day(A, days_ago(2), {"x": 5.0}, comparatives=[("AllTenants", 50.0), ("TotalSeats", 40.0)]),
-                score_day(A, days_ago(5), {"x": 5.0}, comparatives=[("AllTenants", 45.0)]))
+    await store(
+        engine,
+        score_day(A, days_ago(0), {"x": 5.0}, comparatives=[("TotalSeats", 42.0)]),
+        score_day(A, days_ago(2), {"x": 5.0}, comparatives=[("AllTenants", 50.0), ("TotalSeats", 40.0)]),
+        score_day(A, days_ago(5), {"x": 5.0}, comparatives=[("AllTenants", 45.0)]),
+    )
 
     [row] = await reference.view(engine, latest_scores)
 
@@ -156,9 +184,11 @@ async def test_a_zero_max_score_has_no_percent(engine: AsyncEngine) -> None:
 
 
 async def test_control_changes_list_changed_appeared_and_disappeared_controls_only(engine: AsyncEngine) -> None:
-    await store(engine,
-                score_day(A, days_ago(2), {"same": 1.0, "up": 2.0, "gone": 3.0}),
-                score_day(A, days_ago(1), {"same": 1.0, "up": 5.0, "new": 4.0}))
+    await store(
+        engine,
+        score_day(A, days_ago(2), {"same": 1.0, "up": 2.0, "gone": 3.0}),
+        score_day(A, days_ago(1), {"same": 1.0, "up": 5.0, "new": 4.0}),
+    )
 
     got = sorted(tuple(r[f] for f in CHANGE_FIELDS) for r in await reference.view(engine, control_changes))
 
@@ -171,22 +201,34 @@ async def test_control_changes_list_changed_appeared_and_disappeared_controls_on
 
 
 async def test_control_changes_compare_with_the_previous_stored_day_across_a_gap(engine: AsyncEngine) -> None:
-    await store(engine, score_day(A, days_ago(10), {"c": 1.0}), score_day(A, days_ago(3), {"c": 2.0}),
-                score_day(B, days_ago(4), {"c": 9.0}))
+    await store(
+        engine,
+        score_day(A, days_ago(10), {"c": 1.0}),
+        score_day(A, days_ago(3), {"c": 2.0}),
+        score_day(B, days_ago(4), {"c": 9.0}),
+    )
 
-    got = [(r["tenant_id"], r["score_date"], r["previous_date"], r["change"])
-           for r in await reference.view(engine, control_changes)]
+    got = [
+        (r["tenant_id"], r["score_date"], r["previous_date"], r["change"])
+        for r in await reference.view(engine, control_changes)
+    ]
 
     assert got == [(A, days_ago(3), days_ago(10), 1.0)]
 
 
 async def test_a_day_stored_without_control_scores_is_skipped(engine: AsyncEngine) -> None:
     """An empty control list says nothing about controls: not every control disappearing and coming back."""
-    await store(engine, score_day(A, days_ago(3), {"c": 1.0}), score_day(A, days_ago(2), {}, current=1.0),
-                score_day(A, days_ago(1), {"c": 2.0}))
+    await store(
+        engine,
+        score_day(A, days_ago(3), {"c": 1.0}),
+        score_day(A, days_ago(2), {}, current=1.0),
+        score_day(A, days_ago(1), {"c": 2.0}),
+    )
 
-    got = [(r["score_date"], r["previous_date"], r["kind"], r["change"])
-           for r in await reference.view(engine, control_changes)]
+    got = [
+        (r["score_date"], r["previous_date"], r["kind"], r["change"])
+        for r in await reference.view(engine, control_changes)
+    ]
 
     assert got == [(days_ago(1), days_ago(3), "changed", 1.0)]
 
@@ -203,8 +245,9 @@ async def test_downgrade_drops_the_views_and_upgrade_brings_them_back(tmp_path: 
 
     await downgrade(engine, "0001")
     async with engine.connect() as conn:
-        after_down = await conn.run_sync(lambda c: (set(sa.inspect(c).get_view_names()),
-                                                    set(sa.inspect(c).get_table_names())))
+        after_down = await conn.run_sync(
+            lambda c: (set(sa.inspect(c).get_view_names()), set(sa.inspect(c).get_table_names()))
+        )
     await migrate(engine)
     async with engine.connect() as conn:
         after_up = await conn.run_sync(lambda c: set(sa.inspect(c).get_view_names()))

@@ -28,8 +28,9 @@ def at(minutes: int) -> datetime:
 
 async def start(engine: AsyncEngine, run_id: str, minute: int, command: str = "backfill") -> None:
     async with transaction(engine) as conn:
-        await ledger.start_run(conn, run_id=run_id, command=command, started_at=at(minute),
-                               tenants_total=3, host="h", pid=1)
+        await ledger.start_run(
+            conn, run_id=run_id, command=command, started_at=at(minute), tenants_total=3, host="h", pid=1
+        )
 
 
 async def tenant(engine: AsyncEngine, run_id: str, tenant_id: str, status: str, minute: int, **kw: object) -> None:
@@ -48,10 +49,21 @@ async def test_a_run_is_written_running_and_finished_with_its_totals(engine: Asy
 
     await finish(engine, "r1", "partial", 9)
 
-    assert await rows(engine, fetch_runs) == [{
-        "run_id": "r1", "command": "backfill", "started_at": at(0), "finished_at": at(9), "status": "partial",
-        "tenants_total": 3, "tenants_succeeded": 1, "tenants_failed": 1, "scores_upserted": 5, "host": "h", "pid": 1,
-    }]
+    assert await rows(engine, fetch_runs) == [
+        {
+            "run_id": "r1",
+            "command": "backfill",
+            "started_at": at(0),
+            "finished_at": at(9),
+            "status": "partial",
+            "tenants_total": 3,
+            "tenants_succeeded": 1,
+            "tenants_failed": 1,
+            "scores_upserted": 5,
+            "host": "h",
+            "pid": 1,
+        }
+    ]
 
 
 async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: AsyncEngine) -> None:
@@ -64,7 +76,9 @@ async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: 
         assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(4)) == 1
 
     assert {r["run_id"]: (r["status"], r["finished_at"]) for r in await rows(engine, fetch_runs)} == {
-        "dead": ("interrupted", at(4)), "done": ("succeeded", at(2)), "alive": ("running", None),
+        "dead": ("interrupted", at(4)),
+        "done": ("succeeded", at(2)),
+        "alive": ("running", None),
     }
 
 

@@ -46,9 +46,11 @@ def _dead_pid() -> int:
 async def _plant_lease(engine: AsyncEngine, host: str, pid: int, expires_in: timedelta) -> None:
     now = datetime.now(UTC)
     async with transaction(engine) as conn:
-        await conn.execute(sa.insert(run_lock).values(
-            name=LOCK_NAME, run_id="killed", host=host, pid=pid, acquired_at=now, expires_at=now + expires_in
-        ))
+        await conn.execute(
+            sa.insert(run_lock).values(
+                name=LOCK_NAME, run_id="killed", host=host, pid=pid, acquired_at=now, expires_at=now + expires_in
+            )
+        )
 
 
 async def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over(sqlite_engine: AsyncEngine) -> None:
@@ -109,10 +111,12 @@ async def test_a_lost_postgres_lock_is_reported_and_the_run_goes_on(
 ) -> None:
     async with RunLock(postgres_engine, this_process("run"), lease_seconds=0.3):
         async with postgres_engine.connect() as admin:
-            await admin.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ))
+            await admin.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
         await asyncio.sleep(0.5)
 
     assert "lost the run lock" in caplog.text

@@ -25,9 +25,12 @@ ALL_TABLES = (tenants, secure_scores, controls, control_scores, comparative_scor
 
 def control(name: str, score: float, *, thin: bool = False, **extra: Any) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "controlCategory": "Identity", "controlName": name,
+        "controlCategory": "Identity",
+        "controlName": name,
         "description": None if thin else f"About {name}.",
-        "score": score, "scoreInPercentage": score * 10, "implementationStatus": f"{name} status",
+        "score": score,
+        "scoreInPercentage": score * 10,
+        "implementationStatus": f"{name} status",
     }
     if not thin:
         item.update(lastSynced="2026-11-25T13:04:06Z", on="true", count="3", total="4")
@@ -35,21 +38,43 @@ def control(name: str, score: float, *, thin: bool = False, **extra: Any) -> dic
     return item
 
 
-def payload(day: str, *, tenant: str = TENANT, controls: list[dict[str, Any]] | None = None,
-            comparatives: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+def payload(
+    day: str,
+    *,
+    tenant: str = TENANT,
+    controls: list[dict[str, Any]] | None = None,
+    comparatives: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "id": f"{tenant}_{day}", "azureTenantId": tenant, "createdDateTime": f"{day}T03:14:09.5Z",
-        "activeUserCount": 12, "licensedUserCount": 20, "currentScore": 13.0, "maxScore": 20.0,
+        "id": f"{tenant}_{day}",
+        "azureTenantId": tenant,
+        "createdDateTime": f"{day}T03:14:09.5Z",
+        "activeUserCount": 12,
+        "licensedUserCount": 20,
+        "currentScore": 13.0,
+        "maxScore": 20.0,
         "enabledServices": ["HasAADP1", "HasMDEP2"],
-        "averageComparativeScores": comparatives if comparatives is not None else [
+        "averageComparativeScores": comparatives
+        if comparatives is not None
+        else [
             {"basis": "AllTenants", "averageScore": 52.86, "appsScore": 45.81},
-            {"basis": "TotalSeats", "averageScore": 48.1, "SeatSizeRangeLowerValue": "1",
-             "SeatSizeRangeUpperValue": "100"},
+            {
+                "basis": "TotalSeats",
+                "averageScore": 48.1,
+                "SeatSizeRangeLowerValue": "1",
+                "SeatSizeRangeUpperValue": "100",
+            },
         ],
-        "controlScores": controls if controls is not None else [control("MFARegistrationV2", 9.0),
-                                                                  control("OneAdmin", 4.0)],
-        "vendorInformation": {"provider": "SecureScore", "providerVersion": None, "subProvider": None,
-                              "vendor": "Microsoft"},
+        "controlScores": controls
+        if controls is not None
+        else [control("MFARegistrationV2", 9.0), control("OneAdmin", 4.0)],
+        "vendorInformation": {
+            "provider": "SecureScore",
+            "providerVersion": None,
+            "subProvider": None,
+            "vendor": "Microsoft",
+        },
     }
     obj.update(fields)
     return obj
@@ -72,36 +97,91 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
 async def test_saving_a_day_stores_every_row_as_normalized(engine: AsyncEngine) -> None:
     await save(engine, days(payload("2026-11-27")))
 
-    assert await rows(engine, secure_scores) == [{
-        "tenant_id": TENANT, "score_date": date(2026, 11, 27), "id": f"{TENANT}_2026-11-27",
-        "created_at": datetime(2026, 11, 27, 3, 14, 9, 500000, tzinfo=UTC), "current_score": 13.0,
-        "max_score": 20.0, "active_user_count": 12, "licensed_user_count": 20,
-        "enabled_services": ["HasAADP1", "HasMDEP2"], "vendor": "Microsoft", "provider": "SecureScore",
-        "provider_version": None, "sub_provider": None, "partial": False, "warning": None, "extra": {},
-        "fetched_at": FETCHED, "run_id": "run-1",
-    }]
+    assert await rows(engine, secure_scores) == [
+        {
+            "tenant_id": TENANT,
+            "score_date": date(2026, 11, 27),
+            "id": f"{TENANT}_2026-11-27",
+            "created_at": datetime(2026, 11, 27, 3, 14, 9, 500000, tzinfo=UTC),
+            "current_score": 13.0,
+            "max_score": 20.0,
+            "active_user_count": 12,
+            "licensed_user_count": 20,
+            "enabled_services": ["HasAADP1", "HasMDEP2"],
+            "vendor": "Microsoft",
+            "provider": "SecureScore",
+            "provider_version": None,
+            "sub_provider": None,
+            "partial": False,
+            "warning": None,
+            "extra": {},
+            "fetched_at": FETCHED,
+            "run_id": "run-1",
+        }
+    ]
     assert await rows(engine, control_scores) == [
-        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "control_name": "MFARegistrationV2", "score": 9.0,
-         "score_in_percentage": 90.0, "implementation_status": "MFARegistrationV2 status",
-         "last_synced": datetime(2026, 11, 25, 13, 4, 6, tzinfo=UTC), "is_on": True, "count": 3, "total": 4,
-         "extra": {}},
-        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "control_name": "OneAdmin", "score": 4.0,
-         "score_in_percentage": 40.0, "implementation_status": "OneAdmin status",
-         "last_synced": datetime(2026, 11, 25, 13, 4, 6, tzinfo=UTC), "is_on": True, "count": 3, "total": 4,
-         "extra": {}},
+        {
+            "tenant_id": TENANT,
+            "score_date": date(2026, 11, 27),
+            "control_name": "MFARegistrationV2",
+            "score": 9.0,
+            "score_in_percentage": 90.0,
+            "implementation_status": "MFARegistrationV2 status",
+            "last_synced": datetime(2026, 11, 25, 13, 4, 6, tzinfo=UTC),
+            "is_on": True,
+            "count": 3,
+            "total": 4,
+            "extra": {},
+        },
+        {
+            "tenant_id": TENANT,
+            "score_date": date(2026, 11, 27),
+            "control_name": "OneAdmin",
+            "score": 4.0,
+            "score_in_percentage": 40.0,
+            "implementation_status": "OneAdmin status",
+            "last_synced": datetime(2026, 11, 25, 13, 4, 6, tzinfo=UTC),
+            "is_on": True,
+            "count": 3,
+            "total": 4,
+            "extra": {},
+        },
     ]
     assert await rows(engine, comparative_scores) == [
-        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "basis": "AllTenants", "average_score": 52.86,
-         "seat_size_lower": None, "seat_size_upper": None, "extra": {"appsScore": 45.81}},
-        {"tenant_id": TENANT, "score_date": date(2026, 11, 27), "basis": "TotalSeats", "average_score": 48.1,
-         "seat_size_lower": 1, "seat_size_upper": 100, "extra": {}},
+        {
+            "tenant_id": TENANT,
+            "score_date": date(2026, 11, 27),
+            "basis": "AllTenants",
+            "average_score": 52.86,
+            "seat_size_lower": None,
+            "seat_size_upper": None,
+            "extra": {"appsScore": 45.81},
+        },
+        {
+            "tenant_id": TENANT,
+            "score_date": date(2026, 11, 27),
+            "basis": "TotalSeats",
+            "average_score": 48.1,
+            "seat_size_lower": 1,
+            "seat_size_upper": 100,
+            "extra": {},
+        },
     ]
     assert await rows(engine, controls) == [
-        {"control_name": "MFARegistrationV2", "control_category": "Identity",
-         "description": "About MFARegistrationV2.", "first_seen_date": date(2026, 11, 27),
-         "last_seen_date": date(2026, 11, 27)},
-        {"control_name": "OneAdmin", "control_category": "Identity", "description": "About OneAdmin.",
-         "first_seen_date": date(2026, 11, 27), "last_seen_date": date(2026, 11, 27)},
+        {
+            "control_name": "MFARegistrationV2",
+            "control_category": "Identity",
+            "description": "About MFARegistrationV2.",
+            "first_seen_date": date(2026, 11, 27),
+            "last_seen_date": date(2026, 11, 27),
+        },
+        {
+            "control_name": "OneAdmin",
+            "control_category": "Identity",
+            "description": "About OneAdmin.",
+            "first_seen_date": date(2026, 11, 27),
+            "last_seen_date": date(2026, 11, 27),
+        },
     ]
 
 
@@ -135,8 +215,13 @@ async def test_a_thin_fetch_never_erases_detail_stored_from_a_fuller_one(engine:
     full = payload("2026-11-27", controls=[control("OneAdmin", 4.0, newField="kept")], extraTop={"a": 1})
     await save(engine, days(full))
     before = await snapshot(engine)
-    thin = payload("2026-11-27", controls=[control("OneAdmin", 5.0, thin=True)], comparatives=[],
-                   activeUserCount=None, enabledServices=None)
+    thin = payload(
+        "2026-11-27",
+        controls=[control("OneAdmin", 5.0, thin=True)],
+        comparatives=[],
+        activeUserCount=None,
+        enabledServices=None,
+    )
 
     await save(engine, days(thin, context=FetchContext("run-2", NOW)))
 
@@ -189,8 +274,15 @@ async def test_controls_keep_their_widest_seen_range_and_latest_description(engi
     await save(engine, days(older))
 
     one_admin = [r for r in await rows(engine, controls) if r["control_name"] == "OneAdmin"]
-    assert one_admin == [{"control_name": "OneAdmin", "control_category": "Identity", "description": "Newest words.",
-                          "first_seen_date": date(2026, 11, 10), "last_seen_date": date(2026, 11, 27)}]
+    assert one_admin == [
+        {
+            "control_name": "OneAdmin",
+            "control_category": "Identity",
+            "description": "Newest words.",
+            "first_seen_date": date(2026, 11, 10),
+            "last_seen_date": date(2026, 11, 27),
+        }
+    ]
 
 
 async def test_the_same_day_twice_in_one_batch_applies_in_order(engine: AsyncEngine) -> None:
@@ -233,7 +325,8 @@ async def test_save_tenants_inserts_and_renames(engine: AsyncEngine) -> None:
         await save_tenants(conn, [(TENANT, "Contoso Ltd")], NOW)
 
     assert [(r["tenant_id"], r["name"]) for r in await rows(engine, tenants)] == [
-        (TENANT, "Contoso Ltd"), (OTHER, "Fabrikam")
+        (TENANT, "Contoso Ltd"),
+        (OTHER, "Fabrikam"),
     ]
 
 
