@@ -31,7 +31,6 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
-from azure.core.pipeline.policies import AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import (
     CertificateCredential,
@@ -40,7 +39,7 @@ from azure.identity.aio import (
     WorkloadIdentityCredential,
 )
 
-from fetcher.config import AuthConfig, GraphConfig, TenantConfig
+from fetcher.config import AuthConfig, GraphConfig
 from fetcher.errors import (
     AuthenticationError,
     ConnectionFailed,
@@ -49,34 +48,21 @@ from fetcher.errors import (
     ServerError,
     Throttled,
 )
-from fetcher.graph import SERVER_ERROR_STATUSES, one_line, parse_retry_after
+from fetcher.models import TenantRef
+from fetcher.retry import SERVER_ERROR_STATUSES, parse_retry_after
+from fetcher.text import one_line
 
 log = logging.getLogger("fetcher.auth")
 
 FEDERATED_TOKEN_ENV = "AZURE_FEDERATED_TOKEN_FILE"
 DEFAULT_MAX_CONCURRENT = 8
-# azure-core retries token requests itself, on 408/429/5xx and connection errors only (an AADSTS refusal
-# is a 400 or 401 and is never retried there). We keep that short and let `fetcher.retry` do the rest.
-TOKEN_RETRY_TOTAL = 2
-TOKEN_RETRY_BACKOFF = 0.5
-TOKEN_RETRY_BACKOFF_MAX = 4
-TOKEN_RETRY_AFTER_MAX = 10.0
+# No retries inside azure-core: a token request is one attempt, and `fetcher.retry` decides whether and
+# when to try again, as for any Graph request (same attempts, same backoff, same Retry-After rules).
+TOKEN_RETRY_TOTAL = 0
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
-
-class _BoundedTokenRetryPolicy(AsyncRetryPolicy[Any, Any]):
-    """azure-core's retry policy, except that it will not sleep through a long `Retry-After`.
-
-    azure-core honours any `Retry-After` in full; a longer one ends its retries here, and the 429 reaches
-    `fetcher.retry`, which weighs it against `max_retry_wait_seconds` like any Graph answer.
-    """
-
-    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
-        retry_after = self.get_retry_after(response)
-        if retry_after is not None and retry_after > TOKEN_RETRY_AFTER_MAX:
-            return False
-        return bool(super().is_retry(settings, response))
+AuthLookup = Callable[[TenantRef], AuthConfig]
 
 
 def fresh_token_claims(now: float) -> str:
@@ -96,6 +82,7 @@ class TokenProvider:
         self,
         session: aiohttp.ClientSession,
         graph: GraphConfig,
+        auth: AuthLookup,
         *,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
@@ -111,6 +98,7 @@ class TokenProvider:
             read_timeout=graph.timeout_seconds,
         )
         self._graph = graph
+        self._auth = auth
         self._environ = environ
         self._credentials: dict[str, AsyncTokenCredential] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -122,7 +110,7 @@ class TokenProvider:
     def __repr__(self) -> str:
         return f"TokenProvider(authority={self._graph.authority_host!r}, credentials={len(self._credentials)})"
 
-    async def token(self, tenant: TenantConfig, *, refresh: bool = False, claims: str | None = None) -> str:
+    async def token(self, tenant: TenantRef, *, refresh: bool = False, claims: str | None = None) -> str:
         """A Graph access token for `tenant`; `refresh` (or `claims`) forces a new one from Entra ID."""
         credential = self.credential(tenant)
         if refresh and not claims:
@@ -132,15 +120,20 @@ class TokenProvider:
             try:
                 access = await credential.get_token(self._graph.scope, claims=claims)
             except (AzureError, ValueError, OSError) as error:
-                raise authentication_error(error, tenant=tenant, authority_host=self._graph.authority_host) from None
+                raise authentication_error(
+                    error,
+                    tenant=tenant,
+                    authority_host=self._graph.authority_host,
+                    client_id=self._auth(tenant).client_id,
+                ) from None
         log.debug("tenant %s: access token ready (%s)", tenant.label, "new" if claims else "cached or new")
         return access.token
 
-    def credential(self, tenant: TenantConfig) -> AsyncTokenCredential:
+    def credential(self, tenant: TenantRef) -> AsyncTokenCredential:
         """The tenant's credential, made on first use."""
         credential = self._credentials.get(tenant.tenant_id)
         if credential is None:
-            credential = build_credential(tenant, self._graph, self._transport, self._environ)
+            credential = build_credential(tenant, self._auth(tenant), self._graph, self._transport, self._environ)
             self._credentials[tenant.tenant_id] = credential
         return credential
 
@@ -167,17 +160,17 @@ class TokenProvider:
 
 
 def build_credential(
-    tenant: TenantConfig, graph: GraphConfig, transport: AioHttpTransport, environ: Mapping[str, str] = os.environ
+    tenant: TenantRef,
+    auth: AuthConfig,
+    graph: GraphConfig,
+    transport: AioHttpTransport,
+    environ: Mapping[str, str] = os.environ,
 ) -> AsyncTokenCredential:
     """The azure-identity credential for a tenant's effective `AuthConfig`."""
-    auth = tenant.auth
     common: dict[str, Any] = {
         "authority": graph.authority_host,
         "transport": transport,
-        "retry_policy_class": _BoundedTokenRetryPolicy,
         "retry_total": TOKEN_RETRY_TOTAL,
-        "retry_backoff_factor": TOKEN_RETRY_BACKOFF,
-        "retry_backoff_max": TOKEN_RETRY_BACKOFF_MAX,
     }
     if auth.method == "client_secret":
         if auth.client_secret is None or auth.client_id is None:
@@ -194,12 +187,13 @@ def build_credential(
             tenant_id=tenant.tenant_id, client_id=auth.client_id, token_file_path=str(token_file), **common
         )
     if auth.method == "managed_identity":
-        # Managed identity talks to the local identity endpoint, not to the authority; it has its own retries.
+        # Managed identity talks to the local identity endpoint, not to the authority, and keeps
+        # azure-identity's own retries for it (see README, "Retries"); its failures then reach fetcher.retry.
         return ManagedIdentityCredential(client_id=auth.client_id, transport=transport)
     raise _unusable(tenant, f"unknown auth method {auth.method!r}")
 
 
-def _certificate_credential(tenant: TenantConfig, auth: AuthConfig, common: dict[str, Any]) -> AsyncTokenCredential:
+def _certificate_credential(tenant: TenantRef, auth: AuthConfig, common: dict[str, Any]) -> AsyncTokenCredential:
     path = auth.certificate_path
     if path is None or auth.client_id is None:
         raise _unusable(tenant, "method certificate needs client_id and certificate_path")
@@ -221,7 +215,7 @@ def _certificate_credential(tenant: TenantConfig, auth: AuthConfig, common: dict
         ) from None
 
 
-def _unusable(tenant: TenantConfig, why: str) -> AuthenticationError:
+def _unusable(tenant: TenantRef, why: str) -> AuthenticationError:
     return AuthenticationError(f"tenant {tenant.label}: cannot build a credential: {why}", tenant_id=tenant.tenant_id)
 
 
@@ -232,7 +226,9 @@ def consent_url(authority_host: str, tenant_id: str, client_id: str | None) -> s
     return f"{authority_host.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id or '<client id>'}"
 
 
-def authentication_error(error: Exception, *, tenant: TenantConfig, authority_host: str) -> GraphError:
+def authentication_error(
+    error: Exception, *, tenant: TenantRef, authority_host: str, client_id: str | None = None
+) -> GraphError:
     """What a failed token request means for the fetcher: a refusal, or a transient failure to retry."""
     tid, label = tenant.tenant_id, tenant.label
     url = f"{authority_host.rstrip('/')}/{tid}/oauth2/v2.0/token"
@@ -260,7 +256,7 @@ def authentication_error(error: Exception, *, tenant: TenantConfig, authority_ho
     match = _AADSTS.search(message)
     code = f"AADSTS{match.group(1)}" if match else None
     return AuthenticationError(
-        f"tenant {label}: {refusal_advice(code, message, tenant, authority_host)}",
+        f"tenant {label}: {refusal_advice(code, message, tenant, authority_host, client_id)}",
         tenant_id=tid,
         status=status,
         url=url,
@@ -268,9 +264,11 @@ def authentication_error(error: Exception, *, tenant: TenantConfig, authority_ho
     )
 
 
-def refusal_advice(code: str | None, message: str, tenant: TenantConfig, authority_host: str) -> str:
+def refusal_advice(
+    code: str | None, message: str, tenant: TenantRef, authority_host: str, client_id: str | None = None
+) -> str:
     """What Entra ID's refusal means and what to do about it, for the codes people meet."""
-    tid, client_id = tenant.tenant_id, tenant.auth.client_id
+    tid = tenant.tenant_id
     consent = consent_url(authority_host, tid, client_id)
     secret_fix = "create a new one under the app registration's Certificates & secrets and update client_secret"
     advice = {

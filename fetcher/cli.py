@@ -27,6 +27,7 @@ from rich.markup import escape
 from fetcher import __version__
 from fetcher.config import Config, find_config_file, load_config, redacted
 from fetcher.errors import ConfigError, FetcherError
+from fetcher.outcome import Observer, RunReport
 from fetcher.output import (
     REDACTOR,
     LogObserver,
@@ -37,16 +38,8 @@ from fetcher.output import (
     status_table,
     summary_table,
 )
-from fetcher.runner import (
-    Observer,
-    Run,
-    RunReport,
-    plan_backfill,
-    plan_get,
-    plan_incremental,
-    select_tenants,
-    window_days,
-)
+from fetcher.plan import plan_backfill, plan_get, plan_incremental, plan_rebuild, select_tenants, window_days
+from fetcher.runner import Run
 from fetcher.store import ledger
 from fetcher.store.engine import create_engine, display_url, ensure_schema, migrate, transaction
 
@@ -296,11 +289,10 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
 @click.pass_obj
 def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     """Derive the normalized tables again from the raw archive (after a normalization fix or a new column)."""
-    from fetcher.rebuild import RebuildRun, plan_rebuild
 
     async def action() -> int:
         config = ctx.config(secrets=False)
-        run = RebuildRun(config, plan_rebuild(config, tenants), observer=ctx.observer())
+        run = Run(config, "rebuild", plan_rebuild(config, tenants), observer=ctx.observer())
         return _report(ctx, await _execute(ctx, run))
 
     _run_async(ctx, action())

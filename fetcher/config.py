@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from fetcher.errors import ConfigError
+from fetcher.text import hide_password
 
 DEFAULT_FILE = "fetcher.toml"
 ENV_CONFIG = "FETCHER_CONFIG"
@@ -92,7 +93,7 @@ class DatabaseConfig:
 
     @property
     def display_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return hide_password(make_url(self.url).render_as_string(hide_password=False))
 
     def __repr__(self) -> str:
         return (
@@ -574,7 +575,7 @@ class _Parser:
 
 def make_url_safe(url: str) -> str:
     """A URL with any password replaced, for showing."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return hide_password(url)
 
 
 def default_scope(base_url: str) -> str:

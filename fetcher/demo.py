@@ -14,8 +14,10 @@ from pathlib import Path
 from rich.console import Console
 
 from fetcher.config import Config, parse_config
+from fetcher.outcome import Observer
 from fetcher.output import status_table, summary_table
-from fetcher.runner import Observer, Run, plan_backfill
+from fetcher.plan import plan_backfill
+from fetcher.runner import Run
 from fetcher.simulator import RunningSimulator, demo_simulator, serving_simulator
 from fetcher.store import ledger
 from fetcher.store.engine import create_engine, transaction

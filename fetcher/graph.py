@@ -11,18 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import email.utils
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
 
-from fetcher.config import TenantConfig
 from fetcher.errors import (
     AuthenticationError,
     BadRequest,
@@ -34,18 +30,16 @@ from fetcher.errors import (
     Throttled,
     UnsafeResponse,
 )
-from fetcher.models import ProviderWarning, ScorePage
+from fetcher.models import ProviderWarning, ScorePage, TenantRef
+from fetcher.retry import SERVER_ERROR_STATUSES, parse_retry_after
+from fetcher.text import one_line
 
 SECURE_SCORES_PATH = "/security/secureScores"
 PERMISSION = "SecurityEvents.Read.All"
 DATA_STATUSES = frozenset({200, 206})
-SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
-DETAIL_LIMIT = 200
 # A page that brings no objects but another link makes no progress; a few are tolerated, then it is a loop.
 MAX_EMPTY_PAGES = 3
 
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-_DELTA_SECONDS = re.compile(r"^\d+(\.\d+)?$")
 _WARNING = re.compile(r'^(?P<code>\d{3})\s+(?P<agent>\S+)\s+"(?P<text>(?:[^"\\]|\\.)*)"')
 _CLAIMS = re.compile(r'\bclaims\s*=\s*"(?P<claims>[^"]*)"', re.IGNORECASE)
 
@@ -53,14 +47,16 @@ _CLAIMS = re.compile(r'\bclaims\s*=\s*"(?P<claims>[^"]*)"', re.IGNORECASE)
 # ------------------------------------------------------------------------------------------------ URLs
 
 
-def list_url(base_url: str, top: int) -> str:
-    """`GET /security/secureScores?$top=n`: the newest `top` days first."""
-    return f"{base_url.rstrip('/')}{SECURE_SCORES_PATH}?$top={top}"
+def list_url(base_url: str, top: int | None, *, path: str = SECURE_SCORES_PATH) -> str:
+    """`GET /security/secureScores?$top=n`: the newest `top` days first (another collection by `path`;
+    without `$top` when `top` is None)."""
+    url = f"{base_url.rstrip('/')}{path}"
+    return url if top is None else f"{url}?$top={top}"
 
 
-def item_url(base_url: str, score_id: str) -> str:
+def item_url(base_url: str, item_id: str, *, path: str = SECURE_SCORES_PATH) -> str:
     """`GET /security/secureScores/{id}`, the id quoted whole (ids hold `_` and could hold `/` or `?`)."""
-    return f"{base_url.rstrip('/')}{SECURE_SCORES_PATH}/{quote(score_id, safe='')}"
+    return f"{base_url.rstrip('/')}{path}/{quote(item_id, safe='')}"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -97,7 +93,7 @@ class Response:
         return self.headers.get(name.lower(), ())
 
 
-def decode_json(body: bytes, *, tenant: TenantConfig, status: int, url: str) -> Any:
+def decode_json(body: bytes, *, tenant: TenantRef, status: int, url: str) -> Any:
     """Parse a 2xx body; orjson refuses NaN, numbers beyond a double and nesting deeper than 1024."""
     try:
         return orjson.loads(body)
@@ -111,7 +107,7 @@ def decode_json(body: bytes, *, tenant: TenantConfig, status: int, url: str) -> 
         ) from None
 
 
-def read_page(response: Response, *, tenant: TenantConfig, url: str) -> ScorePage:
+def read_page(response: Response, *, tenant: TenantRef, url: str) -> ScorePage:
     """A list answer as a `ScorePage`, or the error its status means."""
     raise_for_status(response, tenant=tenant, url=url)
     document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
@@ -122,7 +118,7 @@ def read_page(response: Response, *, tenant: TenantConfig, url: str) -> ScorePag
     return ScorePage(value, parse_warnings(response.header_values("Warning")), link, response.status, url)
 
 
-def read_item(response: Response, *, tenant: TenantConfig, url: str) -> ScorePage:
+def read_item(response: Response, *, tenant: TenantRef, url: str) -> ScorePage:
     """A single-object answer as a one-object `ScorePage`, or the error its status means."""
     raise_for_status(response, tenant=tenant, url=url)
     document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
@@ -133,7 +129,7 @@ def read_item(response: Response, *, tenant: TenantConfig, url: str) -> ScorePag
     return ScorePage([score], parse_warnings(response.header_values("Warning")), None, response.status, url)
 
 
-def _invalid(tenant: TenantConfig, response: Response, url: str, what: str) -> InvalidResponse:
+def _invalid(tenant: TenantRef, response: Response, url: str, what: str) -> InvalidResponse:
     return InvalidResponse(
         f"tenant {tenant.label}: Graph answered {response.status} with JSON that {what}",
         tenant_id=tenant.tenant_id,
@@ -146,13 +142,13 @@ def _invalid(tenant: TenantConfig, response: Response, url: str, what: str) -> I
 # ------------------------------------------------------------------------------------- status → error
 
 
-def raise_for_status(response: Response, *, tenant: TenantConfig, url: str) -> None:
+def raise_for_status(response: Response, *, tenant: TenantRef, url: str) -> None:
     """Raise the `GraphError` a non-data status means; 200 and 206 pass."""
     if response.status not in DATA_STATUSES:
         raise error_for_status(response, tenant=tenant, url=url)
 
 
-def error_for_status(response: Response, *, tenant: TenantConfig, url: str) -> GraphError:
+def error_for_status(response: Response, *, tenant: TenantRef, url: str) -> GraphError:
     """The exception for an answer that carries no data (a 401 here is the second one: see `fetcher.http`)."""
     status, label, tid = response.status, tenant.label, tenant.tenant_id
     code, detail = graph_error(response.body)
@@ -220,34 +216,7 @@ def graph_error(body: bytes) -> tuple[str | None, str]:
     return code, one_line(": ".join(part for part in (code, message) if part))
 
 
-def one_line(text: str, *, limit: int = DETAIL_LIMIT) -> str:
-    """Printable characters only, whitespace collapsed, anything shaped like a JWT masked, truncated."""
-    printable = "".join(c if c.isprintable() else " " for c in text[: limit * 4])
-    masked = _JWT.sub("<token>", " ".join(printable.split()))
-    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
-
-
 # --------------------------------------------------------------------------------------------- headers
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """`Retry-After` in seconds from either form (delta-seconds or HTTP-date); None when absent or unusable.
-
-    A date in the past means "now" (0.0); a negative or non-numeric delta is garbage (None).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if _DELTA_SECONDS.match(text):
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less parse means "-0000"
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def split_header_list(value: str) -> list[str]:
@@ -314,15 +283,17 @@ def parse_claims_challenge(values: Iterable[str]) -> str | None:
 
 @dataclass(slots=True)
 class Pager:
-    """Follows `@odata.nextLink` for one tenant's list until `days` objects have arrived.
+    """Follows `@odata.nextLink` for one tenant's list until `days` objects have arrived (with `days`
+    None, until Graph sends no next link).
 
     Graph sends a next link even when `$top` was met, so the count decides, not the link. A link to any
     other scheme, host or port than `base_url` is refused before anything (a token above all) is sent there.
     """
 
-    tenant: TenantConfig
+    tenant: TenantRef
     base_url: str
-    days: int
+    days: int | None
+    path: str = SECURE_SCORES_PATH
     received: int = 0
     empty_pages: int = 0
     seen: set[str] = field(default_factory=set)
@@ -332,15 +303,15 @@ class Pager:
 
     @property
     def first_url(self) -> str:
-        return list_url(self.base_url, self.days)
+        return list_url(self.base_url, self.days, path=self.path)
 
     @property
     def done(self) -> bool:
-        return self.received >= self.days
+        return self.days is not None and self.received >= self.days
 
     def advance(self, page: ScorePage) -> tuple[ScorePage, str | None]:
         """The page trimmed to what is still wanted, and the URL to ask next (None: stop)."""
-        wanted = self.days - self.received
+        wanted = len(page.objects) if self.days is None else self.days - self.received
         if len(page.objects) > wanted:
             page = dataclasses.replace(page, objects=page.objects[:wanted])
         self.received += len(page.objects)

@@ -12,28 +12,29 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 
 from fetcher import __version__
 from fetcher.auth import TokenProvider
-from fetcher.config import FetchConfig, GraphConfig, TenantConfig
+from fetcher.config import AuthConfig, Config, FetchConfig, GraphConfig
 from fetcher.errors import ConnectionFailed, RequestTimedOut, UnsafeResponse
 from fetcher.graph import (
+    SECURE_SCORES_PATH,
     Pager,
     Response,
     item_url,
-    one_line,
     parse_claims_challenge,
-    parse_retry_after,
     read_item,
     read_page,
 )
 from fetcher.limits import Limits
-from fetcher.models import RequestStats, ScorePage
-from fetcher.retry import RetryPolicy
+from fetcher.models import RequestStats, ScorePage, TenantRef
+from fetcher.retry import RetryPolicy, parse_retry_after
+from fetcher.text import one_line
 
 log = logging.getLogger("fetcher.http")
 
@@ -78,8 +79,31 @@ def create_session(graph: GraphConfig, fetch: FetchConfig) -> aiohttp.ClientSess
     )
 
 
+@asynccontextmanager
+async def open_graph(config: Config) -> AsyncIterator[GraphClient]:
+    """The run's one session, credentials, limits and retry policy, closed at the end.
+
+    Token requests to Entra ID take the same global slots as Graph requests: `concurrency` bounds
+    every HTTP request of the run.
+    """
+    session = create_session(config.graph, config.fetch)
+    limits = Limits.from_config(config.fetch)
+    tokens = TokenProvider(session, config.graph, auth_lookup(config), gate=limits.global_slot)
+    try:
+        yield GraphClient(session, config.graph, config.fetch, tokens, limits, RetryPolicy.from_config(config.fetch))
+    finally:
+        await tokens.close()
+        await session.close()
+
+
+def auth_lookup(config: Config) -> Callable[[TenantRef], AuthConfig]:
+    """A tenant's effective `[auth]` (its `[tenants.auth]` over the shared one), by reference."""
+    by_tenant = {t.tenant_id: t.auth for t in config.tenants}
+    return lambda tenant: by_tenant.get(tenant.tenant_id, config.auth)
+
+
 class GraphClient:
-    """Fetches secureScores for any tenant; one per run, shared by all tenants."""
+    """Fetches Graph collections and entities for any tenant; one per run, shared by all tenants."""
 
     def __init__(
         self,
@@ -100,34 +124,43 @@ class GraphClient:
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self._graph.base_url!r})"
 
-    async def list_secure_scores(
-        self, tenant: TenantConfig, days: int, stats: RequestStats
+    async def list_pages(
+        self, tenant: TenantRef, path: str, top: int | None, stats: RequestStats
     ) -> AsyncIterator[ScorePage]:
-        """The newest `days` secureScores, page by page as they arrive; each page is retried on its own."""
-        pager = Pager(tenant, self._graph.base_url, days)
+        """A collection (`path`, e.g. `/security/secureScores`) page by page as the pages arrive, the newest
+        `top` objects (all with None); each page is retried on its own."""
+        pager = Pager(tenant, self._graph.base_url, top, path=path)
         url: str | None = pager.first_url
         while url is not None:
             attempt = functools.partial(self._page, tenant, url, stats)
             page, url = pager.advance(await self._retry.call(attempt, tenant=tenant, stats=stats))
             yield page
 
-    async def get_secure_score(self, tenant: TenantConfig, score_id: str, stats: RequestStats) -> ScorePage:
-        """One secureScore by id (a page of one object); `NotFound` when Graph has none."""
-        attempt = functools.partial(self._item, tenant, item_url(self._graph.base_url, score_id), stats)
+    async def get_item(self, tenant: TenantRef, path: str, item_id: str, stats: RequestStats) -> ScorePage:
+        """One entity of a collection by id (a page of one object); `NotFound` when Graph has none."""
+        attempt = functools.partial(self._item, tenant, item_url(self._graph.base_url, item_id, path=path), stats)
         return await self._retry.call(attempt, tenant=tenant, stats=stats)
+
+    def list_secure_scores(self, tenant: TenantRef, days: int, stats: RequestStats) -> AsyncIterator[ScorePage]:
+        """The newest `days` secureScores, page by page."""
+        return self.list_pages(tenant, SECURE_SCORES_PATH, days, stats)
+
+    async def get_secure_score(self, tenant: TenantRef, score_id: str, stats: RequestStats) -> ScorePage:
+        """One secureScore by id; `NotFound` when Graph has none."""
+        return await self.get_item(tenant, SECURE_SCORES_PATH, score_id, stats)
 
     async def forget(self, tenant_id: str) -> None:
         """The caller is done with this tenant: drop its rate-limit state and close its credential."""
         self._limits.forget(tenant_id)
         await self._tokens.release(tenant_id)
 
-    async def _page(self, tenant: TenantConfig, url: str, stats: RequestStats) -> ScorePage:
+    async def _page(self, tenant: TenantRef, url: str, stats: RequestStats) -> ScorePage:
         return read_page(await self._exchange(tenant, url, stats), tenant=tenant, url=url)
 
-    async def _item(self, tenant: TenantConfig, url: str, stats: RequestStats) -> ScorePage:
+    async def _item(self, tenant: TenantRef, url: str, stats: RequestStats) -> ScorePage:
         return read_item(await self._exchange(tenant, url, stats), tenant=tenant, url=url)
 
-    async def _exchange(self, tenant: TenantConfig, url: str, stats: RequestStats) -> Response:
+    async def _exchange(self, tenant: TenantRef, url: str, stats: RequestStats) -> Response:
         """One GET with the tenant's token; after a 401, once more with a token fresh from Entra ID."""
         response = await self._send(tenant, url, await self._tokens.token(tenant), stats)
         if response.status == 401:
@@ -136,7 +169,7 @@ class GraphClient:
             response = await self._send(tenant, url, token, stats)
         return response
 
-    async def _send(self, tenant: TenantConfig, url: str, token: str, stats: RequestStats) -> Response:
+    async def _send(self, tenant: TenantRef, url: str, token: str, stats: RequestStats) -> Response:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         async with self._limits.slot(tenant.tenant_id):
             stats.requests += 1
@@ -160,14 +193,14 @@ class GraphClient:
         self._observe(tenant, response, stats)
         return response
 
-    def _observe(self, tenant: TenantConfig, response: Response, stats: RequestStats) -> None:
+    def _observe(self, tenant: TenantRef, response: Response, stats: RequestStats) -> None:
         if response.status == 429:
             stats.throttled += 1
             self._limits.throttled(tenant.tenant_id, parse_retry_after(response.header("Retry-After")))
         elif 200 <= response.status < 300:
             self._limits.succeeded(tenant.tenant_id)
 
-    async def _read(self, answer: aiohttp.ClientResponse, tenant: TenantConfig, url: str) -> bytes:
+    async def _read(self, answer: aiohttp.ClientResponse, tenant: TenantRef, url: str) -> bytes:
         """The body, refused as soon as it is known to exceed `max_response_bytes` (declared or read)."""
         limit = self._graph.max_response_bytes
         if answer.content_length is not None and answer.content_length > limit:
@@ -189,7 +222,7 @@ def _headers(answer: aiohttp.ClientResponse) -> dict[str, list[str]]:
     return headers
 
 
-def _too_large(tenant: TenantConfig, url: str, status: int, limit: int, what: str) -> UnsafeResponse:
+def _too_large(tenant: TenantRef, url: str, status: int, limit: int, what: str) -> UnsafeResponse:
     return UnsafeResponse(
         f"tenant {tenant.label}: Graph's answer ({what}) exceeds [graph] max_response_bytes = {limit}; refused",
         tenant_id=tenant.tenant_id,
@@ -198,7 +231,7 @@ def _too_large(tenant: TenantConfig, url: str, status: int, limit: int, what: st
     )
 
 
-def _connection_failed(error: aiohttp.ClientError, tenant: TenantConfig, url: str) -> ConnectionFailed:
+def _connection_failed(error: aiohttp.ClientError, tenant: TenantRef, url: str) -> ConnectionFailed:
     if isinstance(error, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         what = "the TLS handshake with Graph failed; if a proxy inspects TLS, set [graph] ca_bundle to its CA"
     elif isinstance(error, aiohttp.ClientConnectorError):

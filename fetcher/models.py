@@ -9,9 +9,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
 
 JSONObject = dict[str, Any]
+
+
+class Status(StrEnum):
+    """The status of a run (`fetch_runs.status`) or of one tenant in it (`tenant_runs.status`)."""
+
+    RUNNING = "running"  # a run only: started and not yet finished (or died; the next run marks it)
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # stored, but with days flagged partial (206) or payloads quarantined
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by a signal, or found dead by the next run
+
+    @property
+    def failed(self) -> bool:
+        """Whether a tenant with this status counts as failed (exit code 1)."""
+        return self in (Status.FAILED, Status.INTERRUPTED)
+
+    @property
+    def done_well(self) -> bool:
+        """Whether a tenant with this status had its data stored (`--resume` skips it)."""
+        return self in (Status.SUCCEEDED, Status.PARTIAL)
+
+
+class HasTenantIdentity(Protocol):
+    """Anything that names a tenant: a `TenantConfig`, a `TenantRef`."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRef:
+    """Which tenant: what the Graph, HTTP, retry and auth layers need to name it, and nothing more.
+
+    `tenant_id` is the Entra ID tenant id (a GUID, lower case); `name` is the configured display name
+    (may be empty). Messages name a tenant by `label`.
+    """
+
+    tenant_id: str
+    name: str = ""
+
+    @classmethod
+    def of(cls, tenant: HasTenantIdentity) -> TenantRef:
+        return cls(tenant.tenant_id, tenant.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant_id} ({self.name})" if self.name else self.tenant_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ configuration resolved, so that a token or secret cannot reach a log line even b
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,11 +19,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fetcher.runner import RunReport, TenantOutcome
+from fetcher.models import Status
+from fetcher.outcome import RunReport, TenantOutcome
 from fetcher.store.ledger import TenantState
+from fetcher.text import TOKEN_MASK, redact_tokens
 
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-REDACTED = "[redacted]"
+REDACTED = TOKEN_MASK
 
 
 class Redactor(logging.Filter):
@@ -39,7 +39,7 @@ class Redactor(logging.Filter):
             self.secrets.add(secret)
 
     def scrub(self, text: str) -> str:
-        text = JWT.sub(REDACTED, text)
+        text = redact_tokens(text)
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return text
@@ -156,7 +156,7 @@ class LogObserver:
         self.log.info("%s %s: %d tenant(s) to fetch", report.command, report.run_id, report.counters.tenants_total)
 
     def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:  # noqa: ARG002 (the progress sink interface)
-        if outcome.status == "partial":
+        if outcome.status == Status.PARTIAL:
             self.log.warning(
                 "tenant %s: stored %d day(s), %d flagged partial, %d payload(s) quarantined",
                 outcome.tenant.label,
@@ -201,7 +201,7 @@ def summary_table(report: RunReport, *, limit: int = 50) -> Table:
     for column in ("days", "requests", "retries", "429s"):
         table.add_column(column, no_wrap=True, justify="right")
     table.add_column("detail", overflow="fold", min_width=24, ratio=2)
-    shown = [o for o in report.outcomes if o.status != "succeeded"]
+    shown = [o for o in report.outcomes if o.status != Status.SUCCEEDED]
     for outcome in sorted(shown, key=lambda o: (o.status, o.tenant.name))[:limit]:
         detail = outcome.error_message or (
             f"{outcome.partial_days} day(s) partial (206), {outcome.rejected} quarantined"

@@ -10,21 +10,49 @@ at once (`RetryWaitTooLong`) rather than stalling the run. Tests make waits inst
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import tenacity
 
-from fetcher.config import FetchConfig, TenantConfig
+from fetcher.config import FetchConfig
 from fetcher.errors import RetryWaitTooLong, TransientError
-from fetcher.models import RequestStats
+from fetcher.models import RequestStats, TenantRef
 
 log = logging.getLogger("fetcher.retry")
 
 T = TypeVar("T")
+
+# The statuses that mean "the server failed, try again" (from Graph and Entra ID alike); 429 is `Throttled`.
+SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
+_DELTA_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """`Retry-After` in seconds from either form (delta-seconds or HTTP-date); None when absent or unusable.
+
+    A date in the past means "now" (0.0); a negative or non-numeric delta is garbage (None).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.match(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less parse means "-0000"
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _StopBeforeTotalWait(tenacity.stop.stop_base):
@@ -65,7 +93,7 @@ class RetryPolicy:
         retry_after = error.retry_after if isinstance(error, TransientError) else None
         return max(self.backoff(retry_number), retry_after or 0.0)
 
-    async def call(self, operation: Callable[[], Awaitable[T]], *, tenant: TenantConfig, stats: RequestStats) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], *, tenant: TenantRef, stats: RequestStats) -> T:
         """Run `operation` until it succeeds, fails for good, or attempts or time run out.
 
         The first attempt runs outside tenacity: nearly every request succeeds at once, and a tenacity
@@ -97,7 +125,7 @@ class RetryPolicy:
                 return await attempt()
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
-    async def _attempt(self, operation: Callable[[], Awaitable[T]], tenant: TenantConfig) -> T:
+    async def _attempt(self, operation: Callable[[], Awaitable[T]], tenant: TenantRef) -> T:
         try:
             return await operation()
         except TransientError as error:
@@ -105,7 +133,7 @@ class RetryPolicy:
                 raise self._too_long(error, tenant) from None
             raise
 
-    def _too_long(self, error: TransientError, tenant: TenantConfig) -> RetryWaitTooLong:
+    def _too_long(self, error: TransientError, tenant: TenantRef) -> RetryWaitTooLong:
         wait = error.retry_after or 0.0
         return RetryWaitTooLong(
             f"tenant {tenant.label}: Graph asked to wait {wait:g} s before retrying ({error.kind}, status "
@@ -121,7 +149,7 @@ class RetryPolicy:
         error = state.outcome.exception() if state.outcome else None
         return self.wait_before(state.attempt_number, error)
 
-    def _before_sleep(self, state: tenacity.RetryCallState, tenant: TenantConfig, stats: RequestStats) -> None:
+    def _before_sleep(self, state: tenacity.RetryCallState, tenant: TenantRef, stats: RequestStats) -> None:
         stats.retries += 1
         error = state.outcome.exception() if state.outcome else None
         kind = error.kind if isinstance(error, TransientError) else type(error).__name__

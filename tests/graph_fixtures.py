@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 
 from fetcher.auth import TokenProvider
-from fetcher.config import AuthConfig, FetchConfig, GraphConfig, Secret, TenantConfig
+from fetcher.config import AuthConfig, FetchConfig, GraphConfig, Secret
 from fetcher.http import GraphClient, create_session
 from fetcher.limits import Limits
-from fetcher.models import RequestStats, ScorePage
+from fetcher.models import RequestStats, ScorePage, TenantRef
 from fetcher.retry import RetryPolicy
 from fetcher.simulator import (
     DEFAULT_CLIENT_ID,
@@ -59,21 +59,25 @@ class Stack:
     retry: RetryPolicy
     client: GraphClient
     auth: AuthConfig = field(default_factory=secret_auth)
+    auths: dict[str, AuthConfig] = field(default_factory=dict)
 
     @property
     def sim(self) -> Simulator:
         return self.running.simulator
 
-    def tenant(self, sim_tenant: SimTenant, auth: AuthConfig | None = None) -> TenantConfig:
-        return TenantConfig(sim_tenant.tenant_id, sim_tenant.name, auth or self.auth)
+    def tenant(self, sim_tenant: SimTenant, auth: AuthConfig | None = None) -> TenantRef:
+        """The tenant's reference; its credentials (from now on) come from `auth`, else the stack's."""
+        self.auths[sim_tenant.tenant_id] = auth or self.auth
+        return TenantRef(sim_tenant.tenant_id, sim_tenant.name)
 
-    async def list_all(self, tenant: TenantConfig, days: int = 90, stats: RequestStats | None = None) -> list[Any]:
+    def auth_for(self, tenant: TenantRef) -> AuthConfig:
+        return self.auths.get(tenant.tenant_id, self.auth)
+
+    async def list_all(self, tenant: TenantRef, days: int = 90, stats: RequestStats | None = None) -> list[Any]:
         pages = await self.list_pages(tenant, days, stats)
         return [obj for page in pages for obj in page.objects]
 
-    async def list_pages(
-        self, tenant: TenantConfig, days: int = 90, stats: RequestStats | None = None
-    ) -> list[ScorePage]:
+    async def list_pages(self, tenant: TenantRef, days: int = 90, stats: RequestStats | None = None) -> list[ScorePage]:
         stats = stats if stats is not None else RequestStats()
         return [page async for page in self.client.list_secure_scores(tenant, days, stats)]
 
@@ -103,11 +107,13 @@ async def stack(
         )
         config = replace(config, **(graph or {}))
         async with create_session(config, fetch) as session:
-            tokens = TokenProvider(session, config)
+            auths: dict[str, AuthConfig] = {}
+            default = secret_auth()
+            tokens = TokenProvider(session, config, lambda t: auths.get(t.tenant_id, default))
             limits = Limits.from_config(fetch)
             policy = RetryPolicy.from_config(fetch, **{**FAST_RETRY, **(retry or {})})
             client = GraphClient(session, config, fetch, tokens, limits, policy)
             try:
-                yield Stack(running, config, fetch, session, tokens, limits, policy, client)
+                yield Stack(running, config, fetch, session, tokens, limits, policy, client, default, auths)
             finally:
                 await tokens.close()

@@ -12,7 +12,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseTimeoutError
 
 from fetcher.auth import TokenProvider, authentication_error, fresh_token_claims
-from fetcher.config import AuthConfig, FetchConfig, GraphConfig, Secret, TenantConfig
+from fetcher.config import AuthConfig, FetchConfig, GraphConfig, Secret
 from fetcher.errors import (
     AuthenticationError,
     ConnectionFailed,
@@ -22,7 +22,7 @@ from fetcher.errors import (
     ServerError,
 )
 from fetcher.http import create_session
-from fetcher.models import RequestStats
+from fetcher.models import RequestStats, TenantRef
 from fetcher.simulator import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -131,7 +131,7 @@ async def test_workload_identity_gets_a_token(tenants: list[SimTenant], tmp_path
     )
     environ = {"AZURE_FEDERATED_TOKEN_FILE": str(token_file)} if via == "environment" else {}
     async with stack(sim, tmp_path) as s:
-        provider = TokenProvider(s.session, s.graph, environ=environ)
+        provider = TokenProvider(s.session, s.graph, s.auth_for, environ=environ)
         token = await provider.token(s.tenant(tenants[0], auth))
         await provider.close()
         assert decode(token).claims["tid"] == tenants[0].tenant_id
@@ -154,9 +154,10 @@ async def test_workload_identity_gets_a_token(tenants: list[SimTenant], tmp_path
     ids=["workload-without-token-file", "unreadable-certificate", "no-secret", "unknown-method"],
 )
 async def test_an_unusable_auth_configuration_fails_its_tenant(auth: AuthConfig, why: str) -> None:
-    tenant = TenantConfig("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso", auth)
+    tenant = TenantRef("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso")
     async with create_session(GraphConfig(), FetchConfig()) as session:
-        provider = TokenProvider(session, GraphConfig(authority_host=AUTHORITY, scope="https://g/.default"), environ={})
+        graph = GraphConfig(authority_host=AUTHORITY, scope="https://g/.default")
+        provider = TokenProvider(session, graph, lambda _tenant: auth, environ={})
         with pytest.raises(AuthenticationError) as caught:
             await provider.token(tenant)
     assert str(caught.value).startswith(f"tenant {tenant.label}: cannot build a credential: ")
@@ -264,12 +265,12 @@ async def test_each_refusal_is_one_line_naming_the_tenant_and_the_fix(
 
 
 def test_entra_refusals_map_without_a_server() -> None:
-    tenant = TenantConfig("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso", AuthConfig(client_id=DEFAULT_CLIENT_ID))
+    tenant = TenantRef("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso")
     raised = ClientAuthenticationError(
         message="Microsoft Entra ID error '(invalid_client) AADSTS7000215: Invalid client secret provided.\r\n"
         "Trace ID: x\r\nCorrelation ID: y'"
     )
-    error = authentication_error(raised, tenant=tenant, authority_host=AUTHORITY)
+    error = authentication_error(raised, tenant=tenant, authority_host=AUTHORITY, client_id=DEFAULT_CLIENT_ID)
     assert isinstance(error, AuthenticationError)
     assert error.code == "AADSTS7000215"
     assert error.url == f"{AUTHORITY}/{tenant.tenant_id}/oauth2/v2.0/token"
@@ -286,7 +287,7 @@ def test_entra_refusals_map_without_a_server() -> None:
     ids=["connection", "timeout", "unavailable", "bad-input"],
 )
 def test_failures_to_reach_entra_are_transient_and_the_rest_are_not(raised: Exception, kind: type[GraphError]) -> None:
-    tenant = TenantConfig("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso", AuthConfig())
+    tenant = TenantRef("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso")
     error = authentication_error(raised, tenant=tenant, authority_host=AUTHORITY)
     assert type(error) is kind
     assert error.tenant_id == tenant.tenant_id
@@ -295,21 +296,31 @@ def test_failures_to_reach_entra_are_transient_and_the_rest_are_not(raised: Exce
 # --------------------------------------------------------------------------------------- transient Entra
 
 
-async def test_a_passing_entra_outage_is_retried_by_azure_core(tenants: list[SimTenant], tmp_path: Path) -> None:
+async def test_azure_core_does_not_retry_a_token_request_itself(tenants: list[SimTenant], tmp_path: Path) -> None:
+    """A token request is one attempt: whether to try again is fetcher.retry's decision alone."""
     target = dataclasses.replace(tenants[0], faults=(Fault.status(503, endpoint="token", times=1),))
     async with stack(small_simulator([target]), tmp_path) as s:
-        await s.tokens.token(s.tenant(target))
-        assert token_requests(s, target.tenant_id) == 2
+        with pytest.raises(ServerError, match="Entra ID failed to issue a token"):
+            await s.tokens.token(s.tenant(target))
+        assert token_requests(s, target.tenant_id) == 1
+
+
+async def test_a_passing_entra_outage_is_retried_by_fetcher_retry(tenants: list[SimTenant], tmp_path: Path) -> None:
+    target = dataclasses.replace(tenants[0], faults=(Fault.status(503, endpoint="token", times=1),))
+    async with stack(small_simulator([target]), tmp_path) as s:
+        stats = RequestStats()
+        assert len(await s.list_all(s.tenant(target), days=3, stats=stats)) == 3
+        assert (token_requests(s, target.tenant_id), stats.retries) == (2, 1)
 
 
 async def test_a_lasting_entra_outage_is_bounded(tenants: list[SimTenant], tmp_path: Path) -> None:
-    """azure-core tries three times per attempt, fetcher.retry makes three attempts: nine requests at most."""
+    """fetcher.retry makes three attempts (max_attempts), each one token request: three requests at most."""
     target = dataclasses.replace(tenants[0], faults=(Fault.status(503, endpoint="token"),))
     async with stack(small_simulator([target]), tmp_path) as s:
         stats = RequestStats()
         with pytest.raises(ServerError, match="Entra ID failed to issue a token"):
             await s.list_all(s.tenant(target), stats=stats)
-        assert token_requests(s, target.tenant_id) == 9
+        assert token_requests(s, target.tenant_id) == 3
         assert stats.retries == 2
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config, parse_config
 from fetcher.errors import ConfigError
-from fetcher.runner import Run, plan_backfill
+from fetcher.plan import plan_backfill
+from fetcher.runner import Run
 from fetcher.simulator import Simulator, generate_tenants, serving_simulator
 from fetcher.store.schema import secure_scores
 from tests.dbutil import count

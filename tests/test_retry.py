@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from fetcher.config import AuthConfig, FetchConfig, TenantConfig
+from fetcher.config import FetchConfig
 from fetcher.errors import (
     AuthenticationError,
     ConnectionFailed,
@@ -22,10 +23,10 @@ from fetcher.errors import (
     TransientError,
     UnsafeResponse,
 )
-from fetcher.models import RequestStats
-from fetcher.retry import RetryPolicy
+from fetcher.models import RequestStats, TenantRef
+from fetcher.retry import RetryPolicy, parse_retry_after
 
-TENANT = TenantConfig("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso", AuthConfig())
+TENANT = TenantRef("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso")
 URL = "https://graph.example.test/v1.0/security/secureScores?$top=90"
 
 
@@ -199,3 +200,29 @@ async def test_each_retry_logs_one_info_line(caplog: pytest.LogCaptureFixture) -
 def test_the_policy_comes_from_the_fetch_configuration() -> None:
     retry = RetryPolicy.from_config(FetchConfig(max_attempts=3, max_retry_wait_seconds=20.0), base=0.01)
     assert (retry.max_attempts, retry.max_retry_wait, retry.base, retry.cap) == (3, 20.0, 0.01, 60.0)
+
+
+# ------------------------------------------------------------------------------------------- Retry-After
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("5", 5.0),
+        (" 0 ", 0.0),
+        ("1.5", 1.5),
+        ("Sat, 28 Nov 2026 12:00:30 GMT", 30.0),
+        ("Saturday, 28-Nov-26 12:01:00 GMT", 60.0),
+        ("Sat, 28 Nov 2026 11:00:00 GMT", 0.0),
+        ("-1", None),
+        ("soon", None),
+        ("", None),
+        ("1e3", None),
+        ("inf", None),
+        (None, None),
+    ],
+)
+def test_retry_after_in_both_forms(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value, now=NOW) == seconds

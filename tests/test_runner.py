@@ -9,16 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
-from fetcher.errors import ConfigError
-from fetcher.runner import incremental_days, window_days
 from fetcher.simulator import Fault, TokenRefusal, generate_tenants
 from fetcher.store.engine import create_engine
 from fetcher.store.schema import (
@@ -80,43 +77,6 @@ def assert_stored_as_simulated(w: World, tenant_id: str, days: int, kept: set[st
         if f"{tenant_id}_{r['score_date']}" in newest
     )
     assert stored_controls == sum(len(o["controlScores"]) for o in truth)
-
-
-@pytest.mark.parametrize(
-    ("newest", "expected"),
-    [
-        (None, 90),
-        (TODAY, 1),
-        (TODAY - timedelta(days=1), 2),
-        (TODAY - timedelta(days=400), 90),
-        (TODAY + timedelta(days=1), 1),
-    ],
-)
-def test_incremental_days_asks_for_the_days_since_the_newest_plus_that_day(newest: date | None, expected: int) -> None:
-    assert incremental_days(newest, TODAY, 90) == expected
-
-
-@pytest.mark.parametrize(
-    ("days", "since", "expected"),
-    [(None, None, 90), (7, None, 7), (None, TODAY - timedelta(days=9), 10), (None, TODAY, 1)],
-)
-def test_window_days_from_days_or_since(days: int | None, since: date | None, expected: int) -> None:
-    assert window_days(days=days, since=since, today=TODAY, default=90) == expected
-
-
-@pytest.mark.parametrize(
-    ("days", "since", "message"),
-    [
-        (91, None, "Graph keeps 90"),
-        (0, None, "0 days"),
-        (None, TODAY + timedelta(days=1), "future"),
-        (None, TODAY - timedelta(days=90), "91 days"),
-        (5, TODAY, "not both"),
-    ],
-)
-def test_window_days_refuses_what_graph_cannot_give(days: int | None, since: date | None, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        window_days(days=days, since=since, today=TODAY, default=90)
 
 
 def test_run_twice_asks_only_for_the_new_days(tmp_path: Path, database_url: str) -> None:

@@ -14,7 +14,7 @@ import tracemalloc
 import orjson
 
 import fetcher.cli
-import fetcher.runner
+import fetcher.plan
 from fetcher.config import load_config
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     if args.trace:
         tracemalloc.start()
     config = load_config(args.config)
-    tenants = fetcher.runner.select_tenants(config, [])
+    tenants = fetcher.plan.select_tenants(config, [])
     gc.collect()
     traced = tracemalloc.get_traced_memory()[0] if args.trace else None
     print(orjson.dumps({"tenants": len(tenants), "traced_bytes": traced}).decode())

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from fetcher.config import DatabaseConfig
 from fetcher.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, SchemaOutOfDate
+from fetcher.text import hide_password
 
 WRITE_OPTION = "fetcher_write"
 BUSY_TIMEOUT_OPTION = "fetcher_busy_timeout"
@@ -175,7 +176,7 @@ async def ensure_schema(engine: AsyncEngine) -> None:
 
 def display_url(engine: AsyncEngine) -> str:
     """The database URL with its password hidden, for messages."""
-    return engine.url.render_as_string(hide_password=True)
+    return hide_password(engine.url.render_as_string(hide_password=False))
 
 
 async def open_connection(engine: AsyncEngine) -> AsyncConnection:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fetcher.models import Status
 from fetcher.store.schema import (
     as_date,
     as_utc,
@@ -26,12 +27,7 @@ from fetcher.store.schema import (
     tenants,
 )
 
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-PARTIAL = "partial"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-DONE_WELL = (SUCCEEDED, PARTIAL)
+DONE_WELL = tuple(s for s in Status if s.done_well)
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ class TenantRun:
 
     run_id: str
     tenant_id: str
-    status: str
+    status: Status
     started_at: datetime
     finished_at: datetime
     scores_upserted: int = 0
@@ -55,7 +51,7 @@ class TenantRun:
 
 @dataclass(frozen=True)
 class RunTotals:
-    status: str
+    status: Status
     finished_at: datetime
     tenants_succeeded: int
     tenants_failed: int
@@ -84,7 +80,7 @@ async def start_run(
             run_id=run_id,
             command=command,
             started_at=started_at,
-            status=RUNNING,
+            status=Status.RUNNING,
             tenants_total=tenants_total,
             host=host,
             pid=pid,
@@ -96,8 +92,8 @@ async def interrupt_dead_runs(conn: AsyncConnection, *, alive_run_id: str, now: 
     """Mark every other `running` run as interrupted; call it while holding the run lock."""
     result = await conn.execute(
         sa.update(fetch_runs)
-        .where(fetch_runs.c.status == RUNNING, fetch_runs.c.run_id != alive_run_id)
-        .values(status=INTERRUPTED, finished_at=now)
+        .where(fetch_runs.c.status == Status.RUNNING, fetch_runs.c.run_id != alive_run_id)
+        .values(status=Status.INTERRUPTED, finished_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -137,7 +133,7 @@ async def resumable_tenants(conn: AsyncConnection, command: str = "backfill") ->
     ).all()
     chain = []
     for run_id, status in runs:
-        if status not in (INTERRUPTED, PARTIAL, RUNNING):
+        if status not in (Status.INTERRUPTED, Status.PARTIAL, Status.RUNNING):
             break
         chain.append(run_id)
     if not chain:

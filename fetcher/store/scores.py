@@ -106,6 +106,14 @@ async def save_tenants(conn: AsyncConnection, rows: Sequence[tuple[str, str]], n
         )
 
 
+async def ensure_tenant(conn: AsyncConnection, tenant_id: str, now: datetime) -> None:
+    """A `tenants` row for `tenant_id` (unnamed) unless there is one."""
+    await conn.execute(
+        _insert(conn)(tenants).on_conflict_do_nothing(index_elements=["tenant_id"]),
+        {"tenant_id": tenant_id, "name": "", "updated_at": now},
+    )
+
+
 async def save_score_days(
     conn: AsyncConnection, days: Sequence[ScoreDay], now: datetime, *, tenant_saved: bool = False
 ) -> int:
@@ -120,10 +128,7 @@ async def save_score_days(
         raise ValueError(f"save_score_days takes one tenant's days, got {sorted(tenant_ids)}")
     tenant_id = tenant_ids.pop()
     if not tenant_saved:
-        await conn.execute(
-            _insert(conn)(tenants).on_conflict_do_nothing(index_elements=["tenant_id"]),
-            {"tenant_id": tenant_id, "name": "", "updated_at": now},
-        )
+        await ensure_tenant(conn, tenant_id, now)
     for batch in _unique_days(days):
         await _save_batch(conn, tenant_id, batch)
     return len({d.score_date for d in days})

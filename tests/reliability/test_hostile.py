@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
-from fetcher.runner import REJECTED_BODY_CAP
 from fetcher.simulator import Fault, Hostile, Simulator, generate_tenants, running_simulator
 from fetcher.simulator.hostile import DEPTH, truncated
 from fetcher.simulator.pages import context_url, entity_body, page_body
+from fetcher.store.save import REJECTED_BODY_CAP
 from fetcher.store.schema import secure_scores
 from tests.reliability.conftest import Figures
 from tests.reliability.harness import (

@@ -1,19 +1,33 @@
-"""`fetcher rebuild`: the normalized tables derived again from the raw archive equal what the fetches stored."""
+"""A tenant's pipeline end to end: a fetch and a rebuild (the archive replayed) store the same rows and
+admit objects by the same rules."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fetcher.admit import HOLDS_NUL, TOO_DEEP
 from fetcher.config import Config, parse_config
-from fetcher.rebuild import RebuildRun, plan_rebuild
-from fetcher.runner import Run, plan_backfill, plan_incremental
-from fetcher.simulator import RunningSimulator, Simulator, generate_tenants, serving_simulator
+from fetcher.plan import plan_backfill, plan_incremental, plan_rebuild
+from fetcher.runner import Run
+from fetcher.simulator import Fault, RunningSimulator, Simulator, generate_tenants, serving_simulator
+from fetcher.simulator.pages import context_url, page_body
+from fetcher.store.archive import pack, save_raw_payloads
 from fetcher.store.engine import transaction
-from fetcher.store.schema import comparative_scores, control_scores, controls, raw_payloads, secure_scores
+from fetcher.store.schema import (
+    comparative_scores,
+    control_scores,
+    controls,
+    raw_payloads,
+    rejected_payloads,
+    secure_scores,
+    tenant_runs,
+)
 from tests.dbutil import count, rows
 
 TODAY = datetime.now(UTC).date()
@@ -43,7 +57,7 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
 
 
 async def rebuild(config: Config, engine: AsyncEngine, *tenants: str) -> int:
-    report = await RebuildRun(config, plan_rebuild(config, tenants), engine=engine).execute()
+    report = await Run(config, "rebuild", plan_rebuild(config, tenants), engine=engine).execute()
     return report.exit_code
 
 
@@ -100,21 +114,46 @@ async def test_days_stored_without_the_archive_are_left_alone(engine: AsyncEngin
     assert await count(engine, secure_scores) == 8
 
 
-def test_replay_context_restores_the_partial_flag() -> None:
-    from fetcher.rebuild import replay_context
-    from fetcher.store.archive import pack
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
 
-    raw = pack(
-        {"a": 1},
-        tenant_id="t",
-        score_date=TODAY,
-        fetched_at=datetime(2026, 1, 1, tzinfo=UTC),
-        run_id="r",
-        warning='199 - "Microsoft/SecureScore/500/12"',
-    )
 
-    context = replay_context(raw)
+async def test_a_fetch_and_a_rebuild_admit_the_same_hostile_objects_alike(engine: AsyncEngine) -> None:
+    """An object nested deeper than can be stored and one holding a NUL: both paths quarantine them the same way."""
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(1, seed=34), seed=34, controls_per_day=20)
+    tenant = next(iter(sim.tenants))
+    days = sim.available_days(tenant)[:3]
+    deep, nul, clean = (orjson.loads(sim.day_bytes(tenant, day)) for day in days)
+    deep["nested"], nul["vendor"] = _nested(300), "Micro\x00soft"
+    texts = [json.dumps(deep, separators=(",", ":")).encode(), orjson.dumps(nul), orjson.dumps(clean)]
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        page = page_body(context_url(running.origin), None, texts)
+        sim.add_fault(tenant, Fault.status(200, body=page, endpoint="list", times=1))
+        fetch = await Run(
+            config, "backfill", plan_backfill(config.enabled_tenants, 3, resume=False), engine=engine
+        ).execute()
+    # The same objects in the archive, as an archive written before these checks existed could hold them.
+    async with transaction(engine) as conn:
+        at = datetime.now(UTC)
+        archived = [
+            pack(None, tenant_id=tenant, score_date=day, fetched_at=at, run_id="old", warning=None, text=text)
+            for day, text in zip(days[:2], texts[:2], strict=True)
+        ]
+        await save_raw_payloads(conn, archived)
 
-    warning = '199 - "Microsoft/SecureScore/500/12"'
-    assert (context.partial, context.warning_text, context.run_id) == (True, warning, "r")
-    assert not replay_context(raw._replace(warning=None)).partial
+    rebuild = await Run(config, "rebuild", plan_rebuild(config, [tenant]), engine=engine).execute()
+
+    def quarantined(run_id: str, rejected: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+        return sorted((r["reason"], bytes(r["body"])) for r in rejected if r["run_id"] == run_id)
+
+    rejected = await rows(engine, rejected_payloads)
+    expected = sorted([(TOO_DEEP, texts[0]), (HOLDS_NUL, orjson.dumps(nul))])
+    assert quarantined(fetch.run_id, rejected) == quarantined(rebuild.run_id, rejected) == expected
+    statuses = {r["run_id"]: (r["status"], r["rejected"]) for r in await rows(engine, tenant_runs)}
+    assert statuses == {fetch.run_id: ("partial", 2), rebuild.run_id: ("partial", 2)}
+    assert [r["id"] for r in await rows(engine, secure_scores)] == [clean["id"]]

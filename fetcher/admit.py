@@ -1,0 +1,128 @@
+"""Admission, pure: the objects Graph sent (or the archive kept) become rows, or are refused with a reason.
+
+`admit` is the one gate every object passes, on a fetch and on `fetcher rebuild` alike, in this order:
+
+1. it can be written as JSON (nested at most `MAX_STORED_DEPTH` levels: what orjson writes, and the
+   archive and the JSON columns are written with orjson);
+2. no string in it holds a NUL character (PostgreSQL's text and jsonb refuse `\\u0000`; refused on
+   every database alike);
+3. the resource's normalizer accepts it (identity present and well formed, the right tenant, ...:
+   `fetcher.errors.PayloadError`).
+
+A refused object becomes a `Rejection` (quarantined with its reason and body, capped when stored); an
+object for another tenant also marks the tenant failed (`wrong_tenant`). Admitted objects become rows
+and, when the archive is kept, archive rows packed by the resource.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from fetcher.errors import PayloadError, WrongTenant
+from fetcher.models import FetchContext
+from fetcher.store.archive import RawPayload, Rejection
+
+MAX_STORED_DEPTH = 254  # orjson's limit when writing JSON
+# A JSON-escaped NUL (\u0000 not itself behind an escaped backslash).
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+TOO_DEEP = f"the object is nested deeper than the {MAX_STORED_DEPTH} levels that can be archived and stored"
+HOLDS_NUL = (
+    "a string in the object holds a NUL character (\\u0000), which PostgreSQL cannot store; "
+    "refused on every database alike"
+)
+
+Row = TypeVar("Row")
+# (object, how it was fetched, the tenant it must belong to) -> its row; raises PayloadError.
+Normalizer = Callable[[Any, FetchContext, str], Row]
+# (object, its row, how it was fetched, its compact JSON) -> its archive row.
+Archiver = Callable[[Any, Row, FetchContext, bytes], RawPayload]
+
+
+@dataclass
+class Admission(Generic[Row]):
+    """What one tenant's objects became: rows to store, archive rows, refused payloads."""
+
+    rows: list[Row] = field(default_factory=list)
+    raw: list[RawPayload] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    wrong_tenant: WrongTenant | None = None
+    objects: list[Any] = field(default_factory=list)  # the admitted objects themselves, when asked (`get`)
+
+
+def admit(
+    objects: Iterable[Any],
+    context: FetchContext,
+    *,
+    tenant_id: str,
+    normalize: Normalizer[Row],
+    archive: Archiver[Row] | None = None,
+    keep_objects: bool = False,
+    into: Admission[Row] | None = None,
+) -> Admission[Row]:
+    """Admit `objects` (received together, as `context` says) for `tenant_id`, into `into` or a new admission."""
+    admission = Admission[Row]() if into is None else into
+    for obj in objects:
+        _admit_one(obj, context, tenant_id, normalize, archive, keep_objects, admission)
+    return admission
+
+
+def _admit_one(
+    obj: Any,
+    context: FetchContext,
+    tenant_id: str,
+    normalize: Normalizer[Row],
+    archive: Archiver[Row] | None,
+    keep_objects: bool,
+    admission: Admission[Row],
+) -> None:
+    text = _dumps(obj)
+    reason, body = screen(obj, text)
+    if reason is not None:
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, body))
+        return
+    assert text is not None  # screened
+    try:
+        row = normalize(obj, context, tenant_id)
+    except PayloadError as error:
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, str(error), text))
+        if isinstance(error, WrongTenant) and admission.wrong_tenant is None:
+            admission.wrong_tenant = error
+        return
+    admission.rows.append(row)
+    if keep_objects:
+        admission.objects.append(obj)
+    if archive is not None:
+        admission.raw.append(archive(obj, row, context, text))
+
+
+def screen(obj: Any, text: bytes | None) -> tuple[str | None, bytes]:
+    """(None, text) for an object that can be stored; else (why not, the body to quarantine)."""
+    if text is None:
+        return TOO_DEEP, _dumps_deep(obj)
+    if b"\\u0000" in text and _NUL.search(text):
+        return HOLDS_NUL, text
+    return None, text
+
+
+def _dumps(obj: Any) -> bytes | None:
+    """The object as compact JSON, or None when it is too deep to write: orjson reads JSON nested 1024
+    levels deep (deeper answers are refused as invalid) but writes only `MAX_STORED_DEPTH`."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return None
+
+
+def _dumps_deep(obj: Any) -> bytes:
+    """A quarantine body for an object orjson cannot write; empty if Python's recursion limit is met too."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    except (RecursionError, ValueError):
+        return b""

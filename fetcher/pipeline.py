@@ -1,0 +1,345 @@
+"""One tenant's work, as three stages with data flowing one way: fetch (or replay) -> admit -> save.
+
+- `TenantPipeline.fetch`: each of the plan's resources (`fetcher.resources`) fetched page by page from
+  Graph, every page admitted as it arrives (`fetcher.admit`), then everything saved in one transaction
+  (`fetcher.store.save`). A resource whose fetch fails is recorded in the ledger row and does not keep
+  the others from being saved; a tenant whose every resource failed stores nothing but its ledger row.
+- `TenantPipeline.replay` (`fetcher rebuild`): the tenant's archive read again, admitted by the same
+  function a fetch uses, and saved, in one transaction.
+
+The scheduler (`fetcher.runner`) decides which tenant runs when and hands in the `Stop`; a stop abandons
+fetches in progress (the tenant is recorded `interrupted`) but never a transaction in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fetcher.admit import Admission
+from fetcher.errors import DatabaseError, FetcherError, GraphError, Interrupted, InvalidResponse, WrongTenant
+from fetcher.models import FetchContext, RequestStats, Status, TenantRef
+from fetcher.outcome import TenantOutcome, utcnow
+from fetcher.plan import Plan
+from fetcher.resources import resources_for
+from fetcher.resources.base import PageSource, Resource, Tally
+from fetcher.store.archive import Rejection
+from fetcher.store.engine import database_error
+from fetcher.store.save import in_transaction, record, save_admitted, save_tenant
+from fetcher.store.scores import ensure_tenant
+
+log = logging.getLogger("fetcher.runner")
+
+T = TypeVar("T")
+REPLAY_CHUNK = 30  # archived objects admitted and saved at a time: memory does not grow with history
+
+
+class Stopped(Exception):
+    """The run was stopped while this tenant's fetch was in progress."""
+
+
+class Stop:
+    """The run's stop: set once by a signal; what can be abandoned (fetches) registers here."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.signal_number is not None
+
+    def stop(self, signal_number: int) -> None:
+        """Start nothing new; cancel what can be abandoned."""
+        if self.signal_number is None:
+            self.signal_number = signal_number
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def abandonable(self, work: Awaitable[T], name: str) -> T:
+        """`work`, cancelled by `stop()` (then `Stopped` is raised); other cancellations pass through."""
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            raise Stopped from None
+        finally:
+            self._tasks.discard(task)
+
+
+@dataclass
+class Fetched:
+    """One resource of one tenant after the fetch and admit stages: admitted, or failed with `error`."""
+
+    resource: Resource[Any]
+    admission: Admission[Any] = field(default_factory=Admission)
+    error: FetcherError | None = None
+
+
+@dataclass
+class Replayed:
+    """What a tenant's replayed archive came to, over all its chunks."""
+
+    days: set[Any] = field(default_factory=set)
+    rejections: list[Rejection] = field(default_factory=list)
+    wrong_tenant: WrongTenant | None = None
+
+    def add(self, admission: Admission[Any], tally: Tally) -> None:
+        self.days |= tally.score_days
+        self.rejections += admission.rejections
+        self.wrong_tenant = self.wrong_tenant or admission.wrong_tenant
+
+
+class TenantPipeline:
+    """Runs the stages for one tenant at a time; one instance per run, shared by the scheduler's workers."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        run_id: str,
+        stop: Stop,
+        writers: asyncio.Semaphore,
+        unrecorded: list[tuple[Any, list[Rejection]]],
+        *,
+        client: PageSource | None = None,
+        keep_raw: bool = True,
+        keep_objects: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.stop = stop
+        self.writers = writers  # SQLite has one writer: queue writes here rather than in its busy-wait loop
+        self.unrecorded = unrecorded
+        self.client = client
+        self.keep_raw = keep_raw
+        self.keep_objects = keep_objects
+
+    # ------------------------------------------------------------------------------------------- fetch
+
+    async def fetch(self, plan: Plan, stats: RequestStats) -> TenantOutcome:
+        """Fetch, admit and save one tenant's resources; never raises for the tenant's own failures."""
+        tenant = plan.tenant
+        outcome = TenantOutcome(tenant, Status.SUCCEEDED, utcnow(), utcnow(), stats)
+        resources = resources_for(plan)
+        try:
+            fetched = await self.stop.abandonable(self._fetch_all(plan, resources, stats), f"fetch {tenant.tenant_id}")
+        except Stopped:
+            why = Interrupted(
+                "the run was stopped before this tenant was fetched", signal_number=self.stop.signal_number or 0
+            )
+            return await self._finish(outcome, Status.INTERRUPTED, why)
+        finally:
+            await self._forget(tenant)
+        failures = [f for f in fetched if f.error is not None]
+        quarantined = [q for f in failures if f.error is not None for q in self._quarantine(f.error, tenant)]
+        if len(failures) == len(fetched):  # nothing to store
+            assert failures[0].error is not None
+            return await self._finish(outcome, Status.FAILED, failures[0].error, quarantined)
+        return await self._store(outcome, fetched, quarantined)
+
+    async def _forget(self, tenant: TenantRef) -> None:
+        forget = getattr(self.client, "forget", None)
+        if forget is not None:
+            await forget(tenant.tenant_id)
+
+    async def _fetch_all(self, plan: Plan, resources: Sequence[Resource[Any]], stats: RequestStats) -> list[Fetched]:
+        return [await self._fetch_one(plan, resource, stats) for resource in resources]
+
+    async def _fetch_one(self, plan: Plan, resource: Resource[Any], stats: RequestStats) -> Fetched:
+        """One resource fetched and admitted page by page; its failure is kept, not raised."""
+        assert self.client is not None
+        fetched = Fetched(resource)
+        try:
+            async for page in resource.fetch(self.client, plan, stats):
+                context = FetchContext(self.run_id, utcnow(), page.warnings)
+                resource.admit(
+                    page.objects,
+                    context,
+                    tenant_id=plan.tenant.tenant_id,
+                    keep_raw=self.keep_raw,
+                    keep_objects=self.keep_objects,
+                    into=fetched.admission,
+                )
+        except FetcherError as error:
+            fetched.error = error
+        except Exception as error:  # a bug must cost one tenant, not the run
+            log.exception("tenant %s: unexpected error", plan.tenant.label)
+            fetched.error = FetcherError(f"unexpected {type(error).__name__}: {error}")
+        return fetched
+
+    async def _store(
+        self, outcome: TenantOutcome, fetched: list[Fetched], quarantined: list[Rejection]
+    ) -> TenantOutcome:
+        """The admitted resources, rejections and ledger row in one transaction, shielded from stop()."""
+        admitted = [(f.resource, f.admission) for f in fetched if f.error is None]
+        rejections = [r for _, a in admitted for r in a.rejections] + quarantined
+        tally = _tally(admitted)
+        outcome.rejected, outcome.partial_days = len(rejections), tally.partial_days
+        outcome.objects = [o for _, a in admitted for o in a.objects]
+        outcome.scores_upserted = len(tally.score_days)
+        _judge(outcome, fetched, bool(rejections))
+        rows = sum(len(a.rows) for _, a in admitted)
+        try:
+            await asyncio.shield(self._write(outcome, admitted, rejections))
+        except (DBAPIError, DatabaseError) as error:
+            outcome.scores_upserted = 0
+            cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
+            # The same class, so that the ledger's error_kind says what happened (database_locked, ...).
+            failure = type(cause)(
+                f"tenant {outcome.tenant.label}: storing its {rows} day(s) failed and was rolled back: {cause}"
+            )
+            return await self._finish(outcome, Status.FAILED, failure)
+        return outcome
+
+    async def _write(
+        self, outcome: TenantOutcome, admitted: list[tuple[Resource[Any], Admission[Any]]], rejections: list[Rejection]
+    ) -> None:
+        outcome.finished_at = utcnow()
+        async with self.writers:
+            await save_tenant(self.engine, admitted, rejections, outcome.ledger_row(self.run_id))
+
+    def _quarantine(self, error: FetcherError, tenant: TenantRef) -> list[Rejection]:
+        """An answer still unreadable after its retries is kept, as a refused payload, with the reason."""
+        if isinstance(error, InvalidResponse) and error.body is not None:
+            return [Rejection(tenant.tenant_id, self.run_id, utcnow(), one_line_error(error, tenant), error.body)]
+        return []
+
+    # ------------------------------------------------------------------------------------------ replay
+
+    async def replay(self, plan: Plan, stats: RequestStats) -> TenantOutcome:
+        """Rebuild one tenant: replay its archive through admit into save, in one transaction."""
+        tenant = plan.tenant
+        outcome = TenantOutcome(tenant, Status.SUCCEEDED, utcnow(), utcnow(), stats)
+
+        async def work(conn: AsyncConnection) -> None:
+            replayed = await self._replay(conn, plan)
+            outcome.scores_upserted, outcome.rejected = len(replayed.days), len(replayed.rejections)
+            if replayed.wrong_tenant is not None:
+                outcome.status, outcome.error_kind = Status.FAILED, replayed.wrong_tenant.kind
+                outcome.error_message = f"tenant {tenant.label}: {replayed.wrong_tenant}; it was quarantined"
+            elif replayed.rejections:
+                outcome.status = Status.PARTIAL
+            outcome.finished_at = utcnow()
+            await record(conn, replayed.rejections, outcome.ledger_row(self.run_id))
+
+        try:
+            async with self.writers:
+                await in_transaction(self.engine, work, f"rebuilding tenant {tenant.label}")
+        except (DBAPIError, DatabaseError) as error:
+            outcome.scores_upserted = outcome.rejected = 0
+            outcome.status, outcome.error_message = Status.SUCCEEDED, None
+            cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
+            failure = type(cause)(f"tenant {tenant.label}: rebuild rolled back: {cause}")
+            return await self._finish(outcome, Status.FAILED, failure)
+        return outcome
+
+    async def _replay(self, conn: AsyncConnection, plan: Plan) -> Replayed:
+        tenant_id = plan.tenant.tenant_id
+        await ensure_tenant(conn, tenant_id, utcnow())
+        replayed = Replayed()
+        for resource in resources_for(plan):
+            if resource.replay is None:
+                continue
+            chunk: list[tuple[Any, FetchContext]] = []
+            async for item in resource.replay(conn, tenant_id):
+                chunk.append(item)
+                if len(chunk) >= REPLAY_CHUNK:
+                    await self._replay_chunk(conn, resource, tenant_id, chunk, replayed)
+                    chunk = []
+            await self._replay_chunk(conn, resource, tenant_id, chunk, replayed)
+        return replayed
+
+    async def _replay_chunk(
+        self,
+        conn: AsyncConnection,
+        resource: Resource[Any],
+        tenant_id: str,
+        chunk: list[tuple[Any, FetchContext]],
+        replayed: Replayed,
+    ) -> None:
+        """Archived objects admitted as a fetch admits them, each with the context it was stored with."""
+        if not chunk:
+            return
+        admission: Admission[Any] = Admission()
+        for obj, context in chunk:
+            resource.admit([obj], context, tenant_id=tenant_id, keep_raw=False, keep_objects=False, into=admission)
+        # Refused by this run, though received (`received_at`) by the run that archived it.
+        admission.rejections = [dataclasses.replace(r, run_id=self.run_id) for r in admission.rejections]
+        for rejection in admission.rejections:
+            log.warning("tenant %s: an archived object no longer passes validation: %s", tenant_id, rejection.reason)
+        replayed.add(admission, resource.tally(admission.rows))
+        await save_admitted(conn, resource, admission, saved_at=chunk[-1][1].fetched_at, tenant_saved=True)
+
+    # ---------------------------------------------------------------------------------------- failures
+
+    async def _finish(
+        self, outcome: TenantOutcome, status: Status, error: FetcherError, rejections: Sequence[Rejection] = ()
+    ) -> TenantOutcome:
+        """Record a tenant that stored nothing: failed or interrupted, with the one-line reason.
+
+        Its ledger row (and any quarantined answer) is written now, or, when the database refuses
+        (locked, connection lost), kept for the run's end, so that the ledger still says what happened.
+        """
+        outcome.status, outcome.error_kind = status, error.kind
+        outcome.error_message = one_line_error(error, outcome.tenant)
+        outcome.finished_at = utcnow()
+        outcome.rejected = len(rejections)
+        if status == Status.FAILED:
+            log.warning("%s", outcome.error_message)
+        row = outcome.ledger_row(self.run_id)
+        try:
+            async with self.writers:
+                await save_tenant(self.engine, (), rejections, row)
+        except (DBAPIError, DatabaseError) as db_error:
+            log.warning(
+                "tenant %s: its outcome is recorded at the end of the run: %s",
+                outcome.tenant.label,
+                _db_reason(db_error),
+            )
+            self.unrecorded.append((row, list(rejections)))
+        return outcome
+
+
+def _tally(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> Tally:
+    tallies = [resource.tally(admission.rows) for resource, admission in admitted]
+    return Tally(frozenset().union(*(t.score_days for t in tallies)), sum(t.partial_days for t in tallies))
+
+
+def _judge(outcome: TenantOutcome, fetched: Sequence[Fetched], rejected: bool) -> None:
+    """The status of a tenant that stored something: failed (a resource failed, or an object was for
+    another tenant), partial (days flagged partial, payloads quarantined), or succeeded."""
+    failed = next((f for f in fetched if f.error is not None), None)
+    wrong = next((f.admission.wrong_tenant for f in fetched if f.admission.wrong_tenant is not None), None)
+    if failed is not None and failed.error is not None:
+        outcome.status, outcome.error_kind = Status.FAILED, failed.error.kind
+        outcome.error_message = f"{failed.resource.name}: {one_line_error(failed.error, outcome.tenant)}"
+    elif wrong is not None:
+        outcome.status, outcome.error_kind = Status.FAILED, wrong.kind
+        outcome.error_message = f"tenant {outcome.tenant.label}: {wrong}; it was quarantined"
+    elif rejected or outcome.partial_days:
+        outcome.status = Status.PARTIAL
+
+
+def one_line_error(error: FetcherError, tenant: TenantRef) -> str:
+    """The error on one line, naming the tenant."""
+    message = " ".join(str(error).split())
+    if isinstance(error, GraphError) and tenant.tenant_id not in message:
+        message = f"tenant {tenant.label}: {message}"
+    return message
+
+
+def _db_reason(error: Exception) -> str:
+    orig = getattr(error, "orig", None) or error
+    text = " ".join(str(orig).split())
+    return text[:300] or type(orig).__name__

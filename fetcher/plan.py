@@ -1,0 +1,166 @@
+"""Planning, pure: which tenants a command works on, and what to ask Graph (or the archive) for each.
+
+A command builds a `PlanRequest` (`plan_incremental`, `plan_backfill`, `plan_get`, `plan_rebuild`). The
+scheduler reads the `Facts` the request `needs` from the database, in the transaction that starts the
+run, and calls `request.plans(facts)`: no I/O here, so every rule is tested with plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+
+from fetcher.config import GRAPH_HISTORY_DAYS, Config, TenantConfig
+from fetcher.errors import ConfigError
+from fetcher.models import HasTenantIdentity, TenantRef
+
+
+@dataclass(frozen=True, slots=True)  # one per tenant: ten thousand of them
+class Plan:
+    """One tenant's work: the newest `days` secureScores, or one by `score_id` (a rebuild needs neither)."""
+
+    tenant: TenantRef
+    days: int = 0
+    score_id: str | None = None
+
+
+class Fact(Enum):
+    """What a request needs to know from the database before it can plan."""
+
+    NEWEST_DAYS = "each tenant's newest stored day"
+    RESUMABLE = "the tenants done by the latest interrupted backfill"
+    ARCHIVED = "the tenants with an archive"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the database said, as far as the request needed it."""
+
+    newest: Mapping[str, date] = field(default_factory=dict)
+    done: frozenset[str] = frozenset()
+    archived: tuple[str, ...] = ()
+
+
+class PlanRequest:
+    """What a command asked for; `plans` turns it into one `Plan` per tenant."""
+
+    needs: frozenset[Fact] = frozenset()
+    replay: bool = False  # the tenants' work replays their archive (rebuild) rather than fetching
+
+    def plans(self, facts: Facts) -> list[Plan]:
+        raise NotImplementedError
+
+
+def select_tenants(config: Config, wanted: Sequence[str]) -> list[TenantConfig]:
+    """The enabled tenants, or those named with --tenant (named disabled tenants included)."""
+    if not wanted:
+        return list(config.enabled_tenants)
+    chosen = []
+    for tenant_id in dict.fromkeys(t.strip().lower() for t in wanted):
+        tenant = config.tenant(tenant_id)
+        if tenant is None:
+            raise ConfigError(f"--tenant {tenant_id}: no such tenant in {config.path or 'the configuration'}")
+        chosen.append(tenant)
+    return chosen
+
+
+def incremental_days(newest: date | None, today: date, history_days: int) -> int:
+    """`$top` for `fetcher run`: the days since the newest stored one, plus that day again."""
+    if newest is None:
+        return history_days
+    return max(1, min((today - newest).days + 1, GRAPH_HISTORY_DAYS))
+
+
+def window_days(*, days: int | None, since: date | None, today: date, default: int) -> int:
+    """`$top` for `fetcher backfill --days N | --since DATE`."""
+    if days is not None and since is not None:
+        raise ConfigError("give --days or --since, not both")
+    if since is not None:
+        days = (today - since).days + 1
+        if days < 1:
+            raise ConfigError(f"--since {since}: that is in the future")
+    days = default if days is None else days
+    if not 1 <= days <= GRAPH_HISTORY_DAYS:
+        raise ConfigError(f"the window is {days} days; Graph keeps {GRAPH_HISTORY_DAYS} days of secureScores")
+    return days
+
+
+@dataclass(frozen=True)
+class Incremental(PlanRequest):
+    """`fetcher run`: per tenant, the days since its newest stored day (`incremental_days`)."""
+
+    tenants: tuple[TenantRef, ...]
+    history_days: int
+    today: date
+    needs = frozenset({Fact.NEWEST_DAYS})
+
+    def plans(self, facts: Facts) -> list[Plan]:
+        newest = facts.newest
+        return [Plan(t, incremental_days(newest.get(t.tenant_id), self.today, self.history_days)) for t in self.tenants]
+
+
+@dataclass(frozen=True)
+class Backfill(PlanRequest):
+    """`fetcher backfill`: the same window for every tenant; with `resume`, not for those already done."""
+
+    tenants: tuple[TenantRef, ...]
+    days: int
+    resume: bool = False
+
+    @property
+    def needs(self) -> frozenset[Fact]:  # type: ignore[override]
+        return frozenset({Fact.RESUMABLE}) if self.resume else frozenset()
+
+    def plans(self, facts: Facts) -> list[Plan]:
+        done = facts.done if self.resume else frozenset()
+        return [Plan(t, self.days) for t in self.tenants if t.tenant_id not in done]
+
+
+@dataclass(frozen=True)
+class Get(PlanRequest):
+    """`fetcher get`: one secureScore of one tenant."""
+
+    tenant: TenantRef
+    score_id: str
+
+    def plans(self, facts: Facts) -> list[Plan]:  # noqa: ARG002 (nothing to know)
+        return [Plan(self.tenant, 1, self.score_id)]
+
+
+@dataclass(frozen=True)
+class Rebuild(PlanRequest):
+    """`fetcher rebuild`: every archived tenant (or the named ones), configured or not any more."""
+
+    wanted: tuple[str, ...]
+    names: Mapping[str, str]
+    needs = frozenset({Fact.ARCHIVED})
+    replay = True
+
+    def plans(self, facts: Facts) -> list[Plan]:
+        chosen = [t.strip().lower() for t in self.wanted] if self.wanted else list(facts.archived)
+        missing = sorted(set(chosen) - set(facts.archived))
+        if missing:
+            raise ConfigError(f"--tenant {missing[0]}: nothing archived for this tenant (raw_payloads is empty for it)")
+        return [Plan(TenantRef(t, self.names.get(t, ""))) for t in chosen]
+
+
+def _refs(tenants: Sequence[HasTenantIdentity]) -> tuple[TenantRef, ...]:
+    return tuple(TenantRef.of(t) for t in tenants)
+
+
+def plan_incremental(tenants: Sequence[HasTenantIdentity], history_days: int, today: date) -> Incremental:
+    return Incremental(_refs(tenants), history_days, today)
+
+
+def plan_backfill(tenants: Sequence[HasTenantIdentity], days: int, *, resume: bool) -> Backfill:
+    return Backfill(_refs(tenants), days, resume)
+
+
+def plan_get(tenant: HasTenantIdentity, score_id: str) -> Get:
+    return Get(TenantRef.of(tenant), score_id)
+
+
+def plan_rebuild(config: Config, wanted: Sequence[str]) -> Rebuild:
+    return Rebuild(tuple(wanted), {t.tenant_id: t.name for t in config.tenants})

@@ -1,0 +1,81 @@
+"""What a Graph resource is made of (see `fetcher.resources` for how one is added)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fetcher.admit import Admission, Row
+from fetcher.models import FetchContext, RequestStats, ScorePage, TenantRef
+from fetcher.plan import Plan
+
+
+class PageSource(Protocol):
+    """What a fetcher needs of the run's `GraphClient`."""
+
+    def list_pages(
+        self, tenant: TenantRef, path: str, top: int | None, stats: RequestStats
+    ) -> AsyncIterator[ScorePage]: ...
+
+    async def get_item(self, tenant: TenantRef, path: str, item_id: str, stats: RequestStats) -> ScorePage: ...
+
+
+class Fetcher(Protocol):
+    """The fetch stage of a resource: one tenant's pages, as they arrive."""
+
+    def __call__(self, client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]: ...
+
+
+class Admitter(Protocol[Row]):
+    """The admit stage of a resource (pure): objects received together -> rows, archive rows, rejections."""
+
+    def __call__(
+        self,
+        objects: Iterable[Any],
+        context: FetchContext,
+        *,
+        tenant_id: str,
+        keep_raw: bool,
+        keep_objects: bool,
+        into: Admission[Row],
+    ) -> Admission[Row]: ...
+
+
+class Saver(Protocol[Row]):
+    """The save stage of a resource: its rows and archive rows, in the caller's transaction.
+
+    `tenant_saved`: the tenant's `tenants` row is known to exist (a run saves them all at its start).
+    """
+
+    async def __call__(
+        self, conn: AsyncConnection, admission: Admission[Row], *, saved_at: datetime, tenant_saved: bool
+    ) -> None: ...
+
+
+# A rebuild: clears the rows a tenant's archive made, then yields the archived objects again in the order
+# the fetches last saw them, each with the fetch context it was stored with.
+Replayer = Callable[[AsyncConnection, str], AsyncIterator[tuple[Any, FetchContext]]]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a tenant's ledger row counts of an admission: distinct score days, days flagged partial."""
+
+    score_days: frozenset[date] = frozenset()
+    partial_days: int = 0
+
+
+@dataclass(frozen=True)
+class Resource(Generic[Row]):
+    """One Graph resource; `name` is Graph's (e.g. `secureScores`) and names it in the ledger."""
+
+    name: str
+    fetch: Fetcher
+    admit: Admitter[Row]
+    save: Saver[Row]
+    tally: Callable[[Sequence[Row]], Tally]
+    replay: Replayer | None = None  # None: not archived, so nothing to rebuild

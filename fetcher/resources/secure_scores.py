@@ -1,0 +1,107 @@
+"""`secureScores` (Graph `GET /security/secureScores`, v1.0): a tenant's daily Secure Score, one object
+a day, the newest first; Graph keeps 90 days. Fetched as a list (`$top` = the days wanted) or one by id
+(`{tenantId}_{yyyy-mm-dd}`), normalized by `fetcher.normalize.normalize_score`, saved by
+`fetcher.store.scores.save_score_days`, archived in `raw_payloads`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fetcher.admit import Admission, admit
+from fetcher.graph import SECURE_SCORES_PATH
+from fetcher.models import FetchContext, ProviderWarning, RequestStats, ScoreDay, ScorePage
+from fetcher.normalize import normalize_score
+from fetcher.plan import Plan
+from fetcher.resources.base import PageSource, Resource, Tally
+from fetcher.store.archive import RawPayload, archived_days, iter_raw_payloads, pack, save_raw_payloads
+from fetcher.store.scores import delete_days, save_score_days
+
+
+async def fetch_secure_scores(client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]:
+    """The plan's newest `days` secureScores, page by page, or the one `score_id`."""
+    if plan.score_id is not None:
+        yield await client.get_item(plan.tenant, SECURE_SCORES_PATH, plan.score_id, stats)
+        return
+    async for page in client.list_pages(plan.tenant, SECURE_SCORES_PATH, plan.days, stats):
+        yield page
+
+
+def _normalize(obj: Any, context: FetchContext, tenant_id: str) -> ScoreDay:
+    return normalize_score(obj, context, expected_tenant=tenant_id)
+
+
+def _archive(obj: Any, day: ScoreDay, context: FetchContext, text: bytes) -> RawPayload:
+    return pack(
+        obj,
+        tenant_id=day.tenant_id,
+        score_date=day.score_date,
+        fetched_at=context.fetched_at,
+        run_id=context.run_id,
+        warning=context.warning_text,
+        text=text,
+    )
+
+
+def admit_secure_scores(
+    objects: Iterable[Any],
+    context: FetchContext,
+    *,
+    tenant_id: str,
+    keep_raw: bool,
+    keep_objects: bool,
+    into: Admission[ScoreDay],
+) -> Admission[ScoreDay]:
+    """secureScore objects -> score days (and their archive rows when `keep_raw`), through `fetcher.admit`."""
+    archive = _archive if keep_raw else None
+    return admit(
+        objects,
+        context,
+        tenant_id=tenant_id,
+        normalize=_normalize,
+        archive=archive,
+        keep_objects=keep_objects,
+        into=into,
+    )
+
+
+async def save_secure_scores(
+    conn: AsyncConnection, admission: Admission[ScoreDay], *, saved_at: datetime, tenant_saved: bool
+) -> None:
+    """The days (upserted on tenant and day) and their archive rows, in the caller's transaction."""
+    await save_score_days(conn, admission.rows, saved_at, tenant_saved=tenant_saved)
+    await save_raw_payloads(conn, admission.raw)
+
+
+def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:
+    return Tally(frozenset(d.score_date for d in days), sum(1 for d in days if d.score.partial))
+
+
+def replay_context(raw: RawPayload) -> FetchContext:
+    """The fetch context the object was stored with: when, by which run, with which 206 warning."""
+    warnings = (ProviderWarning("", "", None, None, raw.warning),) if raw.warning else ()
+    return FetchContext(raw.run_id, raw.fetched_at, warnings)
+
+
+async def replay_secure_scores(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[tuple[Any, FetchContext]]:
+    """Delete the tenant's archived days from the normalized tables, then yield the archive again.
+
+    Days stored while `keep_raw` was off have no archive and are left as they are.
+    """
+    await delete_days(conn, tenant_id, await archived_days(conn, tenant_id))
+    async for raw in iter_raw_payloads(conn, tenant_id):
+        yield raw.payload(), replay_context(raw)
+
+
+RESOURCE: Resource[ScoreDay] = Resource(
+    name="secureScores",
+    fetch=fetch_secure_scores,
+    admit=admit_secure_scores,
+    save=save_secure_scores,
+    tally=tally_secure_scores,
+    replay=replay_secure_scores,
+)

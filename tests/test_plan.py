@@ -1,0 +1,116 @@
+"""Planning, pure: which tenants, which windows, from what the database said (no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, TenantConfig
+from fetcher.errors import ConfigError
+from fetcher.models import TenantRef
+from fetcher.plan import (
+    Fact,
+    Facts,
+    Plan,
+    incremental_days,
+    plan_backfill,
+    plan_get,
+    plan_incremental,
+    plan_rebuild,
+    select_tenants,
+    window_days,
+)
+
+TODAY = datetime.now(UTC).date()
+A, B, C = (f"{n}b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f" for n in "123")
+CONFIG = Config(
+    DatabaseConfig(),
+    GraphConfig(),
+    FetchConfig(),
+    AuthConfig(),
+    (TenantConfig(A, "Contoso", AuthConfig()), TenantConfig(B, "Fabrikam", AuthConfig(), enabled=False)),
+)
+
+
+@pytest.mark.parametrize(
+    ("newest", "expected"),
+    [
+        (None, 90),
+        (TODAY, 1),
+        (TODAY - timedelta(days=1), 2),
+        (TODAY - timedelta(days=400), 90),
+        (TODAY + timedelta(days=1), 1),
+    ],
+)
+def test_incremental_days_asks_for_the_days_since_the_newest_plus_that_day(newest: date | None, expected: int) -> None:
+    assert incremental_days(newest, TODAY, 90) == expected
+
+
+@pytest.mark.parametrize(
+    ("days", "since", "expected"),
+    [(None, None, 90), (7, None, 7), (None, TODAY - timedelta(days=9), 10), (None, TODAY, 1)],
+)
+def test_window_days_from_days_or_since(days: int | None, since: date | None, expected: int) -> None:
+    assert window_days(days=days, since=since, today=TODAY, default=90) == expected
+
+
+@pytest.mark.parametrize(
+    ("days", "since", "message"),
+    [
+        (91, None, "Graph keeps 90"),
+        (0, None, "0 days"),
+        (None, TODAY + timedelta(days=1), "future"),
+        (None, TODAY - timedelta(days=90), "91 days"),
+        (5, TODAY, "not both"),
+    ],
+)
+def test_window_days_refuses_what_graph_cannot_give(days: int | None, since: date | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        window_days(days=days, since=since, today=TODAY, default=90)
+
+
+def test_select_tenants_takes_the_enabled_ones_or_the_named_ones() -> None:
+    assert [t.tenant_id for t in select_tenants(CONFIG, [])] == [A]
+    assert [t.tenant_id for t in select_tenants(CONFIG, [f" {B.upper()} ", B])] == [B]
+
+
+def test_select_tenants_refuses_an_unknown_tenant() -> None:
+    with pytest.raises(ConfigError, match=f"--tenant {C}: no such tenant"):
+        select_tenants(CONFIG, [C])
+
+
+def test_an_incremental_plan_asks_each_tenant_for_the_days_since_its_newest() -> None:
+    request = plan_incremental(CONFIG.tenants, 30, TODAY)
+    plans = request.plans(Facts(newest={A: TODAY - timedelta(days=2)}))
+    assert request.needs == {Fact.NEWEST_DAYS}
+    assert plans == [Plan(TenantRef(A, "Contoso"), 3), Plan(TenantRef(B, "Fabrikam"), 30)]
+
+
+def test_a_resumed_backfill_skips_the_tenants_already_done() -> None:
+    request = plan_backfill(CONFIG.tenants, 10, resume=True)
+    assert request.needs == {Fact.RESUMABLE}
+    assert request.plans(Facts(done=frozenset({A}))) == [Plan(TenantRef(B, "Fabrikam"), 10)]
+
+
+def test_a_backfill_without_resume_needs_nothing_and_plans_every_tenant() -> None:
+    request = plan_backfill(CONFIG.tenants, 10, resume=False)
+    assert request.needs == frozenset()
+    assert [p.tenant.tenant_id for p in request.plans(Facts(done=frozenset({A})))] == [A, B]
+
+
+def test_get_plans_one_score_of_one_tenant() -> None:
+    assert plan_get(CONFIG.tenants[0], f"{A}_2026-11-01").plans(Facts()) == [
+        Plan(TenantRef(A, "Contoso"), 1, f"{A}_2026-11-01")
+    ]
+
+
+def test_rebuild_plans_every_archived_tenant_named_when_configured() -> None:
+    request = plan_rebuild(CONFIG, [])
+    assert (request.needs, request.replay) == ({Fact.ARCHIVED}, True)
+    assert request.plans(Facts(archived=(A, C))) == [Plan(TenantRef(A, "Contoso")), Plan(TenantRef(C))]
+
+
+def test_rebuild_refuses_a_named_tenant_without_an_archive() -> None:
+    with pytest.raises(ConfigError, match=f"--tenant {B}: nothing archived"):
+        plan_rebuild(CONFIG, [A, B]).plans(Facts(archived=(A,)))
