@@ -371,20 +371,26 @@ async def test_forgetting_a_done_tenant_drops_its_limits_and_credential(tenant: 
 async def test_a_throttled_tenant_does_not_slow_the_others(tmp_path: Path) -> None:
     """With a single global slot, 20 tenants finish while the throttled one still waits out its Retry-After."""
     throttled, *others = generate_tenants(21, seed=SEED)
-    throttled = with_faults(throttled, Fault.status(429, retry_after=2, times=1))
+    throttled = with_faults(throttled, Fault.status(429, retry_after=1, times=1))
+    waits: list[float] = []
+    waiting, released = asyncio.Event(), asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:  # the retry's wait lasts until the test releases it
+        waits.append(seconds)
+        waiting.set()
+        await released.wait()
+
     fetch = dataclasses.replace(FETCH, concurrency=1)
-    async with stack(small_simulator([throttled, *others]), tmp_path, fetch=fetch) as s:
-        finished: dict[str, float] = {}
+    sim = small_simulator([throttled, *others])
+    async with stack(sim, tmp_path, fetch=fetch, retry={"sleep": held_sleep}) as s:
+        slowed = asyncio.create_task(s.list_all(s.tenant(throttled), 20))
+        await waiting.wait()  # its first request was answered 429; it now waits out the Retry-After
 
-        async def one(sim_tenant: SimTenant) -> None:
-            await s.list_all(s.tenant(sim_tenant), 20)
-            finished[sim_tenant.tenant_id] = time.monotonic()
+        done = await asyncio.gather(*(s.list_all(s.tenant(t), 20) for t in others))
 
-        started = time.monotonic()
-        task = asyncio.create_task(one(throttled))
-        await asyncio.sleep(0.2)  # its first request has been answered 429 by now
-        await asyncio.gather(*(one(t) for t in others))
-        await task
-        slowest_other = max(finished[t.tenant_id] for t in others) - started
-        assert slowest_other < 1.2
-        assert finished[throttled.tenant_id] - started >= 2.0
+        assert [len(objects) for objects in done] == [20] * 20
+        assert not slowed.done()
+        released.set()
+        assert len(await slowed) == 20
+        assert waits == [1.0]  # the Retry-After, honoured
+        assert [r.status for r in s.requests("list", throttled.tenant_id)][:2] == [429, 200]

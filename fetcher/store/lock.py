@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -55,10 +56,18 @@ def _process_exists(pid: int) -> bool:
 class RunLock:
     """Held for the length of a run: `async with RunLock(engine, holder): ...`."""
 
-    def __init__(self, engine: AsyncEngine, holder: Holder, *, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        holder: Holder,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.engine = engine
         self.holder = holder
         self.lease = timedelta(seconds=lease_seconds)
+        self._sleep = sleep  # between renewals (SQLite) or checks (PostgreSQL); tests pass their own
         self._conn: AsyncConnection | None = None
         self._renewer: asyncio.Task[None] | None = None
 
@@ -108,7 +117,7 @@ class RunLock:
         another run could start meanwhile."""
         assert self._conn is not None
         while True:
-            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await self._sleep(self.lease.total_seconds() / 3)
             try:
                 await self._conn.execute(sa.text("SELECT 1"))
                 await self._conn.commit()
@@ -155,7 +164,7 @@ class RunLock:
     async def _renew_forever(self) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
-            await asyncio.sleep(interval)
+            await self._sleep(interval)
             try:
                 async with transaction(self.engine) as conn:
                     await conn.execute(

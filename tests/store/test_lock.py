@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -53,19 +54,26 @@ async def _plant_lease(engine: AsyncEngine, host: str, pid: int, expires_in: tim
         )
 
 
+async def _lease_holder(engine: AsyncEngine) -> tuple[str, str, int]:
+    async with transaction(engine, write=False) as conn:
+        row = (await conn.execute(sa.select(run_lock).where(run_lock.c.name == LOCK_NAME))).one()
+    return row.run_id, row.host, row.pid
+
+
 async def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over(sqlite_engine: AsyncEngine) -> None:
     me = this_process("next")
     await _plant_lease(sqlite_engine, me.host, _dead_pid(), timedelta(minutes=2))
 
     async with RunLock(sqlite_engine, me):
-        pass
+        assert await _lease_holder(sqlite_engine) == ("next", me.host, me.pid)
 
 
 async def test_an_expired_lease_from_another_host_is_taken_over(sqlite_engine: AsyncEngine) -> None:
     await _plant_lease(sqlite_engine, "elsewhere", 1, timedelta(seconds=-1))
+    me = this_process("next")
 
-    async with RunLock(sqlite_engine, this_process("next")):
-        pass
+    async with RunLock(sqlite_engine, me):
+        assert await _lease_holder(sqlite_engine) == ("next", me.host, me.pid)
 
 
 async def test_a_live_lease_from_another_host_is_respected(sqlite_engine: AsyncEngine) -> None:
@@ -109,14 +117,30 @@ async def test_a_killed_process_frees_the_postgres_lock_at_once(postgres_engine:
 async def test_a_lost_postgres_lock_is_reported_and_the_run_goes_on(
     postgres_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with RunLock(postgres_engine, this_process("run"), lease_seconds=0.3):
-        async with postgres_engine.connect() as admin:
-            await admin.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        await asyncio.sleep(0.5)
+    terminated, lost = asyncio.Event(), asyncio.Event()
 
-    assert "lost the run lock" in caplog.text
+    async def until_terminated(_seconds: float) -> None:  # the watch's pause ends when the test says so
+        await terminated.wait()
+
+    class Lost(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "lost the run lock" in record.getMessage():
+                lost.set()
+
+    handler = Lost()
+    logging.getLogger("fetcher.store.lock").addHandler(handler)
+    try:
+        async with RunLock(postgres_engine, this_process("run"), sleep=until_terminated):
+            async with postgres_engine.connect() as admin:
+                await admin.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            terminated.set()
+            await asyncio.wait_for(lost.wait(), timeout=60)  # a hang guard, not a timing assumption
+    finally:
+        logging.getLogger("fetcher.store.lock").removeHandler(handler)
+
+    assert "lost the run lock: its database connection was closed" in caplog.text
