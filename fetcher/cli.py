@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fetcher import __version__
-from fetcher.config import Config, find_config_file, load_config, redacted
+from fetcher.config import Config, Purpose, find_config_file, load_config, redacted
 from fetcher.errors import ConfigError, FetcherError
 from fetcher.outcome import Observer, RunReport
 from fetcher.output import (
@@ -56,9 +56,9 @@ class Context:
     console: Console
     err: Console
 
-    def config(self, *, secrets: bool = True) -> Config:
-        """The configuration; `secrets=False` for commands that never authenticate."""
-        config = load_config(find_config_file(self.config_path), secrets=secrets)
+    def config(self, purpose: Purpose = Purpose.FETCH) -> Config:
+        """The configuration; `Purpose.DATABASE` for commands that never authenticate."""
+        config = load_config(find_config_file(self.config_path), purpose=purpose)
         for tenant in config.tenants:
             for secret in (tenant.auth.client_secret, tenant.auth.certificate_password):
                 if secret is not None and secret.reveal():
@@ -168,7 +168,7 @@ def migrate_command(ctx: Context) -> None:
     """Create the tables, or upgrade them to this version's schema."""
 
     async def action() -> int:
-        config = ctx.config(secrets=False)
+        config = ctx.config(Purpose.DATABASE)
         engine = create_engine(config.database)
         try:
             before, after = await migrate(engine)
@@ -291,7 +291,7 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     """Derive the normalized tables again from the raw archive (after a normalization fix or a new column)."""
 
     async def action() -> int:
-        config = ctx.config(secrets=False)
+        config = ctx.config(Purpose.DATABASE)
         run = Run(config, "rebuild", plan_rebuild(config, tenants), observer=ctx.observer())
         return _report(ctx, await _execute(ctx, run))
 
@@ -314,7 +314,7 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
     """A row per tenant: newest day, last success, last error. Exit 1 when an enabled tenant is stale."""
 
     async def action() -> int:
-        config = ctx.config(secrets=False)
+        config = ctx.config(Purpose.DATABASE)
         chosen = select_tenants(config, tenants)
         engine = create_engine(config.database)
         try:
@@ -419,7 +419,7 @@ def report_command(
             output=output,
             html=html_path,
         )
-        return await produce(ctx.config(secrets=False), request, ctx.console, ctx.err)
+        return await produce(ctx.config(Purpose.DATABASE), request, ctx.console, ctx.err)
 
     _run_async(ctx, action())
 

@@ -1,8 +1,35 @@
 """Configuration: a TOML file read into frozen dataclasses, validated at load.
 
-Every problem becomes one `ConfigError` line that names the file, the tenant and the key at fault.
-Secrets are given as `env:NAME` or `file:PATH` references (a literal works, with a warning), resolved
-here once, and carried in `Secret`, whose text form is always redacted.
+Loading is two steps. First the file's *shape* (which tables and keys exist, their types, their bounds)
+is declared once as pydantic models (`_File` and the `_*Table` classes below: strict, frozen, unknown
+keys forbidden) and checked in one `model_validate` call. Then the *domain* checks this module writes by
+hand: GUIDs, clouds and URLs, secret references (`env:NAME`, `file:PATH`, literal), the CSV tenants file,
+and each tenant's effective `[auth]`. The result is the frozen dataclasses (`Config` and its parts) that
+the rest of the package uses; they are plain dataclasses, so code and tests may build them directly.
+
+Why pydantic v2 and not msgspec: pydantic reports each problem as data (`type` such as
+`extra_forbidden` or `greater_than_equal`, `loc` as a tuple of keys, `input`, and `ctx` with the bound),
+so every message here is built from those facts in our one-line form (the file, the section or tenant,
+the key, the closest valid key, the bound and why it is there) and a secret's value is never echoed.
+msgspec reports a problem as an English sentence with a `$.path` inside; getting back the key, the
+bound or the value would mean parsing text that its releases may reword. msgspec is faster, but a
+configuration is read once per command, in milliseconds either way.
+
+Every problem becomes one `ConfigError` line (exit 2) that names the file, the section or tenant and
+the key at fault. A value written in `[auth]` is reported against `[auth]`, not against the first tenant
+that inherits it. Secrets are given as `env:NAME` or `file:PATH` references (a literal works, with a
+warning), resolved here once, and carried in `Secret`, whose text form is always redacted. A `file:`
+reference must name a regular file of at most `SECRET_MAX_BYTES` (a FIFO, a device or a folder is
+refused before it is read); a certificate may be up to `CERTIFICATE_MAX_BYTES`.
+
+What a command needs is its `Purpose`: `FETCH` (run, backfill, get, config check) resolves every
+secret, requires a complete `[auth]` for each tenant and at least one enabled tenant; `DATABASE`
+(status, report, rebuild, migrate, and the commands that only read the database) resolves `[database]`
+alone and checks `[auth]` for form only, so a reporting host needs no client secret.
+
+Adding a section: declare its keys on a `_Table` subclass (types, defaults, bounds with a
+`description` that says why), add it to `_File`, add its frozen dataclass with the same field names,
+and build that dataclass in `_Loader.load` (with any domain checks beside it).
 """
 
 from __future__ import annotations
@@ -10,16 +37,20 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
-import math
+import io
 import os
 import re
+import stat
 import tomllib
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -29,6 +60,7 @@ from fetcher.text import hide_password
 DEFAULT_FILE = "fetcher.toml"
 ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy"})
 AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
 ENABLED_WORDS = {
@@ -42,9 +74,21 @@ ENABLED_WORDS = {
     "n": False,
     "0": False,
 }
+TENANT_COLUMNS = ("tenant_id", "name", "enabled")
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 GRAPH_MAX_PER_TENANT_RATE = 150
 GRAPH_HISTORY_DAYS = 90
+SECRET_MAX_BYTES = 8 * 1024  # a client secret is about 40 bytes, a database URL rarely 500
+CERTIFICATE_MAX_BYTES = 1024 * 1024  # a PEM or PKCS#12 file with its chain is a few KB
+CA_BUNDLE_MAX_BYTES = 16 * 1024 * 1024  # a whole system bundle is about 250 KB
+TENANTS_FILE_MAX_BYTES = 64 * 1024 * 1024  # about 600,000 tenants
+
+
+class Purpose(StrEnum):
+    """What the loaded configuration will be used for, and so what it must hold."""
+
+    FETCH = "fetch"  # talks to Entra ID and Graph: every secret, a complete [auth], an enabled tenant
+    DATABASE = "database"  # reads or maintains the database: [database] and the tenants' names only
 
 
 @dataclass(frozen=True)
@@ -160,7 +204,10 @@ class TenantConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole, validated configuration."""
+    """The whole, validated configuration.
+
+    `auth` is `[auth]` as written (secrets by reference; each tenant's `auth` is the resolved one).
+    """
 
     database: DatabaseConfig
     graph: GraphConfig
@@ -179,6 +226,82 @@ class Config:
         return next((t for t in self.tenants if t.tenant_id == wanted), None)
 
 
+# ------------------------------------------------------------------------------------ the file's shape
+
+
+class _Table(BaseModel):
+    """A TOML table: exact types (no "16" for 16), no unknown keys, finite numbers."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class _DatabaseTable(_Table):
+    url: str = DatabaseConfig.url
+    keep_raw: bool = DatabaseConfig.keep_raw
+    busy_timeout_seconds: Annotated[float, Field(ge=0)] = DatabaseConfig.busy_timeout_seconds
+
+
+class _GraphTable(_Table):
+    cloud: str = GraphConfig.cloud
+    base_url: str | None = None
+    authority_host: str | None = None
+    scope: str | None = None
+    ca_bundle: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = GraphConfig.timeout_seconds
+    max_response_bytes: Annotated[int, Field(ge=1)] = GraphConfig.max_response_bytes
+    proxy: str | None = None
+
+
+class _FetchTable(_Table):
+    concurrency: Annotated[int, Field(ge=1)] = FetchConfig.concurrency
+    per_tenant_concurrency: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=GRAPH_MAX_PER_TENANT_CONCURRENCY,
+            description="(Graph allows 4 concurrent secureScore requests per app per tenant)",
+        ),
+    ] = FetchConfig.per_tenant_concurrency
+    per_tenant_rate: Annotated[
+        int, Field(ge=1, le=GRAPH_MAX_PER_TENANT_RATE, description="requests a minute (Graph's per-tenant limit)")
+    ] = FetchConfig.per_tenant_rate
+    history_days: Annotated[int, Field(ge=1, le=GRAPH_HISTORY_DAYS, description="(Graph keeps 90 days)")] = (
+        FetchConfig.history_days
+    )
+    max_attempts: Annotated[int, Field(ge=1)] = FetchConfig.max_attempts
+    max_retry_wait_seconds: Annotated[float, Field(ge=0)] = FetchConfig.max_retry_wait_seconds
+
+
+class _AuthTable(_Table):
+    """`[auth]` or `[tenants.auth]`: every key optional, so a tenant's table says what it overrides."""
+
+    method: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    certificate_path: str | None = None
+    certificate_password: str | None = None
+    token_file: str | None = None
+
+
+class _TenantTable(_Table):
+    tenant_id: str | None = None
+    name: str = ""
+    enabled: bool = True
+    auth: _AuthTable = _AuthTable()
+
+
+class _File(_Table):
+    database: _DatabaseTable = _DatabaseTable()
+    graph: _GraphTable = _GraphTable()
+    fetch: _FetchTable = _FetchTable()
+    auth: _AuthTable = _AuthTable()
+    tenants_file: str | None = None
+    tenants: list[_TenantTable] = Field(default_factory=list)
+
+
+TOP_KEYS = tuple(_File.model_fields)
+
+
 # --------------------------------------------------------------------------------------------- loading
 
 
@@ -192,13 +315,9 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[s
 
 
 def load_config(
-    path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ, *, secrets: bool = True
+    path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ, *, purpose: Purpose = Purpose.FETCH
 ) -> Config:
-    """Read, validate and resolve a configuration file.
-
-    `secrets=False` is for commands that never talk to Entra ID or Graph (status, report, rebuild): the
-    references are checked for form but not read, so a monitoring host needs no client secret.
-    """
+    """Read, validate and resolve a configuration file for `purpose`; raises ConfigError (one line)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
@@ -213,7 +332,7 @@ def load_config(
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, path=path, environ=environ, secrets=secrets)
+    return parse_config(raw, path=path, environ=environ, purpose=purpose)
 
 
 def parse_config(
@@ -221,118 +340,168 @@ def parse_config(
     *,
     path: Path | None = None,
     environ: Mapping[str, str] = os.environ,
-    secrets: bool = True,
+    purpose: Purpose = Purpose.FETCH,
 ) -> Config:
     """Validate a configuration already parsed from TOML."""
-    return _Parser(path, environ, secrets=secrets).parse(raw)
+    where = str(path or "configuration")
+    try:
+        file = _File.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {_describe_errors(error.errors(include_url=False), raw)}") from None
+    return _Loader(path, environ, purpose).load(file)
 
 
-class _Parser:
-    """Holds the file's context (its folder, the environment) while one configuration is checked."""
+# ------------------------------------------------------------------------------- shape errors, one line
 
-    TOP_KEYS = ("database", "graph", "fetch", "auth", "tenants_file", "tenants")
-    TENANT_KEYS = ("tenant_id", "name", "enabled", "auth")
-    AUTH_KEYS = tuple(f.name for f in dataclasses.fields(AuthConfig))
 
-    def __init__(self, path: Path | None, environ: Mapping[str, str], *, secrets: bool = True) -> None:
+def _describe_errors(errors: Sequence[ErrorDetails], raw: Mapping[str, Any]) -> str:
+    """The first problem pydantic found, in our words; the count of any others."""
+    message = _describe(errors[0], raw)
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return message
+
+
+def _describe(error: ErrorDetails, raw: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_where(loc[:-1], raw)}unknown key {loc[-1]!r}{_closest(str(loc[-1]), _model_at(loc[:-1]))}"
+    if loc[:1] == ("tenants",) and len(loc) <= 2 and kind in ("list_type", "model_type"):
+        return "tenants must be an array of tables: [[tenants]]"
+    key = str(loc[-1])
+    where = _where(loc[:-1], raw) + key
+    if kind == "model_type":
+        table = "[" + ".".join(str(k) for k in loc) + "]" if len(loc) == 1 else where
+        return f"{table} must be a table, got {type(error['input']).__name__}"
+    got = type(error["input"]).__name__ if key in SECRET_KEYS else repr(error["input"])
+    return f"{where} must {_expected(error, _model_at(loc[:-1]), key)}, got {got}"
+
+
+def _expected(error: ErrorDetails, model: type[_Table], key: str) -> str:
+    """What a key must be, from pydantic's error type and the bounds (and why) declared on the field."""
+    simple = {
+        "int_type": "be an integer",
+        "float_type": "be a number",
+        "bool_type": "be true or false",
+        "string_type": "be a string",
+        "finite_number": "be a finite number",
+    }
+    if error["type"] in simple:
+        return simple[error["type"]]
+    info = model.model_fields[key]
+    bounds = {name: getattr(m, name) for m in info.metadata for name in ("ge", "le", "gt") if hasattr(m, name)}
+    why = f" {info.description}" if info.description else ""
+    if "ge" in bounds and "le" in bounds:
+        return f"be between {bounds['ge']:g} and {bounds['le']:g}{why}"
+    if bounds.get("gt") == 0:
+        return "be positive"
+    if bounds.get("ge") == 0:
+        return "not be negative"
+    if "ge" in bounds:
+        return f"be at least {bounds['ge']:g}{why}"
+    return "be " + error["msg"].removeprefix("Input should be ").lower()
+
+
+def _where(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
+    """The prefix that names a table: "", "[fetch] ", "tenant X (Name): ", "tenant X: [tenants.auth] "."""
+    if not loc:
+        return ""
+    if loc[0] != "tenants":
+        return f"[{'.'.join(str(k) for k in loc)}] "
+    index = int(loc[1])
+    entry = raw["tenants"][index]
+    label = _tenant_label(entry.get("tenant_id"), entry.get("name"), f"[[tenants]] #{index + 1}")
+    return f"{label}: [tenants.auth] " if len(loc) > 2 else f"{label}: "
+
+
+def _tenant_label(tenant_id: Any, name: Any, fallback: str) -> str:
+    """`tenant <id> (<name>)` once the id is a GUID, else where the entry is."""
+    if not (isinstance(tenant_id, str) and GUID.match(tenant_id)):
+        return fallback
+    return f"tenant {tenant_id.lower()}" + (f" ({name})" if isinstance(name, str) and name else "")
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[_Table]:
+    """The table model at a location of `_File`."""
+    model: type[_Table] = _File
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        annotation = model.model_fields[key].annotation
+        inner = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+        model = typing.cast(type[_Table], inner)
+    return model
+
+
+def _closest(key: str, model: type[_Table]) -> str:
+    valid = tuple(model.model_fields)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"
+
+
+# -------------------------------------------------------------------------------------- domain checks
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One tenant as listed, before its auth is resolved; `where` is its place in the file(s)."""
+
+    where: str
+    tenant_id: str
+    name: str
+    enabled: bool
+    auth: _AuthTable
+
+    @property
+    def label(self) -> str:
+        return _tenant_label(self.tenant_id, self.name, self.where)
+
+
+class _Loader:
+    """Holds one file's context (its folder, the environment, the purpose) while it is resolved."""
+
+    def __init__(self, path: Path | None, environ: Mapping[str, str], purpose: Purpose) -> None:
         self.path = path
-        self.resolve_secrets = secrets
-        self.base = path.resolve().parent if path else Path.cwd()
         self.environ = environ
+        self.purpose = purpose
+        self.base = path.resolve().parent if path else Path.cwd()
         self.warnings: list[str] = []
-        self._secrets: dict[str, Secret] = {}
+        self.literals: list[str] = []
+        self._resolved: dict[tuple[str, str], Secret] = {}
 
     def fail(self, message: str) -> ConfigError:
         return ConfigError(f"{self.path or 'configuration'}: {message}")
 
-    def parse(self, raw: Mapping[str, Any]) -> Config:
-        self.check_keys(raw, self.TOP_KEYS, "")
-        database = self.database(self.table(raw, "database"))
-        graph = self.graph(self.table(raw, "graph"))
-        fetch = self.fetch(self.table(raw, "fetch"))
-        auth_raw = self.table(raw, "auth")
-        self.check_keys(auth_raw, self.AUTH_KEYS, "[auth] ")
-        tenants = self.tenants(raw, auth_raw)
-        auth = self.auth(auth_raw, where="[auth] ", required=not tenants)
-        return Config(database, graph, fetch, auth, tenants, self.path, tuple(self.warnings))
-
-    # -- generic checks
-
-    def table(self, raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-        value = raw.get(key, {})
-        if not isinstance(value, dict):
-            raise self.fail(f"[{key}] must be a table, got {type(value).__name__}")
-        return value
-
-    def check_keys(self, table: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
-        for key in table:
-            if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"
-                raise self.fail(f"{where}unknown key {key!r}{hint}")
-
-    def section(self, cls: type[Any], table: Mapping[str, Any], name: str) -> dict[str, Any]:
-        """Check a plain section against the fields of its dataclass: known keys, right types."""
-        hints = typing.get_type_hints(cls)
-        names = tuple(f.name for f in dataclasses.fields(cls))
-        self.check_keys(table, names, f"[{name}] ")
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            values[key] = self.typed(value, hints[key], f"[{name}] {key}", secret=key in SECRET_KEYS)
-        return values
-
-    def typed(self, value: Any, hint: Any, where: str, *, secret: bool = False) -> Any:
-        kinds = typing.get_args(hint) or (hint,)
-        # A secret given with the wrong type is still a secret: name its type, never its value.
-        got = type(value).__name__ if secret else repr(value)
-        if bool in kinds:
-            if isinstance(value, bool):
-                return value
-            raise self.fail(f"{where} must be true or false, got {got}")
-        if isinstance(value, bool):
-            raise self.fail(f"{where} must be {self.describe(kinds)}, got {got}")
-        if int in kinds and isinstance(value, int):
-            return value
-        if float in kinds and isinstance(value, (int, float)):
-            if not math.isfinite(value):
-                raise self.fail(f"{where} must be a finite number, got {got}")
-            return float(value)
-        if (str in kinds or Path in kinds or Secret in kinds) and isinstance(value, str):
-            return value
-        raise self.fail(f"{where} must be {self.describe(kinds)}, got {got}")
-
-    @staticmethod
-    def describe(kinds: tuple[Any, ...]) -> str:
-        if int in kinds:
-            return "an integer"
-        if float in kinds:
-            return "a number"
-        return "a string"
+    def load(self, file: _File) -> Config:
+        database = self.database(file.database)
+        graph = self.graph(file.graph)
+        fetch = FetchConfig(**file.fetch.model_dump())
+        entries = [*self.listed_tenants(file.tenants), *self.tenants_file(file.tenants_file)]
+        tenants = self.tenants(entries, file.auth)
+        if self.purpose is Purpose.FETCH:
+            self.require_enabled(tenants, file.tenants_file)
+        self.note_literals(file)
+        self.check_mode()
+        shared = self.auth_as_written(file.auth)
+        return Config(database, graph, fetch, shared, tenants, self.path, tuple(self.warnings))
 
     def resolve_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else self.base / p
 
-    def positive(self, value: float, where: str, *, upper: float | None = None, why: str = "") -> None:
-        if value < 1 or (upper is not None and value > upper):
-            bound = f"between 1 and {upper:g}" if upper is not None else "at least 1"
-            raise self.fail(f"{where} must be {bound}{why}, got {value:g}")
+    # -- [database] and [graph]
 
-    # -- sections
-
-    def database(self, table: Mapping[str, Any]) -> DatabaseConfig:
-        values = self.section(DatabaseConfig, table, "database")
-        if "url" in values:
-            values["url"] = self.database_url(values["url"])
-        else:
-            values["url"] = self.database_url(DatabaseConfig.url)
-        if values.get("busy_timeout_seconds", 1) < 0:
-            raise self.fail("[database] busy_timeout_seconds must not be negative")
-        return DatabaseConfig(**values)
+    def database(self, table: _DatabaseTable) -> DatabaseConfig:
+        value = table.url
+        if value.startswith(("env:", "file:")):
+            value = self.secret(value, "[database] url ").reveal()
+        url = self.database_url(value)
+        if not table.url.startswith(("env:", "file:")) and make_url(url).password:
+            self.literals.append("[database] url")
+        return DatabaseConfig(url, table.keep_raw, float(table.busy_timeout_seconds))
 
     def database_url(self, value: str) -> str:
-        if value.startswith(("env:", "file:")):
-            value = self.secret(value, "[database] url", always=True).reveal()
         try:
             url = make_url(value)
             url.port  # noqa: B018 - parsing the port is what raises on "host:54x2"
@@ -341,10 +510,8 @@ class _Parser:
                 "[database] url is not a database URL (sqlite+aiosqlite:///file.db or "
                 "postgresql+asyncpg://user@host/db)"
             ) from None
-        if url.drivername == "sqlite":
-            url = url.set(drivername="sqlite+aiosqlite")
-        elif url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+asyncpg")
+        drivers = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+        url = url.set(drivername=drivers.get(url.drivername, url.drivername))
         if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
             raise self.fail(
                 f"[database] url: driver {url.drivername!r} is not supported "
@@ -356,221 +523,389 @@ class _Parser:
             return f"{url.drivername}:///:memory:"
         return url.render_as_string(hide_password=False)
 
-    def graph(self, table: Mapping[str, Any]) -> GraphConfig:
-        values = self.section(GraphConfig, table, "graph")
-        cloud_name = values.get("cloud", "global")
-        cloud = CLOUDS.get(cloud_name)
+    def graph(self, table: _GraphTable) -> GraphConfig:
+        cloud = CLOUDS.get(table.cloud)
         if cloud is None:
-            raise self.fail(f"[graph] cloud must be one of {', '.join(CLOUDS)}, got {cloud_name!r}")
+            raise self.fail(f"[graph] cloud must be one of {', '.join(CLOUDS)}, got {table.cloud!r}")
         if not cloud.secure_score:
             raise self.fail(
-                f"[graph] cloud = {cloud_name!r}: Microsoft Graph operated by 21Vianet does not "
+                f"[graph] cloud = {table.cloud!r}: Microsoft Graph operated by 21Vianet does not "
                 "offer the secureScores API, so there is nothing to fetch there"
             )
-        base_url = values.get("base_url", cloud.graph).rstrip("/")
-        authority = values.get("authority_host", cloud.authority).rstrip("/")
+        base_url = (cloud.graph if table.base_url is None else table.base_url).rstrip("/")
+        authority = (cloud.authority if table.authority_host is None else table.authority_host).rstrip("/")
         for key, url in (("base_url", base_url), ("authority_host", authority)):
             if not re.match(r"^https://[^/\s]+", url):
                 raise self.fail(f"[graph] {key} must be an https:// URL, got {url!r}")
-        scope = values.get("scope") or default_scope(base_url)
-        ca_bundle = self.resolve_path(values["ca_bundle"]) if "ca_bundle" in values else None
-        if ca_bundle is not None and not ca_bundle.is_file():
-            raise self.fail(f"[graph] ca_bundle: {ca_bundle} is not a readable file")
-        timeout = values.get("timeout_seconds", GraphConfig.timeout_seconds)
-        if timeout <= 0:
-            raise self.fail(f"[graph] timeout_seconds must be positive, got {timeout:g}")
-        max_bytes = values.get("max_response_bytes", GraphConfig.max_response_bytes)
-        self.positive(max_bytes, "[graph] max_response_bytes")
-        proxy = self.proxy(values["proxy"]) if "proxy" in values else None
-        return GraphConfig(cloud_name, base_url, authority, scope, ca_bundle, timeout, max_bytes, proxy)
+        ca_bundle = None
+        if table.ca_bundle is not None:
+            ca_bundle = self.resolve_path(table.ca_bundle)
+            self.check_file(ca_bundle, CA_BUNDLE_MAX_BYTES, "[graph] ca_bundle: ")
+        return GraphConfig(
+            table.cloud,
+            base_url,
+            authority,
+            table.scope or default_scope(base_url),
+            ca_bundle,
+            float(table.timeout_seconds),
+            table.max_response_bytes,
+            self.proxy(table.proxy) if table.proxy is not None else None,
+        )
 
     def proxy(self, value: str) -> Secret:
         """An HTTP proxy for Graph and Entra ID alike; it may carry a password, so it is a secret."""
         if value.startswith(("env:", "file:")):
-            secret = self.secret(value, "[graph] proxy")
+            if self.purpose is not Purpose.FETCH:
+                return Secret(value, "")
+            secret = self.secret(value, "[graph] proxy ")
         else:
             secret = Secret("[graph] proxy", value)
+            if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", value):
+                self.literals.append("[graph] proxy")
         url = secret.reveal()
         if url and not re.match(r"^https?://[^/\s@]*@?[^/\s@]+(:\d+)?/?$", url):
             raise self.fail("[graph] proxy must be an http:// or https:// URL such as http://proxy.example:3128")
         return secret
 
-    def fetch(self, table: Mapping[str, Any]) -> FetchConfig:
-        config = FetchConfig(**self.section(FetchConfig, table, "fetch"))
-        self.positive(config.concurrency, "[fetch] concurrency")
-        self.positive(
-            config.per_tenant_concurrency,
-            "[fetch] per_tenant_concurrency",
-            upper=GRAPH_MAX_PER_TENANT_CONCURRENCY,
-            why=" (Graph allows 4 concurrent secureScore requests per app per tenant)",
-        )
-        self.positive(
-            config.per_tenant_rate,
-            "[fetch] per_tenant_rate",
-            upper=GRAPH_MAX_PER_TENANT_RATE,
-            why=" requests a minute (Graph's per-tenant limit)",
-        )
-        self.positive(
-            config.history_days, "[fetch] history_days", upper=GRAPH_HISTORY_DAYS, why=" (Graph keeps 90 days)"
-        )
-        self.positive(config.max_attempts, "[fetch] max_attempts")
-        if config.max_retry_wait_seconds < 0:
-            raise self.fail("[fetch] max_retry_wait_seconds must not be negative")
-        return config
+    # -- tenants
 
-    # -- auth and tenants
+    def listed_tenants(self, tables: Sequence[_TenantTable]) -> Iterator[_Entry]:
+        for number, table in enumerate(tables, 1):
+            where = f"[[tenants]] #{number}"
+            if table.tenant_id is None:
+                raise self.fail(f"{where}: tenant_id is required (the tenant's GUID)")
+            yield _Entry(where, self.guid(table.tenant_id, where), table.name, table.enabled, table.auth)
 
-    def auth(self, table: Mapping[str, Any], *, where: str, required: bool = True) -> AuthConfig:
-        """Resolve one effective auth table; `where` prefixes each key in errors ("[auth] ", "tenant X: auth.")."""
-        hints = {
-            "method": str,
-            "client_id": str,
-            "client_secret": str,
-            "certificate_path": str,
-            "certificate_password": str,
-            "token_file": str,
-        }
-        values = {k: self.typed(v, hints[k], f"{where}{k}", secret=k in SECRET_KEYS) for k, v in table.items()}
-        method = values.get("method", "client_secret")
-        if method not in AUTH_METHODS:
-            raise self.fail(f"{where}method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
-        client_id = values.get("client_id")
-        if client_id is not None and not GUID.match(client_id):
-            raise self.fail(f"{where}client_id {client_id!r} is not a GUID")
-        if not required:
-            return AuthConfig(method=method, client_id=client_id and client_id.lower())
-        if client_id is None and method != "managed_identity":
-            raise self.fail(f"{where}client_id is required for method {method!r}")
-        return AuthConfig(
-            method=method,
-            client_id=client_id.lower() if client_id else None,
-            client_secret=self.required_secret(values, "client_secret", method == "client_secret", where),
-            certificate_path=self.certificate(values, method, where),
-            certificate_password=(
-                self.optional_secret(values, "certificate_password", where) if method == "certificate" else None
-            ),
-            token_file=self.resolve_path(values["token_file"]) if "token_file" in values else None,
-        )
+    def guid(self, tenant_id: str, where: str) -> str:
+        if not GUID.match(tenant_id):
+            raise self.fail(f"{where}: tenant_id {tenant_id!r} is not a GUID")
+        return tenant_id.lower()
 
-    def required_secret(self, values: Mapping[str, str], key: str, needed: bool, where: str) -> Secret | None:
-        """A secret the method uses; one it does not use (say, inherited from [auth]) is not resolved."""
-        if not needed:
-            return None
-        if key not in values:
-            raise self.fail(f"{where}{key} is required for this auth method")
-        return self.secret(values[key], f"{where}{key}")
+    def tenants_file(self, name: str | None) -> Iterator[_Entry]:
+        """Rows of the CSV tenants file, read whole with the csv module (quoted newlines survive)."""
+        if name is None:
+            return
+        path = self.resolve_path(name)
+        try:
+            text = read_regular_file(path, TENANTS_FILE_MAX_BYTES).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise self.fail(f"tenants_file: cannot read {path}: not UTF-8 text") from None
+        except FileProblem as problem:
+            raise self.fail(f"tenants_file: cannot read {path}: {problem}") from None
+        for line, row in _csv_rows(path, text):
+            where = f"{path}:{line}"
+            tenant_id = self.guid(row.get("tenant_id", ""), where)
+            yield _Entry(where, tenant_id, row.get("name", ""), _enabled(row, where), _AuthTable())
 
-    def optional_secret(self, values: Mapping[str, str], key: str, where: str) -> Secret | None:
-        return self.secret(values[key], f"{where}{key}") if key in values else None
-
-    def certificate(self, values: Mapping[str, str], method: str, where: str) -> Path | None:
-        if "certificate_path" not in values:
-            if method == "certificate":
-                raise self.fail(f"{where}certificate_path is required for method 'certificate'")
-            return None
-        path = self.resolve_path(values["certificate_path"])
-        if not os.access(path, os.R_OK) or not path.is_file():
-            raise self.fail(f"{where}certificate_path: cannot read {path}")
-        return path
-
-    def secret(self, reference: str, where: str, *, always: bool = False) -> Secret:
-        """Resolve a reference; without `resolve_secrets` only those marked `always` (the database URL)."""
-        if reference in self._secrets:
-            return self._secrets[reference]
-        if not (self.resolve_secrets or always) and reference.startswith(("env:", "file:")):
-            return Secret(reference, "")
-        if reference.startswith("env:"):
-            name = reference[4:]
-            if not self.environ.get(name):
-                raise self.fail(f"{where} = {reference!r}: environment variable {name} is not set")
-            secret = Secret(reference, self.environ[name])
-        elif reference.startswith("file:"):
-            file = self.resolve_path(reference[5:])
-            try:
-                value = file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise self.fail(f"{where} = {reference!r}: cannot read {file}: {reason}") from None
-            if not value:
-                raise self.fail(f"{where} = {reference!r}: {file} is empty")
-            secret = Secret(reference, value)
-        else:
-            if not reference:
-                raise self.fail(f"{where} is empty")
-            self.warnings.append(f"{where} holds a literal secret; prefer env:NAME or file:PATH")
-            secret = Secret("literal value", reference)
-        self._secrets[reference] = secret
-        return secret
-
-    def tenants(self, raw: Mapping[str, Any], auth_raw: Mapping[str, Any]) -> tuple[TenantConfig, ...]:
-        entries = list(self.tenant_entries(raw))
+    def tenants(self, entries: list[_Entry], shared: _AuthTable) -> tuple[TenantConfig, ...]:
         seen: dict[str, str] = {}
         tenants = []
-        for where, entry in entries:
-            tenant = self.tenant(entry, auth_raw, where)
-            if tenant.tenant_id in seen:
-                first = seen[tenant.tenant_id]
-                raise self.fail(f"{where}: tenant {tenant.tenant_id} is listed twice (first at {first})")
-            seen[tenant.tenant_id] = where
-            tenants.append(tenant)
+        for entry in entries:
+            if entry.tenant_id in seen:
+                first = seen[entry.tenant_id]
+                raise self.fail(f"{entry.where}: tenant {entry.tenant_id} is listed twice (first at {first})")
+            seen[entry.tenant_id] = entry.where
+            auth = self.tenant_auth(entry, shared)
+            tenants.append(TenantConfig(entry.tenant_id, entry.name, auth, entry.enabled))
         return tuple(tenants)
 
-    def tenant_entries(self, raw: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        listed = raw.get("tenants", [])
-        if not isinstance(listed, list) or not all(isinstance(t, dict) for t in listed):
-            raise self.fail("tenants must be an array of tables: [[tenants]]")
-        for i, entry in enumerate(listed, 1):
-            yield f"[[tenants]] #{i}", entry
-        if "tenants_file" in raw:
-            if not isinstance(raw["tenants_file"], str):
-                raise self.fail("tenants_file must be a string")
-            yield from self.tenants_file(self.resolve_path(raw["tenants_file"]))
+    def require_enabled(self, tenants: tuple[TenantConfig, ...], tenants_file: str | None) -> None:
+        """Nothing to fetch is an error: say where tenants come from."""
+        if any(t.enabled for t in tenants):
+            return
+        if tenants:
+            raise self.fail(
+                f"no enabled tenant: all {len(tenants)} configured tenant(s) have enabled = false "
+                "(enable one, or name one with --tenant)"
+            )
+        source = f"tenants_file {self.resolve_path(tenants_file)} lists none, and " if tenants_file else ""
+        raise self.fail(
+            f"no tenants to fetch: {source}there is no [[tenants]] table; add [[tenants]] tables with "
+            "tenant_id and name, or point tenants_file at a CSV file with a tenant_id column"
+        )
 
-    def tenants_file(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    # -- auth
+
+    def tenant_auth(self, entry: _Entry, shared: _AuthTable) -> AuthConfig:
+        """The tenant's effective auth: [auth] with the keys its [tenants.auth] sets replaced.
+
+        Each value is checked and reported where it was written; a missing key is reported where
+        the method was chosen.
+        """
+        own_where = f"{entry.label}: [tenants.auth] "
+
+        def pick(key: str) -> tuple[str | None, str]:
+            if key in entry.auth.model_fields_set:
+                return getattr(entry.auth, key), own_where
+            return getattr(shared, key), "[auth] "
+
+        method, method_where = pick("method")
+        method = self.method(method, method_where)
+        client_id, id_where = pick("client_id")
+        values: dict[str, Any] = {
+            "method": method,
+            "client_id": self.client_id(client_id, id_where) if client_id is not None else None,
+        }
+        if self.purpose is not Purpose.FETCH:
+            return AuthConfig(**values, **self.unresolved(entry.auth, shared))
+        if values["client_id"] is None and method != "managed_identity":
+            raise self.fail(f"{method_where}client_id is required for method {method!r}{self.by(entry, method_where)}")
+        return AuthConfig(**values, **self.credentials(method, pick, method_where, entry))
+
+    @staticmethod
+    def by(entry: _Entry, where: str) -> str:
+        return f" (used by {entry.label})" if where == "[auth] " else ""
+
+    def method(self, value: str | None, where: str) -> str:
+        method = value or "client_secret"
+        if method not in AUTH_METHODS:
+            raise self.fail(f"{where}method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
+        return method
+
+    def client_id(self, value: str, where: str) -> str:
+        if not GUID.match(value):
+            raise self.fail(f"{where}client_id {value!r} is not a GUID")
+        return value.lower()
+
+    def credentials(
+        self, method: str, pick: typing.Callable[[str], tuple[str | None, str]], method_where: str, entry: _Entry
+    ) -> dict[str, Any]:
+        """The secrets and files the method uses, resolved; one it does not use is not read."""
+        values: dict[str, Any] = {}
+        secret, where = pick("client_secret")
+        if method == "client_secret":
+            if secret is None:
+                raise self.fail(
+                    f"{method_where}client_secret is required for this auth method{self.by(entry, method_where)}"
+                )
+            values["client_secret"] = self.secret(secret, f"{where}client_secret ")
+        if method == "certificate":
+            values["certificate_path"] = self.certificate(pick, method_where, entry)
+            password, where = pick("certificate_password")
+            if password is not None:
+                values["certificate_password"] = self.secret(password, f"{where}certificate_password ")
+        token_file, _ = pick("token_file")
+        if token_file is not None:
+            values["token_file"] = self.resolve_path(token_file)
+        return values
+
+    def certificate(
+        self, pick: typing.Callable[[str], tuple[str | None, str]], method_where: str, entry: _Entry
+    ) -> Path:
+        value, where = pick("certificate_path")
+        if value is None:
+            raise self.fail(
+                f"{method_where}certificate_path is required for method 'certificate'{self.by(entry, method_where)}"
+            )
+        path = self.resolve_path(value)
+        self.check_file(path, CERTIFICATE_MAX_BYTES, f"{where}certificate_path: ")
+        return path
+
+    def unresolved(self, own: _AuthTable, shared: _AuthTable) -> dict[str, Any]:
+        """For Purpose.DATABASE: secrets by reference only, paths resolved but not opened."""
+        merged = {**shared.model_dump(exclude_unset=True), **own.model_dump(exclude_unset=True)}
+        values: dict[str, Any] = {}
+        for key in ("client_secret", "certificate_password"):
+            if key in merged:
+                values[key] = _reference_only(merged[key])
+        for key in ("certificate_path", "token_file"):
+            if key in merged:
+                values[key] = self.resolve_path(merged[key])
+        return values
+
+    def auth_as_written(self, table: _AuthTable) -> AuthConfig:
+        """`[auth]` itself, for showing: its secrets by reference, never read here."""
+        return AuthConfig(
+            method=table.method or "client_secret",
+            client_id=table.client_id.lower() if table.client_id else None,
+            client_secret=_reference_only(table.client_secret) if table.client_secret is not None else None,
+            certificate_path=self.resolve_path(table.certificate_path) if table.certificate_path else None,
+            certificate_password=(
+                _reference_only(table.certificate_password) if table.certificate_password is not None else None
+            ),
+            token_file=self.resolve_path(table.token_file) if table.token_file else None,
+        )
+
+    # -- secrets and files
+
+    def secret(self, reference: str, where: str) -> Secret:
+        """Resolve a reference once per place it is written; `where` is "[auth] client_secret "."""
+        key = (where, reference)
+        if key not in self._resolved:
+            self._resolved[key] = self.read_secret(reference, where.rstrip())
+        return self._resolved[key]
+
+    def read_secret(self, reference: str, where: str) -> Secret:
+        if reference.startswith("env:"):
+            return Secret(reference, self.environment(reference, where))
+        if reference.startswith("file:"):
+            file = self.resolve_path(reference[5:])
+            try:
+                value = read_regular_file(file, SECRET_MAX_BYTES).decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise self.fail(f"{where} = {reference!r}: cannot read {file}: not UTF-8 text") from None
+            except FileProblem as problem:
+                raise self.fail(f"{where} = {reference!r}: cannot read {file}: {problem}") from None
+            if not value:
+                raise self.fail(f"{where} = {reference!r}: {file} is empty")
+            return Secret(reference, value)
+        if not reference:
+            raise self.fail(f"{where} is empty")
+        self.warnings.append(f"{where} holds a literal secret; prefer env:NAME or file:PATH")
+        return Secret("literal value", reference)
+
+    def environment(self, reference: str, where: str) -> str:
+        name = reference[4:]
+        if not ENV_NAME.match(name):
+            raise self.fail(f"{where} = {reference!r}: {name!r} is not an environment variable name")
+        value = self.environ.get(name)
+        if value is None:
+            raise self.fail(f"{where} = {reference!r}: environment variable {name} is not set")
+        if not value.strip():
+            raise self.fail(f"{where} = {reference!r}: environment variable {name} is empty")
+        return value
+
+    def check_file(self, path: Path, limit: int, where: str) -> None:
+        """A file another library reads later: it must be a readable regular file of sane size."""
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise self.fail(f"tenants_file: cannot read {path}: {reason}") from None
-        reader = csv.DictReader(text.splitlines())
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "tenant_id" not in columns:
-            raise ConfigError(f"{path}: the first line must name the columns, with tenant_id (and name)")
-        for extra in set(columns) - {"tenant_id", "name", "enabled"}:
-            raise ConfigError(f"{path}: unknown column {extra!r} (columns: tenant_id, name, enabled)")
-        for row in reader:
-            entry: dict[str, Any] = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            if not any(entry.values()):
-                continue
-            where = f"{path}:{reader.line_num}"
-            if "enabled" in entry:
-                flag = entry["enabled"].lower()
-                if flag not in ENABLED_WORDS:
-                    raise ConfigError(
-                        f"{where}: enabled must be true or false (or yes/no, 1/0), got {entry['enabled']!r}"
-                    )
-                entry["enabled"] = ENABLED_WORDS[flag]
-            yield where, entry
+            info = path.stat()
+        except OSError as exc:
+            raise self.fail(f"{where}cannot read {path}: {exc.strerror}") from None
+        problem = _file_problem(info, limit)
+        if problem is None and not os.access(path, os.R_OK):
+            problem = "permission denied"
+        if problem:
+            raise self.fail(f"{where}cannot read {path}: {problem}")
 
-    def tenant(self, entry: Mapping[str, Any], auth_raw: Mapping[str, Any], where: str) -> TenantConfig:
-        self.check_keys(entry, self.TENANT_KEYS, f"{where}: ")
-        tenant_id = entry.get("tenant_id")
-        if not isinstance(tenant_id, str) or not GUID.match(tenant_id):
-            raise self.fail(f"{where}: tenant_id {tenant_id!r} is not a GUID")
-        tenant_id = tenant_id.lower()
-        name = entry.get("name", "")
-        if not isinstance(name, str):
-            raise self.fail(f"{where}: tenant {tenant_id}: name must be a string")
-        enabled = entry.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise self.fail(f"{where}: tenant {tenant_id}: enabled must be true or false")
-        override = entry.get("auth", {})
-        if not isinstance(override, dict):
-            raise self.fail(f"{where}: tenant {tenant_id}: auth must be a table")
-        self.check_keys(override, self.AUTH_KEYS, f"tenant {tenant_id}: [tenants.auth] ")
-        label = f"tenant {tenant_id}" + (f" ({name})" if name else "") + ": auth."
-        auth = self.auth({**auth_raw, **override}, where=label)
-        return TenantConfig(tenant_id, name, auth, enabled)
+    def check_mode(self) -> None:
+        """A literal secret in a file that others can read: warn, naming the mode."""
+        if not self.literals or self.path is None:
+            return
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            return
+        readers = [who for bit, who in ((stat.S_IRGRP, "its group"), (stat.S_IROTH, "others")) if mode & bit]
+        if readers:
+            self.warnings.append(
+                f"holds a literal secret ({', '.join(dict.fromkeys(self.literals))}) and is readable by "
+                f"{' and '.join(readers)} (mode {mode:04o}): chmod 600 {self.path}, or use env:NAME or file:PATH"
+            )
+
+    def note_literals(self, file: _File) -> None:
+        """Literal secrets written in the file, whether or not this purpose reads them."""
+        tables = [("[auth] ", file.auth)]
+        tables += [
+            (f"{_tenant_label(t.tenant_id, t.name, f'[[tenants]] #{n}')}: [tenants.auth] ", t.auth)
+            for n, t in enumerate(file.tenants, 1)
+        ]
+        for where, table in tables:
+            for key in ("client_secret", "certificate_password"):
+                value = getattr(table, key)
+                if value and not value.startswith(("env:", "file:")):
+                    self.literals.append(f"{where}{key}")
+
+
+def _reference_only(value: str) -> Secret:
+    """A secret not read: an env:/file: reference keeps its name, a literal is never copied."""
+    return Secret(value, "") if value.startswith(("env:", "file:")) else Secret("literal value", "")
+
+
+def _enabled(row: Mapping[str, str], where: str) -> bool:
+    flag = row.get("enabled", "")
+    if flag.lower() not in ENABLED_WORDS:
+        raise ConfigError(f"{where}: enabled must be true or false (or yes/no, 1/0), got {flag!r}")
+    return ENABLED_WORDS[flag.lower()]
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(first line, row) for each non-blank row; a malformed file is refused with the line it breaks at.
+
+    `strict` makes the csv module raise on an unbalanced quote instead of swallowing the rest of the
+    file into one field; the line given is where the broken row starts.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    columns = _csv_header(path, reader)
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ConfigError(f"{path}:{start}: not valid CSV ({_csv_reason(exc)})") from None
+        if len(row) > len(columns):
+            raise ConfigError(
+                f"{path}:{start}: {len(row)} fields, but the header names {len(columns)} ({', '.join(columns)})"
+            )
+        if any(v.strip() for v in row):
+            yield start, {c: v.strip() for c, v in zip(columns, row, strict=False)}
+        start = reader.line_num + 1
+
+
+def _csv_header(path: Path, reader: Any) -> list[str]:
+    try:
+        columns = [c.strip() for c in next(reader, [])]
+    except csv.Error as exc:
+        raise ConfigError(f"{path}:1: not valid CSV ({_csv_reason(exc)})") from None
+    if "tenant_id" not in columns:
+        raise ConfigError(f"{path}: the first line must name the columns, with tenant_id (and name)")
+    for column in columns:
+        if column not in TENANT_COLUMNS:
+            raise ConfigError(f"{path}: unknown column {column!r} (columns: {', '.join(TENANT_COLUMNS)})")
+        if columns.count(column) > 1:
+            raise ConfigError(f"{path}: column {column!r} appears twice")
+    return columns
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    reason = str(exc)
+    if "unexpected end of data" in reason:
+        return 'a quoted field opened on this line is never closed: an unbalanced "'
+    return reason
+
+
+class FileProblem(Exception):
+    """Why a referenced file was not read (its text is the reason, without the path)."""
+
+
+def _file_problem(info: os.stat_result, limit: int) -> str | None:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in kinds if test(info.st_mode)), "not a regular file")
+        return f"it is {kind}, not a regular file"
+    if info.st_size > limit:
+        return f"it is {info.st_size:,} bytes, more than the {limit:,} allowed here"
+    return None
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; raises FileProblem otherwise.
+
+    The file is opened without blocking (a FIFO would wait for a writer) and checked on the open
+    descriptor, so a path swapped between a check and the read cannot slip through.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FileProblem(exc.strerror or str(exc)) from None
+    try:
+        problem = _file_problem(os.fstat(fd), limit)
+        if problem:
+            raise FileProblem(problem)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise FileProblem(f"it is more than the {limit:,} bytes allowed here")
+    return data
 
 
 def make_url_safe(url: str) -> str:

@@ -80,8 +80,7 @@ def test_a_configuration_error_is_one_line_with_exit_code_2(tmp_path: Path) -> N
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1
-    assert "tenant 11111111-1111-1111-1111-111111111111 (Contoso): auth.client_secret" in lines[0]
-    assert "SECRET is not set" in lines[0]
+    assert "[auth] client_secret = 'env:SECRET': environment variable SECRET is not set" in lines[0]
 
 
 def test_a_missing_configuration_file_says_where_it_looked(tmp_path: Path) -> None:

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
+from fetcher.cli import main
 from fetcher.config import (
+    CERTIFICATE_MAX_BYTES,
+    SECRET_MAX_BYTES,
+    TOP_KEYS,
     AuthConfig,
     Config,
     DatabaseConfig,
     FetchConfig,
     GraphConfig,
+    Purpose,
     Secret,
     TenantConfig,
-    _Parser,
     find_config_file,
     load_config,
     redacted,
@@ -160,12 +168,12 @@ def test_config_file_is_found_by_option_then_environment_then_default(
         ({"graph": "timeout = 30"}, "timeout", "timeout_seconds", "[graph]"),
         ({"fetch": "concurency = 4"}, "concurency", "concurrency", "[fetch]"),
         ({"auth": AUTH + 'client_secert = "env:X"'}, "client_secert", "client_secret", "[auth]"),
-        ({"tenants": tenant(body='tenantid = "x"')}, "tenantid", "tenant_id", "[[tenants]] #1:"),
+        ({"tenants": tenant(body='tenantid = "x"')}, "tenantid", "tenant_id", f"tenant {TENANT_A} (Contoso):"),
         (
             {"tenants": tenant(auth='methods = "certificate"')},
             "methods",
             "method",
-            f"tenant {TENANT_A}: [tenants.auth]",
+            f"tenant {TENANT_A} (Contoso): [tenants.auth]",
         ),
     ],
     ids=["top", "database", "graph", "fetch", "auth", "tenants", "tenants.auth"],
@@ -200,11 +208,14 @@ def test_unknown_key_unlike_any_valid_key_lists_the_valid_keys(tmp_path: Path) -
         ({"top": "tenants_file = 3"}, "tenants_file must be a string"),
         ({"top": 'graph = "global"'}, "[graph] must be a table, got str"),
         ({"top": 'tenants = ["x"]', "tenants": ""}, "tenants must be an array of tables"),
-        ({"tenants": tenant(body='enabled = "no"')}, f"tenant {TENANT_A}: enabled must be true or false"),
-        ({"tenants": tenant(body="enabled = 0")}, f"tenant {TENANT_A}: enabled must be true or false"),
-        ({"tenants": tenant(body="auth = 1")}, f"tenant {TENANT_A}: auth must be a table"),
-        ({"tenants": tenant(auth="method = 1")}, f"tenant {TENANT_A} (Contoso): auth.method must be a string"),
-        ({"auth": "client_id = 42"}, f"tenant {TENANT_A} (Contoso): auth.client_id must be a string, got 42"),
+        ({"tenants": tenant(body='enabled = "no"')}, f"tenant {TENANT_A} (Contoso): enabled must be true or false"),
+        ({"tenants": tenant(body="enabled = 0")}, f"tenant {TENANT_A} (Contoso): enabled must be true or false"),
+        ({"tenants": tenant(body="auth = 1")}, f"tenant {TENANT_A} (Contoso): auth must be a table, got int"),
+        (
+            {"tenants": tenant(auth="method = 1")},
+            f"tenant {TENANT_A} (Contoso): [tenants.auth] method must be a string",
+        ),
+        ({"auth": "client_id = 42"}, "[auth] client_id must be a string, got 42"),
     ],
 )
 def test_value_of_the_wrong_type_is_refused_naming_the_key(
@@ -345,7 +356,7 @@ def test_url_that_is_not_https_is_refused(tmp_path: Path, key: str, url: str) ->
 def test_missing_ca_bundle_is_refused_naming_the_resolved_path(tmp_path: Path) -> None:
     message = refused(tmp_path, graph='ca_bundle = "corp-ca.pem"')
 
-    assert f"[graph] ca_bundle: {tmp_path / 'corp-ca.pem'} is not a readable file" in message
+    assert f"[graph] ca_bundle: cannot read {tmp_path / 'corp-ca.pem'}: No such file or directory" in message
 
 
 # --------------------------------------------------------------------------------- relative paths
@@ -513,7 +524,7 @@ def test_malformed_tenant_id_is_refused(tmp_path: Path, tenant_id: str) -> None:
 def test_tenant_without_an_id_is_refused(tmp_path: Path) -> None:
     message = refused(tmp_path, tenants=tenant() + '[[tenants]]\nname = "Nameless"\n')
 
-    assert "[[tenants]] #2: tenant_id None is not a GUID" in message
+    assert "[[tenants]] #2: tenant_id is required (the tenant's GUID)" in message
 
 
 def test_tenant_id_is_stored_lowercase_and_found_in_any_case(tmp_path: Path) -> None:
@@ -525,14 +536,17 @@ def test_tenant_id_is_stored_lowercase_and_found_in_any_case(tmp_path: Path) -> 
     assert config.tenant(upper) is config.tenants[0]
 
 
-@pytest.mark.parametrize("where", ["auth", "tenants.auth"])
-def test_malformed_client_id_is_refused_naming_tenant_and_key(tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("auth", "[auth] client_id"), ("tenants.auth", f"tenant {TENANT_A} (Contoso): [tenants.auth] client_id")],
+)
+def test_malformed_client_id_is_refused_where_it_is_written(tmp_path: Path, where: str, expected: str) -> None:
     bad = 'client_id = "my-app"'
     sections = {"auth": bad} if where == "auth" else {"tenants": tenant(auth=bad)}
 
     message = refused(tmp_path, **sections)
 
-    assert f"tenant {TENANT_A} (Contoso): auth.client_id 'my-app' is not a GUID" in message
+    assert f"{expected} 'my-app' is not a GUID" in message
 
 
 def test_disabled_tenant_is_configured_but_not_enabled(tmp_path: Path) -> None:
@@ -593,9 +607,9 @@ def test_tenants_file_adds_tenants_with_the_shared_auth(tmp_path: Path) -> None:
     ],
 )
 def test_tenants_file_enabled_column(tmp_path: Path, value: str, enabled: bool) -> None:
-    config = csv_config(tmp_path, f"tenant_id,name,enabled\n{TENANT_B},Fabrikam,{value}\n")
+    config = csv_config(tmp_path, f"tenant_id,name,enabled\n{TENANT_B},Fabrikam,{value}\n", tenants=tenant())
 
-    assert config.tenants[0].enabled is enabled
+    assert config.tenants[1].enabled is enabled
 
 
 @pytest.mark.parametrize("value", ["off", "disabled", "flase"])
@@ -644,16 +658,21 @@ def test_tenant_in_both_tenants_and_tenants_file_is_refused_naming_both(tmp_path
 # ------------------------------------------------------------------------------------------ secrets
 
 
-@pytest.mark.parametrize("environ", [{}, {"FETCHER_CLIENT_SECRET": ""}], ids=["unset", "empty"])
-def test_secret_from_an_unset_variable_is_refused_naming_tenant_and_key(
-    tmp_path: Path, environ: dict[str, str]
+@pytest.mark.parametrize(
+    ("environ", "state"),
+    [({}, "is not set"), ({"FETCHER_CLIENT_SECRET": ""}, "is empty"), ({"FETCHER_CLIENT_SECRET": " \n"}, "is empty")],
+    ids=["unset", "empty", "blank"],
+)
+def test_secret_from_an_unset_or_empty_variable_is_refused_against_auth(
+    tmp_path: Path, environ: dict[str, str], state: str
 ) -> None:
-    message = refused(tmp_path, environ)
+    """The shared [auth] is at fault, not the first tenant that inherits it; empty is not "not set"."""
+    message = refused(tmp_path, environ, tenants=tenant() + tenant(TENANT_B, "Fabrikam"))
 
     assert (
-        f"tenant {TENANT_A} (Contoso): auth.client_secret = 'env:FETCHER_CLIENT_SECRET': "
-        "environment variable FETCHER_CLIENT_SECRET is not set"
+        f"[auth] client_secret = 'env:FETCHER_CLIENT_SECRET': environment variable FETCHER_CLIENT_SECRET {state}"
     ) in message
+    assert "tenant" not in message.removeprefix(str(tmp_path))
 
 
 def test_tenant_own_secret_from_an_unset_variable_names_that_tenant(tmp_path: Path) -> None:
@@ -661,14 +680,17 @@ def test_tenant_own_secret_from_an_unset_variable_names_that_tenant(tmp_path: Pa
 
     message = refused(tmp_path, tenants=tenants)
 
-    assert f"tenant {TENANT_B} (Fabrikam): auth.client_secret = 'env:FABRIKAM_SECRET'" in message
+    assert (
+        f"tenant {TENANT_B} (Fabrikam): [tenants.auth] client_secret = 'env:FABRIKAM_SECRET': "
+        "environment variable FABRIKAM_SECRET is not set"
+    ) in message
 
 
 def test_secret_from_a_missing_file_is_refused(tmp_path: Path) -> None:
     message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
 
     assert (
-        f"tenant {TENANT_A} (Contoso): auth.client_secret = 'file:secret.txt': cannot read {tmp_path / 'secret.txt'}"
+        f"[auth] client_secret = 'file:secret.txt': cannot read {tmp_path / 'secret.txt'}: No such file or directory"
     ) in message
 
 
@@ -678,19 +700,47 @@ def test_secret_from_an_empty_file_is_refused(tmp_path: Path, content: str) -> N
 
     message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
 
-    assert f"auth.client_secret = 'file:secret.txt': {tmp_path / 'secret.txt'} is empty" in message
+    assert f"[auth] client_secret = 'file:secret.txt': {tmp_path / 'secret.txt'} is empty" in message
 
 
 def test_literal_secret_works_with_a_warning_that_does_not_show_it(tmp_path: Path) -> None:
-    config = load(tmp_path, {}, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "{SECRET}"')
+    path = write(tmp_path, config_text(auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "{SECRET}"'))
+    path.chmod(0o600)
+
+    config = load_config(path, {})
 
     secret = config.tenants[0].auth.client_secret
     assert secret is not None
     assert (secret.reference, secret.reveal()) == ("literal value", SECRET)
-    assert config.warnings == (
-        f"tenant {TENANT_A} (Contoso): auth.client_secret holds a literal secret; prefer env:NAME or file:PATH",
-    )
+    assert config.warnings == ("[auth] client_secret holds a literal secret; prefer env:NAME or file:PATH",)
     assert SECRET not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("mode", "readers"), [(0o644, "its group and others"), (0o640, "its group"), (0o604, "others")]
+)
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_literal_secret_in_a_file_others_can_read_is_warned_naming_the_mode(
+    tmp_path: Path, mode: int, readers: str, purpose: Purpose
+) -> None:
+    database = f'url = "postgresql+asyncpg://app:{SECRET}@db.example/scores"'
+    tenants = tenant(auth=f'client_secret = "{SECRET}"')
+    path = write(tmp_path, config_text(database=database, tenants=tenants))
+    path.chmod(mode)
+
+    config = load_config(path, ENV, purpose=purpose)
+
+    assert config.warnings[-1] == (
+        f"holds a literal secret ([database] url, tenant {TENANT_A} (Contoso): [tenants.auth] client_secret) "
+        f"and is readable by {readers} (mode {mode:04o}): chmod 600 {path}, or use env:NAME or file:PATH"
+    )
+
+
+def test_references_in_a_file_others_can_read_are_not_warned(tmp_path: Path) -> None:
+    path = write(tmp_path, config_text())
+    path.chmod(0o644)
+
+    assert load_config(path, ENV).warnings == ()
 
 
 def test_secret_shows_only_its_reference() -> None:
@@ -753,10 +803,10 @@ def test_tenant_auth_overrides_merge_key_by_key_with_auth(tmp_path: Path) -> Non
     ]
 
 
-def test_auth_without_tenants_is_resolved_in_full(tmp_path: Path) -> None:
-    config = load(tmp_path, tenants="")
+def test_auth_is_kept_as_written_with_secrets_by_reference(tmp_path: Path) -> None:
+    config = load(tmp_path)
 
-    assert config.auth == AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:FETCHER_CLIENT_SECRET", SECRET))
+    assert config.auth == AuthConfig(client_id=CLIENT_ID, client_secret=Secret("env:FETCHER_CLIENT_SECRET", ""))
 
 
 def test_managed_identity_needs_no_client_id_or_secret(tmp_path: Path) -> None:
@@ -770,23 +820,42 @@ def test_managed_identity_needs_no_client_id_or_secret(tmp_path: Path) -> None:
     [
         (
             'method = "password"',
-            "auth.method must be one of client_secret, certificate, workload_identity, "
+            "[auth] method must be one of client_secret, certificate, workload_identity, "
             "managed_identity, got 'password'",
         ),
-        ('client_secret = "env:FETCHER_CLIENT_SECRET"', "auth.client_id is required for method 'client_secret'"),
-        (f'client_id = "{CLIENT_ID}"', "auth.client_secret is required for this auth method"),
+        (
+            'client_secret = "env:FETCHER_CLIENT_SECRET"',
+            f"[auth] client_id is required for method 'client_secret' (used by tenant {TENANT_A} (Contoso))",
+        ),
+        (
+            f'client_id = "{CLIENT_ID}"',
+            f"[auth] client_secret is required for this auth method (used by tenant {TENANT_A} (Contoso))",
+        ),
         (
             'method = "workload_identity"\nclient_secret = "env:FETCHER_CLIENT_SECRET"',
-            "auth.client_id is required for method 'workload_identity'",
+            f"[auth] client_id is required for method 'workload_identity' (used by tenant {TENANT_A} (Contoso))",
         ),
         (
             f'method = "certificate"\nclient_id = "{CLIENT_ID}"',
-            "auth.certificate_path is required for method 'certificate'",
+            f"[auth] certificate_path is required for method 'certificate' (used by tenant {TENANT_A} (Contoso))",
         ),
     ],
 )
-def test_incomplete_auth_is_refused_naming_tenant_and_key(tmp_path: Path, auth: str, expected: str) -> None:
-    assert f"tenant {TENANT_A} (Contoso): {expected}" in refused(tmp_path, auth=auth)
+def test_incomplete_auth_is_refused_against_auth_naming_the_tenant_that_uses_it(
+    tmp_path: Path, auth: str, expected: str
+) -> None:
+    assert expected in refused(tmp_path, auth=auth)
+
+
+def test_incomplete_tenant_auth_is_refused_against_that_tenant(tmp_path: Path) -> None:
+    """The tenant chose the method, so the key the method lacks is the tenant's to give."""
+    tenants = tenant() + tenant(TENANT_B, "Fabrikam", auth='method = "certificate"')
+
+    message = refused(tmp_path, tenants=tenants)
+
+    assert f"tenant {TENANT_B} (Fabrikam): [tenants.auth] certificate_path is required for method 'certificate'" in (
+        message
+    )
 
 
 @pytest.mark.parametrize("kind", ["missing", "folder"])
@@ -796,7 +865,7 @@ def test_unreadable_certificate_is_refused(tmp_path: Path, kind: str) -> None:
 
     message = refused(tmp_path, auth=f'method = "certificate"\nclient_id = "{CLIENT_ID}"\ncertificate_path = "app.pem"')
 
-    assert f"tenant {TENANT_A} (Contoso): auth.certificate_path: cannot read {tmp_path / 'app.pem'}" in message
+    assert f"[auth] certificate_path: cannot read {tmp_path / 'app.pem'}" in message
 
 
 # ------------------------------------------------------------------------------- config.example.toml
@@ -878,7 +947,7 @@ def test_example_config_documents_every_key() -> None:
 
     overrides = documented.pop("tenants.auth")
     assert documented == {
-        "": set(_Parser.TOP_KEYS),
+        "": set(TOP_KEYS),
         "database": fields[DatabaseConfig],
         "graph": fields[GraphConfig],
         "fetch": fields[FetchConfig],
@@ -898,6 +967,8 @@ def test_every_commented_key_of_the_example_is_accepted_when_uncommented(tmp_pat
     for section, key, index in commented:
         variant = "\n".join(uncommented(lines, index)) + "\n"
         assert key in keys_of(tomllib.loads(variant), section), f"line {index + 1} lands outside [{section}]"
+        # A tenant that stays enabled, so that `enabled = false` leaves something to fetch.
+        variant += f'[[tenants]]\ntenant_id = "{TENANT_C}"\nname = "Always enabled"\n'
         try:
             load_config(write(tmp_path, variant), example_environ(text))
         except ConfigError as error:
@@ -909,8 +980,223 @@ def test_without_secrets_references_are_not_read_but_the_database_url_is(tmp_pat
     database = 'url = "env:DB_URL"'
 
     config = load_config(
-        write(tmp_path, config_text(database=database)), {"DB_URL": "sqlite+aiosqlite:///x.db"}, secrets=False
+        write(tmp_path, config_text(database=database)),
+        {"DB_URL": "sqlite+aiosqlite:///x.db"},
+        purpose=Purpose.DATABASE,
     )
 
     assert config.database.url == f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
     assert config.tenants[0].auth.client_secret == Secret("env:FETCHER_CLIENT_SECRET", "")
+
+
+# ------------------------------------------------------------------------- what each command needs
+
+ONLY_DATABASE = '[database]\nurl = "sqlite+aiosqlite:///scores.db"\n'
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False)
+
+
+def test_database_purpose_needs_only_the_database_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ONLY_DATABASE), {}, purpose=Purpose.DATABASE)
+
+    assert (config.database.url, config.auth, config.tenants) == (
+        f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}",
+        AuthConfig(),
+        (),
+    )
+
+
+def test_database_purpose_reads_no_auth_secret_and_requires_no_auth_key(tmp_path: Path) -> None:
+    """A reporting host has the file but neither the client secret nor the certificate."""
+    tenants = tenant() + tenant(TENANT_B, "Fabrikam", auth='method = "certificate"\ncertificate_path = "gone.pem"')
+    path = write(tmp_path, config_text(auth='client_secret = "file:nowhere.txt"', tenants=tenants))
+
+    config = load_config(path, {}, purpose=Purpose.DATABASE)
+
+    assert [t.auth for t in config.tenants] == [
+        AuthConfig(client_secret=Secret("file:nowhere.txt", "")),
+        AuthConfig(
+            method="certificate",
+            client_secret=Secret("file:nowhere.txt", ""),
+            certificate_path=tmp_path / "gone.pem",
+        ),
+    ]
+
+
+def test_database_purpose_still_refuses_a_misspelt_key(tmp_path: Path) -> None:
+    path = write(tmp_path, ONLY_DATABASE + '[auth]\nclient_idd = "x"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {}, purpose=Purpose.DATABASE)
+
+    assert "[auth] unknown key 'client_idd' (did you mean 'client_id'?)" in one_line(caught.value, path)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [(["migrate"], 0), (["status"], 0), (["report", "--format", "json"], 0), (["rebuild"], 0)],
+    ids=["migrate", "status", "report", "rebuild"],
+)
+def test_commands_that_only_use_the_database_run_with_only_a_database_table(
+    tmp_path: Path, command: list[str], code: int
+) -> None:
+    path = write(tmp_path, ONLY_DATABASE)
+    cli("--config", str(path), "migrate")
+
+    result = cli("--config", str(path), *command)
+
+    assert (result.exit_code, "[auth]" in result.output) == (code, False), result.output
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["run"], ["backfill"]], ids=" ".join)
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"tenants": ""}, "no tenants to fetch: there is no [[tenants]] table; add [[tenants]] tables"),
+        (
+            {"tenants": tenant(body="enabled = false")},
+            "no enabled tenant: all 1 configured tenant(s) have enabled = false",
+        ),
+        (
+            {"top": 'tenants_file = "tenants.csv"', "tenants": ""},
+            "no tenants to fetch: tenants_file {folder}/tenants.csv lists none",
+        ),
+    ],
+    ids=["none", "all disabled", "empty tenants file"],
+)
+def test_fetching_with_no_enabled_tenant_is_a_configuration_error(
+    tmp_path: Path, command: list[str], sections: dict[str, str], expected: str
+) -> None:
+    write(tmp_path, "tenant_id,name\n", "tenants.csv")
+    path = write(tmp_path, config_text(database='url = "sqlite+aiosqlite:///scores.db"', **sections))
+
+    result = cli("--config", str(path), *command, env=ENV)
+
+    assert result.exit_code == 2
+    assert expected.format(folder=tmp_path) in result.output
+    assert "\n" not in result.output.strip()
+
+
+# ------------------------------------------------------------------------- the CSV tenants file, whole
+
+
+def test_tenants_file_name_with_a_quoted_newline_survives(tmp_path: Path) -> None:
+    """A spreadsheet cell with a line break is one quoted field, not two rows."""
+    config = csv_config(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam\nEurope"\n{TENANT_C},Contoso\n')
+
+    assert [(t.tenant_id, t.name) for t in config.tenants] == [(TENANT_B, "Fabrikam\nEurope"), (TENANT_C, "Contoso")]
+
+
+def test_tenants_file_rows_after_a_multiline_name_keep_their_line_numbers(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam\nEurope"\nnot-a-guid,Bad\n')
+
+    assert f"{path}:4: tenant_id 'not-a-guid' is not a GUID" in message
+
+
+def test_tenants_file_with_an_unbalanced_quote_is_refused_with_its_line(tmp_path: Path) -> None:
+    """`"Contoso` would swallow every later row into one name; the file is refused instead."""
+    csv = f'tenant_id,name\n{TENANT_A},Northwind\n{TENANT_B},"Contoso\n{TENANT_C},Fabrikam\n'
+    path = write(tmp_path, csv, "tenants.csv")
+    config = write(tmp_path, config_text(top='tenants_file = "tenants.csv"', tenants=""))
+
+    result = cli("--config", str(config), "config", "check", env=ENV)
+
+    assert result.exit_code == 2
+    assert f'{path}:3: not valid CSV (a quoted field opened on this line is never closed: an unbalanced ")' in (
+        result.output
+    )
+
+
+def test_tenants_file_row_with_more_fields_than_the_header_is_refused(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f"tenant_id,name\n{TENANT_B},Fabrikam,Inc.\n")
+
+    assert f"{path}:2: 3 fields, but the header names 2 (tenant_id, name)" in message
+
+
+def test_tenants_file_with_text_after_a_closing_quote_is_refused(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam" Inc\n')
+
+    assert f"{path}:2: not valid CSV" in message
+
+
+# --------------------------------------------------------------------------------- file: references
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.fifo"
+    os.mkfifo(path)
+    return path
+
+
+def test_file_secret_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path, fifo: Path) -> None:
+    """Through the real command: a FIFO nobody writes to would block `fetcher` forever."""
+    config = write(tmp_path, config_text(auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:{fifo.name}"'))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fetcher", "--config", str(config), "config", "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard against the hang this test is about, not a measurement
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {config}: [auth] client_secret = 'file:{fifo.name}': cannot read {fifo}: "
+        "it is a FIFO (named pipe), not a regular file"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [("/dev/zero", "a character device"), (".", "a directory")],
+    ids=["/dev/zero", "a directory"],
+)
+def test_file_secret_that_is_not_a_regular_file_is_refused(tmp_path: Path, target: str, kind: str) -> None:
+    message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:{target}"')
+
+    assert f"[auth] client_secret = 'file:{target}': cannot read" in message
+    assert message.endswith(f"it is {kind}, not a regular file")
+
+
+def test_file_secret_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "x" * (SECRET_MAX_BYTES + 1), "secret.txt")
+
+    message = refused(tmp_path, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
+
+    assert message.endswith(f"it is {SECRET_MAX_BYTES + 1:,} bytes, more than the {SECRET_MAX_BYTES:,} allowed here")
+
+
+def test_file_secret_at_the_cap_is_accepted(tmp_path: Path) -> None:
+    write(tmp_path, "x" * SECRET_MAX_BYTES, "secret.txt")
+
+    config = load(tmp_path, {}, auth=f'client_id = "{CLIENT_ID}"\nclient_secret = "file:secret.txt"')
+
+    assert config.tenants[0].auth.client_secret == Secret("file:secret.txt", "x" * SECRET_MAX_BYTES)
+
+
+def test_database_url_from_a_fifo_is_refused(tmp_path: Path, fifo: Path) -> None:
+    message = refused(tmp_path, database=f'url = "file:{fifo.name}"')
+
+    assert f"[database] url = 'file:{fifo.name}': cannot read {fifo}: it is a FIFO (named pipe)" in message
+
+
+def test_certificate_that_is_a_fifo_or_too_large_is_refused(tmp_path: Path, fifo: Path) -> None:
+    write(tmp_path, "x" * (CERTIFICATE_MAX_BYTES + 1), "huge.pem")
+    certificate = f'method = "certificate"\nclient_id = "{CLIENT_ID}"\ncertificate_path = '
+
+    messages = [refused(tmp_path, auth=f'{certificate}"{name}"') for name in (fifo.name, "huge.pem")]
+
+    assert messages[0].endswith(
+        f"[auth] certificate_path: cannot read {fifo}: it is a FIFO (named pipe), not a regular file"
+    )
+    assert messages[1].endswith(f"more than the {CERTIFICATE_MAX_BYTES:,} allowed here")
+
+
+def test_tenants_file_that_is_a_fifo_is_refused(tmp_path: Path, fifo: Path) -> None:
+    message = refused(tmp_path, top=f'tenants_file = "{fifo.name}"', tenants="")
+
+    assert f"tenants_file: cannot read {fifo}: it is a FIFO (named pipe), not a regular file" in message

@@ -103,6 +103,7 @@ def test_a_proxy_password_is_never_shown() -> None:
         {
             "graph": {"proxy": "env:P"},
             "auth": {"client_id": "00000000-0000-0000-0000-000000000001", "client_secret": "env:S"},
+            "tenants": [{"tenant_id": "00000000-0000-0000-0000-000000000002"}],
         },
         environ={"P": "http://me:s3cret@proxy.example:3128", "S": "client-secret"},
     )
