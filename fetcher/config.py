@@ -540,7 +540,8 @@ class _Loader:
         ca_bundle = None
         if table.ca_bundle is not None:
             ca_bundle = self.resolve_path(table.ca_bundle)
-            self.check_file(ca_bundle, CA_BUNDLE_MAX_BYTES, "[graph] ca_bundle: ")
+            if self.purpose is Purpose.FETCH:
+                self.check_file(ca_bundle, CA_BUNDLE_MAX_BYTES, "[graph] ca_bundle: ")
         return GraphConfig(
             table.cloud,
             base_url,

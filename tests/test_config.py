@@ -1200,3 +1200,12 @@ def test_tenants_file_that_is_a_fifo_is_refused(tmp_path: Path, fifo: Path) -> N
     message = refused(tmp_path, top=f'tenants_file = "{fifo.name}"', tenants="")
 
     assert f"tenants_file: cannot read {fifo}: it is a FIFO (named pipe), not a regular file" in message
+
+
+def test_database_purpose_does_not_open_graph_files(tmp_path: Path) -> None:
+    """A reporting host may lack the CA bundle that the fetching host uses for Graph."""
+    config = load_config(
+        write(tmp_path, ONLY_DATABASE + '[graph]\nca_bundle = "corp-ca.pem"\n'), {}, purpose=Purpose.DATABASE
+    )
+
+    assert config.graph.ca_bundle == tmp_path / "corp-ca.pem"
