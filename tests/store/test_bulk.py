@@ -1,0 +1,222 @@
+"""Bulk upserts: rows stored exactly as SQLAlchemy would store them, batch by batch, on SQLite and PostgreSQL;
+the PostgreSQL staging statements pinned as written."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Insert
+
+from fetcher.config import DatabaseConfig
+from fetcher.store import bulk
+from fetcher.store.engine import create_engine, transaction
+from fetcher.store.schema import comparative_scores, control_scores
+from tests.dbutil import count, rows
+
+TENANT = "4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f"
+DAY = date(2026, 11, 27)
+# A row's fields in another order than the table's columns, one named differently, one not stored.
+FIELDS = (
+    "control_name",
+    "tenant_id",
+    "score_date",
+    "points",
+    "score_in_percentage",
+    "implementation_status",
+    "last_synced",
+    "is_on",
+    "count",
+    "total",
+    "extra",
+    "description",
+)
+ALIASES = {"score": "points"}
+
+
+def _upsert(conn: AsyncConnection) -> Insert:
+    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(control_scores)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=["tenant_id", "score_date", "control_name"],
+        set_={"score": stmt.excluded.score, "extra": stmt.excluded.extra},
+    )
+
+
+def row(name: str, points: float | None, **fields: Any) -> tuple[Any, ...]:
+    values: dict[str, Any] = {
+        "control_name": name,
+        "tenant_id": TENANT,
+        "score_date": DAY,
+        "points": points,
+        "score_in_percentage": None,
+        "implementation_status": None,
+        "last_synced": None,
+        "is_on": None,
+        "count": None,
+        "total": None,
+        "extra": {},
+        "description": "not a column",
+    }
+    values.update(fields)
+    return tuple(values[f] for f in FIELDS)
+
+
+def stored(name: str, score: float | None, **columns: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "tenant_id": TENANT,
+        "score_date": DAY,
+        "control_name": name,
+        "score": score,
+        "score_in_percentage": None,
+        "implementation_status": None,
+        "last_synced": None,
+        "is_on": None,
+        "count": None,
+        "total": None,
+        "extra": {},
+    }
+    values.update(columns)
+    return values
+
+
+async def upsert(conn: AsyncConnection, batch: list[tuple[Any, ...]]) -> None:
+    await bulk.execute_many(conn, bulk.compiled(conn, "test", _upsert, FIELDS, ALIASES), batch)
+
+
+async def test_rows_read_back_as_sqlalchemy_would_have_written_them(engine: AsyncEngine) -> None:
+    synced = datetime(2026, 11, 25, 15, 4, 6, 120, tzinfo=timezone(timedelta(hours=2)))
+    async with transaction(engine) as conn:
+        await upsert(
+            conn,
+            [
+                row(
+                    "MFARegistrationV2",
+                    9.5,
+                    score_in_percentage=95.0,
+                    implementation_status="On <b>all</b> users",
+                    last_synced=synced,
+                    is_on=True,
+                    count=3,
+                    total=2**40,
+                    extra={"tier": ["Core"], "nested": {"a": None}},
+                ),
+                row("OneAdmin", None),
+            ],
+        )
+
+    assert await rows(engine, control_scores) == [
+        stored(
+            "MFARegistrationV2",
+            9.5,
+            score_in_percentage=95.0,
+            implementation_status="On <b>all</b> users",
+            last_synced=datetime(2026, 11, 25, 13, 4, 6, 120, tzinfo=UTC),
+            is_on=True,
+            count=3,
+            total=2**40,
+            extra={"tier": ["Core"], "nested": {"a": None}},
+        ),
+        stored("OneAdmin", None),
+    ]
+
+
+async def test_batches_of_one_transaction_each_upsert_only_their_own_rows(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        await upsert(conn, [row("A", 1.0), row("B", 2.0)])
+        await upsert(conn, [row("A", 3.0, extra={"k": 1})])
+
+    assert await rows(engine, control_scores) == [stored("A", 3.0, extra={"k": 1}), stored("B", 2.0)]
+
+
+async def test_a_failing_batch_raises_sqlalchemys_error_and_stores_nothing(engine: AsyncEngine) -> None:
+    with pytest.raises(sa.exc.DBAPIError, match="control_name"):
+        async with transaction(engine) as conn:
+            await upsert(conn, [row("A", 1.0), row(None, 2.0)])  # type: ignore[arg-type]
+
+    assert await count(engine, control_scores) == 0
+
+
+async def test_the_connection_stores_again_after_a_failed_batch(engine: AsyncEngine) -> None:
+    with pytest.raises(sa.exc.DBAPIError):
+        async with transaction(engine) as conn:
+            await upsert(conn, [row(None, 2.0)])  # type: ignore[arg-type]
+    async with transaction(engine) as conn:
+        await upsert(conn, [row("A", 1.0)])
+
+    assert await rows(engine, control_scores) == [stored("A", 1.0)]
+
+
+async def test_an_upsert_is_compiled_once_per_connection_and_not_shared_across_engines(database_url: str) -> None:
+    made: list[str] = []
+
+    def factory(conn: AsyncConnection) -> Insert:
+        made.append(conn.dialect.name)
+        return _upsert(conn)
+
+    for _ in range(2):
+        engine = create_engine(DatabaseConfig(url=database_url))
+        try:
+            async with engine.connect() as conn:
+                first = bulk.compiled(conn, "test", factory, FIELDS, ALIASES)
+                assert bulk.compiled(conn, "test", factory, FIELDS, ALIASES) is first
+        finally:
+            await engine.dispose()
+
+    assert len(made) == 2
+
+
+def test_a_column_without_a_field_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"upsert into control_scores: no row field fills column\(s\) score$"):
+        bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_scores), [f for f in FIELDS if f != "points"])
+
+
+def test_sqlite_takes_rows_in_the_compiled_statements_parameter_order() -> None:
+    plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_scores), FIELDS, ALIASES)
+
+    assert plan.sql.startswith(
+        "INSERT INTO control_scores (tenant_id, score_date, control_name, score, score_in_percentage, "
+        "implementation_status, last_synced, is_on, count, total, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    assert [FIELDS[i] for i in plan.fields] == [ALIASES.get(c, c) for c in plan.columns]
+    assert plan.columns == tuple(c.name for c in control_scores.columns)
+
+
+def test_postgresql_staging_statements_are_pinned() -> None:
+    """The COPY path's SQL as SQLAlchemy builds it: an upgrade that changes it fails here, not in production."""
+    stmt = postgresql.insert(comparative_scores)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "score_date", "basis"], set_={"average_score": stmt.excluded.average_score}
+    )
+    plan = bulk.compile_upsert(PGDialect_asyncpg(), stmt, [c.name for c in comparative_scores.columns])
+
+    assert plan.staging is not None
+    assert plan.staging.create == (
+        "CREATE TEMPORARY TABLE IF NOT EXISTS fetcher_staging_comparative_scores (\n"
+        "\ttenant_id VARCHAR(36), \n"
+        "\tscore_date DATE, \n"
+        "\tbasis VARCHAR(128), \n"
+        "\taverage_score FLOAT, \n"
+        "\tseat_size_lower BIGINT, \n"
+        "\tseat_size_upper BIGINT, \n"
+        "\textra TEXT\n"
+        ")\n"
+        " ON COMMIT DELETE ROWS"
+    )
+    assert plan.sql == (
+        "INSERT INTO comparative_scores (tenant_id, score_date, basis, average_score, seat_size_lower, "
+        "seat_size_upper, extra) SELECT fetcher_staging_comparative_scores.tenant_id, "
+        "fetcher_staging_comparative_scores.score_date, fetcher_staging_comparative_scores.basis, "
+        "fetcher_staging_comparative_scores.average_score, fetcher_staging_comparative_scores.seat_size_lower, "
+        "fetcher_staging_comparative_scores.seat_size_upper, "
+        "CAST(fetcher_staging_comparative_scores.extra AS JSONB) AS extra \n"
+        "FROM fetcher_staging_comparative_scores "
+        "ON CONFLICT (tenant_id, score_date, basis) DO UPDATE SET average_score = excluded.average_score"
+    )
+    assert plan.staging.truncate == "TRUNCATE fetcher_staging_comparative_scores"
+    assert plan.columns == tuple(c.name for c in comparative_scores.columns)
