@@ -14,9 +14,10 @@ fetches in progress (the tenant is recorded `interrupted`) but never a transacti
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -115,6 +116,7 @@ class TenantPipeline:
         client: PageSource | None = None,
         keep_raw: bool = True,
         keep_objects: bool = False,
+        resources: Callable[[Plan], Sequence[Resource[Any]]] = resources_for,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
@@ -124,6 +126,7 @@ class TenantPipeline:
         self.client = client
         self.keep_raw = keep_raw
         self.keep_objects = keep_objects
+        self.resources = resources  # which resources a plan fetches (`fetcher.resources` registers them)
 
     # ------------------------------------------------------------------------------------------- fetch
 
@@ -131,7 +134,7 @@ class TenantPipeline:
         """Fetch, admit and save one tenant's resources; never raises for the tenant's own failures."""
         tenant = plan.tenant
         outcome = TenantOutcome(tenant, Status.SUCCEEDED, utcnow(), utcnow(), stats)
-        resources = resources_for(plan)
+        resources = self.resources(plan)
         try:
             fetched = await self.stop.abandonable(self._fetch_all(plan, resources, stats), f"fetch {tenant.tenant_id}")
         except Stopped:
@@ -140,18 +143,13 @@ class TenantPipeline:
             )
             return await self._finish(outcome, Status.INTERRUPTED, why)
         finally:
-            await self._forget(tenant)
+            if self.client is not None:
+                await self.client.forget(tenant.tenant_id)
         failures = [f for f in fetched if f.error is not None]
         quarantined = [q for f in failures if f.error is not None for q in self._quarantine(f.error, tenant)]
         if len(failures) == len(fetched):  # nothing to store
-            assert failures[0].error is not None
-            return await self._finish(outcome, Status.FAILED, failures[0].error, quarantined)
+            return await self._finish(outcome, Status.FAILED, _failure(fetched, tenant), quarantined)
         return await self._store(outcome, fetched, quarantined)
-
-    async def _forget(self, tenant: TenantRef) -> None:
-        forget = getattr(self.client, "forget", None)
-        if forget is not None:
-            await forget(tenant.tenant_id)
 
     async def _fetch_all(self, plan: Plan, resources: Sequence[Resource[Any]], stats: RequestStats) -> list[Fetched]:
         return [await self._fetch_one(plan, resource, stats) for resource in resources]
@@ -248,7 +246,7 @@ class TenantPipeline:
         tenant_id = plan.tenant.tenant_id
         await ensure_tenant(conn, tenant_id, utcnow())
         replayed = Replayed()
-        for resource in resources_for(plan):
+        for resource in self.resources(plan):
             if resource.replay is None:
                 continue
             chunk: list[tuple[Any, FetchContext]] = []
@@ -319,16 +317,28 @@ def _tally(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> Tally:
 def _judge(outcome: TenantOutcome, fetched: Sequence[Fetched], rejected: bool) -> None:
     """The status of a tenant that stored something: failed (a resource failed, or an object was for
     another tenant), partial (days flagged partial, payloads quarantined), or succeeded."""
-    failed = next((f for f in fetched if f.error is not None), None)
     wrong = next((f.admission.wrong_tenant for f in fetched if f.admission.wrong_tenant is not None), None)
-    if failed is not None and failed.error is not None:
-        outcome.status, outcome.error_kind = Status.FAILED, failed.error.kind
-        outcome.error_message = f"{failed.resource.name}: {one_line_error(failed.error, outcome.tenant)}"
+    if any(f.error is not None for f in fetched):
+        failure = _failure(fetched, outcome.tenant)
+        outcome.status, outcome.error_kind, outcome.error_message = Status.FAILED, failure.kind, str(failure)
     elif wrong is not None:
         outcome.status, outcome.error_kind = Status.FAILED, wrong.kind
         outcome.error_message = f"tenant {outcome.tenant.label}: {wrong}; it was quarantined"
     elif rejected or outcome.partial_days:
         outcome.status = Status.PARTIAL
+
+
+def _failure(fetched: Sequence[Fetched], tenant: TenantRef) -> FetcherError:
+    """The tenant's failure: its one failed resource's error, or, when it fetches several resources, an
+    error of the first failure's kind whose message names each failed resource and why."""
+    failed = [(f.resource.name, f.error) for f in fetched if f.error is not None]
+    first = failed[0][1]
+    if len(fetched) == 1:
+        return first
+    failure = copy.copy(first)  # its kind (the ledger's error_kind) and its attributes, another message
+    failure.message = "; ".join(f"{name}: {one_line_error(error, tenant)}" for name, error in failed)
+    failure.args = (failure.message,)
+    return failure
 
 
 def one_line_error(error: FetcherError, tenant: TenantRef) -> str:

@@ -46,8 +46,12 @@ class Facts:
 class PlanRequest:
     """What a command asked for; `plans` turns it into one `Plan` per tenant."""
 
-    needs: frozenset[Fact] = frozenset()
     replay: bool = False  # the tenants' work replays their archive (rebuild) rather than fetching
+
+    @property
+    def needs(self) -> frozenset[Fact]:
+        """What `plans` reads of `Facts`; the scheduler reads nothing else."""
+        return frozenset()
 
     def plans(self, facts: Facts) -> list[Plan]:
         raise NotImplementedError
@@ -94,7 +98,10 @@ class Incremental(PlanRequest):
     tenants: tuple[TenantRef, ...]
     history_days: int
     today: date
-    needs = frozenset({Fact.NEWEST_DAYS})
+
+    @property
+    def needs(self) -> frozenset[Fact]:
+        return frozenset({Fact.NEWEST_DAYS})
 
     def plans(self, facts: Facts) -> list[Plan]:
         newest = facts.newest
@@ -110,7 +117,7 @@ class Backfill(PlanRequest):
     resume: bool = False
 
     @property
-    def needs(self) -> frozenset[Fact]:  # type: ignore[override]
+    def needs(self) -> frozenset[Fact]:
         return frozenset({Fact.RESUMABLE}) if self.resume else frozenset()
 
     def plans(self, facts: Facts) -> list[Plan]:
@@ -135,8 +142,11 @@ class Rebuild(PlanRequest):
 
     wanted: tuple[str, ...]
     names: Mapping[str, str]
-    needs = frozenset({Fact.ARCHIVED})
     replay = True
+
+    @property
+    def needs(self) -> frozenset[Fact]:
+        return frozenset({Fact.ARCHIVED})
 
     def plans(self, facts: Facts) -> list[Plan]:
         chosen = [t.strip().lower() for t in self.wanted] if self.wanted else list(facts.archived)

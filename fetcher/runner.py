@@ -16,6 +16,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -26,6 +27,8 @@ from fetcher.models import RequestStats
 from fetcher.outcome import Observer, QuietObserver, RunReport, TenantOutcome, utcnow
 from fetcher.pipeline import Stop, TenantPipeline
 from fetcher.plan import Fact, Facts, Plan, PlanRequest
+from fetcher.resources import resources_for
+from fetcher.resources.base import Resource
 from fetcher.store import ledger
 from fetcher.store.archive import archived_tenants
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
@@ -52,6 +55,7 @@ class Run:
         observer: Observer | None = None,
         keep_objects: bool = False,
         engine: AsyncEngine | None = None,
+        resources: Callable[[Plan], Sequence[Resource[Any]]] = resources_for,
     ) -> None:
         self.config = config
         self.command = command
@@ -60,6 +64,7 @@ class Run:
         self.keep_objects = keep_objects
         self.report = RunReport(str(uuid.uuid4()), command, utcnow(), keep_all=keep_objects)
         self._engine = engine
+        self._resources = resources
         self._stop = Stop()
 
     def stop(self, signal_number: int) -> None:
@@ -131,6 +136,7 @@ class Run:
             self.report.unrecorded,
             keep_raw=self.config.database.keep_raw,
             keep_objects=self.keep_objects,
+            resources=self._resources,
         )
         if self.request.replay:  # rebuild: tenants one after another, as the database reads and writes
             await self._workers(plans, pipeline.replay, 1)

@@ -3,7 +3,9 @@ admit objects by the same rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.admit import HOLDS_NUL, TOO_DEEP
 from fetcher.config import Config, parse_config
-from fetcher.plan import plan_backfill, plan_incremental, plan_rebuild
+from fetcher.models import RequestStats, ScorePage
+from fetcher.plan import Plan, plan_backfill, plan_incremental, plan_rebuild
+from fetcher.resources.base import PageSource
+from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
 from fetcher.runner import Run
 from fetcher.simulator import Fault, RunningSimulator, Simulator, generate_tenants, serving_simulator
 from fetcher.simulator.pages import context_url, page_body
@@ -157,3 +162,52 @@ async def test_a_fetch_and_a_rebuild_admit_the_same_hostile_objects_alike(engine
     statuses = {r["run_id"]: (r["status"], r["rejected"]) for r in await rows(engine, tenant_runs)}
     assert statuses == {fetch.run_id: ("partial", 2), rebuild.run_id: ("partial", 2)}
     assert [r["id"] for r in await rows(engine, secure_scores)] == [clean["id"]]
+
+
+async def fetch_control_profiles(client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]:
+    """A second resource, which this Graph (the simulator) does not serve: every fetch of it is refused (400)."""
+    async for page in client.list_pages(plan.tenant, "/security/secureScoreControlProfiles", None, stats):
+        yield page
+
+
+CONTROL_PROFILES = dataclasses.replace(SECURE_SCORES, name="secureScoreControlProfiles", replay=None)
+CONTROL_PROFILES = dataclasses.replace(CONTROL_PROFILES, fetch=fetch_control_profiles)
+
+
+async def test_a_failing_resource_does_not_keep_another_from_being_saved(engine: AsyncEngine) -> None:
+    """The tenant's scores are stored; its ledger row fails it and names the resource that failed."""
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(1, seed=35), seed=35, controls_per_day=10)
+    tenant = next(iter(sim.tenants))
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        request = plan_backfill(config.enabled_tenants, 3, resume=False)
+        both = (SECURE_SCORES, CONTROL_PROFILES)
+        report = await Run(config, "backfill", request, engine=engine, resources=lambda _plan: both).execute()
+
+    (row,) = await rows(engine, tenant_runs)
+    assert report.exit_code == 1
+    assert (row["status"], row["error_kind"], row["scores_upserted"]) == ("failed", "bad_request", 3)
+    assert row["error_message"].startswith(f"secureScoreControlProfiles: tenant {tenant} (")
+    assert "secureScores:" not in row["error_message"]
+    assert sorted(r["id"] for r in await rows(engine, secure_scores)) == sorted(
+        o["id"] for o in sim.expected_objects(tenant, 3)
+    )
+
+
+async def test_a_tenant_whose_every_resource_failed_names_each_of_them(engine: AsyncEngine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(1, seed=36), seed=36, controls_per_day=10)
+    tenant = next(iter(sim.tenants))
+    sim.add_fault(tenant, Fault.status(403, endpoint="list"))
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        request = plan_backfill(config.enabled_tenants, 3, resume=False)
+        both = (SECURE_SCORES, CONTROL_PROFILES)
+        await Run(config, "backfill", request, engine=engine, resources=lambda _plan: both).execute()
+
+    (row,) = await rows(engine, tenant_runs)
+    assert (row["status"], row["error_kind"], row["scores_upserted"]) == ("failed", "permission", 0)
+    assert row["error_message"].startswith(f"secureScores: tenant {tenant} (")
+    assert "; secureScoreControlProfiles: tenant " in row["error_message"]
+    assert await count(engine, secure_scores) == 0

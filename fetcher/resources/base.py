@@ -23,6 +23,8 @@ class PageSource(Protocol):
 
     async def get_item(self, tenant: TenantRef, path: str, item_id: str, stats: RequestStats) -> ScorePage: ...
 
+    async def forget(self, tenant_id: str) -> None: ...
+
 
 class Fetcher(Protocol):
     """The fetch stage of a resource: one tenant's pages, as they arrive."""
