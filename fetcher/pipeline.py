@@ -33,6 +33,7 @@ from fetcher.resources import resources_for
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import Rejection
 from fetcher.store.engine import database_error
+from fetcher.store.ledger import TenantRun
 from fetcher.store.save import in_transaction, record, save_admitted, save_tenant
 from fetcher.store.scores import ensure_tenant
 
@@ -111,7 +112,7 @@ class TenantPipeline:
         run_id: str,
         stop: Stop,
         writers: asyncio.Semaphore,
-        unrecorded: list[tuple[Any, list[Rejection]]],
+        unrecorded: list[tuple[TenantRun, list[Rejection]]],
         *,
         client: PageSource | None = None,
         keep_raw: bool = True,
