@@ -617,7 +617,7 @@ class _Loader:
         if tenants:
             raise self.fail(
                 f"no enabled tenant: all {len(tenants)} configured tenant(s) have enabled = false "
-                "(enable one, or name one with --tenant)"
+                "(set enabled = true on the tenants to fetch)"
             )
         source = f"tenants_file {self.resolve_path(tenants_file)} lists none, and " if tenants_file else ""
         raise self.fail(
