@@ -228,6 +228,42 @@ rejected_payloads = sa.Table(
     sa.Index("ix_rejected_payloads_tenant_id_received_at", "tenant_id", "received_at"),
 )
 
+# Alert state (migration 0003): an alert per rule and tenant while its condition holds, and the
+# notifications owed to each channel; a notification stays unsent (and is retried) until delivered.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("alert_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("rule_name", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("tenant_id", TenantId, nullable=False),
+    sa.Column("tenant_name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    _json("details", nullable=False),
+    sa.Index("ix_alerts_status_rule_name_tenant_id", "status", "rule_name", "tenant_id"),
+)
+
+alert_notifications = sa.Table(
+    "alert_notifications",
+    metadata,
+    sa.Column("notification_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.alert_id"), nullable=False),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    _json("details", nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Index("ix_alert_notifications_alert_id_channel", "alert_id", "channel"),
+    sa.Index("ix_alert_notifications_sent_at", "sent_at"),
+)
+
 
 # ------------------------------------------------------------------------------------------------- views
 

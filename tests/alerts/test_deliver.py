@@ -1,0 +1,133 @@
+"""Delivery against real peers on loopback: an aiohttp webhook server and an aiosmtpd server with STARTTLS
+and login. Waits are virtual (recorded, not slept)."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from fetcher.alerts import render
+from fetcher.alerts.deliver import Sender
+from fetcher.alerts.model import ChannelType, RuleKind
+from tests.alerts.conftest import SMTP_PASSWORD, SMTP_USER, SmtpPeer, VirtualSleep, WebhookPeer, policy
+from tests.alerts.samples import email_channel, notice, webhook_channel
+
+
+async def send(peer_url: str, kind: ChannelType, sleep: VirtualSleep, **limits: float) -> tuple[int, str | None]:
+    channel = webhook_channel("ops", kind, peer_url)
+    async with aiohttp.ClientSession() as session:
+        result = await Sender(session, policy(sleep, **limits)).send(channel, notice())  # type: ignore[arg-type]
+    return result.attempts, result.error
+
+
+@pytest.mark.parametrize(
+    ("kind", "document"),
+    [
+        (ChannelType.TEAMS, render.teams_payload(notice())),
+        (ChannelType.SLACK, render.slack_payload(notice())),
+        (ChannelType.WEBHOOK, render.webhook_document(notice())),
+    ],
+)
+async def test_webhook_peer_receives_the_whole_document(
+    webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep, kind: ChannelType, document: object
+) -> None:
+    assert await send(webhook_peer.url("ok"), kind, virtual_sleep) == (1, None)
+    assert webhook_peer.bodies("ok") == [document]
+    assert webhook_peer.received[0].headers["Content-Type"] == "application/json"
+
+
+async def test_429_is_retried_after_the_peers_retry_after(
+    webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    webhook_peer.answer("busy", ("status", 429, {"Retry-After": "7"}))
+    assert await send(webhook_peer.url("busy"), ChannelType.SLACK, virtual_sleep) == (2, None)
+    assert virtual_sleep.waits == [7.0]
+    assert len(webhook_peer.bodies("busy")) == 2
+
+
+async def test_500_is_retried_with_backoff_then_reported(
+    webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    webhook_peer.answer("down", *[("status", 500)] * 3)
+    assert await send(webhook_peer.url("down"), ChannelType.TEAMS, virtual_sleep) == (3, "channel ops: HTTP 500")
+    assert virtual_sleep.waits == [1.0, 2.0]
+
+
+async def test_retry_after_beyond_the_limit_gives_up_at_once(
+    webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    webhook_peer.answer("slow", ("status", 503, {"Retry-After": "3600"}))
+    assert await send(webhook_peer.url("slow"), ChannelType.WEBHOOK, virtual_sleep) == (1, "channel ops: HTTP 503")
+    assert virtual_sleep.waits == []
+
+
+async def test_a_client_error_is_not_retried_and_names_slacks_code(
+    webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    webhook_peer.answer("gone", ("status", 404, {}, "no_service"))
+    assert await send(webhook_peer.url("gone"), ChannelType.SLACK, virtual_sleep) == (
+        1,
+        "channel ops: HTTP 404 (no_service)",
+    )
+
+
+async def test_a_hanging_peer_times_out_on_every_attempt(
+    webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    webhook_peer.answer("hang", ("hang",), ("hang",))
+    result = await send(webhook_peer.url("hang"), ChannelType.TEAMS, virtual_sleep, timeout=0.2, max_attempts=2)
+    assert result == (2, "channel ops: no answer within 0.2 s")
+
+
+async def test_errors_never_carry_the_webhook_url(virtual_sleep: VirtualSleep) -> None:
+    """A refused connection: aiohttp's own message names the URL; ours names only the channel."""
+    secret_url = "http://127.0.0.1:9/workflows/abc?sig=SECRET-SIGNATURE"
+    attempts, error = await send(secret_url, ChannelType.TEAMS, virtual_sleep, max_attempts=1)
+    assert (attempts, error) == (1, "channel ops: connection failed (ClientConnectorError)")
+
+
+async def test_email_arrives_over_starttls_with_login(smtp_peer: SmtpPeer, virtual_sleep: VirtualSleep) -> None:
+    channel = email_channel(smtp_peer.host, smtp_peer.port, smtp_peer.ca_file, user=SMTP_USER, password=SMTP_PASSWORD)
+    async with aiohttp.ClientSession() as session:
+        result = await Sender(session, policy(virtual_sleep)).send(channel, notice())
+    assert (result.attempts, result.error) == (1, None)
+    assert smtp_peer.logins == [SMTP_USER]
+    assert smtp_peer.envelopes == [("alerts@example.test", ["soc@example.test", "msp-oncall@example.test"])]
+    [message] = smtp_peer.messages
+    assert (message["Subject"], message["From"], message["To"]) == (
+        "[Secure Score] Contoso Ltd: Secure Score fell 10.0 percentage points in 7 days (60.0% to 50.0%)",
+        "Secure Score <alerts@example.test>",
+        "soc@example.test, msp-oncall@example.test",
+    )
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert text.get_content().replace("\r\n", "\n") == render.email_text(notice())  # CRLF on the wire
+
+
+async def test_a_refused_login_is_reported_without_the_password(
+    smtp_peer: SmtpPeer, virtual_sleep: VirtualSleep
+) -> None:
+    channel = email_channel(smtp_peer.host, smtp_peer.port, smtp_peer.ca_file, user=SMTP_USER, password="wrong-pass")
+    async with aiohttp.ClientSession() as session:
+        result = await Sender(session, policy(virtual_sleep)).send(channel, notice())
+    assert (result.attempts, result.error) == (1, "channel mail: SMTP 535 (5.7.8 Authentication credentials invalid)")
+    assert smtp_peer.messages == []
+
+
+async def test_a_temporary_smtp_refusal_is_retried(smtp_peer: SmtpPeer, virtual_sleep: VirtualSleep) -> None:
+    smtp_peer.refuse_next.append("451 4.3.0 try again later")
+    channel = email_channel(smtp_peer.host, smtp_peer.port, smtp_peer.ca_file, user=SMTP_USER, password=SMTP_PASSWORD)
+    async with aiohttp.ClientSession() as session:
+        result = await Sender(session, policy(virtual_sleep)).send(channel, notice(RuleKind.TENANT_FAILING))
+    assert (result.attempts, result.error, len(smtp_peer.messages)) == (2, None, 1)
+    assert virtual_sleep.waits == [1.0]
+
+
+async def test_an_untrusted_smtp_certificate_is_refused(smtp_peer: SmtpPeer, virtual_sleep: VirtualSleep) -> None:
+    channel = email_channel(smtp_peer.host, smtp_peer.port, None, user=SMTP_USER, password=SMTP_PASSWORD)
+    async with aiohttp.ClientSession() as session:
+        result = await Sender(session, policy(virtual_sleep, max_attempts=1)).send(channel, notice())
+    assert result.error is not None
+    assert result.error.startswith("channel mail: SMTP connection failed")
+    assert SMTP_PASSWORD not in result.error
+    assert smtp_peer.logins == []
