@@ -29,11 +29,12 @@ BEFORE = {"AdminMFAV2": 30.0, "BlockLegacyAuthentication": 20.0, "SelfServicePas
 AFTER = {"AdminMFAV2": 24.0, "BlockLegacyAuthentication": 17.0, "SelfServicePasswordReset": 10.0}
 
 
-def config(url: str) -> Config:
+def config(url: str, names: dict[str, str] | None = None) -> Config:
+    chosen = names if names is not None else {A: "Contoso Ltd", B: "Fabrikam Inc."}
     raw = {
         "database": {"url": url},
         "auth": {"client_id": CLIENT_ID, "client_secret": "env:UNUSED"},
-        "tenants": [{"tenant_id": A, "name": "Contoso Ltd"}, {"tenant_id": B, "name": "Fabrikam Inc."}],
+        "tenants": [{"tenant_id": t, "name": n} for t, n in chosen.items()],
     }
     return parse_config(raw, secrets=False)
 
