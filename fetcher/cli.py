@@ -424,6 +424,36 @@ def report_command(
     _run_async(ctx, action())
 
 
+@main.command("metrics")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write to FILE, replaced atomically (node_exporter's textfile collector), instead of standard output.",
+)
+@click.pass_obj
+def metrics_command(ctx: Context, output: Path | None) -> None:
+    """Scores, runs and open alerts in the OpenMetrics text format, for Prometheus."""
+    from fetcher.metrics import exposition, read_snapshot, write_atomically
+
+    async def action() -> int:
+        config = ctx.config(secrets=False)
+        engine = create_engine(config.database)
+        try:
+            await ensure_schema(engine)
+            snapshot = await read_snapshot(engine, config, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+        text = exposition(snapshot)
+        if output is None:
+            click.echo(text.decode(), nl=False)
+        else:
+            write_atomically(output, text)
+        return 0
+
+    _run_async(ctx, action())
+
+
 # ---------------------------------------------------------------------------------------- simulator
 
 

@@ -163,3 +163,19 @@ def test_error_lines_keep_their_bracketed_section_names(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "[fetch] max_attempts must be at least 1" in result.output
+
+
+def test_metrics_writes_openmetrics_to_a_file_and_needs_no_client_secret(tmp_path: Path) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    config = write_config(tmp_path)
+    target = tmp_path / "securescore.prom"
+
+    to_file = invoke("--config", str(config), "metrics", "--output", str(target), env={})
+    to_stdout = invoke("--config", str(config), "metrics", env={})
+
+    assert (to_file.exit_code, to_file.output, to_stdout.exit_code) == (0, "", 0)
+    assert to_stdout.output == target.read_text(encoding="utf-8")
+    families = {f.name: f.samples for f in text_string_to_metric_families(to_stdout.output)}
+    assert families["securescore_current_score"] == []  # a new database: every family declared, no sample yet
+    assert "securescore_alerts_open" in families
