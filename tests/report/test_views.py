@@ -239,6 +239,9 @@ async def test_the_first_stored_day_has_no_control_changes(engine: AsyncEngine) 
     assert await reference.view(engine, control_changes) == []
 
 
+LATER_TABLES = {"alerts", "alert_notifications"}  # created by migration 0003, dropped below it
+
+
 async def test_downgrade_drops_the_views_and_upgrade_brings_them_back(tmp_path: Path) -> None:
     engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'views.db'}"))
     await migrate(engine)
@@ -254,5 +257,5 @@ async def test_downgrade_drops_the_views_and_upgrade_brings_them_back(tmp_path: 
     await engine.dispose()
 
     assert after_down[0] == set()
-    assert after_down[1] >= {t.name for t in metadata.sorted_tables}
+    assert after_down[1] >= {t.name for t in metadata.sorted_tables} - LATER_TABLES
     assert after_up == set(views.tables)
