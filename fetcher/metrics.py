@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
 from fetcher.errors import ConfigError
+from fetcher.models import Status
 from fetcher.store import alerts as alert_store
 from fetcher.store import monitoring
 from fetcher.store.engine import transaction
-from fetcher.store.ledger import FAILED, INTERRUPTED, PARTIAL, SUCCEEDED
 from fetcher.store.reports import LatestScore, latest
 
-RUN_STATUSES = (SUCCEEDED, PARTIAL, FAILED, INTERRUPTED)
+RUN_STATUSES = tuple(s for s in Status if s is not Status.RUNNING)
 TENANT = ("tenant_id", "tenant_name")
 
 

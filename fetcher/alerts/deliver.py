@@ -29,7 +29,7 @@ import tenacity
 from fetcher import __version__
 from fetcher.alerts.model import Channel, ChannelType, Notice, Settings
 from fetcher.alerts.render import render
-from fetcher.graph import parse_retry_after
+from fetcher.retry import parse_retry_after
 
 log = logging.getLogger("fetcher.alerts")
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 
 from fetcher.alerts.model import Finding, Rule, RuleKind, TenantFacts
+from fetcher.models import Status
 
 BELOW_PERCENT_WINDOW_DAYS = 7
-FAILED = "failed"
 
 
 def baseline_days(rules: Iterable[Rule]) -> set[int]:
@@ -100,7 +100,7 @@ def below_percent(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | 
 def tenant_failing(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | None:
     streak = 0
     for record in tenant.runs:
-        if record.status != FAILED:
+        if record.status != Status.FAILED:
             break
         streak += 1
     if streak < rule.runs:

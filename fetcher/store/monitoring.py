@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.store.ledger import DONE_WELL, RUNNING
+from fetcher.models import Status
+from fetcher.store.ledger import DONE_WELL
 from fetcher.store.schema import as_utc, fetch_runs, tenant_runs
 
 
@@ -71,7 +72,7 @@ async def latest_runs_by_command(conn: AsyncConnection) -> list[RunSummary]:
         sa.select(
             f.run_id, f.command, f.status, f.started_at, f.finished_at, f.tenants_succeeded, f.tenants_failed, order
         )
-        .where(f.status != RUNNING, f.finished_at.is_not(None))
+        .where(f.status != Status.RUNNING, f.finished_at.is_not(None))
         .subquery()
     )
     runs = (await conn.execute(sa.select(ranked).where(ranked.c.n == 1).order_by(ranked.c.command))).all()
