@@ -437,7 +437,7 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
     from fetcher.metrics import exposition, read_snapshot, write_atomically
 
     async def action() -> int:
-        config = ctx.config(secrets=False)
+        config = ctx.config(Purpose.DATABASE)
         engine = create_engine(config.database)
         try:
             await ensure_schema(engine)
