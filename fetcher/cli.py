@@ -63,6 +63,9 @@ class Context:
             for secret in (tenant.auth.client_secret, tenant.auth.certificate_password):
                 if secret is not None and secret.reveal():
                     REDACTOR.add(secret.reveal())
+        for channel in config.alerts.channels:
+            for value in channel.secrets:
+                REDACTOR.add(value)
         for warning in config.warnings:
             log.warning("%s: %s", config.path, warning)
         return config
@@ -193,6 +196,10 @@ def _tenant_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def _alerts_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--no-alerts", is_flag=True, help="Do not evaluate the [alerts] rules after the run.")(fn)
+
+
 async def _execute(ctx: Context, run: Run) -> RunReport:
     """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once."""
     loop = asyncio.get_running_loop()
@@ -222,15 +229,20 @@ def _report(ctx: Context, report: RunReport) -> int:
 
 @main.command("run")
 @_tenant_option
+@_alerts_option
 @click.pass_obj
-def run_command(ctx: Context, tenants: Sequence[str]) -> None:
+def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
     """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day."""
 
     async def action() -> int:
         config = ctx.config()
         chosen = select_tenants(config, tenants)
         planner = plan_incremental(chosen, config.fetch.history_days, datetime.now(UTC).date())
-        return _report(ctx, await _execute(ctx, Run(config, "run", planner, observer=ctx.observer())))
+        report = await _execute(ctx, Run(config, "run", planner, observer=ctx.observer()))
+        code = _report(ctx, report)
+        if not no_alerts:
+            await _evaluate_after_run(config, report)
+        return code
 
     _run_async(ctx, action())
 
@@ -240,9 +252,10 @@ def run_command(ctx: Context, tenants: Sequence[str]) -> None:
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Fetch from this date (YYYY-MM-DD) on.")
 @click.option("--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill.")
 @_tenant_option
+@_alerts_option
 @click.pass_obj
 def backfill_command(
-    ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str]
+    ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str], no_alerts: bool
 ) -> None:
     """Fetch the whole window for every tenant and upsert it (safe to repeat)."""
 
@@ -256,7 +269,11 @@ def backfill_command(
             default=config.fetch.history_days,
         )
         planner = plan_backfill(chosen, window, resume=resume)
-        return _report(ctx, await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer())))
+        report = await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer()))
+        code = _report(ctx, report)
+        if not no_alerts:
+            await _evaluate_after_run(config, report)
+        return code
 
     _run_async(ctx, action())
 
@@ -420,6 +437,59 @@ def report_command(
             html=html_path,
         )
         return await produce(ctx.config(Purpose.DATABASE), request, ctx.console, ctx.err)
+
+    _run_async(ctx, action())
+
+
+# ----------------------------------------------------------------------------------------------- alerts
+
+
+async def _evaluate_after_run(config: Config, report: RunReport) -> None:
+    """The [alerts] rules after a run or backfill. Whatever happens here, the run's exit code stands."""
+    if not config.alerts.rules or report.stopped_by is not None:
+        return
+    from fetcher.alerts.engine import evaluate_alerts
+
+    try:
+        evaluation = await evaluate_alerts(config, config.alerts, now=datetime.now(UTC))
+    except FetcherError as error:
+        log.warning("alerts not evaluated: %s", error)
+        return
+    except Exception as error:  # the run's data is stored: a fault in alerting must not change its outcome
+        log.error("alerts not evaluated: %s: %s", type(error).__name__, error)
+        return
+    change = evaluation.change
+    log.info(
+        "alerts: %d opened, %d resolved, %d message(s) sent, %d failed (kept for the next evaluation)",
+        len(change.opened),
+        len(change.resolved),
+        len(evaluation.sent),
+        len(evaluation.failed),
+    )
+
+
+@main.command("alerts")
+@click.option("--dry-run", is_flag=True, help="Evaluate and show what would be sent; change and send nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
+    """Evaluate the [alerts] rules now: what is open, what is sent (or would be) and to whom.
+
+    Exit 1 when a message could not be delivered (it stays owed for the next evaluation).
+    """
+    from fetcher.alerts.engine import evaluate_alerts
+    from fetcher.alerts.show import as_json, as_table
+
+    async def action() -> int:
+        config = ctx.config(purpose=Purpose.DATABASE if dry_run else Purpose.ALERTS)
+        if not config.alerts.rules:
+            raise ConfigError(f"{config.path}: no [[alerts.rules]] to evaluate (see config.example.toml)")
+        evaluation = await evaluate_alerts(config, config.alerts, now=datetime.now(UTC), dry_run=dry_run)
+        if fmt == "json":
+            ctx.console.out(as_json(evaluation, config.alerts).decode(), highlight=False, end="")
+        else:
+            ctx.console.print(as_table(evaluation, config.alerts))
+        return 1 if evaluation.failed else 0
 
     _run_async(ctx, action())
 

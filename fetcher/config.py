@@ -43,11 +43,11 @@ import re
 import stat
 import tomllib
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -61,7 +61,7 @@ DEFAULT_FILE = "fetcher.toml"
 ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy"})
+SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy", "password"})
 AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
 ENABLED_WORDS = {
     "": True,
@@ -84,11 +84,15 @@ CA_BUNDLE_MAX_BYTES = 16 * 1024 * 1024  # a whole system bundle is about 250 KB
 TENANTS_FILE_MAX_BYTES = 64 * 1024 * 1024  # about 600,000 tenants
 
 
+StrEnumT = TypeVar("StrEnumT", bound=StrEnum)
+
+
 class Purpose(StrEnum):
     """What the loaded configuration will be used for, and so what it must hold."""
 
     FETCH = "fetch"  # talks to Entra ID and Graph: every secret, a complete [auth], an enabled tenant
     DATABASE = "database"  # reads or maintains the database: [database] and the tenants' names only
+    ALERTS = "alerts"  # `fetcher alerts`: what DATABASE reads, and the secrets of the [alerts] channels
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,81 @@ class TenantConfig:
         return f"{self.tenant_id} ({self.name})" if self.name else self.tenant_id
 
 
+class RuleKind(StrEnum):
+    """What an alert rule watches (README: Alerts)."""
+
+    SCORE_DROP = "score_drop"  # percent fell by `points` percentage points or more over `days` days
+    BELOW_PERCENT = "below_percent"  # percent below `percent`
+    TENANT_FAILING = "tenant_failing"  # the tenant's last `runs` runs failed
+    STALE = "stale"  # newest stored day older than `hours` hours
+
+
+class ChannelType(StrEnum):
+    """Where an alert channel delivers."""
+
+    TEAMS = "teams"  # a Teams Workflows webhook ("When a Teams webhook request is received"): an Adaptive Card
+    SLACK = "slack"  # a Slack incoming webhook: a message with blocks
+    WEBHOOK = "webhook"  # any HTTP endpoint: the versioned JSON document (README: Alerts)
+    EMAIL = "email"  # SMTP with STARTTLS and login
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One `[[alerts.rules]]`. Only the parameters of its kind are read; no `tenants` means every enabled tenant."""
+
+    name: str
+    kind: RuleKind
+    channels: tuple[str, ...]
+    points: float = 5.0
+    days: int = 7
+    percent: float = 50.0
+    runs: int = 3
+    hours: float = 48.0
+    tenants: tuple[str, ...] = ()
+    send_resolved: bool = True
+
+    def applies_to(self, tenant_id: str) -> bool:
+        return not self.tenants or tenant_id in self.tenants
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    """One `[[alerts.channels]]`: webhook types use `url` (a secret); email the SMTP keys (`from` is `sender`)."""
+
+    name: str
+    type: ChannelType
+    url: Secret | None = None
+    smtp_host: str = ""
+    smtp_port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password: Secret | None = None
+    sender: str = ""
+    to: tuple[str, ...] = ()
+    ca_bundle: Path | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this channel holds, for the log redactor."""
+        return tuple(s.reveal() for s in (self.url, self.password) if s is not None and s.reveal())
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """`[alerts]`: rules, channels, and how delivery behaves."""
+
+    rules: tuple[AlertRule, ...] = ()
+    channels: tuple[AlertChannel, ...] = ()
+    repeat_hours: float = 24.0
+    timeout_seconds: float = 10.0
+    max_attempts: int = 3
+    max_retry_wait_seconds: float = 60.0
+    top_controls: int = 5
+
+    def channel(self, name: str) -> AlertChannel:
+        return next(c for c in self.channels if c.name == name)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole, validated configuration.
@@ -216,6 +295,7 @@ class Config:
     tenants: tuple[TenantConfig, ...]
     path: Path | None = None
     warnings: tuple[str, ...] = ()
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def enabled_tenants(self) -> tuple[TenantConfig, ...]:
@@ -290,6 +370,45 @@ class _TenantTable(_Table):
     auth: _AuthTable = _AuthTable()
 
 
+class _AlertRuleTable(_Table):
+    name: str
+    kind: str
+    channels: list[str]
+    points: Annotated[float, Field(ge=0, le=100, description="(percentage points)")] = AlertRule.points
+    days: Annotated[int, Field(ge=1)] = AlertRule.days
+    percent: Annotated[float, Field(ge=0, le=100)] = AlertRule.percent
+    runs: Annotated[int, Field(ge=1)] = AlertRule.runs
+    hours: Annotated[float, Field(gt=0)] = AlertRule.hours
+    tenants: list[str] = Field(default_factory=list)
+    send_resolved: bool = AlertRule.send_resolved
+
+
+class _AlertChannelTable(_Table):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=False)
+
+    name: str
+    type: str
+    url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = AlertChannel.smtp_port
+    starttls: bool = AlertChannel.starttls
+    username: str | None = None
+    password: str | None = None
+    sender: str | None = Field(default=None, alias="from")
+    to: list[str] = Field(default_factory=list)
+    ca_bundle: str | None = None
+
+
+class _AlertsTable(_Table):
+    repeat_hours: Annotated[float, Field(gt=0)] = AlertsConfig.repeat_hours
+    timeout_seconds: Annotated[float, Field(gt=0)] = AlertsConfig.timeout_seconds
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = AlertsConfig.max_attempts
+    max_retry_wait_seconds: Annotated[float, Field(ge=0)] = AlertsConfig.max_retry_wait_seconds
+    top_controls: Annotated[int, Field(ge=0, le=50)] = AlertsConfig.top_controls
+    rules: list[_AlertRuleTable] = Field(default_factory=list)
+    channels: list[_AlertChannelTable] = Field(default_factory=list)
+
+
 class _File(_Table):
     database: _DatabaseTable = _DatabaseTable()
     graph: _GraphTable = _GraphTable()
@@ -297,6 +416,7 @@ class _File(_Table):
     auth: _AuthTable = _AuthTable()
     tenants_file: str | None = None
     tenants: list[_TenantTable] = Field(default_factory=list)
+    alerts: _AlertsTable = _AlertsTable()
 
 
 TOP_KEYS = tuple(_File.model_fields)
@@ -371,6 +491,8 @@ def _describe(error: ErrorDetails, raw: Mapping[str, Any]) -> str:
         return "tenants must be an array of tables: [[tenants]]"
     key = str(loc[-1])
     where = _where(loc[:-1], raw) + key
+    if kind == "missing":
+        return f"{where} is required"
     if kind == "model_type":
         table = "[" + ".".join(str(k) for k in loc) + "]" if len(loc) == 1 else where
         return f"{table} must be a table, got {type(error['input']).__name__}"
@@ -407,6 +529,10 @@ def _where(loc: tuple[int | str, ...], raw: Mapping[str, Any]) -> str:
     """The prefix that names a table: "", "[fetch] ", "tenant X (Name): ", "tenant X: [tenants.auth] "."""
     if not loc:
         return ""
+    if loc[0] == "alerts" and len(loc) > 2 and isinstance(loc[2], int):
+        entry = raw["alerts"][loc[1]][loc[2]]
+        name = entry.get("name") if isinstance(entry, dict) else None
+        return f"[[alerts.{loc[1]}]] " + (f"{name!r}: " if isinstance(name, str) and name else f"#{loc[2] + 1}: ")
     if loc[0] != "tenants":
         return f"[{'.'.join(str(k) for k in loc)}] "
     index = int(loc[1])
@@ -435,7 +561,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[_Table]:
 
 
 def _closest(key: str, model: type[_Table]) -> str:
-    valid = tuple(model.model_fields)
+    valid = tuple(info.alias or name for name, info in model.model_fields.items())
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"
 
@@ -482,9 +608,11 @@ class _Loader:
         if self.purpose is Purpose.FETCH:
             self.require_enabled(tenants, file.tenants_file)
         self.note_literals(file)
+        self.note_channel_literals(file.alerts)
         self.check_mode()
         shared = self.auth_as_written(file.auth)
-        return Config(database, graph, fetch, shared, tenants, self.path, tuple(self.warnings))
+        alerts = self.alerts(file.alerts, tenants)
+        return Config(database, graph, fetch, shared, tenants, self.path, tuple(self.warnings), alerts)
 
     def resolve_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
@@ -727,6 +855,91 @@ class _Loader:
             token_file=self.resolve_path(table.token_file) if table.token_file else None,
         )
 
+    # -- [alerts]
+
+    def alerts(self, table: _AlertsTable, tenants: tuple[TenantConfig, ...]) -> AlertsConfig:
+        """Rules and channels: names unique, kinds and types known, every rule's channels and tenants exist."""
+        channels = tuple(self.alert_channel(c, n) for n, c in enumerate(table.channels, 1))
+        _unique([c.name for c in channels], "[[alerts.channels]]", self.fail)
+        known = {t.tenant_id for t in tenants}
+        rules = tuple(self.alert_rule(r, n, {c.name for c in channels}, known) for n, r in enumerate(table.rules, 1))
+        _unique([r.name for r in rules], "[[alerts.rules]]", self.fail)
+        values = table.model_dump(exclude={"rules", "channels"})
+        return AlertsConfig(rules=rules, channels=channels, **values)
+
+    def alert_rule(self, table: _AlertRuleTable, number: int, channels: set[str], tenants: set[str]) -> AlertRule:
+        where = f"[[alerts.rules]] {table.name!r}" if table.name else f"[[alerts.rules]] #{number}"
+        kind = self.choice(RuleKind, table.kind, f"{where}: kind")
+        if not table.channels:
+            raise self.fail(f"{where}: channels must name at least one [[alerts.channels]]")
+        for name in table.channels:
+            if name not in channels:
+                raise self.fail(
+                    f"{where}: channel {name!r} is not defined in [[alerts.channels]]{_closest_name(name, channels)}"
+                )
+        chosen = tuple(self.guid(t, f"{where}: tenants") for t in table.tenants)
+        for tenant_id in chosen:
+            if tenant_id not in tenants:
+                raise self.fail(f"{where}: tenant {tenant_id} is not a configured tenant")
+        values = table.model_dump(exclude={"kind", "channels", "tenants"})
+        return AlertRule(kind=kind, channels=tuple(table.channels), tenants=chosen, **values)
+
+    def alert_channel(self, table: _AlertChannelTable, number: int) -> AlertChannel:
+        where = f"[[alerts.channels]] {table.name!r}" if table.name else f"[[alerts.channels]] #{number}"
+        kind = self.choice(ChannelType, table.type, f"{where}: type")
+        ca_bundle = self.resolve_path(table.ca_bundle) if table.ca_bundle else None
+        if ca_bundle is not None:
+            self.check_file(ca_bundle, CA_BUNDLE_MAX_BYTES, f"{where}: ca_bundle: ")
+        if kind is ChannelType.EMAIL:
+            return self.email_channel(table, where, ca_bundle)
+        if table.url is None:
+            raise self.fail(f"{where}: url is required for type {kind.value!r} (env:NAME or file:PATH)")
+        url = self.channel_secret(table.url, f"{where}: url ")
+        if url.reveal() and not re.match(r"^https?://[^/\s]+", url.reveal()):
+            raise self.fail(f"{where}: url must be an https:// (or http://) URL")
+        return AlertChannel(table.name, kind, url=url, ca_bundle=ca_bundle)
+
+    def email_channel(self, table: _AlertChannelTable, where: str, ca_bundle: Path | None) -> AlertChannel:
+        for key, value in (("smtp_host", table.smtp_host), ("from", table.sender)):
+            if not value:
+                raise self.fail(f"{where}: {key} is required for type 'email'")
+        if not table.to:
+            raise self.fail(f"{where}: to must list at least one address")
+        if table.password is not None and not table.username:
+            raise self.fail(f"{where}: password is given without username")
+        password = self.channel_secret(table.password, f"{where}: password ") if table.password else None
+        return AlertChannel(
+            table.name,
+            ChannelType.EMAIL,
+            smtp_host=table.smtp_host or "",
+            smtp_port=table.smtp_port,
+            starttls=table.starttls,
+            username=table.username,
+            password=password,
+            sender=table.sender or "",
+            to=tuple(table.to),
+            ca_bundle=ca_bundle,
+        )
+
+    def channel_secret(self, value: str, where: str) -> Secret:
+        """A webhook URL or SMTP password: read when this purpose sends, else kept by reference."""
+        if self.purpose in (Purpose.FETCH, Purpose.ALERTS):
+            return self.secret(value, where)
+        return _reference_only(value)
+
+    def choice(self, kind: type[StrEnumT], value: str, where: str) -> StrEnumT:
+        try:
+            return kind(value)
+        except ValueError:
+            valid = ", ".join(k.value for k in kind)
+            raise self.fail(f"{where} must be one of {valid}, got {value!r}") from None
+
+    def note_channel_literals(self, table: _AlertsTable) -> None:
+        for channel in table.channels:
+            for key, value in (("url", channel.url), ("password", channel.password)):
+                if value and not value.startswith(("env:", "file:")):
+                    self.literals.append(f"[[alerts.channels]] {channel.name!r}: {key}")
+
     # -- secrets and files
 
     def secret(self, reference: str, where: str) -> Secret:
@@ -805,6 +1018,19 @@ class _Loader:
                 value = getattr(table, key)
                 if value and not value.startswith(("env:", "file:")):
                     self.literals.append(f"{where}{key}")
+
+
+def _unique(names: Sequence[str], where: str, fail: Callable[[str], ConfigError]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise fail(f"{where}: name {name!r} is used twice")
+        seen.add(name)
+
+
+def _closest_name(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _reference_only(value: str) -> Secret:

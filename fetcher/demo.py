@@ -19,10 +19,43 @@ from fetcher.output import status_table, summary_table
 from fetcher.plan import plan_backfill
 from fetcher.runner import Run
 from fetcher.simulator import RunningSimulator, demo_simulator, serving_simulator
+from fetcher.simulator.configfile import toml_string
 from fetcher.store import ledger
 from fetcher.store.engine import create_engine, transaction
 
 DEMO_DAYS = 90
+
+
+def demo_config_text(db_path: Path, client_id: str, tenants: list[tuple[str, str]]) -> str:
+    """A configuration for reading the demo's database (report, status, metrics, alerts), ending in [alerts].
+
+    The simulator stops with the demo, so it names no Graph endpoint and no readable client secret.
+    """
+    lines = [
+        "# Written by `fetcher demo` for reading its database: report, status, metrics, alerts.",
+        "[database]",
+        f"url = {toml_string(f'sqlite+aiosqlite:///{db_path}')}",
+        "",
+        "[auth]",
+        f"client_id = {toml_string(client_id)}",
+        'client_secret = "env:FETCHER_DEMO_SECRET"   # not read by the reading commands',
+    ]
+    for tenant_id, name in tenants:
+        lines += ["", "[[tenants]]", f"tenant_id = {toml_string(tenant_id)}", f"name = {toml_string(name)}"]
+    lines += [
+        "",
+        "# Rules and channels: README, Alerts (two lines after this header send the slipping tenants).",
+        "[alerts]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_demo_config(path: Path, db_path: Path, client_id: str, tenants: list[tuple[str, str]]) -> bool:
+    """Write the demo's configuration unless the file exists (it may hold the user's [alerts] lines)."""
+    if path.exists():
+        return False
+    path.write_text(demo_config_text(db_path, client_id, tenants), encoding="utf-8")
+    return True
 
 
 def demo_config(running: RunningSimulator, db_path: Path) -> Config:
@@ -63,6 +96,9 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     finally:
         await engine.dispose()
     console.print(status_table(states, datetime.now(UTC), timedelta(hours=48)))
+    config_path = db_path.with_suffix(".toml")
+    names = [(t.tenant_id, t.name) for t in config.tenants]
+    written = write_demo_config(config_path, db_path, config.auth.client_id or "", names)
     console.print(
         f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days of {len(states)} tenants in "
         f"[bold]{db_path}[/bold]. The failure above is scripted (a tenant without admin consent).\n"
@@ -70,6 +106,8 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'
         "Tables: tenants, secure_scores, comparative_scores, controls, control_scores, fetch_runs, tenant_runs "
-        "(see README.md)."
+        "(see README.md).\n"
+        f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it: "
+        f"fetcher --config {config_path.name} report | alerts --dry-run | metrics (README.md: Alerts)."
     )
     return 0 if report.stopped_by is None else report.exit_code

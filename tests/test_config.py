@@ -21,12 +21,17 @@ from fetcher.config import (
     CERTIFICATE_MAX_BYTES,
     SECRET_MAX_BYTES,
     TOP_KEYS,
+    AlertChannel,
+    AlertRule,
+    AlertsConfig,
     AuthConfig,
+    ChannelType,
     Config,
     DatabaseConfig,
     FetchConfig,
     GraphConfig,
     Purpose,
+    RuleKind,
     Secret,
     TenantConfig,
     find_config_file,
@@ -902,7 +907,9 @@ def uncommented(lines: list[str], index: int) -> list[str]:
 
 
 def example_environ(text: str) -> dict[str, str]:
-    return {name: f"value-of-{name}" for name in re.findall(r'"env:([A-Za-z_][A-Za-z0-9_]*)"', text)}
+    """A value for every env: reference of the example (a URL for the webhook URLs)."""
+    names = re.findall(r'"env:([A-Za-z_][A-Za-z0-9_]*)"', text)
+    return {n: f"https://hooks.example.test/{n}" if n.endswith("_URL") else f"value-of-{n}" for n in names}
 
 
 def example_files(folder: Path, text: str) -> None:
@@ -914,6 +921,8 @@ def example_files(folder: Path, text: str) -> None:
 
 def keys_of(document: dict[str, Any], section: str) -> set[str]:
     """The keys of a parsed TOML section; for `tenants` and `tenants.auth`, of all tenants together."""
+    if section in ("alerts.rules", "alerts.channels"):
+        return {k for t in document.get("alerts", {}).get(section.partition(".")[2], []) for k in t}
     if section in ("tenants", "tenants.auth"):
         tables = document.get("tenants", [])
         return {k for t in tables for k in (t.get("auth", {}) if section == "tenants.auth" else t)}
@@ -922,9 +931,25 @@ def keys_of(document: dict[str, Any], section: str) -> set[str]:
 
 def test_example_config_loads() -> None:
     """config.example.toml as shipped is valid, and its live values are the code's defaults."""
-    config = load_config(EXAMPLE, {"FETCHER_CLIENT_SECRET": SECRET})
+    config = load_config(
+        EXAMPLE, {**example_environ(EXAMPLE.read_text(encoding="utf-8")), "FETCHER_CLIENT_SECRET": SECRET}
+    )
 
     assert (config.graph, config.fetch, config.warnings) == (GLOBAL, FetchConfig(), ())
+    alerts = config.alerts
+    assert (alerts.repeat_hours, alerts.timeout_seconds, alerts.max_attempts, alerts.max_retry_wait_seconds) == (
+        AlertsConfig.repeat_hours,
+        AlertsConfig.timeout_seconds,
+        AlertsConfig.max_attempts,
+        AlertsConfig.max_retry_wait_seconds,
+    )
+    assert [(r.name, r.kind.value, r.channels) for r in alerts.rules] == [
+        ("weekly-slip", "score_drop", ("ops-teams", "mail")),
+        ("weak", "below_percent", ("ops-teams",)),
+        ("failing", "tenant_failing", ("ops-teams", "mail")),
+        ("stale", "stale", ("mail",)),
+    ]
+    assert [(c.name, c.type.value) for c in alerts.channels] == [("ops-teams", "teams"), ("mail", "email")]
     assert config.database == DatabaseConfig(url=f"sqlite+aiosqlite:///{EXAMPLE.parent / 'securescores.db'}")
     assert config.tenants == (
         TenantConfig(
@@ -939,8 +964,9 @@ def test_example_config_documents_every_key() -> None:
     """Every key the code accepts appears in the example, set or commented, in its own section."""
     fields = {
         cls: {f.name for f in dataclasses.fields(cls)}
-        for cls in (DatabaseConfig, GraphConfig, FetchConfig, AuthConfig, TenantConfig)
+        for cls in (DatabaseConfig, GraphConfig, FetchConfig, AuthConfig, TenantConfig, AlertsConfig, AlertRule)
     }
+    channel_keys = {f.name for f in dataclasses.fields(AlertChannel)} - {"sender"} | {"from"}
     documented: dict[str, set[str]] = {}
     for section, key, _ in example_keys(EXAMPLE.read_text(encoding="utf-8").splitlines()):
         documented.setdefault(section, set()).add(key)
@@ -953,6 +979,9 @@ def test_example_config_documents_every_key() -> None:
         "fetch": fields[FetchConfig],
         "auth": fields[AuthConfig],
         "tenants": fields[TenantConfig],
+        "alerts": fields[AlertsConfig],
+        "alerts.rules": fields[AlertRule],
+        "alerts.channels": channel_keys,
     }
     assert overrides <= fields[AuthConfig]
 
@@ -1209,3 +1238,163 @@ def test_database_purpose_does_not_open_graph_files(tmp_path: Path) -> None:
     )
 
     assert config.graph.ca_bundle == tmp_path / "corp-ca.pem"
+
+
+# ------------------------------------------------------------------------------------------- [alerts]
+
+HOOK_URL = "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=HOOK-SIG-123"
+SMTP_PASSWORD = "smtp-password-77"
+ALERT_ENV = {**ENV, "TEAMS_URL": HOOK_URL, "SMTP_PASSWORD": SMTP_PASSWORD}
+ALERTS = """
+[alerts]
+repeat_hours = 12
+
+[[alerts.rules]]
+name = "slip"
+kind = "score_drop"
+points = 3
+days = 14
+channels = ["teams", "mail"]
+tenants = ["11111111-1111-1111-1111-111111111111"]
+
+[[alerts.rules]]
+name = "failing"
+kind = "tenant_failing"
+runs = 2
+channels = ["teams"]
+send_resolved = false
+
+[[alerts.channels]]
+name = "teams"
+type = "teams"
+url = "env:TEAMS_URL"
+
+[[alerts.channels]]
+name = "mail"
+type = "email"
+smtp_host = "smtp.example.test"
+username = "bot"
+password = "env:SMTP_PASSWORD"
+from = "Bot <bot@example.test>"
+to = ["soc@example.test"]
+"""
+
+
+def alerts_config(folder: Path, alerts: str = ALERTS, environ: dict[str, str] | None = None, **kw: Any) -> Config:
+    return load_config(write(folder, config_text() + alerts), ALERT_ENV if environ is None else environ, **kw)
+
+
+def test_alerts_rules_and_channels_are_read_whole(tmp_path: Path) -> None:
+    assert alerts_config(tmp_path).alerts == AlertsConfig(
+        rules=(
+            AlertRule("slip", RuleKind.SCORE_DROP, ("teams", "mail"), points=3.0, days=14, tenants=(TENANT_A,)),
+            AlertRule("failing", RuleKind.TENANT_FAILING, ("teams",), runs=2, send_resolved=False),
+        ),
+        channels=(
+            AlertChannel("teams", ChannelType.TEAMS, url=Secret("env:TEAMS_URL", HOOK_URL)),
+            AlertChannel(
+                "mail",
+                ChannelType.EMAIL,
+                smtp_host="smtp.example.test",
+                username="bot",
+                password=Secret("env:SMTP_PASSWORD", SMTP_PASSWORD),
+                sender="Bot <bot@example.test>",
+                to=("soc@example.test",),
+            ),
+        ),
+        repeat_hours=12.0,
+    )
+    assert alerts_config(tmp_path).alerts.channels[0].url.reveal() == HOOK_URL  # type: ignore[union-attr]
+
+
+def test_no_alerts_table_means_no_rules(tmp_path: Path) -> None:
+    assert load(tmp_path).alerts == AlertsConfig()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('kind = "score_drop"', 'kind = "score_dorp"'),
+            "[[alerts.rules]] 'slip': kind must be one of score_drop, below_percent, tenant_failing, stale, "
+            "got 'score_dorp'",
+        ),
+        (
+            ('channels = ["teams", "mail"]', 'channels = ["teams", "mial"]'),
+            "[[alerts.rules]] 'slip': channel 'mial' is not defined in [[alerts.channels]] (did you mean 'mail'?)",
+        ),
+        (
+            ("points = 3", "points = 150"),
+            "[[alerts.rules]] 'slip': points must be between 0 and 100 (percentage points), got 150",
+        ),
+        (("runs = 2", "runs = 0"), "[[alerts.rules]] 'failing': runs must be at least 1, got 0"),
+        (("days = 14", 'days = "14"'), "[[alerts.rules]] 'slip': days must be an integer, got '14'"),
+        (('channels = ["teams"]\n', ""), "[[alerts.rules]] 'failing': channels is required"),
+        (
+            ('type = "teams"', 'type = "msteams"'),
+            "[[alerts.channels]] 'teams': type must be one of teams, slack, webhook, email, got 'msteams'",
+        ),
+        (
+            ('url = "env:TEAMS_URL"', 'uri = "env:TEAMS_URL"'),
+            "[[alerts.channels]] 'teams': unknown key 'uri' (did you mean 'url'?)",
+        ),
+        (
+            ('smtp_host = "smtp.example.test"\n', ""),
+            "[[alerts.channels]] 'mail': smtp_host is required for type 'email'",
+        ),
+        (('to = ["soc@example.test"]', "to = []"), "[[alerts.channels]] 'mail': to must list at least one address"),
+        (('name = "mail"', 'name = "teams"'), "[[alerts.channels]]: name 'teams' is used twice"),
+        (
+            (
+                'tenants = ["11111111-1111-1111-1111-111111111111"]',
+                'tenants = ["99999999-9999-4999-8999-999999999999"]',
+            ),
+            "[[alerts.rules]] 'slip': tenant 99999999-9999-4999-8999-999999999999 is not a configured tenant",
+        ),
+    ],
+)
+def test_alerts_errors_name_the_rule_or_channel_and_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = write(tmp_path, config_text() + ALERTS.replace(*change, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ALERT_ENV)
+    assert one_line(caught.value, path) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example.test/x", "hooks.example.test/x"])
+def test_a_webhook_url_must_be_http_and_the_error_never_shows_it(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, config_text() + ALERTS)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {**ALERT_ENV, "TEAMS_URL": url})
+    assert (
+        one_line(caught.value, path) == f"{path}: [[alerts.channels]] 'teams': url must be an https:// (or http://) URL"
+    )
+    assert url not in str(caught.value)
+
+
+def test_channel_secrets_are_redacted_in_config_check(tmp_path: Path) -> None:
+    shown = repr(redacted(alerts_config(tmp_path))) + repr(alerts_config(tmp_path))
+    assert "<secret from env:TEAMS_URL>" in shown
+    assert "<secret from env:SMTP_PASSWORD>" in shown
+    assert (HOOK_URL in shown, "HOOK-SIG" in shown, SMTP_PASSWORD in shown) == (False, False, False)
+
+
+def test_a_literal_webhook_url_warns(tmp_path: Path) -> None:
+    config = alerts_config(tmp_path, ALERTS.replace('url = "env:TEAMS_URL"', f'url = "{HOOK_URL}"'))
+    assert config.alerts.channels[0].url == Secret("literal value", HOOK_URL)
+    assert "[[alerts.channels]] 'teams': url holds a literal secret; prefer env:NAME or file:PATH" in config.warnings
+
+
+@pytest.mark.parametrize(
+    ("purpose", "read"), [(Purpose.DATABASE, False), (Purpose.ALERTS, True), (Purpose.FETCH, True)]
+)
+def test_channel_secrets_are_read_only_when_the_command_sends(tmp_path: Path, purpose: Purpose, read: bool) -> None:
+    environ = {**ENV, "TEAMS_URL": HOOK_URL, "SMTP_PASSWORD": SMTP_PASSWORD} if read else {}
+    config = alerts_config(tmp_path, environ=environ, purpose=purpose)
+    assert [c.secrets for c in config.alerts.channels] == ([(HOOK_URL,), (SMTP_PASSWORD,)] if read else [(), ()])
+
+
+def test_alerts_purpose_needs_no_client_secret(tmp_path: Path) -> None:
+    config = alerts_config(
+        tmp_path, environ={"TEAMS_URL": HOOK_URL, "SMTP_PASSWORD": SMTP_PASSWORD}, purpose=Purpose.ALERTS
+    )
+    assert config.tenants[0].auth.client_secret == Secret("env:FETCHER_CLIENT_SECRET", "")

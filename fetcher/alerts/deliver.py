@@ -27,7 +27,7 @@ import orjson
 import tenacity
 
 from fetcher import __version__
-from fetcher.alerts.model import Channel, ChannelType, Notice, Settings
+from fetcher.alerts.model import AlertChannel, AlertsConfig, ChannelType, Notice
 from fetcher.alerts.render import render
 from fetcher.retry import parse_retry_after
 
@@ -76,7 +76,7 @@ class DeliveryPolicy:
     uniform: Callable[[float, float], float] = random.uniform
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+    def from_settings(cls, settings: AlertsConfig) -> DeliveryPolicy:
         return cls(settings.timeout_seconds, settings.max_attempts, settings.max_retry_wait_seconds)
 
     def wait(self, state: tenacity.RetryCallState) -> float:
@@ -91,7 +91,7 @@ class DeliveryPolicy:
         return too_long or state.attempt_number >= self.max_attempts
 
 
-def ssl_context(channel: Channel) -> ssl.SSLContext:
+def ssl_context(channel: AlertChannel) -> ssl.SSLContext:
     """The system's CAs plus the channel's `ca_bundle`; TLS 1.2 or newer."""
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -107,7 +107,7 @@ class Sender:
         self.session = session
         self.policy = policy
 
-    async def send(self, channel: Channel, notice: Notice) -> Result:
+    async def send(self, channel: AlertChannel, notice: Notice) -> Result:
         """Deliver one notice, retrying transient failures; never raises for a failed delivery."""
         attempts = 0
 
@@ -130,14 +130,14 @@ class Sender:
             return Result(attempts, f"channel {channel.name}: {failure.reason}")
         return Result(attempts)
 
-    async def _send_once(self, channel: Channel, notice: Notice) -> None:
+    async def _send_once(self, channel: AlertChannel, notice: Notice) -> None:
         payload = render(notice, channel)
         if isinstance(payload, EmailMessage):
             await self._smtp(channel, payload)
         else:
             await self._post(channel, orjson.dumps(payload))
 
-    async def _post(self, channel: Channel, body: bytes) -> None:
+    async def _post(self, channel: AlertChannel, body: bytes) -> None:
         assert channel.url is not None, "webhook channels have a URL (checked at load)"
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
@@ -153,7 +153,7 @@ class Sender:
         except aiohttp.ClientError as error:
             raise _Transient(f"connection failed ({type(error).__name__})") from None
 
-    async def _smtp(self, channel: Channel, message: EmailMessage) -> None:
+    async def _smtp(self, channel: AlertChannel, message: EmailMessage) -> None:
         implicit = channel.smtp_port == 465
         try:
             await aiosmtplib.send(
@@ -188,18 +188,18 @@ def _check_status(status: int, retry_after: str | None, body: bytes) -> None:
     raise DeliveryFailed(f"HTTP {status}{said}", transient=False)
 
 
-def _one_line(text: str, channel: Channel) -> str:
+def _one_line(text: str, channel: AlertChannel) -> str:
     line = " ".join(str(text).split())[:120]
     for secret in channel.secrets:
         line = line.replace(secret, "[redacted]")
     return line
 
 
-def _log_retry(channel: Channel, state: tenacity.RetryCallState) -> None:
+def _log_retry(channel: AlertChannel, state: tenacity.RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     reason = error.reason if isinstance(error, DeliveryFailed) else type(error).__name__
     log.info("channel %s: %s, retry in %.1f s", channel.name, reason, state.upcoming_sleep)
 
 
-def is_webhook(channel: Channel) -> bool:
+def is_webhook(channel: AlertChannel) -> bool:
     return channel.type is not ChannelType.EMAIL

@@ -19,7 +19,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.alerts.deliver import DeliveryPolicy, Sender
-from fetcher.alerts.model import Channel, Event, Finding, Notice, Settings, TenantFacts
+from fetcher.alerts.model import AlertChannel, AlertsConfig, Event, Finding, Notice, TenantFacts
 from fetcher.alerts.rules import baseline_days, evaluate, runs_needed
 from fetcher.alerts.state import StoredAlert, Transition, transition
 from fetcher.auth import consent_url
@@ -55,7 +55,7 @@ class Evaluation:
         return [d for _, d in self.deliveries if d is not None and d.sent]
 
 
-async def read_facts(conn: AsyncConnection, config: Config, settings: Settings) -> list[TenantFacts]:
+async def read_facts(conn: AsyncConnection, config: Config, settings: AlertsConfig) -> list[TenantFacts]:
     """The facts of every enabled configured tenant, from the views and the run ledger."""
     rows = {row.tenant_id: row for row in await latest(conn)}
     bases = {days: await store.baselines(conn, days) for days in sorted(baseline_days(settings.rules))}
@@ -93,7 +93,7 @@ async def with_controls(conn: AsyncConnection, findings: Sequence[Finding], limi
     return done
 
 
-async def _plan(conn: AsyncConnection, config: Config, settings: Settings, now: datetime) -> Evaluation:
+async def _plan(conn: AsyncConnection, config: Config, settings: AlertsConfig, now: datetime) -> Evaluation:
     facts = await read_facts(conn, config, settings)
     findings = await with_controls(conn, evaluate(settings.rules, facts, now), settings.top_controls)
     opened = await store.open_alerts(conn)
@@ -139,7 +139,7 @@ def would_send(change: Transition, now: datetime) -> list[store.Pending]:
 async def run_evaluation(
     engine: AsyncEngine,
     config: Config,
-    settings: Settings,
+    settings: AlertsConfig,
     *,
     now: datetime,
     dry_run: bool = False,
@@ -165,7 +165,7 @@ async def run_evaluation(
 
 
 async def deliver(
-    settings: Settings, claimed: Sequence[store.Pending], policy: DeliveryPolicy, now: datetime
+    settings: AlertsConfig, claimed: Sequence[store.Pending], policy: DeliveryPolicy, now: datetime
 ) -> list[tuple[store.Pending, store.Delivery | None]]:
     """Each channel's messages in order, channels side by side; after a failure a channel's later ones wait.
 
@@ -183,7 +183,7 @@ async def deliver(
 
 
 async def _channel(
-    sender: Sender, channel: Channel, items: Sequence[store.Pending], now: datetime
+    sender: Sender, channel: AlertChannel, items: Sequence[store.Pending], now: datetime
 ) -> list[tuple[store.Pending, store.Delivery | None]]:
     done: list[tuple[store.Pending, store.Delivery | None]] = []
     failed = False
@@ -199,7 +199,9 @@ async def _channel(
     return done
 
 
-async def evaluate_alerts(config: Config, settings: Settings, *, now: datetime, dry_run: bool = False) -> Evaluation:
+async def evaluate_alerts(
+    config: Config, settings: AlertsConfig, *, now: datetime, dry_run: bool = False
+) -> Evaluation:
     """`fetcher alerts` and the evaluation after run and backfill: one engine, made and disposed here."""
     engine = create_engine(config.database)
     try:

@@ -1,8 +1,7 @@
 """What alerting is made of, as typed values: rules, channels, the facts rules read, and what they find.
 
-    Rule        one `[[alerts.rules]]`: a condition (`RuleKind`) over each chosen tenant, and its channels
-    Channel     one `[[alerts.channels]]`: a Teams or Slack incoming webhook, a generic webhook, or email
-    Settings    the `[alerts]` table: rules, channels, repeat interval, delivery timeouts and attempts
+    AlertRule, AlertChannel, AlertsConfig, RuleKind, ChannelType
+                the `[alerts]` configuration (defined in `fetcher.config` with the rest of it)
     TenantFacts what the views and the run ledger say about one tenant now (read by `fetcher.store.alerts`)
     Finding     a rule whose condition holds for a tenant, with the figures a message shows
     Event       what a notification announces: an alert opened, still open (a reminder), or resolved
@@ -16,91 +15,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from fetcher.config import Secret
+from fetcher.config import AlertChannel, AlertRule, AlertsConfig, ChannelType, RuleKind
 
-
-class RuleKind(StrEnum):
-    SCORE_DROP = "score_drop"  # percent fell by `points` percentage points or more over `days` days
-    BELOW_PERCENT = "below_percent"  # percent below `percent`
-    TENANT_FAILING = "tenant_failing"  # the last `runs` runs of the tenant failed
-    STALE = "stale"  # newest stored day older than `hours` hours
-
-
-class ChannelType(StrEnum):
-    TEAMS = "teams"  # Teams Workflows "post to a channel when a webhook request is received": an Adaptive Card
-    SLACK = "slack"  # Slack incoming webhook: a message with blocks
-    WEBHOOK = "webhook"  # any HTTP endpoint: the versioned JSON document of `fetcher.alerts.render.webhook_document`
-    EMAIL = "email"  # SMTP, STARTTLS and login
+__all__ = [
+    "AlertChannel",
+    "AlertRule",
+    "AlertsConfig",
+    "Baseline",
+    "ChannelType",
+    "ControlMove",
+    "Event",
+    "Finding",
+    "Notice",
+    "RuleKind",
+    "RunRecord",
+    "TenantFacts",
+]
 
 
 class Event(StrEnum):
     OPENED = "opened"
     REMINDER = "reminder"  # still open after `repeat_hours`
     RESOLVED = "resolved"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One alert rule. Only the parameters of its kind are read; `tenants` empty means every enabled tenant."""
-
-    name: str
-    kind: RuleKind
-    channels: tuple[str, ...]
-    points: float = 5.0
-    days: int = 7
-    percent: float = 50.0
-    runs: int = 3
-    hours: float = 48.0
-    tenants: tuple[str, ...] = ()
-    send_resolved: bool = True
-
-    def applies_to(self, tenant_id: str) -> bool:
-        return not self.tenants or tenant_id in self.tenants
-
-
-@dataclass(frozen=True)
-class Channel:
-    """Where notifications go. Webhook kinds use `url`; email uses the SMTP fields.
-
-    `smtp_port` 587 with `starttls` is the submission port; `ca_bundle` adds trusted CAs (PEM) for a
-    private SMTP server or webhook endpoint.
-    """
-
-    name: str
-    type: ChannelType
-    url: Secret | None = field(default=None, repr=False)
-    smtp_host: str = ""
-    smtp_port: int = 587
-    starttls: bool = True
-    username: str | None = None
-    password: Secret | None = field(default=None, repr=False)
-    sender: str = ""  # the `from` key
-    to: tuple[str, ...] = ()
-    ca_bundle: Path | None = None
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The secret values this channel holds, for the log redactor."""
-        return tuple(s.reveal() for s in (self.url, self.password) if s is not None and s.reveal())
-
-
-@dataclass(frozen=True)
-class Settings:
-    """`[alerts]`: rules, channels and how delivery behaves."""
-
-    rules: tuple[Rule, ...] = ()
-    channels: tuple[Channel, ...] = ()
-    repeat_hours: float = 24.0
-    timeout_seconds: float = 10.0
-    max_attempts: int = 3
-    max_retry_wait_seconds: float = 60.0
-    top_controls: int = 5
-
-    def channel(self, name: str) -> Channel:
-        return next(c for c in self.channels if c.name == name)
 
 
 @dataclass(frozen=True, slots=True)

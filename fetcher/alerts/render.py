@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from fetcher.alerts.model import Channel, ChannelType, ControlMove, Event, Notice, RuleKind
+from fetcher.alerts.model import AlertChannel, ChannelType, ControlMove, Event, Notice, RuleKind
 
 WEBHOOK_SCHEMA_VERSION = "1"
 SOURCE = "securescore-fetcher"
@@ -287,7 +287,7 @@ def email_html(notice: Notice) -> str:
     return "<html><body>" + "".join(parts) + "</body></html>\n"
 
 
-def email_message(notice: Notice, channel: Channel) -> EmailMessage:
+def email_message(notice: Notice, channel: AlertChannel) -> EmailMessage:
     """The email for one notice: text and HTML alternatives, from and to as the channel says."""
     message = EmailMessage()
     message["Subject"] = " ".join(f"[Secure Score] {headline(notice)}".split())
@@ -301,7 +301,7 @@ def email_message(notice: Notice, channel: Channel) -> EmailMessage:
     return message
 
 
-def render(notice: Notice, channel: Channel) -> dict[str, Any] | EmailMessage:
+def render(notice: Notice, channel: AlertChannel) -> dict[str, Any] | EmailMessage:
     """The channel's format for a notice."""
     if channel.type is ChannelType.TEAMS:
         return teams_payload(notice)

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 
-from fetcher.alerts.model import Finding, Rule, RuleKind, TenantFacts
+from fetcher.alerts.model import AlertRule, Finding, RuleKind, TenantFacts
 from fetcher.models import Status
 
 BELOW_PERCENT_WINDOW_DAYS = 7
 
 
-def baseline_days(rules: Iterable[Rule]) -> set[int]:
+def baseline_days(rules: Iterable[AlertRule]) -> set[int]:
     """The baseline windows (days) the rules need read from the database."""
     days = {r.days for r in rules if r.kind is RuleKind.SCORE_DROP}
     if any(r.kind is RuleKind.BELOW_PERCENT for r in rules):
@@ -31,12 +31,12 @@ def baseline_days(rules: Iterable[Rule]) -> set[int]:
     return days
 
 
-def runs_needed(rules: Iterable[Rule]) -> int:
+def runs_needed(rules: Iterable[AlertRule]) -> int:
     """How many of each tenant's latest runs the rules read."""
     return max((r.runs for r in rules if r.kind is RuleKind.TENANT_FAILING), default=0)
 
 
-def evaluate(rules: Sequence[Rule], facts: Sequence[TenantFacts], now: datetime) -> list[Finding]:
+def evaluate(rules: Sequence[AlertRule], facts: Sequence[TenantFacts], now: datetime) -> list[Finding]:
     """Every (rule, tenant) whose condition holds, in rule order then the facts' order."""
     findings = []
     for rule in rules:
@@ -50,12 +50,16 @@ def evaluate(rules: Sequence[Rule], facts: Sequence[TenantFacts], now: datetime)
 
 
 def _finding(
-    rule: Rule, tenant: TenantFacts, details: dict[str, object], since: date | None = None, until: date | None = None
+    rule: AlertRule,
+    tenant: TenantFacts,
+    details: dict[str, object],
+    since: date | None = None,
+    until: date | None = None,
 ) -> Finding:
     return Finding(rule.name, rule.kind, tenant.tenant_id, tenant.tenant_name, details, since, until)
 
 
-def score_drop(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | None:
+def score_drop(rule: AlertRule, tenant: TenantFacts, _now: datetime) -> Finding | None:
     base = tenant.baselines.get(rule.days)
     if base is None or tenant.percent is None or base.percent is None:
         return None
@@ -79,7 +83,7 @@ def score_drop(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | Non
     return _finding(rule, tenant, details, since=base.score_date, until=tenant.score_date)
 
 
-def below_percent(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | None:
+def below_percent(rule: AlertRule, tenant: TenantFacts, _now: datetime) -> Finding | None:
     if tenant.percent is None or tenant.percent >= rule.percent:
         return None
     details: dict[str, object] = {
@@ -97,7 +101,7 @@ def below_percent(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | 
     return _finding(rule, tenant, details, since=base.score_date, until=tenant.score_date)
 
 
-def tenant_failing(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding | None:
+def tenant_failing(rule: AlertRule, tenant: TenantFacts, _now: datetime) -> Finding | None:
     streak = 0
     for record in tenant.runs:
         if record.status != Status.FAILED:
@@ -118,7 +122,7 @@ def tenant_failing(rule: Rule, tenant: TenantFacts, _now: datetime) -> Finding |
     return _finding(rule, tenant, details)
 
 
-def stale(rule: Rule, tenant: TenantFacts, now: datetime) -> Finding | None:
+def stale(rule: AlertRule, tenant: TenantFacts, now: datetime) -> Finding | None:
     if tenant.score_date is None:
         return None
     age = now - datetime.combine(tenant.score_date, datetime.min.time(), UTC)
@@ -148,7 +152,7 @@ def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-CHECKS: dict[RuleKind, Callable[[Rule, TenantFacts, datetime], Finding | None]] = {
+CHECKS: dict[RuleKind, Callable[[AlertRule, TenantFacts, datetime], Finding | None]] = {
     RuleKind.SCORE_DROP: score_drop,
     RuleKind.BELOW_PERCENT: below_percent,
     RuleKind.TENANT_FAILING: tenant_failing,

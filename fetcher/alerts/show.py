@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fetcher.alerts.engine import Evaluation
-from fetcher.alerts.model import ChannelType, Event, Notice, RuleKind, Settings
+from fetcher.alerts.model import AlertsConfig, ChannelType, Event, Notice, RuleKind
 from fetcher.alerts.render import condition
 from fetcher.store.alerts import Pending
 
@@ -48,14 +48,21 @@ class MessageRow:
     error: str | None
 
 
-def recipient(settings: Settings, name: str) -> tuple[str | None, str]:
+WEBHOOK_TARGETS = {
+    ChannelType.TEAMS: "Teams webhook",
+    ChannelType.SLACK: "Slack webhook",
+    ChannelType.WEBHOOK: "HTTP endpoint",
+}
+
+
+def recipient(settings: AlertsConfig, name: str) -> tuple[str | None, str]:
     """A channel's type and whom it reaches, without its URL."""
     channel = next((c for c in settings.channels if c.name == name), None)
     if channel is None:
         return None, "(channel not configured)"
     if channel.type is ChannelType.EMAIL:
         return channel.type.value, ", ".join(channel.to)
-    return channel.type.value, f"{channel.type.value} webhook"
+    return channel.type.value, WEBHOOK_TARGETS[channel.type]
 
 
 def _summary(kind: str, tenant_id: str, name: str, details: Any) -> str:
@@ -108,7 +115,7 @@ def alert_rows(evaluation: Evaluation) -> list[AlertRow]:
     return rows
 
 
-def _message(settings: Settings, item: Pending, status: str, attempts: int, error: str | None) -> MessageRow:
+def _message(settings: AlertsConfig, item: Pending, status: str, attempts: int, error: str | None) -> MessageRow:
     kind, to = recipient(settings, item.channel)
     n = item.notice
     if kind is None:
@@ -118,7 +125,7 @@ def _message(settings: Settings, item: Pending, status: str, attempts: int, erro
     )
 
 
-def message_rows(evaluation: Evaluation, settings: Settings) -> list[MessageRow]:
+def message_rows(evaluation: Evaluation, settings: AlertsConfig) -> list[MessageRow]:
     if evaluation.dry_run:
         return [_message(settings, p, "would send", p.attempts, p.last_error) for p in evaluation.owed]
     rows = []
@@ -135,7 +142,7 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
-def as_table(evaluation: Evaluation, settings: Settings) -> Group:
+def as_table(evaluation: Evaluation, settings: AlertsConfig) -> Group:
     alerts = Table(title="Alerts", title_justify="left")
     for column in ("rule", "tenant", "status", "since (UTC)", "condition"):
         alerts.add_column(column)
@@ -159,7 +166,7 @@ def as_table(evaluation: Evaluation, settings: Settings) -> Group:
     return Group(alerts, messages)
 
 
-def as_json(evaluation: Evaluation, settings: Settings) -> bytes:
+def as_json(evaluation: Evaluation, settings: AlertsConfig) -> bytes:
     document = {
         "evaluated_at": evaluation.now.isoformat(),
         "dry_run": evaluation.dry_run,

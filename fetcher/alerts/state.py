@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from fetcher.alerts.model import Event, Finding, Rule, RuleKind, Settings
+from fetcher.alerts.model import AlertRule, AlertsConfig, Event, Finding, RuleKind
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Transition:
     `opened` findings notify every channel of their rule (`rules`); `resolved` lists the channels to tell.
     """
 
-    rules: Mapping[str, Rule]
+    rules: Mapping[str, AlertRule]
     opened: list[Finding] = field(default_factory=list)
     continuing: list[tuple[StoredAlert, Finding]] = field(default_factory=list)
     reminders: list[Reminder] = field(default_factory=list)
@@ -79,7 +79,7 @@ class Transition:
 
 
 def transition(
-    settings: Settings,
+    settings: AlertsConfig,
     findings: Sequence[Finding],
     open_alerts: Sequence[StoredAlert],
     channels: Mapping[tuple[int, str], ChannelState],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fetcher.alerts.model import Channel, ChannelType, Event, Notice, RuleKind
+from fetcher.alerts.model import AlertChannel, ChannelType, Event, Notice, RuleKind
 from fetcher.config import Secret
 
 TENANT = "4b8c18bd-0a5e-4d0b-9a62-5f7d9d0c1e11"
@@ -65,12 +65,12 @@ def notice(
     )
 
 
-def webhook_channel(name: str, kind: ChannelType, url: str) -> Channel:
-    return Channel(name=name, type=kind, url=Secret(f"env:{name.upper()}_URL", url))
+def webhook_channel(name: str, kind: ChannelType, url: str) -> AlertChannel:
+    return AlertChannel(name=name, type=kind, url=Secret(f"env:{name.upper()}_URL", url))
 
 
-def email_channel(host: str, port: int, ca_file: Path | None, *, user: str, password: str) -> Channel:
-    return Channel(
+def email_channel(host: str, port: int, ca_file: Path | None, *, user: str, password: str) -> AlertChannel:
+    return AlertChannel(
         name="mail",
         type=ChannelType.EMAIL,
         smtp_host=host,

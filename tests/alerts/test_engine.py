@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.alerts import render
 from fetcher.alerts.engine import Evaluation, run_evaluation
-from fetcher.alerts.model import Channel, ChannelType, Rule, RuleKind, Settings
-from fetcher.config import Config, parse_config
+from fetcher.alerts.model import AlertChannel, AlertRule, AlertsConfig, ChannelType, RuleKind
+from fetcher.config import Config, Purpose, parse_config
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
 from fetcher.store.schema import alert_notifications, alerts
@@ -36,13 +36,15 @@ def config(url: str, names: dict[str, str] | None = None) -> Config:
         "auth": {"client_id": CLIENT_ID, "client_secret": "env:UNUSED"},
         "tenants": [{"tenant_id": t, "name": n} for t, n in chosen.items()],
     }
-    return parse_config(raw, secrets=False)
+    return parse_config(raw, purpose=Purpose.DATABASE)
 
 
-def settings(channels: Sequence[Channel], rule_channels: Sequence[str] | None = None, **kw: object) -> Settings:
+def settings(
+    channels: Sequence[AlertChannel], rule_channels: Sequence[str] | None = None, **kw: object
+) -> AlertsConfig:
     names = tuple(rule_channels) if rule_channels is not None else tuple(c.name for c in channels)
-    rule = Rule("weekly-slip", RuleKind.SCORE_DROP, names, points=5.0, days=7)
-    return Settings(rules=(rule,), channels=tuple(channels), **kw)  # type: ignore[arg-type]
+    rule = AlertRule("weekly-slip", RuleKind.SCORE_DROP, names, points=5.0, days=7)
+    return AlertsConfig(rules=(rule,), channels=tuple(channels), **kw)  # type: ignore[arg-type]
 
 
 async def slip(engine: AsyncEngine) -> None:
@@ -62,7 +64,7 @@ async def recover(engine: AsyncEngine) -> None:
 
 
 async def evaluate(
-    engine: AsyncEngine, chosen: Settings, sleep: VirtualSleep, *, now: datetime = NOW, dry_run: bool = False
+    engine: AsyncEngine, chosen: AlertsConfig, sleep: VirtualSleep, *, now: datetime = NOW, dry_run: bool = False
 ) -> Evaluation:
     return await run_evaluation(
         engine,
@@ -235,8 +237,8 @@ async def test_a_failing_tenant_reaches_teams_slack_and_email_with_its_consent_l
         webhook_channel("slack", ChannelType.SLACK, webhook_peer.url("slack")),
         email_channel(smtp_peer.host, smtp_peer.port, smtp_peer.ca_file, user=SMTP_USER, password=SMTP_PASSWORD),
     ]
-    rule = Rule("failing", RuleKind.TENANT_FAILING, ("teams", "slack", "mail"), runs=3)
-    evaluation = await evaluate(engine, Settings(rules=(rule,), channels=tuple(channels)), virtual_sleep)
+    rule = AlertRule("failing", RuleKind.TENANT_FAILING, ("teams", "slack", "mail"), runs=3)
+    evaluation = await evaluate(engine, AlertsConfig(rules=(rule,), channels=tuple(channels)), virtual_sleep)
     assert (len(evaluation.sent), evaluation.failed) == (3, [])
     consent = f"https://login.microsoftonline.com/{B}/adminconsent?client_id={CLIENT_ID}"
     [card] = webhook_peer.bodies("teams")

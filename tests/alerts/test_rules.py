@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from fetcher.alerts.model import Baseline, Finding, Rule, RuleKind, RunRecord, TenantFacts
+from fetcher.alerts.model import AlertRule, Baseline, Finding, RuleKind, RunRecord, TenantFacts
 from fetcher.alerts.rules import baseline_days, evaluate, is_consent_problem, runs_needed
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -29,8 +29,8 @@ def facts(tenant: str = A, percent: float | None = 50.0, *, base: float | None =
     return TenantFacts(tenant, **values)  # type: ignore[arg-type]
 
 
-def drop(points: float = 5.0, **kw: object) -> Rule:
-    return Rule("weekly-slip", RuleKind.SCORE_DROP, ("ops",), points=points, **kw)  # type: ignore[arg-type]
+def drop(points: float = 5.0, **kw: object) -> AlertRule:
+    return AlertRule("weekly-slip", RuleKind.SCORE_DROP, ("ops",), points=points, **kw)  # type: ignore[arg-type]
 
 
 def test_score_drop_finds_a_fall_of_at_least_the_points_with_its_window() -> None:
@@ -75,7 +75,7 @@ def test_score_drop_reads_the_baseline_of_its_own_days() -> None:
 
 
 def test_below_percent_finds_tenants_under_the_threshold_only() -> None:
-    rule = Rule("weak", RuleKind.BELOW_PERCENT, ("ops",), percent=55.0)
+    rule = AlertRule("weak", RuleKind.BELOW_PERCENT, ("ops",), percent=55.0)
     found = evaluate([rule], [facts(A, 50.0), facts(B, 55.0)], NOW)
     assert [(f.tenant_id, f.details["percent"], f.details["threshold_percent"], f.since) for f in found] == [
         (A, 50.0, 55.0, date(2026, 11, 22))
@@ -91,7 +91,7 @@ def ok(day: int) -> RunRecord:
 
 
 def test_tenant_failing_needs_the_last_runs_all_failed() -> None:
-    rule = Rule("failing", RuleKind.TENANT_FAILING, ("ops",), runs=3)
+    rule = AlertRule("failing", RuleKind.TENANT_FAILING, ("ops",), runs=3)
     streaks = [
         facts(A, runs=(failed(29), failed(28), failed(27), ok(26))),
         facts(B, runs=(failed(29), failed(28), ok(27))),
@@ -113,7 +113,7 @@ def test_tenant_failing_needs_the_last_runs_all_failed() -> None:
 
 
 def test_an_interrupted_run_breaks_a_failing_streak() -> None:
-    rule = Rule("failing", RuleKind.TENANT_FAILING, ("ops",), runs=2)
+    rule = AlertRule("failing", RuleKind.TENANT_FAILING, ("ops",), runs=2)
     stopped = RunRecord("interrupted", datetime(2026, 11, 28, tzinfo=UTC), "interrupted", None)
     assert evaluate([rule], [facts(runs=(failed(29), stopped, failed(27)))], NOW) == []
 
@@ -132,7 +132,7 @@ def test_consent_link_only_for_consent_problems(kind: str, message: str, consent
 
 
 def test_stale_counts_hours_from_the_newest_days_midnight() -> None:
-    rule = Rule("stale", RuleKind.STALE, ("ops",), hours=48.0)
+    rule = AlertRule("stale", RuleKind.STALE, ("ops",), hours=48.0)
     tenants = [
         facts(A, score_date=date(2026, 11, 27)),
         facts(B, score_date=date(2026, 11, 28)),
@@ -152,7 +152,7 @@ def test_what_the_rules_need_read() -> None:
     rules = [
         drop(5.0, days=30),
         drop(5.0),
-        Rule("weak", RuleKind.BELOW_PERCENT, ("ops",)),
-        Rule("f", RuleKind.TENANT_FAILING, ("ops",), runs=4),
+        AlertRule("weak", RuleKind.BELOW_PERCENT, ("ops",)),
+        AlertRule("f", RuleKind.TENANT_FAILING, ("ops",), runs=4),
     ]
     assert (baseline_days(rules), runs_needed(rules), runs_needed(rules[:2])) == ({7, 30}, 4, 0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fetcher.alerts.model import Event, Finding, Rule, RuleKind, Settings
+from fetcher.alerts.model import AlertRule, AlertsConfig, Event, Finding, RuleKind
 from fetcher.alerts.state import ChannelState, Reminder, StoredAlert, transition
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 A, B = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
-RULE = Rule("weekly-slip", RuleKind.SCORE_DROP, ("teams", "mail"))
-SETTINGS = Settings(rules=(RULE,), repeat_hours=24)
+RULE = AlertRule("weekly-slip", RuleKind.SCORE_DROP, ("teams", "mail"))
+SETTINGS = AlertsConfig(rules=(RULE,), repeat_hours=24)
 
 
 def finding(tenant: str = A) -> Finding:
@@ -67,7 +67,7 @@ def test_an_alert_without_its_finding_is_resolved_and_each_channel_told() -> Non
 
 
 def test_send_resolved_false_resolves_without_a_message() -> None:
-    quiet = Settings(rules=(Rule("weekly-slip", RuleKind.SCORE_DROP, ("teams",), send_resolved=False),))
+    quiet = AlertsConfig(rules=(AlertRule("weekly-slip", RuleKind.SCORE_DROP, ("teams",), send_resolved=False),))
     assert transition(quiet, [], [stored()], {}, {A}, NOW).resolved == [(stored(), ())]
 
 

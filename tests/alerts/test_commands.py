@@ -1,0 +1,145 @@
+"""The alerting commands as a user runs them: `fetcher alerts [--dry-run]`, and the evaluation after `run`,
+each `fetcher` a real process, the peers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from fetcher.config import DatabaseConfig
+from fetcher.simulator import generate_tenants
+from fetcher.store.engine import create_engine
+from tests.alerts.conftest import WebhookPeer
+from tests.alerts.test_engine import CLIENT_ID, A, B, slip
+from tests.e2e import toml_value, world
+
+HOOK_ENV = "ALERTS_HOOK_URL"
+
+
+def alerts_toml(channels: dict[str, str], *, kind: str = "score_drop", extra: str = "") -> str:
+    """[alerts] with one rule over every channel; each channel a generic webhook whose URL is in `HOOK_ENV_<n>`."""
+    lines = ["[alerts]", "", "[[alerts.rules]]", 'name = "watch"', f'kind = "{kind}"', extra]
+    lines.append(f"channels = {json.dumps(list(channels))}")
+    for name, variable in channels.items():
+        lines += ["", "[[alerts.channels]]", f'name = "{name}"', 'type = "webhook"', f'url = "env:{variable}"']
+    return "\n".join(lines) + "\n"
+
+
+def reading_config(folder: Path, url: str, alerts: str) -> Path:
+    tenants = "".join(
+        f"[[tenants]]\ntenant_id = {toml_value(t)}\nname = {toml_value(n)}\n\n"
+        for t, n in ((A, "Contoso Ltd"), (B, "Fabrikam Inc."))
+    )
+    path = folder / "fetcher.toml"
+    path.write_text(
+        f'[database]\nurl = {toml_value(url)}\n\n[auth]\nclient_id = "{CLIENT_ID}"\nclient_secret = "env:UNSET"\n\n'
+        f"{tenants}{alerts}",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def fetcher(config: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`fetcher --config CONFIG ARGS` as a process, without blocking the loop the peers serve on."""
+    import os
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fetcher",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=180)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def slipped_database(folder: Path) -> str:
+    url = f"sqlite+aiosqlite:///{folder / 'scores.db'}"
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        await slip(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+async def test_dry_run_shows_what_would_be_sent_and_to_whom_without_any_secret(
+    tmp_path: Path, webhook_peer: WebhookPeer
+) -> None:
+    config = reading_config(tmp_path, await slipped_database(tmp_path), alerts_toml({"hook": HOOK_ENV}))
+    code, out, err = await fetcher(config, "alerts", "--dry-run", "--format", "json")  # HOOK_ENV is not set
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert [(a["rule"], a["tenant_name"], a["status"], a["summary"]) for a in document["alerts"]] == [
+        ("watch", "Contoso Ltd", "would open", "Secure Score fell 9.0 percentage points in 7 days (60.0% to 51.0%)"),
+    ]
+    assert [(m["channel"], m["to"], m["event"], m["status"]) for m in document["messages"]] == [
+        ("hook", "HTTP endpoint", "opened", "would send")
+    ]
+    assert webhook_peer.received == []
+
+
+async def test_alerts_sends_once_and_the_table_says_so(tmp_path: Path, webhook_peer: WebhookPeer) -> None:
+    config = reading_config(tmp_path, await slipped_database(tmp_path), alerts_toml({"hook": HOOK_ENV}))
+    env = {HOOK_ENV: webhook_peer.url("hook")}
+    first = await fetcher(config, "alerts", env=env)
+    second = await fetcher(config, "alerts", "--format", "json", env=env)
+    assert (first[0], second[0]) == (0, 0)
+    assert "Contoso Ltd" in first[1]
+    assert "sent" in first[1]
+    assert [d["summary"] for d in webhook_peer.bodies("hook")] == [
+        "Contoso Ltd: Secure Score fell 9.0 percentage points in 7 days (60.0% to 51.0%)"
+    ]
+    again = json.loads(second[1])
+    assert ([a["status"] for a in again["alerts"]], again["messages"]) == (["open"], [])
+    assert webhook_peer.url("hook") not in first[1] + first[2] + second[1] + second[2]
+
+
+async def test_a_failed_send_exits_1_names_the_channel_and_hides_its_url(
+    tmp_path: Path, webhook_peer: WebhookPeer
+) -> None:
+    config = reading_config(tmp_path, await slipped_database(tmp_path), alerts_toml({"hook": HOOK_ENV}))
+    webhook_peer.answer("hook", *[("status", 500)] * 3)
+    secret_url = webhook_peer.url("hook") + "?sig=TOP-SECRET-SIG"
+    code, out, err = await fetcher(config, "-v", "alerts", env={HOOK_ENV: secret_url})
+    assert code == 1
+    assert "channel hook: HTTP 500" in out
+    assert "TOP-SECRET-SIG" not in out + err
+
+
+async def test_run_evaluates_alerts_after_it_and_keeps_its_own_exit_code(
+    tmp_path: Path, webhook_peer: WebhookPeer
+) -> None:
+    """A tenant without consent fails the run (exit 1); the alert reaches one channel while another is dead."""
+    healthy, refused = generate_tenants(2, seed=5)
+    refused = dataclasses.replace(refused, consent=False)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
+    webhook_peer.answer("dead", *[("status", 503)] * 10)
+    with world(tmp_path, url, [healthy, refused]) as w:
+        w.write_config()
+        with w.config.open("a", encoding="utf-8") as file:
+            file.write(
+                "\n" + alerts_toml({"hook": "HOOK_A", "dead": "HOOK_B"}, kind="tenant_failing", extra="runs = 1")
+            )
+        env = {**w.env(), "HOOK_A": webhook_peer.url("hook"), "HOOK_B": webhook_peer.url("dead")}
+        quiet = await fetcher(w.config, "run", "--no-alerts", env=env)
+        loud = await fetcher(w.config, "run", env=env)
+    assert (quiet[0], loud[0]) == (1, 1)
+    [document] = webhook_peer.bodies("hook")
+    assert (document["event"], document["tenant"]["tenant_id"], document["details"]["error_kind"]) == (
+        "opened",
+        refused.tenant_id,
+        "permission",
+    )
+    assert document["details"]["consent_url"].endswith(f"/{refused.tenant_id}/adminconsent?client_id={w.sim.client_id}")
+    assert len(webhook_peer.bodies("dead")) == 3  # tried, failed, kept for the next evaluation
+    assert "channel dead: HTTP 503" in loud[2]
