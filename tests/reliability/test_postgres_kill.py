@@ -97,7 +97,10 @@ def test_terminated_connections_fail_or_retry_tenants_cleanly(
             if status == "succeeded":
                 assert holding[tenant_id] == truth(r.sim, tenant_id, DAYS)
             else:
-                assert (status, kind) == ("failed", "database"), outcome[tenant_id]
+                # A connection terminated mid-transaction is "database"; one terminated while the
+                # pool reconnects is "database_unavailable": both are the database's failure.
+                assert status == "failed", outcome[tenant_id]
+                assert kind in {"database", "database_unavailable"}, outcome[tenant_id]
                 assert tenant_id not in holding
 
         again = r.fetcher("run")
