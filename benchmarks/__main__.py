@@ -6,7 +6,8 @@
     python -m benchmarks --markdown results.md   # also write the table and the machine as Markdown
     python -m benchmarks --record            # and put them into docs/benchmarks.md (between its markers)
 
-Benchmarks: latency, cpu, peer, memory, storage (see each module's docstring for exactly what is measured).
+Benchmarks: latency, cpu, peer, memory, storage, overhead, startup (see each module's docstring for exactly
+what is measured).
 PostgreSQL rows use scratch databases created (and dropped) on the server of `--postgres`
 (default $FETCHER_BENCH_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test); without a server they
 are skipped and say why. Exit status: 0 when no row failed its target or broke, 1 otherwise.
@@ -24,7 +25,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import cpu, latency, machine, memory, peer, storage
+from benchmarks import cpu, latency, machine, memory, overhead, peer, startup, storage
 from benchmarks.harness import REPO, Postgres
 from benchmarks.session import FULL, QUICK, Session
 from benchmarks.table import Row, markdown_table, skipped, text_table
@@ -35,13 +36,16 @@ BENCHMARKS: dict[str, Callable[[Session], list[Row]]] = {
     "peer": peer.run,
     "memory": memory.run,
     "storage": storage.run,
+    "overhead": overhead.run,
+    "startup": startup.run,
 }
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS_DOC = REPO / "docs" / "benchmarks.md"
 QUICK_NOTE = (
     "**quick** (`--quick`). These are not the benchmarks' figures: the sizes are reduced (latency 100 tenants, "
-    "cpu and peer 20 tenants, memory 100 and 1,000 tenants, storage 10 tenants), so fixed costs such as "
-    "start-up weigh far more, and they only show that the harness works. Run `python -m benchmarks --record` "
+    "cpu and peer 20 tenants, memory 100 and 1,000 tenants, storage 10 tenants, overhead 20 and 100 tenants, "
+    "startup 3 runs each), so fixed costs such as start-up weigh far more, and they only show that the harness "
+    "works. Run `python -m benchmarks --record` "
     "on a quiet machine for the real ones."
 )
 START, END = "<!-- results:start -->", "<!-- results:end -->"

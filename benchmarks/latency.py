@@ -67,34 +67,45 @@ class Outcome:
     effective: float
 
 
-def scenario(session: Session, sim: SimServer, label: str, *, concurrency: int) -> Outcome:
+def scenario(
+    session: Session,
+    sim: SimServer,
+    label: str,
+    *,
+    concurrency: int,
+    tenants: int | None = None,
+    days: int | None = None,
+    name: str = NAME,
+) -> Outcome:
+    """`fetcher backfill --days days` of `tenants` (the session's latency sizes by default) at `concurrency`."""
     sizes = session.sizes
-    directory = session.directory(NAME)
+    tenants = sizes.latency_tenants if tenants is None else tenants
+    days = sizes.latency_days if days is None else days
+    directory = session.directory(name)
     database = directory / f"{label}.db"
     database.unlink(missing_ok=True)
     config = sim.write_config(directory / f"{label}.toml", database_url=sqlite_url(database), concurrency=concurrency)
     migrate(config)
     sim.clear()
     session.log(
-        f"{NAME}: {label}: {sizes.latency_tenants} tenants x {sizes.latency_days} days at "
-        f"{sizes.latency_ms:g} ms, concurrency {concurrency}"
+        f"{name}: {label}: {tenants} tenants x {days} days at {sizes.latency_ms:g} ms, concurrency {concurrency}"
     )
-    run = measure(fetcher_argv(config, "backfill", "--days", str(sizes.latency_days))).check()
+    run = measure(fetcher_argv(config, "backfill", "--days", str(days))).check()
     counts = sim.requests()
     ledger = read_ledger(sqlite_url(database))
-    expect_complete(ledger, tenants=sizes.latency_tenants, days=sizes.latency_days, what=f"{NAME} {label}")
+    expect_complete(ledger, tenants=tenants, days=days, what=f"{name} {label}")
     tokens, lists = counts.get("token", 0), counts.get("list", 0)
     if lists != ledger.graph_requests:
         raise BenchmarkError(
-            f"{NAME} {label}: the simulator answered {lists} list requests, the fetcher's ledger "
+            f"{name} {label}: the simulator answered {lists} list requests, the fetcher's ledger "
             f"(tenant_runs.requests) counts {ledger.graph_requests}"
         )
     latency = sizes.latency_ms / 1000
-    effective = effective_concurrency(concurrency, sizes.latency_tenants, lists, latency)
+    effective = effective_concurrency(concurrency, tenants, lists, latency)
     return Outcome(ledger, run.wall, run.cpu, tokens, lists, (tokens + lists) * latency / effective, effective)
 
 
-def row(session: Session, name: str, outcome: Outcome, *, limit: float | None) -> Row:
+def row(session: Session, name: str, outcome: Outcome, *, limit: float | None, target: float = TARGET) -> Row:
     sizes = session.sizes
     return Row(
         name,
@@ -103,7 +114,7 @@ def row(session: Session, name: str, outcome: Outcome, *, limit: float | None) -
         f"{sizes.latency_ms:g} ms / {outcome.effective:g}",
         outcome.ledger.seconds / outcome.ideal,
         limit,
-        f"<= {TARGET}" if limit is not None else "",
+        f"<= {target}" if limit is not None else "",
     )
 
 

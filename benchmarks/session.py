@@ -30,10 +30,23 @@ class Sizes:
     storage_tenants: int = 100
     storage_days: int = 90
     page_size: int = 20  # the simulator's default; Graph's own is not documented
+    overhead_tenants: tuple[int, int] = (50, 300)
+    overhead_days: int = 2  # an incremental (nightly) run
+    small_tenants: int = 300
+    small_days: int = 10
+    small_controls: int = 10
+    startup_repeats: int = 7
 
 
 FULL = Sizes()
-QUICK = Sizes(latency_tenants=100, cpu_tenants=20, memory_tenants=(100, 1000), storage_tenants=10)
+QUICK = Sizes(
+    latency_tenants=100,
+    cpu_tenants=20,
+    memory_tenants=(100, 1000),
+    storage_tenants=10,
+    overhead_tenants=(20, 100),
+    startup_repeats=3,
+)
 
 
 @dataclass

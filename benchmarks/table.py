@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Row:
-    """One comparison. `limit` is the largest passing ratio; None makes the row informational."""
+    """One comparison. `limit` is the largest passing ratio; None makes the row informational. A target set
+    in absolute terms (milliseconds, seconds) is `value` against `value_limit` instead: the ratio is then
+    shown against its yardstick but does not decide."""
 
     name: str
     measured: str
@@ -18,11 +20,15 @@ class Row:
     target: str = ""
     skipped: str | None = None  # why there is no figure
     failed: bool = False  # no figure because the benchmark broke (its traceback is on stderr)
+    value: float | None = None
+    value_limit: float | None = None
 
     @property
     def verdict(self) -> str:
         if self.skipped is not None:
             return "error" if self.failed else "skipped"
+        if self.value is not None and self.value_limit is not None:
+            return "pass" if self.value <= self.value_limit else "FAIL"
         if self.limit is None or self.ratio is None:
             return "info"
         return "pass" if self.ratio <= self.limit else "FAIL"

@@ -1,0 +1,139 @@
+"""6. Per-tenant overhead: what a tenant costs beyond the data it brings (issue 17).
+
+Incremental run: `fetcher run` with `history_days = 2` into a fresh SQLite database, latency 0, days of about
+230 controls (a nightly run asks each tenant for a day or two), at two tenant counts (`overhead_tenants`).
+The floor client (`benchmarks.clients.floor`) does the same two runs as the yardstick.
+
+    CPU per tenant = (CPU seconds at the larger count - CPU seconds at the smaller) / (difference in tenants)
+                     start-up and every other fixed cost cancel out; target <= 5 ms (issue 17: a third of
+                     the 14 ms measured before)
+    ratio          = fetcher's CPU per tenant / the floor's
+
+Small tenants under latency: `small_tenants` tenants x `small_days` days of `small_controls` controls, the
+simulator answering every request (token requests included) after 100 ms; `fetcher backfill` at
+`concurrency` 32 (target) and 64 (informational). span and ideal as in benchmark 1 (`latency`): the run's
+own duration from the ledger / (requests x latency / effective concurrency); target <= 1.3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import latency
+from benchmarks.harness import (
+    Measured,
+    SimServer,
+    client_argv,
+    expect_complete,
+    fetcher_argv,
+    measure,
+    migrate,
+    read_ledger,
+    sqlite_url,
+)
+from benchmarks.memory import first_tenants
+from benchmarks.session import Session
+from benchmarks.table import Row
+
+NAME = "overhead"
+CPU_TARGET_MS = 5.0
+SPAN_TARGET = 1.3
+SPAN_CONCURRENCY = (32, 64)
+
+
+def _fetcher(session: Session, sim: SimServer, tenants: int) -> Measured:
+    directory = session.directory(NAME)
+    database = directory / f"fetcher-{tenants}.db"
+    database.unlink(missing_ok=True)
+    tenants_file = first_tenants(Path(sim.info["tenants_file"]), directory / f"t{tenants}.csv", tenants)
+    days = session.sizes.overhead_days
+    config = sim.write_config(
+        directory / f"fetcher-{tenants}.toml",
+        database_url=sqlite_url(database),
+        tenants_file=str(tenants_file),
+        history_days=days,
+    )
+    migrate(config)
+    session.log(f"{NAME}: fetcher run, {tenants} tenants x {days} days")
+    run = measure(fetcher_argv(config, "run")).check()
+    expect_complete(read_ledger(sqlite_url(database)), tenants=tenants, days=days, what=f"{NAME} {tenants} tenants")
+    return run
+
+
+def _floor(session: Session, sim: SimServer, tenants: int) -> Measured:
+    directory = session.directory(NAME)
+    database = directory / f"floor-{tenants}.db"
+    database.unlink(missing_ok=True)
+    tenants_file = directory / f"t{tenants}.csv"
+    config = sim.write_config(directory / f"floor-{tenants}.toml", database_url=sqlite_url(database))
+    migrate(config)
+    session.log(f"{NAME}: floor, {tenants} tenants x {session.sizes.overhead_days} days")
+    args = [*sim.client_args()]
+    args[args.index("--tenants-file") + 1] = str(tenants_file)
+    run = measure(
+        client_argv("floor", *args, "--days", str(session.sizes.overhead_days), "--database", str(database))
+    ).check()
+    stored = run.json()["score_days"]
+    if stored != tenants * session.sizes.overhead_days:
+        raise RuntimeError(f"{NAME}: the floor stored {stored} score-days for {tenants} tenants")
+    return run
+
+
+def per_tenant_cpu(session: Session) -> Row:
+    small, large = session.sizes.overhead_tenants
+    with SimServer(session.directory("overhead-sim"), tenants=large, controls=session.sizes.controls) as sim:
+        ours = {count: _fetcher(session, sim, count) for count in (small, large)}
+        floor = {count: _floor(session, sim, count) for count in (small, large)}
+    ms = (ours[large].cpu - ours[small].cpu) / (large - small) * 1000
+    floor_ms = (floor[large].cpu - floor[small].cpu) / (large - small) * 1000
+    return Row(
+        f"overhead: CPU per tenant, incremental run ({session.sizes.overhead_days} days x "
+        f"{session.sizes.controls} controls, {small} -> {large} tenants)",
+        f"{ms:.1f} ms (CPU {ours[small].cpu:.2f} s -> {ours[large].cpu:.2f} s)",
+        f"floor {floor_ms:.1f} ms (CPU {floor[small].cpu:.2f} s -> {floor[large].cpu:.2f} s)",
+        ms / floor_ms if floor_ms > 0 else None,
+        target=f"<= {CPU_TARGET_MS:g} ms",
+        value=ms,
+        value_limit=CPU_TARGET_MS,
+    )
+
+
+def small_tenant_spans(session: Session) -> list[Row]:
+    sizes = session.sizes
+    shape = (
+        f"{sizes.small_tenants} tenants x {sizes.small_days} days @ {sizes.latency_ms:g} ms, "
+        f"{sizes.small_controls} controls/day"
+    )
+    rows = []
+    with SimServer(
+        session.directory("overhead-latency-sim"),
+        tenants=sizes.small_tenants,
+        latency_ms=sizes.latency_ms,
+        controls=sizes.small_controls,
+        page_size=sizes.page_size,
+    ) as sim:
+        for concurrency in SPAN_CONCURRENCY:
+            outcome = latency.scenario(
+                session,
+                sim,
+                f"small-{concurrency}",
+                concurrency=concurrency,
+                tenants=sizes.small_tenants,
+                days=sizes.small_days,
+                name=NAME,
+            )
+            limit = SPAN_TARGET if concurrency == SPAN_CONCURRENCY[0] else None
+            rows.append(
+                latency.row(
+                    session,
+                    f"overhead: span, {shape}, concurrency {concurrency}",
+                    outcome,
+                    limit=limit,
+                    target=SPAN_TARGET,
+                )
+            )
+    return rows
+
+
+def run(session: Session) -> list[Row]:
+    return [per_tenant_cpu(session), *small_tenant_spans(session)]
