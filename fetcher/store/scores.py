@@ -174,6 +174,27 @@ async def _execute_many(conn: AsyncConnection, kind: str, rows: Sequence[Sequenc
     await bulk.execute_many(conn, bulk.compiled(conn, kind, statement, fields), rows)
 
 
+def _stored_members(kind: str, table: sa.Table, column: str) -> sa.Select[Any]:
+    return sa.select(sa.literal(kind).label("kind"), table.c.score_date, table.c[column].label("member")).where(
+        table.c.tenant_id == sa.bindparam("tenant_id"),
+        table.c.score_date.in_(sa.bindparam(f"{kind}_days", expanding=True)),
+    )
+
+
+# Built once, their values as parameters: SQLAlchemy then finds them compiled in its cache, where building
+# them anew for every batch cost a fixed share of each small tenant's CPU.
+MEMBERS = (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis"))
+_STORED_MEMBERS = sa.union_all(*(_stored_members(kind, table, column) for kind, table, column in MEMBERS))
+_DELETE_MEMBER = {
+    kind: sa.delete(table).where(
+        table.c.tenant_id == sa.bindparam("t"),
+        table.c.score_date == sa.bindparam("d"),
+        table.c[column] == sa.bindparam("n"),
+    )
+    for kind, table, column in MEMBERS
+}
+
+
 async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[ScoreDay]) -> None:
     """For days that arrive with a non-empty list, delete the stored members the list no longer has.
 
@@ -185,30 +206,19 @@ async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[Sco
     }
     if not wanted:
         return
-    parts = [
-        sa.select(sa.literal(kind).label("kind"), table.c.score_date, table.c[column].label("member")).where(
-            table.c.tenant_id == tenant_id, table.c.score_date.in_([day for k, day in wanted if k == kind])
-        )
-        for kind, table, column in (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis"))
-        if any(k == kind for k, _ in wanted)
-    ]
-    stored = await conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0])
+    stored = await conn.execute(
+        _STORED_MEMBERS,
+        {"tenant_id": tenant_id} | {f"{kind}_days": [day for k, day in wanted if k == kind] for kind, _, _ in MEMBERS},
+    )
     gone: dict[str, list[dict[str, Any]]] = {"control": [], "basis": []}
     for kind, value, member in stored.all():
         day = as_date(value)
         assert day is not None
         if member not in wanted[(kind, day)]:
-            gone[kind].append({"d": day, "n": member})
-    for kind, table, column in (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis")):
-        if gone[kind]:
-            await conn.execute(
-                sa.delete(table).where(
-                    table.c.tenant_id == tenant_id,
-                    table.c.score_date == sa.bindparam("d"),
-                    table.c[column] == sa.bindparam("n"),
-                ),
-                gone[kind],
-            )
+            gone[kind].append({"t": tenant_id, "d": day, "n": member})
+    for kind, rows in gone.items():
+        if rows:
+            await conn.execute(_DELETE_MEMBER[kind], rows)
 
 
 def _control_dimension(days: Sequence[ScoreDay]) -> list[list[Any]]:
