@@ -42,6 +42,7 @@ from fetcher.plan import plan_backfill, plan_get, plan_incremental, plan_rebuild
 from fetcher.runner import Run
 from fetcher.store import ledger
 from fetcher.store.engine import create_engine, display_url, ensure_schema, migrate, transaction
+from fetcher.text import printable
 
 log = logging.getLogger("fetcher.cli")
 
@@ -77,7 +78,9 @@ class Context:
 
 
 def _fail(err: Console, error: FetcherError) -> int:
-    err.print(f"[bold red]error:[/bold red] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
+    err.print(
+        f"[bold red]error:[/bold red] {escape(printable(str(error)))}", markup=True, highlight=False, soft_wrap=True
+    )
     return error.exit_code
 
 
@@ -295,7 +298,9 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
             for obj in outcome.objects:
                 ctx.console.print_json(orjson.dumps(obj).decode())
             if outcome.error_message:
-                ctx.err.print(f"[bold red]error:[/bold red] {escape(outcome.error_message)}", highlight=False)
+                ctx.err.print(
+                    f"[bold red]error:[/bold red] {escape(printable(outcome.error_message))}", highlight=False
+                )
         return report.exit_code
 
     _run_async(ctx, action())

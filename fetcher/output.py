@@ -22,7 +22,7 @@ from rich.table import Table
 from fetcher.models import Status
 from fetcher.outcome import RunReport, TenantOutcome
 from fetcher.store.ledger import TenantState
-from fetcher.text import TOKEN_MASK, redact_tokens
+from fetcher.text import TOKEN_MASK, printable, redact_tokens
 
 REDACTED = TOKEN_MASK
 
@@ -52,6 +52,22 @@ class Redactor(logging.Filter):
             record.exc_info = None
         if clean != message or record.args:
             record.msg, record.args = clean, None
+        return True
+
+
+class TerminalSafe(logging.Filter):
+    """For text logs: control characters in a record (a tenant's name, Graph's words) shown, not obeyed.
+
+    JSON logs need no such filter: JSON escapes every control character.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        safe = printable(message, lines=True)
+        if safe != message or record.args:
+            record.msg, record.args = safe, None
+        if record.exc_text:
+            record.exc_text = printable(record.exc_text, lines=True)
         return True
 
 
@@ -86,6 +102,8 @@ def setup_logging(*, verbosity: int, log_format: str, console: Console | None, s
         handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(REDACTOR)
+    if log_format != "json":
+        handler.addFilter(TerminalSafe())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -185,7 +203,9 @@ class LogObserver:
 
 def _tenant_cell(name: str, tenant_id: str) -> str:
     """A tenant's name (as text: names may contain rich markup characters) and, dimmed, its id."""
-    return f"{escape(name)}\n[dim]{tenant_id}[/dim]" if name else tenant_id
+    if not name:
+        return escape(printable(tenant_id))
+    return f"{escape(printable(name))}\n[dim]{escape(printable(tenant_id))}[/dim]"
 
 
 def summary_table(report: RunReport, *, limit: int = 50) -> Table:
@@ -214,7 +234,7 @@ def summary_table(report: RunReport, *, limit: int = 50) -> Table:
             str(outcome.stats.requests),
             str(outcome.stats.retries),
             str(outcome.stats.throttled),
-            escape(detail),
+            escape(printable(detail)),
         )
     if len(shown) > limit:
         table.add_row(f"... and {len(shown) - limit} more", "", "", "", "", "", "see tenant_runs")
@@ -247,7 +267,7 @@ def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelt
             str(s.newest_score_date or "none"),
             f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never",
             "[red]stale[/red]" if is_stale(s, now, max_age) else "[green]ok[/green]",
-            escape(error),
+            escape(printable(error)),
         )
     return table
 

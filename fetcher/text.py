@@ -3,11 +3,17 @@
 One pattern finds tokens (`TOKEN`: anything shaped like a JWT, as Entra ID issues them) and one function
 hides a URL's password (`hide_password`); the Graph, auth and HTTP errors, the log filter and the
 configuration display all use these, so a token or a password is masked the same way everywhere.
+
+Text from the configuration (tenant names) and from Graph (control names, error details) is untrusted:
+`printable` keeps a terminal or a text log from obeying it (an ESC sequence that clears the screen, an OSC
+8 link, a bidirectional override that reorders what is shown), and `csv_cell` keeps a spreadsheet from
+evaluating it as a formula.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 DETAIL_LIMIT = 200
@@ -46,3 +52,38 @@ def hide_password(url: str) -> str:
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD_MASK}@{host}"))
+
+
+# C0 controls, DEL and C1 controls (category Cc), and the bidirectional embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069) that reorder text on screen ("Trojan Source", CVE-2021-42574).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+# OWASP, CSV Injection: a cell that starts with one of these is read as a formula by Excel, LibreOffice
+# Calc or Google Sheets (a tab or a carriage return is skipped and the next character decides).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """`text` with every control character shown as an escape (`\\x1b`, `\\u202e`) instead of obeyed.
+
+    With `lines=True`, newlines and tabs are kept (a multi-line table cell or log record).
+    """
+    return (_CONTROLS_BUT_LINES if lines else _CONTROLS).sub(_visible, text)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet evaluates: text that starts like a formula gets a leading `'`.
+
+    This is OWASP's advice for CSV injection; numbers (int, float) are left as numbers, so a negative
+    change stays a negative number. The `defusedcsv` package does the same for `= + - @` but not for a
+    leading tab or carriage return, which OWASP lists too.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

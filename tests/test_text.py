@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from fetcher.text import hide_password, one_line, redact_tokens
+from fetcher.text import csv_cell, hide_password, one_line, printable, redact_tokens
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
 
@@ -44,3 +46,41 @@ def test_text_without_tokens_is_left_alone() -> None:
 )
 def test_hide_password_masks_only_the_password(url: str, shown: str) -> None:
     assert hide_password(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b[2JALL OK", "\\x1b[2JALL OK"),
+        ("a\x07b\x00c\x7fd\x9be", "a\\x07b\\x00c\\x7fd\\x9be"),
+        ("evil \u202etxt.exe", "evil \\u202etxt.exe"),
+        ("two\nlines\ttab", "two\\x0alines\\x09tab"),
+        ("Contoso Ltd — Zürich 🛡", "Contoso Ltd — Zürich 🛡"),
+    ],
+)
+def test_printable_shows_control_characters_as_escapes(text: str, shown: str) -> None:
+    assert printable(text) == shown
+
+
+def test_printable_keeps_lines_when_asked() -> None:
+    assert printable("one\n\x1b[31mtwo\tthree", lines=True) == "one\n\\x1b[31mtwo\tthree"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-1+2", "'-1+2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("Contoso", "Contoso"),
+        ("", ""),
+        (-3.5, -3.5),
+        (7, 7),
+        (None, None),
+    ],
+)
+def test_csv_cells_that_start_like_formulas_are_defused(value: Any, cell: Any) -> None:
+    assert csv_cell(value) == cell

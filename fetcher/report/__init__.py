@@ -24,6 +24,7 @@ from fetcher.report import collect, formats, html
 from fetcher.report.formats import Format
 from fetcher.report.model import Portfolio, Sort, TenantReport
 from fetcher.store.engine import create_engine, ensure_schema
+from fetcher.text import printable
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ async def produce(
     elif request.html is None and request.fmt is Format.TABLE:
         console.print(formats.renderable(report))
     elif request.html is None:
-        console.out(formats.to_text(report, request.fmt), highlight=False, end="")
+        # CSV and Markdown hold names as given; a terminal is shown their control characters, not sent them.
+        console.out(printable(formats.to_text(report, request.fmt), lines=True), highlight=False, end="")
     return 0
 
 

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from fetcher.report.model import Portfolio, TenantReport, TenantRow, Totals
 from fetcher.store.reports import ControlDelta, ScorePoint
+from fetcher.text import csv_cell, printable
 
 Report = Portfolio | TenantReport
 NONE = "—"
@@ -158,11 +159,12 @@ PORTFOLIO_COLUMNS: tuple[Column, ...] = (
 
 
 def _cell(value: Any) -> Any:
+    """A value as a CSV cell: dates in ISO form, text that a spreadsheet would evaluate defused."""
     if value is None:
         return ""
     if isinstance(value, date):
         return value.isoformat()
-    return value
+    return csv_cell(value)
 
 
 def _csv(rows: Iterable[Sequence[Any]]) -> str:
@@ -216,7 +218,7 @@ def tenant_csv(r: TenantReport) -> str:
 
 def md(text: str) -> str:
     """A string as literal Markdown text: punctuation that means something is backslash-escaped."""
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return "".join(f"\\{c}" if c in "\\`*_[]<>|#!&" else c for c in text)
 
 
@@ -314,6 +316,11 @@ def _trend_rows(trend: Sequence[ScorePoint]) -> list[list[str]]:
 # --------------------------------------------------------------------------------------- rich tables
 
 
+def _plain(text: str) -> Text:
+    """Text from the configuration or Graph as a table cell: never markup, never a terminal control."""
+    return Text(printable(text))
+
+
 def _change_text(value: float | None, digits: int = 2) -> Text:
     style = "" if value is None or value == 0 else "green" if value > 0 else "red"
     return Text(signed(value, digits), style=style)
@@ -351,8 +358,8 @@ def portfolio_table(p: Portfolio) -> Table:
     for r in p.rows:
         s = r.score
         table.add_row(
-            Text(r.name or NONE),
-            Text(r.tenant_id),
+            _plain(r.name or NONE),
+            _plain(r.tenant_id),
             day(s.score_date),
             percent(s.percent),
             number(s.current_score),
@@ -378,7 +385,7 @@ def _simple_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str
 def tenant_renderable(r: TenantReport) -> RenderableType:
     t = r.tenant
     parts: list[RenderableType] = [
-        Text.assemble((t.name or t.tenant_id, "bold"), f"  {t.tenant_id}  ", _marks_cell(t)),
+        Text.assemble((printable(t.name or t.tenant_id), "bold"), f"  {printable(t.tenant_id)}  ", _marks_cell(t)),
         _simple_table("Standing", ("", ""), ([k, Text(v)] for k, v in _standing_lines(r))),
         Text(_window_sentence(r)),
     ]
@@ -388,7 +395,12 @@ def tenant_renderable(r: TenantReport) -> RenderableType:
                 title,
                 ("control", "category", "points", "days changed"),
                 (
-                    [Text(d.control_name), Text(d.control_category or ""), _change_text(d.change), str(d.days_changed)]
+                    [
+                        _plain(d.control_name),
+                        _plain(d.control_category or ""),
+                        _change_text(d.change),
+                        str(d.days_changed),
+                    ]
                     for d in deltas
                 ),
             )
