@@ -23,6 +23,7 @@ import click
 import orjson
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 
 from fetcher import __version__
 from fetcher.config import Config, Purpose, find_config_file, load_config, redacted
@@ -41,7 +42,14 @@ from fetcher.output import (
 from fetcher.plan import plan_backfill, plan_get, plan_incremental, plan_rebuild, select_tenants, window_days
 from fetcher.runner import Run
 from fetcher.store import ledger
-from fetcher.store.engine import create_engine, display_url, ensure_schema, migrate, transaction
+from fetcher.store.engine import (
+    create_engine,
+    display_url,
+    ensure_schema,
+    migrate,
+    transaction,
+    unexpected_database_error,
+)
 from fetcher.text import printable
 
 log = logging.getLogger("fetcher.cli")
@@ -90,6 +98,8 @@ def _run_async(ctx: Context, coro: Coroutine[Any, Any, int]) -> None:
         code = asyncio.run(coro)
     except FetcherError as error:
         code = _fail(ctx.err, error)
+    except DBAPIError as error:  # a database failure no command put in its own words: still one line, exit 3
+        code = _fail(ctx.err, unexpected_database_error(error))
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
@@ -340,7 +350,7 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
         chosen = select_tenants(config, tenants)
         engine = create_engine(config.database)
         try:
-            await ensure_schema(engine)
+            await ensure_schema(engine, create=False)
             async with transaction(engine, write=False) as conn:
                 states = await ledger.tenant_states(conn)
         finally:

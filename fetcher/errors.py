@@ -5,6 +5,7 @@
     ├── DatabaseError                 the database refused or is unusable         (exit 3)
     │   ├── DatabaseUnavailable       cannot connect
     │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
+    │   ├── DatabaseGone              SQLite: the file was deleted or replaced while open
     │   ├── LockHeld                  another run holds the database's run lock
     │   └── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
     ├── PayloadError                  a secureScore object we refuse to store
@@ -70,6 +71,12 @@ class SchemaOutOfDate(DatabaseError):
     """The database's schema revision is not the one this code expects."""
 
     kind = "schema_out_of_date"
+
+
+class DatabaseGone(DatabaseError):
+    """SQLite: the database file was deleted or replaced while the fetcher had it open."""
+
+    kind = "database_gone"
 
 
 class LockHeld(DatabaseError):

@@ -25,7 +25,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.admit import Admission
-from fetcher.errors import DatabaseError, FetcherError, GraphError, Interrupted, InvalidResponse, WrongTenant
+from fetcher.errors import (
+    DatabaseError,
+    DatabaseGone,
+    FetcherError,
+    GraphError,
+    Interrupted,
+    InvalidResponse,
+    WrongTenant,
+)
 from fetcher.models import FetchContext, RequestStats, Status, TenantRef
 from fetcher.outcome import TenantOutcome, utcnow
 from fetcher.plan import Plan
@@ -52,11 +60,19 @@ class Stop:
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
+        self.fatal: DatabaseGone | None = None  # the run cannot go on: nothing more can be stored
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def stopping(self) -> bool:
-        return self.signal_number is not None
+        return self.signal_number is not None or self.fatal is not None
+
+    def fail(self, error: DatabaseGone) -> None:
+        """Stop as a signal would, because the database is gone; the run then ends with `error`."""
+        if self.fatal is None:
+            self.fatal = error
+        for task in list(self._tasks):
+            task.cancel()
 
     def stop(self, signal_number: int) -> None:
         """Start nothing new; cancel what can be abandoned."""
@@ -194,6 +210,8 @@ class TenantPipeline:
         except (DBAPIError, DatabaseError) as error:
             outcome.scores_upserted = 0
             cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
+            if isinstance(cause, DatabaseGone):
+                return self._end_run(outcome, cause)
             # The same class, so that the ledger's error_kind says what happened (database_locked, ...).
             failure = type(cause)(
                 f"tenant {outcome.tenant.label}: storing its {rows} day(s) failed and was rolled back: {cause}"
@@ -239,6 +257,8 @@ class TenantPipeline:
             outcome.scores_upserted = outcome.rejected = 0
             outcome.status, outcome.error_message = Status.SUCCEEDED, None
             cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
+            if isinstance(cause, DatabaseGone):
+                return self._end_run(outcome, cause)
             failure = type(cause)(f"tenant {tenant.label}: rebuild rolled back: {cause}")
             return await self._finish(outcome, Status.FAILED, failure)
         return outcome
@@ -281,6 +301,12 @@ class TenantPipeline:
         await save_admitted(conn, resource, admission, saved_at=chunk[-1][1].fetched_at, tenant_saved=True)
 
     # ---------------------------------------------------------------------------------------- failures
+
+    def _end_run(self, outcome: TenantOutcome, error: DatabaseGone) -> TenantOutcome:
+        """The database file is gone: nothing more can be stored or recorded, so the run stops here."""
+        outcome.status, outcome.error_kind, outcome.error_message = Status.FAILED, error.kind, str(error)
+        self.stop.fail(error)
+        return outcome
 
     async def _finish(
         self, outcome: TenantOutcome, status: Status, error: FetcherError, rejections: Sequence[Rejection] = ()

@@ -75,7 +75,7 @@ class Run:
 
     @property
     def stopping(self) -> bool:
-        return self.report.stopped_by is not None
+        return self.report.stopped_by is not None or self._stop.stopping
 
     def record(self, outcome: TenantOutcome) -> None:
         """A tenant is done: count it and tell the observer."""
@@ -86,7 +86,8 @@ class Run:
         """The run; a database failure outside any one tenant's transaction ends it as a `DatabaseError`."""
         engine = self._engine or create_engine(self.config.database)
         try:
-            await ensure_schema(engine)
+            # A first run may create its SQLite file; a rebuild needs the one whose archive it replays.
+            await ensure_schema(engine, create=not self.request.replay)
             async with RunLock(engine, this_process(self.report.run_id)):
                 plans = await self._begin(engine)
                 try:
@@ -140,10 +141,12 @@ class Run:
         )
         if self.request.replay:  # rebuild: tenants one after another, as the database reads and writes
             await self._workers(plans, pipeline.replay, 1)
-            return
-        async with open_graph(self.config) as client:
-            pipeline.client = client
-            await self._workers(plans, pipeline.fetch, 2 * self.config.fetch.concurrency)
+        else:
+            async with open_graph(self.config) as client:
+                pipeline.client = client
+                await self._workers(plans, pipeline.fetch, 2 * self.config.fetch.concurrency)
+        if self._stop.fatal is not None:
+            raise self._stop.fatal
 
     async def _workers(self, plans: Sequence[Plan], work: TenantWork, most: int) -> None:
         pending = iter(plans)  # shared by the workers: each takes the next plan when it is free

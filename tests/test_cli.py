@@ -125,6 +125,7 @@ def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
 
 def test_status_of_a_new_database_shows_every_tenant_as_stale(tmp_path: Path) -> None:
     config = write_config(tmp_path)
+    invoke("--config", str(config), "migrate")
 
     result = invoke("--config", str(config), "status", "--format", "json", env={"SECRET": SECRET})
 

@@ -49,7 +49,7 @@ async def produce(
     """
     engine = create_engine(config.database)
     try:
-        await ensure_schema(engine)
+        await ensure_schema(engine, create=False)
         report, page = await _build(engine, config, request, now or datetime.now(UTC))
     finally:
         await engine.dispose()

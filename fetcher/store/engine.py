@@ -7,7 +7,10 @@ ceremony; any other database must be at the code's migration head (`fetcher migr
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -21,16 +24,19 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fetcher.config import DatabaseConfig
-from fetcher.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, SchemaOutOfDate
+from fetcher.errors import DatabaseError, DatabaseGone, DatabaseLocked, DatabaseUnavailable, SchemaOutOfDate
 from fetcher.text import hide_password
+
+log = logging.getLogger(__name__)
 
 WRITE_OPTION = "fetcher_write"
 BUSY_TIMEOUT_OPTION = "fetcher_busy_timeout"
 MIGRATION_LOCK_KEY = 0x5EC5C0F
+INVALID_CATALOG_NAME = "3D000"  # PostgreSQL: the database named in the URL does not exist
 
 
 def _json_dumps(value: Any) -> str:
@@ -59,6 +65,54 @@ def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     dbapi_connection.create_function("json_merge", 2, json_merge, deterministic=True)
 
 
+class SqliteFile:
+    """The SQLite file an engine opened, and its identity (device, inode) when it was first opened.
+
+    A file deleted or replaced under a running fetcher is not an error SQLite reports: the open
+    connections write on into the unlinked file, and a new connection creates a new, empty file at the
+    path. So the identity is checked when each further connection opens and after each commit.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def opened(self) -> None:
+        """A connection was opened: remember the file the first time, refuse another file afterwards."""
+        if self.identity is None:
+            self.identity = self._current()
+        else:
+            self.check()
+
+    def check(self) -> None:
+        """Raise `DatabaseGone` if the file at the path is not the one first opened."""
+        if self.identity is None:
+            return
+        current = self._current()
+        if current != self.identity:
+            what = "deleted" if current is None else "replaced by another file"
+            raise DatabaseGone(
+                f"database {self.path} was {what} while this fetcher had it open: what it wrote since is "
+                "not in any file; restore the file from a backup, or run `fetcher migrate` to start a new one"
+            )
+
+
+_SQLITE_FILES: weakref.WeakKeyDictionary[Engine, SqliteFile] = weakref.WeakKeyDictionary()
+
+
+def sqlite_file(engine: AsyncEngine | AsyncConnection) -> SqliteFile | None:
+    """The file behind a SQLite engine (None for PostgreSQL or an in-memory database)."""
+    sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine.engine.sync_engine
+    return _SQLITE_FILES.get(sync)
+
+
 def create_engine(config: DatabaseConfig) -> AsyncEngine:
     """The run's one engine; nothing connects until first use."""
     url = make_url(config.url)
@@ -75,9 +129,12 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         busy_ms = int(config.busy_timeout_seconds * 1000)
+        watched = _watch_file(engine, url.database)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            if watched is not None:
+                watched.opened()
             _configure_sqlite(dbapi_connection, busy_ms)
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -88,6 +145,14 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _watch_file(engine: AsyncEngine, database: str | None) -> SqliteFile | None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    watched = SqliteFile(Path(database).absolute())
+    _SQLITE_FILES[engine.sync_engine] = watched
+    return watched
 
 
 def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
@@ -155,9 +220,22 @@ async def _is_empty(conn: AsyncConnection) -> bool:
     return not names
 
 
-async def ensure_schema(engine: AsyncEngine) -> None:
-    """Refuse a database behind (or ahead of) the code; migrate a fresh SQLite file on the spot."""
+async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
+    """Refuse a database behind (or ahead of) the code; migrate a fresh SQLite file on the spot.
+
+    With `create=False` (commands that only read), a SQLite file that does not exist is refused
+    (`DatabaseUnavailable`) rather than created empty: the database that was expected is gone, and
+    `fetcher migrate` is how a new one is asked for. With `create=True` a new file is created and
+    migrated, with a warning, as on a first run.
+    """
     head = await asyncio.to_thread(head_revision)
+    watched = sqlite_file(engine)
+    if watched is not None and not watched.path.exists():
+        if not create:
+            raise DatabaseUnavailable(
+                f"no database at {watched.path}: check [database] url, or run `fetcher migrate` to create a new one"
+            )
+        log.warning("database %s does not exist: creating a new, empty one", watched.path)
     async with connect(engine) as conn:
         current = await conn.run_sync(_current_revision)
         empty = current is None and await _is_empty(conn)
@@ -183,8 +261,20 @@ async def open_connection(engine: AsyncEngine) -> AsyncConnection:
     """A connection the caller closes, with failure to connect turned into `DatabaseUnavailable`."""
     try:
         return await engine.connect()
-    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.Error) as exc:
-        raise DatabaseUnavailable(f"cannot connect to database {display_url(engine)}: {_reason(exc)}") from None
+    except (OSError, sa.exc.DBAPIError, sqlite3.Error) as exc:
+        # Any refusal while connecting (no server, no such database, wrong password, no such role) is one
+        # line and exit 3: a traceback's exit 1 means "some tenant is stale" to whoever watches `status`.
+        raise DatabaseUnavailable(
+            f"cannot connect to database {display_url(engine)}: {_reason(exc)}{_connect_hint(exc)}"
+        ) from None
+
+
+def _connect_hint(exc: BaseException) -> str:
+    """What to do when the server is up but the database named in the URL is not there."""
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlstate", None) == INVALID_CATALOG_NAME or "does not exist" in _reason(exc):
+        return " (create it, e.g. `createdb`, then run `fetcher migrate`)"
+    return ""
 
 
 @asynccontextmanager
@@ -201,14 +291,18 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
     """One transaction: committed when the block ends, rolled back if it raises.
 
-    SQLite's "database is locked" (another writer outlasted busy_timeout) becomes `DatabaseLocked`.
+    SQLite's "database is locked" (another writer outlasted busy_timeout) becomes `DatabaseLocked`; a
+    SQLite file deleted or replaced since it was opened rolls the transaction back with `DatabaseGone`.
     """
+    watched = sqlite_file(engine)
     try:
         async with connect(engine) as conn:
             if write:
                 await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
+                if watched is not None:
+                    watched.check()  # before committing: into the file still at the path, or rolled back
     except sa.exc.OperationalError as exc:
         if is_sqlite(engine) and _is_busy(exc):
             raise database_error(exc, engine) from None
@@ -233,6 +327,11 @@ def database_error(exc: sa.exc.DBAPIError, engine: AsyncEngine) -> DatabaseError
             f"busy_timeout_seconds{setting} for it to let go"
         )
     return DatabaseError(f"database {display_url(engine)}: {' '.join(_reason(exc).split())[:300]}")
+
+
+def unexpected_database_error(exc: sa.exc.DBAPIError) -> DatabaseError:
+    """A driver's error that reached the command line: the driver's first line, never the statement."""
+    return DatabaseError(f"database error: {' '.join(_reason(exc).split())[:300]}")
 
 
 def _reason(exc: BaseException) -> str:
