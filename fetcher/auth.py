@@ -47,7 +47,9 @@ from fetcher.errors import (
     RequestTimedOut,
     ServerError,
     Throttled,
+    UnsafeResponse,
 )
+from fetcher.limits import exhausted_resource, local_resource_error
 from fetcher.models import TenantRef
 from fetcher.retry import SERVER_ERROR_STATUSES, parse_retry_after
 from fetcher.text import one_line
@@ -60,9 +62,100 @@ DEFAULT_MAX_CONCURRENT = 8
 # when to try again, as for any Graph request (same attempts, same backoff, same Retry-After rules).
 TOKEN_RETRY_TOTAL = 0
 
+# A token answer is a few KB (a JWT and a handful of fields); this caps what Entra ID, or whatever
+# answers in its place, can make a run hold, counted after decompression. [graph] max_response_bytes
+# applies when it is smaller.
+TOKEN_RESPONSE_MAX_BYTES = 1024 * 1024
+TOKEN_CHUNK_SIZE = 64 * 1024
+
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 AuthLookup = Callable[[TenantRef], AuthConfig]
+
+
+class EntraAnswerRefused(Exception):
+    """A token endpoint's answer that the fetcher will not hand to azure-identity (too large, no token).
+
+    Not an `AzureError`, so that azure-core's retry policy does not ask again; `TokenProvider.token`
+    turns it into a one-line error naming the tenant.
+    """
+
+    def __init__(self, reason: str, *, unsafe: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unsafe = unsafe
+
+
+def token_answer_problem(method: str, url: str, status: int, body: bytes) -> str | None:
+    """Why a 2xx answer to a token request cannot be a token, or None: azure-identity reads
+    `access_token` and `expires_in` (or `expires_on`) without checking that they are there."""
+    if method != "POST" or not url.split("?", 1)[0].endswith("/token") or not 200 <= status < 300:
+        return None
+    try:
+        content = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # azure-identity reports a body that is not JSON itself
+    if not isinstance(content, dict):
+        return f"its answer (HTTP {status}) is JSON but not an object"
+    token = content.get("access_token")
+    if not isinstance(token, str) or not token:
+        return f"its answer (HTTP {status}) has no access_token"
+    expiry = content.get("expires_in", content.get("expires_on"))
+    if isinstance(expiry, bool) or not isinstance(expiry, int | str) or not str(expiry).isdigit():
+        return f"its answer (HTTP {status}) has no usable expires_in"
+    return None
+
+
+class EntraTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core loads it lazily: typed Any
+    """azure-core's aiohttp transport, each request to Entra ID bounded like a Graph request.
+
+    azure-core gives aiohttp only per-connect and per-read timeouts, so an endpoint that trickles a
+    byte now and then never times out; here the whole exchange, answer included, must end within
+    `timeout_seconds`. The answer is read here, in chunks as aiohttp decompresses them, and refused
+    as soon as it passes `max_bytes`, before azure-identity parses it.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, timeout_seconds: float, max_bytes: int) -> None:
+        super().__init__(
+            session=session, session_owner=False, connection_timeout=timeout_seconds, read_timeout=timeout_seconds
+        )
+        self.timeout_seconds = timeout_seconds
+        self.max_bytes = max_bytes
+
+    async def send(self, request: Any, *, stream: bool = False, **config: Any) -> Any:  # noqa: ARG002 (always read whole)
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                response = await super().send(request, stream=True, **config)
+                try:
+                    body = await self._read(response.internal_response)
+                finally:
+                    response.internal_response.release()
+        except TimeoutError:
+            raise ServiceResponseTimeoutError(
+                f"no complete answer within [graph] timeout_seconds = {self.timeout_seconds:g} s"
+            ) from None
+        problem = token_answer_problem(request.method, request.url, response.status_code, body)
+        if problem is not None:
+            raise EntraAnswerRefused(problem, unsafe=False)
+        # azure-core's own read would take the body again from aiohttp, without a cap; it takes ours.
+        response._content = body
+        return response
+
+    async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
+        declared = answer.content_length
+        if declared is not None and declared > self.max_bytes:
+            raise self._too_large(f"Content-Length {declared}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in answer.content.iter_chunked(TOKEN_CHUNK_SIZE):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_large(f"{size} bytes read so far, after decompression")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, what: str) -> EntraAnswerRefused:
+        return EntraAnswerRefused(f"its answer ({what}) exceeds the cap of {self.max_bytes} bytes", unsafe=True)
 
 
 def fresh_token_claims(now: float) -> str:
@@ -91,11 +184,10 @@ class TokenProvider:
         # The credentials share the run's session: its SSL context trusts the system CAs plus
         # [graph] ca_bundle. azure-core's `connection_verify=<path>` is not used because it would build
         # a context from the bundle alone, replacing the system CAs instead of adding to them.
-        self._transport = AioHttpTransport(
-            session=session,
-            session_owner=False,
-            connection_timeout=graph.timeout_seconds,
-            read_timeout=graph.timeout_seconds,
+        self._transport = EntraTransport(
+            session,
+            timeout_seconds=graph.timeout_seconds,
+            max_bytes=min(TOKEN_RESPONSE_MAX_BYTES, graph.max_response_bytes),
         )
         self._graph = graph
         self._auth = auth
@@ -119,7 +211,13 @@ class TokenProvider:
         async with self._lock(tenant.tenant_id), self._gate():
             try:
                 access = await credential.get_token(self._graph.scope, claims=claims)
+            except EntraAnswerRefused as refused:
+                raise refused_answer(refused, tenant=tenant, authority_host=self._graph.authority_host) from None
             except (AzureError, ValueError, OSError) as error:
+                exhausted = exhausted_resource(error)
+                if exhausted is not None:
+                    doing = f"tenant {tenant.label}: asking Entra ID for a token"
+                    raise local_resource_error(exhausted, doing=doing, tenant_id=tenant.tenant_id) from None
                 raise authentication_error(
                     error,
                     tenant=tenant,
@@ -226,14 +324,32 @@ def consent_url(authority_host: str, tenant_id: str, client_id: str | None) -> s
     return f"{authority_host.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id or '<client id>'}"
 
 
+def token_url(authority_host: str, tenant_id: str) -> str:
+    return f"{authority_host.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
+
+
+def refused_answer(refused: EntraAnswerRefused, *, tenant: TenantRef, authority_host: str) -> GraphError:
+    """A token answer the fetcher would not use: too large (`UnsafeResponse`), or without a token."""
+    url = token_url(authority_host, tenant.tenant_id)
+    message = f"tenant {tenant.label}: Entra ID's token endpoint at {authority_host}: {refused.reason}"
+    if refused.unsafe:
+        return UnsafeResponse(f"{message}; refused", tenant_id=tenant.tenant_id, url=url)
+    return AuthenticationError(
+        f"{message}, so no token was issued; if a proxy or gateway answers for Entra ID, check [graph] authority_host",
+        tenant_id=tenant.tenant_id,
+        url=url,
+    )
+
+
 def authentication_error(
     error: Exception, *, tenant: TenantRef, authority_host: str, client_id: str | None = None
 ) -> GraphError:
     """What a failed token request means for the fetcher: a refusal, or a transient failure to retry."""
     tid, label = tenant.tenant_id, tenant.label
-    url = f"{authority_host.rstrip('/')}/{tid}/oauth2/v2.0/token"
+    url = token_url(authority_host, tid)
     if isinstance(error, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
-        return RequestTimedOut(f"tenant {label}: Entra ID did not answer in time", tenant_id=tid, url=url)
+        why = one_line(_reason(error), limit=120)
+        return RequestTimedOut(f"tenant {label}: Entra ID did not answer in time ({why})", tenant_id=tid, url=url)
     if isinstance(error, ServiceRequestError | ServiceResponseError):
         return ConnectionFailed(
             f"tenant {label}: cannot reach Entra ID at {authority_host} ({one_line(_reason(error), limit=120)})",

@@ -142,14 +142,22 @@ def _tune_garbage_collector() -> None:
     show_default=True,
     help="json: one JSON object per log line, for cron and log shippers.",
 )
+@click.option(
+    "--log-sql",
+    is_flag=True,
+    envvar="FETCHER_LOG_SQL",
+    help="Log every SQL statement the fetcher sends (never its parameters). Also $FETCHER_LOG_SQL=1.",
+)
 @click.version_option(__version__, prog_name="fetcher")
 @click.pass_context
-def main(click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
+def main(
+    click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str, log_sql: bool
+) -> None:
     """Fetch Microsoft Secure Score history for many tenants into your own SQL database."""
     _tune_garbage_collector()
     err = Console(stderr=True)
     verbosity = -1 if quiet else verbose
-    setup_logging(verbosity=verbosity, log_format=log_format, console=err)
+    setup_logging(verbosity=verbosity, log_format=log_format, console=err, log_sql=log_sql)
     click_ctx.obj = Context(config_path, verbosity, log_format, Console(), err)
 
 

@@ -24,6 +24,7 @@
     │       ├── ConnectionFailed      refused, reset, TLS or DNS failure
     │       ├── RequestTimedOut       no answer within timeout_seconds
     │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
+    ├── LocalResourceError            this machine ran out of open files, memory or disk (EMFILE, ...)
     └── Interrupted                   SIGINT or SIGTERM stopped the run
 
 Messages are one line, name the tenant (and file or field) at fault, say what to do, and never
@@ -249,6 +250,16 @@ class InvalidResponse(TransientError):
     ) -> None:
         super().__init__(message, tenant_id=tenant_id, status=status, url=url)
         self.body = body
+
+
+class LocalResourceError(FetcherError):
+    """This machine, not Graph or Entra ID, ran out of something: open files (EMFILE), memory, disk."""
+
+    kind = "local_resource"
+
+    def __init__(self, message: str, *, tenant_id: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
 
 
 class Interrupted(FetcherError):

@@ -31,7 +31,7 @@ from fetcher.graph import (
     read_item,
     read_page,
 )
-from fetcher.limits import Limits
+from fetcher.limits import Limits, exhausted_resource, fit_open_files, local_resource_error
 from fetcher.models import RequestStats, ScorePage, TenantRef
 from fetcher.retry import RetryPolicy, parse_retry_after
 from fetcher.text import one_line
@@ -86,11 +86,12 @@ async def open_graph(config: Config) -> AsyncIterator[GraphClient]:
     Token requests to Entra ID take the same global slots as Graph requests: `concurrency` bounds
     every HTTP request of the run.
     """
-    session = create_session(config.graph, config.fetch)
-    limits = Limits.from_config(config.fetch)
+    fetch = fit_open_files(config.fetch)  # concurrency as `ulimit -n` allows, with a warning if lowered
+    session = create_session(config.graph, fetch)
+    limits = Limits.from_config(fetch)
     tokens = TokenProvider(session, config.graph, auth_lookup(config), gate=limits.global_slot)
     try:
-        yield GraphClient(session, config.graph, config.fetch, tokens, limits, RetryPolicy.from_config(config.fetch))
+        yield GraphClient(session, config.graph, fetch, tokens, limits, RetryPolicy.from_config(fetch))
     finally:
         await tokens.close()
         await session.close()
@@ -186,7 +187,13 @@ class GraphClient:
                     tenant_id=tenant.tenant_id,
                     url=url,
                 ) from None
-            except aiohttp.ClientError as error:
+            except (aiohttp.ClientError, OSError) as error:
+                exhausted = exhausted_resource(error)
+                if exhausted is not None:
+                    doing = f"tenant {tenant.label}: requesting {url}"
+                    raise local_resource_error(exhausted, doing=doing, tenant_id=tenant.tenant_id) from None
+                if not isinstance(error, aiohttp.ClientError):
+                    raise
                 raise _connection_failed(error, tenant, url) from None
             finally:
                 log.debug("GET %s -> %s in %.0f ms", url, status, (time.monotonic() - started) * 1000)

@@ -14,6 +14,12 @@ run over thousands of tenants keeps only the busy ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fetcher.config import FetchConfig
+from fetcher.errors import ConfigError, LocalResourceError
+
+log = logging.getLogger("fetcher.limits")
 
 DEFAULT_BURST = 5
 DEFAULT_PAUSE = 1.0  # seconds a 429 without Retry-After pauses the tenant
@@ -182,3 +191,89 @@ class Limits:
                 state.tokens -= 1.0
                 return
             await self.sleep((1.0 - state.tokens) / state.rate)
+
+
+# ------------------------------------------------------------------------------------------ open files
+
+# What a run keeps open besides its Graph connections, measured from the code's pools: the database
+# (SQLite: up to a few connections of three files each; PostgreSQL: its writers, the lock and the
+# planner), token connections beyond `concurrency` (fetcher.http.TOKEN_CONNECTIONS), and a margin for
+# DNS, certificate files and logs.
+DATABASE_FILES = 16
+TOKEN_SOCKETS = 8
+MARGIN_FILES = 8
+# errno values that say this machine, not the peer, ran out of something.
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.ENOSPC})
+
+
+def files_needed(concurrency: int, already_open: int) -> int:
+    """File descriptors a run with `concurrency` Graph connections needs, on top of `already_open`."""
+    return already_open + concurrency + TOKEN_SOCKETS + DATABASE_FILES + MARGIN_FILES
+
+
+def _open_files() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: stdio and the interpreter's own files
+        return 16
+
+
+def fit_open_files(fetch: FetchConfig) -> FetchConfig:
+    """`fetch` as this process can run it within its open-file limit (`ulimit -n`, `LimitNOFILE=`).
+
+    The soft limit is raised towards the hard limit when that is enough. If the hard limit is too low,
+    `concurrency` is lowered to what fits, with a warning that says how to raise the limit; if not even
+    one connection fits, `ConfigError`. Without this, tenants fail with "Too many open files" mid-run.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    already = _open_files()
+    needed = files_needed(fetch.concurrency, already)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return fetch
+    ceiling = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        soft = ceiling
+    if soft >= needed:
+        log.debug("raised the open-file limit to %d for [fetch] concurrency = %d", soft, fetch.concurrency)
+        return fetch
+    fits = soft - files_needed(0, already)
+    advice = f"raise it to {needed} (`ulimit -n {needed}`, or LimitNOFILE={needed} in a systemd unit)"
+    if fits < 1:
+        raise ConfigError(f"the open-file limit ({soft}) is too low for a run: {advice}")
+    log.warning(
+        "[fetch] concurrency = %d needs about %d open files, but this process may open %d: running with "
+        "concurrency = %d; %s, or lower [fetch] concurrency",
+        fetch.concurrency,
+        needed,
+        soft,
+        fits,
+        advice,
+    )
+    return dataclasses.replace(fetch, concurrency=fits, per_tenant_concurrency=min(fetch.per_tenant_concurrency, fits))
+
+
+def exhausted_resource(error: BaseException | None) -> OSError | None:
+    """The OSError in `error`'s chain (causes, azure-core's `inner_exception`, aiohttp's `os_error`) that
+    says this machine ran out of open files, memory, buffers or disk; None when there is none."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in EXHAUSTED:
+            return error
+        nested = getattr(error, "os_error", None) or getattr(error, "inner_exception", None)
+        error = nested if isinstance(nested, BaseException) else (error.__cause__ or error.__context__)
+    return None
+
+
+def local_resource_error(error: OSError, *, doing: str, tenant_id: str | None = None) -> LocalResourceError:
+    """A one-line error for `exhausted_resource`'s finding: the machine's limit, not the tenant's fault."""
+    name = errno.errorcode.get(error.errno or 0, "OSError")
+    fix = (
+        "raise the open-file limit (`ulimit -n`, LimitNOFILE=) or lower [fetch] concurrency"
+        if error.errno in (errno.EMFILE, errno.ENFILE)
+        else "free memory or disk on this machine, or lower [fetch] concurrency"
+    )
+    return LocalResourceError(
+        f"{doing}: this machine ran out of a resource ({name}: {error.strerror}); {fix}", tenant_id=tenant_id
+    )

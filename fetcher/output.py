@@ -89,8 +89,14 @@ class JSONFormatter(logging.Formatter):
 REDACTOR = Redactor()
 
 
-def setup_logging(*, verbosity: int, log_format: str, console: Console | None, stream: IO[str] | None = None) -> None:
-    """Configure the root logger once per process: level from -v/-q, text or JSON, always redacted."""
+def setup_logging(
+    *, verbosity: int, log_format: str, console: Console | None, stream: IO[str] | None = None, log_sql: bool = False
+) -> None:
+    """Configure the root logger once per process: level from -v/-q, text or JSON, always redacted.
+
+    SQL statements are logged only with `log_sql` (`--log-sql`), whatever the verbosity: a backfill sends
+    hundreds of megabytes of them. Their parameters never are (the engines hide them).
+    """
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     handler: logging.Handler
     if log_format == "json":
@@ -113,8 +119,10 @@ def setup_logging(*, verbosity: int, log_format: str, console: Console | None, s
     # repeats our own one-line error; show it only with -vv.
     logging.getLogger("azure").setLevel(logging.DEBUG if verbosity > 1 else logging.ERROR)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    # aiosqlite logs every statement it hands to its thread at DEBUG: only with -vv.
-    logging.getLogger("aiosqlite").setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    # aiosqlite logs every call it hands to its thread, parameters and all, at DEBUG: never.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # SQLAlchemy logs each statement at INFO, with its parameters replaced by a note (hide_parameters).
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO if log_sql else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
 
 

@@ -136,7 +136,7 @@ class RetryPolicy:
     def _too_long(self, error: TransientError, tenant: TenantRef) -> RetryWaitTooLong:
         wait = error.retry_after or 0.0
         return RetryWaitTooLong(
-            f"tenant {tenant.label}: Graph asked to wait {wait:g} s before retrying ({error.kind}, status "
+            f"tenant {tenant.label}: {_service(error)} asked to wait {wait:g} s before retrying ({error.kind}, status "
             f"{error.status}), longer than [fetch] max_retry_wait_seconds = {self.max_retry_wait:g}; "
             "the tenant is left for the next run",
             retry_after=wait,
@@ -163,3 +163,9 @@ class RetryPolicy:
             self.max_attempts - 1,
             state.upcoming_sleep,
         )
+
+
+def _service(error: TransientError) -> str:
+    """Who answered: Entra ID for a token request (`.../oauth2/v2.0/token`), else Graph."""
+    path = (error.url or "").split("?", 1)[0]
+    return "Entra ID" if path.endswith("/oauth2/v2.0/token") else "Graph"

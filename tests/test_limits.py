@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 
+import aiohttp
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
-from fetcher.config import FetchConfig
-from fetcher.limits import Limits
+from fetcher.config import AuthConfig, FetchConfig, TenantConfig
+from fetcher.limits import Limits, exhausted_resource, local_resource_error
 
 
 class VirtualTime:
@@ -173,3 +176,27 @@ async def test_a_cancelled_waiter_leaves_nothing_held() -> None:
 def test_limits_come_from_the_fetch_configuration() -> None:
     limits = Limits.from_config(FetchConfig(concurrency=8, per_tenant_concurrency=3, per_tenant_rate=120))
     assert (limits.concurrency, limits.per_tenant_concurrency, limits.base_rate) == (8, 3, 2.0)
+
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+
+
+def test_running_out_of_open_files_is_a_local_resource_error_not_authentication() -> None:
+    """However EMFILE arrives (raw, wrapped by azure-core, or by aiohttp), it names this machine's limit."""
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    wrapped = ServiceRequestError("connection failed", error=emfile)
+    connector = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 443, True, True, None, None, None, None), emfile
+    )
+    tenant = TenantConfig(TENANT, "Contoso", AuthConfig())
+
+    found = [exhausted_resource(e) for e in (emfile, wrapped, connector, ServiceRequestError("refused"))]
+    error = local_resource_error(emfile, doing=f"tenant {tenant.label}: asking Entra ID for a token")
+
+    assert [f.errno if f else None for f in found] == [errno.EMFILE, errno.EMFILE, errno.EMFILE, None]
+    assert (error.kind, str(error)) == (
+        "local_resource",
+        f"tenant {TENANT} (Contoso): asking Entra ID for a token: this machine ran out of a resource "
+        "(EMFILE: Too many open files); raise the open-file limit (`ulimit -n`, LimitNOFILE=) or lower "
+        "[fetch] concurrency",
+    )

@@ -37,6 +37,7 @@ WRITE_OPTION = "fetcher_write"
 BUSY_TIMEOUT_OPTION = "fetcher_busy_timeout"
 MIGRATION_LOCK_KEY = 0x5EC5C0F
 INVALID_CATALOG_NAME = "3D000"  # PostgreSQL: the database named in the URL does not exist
+REFUSED_SQLSTATE_CLASSES = frozenset({"3D", "28", "08"})  # invalid catalog, authorization, connection
 
 
 def _json_dumps(value: Any) -> str:
@@ -116,7 +117,12 @@ def sqlite_file(engine: AsyncEngine | AsyncConnection) -> SqliteFile | None:
 def create_engine(config: DatabaseConfig) -> AsyncEngine:
     """The run's one engine; nothing connects until first use."""
     url = make_url(config.url)
-    kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    # hide_parameters: neither `--log-sql` nor a driver error's text ever shows the values sent.
+    kwargs: dict[str, Any] = {
+        "json_serializer": _json_dumps,
+        "json_deserializer": orjson.loads,
+        "hide_parameters": True,
+    }
     if url.get_backend_name() == "sqlite":
         # SQLAlchemy's own busy handling is off: SQLite's busy_timeout does the waiting.
         kwargs["connect_args"] = {"timeout": config.busy_timeout_seconds}
@@ -261,12 +267,21 @@ async def open_connection(engine: AsyncEngine) -> AsyncConnection:
     """A connection the caller closes, with failure to connect turned into `DatabaseUnavailable`."""
     try:
         return await engine.connect()
-    except (OSError, sa.exc.DBAPIError, sqlite3.Error) as exc:
-        # Any refusal while connecting (no server, no such database, wrong password, no such role) is one
-        # line and exit 3: a traceback's exit 1 means "some tenant is stale" to whoever watches `status`.
-        raise DatabaseUnavailable(
-            f"cannot connect to database {display_url(engine)}: {_reason(exc)}{_connect_hint(exc)}"
-        ) from None
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, sqlite3.Error) as exc:
+        raise _unavailable(engine, exc) from None
+    except sa.exc.DBAPIError as exc:
+        # PostgreSQL refusing the database itself: no such database (3D), role or password (28), or
+        # the connection (08). Anything else, such as a pooled connection found dead, goes to callers
+        # that retry on a fresh connection (`in_transaction`).
+        if str(getattr(exc.orig, "sqlstate", "") or "")[:2] not in REFUSED_SQLSTATE_CLASSES:
+            raise
+        raise _unavailable(engine, exc) from None
+
+
+def _unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
+    # Any refusal while connecting (no server, no such database, wrong password, no such role) is one
+    # line and exit 3: a traceback's exit 1 means "some tenant is stale" to whoever watches `status`.
+    return DatabaseUnavailable(f"cannot connect to database {display_url(engine)}: {_reason(exc)}{_connect_hint(exc)}")
 
 
 def _connect_hint(exc: BaseException) -> str:
