@@ -7,7 +7,10 @@
 2. no string in it holds a NUL character (PostgreSQL's text and jsonb refuse `\\u0000`; refused on
    every database alike);
 3. the resource's normalizer accepts it (identity present and well formed, the right tenant, ...:
-   `fetcher.errors.PayloadError`).
+   `fetcher.errors.PayloadError`);
+4. the resource's `check` finds its rows storable: no value longer than its column (PostgreSQL refuses
+   `varchar(n)` overflows where SQLite keeps them; refused on every database alike, so both hold the same
+   days).
 
 A refused object becomes a `Rejection` (quarantined with its reason and body, capped when stored); an
 object for another tenant also marks the tenant failed (`wrong_tenant`). Admitted objects become rows
@@ -43,6 +46,18 @@ Row = TypeVar("Row")
 Normalizer = Callable[[Any, FetchContext, str], Row]
 # (object, its row, how it was fetched, its compact JSON) -> its archive row.
 Archiver = Callable[[Any, Row, FetchContext, bytes], RawPayload]
+# (object, its row) -> why the row cannot be stored, or None.
+Checker = Callable[[Any, Row], str | None]
+
+
+def too_long(field: str, value: str | None, limit: int | None) -> str | None:
+    """Why `value` does not fit a `varchar(limit)` column, naming the field; None when it fits.
+
+    PostgreSQL counts characters (code points), as `len` does.
+    """
+    if value is None or limit is None or len(value) <= limit:
+        return None
+    return f"{field} is {len(value)} characters long; the column holds at most {limit}"
 
 
 @dataclass
@@ -63,13 +78,14 @@ def admit(
     tenant_id: str,
     normalize: Normalizer[Row],
     archive: Archiver[Row] | None = None,
+    check: Checker[Row] | None = None,
     keep_objects: bool = False,
     into: Admission[Row] | None = None,
 ) -> Admission[Row]:
     """Admit `objects` (received together, as `context` says) for `tenant_id`, into `into` or a new admission."""
     admission = Admission[Row]() if into is None else into
     for obj in objects:
-        _admit_one(obj, context, tenant_id, normalize, archive, keep_objects, admission)
+        _admit_one(obj, context, tenant_id, (normalize, check), archive, keep_objects, admission)
     return admission
 
 
@@ -77,11 +93,12 @@ def _admit_one(
     obj: Any,
     context: FetchContext,
     tenant_id: str,
-    normalize: Normalizer[Row],
+    rules: tuple[Normalizer[Row], Checker[Row] | None],
     archive: Archiver[Row] | None,
     keep_objects: bool,
     admission: Admission[Row],
 ) -> None:
+    normalize, check = rules
     text = _dumps(obj)
     reason, body = screen(obj, text)
     if reason is not None:
@@ -94,6 +111,10 @@ def _admit_one(
         admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, str(error), text))
         if isinstance(error, WrongTenant) and admission.wrong_tenant is None:
             admission.wrong_tenant = error
+        return
+    problem = check(obj, row) if check is not None else None
+    if problem is not None:
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, problem, text))
         return
     admission.rows.append(row)
     if keep_objects:

@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.admit import Admission, admit
+from fetcher.admit import Admission, admit, too_long
 from fetcher.graph import SECURE_SCORES_PATH
 from fetcher.models import FetchContext, ProviderWarning, RequestStats, ScoreDay, ScorePage
 from fetcher.normalize import normalize_score
 from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import RawPayload, archived_days, iter_raw_payloads, pack, save_raw_payloads
+from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores
 from fetcher.store.scores import delete_days, save_score_days
 
 
@@ -33,6 +34,51 @@ async def fetch_secure_scores(client: PageSource, plan: Plan, stats: RequestStat
 
 def _normalize(obj: Any, context: FetchContext, tenant_id: str) -> ScoreDay:
     return normalize_score(obj, context, expected_tenant=tenant_id)
+
+
+def _limit(column: Any) -> int | None:
+    return getattr(column.type, "length", None)
+
+
+# Graph's property -> the bounded column it is stored in.
+_SCORE_FIELDS = (
+    ("id", "id", secure_scores.c.id),
+    ("vendorInformation.vendor", "vendor", secure_scores.c.vendor),
+    ("vendorInformation.provider", "provider", secure_scores.c.provider),
+    ("vendorInformation.providerVersion", "provider_version", secure_scores.c.provider_version),
+    ("vendorInformation.subProvider", "sub_provider", secure_scores.c.sub_provider),
+)
+
+
+def check_secure_score(obj: Any, day: ScoreDay) -> str | None:
+    """Why the day cannot be stored as it is, or None: a value longer than its `varchar` column."""
+    for field, attribute, column in _SCORE_FIELDS:
+        problem = too_long(field, getattr(day.score, attribute), _limit(column))
+        if problem is not None:
+            return problem
+    for row in day.controls:
+        where = f"controlScores[{_position(obj, 'controlScores', 'controlName', row.control_name)}]"
+        problem = too_long(f"{where}.controlName", row.control_name, _limit(control_scores.c.control_name))
+        problem = problem or too_long(
+            f"{where}.controlCategory", row.control_category, _limit(controls.c.control_category)
+        )
+        if problem is not None:
+            return problem
+    for comparative in day.comparatives:
+        where = f"averageComparativeScores[{_position(obj, 'averageComparativeScores', 'basis', comparative.basis)}]"
+        problem = too_long(f"{where}.basis", comparative.basis, _limit(comparative_scores.c.basis))
+        if problem is not None:
+            return problem
+    return None
+
+
+def _position(obj: Any, array: str, key: str, value: str) -> str:
+    """The index of the item of `obj[array]` whose `key` is `value` ("?" when it cannot be told)."""
+    items = obj.get(array) if isinstance(obj, dict) else None
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        if isinstance(item, dict) and item.get(key) == value:
+            return str(index)
+    return "?"
 
 
 def _archive(obj: Any, day: ScoreDay, context: FetchContext, text: bytes) -> RawPayload:
@@ -64,6 +110,7 @@ def admit_secure_scores(
         tenant_id=tenant_id,
         normalize=_normalize,
         archive=archive,
+        check=check_secure_score,
         keep_objects=keep_objects,
         into=into,
     )

@@ -375,3 +375,45 @@ def test_an_object_holding_a_nul_character_is_quarantined_alone(
         newest = r.sim.expected_objects(tenant.tenant_id, 1)[0]["id"]
         days = {day: value for day, value in truth(r.sim, tenant.tenant_id, 20).items() if day != newest}
         assert_equals_truth(r.database_url, r.sim, {tenant.tenant_id: days})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_values_longer_than_their_columns_are_quarantined_alike_on_every_database(
+    tmp_path: Path, transcripts: Transcripts, figures: Figures, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """An `id` over 100 characters, a `controlName` over 256, a `basis` over 128: PostgreSQL refuses them
+    (`value too long for type character varying`), SQLite would keep them. Both quarantine exactly those
+    objects, with the field and the limit named, and store the tenant's other days."""
+    tenant = generate_tenants(1, seed=SEED + 5)[0]
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / 'long.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("reliability_postgres")
+    )
+    with rig(tmp_path, url, [tenant], transcripts, seed=SEED + 5, controls_per_day=40) as r:
+
+        def over_long(objects: list[bytes]) -> list[bytes]:
+            long_id, long_name, long_basis = (orjson.loads(o) for o in objects[:3])
+            long_id["id"] += "x" * (101 - len(long_id["id"]))
+            long_name["controlScores"][1]["controlName"] = "N" * 257
+            long_basis["averageComparativeScores"][0]["basis"] = "B" * 129
+            return [orjson.dumps(o) for o in (long_id, long_name, long_basis)] + objects[3:]
+
+        page = first_page(r, tenant.tenant_id, over_long)
+        r.sim.add_fault(tenant.tenant_id, Fault.status(200, body=page, endpoint="list", times=1))
+        figures.faults["values longer than their columns"] += 3
+
+        done = r.fetcher("backfill", "--days", "20")
+
+        assert done.returncode == 0, essence(done.stderr)
+        assert [o[:2] for o in outcomes(r).values()] == [("partial", None)]
+        reasons = sorted(row["reason"] for row in rejections(r.database_url))
+        assert reasons == [
+            "averageComparativeScores[0].basis is 129 characters long; the column holds at most 128",
+            "controlScores[1].controlName is 257 characters long; the column holds at most 256",
+            "id is 101 characters long; the column holds at most 100",
+        ]
+        refused = {o["id"] for o in r.sim.expected_objects(tenant.tenant_id, 3)}
+        days = {day: value for day, value in truth(r.sim, tenant.tenant_id, 20).items() if day not in refused}
+        assert len(days) == 17
+        assert_equals_truth(r.database_url, r.sim, {tenant.tenant_id: days})
