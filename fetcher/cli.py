@@ -33,6 +33,7 @@ from fetcher.output import (
     REDACTOR,
     LogObserver,
     ProgressObserver,
+    is_short,
     is_stale,
     setup_logging,
     status_json,
@@ -289,7 +290,7 @@ def backfill_command(
             today=datetime.now(UTC).date(),
             default=config.fetch.history_days,
         )
-        planner = plan_backfill(chosen, window, resume=resume)
+        planner = plan_backfill(chosen, window, resume=resume, today=datetime.now(UTC).date())
         report = await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer()))
         code = _report(ctx, report)
         if not no_alerts:
@@ -367,15 +368,23 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
         if tenants:
             wanted = {t.tenant_id for t in chosen}
             states = [s for s in states if s.tenant_id in wanted]
-        now, limit = datetime.now(UTC), timedelta(hours=max_age)
+        now, limit, history = datetime.now(UTC), timedelta(hours=max_age), config.fetch.history_days
         if fmt == "json":
-            ctx.console.out(status_json(states, now, limit).decode(), highlight=False)
+            ctx.console.out(status_json(states, now, limit, history).decode(), highlight=False)
         else:
-            ctx.console.print(status_table(states, now, limit))
+            ctx.console.print(status_table(states, now, limit, history))
         enabled = {t.tenant_id for t in (chosen if tenants else config.enabled_tenants)}
         stale = [s for s in states if s.tenant_id in enabled and is_stale(s, now, limit)]
         if stale:
             ctx.err.print(f"{len(stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
+        short = [s for s in states if s.tenant_id in enabled and is_short(s, now.date(), history)]
+        if short:
+            ctx.err.print(
+                f"{len(short)} enabled tenant(s) hold fewer days than [fetch] history_days = {history}: "
+                "`fetcher backfill --tenant ID` fetches what Graph still has",
+                markup=False,
+                highlight=False,
+            )
         return 1 if stale else 0
 
     _run_async(ctx, action())

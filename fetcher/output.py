@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
 import orjson
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from fetcher.models import Status
 from fetcher.outcome import RunReport, TenantOutcome
+from fetcher.plan import covers
 from fetcher.store.ledger import TenantState
 from fetcher.text import TOKEN_MASK, printable, redact_tokens
 
@@ -256,7 +257,25 @@ def is_stale(state: TenantState, now: datetime, max_age: timedelta) -> bool:
     return now - datetime.combine(state.newest_score_date, datetime.min.time(), UTC) > max_age
 
 
-def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> Table:
+def is_short(state: TenantState, today: date, history_days: int | None) -> bool:
+    """Whether a tenant's stored days reach back less far than its configured window (`history_days`):
+    a backfill with a shorter window, or one cut short, left older days that Graph will soon drop."""
+    if history_days is None or state.oldest_score_date is None:
+        return False
+    return not covers(state.oldest_score_date, history_days, today)
+
+
+def _state_cell(state: TenantState, now: datetime, max_age: timedelta, history_days: int | None) -> str:
+    if is_stale(state, now, max_age):
+        return "[red]stale[/red]"
+    if is_short(state, now.date(), history_days):
+        return f"[yellow]short: {state.stored_days} day(s) of {history_days}[/yellow]"
+    return "[green]ok[/green]"
+
+
+def status_table(
+    states: Sequence[TenantState], now: datetime, max_age: timedelta, history_days: int | None = None
+) -> Table:
     table = Table(
         title=f"tenants ({len(states)}); stale = newest day older than {max_age.total_seconds() / 3600:g} h",
         title_justify="left",
@@ -274,13 +293,15 @@ def status_table(states: Sequence[TenantState], now: datetime, max_age: timedelt
             _tenant_cell(s.name, s.tenant_id),
             str(s.newest_score_date or "none"),
             f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never",
-            "[red]stale[/red]" if is_stale(s, now, max_age) else "[green]ok[/green]",
+            _state_cell(s, now, max_age, history_days),
             escape(printable(error)),
         )
     return table
 
 
-def status_json(states: Sequence[TenantState], now: datetime, max_age: timedelta) -> bytes:
+def status_json(
+    states: Sequence[TenantState], now: datetime, max_age: timedelta, history_days: int | None = None
+) -> bytes:
     return orjson.dumps(
         [
             {
@@ -292,7 +313,10 @@ def status_json(states: Sequence[TenantState], now: datetime, max_age: timedelta
                 "last_error_kind": s.last_error_kind,
                 "last_error_message": s.last_error_message,
                 "rejected_payloads": s.rejected_payloads,
+                "oldest_score_date": s.oldest_score_date,
+                "stored_days": s.stored_days,
                 "stale": is_stale(s, now, max_age),
+                "short_history": is_short(s, now.date(), history_days),
             }
             for s in states
         ],

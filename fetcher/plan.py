@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from enum import Enum
 
 from fetcher.config import GRAPH_HISTORY_DAYS, Config, TenantConfig
@@ -31,6 +31,7 @@ class Fact(Enum):
 
     NEWEST_DAYS = "each tenant's newest stored day"
     RESUMABLE = "the tenants done by the latest interrupted backfill"
+    OLDEST_DAYS = "each tenant's oldest stored day"
     ARCHIVED = "the tenants with an archive"
 
 
@@ -39,6 +40,7 @@ class Facts:
     """What the database said, as far as the request needed it."""
 
     newest: Mapping[str, date] = field(default_factory=dict)
+    oldest: Mapping[str, date] = field(default_factory=dict)
     done: frozenset[str] = frozenset()
     archived: tuple[str, ...] = ()
 
@@ -108,21 +110,37 @@ class Incremental(PlanRequest):
         return [Plan(t, incremental_days(newest.get(t.tenant_id), self.today, self.history_days)) for t in self.tenants]
 
 
+def covers(oldest: date | None, days: int, today: date) -> bool:
+    """Whether stored days reaching back to `oldest` cover the window of the newest `days` up to `today`."""
+    return oldest is not None and oldest <= today - timedelta(days=days - 1)
+
+
 @dataclass(frozen=True)
 class Backfill(PlanRequest):
-    """`fetcher backfill`: the same window for every tenant; with `resume`, not for those already done."""
+    """`fetcher backfill`: the same window for every tenant; with `resume`, not for those already done.
+
+    A tenant counts as done only if the interrupted backfill chain finished it *and* its stored days
+    reach back to the start of the window asked now: a chain that ran with a shorter window (`--days 5`,
+    then `--resume` with the default 90) has not done the older days, and Graph drops them for good.
+    """
 
     tenants: tuple[TenantRef, ...]
     days: int
     resume: bool = False
+    today: date | None = None  # needed with `resume`
 
     @property
     def needs(self) -> frozenset[Fact]:
-        return frozenset({Fact.RESUMABLE}) if self.resume else frozenset()
+        return frozenset({Fact.RESUMABLE, Fact.OLDEST_DAYS}) if self.resume else frozenset()
 
     def plans(self, facts: Facts) -> list[Plan]:
-        done = facts.done if self.resume else frozenset()
-        return [Plan(t, self.days) for t in self.tenants if t.tenant_id not in done]
+        return [Plan(t, self.days) for t in self.tenants if not self.skips(t.tenant_id, facts)]
+
+    def skips(self, tenant_id: str, facts: Facts) -> bool:
+        """Whether a resumed backfill leaves this tenant alone: done, and its stored days cover the window."""
+        if not self.resume or tenant_id not in facts.done:
+            return False
+        return self.today is None or covers(facts.oldest.get(tenant_id), self.days, self.today)
 
 
 @dataclass(frozen=True)
@@ -164,8 +182,10 @@ def plan_incremental(tenants: Sequence[HasTenantIdentity], history_days: int, to
     return Incremental(_refs(tenants), history_days, today)
 
 
-def plan_backfill(tenants: Sequence[HasTenantIdentity], days: int, *, resume: bool) -> Backfill:
-    return Backfill(_refs(tenants), days, resume)
+def plan_backfill(
+    tenants: Sequence[HasTenantIdentity], days: int, *, resume: bool, today: date | None = None
+) -> Backfill:
+    return Backfill(_refs(tenants), days, resume, today)
 
 
 def plan_get(tenant: HasTenantIdentity, score_id: str) -> Get:

@@ -34,7 +34,7 @@ from fetcher.store.archive import archived_tenants
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
 from fetcher.store.lock import RunLock, this_process
 from fetcher.store.save import in_transaction, record
-from fetcher.store.scores import newest_score_dates, save_tenants
+from fetcher.store.scores import newest_score_dates, oldest_score_dates, save_tenants
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +181,14 @@ async def read_facts(conn: AsyncConnection, needs: frozenset[Fact]) -> Facts:
     """What the plan request needs to know from the database, and nothing more."""
     done = frozenset(await ledger.resumable_tenants(conn, "backfill")) if Fact.RESUMABLE in needs else frozenset()
     if done:
-        log.info("resuming: %d tenant(s) already done by the interrupted backfill are skipped", len(done))
+        log.info(
+            "resuming: %d tenant(s) done by the interrupted backfill; those whose stored days cover the window "
+            "are skipped",
+            len(done),
+        )
     return Facts(
         newest=await newest_score_dates(conn) if Fact.NEWEST_DAYS in needs else {},
+        oldest=await oldest_score_dates(conn) if Fact.OLDEST_DAYS in needs else {},
         done=done,
         archived=tuple(await archived_tenants(conn)) if Fact.ARCHIVED in needs else (),
     )

@@ -88,9 +88,17 @@ def test_an_incremental_plan_asks_each_tenant_for_the_days_since_its_newest() ->
 
 
 def test_a_resumed_backfill_skips_the_tenants_already_done() -> None:
-    request = plan_backfill(CONFIG.tenants, 10, resume=True)
-    assert request.needs == {Fact.RESUMABLE}
-    assert request.plans(Facts(done=frozenset({A}))) == [Plan(TenantRef(B, "Fabrikam"), 10)]
+    request = plan_backfill(CONFIG.tenants, 10, resume=True, today=TODAY)
+    facts = Facts(done=frozenset({A}), oldest={A: TODAY - timedelta(days=9), B: TODAY - timedelta(days=9)})
+    assert request.needs == {Fact.RESUMABLE, Fact.OLDEST_DAYS}
+    assert request.plans(facts) == [Plan(TenantRef(B, "Fabrikam"), 10)]
+
+
+def test_a_resumed_backfill_fetches_again_a_tenant_done_with_a_shorter_window() -> None:
+    """Done by `backfill --days 5`, resumed with 90 days: its 85 older days were never fetched."""
+    request = plan_backfill(CONFIG.tenants, 90, resume=True, today=TODAY)
+    facts = Facts(done=frozenset({A, B}), oldest={A: TODAY - timedelta(days=4), B: TODAY - timedelta(days=89)})
+    assert request.plans(facts) == [Plan(TenantRef(A, "Contoso"), 90)]
 
 
 def test_a_backfill_without_resume_needs_nothing_and_plans_every_tenant() -> None:

@@ -71,6 +71,8 @@ class TenantState:
     last_error_kind: str | None
     last_error_message: str | None
     rejected_payloads: int
+    oldest_score_date: date | None = None
+    stored_days: int = 0
 
 
 async def start_run(
@@ -152,7 +154,12 @@ async def resumable_tenants(conn: AsyncConnection, command: str = "backfill") ->
 async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None = None) -> list[TenantState]:
     """Newest day, last success and last error of every known tenant (or the given ones)."""
     newest = (
-        sa.select(secure_scores.c.tenant_id, sa.func.max(secure_scores.c.score_date).label("newest"))
+        sa.select(
+            secure_scores.c.tenant_id,
+            sa.func.max(secure_scores.c.score_date).label("newest"),
+            sa.func.min(secure_scores.c.score_date).label("oldest"),
+            sa.func.count().label("days"),
+        )
         .group_by(secure_scores.c.tenant_id)
         .subquery()
     )
@@ -168,7 +175,15 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
         .subquery()
     )
     query = (
-        sa.select(tenants.c.tenant_id, tenants.c.name, newest.c.newest, success.c.at, rejected.c.n)
+        sa.select(
+            tenants.c.tenant_id,
+            tenants.c.name,
+            newest.c.newest,
+            success.c.at,
+            rejected.c.n,
+            newest.c.oldest,
+            newest.c.days,
+        )
         .outerjoin(newest, newest.c.tenant_id == tenants.c.tenant_id)
         .outerjoin(success, success.c.tenant_id == tenants.c.tenant_id)
         .outerjoin(rejected, rejected.c.tenant_id == tenants.c.tenant_id)
@@ -179,7 +194,7 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
     rows = (await conn.execute(query)).all()
     errors = await _last_errors(conn)
     states = []
-    for tenant_id, name, newest_day, success_at, rejected_count in rows:
+    for tenant_id, name, newest_day, success_at, rejected_count, oldest_day, days in rows:
         error = errors.get(tenant_id)
         states.append(
             TenantState(
@@ -191,6 +206,8 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
                 last_error_kind=error[1] if error else None,
                 last_error_message=error[2] if error else None,
                 rejected_payloads=int(rejected_count or 0),
+                oldest_score_date=as_date(oldest_day),
+                stored_days=int(days or 0),
             )
         )
     return states

@@ -253,6 +253,15 @@ async def newest_score_dates(conn: AsyncConnection, tenant_ids: Sequence[str] | 
     return {tenant: newest for tenant, newest in ((t, as_date(n)) for t, n in rows) if newest is not None}
 
 
+async def oldest_score_dates(conn: AsyncConnection) -> dict[str, date]:
+    """The oldest stored `score_date` of each tenant that has any."""
+    query = sa.select(secure_scores.c.tenant_id, sa.func.min(secure_scores.c.score_date)).group_by(
+        secure_scores.c.tenant_id
+    )
+    rows = (await conn.execute(query)).all()
+    return {tenant: oldest for tenant, oldest in ((t, as_date(o)) for t, o in rows) if oldest is not None}
+
+
 async def delete_days(conn: AsyncConnection, tenant_id: str, dates: Sequence[date]) -> None:
     """Remove a tenant's normalized rows for these days (children first), e.g. before a rebuild."""
     for start in range(0, len(dates), 500):

@@ -9,6 +9,8 @@ tenant is stored exactly once, row for row, with its archive.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -140,3 +142,29 @@ def test_a_killed_backfill_loses_nothing_once_run_again(
     assert final == dict.fromkeys(tenants, "succeeded")
     if backend == "sqlite":
         assert lock_rows(r.database_url) == []
+
+
+def test_a_resumed_backfill_with_a_longer_window_loses_no_days(
+    tmp_path: Path, database_url: str, transcripts: Transcripts
+) -> None:
+    """`backfill --days 5` cut short, then `backfill --resume` (90 days): the tenants the first finished
+    hold 5 days, not 90, so the resume fetches them again; until then `status` shows them short."""
+    tenants = generate_tenants(4, seed=SEED + 7)
+    refused = dataclasses.replace(tenants[0], faults=(Fault.status(503, endpoint="token", times=3),))
+    with rig(tmp_path, database_url, [refused, *tenants[1:]], transcripts) as r:
+        first = r.fetcher("backfill", "--days", "5")  # one tenant fails: the backfill ends partial
+        status_after_first = r.fetcher("status", "--format", "json")
+        resumed = r.fetcher("backfill", "--resume")
+        status_after_resume = r.fetcher("status", "--format", "json")
+
+        assert (first.returncode, resumed.returncode) == (1, 0), essence(resumed.stderr)
+        assert_equals_truth(r.database_url, r.sim, dict.fromkeys(r.sim.tenants, 90))
+    short = {
+        row["tenant_id"]: (row["stored_days"], row["short_history"]) for row in json.loads(status_after_first.stdout)
+    }
+    assert short == {t.tenant_id: (0 if t is tenants[0] else 5, t is not tenants[0]) for t in tenants}
+    assert "3 enabled tenant(s) hold fewer days than [fetch] history_days = 90" in status_after_first.stderr
+    after = {
+        row["tenant_id"]: (row["stored_days"], row["short_history"]) for row in json.loads(status_after_resume.stdout)
+    }
+    assert after == {t.tenant_id: (90, False) for t in tenants}
