@@ -108,7 +108,7 @@ async def test_resume_after_a_complete_backfill_skips_nothing(engine: AsyncEngin
         assert await ledger.resumable_tenants(conn) == set()
 
 
-async def test_tenant_state_shows_newest_day_last_success_and_an_error_since(engine: AsyncEngine) -> None:
+async def test_tenant_state_shows_stored_days_last_success_and_an_error_since(engine: AsyncEngine) -> None:
     async with transaction(engine) as conn:
         await save_tenants(conn, [(A, "Alpha"), (B, "Beta"), (C, "Gamma")], T0)
         context = FetchContext("r1", T0)
@@ -124,7 +124,9 @@ async def test_tenant_state_shows_newest_day_last_success_and_an_error_since(eng
         states = await ledger.tenant_states(conn)
 
     assert states == [
-        TenantState(A, "Alpha", date(2026, 11, 27), at(1), at(11), "throttled", "429 from Graph", 0),
+        TenantState(
+            A, "Alpha", date(2026, 11, 27), at(1), at(11), "throttled", "429 from Graph", 0, date(2026, 11, 27), 1
+        ),
         TenantState(B, "Beta", None, at(11), None, None, None, 0),
         TenantState(C, "Gamma", None, None, None, None, None, 0),
     ]
