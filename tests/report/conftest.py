@@ -190,6 +190,12 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+def migrate(config: Path) -> None:
+    """`fetcher --config CONFIG migrate`: an empty database of the current schema."""
+    done = CliRunner().invoke(main, ["--config", str(config), "migrate"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+
+
 def report(config: Path, *args: str) -> Result:
     """`fetcher --config CONFIG report ARGS`, in this process."""
     return CliRunner().invoke(

@@ -14,7 +14,16 @@ import sqlalchemy as sa
 
 from fetcher.store.schema import latest_scores
 from tests.report import reference
-from tests.report.conftest import HOSTILE_NAME, NEVER_FETCHED, TODAY, Filled, report, run, write_report_config
+from tests.report.conftest import (
+    HOSTILE_NAME,
+    NEVER_FETCHED,
+    TODAY,
+    Filled,
+    migrate,
+    report,
+    run,
+    write_report_config,
+)
 
 VIEW_FIELDS = [c.name for c in latest_scores.columns if c.name != "tenant_name"]
 
@@ -157,6 +166,7 @@ def test_an_empty_database_lists_the_configured_tenants_as_without_data(tmp_path
         f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
         [(NEVER_FETCHED, "Never Fetched Ltd")],
     )
+    migrate(config)
 
     table = report(config)
     data = json.loads(report(config, "--format", "json").stdout)
@@ -167,8 +177,21 @@ def test_an_empty_database_lists_the_configured_tenants_as_without_data(tmp_path
     assert data["totals"]["average_percent"] is None
 
 
+def test_a_missing_database_file_is_refused_not_created(tmp_path: Path) -> None:
+    """`report` reads: where the SQLite file is gone it says so, and leaves no empty database behind."""
+    database = tmp_path / "gone.db"
+    config = write_report_config(tmp_path / "fetcher.toml", f"sqlite+aiosqlite:///{database}", [])
+
+    result = report(config)
+
+    assert result.exit_code == 3
+    assert f"no database at {database}" in result.output
+    assert not database.exists()
+
+
 def test_an_empty_database_without_tenants_reports_zero_tenants(tmp_path: Path) -> None:
     config = write_report_config(tmp_path / "fetcher.toml", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", [])
+    migrate(config)
 
     result = report(config, "--format", "markdown")
 
