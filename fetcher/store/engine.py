@@ -37,7 +37,9 @@ WRITE_OPTION = "fetcher_write"
 BUSY_TIMEOUT_OPTION = "fetcher_busy_timeout"
 MIGRATION_LOCK_KEY = 0x5EC5C0F
 INVALID_CATALOG_NAME = "3D000"  # PostgreSQL: the database named in the URL does not exist
-REFUSED_SQLSTATE_CLASSES = frozenset({"3D", "28", "08"})  # invalid catalog, authorization, connection
+# No such database (3D), no such role or a wrong password (28). Not 08 (connection exception): a pooled
+# connection that a failover or `pg_terminate_backend` killed is for `in_transaction` to retry.
+REFUSED_SQLSTATE_CLASSES = frozenset({"3D", "28"})
 
 
 def _json_dumps(value: Any) -> str:
@@ -270,9 +272,8 @@ async def open_connection(engine: AsyncEngine) -> AsyncConnection:
     except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, sqlite3.Error) as exc:
         raise _unavailable(engine, exc) from None
     except sa.exc.DBAPIError as exc:
-        # PostgreSQL refusing the database itself: no such database (3D), role or password (28), or
-        # the connection (08). Anything else, such as a pooled connection found dead, goes to callers
-        # that retry on a fresh connection (`in_transaction`).
+        # PostgreSQL refusing the database itself (REFUSED_SQLSTATE_CLASSES). Anything else, such as a
+        # pooled connection found dead, goes to callers that retry on a fresh connection (`in_transaction`).
         if str(getattr(exc.orig, "sqlstate", "") or "")[:2] not in REFUSED_SQLSTATE_CLASSES:
             raise
         raise _unavailable(engine, exc) from None
