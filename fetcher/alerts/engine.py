@@ -205,7 +205,7 @@ async def evaluate_alerts(
     """`fetcher alerts` and the evaluation after run and backfill: one engine, made and disposed here."""
     engine = create_engine(config.database)
     try:
-        await ensure_schema(engine)
+        await ensure_schema(engine, create=False)  # alerts read: a missing database is an error, not a new one
         return await run_evaluation(engine, config, settings, now=now, dry_run=dry_run)
     finally:
         await engine.dispose()
