@@ -542,7 +542,7 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
         config = ctx.config(Purpose.DATABASE)
         engine = create_engine(config.database)
         try:
-            await ensure_schema(engine)
+            await ensure_schema(engine, create=False)  # reads: a missing database is an error
             snapshot = await read_snapshot(engine, config, datetime.now(UTC))
         finally:
             await engine.dispose()

@@ -171,6 +171,7 @@ def test_metrics_writes_openmetrics_to_a_file_and_needs_no_client_secret(tmp_pat
 
     config = write_config(tmp_path)
     target = tmp_path / "securescore.prom"
+    assert invoke("--config", str(config), "migrate", env={}).exit_code == 0
 
     to_file = invoke("--config", str(config), "metrics", "--output", str(target), env={})
     to_stdout = invoke("--config", str(config), "metrics", env={})
