@@ -125,6 +125,7 @@ class ScoreRow(NamedTuple):
     extra: JSONObject
     fetched_at: datetime
     run_id: str | None
+    id_mismatch: bool = False  # `id` does not name this tenant and day (`{tenant}_{yyyy-mm-dd}`)
 
 
 class ComparativeRow(NamedTuple):

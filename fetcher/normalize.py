@@ -4,14 +4,16 @@ Real payloads differ from the documentation and from day to day, so every field 
 defensively: a value of the wrong type or that does not parse leaves its column null and is kept,
 as received, in the row's `extra`; properties without a column of their own go to `extra` too.
 Nulls carry no information and are left out of `extra`, which lets the store merge a thin fetch
-into a fuller one without erasing anything. Only an object without `id`, `azureTenantId` or
+into a fuller one without erasing anything. A figure that parses but cannot be true (a placeholder
+such as a negative average, see `PLACEHOLDER RULES` below) is treated the same way: its column is
+null and the value is kept as received in `extra`. Only an object without `id`, `azureTenantId` or
 `createdDateTime`, or one for another tenant, is refused, with a `PayloadError`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
@@ -118,20 +120,28 @@ Parser = Callable[[Any], Any]
 Field = tuple[int, type | None, Parser]
 
 
-def _fields(*specs: tuple[str, type | None, Parser]) -> dict[str, Field]:
-    return {key: (index, usual, parse) for index, (key, usual, parse) in enumerate(specs)}
+class Fields(dict[str, Field]):
+    """The fields of a JSON object by key; `width` columns, as a key may have aliases."""
+
+    width: int = 0
 
 
-def read_fields(
-    source: Mapping[str, Any], fields: Mapping[str, Field], skip: frozenset[str]
-) -> tuple[list[Any], JSONObject]:
+def _fields(*specs: tuple[str, type | None, Parser], aliases: Mapping[str, str] | None = None) -> Fields:
+    fields = Fields({key: (index, usual, parse) for index, (key, usual, parse) in enumerate(specs)})
+    fields.width = len(specs)
+    for alias, key in (aliases or {}).items():
+        fields[alias] = fields[key]
+    return fields
+
+
+def read_fields(source: Mapping[str, Any], fields: Fields, skip: frozenset[str]) -> tuple[list[Any], JSONObject]:
     """One pass over an object: typed values in column order, and its `extra`.
 
     Keys in `skip` are read by the caller. A value that does not parse is kept in `extra` as received;
     an object with nothing extra gets the shared, read-only `NO_EXTRA`.
     This runs for each of the ~230 controls of every day, so the usual case takes no call.
     """
-    values: list[Any] = [None] * len(fields)
+    values: list[Any] = [None] * fields.width
     extra: JSONObject | None = None
     for key, value in source.items():
         field = fields.get(key)
@@ -178,6 +188,11 @@ COMPARATIVE_FIELDS = _fields(
     ("averageScore", float, as_float),
     ("SeatSizeRangeLowerValue", None, as_int),
     ("SeatSizeRangeUpperValue", None, as_int),
+    # Graph has sent the seat range under both casings (strings as "SeatSize…", numbers as "seatSize…").
+    aliases={
+        "seatSizeRangeLowerValue": "SeatSizeRangeLowerValue",
+        "seatSizeRangeUpperValue": "SeatSizeRangeUpperValue",
+    },
 )
 CONTROL_FIELDS = _fields(
     ("score", float, as_float),
@@ -191,6 +206,75 @@ CONTROL_FIELDS = _fields(
     ("description", str, as_str),
 )
 NAME_ONLY = frozenset({"controlName"})
+
+# ------------------------------------------------------------------------------ placeholder rules
+# Graph sometimes fills a figure it does not have with a placeholder instead of leaving it out: for
+# weeks the TotalSeats and IndustryTypes comparatives came with every number set to -1 (issue 12).
+# A placeholder is "no value": its column is null and the value stays, as received, in `extra`, so
+# the views fall back to the newest day with a real value and nothing is lost. The rules, one per
+# figure that has a column (figures without a column are already kept as received in `extra`):
+# - averageScore: a percentage, so outside 0..100 is a placeholder;
+# - SeatSizeRangeLowerValue / UpperValue: a negative seat bound is a placeholder;
+# - activeUserCount, licensedUserCount: negative is a placeholder (0 is real: unlicensed tenants);
+# - currentScore: negative is a placeholder; maxScore: 0 or negative means the day has no score
+#   yet (no control applies), so both currentScore and maxScore are placeholders then;
+# - control score: negative; scoreInPercentage: outside 0..100; count, total: negative;
+#   lastSynced: before 2000 (.NET's DateTime.MinValue, 0001-01-01, stands for "never").
+OLDEST_REAL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _is_percentage(value: float) -> bool:
+    return 0.0 <= value <= 100.0
+
+
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _is_real_time(value: datetime) -> bool:
+    return value >= OLDEST_REAL_TIME
+
+
+# (column position, the JSON keys that fill it, whether a parsed value is real)
+Rule = tuple[int, tuple[str, ...], Callable[[Any], bool]]
+COMPARATIVE_RULES: tuple[Rule, ...] = (
+    (0, ("averageScore",), _is_percentage),
+    (1, ("SeatSizeRangeLowerValue", "seatSizeRangeLowerValue"), _not_negative),
+    (2, ("SeatSizeRangeUpperValue", "seatSizeRangeUpperValue"), _not_negative),
+)
+CONTROL_RULES: tuple[Rule, ...] = (
+    (0, ("score",), _not_negative),
+    (1, ("scoreInPercentage",), _is_percentage),
+    (3, ("lastSynced",), _is_real_time),
+    (5, ("count",), _not_negative),
+    (6, ("total",), _not_negative),
+)
+SCORE_RULES: tuple[Rule, ...] = (
+    (0, ("currentScore",), _not_negative),
+    (2, ("activeUserCount",), _not_negative),
+    (3, ("licensedUserCount",), _not_negative),
+)
+
+
+def drop_placeholders(
+    source: Mapping[str, Any], values: list[Any], extra: JSONObject, rules: Sequence[Rule]
+) -> JSONObject:
+    """Null every value a rule calls a placeholder and keep it, as received, in `extra`.
+
+    Returns `extra`, copied first if it is the shared `NO_EXTRA` and something is added to it.
+    """
+    for index, keys, real in rules:
+        value = values[index]
+        if value is None or real(value):
+            continue
+        values[index] = None
+        if extra is NO_EXTRA:
+            extra = {}
+        key = next((k for k in keys if source.get(k) is not None), keys[0])
+        extra[key] = source.get(key)
+    return extra
+
+
 BASIS_ONLY = frozenset({"basis"})
 NOTHING = frozenset[str]()
 
@@ -231,8 +315,10 @@ def normalize_score(obj: Any, context: FetchContext, *, expected_tenant: str | N
     """One secureScore object as the rows of one tenant-day."""
     score_id, tenant, created = validate_identity(obj, expected_tenant)
     day = created.date()
-    (current, maximum, active, licensed, services), read = read_fields(obj, SCORE_FIELDS, SCORE_SKIP)
+    values, read = read_fields(obj, SCORE_FIELDS, SCORE_SKIP)
     extra = dict(read)  # its own: what the lists below cannot use is added to it
+    _score_placeholders(obj, values, extra)
+    current, maximum, active, licensed, services = values
     vendor, provider, version, sub_provider = _vendor(obj.get("vendorInformation"), extra)
     comparatives = _comparatives(obj.get("averageComparativeScores"), tenant, day, extra)
     controls = _controls(obj.get("controlScores"), tenant, day, extra)
@@ -255,8 +341,28 @@ def normalize_score(obj: Any, context: FetchContext, *, expected_tenant: str | N
         extra,
         context.fetched_at,
         context.run_id,
+        id_mismatch(score_id, tenant, day),
     )
     return ScoreDay(score, comparatives, controls)
+
+
+def id_mismatch(score_id: str, tenant: str, day: date) -> bool:
+    """Whether Graph's id fails to name its tenant and day: ids are `{azureTenantId}_{yyyy-mm-dd}`.
+
+    Graph has answered an object whose id named another day than its `createdDateTime` (issue 12);
+    the day is stored under `createdDateTime`'s date, as every day is, and flagged.
+    """
+    return score_id.strip().lower() != f"{tenant}_{day.isoformat()}"
+
+
+def _score_placeholders(obj: Mapping[str, Any], values: list[Any], extra: JSONObject) -> None:
+    """The score's placeholder rules; a maximum of 0 or less takes the current score with it."""
+    if values[1] is not None and values[1] <= 0:
+        for index, key in ((0, "currentScore"), (1, "maxScore")):
+            if values[index] is not None:
+                values[index] = None
+                extra[key] = obj[key]
+    drop_placeholders(obj, values, extra, SCORE_RULES)
 
 
 def _vendor(value: Any, extra: JSONObject) -> list[Any]:
@@ -297,7 +403,9 @@ def _items(value: Any, key: str, name_key: str, extra: JSONObject) -> list[tuple
 def _comparatives(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[ComparativeRow, ...]:
     rows = []
     for basis, item in _items(value, "averageComparativeScores", "basis", extra):
-        (average, lower, upper), rest = read_fields(item, COMPARATIVE_FIELDS, BASIS_ONLY)
+        values, rest = read_fields(item, COMPARATIVE_FIELDS, BASIS_ONLY)
+        rest = drop_placeholders(item, values, rest, COMPARATIVE_RULES)
+        average, lower, upper = values
         rows.append(ComparativeRow(tenant, day, basis, average, lower, upper, rest))
     return tuple(rows)
 
@@ -305,9 +413,18 @@ def _comparatives(value: Any, tenant: str, day: date, extra: JSONObject) -> tupl
 def _controls(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[ControlScoreRow, ...]:
     rows = []
     for name, item in _items(value, "controlScores", "controlName", extra):
-        (score, percentage, status, synced, on, count, total, category, description), rest = read_fields(
-            item, CONTROL_FIELDS, NAME_ONLY
-        )
+        values, rest = read_fields(item, CONTROL_FIELDS, NAME_ONLY)
+        score, percentage, status, synced, on, count, total, category, description = values
+        # Inline first: this runs for every control, and almost none holds a placeholder.
+        if (
+            (score is not None and score < 0)
+            or (percentage is not None and not 0.0 <= percentage <= 100.0)
+            or (synced is not None and synced < OLDEST_REAL_TIME)
+            or (count is not None and count < 0)
+            or (total is not None and total < 0)
+        ):
+            rest = drop_placeholders(item, values, rest, CONTROL_RULES)
+            score, percentage, status, synced, on, count, total, category, description = values
         rows.append(
             ControlScoreRow(
                 tenant, day, name, score, percentage, status, synced, on, count, total, rest, category, description

@@ -415,6 +415,104 @@ def test_comparative_values_are_coerced_or_kept(properties: dict[str, Any], colu
     assert normalize(obj).comparatives == (comparative_row("Industry", OLDER, **columns),)
 
 
+# ------------------------------------------------------------------------------------ placeholders
+
+
+def test_placeholder_comparatives_are_no_value_and_kept_as_received() -> None:
+    """Issue 12: TotalSeats and IndustryTypes answered with every number -1 while AllTenants stayed right."""
+    placeholder = {
+        "averageScore": -1.0,
+        "seatSizeRangeLowerValue": -1,
+        "seatSizeRangeUpperValue": -1,
+        "categoryValue": -1,
+    }
+    obj = sample()[1] | {
+        "averageComparativeScores": [
+            {"basis": "AllTenants", "averageScore": 52.86},
+            {"basis": "TotalSeats", **placeholder},
+            {"basis": "IndustryTypes", **placeholder},
+        ]
+    }
+
+    assert normalize(obj).comparatives == (
+        comparative_row("AllTenants", OLDER, average_score=52.86),
+        comparative_row("TotalSeats", OLDER, extra=placeholder),
+        comparative_row("IndustryTypes", OLDER, extra=placeholder),
+    )
+
+
+@pytest.mark.parametrize(
+    ("properties", "columns"),
+    [
+        ({"averageScore": 100.5}, {"extra": {"averageScore": 100.5}}),
+        ({"averageScore": "-1"}, {"extra": {"averageScore": "-1"}}),
+        ({"averageScore": 0}, {"average_score": 0.0}),
+        ({"averageScore": 100}, {"average_score": 100.0}),
+        ({"SeatSizeRangeLowerValue": "-1"}, {"extra": {"SeatSizeRangeLowerValue": "-1"}}),
+        ({"SeatSizeRangeUpperValue": -5}, {"extra": {"SeatSizeRangeUpperValue": -5}}),
+        (
+            {"seatSizeRangeLowerValue": 0, "seatSizeRangeUpperValue": 100},
+            {"seat_size_lower": 0, "seat_size_upper": 100},
+        ),
+    ],
+)
+def test_comparative_figures_that_cannot_be_true_are_no_value(
+    properties: dict[str, Any], columns: dict[str, Any]
+) -> None:
+    obj = sample()[1] | {"averageComparativeScores": [{"basis": "Industry", **properties}]}
+
+    assert normalize(obj).comparatives == (comparative_row("Industry", OLDER, **columns),)
+
+
+@pytest.mark.parametrize(
+    ("properties", "columns"),
+    [
+        ({"activeUserCount": -1}, {"active_user_count": None}),
+        ({"licensedUserCount": "-1"}, {"licensed_user_count": None}),
+        ({"currentScore": -1.0}, {"current_score": None}),
+        ({"maxScore": 0.0}, {"current_score": None, "max_score": None}),
+        ({"maxScore": -1, "currentScore": 0}, {"current_score": None, "max_score": None}),
+    ],
+)
+def test_score_figures_that_cannot_be_true_are_no_value(properties: dict[str, Any], columns: dict[str, Any]) -> None:
+    """A maximum of 0 means the day has no score yet: the current score goes with it."""
+    obj = sample()[1] | properties
+    kept = {
+        key: obj[key]
+        for key in ("currentScore", "maxScore", "activeUserCount", "licensedUserCount")
+        if key in properties or (key == "currentScore" and "maxScore" in properties)
+    }
+
+    assert normalize(obj).score == score_row(OLDER, **columns, extra=kept)
+
+
+def test_zero_users_are_real() -> None:
+    """Unlicensed tenants report licensedUserCount 0 (the sample does): that is a value, not a placeholder."""
+    assert normalize(sample()[1] | {"activeUserCount": 0}).score == score_row(OLDER, active_user_count=0)
+
+
+@pytest.mark.parametrize(
+    ("properties", "columns"),
+    [
+        ({"score": -1.0}, {}),
+        ({"scoreInPercentage": -1.0}, {}),
+        ({"scoreInPercentage": 250.0}, {}),
+        ({"count": "-1"}, {}),
+        ({"total": -1}, {}),
+        ({"lastSynced": "0001-01-01T00:00:00Z"}, {}),
+        ({"score": 0.0, "scoreInPercentage": 100.0}, {"score": 0.0, "score_in_percentage": 100.0}),
+    ],
+)
+def test_control_figures_that_cannot_be_true_are_no_value(properties: dict[str, Any], columns: dict[str, Any]) -> None:
+    kept = {} if columns else properties
+
+    assert control_x(with_control(**properties)) == control_row("X", **columns, extra=kept)
+
+
+def test_a_control_without_placeholders_shares_the_empty_extra() -> None:
+    assert control_x(with_control(score=1.0, scoreInPercentage=50.0, count="1", total="2")).extra is NO_EXTRA
+
+
 # ------------------------------------------------------------------------------------------ extra
 
 

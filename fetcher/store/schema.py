@@ -92,7 +92,8 @@ secure_scores = sa.Table(
     metadata,
     sa.Column("tenant_id", TenantId, sa.ForeignKey("tenants.tenant_id"), primary_key=True),
     sa.Column("score_date", sa.Date, primary_key=True),
-    sa.Column("id", sa.String(100), nullable=False, unique=True),
+    # Graph's id; not unique: Graph has given one day two ids and one id two days (migration 0003).
+    sa.Column("id", sa.String(100), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("current_score", sa.Float),
     sa.Column("max_score", sa.Float),
@@ -108,6 +109,7 @@ secure_scores = sa.Table(
     _json("extra", nullable=False),
     sa.Column("fetched_at", UTCDateTime, nullable=False),
     sa.Column("run_id", sa.String(36)),
+    sa.Column("id_mismatch", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_secure_scores_score_date", "score_date"),
     **CLUSTERED,
 )

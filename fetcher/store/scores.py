@@ -7,7 +7,9 @@ PostgreSQL:
   (new keys win), so a thin older day cannot wipe detail stored from a fuller fetch;
 - a day's non-empty control (or comparative) list replaces the stored set for that day: a control
   missing from it is deleted. An empty or absent list is thin, and keeps what is stored;
-- `partial`, `warning`, `fetched_at` and `run_id` describe the latest fetch and are overwritten.
+- `id`, `id_mismatch`, `partial`, `warning`, `fetched_at` and `run_id` describe the latest fetch and are
+  overwritten;
+- only the natural key (tenant, day) can refuse a row: Graph's `id` is stored, not trusted as a key.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fetcher.store.schema import (
     tenants,
 )
 
-SCORE_OVERWRITE = ("id", "created_at", "partial", "warning", "fetched_at", "run_id")
+SCORE_OVERWRITE = ("id", "created_at", "partial", "warning", "fetched_at", "run_id", "id_mismatch")
 CONTROL_DIMENSION = ("control_category", "description")
 CONTROL_DIMENSION_FIELDS = ("control_name", "control_category", "description", "first_seen_date", "last_seen_date")
 

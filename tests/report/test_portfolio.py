@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from fetcher.config import DatabaseConfig
+from fetcher.store.engine import create_engine
 from fetcher.store.schema import latest_scores
 from tests.report import reference
 from tests.report.conftest import (
@@ -19,9 +21,12 @@ from tests.report.conftest import (
     NEVER_FETCHED,
     TODAY,
     Filled,
+    days_ago,
     migrate,
     report,
     run,
+    score_day,
+    store,
     write_report_config,
 )
 
@@ -187,6 +192,27 @@ def test_a_missing_database_file_is_refused_not_created(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert f"no database at {database}" in result.output
     assert not database.exists()
+
+
+def test_placeholder_comparatives_fall_back_to_the_newest_real_average(tmp_path: Path) -> None:
+    """Issue 12: TotalSeats answered -1 made the tenant +54.52 points above similar tenants (53.52 - (-1));
+    the placeholder is no value, so the previous day's real 70.0 is the comparison: -16.48."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'quirks.db'}"
+    config = write_report_config(tmp_path / "fetcher.toml", url, [(NEVER_FETCHED, "Placeholder Ltd")])
+    today, yesterday = days_ago(0), days_ago(1)
+    newest = score_day(NEVER_FETCHED, today, {"A": 53.52}, comparatives=[("AllTenants", 52.0)])
+    newest["averageComparativeScores"].append(
+        {"basis": "TotalSeats", "averageScore": -1.0, "seatSizeRangeLowerValue": -1, "seatSizeRangeUpperValue": -1}
+    )
+    older = score_day(NEVER_FETCHED, yesterday, {"A": 50.0}, comparatives=[("TotalSeats", 70.0)])
+    engine = create_engine(DatabaseConfig(url=url))
+    run(store(engine, newest, older))
+    run(engine.dispose())
+
+    row = json.loads(report(config, "--format", "json").stdout)["tenants"][0]
+
+    assert (row["total_seats_average"], row["total_seats_date"]) == (70.0, yesterday.isoformat())
+    assert round(row["vs_total_seats"], 2) == -16.48
 
 
 def test_an_empty_database_without_tenants_reports_zero_tenants(tmp_path: Path) -> None:

@@ -175,12 +175,13 @@ async def test_a_tenant_without_days_has_a_row_of_nulls_under_its_name(engine: A
     assert {k: v for k, v in row.items() if v is not None} == {"tenant_id": A, "tenant_name": "No Days Ltd"}
 
 
-async def test_a_zero_max_score_has_no_percent(engine: AsyncEngine) -> None:
+async def test_a_zero_max_score_is_a_day_without_a_score(engine: AsyncEngine) -> None:
+    """A maxScore of 0 is a placeholder (no control applies yet): no score, rather than a 0-point day."""
     await store(engine, score_day(A, days_ago(0), {}, max_score=0.0, current=0.0))
 
     [row] = await reference.view(engine, score_history)
 
-    assert (row["current_score"], row["max_score"], row["percent"]) == (0.0, 0.0, None)
+    assert (row["current_score"], row["max_score"], row["percent"]) == (None, None, None)
 
 
 async def test_control_changes_list_changed_appeared_and_disappeared_controls_only(engine: AsyncEngine) -> None:

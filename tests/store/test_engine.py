@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,82 @@ def test_two_processes_opening_one_new_sqlite_file_both_succeed(tmp_path: Path) 
 
     assert [code for code, _ in results] == [0, 0, 0], results
     assert asyncio.run(table_names(url)) == TABLES
+
+
+async def test_migration_0003_frees_the_id_and_turns_stored_placeholders_into_no_value(empty_url: str) -> None:
+    """Rows stored before 0003: placeholders become null with the value in `extra`; a moved id is flagged;
+    an id may then repeat; the views and SQLite's primary-key order survive the rebuild."""
+    engine = create_engine(DatabaseConfig(url=empty_url))
+    await migrate(engine, "0002")
+    tenant = "0b7c1e2a-1111-4222-8333-444455556666"
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("INSERT INTO tenants (tenant_id, name, updated_at) VALUES (:t, 'x', :now)"), _at(tenant)
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO secure_scores (tenant_id, score_date, id, created_at, current_score, max_score, "
+                "active_user_count, extra, fetched_at) VALUES "
+                "(:t, :d1, :id2, :now, 0, 0, -1, '{}', :now), (:t, :d2, :id3, :now, 5, 10, 3, '{}', :now)"
+            ),
+            _at(tenant, d1="2024-01-01", d2="2024-01-02", id2=f"{tenant}_2024-01-02", id3=f"{tenant}_2024-01-03"),
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO comparative_scores (tenant_id, score_date, basis, average_score, seat_size_lower, extra) "
+                "VALUES (:t, :d1, 'TotalSeats', -1, -1, '{\"categoryValue\": -1}'), "
+                "(:t, :d1, 'AllTenants', 52.5, NULL, '{}')"
+            ),
+            _at(tenant, d1="2024-01-01"),
+        )
+
+    await migrate(engine)
+
+    async with engine.begin() as conn:
+        scores = (
+            await conn.execute(
+                sa.text(
+                    "SELECT score_date, current_score, max_score, active_user_count, extra, id_mismatch "
+                    "FROM secure_scores ORDER BY score_date"
+                )
+            )
+        ).all()
+        comparatives = (
+            await conn.execute(
+                sa.text("SELECT basis, average_score, seat_size_lower, extra FROM comparative_scores ORDER BY basis")
+            )
+        ).all()
+        # Only the natural key refuses a day now: a repeated id is stored.
+        await conn.execute(
+            sa.text(
+                "INSERT INTO secure_scores (tenant_id, score_date, id, created_at, extra, fetched_at) "
+                "VALUES (:t, :d, :id, :now, '{}', :now)"
+            ),
+            _at(tenant, d="2024-01-03", id=f"{tenant}_2024-01-03"),
+        )
+        views = (await conn.execute(sa.text("SELECT tenant_id, total_seats_average FROM latest_scores"))).all()
+        if conn.dialect.name == "sqlite":
+            ddl = (await conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'secure_scores'"))).scalar()
+            assert "WITHOUT ROWID" in (ddl or "")
+    await engine.dispose()
+
+    def as_json(value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    assert [(str(r[0]), r[1], r[2], r[3], as_json(r[4]), bool(r[5])) for r in scores] == [
+        ("2024-01-01", None, None, None, {"currentScore": 0, "maxScore": 0, "activeUserCount": -1}, True),
+        ("2024-01-02", 5.0, 10.0, 3, {}, True),
+    ]
+    assert [(r[0], r[1], r[2], as_json(r[3])) for r in comparatives] == [
+        ("AllTenants", 52.5, None, {}),
+        ("TotalSeats", None, None, {"categoryValue": -1, "averageScore": -1, "SeatSizeRangeLowerValue": -1}),
+    ]
+    assert views == [(tenant, None)]
+
+
+def _at(tenant: str, **values: str) -> dict[str, object]:
+    """Parameters with dates as dates and the current time, as both drivers want them."""
+    params: dict[str, object] = {"t": tenant, "now": datetime(2024, 1, 5, tzinfo=UTC)}
+    for key, value in values.items():
+        params[key] = date.fromisoformat(value) if key.startswith("d") else value
+    return params

@@ -117,6 +117,7 @@ async def test_saving_a_day_stores_every_row_as_normalized(engine: AsyncEngine) 
             "extra": {},
             "fetched_at": FETCHED,
             "run_id": "run-1",
+            "id_mismatch": False,
         }
     ]
     assert await rows(engine, control_scores) == [
@@ -291,6 +292,42 @@ async def test_the_same_day_twice_in_one_batch_applies_in_order(engine: AsyncEng
     assert await save(engine, batch) == 1
 
     assert [r["current_score"] for r in await rows(engine, secure_scores)] == [2.0]
+
+
+async def test_an_id_that_moved_to_another_day_never_blocks_the_tenant(engine: AsyncEngine) -> None:
+    """Issue 12: one answer stored 2024-01-01 under the id ..._2024-01-02; the next, consistent answer
+    stored the real 2024-01-02 with that id and failed on `UNIQUE constraint failed: secure_scores.id`."""
+    await save(engine, days(payload("2024-01-01", id=f"{TENANT}_2024-01-02", currentScore=200.0, maxScore=274.0)))
+
+    await save(engine, days(payload("2024-01-02"), payload("2024-01-01")))
+
+    assert [
+        (r["score_date"], r["id"], r["current_score"], r["id_mismatch"]) for r in await rows(engine, secure_scores)
+    ] == [
+        (date(2024, 1, 1), f"{TENANT}_2024-01-01", 13.0, False),
+        (date(2024, 1, 2), f"{TENANT}_2024-01-02", 13.0, False),
+    ]
+
+
+async def test_a_day_whose_id_names_another_day_is_stored_under_its_date_and_flagged(engine: AsyncEngine) -> None:
+    await save(engine, days(payload("2024-01-01", id=f"{TENANT}_2024-01-02")))
+
+    assert [(r["score_date"], r["id"], r["id_mismatch"]) for r in await rows(engine, secure_scores)] == [
+        (date(2024, 1, 1), f"{TENANT}_2024-01-02", True)
+    ]
+
+
+async def test_a_placeholder_average_keeps_the_real_one_stored_for_that_day(engine: AsyncEngine) -> None:
+    """A placeholder is no value, and no value never erases a stored one."""
+    real = [{"basis": "TotalSeats", "averageScore": 70.0}]
+    placeholder = [{"basis": "TotalSeats", "averageScore": -1.0, "seatSizeRangeLowerValue": -1}]
+    await save(engine, days(payload("2026-11-27", comparatives=real)))
+
+    await save(engine, days(payload("2026-11-27", comparatives=placeholder)))
+
+    assert [(r["basis"], r["average_score"], r["extra"]) for r in await rows(engine, comparative_scores)] == [
+        ("TotalSeats", 70.0, {"averageScore": -1.0, "seatSizeRangeLowerValue": -1})
+    ]
 
 
 async def test_a_failure_inside_the_transaction_leaves_nothing_half_written(engine: AsyncEngine) -> None:
