@@ -49,6 +49,7 @@ from fetcher.errors import (
     Throttled,
     UnsafeResponse,
 )
+from fetcher.graph import PERMISSION, consent_url, other_cloud_advice
 from fetcher.limits import exhausted_resource, local_resource_error
 from fetcher.models import TenantRef
 from fetcher.retry import SERVER_ERROR_STATUSES, parse_retry_after
@@ -222,10 +223,15 @@ class TokenProvider:
                     error,
                     tenant=tenant,
                     authority_host=self._graph.authority_host,
-                    client_id=self._auth(tenant).client_id,
+                    client_id=self.client_id(tenant),
+                    graph=self._graph,
                 ) from None
         log.debug("tenant %s: access token ready (%s)", tenant.label, "new" if claims else "cached or new")
         return access.token
+
+    def client_id(self, tenant: TenantRef) -> str | None:
+        """The app's client id for `tenant` (its `[tenants.auth]` or the shared `[auth]`), for advice."""
+        return self._auth(tenant).client_id
 
     def credential(self, tenant: TenantRef) -> AsyncTokenCredential:
         """The tenant's credential, made on first use."""
@@ -320,10 +326,6 @@ def _unusable(tenant: TenantRef, why: str) -> AuthenticationError:
 # ------------------------------------------------------------------------------------ Entra ID refusals
 
 
-def consent_url(authority_host: str, tenant_id: str, client_id: str | None) -> str:
-    return f"{authority_host.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id or '<client id>'}"
-
-
 def token_url(authority_host: str, tenant_id: str) -> str:
     return f"{authority_host.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
 
@@ -342,9 +344,17 @@ def refused_answer(refused: EntraAnswerRefused, *, tenant: TenantRef, authority_
 
 
 def authentication_error(
-    error: Exception, *, tenant: TenantRef, authority_host: str, client_id: str | None = None
+    error: Exception,
+    *,
+    tenant: TenantRef,
+    authority_host: str,
+    client_id: str | None = None,
+    graph: GraphConfig | None = None,
 ) -> GraphError:
-    """What a failed token request means for the fetcher: a refusal, or a transient failure to retry."""
+    """What a failed token request means for the fetcher: a refusal, or a transient failure to retry.
+
+    `graph`: the endpoints in use, named in the advice for a tenant of another cloud.
+    """
     tid, label = tenant.tenant_id, tenant.label
     url = token_url(authority_host, tid)
     if isinstance(error, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
@@ -372,7 +382,7 @@ def authentication_error(
     match = _AADSTS.search(message)
     code = f"AADSTS{match.group(1)}" if match else None
     return AuthenticationError(
-        f"tenant {label}: {refusal_advice(code, message, tenant, authority_host, client_id)}",
+        f"tenant {label}: {refusal_advice(code, message, tenant, authority_host, client_id, graph)}",
         tenant_id=tid,
         status=status,
         url=url,
@@ -380,8 +390,43 @@ def authentication_error(
     )
 
 
+# Entra ID's codes for "this tenant, app or resource lives in another national cloud" (Microsoft Entra
+# authentication and authorization error codes, learn.microsoft.com/entra/identity-platform/reference-error-codes).
+OTHER_CLOUD_CODES = {
+    "AADSTS90038": "tenant {tid} belongs to another national cloud (NationalCloudTenantRedirection)",
+    "AADSTS900382": "Entra ID does not serve a confidential client across clouds",
+    "AADSTS90051": "Entra ID does not know the national cloud asked for (InvalidNationalCloudId)",
+    "AADSTS50049": "Entra ID does not know this instance (NoSuchInstanceForDiscovery)",
+    "AADSTS500011": "Entra ID of tenant {tid} does not know the resource of [graph] scope {scope}",
+}
+
+
+def _consent_advice(tid: str, client_id: str | None, consent: str) -> dict[str, str]:
+    """Every refusal that means "consent is missing", each with the admin-consent link."""
+    grant = f"have an admin of {tid} grant admin consent ({consent})"
+    return {
+        "AADSTS65001": f"the app {client_id} has no admin consent in tenant {tid}: have an admin of {tid} grant it "
+        f"({consent})",
+        "AADSTS700016": f"the app registration {client_id} is not in tenant {tid}: {grant}",
+        "AADSTS7000229": f"the app {client_id} has no service principal in tenant {tid} (it was never consented "
+        f"there): {grant}",
+        "AADSTS90094": f"the app's permissions need an administrator's consent in tenant {tid}: {grant}",
+        "AADSTS90099": f"the app {client_id} has not been authorized in tenant {tid}: {grant}",
+        "AADSTS65004": f"consent for the app {client_id} was declined in tenant {tid}: {grant}",
+        "AADSTS650056": f"the app {client_id} does not request {PERMISSION}, or it has no consent in tenant {tid}: "
+        f"add it under the app registration's API permissions and {grant}",
+        "AADSTS650057": f"the app {client_id} does not request the resource it asked a token for: add {PERMISSION} "
+        f"under the app registration's API permissions and {grant}",
+    }
+
+
 def refusal_advice(
-    code: str | None, message: str, tenant: TenantRef, authority_host: str, client_id: str | None = None
+    code: str | None,
+    message: str,
+    tenant: TenantRef,
+    authority_host: str,
+    client_id: str | None = None,
+    graph: GraphConfig | None = None,
 ) -> str:
     """What Entra ID's refusal means and what to do about it, for the codes people meet."""
     tid = tenant.tenant_id
@@ -390,17 +435,18 @@ def refusal_advice(
     advice = {
         "AADSTS7000215": f"the client secret is wrong or expired: {secret_fix}",
         "AADSTS7000222": f"the client secret has expired: {secret_fix}",
-        "AADSTS700016": f"the app registration {client_id} is not in tenant {tid}: have an admin of {tid} grant "
-        f"admin consent ({consent})",
-        "AADSTS90002": f"Entra ID knows no tenant {tid}: check tenant_id, and [graph] cloud for national clouds",
-        "AADSTS65001": f"the app {client_id} has no admin consent in tenant {tid}: have an admin of {tid} grant it "
-        f"({consent})",
+        "AADSTS90002": f"Entra ID knows no tenant {tid}: check tenant_id; if the tenant is in a national cloud, "
+        f"{other_cloud_advice(graph)}",
         "AADSTS700027": f"Entra ID refused the certificate assertion: the certificate is not registered on app "
         f"{client_id} or has expired: upload its public part under the app registration's "
         "Certificates & secrets, or fix certificate_path",
+        **_consent_advice(tid, client_id, consent),
     }
     if code in advice:
         return f"{code}: {advice[code]}"
+    if code in OTHER_CLOUD_CODES:
+        what = OTHER_CLOUD_CODES[code].format(tid=tid, scope=graph.scope if graph else "")
+        return f"{code}: {what}: {other_cloud_advice(graph)}"
     said = _entra_description(message)
     if code:
         return f"Entra ID refused a token ({code}: {said}); see https://login.microsoftonline.com/error?code={code[6:]}"

@@ -18,9 +18,11 @@
     │   ├── BadRequest                400
     │   ├── UnsafeResponse            hostile answer: too large, foreign next link, ...
     │   ├── RetryWaitTooLong          Retry-After beyond max_retry_wait_seconds
+    │   ├── ProviderRefused           206 without data, the provider's status a 4xx: not retried
     │   └── TransientError            retried; raised once attempts run out
     │       ├── Throttled             429
     │       ├── ServerError           500, 502, 503, 504
+    │       ├── ProviderUnavailable   206 without data, the provider failed or timed out
     │       ├── ConnectionFailed      refused, reset, TLS or DNS failure
     │       ├── RequestTimedOut       no answer within timeout_seconds
     │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
@@ -189,6 +191,12 @@ class RetryWaitTooLong(GraphError):
         self.retry_after = retry_after
 
 
+class ProviderRefused(GraphError):
+    """A `206 Partial Content` without data whose `Warning` carries a 4xx from Secure Score's provider."""
+
+    kind = "provider_refused"
+
+
 class TransientError(GraphError):
     """A failure worth retrying; raised to the caller only once attempts run out."""
 
@@ -217,6 +225,12 @@ class ServerError(TransientError):
     """A 5xx answer that Graph documents as transient."""
 
     kind = "server_error"
+
+
+class ProviderUnavailable(TransientError):
+    """A `206 Partial Content` without data: Secure Score's only provider failed (5xx) or timed out."""
+
+    kind = "provider_unavailable"
 
 
 class ConnectionFailed(TransientError):

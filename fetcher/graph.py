@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
+from fetcher.config import GraphConfig
 from fetcher.errors import (
     AuthenticationError,
     BadRequest,
@@ -26,6 +27,8 @@ from fetcher.errors import (
     InvalidResponse,
     NotFound,
     PermissionDenied,
+    ProviderRefused,
+    ProviderUnavailable,
     ServerError,
     Throttled,
     UnsafeResponse,
@@ -42,6 +45,26 @@ MAX_EMPTY_PAGES = 3
 
 _WARNING = re.compile(r'^(?P<code>\d{3})\s+(?P<agent>\S+)\s+"(?P<text>(?:[^"\\]|\\.)*)"')
 _CLAIMS = re.compile(r'\bclaims\s*=\s*"(?P<claims>[^"]*)"', re.IGNORECASE)
+# Graph's words for "this token was issued by another national cloud's Entra ID" (a GCC High or DoD
+# tenant reached through the global cloud): 401 InvalidAuthenticationToken, message InvalidCloudInstance.
+_OTHER_CLOUD = re.compile(r"InvalidCloudInstance|cloud instance", re.IGNORECASE)
+# A provider status in a 206's Warning that is the provider's failure to answer, though a 4xx.
+_PROVIDER_TIMEOUTS = frozenset({408, 429})
+_PROVIDER_REFUSALS = {
+    401: "refused the app's access token",
+    403: "denied access to this tenant's Secure Score (is the tenant licensed for it, and the app's "
+    "SecurityEvents.Read.All consent granted?)",
+    404: "has no Secure Score for this tenant",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What the advice in an error names: the cloud and endpoints in use (`[graph]`) and the app's
+    client id (for the admin-consent link). Errors made without it give the advice without them."""
+
+    graph: GraphConfig
+    client_id: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ URLs
@@ -107,20 +130,54 @@ def decode_json(body: bytes, *, tenant: TenantRef, status: int, url: str) -> Any
         ) from None
 
 
-def read_page(response: Response, *, tenant: TenantRef, url: str) -> ScorePage:
-    """A list answer as a `ScorePage`, or the error its status means."""
-    raise_for_status(response, tenant=tenant, url=url)
+def read_page(response: Response, *, tenant: TenantRef, url: str, setup: Setup | None = None) -> ScorePage:
+    """A list answer as a `ScorePage`, or the error its status means (`setup`: for the advice in it).
+
+    A `206 Partial Content` without data is an error too: see `empty_partial_error`.
+    """
+    raise_for_status(response, tenant=tenant, url=url, setup=setup)
     document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
     value = document.get("value") if isinstance(document, dict) else None
     link = document.get("@odata.nextLink") if isinstance(document, dict) else None
     if not isinstance(value, list) or not isinstance(link, str | None):
         raise _invalid(tenant, response, url, "is not a secureScores collection ({value: [...]})")
-    return ScorePage(value, parse_warnings(response.header_values("Warning")), link, response.status, url)
+    warnings = parse_warnings(response.header_values("Warning"))
+    if response.status == 206 and not value:
+        raise empty_partial_error(warnings, tenant=tenant, url=url)
+    return ScorePage(value, warnings, link, response.status, url)
 
 
-def read_item(response: Response, *, tenant: TenantRef, url: str) -> ScorePage:
+def empty_partial_error(
+    warnings: Sequence[ProviderWarning], *, tenant: TenantRef, url: str
+) -> ProviderRefused | ProviderUnavailable:
+    """What a `206 Partial Content` without data means: Secure Score's one provider did not answer.
+
+    Graph answers `206` with `Warning: 199 - "Microsoft/SecureScore/504/10000"` (vendor, provider,
+    the provider's status, its latency in ms) and `{"value": []}` when the provider fails (seen in
+    real answers; the 206 and its Warning are documented in Graph's security API overview). A 4xx
+    status is the provider refusing: not worth retrying. A 5xx, 408, 429, a status that does not parse
+    or no Warning at all is the provider failing or timing out: retried like a server error.
+    """
+    said = ", ".join(w.text for w in warnings) or "no Warning header"
+    head = f"tenant {tenant.label}: Graph answered 206 Partial Content without data (Warning: {said})"
+    for warning in warnings:
+        status = warning.status_code
+        if status is not None and 400 <= status < 500 and status not in _PROVIDER_TIMEOUTS:
+            what = _PROVIDER_REFUSALS.get(status, f"refused the request ({status})")
+            return ProviderRefused(
+                f"{head}: provider {warning.provider or 'SecureScore'} {what}; not retried",
+                tenant_id=tenant.tenant_id,
+                status=206,
+                url=url,
+            )
+    return ProviderUnavailable(
+        f"{head}: Secure Score's provider failed or timed out", tenant_id=tenant.tenant_id, status=206, url=url
+    )
+
+
+def read_item(response: Response, *, tenant: TenantRef, url: str, setup: Setup | None = None) -> ScorePage:
     """A single-object answer as a one-object `ScorePage`, or the error its status means."""
-    raise_for_status(response, tenant=tenant, url=url)
+    raise_for_status(response, tenant=tenant, url=url, setup=setup)
     document = decode_json(response.body, tenant=tenant, status=response.status, url=url)
     if not isinstance(document, dict):
         raise _invalid(tenant, response, url, "is not a secureScore object")
@@ -142,24 +199,55 @@ def _invalid(tenant: TenantRef, response: Response, url: str, what: str) -> Inva
 # ------------------------------------------------------------------------------------- status → error
 
 
-def raise_for_status(response: Response, *, tenant: TenantRef, url: str) -> None:
+def raise_for_status(response: Response, *, tenant: TenantRef, url: str, setup: Setup | None = None) -> None:
     """Raise the `GraphError` a non-data status means; 200 and 206 pass."""
     if response.status not in DATA_STATUSES:
-        raise error_for_status(response, tenant=tenant, url=url)
+        raise error_for_status(response, tenant=tenant, url=url, setup=setup)
 
 
-def error_for_status(response: Response, *, tenant: TenantRef, url: str) -> GraphError:
-    """The exception for an answer that carries no data (a 401 here is the second one: see `fetcher.http`)."""
-    status, label, tid = response.status, tenant.label, tenant.tenant_id
+def consent_url(authority_host: str, tenant_id: str, client_id: str | None) -> str:
+    """The admin-consent link an admin of `tenant_id` opens to grant the app its permissions."""
+    return f"{authority_host.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id or '<client id>'}"
+
+
+def other_cloud_advice(graph: GraphConfig | None) -> str:
+    """What to do about a tenant that lives in another national cloud than the one configured."""
+    clouds = '"usgov" for GCC High, "dod" for DoD, "global" for commercial and GCC'
+    if graph is None:
+        return f"set [graph] cloud to the tenant's cloud ({clouds})"
+    return (
+        f'the tenant lives in another national cloud than [graph] cloud = "{graph.cloud}" (Graph {graph.base_url}, '
+        f"Entra ID {graph.authority_host}): set [graph] cloud to its cloud ({clouds}), in a configuration of "
+        "its own if the other tenants stay where they are"
+    )
+
+
+def error_for_status(response: Response, *, tenant: TenantRef, url: str, setup: Setup | None = None) -> GraphError:
+    """The exception for an answer that carries no data (a 401 here is the second one: see `fetcher.http`).
+
+    `setup` (the endpoints and app in use) makes the advice exact: the cloud, the admin-consent link.
+    """
+    status = response.status
     code, detail = graph_error(response.body)
     said = f"{status}{f': {detail}' if detail else ''}"
-    retry_after = parse_retry_after(response.header("Retry-After"))
-    if status == 400:
-        return BadRequest(
-            f"tenant {label}: Graph rejected the request ({said}) for {url}; please report this with the URL",
+    if status in (401, 403):
+        return _refusal(response, tenant, url, setup, code, said)
+    return _failure(response, tenant, url, said)
+
+
+def _refusal(
+    response: Response, tenant: TenantRef, url: str, setup: Setup | None, code: str | None, said: str
+) -> GraphError:
+    """401 and 403: the token or the permission is refused; the advice says which fix applies."""
+    status, label, tid = response.status, tenant.label, tenant.tenant_id
+    if status == 401 and _OTHER_CLOUD.search(said):
+        return AuthenticationError(
+            f"tenant {label}: Graph refused the token as issued by another cloud ({said}); "
+            f"{other_cloud_advice(setup.graph if setup else None)}",
             tenant_id=tid,
             status=status,
             url=url,
+            code=code,
         )
     if status == 401:
         return AuthenticationError(
@@ -170,11 +258,24 @@ def error_for_status(response: Response, *, tenant: TenantRef, url: str) -> Grap
             url=url,
             code=code,
         )
-    if status == 403:
-        return PermissionDenied(
-            f"tenant {label}: Graph denied access ({said}): the app lacks the application permission "
-            f"{PERMISSION} with admin consent in tenant {tid}; add it under API permissions and have an "
-            f"admin of {tid} grant consent",
+    link = f" ({consent_url(setup.graph.authority_host, tid, setup.client_id)})" if setup else ""
+    return PermissionDenied(
+        f"tenant {label}: Graph denied access ({said}): the app lacks the application permission "
+        f"{PERMISSION} with admin consent in tenant {tid}; add it under API permissions and have an "
+        f"admin of {tid} grant consent{link}",
+        tenant_id=tid,
+        status=status,
+        url=url,
+    )
+
+
+def _failure(response: Response, tenant: TenantRef, url: str, said: str) -> GraphError:
+    """Every other status: a bad request, a missing day, throttling, a server error."""
+    status, label, tid = response.status, tenant.label, tenant.tenant_id
+    retry_after = parse_retry_after(response.header("Retry-After"))
+    if status == 400:
+        return BadRequest(
+            f"tenant {label}: Graph rejected the request ({said}) for {url}; please report this with the URL",
             tenant_id=tid,
             status=status,
             url=url,

@@ -26,6 +26,7 @@ from fetcher.graph import (
     SECURE_SCORES_PATH,
     Pager,
     Response,
+    Setup,
     item_url,
     parse_claims_challenge,
     read_item,
@@ -156,10 +157,14 @@ class GraphClient:
         await self._tokens.release(tenant_id)
 
     async def _page(self, tenant: TenantRef, url: str, stats: RequestStats) -> ScorePage:
-        return read_page(await self._exchange(tenant, url, stats), tenant=tenant, url=url)
+        return read_page(await self._exchange(tenant, url, stats), tenant=tenant, url=url, setup=self._setup(tenant))
 
     async def _item(self, tenant: TenantRef, url: str, stats: RequestStats) -> ScorePage:
-        return read_item(await self._exchange(tenant, url, stats), tenant=tenant, url=url)
+        return read_item(await self._exchange(tenant, url, stats), tenant=tenant, url=url, setup=self._setup(tenant))
+
+    def _setup(self, tenant: TenantRef) -> Setup:
+        """What an error's advice names: the endpoints in use and the tenant's app."""
+        return Setup(self._graph, self._tokens.client_id(tenant))
 
     async def _exchange(self, tenant: TenantRef, url: str, stats: RequestStats) -> Response:
         """One GET with the tenant's token; after a 401, once more with a token fresh from Entra ID."""

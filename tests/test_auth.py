@@ -220,6 +220,29 @@ REFUSALS = {
         "certificate is not registered on app {client_id}",
     ),
     "other": ("AADSTS50034", "Entra ID refused a token (AADSTS50034: The user account does not exist.)"),
+    "missing-service-principal": (
+        "AADSTS7000229",
+        "AADSTS7000229: the app {client_id} has no service principal in tenant {tenant_id} (it was never "
+        "consented there): have an admin of {tenant_id} grant admin consent "
+        "({authority}/{tenant_id}/adminconsent?client_id={client_id})",
+    ),
+    "other-cloud": (
+        "AADSTS90038",
+        "AADSTS90038: tenant {tenant_id} belongs to another national cloud (NationalCloudTenantRedirection): the "
+        'tenant lives in another national cloud than [graph] cloud = "global" (Graph {base_url}, Entra ID '
+        '{authority}): set [graph] cloud to its cloud ("usgov" for GCC High, "dod" for DoD',
+    ),
+    "cross-cloud-client": (
+        "AADSTS900382",
+        "AADSTS900382: Entra ID does not serve a confidential client across clouds: the tenant lives in another "
+        'national cloud than [graph] cloud = "global"',
+    ),
+}
+SCRIPTED = {
+    "consent": TokenRefusal.CONSENT_REQUIRED,
+    "missing-service-principal": TokenRefusal.MISSING_SERVICE_PRINCIPAL,
+    "other-cloud": TokenRefusal.OTHER_CLOUD,
+    "cross-cloud-client": TokenRefusal.CROSS_CLOUD_CLIENT,
 }
 
 
@@ -235,8 +258,8 @@ async def test_each_refusal_is_one_line_naming_the_tenant_and_the_fix(
         target = uninstalled
     elif case == "tenant-not-found":
         target = unregistered
-    elif case == "consent":
-        target = dataclasses.replace(healthy, faults=(Fault.token_refusal(TokenRefusal.CONSENT_REQUIRED),))
+    elif case in SCRIPTED:
+        target = dataclasses.replace(healthy, faults=(Fault.token_refusal(SCRIPTED[case]),))
     elif case == "bad-certificate":
         auth = certificate_auth(stranger.pem_file)
     elif case == "expired-secret":
@@ -253,7 +276,10 @@ async def test_each_refusal_is_one_line_naming_the_tenant_and_the_fix(
         code, advice = REFUSALS[case]
         error = caught.value
         expected = advice.format(
-            client_id=DEFAULT_CLIENT_ID, tenant_id=tenant.tenant_id, authority=s.graph.authority_host
+            client_id=DEFAULT_CLIENT_ID,
+            tenant_id=tenant.tenant_id,
+            authority=s.graph.authority_host,
+            base_url=s.graph.base_url,
         )
         assert (error.code, error.tenant_id) == (code, tenant.tenant_id)
         assert str(error).startswith(f"tenant {tenant.label}: ")

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from fetcher.config import GraphConfig
 from fetcher.errors import (
     AuthenticationError,
     BadRequest,
@@ -15,13 +16,17 @@ from fetcher.errors import (
     InvalidResponse,
     NotFound,
     PermissionDenied,
+    ProviderRefused,
+    ProviderUnavailable,
     ServerError,
     Throttled,
+    TransientError,
     UnsafeResponse,
 )
 from fetcher.graph import (
     Pager,
     Response,
+    Setup,
     error_for_status,
     item_url,
     list_url,
@@ -37,6 +42,7 @@ from fetcher.models import ProviderWarning, ScorePage, TenantRef
 BASE = "https://graph.example.test/v1.0"
 TENANT = TenantRef("4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f", "Contoso")
 URL = f"{BASE}/security/secureScores?$top=3"
+GRAPH = GraphConfig("global", "https://graph.microsoft.com/v1.0", "https://login.microsoftonline.com")
 
 
 def body(document: Any) -> bytes:
@@ -217,8 +223,62 @@ def test_each_status_maps_to_its_error(status: int, kind: type[GraphError]) -> N
     assert "\n" not in str(error)
 
 
-def test_200_and_206_are_no_errors() -> None:
-    assert read_page(Response(206, body({"value": []})), tenant=TENANT, url=URL).objects == []
+def test_a_206_with_data_is_a_partial_page() -> None:
+    warning = '199 - "Microsoft/SecureScore/504/10000"'
+    result = read_page(Response(206, body({"value": [{"id": "a"}]}), {"warning": [warning]}), tenant=TENANT, url=URL)
+    assert (result.objects, result.status, [w.text for w in result.warnings]) == (
+        [{"id": "a"}],
+        206,
+        ["Microsoft/SecureScore/504/10000"],
+    )
+
+
+@pytest.mark.parametrize(
+    "warning",
+    [
+        '199 - "Microsoft/SecureScore/504/10000"',
+        '199 - "Microsoft/SecureScore/500/12"',
+        '199 - "Microsoft/SecureScore/408/60000"',
+        '199 - "Microsoft/SecureScore/Timeout/60000"',
+        None,
+    ],
+)
+def test_a_206_without_data_is_the_provider_failing_and_is_retried(warning: str | None) -> None:
+    """Issue 12: Graph's 206 with `{"value": []}` when Secure Score's provider fails was stored as success."""
+    headers = {"warning": [warning]} if warning else {}
+    with pytest.raises(ProviderUnavailable) as raised:
+        read_page(Response(206, body({"value": []}), headers), tenant=TENANT, url=URL)
+    said = warning.split('"')[1] if warning else "no Warning header"
+    assert str(raised.value) == (
+        f"tenant {TENANT.label}: Graph answered 206 Partial Content without data (Warning: {said}): "
+        "Secure Score's provider failed or timed out"
+    )
+    assert isinstance(raised.value, TransientError)
+    assert (raised.value.kind, raised.value.status, raised.value.url) == ("provider_unavailable", 206, URL)
+
+
+@pytest.mark.parametrize(
+    ("status", "what"),
+    [
+        ("403/10", "denied access to this tenant's Secure Score"),
+        ("404/7", "has no Secure Score for this tenant"),
+        ("400/3", "refused the request (400)"),
+    ],
+)
+def test_a_206_without_data_and_a_4xx_provider_status_is_a_refusal_not_retried(status: str, what: str) -> None:
+    warning = f'199 - "Microsoft/SecureScore/{status}"'
+    with pytest.raises(ProviderRefused) as raised:
+        read_page(Response(206, body({"value": []}), {"warning": [warning]}), tenant=TENANT, url=URL)
+    assert not isinstance(raised.value, TransientError)
+    assert raised.value.kind == "provider_refused"
+    assert str(raised.value).startswith(
+        f"tenant {TENANT.label}: Graph answered 206 Partial Content without data "
+        f"(Warning: Microsoft/SecureScore/{status}): provider SecureScore {what}"
+    )
+
+
+def test_a_200_without_data_is_a_tenant_without_days() -> None:
+    assert read_page(Response(200, body({"value": []})), tenant=TENANT, url=URL).objects == []
 
 
 def test_403_says_which_permission_is_missing() -> None:
@@ -229,6 +289,37 @@ def test_403_says_which_permission_is_missing() -> None:
         f"the app lacks the application permission SecurityEvents.Read.All with admin consent in tenant "
         f"{TENANT.tenant_id}" in str(error)
     )
+
+
+def test_403_gives_the_admin_consent_link() -> None:
+    """Every "consent is missing" answer gets the link, Graph's own 403 included."""
+    answer = Response(403, graph_body("Forbidden", "Missing roles"))
+    error = error_for_status(answer, tenant=TENANT, url=URL, setup=Setup(GRAPH, "cccccccc"))
+    assert str(error).endswith(
+        f"have an admin of {TENANT.tenant_id} grant consent "
+        f"(https://login.microsoftonline.com/{TENANT.tenant_id}/adminconsent?client_id=cccccccc)"
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        graph_body("InvalidAuthenticationToken", "InvalidCloudInstance"),
+        graph_body("InvalidAuthenticationToken", "Access token validation failure. Invalid cloud instance."),
+    ],
+)
+def test_a_401_for_another_cloud_names_the_cloud_setting_and_the_endpoints(answer: bytes) -> None:
+    """Issue 12: a GCC High or DoD tenant reached through the global cloud was told to check Conditional Access."""
+    error = error_for_status(Response(401, answer), tenant=TENANT, url=URL, setup=Setup(GRAPH))
+    assert isinstance(error, AuthenticationError)
+    text = str(error)
+    assert text.startswith(f"tenant {TENANT.label}: Graph refused the token as issued by another cloud (401: ")
+    assert (
+        '[graph] cloud = "global" (Graph https://graph.microsoft.com/v1.0, Entra ID https://login.microsoftonline.com)'
+        in text
+    )
+    assert '"usgov" for GCC High, "dod" for DoD' in text
+    assert "Conditional Access" not in text
 
 
 @pytest.mark.parametrize(("status", "kind"), [(429, Throttled), (503, ServerError)])

@@ -21,6 +21,8 @@ from fetcher.errors import (
     InvalidResponse,
     NotFound,
     PermissionDenied,
+    ProviderRefused,
+    ProviderUnavailable,
     RequestTimedOut,
     RetryWaitTooLong,
     ServerError,
@@ -179,7 +181,44 @@ async def test_a_tenant_without_consent_is_denied_with_the_missing_permission(
             f"{tenant.tenant_id}" in str(caught.value)
         )
         assert "Missing application roles" in str(caught.value)
+        assert f"{s.graph.authority_host}/{tenant.tenant_id}/adminconsent?client_id=" in str(caught.value)
         assert len(s.requests("list")) == 1
+
+
+async def test_a_206_without_data_is_retried_then_fails_with_the_providers_warning(
+    tenant: SimTenant, tmp_path: Path
+) -> None:
+    """Issue 12: a 206 with `{"value": []}` and a provider status of 504 was a success with 0 days."""
+    async with stack(small_simulator([with_faults(tenant, Fault.empty_partial())]), tmp_path) as s:
+        stats = RequestStats()
+        with pytest.raises(ProviderUnavailable) as caught:
+            await s.list_all(s.tenant(tenant), 10, stats)
+        assert "Warning: Microsoft/SecureScore/504/10000" in str(caught.value)
+        assert (stats.requests, stats.retries) == (3, 2)
+
+
+async def test_a_206_without_data_that_passes_is_retried_away(tenant: SimTenant, tmp_path: Path) -> None:
+    async with stack(small_simulator([with_faults(tenant, Fault.empty_partial(times=1))]), tmp_path) as s:
+        stats = RequestStats()
+        assert await s.list_all(s.tenant(tenant), 10, stats) == s.sim.expected_objects(tenant.tenant_id, 10)
+        assert (stats.requests, stats.retries) == (2, 1)
+
+
+async def test_a_206_without_data_refused_by_the_provider_is_not_retried(tenant: SimTenant, tmp_path: Path) -> None:
+    fault = Fault.empty_partial(['199 - "Microsoft/SecureScore/403/10"'])
+    async with stack(small_simulator([with_faults(tenant, fault)]), tmp_path) as s:
+        stats = RequestStats()
+        with pytest.raises(ProviderRefused, match="denied access to this tenant's Secure Score"):
+            await s.list_all(s.tenant(tenant), 10, stats)
+        assert (stats.requests, stats.retries) == (1, 0)
+
+
+async def test_a_tenant_of_another_cloud_is_told_to_set_the_cloud(tenant: SimTenant, tmp_path: Path) -> None:
+    async with stack(small_simulator([with_faults(tenant, Fault.other_cloud())]), tmp_path) as s:
+        with pytest.raises(AuthenticationError) as caught:
+            await s.list_all(s.tenant(tenant))
+        assert f"(Graph {s.graph.base_url}, Entra ID {s.graph.authority_host})" in str(caught.value)
+        assert "[graph] cloud" in str(caught.value)
 
 
 async def test_passing_server_errors_are_retried_away(tenant: SimTenant, tmp_path: Path) -> None:

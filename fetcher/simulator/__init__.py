@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fetcher.simulator.demo import demo_simulator
 from fetcher.simulator.entra import TokenRefusal
-from fetcher.simulator.faults import DEFAULT_WARNING, Fault, FaultKind, Hostile
+from fetcher.simulator.faults import DEFAULT_WARNING, PROVIDER_TIMEOUT_WARNING, Fault, FaultKind, Hostile
 from fetcher.simulator.records import RequestRecord
 from fetcher.simulator.server import RunningSimulator, running_simulator, serving_simulator
 from fetcher.simulator.simulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Simulator
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_WARNING",
+    "PROVIDER_TIMEOUT_WARNING",
     "ClientCertificate",
     "Fault",
     "FaultKind",

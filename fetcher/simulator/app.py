@@ -12,13 +12,14 @@ import datetime
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
-from fetcher.simulator import entra, graph, hostile, pages, tokens
+from fetcher.simulator import entra, graph, hostile, pages, quirks, tokens
 from fetcher.simulator.faults import Fault, FaultKind, Plan
 from fetcher.simulator.records import GET, LIST, OTHER, TOKEN, RequestRecord
 from fetcher.simulator.tokens import AccessClaims, TokenRejected
@@ -33,6 +34,8 @@ _SCORE_ID = re.compile(r"^(?P<tenant>[0-9a-fA-F-]{36})_(?P<day>\d{4}-\d{2}-\d{2}
 _ENTRA_CONTENT_TYPE = "application/json; charset=utf-8"
 _VERIFIED_TOKENS_MAX = 100_000
 _CLIENT_GONE = 499
+# Faults that change the objects of an answer, which is otherwise a plain 200.
+_REWRITES = frozenset({FaultKind.WRONG_TENANT, FaultKind.PLACEHOLDER_COMPARATIVES, FaultKind.INCONSISTENT_IDS})
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,8 @@ class Service:
             return await self._graph(exchange)
         return _unknown_path(exchange)
 
-    async def _sleep(self, plan: Plan) -> None:
-        delay = self.sim.latency_ms / 1000 + plan.delay_seconds
+    async def _sleep(self, plan: Plan, top: int | None = None) -> None:
+        delay = self.sim.latency_ms / 1000 + plan.delay(top)
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -194,7 +197,7 @@ class Service:
             if claims is None:
                 return _unauthenticated(exchange, rejection)
             plan = self.sim.faults.plan(claims.tenant_id, exchange.route.endpoint)
-            await self._sleep(plan)
+            await self._sleep(plan, _asked_top(exchange.request.query))
             if tokens.GRAPH_ROLE not in claims.roles:
                 return _graph_error(exchange, 403, "Forbidden", graph.MISSING_ROLE_MESSAGE)
             if exchange.request.method not in ("GET", "HEAD"):
@@ -256,8 +259,16 @@ class Service:
                 megabytes=fault.megabytes,
             )
             return _graph_ok(exchange, 200, body)
+        if fault.kind is FaultKind.EMPTY_PARTIAL:
+            response = _graph_ok(exchange, 206, pages.page_body(context, None, []))
+            response.headers["Warning"] = ", ".join(fault.warnings)
+            return response
         if fault.kind is FaultKind.WRONG_TENANT:
             objects = [_retenant(obj, exchange.tenant_id or "", fault) for obj in objects]
+        elif fault.kind is FaultKind.PLACEHOLDER_COMPARATIVES:
+            objects = [quirks.placeholder_comparatives(obj) for obj in objects]
+        elif fault.kind is FaultKind.INCONSISTENT_IDS:
+            objects = quirks.inconsistent_ids(objects)
         return _shaped(exchange, fault, pages.page_body(context, next_link, objects))
 
     def _get(self, exchange: Exchange, tenant_id: str, fault: Fault | None) -> web.Response:
@@ -272,6 +283,8 @@ class Service:
             return _graph_ok(exchange, 200, body)
         if fault is not None and fault.kind is FaultKind.WRONG_TENANT:
             obj = _retenant(obj, tenant_id, fault)
+        elif fault is not None and fault.kind is FaultKind.PLACEHOLDER_COMPARATIVES:
+            obj = quirks.placeholder_comparatives(obj)
         return _shaped(exchange, fault, pages.entity_body(context, obj))
 
 
@@ -362,7 +375,7 @@ def _status_fault(exchange: Exchange, fault: Fault, default_body: bytes) -> web.
 
 def _shaped(exchange: Exchange, fault: Fault | None, body: bytes) -> web.Response:
     """A Graph answer whose body is right but whose delivery a fault may change."""
-    if fault is None or fault.kind is FaultKind.WRONG_TENANT:
+    if fault is None or fault.kind in _REWRITES:
         return _graph_ok(exchange, 200, body)
     if fault.kind is FaultKind.MALFORMED_JSON:
         return _graph_ok(exchange, 200, hostile.truncated(body))
@@ -385,6 +398,15 @@ def _retenant(obj: bytes, tenant_id: str, fault: Fault) -> bytes:
     """The same object claiming to belong to another tenant (id prefix and azureTenantId)."""
     other = fault.other_tenant_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"not-{tenant_id.lower()}"))
     return obj.replace(tenant_id.encode(), other.encode())
+
+
+def _asked_top(query: Mapping[str, str]) -> int | None:
+    """The `$top` a list request asked for, if it is a number (a slow window's delay follows it)."""
+    raw = query.get("$top") or query.get("top")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def _requested_day(score_id: str, tenant_id: str) -> datetime.date | None:

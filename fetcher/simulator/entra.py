@@ -41,6 +41,9 @@ class TokenRefusal(StrEnum):
     UNSUPPORTED_GRANT = "unsupported_grant"  # AADSTS70003
     INVALID_TENANT_NAME = "invalid_tenant_name"  # AADSTS900023
     METHOD_NOT_ALLOWED = "method_not_allowed"  # AADSTS900561
+    OTHER_CLOUD = "other_cloud"  # AADSTS90038: the tenant belongs to another national cloud
+    CROSS_CLOUD_CLIENT = "cross_cloud_client"  # AADSTS900382
+    MISSING_SERVICE_PRINCIPAL = "missing_service_principal"  # AADSTS7000229
 
 
 # kind -> (AADSTS code, OAuth error, HTTP status, message template)
@@ -99,6 +102,20 @@ _REFUSALS: dict[TokenRefusal, tuple[int, str, int, str]] = {
     TokenRefusal.METHOD_NOT_ALLOWED: (
         900561, "invalid_request", 400,
         "The endpoint only accepts POST, OPTIONS requests. Received a {detail} request.",
+    ),
+    TokenRefusal.OTHER_CLOUD: (
+        90038, "invalid_request", 400,
+        "Tenant '{tenant}' is not present in this cloud instance. The specified tenant belongs to the National "
+        "Cloud 'USGov'. Current cloud instance 'Prod' does not federate with 'USGov'. A cloud redirect error is "
+        "returned.",
+    ),
+    TokenRefusal.CROSS_CLOUD_CLIENT: (
+        900382, "invalid_client", 400, "Confidential Client is not supported in Cross Cloud request.",
+    ),
+    TokenRefusal.MISSING_SERVICE_PRINCIPAL: (
+        7000229, "invalid_client", 401,
+        "The client application {client_id} is missing service principal in the tenant {tenant}. See "
+        "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
     ),
 }  # fmt: skip
 

@@ -17,6 +17,13 @@ from fetcher.simulator.entra import TokenRefusal
 
 ENDPOINTS = frozenset({"token", "list", "get", "graph"})
 DEFAULT_WARNING = '199 - "Microsoft/SecureScore/500/1234"'
+PROVIDER_TIMEOUT_WARNING = '199 - "Microsoft/SecureScore/504/10000"'
+# Graph's 401 for a token of another national cloud (a GCC High or DoD tenant asked through the global one).
+OTHER_CLOUD_BODY = (
+    b'{"error":{"code":"InvalidAuthenticationToken","message":"InvalidCloudInstance",'
+    b'"innerError":{"date":"2026-11-29T00:00:00","request-id":"00000000-0000-0000-0000-000000000000",'
+    b'"client-request-id":"00000000-0000-0000-0000-000000000000"}}}'
+)
 
 
 class FaultKind(StrEnum):
@@ -28,6 +35,11 @@ class FaultKind(StrEnum):
     WRONG_TENANT = "wrong_tenant"  # the data of `other_tenant_id`'s ids instead
     HOSTILE = "hostile"  # a named hostile body
     TOKEN_REFUSAL = "token_refusal"  # the token endpoint refuses as Entra ID does
+    # Answers of real Graph that mislead (issue 12):
+    PLACEHOLDER_COMPARATIVES = "placeholder_comparatives"  # TotalSeats and IndustryTypes with every number -1
+    INCONSISTENT_IDS = "inconsistent_ids"  # each later object of a page repeats the first's createdDateTime
+    EMPTY_PARTIAL = "empty_partial"  # 206 Partial Content, `{"value": []}` and the provider's Warning
+    SLOW_WINDOW = "slow_window"  # the answer takes `delay_seconds` per day of `$top` asked
 
 
 class Hostile(StrEnum):
@@ -41,8 +53,18 @@ class Hostile(StrEnum):
     NOT_OBJECT = "not_object"  # `value` holding a string
 
 
-_DELAYS = frozenset({FaultKind.LATENCY, FaultKind.TIMEOUT})
-_GRAPH_ONLY = frozenset({FaultKind.PARTIAL, FaultKind.WRONG_TENANT, FaultKind.HOSTILE})
+_DELAYS = frozenset({FaultKind.LATENCY, FaultKind.TIMEOUT, FaultKind.SLOW_WINDOW})
+_GRAPH_ONLY = frozenset(
+    {
+        FaultKind.PARTIAL,
+        FaultKind.WRONG_TENANT,
+        FaultKind.HOSTILE,
+        FaultKind.PLACEHOLDER_COMPARATIVES,
+        FaultKind.INCONSISTENT_IDS,
+        FaultKind.EMPTY_PARTIAL,
+        FaultKind.SLOW_WINDOW,
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +198,37 @@ class Fault:
     def token_refusal(cls, refusal: TokenRefusal, *, skip: int = 0, times: int | None = None) -> Fault:
         return cls(kind=FaultKind.TOKEN_REFUSAL, refusal=refusal, endpoint="token", skip=skip, times=times)
 
+    @classmethod
+    def placeholder_comparatives(cls, *, endpoint: str = "graph", skip: int = 0, times: int | None = None) -> Fault:
+        """TotalSeats and IndustryTypes comparatives with every number -1; AllTenants stays right."""
+        return cls(kind=FaultKind.PLACEHOLDER_COMPARATIVES, endpoint=endpoint, skip=skip, times=times)
+
+    @classmethod
+    def inconsistent_ids(cls, *, skip: int = 0, times: int | None = None) -> Fault:
+        """Every object of a list page after the first claims the first's `createdDateTime`, its id unchanged."""
+        return cls(kind=FaultKind.INCONSISTENT_IDS, endpoint="list", skip=skip, times=times)
+
+    @classmethod
+    def empty_partial(
+        cls,
+        warnings: Sequence[str] = (PROVIDER_TIMEOUT_WARNING,),
+        *,
+        skip: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        """206 Partial Content with `{"value": []}`: Secure Score's provider failed (status in the Warning)."""
+        return cls(kind=FaultKind.EMPTY_PARTIAL, warnings=tuple(warnings), endpoint="list", skip=skip, times=times)
+
+    @classmethod
+    def slow_window(cls, ms_per_day: float, *, skip: int = 0, times: int | None = None) -> Fault:
+        """An answer that takes `ms_per_day` for each day of the `$top` asked (a big window is several MB)."""
+        return cls(kind=FaultKind.SLOW_WINDOW, delay_seconds=ms_per_day / 1000, endpoint="list", skip=skip, times=times)
+
+    @classmethod
+    def other_cloud(cls, *, skip: int = 0, times: int | None = None) -> Fault:
+        """Graph's 401 InvalidCloudInstance: the tenant lives in another national cloud than the token's."""
+        return cls.status(401, body=OTHER_CLOUD_BODY, skip=skip, times=times)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -183,6 +236,11 @@ class Plan:
 
     delay_seconds: float = 0.0
     answer: Fault | None = None  # the first fault that shapes the answer; None: answer normally
+    delay_per_day: float = 0.0  # seconds more for each day of `$top` asked (slow windows)
+
+    def delay(self, top: int | None) -> float:
+        """The whole scripted delay of a request that asked for `top` days."""
+        return self.delay_seconds + self.delay_per_day * (top or 0)
 
 
 def _matches(fault: Fault, endpoint: str) -> bool:
@@ -220,6 +278,7 @@ class FaultBook:
         with self._lock:
             scripts = [s for s in self._scripts.get(tenant_id.lower(), ()) if _matches(s.fault, endpoint)]
             firing = [script.fault for script in scripts if script.fires()]
-        delay = sum(fault.delay_seconds for fault in firing if fault.delays)
+        delay = sum(fault.delay_seconds for fault in firing if fault.delays and fault.kind is not FaultKind.SLOW_WINDOW)
+        per_day = sum(fault.delay_seconds for fault in firing if fault.kind is FaultKind.SLOW_WINDOW)
         answer = next((fault for fault in firing if not fault.delays), None)
-        return Plan(delay, answer)
+        return Plan(delay, answer, per_day)

@@ -164,6 +164,72 @@ async def test_partial_answers_206_with_data_and_warnings(
     assert len(orjson.loads(body)["value"]) == 3
 
 
+async def test_placeholder_comparatives_set_every_number_of_two_bases_to_minus_one(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.placeholder_comparatives())
+    for obj in orjson.loads(body)["value"]:
+        comparatives = {c["basis"]: c for c in obj["averageComparativeScores"]}
+        assert {b: comparatives[b] for b in ("TotalSeats", "IndustryTypes")} == {
+            b: {
+                "basis": b,
+                "averageScore": -1.0,
+                "seatSizeRangeLowerValue": -1,
+                "seatSizeRangeUpperValue": -1,
+                "categoryValue": -1,
+            }
+            for b in ("TotalSeats", "IndustryTypes")
+        }
+        assert comparatives.get("AllTenants", {"averageScore": 50})["averageScore"] > 0
+
+
+async def test_inconsistent_ids_give_a_page_one_day_under_several_ids(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.inconsistent_ids())
+    objects = orjson.loads(body)["value"]
+    assert [o["id"] for o in objects] == [f"{tenant.tenant_id}_{NEWEST - datetime.timedelta(days=n)}" for n in range(3)]
+    assert {o["createdDateTime"] for o in objects} == {objects[0]["createdDateTime"]}
+
+
+async def test_empty_partial_answers_206_without_data_and_the_providers_warning(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    status, headers, body = await _list_with(running, session, tenant, Fault.empty_partial())
+    assert (status, headers["Warning"]) == (206, '199 - "Microsoft/SecureScore/504/10000"')
+    assert orjson.loads(body)["value"] == []
+    assert "@odata.nextLink" not in orjson.loads(body)
+
+
+async def test_a_slow_window_takes_longer_the_more_days_are_asked(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    token = await access_token(session, running, tenant.tenant_id)
+    running.simulator.add_fault(tenant.tenant_id, Fault.slow_window(ms_per_day=1000))
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.5):
+            await get(session, _list_url(running, top=5), token)  # 5 s
+    answer = await get(session, _list_url(running, top=1), token)  # 1 s: the small window gets its answer
+
+    assert answer.status == 200
+
+
+def test_a_slow_window_delays_by_the_days_asked() -> None:
+    book = FaultBook()
+    book.add("t", Fault.slow_window(ms_per_day=100))
+    book.add("t", Fault.latency(50))
+
+    assert book.plan("t", "list").delay(30) == pytest.approx(3.05)
+
+
+async def test_other_cloud_answers_401_invalid_cloud_instance(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    status, _, body = await _list_with(running, session, tenant, Fault.other_cloud())
+    assert (status, orjson.loads(body)["error"]["message"]) == (401, "InvalidCloudInstance")
+
+
 async def test_wrong_tenant_answers_another_tenants_ids(
     running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
 ) -> None:
