@@ -15,13 +15,17 @@
 A refused object becomes a `Rejection` (quarantined with its reason and body, capped when stored); an
 object for another tenant also marks the tenant failed (`wrong_tenant`). Admitted objects become rows
 and, when the archive is kept, archive rows packed by the resource.
+
+4. with a `Unique` rule, at most one row per key in one answer (secureScores: one object per tenant-day):
+   the rule keeps one and the other is quarantined with the reason, so nothing vanishes without a
+   trace. A rebuild admits without it: there, a later archived object of a day replaces an earlier one.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -60,6 +64,26 @@ def too_long(field: str, value: str | None, limit: int | None) -> str | None:
     return f"{field} is {len(value)} characters long; the column holds at most {limit}"
 
 
+@dataclass(frozen=True)
+class Unique(Generic[Row]):
+    """At most one row per `key` in one answer. `replaces(new, kept)`: whether a newcomer takes the place
+    of the row kept so far; `reason(refused, stored)`: the quarantine reason of the one refused."""
+
+    key: Callable[[Row], Hashable]
+    replaces: Callable[[Row, Row], bool]
+    reason: Callable[[Row, Row], str]
+
+
+@dataclass
+class _Kept:
+    """Where the row kept for a key sits in the admission, and its object's JSON (for the quarantine)."""
+
+    row: int
+    raw: int | None
+    obj: int | None
+    text: bytes
+
+
 @dataclass
 class Admission(Generic[Row]):
     """What one tenant's objects became: rows to store, archive rows, refused payloads."""
@@ -69,6 +93,7 @@ class Admission(Generic[Row]):
     rejections: list[Rejection] = field(default_factory=list)
     wrong_tenant: WrongTenant | None = None
     objects: list[Any] = field(default_factory=list)  # the admitted objects themselves, when asked (`get`)
+    kept: dict[Hashable, _Kept] = field(default_factory=dict)  # by `Unique.key`, when a rule applies
 
 
 def admit(
@@ -81,11 +106,15 @@ def admit(
     check: Checker[Row] | None = None,
     keep_objects: bool = False,
     into: Admission[Row] | None = None,
+    unique: Unique[Row] | None = None,
 ) -> Admission[Row]:
-    """Admit `objects` (received together, as `context` says) for `tenant_id`, into `into` or a new admission."""
+    """Admit `objects` (received together, as `context` says) for `tenant_id`, into `into` or a new admission.
+
+    `unique`: the rule for two objects with one key in the answer `into` collects (see the module's 4.).
+    """
     admission = Admission[Row]() if into is None else into
     for obj in objects:
-        _admit_one(obj, context, tenant_id, (normalize, check), archive, keep_objects, admission)
+        _admit_one(obj, context, tenant_id, (normalize, check), archive, keep_objects, admission, unique)
     return admission
 
 
@@ -97,6 +126,7 @@ def _admit_one(
     archive: Archiver[Row] | None,
     keep_objects: bool,
     admission: Admission[Row],
+    unique: Unique[Row] | None,
 ) -> None:
     normalize, check = rules
     text = _dumps(obj)
@@ -116,11 +146,50 @@ def _admit_one(
     if problem is not None:
         admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, problem, text))
         return
+    raw = archive(obj, row, context, text) if archive is not None else None
+    if unique is not None:
+        kept = admission.kept.get(unique.key(row))
+        if kept is not None:
+            _settle(admission, unique, kept, row, raw, obj if keep_objects else None, text, context, tenant_id)
+            return
+        admission.kept[unique.key(row)] = _Kept(
+            len(admission.rows),
+            len(admission.raw) if raw is not None else None,
+            len(admission.objects) if keep_objects else None,
+            text,
+        )
     admission.rows.append(row)
     if keep_objects:
         admission.objects.append(obj)
-    if archive is not None:
-        admission.raw.append(archive(obj, row, context, text))
+    if raw is not None:
+        admission.raw.append(raw)
+
+
+def _settle(
+    admission: Admission[Row],
+    unique: Unique[Row],
+    kept: _Kept,
+    row: Row,
+    raw: RawPayload | None,
+    obj: Any,
+    text: bytes,
+    context: FetchContext,
+    tenant_id: str,
+) -> None:
+    """A second row for a key: the rule keeps one in the admission's place and quarantines the other."""
+    held = admission.rows[kept.row]
+    if not unique.replaces(row, held):
+        reason = unique.reason(row, held)
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, text))
+        return
+    reason = unique.reason(held, row)
+    admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, kept.text))
+    admission.rows[kept.row] = row
+    if kept.raw is not None and raw is not None:
+        admission.raw[kept.raw] = raw
+    if kept.obj is not None:
+        admission.objects[kept.obj] = obj
+    kept.text = text
 
 
 def screen(obj: Any, text: bytes | None) -> tuple[str | None, bytes]:

@@ -203,7 +203,7 @@ class TenantPipeline:
         outcome.rejected, outcome.partial_days = len(rejections), tally.partial_days
         outcome.objects = [o for _, a in admitted for o in a.objects]
         outcome.scores_upserted = len(tally.score_days)
-        _judge(outcome, fetched, bool(rejections))
+        _judge(outcome, fetched, bool(rejections), tally.mismatched_ids)
         rows = sum(len(a.rows) for _, a in admitted)
         try:
             await asyncio.shield(self._write(outcome, admitted, rejections))
@@ -292,7 +292,9 @@ class TenantPipeline:
             return
         admission: Admission[Any] = Admission()
         for obj, context in chunk:
-            resource.admit([obj], context, tenant_id=tenant_id, keep_raw=False, keep_objects=False, into=admission)
+            resource.admit(
+                [obj], context, tenant_id=tenant_id, keep_raw=False, keep_objects=False, into=admission, replay=True
+            )
         # Refused by this run, though received (`received_at`) by the run that archived it.
         admission.rejections = [dataclasses.replace(r, run_id=self.run_id) for r in admission.rejections]
         for rejection in admission.rejections:
@@ -338,12 +340,17 @@ class TenantPipeline:
 
 def _tally(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> Tally:
     tallies = [resource.tally(admission.rows) for resource, admission in admitted]
-    return Tally(frozenset().union(*(t.score_days for t in tallies)), sum(t.partial_days for t in tallies))
+    return Tally(
+        frozenset().union(*(t.score_days for t in tallies)),
+        sum(t.partial_days for t in tallies),
+        sum(t.mismatched_ids for t in tallies),
+    )
 
 
-def _judge(outcome: TenantOutcome, fetched: Sequence[Fetched], rejected: bool) -> None:
+def _judge(outcome: TenantOutcome, fetched: Sequence[Fetched], rejected: bool, mismatched: int = 0) -> None:
     """The status of a tenant that stored something: failed (a resource failed, or an object was for
-    another tenant), partial (days flagged partial, payloads quarantined), or succeeded."""
+    another tenant), partial (days flagged partial, payloads quarantined, days stored with an id that
+    names another day, which the ledger row's message counts), or succeeded."""
     wrong = next((f.admission.wrong_tenant for f in fetched if f.admission.wrong_tenant is not None), None)
     if any(f.error is not None for f in fetched):
         failure = _failure(fetched, outcome.tenant)
@@ -351,8 +358,13 @@ def _judge(outcome: TenantOutcome, fetched: Sequence[Fetched], rejected: bool) -
     elif wrong is not None:
         outcome.status, outcome.error_kind = Status.FAILED, wrong.kind
         outcome.error_message = f"tenant {outcome.tenant.label}: {wrong}; it was quarantined"
-    elif rejected or outcome.partial_days:
+    elif rejected or outcome.partial_days or mismatched:
         outcome.status = Status.PARTIAL
+        if mismatched:
+            outcome.error_message = (
+                f"tenant {outcome.tenant.label}: {mismatched} day(s) stored under the date of their createdDateTime "
+                "although Graph's id names another day; flagged in secure_scores.id_mismatch"
+            )
 
 
 def _failure(fetched: Sequence[Fetched], tenant: TenantRef) -> FetcherError:

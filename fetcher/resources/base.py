@@ -44,6 +44,7 @@ class Admitter(Protocol[Row]):
         keep_raw: bool,
         keep_objects: bool,
         into: Admission[Row],
+        replay: bool = False,
     ) -> Admission[Row]: ...
 
 
@@ -65,10 +66,12 @@ Replayer = Callable[[AsyncConnection, str], AsyncIterator[tuple[Any, FetchContex
 
 @dataclass(frozen=True)
 class Tally:
-    """What a tenant's ledger row counts of an admission: distinct score days, days flagged partial."""
+    """What a tenant's ledger row counts of an admission: distinct score days, days flagged partial, days
+    whose Graph id names another tenant-day (`secure_scores.id_mismatch`)."""
 
     score_days: frozenset[date] = frozenset()
     partial_days: int = 0
+    mismatched_ids: int = 0
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.admit import Admission, admit, too_long
+from fetcher.admit import Admission, Unique, admit, too_long
 from fetcher.graph import SECURE_SCORES_PATH
 from fetcher.models import FetchContext, ProviderWarning, RequestStats, ScoreDay, ScorePage
 from fetcher.normalize import normalize_score
@@ -93,6 +93,28 @@ def _archive(obj: Any, day: ScoreDay, context: FetchContext, text: bytes) -> Raw
     )
 
 
+def _replaces(new: ScoreDay, kept: ScoreDay) -> bool:
+    """One day, two objects in one answer: the one whose id names its tenant and day wins; between two
+    that both do or both do not, the first Graph sent (its newest-first order) stays."""
+    return kept.score.id_mismatch and not new.score.id_mismatch
+
+
+def _duplicate_reason(refused: ScoreDay, stored: ScoreDay) -> str:
+    why = (
+        "its id names its tenant and day, this one's does not"
+        if refused.score.id_mismatch and not stored.score.id_mismatch
+        else "it came first in Graph's answer"
+    )
+    return (
+        f"secureScore {refused.score.id} is a second object for {refused.score_date} in one answer; "
+        f"{stored.score.id} was stored for that day: {why}"
+    )
+
+
+# Graph has answered two objects for one tenant-day in one answer (issue 12): the rule above keeps one.
+ONE_PER_DAY: Unique[ScoreDay] = Unique(key=lambda day: day.score_date, replaces=_replaces, reason=_duplicate_reason)
+
+
 def admit_secure_scores(
     objects: Iterable[Any],
     context: FetchContext,
@@ -101,8 +123,12 @@ def admit_secure_scores(
     keep_raw: bool,
     keep_objects: bool,
     into: Admission[ScoreDay],
+    replay: bool = False,
 ) -> Admission[ScoreDay]:
-    """secureScore objects -> score days (and their archive rows when `keep_raw`), through `fetcher.admit`."""
+    """secureScore objects -> score days (and their archive rows when `keep_raw`), through `fetcher.admit`.
+
+    One day per answer (`ONE_PER_DAY`); not on a `replay`, whose later archived objects replace earlier ones.
+    """
     archive = _archive if keep_raw else None
     return admit(
         objects,
@@ -113,6 +139,7 @@ def admit_secure_scores(
         check=check_secure_score,
         keep_objects=keep_objects,
         into=into,
+        unique=None if replay else ONE_PER_DAY,
     )
 
 
@@ -125,7 +152,11 @@ async def save_secure_scores(
 
 
 def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:
-    return Tally(frozenset(d.score_date for d in days), sum(1 for d in days if d.score.partial))
+    return Tally(
+        frozenset(d.score_date for d in days),
+        sum(1 for d in days if d.score.partial),
+        sum(1 for d in days if d.score.id_mismatch),
+    )
 
 
 def replay_context(raw: RawPayload) -> FetchContext:

@@ -268,7 +268,7 @@ class Service:
         elif fault.kind is FaultKind.PLACEHOLDER_COMPARATIVES:
             objects = [quirks.placeholder_comparatives(obj) for obj in objects]
         elif fault.kind is FaultKind.INCONSISTENT_IDS:
-            objects = quirks.inconsistent_ids(objects)
+            objects = quirks.inconsistent_ids(objects) if fault.same_day else quirks.shifted_days(objects)
         return _shaped(exchange, fault, pages.page_body(context, next_link, objects))
 
     def _get(self, exchange: Exchange, tenant_id: str, fault: Fault | None) -> web.Response:

@@ -37,7 +37,7 @@ class FaultKind(StrEnum):
     TOKEN_REFUSAL = "token_refusal"  # the token endpoint refuses as Entra ID does
     # Answers of real Graph that mislead (issue 12):
     PLACEHOLDER_COMPARATIVES = "placeholder_comparatives"  # TotalSeats and IndustryTypes with every number -1
-    INCONSISTENT_IDS = "inconsistent_ids"  # each later object of a page repeats the first's createdDateTime
+    INCONSISTENT_IDS = "inconsistent_ids"  # ids and createdDateTime disagree (see Fault.inconsistent_ids)
     EMPTY_PARTIAL = "empty_partial"  # 206 Partial Content, `{"value": []}` and the provider's Warning
     SLOW_WINDOW = "slow_window"  # the answer takes `delay_seconds` per day of `$top` asked
 
@@ -84,6 +84,7 @@ class Fault:
     hostile_body: Hostile | None = None
     megabytes: float = 5.0
     refusal: TokenRefusal | None = None
+    same_day: bool = True  # inconsistent ids: one day for the whole page (else each a day earlier)
 
     def __post_init__(self) -> None:
         if self.endpoint not in ENDPOINTS:
@@ -204,9 +205,10 @@ class Fault:
         return cls(kind=FaultKind.PLACEHOLDER_COMPARATIVES, endpoint=endpoint, skip=skip, times=times)
 
     @classmethod
-    def inconsistent_ids(cls, *, skip: int = 0, times: int | None = None) -> Fault:
-        """Every object of a list page after the first claims the first's `createdDateTime`, its id unchanged."""
-        return cls(kind=FaultKind.INCONSISTENT_IDS, endpoint="list", skip=skip, times=times)
+    def inconsistent_ids(cls, *, same_day: bool = True, skip: int = 0, times: int | None = None) -> Fault:
+        """Answers that disagree with themselves, ids unchanged: every object of a list page after the first
+        claims the first's `createdDateTime` (`same_day`), or every object's is a day before its id's."""
+        return cls(kind=FaultKind.INCONSISTENT_IDS, same_day=same_day, endpoint="list", skip=skip, times=times)
 
     @classmethod
     def empty_partial(

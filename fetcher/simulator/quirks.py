@@ -2,11 +2,13 @@
 
 - `placeholder_comparatives`: for some weeks Graph answered the TotalSeats and IndustryTypes comparatives
   with every number set to -1 while AllTenants stayed right;
-- `inconsistent_ids`: one answer held two objects with different ids but the same `createdDateTime`.
+- `inconsistent_ids`: one answer held two objects with different ids but the same `createdDateTime`;
+- `shifted_days`: objects whose `createdDateTime` is a day before the day their id names.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,5 +38,16 @@ def inconsistent_ids(objects: Sequence[bytes]) -> list[bytes]:
     for obj in objects[1:]:
         document = orjson.loads(obj)
         document["createdDateTime"] = created
+        rewritten.append(orjson.dumps(document))
+    return rewritten
+
+
+def shifted_days(objects: Sequence[bytes]) -> list[bytes]:
+    """The objects, each with a `createdDateTime` one day before the day its id names (ids unchanged)."""
+    rewritten = []
+    for obj in objects:
+        document = orjson.loads(obj)
+        created = datetime.datetime.fromisoformat(document["createdDateTime"])
+        document["createdDateTime"] = (created - datetime.timedelta(days=1)).isoformat().replace("+00:00", "Z")
         rewritten.append(orjson.dumps(document))
     return rewritten

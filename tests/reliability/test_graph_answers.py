@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from fetcher.simulator import Fault, TokenRefusal, generate_tenants
-from fetcher.store.schema import comparative_scores, latest_scores, secure_scores, tenant_runs
+from fetcher.store.schema import comparative_scores, latest_scores, rejected_payloads, secure_scores, tenant_runs
 from tests.e2e import World, world
-from tests.test_runner import TODAY, db_count, db_rows
+from tests.test_runner import TODAY, assert_stored_as_simulated, db_count, db_rows
 
 
 def status(w: World) -> dict[str, dict[str, Any]]:
@@ -56,22 +56,74 @@ def test_placeholder_comparatives_are_stored_as_no_value_and_the_view_falls_back
         assert ledger(w)[-1] == (tenant.tenant_id, "succeeded", None)
 
 
-def test_an_id_that_named_another_day_never_blocks_the_next_run(tmp_path: Path, database_url: str) -> None:
-    """Issue 12: after one answer disagreed with itself, every later run failed on the unique id."""
+def test_an_answer_that_disagrees_with_itself_stores_one_day_quarantines_the_other_and_never_blocks(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Issue 12: two ids for one day in one answer; after it, every run failed on the unique id."""
     (tenant,) = generate_tenants(1, seed=42)
     with world(tmp_path, database_url, [tenant], seed=42) as w:
         w.sim.add_fault(tenant.tenant_id, Fault.inconsistent_ids(times=1))
-        w.fetcher("backfill", "--days", "3")
+        days = [TODAY - timedelta(days=n) for n in range(3)]
+        ids = [f"{tenant.tenant_id}_{day}" for day in days]
+
+        first = w.fetcher("backfill", "--days", "3")
+
+        assert first.returncode == 0, first.stderr
+        stored = [(r["score_date"], r["id"], r["id_mismatch"]) for r in db_rows(database_url, secure_scores)]
+        assert stored == [(TODAY, ids[0], False)]
+        reasons = sorted(r["reason"] for r in db_rows(database_url, rejected_payloads))
+        assert reasons == [
+            f"secureScore {ids[n]} is a second object for {TODAY} in one answer; {ids[0]} was stored for that "
+            "day: its id names its tenant and day, this one's does not"
+            for n in (2, 1)
+        ]
+        assert ledger(w) == [(tenant.tenant_id, "partial", None)]
 
         again = w.fetcher("backfill", "--days", "3")
 
         assert again.returncode == 0, again.stderr
         stored = {r["score_date"]: (r["id"], r["id_mismatch"]) for r in db_rows(database_url, secure_scores)}
-        assert stored == {
-            TODAY - timedelta(days=n): (f"{tenant.tenant_id}_{TODAY - timedelta(days=n)}", False) for n in range(3)
-        }
+        assert stored == {day: (f"{tenant.tenant_id}_{day}", False) for day in days}
         assert ledger(w)[-1] == (tenant.tenant_id, "succeeded", None)
-        assert status(w)[tenant.tenant_id]["last_error_kind"] is None
+        assert status(w)[tenant.tenant_id]["rejected_payloads"] == 2
+
+
+def test_days_whose_ids_name_other_days_are_stored_flagged_and_reported(tmp_path: Path, database_url: str) -> None:
+    (tenant,) = generate_tenants(1, seed=45)
+    with world(tmp_path, database_url, [tenant], seed=45) as w:
+        w.sim.add_fault(tenant.tenant_id, Fault.inconsistent_ids(same_day=False))
+
+        done = w.fetcher("backfill", "--days", "3")
+
+        assert done.returncode == 0, done.stderr
+        stored = [(r["score_date"], r["id"], r["id_mismatch"]) for r in db_rows(database_url, secure_scores)]
+        assert stored == [
+            (TODAY - timedelta(days=n + 1), f"{tenant.tenant_id}_{TODAY - timedelta(days=n)}", True) for n in (2, 1, 0)
+        ]
+        (row,) = db_rows(database_url, tenant_runs)
+        assert (row["status"], row["scores_upserted"], row["rejected"]) == ("partial", 3, 0)
+        assert row["error_message"] == (
+            f"tenant {tenant.tenant_id} ({tenant.name}): 3 day(s) stored under the date of their createdDateTime "
+            "although Graph's id names another day; flagged in secure_scores.id_mismatch"
+        )
+
+
+def test_a_window_too_slow_to_answer_converges_in_narrower_pages(tmp_path: Path, database_url: str) -> None:
+    """Issue 12: a `$top=90` answer outlasting `timeout_seconds` failed the tenant every night."""
+    slow, healthy = generate_tenants(2, seed=46)
+    tenants = [dataclasses.replace(slow, faults=(Fault.slow_window(ms_per_day=100),)), healthy]
+    with world(tmp_path, database_url, tenants, seed=46, page_size=100) as w:
+        w.write_config(graph={"timeout_seconds": 2})
+
+        done = w.fetcher("run")  # a first fetch asks for history_days = 90
+
+        assert done.returncode == 0, done.stderr
+        assert_stored_as_simulated(w, slow.tenant_id, 90)
+        asked = [r.query.get("$top") for r in w.sim.requests if r.tenant_id == slow.tenant_id and r.endpoint == "list"]
+        assert asked == ["90", "30", *["10"] * 9]
+        rows = {r["tenant_id"]: r for r in db_rows(database_url, tenant_runs)}
+        assert (rows[slow.tenant_id]["status"], rows[slow.tenant_id]["retries"]) == ("succeeded", 2)
+        assert status(w)[slow.tenant_id]["newest_score_date"] == str(TODAY)
 
 
 def test_a_206_without_data_fails_the_tenant_with_the_providers_warning(tmp_path: Path, database_url: str) -> None:

@@ -192,6 +192,16 @@ async def test_inconsistent_ids_give_a_page_one_day_under_several_ids(
     assert {o["createdDateTime"] for o in objects} == {objects[0]["createdDateTime"]}
 
 
+async def test_shifted_inconsistent_ids_put_each_object_a_day_before_its_id(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    _, _, body = await _list_with(running, session, tenant, Fault.inconsistent_ids(same_day=False))
+    objects = orjson.loads(body)["value"]
+    assert [(o["id"][-10:], o["createdDateTime"][:10]) for o in objects] == [
+        (str(NEWEST - datetime.timedelta(days=n)), str(NEWEST - datetime.timedelta(days=n + 1))) for n in range(3)
+    ]
+
+
 async def test_empty_partial_answers_206_without_data_and_the_providers_warning(
     running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
 ) -> None:
