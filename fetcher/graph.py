@@ -42,6 +42,9 @@ PERMISSION = "SecurityEvents.Read.All"
 DATA_STATUSES = frozenset({200, 206})
 # A page that brings no objects but another link makes no progress; a few are tolerated, then it is a loop.
 MAX_EMPTY_PAGES = 3
+# After a time-out on a window of `$top` days, the same window is asked for in pages this many times smaller.
+NARROWING = 3
+_TOP = re.compile(r"([?&](?:\$|%24)top=)(\d+)", re.IGNORECASE)
 
 _WARNING = re.compile(r'^(?P<code>\d{3})\s+(?P<agent>\S+)\s+"(?P<text>(?:[^"\\]|\\.)*)"')
 _CLAIMS = re.compile(r'\bclaims\s*=\s*"(?P<claims>[^"]*)"', re.IGNORECASE)
@@ -75,6 +78,17 @@ def list_url(base_url: str, top: int | None, *, path: str = SECURE_SCORES_PATH) 
     without `$top` when `top` is None)."""
     url = f"{base_url.rstrip('/')}{path}"
     return url if top is None else f"{url}?$top={top}"
+
+
+def query_top(url: str) -> int | None:
+    """The `$top` a list URL asks for (a next link's too: Graph repeats it there), or None."""
+    match = _TOP.search(url)
+    return int(match.group(2)) if match else None
+
+
+def with_top(url: str, top: int) -> str:
+    """The same URL asking for `top` objects, the rest of it (a `$skiptoken` above all) untouched."""
+    return _TOP.sub(lambda m: f"{m.group(1)}{top}", url, count=1)
 
 
 def item_url(base_url: str, item_id: str, *, path: str = SECURE_SCORES_PATH) -> str:
@@ -398,6 +412,7 @@ class Pager:
     received: int = 0
     empty_pages: int = 0
     seen: set[str] = field(default_factory=set)
+    page_size: int | None = None  # set by `narrow`: the most objects any later request asks for
 
     def __post_init__(self) -> None:
         self.seen.add(self.first_url)
@@ -421,6 +436,20 @@ class Pager:
             return page, None
         return page, self._check(page.next_link)
 
+    def narrow(self, url: str) -> str | None:
+        """`url` asking for a third of its `$top` (at least 1), after it timed out; None when it cannot.
+
+        A `$top=90` answer is several megabytes, and a tenant whose answer outlasts `timeout_seconds` would
+        fail on every run if the same window were asked again. A narrower window arrives in more pages
+        (Graph's next link continues past `$top`), and every later request of this listing asks for no
+        more than the narrower size either: the pages already received are kept, none is asked twice.
+        """
+        top = query_top(url)
+        if top is None or top <= 1:
+            return None
+        self.page_size = max(1, top // NARROWING)
+        return with_top(url, self.page_size)
+
     def _check(self, link: str) -> str:
         if not same_origin(link, self.base_url):
             origin = "{}://{}:{}".format(*_origin(self.base_url))
@@ -430,6 +459,10 @@ class Pager:
         if self.empty_pages > MAX_EMPTY_PAGES:
             raise self._unsafe(link, f"follows {self.empty_pages} empty pages in a row")
         self.seen.add(link)
+        top = query_top(link)
+        if self.page_size is not None and top is not None and top > self.page_size:
+            link = with_top(link, self.page_size)
+            self.seen.add(link)
         return link
 
     def _unsafe(self, link: str, why: str) -> UnsafeResponse:

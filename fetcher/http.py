@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +22,7 @@ import aiohttp
 from fetcher import __version__
 from fetcher.auth import TokenProvider
 from fetcher.config import AuthConfig, Config, FetchConfig, GraphConfig
-from fetcher.errors import ConnectionFailed, RequestTimedOut, UnsafeResponse
+from fetcher.errors import ConnectionFailed, RequestTimedOut, ServerError, UnsafeResponse
 from fetcher.graph import (
     SECURE_SCORES_PATH,
     Pager,
@@ -29,6 +30,7 @@ from fetcher.graph import (
     Setup,
     item_url,
     parse_claims_challenge,
+    query_top,
     read_item,
     read_page,
 )
@@ -130,13 +132,32 @@ class GraphClient:
         self, tenant: TenantRef, path: str, top: int | None, stats: RequestStats
     ) -> AsyncIterator[ScorePage]:
         """A collection (`path`, e.g. `/security/secureScores`) page by page as the pages arrive, the newest
-        `top` objects (all with None); each page is retried on its own."""
+        `top` objects (all with None); each page is retried on its own, after a time-out for a narrower
+        window (`Pager.narrow`)."""
         pager = Pager(tenant, self._graph.base_url, top, path=path)
         url: str | None = pager.first_url
         while url is not None:
-            attempt = functools.partial(self._page, tenant, url, stats)
+            attempt = functools.partial(self._narrowing_page, tenant, _Request(url), pager, stats)
             page, url = pager.advance(await self._retry.call(attempt, tenant=tenant, stats=stats))
             yield page
+
+    async def _narrowing_page(
+        self, tenant: TenantRef, request: _Request, pager: Pager, stats: RequestStats
+    ) -> ScorePage:
+        """One attempt at a page; after a time-out (ours, or Graph's 504), the next attempt asks for less."""
+        try:
+            return await self._page(tenant, request.url, stats)
+        except (RequestTimedOut, ServerError) as error:
+            narrower = pager.narrow(request.url) if _timed_out(error) else None
+            if narrower is not None:
+                log.info(
+                    "tenant %s: a window of %s timed out; asking for %s at a time",
+                    tenant.label,
+                    query_top(request.url),
+                    pager.page_size,
+                )
+                request.url = narrower
+            raise
 
     async def get_item(self, tenant: TenantRef, path: str, item_id: str, stats: RequestStats) -> ScorePage:
         """One entity of a collection by id (a page of one object); `NotFound` when Graph has none."""
@@ -225,6 +246,18 @@ class GraphClient:
                 raise _too_large(tenant, url, answer.status, limit, f"{size} bytes read so far")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@dataclass(slots=True)
+class _Request:
+    """The URL a page's next attempt asks for (narrower after a time-out)."""
+
+    url: str
+
+
+def _timed_out(error: RequestTimedOut | ServerError) -> bool:
+    """Our own time-out, or Graph's gateway giving up on the backend (504 Gateway Timeout)."""
+    return isinstance(error, RequestTimedOut) or error.status == 504
 
 
 def _headers(answer: aiohttp.ClientResponse) -> dict[str, list[str]]:

@@ -361,6 +361,29 @@ def test_paging_follows_the_link_while_days_are_missing() -> None:
     assert (len(got.objects), nxt) == (2, f"{BASE}/security/secureScores?$top=5&$skiptoken=a")
 
 
+def test_a_timed_out_window_is_asked_again_a_third_as_wide() -> None:
+    """Issue 12: a window too slow to answer was asked for again, whole, forever."""
+    pager = Pager(TENANT, BASE, days=90)
+    first = pager.first_url
+    assert [pager.narrow(first), pager.page_size] == [f"{BASE}/security/secureScores?$top=30", 30]
+    assert pager.narrow(f"{BASE}/security/secureScores?$top=30") == f"{BASE}/security/secureScores?$top=10"
+    assert pager.narrow(f"{BASE}/security/secureScores?$top=2") == f"{BASE}/security/secureScores?$top=1"
+    assert pager.narrow(f"{BASE}/security/secureScores?$top=1") is None
+    assert pager.narrow(f"{BASE}/security/secureScores") is None
+
+
+def test_after_narrowing_every_next_link_asks_for_the_narrower_window() -> None:
+    pager = Pager(TENANT, BASE, days=90)
+    narrower = pager.narrow(pager.first_url)
+    assert narrower is not None
+
+    _, nxt = pager.advance(page(30, f"{BASE}/security/secureScores?$top=90&$skiptoken=k%2F1"))
+    _, after = pager.advance(page(30, f"{BASE}/security/secureScores?%24top=20&$skiptoken=k2", start=30))
+
+    assert nxt == f"{BASE}/security/secureScores?$top=30&$skiptoken=k%2F1"
+    assert after == f"{BASE}/security/secureScores?%24top=20&$skiptoken=k2"
+
+
 def test_paging_stops_at_days_although_a_link_keeps_coming() -> None:
     pager = Pager(TENANT, BASE, days=3)
     pager.advance(page(2, f"{BASE}/p2"))

@@ -156,14 +156,18 @@ async def test_an_unknown_score_is_not_found_and_not_retried(tenant: SimTenant, 
 async def test_each_status_is_handled_as_stated(
     tenant: SimTenant, tmp_path: Path, status: int, kind: type[GraphError], requests: int
 ) -> None:
-    """Client errors fail at once; throttling and server errors are retried until attempts (3) run out."""
+    """Client errors fail at once; throttling and server errors are retried until attempts (3) run out.
+
+    A 504 (Graph's gateway timing out) also narrows the window: 90 days, then 30, then 10.
+    """
     async with stack(small_simulator([with_faults(tenant, Fault.status(status))]), tmp_path) as s:
         stats = RequestStats()
         with pytest.raises(kind) as caught:
             await s.list_all(s.tenant(tenant), stats=stats)
         error = caught.value
         assert type(error) is kind
-        assert (error.tenant_id, error.status, error.url) == (tenant.tenant_id, status, list_url(s.graph.base_url, 90))
+        last = list_url(s.graph.base_url, 10 if status == 504 else 90)
+        assert (error.tenant_id, error.status, error.url) == (tenant.tenant_id, status, last)
         assert str(error).startswith(f"tenant {s.tenant(tenant).label}: ")
         assert len(s.requests("list")) == stats.requests == requests
         assert stats.retries == requests - 1
@@ -339,6 +343,25 @@ async def test_an_answer_that_does_not_come_in_time_is_retried(tenant: SimTenant
         stats = RequestStats()
         assert len(await s.list_all(s.tenant(tenant), 5, stats)) == 5
         assert stats.retries == 1
+
+
+async def test_a_window_too_slow_to_answer_is_fetched_in_narrower_pages(tenant: SimTenant, tmp_path: Path) -> None:
+    """Issue 12: 90 days take 9 s, 30 take 3 s, 10 take 1 s, against a 2 s timeout: 90, 30, then 10 at a time."""
+    sim = small_simulator([with_faults(tenant, Fault.slow_window(ms_per_day=100))], page_size=100)
+    async with stack(sim, tmp_path, graph={"timeout_seconds": 2.0}) as s:
+        stats = RequestStats()
+        objects = await s.list_all(s.tenant(tenant), 90, stats)
+        assert objects == s.sim.expected_objects(tenant.tenant_id, 90)
+        asked = [(r.query.get("$top"), "$skiptoken" in r.query, r.status) for r in s.requests("list")]
+        assert asked == [("90", False, 499), ("30", False, 499), *[("10", i > 0, 200) for i in range(9)]]
+        assert (stats.requests, stats.retries) == (11, 2)
+
+
+async def test_a_504_on_a_wide_window_narrows_it_too(tenant: SimTenant, tmp_path: Path) -> None:
+    sim = small_simulator([with_faults(tenant, Fault.status(504, times=1))], page_size=100)
+    async with stack(sim, tmp_path) as s:
+        assert len(await s.list_all(s.tenant(tenant), 90)) == 90
+        assert [r.query.get("$top") for r in s.requests("list")] == ["90", "30", "30", "30"]
 
 
 async def test_an_answer_that_never_comes_times_out(tenant: SimTenant, tmp_path: Path) -> None:
