@@ -21,7 +21,9 @@ def status(w: World) -> dict[str, dict[str, Any]]:
 
 
 def ledger(w: World) -> list[tuple[str, str, str | None]]:
-    return [(r["tenant_id"], r["status"], r["error_kind"]) for r in db_rows(w.database_url, tenant_runs)]
+    """The `tenant_runs` rows, oldest first."""
+    rows = sorted(db_rows(w.database_url, tenant_runs), key=lambda r: (r["started_at"], r["tenant_id"]))
+    return [(r["tenant_id"], r["status"], r["error_kind"]) for r in rows]
 
 
 def test_placeholder_comparatives_are_stored_as_no_value_and_the_view_falls_back(
