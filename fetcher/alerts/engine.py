@@ -22,8 +22,8 @@ from fetcher.alerts.deliver import DeliveryPolicy, Sender
 from fetcher.alerts.model import AlertChannel, AlertsConfig, Event, Finding, Notice, TenantFacts
 from fetcher.alerts.rules import baseline_days, evaluate, runs_needed
 from fetcher.alerts.state import StoredAlert, Transition, transition
-from fetcher.auth import consent_url
 from fetcher.config import Config
+from fetcher.graph import consent_url
 from fetcher.store import alerts as store
 from fetcher.store.engine import create_engine, ensure_schema, transaction
 from fetcher.store.reports import latest

@@ -92,7 +92,7 @@ secure_scores = sa.Table(
     metadata,
     sa.Column("tenant_id", TenantId, sa.ForeignKey("tenants.tenant_id"), primary_key=True),
     sa.Column("score_date", sa.Date, primary_key=True),
-    # Graph's id; not unique: Graph has given one day two ids and one id two days (migration 0003).
+    # Graph's id; not unique: Graph has given one day two ids and one id two days (migration 0004).
     sa.Column("id", sa.String(100), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("current_score", sa.Float),

@@ -190,11 +190,11 @@ def test_two_processes_opening_one_new_sqlite_file_both_succeed(tmp_path: Path) 
     assert asyncio.run(table_names(url)) == TABLES
 
 
-async def test_migration_0003_frees_the_id_and_turns_stored_placeholders_into_no_value(empty_url: str) -> None:
-    """Rows stored before 0003: placeholders become null with the value in `extra`; a moved id is flagged;
+async def test_migration_0004_frees_the_id_and_turns_stored_placeholders_into_no_value(empty_url: str) -> None:
+    """Rows stored before 0004: placeholders become null with the value in `extra`; a moved id is flagged;
     an id may then repeat; the views and SQLite's primary-key order survive the rebuild."""
     engine = create_engine(DatabaseConfig(url=empty_url))
-    await migrate(engine, "0002")
+    await migrate(engine, "0003")
     tenant = "0b7c1e2a-1111-4222-8333-444455556666"
     async with engine.begin() as conn:
         await conn.execute(

@@ -1,7 +1,7 @@
 """Graph's misleading answers (issue 12): only the natural key refuses a day; placeholders are no value.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-29
 
 - `secure_scores.id` is no longer unique. Graph has answered two objects with different ids for one
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -100,7 +100,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to a unique id; fails if two days now share an id (which 0002's schema cannot hold)."""
+    """Back to a unique id; fails if two days now share an id (which 0003's schema cannot hold)."""
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_secure_scores_sqlite("downgrade")
     else:
