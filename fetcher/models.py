@@ -187,3 +187,47 @@ class RequestStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+
+
+class ControlProfileRow(NamedTuple):
+    """A row of `control_profiles`: what Graph says about one control in one tenant."""
+
+    tenant_id: str
+    control_name: str
+    title: str | None
+    max_score: float | None
+    rank: int | None
+    tier: str | None
+    action_type: str | None
+    service: str | None
+    user_impact: str | None
+    implementation_cost: str | None
+    threats: list[str] | None
+    remediation: str | None
+    remediation_impact: str | None
+    action_url: str | None
+    deprecated: bool | None
+    control_category: str | None
+    last_modified_at: datetime | None
+    extra: JSONObject
+    fetched_at: datetime
+
+
+class StateUpdateRow(NamedTuple):
+    """A row of `control_state_updates`: one entry of a profile's `controlStateUpdates`."""
+
+    tenant_id: str
+    control_name: str
+    updated_at: datetime
+    state: str
+    assigned_to: str | None
+    comment: str | None
+    updated_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlProfile:
+    """Everything one secureScoreControlProfile object says, as rows."""
+
+    profile: ControlProfileRow
+    updates: tuple[StateUpdateRow, ...]

@@ -8,17 +8,33 @@ into a fuller one without erasing anything. A figure that parses but cannot be t
 such as a negative average, see `PLACEHOLDER RULES` below) is treated the same way: its column is
 null and the value is kept as received in `extra`. Only an object without `id`, `azureTenantId` or
 `createdDateTime`, or one for another tenant, is refused, with a `PayloadError`.
+
+secureScoreControlProfile objects follow the same rules (`normalize_profile`): only one without `id` or
+`azureTenantId`, or for another tenant, is refused. Their `controlStateUpdates` name people
+(`updatedBy`, `assignedTo`); given a salt, those are stored as a keyed hash (`pseudonymize`) instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
-from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, JSONObject, ScoreDay, ScoreRow
+from fetcher.models import (
+    ComparativeRow,
+    ControlProfile,
+    ControlProfileRow,
+    ControlScoreRow,
+    FetchContext,
+    JSONObject,
+    ScoreDay,
+    ScoreRow,
+    StateUpdateRow,
+)
 
 
 class _Unparsed:
@@ -431,3 +447,134 @@ def _controls(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[Co
             )
         )
     return tuple(rows)
+
+
+# ------------------------------------------------------------------------------ control profiles
+
+# secureScoreControlProfile (https://learn.microsoft.com/graph/api/resources/securescorecontrolprofile)
+PROFILE_FIELDS = _fields(
+    ("title", str, as_str),
+    ("maxScore", float, as_float),
+    ("rank", int, as_int),
+    ("tier", str, as_str),
+    ("actionType", str, as_str),
+    ("service", str, as_str),
+    ("userImpact", str, as_str),
+    ("implementationCost", str, as_str),
+    ("threats", None, as_str_list),
+    ("remediation", str, as_str),
+    ("remediationImpact", str, as_str),
+    ("actionUrl", str, as_str),
+    ("deprecated", bool, as_bool),
+    ("controlCategory", str, as_str),
+    ("lastModifiedDateTime", None, as_datetime),
+)
+PROFILE_SKIP = frozenset({"id", "azureTenantId", "controlStateUpdates"})
+# secureScoreControlStateUpdate: `updatedDateTime` and `state` make its key; the other three are read here.
+STATE_UPDATE_FIELDS = _fields(
+    ("assignedTo", str, as_str),
+    ("comment", str, as_str),
+    ("updatedBy", str, as_str),
+)
+STATE_UPDATE_SKIP = frozenset({"updatedDateTime", "state"})
+PSEUDONYM_PREFIX = "hmac-sha256:"
+
+
+def pseudonymize(value: str | None, salt: bytes | None) -> str | None:
+    """A person's name or address as stored: itself without a salt, else `hmac-sha256:<64 hex digits>`.
+
+    The same person gives the same hash under the same salt, so "who marked these" still groups; an
+    empty string names nobody and stays empty.
+    """
+    if salt is None or not value:
+        return value
+    digest = hmac.new(salt, value.strip().casefold().encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest
+
+
+def _profile_identity(obj: Any, expected_tenant: str | None) -> tuple[str, str]:
+    """The profile's control name (`id`) and tenant, or a `PayloadError` naming what is wrong."""
+    if not isinstance(obj, dict):
+        raise PayloadError(
+            f"secureScoreControlProfile is not a JSON object but {type(obj).__name__}", tenant_id=expected_tenant
+        )
+    name, tenant = obj.get("id"), obj.get("azureTenantId")
+    if not isinstance(name, str) or not name.strip():
+        raise MissingField("secureScoreControlProfile has no usable `id`", tenant_id=expected_tenant, field="id")
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise MissingField(
+            f"secureScoreControlProfile {name} has no usable `azureTenantId`",
+            tenant_id=expected_tenant,
+            field="azureTenantId",
+        )
+    tenant = tenant.strip().lower()
+    if expected_tenant is not None and tenant != expected_tenant.lower():
+        raise WrongTenant(
+            f"secureScoreControlProfile {name} belongs to tenant {tenant}, not to {expected_tenant}, which was asked",
+            tenant_id=expected_tenant,
+            field="azureTenantId",
+        )
+    return name.strip(), tenant
+
+
+def normalize_profile(
+    obj: Any, fetched_at: datetime, *, expected_tenant: str | None = None, people_salt: bytes | None = None
+) -> ControlProfile:
+    """One secureScoreControlProfile object as its `control_profiles` row and its state updates.
+
+    `people_salt`: when given, `updatedBy` and `assignedTo` are stored as `pseudonymize` makes them.
+    Raises `PayloadError` (`MissingField`, `WrongTenant`) for an object that cannot be stored.
+    """
+    name, tenant = _profile_identity(obj, expected_tenant)
+    values, read = read_fields(obj, PROFILE_FIELDS, PROFILE_SKIP)
+    extra = dict(read)
+    updates = _state_updates(obj.get("controlStateUpdates"), tenant, name, people_salt, extra)
+    return ControlProfile(ControlProfileRow._make((tenant, name, *values, extra, fetched_at)), updates)
+
+
+def _state_updates(
+    value: Any, tenant: str, name: str, salt: bytes | None, extra: JSONObject
+) -> tuple[StateUpdateRow, ...]:
+    """The usable entries of `controlStateUpdates`, one per (updatedDateTime, state), the last one winning.
+
+    An entry without a time or a state cannot be keyed: it stays in `extra`, with its people pseudonymized
+    as they would have been in their columns.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        extra["controlStateUpdates"] = value
+        return ()
+    rows: dict[tuple[datetime, str], StateUpdateRow] = {}
+    unusable: list[Any] = []
+    for item in value:
+        row = _state_update(item, tenant, name, salt)
+        if row is None:
+            unusable.append(_scrubbed(item, salt))
+        else:
+            rows[row.updated_at, row.state] = row
+    if unusable:
+        extra["controlStateUpdates"] = unusable
+    return tuple(rows.values())
+
+
+def _state_update(item: Any, tenant: str, name: str, salt: bytes | None) -> StateUpdateRow | None:
+    if type(item) is not dict:
+        return None
+    when, state = as_datetime(item.get("updatedDateTime")), item.get("state")
+    if not isinstance(when, datetime) or not isinstance(state, str) or not state.strip():
+        return None
+    (assigned, comment, by), _rest = read_fields(item, STATE_UPDATE_FIELDS, STATE_UPDATE_SKIP)
+    return StateUpdateRow(
+        tenant, name, when, state.strip(), pseudonymize(assigned, salt), comment, pseudonymize(by, salt)
+    )
+
+
+def _scrubbed(item: Any, salt: bytes | None) -> Any:
+    """An unusable state update as kept in `extra`: its people pseudonymized too."""
+    if salt is None or type(item) is not dict:
+        return item
+    return {
+        key: pseudonymize(value, salt) if key in ("updatedBy", "assignedTo") and isinstance(value, str) else value
+        for key, value in item.items()
+    }

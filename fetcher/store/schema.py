@@ -154,6 +154,44 @@ control_scores = sa.Table(
     **CLUSTERED,
 )
 
+control_profiles = sa.Table(
+    "control_profiles",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("control_name", sa.String(256), primary_key=True),
+    sa.Column("title", sa.Text),
+    sa.Column("max_score", sa.Float),
+    sa.Column("rank", sa.BigInteger),
+    sa.Column("tier", sa.String(64)),
+    sa.Column("action_type", sa.String(64)),
+    sa.Column("service", sa.String(128)),
+    sa.Column("user_impact", sa.String(64)),
+    sa.Column("implementation_cost", sa.String(64)),
+    _json("threats"),
+    sa.Column("remediation", sa.Text),
+    sa.Column("remediation_impact", sa.Text),
+    sa.Column("action_url", sa.Text),
+    sa.Column("deprecated", sa.Boolean),
+    sa.Column("control_category", sa.String(256)),
+    sa.Column("last_modified_at", UTCDateTime),
+    _json("extra", nullable=False),
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+    **CLUSTERED,
+)
+
+control_state_updates = sa.Table(
+    "control_state_updates",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("control_name", sa.String(256), primary_key=True),
+    sa.Column("updated_at", UTCDateTime, primary_key=True),
+    sa.Column("state", sa.String(64), primary_key=True),
+    sa.Column("assigned_to", sa.Text),
+    sa.Column("comment", sa.Text),
+    sa.Column("updated_by", sa.Text),
+    **CLUSTERED,
+)
+
 fetch_runs = sa.Table(
     "fetch_runs",
     metadata,
@@ -269,7 +307,7 @@ alert_notifications = sa.Table(
 
 # ------------------------------------------------------------------------------------------------- views
 
-# The reporting views (migration 0002), read-only. They live on their own MetaData: Alembic compares
+# The reporting views (migrations 0002 and 0003), read-only. They live on their own MetaData: Alembic compares
 # `metadata` with the tables it finds, and a view described there would read as a table to create.
 views = sa.MetaData()
 
@@ -320,4 +358,67 @@ control_changes = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("change", sa.Float),
     sa.Column("kind", sa.String(16)),
+    sa.Column("title", sa.Text),
+    sa.Column("state", sa.String(64)),
+    sa.Column("state_updated_by", sa.Text),
+    sa.Column("state_updated_at", UTCDateTime),
+    sa.Column("cause", sa.String(16)),
+)
+
+control_status = sa.Table(
+    "control_status",
+    views,
+    sa.Column("tenant_id", TenantId),
+    sa.Column("tenant_name", sa.String(256)),
+    sa.Column("score_date", sa.Date),
+    sa.Column("control_name", sa.String(256)),
+    sa.Column("title", sa.Text),
+    sa.Column("control_category", sa.String(256)),
+    sa.Column("score", sa.Float),
+    sa.Column("max_score", sa.Float),
+    sa.Column("points_available", sa.Float),
+    sa.Column("state", sa.String(64)),
+    sa.Column("state_updated_by", sa.Text),
+    sa.Column("state_updated_at", UTCDateTime),
+    sa.Column("state_comment", sa.Text),
+    sa.Column("rank", sa.BigInteger),
+    sa.Column("tier", sa.String(64)),
+    sa.Column("action_type", sa.String(64)),
+    sa.Column("service", sa.String(128)),
+    sa.Column("user_impact", sa.String(64)),
+    sa.Column("implementation_cost", sa.String(64)),
+    sa.Column("action_url", sa.Text),
+    sa.Column("deprecated", sa.Boolean),
+)
+
+category_scores = sa.Table(
+    "category_scores",
+    views,
+    sa.Column("tenant_id", TenantId),
+    sa.Column("score_date", sa.Date),
+    sa.Column("control_category", sa.String(256)),
+    sa.Column("score", sa.Float),
+    sa.Column("max_score", sa.Float),
+    sa.Column("percent", sa.Float),
+    sa.Column("controls", sa.BigInteger),
+    sa.Column("controls_with_max", sa.BigInteger),
+)
+
+improvement_actions = sa.Table(
+    "improvement_actions",
+    views,
+    sa.Column("control_name", sa.String(256)),
+    sa.Column("title", sa.Text),
+    sa.Column("control_category", sa.String(256)),
+    sa.Column("action_type", sa.String(64)),
+    sa.Column("user_impact", sa.String(64)),
+    sa.Column("implementation_cost", sa.String(64)),
+    sa.Column("action_url", sa.Text),
+    sa.Column("tenants", sa.BigInteger),
+    sa.Column("tenants_with_points", sa.BigInteger),
+    sa.Column("points_available_total", sa.Float),
+    sa.Column("points_available_average", sa.Float),
+    sa.Column("percent_gain_average", sa.Float),
+    sa.Column("tenants_ignored", sa.BigInteger),
+    sa.Column("tenants_third_party", sa.BigInteger),
 )
