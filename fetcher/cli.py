@@ -406,7 +406,14 @@ def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[le
     "--tenant",
     "tenant_id",
     metavar="ID",
-    help="One tenant: its trend, the controls that moved it, its standing against the averages.",
+    help="One tenant: its trend, the controls that moved it (by title, Microsoft's changes told apart), its next "
+    "best actions, state changes, score by category, standing; with --actions, that tenant's actions only.",
+)
+@click.option(
+    "--actions",
+    is_flag=True,
+    help="Improvement actions across the portfolio: each control's points available in all tenants, biggest "
+    "total gain first.",
 )
 @click.option(
     "--since",
@@ -448,6 +455,7 @@ def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[le
 def report_command(
     ctx: Context,
     tenant_id: str | None,
+    actions: bool,
     since: datetime | None,
     sort: str,
     max_age: float,
@@ -455,12 +463,14 @@ def report_command(
     output: Path | None,
     html_path: Path | None,
 ) -> None:
-    """A row per tenant, weakest first, with 7- and 30-day changes; or, with --tenant, why one tenant moved."""
+    """A row per tenant, weakest first, with 7- and 30-day changes; with --tenant, why one tenant moved and what
+    to fix next; with --actions, which changes would raise the most tenants."""
     from fetcher.report import Format, ReportRequest, Sort, produce
 
     async def action() -> int:
         request = ReportRequest(
             tenant_id=tenant_id,
+            actions=actions,
             since=since.date() if since else None,
             sort=Sort(sort),
             max_age=timedelta(hours=max_age),

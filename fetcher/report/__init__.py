@@ -22,7 +22,7 @@ from fetcher.config import Config
 from fetcher.errors import ConfigError
 from fetcher.report import collect, formats, html
 from fetcher.report.formats import Format
-from fetcher.report.model import Portfolio, Sort, TenantReport
+from fetcher.report.model import ActionsReport, Portfolio, Sort, TenantReport
 from fetcher.store.engine import create_engine, ensure_schema
 from fetcher.text import printable
 
@@ -32,6 +32,7 @@ class ReportRequest:
     """What `fetcher report` was asked for."""
 
     tenant_id: str | None = None
+    actions: bool = False  # improvement actions across the portfolio (or over `tenant_id`)
     since: date | None = None
     sort: Sort = Sort.PERCENT
     max_age: timedelta = timedelta(hours=48)
@@ -68,8 +69,11 @@ async def produce(
 
 async def _build(
     engine: AsyncEngine, config: Config, request: ReportRequest, now: datetime
-) -> tuple[Portfolio | TenantReport, str | None]:
+) -> tuple[Portfolio | TenantReport | ActionsReport, str | None]:
     """The report, and its HTML page when one was asked for."""
+    if request.actions:
+        found = await collect.actions(engine, config, now=now, tenant_id=request.tenant_id)
+        return found, html.actions_page(found) if request.html else None
     if request.tenant_id is not None:
         one = await collect.tenant_report(
             engine, config, request.tenant_id, since=request.since, now=now, max_age=request.max_age

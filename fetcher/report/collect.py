@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.config import Config
 from fetcher.errors import ConfigError
 from fetcher.report.model import (
+    TOP_ACTIONS,
+    ActionsReport,
     Portfolio,
     Sort,
     TenantReport,
@@ -55,11 +58,34 @@ async def tenant_report(
         newest = row.score.score_date
         start = since or default_since(newest)
         trend: list[ScorePoint] = []
-        deltas: list[reports.ControlDelta] = []
+        extras: dict[str, Any] = {}
         if newest is not None and start is not None:
             trend = (await reports.history(conn, since=start, until=newest, tenant_id=row.tenant_id)).get(
                 row.tenant_id, []
             )
         if trend and newest is not None:
-            deltas = await reports.control_deltas(conn, row.tenant_id, after=trend[0].score_date, until=newest)
-    return build_tenant_report(row, all_rows=rows, since=start, trend=trend, deltas=deltas, now=now, max_age=max_age)
+            extras = await _profile_parts(conn, row.tenant_id, trend[0].score_date, newest)
+    return build_tenant_report(row, all_rows=rows, since=start, trend=trend, now=now, max_age=max_age, **extras)
+
+
+async def _profile_parts(conn: AsyncConnection, tenant_id: str, first: date, last: date) -> dict[str, Any]:
+    """What the window's controls say: their deltas, the next actions, state updates, categories."""
+    return {
+        "deltas": await reports.control_deltas(conn, tenant_id, after=first, until=last),
+        "next_actions": await reports.next_actions(conn, tenant_id, limit=TOP_ACTIONS),
+        "state_updates": await reports.state_updates(conn, tenant_id, since=first, until=last),
+        "categories": await reports.categories(conn, tenant_id, since=first, until=last),
+    }
+
+
+async def actions(engine: AsyncEngine, config: Config, *, now: datetime, tenant_id: str | None) -> ActionsReport:
+    """The improvement actions across the portfolio, or over one tenant (which must be known)."""
+    async with transaction(engine, write=False) as conn:
+        if tenant_id is None:
+            return ActionsReport(now, None, None, tuple(await reports.actions(conn)))
+        wanted = tenant_id.strip().lower()
+        rows = tenant_rows(await reports.latest(conn), config.tenants, now, timedelta(hours=48))
+        row = next((r for r in rows if r.tenant_id.lower() == wanted), None)
+        if row is None:
+            raise ConfigError(f"tenant {tenant_id} is neither in the configuration nor in the database")
+        return ActionsReport(now, row.tenant_id, row.name, tuple(await reports.actions(conn, row.tenant_id)))

@@ -8,6 +8,7 @@ is shown as text: never as rich markup, Markdown or HTML.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
@@ -20,11 +21,12 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from fetcher.report.model import Portfolio, TenantReport, TenantRow, Totals
-from fetcher.store.reports import ControlDelta, ScorePoint
+from fetcher.report.model import ActionsReport, Portfolio, TenantReport, TenantRow, Totals
+from fetcher.report.sanitize import remediation_text
+from fetcher.store.reports import NET_ZERO, ControlDelta, ImprovementAction, NextAction, ScorePoint, StateUpdate
 from fetcher.text import csv_cell, printable
 
-Report = Portfolio | TenantReport
+Report = Portfolio | TenantReport | ActionsReport
 NONE = "—"
 
 
@@ -119,16 +121,45 @@ def tenant_report_dict(r: TenantReport) -> dict[str, Any]:
             "change_points": r.window_change_points,
             "change_percent": r.window_change_percent,
             "controls_change": r.controls_change,
+            "microsoft_change": r.microsoft_change,
+            "tenant_change": r.tenant_change,
         },
         "standing": {"rank": r.rank, "ranked_of": r.ranked_of},
-        "gains": [asdict(d) for d in r.gains],
-        "losses": [asdict(d) for d in r.losses],
+        "gains": [_delta_dict(d) for d in r.gains],
+        "losses": [_delta_dict(d) for d in r.losses],
+        "next_actions": [_action_dict(a) for a in r.next_actions],
+        "state_updates": [asdict(u) for u in r.state_updates],
+        "categories": [asdict(c) for c in r.categories],
         "trend": [asdict(p) for p in r.trend],
     }
 
 
+def _delta_dict(d: ControlDelta) -> dict[str, Any]:
+    return {**asdict(d), "tenant_change": d.tenant_change}
+
+
+def _action_dict(a: NextAction) -> dict[str, Any]:
+    """A next action with its remediation as plain text: the HTML is someone else's and untrusted."""
+    values = asdict(a)
+    values["remediation"] = remediation_text(a.remediation)
+    return values
+
+
+def actions_dict(r: ActionsReport) -> dict[str, Any]:
+    return {
+        "generated_at": r.generated_at,
+        "tenant_id": r.tenant_id,
+        "tenant_name": r.tenant_name,
+        "points_available_total": r.points_available_total,
+        "actions": [asdict(a) for a in r.actions],
+    }
+
+
 def to_json(report: Report) -> str:
-    data = portfolio_dict(report) if isinstance(report, Portfolio) else tenant_report_dict(report)
+    if isinstance(report, ActionsReport):
+        data = actions_dict(report)
+    else:
+        data = portfolio_dict(report) if isinstance(report, Portfolio) else tenant_report_dict(report)
     return orjson.dumps(data, default=_jsonable, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
@@ -195,6 +226,8 @@ def tenant_csv(r: TenantReport) -> str:
         ("window_change_points", r.window_change_points),
         ("window_change_percent", r.window_change_percent),
         ("controls_change", r.controls_change),
+        ("microsoft_change", r.microsoft_change),
+        ("tenant_change", r.tenant_change),
         ("all_tenants_average", t.score.all_tenants_average),
         ("vs_all_tenants", t.vs_all_tenants),
         ("total_seats_average", t.score.total_seats_average),
@@ -202,15 +235,59 @@ def tenant_csv(r: TenantReport) -> str:
         ("rank", r.rank),
         ("ranked_of", r.ranked_of),
     ]
-    controls = [(d.control_name, d.control_category, d.change, d.days_changed) for d in (*r.gains, *r.losses)]
+    controls = [
+        (d.control_name, d.title, d.control_category, d.change, d.microsoft_change, d.days_changed)
+        for d in (*r.gains, *r.losses)
+    ]
     trend = [(p.score_date, p.current_score, p.max_score, p.percent) for p in r.trend]
     return "\n".join(
         (
             _csv([["# summary"], ["key", "value"], *summary]),
-            _csv([["# controls"], ["control_name", "control_category", "change", "days_changed"], *controls]),
+            _csv([["# controls"], list(CONTROL_HEADER), *controls]),
+            _csv([["# next actions"], list(NEXT_ACTION_HEADER), *map(_next_action_cells, r.next_actions)]),
+            _csv([["# state updates"], list(STATE_UPDATE_HEADER), *map(_state_update_cells, r.state_updates)]),
+            _csv(
+                [
+                    ["# categories"],
+                    ["score_date", "control_category", "score", "max_score", "percent"],
+                    *((c.score_date, c.control_category, c.score, c.max_score, c.percent) for c in r.categories),
+                ]
+            ),
             _csv([["# trend"], ["score_date", "current_score", "max_score", "percent"], *trend]),
         )
     )
+
+
+CONTROL_HEADER = ("control_name", "title", "control_category", "change", "microsoft_change", "days_changed")
+NEXT_ACTION_HEADER = (
+    "control_name",
+    "title",
+    "control_category",
+    "score",
+    "max_score",
+    "points_available",
+    "user_impact",
+    "implementation_cost",
+    "tier",
+    "state",
+    "action_url",
+    "remediation",
+)
+STATE_UPDATE_HEADER = ("updated_at", "control_name", "title", "state", "updated_by", "assigned_to", "comment")
+ACTION_HEADER = tuple(f.name for f in dataclasses.fields(ImprovementAction))
+
+
+def _next_action_cells(a: NextAction) -> list[Any]:
+    return [*(getattr(a, name) for name in NEXT_ACTION_HEADER[:-1]), remediation_text(a.remediation)]
+
+
+def _state_update_cells(u: StateUpdate) -> list[Any]:
+    return [u.updated_at.isoformat(), *(getattr(u, name) for name in STATE_UPDATE_HEADER[1:])]
+
+
+def actions_csv(r: ActionsReport) -> str:
+    """One row per action, biggest total gain first."""
+    return _csv([list(ACTION_HEADER), *([getattr(a, name) for name in ACTION_HEADER] for a in r.actions)])
 
 
 # ------------------------------------------------------------------------------------------ Markdown
@@ -257,7 +334,60 @@ def portfolio_markdown(p: Portfolio) -> str:
 
 
 def _delta_rows(deltas: Sequence[ControlDelta]) -> list[list[str]]:
-    return [[md(d.control_name), md(d.control_category or ""), signed(d.change), str(d.days_changed)] for d in deltas]
+    return [
+        [md(d.title or d.control_name), md(d.control_category or ""), signed(d.change), cause(d), str(d.days_changed)]
+        for d in deltas
+    ]
+
+
+def cause(d: ControlDelta) -> str:
+    """Who moved a control's points: Microsoft (added, removed, re-scaled it), the tenant, or both."""
+    if abs(d.microsoft_change) <= NET_ZERO:
+        return "tenant"
+    return "Microsoft" if abs(d.tenant_change) <= NET_ZERO else "both"
+
+
+DELTA_HEADER = ("control", "category", "points", "cause", "days changed")
+NEXT_HEADER = ("control", "category", "points available", "score", "user impact", "cost", "tier", "remediation")
+UPDATE_HEADER = ("when (UTC)", "control", "state", "by", "comment")
+
+
+def _next_rows(actions: Sequence[NextAction]) -> list[list[str]]:
+    return [
+        [
+            a.title,
+            a.control_category or "",
+            number(a.points_available),
+            f"{number(a.score)} of {number(a.max_score)}",
+            a.user_impact or NONE,
+            a.implementation_cost or NONE,
+            a.tier or NONE,
+            remediation_text(a.remediation),
+        ]
+        for a in actions
+    ]
+
+
+def _update_rows(updates: Sequence[StateUpdate]) -> list[list[str]]:
+    return [
+        [f"{u.updated_at:%Y-%m-%d %H:%M}", u.title, u.state, u.updated_by or NONE, u.comment or ""] for u in updates
+    ]
+
+
+def _category_rows(r: TenantReport) -> list[list[str]]:
+    """Each category on the window's first and last day."""
+    rows = []
+    for category, points in r.category_trends().items():
+        first, last = points[0], points[-1]
+        rows.append([category, percent(first.percent), percent(last.percent), signed(_minus(last, first), 1)])
+    return rows
+
+
+def _minus(last: ScorePoint, first: ScorePoint) -> float | None:
+    return None if last.percent is None or first.percent is None else last.percent - first.percent
+
+
+CATEGORY_HEADER = ("category", "first day", "last day", "change (% pts)")
 
 
 def _standing_lines(r: TenantReport) -> list[tuple[str, str]]:
@@ -294,19 +424,58 @@ def tenant_markdown(r: TenantReport) -> str:
     t = r.tenant
     lines = [f"# {md(t.name) or md(t.tenant_id)}", "", f"Tenant `{t.tenant_id}` — {marks_text(t)}", ""]
     lines += ["## Standing", "", *_md_table(("", ""), ([k, v] for k, v in _standing_lines(r)), "ll"), ""]
-    lines += ["## Window", "", _window_sentence(r), ""]
+    lines += ["## Window", "", _window_sentence(r), "", cause_sentence(r), ""]
     for title, deltas in (("Gained most", r.gains), ("Lost most", r.losses)):
         lines += [f"## {title}", ""]
-        lines += (
-            _md_table(("control", "category", "points", "days changed"), _delta_rows(deltas), "llrr")
-            if deltas
-            else ["None."]
-        )
+        lines += _md_table(DELTA_HEADER, _delta_rows(deltas), "llrlr") if deltas else ["None."]
         lines.append("")
+    lines += _md_section("Next best actions", NEXT_HEADER, _next_rows(r.next_actions), "llrrllll")
+    lines += _md_section("State updates", UPDATE_HEADER, _update_rows(r.state_updates), "lllll")
+    lines += _md_section("By category", CATEGORY_HEADER, _category_rows(r), "lrrr")
     lines += ["## Trend", ""]
     lines += _md_table(("day", "score", "max", "percent"), _trend_rows(r.trend), "lrrr") if r.trend else ["None."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _md_section(title: str, header: Sequence[str], rows: list[list[str]], align: str) -> list[str]:
+    body = _md_table(header, ([md(cell) for cell in row] for row in rows), align) if rows else ["None."]
+    return [f"## {title}", "", *body, ""]
+
+
+def actions_markdown(r: ActionsReport) -> str:
+    scope = f"{md(r.tenant_name or '')} `{r.tenant_id}`" if r.tenant_id else "all tenants"
+    lines = [f"# Improvement actions, {scope}, {r.generated_at:%Y-%m-%d %H:%M} UTC", ""]
+    lines += _md_table(ACTIONS_TABLE_HEADER, ([md(c) for c in actions_cells(a)] for a in r.actions), "lllrrrrrr")
+    lines += ["", f"**Total points available:** {number(r.points_available_total)}.", ""]
+    return "\n".join(lines)
+
+
+ACTIONS_TABLE_HEADER = (
+    "control",
+    "category",
+    "impact / cost",
+    "tenants with points",
+    "points in total",
+    "points on average",
+    "% pts on average",
+    "ignored",
+    "third party",
+)
+
+
+def actions_cells(a: ImprovementAction) -> list[str]:
+    return [
+        a.title or a.control_name,
+        a.control_category or "",
+        f"{a.user_impact or NONE} / {a.implementation_cost or NONE}",
+        f"{a.tenants_with_points} of {a.tenants}",
+        number(a.points_available_total),
+        number(a.points_available_average),
+        number(a.percent_gain_average, 1),
+        str(a.tenants_ignored),
+        str(a.tenants_third_party),
+    ]
 
 
 def _trend_rows(trend: Sequence[ScorePoint]) -> list[list[str]]:
@@ -393,24 +562,67 @@ def tenant_renderable(r: TenantReport) -> RenderableType:
         parts.append(
             _simple_table(
                 title,
-                ("control", "category", "points", "days changed"),
+                DELTA_HEADER,
                 (
                     [
-                        _plain(d.control_name),
+                        _plain(d.title or d.control_name),
                         _plain(d.control_category or ""),
                         _change_text(d.change),
+                        cause(d),
                         str(d.days_changed),
                     ]
                     for d in deltas
                 ),
             )
         )
+    parts.append(Text(cause_sentence(r)))
+    for title, header, rows in (
+        ("Next best actions", NEXT_HEADER, _next_rows(r.next_actions)),
+        ("State updates", UPDATE_HEADER, _update_rows(r.state_updates)),
+        ("By category", CATEGORY_HEADER, _category_rows(r)),
+    ):
+        parts.append(_simple_table(title, header, ([Text(cell) for cell in row] for row in rows)))
     parts.append(_simple_table("Trend", ("day", "score", "max", "percent"), _trend_rows(r.trend)))
     return Group(*parts)
 
 
+def cause_sentence(r: TenantReport) -> str:
+    return (
+        f"Of the controls' {signed(r.controls_change)} points, Microsoft's changes (controls added, removed or "
+        f"re-scaled) made {signed(r.microsoft_change)} and the tenant's {signed(r.tenant_change)}."
+    )
+
+
+def actions_table(r: ActionsReport) -> Table:
+    scope = f"{r.tenant_name or r.tenant_id}" if r.tenant_id else "all tenants"
+    table = Table(
+        title=f"Improvement actions, {scope}, biggest total gain first",
+        title_justify="left",
+        caption=f"Total points available: {number(r.points_available_total)}.",
+        caption_justify="left",
+    )
+    for index, header in enumerate(ACTIONS_TABLE_HEADER):
+        table.add_column(header, justify="right" if index >= 3 else "left", overflow="fold")
+    for a in r.actions:
+        table.add_row(*(Text(cell) for cell in actions_cells(a)))
+    return table
+
+
 def renderable(report: Report) -> RenderableType:
+    if isinstance(report, ActionsReport):
+        return actions_table(report)
     return portfolio_table(report) if isinstance(report, Portfolio) else tenant_renderable(report)
+
+
+def _by_kind(
+    report: Report,
+    portfolio: Callable[[Portfolio], str],
+    tenant: Callable[[TenantReport], str],
+    actions: Callable[[ActionsReport], str],
+) -> str:
+    if isinstance(report, Portfolio):
+        return portfolio(report)
+    return tenant(report) if isinstance(report, TenantReport) else actions(report)
 
 
 def to_text(report: Report, fmt: Format, *, width: int = 200) -> str:
@@ -418,9 +630,9 @@ def to_text(report: Report, fmt: Format, *, width: int = 200) -> str:
     if fmt is Format.JSON:
         return to_json(report)
     if fmt is Format.CSV:
-        return portfolio_csv(report) if isinstance(report, Portfolio) else tenant_csv(report)
+        return _by_kind(report, portfolio_csv, tenant_csv, actions_csv)
     if fmt is Format.MARKDOWN:
-        return portfolio_markdown(report) if isinstance(report, Portfolio) else tenant_markdown(report)
+        return _by_kind(report, portfolio_markdown, tenant_markdown, actions_markdown)
     console = Console(file=io.StringIO(), width=width, no_color=True, color_system=None, record=True)
     console.print(renderable(report))
     return console.export_text()

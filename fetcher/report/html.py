@@ -1,7 +1,9 @@
 """Reports as one self-contained HTML page: inline CSS and SVG, no script, nothing fetched from anywhere.
 
 Every string that came from the database or the configuration passes `html.escape` before it is
-written; element ids are made from positions, never from tenant ids. The page prints sensibly: the
+written, except Graph's `remediation` HTML, which passes the nh3 sanitizer (`fetcher.report.sanitize`);
+a Content-Security-Policy forbids scripts and every fetch besides, in case anything slipped through.
+Element ids are made from positions, never from tenant ids. The page prints sensibly: the
 table's header repeats on each page, the charts start on a new page and never split.
 """
 
@@ -14,7 +16,11 @@ from html import escape
 from fetcher import __version__
 from fetcher.report.charts import trend_svg
 from fetcher.report.formats import (
+    ACTIONS_TABLE_HEADER,
     NONE,
+    actions_cells,
+    cause,
+    cause_sentence,
     day,
     hours,
     number,
@@ -22,8 +28,12 @@ from fetcher.report.formats import (
     signed,
     totals_sentence,
 )
-from fetcher.report.model import Portfolio, TenantReport, TenantRow, chart_window
-from fetcher.store.reports import ControlDelta, ScorePoint
+from fetcher.report.model import ActionsReport, Portfolio, TenantReport, TenantRow, chart_window
+from fetcher.report.sanitize import remediation_html
+from fetcher.store.reports import ControlDelta, NextAction, ScorePoint, StateUpdate
+
+# Nothing but inline styles: no script runs, nothing is fetched (images only as data: URIs, which we never use).
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 CSS = """
 :root { color-scheme: light; --ink: #111827; --muted: #4b5563; --line: #e5e7eb; --up: #047857; --down: #b91c1c;
@@ -57,6 +67,11 @@ svg.chart { display: block; width: 100%; height: auto; }
 .nodata { color: var(--muted); font-style: italic; margin: 24px 0; }
 .standing { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
 .standing dt { color: var(--muted); } .standing dd { margin: 0; }
+.remediation { font-size: 12px; color: var(--muted); max-width: 560px; }
+.remediation p, .remediation ol, .remediation ul { margin: 2px 0; }
+.remediation ol, .remediation ul { padding-left: 18px; }
+.cause-microsoft { color: var(--accent); font-size: 12px; } .cause-tenant, .cause-both { font-size: 12px; }
+.categories { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 @page { size: A4; margin: 12mm; }
 @media print {
@@ -81,6 +96,7 @@ def _page(title: str, body: Sequence[str]) -> str:
             '<html lang="en">',
             "<head>",
             '<meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{escape(title)}</title>",
             f"<style>{CSS}</style>",
@@ -250,18 +266,107 @@ def portfolio_page(p: Portfolio, histories: Mapping[str, Sequence[ScorePoint]], 
 # ----------------------------------------------------------------------------------------- one tenant
 
 
+def _control_cell(title: str, name: str) -> str:
+    """A control by its title, its id underneath (the title falls back to the id: then shown once)."""
+    below = f'<div class="id">{escape(name)}</div>' if title and title != name else ""
+    return f"<td>{escape(title or name)}{below}</td>"
+
+
 def _delta_table(title: str, deltas: Sequence[ControlDelta]) -> str:
     if not deltas:
         return f'<h2>{escape(title)}</h2><p class="nodata">None.</p>'
     rows = "".join(
-        f"<tr><td>{escape(d.control_name)}</td><td>{escape(d.control_category or '')}</td>"
-        f'{_change(d.change)}<td class="num">{d.days_changed}</td></tr>'
+        f"<tr>{_control_cell(d.title, d.control_name)}<td>{escape(d.control_category or '')}</td>"
+        f'{_change(d.change)}<td><span class="cause-{cause(d).lower()}">{escape(cause(d))}</span></td>'
+        f'<td class="num">{d.days_changed}</td></tr>'
         for d in deltas
     )
     return (
         f'<h2>{escape(title)}</h2><table class="controls"><thead><tr><th>Control</th><th>Category</th>'
-        f'<th class="num">Points</th><th class="num">Days changed</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<th class="num">Points</th><th>Cause</th><th class="num">Days changed</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
+
+
+def _link(url: str | None, text: str) -> str:
+    """A link to Microsoft's portal when the URL is https; otherwise the text alone."""
+    if url and url.lower().startswith("https://"):
+        return f'<a href="{escape(url)}" rel="noopener noreferrer nofollow">{escape(text)}</a>'
+    return escape(text)
+
+
+def _next_actions(actions: Sequence[NextAction]) -> str:
+    if not actions:
+        return '<h2>Next best actions</h2><p class="nodata">None: no control with points available.</p>'
+    rows = "".join(
+        f'<tr><td>{_link(a.action_url, a.title)}<div class="id">{escape(a.control_name)}</div>'
+        f'<div class="remediation">{remediation_html(a.remediation or "")}</div></td>'
+        f"<td>{escape(a.control_category or '')}</td>"
+        f'<td class="num">{number(a.points_available)}</td>'
+        f'<td class="num">{number(a.score)} of {number(a.max_score)}</td>'
+        f"<td>{escape(a.user_impact or NONE)}</td><td>{escape(a.implementation_cost or NONE)}</td>"
+        f"<td>{escape(a.tier or NONE)}</td></tr>"
+        for a in actions
+    )
+    return (
+        '<h2>Next best actions</h2><table class="next-actions"><thead><tr><th>Control and remediation</th>'
+        '<th>Category</th><th class="num">Points available</th><th class="num">Score</th><th>User impact</th>'
+        f"<th>Cost</th><th>Tier</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _state_updates(updates: Sequence[StateUpdate]) -> str:
+    if not updates:
+        return '<h2>State changes</h2><p class="nodata">No state change in the window.</p>'
+    rows = "".join(
+        f'<tr><td class="day">{u.updated_at:%Y-%m-%d %H:%M}</td>{_control_cell(u.title, u.control_name)}'
+        f"<td>{escape(u.state)}</td><td>{escape(u.updated_by or NONE)}</td><td>{escape(u.comment or '')}</td></tr>"
+        for u in updates
+    )
+    return (
+        '<h2>State changes</h2><table class="state-updates"><thead><tr><th>When (UTC)</th><th>Control</th>'
+        f"<th>State</th><th>By</th><th>Comment</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _categories(r: TenantReport, first: date, last: date) -> str:
+    trends = r.category_trends()
+    if not trends:
+        return ""
+    figures = "".join(
+        f'<figure class="category-chart"><figcaption><strong>{escape(category)}</strong>'
+        f'<span class="figures">{escape(percent(points[-1].percent))} on {points[-1].score_date}</span></figcaption>'
+        + trend_svg(points, first=first, last=last, title=f"{category}: percent of its maximum", width=420, height=170)
+        + "</figure>"
+        for category, points in trends.items()
+    )
+    return f'<h2>Score by category</h2><div class="categories">{figures}</div>'
+
+
+def actions_page(r: ActionsReport) -> str:
+    """`--actions`: the improvement actions as one table."""
+    scope = f"{r.tenant_name or r.tenant_id}" if r.tenant_id else "all tenants"
+    head = "".join(
+        f'<th class="{"num" if i >= 3 else ""}">{escape(h)}</th>' for i, h in enumerate(ACTIONS_TABLE_HEADER)
+    )
+    rows = "\n".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{escape(c)}</td>' if i >= 3 else f"<td>{escape(c)}</td>"
+            for i, c in enumerate(actions_cells(a))
+        )
+        + "</tr>"
+        for a in r.actions
+    )
+    body = [
+        "<header>",
+        f"<h1>Improvement actions, {escape(scope)}</h1>",
+        f'<p class="meta">Generated {r.generated_at:%Y-%m-%d %H:%M} UTC · biggest total gain first · '
+        f"{number(r.points_available_total)} points available in total</p>",
+        "</header>",
+        f'<main><table class="actions"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></main>',
+    ]
+    return _page(f"Improvement actions {r.generated_at:%Y-%m-%d}", body)
 
 
 def _standing(r: TenantReport) -> str:
@@ -301,7 +406,15 @@ def tenant_page(r: TenantReport) -> str:
         )
     else:
         body.append('<p class="nodata">No stored day in the window.</p>')
-    body += [_delta_table("Gained most", r.gains), _delta_table("Lost most", r.losses)]
+    body += [
+        _next_actions(r.next_actions),
+        _delta_table("Gained most", r.gains),
+        _delta_table("Lost most", r.losses),
+        f'<p class="meta">{escape(cause_sentence(r))}</p>',
+        _state_updates(r.state_updates),
+    ]
+    if r.trend and r.first_day and r.last_day:
+        body.append(_categories(r, min(r.since or r.first_day, r.first_day), r.last_day))
     rows = "".join(
         f'<tr><td>{p.score_date}</td><td class="num">{number(p.current_score)}</td>'
         f'<td class="num">{number(p.max_score)}</td><td class="num">{percent(p.percent)}</td></tr>'

@@ -15,10 +15,19 @@ from enum import StrEnum
 from statistics import fmean
 
 from fetcher.config import TenantConfig
-from fetcher.store.reports import ControlDelta, LatestScore, ScorePoint
+from fetcher.store.reports import (
+    CategoryPoint,
+    ControlDelta,
+    ImprovementAction,
+    LatestScore,
+    NextAction,
+    ScorePoint,
+    StateUpdate,
+)
 
 DEFAULT_WINDOW_DAYS = 90
 TOP_CONTROLS = 10
+TOP_ACTIONS = 10
 
 
 class Sort(StrEnum):
@@ -117,6 +126,24 @@ class TenantReport:
     controls_change: float  # every control's delta summed, gains and losses beyond the top ones too
     rank: int | None  # 1 = weakest percent among tenants with data
     ranked_of: int
+    microsoft_change: float = 0.0  # the part of controls_change Microsoft caused (controls added, removed, re-scaled)
+    next_actions: tuple[NextAction, ...] = ()  # most points available first
+    state_updates: tuple[StateUpdate, ...] = ()  # made in the window, oldest first
+    categories: tuple[CategoryPoint, ...] = ()  # the window's days by category
+
+    @property
+    def tenant_change(self) -> float:
+        """The part of controls_change the tenant's own changes made."""
+        return self.controls_change - self.microsoft_change
+
+    def category_trends(self) -> dict[str, list[ScorePoint]]:
+        """Each category's percent over the window, as trend points (categories in name order)."""
+        trends: dict[str, list[ScorePoint]] = {}
+        for c in sorted(self.categories, key=lambda c: (c.control_category or "", c.score_date)):
+            trends.setdefault(c.control_category or "Uncategorized", []).append(
+                ScorePoint(c.score_date, c.score, c.max_score, c.percent)
+            )
+        return trends
 
     @property
     def first_day(self) -> date | None:
@@ -241,10 +268,13 @@ def build_tenant_report(
     all_rows: Sequence[TenantRow],
     since: date | None,
     trend: Sequence[ScorePoint],
-    deltas: Sequence[ControlDelta],
+    deltas: Sequence[ControlDelta] = (),
     now: datetime,
     max_age: timedelta,
     top: int = TOP_CONTROLS,
+    next_actions: Sequence[NextAction] = (),
+    state_updates: Sequence[StateUpdate] = (),
+    categories: Sequence[CategoryPoint] = (),
 ) -> TenantReport:
     gains = [d for d in deltas if d.change > 0]
     losses = sorted((d for d in deltas if d.change < 0), key=lambda d: (d.change, d.control_name))
@@ -260,4 +290,22 @@ def build_tenant_report(
         controls_change=sum(d.change for d in deltas),
         rank=place,
         ranked_of=of,
+        microsoft_change=sum(d.microsoft_change for d in deltas),
+        next_actions=tuple(next_actions),
+        state_updates=tuple(state_updates),
+        categories=tuple(categories),
     )
+
+
+@dataclass(frozen=True)
+class ActionsReport:
+    """`fetcher report --actions`: improvement actions across the portfolio (or one tenant), biggest gain first."""
+
+    generated_at: datetime
+    tenant_id: str | None
+    tenant_name: str | None
+    actions: tuple[ImprovementAction, ...]
+
+    @property
+    def points_available_total(self) -> float:
+        return sum(a.points_available_total for a in self.actions)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from fetcher.simulator import entra, graph, hostile, pages, quirks, tokens
 from fetcher.simulator.faults import Fault, FaultKind, Plan
-from fetcher.simulator.records import GET, LIST, OTHER, TOKEN, RequestRecord
+from fetcher.simulator.records import GET, LIST, OTHER, PROFILES, TOKEN, RequestRecord
 from fetcher.simulator.tokens import AccessClaims, TokenRejected
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/v2\.0/token/?$", re.IGNORECASE)
 _LIST_PATH = re.compile(r"^/v1\.0/security/securescores/?$", re.IGNORECASE)
+_PROFILES_PATH = re.compile(r"^/v1\.0/security/securescorecontrolprofiles/?$", re.IGNORECASE)
 _GET_PATH = re.compile(r"^/v1\.0/security/securescores/([^/]+)/?$", re.IGNORECASE)
 _SCORE_ID = re.compile(r"^(?P<tenant>[0-9a-fA-F-]{36})_(?P<day>\d{4}-\d{2}-\d{2})$")
 _ENTRA_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -40,7 +41,7 @@ _REWRITES = frozenset({FaultKind.WRONG_TENANT, FaultKind.PLACEHOLDER_COMPARATIVE
 
 @dataclass(frozen=True)
 class Route:
-    endpoint: str  # TOKEN | LIST | GET | OTHER
+    endpoint: str  # TOKEN | LIST | GET | PROFILES | OTHER
     argument: str = ""  # the tenant segment of a token URL, or the id of a single score
 
 
@@ -50,6 +51,8 @@ def classify(path: str) -> Route:
         return Route(TOKEN, match.group(1))
     if _LIST_PATH.match(path):
         return Route(LIST)
+    if _PROFILES_PATH.match(path):
+        return Route(PROFILES)
     if match := _GET_PATH.match(path):
         return Route(GET, match.group(1))
     return Route(OTHER)
@@ -114,7 +117,7 @@ class Service:
     async def _dispatch(self, exchange: Exchange) -> web.StreamResponse:
         if exchange.route.endpoint == TOKEN:
             return await self._token(exchange)
-        if exchange.route.endpoint in (LIST, GET):
+        if exchange.route.endpoint in (LIST, GET, PROFILES):
             return await self._graph(exchange)
         return _unknown_path(exchange)
 
@@ -206,6 +209,8 @@ class Service:
                 return _graph_status(exchange, plan.answer)  # no data needed: skip building it
             if exchange.route.endpoint == LIST:
                 return self._list(exchange, claims.tenant_id, plan.answer)
+            if exchange.route.endpoint == PROFILES:
+                return self._profiles(exchange, claims.tenant_id, plan.answer)
             return self._get(exchange, claims.tenant_id, plan.answer)
 
     def _authenticate(self, exchange: Exchange) -> tuple[AccessClaims | None, str]:
@@ -243,6 +248,25 @@ class Service:
             # The link always carries $top: the one asked for, else the page size the server chose.
             next_link = pages.list_url(exchange.origin, query.top or sim.page_size, skiptoken)
         context = pages.context_url(exchange.origin)
+        if fault is None:
+            return _graph_ok(exchange, 200, pages.page_body(context, next_link, objects))
+        return self._faulty_list(exchange, fault, context, next_link, objects)
+
+    def _profiles(self, exchange: Exchange, tenant_id: str, fault: Fault | None) -> web.Response:
+        """A page of the tenant's secureScoreControlProfiles; `$skiptoken` continues at a position."""
+        sim = self.sim
+        try:
+            top, start = pages.parse_profiles_query(exchange.request.query, tenant_id, sim.skiptoken_key)
+        except pages.BadQuery as bad:
+            return _graph_error(exchange, 400, "BadRequest", str(bad))
+        everything = sim.profile_bytes(tenant_id)
+        size = min(top, sim.profile_page_size) if top is not None else sim.profile_page_size
+        objects = everything[start : start + size]
+        next_link = None
+        if start + size < len(everything):
+            skiptoken = pages.encode_position(start + size, tenant_id, sim.skiptoken_key)
+            next_link = pages.profiles_url(exchange.origin, top or sim.profile_page_size, skiptoken)
+        context = pages.context_url(exchange.origin, profiles=True)
         if fault is None:
             return _graph_ok(exchange, 200, pages.page_body(context, next_link, objects))
         return self._faulty_list(exchange, fault, context, next_link, objects)

@@ -38,6 +38,11 @@ class Control:
     done: str
     todo: str
     subject: str = "users"
+    title: str = ""  # the control profile's title: the description before it was dressed up
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
 
 
 S, R, C, X = Measure.SWITCH, Measure.RATIO, Measure.COUNT, Measure.STATIC
@@ -419,7 +424,9 @@ def _describe(index: int, text: str) -> str:
 
 def _named_controls() -> list[Control]:
     return [
-        dataclasses.replace(control, description=_describe(index, control.description))
+        dataclasses.replace(
+            control, description=_describe(index, control.description), title=control.description.rstrip(".")
+        )
         for index, control in enumerate(_NAMED)
     ]
 
@@ -438,6 +445,7 @@ def _device_control(number: int, index: int) -> Control:
         done="All {total} devices are configured.",
         todo="{missing} of {total} devices are exposed.",
         subject="devices",
+        title=title + suffix,
     )
 
 

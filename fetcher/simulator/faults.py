@@ -1,7 +1,8 @@
 """Scripted trouble: what a tenant's requests run into, and when.
 
 A `Fault` says what happens (`kind` and its fields) and to which requests: those of its tenant on
-`endpoint` ("token", "list", "get", or "graph" for list and get), letting the first `skip` through and then
+`endpoint` ("token", "list", "get", "profiles" for secureScoreControlProfiles, or "graph" for secureScores
+list and get, not profiles), letting the first `skip` through and then
 applying to the next `times` (None: to all of them). Build faults with the class methods
 (`Fault.status(429, retry_after=2, times=3)`); `FaultBook` counts matching requests at run time.
 """
@@ -15,7 +16,7 @@ from enum import StrEnum
 
 from fetcher.simulator.entra import TokenRefusal
 
-ENDPOINTS = frozenset({"token", "list", "get", "graph"})
+ENDPOINTS = frozenset({"token", "list", "get", "profiles", "graph"})
 DEFAULT_WARNING = '199 - "Microsoft/SecureScore/500/1234"'
 PROVIDER_TIMEOUT_WARNING = '199 - "Microsoft/SecureScore/504/10000"'
 # Graph's 401 for a token of another national cloud (a GCC High or DoD tenant asked through the global one).

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 
 LIST_PATH = "/v1.0/security/secureScores"
+PROFILES_PATH = "/v1.0/security/secureScoreControlProfiles"
 
 
 class BadQuery(ValueError):
@@ -58,38 +59,66 @@ def _mask(data: bytes, mac: bytes, key: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(data, stream, strict=True))
 
 
-def encode_skiptoken(day: datetime.date, tenant_id: str, key: bytes) -> str:
-    """An opaque, GUID-shaped token for "continue at `day`", valid for this tenant only."""
-    payload = struct.pack(">II", day.toordinal(), _tenant_tag(tenant_id))
+def encode_position(position: int, tenant_id: str, key: bytes) -> str:
+    """An opaque, GUID-shaped token for "continue at `position`", valid for this tenant only."""
+    payload = struct.pack(">II", position, _tenant_tag(tenant_id))
     mac = _seal(payload, key)
     return str(uuid.UUID(bytes=mac + _mask(payload, mac, key)))
 
 
-def decode_skiptoken(token: str, tenant_id: str, key: bytes) -> datetime.date:
+def decode_position(token: str, tenant_id: str, key: bytes) -> int:
     try:
         raw = uuid.UUID(token).bytes
     except ValueError as error:
         raise BadQuery(f"The skip token '{token}' is not valid.") from error
     mac = raw[:8]
     payload = _mask(raw[8:], mac, key)
-    ordinal, tag = struct.unpack(">II", payload)
+    position, tag = struct.unpack(">II", payload)
     if _seal(payload, key) != mac or tag != _tenant_tag(tenant_id):
         raise BadQuery(f"The skip token '{token}' is not valid.")
-    return datetime.date.fromordinal(ordinal)
+    return int(position)
+
+
+def encode_skiptoken(day: datetime.date, tenant_id: str, key: bytes) -> str:
+    """A token for "continue at `day`" (secureScores pages by day)."""
+    return encode_position(day.toordinal(), tenant_id, key)
+
+
+def decode_skiptoken(token: str, tenant_id: str, key: bytes) -> datetime.date:
+    ordinal = decode_position(token, tenant_id, key)
+    try:
+        return datetime.date.fromordinal(ordinal)
+    except ValueError as error:
+        raise BadQuery(f"The skip token '{token}' is not valid.") from error
+
+
+def parse_top(query: Mapping[str, str]) -> int | None:
+    raw_top = _query_value(query, "top")
+    if raw_top is None:
+        return None
+    try:
+        top = int(raw_top)
+    except ValueError as error:
+        raise BadQuery(f"Invalid $top value '{raw_top}'. It must be a non-negative integer.") from error
+    if top < 1:
+        raise BadQuery(f"Invalid $top value '{raw_top}'. It must be a positive integer.")
+    return top
+
+
+def parse_profiles_query(query: Mapping[str, str], tenant_id: str, key: bytes) -> tuple[int | None, int]:
+    """`$top` and the position a `$skiptoken` continues at (0 without one), for the profiles list."""
+    raw_token = _query_value(query, "skiptoken")
+    return parse_top(query), decode_position(raw_token, tenant_id, key) if raw_token is not None else 0
+
+
+def profiles_url(origin: str, top: int, skiptoken: str) -> str:
+    return f"{origin}{PROFILES_PATH}?$top={top}&$skiptoken={quote(skiptoken)}"
 
 
 def parse_query(query: Mapping[str, str], tenant_id: str, key: bytes) -> PageQuery:
-    raw_top, raw_token = _query_value(query, "top"), _query_value(query, "skiptoken")
-    top = None
-    if raw_top is not None:
-        try:
-            top = int(raw_top)
-        except ValueError as error:
-            raise BadQuery(f"Invalid $top value '{raw_top}'. It must be a non-negative integer.") from error
-        if top < 1:
-            raise BadQuery(f"Invalid $top value '{raw_top}'. It must be a positive integer.")
+    raw_token = _query_value(query, "skiptoken")
     start = decode_skiptoken(raw_token, tenant_id, key) if raw_token is not None else None
-    return PageQuery(top, start)
+    return PageQuery(parse_top(query), start)
 
 
 def select_page(available: Sequence[datetime.date], query: PageQuery, page_size: int) -> Page:
@@ -107,7 +136,9 @@ def list_url(origin: str, top: int, skiptoken: str) -> str:
     return f"{origin}{LIST_PATH}?$top={top}&$skiptoken={quote(skiptoken)}"
 
 
-def context_url(origin: str, *, entity: bool = False) -> str:
+def context_url(origin: str, *, entity: bool = False, profiles: bool = False) -> str:
+    if profiles:
+        return f"{origin}/v1.0/$metadata#security/secureScoreControlProfiles"
     return f"{origin}/v1.0/$metadata#security/secureScores" + ("/$entity" if entity else "")
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-TOKEN, LIST, GET, OTHER = "token", "list", "get", "other"
-GRAPH_ENDPOINTS = frozenset({LIST, GET})
+TOKEN, LIST, GET, PROFILES, OTHER = "token", "list", "get", "profiles", "other"
+GRAPH_ENDPOINTS = frozenset({LIST, GET, PROFILES})
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class RequestRecord:
     time: float  # time.monotonic() at arrival
     finished: float
     tenant_id: str | None  # from the URL for token requests, from the access token for Graph requests
-    endpoint: str  # "token" | "list" | "get" | "other"
+    endpoint: str  # "token" | "list" | "get" | "profiles" | "other"
     method: str
     path: str
     query: dict[str, str]

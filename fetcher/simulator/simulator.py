@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from fetcher.simulator import data, tokens
+from fetcher.simulator import data, profiles, tokens
 from fetcher.simulator.app import make_app
 from fetcher.simulator.cache import ByteCache
 from fetcher.simulator.entra import AppRegistration
@@ -45,9 +45,12 @@ class Simulator:
         latency_ms: float = 0.0,
         token_lifetime_seconds: int = 3600,
         cache_megabytes: float = 256.0,
+        profile_page_size: int = 200,
     ) -> None:
-        if page_size < 1 or controls_per_day < 1 or token_lifetime_seconds < 1:
-            raise ValueError("page_size, controls_per_day and token_lifetime_seconds must be positive")
+        if page_size < 1 or controls_per_day < 1 or token_lifetime_seconds < 1 or profile_page_size < 1:
+            raise ValueError(
+                "page_size, controls_per_day, token_lifetime_seconds and profile_page_size must be positive"
+            )
         self.tenants: dict[str, SimTenant] = {}
         for tenant in tenants:
             if tenant.tenant_id.lower() in self.tenants:
@@ -57,6 +60,7 @@ class Simulator:
         self.client_id = client_id
         self.client_secret = client_secret
         self.page_size = page_size
+        self.profile_page_size = profile_page_size
         self.newest_day = newest_day or datetime.datetime.now(datetime.UTC).date()
         self.controls_per_day = controls_per_day
         self.latency_ms = latency_ms
@@ -141,6 +145,24 @@ class Simulator:
         available = self.available_days(tenant_id, newest)
         chosen = available if days is None else available[:days]
         return [orjson.loads(self.day_bytes(tenant_id, day, newest)) for day in chosen]
+
+    def profile_bytes(self, tenant_id: str) -> list[bytes]:
+        """The tenant's secureScoreControlProfiles, serialized, in the order the list returns them.
+
+        Cached as one value per tenant and day: serialized JSON holds no raw newline, so it joins them.
+        """
+        tenant = self._known(tenant_id)
+        newest = self.newest_day
+        profile = self._profile(tenant.tenant_id)
+        joined = self._cache.get_or_make(
+            ("profiles", tenant.tenant_id, newest.toordinal()),
+            lambda: b"\n".join(profiles.profiles_bytes(profile, newest)),
+        )
+        return joined.split(b"\n")
+
+    def expected_profiles(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Exactly what following the profiles list to its end returns now."""
+        return [orjson.loads(obj) for obj in self.profile_bytes(tenant_id)]
 
     def issue_federated_token(self, client_id: str, tenant_id: str) -> str:
         """A service-account token the token endpoint accepts as a client assertion (workload identity)."""

@@ -1,4 +1,4 @@
-"""The questions reports ask, answered from the reporting views (migration 0002) as typed rows.
+"""The questions reports ask, answered from the reporting views (migrations 0002 and 0003) as typed rows.
 
 Every figure comes from a view, so `fetcher report` shows what Power BI or Grafana reading the
 same views would; nothing here recomputes a score, a percentage or a change.
@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.store.schema import as_date, control_changes, latest_scores, score_history, secure_scores
+from fetcher.store.schema import (
+    as_date,
+    category_scores,
+    control_changes,
+    control_profiles,
+    control_state_updates,
+    control_status,
+    improvement_actions,
+    latest_scores,
+    score_history,
+    secure_scores,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +71,78 @@ class ControlDelta:
     control_category: str | None
     change: float
     days_changed: int
+    title: str = ""  # the profile's title, else the control name
+    microsoft_change: float = 0.0  # the part of `change` on days its cause was `microsoft`
 
+    @property
+    def tenant_change(self) -> float:
+        return self.change - self.microsoft_change
+
+
+@dataclass(frozen=True, slots=True)
+class NextAction:
+    """A row of `control_status` with points available, and the profile's remediation (untrusted HTML)."""
+
+    control_name: str
+    title: str
+    control_category: str | None
+    score: float | None
+    max_score: float | None
+    points_available: float
+    user_impact: str | None
+    implementation_cost: str | None
+    tier: str | None
+    state: str | None
+    action_url: str | None
+    remediation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """A row of `control_state_updates`, with the control's title."""
+
+    updated_at: datetime
+    control_name: str
+    title: str
+    state: str
+    updated_by: str | None
+    assigned_to: str | None
+    comment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryPoint:
+    """A row of `category_scores`, without the tenant."""
+
+    score_date: date
+    control_category: str | None
+    score: float | None
+    max_score: float | None
+    percent: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImprovementAction:
+    """A row of `improvement_actions` (or the same figures over one tenant)."""
+
+    control_name: str
+    title: str | None
+    control_category: str | None
+    action_type: str | None
+    user_impact: str | None
+    implementation_cost: str | None
+    action_url: str | None
+    tenants: int
+    tenants_with_points: int
+    points_available_total: float
+    points_available_average: float | None
+    percent_gain_average: float | None
+    tenants_ignored: int
+    tenants_third_party: int
+
+
+# States that say the tenant decided about a control: not a next action for it.
+DECIDED_STATES = ("Ignored", "ThirdParty")
 
 # Float sums of changes that cancel out can miss zero by rounding noise.
 NET_ZERO = 1e-9
@@ -119,14 +201,154 @@ async def control_deltas(conn: AsyncConnection, tenant_id: str, *, after: date, 
     """
     v = control_changes.c
     total = sa.func.sum(v.change).label("change")
+    microsoft = sa.func.sum(sa.case((v.cause == "microsoft", v.change), else_=0.0))
     query = (
-        sa.select(v.control_name, sa.func.max(v.control_category), total, sa.func.count())
+        sa.select(
+            v.control_name, sa.func.max(v.control_category), total, sa.func.count(), sa.func.max(v.title), microsoft
+        )
         .where(v.tenant_id == tenant_id, v.score_date > after, v.score_date <= until)
         .group_by(v.control_name)
         .having(sa.func.abs(sa.func.sum(v.change)) > NET_ZERO)
         .order_by(total.desc(), v.control_name)
     )
     return [
-        ControlDelta(name, category, float(change), int(days))
-        for name, category, change, days in (await conn.execute(query)).all()
+        ControlDelta(name, category, float(change), int(days), title or name, float(ms))
+        for name, category, change, days, title, ms in (await conn.execute(query)).all()
     ]
+
+
+async def next_actions(conn: AsyncConnection, tenant_id: str, *, limit: int) -> list[NextAction]:
+    """The tenant's controls with the most points available on its newest day, from `control_status`.
+
+    Deprecated controls, and those the tenant marked Ignored or ThirdParty, are left out.
+    """
+    v, p = control_status.c, control_profiles.c
+    query = (
+        sa.select(
+            v.control_name,
+            v.title,
+            v.control_category,
+            v.score,
+            v.max_score,
+            v.points_available,
+            v.user_impact,
+            v.implementation_cost,
+            v.tier,
+            v.state,
+            v.action_url,
+            p.remediation,
+        )
+        .select_from(
+            control_status.outerjoin(
+                control_profiles, sa.and_(p.tenant_id == v.tenant_id, p.control_name == v.control_name)
+            )
+        )
+        .where(
+            v.tenant_id == tenant_id,
+            v.points_available > 0,
+            sa.or_(v.deprecated.is_(None), v.deprecated.is_(False)),
+            sa.or_(v.state.is_(None), v.state.not_in(DECIDED_STATES)),
+        )
+        .order_by(v.points_available.desc(), v.rank, v.control_name)
+        .limit(limit)
+    )
+    return [NextAction(**row._mapping) for row in (await conn.execute(query)).all()]
+
+
+async def state_updates(conn: AsyncConnection, tenant_id: str, *, since: date, until: date) -> list[StateUpdate]:
+    """The tenant's state updates made on the UTC days [since, until], oldest first."""
+    u, p = control_state_updates.c, control_profiles.c
+    start = datetime.combine(since, datetime.min.time(), UTC)
+    end = datetime.combine(until + timedelta(days=1), datetime.min.time(), UTC)
+    query = (
+        sa.select(
+            u.updated_at,
+            u.control_name,
+            sa.func.coalesce(p.title, u.control_name),
+            u.state,
+            u.updated_by,
+            u.assigned_to,
+            u.comment,
+        )
+        .select_from(
+            control_state_updates.outerjoin(
+                control_profiles, sa.and_(p.tenant_id == u.tenant_id, p.control_name == u.control_name)
+            )
+        )
+        .where(u.tenant_id == tenant_id, u.updated_at >= start, u.updated_at < end)
+        .order_by(u.updated_at, u.control_name, u.state)
+    )
+    return [StateUpdate(*row) for row in (await conn.execute(query)).all()]
+
+
+async def categories(conn: AsyncConnection, tenant_id: str, *, since: date, until: date) -> list[CategoryPoint]:
+    """`category_scores` of the tenant's days in [since, until], by day then category."""
+    v = category_scores.c
+    query = (
+        sa.select(v.score_date, v.control_category, v.score, v.max_score, v.percent)
+        .where(v.tenant_id == tenant_id, v.score_date >= since, v.score_date <= until)
+        .order_by(v.score_date, v.control_category)
+    )
+    return [CategoryPoint(as_date(d) or since, c, s, m, p) for d, c, s, m, p in (await conn.execute(query)).all()]
+
+
+def _action_columns(v: Any, tenant_max: Any) -> list[Any]:
+    """improvement_actions' figures over `control_status` rows `v`, as the view defines them."""
+    has_points = v.points_available > 0
+    return [
+        v.control_name,
+        sa.func.max(v.title),
+        sa.func.max(v.control_category),
+        sa.func.max(v.action_type),
+        sa.func.max(v.user_impact),
+        sa.func.max(v.implementation_cost),
+        sa.func.max(v.action_url),
+        sa.func.count(),
+        sa.func.sum(sa.case((has_points, 1), else_=0)),
+        sa.func.sum(sa.case((has_points, v.points_available), else_=0.0)),
+        sa.func.avg(sa.case((has_points, v.points_available))),
+        sa.func.avg(sa.case((sa.and_(has_points, tenant_max > 0), 100.0 * v.points_available / tenant_max))),
+        sa.func.sum(sa.case((v.state == "Ignored", 1), else_=0)),
+        sa.func.sum(sa.case((v.state == "ThirdParty", 1), else_=0)),
+    ]
+
+
+async def actions(conn: AsyncConnection, tenant_id: str | None = None) -> list[ImprovementAction]:
+    """`improvement_actions`, biggest total gain first; with `tenant_id`, the same figures over that tenant.
+
+    The view aggregates across tenants, so one tenant's figures are the view's definition applied to its
+    `control_status` rows (`actions_from_status`; a test holds the two equal over the whole portfolio).
+    """
+    if tenant_id is not None:
+        return await actions_from_status(conn, tenant_id)
+    v = improvement_actions.c
+    query = sa.select(improvement_actions).order_by(v.points_available_total.desc(), v.control_name)
+    return [_action(row) for row in (await conn.execute(query)).all()]
+
+
+async def actions_from_status(conn: AsyncConnection, tenant_id: str | None) -> list[ImprovementAction]:
+    """improvement_actions' definition over `control_status`, for one tenant or (None) all of them."""
+    v, s = control_status.c, secure_scores.c
+    has_points = v.points_available > 0
+    total = sa.func.sum(sa.case((has_points, v.points_available), else_=0.0))
+    query = (
+        sa.select(*_action_columns(v, s.max_score))
+        .select_from(
+            control_status.join(secure_scores, sa.and_(s.tenant_id == v.tenant_id, s.score_date == v.score_date))
+        )
+        .where(sa.or_(v.deprecated.is_(None), v.deprecated.is_(False)))
+        .group_by(v.control_name)
+        .having(sa.func.sum(sa.case((has_points, 1), else_=0)) > 0)
+        .order_by(total.desc(), v.control_name)
+    )
+    if tenant_id is not None:
+        query = query.where(v.tenant_id == tenant_id)
+    return [_action(row) for row in (await conn.execute(query)).all()]
+
+
+def _action(row: sa.Row[Any]) -> ImprovementAction:
+    values = list(row)
+    for index in (7, 8, 12, 13):
+        values[index] = int(values[index])
+    values[9] = float(values[9])
+    return ImprovementAction(*values)

@@ -8,6 +8,7 @@ PostgreSQL, never truncated); tests that script their own days use the `engine` 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -25,9 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.cli import main
 from fetcher.config import DatabaseConfig
 from fetcher.models import FetchContext
-from fetcher.normalize import normalize_score
+from fetcher.normalize import normalize_profile, normalize_score
 from fetcher.simulator import SimTenant, Simulator, generate_tenants
 from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.profiles import save_control_profiles
 from fetcher.store.scores import save_score_days, save_tenants
 from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 from tests.e2e import toml_table, toml_value, world
@@ -109,6 +111,9 @@ def filled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             done = w.fetcher("backfill", "--days", str(DAYS))
             assert done.returncode == 0, done.stderr
             sim = w.sim
+            # In a thread of its own: an async test may be the first to ask for this fixture, inside its loop.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(run, store_simulated_profiles(url, sim, [t for t in everyone if not t.empty])).result()
         if request.param == "postgres":
             run(_analyze(url))  # what autovacuum does soon after a load; the planner needs the row counts
         kept = [*healthy, one_day, empty]
@@ -167,6 +172,16 @@ async def store(engine: AsyncEngine, *objects: dict[str, Any], names: Mapping[st
             await save_tenants(conn, list(names.items()), FETCHED)
         for tenant_objects in by_tenant.values():
             await save_score_days(conn, [normalize_score(o, context) for o in tenant_objects], FETCHED)
+
+
+async def store_simulated_profiles(url: str, sim: Simulator, tenants: Sequence[SimTenant]) -> None:
+    """The simulator's control profiles of `tenants`, saved through the store's own upserts."""
+    engine = create_engine(DatabaseConfig(url=url))
+    async with transaction(engine) as conn:
+        for tenant in tenants:
+            profiles = [normalize_profile(p, FETCHED) for p in sim.expected_profiles(tenant.tenant_id)]
+            await save_control_profiles(conn, tenant.tenant_id, profiles)
+    await engine.dispose()
 
 
 def days_ago(n: int) -> date:

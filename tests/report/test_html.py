@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -218,17 +219,23 @@ def _assert_drawn(png: Path) -> None:
 
 
 def test_chromium_renders_the_tenant_page_with_its_chart(filled: Filled, tmp_path: Path, chromium: str) -> None:
+    """The trend, then a chart per control category; titles, next best actions and state changes."""
+    tenant = filled.healthy[1].tenant_id
     page = tmp_path / "tenant.html"
-    result = report(filled.config, "--tenant", filled.healthy[1].tenant_id, "--html", str(page))
+    result = report(filled.config, "--tenant", tenant, "--html", str(page))
     assert result.exit_code == 0, result.output
+    data = json.loads(report(filled.config, "--tenant", tenant, "--format", "json").stdout)
 
     [dumped] = _chromium(chromium, page, "--dump-dom")
 
     dom = DOM()
     dom.feed(dumped.stdout)
-    assert dom.svgs == 1
+    categories = {c["control_category"] for c in data["categories"]}
+    assert dom.svgs == 1 + len(categories)
     assert dom.polylines
     assert all(p.strip() for p in dom.polylines)
     text = "".join(dom.text)
-    for expected in (HOSTILE_NAME, "Gained most", "Lost most"):
+    for expected in (HOSTILE_NAME, "Gained most", "Lost most", "Next best actions", "State changes", *categories):
         assert expected in text
+    for item in (*data["gains"][:3], *data["next_actions"][:3], *data["state_updates"][:3]):
+        assert item["title"] in text

@@ -228,7 +228,7 @@ def test_the_table_names_the_tenant_and_its_sections(filled: Filled) -> None:
         assert heading in result.stdout
 
 
-def test_csv_has_a_summary_a_controls_and_a_trend_block(filled: Filled, tmp_path: Path) -> None:
+def test_csv_has_a_block_per_section(filled: Filled, tmp_path: Path) -> None:
     out = tmp_path / "tenant.csv"
     tenant = filled.healthy[1].tenant_id
 
@@ -237,11 +237,18 @@ def test_csv_has_a_summary_a_controls_and_a_trend_block(filled: Filled, tmp_path
     assert result.exit_code == 0, result.output
     blocks = out.read_text(encoding="utf-8").split("\n\n")
     parsed = [list(csv.reader(io.StringIO(b))) for b in blocks]
-    assert [b[0] for b in parsed] == [["# summary"], ["# controls"], ["# trend"]]
+    assert [b[0] for b in parsed] == [
+        ["# summary"],
+        ["# controls"],
+        ["# next actions"],
+        ["# state updates"],
+        ["# categories"],
+        ["# trend"],
+    ]
     summary = dict(parsed[0][2:])
     assert (summary["tenant_id"], summary["name"]) == (tenant, HOSTILE_NAME)
-    assert parsed[2][1] == ["score_date", "current_score", "max_score", "percent"]
-    assert len(parsed[2]) - 2 == len(_json(filled, tenant)["trend"])
+    assert parsed[-1][1] == ["score_date", "current_score", "max_score", "percent"]
+    assert len(parsed[-1]) - 2 == len(_json(filled, tenant)["trend"])
 
 
 def test_markdown_has_the_sections_with_the_name_escaped(filled: Filled) -> None:

@@ -119,7 +119,7 @@ async def test_unknown_graph_segment_is_a_bad_request(
     running: RunningSimulator, session: aiohttp.ClientSession, tenants: list[SimTenant]
 ) -> None:
     token = await access_token(session, running, tenants[0].tenant_id)
-    answer = await get(session, f"{running.graph_base_url}/security/secureScoreControlProfiles", token)
+    answer = await get(session, f"{running.graph_base_url}/security/alerts_v2", token)
     assert (answer.status, answer.json()["error"]["code"]) == (400, "BadRequest")
 
 
