@@ -6,8 +6,8 @@
     python -m benchmarks --markdown results.md   # also write the table and the machine as Markdown
     python -m benchmarks --record            # and put them into docs/benchmarks.md (between its markers)
 
-Benchmarks: latency, cpu, peer, memory, storage, overhead, startup (see each module's docstring for exactly
-what is measured).
+Benchmarks: latency, cpu, peer, memory, storage, overhead, startup, profiles (see each module's docstring for
+exactly what is measured).
 PostgreSQL rows use scratch databases created (and dropped) on the server of `--postgres`
 (default $FETCHER_BENCH_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test); without a server they
 are skipped and say why. Exit status: 0 when no row failed its target or broke, 1 otherwise.
@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import cpu, latency, machine, memory, overhead, peer, startup, storage
+from benchmarks import cpu, latency, machine, memory, overhead, peer, profiles, startup, storage
 from benchmarks.harness import REPO, Postgres
 from benchmarks.session import FULL, QUICK, Session
 from benchmarks.table import Row, markdown_table, skipped, text_table
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Session], list[Row]]] = {
     "storage": storage.run,
     "overhead": overhead.run,
     "startup": startup.run,
+    "profiles": profiles.run,
 }
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS_DOC = REPO / "docs" / "benchmarks.md"

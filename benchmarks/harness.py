@@ -213,8 +213,12 @@ class SimServer:
         concurrency: int = 16,
         history_days: int = 90,
         tenants_file: str | None = None,
+        control_profiles: bool = False,
     ) -> Path:
-        """A fetcher.toml for this simulator, its tenants read from a CSV file (as for thousands of tenants)."""
+        """A fetcher.toml for this simulator, its tenants read from a CSV file (as for thousands of tenants).
+
+        Control profiles are off unless asked for: the other benchmarks compare secureScores alone with
+        clients that fetch nothing else (`benchmarks.profiles` measures what profiles add)."""
         info = self.info
         lines = [
             f"tenants_file = {_toml(tenants_file or info['tenants_file'])}",
@@ -232,6 +236,7 @@ class SimServer:
             "[fetch]",
             f"concurrency = {concurrency}",
             f"history_days = {history_days}",
+            f"control_profiles = {'true' if control_profiles else 'false'}",
             "",
             "[auth]",
             'method = "client_secret"',

@@ -40,7 +40,15 @@ from fetcher.output import (
     status_table,
     summary_table,
 )
-from fetcher.plan import plan_backfill, plan_get, plan_incremental, plan_rebuild, select_tenants, window_days
+from fetcher.plan import (
+    plan_backfill,
+    plan_get,
+    plan_incremental,
+    plan_rebuild,
+    profiles_policy,
+    select_tenants,
+    window_days,
+)
 from fetcher.runner import Run
 from fetcher.store import ledger
 from fetcher.store.engine import (
@@ -254,12 +262,16 @@ def _report(ctx: Context, report: RunReport) -> int:
 @_alerts_option
 @click.pass_obj
 def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
-    """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day."""
+    """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day, and
+    its control profiles once they are [fetch] profiles_max_age_hours old."""
 
     async def action() -> int:
         config = ctx.config()
         chosen = select_tenants(config, tenants)
-        planner = plan_incremental(chosen, config.fetch.history_days, datetime.now(UTC).date())
+        now = datetime.now(UTC)
+        planner = plan_incremental(
+            chosen, config.fetch.history_days, now.date(), profiles=profiles_policy(config), now=now
+        )
         report = await _execute(ctx, Run(config, "run", planner, observer=ctx.observer()))
         code = _report(ctx, report)
         if not no_alerts:
@@ -279,7 +291,7 @@ def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
 def backfill_command(
     ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str], no_alerts: bool
 ) -> None:
-    """Fetch the whole window for every tenant and upsert it (safe to repeat)."""
+    """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat)."""
 
     async def action() -> int:
         config = ctx.config()
@@ -290,7 +302,9 @@ def backfill_command(
             today=datetime.now(UTC).date(),
             default=config.fetch.history_days,
         )
-        planner = plan_backfill(chosen, window, resume=resume, today=datetime.now(UTC).date())
+        planner = plan_backfill(
+            chosen, window, resume=resume, today=datetime.now(UTC).date(), profiles=profiles_policy(config)
+        )
         report = await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer()))
         code = _report(ctx, report)
         if not no_alerts:

@@ -61,7 +61,7 @@ DEFAULT_FILE = "fetcher.toml"
 ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy", "password"})
+SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy", "password", "people_salt"})
 AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
 ENABLED_WORDS = {
     "": True,
@@ -138,6 +138,8 @@ class DatabaseConfig:
     url: str = field(default="sqlite+aiosqlite:///securescores.db", repr=False)
     keep_raw: bool = True
     busy_timeout_seconds: float = 30.0
+    store_people: bool = True  # false: people named by control state updates are stored as keyed hashes
+    people_salt: Secret | None = field(default=None, repr=False)  # the key of those hashes (a secret)
 
     @property
     def display_url(self) -> str:
@@ -178,6 +180,8 @@ class FetchConfig:
     history_days: int = 90
     max_attempts: int = 6
     max_retry_wait_seconds: float = 300.0
+    control_profiles: bool = True  # also fetch secureScoreControlProfiles
+    profiles_max_age_hours: float = 24.0  # `run` fetches a tenant's profiles once they are this old
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,8 @@ class _DatabaseTable(_Table):
     url: str = DatabaseConfig.url
     keep_raw: bool = DatabaseConfig.keep_raw
     busy_timeout_seconds: Annotated[float, Field(ge=0)] = DatabaseConfig.busy_timeout_seconds
+    store_people: bool = DatabaseConfig.store_people
+    people_salt: str | None = None
 
 
 class _GraphTable(_Table):
@@ -350,6 +356,8 @@ class _FetchTable(_Table):
     )
     max_attempts: Annotated[int, Field(ge=1)] = FetchConfig.max_attempts
     max_retry_wait_seconds: Annotated[float, Field(ge=0)] = FetchConfig.max_retry_wait_seconds
+    control_profiles: bool = FetchConfig.control_profiles
+    profiles_max_age_hours: Annotated[float, Field(gt=0)] = FetchConfig.profiles_max_age_hours
 
 
 class _AuthTable(_Table):
@@ -627,7 +635,24 @@ class _Loader:
         url = self.database_url(value)
         if not table.url.startswith(("env:", "file:")) and make_url(url).password:
             self.literals.append("[database] url")
-        return DatabaseConfig(url, table.keep_raw, float(table.busy_timeout_seconds))
+        salt = self.people_salt(table)
+        return DatabaseConfig(url, table.keep_raw, float(table.busy_timeout_seconds), table.store_people, salt)
+
+    def people_salt(self, table: _DatabaseTable) -> Secret | None:
+        """The key of the hashes that replace people's names; needed only when `store_people = false`."""
+        if table.people_salt is None:
+            if not table.store_people:
+                raise self.fail(
+                    "[database] store_people = false needs people_salt (env:NAME or file:PATH): the key of the "
+                    "hashes that replace people's names"
+                )
+            return None
+        if not table.people_salt.startswith(("env:", "file:")):
+            self.literals.append("[database] people_salt")
+            return self.secret(table.people_salt, "[database] people_salt ")
+        if self.purpose is not Purpose.FETCH:
+            return Secret(table.people_salt, "")
+        return self.secret(table.people_salt, "[database] people_salt ")
 
     def database_url(self, value: str) -> str:
         try:

@@ -1,8 +1,9 @@
 """`fetcher demo`: the whole product on one machine, with no configuration and no Microsoft tenant.
 
 It serves the simulator on loopback (about 25 tenants, a few in scripted trouble), backfills 90
-days of every tenant into a local SQLite file through the real code path (azure-identity, aiohttp,
-retries, limits, upserts), prints the status table and says how to query the result.
+days of every tenant and their control profiles into a local SQLite file through the real code path
+(azure-identity, aiohttp, retries, limits, upserts), prints the status table and the portfolio's top
+improvement actions, and says which reports to try next and how to query the result.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from rich.console import Console
 from fetcher.config import Config, parse_config
 from fetcher.outcome import Observer
 from fetcher.output import status_table, summary_table
-from fetcher.plan import plan_backfill
+from fetcher.plan import plan_backfill, profiles_policy
+from fetcher.report import formats
+from fetcher.report.model import ActionsReport
 from fetcher.runner import Run
 from fetcher.simulator import RunningSimulator, demo_simulator, serving_simulator
 from fetcher.simulator.configfile import toml_string
-from fetcher.store import ledger
+from fetcher.store import ledger, reports
 from fetcher.store.engine import create_engine, transaction
 
 DEMO_DAYS = 90
+DEMO_ACTIONS = 8
 
 
 def demo_config_text(db_path: Path, client_id: str, tenants: list[tuple[str, str]]) -> str:
@@ -85,7 +89,7 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
             "to throttle, answer 206, lack consent, or hold no data yet)."
         )
         config = demo_config(running, db_path)
-        planner = plan_backfill(config.enabled_tenants, DEMO_DAYS, resume=False)
+        planner = plan_backfill(config.enabled_tenants, DEMO_DAYS, resume=False, profiles=profiles_policy(config))
         report = await Run(config, "backfill", planner, observer=observer).execute()
     elapsed = time.monotonic() - started
     err.print(summary_table(report))
@@ -93,9 +97,13 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     try:
         async with transaction(engine, write=False) as conn:
             states = await ledger.tenant_states(conn)
+            actions = await reports.actions(conn)
     finally:
         await engine.dispose()
     console.print(status_table(states, datetime.now(UTC), timedelta(hours=48)))
+    now = datetime.now(UTC)
+    console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
+    example = next((s.tenant_id for s in states if s.newest_score_date is not None), "ID")
     config_path = db_path.with_suffix(".toml")
     names = [(t.tenant_id, t.name) for t in config.tenants]
     written = write_demo_config(config_path, db_path, config.auth.client_id or "", names)
@@ -105,9 +113,11 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         "Query it with any SQLite client, for example:\n"
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'
-        "Tables: tenants, secure_scores, comparative_scores, controls, control_scores, fetch_runs, tenant_runs "
-        "(see README.md).\n"
+        "Tables: tenants, secure_scores, comparative_scores, controls, control_scores, control_profiles, "
+        "control_state_updates, fetch_runs, tenant_runs (see README.md).\n"
         f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it: "
-        f"fetcher --config {config_path.name} report | alerts --dry-run | metrics (README.md: Alerts)."
+        f"fetcher --config {config_path.name} report | alerts --dry-run | metrics (README.md: Alerts).\n"
+        f"Control profiles: fetcher --config {config_path.name} report --actions, or report --tenant {example} "
+        f"--html {db_path.with_suffix('.html').name}"
     )
     return 0 if report.stopped_by is None else report.exit_code

@@ -11,7 +11,8 @@ null and the value is kept as received in `extra`. Only an object without `id`, 
 
 secureScoreControlProfile objects follow the same rules (`normalize_profile`): only one without `id` or
 `azureTenantId`, or for another tenant, is refused. Their `controlStateUpdates` name people
-(`updatedBy`, `assignedTo`); given a salt, those are stored as a keyed hash (`pseudonymize`) instead.
+(`updatedBy`, `assignedTo`); `pseudonymize_people` replaces those with a keyed hash before anything is
+stored or archived, when the configuration says so.
 """
 
 from __future__ import annotations
@@ -517,28 +518,43 @@ def _profile_identity(obj: Any, expected_tenant: str | None) -> tuple[str, str]:
     return name.strip(), tenant
 
 
-def normalize_profile(
-    obj: Any, fetched_at: datetime, *, expected_tenant: str | None = None, people_salt: bytes | None = None
-) -> ControlProfile:
+PEOPLE_KEYS = ("updatedBy", "assignedTo")
+
+
+def pseudonymize_people(obj: Any, salt: bytes) -> Any:
+    """The profile with the people its `controlStateUpdates` name replaced by `pseudonymize`'s hashes.
+
+    Total: whatever the shape, a string under `updatedBy` or `assignedTo` in an entry of the list is
+    replaced and everything else is returned as it came (the same object when there is nothing to do).
+    """
+    updates = obj.get("controlStateUpdates") if isinstance(obj, dict) else None
+    if not isinstance(updates, list):
+        return obj
+    scrubbed = [
+        {k: pseudonymize(v, salt) if k in PEOPLE_KEYS and isinstance(v, str) else v for k, v in item.items()}
+        if isinstance(item, dict)
+        else item
+        for item in updates
+    ]
+    return {**obj, "controlStateUpdates": scrubbed}
+
+
+def normalize_profile(obj: Any, fetched_at: datetime, *, expected_tenant: str | None = None) -> ControlProfile:
     """One secureScoreControlProfile object as its `control_profiles` row and its state updates.
 
-    `people_salt`: when given, `updatedBy` and `assignedTo` are stored as `pseudonymize` makes them.
     Raises `PayloadError` (`MissingField`, `WrongTenant`) for an object that cannot be stored.
     """
     name, tenant = _profile_identity(obj, expected_tenant)
     values, read = read_fields(obj, PROFILE_FIELDS, PROFILE_SKIP)
     extra = dict(read)
-    updates = _state_updates(obj.get("controlStateUpdates"), tenant, name, people_salt, extra)
+    updates = _state_updates(obj.get("controlStateUpdates"), tenant, name, extra)
     return ControlProfile(ControlProfileRow._make((tenant, name, *values, extra, fetched_at)), updates)
 
 
-def _state_updates(
-    value: Any, tenant: str, name: str, salt: bytes | None, extra: JSONObject
-) -> tuple[StateUpdateRow, ...]:
+def _state_updates(value: Any, tenant: str, name: str, extra: JSONObject) -> tuple[StateUpdateRow, ...]:
     """The usable entries of `controlStateUpdates`, one per (updatedDateTime, state), the last one winning.
 
-    An entry without a time or a state cannot be keyed: it stays in `extra`, with its people pseudonymized
-    as they would have been in their columns.
+    An entry without a time or a state cannot be keyed: it stays in `extra`.
     """
     if value is None:
         return ()
@@ -548,9 +564,9 @@ def _state_updates(
     rows: dict[tuple[datetime, str], StateUpdateRow] = {}
     unusable: list[Any] = []
     for item in value:
-        row = _state_update(item, tenant, name, salt)
+        row = _state_update(item, tenant, name)
         if row is None:
-            unusable.append(_scrubbed(item, salt))
+            unusable.append(item)
         else:
             rows[row.updated_at, row.state] = row
     if unusable:
@@ -558,23 +574,11 @@ def _state_updates(
     return tuple(rows.values())
 
 
-def _state_update(item: Any, tenant: str, name: str, salt: bytes | None) -> StateUpdateRow | None:
+def _state_update(item: Any, tenant: str, name: str) -> StateUpdateRow | None:
     if type(item) is not dict:
         return None
     when, state = as_datetime(item.get("updatedDateTime")), item.get("state")
     if not isinstance(when, datetime) or not isinstance(state, str) or not state.strip():
         return None
     (assigned, comment, by), _rest = read_fields(item, STATE_UPDATE_FIELDS, STATE_UPDATE_SKIP)
-    return StateUpdateRow(
-        tenant, name, when, state.strip(), pseudonymize(assigned, salt), comment, pseudonymize(by, salt)
-    )
-
-
-def _scrubbed(item: Any, salt: bytes | None) -> Any:
-    """An unusable state update as kept in `extra`: its people pseudonymized too."""
-    if salt is None or type(item) is not dict:
-        return item
-    return {
-        key: pseudonymize(value, salt) if key in ("updatedBy", "assignedTo") and isinstance(value, str) else value
-        for key, value in item.items()
-    }
+    return StateUpdateRow(tenant, name, when, state.strip(), assigned, comment, by)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 
 from fetcher.config import GRAPH_HISTORY_DAYS, Config, TenantConfig
@@ -17,13 +17,28 @@ from fetcher.errors import ConfigError
 from fetcher.models import HasTenantIdentity, TenantRef
 
 
+@dataclass(frozen=True)
+class Profiles:
+    """How plans fetch control profiles: `[fetch] control_profiles`, `profiles_max_age_hours`, and the
+    `[database] people_salt` that replaces people's names when `store_people = false` (None: kept)."""
+
+    enabled: bool = True
+    max_age: timedelta = timedelta(hours=24)
+    salt: bytes | None = field(default=None, repr=False)
+
+
+NO_PROFILES = Profiles(enabled=False)
+
+
 @dataclass(frozen=True, slots=True)  # one per tenant: ten thousand of them
 class Plan:
-    """One tenant's work: the newest `days` secureScores, or one by `score_id` (a rebuild needs neither)."""
+    """One tenant's work: the newest `days` secureScores, or one by `score_id` (a rebuild needs neither);
+    and its control profiles too when `profiles` is given."""
 
     tenant: TenantRef
     days: int = 0
     score_id: str | None = None
+    profiles: Profiles | None = None
 
 
 class Fact(Enum):
@@ -33,6 +48,7 @@ class Fact(Enum):
     RESUMABLE = "the tenants done by the latest interrupted backfill"
     OLDEST_DAYS = "each tenant's oldest stored day"
     ARCHIVED = "the tenants with an archive"
+    PROFILES_FETCHED = "when each tenant's control profiles were last fetched"
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class Facts:
     oldest: Mapping[str, date] = field(default_factory=dict)
     done: frozenset[str] = frozenset()
     archived: tuple[str, ...] = ()
+    profiles_fetched: Mapping[str, datetime] = field(default_factory=dict)
 
 
 class PlanRequest:
@@ -93,21 +110,37 @@ def window_days(*, days: int | None, since: date | None, today: date, default: i
     return days
 
 
+def profiles_due(fetched: datetime | None, now: datetime, policy: Profiles) -> bool:
+    """`fetcher run` fetches a tenant's profiles when it has none stored or they are `max_age` old."""
+    return policy.enabled and (fetched is None or now - fetched >= policy.max_age)
+
+
 @dataclass(frozen=True)
 class Incremental(PlanRequest):
-    """`fetcher run`: per tenant, the days since its newest stored day (`incremental_days`)."""
+    """`fetcher run`: per tenant, the days since its newest stored day (`incremental_days`), and its control
+    profiles when they are due (`profiles_due`)."""
 
     tenants: tuple[TenantRef, ...]
     history_days: int
     today: date
+    profiles: Profiles = NO_PROFILES
+    now: datetime | None = None  # None: the start of `today`, UTC
 
     @property
     def needs(self) -> frozenset[Fact]:
-        return frozenset({Fact.NEWEST_DAYS})
+        return frozenset({Fact.NEWEST_DAYS, Fact.PROFILES_FETCHED} if self.profiles.enabled else {Fact.NEWEST_DAYS})
 
     def plans(self, facts: Facts) -> list[Plan]:
-        newest = facts.newest
-        return [Plan(t, incremental_days(newest.get(t.tenant_id), self.today, self.history_days)) for t in self.tenants]
+        newest, fetched = facts.newest, facts.profiles_fetched
+        now = self.now or datetime.combine(self.today, datetime.min.time(), UTC)
+        return [
+            Plan(
+                t,
+                incremental_days(newest.get(t.tenant_id), self.today, self.history_days),
+                profiles=self.profiles if profiles_due(fetched.get(t.tenant_id), now, self.profiles) else None,
+            )
+            for t in self.tenants
+        ]
 
 
 def covers(oldest: date | None, days: int, today: date) -> bool:
@@ -128,13 +161,15 @@ class Backfill(PlanRequest):
     days: int
     resume: bool = False
     today: date | None = None  # needed with `resume`
+    profiles: Profiles = NO_PROFILES  # fetched for every tenant when enabled, whatever their age
 
     @property
     def needs(self) -> frozenset[Fact]:
         return frozenset({Fact.RESUMABLE, Fact.OLDEST_DAYS}) if self.resume else frozenset()
 
     def plans(self, facts: Facts) -> list[Plan]:
-        return [Plan(t, self.days) for t in self.tenants if not self.skips(t.tenant_id, facts)]
+        profiles = self.profiles if self.profiles.enabled else None
+        return [Plan(t, self.days, profiles=profiles) for t in self.tenants if not self.skips(t.tenant_id, facts)]
 
     def skips(self, tenant_id: str, facts: Facts) -> bool:
         """Whether a resumed backfill leaves this tenant alone: done, and its stored days cover the window."""
@@ -171,21 +206,44 @@ class Rebuild(PlanRequest):
         missing = sorted(set(chosen) - set(facts.archived))
         if missing:
             raise ConfigError(f"--tenant {missing[0]}: nothing archived for this tenant (raw_payloads is empty for it)")
-        return [Plan(TenantRef(t, self.names.get(t, ""))) for t in chosen]
+        # Every archived resource is replayed: secureScores, and control profiles where archived.
+        return [Plan(TenantRef(t, self.names.get(t, "")), profiles=Profiles()) for t in chosen]
+
+
+def profiles_policy(config: Config) -> Profiles:
+    """The configuration's profile policy: `[fetch] control_profiles`, `profiles_max_age_hours`, and the salt
+    when `[database] store_people = false` (its secret must have been resolved: a fetching command's)."""
+    database = config.database
+    salt = None
+    if not database.store_people and database.people_salt is not None:
+        salt = database.people_salt.reveal().encode()
+    return Profiles(config.fetch.control_profiles, timedelta(hours=config.fetch.profiles_max_age_hours), salt)
 
 
 def _refs(tenants: Sequence[HasTenantIdentity]) -> tuple[TenantRef, ...]:
     return tuple(TenantRef.of(t) for t in tenants)
 
 
-def plan_incremental(tenants: Sequence[HasTenantIdentity], history_days: int, today: date) -> Incremental:
-    return Incremental(_refs(tenants), history_days, today)
+def plan_incremental(
+    tenants: Sequence[HasTenantIdentity],
+    history_days: int,
+    today: date,
+    *,
+    profiles: Profiles = NO_PROFILES,
+    now: datetime | None = None,
+) -> Incremental:
+    return Incremental(_refs(tenants), history_days, today, profiles, now)
 
 
 def plan_backfill(
-    tenants: Sequence[HasTenantIdentity], days: int, *, resume: bool, today: date | None = None
+    tenants: Sequence[HasTenantIdentity],
+    days: int,
+    *,
+    resume: bool,
+    today: date | None = None,
+    profiles: Profiles = NO_PROFILES,
 ) -> Backfill:
-    return Backfill(_refs(tenants), days, resume, today)
+    return Backfill(_refs(tenants), days, resume, today, profiles)
 
 
 def plan_get(tenant: HasTenantIdentity, score_id: str) -> Get:

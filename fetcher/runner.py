@@ -33,6 +33,7 @@ from fetcher.store import ledger
 from fetcher.store.archive import archived_tenants
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
 from fetcher.store.lock import RunLock, this_process
+from fetcher.store.profiles import profiles_fetched_at
 from fetcher.store.save import in_transaction, record
 from fetcher.store.scores import newest_score_dates, oldest_score_dates, save_tenants
 
@@ -191,4 +192,5 @@ async def read_facts(conn: AsyncConnection, needs: frozenset[Fact]) -> Facts:
         oldest=await oldest_score_dates(conn) if Fact.OLDEST_DAYS in needs else {},
         done=done,
         archived=tuple(await archived_tenants(conn)) if Fact.ARCHIVED in needs else (),
+        profiles_fetched=await profiles_fetched_at(conn) if Fact.PROFILES_FETCHED in needs else {},
     )

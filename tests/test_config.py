@@ -1398,3 +1398,49 @@ def test_alerts_purpose_needs_no_client_secret(tmp_path: Path) -> None:
         tmp_path, environ={"TEAMS_URL": HOOK_URL, "SMTP_PASSWORD": SMTP_PASSWORD}, purpose=Purpose.ALERTS
     )
     assert config.tenants[0].auth.client_secret == Secret("env:FETCHER_CLIENT_SECRET", "")
+
+
+# ------------------------------------------------------------------------------------ control profiles
+
+
+def test_control_profiles_are_fetched_daily_and_people_stored_by_default(tmp_path: Path) -> None:
+    config = load(tmp_path)
+
+    assert (config.fetch.control_profiles, config.fetch.profiles_max_age_hours) == (True, 24.0)
+    assert (config.database.store_people, config.database.people_salt) == (True, None)
+
+
+def test_profile_keys_are_read(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        {**ENV, "PEOPLE_SALT": "pepper-from-the-environment"},
+        fetch="control_profiles = false\nprofiles_max_age_hours = 6",
+        database='store_people = false\npeople_salt = "env:PEOPLE_SALT"',
+    )
+
+    assert (config.fetch.control_profiles, config.fetch.profiles_max_age_hours) == (False, 6.0)
+    assert config.database.people_salt is not None
+    assert config.database.people_salt.reveal() == "pepper-from-the-environment"
+    assert "pepper" not in repr(config.database)
+
+
+def test_a_reading_command_does_not_read_the_people_salt(tmp_path: Path) -> None:
+    path = write(tmp_path, config_text(database='store_people = false\npeople_salt = "env:UNSET_SALT"'))
+
+    config = load_config(path, {}, purpose=Purpose.DATABASE)
+
+    assert config.database.people_salt is not None
+    assert config.database.people_salt.reveal() == ""
+
+
+def test_store_people_false_without_a_salt_is_refused_naming_both_keys(tmp_path: Path) -> None:
+    message = refused(tmp_path, database="store_people = false")
+
+    assert "[database] store_people = false needs people_salt" in message
+
+
+@pytest.mark.parametrize("hours", ["0", "-1"])
+def test_a_profiles_max_age_that_is_not_positive_is_refused(tmp_path: Path, hours: str) -> None:
+    message = refused(tmp_path, fetch=f"profiles_max_age_hours = {hours}")
+
+    assert "profiles_max_age_hours" in message

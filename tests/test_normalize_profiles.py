@@ -13,7 +13,7 @@ import pytest
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ControlProfileRow, StateUpdateRow
-from fetcher.normalize import normalize_profile, pseudonymize
+from fetcher.normalize import normalize_profile, pseudonymize, pseudonymize_people
 
 UTC = dt.UTC
 SAMPLE = Path(__file__).parent / "data" / "list-control-profiles-page1.json"
@@ -130,23 +130,33 @@ def test_a_repeated_state_update_is_kept_once_the_last_one_winning() -> None:
     assert [u.comment for u in got.updates] == ["two"]
 
 
-def test_with_a_salt_people_are_stored_as_a_keyed_hash() -> None:
-    got = normalize_profile(sample()[0], FETCHED, people_salt=SALT)
+def test_pseudonymized_profiles_store_a_keyed_hash_instead_of_people() -> None:
+    got = normalize_profile(pseudonymize_people(sample()[0], SALT), FETCHED)
 
     expected = "hmac-sha256:" + hmac.new(SALT, b"admin@contoso.example", hashlib.sha256).hexdigest()
     assert [(u.updated_by, u.assigned_to) for u in got.updates] == [(expected, ""), (expected, "")]
     assert "admin@contoso.example" not in repr(got)
 
 
-def test_unusable_state_updates_in_extra_are_pseudonymized_too() -> None:
-    bad = {"state": None, "updatedBy": "Ann Example", "assignedTo": "Bob Example"}
+def test_pseudonymizing_reaches_unusable_state_updates_and_leaves_the_rest_alone() -> None:
+    bad = {"state": None, "updatedBy": "Ann Example", "assignedTo": "Bob Example", "comment": "Ann Example?"}
+    obj = {**sample()[1], "controlStateUpdates": [bad, "junk"]}
 
-    got = normalize_profile({**sample()[1], "controlStateUpdates": [bad]}, FETCHED, people_salt=SALT)
+    got = pseudonymize_people(obj, SALT)
 
-    assert got.profile.extra["controlStateUpdates"] == [
-        {"state": None, "updatedBy": pseudonymize("Ann Example", SALT), "assignedTo": pseudonymize("Bob Example", SALT)}
-    ]
-    assert "Example" not in repr(got)
+    assert got == {
+        **obj,
+        "controlStateUpdates": [
+            {**bad, "updatedBy": pseudonymize("Ann Example", SALT), "assignedTo": pseudonymize("Bob Example", SALT)},
+            "junk",
+        ],
+    }
+    assert obj["controlStateUpdates"][0]["updatedBy"] == "Ann Example"  # the original is not changed
+
+
+@pytest.mark.parametrize("obj", [[], {"id": "x"}, {"controlStateUpdates": "none"}])
+def test_pseudonymizing_an_object_without_updates_returns_it_as_it_is(obj: Any) -> None:
+    assert pseudonymize_people(obj, SALT) is obj
 
 
 @pytest.mark.parametrize(

@@ -6,18 +6,21 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, TenantConfig
+from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, Secret, TenantConfig
 from fetcher.errors import ConfigError
 from fetcher.models import TenantRef
 from fetcher.plan import (
     Fact,
     Facts,
     Plan,
+    Profiles,
     incremental_days,
     plan_backfill,
     plan_get,
     plan_incremental,
     plan_rebuild,
+    profiles_due,
+    profiles_policy,
     select_tenants,
     window_days,
 )
@@ -116,9 +119,60 @@ def test_get_plans_one_score_of_one_tenant() -> None:
 def test_rebuild_plans_every_archived_tenant_named_when_configured() -> None:
     request = plan_rebuild(CONFIG, [])
     assert (request.needs, request.replay) == ({Fact.ARCHIVED}, True)
-    assert request.plans(Facts(archived=(A, C))) == [Plan(TenantRef(A, "Contoso")), Plan(TenantRef(C))]
+    assert request.plans(Facts(archived=(A, C))) == [
+        Plan(TenantRef(A, "Contoso"), profiles=Profiles()),
+        Plan(TenantRef(C), profiles=Profiles()),
+    ]
 
 
 def test_rebuild_refuses_a_named_tenant_without_an_archive() -> None:
     with pytest.raises(ConfigError, match=f"--tenant {B}: nothing archived"):
         plan_rebuild(CONFIG, [A, B]).plans(Facts(archived=(A,)))
+
+
+NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
+DAILY = Profiles(max_age=timedelta(hours=24))
+
+
+@pytest.mark.parametrize(
+    ("fetched", "policy", "due"),
+    [
+        (None, DAILY, True),
+        (NOW - timedelta(hours=23, minutes=59), DAILY, False),
+        (NOW - timedelta(hours=24), DAILY, True),
+        (None, Profiles(enabled=False), False),
+    ],
+)
+def test_profiles_are_due_when_none_are_stored_or_they_are_max_age_old(
+    fetched: datetime | None, policy: Profiles, due: bool
+) -> None:
+    assert profiles_due(fetched, NOW, policy) is due
+
+
+def test_an_incremental_plan_fetches_the_profiles_that_are_due() -> None:
+    request = plan_incremental(CONFIG.tenants, 30, NOW.date(), profiles=DAILY, now=NOW)
+
+    plans = request.plans(Facts(newest={A: NOW.date()}, profiles_fetched={A: NOW - timedelta(hours=1)}))
+
+    assert request.needs == {Fact.NEWEST_DAYS, Fact.PROFILES_FETCHED}
+    assert plans == [Plan(TenantRef(A, "Contoso"), 1), Plan(TenantRef(B, "Fabrikam"), 30, profiles=DAILY)]
+
+
+def test_a_backfill_fetches_every_tenants_profiles_whatever_their_age() -> None:
+    request = plan_backfill(CONFIG.tenants, 10, resume=False, profiles=DAILY)
+
+    assert [p.profiles for p in request.plans(Facts(profiles_fetched={A: NOW}))] == [DAILY, DAILY]
+
+
+def test_the_policy_comes_from_the_configuration_with_the_salt_only_when_people_are_not_stored() -> None:
+    salted = Config(
+        DatabaseConfig(store_people=False, people_salt=Secret("env:SALT", "pepper")),
+        GraphConfig(),
+        FetchConfig(control_profiles=True, profiles_max_age_hours=6),
+        AuthConfig(),
+        (),
+    )
+
+    assert profiles_policy(salted) == Profiles(True, timedelta(hours=6), b"pepper")
+    assert profiles_policy(CONFIG) == Profiles(True, timedelta(hours=24), None)
+    assert "pepper" not in repr(profiles_policy(salted))

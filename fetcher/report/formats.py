@@ -455,12 +455,12 @@ ACTIONS_TABLE_HEADER = (
     "control",
     "category",
     "impact / cost",
-    "tenants with points",
-    "points in total",
-    "points on average",
-    "% pts on average",
+    "tenants",
+    "points total",
+    "points avg",
+    "% pts avg",
     "ignored",
-    "third party",
+    "3rd party",
 )
 
 
@@ -468,8 +468,8 @@ def actions_cells(a: ImprovementAction) -> list[str]:
     return [
         a.title or a.control_name,
         a.control_category or "",
-        f"{a.user_impact or NONE} / {a.implementation_cost or NONE}",
-        f"{a.tenants_with_points} of {a.tenants}",
+        f"{a.user_impact or NONE}/{a.implementation_cost or NONE}",
+        f"{a.tenants_with_points}/{a.tenants}",
         number(a.points_available_total),
         number(a.points_available_average),
         number(a.percent_gain_average, 1),
@@ -602,7 +602,10 @@ def actions_table(r: ActionsReport) -> Table:
         caption_justify="left",
     )
     for index, header in enumerate(ACTIONS_TABLE_HEADER):
-        table.add_column(header, justify="right" if index >= 3 else "left", overflow="fold")
+        if index < 3:
+            table.add_column(header, overflow="fold", min_width=24 if index == 0 else None)
+        else:
+            table.add_column(header, justify="right", no_wrap=True)
     for a in r.actions:
         table.add_row(*(Text(cell) for cell in actions_cells(a)))
     return table

@@ -31,15 +31,16 @@ from __future__ import annotations
 from typing import Any
 
 from fetcher.plan import Plan
-from fetcher.resources import secure_scores
+from fetcher.resources import control_profiles, secure_scores
 from fetcher.resources.base import Resource
 
 # Every resource a tenant's run fetches, in this order: the one place a resource is registered.
-RESOURCES: tuple[Resource[Any], ...] = (secure_scores.RESOURCE,)
+RESOURCES: tuple[Resource[Any], ...] = (secure_scores.RESOURCE, control_profiles.RESOURCE)
 
 
 def resources_for(plan: Plan) -> tuple[Resource[Any], ...]:
-    """The resources a plan fetches: one secureScore by id (`fetcher get`) is that resource alone."""
-    if plan.score_id is not None:
+    """The resources a plan fetches: one secureScore by id (`fetcher get`) is that resource alone; control
+    profiles only when the plan says so (`Plan.profiles`: due, enabled, or a rebuild)."""
+    if plan.score_id is not None or plan.profiles is None:
         return (secure_scores.RESOURCE,)
     return RESOURCES

@@ -7,19 +7,27 @@ The same rules as score-days (`fetcher.store.scores`), in the caller's transacti
   and the reports of the days it scored still need its title;
 - state updates are history, kept forever: keyed on (tenant_id, control_name, updated_at, state), a
   repeated one only fills columns that were null.
+
+`raw_control_profiles` archives every profile object as received (`fetcher.store.archive.pack`),
+deduplicated by content per tenant: an unchanged profile fetched again only moves its `last_fetched_at`,
+and replaying the archive in that order rebuilds what the fetches stored (`fetcher rebuild`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from fetcher.models import ControlProfile, ControlProfileRow, StateUpdateRow
 from fetcher.store import bulk
-from fetcher.store.schema import as_utc, control_profiles, control_state_updates
+from fetcher.store.archive import RawPayload
+from fetcher.store.schema import as_utc, control_profiles, control_state_updates, raw_control_profiles
 from fetcher.store.scores import _upsert  # the score tables' null-keeping upsert, shared on purpose
 
 PROFILE_OVERWRITE = ("fetched_at",)
@@ -66,6 +74,56 @@ async def profiles_fetched_at(conn: AsyncConnection, tenant_ids: Sequence[str] |
     return {tenant: when for tenant, when in found.items() if when is not None}
 
 
-async def delete_profiles(conn: AsyncConnection, tenant_id: str) -> None:
-    """Remove a tenant's profiles (not its state updates, which are history), e.g. before a rebuild."""
-    await conn.execute(sa.delete(control_profiles).where(control_profiles.c.tenant_id == tenant_id))
+async def delete_profiles(conn: AsyncConnection, tenant_id: str, names: Sequence[str] | None = None) -> None:
+    """Remove a tenant's profiles (all, or those `names`), not its state updates, which are history."""
+    query = sa.delete(control_profiles).where(control_profiles.c.tenant_id == tenant_id)
+    if names is None:
+        await conn.execute(query)
+        return
+    for start in range(0, len(names), 500):
+        await conn.execute(query.where(control_profiles.c.control_name.in_(list(names[start : start + 500]))))
+
+
+def _upsert_raw(conn: AsyncConnection) -> Insert:
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(raw_control_profiles)
+    return stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "sha256"],
+        set_={
+            "last_fetched_at": stmt.excluded.last_fetched_at,
+            "run_id": stmt.excluded.run_id,
+            "warning": stmt.excluded.warning,
+        },
+    )
+
+
+async def save_raw_profiles(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
+    """Archive profile objects (their `score_date` is not used); one already archived only moves its time."""
+    unique = list({(p.tenant_id, p.sha256): p for p in payloads}.values())  # one statement, one row per key
+    archive = bulk.compiled(
+        conn, "raw_control_profiles", _upsert_raw, RawPayload._fields, aliases={"last_fetched_at": "fetched_at"}
+    )
+    await bulk.execute_many(conn, archive, unique)
+
+
+async def iter_raw_profiles(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[RawPayload]:
+    """A tenant's archived profiles in the order the fetches last saw each."""
+    r = raw_control_profiles.c
+    query = sa.select(raw_control_profiles).where(r.tenant_id == tenant_id).order_by(r.last_fetched_at, r.sha256)
+    result = await conn.stream(query)
+    async for row in result:
+        fetched = as_utc(row.last_fetched_at)
+        assert fetched is not None
+        yield RawPayload(
+            row.tenant_id, fetched.date(), row.sha256, row.body, row.size, fetched, row.run_id, row.warning
+        )
+
+
+def archived_names(payloads: Sequence[RawPayload]) -> list[str]:
+    """The control names (profile ids) an archive holds."""
+    names: set[str] = set()
+    for raw in payloads:
+        obj: Any = raw.payload()
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            names.add(obj["id"].strip())
+    return sorted(names)

@@ -254,6 +254,20 @@ raw_payloads = sa.Table(
     sa.Index("ix_raw_payloads_tenant_id_last_fetched_at", "tenant_id", "last_fetched_at"),
 )
 
+raw_control_profiles = sa.Table(
+    "raw_control_profiles",
+    metadata,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+    sa.Column("last_fetched_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.String(36)),
+    sa.Column("warning", sa.Text),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Index("ix_raw_control_profiles_tenant_id_last_fetched_at", "tenant_id", "last_fetched_at"),
+)
+
 rejected_payloads = sa.Table(
     "rejected_payloads",
     metadata,
