@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fetcher.config import DatabaseConfig, load_config
+from fetcher.config import DatabaseConfig, Purpose, load_config
 from fetcher.report.collect import tenant_report
 from fetcher.report.html import tenant_page
 from fetcher.report.sanitize import remediation_html, remediation_text
@@ -142,7 +142,7 @@ async def test_a_hostile_profile_runs_no_script_and_loads_nothing_in_chromium(
     config = load_config(
         write_report_config(tmp_path / "report.toml", "sqlite+aiosqlite:///unused.db", [(A, "Alpha")]),
         {"REPORT_SECRET": "unused"},
-        secrets=False,
+        purpose=Purpose.DATABASE,
     )
     built = await tenant_report(engine, config, A, since=None, now=now, max_age=timedelta(hours=48))
     page = tmp_path / "hostile.html"
