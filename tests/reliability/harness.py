@@ -54,7 +54,9 @@ SECRETS = {
 TOKEN_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 LOG_OPTIONS = ("-v", "--log-format", "json")
 # Retries as short as the configuration allows: few attempts, short timeouts, no long Retry-After.
-QUICK_FETCH = {"concurrency": 16, "max_attempts": 3, "max_retry_wait_seconds": 5}
+# Control profiles off: these runs check secureScores against the simulator's truth under every fault;
+# the profiles resource has its own runs under faults (tests/resources/test_control_profiles.py).
+QUICK_FETCH = {"concurrency": 16, "max_attempts": 3, "max_retry_wait_seconds": 5, "control_profiles": False}
 
 
 @dataclass(frozen=True)
