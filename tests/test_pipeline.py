@@ -165,7 +165,7 @@ async def test_a_fetch_and_a_rebuild_admit_the_same_hostile_objects_alike(engine
 
 
 async def fetch_control_profiles(client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]:
-    """A second resource, which this Graph (the simulator) does not serve: every fetch of it is refused (400)."""
+    """A second resource (profiles admitted as secureScores would be), refused by a scripted 400 in the tests."""
     async for page in client.list_pages(plan.tenant, "/security/secureScoreControlProfiles", None, stats):
         yield page
 
@@ -179,6 +179,7 @@ async def test_a_failing_resource_does_not_keep_another_from_being_saved(engine:
     url = engine.url.render_as_string(hide_password=False)
     sim = Simulator(generate_tenants(1, seed=35), seed=35, controls_per_day=10)
     tenant = next(iter(sim.tenants))
+    sim.add_fault(tenant, Fault.status(400, endpoint="profiles"))
     async with serving_simulator(sim) as running:
         config = config_for(running, url)
         request = plan_backfill(config.enabled_tenants, 3, resume=False)
@@ -200,6 +201,7 @@ async def test_a_tenant_whose_every_resource_failed_names_each_of_them(engine: A
     sim = Simulator(generate_tenants(1, seed=36), seed=36, controls_per_day=10)
     tenant = next(iter(sim.tenants))
     sim.add_fault(tenant, Fault.status(403, endpoint="list"))
+    sim.add_fault(tenant, Fault.status(400, endpoint="profiles"))
     async with serving_simulator(sim) as running:
         config = config_for(running, url)
         request = plan_backfill(config.enabled_tenants, 3, resume=False)
