@@ -1,4 +1,4 @@
-"""The questions reports ask, answered from the reporting views (migrations 0002 and 0004) as typed rows.
+"""The questions reports ask, answered from the reporting views (migrations 0002 and 0005) as typed rows.
 
 Every figure comes from a view, so `fetcher report` shows what Power BI or Grafana reading the
 same views would; nothing here recomputes a score, a percentage or a change.

@@ -321,7 +321,7 @@ alert_notifications = sa.Table(
 
 # ------------------------------------------------------------------------------------------------- views
 
-# The reporting views (migrations 0002 and 0004), read-only. They live on their own MetaData: Alembic compares
+# The reporting views (migrations 0002 and 0005), read-only. They live on their own MetaData: Alembic compares
 # `metadata` with the tables it finds, and a view described there would read as a table to create.
 views = sa.MetaData()
 

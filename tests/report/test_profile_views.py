@@ -1,4 +1,4 @@
-"""The control profile views (migration 0004) on scripted days, asserted on whole rows, on both databases."""
+"""The control profile views (migration 0005) on scripted days, asserted on whole rows, on both databases."""
 
 from __future__ import annotations
 
@@ -277,11 +277,11 @@ async def test_a_score_that_moves_with_an_unchanged_percentage_is_a_new_max_scor
     assert got == {"x": "microsoft", "y": "tenant"}
 
 
-async def test_downgrade_to_0003_drops_the_profile_views_and_upgrade_restores_them(tmp_path: Path) -> None:
+async def test_downgrade_to_0004_drops_the_profile_views_and_upgrade_restores_them(tmp_path: Path) -> None:
     engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'views.db'}"))
     await migrate(engine)
 
-    await downgrade(engine, "0003")
+    await downgrade(engine, "0004")
     async with engine.connect() as conn:
         down = await conn.run_sync(
             lambda c: (set(sa.inspect(c).get_view_names()), set(sa.inspect(c).get_table_names()))

@@ -17,7 +17,7 @@ from tests.report.conftest import TODAY, Filled, days_ago, score_day, store
 
 A = "aaaaaaaa-0000-4000-8000-00000000000a"
 B = "bbbbbbbb-0000-4000-8000-00000000000b"
-PROFILE_TABLES = {"control_profiles", "control_state_updates", "raw_control_profiles"}  # migrations 0004, 0005
+PROFILE_TABLES = {"control_profiles", "control_state_updates", "raw_control_profiles"}  # migrations 0005, 0006
 CHANGE_FIELDS = (
     "tenant_id",
     "score_date",

@@ -1,8 +1,8 @@
 """Control profiles: control_profiles, control_state_updates; views control_status, category_scores,
 improvement_actions; control_changes gains the title, the state update and the cause.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29
 
 Written out in full, like 0001 and 0002, so that this revision keeps creating the same tables and views
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
