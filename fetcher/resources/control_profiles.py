@@ -70,6 +70,7 @@ def admit_control_profiles(
     keep_raw: bool,
     keep_objects: bool,
     into: Admission[ControlProfile],
+    replay: bool = False,  # noqa: ARG001 (the Admitter signature: a control named twice keeps its last profile anyway)
 ) -> Admission[ControlProfile]:
     """Profile objects -> profiles with their state updates (and archive rows when `keep_raw`)."""
     return admit(
