@@ -27,12 +27,16 @@ from sqlalchemy.exc import DBAPIError
 
 from fetcher import __version__
 from fetcher.config import Config, Purpose, find_config_file, load_config, redacted
+from fetcher.discovery import merge, read_tenants_file, render_tenants_file, write_atomically
 from fetcher.errors import ConfigError, FetcherError
 from fetcher.outcome import Observer, RunReport
 from fetcher.output import (
     REDACTOR,
     LogObserver,
     ProgressObserver,
+    discovery_json,
+    discovery_summary,
+    discovery_table,
     is_short,
     is_stale,
     setup_logging,
@@ -40,6 +44,7 @@ from fetcher.output import (
     status_table,
     summary_table,
 )
+from fetcher.partner import discover, open_partner_graph
 from fetcher.plan import (
     plan_backfill,
     plan_get,
@@ -77,8 +82,9 @@ class Context:
     def config(self, purpose: Purpose = Purpose.FETCH) -> Config:
         """The configuration; `Purpose.DATABASE` for commands that never authenticate."""
         config = load_config(find_config_file(self.config_path), purpose=purpose)
-        for tenant in config.tenants:
-            for secret in (tenant.auth.client_secret, tenant.auth.certificate_password):
+        auths = [t.auth for t in config.tenants] + ([config.partner.auth] if config.partner else [])
+        for auth in auths:
+            for secret in (auth.client_secret, auth.certificate_password):
                 if secret is not None and secret.reveal():
                     REDACTOR.add(secret.reveal())
         for channel in config.alerts.channels:
@@ -634,3 +640,47 @@ def simulate_command(ctx: Context, n_tenants: int, port: int, seed: int, latency
     except OSError as error:
         _fail(ctx.err, ConfigError(f"cannot serve on port {port}: {error.strerror}"))
         sys.exit(2)
+
+
+# ------------------------------------------------------------------------------------------- tenants
+
+
+@main.group("tenants")
+def tenants_group() -> None:
+    """Discover the partner's customer tenants and keep the tenants file in sync."""
+
+
+@tenants_group.command("discover")
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Merge into this CSV tenants file (default: the configured tenants_file).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool, fmt: str) -> None:
+    """List the partner's customers ([partner] source: GDAP relationships and/or contracts) and merge them
+    into the tenants file: new ones added, your names and enabled flags kept, missing ones marked gone."""
+
+    async def action() -> int:
+        config = ctx.config(Purpose.DISCOVER)
+        target = write_to or config.tenants_file
+        if target is None and not dry_run:
+            raise ConfigError("tenants discover: no file to write: give --write FILE or set tenants_file")
+        existing = read_tenants_file(target) if target else []  # a malformed file stops us before Graph
+        assert config.partner is not None  # Purpose.DISCOVER requires [partner]
+        async with open_partner_graph(config, config.partner) as client:
+            found = await discover(client, config.partner)
+        merged = merge(existing, found.customers, datetime.now(UTC).date())
+        if target and not dry_run:
+            write_atomically(target, render_tenants_file(merged.rows))
+        if fmt == "json":
+            ctx.console.out(discovery_json(found, merged, target, written=not dry_run).decode(), highlight=False)
+        else:
+            ctx.console.print(discovery_table(merged))
+            ctx.err.print(discovery_summary(found, merged, target, written=bool(target) and not dry_run))
+        return 0
+
+    _run_async(ctx, action())

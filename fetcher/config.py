@@ -74,7 +74,7 @@ ENABLED_WORDS = {
     "n": False,
     "0": False,
 }
-TENANT_COLUMNS = ("tenant_id", "name", "enabled")
+TENANT_COLUMNS = ("tenant_id", "name", "enabled", "source_status")  # source_status: `fetcher tenants discover`
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 GRAPH_MAX_PER_TENANT_RATE = 150
 GRAPH_HISTORY_DAYS = 90
@@ -93,6 +93,11 @@ class Purpose(StrEnum):
     FETCH = "fetch"  # talks to Entra ID and Graph: every secret, a complete [auth], an enabled tenant
     DATABASE = "database"  # reads or maintains the database: [database] and the tenants' names only
     ALERTS = "alerts"  # `fetcher alerts`: what DATABASE reads, and the secrets of the [alerts] channels
+    DISCOVER = "discover"  # talks to the partner tenant: every secret, [partner]; no tenant needed yet
+
+    @property
+    def talks_to_graph(self) -> bool:
+        return self in (Purpose.FETCH, Purpose.DISCOVER)
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,21 @@ class AlertsConfig:
         return next(c for c in self.channels if c.name == name)
 
 
+PARTNER_SOURCES = ("gdap", "contracts", "both")
+
+
+@dataclass(frozen=True)
+class PartnerConfig:
+    """`[partner]`: the partner's own tenant, where its customers are discovered (`fetcher tenants`).
+
+    `auth` is `[auth]` resolved for the partner tenant; `source` is "gdap", "contracts" or "both".
+    """
+
+    tenant_id: str
+    auth: AuthConfig
+    source: str = "gdap"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole, validated configuration.
@@ -300,6 +320,8 @@ class Config:
     path: Path | None = None
     warnings: tuple[str, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    partner: PartnerConfig | None = None
+    tenants_file: Path | None = None
 
     @property
     def enabled_tenants(self) -> tuple[TenantConfig, ...]:
@@ -417,8 +439,14 @@ class _AlertsTable(_Table):
     channels: list[_AlertChannelTable] = Field(default_factory=list)
 
 
+class _PartnerTable(_Table):
+    tenant_id: str | None = None
+    source: str = "gdap"
+
+
 class _File(_Table):
     database: _DatabaseTable = _DatabaseTable()
+    partner: _PartnerTable | None = None
     graph: _GraphTable = _GraphTable()
     fetch: _FetchTable = _FetchTable()
     auth: _AuthTable = _AuthTable()
@@ -615,12 +643,29 @@ class _Loader:
         tenants = self.tenants(entries, file.auth)
         if self.purpose is Purpose.FETCH:
             self.require_enabled(tenants, file.tenants_file)
+        partner = self.partner(file.partner, file.auth)
         self.note_literals(file)
         self.note_channel_literals(file.alerts)
         self.check_mode()
         shared = self.auth_as_written(file.auth)
-        alerts = self.alerts(file.alerts, tenants)
-        return Config(database, graph, fetch, shared, tenants, self.path, tuple(self.warnings), alerts)
+        tenants_file = self.resolve_path(file.tenants_file) if file.tenants_file else None
+        alerts = self.alerts(file.alerts, tenants)  # before the warnings: it may add some
+        warnings = tuple(self.warnings)
+        return Config(database, graph, fetch, shared, tenants, self.path, warnings, alerts, partner, tenants_file)
+
+    def partner(self, table: _PartnerTable | None, shared: _AuthTable) -> PartnerConfig | None:
+        """`[partner]`, required when discovering; its token comes from `[auth]`."""
+        if table is None:
+            if self.purpose is Purpose.DISCOVER:
+                raise self.fail("[partner] is required to discover tenants: add it with the partner's tenant_id")
+            return None
+        if table.tenant_id is None:
+            raise self.fail("[partner] tenant_id is required (the partner's own tenant GUID)")
+        if table.source not in PARTNER_SOURCES:
+            raise self.fail(f"[partner] source must be one of {', '.join(PARTNER_SOURCES)}, got {table.source!r}")
+        tenant_id = self.guid(table.tenant_id, "[partner]")
+        auth = self.tenant_auth(_Entry("[partner]", tenant_id, "partner", True, _AuthTable()), shared)
+        return PartnerConfig(tenant_id, auth, table.source)
 
     def resolve_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
@@ -693,7 +738,7 @@ class _Loader:
         ca_bundle = None
         if table.ca_bundle is not None:
             ca_bundle = self.resolve_path(table.ca_bundle)
-            if self.purpose is Purpose.FETCH:
+            if self.purpose.talks_to_graph:
                 self.check_file(ca_bundle, CA_BUNDLE_MAX_BYTES, "[graph] ca_bundle: ")
         return GraphConfig(
             table.cloud,
@@ -709,7 +754,7 @@ class _Loader:
     def proxy(self, value: str) -> Secret:
         """An HTTP proxy for Graph and Entra ID alike; it may carry a password, so it is a secret."""
         if value.startswith(("env:", "file:")):
-            if self.purpose is not Purpose.FETCH:
+            if not self.purpose.talks_to_graph:
                 return Secret(value, "")
             secret = self.secret(value, "[graph] proxy ")
         else:
@@ -740,6 +785,8 @@ class _Loader:
         if name is None:
             return
         path = self.resolve_path(name)
+        if self.purpose is Purpose.DISCOVER and (not path.exists() or path.stat().st_size == 0):
+            return  # discovery is how the file comes to be
         try:
             text = read_regular_file(path, TENANTS_FILE_MAX_BYTES).decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -749,7 +796,9 @@ class _Loader:
         for line, row in _csv_rows(path, text):
             where = f"{path}:{line}"
             tenant_id = self.guid(row.get("tenant_id", ""), where)
-            yield _Entry(where, tenant_id, row.get("name", ""), _enabled(row, where), _AuthTable())
+            # a customer discovery no longer finds is kept in the file (and its history), not fetched
+            enabled = _enabled(row, where) and not row.get("source_status", "").startswith("gone since")
+            yield _Entry(where, tenant_id, row.get("name", ""), enabled, _AuthTable())
 
     def tenants(self, entries: list[_Entry], shared: _AuthTable) -> tuple[TenantConfig, ...]:
         seen: dict[str, str] = {}
@@ -800,7 +849,7 @@ class _Loader:
             "method": method,
             "client_id": self.client_id(client_id, id_where) if client_id is not None else None,
         }
-        if self.purpose is not Purpose.FETCH:
+        if not self.purpose.talks_to_graph:
             return AuthConfig(**values, **self.unresolved(entry.auth, shared))
         if values["client_id"] is None and method != "managed_identity":
             raise self.fail(f"{method_where}client_id is required for method {method!r}{self.by(entry, method_where)}")
@@ -1061,6 +1110,25 @@ def _closest_name(name: str, names: Iterable[str]) -> str:
 def _reference_only(value: str) -> Secret:
     """A secret not read: an env:/file: reference keeps its name, a literal is never copied."""
     return Secret(value, "") if value.startswith(("env:", "file:")) else Secret("literal value", "")
+
+
+def read_tenant_rows(path: Path) -> Iterator[tuple[str, str, bool, str]]:
+    """(tenant_id, name, enabled, source_status) of each row of a CSV tenants file.
+
+    Raises ConfigError naming the file and line of an unreadable or malformed row.
+    """
+    try:
+        text = read_regular_file(path, TENANTS_FILE_MAX_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except FileProblem as problem:
+        raise ConfigError(f"{path}: cannot read: {problem}") from None
+    for line, row in _csv_rows(path, text):
+        where = f"{path}:{line}"
+        tenant_id = row.get("tenant_id", "")
+        if not GUID.match(tenant_id):
+            raise ConfigError(f"{where}: tenant_id {tenant_id!r} is not a GUID")
+        yield tenant_id.lower(), row.get("name", ""), _enabled(row, where), row.get("source_status", "")
 
 
 def _enabled(row: Mapping[str, str], where: str) -> bool:

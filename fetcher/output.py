@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fetcher.discovery import Change, Found, Merged
 from fetcher.models import Status
 from fetcher.outcome import RunReport, TenantOutcome
 from fetcher.plan import covers
@@ -320,5 +322,54 @@ def status_json(
             }
             for s in states
         ],
+        option=orjson.OPT_INDENT_2,
+    )
+
+
+def discovery_table(merged: Merged) -> Table:
+    """`tenants discover`: one row per tenant that changed (unchanged ones are only counted)."""
+    table = Table(title="tenants discovered", title_justify="left")
+    table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
+    table.add_column("change", no_wrap=True)
+    table.add_column("detail", overflow="fold", min_width=16, ratio=1)
+    for change, row, upstream in merged.changes:
+        if change is Change.UNCHANGED:
+            continue
+        detail = {
+            Change.RENAMED_UPSTREAM: f"upstream name: {upstream} (your name is kept)",
+            Change.GONE: row.source_status,
+        }
+        table.add_row(_tenant_cell(row.name, row.tenant_id), str(change), escape(detail.get(change, "")))
+    return table
+
+
+def discovery_summary(found: Found, merged: Merged, target: Path | None, *, written: bool) -> str:
+    """One line: the counts of each change and of what was skipped, and where it went."""
+    counts = ", ".join(f"{merged.count(c)} {c}" for c in Change)
+    skipped = ", ".join(f"{n} {why}" for why, n in found.skipped.items()) or "none"
+    where = f"written to {target}" if written else "nothing written"
+    return f"{len(found.customers)} customer(s) found: {counts}; skipped: {skipped}; {escape(where)}"
+
+
+def discovery_json(found: Found, merged: Merged, target: Path | None, *, written: bool) -> bytes:
+    return orjson.dumps(
+        {
+            "file": str(target) if target else None,
+            "written": written and target is not None,
+            "found": len(found.customers),
+            "skipped": found.skipped,
+            "counts": {str(c): merged.count(c) for c in Change},
+            "changes": [
+                {
+                    "change": str(change),
+                    "tenant_id": row.tenant_id,
+                    "name": row.name,
+                    "upstream_name": upstream,
+                    "enabled": row.enabled,
+                    "source_status": row.source_status,
+                }
+                for change, row, upstream in merged.changes
+            ],
+        },
         option=orjson.OPT_INDENT_2,
     )

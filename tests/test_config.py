@@ -639,7 +639,7 @@ def test_tenants_file_without_tenant_id_column_is_refused(tmp_path: Path) -> Non
 def test_tenants_file_with_an_unknown_column_is_refused(tmp_path: Path) -> None:
     message, _ = csv_refused(tmp_path, f"tenant_id,name,region\n{TENANT_B},Fabrikam,EU\n")
 
-    assert "unknown column 'region' (columns: tenant_id, name, enabled)" in message
+    assert "unknown column 'region' (columns: tenant_id, name, enabled, source_status)" in message
 
 
 def test_tenants_file_bad_guid_is_refused_naming_file_and_line(tmp_path: Path) -> None:
@@ -724,7 +724,7 @@ def test_literal_secret_works_with_a_warning_that_does_not_show_it(tmp_path: Pat
 @pytest.mark.parametrize(
     ("mode", "readers"), [(0o644, "its group and others"), (0o640, "its group"), (0o604, "others")]
 )
-@pytest.mark.parametrize("purpose", list(Purpose))
+@pytest.mark.parametrize("purpose", [p for p in Purpose if p is not Purpose.DISCOVER])  # DISCOVER also needs [partner]
 def test_literal_secret_in_a_file_others_can_read_is_warned_naming_the_mode(
     tmp_path: Path, mode: int, readers: str, purpose: Purpose
 ) -> None:
@@ -982,6 +982,7 @@ def test_example_config_documents_every_key() -> None:
         "alerts": fields[AlertsConfig],
         "alerts.rules": fields[AlertRule],
         "alerts.channels": channel_keys,
+        "partner": {"tenant_id", "source"},
     }
     assert overrides <= fields[AuthConfig]
 
@@ -1444,3 +1445,32 @@ def test_a_profiles_max_age_that_is_not_positive_is_refused(tmp_path: Path, hour
     message = refused(tmp_path, fetch=f"profiles_max_age_hours = {hours}")
 
     assert "profiles_max_age_hours" in message
+
+
+def test_partner_is_resolved_with_the_shared_auth_for_discovery(tmp_path: Path) -> None:
+    text = config_text(tenants="") + f'[partner]\ntenant_id = "{TENANT_C.upper()}"\nsource = "both"\n'
+    config = load_config(write(tmp_path, text), ENV, purpose=Purpose.DISCOVER)
+    assert config.partner is not None
+    assert (config.partner.tenant_id, config.partner.source, config.tenants) == (TENANT_C, "both", ())
+    assert config.partner.auth.client_secret is not None
+    assert config.partner.auth.client_secret.reveal() == SECRET
+
+
+@pytest.mark.parametrize(
+    ("partner", "message"),
+    [
+        (None, "[partner] is required to discover tenants: add it with the partner's tenant_id"),
+        ('source = "gdap"', "[partner] tenant_id is required (the partner's own tenant GUID)"),
+        (
+            f'tenant_id = "{TENANT_C}"\nsource = "csp"',
+            "[partner] source must be one of gdap, contracts, both, got 'csp'",
+        ),
+        ('tenant_id = "partner"', "[partner]: tenant_id 'partner' is not a GUID"),
+    ],
+)
+def test_partner_table_errors_name_the_key(tmp_path: Path, partner: str | None, message: str) -> None:
+    text = config_text(tenants="") + (f"[partner]\n{partner}\n" if partner is not None else "")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV, purpose=Purpose.DISCOVER)
+    assert str(caught.value) == f"{path}: {message}"

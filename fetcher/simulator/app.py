@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from fetcher.simulator import entra, graph, hostile, pages, quirks, tokens
+from fetcher.simulator import entra, graph, hostile, pages, partner, quirks, tokens
 from fetcher.simulator.faults import Fault, FaultKind, Plan
-from fetcher.simulator.records import GET, LIST, OTHER, PROFILES, TOKEN, RequestRecord
+from fetcher.simulator.records import GET, LIST, OTHER, PARTNER, PROFILES, TOKEN, RequestRecord
 from fetcher.simulator.tokens import AccessClaims, TokenRejected
 
 if TYPE_CHECKING:
@@ -55,6 +55,9 @@ def classify(path: str) -> Route:
         return Route(PROFILES)
     if match := _GET_PATH.match(path):
         return Route(GET, match.group(1))
+    for partner_path in (partner.RELATIONSHIPS_PATH, partner.CONTRACTS_PATH):
+        if path.rstrip("/").lower() == partner_path.lower():
+            return Route(PARTNER, partner_path)
     return Route(OTHER)
 
 
@@ -119,6 +122,8 @@ class Service:
             return await self._token(exchange)
         if exchange.route.endpoint in (LIST, GET, PROFILES):
             return await self._graph(exchange)
+        if exchange.route.endpoint == PARTNER:
+            return self._partner(exchange)
         return _unknown_path(exchange)
 
     async def _sleep(self, plan: Plan, top: int | None = None) -> None:
@@ -212,6 +217,25 @@ class Service:
             if exchange.route.endpoint == PROFILES:
                 return self._profiles(exchange, claims.tenant_id, plan.answer)
             return self._get(exchange, claims.tenant_id, plan.answer)
+
+    def _partner(self, exchange: Exchange) -> web.Response:
+        """The partner's GDAP relationships or contracts; a customer tenant's token gets 403."""
+        claims, rejection = self._authenticate(exchange)
+        exchange.tenant_id = claims.tenant_id if claims else None
+        if claims is None:
+            return _unauthenticated(exchange, rejection)
+        path = exchange.route.argument
+        role = partner.RELATIONSHIPS_ROLE if path == partner.RELATIONSHIPS_PATH else partner.CONTRACTS_ROLE
+        if role not in claims.roles:
+            return _graph_error(exchange, 403, "Forbidden", f"Missing application roles. API required roles: {role}.")
+        items: list[partner.SimRelationship] | list[partner.SimContract] = (
+            list(self.sim.relationships) if path == partner.RELATIONSHIPS_PATH else list(self.sim.contracts)
+        )
+        try:
+            body = partner.page_of(items, exchange.request.query, origin=exchange.origin, path=path)
+        except partner.BadPartnerQuery as bad:
+            return _graph_error(exchange, 400, "BadRequest", str(bad))
+        return _graph_ok(exchange, 200, body)
 
     def _authenticate(self, exchange: Exchange) -> tuple[AccessClaims | None, str]:
         token = _bearer(exchange.request)

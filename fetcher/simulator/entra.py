@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from fetcher.simulator import tokens
+from fetcher.simulator.partner import PARTNER_ROLES
 from fetcher.simulator.tokens import RegisteredCertificate, SigningKey, TokenRejected
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def authorize(form: Mapping[str, str], context: TokenContext) -> Grant | Refusal
         tenant_id=tenant.tenant_id,
         client_id=context.app.client_id,
         audience=scope.removesuffix("/.default"),
-        roles=(tokens.GRAPH_ROLE,) if tenant.consent else (),
+        roles=((tokens.GRAPH_ROLE, *(PARTNER_ROLES if tenant.partner else ())) if tenant.consent else ()),
         certificate_auth="client_assertion" in form,
     )
 

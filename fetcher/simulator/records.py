@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 TOKEN, LIST, GET, PROFILES, OTHER = "token", "list", "get", "profiles", "other"
+PARTNER = "partner"  # the partner tenant's delegatedAdminRelationships and contracts
 GRAPH_ENDPOINTS = frozenset({LIST, GET, PROFILES})
 
 
@@ -23,7 +24,7 @@ class RequestRecord:
     time: float  # time.monotonic() at arrival
     finished: float
     tenant_id: str | None  # from the URL for token requests, from the access token for Graph requests
-    endpoint: str  # "token" | "list" | "get" | "profiles" | "other"
+    endpoint: str  # "token" | "list" | "get" | "profiles" | "partner" | "other"
     method: str
     path: str
     query: dict[str, str]

@@ -20,6 +20,7 @@ from fetcher.simulator.app import make_app
 from fetcher.simulator.cache import ByteCache
 from fetcher.simulator.entra import AppRegistration
 from fetcher.simulator.faults import Fault, FaultBook
+from fetcher.simulator.partner import SimContract, SimRelationship
 from fetcher.simulator.records import Recorder, RequestRecord
 from fetcher.simulator.tenants import SimTenant
 
@@ -46,6 +47,8 @@ class Simulator:
         token_lifetime_seconds: int = 3600,
         cache_megabytes: float = 256.0,
         profile_page_size: int = 200,
+        relationships: Sequence[SimRelationship] = (),
+        contracts: Sequence[SimContract] = (),
     ) -> None:
         if page_size < 1 or controls_per_day < 1 or token_lifetime_seconds < 1 or profile_page_size < 1:
             raise ValueError(
@@ -74,6 +77,9 @@ class Simulator:
             for fault in tenant.faults:
                 self.faults.add(tenant.tenant_id, fault)
         self.recorder = Recorder()
+        # The partner tenant's side (a tenant with partner=True reads them); tests may change them live.
+        self.relationships: list[SimRelationship] = list(relationships)
+        self.contracts: list[SimContract] = list(contracts)
         self._profiles: dict[str, data.Profile] = {}
         self._profiles_lock = threading.Lock()
         self._cache = ByteCache(int(cache_megabytes * 1024 * 1024))

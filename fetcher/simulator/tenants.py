@@ -34,6 +34,7 @@ class SimTenant:
     registered: bool = True  # False: the token endpoint answers AADSTS90002 (tenant not found)
     app_installed: bool = True  # False: AADSTS700016 (application not found in the directory)
     consent: bool = True  # False: tokens carry no roles and Graph answers 403
+    partner: bool = False  # the partner tenant: its tokens may also read GDAP relationships and contracts
     faults: tuple[Fault, ...] = ()
 
     def __post_init__(self) -> None:

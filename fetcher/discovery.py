@@ -1,0 +1,207 @@
+"""Tenant discovery, pure: a partner's customers from GDAP relationships or CSP contracts, merged into
+the tenants file.
+
+Sources (Microsoft Graph v1.0):
+- `GET /tenantRelationships/delegatedAdminRelationships` (application permission
+  `DelegatedAdminRelationship.Read.All`): objects with `displayName`, `status` and
+  `customer { tenantId, displayName }`. Only `status == "active"` gives access; display names starting
+  with `MLT_` are Microsoft-Led Transition placeholders, skipped as the partner tools skip them.
+  https://learn.microsoft.com/graph/api/tenantrelationship-list-delegatedadminrelationships
+- `GET /contracts` (`Directory.Read.All`): objects with `customerId`, `displayName`, `defaultDomainName`.
+  https://learn.microsoft.com/graph/api/contract-list
+
+Everything from Graph is untrusted: a customer whose tenant id is not a GUID is skipped and counted, and
+display names are cut to one line.
+
+The merge never deletes a row: a customer no longer found keeps its row with `source_status` set to
+`gone since YYYY-MM-DD`; the name and `enabled` flag in the file are the user's and are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from fetcher.config import GUID, read_tenant_rows
+from fetcher.text import one_line
+
+RELATIONSHIPS_PATH = "/tenantRelationships/delegatedAdminRelationships"
+CONTRACTS_PATH = "/contracts"
+RELATIONSHIPS_PERMISSION = "DelegatedAdminRelationship.Read.All"
+CONTRACTS_PERMISSION = "Directory.Read.All"
+RELATIONSHIPS_PAGE_SIZE = 300  # Graph's largest $top for delegatedAdminRelationships
+MLT_PREFIX = "MLT_"
+GONE_PREFIX = "gone since "
+FILE_COLUMNS = ("tenant_id", "name", "enabled", "source_status")
+NAME_LIMIT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A customer tenant found at the partner: its lower-case GUID and display name."""
+
+    tenant_id: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Customers found (one per tenant id, first name seen wins) and what was skipped, by reason.
+
+    Skip reasons: `mlt` (an `MLT_` placeholder), a relationship status other than `active`
+    (`terminated`, `expired`, ...), `invalid` (no GUID tenant id) and `duplicate` (a tenant already found).
+    """
+
+    customers: tuple[Customer, ...]
+    skipped: Mapping[str, int]
+
+
+def _customer(tenant_id: Any, name: Any) -> Customer | None:
+    if not isinstance(tenant_id, str) or not GUID.match(tenant_id):
+        return None
+    return Customer(tenant_id.lower(), one_line(name if isinstance(name, str) else "", limit=NAME_LIMIT))
+
+
+def _relationship(item: Any) -> tuple[Customer | None, str | None]:
+    """(customer, None) for an active relationship, or (None, why it is skipped)."""
+    if not isinstance(item, Mapping):
+        return None, "invalid"
+    name = item.get("displayName")
+    if isinstance(name, str) and name.startswith(MLT_PREFIX):
+        return None, "mlt"
+    status = item.get("status")
+    if status != "active":
+        return None, one_line(status, limit=40) if isinstance(status, str) and status else "no status"
+    who = item.get("customer")
+    found = _customer(who.get("tenantId"), who.get("displayName")) if isinstance(who, Mapping) else None
+    return (found, None) if found else (None, "invalid")
+
+
+def _contract(item: Any) -> tuple[Customer | None, str | None]:
+    if not isinstance(item, Mapping):
+        return None, "invalid"
+    found = _customer(item.get("customerId"), item.get("displayName"))
+    return (found, None) if found else (None, "invalid")
+
+
+def select_customers(relationships: Iterable[Any] = (), contracts: Iterable[Any] = ()) -> Found:
+    """The customers of GDAP relationship objects and contract objects, deduplicated by tenant id."""
+    customers: dict[str, Customer] = {}
+    skipped: Counter[str] = Counter()
+    judged = [*map(_relationship, relationships), *map(_contract, contracts)]
+    for customer, reason in judged:
+        if customer is None:
+            skipped[reason or "invalid"] += 1
+        elif customer.tenant_id in customers:
+            skipped["duplicate"] += 1
+        else:
+            customers[customer.tenant_id] = customer
+    return Found(tuple(customers.values()), dict(sorted(skipped.items())))
+
+
+# -- the tenants file
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRow:
+    """One row of the tenants file, as written by discovery."""
+
+    tenant_id: str
+    name: str
+    enabled: bool = True
+    source_status: str = ""
+
+
+class Change(StrEnum):
+    ADDED = "added"
+    RENAMED_UPSTREAM = "renamed upstream"
+    GONE = "gone"
+    RETURNED = "returned"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """The merged rows (existing order, new customers appended) and each tenant's change."""
+
+    rows: tuple[TenantRow, ...]
+    changes: tuple[tuple[Change, TenantRow, str], ...] = field(default=())  # (change, row, upstream name)
+
+    def count(self, change: Change) -> int:
+        return sum(1 for c, _, _ in self.changes if c is change)
+
+
+def _merge_row(row: TenantRow, customer: Customer | None, today: datetime.date) -> tuple[Change, TenantRow]:
+    if customer is None:
+        if row.source_status.startswith(GONE_PREFIX):
+            return Change.UNCHANGED, row
+        return Change.GONE, TenantRow(row.tenant_id, row.name, row.enabled, f"{GONE_PREFIX}{today.isoformat()}")
+    kept = TenantRow(row.tenant_id, row.name, row.enabled, "")
+    if row.source_status.startswith(GONE_PREFIX):
+        return Change.RETURNED, kept
+    if customer.display_name and customer.display_name != row.name:
+        return Change.RENAMED_UPSTREAM, kept
+    return Change.UNCHANGED, kept
+
+
+def merge(existing: Sequence[TenantRow], found: Sequence[Customer], today: datetime.date) -> Merged:
+    """`existing` updated with `found`: new customers added enabled, the user's names and flags kept,
+    missing customers marked `gone since <today>` (the first day they were missed), none deleted."""
+    by_id = {c.tenant_id: c for c in found}
+    rows: list[TenantRow] = []
+    changes: list[tuple[Change, TenantRow, str]] = []
+    for row in existing:
+        customer = by_id.pop(row.tenant_id, None)
+        change, merged = _merge_row(row, customer, today)
+        rows.append(merged)
+        changes.append((change, merged, customer.display_name if customer else ""))
+    for customer in by_id.values():
+        added = TenantRow(customer.tenant_id, customer.display_name)
+        rows.append(added)
+        changes.append((Change.ADDED, added, customer.display_name))
+    return Merged(tuple(rows), tuple(changes))
+
+
+def read_tenants_file(path: Path) -> list[TenantRow]:
+    """The rows of an existing tenants file; a missing or empty file has none.
+
+    Raises ConfigError naming the file and line of a malformed row (the same rules as `tenants_file`).
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    return [TenantRow(*entry) for entry in read_tenant_rows(path)]
+
+
+def render_tenants_file(rows: Iterable[TenantRow]) -> str:
+    """CSV text with the discovery columns; `enabled` as true/false."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(FILE_COLUMNS)
+    for row in rows:
+        writer.writerow((row.tenant_id, row.name, "true" if row.enabled else "false", row.source_status))
+    return out.getvalue()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step: a reader sees the old file or the new, never a part."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,153 @@
+"""Discovery, pure: customers from GDAP relationships and contracts, and the merge into the tenants file."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fetcher.config import Purpose, load_config
+from fetcher.discovery import (
+    Change,
+    Customer,
+    TenantRow,
+    merge,
+    read_tenants_file,
+    render_tenants_file,
+    select_customers,
+    write_atomically,
+)
+from fetcher.errors import ConfigError
+
+SAMPLE = Path("/work/shared/samples/list-gdap-relationships.json")
+A = "0b7c1e2a-1111-4222-8333-444455556666"
+B = "7e4f0c2b-2222-4333-8444-555566667777"
+C = "9a8b7c6d-3333-4444-8555-666677778888"
+D = "dddddddd-4444-4555-8666-777788889999"
+E = "eeeeeeee-0000-4000-8000-000000000001"
+TODAY = datetime.date(2026, 12, 1)
+
+
+def relationship(tenant_id: str, name: str, *, status: str = "active", title: str = "Managed") -> dict[str, Any]:
+    return {"id": f"rel-{tenant_id}-{title}", "displayName": title, "status": status,
+            "customer": {"tenantId": tenant_id, "displayName": name}}  # fmt: skip
+
+
+def test_sample_page_keeps_the_active_customer_and_counts_mlt_and_terminated() -> None:
+    page = {
+        "value": [
+            relationship(A, "Contoso Ltd", title="Contoso managed security"),
+            relationship(B, "Fabrikam Inc", title="MLT_0001_placeholder"),
+            relationship(C, "Northwind Traders", status="terminated"),
+        ]
+    }
+    if SAMPLE.exists():
+        page = json.loads(SAMPLE.read_text())
+    found = select_customers(page["value"])
+    assert found.customers == (Customer(A, "Contoso Ltd"),)
+    assert found.skipped == {"mlt": 1, "terminated": 1}
+
+
+def test_a_customer_in_two_relationships_and_a_contract_appears_once() -> None:
+    found = select_customers(
+        [relationship(A, "Contoso", title="one"), relationship(A, "Contoso", title="two")],
+        [{"customerId": A.upper(), "displayName": "Contoso", "defaultDomainName": "contoso.example"}],
+    )
+    assert found.customers == (Customer(A, "Contoso"),)
+    assert found.skipped == {"duplicate": 2}
+
+
+def test_expired_invalid_and_hostile_entries_are_skipped_and_counted() -> None:
+    found = select_customers(
+        [
+            relationship(A, "Contoso", status="expired"),
+            relationship("not-a-guid", "Bad"),
+            {"displayName": "no customer", "status": "active"},
+            "not an object",
+            relationship(B, "Fab\nrikam\x1b[31m"),
+        ],
+        [{"customerId": 42}],
+    )
+    assert found.customers == (Customer(B, "Fab rikam [31m"),)
+    assert found.skipped == {"expired": 1, "invalid": 4}
+
+
+def test_merge_adds_keeps_edits_marks_gone_and_never_deletes() -> None:
+    existing = [
+        TenantRow(A, "Contoso (my name)", True, ""),
+        TenantRow(B, "Fabrikam", False, ""),
+        TenantRow(C, "Northwind", True, ""),
+        TenantRow(D, "Old customer", True, "gone since 2026-11-01"),
+    ]
+    found = [
+        Customer(A, "Contoso Ltd"),
+        Customer(B, "Fabrikam"),
+        Customer(E, "New"),
+    ]
+    merged = merge(existing, found, TODAY)
+    assert merged.rows == (
+        TenantRow(A, "Contoso (my name)", True, ""),
+        TenantRow(B, "Fabrikam", False, ""),
+        TenantRow(C, "Northwind", True, "gone since 2026-12-01"),
+        TenantRow(D, "Old customer", True, "gone since 2026-11-01"),
+        TenantRow(E, "New", True, ""),
+    )
+    assert [(c, r.tenant_id, upstream) for c, r, upstream in merged.changes] == [
+        (Change.RENAMED_UPSTREAM, A, "Contoso Ltd"),
+        (Change.UNCHANGED, B, "Fabrikam"),
+        (Change.GONE, C, ""),
+        (Change.UNCHANGED, D, ""),
+        (Change.ADDED, E, "New"),
+    ]
+
+
+def test_a_gone_customer_found_again_is_no_longer_marked() -> None:
+    merged = merge([TenantRow(D, "Back", False, "gone since 2026-11-01")], [Customer(D, "Back")], TODAY)
+    assert merged.rows == (TenantRow(D, "Back", False, ""),)
+    assert merged.count(Change.RETURNED) == 1
+
+
+def test_written_file_reads_back_whole_rows(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.csv"
+    rows = [TenantRow(A, 'Contoso, "Ltd"', True, ""), TenantRow(B, "Fabrikam", False, "gone since 2026-12-01")]
+    write_atomically(path, render_tenants_file(rows))
+    assert read_tenants_file(path) == rows
+    assert path.read_text().splitlines()[0] == "tenant_id,name,enabled,source_status"
+    assert [p.name for p in tmp_path.iterdir()] == ["tenants.csv"]
+
+
+@pytest.mark.parametrize("text", ["", None])
+def test_missing_or_empty_file_is_the_starting_point(tmp_path: Path, text: str | None) -> None:
+    path = tmp_path / "tenants.csv"
+    if text is not None:
+        path.write_text(text)
+    assert read_tenants_file(path) == []
+
+
+def test_malformed_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.csv"
+    path.write_text(f"tenant_id,name\n{A},Contoso\n{B},Fabrikam,extra\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:3: 3 fields, but the header names 2"):
+        read_tenants_file(path)
+
+
+def test_rewrite_keeps_the_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.csv"
+    path.write_text("tenant_id\n")
+    os.chmod(path, 0o640)
+    write_atomically(path, render_tenants_file([TenantRow(A, "Contoso")]))
+    assert (path.stat().st_mode & 0o777, read_tenants_file(path)) == (0o640, [TenantRow(A, "Contoso")])
+
+
+def test_configuration_does_not_fetch_a_gone_customer(tmp_path: Path) -> None:
+    rows = [TenantRow(A, "Contoso"), TenantRow(B, "Fabrikam", True, "gone since 2026-12-01")]
+    write_atomically(tmp_path / "tenants.csv", render_tenants_file(rows))
+    (tmp_path / "fetcher.toml").write_text(
+        'tenants_file = "tenants.csv"\n[database]\nurl = "sqlite+aiosqlite:///x.db"\n'
+    )
+    config = load_config(tmp_path / "fetcher.toml", {}, purpose=Purpose.DATABASE)
+    assert [(t.tenant_id, t.enabled) for t in config.tenants] == [(A, True), (B, False)]
