@@ -10,7 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fetcher.config import Config, PartnerConfig, TenantConfig
-from fetcher.discovery import CONTRACTS_PATH, RELATIONSHIPS_PAGE_SIZE, RELATIONSHIPS_PATH, Found, select_customers
+from fetcher.discovery import (
+    CONTRACTS_PATH,
+    CONTRACTS_PERMISSION,
+    RELATIONSHIPS_PAGE_SIZE,
+    RELATIONSHIPS_PATH,
+    RELATIONSHIPS_PERMISSION,
+    Found,
+    select_customers,
+)
+from fetcher.errors import PermissionDenied
 from fetcher.http import GraphClient, open_graph
 from fetcher.models import RequestStats, TenantRef
 
@@ -31,10 +40,24 @@ async def open_partner_graph(config: Config, partner: PartnerConfig) -> AsyncIte
         yield client
 
 
-async def _collect(client: GraphClient, tenant: TenantRef, path: str, stats: RequestStats) -> list[Any]:
+async def _collect(
+    client: GraphClient, tenant: TenantRef, path: str, permission: str, stats: RequestStats
+) -> list[Any]:
+    """Every object of a collection; a 403 names the partner-side permission it needs."""
     objects: list[Any] = []
-    async for page in client.list_pages(tenant, path, None, stats):
-        objects.extend(page.objects)
+    try:
+        async for page in client.list_pages(tenant, path, None, stats):
+            objects.extend(page.objects)
+    except PermissionDenied as denied:
+        endpoint = path.partition("?")[0]
+        raise PermissionDenied(
+            f"partner tenant {tenant.tenant_id}: Graph denied {endpoint} (403): the app lacks the application "
+            f"permission {permission} with admin consent in the partner tenant; add it under API permissions "
+            f"and grant admin consent in {tenant.tenant_id}",
+            tenant_id=tenant.tenant_id,
+            status=403,
+            url=denied.url,
+        ) from None
     return objects
 
 
@@ -45,7 +68,7 @@ async def discover(client: GraphClient, partner: PartnerConfig, stats: RequestSt
     relationships: list[Any] = []
     contracts: list[Any] = []
     if partner.source in ("gdap", "both"):
-        relationships = await _collect(client, tenant, RELATIONSHIPS_QUERY, stats)
+        relationships = await _collect(client, tenant, RELATIONSHIPS_QUERY, RELATIONSHIPS_PERMISSION, stats)
     if partner.source in ("contracts", "both"):
-        contracts = await _collect(client, tenant, CONTRACTS_PATH, stats)
+        contracts = await _collect(client, tenant, CONTRACTS_PATH, CONTRACTS_PERMISSION, stats)
     return select_customers(relationships, contracts)

@@ -130,3 +130,4 @@ def test_a_partner_token_without_the_permission_is_one_line(partner_world: World
     assert "403" in result.stderr
     assert "DelegatedAdminRelationship.Read.All" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "SecurityEvents.Read.All" not in result.stderr
