@@ -26,6 +26,7 @@ from fetcher.store.schema import (
     alerts,
     as_date,
     as_utc,
+    control_profiles,
     score_history,
     secure_scores,
     tenant_runs,
@@ -93,13 +94,23 @@ async def control_moves(
     """The controls that lost most points over (since, until], largest loss first (gains left out)."""
     deltas = await reports.control_deltas(conn, tenant_id, after=since, until=until)
     losses = sorted((d for d in deltas if d.change < 0), key=lambda d: (d.change, d.control_name))[:limit]
-    titles = await control_titles(conn, [d.control_name for d in losses])
+    titles = await control_titles(conn, tenant_id, [d.control_name for d in losses])
     return [ControlMove(d.control_name, titles.get(d.control_name), d.change) for d in losses]
 
 
-async def control_titles(conn: AsyncConnection, names: Sequence[str]) -> dict[str, str]:  # noqa: ARG001
-    """Control titles by name, from the control profiles when they are stored; none yet."""
-    return {}
+async def control_titles(conn: AsyncConnection, tenant_id: str, names: Sequence[str]) -> dict[str, str]:
+    """The tenant's control titles by control name, from its stored control profiles.
+
+    A control without a stored profile (profiles off, not fetched yet, or a title Graph left empty)
+    is absent from the result, so callers fall back to the control name.
+    """
+    if not names:
+        return {}
+    p = control_profiles.c
+    query = sa.select(p.control_name, p.title).where(
+        p.tenant_id == tenant_id, p.control_name.in_(list(names)), p.title.is_not(None), p.title != ""
+    )
+    return {name: title for name, title in (await conn.execute(query)).all()}
 
 
 # ---------------------------------------------------------------------------------------------- state

@@ -13,8 +13,10 @@ from fetcher.alerts import render
 from fetcher.alerts.engine import Evaluation, run_evaluation
 from fetcher.alerts.model import AlertChannel, AlertRule, AlertsConfig, ChannelType, RuleKind
 from fetcher.config import Config, Purpose, parse_config
+from fetcher.normalize import normalize_profile
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
+from fetcher.store.profiles import save_control_profiles
 from fetcher.store.schema import alert_notifications, alerts
 from tests.alerts.conftest import SMTP_PASSWORD, SMTP_USER, SmtpPeer, VirtualSleep, WebhookPeer, policy
 from tests.alerts.samples import email_channel, webhook_channel
@@ -101,6 +103,25 @@ OPENED_DOCUMENT = {
         {"control_name": "BlockLegacyAuthentication", "title": None, "change": -3.0},
     ],
 }
+
+
+async def test_a_slip_names_controls_by_their_profile_title_when_profiles_are_stored(
+    engine: AsyncEngine, webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    """A control with a stored profile is named by its title; one without keeps only its name."""
+    await slip(engine)
+    profile = normalize_profile(
+        {"id": "AdminMFAV2", "azureTenantId": A, "title": "Require MFA for administrative roles"}, NOW
+    )
+    async with transaction(engine) as conn:
+        await save_control_profiles(conn, A, [profile])
+    chosen = settings([webhook_channel("hook", ChannelType.WEBHOOK, webhook_peer.url("hook"))])
+    await evaluate(engine, chosen, virtual_sleep)
+    [document] = webhook_peer.bodies("hook")
+    assert document["controls"] == [
+        {"control_name": "AdminMFAV2", "title": "Require MFA for administrative roles", "change": -6.0},
+        {"control_name": "BlockLegacyAuthentication", "title": None, "change": -3.0},
+    ]
 
 
 def without_ids(document: dict[str, object]) -> dict[str, object]:
