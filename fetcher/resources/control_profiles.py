@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.admit import Admission, admit
+from fetcher.admit import Admission, admit, too_long
 from fetcher.models import ControlProfile, FetchContext, RequestStats, ScorePage
 from fetcher.normalize import normalize_profile, pseudonymize_people
 from fetcher.plan import Plan
@@ -31,6 +31,7 @@ from fetcher.store.profiles import (
     save_control_profiles,
     save_raw_profiles,
 )
+from fetcher.store.schema import control_profiles, control_state_updates
 
 PROFILES_PATH = "/security/secureScoreControlProfiles"
 NAME = "secureScoreControlProfiles"
@@ -44,6 +45,35 @@ async def fetch_control_profiles(client: PageSource, plan: Plan, stats: RequestS
             yield page
         else:
             yield dataclasses.replace(page, objects=[pseudonymize_people(o, salt) for o in page.objects])
+
+
+# Graph's property -> the bounded (`varchar(n)`) column it is stored in.
+_PROFILE_FIELDS = (
+    ("id", "control_name", control_profiles.c.control_name),
+    ("tier", "tier", control_profiles.c.tier),
+    ("actionType", "action_type", control_profiles.c.action_type),
+    ("service", "service", control_profiles.c.service),
+    ("userImpact", "user_impact", control_profiles.c.user_impact),
+    ("implementationCost", "implementation_cost", control_profiles.c.implementation_cost),
+    ("controlCategory", "control_category", control_profiles.c.control_category),
+)
+
+
+def check_control_profile(_obj: Any, profile: ControlProfile) -> str | None:
+    """Why the profile cannot be stored as it is, or None: a value longer than its `varchar` column.
+
+    PostgreSQL refuses such a value where SQLite keeps it; refused on both alike (see `fetcher.admit`).
+    """
+    for field, attribute, column in _PROFILE_FIELDS:
+        problem = too_long(field, getattr(profile.profile, attribute), getattr(column.type, "length", None))
+        if problem is not None:
+            return problem
+    limit = getattr(control_state_updates.c.state.type, "length", None)
+    for index, update in enumerate(profile.updates):
+        problem = too_long(f"controlStateUpdates[{index}].state", update.state, limit)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _normalize(obj: Any, context: FetchContext, tenant_id: str) -> ControlProfile:
@@ -78,6 +108,7 @@ def admit_control_profiles(
         context,
         tenant_id=tenant_id,
         normalize=_normalize,
+        check=check_control_profile,
         archive=_archive if keep_raw else None,
         keep_objects=keep_objects,
         into=into,

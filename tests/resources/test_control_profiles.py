@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fetcher.admit import Admission
 from fetcher.config import Config, parse_config
+from fetcher.models import FetchContext
 from fetcher.normalize import normalize_profile
 from fetcher.plan import plan_backfill, plan_incremental, plan_rebuild, profiles_policy
+from fetcher.resources.control_profiles import admit_control_profiles, save_profiles
 from fetcher.runner import Run
 from fetcher.simulator import Fault, Hostile, RunningSimulator, Simulator, generate_tenants, serving_simulator
 from fetcher.store.engine import transaction
@@ -177,3 +180,35 @@ async def test_rebuild_restores_the_profiles_from_their_archive(engine: AsyncEng
 
     assert report.exit_code == 0
     assert (await rows(engine, control_profiles), await rows(engine, control_state_updates)) == stored
+
+
+async def test_a_profile_with_a_value_longer_than_its_column_is_quarantined_and_the_others_are_stored(
+    engine: AsyncEngine,
+) -> None:
+    """Both databases refuse the same over-long profile (PostgreSQL's varchar would fail the tenant)."""
+    tenant = "0b7c1e2a-1111-4222-8333-444455556666"
+    good = {"id": "AdminMFAV2", "azureTenantId": tenant, "title": "Require MFA", "tier": "Core"}
+    long_tier = {"id": "scid_1", "azureTenantId": tenant, "tier": "x" * 65}
+    long_state = {
+        "id": "scid_2",
+        "azureTenantId": tenant,
+        "controlStateUpdates": [{"state": "s" * 65, "updatedDateTime": "2026-11-01T00:00:00Z"}],
+    }
+    context = FetchContext("run-1", datetime(2026, 11, 29, tzinfo=UTC))
+    admission = admit_control_profiles(
+        [good, long_tier, long_state],
+        context,
+        tenant_id=tenant,
+        keep_raw=False,
+        keep_objects=False,
+        into=Admission(),
+    )
+    async with transaction(engine) as conn:
+        await save_profiles(conn, admission, saved_at=context.fetched_at, tenant_saved=False)
+
+    assert [r.reason for r in admission.rejections] == [
+        "tier is 65 characters long; the column holds at most 64",
+        "controlStateUpdates[0].state is 65 characters long; the column holds at most 64",
+    ]
+    stored = await rows(engine, control_profiles, tenant_id=tenant)
+    assert [(r["control_name"], r["tier"]) for r in stored] == [("AdminMFAV2", "Core")]
