@@ -74,6 +74,7 @@ ENABLED_WORDS = {
     "n": False,
     "0": False,
 }
+TENANT_NAME_MAX_CHARS = 256  # tenants.name is varchar(256); PostgreSQL refuses longer, SQLite would not
 TENANT_COLUMNS = ("tenant_id", "name", "enabled", "source_status")  # source_status: `fetcher tenants discover`
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 GRAPH_MAX_PER_TENANT_RATE = 150
@@ -808,6 +809,11 @@ class _Loader:
                 first = seen[entry.tenant_id]
                 raise self.fail(f"{entry.where}: tenant {entry.tenant_id} is listed twice (first at {first})")
             seen[entry.tenant_id] = entry.where
+            if len(entry.name) > TENANT_NAME_MAX_CHARS:
+                raise self.fail(
+                    f"{entry.where}: tenant {entry.tenant_id}: name is {len(entry.name)} characters long; "
+                    f"at most {TENANT_NAME_MAX_CHARS} (the tenants.name column)"
+                )
             auth = self.tenant_auth(entry, shared)
             tenants.append(TenantConfig(entry.tenant_id, entry.name, auth, entry.enabled))
         return tuple(tenants)

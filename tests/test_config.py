@@ -1474,3 +1474,21 @@ def test_partner_table_errors_name_the_key(tmp_path: Path, partner: str | None, 
     with pytest.raises(ConfigError) as caught:
         load_config(path, ENV, purpose=Purpose.DISCOVER)
     assert str(caught.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("source", ["table", "csv"])
+def test_a_tenant_name_longer_than_its_column_is_refused_naming_the_tenant(tmp_path: Path, source: str) -> None:
+    """PostgreSQL's tenants.name holds 256 characters: a longer name is a configuration error on every database."""
+    tenant = "0b7c1e2a-1111-4222-8333-444455556666"
+    name = "N" * 257
+    if source == "csv":
+        (tmp_path / "tenants.csv").write_text(f"tenant_id,name\n{tenant},{name}\n")
+        tenants = 'tenants_file = "tenants.csv"\n'
+    else:
+        tenants = f'[[tenants]]\ntenant_id = "{tenant}"\nname = "{name}"\n'
+    path = tmp_path / "fetcher.toml"
+    database = '[database]\nurl = "sqlite+aiosqlite:///x.db"\n'
+    path.write_text(tenants + database if source == "csv" else database + tenants)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {}, purpose=Purpose.DATABASE)
+    assert f"tenant {tenant}: name is 257 characters long; at most 256" in str(caught.value)
