@@ -141,10 +141,11 @@ def test_a_206_without_data_fails_the_tenant_with_the_providers_warning(tmp_path
         assert done.returncode == 1
         rows = {r["tenant_id"]: r for r in db_rows(database_url, tenant_runs)}
         outcome = {t: (r["status"], r["error_kind"], r["requests"], r["retries"]) for t, r in rows.items()}
+        # Each tenant's control profiles (two pages) are fetched too, whatever its scores did.
         assert outcome == {
-            failing.tenant_id: ("failed", "provider_unavailable", 3, 2),  # [fetch] max_attempts = 3
-            refusing.tenant_id: ("failed", "provider_refused", 1, 0),
-            healthy.tenant_id: ("succeeded", None, 5, 0),
+            failing.tenant_id: ("failed", "provider_unavailable", 3 + 2, 2),  # [fetch] max_attempts = 3
+            refusing.tenant_id: ("failed", "provider_refused", 1 + 2, 0),
+            healthy.tenant_id: ("succeeded", None, 5 + 2, 0),
         }
         assert "Warning: Microsoft/SecureScore/504/10000" in rows[failing.tenant_id]["error_message"]
         assert "Warning: Microsoft/SecureScore/403/10" in rows[refusing.tenant_id]["error_message"]
