@@ -8,7 +8,9 @@ improvement actions, and says which reports to try next and how to query the res
 
 from __future__ import annotations
 
+import shlex
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +64,30 @@ def write_demo_config(path: Path, db_path: Path, client_id: str, tenants: list[t
     return True
 
 
+def weakest_tenant(latest: Sequence[reports.LatestScore]) -> str | None:
+    """The tenant with the lowest newest percent (ties: by id), None when no tenant has data."""
+    scored = [(row.percent, row.tenant_id) for row in latest if row.percent is not None]
+    return min(scored)[1] if scored else None
+
+
+def next_commands(config_path: Path, weakest: str | None) -> list[str]:
+    """The three commands the demo ends with, runnable as printed from the current folder."""
+    shown = _shown_path(config_path)
+    base = f"  fetcher --config {shlex.quote(shown)} report"
+    commands = [base, f"{base} --html demo.html"]
+    if weakest is not None:
+        commands.append(f"{base} --tenant {weakest}")
+    return commands
+
+
+def _shown_path(path: Path) -> str:
+    """`path` relative to the current folder when it lies under it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def demo_config(running: RunningSimulator, db_path: Path) -> Config:
     sim = running.simulator
     raw = {
@@ -98,12 +124,12 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         async with transaction(engine, write=False) as conn:
             states = await ledger.tenant_states(conn)
             actions = await reports.actions(conn)
+            latest = await reports.latest(conn)
     finally:
         await engine.dispose()
     console.print(status_table(states, datetime.now(UTC), timedelta(hours=48)))
     now = datetime.now(UTC)
     console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
-    example = next((s.tenant_id for s in states if s.newest_score_date is not None), "ID")
     config_path = db_path.with_suffix(".toml")
     names = [(t.tenant_id, t.name) for t in config.tenants]
     written = write_demo_config(config_path, db_path, config.auth.client_id or "", names)
@@ -115,9 +141,10 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'
         "Tables: tenants, secure_scores, comparative_scores, controls, control_scores, control_profiles, "
         "control_state_updates, fetch_runs, tenant_runs (see README.md).\n"
-        f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it: "
-        f"fetcher --config {config_path.name} report | alerts --dry-run | metrics (README.md: Alerts).\n"
-        f"Control profiles: fetcher --config {config_path.name} report --actions, or report --tenant {example} "
-        f"--html {db_path.with_suffix('.html').name}"
+        f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it (also: alerts --dry-run, "
+        "metrics, report --actions; README.md).",
+        soft_wrap=True,
     )
+    tries = next_commands(config_path, weakest_tenant(latest))
+    console.print("\n".join(["Try next:", *tries]), soft_wrap=True, markup=False, highlight=False)
     return 0 if report.stopped_by is None else report.exit_code

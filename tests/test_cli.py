@@ -181,3 +181,39 @@ def test_metrics_writes_openmetrics_to_a_file_and_needs_no_client_secret(tmp_pat
     families = {f.name: f.samples for f in text_string_to_metric_families(to_stdout.output)}
     assert families["securescore_current_score"] == []  # a new database: every family declared, no sample yet
     assert "securescore_alerts_open" in families
+
+
+ONLY_DATABASE = '[database]\nurl = "sqlite+aiosqlite:///scores.db"\n'
+ALERT_RULE = (
+    '[[alerts.rules]]\nname = "weak"\nkind = "below_percent"\nchannels = ["hook"]\n'
+    '[[alerts.channels]]\nname = "hook"\ntype = "webhook"\nurl = "env:HOOK_URL"\n'
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["migrate"],
+        ["status"],
+        ["report"],
+        ["report", "--format", "json"],
+        ["report", "--html", "page.html"],
+        ["report", "--actions"],
+        ["rebuild"],
+        ["metrics"],
+        ["alerts", "--dry-run"],
+    ],
+    ids=" ".join,
+)
+def test_reading_commands_work_with_a_configuration_of_only_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A reporting host's file holds [database] (and here one alert rule): no [auth], no tenant, no secret."""
+    config = tmp_path / "reading.toml"
+    config.write_text(ONLY_DATABASE + ALERT_RULE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert invoke("--config", str(config), "migrate", env={}).exit_code == 0
+
+    result = invoke("--config", str(config), *command, env={})
+
+    assert result.exit_code == 0, result.output

@@ -6,8 +6,6 @@ import asyncio
 import dataclasses
 import json
 import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -275,22 +273,6 @@ def test_status_exits_1_when_an_enabled_tenant_is_stale(tmp_path: Path, database
         assert {s["tenant_id"]: (s["newest_score_date"], s["stale"]) for s in states} == {
             t.tenant_id: (str(TODAY - timedelta(days=3)), True) for t in tenants
         }
-
-
-def test_demo_runs_to_completion(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "fetcher", "demo", "--tenants", "6", "--database", str(tmp_path / "demo.db")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=tmp_path,
-    )
-
-    assert done.returncode == 0, done.stderr
-    url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
-    assert db_count(url, secure_scores) >= 4 * 90
-    assert "demo.db" in done.stdout
 
 
 def _wait_for(condition: Any, timeout: float = 60) -> None:

@@ -1,0 +1,67 @@
+"""`fetcher demo`: it fills a database, writes a reading configuration, and its closing commands work as printed."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fetcher.demo import next_commands, weakest_tenant
+from fetcher.store.reports import LatestScore
+from fetcher.store.schema import secure_scores
+from tests.test_runner import db_count
+
+A = "aaaaaaaa-0000-0000-0000-000000000000"
+B = "bbbbbbbb-0000-0000-0000-000000000000"
+C = "cccccccc-0000-0000-0000-000000000000"
+
+
+def latest(tenant_id: str, percent: float | None) -> LatestScore:
+    fields = {name: None for name in LatestScore.__dataclass_fields__}
+    return LatestScore(**{**fields, "tenant_id": tenant_id, "tenant_name": "x", "percent": percent})  # type: ignore[arg-type]
+
+
+def test_the_weakest_tenant_is_the_lowest_percent_among_those_with_data() -> None:
+    assert weakest_tenant([latest(A, 61.0), latest(B, None), latest(C, 40.5)]) == C
+    assert weakest_tenant([latest(B, None)]) is None
+
+
+def test_next_commands_name_the_configuration_relative_to_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert next_commands(tmp_path / "fetcher-demo.toml", A) == [
+        "  fetcher --config fetcher-demo.toml report",
+        "  fetcher --config fetcher-demo.toml report --html demo.html",
+        f"  fetcher --config fetcher-demo.toml report --tenant {A}",
+    ]
+    elsewhere = next_commands(Path("/elsewhere/my demo.toml"), None)
+    assert elsewhere == [
+        "  fetcher --config '/elsewhere/my demo.toml' report",
+        "  fetcher --config '/elsewhere/my demo.toml' report --html demo.html",
+    ]
+
+
+def fetcher(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetcher", *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd
+    )
+
+
+def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) -> None:
+    """The README's quick start: `fetcher demo`, then the report and the HTML page it suggests."""
+    done = fetcher("demo", "--tenants", "6", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert db_count(f"sqlite+aiosqlite:///{tmp_path / 'fetcher-demo.db'}", secure_scores) >= 4 * 90
+    tries = done.stdout.split("Try next:\n", 1)[1].splitlines()
+    assert len(tries) == 3
+    results = [fetcher(*shlex.split(line)[1:], cwd=tmp_path) for line in tries]
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    weakest = shlex.split(tries[2])[-1]
+    assert weakest in results[2].stdout
+    assert (tmp_path / "demo.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
