@@ -684,3 +684,30 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
         return 0
 
     _run_async(ctx, action())
+
+
+@tenants_group.command("check")
+@_tenant_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> None:
+    """Per tenant, get a token and ask for one day ($top=1), and say what the answer means, with the fix.
+
+    States: ok, no consent (with the admin-consent link), permission missing, app disabled, tenant not
+    found / wrong cloud, no data yet, throttled, unreachable (and credential refused, failed). Uses the
+    run's limits, concurrency and retries. Exit 0 only when every tenant is ok, else 1.
+    """
+    from fetcher.check import check_line, check_tenants, checks_json, checks_summary
+
+    async def action() -> int:
+        config = ctx.config()
+        checks = await check_tenants(config, select_tenants(config, tenants))
+        if fmt == "json":
+            ctx.console.out(checks_json(checks).decode(), highlight=False)
+        else:
+            for check in checks:
+                ctx.console.print(check_line(check), markup=False, highlight=False, soft_wrap=True)
+        ctx.err.print(checks_summary(checks), markup=False, highlight=False, soft_wrap=True)
+        return 0 if all(check.ok for check in checks) else 1
+
+    _run_async(ctx, action())

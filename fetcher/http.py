@@ -28,6 +28,7 @@ from fetcher.graph import (
     Pager,
     Response,
     Setup,
+    error_for_status,
     item_url,
     parse_claims_challenge,
     query_top,
@@ -36,7 +37,7 @@ from fetcher.graph import (
 )
 from fetcher.limits import Limits, exhausted_resource, fit_open_files, local_resource_error
 from fetcher.models import RequestStats, ScorePage, TenantRef
-from fetcher.retry import RetryPolicy, parse_retry_after
+from fetcher.retry import SERVER_ERROR_STATUSES, RetryPolicy, parse_retry_after
 from fetcher.text import one_line
 
 log = logging.getLogger("fetcher.http")
@@ -162,6 +163,21 @@ class GraphClient:
     async def get_item(self, tenant: TenantRef, path: str, item_id: str, stats: RequestStats) -> ScorePage:
         """One entity of a collection by id (a page of one object); `NotFound` when Graph has none."""
         attempt = functools.partial(self._item, tenant, item_url(self._graph.base_url, item_id, path=path), stats)
+        return await self._retry.call(attempt, tenant=tenant, stats=stats)
+
+    async def probe(self, tenant: TenantRef, url: str, stats: RequestStats) -> Response:
+        """One GET's answer as it came, whatever its status (`fetcher.check` classifies it).
+
+        Throttling, server errors, time-outs and connection failures are retried as a run retries them;
+        when attempts run out, their `TransientError` is raised, as is Entra ID's refusal of a token.
+        """
+
+        async def attempt() -> Response:
+            response = await self._exchange(tenant, url, stats)
+            if response.status == 429 or response.status in SERVER_ERROR_STATUSES:
+                raise error_for_status(response, tenant=tenant, url=url, setup=self._setup(tenant))
+            return response
+
         return await self._retry.call(attempt, tenant=tenant, stats=stats)
 
     def list_secure_scores(self, tenant: TenantRef, days: int, stats: RequestStats) -> AsyncIterator[ScorePage]:

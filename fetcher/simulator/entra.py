@@ -45,6 +45,7 @@ class TokenRefusal(StrEnum):
     OTHER_CLOUD = "other_cloud"  # AADSTS90038: the tenant belongs to another national cloud
     CROSS_CLOUD_CLIENT = "cross_cloud_client"  # AADSTS900382
     MISSING_SERVICE_PRINCIPAL = "missing_service_principal"  # AADSTS7000229
+    APP_DISABLED = "app_disabled"  # AADSTS7000112: the app's service principal is disabled in the tenant
 
 
 # kind -> (AADSTS code, OAuth error, HTTP status, message template)
@@ -117,6 +118,9 @@ _REFUSALS: dict[TokenRefusal, tuple[int, str, int, str]] = {
         7000229, "invalid_client", 401,
         "The client application {client_id} is missing service principal in the tenant {tenant}. See "
         "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+    ),
+    TokenRefusal.APP_DISABLED: (
+        7000112, "unauthorized_client", 400, "Application '{client_id}'(securescore-fetcher) is disabled.",
     ),
 }  # fmt: skip
 

@@ -225,6 +225,7 @@ async def test_get_on_token_endpoint_is_refused(
         (TokenRefusal.TENANT_NOT_FOUND, 400, 90002),
         (TokenRefusal.CONSENT_REQUIRED, 400, 65001),
         (TokenRefusal.INVALID_ASSERTION, 401, 700027),
+        (TokenRefusal.APP_DISABLED, 400, 7000112),
     ],
 )
 async def test_scripted_refusal_is_answered(
