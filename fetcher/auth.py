@@ -437,6 +437,9 @@ def refusal_advice(
         "AADSTS7000222": f"the client secret has expired: {secret_fix}",
         "AADSTS90002": f"Entra ID knows no tenant {tid}: check tenant_id; if the tenant is in a national cloud, "
         f"{other_cloud_advice(graph)}",
+        "AADSTS7000112": f"the app {client_id} is disabled in tenant {tid}: an admin of {tid} enables it under "
+        "Enterprise applications, Properties, 'Enabled for users to sign in' (or in your own tenant, if it is "
+        "disabled there)",
         "AADSTS700027": f"Entra ID refused the certificate assertion: the certificate is not registered on app "
         f"{client_id} or has expired: upload its public part under the app registration's "
         "Certificates & secrets, or fix certificate_path",
