@@ -64,7 +64,7 @@ def test_python_dash_m_fetcher_runs_the_same_command() -> None:
 def test_config_check_prints_the_configuration_without_secrets(tmp_path: Path) -> None:
     config = write_config(tmp_path)
 
-    result = invoke("--config", str(config), "config", "check", env={"SECRET": SECRET})
+    result = invoke("--config", str(config), "config", "check", "--format", "json", env={"SECRET": SECRET})
 
     assert result.exit_code == 0
     assert SECRET not in result.output

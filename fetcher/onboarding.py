@@ -1,0 +1,171 @@
+"""Getting a configuration right: `fetcher config init` (a starting file from the packaged example) and
+`fetcher config check` (a short summary, and with `--online` the real thing: the database and every
+tenant's token and first answer, through `fetcher.check`).
+
+The example ships inside the package as `fetcher/config.example.toml`, a link to the repository's
+top-level `config.example.toml` that the wheel carries as a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from fetcher.check import TenantCheck, check_line, check_tenants
+from fetcher.config import AuthConfig, Config, Secret
+from fetcher.errors import ConfigError, DatabaseError
+from fetcher.store.engine import create_engine, ensure_schema, head_revision
+
+EXAMPLE = "config.example.toml"
+# From this line on, the example's [alerts] tables are written commented out: their channels' secrets
+# would otherwise be required before the first `config check` passes.
+ALERTS_MARK = "# Alerts (README: Alerts)"
+
+FILL_IN = (
+    "[auth] client_id: your app registration's Application (client) ID",
+    "[auth] client_secret: export FETCHER_CLIENT_SECRET=... (or file:PATH; a certificate works too)",
+    "the tenants: [[tenants]] tenant_id and name, or tenants_file, or [partner] and "
+    "`fetcher tenants discover --write tenants.csv`",
+    "[database] url: SQLite securescores.db beside the file unless you change it",
+    "[alerts]: commented out; uncomment the rules and channels you want",
+)
+
+
+def example_text() -> str:
+    """The packaged `config.example.toml`."""
+    return resources.files("fetcher").joinpath(EXAMPLE).read_text(encoding="utf-8")
+
+
+def starting_config(example: str) -> str:
+    """The example as a first `fetcher.toml`: every key kept with its comment, the [alerts] part commented out."""
+    head, mark, alerts = example.partition(ALERTS_MARK)
+    if not mark:
+        return example
+    lines = (mark + alerts).splitlines()
+    commented = [line if not line.strip() or line.lstrip().startswith("#") else f"# {line}" for line in lines]
+    return head + "\n".join(commented) + "\n"
+
+
+def write_starting_config(path: Path) -> None:
+    """Write the starting configuration to `path` (mode 0600: it may come to hold a secret).
+
+    Raises ConfigError when `path` exists (it is never overwritten) or cannot be written.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; not overwritten (remove it, or give another PATH)") from None
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or errno.errorcode.get(error.errno or 0)}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(starting_config(example_text()))
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+def _secret(name: str, secret: Secret | None) -> str | None:
+    if secret is None:
+        return None
+    return f"{name} {secret.reference} ({'set' if secret.reveal() else 'not read'})"
+
+
+def _resolved(secret: Secret | None, config: Config) -> Secret | None:
+    """`[auth]` holds its secrets by reference: the value is the one a tenant inheriting it resolved."""
+    if secret is None or secret.reveal():
+        return secret
+    for auth in [t.auth for t in config.tenants] + ([config.partner.auth] if config.partner else []):
+        for own in (auth.client_secret, auth.certificate_password):
+            if own is not None and own.reference == secret.reference and own.reveal():
+                return own
+    return secret
+
+
+def _auth(auth: AuthConfig, config: Config) -> str:
+    parts = [auth.method, f"client_id {auth.client_id or '-'}"]
+    parts += [s for s in (_secret("client_secret", _resolved(auth.client_secret, config)),) if s]
+    if auth.certificate_path is not None:
+        parts.append(f"certificate_path {auth.certificate_path}")
+    parts += [s for s in (_secret("certificate_password", _resolved(auth.certificate_password, config)),) if s]
+    if auth.token_file is not None:
+        parts.append(f"token_file {auth.token_file}")
+    return ", ".join(parts)
+
+
+def summary_lines(config: Config, *, verbose: bool = False) -> list[str]:
+    """What `fetcher config check` prints: counts, endpoints, database, which secrets are set (never a value)."""
+    enabled = len(config.enabled_tenants)
+    own = [t for t in config.tenants if t.auth != config.auth]
+    graph = config.graph
+    lines = [
+        f"{config.path or 'configuration'}: OK",
+        f"  tenants:  {len(config.tenants)} configured, {enabled} enabled"
+        + (f" (tenants_file {config.tenants_file})" if config.tenants_file else ""),
+        f"  database: {config.database.display_url}",
+        f"  graph:    {graph.base_url} (cloud {graph.cloud}); Entra ID {graph.authority_host}"
+        + (f"; proxy {graph.display_proxy}" if graph.display_proxy else ""),
+        f"  auth:     {_auth(config.auth, config)}"
+        + (f"; {len(own)} tenant(s) with their own [tenants.auth]" if own else ""),
+    ]
+    if config.partner is not None:
+        lines.append(f"  partner:  {config.partner.tenant_id}, source {config.partner.source}")
+    lines += list(_other_secrets(config))
+    if config.alerts.rules or config.alerts.channels:
+        lines.append(f"  alerts:   {len(config.alerts.rules)} rule(s), {len(config.alerts.channels)} channel(s)")
+    if verbose:
+        lines += [
+            f"  tenant {t.tenant_id} {t.name!r}{'' if t.enabled else ' (disabled)'}: {_auth(t.auth, config)}"
+            for t in config.tenants
+        ]
+    return lines
+
+
+def _other_secrets(config: Config) -> Iterator[str]:
+    if config.database.people_salt is not None:
+        yield f"  secret:   {_secret('[database] people_salt', config.database.people_salt)}"
+    for channel in config.alerts.channels:
+        for key, secret in (("url", channel.url), ("password", channel.password)):
+            shown = _secret(f"[alerts.channels] {channel.name} {key}", secret)
+            if shown:
+                yield f"  secret:   {shown}"
+
+
+# -------------------------------------------------------------------------------------------- online
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    """What `config check --online` found: the database's line (None: fine) and every tenant's verdict."""
+
+    database_problem: str | None
+    revision: str
+    checks: Sequence[TenantCheck]
+
+    @property
+    def ok(self) -> bool:
+        return self.database_problem is None and all(check.ok for check in self.checks)
+
+    def lines(self, *, verbose: bool = False) -> list[str]:
+        """One line per failure with its fix (with `verbose`, the passing ones too)."""
+        database = self.database_problem or f"ok, schema at revision {self.revision}"
+        lines = [f"database: {database}"] if self.database_problem or verbose else []
+        lines += [check_line(check) for check in self.checks if verbose or not check.ok]
+        return lines
+
+
+async def check_online(config: Config) -> OnlineResult:
+    """The database connects and its schema is current; each enabled tenant gets a token and one day."""
+    engine = create_engine(config.database)
+    problem: str | None = None
+    try:
+        await ensure_schema(engine, create=False)
+    except DatabaseError as error:
+        problem = str(error)
+    finally:
+        await engine.dispose()
+    checks = await check_tenants(config, config.enabled_tenants)
+    return OnlineResult(problem, head_revision(), checks)

@@ -1,0 +1,153 @@
+"""`fetcher config init` and `fetcher config check` (summary, --verbose, --online)."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from fetcher.cli import main
+from fetcher.config import Purpose, load_config
+from fetcher.onboarding import example_text, starting_config
+from fetcher.simulator.consent import consent_tenants
+from tests.e2e import world
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "onboarding-secret-4d3c2b1a"
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200", **(env or {})}, catch_exceptions=False)
+
+
+def test_the_packaged_example_is_the_repository_s_example() -> None:
+    assert example_text() == (ROOT / "config.example.toml").read_text(encoding="utf-8")
+
+
+def test_a_built_wheel_carries_the_example(tmp_path: Path) -> None:
+    """`config init` works from an installed wheel, not only from a checkout."""
+    source = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md", "config.example.toml"):
+        shutil.copy(ROOT / name, source / name if source.exists() else _mkdir(source) / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "fetcher", source / "fetcher", symlinks=True, ignore=ignore)
+    shutil.copytree(ROOT / "migrations", source / "migrations", ignore=ignore)
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = archive.read("fetcher/config.example.toml").decode("utf-8")
+    assert packaged == (ROOT / "config.example.toml").read_text(encoding="utf-8")
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def test_the_starting_configuration_keeps_every_key_but_comments_out_alerts() -> None:
+    example = tomllib.loads(example_text())
+    start = tomllib.loads(starting_config(example_text()))
+
+    assert "alerts" in example
+    assert start == {key: value for key, value in example.items() if key != "alerts"}
+    assert "# [[alerts.rules]]" in starting_config(example_text())
+
+
+def test_config_init_writes_a_file_that_loads_once_the_secret_is_set(tmp_path: Path) -> None:
+    target = tmp_path / "fetcher.toml"
+
+    result = invoke("config", "init", str(target))
+
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "[auth] client_id" in result.output
+    assert f"fetcher --config {target} config check --online" in result.output
+    config = load_config(target, {"FETCHER_CLIENT_SECRET": SECRET}, purpose=Purpose.FETCH)
+    assert (len(config.tenants), config.alerts.rules) == (1, ())
+
+
+def test_config_init_never_overwrites(tmp_path: Path) -> None:
+    target = tmp_path / "fetcher.toml"
+    target.write_text("# mine\n", encoding="utf-8")
+
+    result = invoke("--config", str(target), "config", "init")
+
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {target} exists; not overwritten (remove it, or give another PATH)"
+    assert target.read_text(encoding="utf-8") == "# mine\n"
+
+
+def write_config(folder: Path) -> Path:
+    path = folder / "fetcher.toml"
+    path.write_text(
+        '[database]\nurl = "sqlite+aiosqlite:///scores.db"\n'
+        '[auth]\nclient_id = "00000000-0000-0000-0000-0000000000aa"\nclient_secret = "env:SECRET"\n'
+        '[[tenants]]\ntenant_id = "11111111-1111-1111-1111-111111111111"\nname = "Contoso"\n'
+        '[[tenants]]\ntenant_id = "22222222-2222-2222-2222-222222222222"\nname = "Fabrikam"\nenabled = false\n'
+        '[tenants.auth]\nclient_secret = "env:FABRIKAM"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_config_check_summarises_without_secret_values(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    env = {"SECRET": SECRET, "FABRIKAM": SECRET + "-f"}
+
+    short = invoke("--config", str(config), "config", "check", env=env)
+    verbose = invoke("--config", str(config), "config", "check", "--verbose", env=env)
+
+    assert (short.exit_code, verbose.exit_code) == (0, 0)
+    assert short.output.splitlines() == [
+        f"{config}: OK",
+        "  tenants:  2 configured, 1 enabled",
+        f"  database: sqlite+aiosqlite:///{tmp_path / 'scores.db'}",
+        "  graph:    https://graph.microsoft.com/v1.0 (cloud global); Entra ID https://login.microsoftonline.com",
+        "  auth:     client_secret, client_id 00000000-0000-0000-0000-0000000000aa, client_secret env:SECRET (set); "
+        "1 tenant(s) with their own [tenants.auth]",
+    ]
+    assert verbose.output.splitlines()[-1] == (
+        "  tenant 22222222-2222-2222-2222-222222222222 'Fabrikam' (disabled): client_secret, client_id "
+        "00000000-0000-0000-0000-0000000000aa, client_secret env:FABRIKAM (set)"
+    )
+    assert SECRET not in short.output + verbose.output
+
+
+def test_config_check_online_passes_only_when_the_database_and_every_tenant_do(tmp_path: Path) -> None:
+    cast = consent_tenants()
+    chosen = [cast["ok"].tenant_id, cast["no consent"].tenant_id]
+    with world(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", list(cast.values())) as w:
+        w.write_config(tenants=chosen)
+        no_database = w.fetcher("config", "check", "--online")
+        assert w.fetcher("migrate").returncode == 0
+        one_failing = w.fetcher("config", "check", "--online")
+        w.write_config(tenants=chosen[:1])
+        passing = w.fetcher("config", "check", "--online", "--verbose")
+        consent = f"{w.running.authority_host}/{chosen[1]}/adminconsent?client_id={w.sim.client_id}"
+
+    assert (no_database.returncode, one_failing.returncode, passing.returncode) == (1, 1, 0), passing.stderr
+    assert f"database: no database at {tmp_path / 'scores.db'}" in no_database.stdout
+    failures = one_failing.stdout.split(": OK\n", 1)[1].splitlines()[4:]
+    assert len(failures) == 1
+    assert failures[0].startswith(f"no consent{' ' * 22}{chosen[1]}")
+    assert failures[0].endswith(consent)
+    assert "online: database ok, 1 of 2 tenant(s) ok" in one_failing.stderr
+    assert f"ok{' ' * 30}{chosen[0]}" in passing.stdout
+    assert "database: ok, schema at revision" in passing.stdout
+    assert w.sim.client_secret not in passing.stdout + passing.stderr + one_failing.stdout + one_failing.stderr
