@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
 import tomllib
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -15,8 +18,12 @@ from click.testing import CliRunner, Result
 from fetcher.cli import main
 from fetcher.config import Purpose, load_config
 from fetcher.onboarding import example_text, starting_config
+from fetcher.simulator import SimTenant, generate_tenants
 from fetcher.simulator.consent import consent_tenants
-from tests.e2e import world
+from fetcher.simulator.partner import SimRelationship
+from fetcher.store.schema import secure_scores
+from tests.e2e import toml_table, world
+from tests.test_runner import db_count
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "onboarding-secret-4d3c2b1a"
@@ -151,3 +158,46 @@ def test_config_check_online_passes_only_when_the_database_and_every_tenant_do(t
     assert f"ok{' ' * 30}{chosen[0]}" in passing.stdout
     assert "database: ok, schema at revision" in passing.stdout
     assert w.sim.client_secret not in passing.stdout + passing.stderr + one_failing.stdout + one_failing.stderr
+
+
+# ------------------------------------------------------------------------ the README's onboarding path
+
+PARTNER = "aaaaaaaa-0000-4000-8000-00000000000a"
+
+
+def test_the_onboarding_path_works_as_the_readme_says(tmp_path: Path) -> None:
+    """discover, check (it prints the consent link), the admin opens it, check again, backfill."""
+    ready, unconsented, fresh = generate_tenants(3, seed=61)
+    unconsented = dataclasses.replace(unconsented, app_installed=False)
+    fresh = dataclasses.replace(fresh, empty=True)
+    customers = [ready, unconsented, fresh]
+    links = [SimRelationship(f"r{i}", f"GDAP {t.name}", "active", t.tenant_id, t.name) for i, t in enumerate(customers)]
+    tenants = [SimTenant(PARTNER, "Partner", partner=True), *customers]
+    database = f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}"
+    with world(tmp_path, database, tenants, seed=61, relationships=links) as w:
+        w.write_config(tenants=[])
+        partner = "\n".join(toml_table("partner", {"tenant_id": PARTNER, "source": "gdap"}))
+        w.config.write_text(f'tenants_file = "tenants.csv"\n{w.config.read_text()}\n{partner}\n', encoding="utf-8")
+
+        discovered = w.fetcher("tenants", "discover", "--write", str(tmp_path / "tenants.csv"))
+        first = w.fetcher("tenants", "check")
+        lines = {line[32:68]: line for line in first.stdout.splitlines()}
+        link = lines[unconsented.tenant_id].rsplit(" ", 1)[-1]
+        context = ssl.create_default_context(cafile=str(w.running.ca_file))
+        with urllib.request.urlopen(link, context=context, timeout=30) as answer:  # the admin opens the link
+            consented = answer.status
+        second = w.fetcher("tenants", "check")
+        backfill = w.fetcher("backfill")
+
+    assert discovered.returncode == 0, discovered.stderr
+    assert first.returncode == 1, first.stderr
+    states = [lines[t.tenant_id][:30].rstrip() for t in customers]
+    assert states == ["ok", "no consent", "no data yet"]
+    assert link == f"{w.running.authority_host}/{unconsented.tenant_id}/adminconsent?client_id={w.sim.client_id}"
+    assert consented == 200
+    assert second.returncode == 1  # a tenant with no data yet is not ok, though nothing is wrong with it
+    again = {line[32:68]: line[:30].rstrip() for line in second.stdout.splitlines()}
+    assert [again[t.tenant_id] for t in customers] == ["ok", "ok", "no data yet"]
+    assert backfill.returncode == 0, backfill.stderr
+    stored = [db_count(database, secure_scores, tenant_id=t.tenant_id) for t in customers]
+    assert stored == [90, 90, 0]

@@ -21,13 +21,14 @@ from aiohttp import web
 
 from fetcher.simulator import entra, graph, hostile, pages, partner, quirks, tokens
 from fetcher.simulator.faults import Fault, FaultKind, Plan
-from fetcher.simulator.records import GET, LIST, OTHER, PARTNER, PROFILES, TOKEN, RequestRecord
+from fetcher.simulator.records import CONSENT, GET, LIST, OTHER, PARTNER, PROFILES, TOKEN, RequestRecord
 from fetcher.simulator.tokens import AccessClaims, TokenRejected
 
 if TYPE_CHECKING:
     from fetcher.simulator.simulator import Simulator
 
 _TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/v2\.0/token/?$", re.IGNORECASE)
+_CONSENT_PATH = re.compile(r"^/([^/]+)/adminconsent/?$", re.IGNORECASE)
 _LIST_PATH = re.compile(r"^/v1\.0/security/securescores/?$", re.IGNORECASE)
 _PROFILES_PATH = re.compile(r"^/v1\.0/security/securescorecontrolprofiles/?$", re.IGNORECASE)
 _GET_PATH = re.compile(r"^/v1\.0/security/securescores/([^/]+)/?$", re.IGNORECASE)
@@ -49,6 +50,8 @@ def classify(path: str) -> Route:
     """Which endpoint a path names (Graph matches path segments case-insensitively)."""
     if match := _TOKEN_PATH.match(path):
         return Route(TOKEN, match.group(1))
+    if match := _CONSENT_PATH.match(path):
+        return Route(CONSENT, match.group(1))
     if _LIST_PATH.match(path):
         return Route(LIST)
     if _PROFILES_PATH.match(path):
@@ -124,6 +127,8 @@ class Service:
             return await self._graph(exchange)
         if exchange.route.endpoint == PARTNER:
             return self._partner(exchange)
+        if exchange.route.endpoint == CONSENT:
+            return self._admin_consent(exchange)
         return _unknown_path(exchange)
 
     async def _sleep(self, plan: Plan, top: int | None = None) -> None:
@@ -195,6 +200,26 @@ class Service:
             body = self._token_body(outcome) if isinstance(outcome, entra.Grant) else {"error": "invalid_request"}
             return _entra_json(exchange, 200, hostile.truncated(orjson.dumps(body)))
         return _status_fault(exchange, fault, _entra_status_body(fault.status_code))
+
+    def _admin_consent(self, exchange: Exchange) -> web.Response:
+        """An admin of the tenant opened the admin-consent link and accepted: the app is consented there.
+
+        Entra ID shows a sign-in and a consent prompt first, then redirects; the simulator takes the
+        admin's yes as given and answers with a line of text. An unknown tenant or app is refused as the
+        token endpoint refuses it.
+        """
+        segment = exchange.route.argument
+        exchange.tenant_id = segment
+        tenant = self.sim.tenant(segment)
+        client_id = exchange.request.query.get("client_id", "")
+        if tenant is None or not tenant.registered:
+            return _entra_refusal(exchange, entra.refusal(entra.TokenRefusal.TENANT_NOT_FOUND, tenant=segment))
+        if client_id.lower() != self.sim.registration.client_id.lower():
+            refused = entra.refusal(entra.TokenRefusal.APP_NOT_FOUND, client_id=client_id, tenant=tenant.tenant_id)
+            return _entra_refusal(exchange, refused)
+        self.sim.grant_consent(tenant.tenant_id)
+        text = f"Admin consent granted: app {client_id} in tenant {tenant.tenant_id}.\n"
+        return web.Response(status=200, text=text, content_type="text/plain")
 
     # -- Graph --------------------------------------------------------------------------------------------
 

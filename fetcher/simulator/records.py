@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 TOKEN, LIST, GET, PROFILES, OTHER = "token", "list", "get", "profiles", "other"
 PARTNER = "partner"  # the partner tenant's delegatedAdminRelationships and contracts
+CONSENT = "consent"  # an admin opening the admin-consent link (`/{tenant}/adminconsent?client_id=...`)
 GRAPH_ENDPOINTS = frozenset({LIST, GET, PROFILES})
 
 
@@ -24,7 +25,7 @@ class RequestRecord:
     time: float  # time.monotonic() at arrival
     finished: float
     tenant_id: str | None  # from the URL for token requests, from the access token for Graph requests
-    endpoint: str  # "token" | "list" | "get" | "profiles" | "partner" | "other"
+    endpoint: str  # "token" | "list" | "get" | "profiles" | "partner" | "consent" | "other"
     method: str
     path: str
     query: dict[str, str]

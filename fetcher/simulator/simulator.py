@@ -6,6 +6,7 @@ HTTP lives in `app.py`; serving it lives in `server.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 import time
@@ -114,6 +115,13 @@ class Simulator:
         if self.tenant(tenant_id) is None:
             raise KeyError(f"unknown tenant {tenant_id}")
         self.faults.add(tenant_id, fault)
+
+    def grant_consent(self, tenant_id: str) -> SimTenant:
+        """What an admin of the tenant accepting the admin-consent prompt does: the app gets its service
+        principal there and its application permission (the tenant's other standing is unchanged)."""
+        tenant = dataclasses.replace(self._known(tenant_id), app_installed=True, consent=True)
+        self.tenants[tenant.tenant_id.lower()] = tenant
+        return tenant
 
     def make_app(self) -> web.Application:
         """A fresh aiohttp application serving this simulator."""

@@ -348,3 +348,26 @@ async def test_federated_token_for_another_app_is_refused(
     federated = running.simulator.issue_federated_token("11111111-2222-3333-4444-555555555555", tenant.tenant_id)
     answer = await post_token(session, running, tenant.tenant_id, _assertion_form(running, federated))
     assert _refusal_code(answer.json()) == 700213
+
+
+async def test_opening_the_admin_consent_link_consents_the_app(
+    running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
+) -> None:
+    sim = running.simulator
+    sim.tenants[tenant.tenant_id] = dataclasses.replace(tenant, app_installed=False, consent=False)
+    link = f"{running.authority_host}/{{}}/adminconsent?client_id={{}}"
+    unknown = "99999999-9999-4999-8999-999999999999"
+
+    async with session.get(link.format(unknown, sim.client_id)) as no_tenant:
+        no_tenant_code = _refusal_code(await no_tenant.json())
+    async with session.get(link.format(tenant.tenant_id, unknown)) as other_app:
+        other_app_code = _refusal_code(await other_app.json())
+    refused = sim.tenant(tenant.tenant_id)
+    async with session.get(link.format(tenant.tenant_id, sim.client_id)) as granted:
+        text = await granted.text()
+
+    assert (no_tenant.status, no_tenant_code, other_app.status, other_app_code) == (400, 90002, 400, 700016)
+    assert refused == dataclasses.replace(tenant, app_installed=False, consent=False)
+    assert granted.status == 200
+    assert text == f"Admin consent granted: app {sim.client_id} in tenant {tenant.tenant_id}.\n"
+    assert sim.tenant(tenant.tenant_id) == dataclasses.replace(tenant, app_installed=True, consent=True)
