@@ -32,19 +32,16 @@ DEMO_DAYS = 90
 DEMO_ACTIONS = 8
 
 
-def demo_config_text(db_path: Path, client_id: str, tenants: list[tuple[str, str]]) -> str:
+def demo_config_text(db_path: Path, tenants: list[tuple[str, str]]) -> str:
     """A configuration for reading the demo's database (report, status, metrics, alerts), ending in [alerts].
 
-    The simulator stops with the demo, so it names no Graph endpoint and no readable client secret.
+    The reading commands need only `[database]` and the tenants' names: no `[auth]`, no Graph endpoint
+    (the simulator stops with the demo), no secret.
     """
     lines = [
         "# Written by `fetcher demo` for reading its database: report, status, metrics, alerts.",
         "[database]",
         f"url = {toml_string(f'sqlite+aiosqlite:///{db_path}')}",
-        "",
-        "[auth]",
-        f"client_id = {toml_string(client_id)}",
-        'client_secret = "env:FETCHER_DEMO_SECRET"   # not read by the reading commands',
     ]
     for tenant_id, name in tenants:
         lines += ["", "[[tenants]]", f"tenant_id = {toml_string(tenant_id)}", f"name = {toml_string(name)}"]
@@ -56,11 +53,11 @@ def demo_config_text(db_path: Path, client_id: str, tenants: list[tuple[str, str
     return "\n".join(lines) + "\n"
 
 
-def write_demo_config(path: Path, db_path: Path, client_id: str, tenants: list[tuple[str, str]]) -> bool:
+def write_demo_config(path: Path, db_path: Path, tenants: list[tuple[str, str]]) -> bool:
     """Write the demo's configuration unless the file exists (it may hold the user's [alerts] lines)."""
     if path.exists():
         return False
-    path.write_text(demo_config_text(db_path, client_id, tenants), encoding="utf-8")
+    path.write_text(demo_config_text(db_path, tenants), encoding="utf-8")
     return True
 
 
@@ -132,7 +129,7 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
     config_path = db_path.with_suffix(".toml")
     names = [(t.tenant_id, t.name) for t in config.tenants]
-    written = write_demo_config(config_path, db_path, config.auth.client_id or "", names)
+    written = write_demo_config(config_path, db_path, names)
     console.print(
         f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days of {len(states)} tenants in "
         f"[bold]{db_path}[/bold]. The failure above is scripted (a tenant without admin consent).\n"

@@ -25,6 +25,7 @@ from fetcher.config import CLOUDS, GraphConfig
 from fetcher.errors import ConnectionFailed, RetryWaitTooLong, ServerError, Throttled
 from fetcher.graph import Response
 from fetcher.models import TenantRef
+from fetcher.simulator import generate_tenants
 from fetcher.simulator.consent import CONSENT_STATES, consent_tenants
 from tests.e2e import world
 
@@ -290,3 +291,16 @@ def _tenant_of(line: str) -> str:
 
 def _state_of(line: str) -> str:
     return line[:30].rstrip()
+
+
+def test_tenants_check_keeps_to_the_run_s_concurrency(tmp_path: Path) -> None:
+    """`[fetch] concurrency` bounds the check's requests as it bounds a run's."""
+    tenants = generate_tenants(8, seed=29)
+    with world(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", tenants, latency_ms=150) as w:
+        w.write_config(fetch={"concurrency": 2})
+        done = w.fetcher("tenants", "check")
+        peak = w.sim.peak_in_flight
+
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 8
+    assert peak == 2

@@ -58,6 +58,9 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
 
     assert done.returncode == 0, done.stderr
     assert db_count(f"sqlite+aiosqlite:///{tmp_path / 'fetcher-demo.db'}", secure_scores) >= 4 * 90
+    reading = (tmp_path / "fetcher-demo.toml").read_text(encoding="utf-8")
+    assert "[database]" in reading
+    assert "[auth]" not in reading  # the reading commands need no credential
     tries = done.stdout.split("Try next:\n", 1)[1].splitlines()
     assert len(tries) == 3
     results = [fetcher(*shlex.split(line)[1:], cwd=tmp_path) for line in tries]
