@@ -56,6 +56,8 @@ def provoke(tmp_path: Path, transcripts: Transcripts) -> None:
             }
         )
         assert r.fetcher("config", "check").returncode == 0
+        assert r.fetcher("config", "check", "--verbose", "--online").returncode == 1  # a wrong certificate password
+        assert r.fetcher("tenants", "check", "--format", "json").returncode == 1
         assert r.fetcher("backfill").returncode == 1
         assert r.fetcher("-v", "run").returncode == 1  # -vv: the Azure SDK's HTTP logging too
         assert r.fetcher("get", f"{plain.tenant_id}_{r.sim.newest_day}").returncode == 0
