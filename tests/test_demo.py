@@ -46,6 +46,14 @@ def test_next_commands_name_the_configuration_relative_to_the_current_folder(
     ]
 
 
+def readme_quick_start() -> list[str]:
+    """The commands the README's quick start runs after `fetcher demo` (comments dropped)."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("fetcher demo\n```", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.startswith("fetcher ")]
+
+
 def fetcher(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fetcher", *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd
@@ -63,6 +71,7 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     assert "[auth]" not in reading  # the reading commands need no credential
     tries = done.stdout.split("Try next:\n", 1)[1].splitlines()
     assert len(tries) == 3
+    assert readme_quick_start() == [line.strip() for line in tries[:2]]
     results = [fetcher(*shlex.split(line)[1:], cwd=tmp_path) for line in tries]
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
     weakest = shlex.split(tries[2])[-1]
