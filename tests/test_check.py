@@ -155,10 +155,17 @@ def test_a_403_is_a_missing_permission_with_the_roles_the_token_carries() -> Non
     )
 
 
-def test_a_403_in_another_wording_is_still_a_missing_permission() -> None:
-    body = graph_body("Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-
-    verdict = classify_answer(Response(403, body), ADVICE)
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
+        # secureScores' own 403, as a partner's tool logged it (microsoft/Partner-Smart-Office issue 4)
+        ("AccessDenied", "Your account does not have access to this data. Please contact your global administrator "
+         "to request access."),
+    ],
+)  # fmt: skip
+def test_a_403_in_another_wording_is_still_a_missing_permission(code: str, message: str) -> None:
+    verdict = classify_answer(Response(403, graph_body(code, message)), ADVICE)
 
     assert (verdict.health, verdict.permission) == (Health.PERMISSION_MISSING, "SecurityEvents.Read.All")
     assert verdict.detail.endswith("no SecurityEvents.Read.All role")
