@@ -7,7 +7,6 @@ another run holds its lock; 130/143 stopped by SIGINT/SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
@@ -17,54 +16,24 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
-from rich.console import Console
-from rich.markup import escape
-from sqlalchemy.exc import DBAPIError
 
 from fetcher import __version__
-from fetcher.config import DEFAULT_FILE, ENV_CONFIG, Config, Purpose, find_config_file, load_config, redacted
-from fetcher.discovery import merge, read_tenants_file, render_tenants_file, write_atomically
 from fetcher.errors import ConfigError, FetcherError
-from fetcher.outcome import Observer, RunReport
-from fetcher.output import (
-    REDACTOR,
-    LogObserver,
-    ProgressObserver,
-    discovery_json,
-    discovery_summary,
-    discovery_table,
-    is_short,
-    is_stale,
-    setup_logging,
-    status_json,
-    status_table,
-    summary_table,
-)
-from fetcher.partner import discover, open_partner_graph
-from fetcher.plan import (
-    plan_backfill,
-    plan_get,
-    plan_incremental,
-    plan_rebuild,
-    profiles_policy,
-    select_tenants,
-    window_days,
-)
-from fetcher.runner import Run
-from fetcher.store import ledger
-from fetcher.store.engine import (
-    create_engine,
-    display_url,
-    ensure_schema,
-    migrate,
-    transaction,
-    unexpected_database_error,
-)
 from fetcher.text import printable
+
+# Each command imports what it uses, in its own body: `fetcher --help` then loads click and little else
+# (issue 17: start-up was 1.1 s of imports), and the simulator and the report's HTML code load only for
+# the commands that use them. tests/test_cli_startup.py holds the line.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fetcher.config import Config, Purpose
+    from fetcher.outcome import Observer, RunReport
+    from fetcher.runner import Run
+    from fetcher.store import ledger
 
 log = logging.getLogger("fetcher.cli")
 
@@ -79,9 +48,12 @@ class Context:
     console: Console
     err: Console
 
-    def config(self, purpose: Purpose = Purpose.FETCH) -> Config:
-        """The configuration; `Purpose.DATABASE` for commands that never authenticate."""
-        config = load_config(find_config_file(self.config_path), purpose=purpose)
+    def config(self, purpose: Purpose | None = None) -> Config:
+        """The configuration, by default for fetching; `Purpose.DATABASE` for commands that never authenticate."""
+        from fetcher.config import Purpose, find_config_file, load_config
+        from fetcher.output import REDACTOR
+
+        config = load_config(find_config_file(self.config_path), purpose=purpose or Purpose.FETCH)
         auths = [t.auth for t in config.tenants] + ([config.partner.auth] if config.partner else [])
         for auth in auths:
             for secret in (auth.client_secret, auth.certificate_password):
@@ -95,12 +67,16 @@ class Context:
         return config
 
     def observer(self) -> Observer:
+        from fetcher.output import LogObserver, ProgressObserver
+
         if self.log_format == "text" and self.err.is_terminal and self.verbosity >= 0:
             return ProgressObserver(self.err)
         return LogObserver()
 
 
 def _fail(err: Console, error: FetcherError) -> int:
+    from rich.markup import escape
+
     err.print(
         f"[bold red]error:[/bold red] {escape(printable(str(error)))}", markup=True, highlight=False, soft_wrap=True
     )
@@ -109,15 +85,34 @@ def _fail(err: Console, error: FetcherError) -> int:
 
 def _run_async(ctx: Context, coro: Coroutine[Any, Any, int]) -> None:
     """Run a command's coroutine; a FetcherError becomes its one line and exit code."""
+    import asyncio
+
     try:
         code = asyncio.run(coro)
     except FetcherError as error:
         code = _fail(ctx.err, error)
-    except DBAPIError as error:  # a database failure no command put in its own words: still one line, exit 3
-        code = _fail(ctx.err, unexpected_database_error(error))
     except KeyboardInterrupt:
         code = 130
+    except Exception as error:
+        failure = _database_failure(error)
+        if failure is None:
+            raise
+        code = _fail(ctx.err, failure)
     sys.exit(code)
+
+
+def _database_failure(error: Exception) -> FetcherError | None:
+    """A database failure no command put in its own words (still one line, exit 3); None for anything else.
+
+    A command that never loaded SQLAlchemy cannot have one, and is not made to load it here.
+    """
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    from fetcher.store.engine import unexpected_database_error
+
+    return unexpected_database_error(error) if isinstance(error, DBAPIError) else None
 
 
 def _sync(ctx: Context, action: Callable[[], int]) -> None:
@@ -135,12 +130,33 @@ def _tune_garbage_collector() -> None:
     rows of every tenant in flight: a quarter of the CPU of a backfill (measured: 6.1 against 4.6 CPU
     seconds for 1,800 score-days). Reference counting frees those rows anyway; the objects made while
     importing and starting up are frozen out of the scans for good.
+
+    Only `run`, `backfill` and `rebuild` call this, after importing what they use, and only when the
+    command line is the process's own (`_Fetcher.main` read `sys.argv`): a test that invokes a command in
+    its own process keeps that process's collector as it was.
     """
+    if not _own_process:
+        return
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+_own_process = False  # set by _Fetcher.main: True when the arguments came from sys.argv
+
+
+class _Fetcher(click.Group):
+    """The `fetcher` group, which notes whether it was started from the process's own command line."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
+        global _own_process
+        _own_process = args is None
+        return super().main(args, *rest, **extra)
+
+
+@click.group(
+    cls=_Fetcher,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
@@ -169,7 +185,10 @@ def main(
     click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str, log_sql: bool
 ) -> None:
     """Fetch Microsoft Secure Score history for many tenants into your own SQL database."""
-    _tune_garbage_collector()
+    from rich.console import Console
+
+    from fetcher.output import setup_logging
+
     err = Console(stderr=True)
     verbosity = -1 if quiet else verbose
     setup_logging(verbosity=verbosity, log_format=log_format, console=err, log_sql=log_sql)
@@ -191,6 +210,9 @@ def config_init(ctx: Context, path: Path | None) -> None:
     """Write a commented starting configuration from the example that ships with the fetcher, and say what to
     fill in. PATH defaults to --config, else $FETCHER_CONFIG, else ./fetcher.toml; an existing file is never
     overwritten."""
+    from rich.markup import escape
+
+    from fetcher.config import DEFAULT_FILE, ENV_CONFIG
     from fetcher.onboarding import FILL_IN, write_starting_config
 
     def action() -> int:
@@ -226,6 +248,9 @@ def config_init(ctx: Context, path: Path | None) -> None:
 def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
     """Validate the configuration and summarise it: counts, endpoints, database, which secrets are set (never
     their values). Exit 0 only when everything checked passes."""
+    import orjson
+
+    from fetcher.config import redacted
     from fetcher.onboarding import check_online, summary_lines
 
     verbose = detail or ctx.verbosity > 0
@@ -257,6 +282,8 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 @click.pass_obj
 def migrate_command(ctx: Context) -> None:
     """Create the tables, or upgrade them to this version's schema."""
+    from fetcher.config import Purpose
+    from fetcher.store.engine import create_engine, display_url, migrate
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
@@ -290,6 +317,8 @@ def _alerts_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 async def _execute(ctx: Context, run: Run) -> RunReport:
     """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
@@ -310,6 +339,8 @@ async def _execute(ctx: Context, run: Run) -> RunReport:
 
 
 def _report(ctx: Context, report: RunReport) -> int:
+    from fetcher.output import summary_table
+
     if ctx.verbosity >= 0 and ctx.log_format == "text" and report.counters.tenants_done:
         ctx.err.print(summary_table(report))
     return report.exit_code
@@ -322,6 +353,10 @@ def _report(ctx: Context, report: RunReport) -> int:
 def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
     """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day, and
     its control profiles once they are [fetch] profiles_max_age_hours old."""
+    from fetcher.plan import plan_incremental, profiles_policy, select_tenants
+    from fetcher.runner import Run
+
+    _tune_garbage_collector()
 
     async def action() -> int:
         config = ctx.config()
@@ -350,6 +385,10 @@ def backfill_command(
     ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str], no_alerts: bool
 ) -> None:
     """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat)."""
+    from fetcher.plan import plan_backfill, profiles_policy, select_tenants, window_days
+    from fetcher.runner import Run
+
+    _tune_garbage_collector()
 
     async def action() -> int:
         config = ctx.config()
@@ -378,6 +417,12 @@ def backfill_command(
 @click.pass_obj
 def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
     """Fetch one secureScore by id (TENANT_YYYY-MM-DD), store it and print it as JSON."""
+    import orjson
+    from rich.markup import escape
+
+    from fetcher.output import LogObserver
+    from fetcher.plan import plan_get, select_tenants
+    from fetcher.runner import Run
 
     async def action() -> int:
         config = ctx.config()
@@ -402,6 +447,11 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
 @click.pass_obj
 def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     """Derive the normalized tables again from the raw archive (after a normalization fix or a new column)."""
+    from fetcher.config import Purpose
+    from fetcher.plan import plan_rebuild
+    from fetcher.runner import Run
+
+    _tune_garbage_collector()
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
@@ -425,6 +475,11 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
 @click.pass_obj
 def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str]) -> None:
     """A row per tenant: newest day, last success, last error. Exit 1 when an enabled tenant is stale."""
+    from fetcher.config import Purpose
+    from fetcher.output import is_short, is_stale, status_json, status_table
+    from fetcher.plan import select_tenants
+    from fetcher.store import ledger
+    from fetcher.store.engine import create_engine, ensure_schema, transaction
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
@@ -464,6 +519,8 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
 
 def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[ledger.TenantState]:
     """Add configured tenants the database has never seen."""
+    from fetcher.store import ledger
+
     known = {s.tenant_id for s in states}
     missing = [
         ledger.TenantState(t.tenant_id, t.name, None, None, None, None, None, 0)
@@ -537,6 +594,7 @@ def report_command(
 ) -> None:
     """A row per tenant, weakest first, with 7- and 30-day changes; with --tenant, why one tenant moved and what
     to fix next; with --actions, which changes would raise the most tenants."""
+    from fetcher.config import Purpose
     from fetcher.report import Format, ReportRequest, Sort, produce
 
     async def action() -> int:
@@ -593,6 +651,7 @@ def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
     """
     from fetcher.alerts.engine import evaluate_alerts
     from fetcher.alerts.show import as_json, as_table
+    from fetcher.config import Purpose
 
     async def action() -> int:
         config = ctx.config(purpose=Purpose.DATABASE if dry_run else Purpose.ALERTS)
@@ -618,7 +677,9 @@ def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
 @click.pass_obj
 def metrics_command(ctx: Context, output: Path | None) -> None:
     """Scores, runs and open alerts in the OpenMetrics text format, for Prometheus."""
+    from fetcher.config import Purpose
     from fetcher.metrics import exposition, read_snapshot, write_atomically
+    from fetcher.store.engine import create_engine, ensure_schema
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
@@ -715,6 +776,10 @@ def tenants_group() -> None:
 def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool, fmt: str) -> None:
     """List the partner's customers ([partner] source: GDAP relationships and/or contracts) and merge them
     into the tenants file: new ones added, your names and enabled flags kept, missing ones marked gone."""
+    from fetcher.config import Purpose
+    from fetcher.discovery import merge, read_tenants_file, render_tenants_file, write_atomically
+    from fetcher.output import discovery_json, discovery_summary, discovery_table
+    from fetcher.partner import discover, open_partner_graph
 
     async def action() -> int:
         config = ctx.config(Purpose.DISCOVER)
@@ -750,6 +815,7 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     run's limits, concurrency and retries. Exit 0 only when every tenant is ok, else 1.
     """
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
+    from fetcher.plan import select_tenants
 
     async def action() -> int:
         config = ctx.config()

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
 from fetcher.errors import ConfigError
-from fetcher.report import collect, formats, html
+from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, Portfolio, Sort, TenantReport
 from fetcher.store.engine import create_engine, ensure_schema
@@ -70,7 +70,9 @@ async def produce(
 async def _build(
     engine: AsyncEngine, config: Config, request: ReportRequest, now: datetime
 ) -> tuple[Portfolio | TenantReport | ActionsReport, str | None]:
-    """The report, and its HTML page when one was asked for."""
+    """The report, and its HTML page when one was asked for (only then is the page's code imported)."""
+    if request.html is not None:
+        from fetcher.report import html
     if request.actions:
         found = await collect.actions(engine, config, now=now, tenant_id=request.tenant_id)
         return found, html.actions_page(found) if request.html else None
