@@ -352,16 +352,18 @@ def _report(ctx: Context, report: RunReport) -> int:
 @click.pass_obj
 def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
     """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day, and
-    its control profiles once they are [fetch] profiles_max_age_hours old."""
+    its control profiles once they are [fetch] profiles_max_age_hours old. With tenants_source = "partner",
+    the tenants are the partner's customers, discovered first (reused for [partner] refresh_hours)."""
+    from fetcher.partner import with_discovered_tenants
     from fetcher.plan import plan_incremental, profiles_policy, select_tenants
     from fetcher.runner import Run
 
     _tune_garbage_collector()
 
     async def action() -> int:
-        config = ctx.config()
-        chosen = select_tenants(config, tenants)
         now = datetime.now(UTC)
+        config, _ = await with_discovered_tenants(ctx.config(), now)
+        chosen = select_tenants(config, tenants)
         planner = plan_incremental(
             chosen, config.fetch.history_days, now.date(), profiles=profiles_policy(config), now=now
         )
@@ -384,14 +386,16 @@ def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
 def backfill_command(
     ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str], no_alerts: bool
 ) -> None:
-    """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat)."""
+    """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat).
+    With tenants_source = "partner", the tenants are the partner's customers, discovered first."""
+    from fetcher.partner import with_discovered_tenants
     from fetcher.plan import plan_backfill, profiles_policy, select_tenants, window_days
     from fetcher.runner import Run
 
     _tune_garbage_collector()
 
     async def action() -> int:
-        config = ctx.config()
+        config, _ = await with_discovered_tenants(ctx.config(), datetime.now(UTC))
         chosen = select_tenants(config, tenants)
         window = window_days(
             days=days,
@@ -477,12 +481,13 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
     """A row per tenant: newest day, last success, last error. Exit 1 when an enabled tenant is stale."""
     from fetcher.config import Purpose
     from fetcher.output import is_short, is_stale, status_json, status_table
+    from fetcher.partner import with_known_tenants
     from fetcher.plan import select_tenants
     from fetcher.store import ledger
     from fetcher.store.engine import create_engine, ensure_schema, transaction
 
     async def action() -> int:
-        config = ctx.config(Purpose.DATABASE)
+        config = await with_known_tenants(ctx.config(Purpose.DATABASE))
         chosen = select_tenants(config, tenants)
         engine = create_engine(config.database)
         try:
@@ -595,6 +600,7 @@ def report_command(
     """A row per tenant, weakest first, with 7- and 30-day changes; with --tenant, why one tenant moved and what
     to fix next; with --actions, which changes would raise the most tenants."""
     from fetcher.config import Purpose
+    from fetcher.partner import with_known_tenants
     from fetcher.report import Format, ReportRequest, Sort, produce
 
     async def action() -> int:
@@ -608,7 +614,7 @@ def report_command(
             output=output,
             html=html_path,
         )
-        return await produce(ctx.config(Purpose.DATABASE), request, ctx.console, ctx.err)
+        return await produce(await with_known_tenants(ctx.config(Purpose.DATABASE)), request, ctx.console, ctx.err)
 
     _run_async(ctx, action())
 

@@ -42,6 +42,7 @@ import os
 import re
 import stat
 import tomllib
+import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,18 +293,23 @@ class AlertsConfig:
 
 
 PARTNER_SOURCES = ("gdap", "contracts", "both")
+TENANTS_SOURCES = ("config", "partner")
+DEFAULT_REFRESH_HOURS = 24.0
 
 
 @dataclass(frozen=True)
 class PartnerConfig:
     """`[partner]`: the partner's own tenant, where its customers are discovered (`fetcher tenants`).
 
-    `auth` is `[auth]` resolved for the partner tenant; `source` is "gdap", "contracts" or "both".
+    `auth` is `[auth]` resolved for the partner tenant; `source` is "gdap", "contracts" or "both";
+    `refresh_hours` is how long the customer list discovered by `run` and `backfill` is reused when
+    `tenants_source = "partner"` (0: discover at every run).
     """
 
     tenant_id: str
     auth: AuthConfig
     source: str = "gdap"
+    refresh_hours: float = DEFAULT_REFRESH_HOURS
 
 
 @dataclass(frozen=True)
@@ -311,6 +317,9 @@ class Config:
     """The whole, validated configuration.
 
     `auth` is `[auth]` as written (secrets by reference; each tenant's `auth` is the resolved one).
+    `tenants_source` is "config" (the tenants are `[[tenants]]` and `tenants_file`) or "partner" (`run`
+    and `backfill` fetch the customers discovered at `[partner]`; the configured tenants then only name,
+    disable or give their own `[tenants.auth]` to discovered customers).
     """
 
     database: DatabaseConfig
@@ -323,6 +332,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     partner: PartnerConfig | None = None
     tenants_file: Path | None = None
+    tenants_source: str = "config"
 
     @property
     def enabled_tenants(self) -> tuple[TenantConfig, ...]:
@@ -443,6 +453,9 @@ class _AlertsTable(_Table):
 class _PartnerTable(_Table):
     tenant_id: str | None = None
     source: str = "gdap"
+    refresh_hours: Annotated[
+        float, Field(ge=0, description="(hours the discovered customer list is reused; 0: discover every run)")
+    ] = DEFAULT_REFRESH_HOURS
 
 
 class _File(_Table):
@@ -452,6 +465,7 @@ class _File(_Table):
     fetch: _FetchTable = _FetchTable()
     auth: _AuthTable = _AuthTable()
     tenants_file: str | None = None
+    tenants_source: str = "config"
     tenants: list[_TenantTable] = Field(default_factory=list)
     alerts: _AlertsTable = _AlertsTable()
 
@@ -592,8 +606,9 @@ def _model_at(loc: tuple[int | str, ...]) -> type[_Table]:
         if isinstance(key, int):
             continue
         annotation = model.model_fields[key].annotation
-        inner = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
-        model = typing.cast(type[_Table], inner)
+        if typing.get_origin(annotation) in (list, types.UnionType):  # list[_X] or an optional table, _X | None
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        model = typing.cast(type[_Table], annotation)
     return model
 
 
@@ -640,9 +655,10 @@ class _Loader:
         database = self.database(file.database)
         graph = self.graph(file.graph)
         fetch = FetchConfig(**file.fetch.model_dump())
-        entries = [*self.listed_tenants(file.tenants), *self.tenants_file(file.tenants_file)]
+        discovered = self.tenants_source(file)
+        entries = [*self.listed_tenants(file.tenants), *self.tenants_file(file.tenants_file, optional=discovered)]
         tenants = self.tenants(entries, file.auth)
-        if self.purpose is Purpose.FETCH:
+        if self.purpose is Purpose.FETCH and not discovered:
             self.require_enabled(tenants, file.tenants_file)
         partner = self.partner(file.partner, file.auth)
         self.note_literals(file)
@@ -652,7 +668,19 @@ class _Loader:
         tenants_file = self.resolve_path(file.tenants_file) if file.tenants_file else None
         alerts = self.alerts(file.alerts, tenants)  # before the warnings: it may add some
         warnings = tuple(self.warnings)
-        return Config(database, graph, fetch, shared, tenants, self.path, warnings, alerts, partner, tenants_file)
+        config = Config(database, graph, fetch, shared, tenants, self.path, warnings, alerts, partner, tenants_file)
+        return dataclasses.replace(config, tenants_source=file.tenants_source)
+
+    def tenants_source(self, file: _File) -> bool:
+        """True when the tenants to fetch are discovered at the partner (`tenants_source = "partner"`)."""
+        if file.tenants_source not in TENANTS_SOURCES:
+            raise self.fail(f"tenants_source must be one of {', '.join(TENANTS_SOURCES)}, got {file.tenants_source!r}")
+        if file.tenants_source == "partner" and file.partner is None:
+            raise self.fail(
+                'tenants_source = "partner" needs a [partner] table with the partner\'s own tenant_id '
+                "(where the customers are discovered)"
+            )
+        return file.tenants_source == "partner"
 
     def partner(self, table: _PartnerTable | None, shared: _AuthTable) -> PartnerConfig | None:
         """`[partner]`, required when discovering; its token comes from `[auth]`."""
@@ -666,7 +694,7 @@ class _Loader:
             raise self.fail(f"[partner] source must be one of {', '.join(PARTNER_SOURCES)}, got {table.source!r}")
         tenant_id = self.guid(table.tenant_id, "[partner]")
         auth = self.tenant_auth(_Entry("[partner]", tenant_id, "partner", True, _AuthTable()), shared)
-        return PartnerConfig(tenant_id, auth, table.source)
+        return PartnerConfig(tenant_id, auth, table.source, table.refresh_hours)
 
     def resolve_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
@@ -781,12 +809,15 @@ class _Loader:
             raise self.fail(f"{where}: tenant_id {tenant_id!r} is not a GUID")
         return tenant_id.lower()
 
-    def tenants_file(self, name: str | None) -> Iterator[_Entry]:
-        """Rows of the CSV tenants file, read whole with the csv module (quoted newlines survive)."""
+    def tenants_file(self, name: str | None, *, optional: bool = False) -> Iterator[_Entry]:
+        """Rows of the CSV tenants file, read whole with the csv module (quoted newlines survive).
+
+        `optional`: a missing or empty file has no rows (with discovered tenants it only adds overrides).
+        """
         if name is None:
             return
         path = self.resolve_path(name)
-        if self.purpose is Purpose.DISCOVER and (not path.exists() or path.stat().st_size == 0):
+        if (optional or self.purpose is Purpose.DISCOVER) and (not path.exists() or path.stat().st_size == 0):
             return  # discovery is how the file comes to be
         try:
             text = read_regular_file(path, TENANTS_FILE_MAX_BYTES).decode("utf-8-sig")

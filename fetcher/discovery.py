@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from fetcher.config import GUID, read_tenant_rows
+from fetcher.config import GUID, AuthConfig, TenantConfig, read_tenant_rows
 from fetcher.text import one_line
 
 RELATIONSHIPS_PATH = "/tenantRelationships/delegatedAdminRelationships"
@@ -106,6 +106,40 @@ def select_customers(relationships: Iterable[Any] = (), contracts: Iterable[Any]
         else:
             customers[customer.tenant_id] = customer
     return Found(tuple(customers.values()), dict(sorted(skipped.items())))
+
+
+# -- automatic mode (`tenants_source = "partner"`)
+
+# A list is reused while younger than this share of `[partner] refresh_hours`: a nightly cron starts a few
+# seconds or minutes earlier or later each night, and with the default 24 hours each night must rediscover.
+REFRESH_MARGIN = 0.9
+
+
+def is_fresh(discovered_at: datetime.datetime, now: datetime.datetime, refresh_hours: float) -> bool:
+    """Whether a list discovered at `discovered_at` is reused at `now` (never when `refresh_hours` is 0;
+    a time in the future, from a clock that was set back, counts as stale)."""
+    age = now - discovered_at
+    return datetime.timedelta(0) <= age < datetime.timedelta(hours=refresh_hours * REFRESH_MARGIN)
+
+
+def customer_tenants(
+    customers: Sequence[Customer], configured: Sequence[TenantConfig], auth: AuthConfig
+) -> tuple[TenantConfig, ...]:
+    """The tenants to fetch in automatic mode: every discovered customer, in the order found.
+
+    A configured tenant (`[[tenants]]` or `tenants_file`) with the same id gives the customer its name
+    (when not empty), its `[tenants.auth]` and its `enabled` flag; the others use the display name found
+    and `auth`. A configured tenant that discovery did not list is not fetched: its relationship ended.
+    """
+    overrides = {t.tenant_id: t for t in configured}
+    tenants = []
+    for customer in customers:
+        own = overrides.get(customer.tenant_id)
+        if own is None:
+            tenants.append(TenantConfig(customer.tenant_id, customer.display_name, auth))
+        else:
+            tenants.append(TenantConfig(own.tenant_id, own.name or customer.display_name, own.auth, own.enabled))
+    return tuple(tenants)
 
 
 # -- the tenants file

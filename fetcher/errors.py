@@ -27,6 +27,7 @@
     │       ├── RequestTimedOut       no answer within timeout_seconds
     │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
     ├── LocalResourceError            this machine ran out of open files, memory or disk (EMFILE, ...)
+    ├── NoCustomerList                tenants_source = "partner": discovery failed, no list cached (exit 2)
     └── Interrupted                   SIGINT or SIGTERM stopped the run
 
 Messages are one line, name the tenant (and file or field) at fault, say what to do, and never
@@ -274,6 +275,13 @@ class LocalResourceError(FetcherError):
     def __init__(self, message: str, *, tenant_id: str | None = None) -> None:
         super().__init__(message)
         self.tenant_id = tenant_id
+
+
+class NoCustomerList(FetcherError):
+    """`tenants_source = "partner"`: discovery failed and no earlier discovery left a list to fall back to."""
+
+    kind = "no_customer_list"
+    exit_code = 2
 
 
 class Interrupted(FetcherError):

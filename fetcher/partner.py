@@ -1,13 +1,20 @@
 """Discovery's I/O: the partner tenant's GDAP relationships and contracts read through the run's
-`GraphClient` (its paging guards, retries and limits), then `fetcher.discovery` decides.
+`GraphClient` (its paging guards, retries and limits), then `fetcher.discovery` decides; and automatic
+mode (`tenants_source = "partner"`): the customer list `run` and `backfill` fetch, reused from the
+database for `[partner] refresh_hours`, and the last known list when discovery fails.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config, PartnerConfig, TenantConfig
 from fetcher.discovery import (
@@ -16,12 +23,20 @@ from fetcher.discovery import (
     RELATIONSHIPS_PAGE_SIZE,
     RELATIONSHIPS_PATH,
     RELATIONSHIPS_PERMISSION,
+    Customer,
     Found,
+    customer_tenants,
+    is_fresh,
     select_customers,
 )
-from fetcher.errors import PermissionDenied
+from fetcher.errors import ConfigError, DatabaseError, FetcherError, Interrupted, NoCustomerList, PermissionDenied
 from fetcher.http import GraphClient, open_graph
 from fetcher.models import RequestStats, TenantRef
+from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.partner import KnownCustomers, known_customers, save_discovery, save_discovery_failure
+from fetcher.text import one_line
+
+log = logging.getLogger(__name__)
 
 # Paged to the end: $top asks for Graph's largest page, the pager follows @odata.nextLink (refusing a
 # foreign or repeated link) until Graph sends none.
@@ -72,3 +87,121 @@ async def discover(client: GraphClient, partner: PartnerConfig, stats: RequestSt
     if partner.source in ("contracts", "both"):
         contracts = await _collect(client, tenant, CONTRACTS_PATH, CONTRACTS_PERMISSION, stats)
     return select_customers(relationships, contracts)
+
+
+# -- automatic mode: `run` and `backfill` with `tenants_source = "partner"`
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerList:
+    """The customers a run fetches and where the list came from: `discovered` now, `cached` (a discovery
+    younger than `[partner] refresh_hours`) or `fallback` (discovery failed with `error`: the last known)."""
+
+    customers: tuple[Customer, ...]
+    discovered_at: datetime
+    origin: str
+    error: str | None = None
+
+
+DiscoverFn = Callable[[Config, PartnerConfig], Awaitable[Found]]
+
+
+async def discover_now(config: Config, partner: PartnerConfig) -> Found:
+    async with open_partner_graph(config, partner) as client:
+        return await discover(client, partner)
+
+
+async def customer_list(
+    config: Config, engine: AsyncEngine, now: datetime, discover_fn: DiscoverFn = discover_now
+) -> CustomerList:
+    """The partner's customers for a run at `now`: the cached list while fresh, else discovered (and
+    cached); when discovery fails, the last known list with the error (logged as a warning).
+
+    Raises NoCustomerList when discovery fails and no discovery ever succeeded; DatabaseError as usual.
+    """
+    partner = config.partner
+    assert partner is not None, "tenants_source = 'partner' requires [partner] (checked at load)"
+    async with transaction(engine, write=False) as conn:
+        known = await known_customers(conn, partner.tenant_id)
+    if known and known.source == partner.source and is_fresh(known.discovered_at, now, partner.refresh_hours):
+        log.info("using the %d customer(s) discovered at %s", len(known.customers), _when(known.discovered_at))
+        return CustomerList(known.customers, known.discovered_at, "cached")
+    try:
+        found = await discover_fn(config, partner)
+    except (DatabaseError, Interrupted):
+        raise
+    except FetcherError as error:
+        return await _fall_back(engine, partner, known, error, now)
+    async with transaction(engine) as conn:
+        await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now)
+    log.info("discovered %d customer(s) at partner tenant %s", len(found.customers), partner.tenant_id)
+    return CustomerList(found.customers, now, "discovered")
+
+
+async def _fall_back(
+    engine: AsyncEngine, partner: PartnerConfig, known: KnownCustomers | None, error: FetcherError, now: datetime
+) -> CustomerList:
+    reason = one_line(str(error), limit=500)
+    async with transaction(engine) as conn:
+        await save_discovery_failure(conn, partner.tenant_id, partner.source, now, error.kind, reason)
+    if known is None:
+        raise NoCustomerList(
+            f"tenant discovery at partner tenant {partner.tenant_id} failed and no earlier discovery left a "
+            f"customer list to fall back to: {reason}"
+        )
+    log.warning(
+        "tenant discovery at partner tenant %s failed: %s; fetching the last known list instead: %d customer(s) "
+        "discovered at %s",
+        partner.tenant_id,
+        reason,
+        len(known.customers),
+        _when(known.discovered_at),
+    )
+    return CustomerList(known.customers, known.discovered_at, "fallback", reason)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def with_discovered_tenants(
+    config: Config, now: datetime, discover_fn: DiscoverFn = discover_now
+) -> tuple[Config, CustomerList | None]:
+    """`config` with its tenants replaced by the partner's customers when `tenants_source = "partner"`
+    (see `fetcher.discovery.customer_tenants`); unchanged otherwise.
+
+    Raises NoCustomerList (exit 2) as `customer_list` does, and ConfigError when the list is empty.
+    """
+    if config.tenants_source != "partner" or config.partner is None:
+        return config, None
+    engine = create_engine(config.database)
+    try:
+        await ensure_schema(engine)
+        listing = await customer_list(config, engine, now, discover_fn)
+    finally:
+        await engine.dispose()
+    if not listing.customers:
+        raise ConfigError(
+            f"no tenants to fetch: tenant discovery at partner tenant {config.partner.tenant_id} "
+            f"({config.partner.source}) lists no active customer"
+        )
+    tenants = customer_tenants(listing.customers, config.tenants, config.partner.auth)
+    return dataclasses.replace(config, tenants=tenants), listing
+
+
+async def with_known_tenants(config: Config) -> Config:
+    """For the commands that only read (`status`, `report`): `config` with its tenants replaced by the
+    partner's last known customers when `tenants_source = "partner"`; no request to Graph, nothing written.
+    Unchanged in the other mode, and while no discovery has succeeded."""
+    if config.tenants_source != "partner" or config.partner is None:
+        return config
+    engine = create_engine(config.database)
+    try:
+        await ensure_schema(engine, create=False)
+        async with transaction(engine, write=False) as conn:
+            known = await known_customers(conn, config.partner.tenant_id)
+    finally:
+        await engine.dispose()
+    if known is None:
+        return config
+    return dataclasses.replace(config, tenants=customer_tenants(known.customers, config.tenants, config.partner.auth))

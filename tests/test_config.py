@@ -982,7 +982,7 @@ def test_example_config_documents_every_key() -> None:
         "alerts": fields[AlertsConfig],
         "alerts.rules": fields[AlertRule],
         "alerts.channels": channel_keys,
-        "partner": {"tenant_id", "source"},
+        "partner": {"tenant_id", "source", "refresh_hours"},
     }
     assert overrides <= fields[AuthConfig]
 
@@ -1492,3 +1492,31 @@ def test_a_tenant_name_longer_than_its_column_is_refused_naming_the_tenant(tmp_p
     with pytest.raises(ConfigError) as caught:
         load_config(path, {}, purpose=Purpose.DATABASE)
     assert f"tenant {tenant}: name is 257 characters long; at most 256" in str(caught.value)
+
+
+# -- tenants_source = "partner"
+
+PARTNER_TABLE = f'[partner]\ntenant_id = "{TENANT_C}"\n'
+
+
+def test_discovered_tenants_need_no_configured_tenant_nor_an_existing_tenants_file(tmp_path: Path) -> None:
+    text = config_text(top='tenants_source = "partner"\ntenants_file = "later.csv"', tenants="") + PARTNER_TABLE
+    config = load_config(write(tmp_path, text), ENV)
+    assert (config.tenants_source, config.tenants) == ("partner", ())
+    assert config.partner is not None
+    assert config.partner.refresh_hours == 24
+
+
+@pytest.mark.parametrize(
+    ("top", "partner", "message"),
+    [
+        ('tenants_source = "partner"', "", 'tenants_source = "partner" needs a [partner] table'),
+        ('tenants_source = "gdap"', PARTNER_TABLE, "tenants_source must be one of config, partner, got 'gdap'"),
+        ('tenants_source = "partner"', PARTNER_TABLE + "refresh_hours = -1\n", "refresh_hours"),
+    ],
+)
+def test_tenants_source_errors_name_the_key(tmp_path: Path, top: str, partner: str, message: str) -> None:
+    path = write(tmp_path, config_text(top=top, tenants="") + partner)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+    assert message in one_line(caught.value, path)

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
-from fetcher.config import Purpose, load_config
+from fetcher.config import AuthConfig, Purpose, TenantConfig, load_config
 from fetcher.discovery import (
     Change,
     Customer,
     TenantRow,
+    customer_tenants,
+    is_fresh,
     merge,
     read_tenants_file,
     render_tenants_file,
@@ -151,3 +153,37 @@ def test_configuration_does_not_fetch_a_gone_customer(tmp_path: Path) -> None:
     )
     config = load_config(tmp_path / "fetcher.toml", {}, purpose=Purpose.DATABASE)
     assert [(t.tenant_id, t.enabled) for t in config.tenants] == [(A, True), (B, False)]
+
+
+# -- automatic mode
+
+
+NOW = datetime.datetime(2026, 12, 1, 2, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("age_hours", "refresh_hours", "fresh"),
+    [(0, 24, True), (21.5, 24, True), (21.6, 24, False), (23.99, 24, False), (30, 24, False), (0, 0, False),
+     (-1, 24, False)],
+)  # fmt: skip
+def test_a_list_is_reused_until_most_of_refresh_hours_have_passed(
+    age_hours: float, refresh_hours: float, fresh: bool
+) -> None:
+    """A nightly cron a minute early must still rediscover with the default 24 hours; 0 never reuses."""
+    discovered_at = NOW - datetime.timedelta(hours=age_hours)
+    assert is_fresh(discovered_at, NOW, refresh_hours) is fresh
+
+
+def test_customer_tenants_takes_names_flags_and_auth_from_the_configuration() -> None:
+    shared, own = AuthConfig(client_id="shared"), AuthConfig(client_id="own")
+    customers = [Customer(A, "A upstream"), Customer(B, "B upstream"), Customer(C, "C upstream")]
+    configured = [
+        TenantConfig(B, "My B", own, enabled=False),
+        TenantConfig(C, "", own),
+        TenantConfig("dddddddd-0000-4000-8000-000000000004", "Ended", own),
+    ]
+    assert customer_tenants(customers, configured, shared) == (
+        TenantConfig(A, "A upstream", shared),
+        TenantConfig(B, "My B", own, enabled=False),
+        TenantConfig(C, "C upstream", own),
+    )

@@ -7,13 +7,23 @@ import csv
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, PartnerConfig
+from fetcher.discovery import Customer, Found
+from fetcher.errors import Interrupted, ServerError
+from fetcher.partner import CustomerList, customer_list
 from fetcher.simulator import SimTenant
+from fetcher.simulator.faults import Fault
 from fetcher.simulator.partner import SimContract, SimRelationship
+from fetcher.store.schema import fetch_runs, partner_customers, partner_discoveries, secure_scores, tenant_runs
+from fetcher.store.schema import tenants as tenants_table
 from tests.e2e import World, toml_table, world
+from tests.test_runner import db_count, db_rows
 
 PARTNER = "aaaaaaaa-0000-4000-8000-000000000001"
 CONTOSO = "0b7c1e2a-1111-4222-8333-444455556666"
@@ -131,3 +141,176 @@ def test_a_partner_token_without_the_permission_is_one_line(partner_world: World
     assert "DelegatedAdminRelationship.Read.All" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "SecurityEvents.Read.All" not in result.stderr
+
+
+# -- automatic mode: tenants_source = "partner"
+
+
+def automatic(w: World, *, refresh_hours: float, fetch: dict[str, object] | None = None) -> None:
+    """A configuration whose tenants are discovered at PARTNER by `run` and `backfill`."""
+    w.write_config(tenants=[], fetch={"history_days": 10, "control_profiles": False, **(fetch or {})})
+    partner = "\n".join(toml_table("partner", {"tenant_id": PARTNER, "refresh_hours": refresh_hours}))
+    w.config.write_text(f'tenants_source = "partner"\n{w.config.read_text()}\n{partner}\n')
+
+
+def small_relationships() -> list[SimRelationship]:
+    return [
+        SimRelationship("r1", "Contoso managed security", "active", CONTOSO, "Contoso Ltd"),
+        SimRelationship("r2", "Fabrikam managed security", "active", FABRIKAM, "Fabrikam Inc"),
+        SimRelationship("r3", "MLT_0001_placeholder", "active", NORTHWIND, "Northwind Traders"),
+    ]
+
+
+@pytest.fixture
+def auto_world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    tenants = [SimTenant(PARTNER, "Partner", partner=True)] + [
+        SimTenant(t, n) for t, n in ((CONTOSO, "Contoso Ltd"), (FABRIKAM, "Fabrikam Inc"), (NORTHWIND, "Northwind"))
+    ]
+    with world(tmp_path, database_url, tenants, seed=21, relationships=small_relationships()) as w:
+        yield w
+
+
+def fetched_by_run(w: World) -> list[set[str]]:
+    """The tenants each run fetched, oldest run first."""
+    runs = sorted(db_rows(w.database_url, fetch_runs), key=lambda r: r["started_at"])
+    done = db_rows(w.database_url, tenant_runs)
+    return [{r["tenant_id"] for r in done if r["run_id"] == run["run_id"]} for run in runs]
+
+
+def partner_requests(w: World) -> list[int]:
+    return [r.status for r in w.sim.requests if r.endpoint == "partner"]
+
+
+def test_automatic_run_fetches_a_new_customer_and_stops_a_terminated_one_keeping_its_history(
+    auto_world: World,
+) -> None:
+    """A customer added between two runs gets its whole window; one whose relationship ended is not fetched
+    and its stored days stay."""
+    automatic(auto_world, refresh_hours=0)
+    first = auto_world.fetcher("run")
+    assert first.returncode == 0, first.stderr
+    fabrikam_days = db_count(auto_world.database_url, secure_scores, tenant_id=FABRIKAM)
+    assert fabrikam_days == 10
+    auto_world.sim.relationships = [
+        SimRelationship("r1", "Contoso managed security", "active", CONTOSO, "Contoso Ltd"),
+        SimRelationship("r2", "Fabrikam managed security", "terminated", FABRIKAM, "Fabrikam Inc"),
+        SimRelationship("r4", "Northwind onboarding", "active", NORTHWIND, "Northwind Traders"),
+    ]
+    second = auto_world.fetcher("run")
+    assert second.returncode == 0, second.stderr
+    assert fetched_by_run(auto_world) == [{CONTOSO, FABRIKAM}, {CONTOSO, NORTHWIND}]
+    assert db_count(auto_world.database_url, secure_scores, tenant_id=NORTHWIND) == 10
+    assert db_count(auto_world.database_url, secure_scores, tenant_id=FABRIKAM) == fabrikam_days
+    customers = {r["tenant_id"]: r for r in db_rows(auto_world.database_url, partner_customers)}
+    assert customers[FABRIKAM]["gone_since"] is not None
+    assert (customers[CONTOSO]["gone_since"], customers[NORTHWIND]["gone_since"]) == (None, None)
+    names = {r["tenant_id"]: r["name"] for r in db_rows(auto_world.database_url, tenants_table)}
+    assert names == {CONTOSO: "Contoso Ltd", FABRIKAM: "Fabrikam Inc", NORTHWIND: "Northwind Traders"}
+    assert partner_requests(auto_world) == [200, 200]
+    report = auto_world.fetcher("report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    fetched = {r["tenant_id"]: r["enabled"] for r in json.loads(report.stdout)["tenants"]}
+    assert fetched == {CONTOSO: True, NORTHWIND: True, FABRIKAM: False}  # Fabrikam: history kept, not fetched
+    assert partner_requests(auto_world) == [200, 200]  # reading commands never discover
+
+
+def test_automatic_backfill_reuses_the_list_within_refresh_hours(auto_world: World) -> None:
+    """Within [partner] refresh_hours the list comes from the database: no discovery request at all."""
+    automatic(auto_world, refresh_hours=24)
+    assert auto_world.fetcher("backfill", "--days", "3").returncode == 0
+    auto_world.sim.relationships.append(SimRelationship("r4", "Northwind", "active", NORTHWIND, "Northwind"))
+    second = auto_world.fetcher("backfill", "--days", "3")
+    assert second.returncode == 0, second.stderr
+    assert partner_requests(auto_world) == [200]
+    assert fetched_by_run(auto_world) == [{CONTOSO, FABRIKAM}, {CONTOSO, FABRIKAM}]
+
+
+def test_a_failed_discovery_falls_back_to_the_last_known_list_and_says_so(auto_world: World) -> None:
+    automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
+    assert auto_world.fetcher("run").returncode == 0
+    auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+    second = auto_world.fetcher("run")
+    assert second.returncode == 0, second.stderr
+    assert f"tenant discovery at partner tenant {PARTNER} failed" in second.stderr
+    assert "fetching the last known list instead: 2 customer(s) discovered at" in second.stderr
+    assert fetched_by_run(auto_world) == [{CONTOSO, FABRIKAM}, {CONTOSO, FABRIKAM}]
+    assert partner_requests(auto_world) == [200, 503]
+    state = db_rows(auto_world.database_url, partner_discoveries)
+    assert [(s["customers"], s["error_kind"], s["discovered_at"] < s["attempted_at"]) for s in state] == [
+        (2, "server_error", True)
+    ]
+
+
+def test_a_failed_first_discovery_is_one_line_and_exit_2(auto_world: World) -> None:
+    automatic(auto_world, refresh_hours=24, fetch={"max_attempts": 1})
+    auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+    result = auto_world.fetcher("run")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "discovery" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"error: tenant discovery at partner tenant {PARTNER} failed and no earlier discovery left a customer "
+        f"list to fall back to: tenant {PARTNER} (partner): Graph failed (503"
+    )
+    assert db_rows(auto_world.database_url, fetch_runs) == []
+
+
+class Partner:
+    """A partner whose discovery answers `customers`, or raises `failure`; counts the discoveries."""
+
+    def __init__(self, *customers: Customer) -> None:
+        self.customers = list(customers)
+        self.failure: Exception | None = None
+        self.calls = 0
+
+    async def discover(self, config: Config, partner: PartnerConfig) -> Found:  # noqa: ARG002 (DiscoverFn)
+        self.calls += 1
+        if self.failure is not None:
+            raise self.failure
+        return Found(tuple(self.customers), {})
+
+
+def partner_config(database_url: str, *, source: str = "gdap", refresh_hours: float = 24) -> Config:
+    auth = AuthConfig(client_id="3f5c9a27-6b1e-4d8a-9c2f-7e4b1a0d6c53")
+    return Config(
+        DatabaseConfig(url=database_url), GraphConfig(), FetchConfig(), auth, (),
+        partner=PartnerConfig(PARTNER, auth, source, refresh_hours), tenants_source="partner",
+    )  # fmt: skip
+
+
+T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+async def test_the_list_is_reused_within_refresh_hours_on_a_virtual_clock(engine: AsyncEngine) -> None:
+    partner = Partner(Customer(CONTOSO, "Contoso"))
+    config = partner_config("unused")
+    first = await customer_list(config, engine, T0, partner.discover)
+    partner.customers.append(Customer(FABRIKAM, "Fabrikam"))
+    later = await customer_list(config, engine, T0 + timedelta(hours=20), partner.discover)
+    assert (first.origin, later.origin, later.customers, partner.calls) == (
+        "discovered", "cached", (Customer(CONTOSO, "Contoso"),), 1
+    )  # fmt: skip
+    next_night = await customer_list(config, engine, T0 + timedelta(hours=23, minutes=59), partner.discover)
+    assert (next_night.origin, len(next_night.customers), partner.calls) == ("discovered", 2, 2)
+    other_source = await customer_list(partner_config("unused", source="both"), engine, T0 + timedelta(hours=24),
+                                       partner.discover)  # fmt: skip
+    assert (other_source.origin, partner.calls) == ("discovered", 3)
+
+
+async def test_a_failed_discovery_returns_the_last_known_list_with_its_time(engine: AsyncEngine) -> None:
+    partner = Partner(Customer(CONTOSO, "Contoso"))
+    config = partner_config("unused", refresh_hours=0)
+    await customer_list(config, engine, T0, partner.discover)
+    partner.failure = ServerError("tenant x (partner): Graph failed (503)", status=503)
+    fallback = await customer_list(config, engine, T0 + timedelta(hours=1), partner.discover)
+    assert fallback == CustomerList((Customer(CONTOSO, "Contoso"),), T0, "fallback",
+                                    "tenant x (partner): Graph failed (503)")  # fmt: skip
+
+
+async def test_an_interrupted_discovery_is_not_a_fallback(engine: AsyncEngine) -> None:
+    partner = Partner(Customer(CONTOSO, "Contoso"))
+    config = partner_config("unused", refresh_hours=0)
+    await customer_list(config, engine, T0, partner.discover)
+    partner.failure = Interrupted("stopped", signal_number=2)
+    with pytest.raises(Interrupted):
+        await customer_list(config, engine, T0 + timedelta(hours=1), partner.discover)

@@ -253,6 +253,9 @@ class Service:
         role = partner.RELATIONSHIPS_ROLE if path == partner.RELATIONSHIPS_PATH else partner.CONTRACTS_ROLE
         if role not in claims.roles:
             return _graph_error(exchange, 403, "Forbidden", f"Missing application roles. API required roles: {role}.")
+        plan = self.sim.faults.plan(claims.tenant_id, PARTNER)
+        if plan.answer is not None and plan.answer.kind is FaultKind.STATUS:
+            return _graph_status(exchange, plan.answer)
         items: list[partner.SimRelationship] | list[partner.SimContract] = (
             list(self.sim.relationships) if path == partner.RELATIONSHIPS_PATH else list(self.sim.contracts)
         )

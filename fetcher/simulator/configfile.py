@@ -22,10 +22,20 @@ def render_config(
     client_secret_reference: str,
     tenants: Sequence[tuple[str, str]],
     extra: str = "",
+    partner_tenant_id: str | None = None,
 ) -> str:
-    """The configuration text; `tenants` are (tenant_id, name) pairs; `extra` is appended verbatim."""
-    lines = [
-        "# Written by the securescore-fetcher simulator for the simulator.",
+    """The configuration text; `tenants` are (tenant_id, name) pairs; `extra` is appended verbatim.
+
+    With `partner_tenant_id`, the tenants are discovered there (`tenants_source = "partner"`, `[partner]`).
+    """
+    lines = ["# Written by the securescore-fetcher simulator for the simulator."]
+    if partner_tenant_id is not None:
+        lines += [
+            "# The tenants are the partner's customers, discovered from its GDAP relationships at each run.",
+            'tenants_source = "partner"',
+            "",
+        ]
+    lines += [
         "[database]",
         f"url = {toml_string(database_url)}",
         "",
@@ -43,6 +53,14 @@ def render_config(
         f"client_id = {toml_string(client_id)}",
         f"client_secret = {toml_string(client_secret_reference)}",
     ]
+    if partner_tenant_id is not None:
+        lines += [
+            "",
+            "[partner]",
+            f"tenant_id = {toml_string(partner_tenant_id)}",
+            'source = "gdap"',
+            "refresh_hours = 24",
+        ]
     for tenant_id, name in tenants:
         lines += ["", "[[tenants]]", f"tenant_id = {toml_string(tenant_id)}", f"name = {toml_string(name)}"]
     text = "\n".join(lines) + "\n"

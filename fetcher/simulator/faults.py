@@ -1,8 +1,9 @@
 """Scripted trouble: what a tenant's requests run into, and when.
 
 A `Fault` says what happens (`kind` and its fields) and to which requests: those of its tenant on
-`endpoint` ("token", "list", "get", "profiles" for secureScoreControlProfiles, or "graph" for secureScores
-list and get, not profiles), letting the first `skip` through and then
+`endpoint` ("token", "list", "get", "profiles" for secureScoreControlProfiles, "graph" for secureScores
+list and get, not profiles, or "partner" for a partner tenant's GDAP relationships and contracts, where
+only status faults apply), letting the first `skip` through and then
 applying to the next `times` (None: to all of them). Build faults with the class methods
 (`Fault.status(429, retry_after=2, times=3)`); `FaultBook` counts matching requests at run time.
 """
@@ -16,7 +17,7 @@ from enum import StrEnum
 
 from fetcher.simulator.entra import TokenRefusal
 
-ENDPOINTS = frozenset({"token", "list", "get", "profiles", "graph"})
+ENDPOINTS = frozenset({"token", "list", "get", "profiles", "graph", "partner"})
 DEFAULT_WARNING = '199 - "Microsoft/SecureScore/500/1234"'
 PROVIDER_TIMEOUT_WARNING = '199 - "Microsoft/SecureScore/504/10000"'
 # Graph's 401 for a token of another national cloud (a GCC High or DoD tenant asked through the global one).

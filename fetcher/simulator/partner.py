@@ -6,6 +6,7 @@ Shapes follow Graph v1.0 (`delegatedAdminRelationship`, `contract`); see /work/s
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ RELATIONSHIPS_ROLE = "DelegatedAdminRelationship.Read.All"
 CONTRACTS_ROLE = "Directory.Read.All"
 PARTNER_ROLES = (RELATIONSHIPS_ROLE, CONTRACTS_ROLE)
 MAX_TOP = 300
+MLT_PREFIX = "MLT_"  # Microsoft-Led Transition placeholders
 DEFAULT_TOP = 100
 
 
@@ -90,3 +92,21 @@ def page_of(
         body["@odata.nextLink"] = f"{origin}{path}?$top={size}&$skiptoken={quote(str(start + size))}"
     body["value"] = [item.to_json() for item in chunk]
     return orjson.dumps(body)
+
+
+def partner_tenant_id(seed: int) -> str:
+    """The simulated partner tenant's GUID (deterministic per seed, never one of `generate_tenants`')."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"securescore-fetcher-simulator-partner-{seed}"))
+
+
+def relationships_for(customers: Sequence[tuple[str, str]]) -> list[SimRelationship]:
+    """An active GDAP relationship with each (tenant_id, name) customer, and the `MLT_` placeholder a
+    Microsoft-Led Transition leaves beside the first (discovery skips it)."""
+    rows = [
+        SimRelationship(f"rel-{index:05d}", f"{name} security operations", "active", tenant_id, name)
+        for index, (tenant_id, name) in enumerate(customers)
+    ]
+    if customers:
+        tenant_id, name = customers[0]
+        rows.append(SimRelationship("rel-mlt", f"{MLT_PREFIX}{name[:20]}", "active", tenant_id, name))
+    return rows

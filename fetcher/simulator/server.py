@@ -53,9 +53,16 @@ class RunningSimulator:
         return f"{self.origin}/{tenant_id}/oauth2/v2.0/token"
 
     def write_config(
-        self, path: Path, *, database_url: str, tenants: Sequence[str] | None = None, extra: str = ""
+        self,
+        path: Path,
+        *,
+        database_url: str,
+        tenants: Sequence[str] | None = None,
+        extra: str = "",
+        partner_tenant_id: str | None = None,
     ) -> Path:
-        """Write a ready fetcher.toml for this simulator (all its tenants unless `tenants` names some).
+        """Write a ready fetcher.toml for this simulator (all its tenants unless `tenants` names some; with
+        `partner_tenant_id`, none: they are discovered at that partner tenant).
 
         The client secret goes into `<name>.client-secret` beside it, referenced as `file:`.
         """
@@ -74,8 +81,9 @@ class RunningSimulator:
             ca_file=self.ca_file,
             client_id=sim.client_id,
             client_secret_reference=secret_reference,
-            tenants=[(tenant.tenant_id, tenant.name) for tenant in chosen],
+            tenants=[] if partner_tenant_id else [(tenant.tenant_id, tenant.name) for tenant in chosen],
             extra=extra,
+            partner_tenant_id=partner_tenant_id,
         )
         path.write_text(text, encoding="utf-8")
         return path

@@ -1,5 +1,6 @@
 """`fetcher simulate`: serve a simulator until Ctrl-C, with a ready configuration file to point the
-fetcher at it."""
+fetcher at it. The configuration discovers its tenants: the simulator plays a partner tenant with an
+active GDAP relationship to each customer (and an `MLT_` placeholder, which discovery skips)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from fetcher.simulator.partner import partner_tenant_id, relationships_for
 from fetcher.simulator.server import RunningSimulator, serving_simulator
 from fetcher.simulator.simulator import Simulator
-from fetcher.simulator.tenants import generate_tenants
+from fetcher.simulator.tenants import SimTenant, generate_tenants
 
 CONFIG_FILE_NAME = "fetcher.toml"
 
 
 def _announce(running: RunningSimulator, config: Path) -> None:
     sim = running.simulator
-    print(f"Simulating {len(sim.tenants)} tenants (seed {sim.seed}, newest day {sim.newest_day}).")
+    customers = sum(1 for tenant in sim.tenants.values() if not tenant.partner)
+    print(f"Simulating {customers} customer tenants and their partner (seed {sim.seed}, newest day {sim.newest_day}).")
     print(f"  origin:         {running.origin}")
     print(f"  Graph base URL: {running.graph_base_url}")
     print(f"  CA file:        {running.ca_file}")
@@ -27,14 +30,18 @@ def _announce(running: RunningSimulator, config: Path) -> None:
 async def _serve(sim: Simulator, *, port: int, out_dir: Path) -> None:
     async with serving_simulator(sim, port=port, tls_dir=out_dir / "tls") as running:
         database_url = f"sqlite+aiosqlite:///{(out_dir / 'securescores.db').resolve()}"
-        config = running.write_config(out_dir / CONFIG_FILE_NAME, database_url=database_url)
+        partner = next(tenant.tenant_id for tenant in sim.tenants.values() if tenant.partner)
+        config = running.write_config(out_dir / CONFIG_FILE_NAME, database_url=database_url, partner_tenant_id=partner)
         _announce(running, config)
         await asyncio.Event().wait()  # until cancelled by Ctrl-C
 
 
 def run_standalone(*, tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path) -> None:
-    """Serve `tenants` healthy tenants on `port` until interrupted."""
-    sim = Simulator(generate_tenants(tenants, seed=seed), seed=seed, latency_ms=latency_ms)
+    """Serve `tenants` healthy customer tenants and their partner tenant on `port` until interrupted."""
+    customers = generate_tenants(tenants, seed=seed)
+    partner = SimTenant(partner_tenant_id(seed), "Simulated partner", partner=True)
+    relationships = relationships_for([(tenant.tenant_id, tenant.name) for tenant in customers])
+    sim = Simulator([partner, *customers], seed=seed, latency_ms=latency_ms, relationships=relationships)
     out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(sim, port=port, out_dir=out_dir))

@@ -318,6 +318,33 @@ alert_notifications = sa.Table(
     sa.Index("ix_alert_notifications_sent_at", "sent_at"),
 )
 
+# Tenant discovery (migration 0007), for `tenants_source = "partner"`: the customers a partner tenant's
+# GDAP relationships or contracts listed, never deleted (`gone_since` set when a discovery no longer
+# lists one), and per partner tenant the latest discovery: when it last succeeded (the cache's age) and
+# the last attempt's error. A display name is Graph data, cut to one line and 256 characters.
+partner_customers = sa.Table(
+    "partner_customers",
+    metadata,
+    sa.Column("partner_tenant_id", TenantId, primary_key=True),
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("display_name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("gone_since", UTCDateTime),
+)
+
+partner_discoveries = sa.Table(
+    "partner_discoveries",
+    metadata,
+    sa.Column("partner_tenant_id", TenantId, primary_key=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("discovered_at", UTCDateTime),
+    sa.Column("customers", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempted_at", UTCDateTime, nullable=False),
+    sa.Column("error_kind", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+)
+
 
 # ------------------------------------------------------------------------------------------------- views
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -24,12 +25,23 @@ def test_standalone_announces_writes_config_and_stops_on_interrupt(tmp_path: Pat
         lines.append(line)
         if line.startswith("Run:"):
             break
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=10)
+    try:
+        discovered = subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(tmp_path / "fetcher.toml"), "tenants", "discover",
+             "--dry-run", "--format", "json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=10)
     config = tomllib.loads((tmp_path / "fetcher.toml").read_text())
     announced = "".join(lines)
     assert config["graph"]["base_url"] in announced
     assert config["graph"]["ca_bundle"] in announced
-    assert len(config["tenants"]) == 3
+    assert (config["tenants_source"], "tenants" in config) == ("partner", False)
+    assert "Simulating 3 customer tenants and their partner" in announced
+    assert discovered.returncode == 0, discovered.stderr
+    found = json.loads(discovered.stdout)
+    assert (found["counts"]["added"], found["skipped"]) == (3, {"mlt": 1})
     assert "Simulator stopped." in rest
     assert process.returncode == 0
