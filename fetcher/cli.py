@@ -818,13 +818,15 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
 
     States: ok, no consent (with the admin-consent link), permission missing, app disabled, tenant not
     found / wrong cloud, no data yet, throttled, unreachable (and credential refused, failed). Uses the
-    run's limits, concurrency and retries. Exit 0 only when every tenant is ok, else 1.
+    run's limits, concurrency and retries. With tenants_source = "partner", the discovered customers.
+    Exit 0 only when every tenant is ok, else 1.
     """
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
+    from fetcher.partner import with_discovered_tenants
     from fetcher.plan import select_tenants
 
     async def action() -> int:
-        config = ctx.config()
+        config, _ = await with_discovered_tenants(ctx.config(), datetime.now(UTC))  # tenants_source = "partner"
         checks = await check_tenants(config, select_tenants(config, tenants))
         if fmt == "json":
             ctx.console.out(checks_json(checks).decode(), highlight=False)

@@ -225,6 +225,14 @@ def test_automatic_backfill_reuses_the_list_within_refresh_hours(auto_world: Wor
     assert fetched_by_run(auto_world) == [{CONTOSO, FABRIKAM}, {CONTOSO, FABRIKAM}]
 
 
+def test_tenants_check_in_automatic_mode_checks_the_discovered_customers(auto_world: World) -> None:
+    automatic(auto_world, refresh_hours=24)
+    result = auto_world.fetcher("tenants", "check", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert {(c["tenant_id"], c["state"]) for c in json.loads(result.stdout)} == {(CONTOSO, "ok"), (FABRIKAM, "ok")}
+    assert partner_requests(auto_world) == [200]
+
+
 def test_a_failed_discovery_falls_back_to_the_last_known_list_and_says_so(auto_world: World) -> None:
     automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
     assert auto_world.fetcher("run").returncode == 0
