@@ -14,11 +14,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fetcher.check import TenantCheck, check_line, check_tenants
 from fetcher.config import AuthConfig, Config, Secret
 from fetcher.errors import ConfigError, DatabaseError
-from fetcher.store.engine import create_engine, ensure_schema, head_revision
+
+if TYPE_CHECKING:
+    from fetcher.check import TenantCheck
 
 EXAMPLE = "config.example.toml"
 # From this line on, the example's [alerts] tables are written commented out: their channels' secrets
@@ -151,6 +153,8 @@ class OnlineResult:
 
     def lines(self, *, verbose: bool = False) -> list[str]:
         """One line per failure with its fix (with `verbose`, the passing ones too)."""
+        from fetcher.check import check_line
+
         database = self.database_problem or f"ok, schema at revision {self.revision}"
         lines = [f"database: {database}"] if self.database_problem or verbose else []
         lines += [check_line(check) for check in self.checks if verbose or not check.ok]
@@ -159,6 +163,10 @@ class OnlineResult:
 
 async def check_online(config: Config) -> OnlineResult:
     """The database connects and its schema is current; each enabled tenant gets a token and one day."""
+    # Imported here: `config init` and an offline `config check` need no HTTP or SQL machinery.
+    from fetcher.check import check_tenants
+    from fetcher.store.engine import create_engine, ensure_schema, head_revision
+
     engine = create_engine(config.database)
     problem: str | None = None
     try:
