@@ -264,7 +264,7 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
                 ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if not online:
             return 0
-        result = await check_online(config)
+        result = await check_online(config, datetime.now(UTC))
         for line in result.lines(verbose=verbose):
             ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         passed = sum(check.ok for check in result.checks)

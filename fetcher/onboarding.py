@@ -12,12 +12,13 @@ import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetcher.config import AuthConfig, Config, Secret
-from fetcher.errors import ConfigError, DatabaseError
+from fetcher.errors import ConfigError, DatabaseError, FetcherError
 
 if TYPE_CHECKING:
     from fetcher.check import TenantCheck
@@ -141,15 +142,18 @@ def _other_secrets(config: Config) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class OnlineResult:
-    """What `config check --online` found: the database's line (None: fine) and every tenant's verdict."""
+    """What `config check --online` found: the database's line and, with `tenants_source = "partner"`, the
+    discovery's (None: fine), and every tenant's verdict."""
 
     database_problem: str | None
     revision: str
     checks: Sequence[TenantCheck]
+    discovery_problem: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.database_problem is None and all(check.ok for check in self.checks)
+        problems = (self.database_problem, self.discovery_problem)
+        return problems == (None, None) and all(check.ok for check in self.checks)
 
     def lines(self, *, verbose: bool = False) -> list[str]:
         """One line per failure with its fix (with `verbose`, the passing ones too)."""
@@ -157,14 +161,17 @@ class OnlineResult:
 
         database = self.database_problem or f"ok, schema at revision {self.revision}"
         lines = [f"database: {database}"] if self.database_problem or verbose else []
+        lines += [f"discovery: {self.discovery_problem}"] if self.discovery_problem else []
         lines += [check_line(check) for check in self.checks if verbose or not check.ok]
         return lines
 
 
-async def check_online(config: Config) -> OnlineResult:
-    """The database connects and its schema is current; each enabled tenant gets a token and one day."""
+async def check_online(config: Config, now: datetime) -> OnlineResult:
+    """The database connects and its schema is current; with `tenants_source = "partner"` the customer list
+    comes (`fetcher.partner`); each enabled tenant gets a token and one day."""
     # Imported here: `config init` and an offline `config check` need no HTTP or SQL machinery.
     from fetcher.check import check_tenants
+    from fetcher.partner import with_discovered_tenants
     from fetcher.store.engine import create_engine, ensure_schema, head_revision
 
     engine = create_engine(config.database)
@@ -175,5 +182,11 @@ async def check_online(config: Config) -> OnlineResult:
         problem = str(error)
     finally:
         await engine.dispose()
+    discovery: str | None = None
+    if problem is None:  # discovery keeps its list in the database
+        try:
+            config, _ = await with_discovered_tenants(config, now)
+        except FetcherError as error:
+            discovery = str(error)
     checks = await check_tenants(config, config.enabled_tenants)
-    return OnlineResult(problem, head_revision(), checks)
+    return OnlineResult(problem, head_revision(), checks, discovery)

@@ -201,3 +201,27 @@ def test_the_onboarding_path_works_as_the_readme_says(tmp_path: Path) -> None:
     assert backfill.returncode == 0, backfill.stderr
     stored = [db_count(database, secure_scores, tenant_id=t.tenant_id) for t in customers]
     assert stored == [90, 90, 0]
+
+
+def test_config_check_online_checks_the_discovered_customers_in_automatic_mode(tmp_path: Path) -> None:
+    """With tenants_source = "partner", the tenants checked are the partner's customers."""
+    ready, unconsented = generate_tenants(2, seed=62)
+    unconsented = dataclasses.replace(unconsented, app_installed=False)
+    customers = (ready, unconsented)
+    links = [SimRelationship(f"r{i}", t.name, "active", t.tenant_id, t.name) for i, t in enumerate(customers)]
+    tenants = [SimTenant(PARTNER, "Partner", partner=True), ready, unconsented]
+    with world(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", tenants, seed=62, relationships=links) as w:
+        w.write_config(tenants=[])
+        partner = "\n".join(toml_table("partner", {"tenant_id": PARTNER}))
+        w.config.write_text(f'tenants_source = "partner"\n{w.config.read_text()}\n{partner}\n', encoding="utf-8")
+        assert w.fetcher("migrate").returncode == 0
+        done = w.fetcher("config", "check", "--online", "--verbose")
+
+    assert done.returncode == 1, done.stderr
+    states = {line[32:68]: line[:30].rstrip() for line in done.stdout.splitlines() if line[32:68] in links_ids(links)}
+    assert states == {ready.tenant_id: "ok", unconsented.tenant_id: "no consent"}
+    assert "online: database ok, 1 of 2 tenant(s) ok" in done.stderr
+
+
+def links_ids(links: list[SimRelationship]) -> set[str]:
+    return {link.customer_id for link in links}
