@@ -128,6 +128,8 @@ def summary_lines(config: Config, *, verbose: bool = False) -> list[str]:
 
 
 def _other_secrets(config: Config) -> Iterator[str]:
+    if config.graph.proxy is not None:
+        yield f"  secret:   {_secret('[graph] proxy', config.graph.proxy)}"
     if config.database.people_salt is not None:
         yield f"  secret:   {_secret('[database] people_salt', config.database.people_salt)}"
     for channel in config.alerts.channels:

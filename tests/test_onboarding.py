@@ -136,6 +136,19 @@ def test_config_check_summarises_without_secret_values(tmp_path: Path) -> None:
     assert SECRET not in short.output + verbose.output
 
 
+def test_config_check_names_the_proxy_secret_without_its_password(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text() + '[graph]\nproxy = "env:PROXY"\n', encoding="utf-8")
+    env = {"SECRET": SECRET, "FABRIKAM": SECRET, "PROXY": f"http://user:{SECRET}@proxy.example:3128"}
+
+    result = invoke("--config", str(config), "config", "check", env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "  secret:   [graph] proxy env:PROXY (set)" in result.output.splitlines()
+    assert "proxy http://user:***@proxy.example:3128" in result.output
+    assert SECRET not in result.output
+
+
 def test_config_check_online_passes_only_when_the_database_and_every_tenant_do(tmp_path: Path) -> None:
     cast = consent_tenants()
     chosen = [cast["ok"].tenant_id, cast["no consent"].tenant_id]
