@@ -749,13 +749,28 @@ def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
     show_default=True,
     help="Where the CA file and the ready configuration are written.",
 )
+@click.option(
+    "--consent-states",
+    is_flag=True,
+    help="Add one customer in each state `fetcher tenants check` tells apart (no consent, permission missing, "
+    "app disabled, ...), named after its state.",
+)
 @click.pass_obj
-def simulate_command(ctx: Context, n_tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path) -> None:
+def simulate_command(
+    ctx: Context, n_tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path, consent_states: bool
+) -> None:
     """Serve the Graph + Entra ID simulator until Ctrl-C, and write a configuration that points at it."""
     from fetcher.simulator import run_standalone
 
     try:
-        run_standalone(tenants=n_tenants, port=port, seed=seed, latency_ms=latency_ms, out_dir=out_dir)
+        run_standalone(
+            tenants=n_tenants,
+            port=port,
+            seed=seed,
+            latency_ms=latency_ms,
+            out_dir=out_dir,
+            consent_states=consent_states,
+        )
     except OSError as error:
         _fail(ctx.err, ConfigError(f"cannot serve on port {port}: {error.strerror}"))
         sys.exit(2)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 
+from fetcher.simulator.consent import consent_tenants
 from fetcher.simulator.partner import partner_tenant_id, relationships_for
 from fetcher.simulator.server import RunningSimulator, serving_simulator
 from fetcher.simulator.simulator import Simulator
@@ -24,6 +26,7 @@ def _announce(running: RunningSimulator, config: Path) -> None:
     print(f"  Graph base URL: {running.graph_base_url}")
     print(f"  CA file:        {running.ca_file}")
     print(f"  config:         {config}")
+    print(f"Check: fetcher --config {config} tenants check")
     print(f"Run: fetcher --config {config} run    (Ctrl-C stops the simulator)", flush=True)
 
 
@@ -36,9 +39,15 @@ async def _serve(sim: Simulator, *, port: int, out_dir: Path) -> None:
         await asyncio.Event().wait()  # until cancelled by Ctrl-C
 
 
-def run_standalone(*, tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path) -> None:
-    """Serve `tenants` healthy customer tenants and their partner tenant on `port` until interrupted."""
+def run_standalone(
+    *, tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path, consent_states: bool = False
+) -> None:
+    """Serve `tenants` healthy customer tenants and their partner tenant on `port` until interrupted; with
+    `consent_states`, also one customer in each state `fetcher tenants check` tells apart, named after it."""
     customers = generate_tenants(tenants, seed=seed)
+    if consent_states:
+        cast = consent_tenants(seed=seed + 1)
+        customers += [dataclasses.replace(t, name=f"{scenario}: {t.name}") for scenario, t in cast.items()]
     partner = SimTenant(partner_tenant_id(seed), "Simulated partner", partner=True)
     relationships = relationships_for([(tenant.tenant_id, tenant.name) for tenant in customers])
     sim = Simulator([partner, *customers], seed=seed, latency_ms=latency_ms, relationships=relationships)

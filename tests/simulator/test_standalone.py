@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from fetcher.simulator.consent import CONSENT_STATES
+
 SCRIPT = (
     "from pathlib import Path; from fetcher.simulator import run_standalone; "
     "run_standalone(tenants=3, port=0, seed=2, latency_ms=0, out_dir=Path({out!r}))"
@@ -45,3 +47,30 @@ def test_standalone_announces_writes_config_and_stops_on_interrupt(tmp_path: Pat
     assert (found["counts"]["added"], found["skipped"]) == (3, {"mlt": 1})
     assert "Simulator stopped." in rest
     assert process.returncode == 0
+
+
+def test_consent_states_adds_a_customer_in_each_state_the_check_tells_apart(tmp_path: Path) -> None:
+    script = SCRIPT.format(out=str(tmp_path)).replace("out_dir=", "consent_states=True, out_dir=")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    announced = []
+    for line in process.stdout:
+        announced.append(line)
+        if line.startswith("Run:"):
+            break
+    try:
+        checked = subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(tmp_path / "fetcher.toml"), "tenants", "check",
+             "--format", "json"],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+
+    assert checked.returncode == 1, checked.stderr
+    states = {row["name"]: row["state"] for row in json.loads(checked.stdout)}
+    by_scenario = {name.partition(": ")[0]: state for name, state in states.items() if ": " in name}
+    assert by_scenario == CONSENT_STATES
+    assert sorted(state for name, state in states.items() if ": " not in name) == ["ok"] * 3
+    assert f"Check: fetcher --config {tmp_path / 'fetcher.toml'} tenants check\n" in announced
