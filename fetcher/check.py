@@ -214,7 +214,8 @@ def classify_answer(response: Response, advice: Advice) -> Verdict:
     if status in SERVER_ERROR_STATUSES:
         return Verdict(Health.UNREACHABLE, detail, UNREACHABLE_FIX)
     url = list_url(advice.graph.base_url, 1)
-    return Verdict(Health.FAILED, detail, _after_colon(str(error_for_status(response, tenant=advice.tenant, url=url))))
+    said = str(error_for_status(response, tenant=advice.tenant, url=url))
+    return Verdict(Health.FAILED, detail, _untagged(said, advice))
 
 
 def _data_answer(response: Response, advice: Advice) -> Verdict:
@@ -222,7 +223,7 @@ def _data_answer(response: Response, advice: Advice) -> Verdict:
     try:
         document = decode_json(response.body, tenant=advice.tenant, status=response.status, url=url)
     except FetcherError as error:
-        return Verdict(Health.FAILED, f"Graph answered {response.status}", _after_colon(str(error)))
+        return Verdict(Health.FAILED, f"Graph answered {response.status}", _untagged(str(error), advice))
     value = document.get("value") if isinstance(document, dict) else None
     if not isinstance(value, list):
         return Verdict(Health.FAILED, f"Graph answered {response.status}", "the answer is not a secureScores list")
@@ -231,7 +232,7 @@ def _data_answer(response: Response, advice: Advice) -> Verdict:
     if response.status == 206:
         empty = empty_partial_error(parse_warnings(response.header_values("Warning")), tenant=advice.tenant, url=url)
         health = Health.UNREACHABLE if isinstance(empty, ProviderUnavailable) else Health.FAILED
-        return Verdict(health, "Graph answered 206 without data", _after_colon(str(empty)))
+        return Verdict(health, "Graph answered 206 without data", _untagged(str(empty), advice))
     return Verdict(
         Health.NO_DATA,
         "Graph answered 200 with no secureScore yet",
@@ -253,10 +254,12 @@ def _roles(said: str) -> str:
     return f"roles {roles}" if roles else "no roles"
 
 
-def _after_colon(message: str) -> str:
-    """A fetcher error's message without its leading "tenant X: " (the line names the tenant already)."""
-    head, sep, rest = message.partition(": ")
-    return rest if sep and head.startswith("tenant ") else message
+def _untagged(message: str, advice: Advice) -> str:
+    """A fetcher error's message without its leading "tenant ID (name): " (the line names the tenant already)."""
+    for tag in (f"tenant {advice.tenant.label}: ", f"tenant {advice.tenant.tenant_id}: "):
+        if message.startswith(tag):
+            return message[len(tag) :]
+    return message
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -267,13 +270,13 @@ def classify_failure(error: FetcherError, advice: Advice) -> Verdict:
     if isinstance(error, AuthenticationError) and error.url is not None and "/oauth2/" in error.url:
         return classify_token_refusal(error.code, str(error), advice)
     if isinstance(error, AuthenticationError) and error.status is None:
-        return Verdict(Health.CREDENTIAL_REFUSED, "no credential", _after_colon(str(error)))
+        return Verdict(Health.CREDENTIAL_REFUSED, "no credential", _untagged(str(error), advice))
     if isinstance(error, Throttled | RetryWaitTooLong):
-        return Verdict(Health.THROTTLED, _after_colon(str(error)), THROTTLED_FIX)
+        return Verdict(Health.THROTTLED, _untagged(str(error), advice), THROTTLED_FIX)
     if isinstance(error, TransientError):
-        return Verdict(Health.UNREACHABLE, _after_colon(str(error)), UNREACHABLE_FIX)
+        return Verdict(Health.UNREACHABLE, _untagged(str(error), advice), UNREACHABLE_FIX)
     if isinstance(error, GraphError):
-        return Verdict(Health.FAILED, error.kind, _after_colon(str(error)))
+        return Verdict(Health.FAILED, error.kind, _untagged(str(error), advice))
     return Verdict(Health.FAILED, error.kind, str(error))
 
 

@@ -311,3 +311,10 @@ def test_tenants_check_keeps_to_the_run_s_concurrency(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 8
     assert peak == 2
+
+
+def test_a_message_loses_only_its_own_tenant_tag_even_when_the_name_holds_a_colon() -> None:
+    advice = Advice(TenantRef(TID, "throttled: Contoso"), CLIENT, GRAPH)
+    error = Throttled(f"tenant {TID} (throttled: Contoso): Graph throttled the request (429)", status=429)
+
+    assert classify_failure(error, advice).detail == "Graph throttled the request (429)"
