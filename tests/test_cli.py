@@ -217,3 +217,17 @@ def test_reading_commands_work_with_a_configuration_of_only_a_database(
     result = invoke("--config", str(config), *command, env={})
 
     assert result.exit_code == 0, result.output
+
+
+def test_alerts_needs_only_the_database_and_its_channels_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sending alerts reads the channels' secrets, and still no [auth]."""
+    config = tmp_path / "reading.toml"
+    config.write_text(ONLY_DATABASE + ALERT_RULE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert invoke("--config", str(config), "migrate", env={}).exit_code == 0
+
+    result = invoke("--config", str(config), "alerts", env={"HOOK_URL": "http://127.0.0.1:9/hook"})
+
+    assert result.exit_code == 0, result.output  # nothing open in an empty database: nothing to send
