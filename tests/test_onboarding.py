@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import ssl
 import stat
@@ -23,6 +24,7 @@ from fetcher.simulator import SimTenant, generate_tenants
 from fetcher.simulator.consent import consent_tenants
 from fetcher.simulator.partner import SimRelationship
 from fetcher.store.schema import secure_scores
+from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 from tests.e2e import toml_table, world
 from tests.test_runner import db_count
 
@@ -243,3 +245,23 @@ def test_config_check_online_checks_the_discovered_customers_in_automatic_mode(t
 
 def links_ids(links: list[SimRelationship]) -> set[str]:
     return {link.customer_id for link in links}
+
+
+@pytest.mark.postgres
+def test_config_check_online_says_a_postgres_database_needs_migrating(tmp_path: Path) -> None:
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_check")
+    try:
+        with world(tmp_path, url, generate_tenants(1, seed=63), seed=63) as w:
+            before = w.fetcher("config", "check", "--online")
+            assert w.fetcher("migrate").returncode == 0
+            after = w.fetcher("config", "check", "--online")
+    finally:
+        drop_postgres_database(url)
+
+    assert before.returncode == 1
+    assert before.stdout.splitlines()[-1].startswith("database: database postgresql+asyncpg://")
+    assert before.stdout.splitlines()[-1].endswith("has no fetcher schema: run `fetcher migrate`")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "online: database ok, 1 of 1 tenant(s) ok" in after.stderr
