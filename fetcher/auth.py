@@ -53,6 +53,15 @@ from fetcher.graph import PERMISSION, consent_url, other_cloud_advice
 from fetcher.limits import exhausted_resource, local_resource_error
 from fetcher.models import TenantRef
 from fetcher.retry import SERVER_ERROR_STATUSES, parse_retry_after
+from fetcher.signin import (
+    AccountRecords,
+    AzureCliSignIn,
+    DeviceCodeSignIn,
+    Prompt,
+    account_records,
+    print_prompt,
+    signin_refusal,
+)
 from fetcher.text import one_line
 
 log = logging.getLogger("fetcher.auth")
@@ -181,6 +190,7 @@ class TokenProvider:
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         environ: Mapping[str, str] = os.environ,
+        prompt: Prompt = print_prompt,
     ) -> None:
         # The credentials share the run's session: its SSL context trusts the system CAs plus
         # [graph] ca_bundle. azure-core's `connection_verify=<path>` is not used because it would build
@@ -193,6 +203,8 @@ class TokenProvider:
         self._graph = graph
         self._auth = auth
         self._environ = environ
+        self._prompt = prompt  # where a device-code sign-in shows its URL and code
+        self._records: dict[str | None, AccountRecords] = {}  # device_code's accounts, by token cache
         self._credentials: dict[str, AsyncTokenCredential] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # Token requests are HTTP requests too: with a `gate` (the run's global limit) they share the
@@ -206,7 +218,10 @@ class TokenProvider:
     async def token(self, tenant: TenantRef, *, refresh: bool = False, claims: str | None = None) -> str:
         """A Graph access token for `tenant`; `refresh` (or `claims`) forces a new one from Entra ID."""
         credential = self.credential(tenant)
-        if refresh and not claims:
+        auth = self._auth(tenant)
+        if refresh and isinstance(credential, AzureCliSignIn | DeviceCodeSignIn):
+            credential.forget()  # a person's sign-in has no claims trick to skip its cache
+        elif refresh and not claims:
             claims = fresh_token_claims(time.time())
         # One token request per tenant at a time: its concurrent requests then share what the first got.
         async with self._lock(tenant.tenant_id), self._gate():
@@ -215,6 +230,9 @@ class TokenProvider:
             except EntraAnswerRefused as refused:
                 raise refused_answer(refused, tenant=tenant, authority_host=self._graph.authority_host) from None
             except (AzureError, ValueError, OSError) as error:
+                refusal = signin_refusal(error, tenant, auth) if auth.delegated else None
+                if refusal is not None:
+                    raise refusal from None
                 exhausted = exhausted_resource(error)
                 if exhausted is not None:
                     doing = f"tenant {tenant.label}: asking Entra ID for a token"
@@ -233,11 +251,20 @@ class TokenProvider:
         """The app's client id for `tenant` (its `[tenants.auth]` or the shared `[auth]`), for advice."""
         return self._auth(tenant).client_id
 
+    def method(self, tenant: TenantRef) -> str:
+        """The tenant's [auth] method, for advice."""
+        return self._auth(tenant).method
+
     def credential(self, tenant: TenantRef) -> AsyncTokenCredential:
         """The tenant's credential, made on first use."""
         credential = self._credentials.get(tenant.tenant_id)
         if credential is None:
-            credential = build_credential(tenant, self._auth(tenant), self._graph, self._transport, self._environ)
+            auth = self._auth(tenant)
+            if auth.method == "device_code":
+                records = self._records.setdefault(auth.token_cache, account_records(auth))
+                credential = DeviceCodeSignIn(tenant, auth, self._graph, records, self._prompt)
+            else:
+                credential = build_credential(tenant, auth, self._graph, self._transport, self._environ)
             self._credentials[tenant.tenant_id] = credential
         return credential
 
@@ -294,6 +321,8 @@ def build_credential(
         # Managed identity talks to the local identity endpoint, not to the authority, and keeps
         # azure-identity's own retries for it (see README, "Retries"); its failures then reach fetcher.retry.
         return ManagedIdentityCredential(client_id=auth.client_id, transport=transport)
+    if auth.method == "azure_cli":
+        return AzureCliSignIn(tenant)
     raise _unusable(tenant, f"unknown auth method {auth.method!r}")
 
 

@@ -30,7 +30,7 @@ from fetcher.text import printable
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from fetcher.config import Config, Purpose
+    from fetcher.config import Config, Purpose, TenantConfig
     from fetcher.outcome import Observer, RunReport
     from fetcher.runner import Run
     from fetcher.store import ledger
@@ -65,6 +65,10 @@ class Context:
         for warning in config.warnings:
             log.warning("%s: %s", config.path, warning)
         return config
+
+    def prompt(self, text: str) -> None:
+        """A device-code sign-in's URL and code, on standard error (above any progress bar)."""
+        self.err.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def observer(self) -> Observer:
         from fetcher.output import LogObserver, ProgressObserver
@@ -338,6 +342,23 @@ async def _execute(ctx: Context, run: Run) -> RunReport:
             loop.remove_signal_handler(number)
 
 
+def _refuse_without_terminal(config: Config, tenants: Sequence[TenantConfig] | None, command: str) -> None:
+    """device_code needs a person to answer its prompt: under cron (no terminal) refuse before anything starts.
+
+    `tenants` None: before discovery, when only the partner's own sign-in is known.
+    """
+    from fetcher.models import TenantRef
+    from fetcher.signin import has_terminal, no_terminal_refusal
+
+    if tenants is None:
+        partner = config.partner
+        waiting = [TenantRef(partner.tenant_id)] if partner and partner.auth.method == "device_code" else []
+    else:
+        waiting = [TenantRef.of(t) for t in tenants if t.auth.method == "device_code"]
+    if waiting and not has_terminal():
+        raise ConfigError(no_terminal_refusal(waiting[0], command))
+
+
 def _report(ctx: Context, report: RunReport) -> int:
     from fetcher.output import summary_table
 
@@ -362,12 +383,15 @@ def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
 
     async def action() -> int:
         now = datetime.now(UTC)
-        config, _ = await with_discovered_tenants(ctx.config(), now)
+        configured = ctx.config()
+        _refuse_without_terminal(configured, None, "run")
+        config, _ = await with_discovered_tenants(configured, now)
         chosen = select_tenants(config, tenants)
+        _refuse_without_terminal(config, chosen, "run")
         planner = plan_incremental(
             chosen, config.fetch.history_days, now.date(), profiles=profiles_policy(config), now=now
         )
-        report = await _execute(ctx, Run(config, "run", planner, observer=ctx.observer()))
+        report = await _execute(ctx, Run(config, "run", planner, observer=ctx.observer(), prompt=ctx.prompt))
         code = _report(ctx, report)
         if not no_alerts:
             await _evaluate_after_run(config, report)
@@ -395,8 +419,11 @@ def backfill_command(
     _tune_garbage_collector()
 
     async def action() -> int:
-        config, _ = await with_discovered_tenants(ctx.config(), datetime.now(UTC))
+        configured = ctx.config()
+        _refuse_without_terminal(configured, None, "backfill")
+        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
         chosen = select_tenants(config, tenants)
+        _refuse_without_terminal(config, chosen, "backfill")
         window = window_days(
             days=days,
             since=since.date() if since else None,
@@ -406,7 +433,7 @@ def backfill_command(
         planner = plan_backfill(
             chosen, window, resume=resume, today=datetime.now(UTC).date(), profiles=profiles_policy(config)
         )
-        report = await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer()))
+        report = await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer(), prompt=ctx.prompt))
         code = _report(ctx, report)
         if not no_alerts:
             await _evaluate_after_run(config, report)
@@ -432,7 +459,9 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
         config = ctx.config()
         wanted = tenant_id or score_id.partition("_")[0]
         tenant = select_tenants(config, [wanted])[0]
-        run = Run(config, "get", plan_get(tenant, score_id), observer=LogObserver(), keep_objects=True)
+        run = Run(
+            config, "get", plan_get(tenant, score_id), observer=LogObserver(), keep_objects=True, prompt=ctx.prompt
+        )
         report = await _execute(ctx, run)
         for outcome in report.outcomes:
             for obj in outcome.objects:

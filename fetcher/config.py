@@ -63,7 +63,14 @@ ENV_CONFIG = "FETCHER_CONFIG"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_KEYS = frozenset({"url", "client_secret", "certificate_password", "proxy", "password", "people_salt"})
-AUTH_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
+APP_ONLY_METHODS = ("client_secret", "certificate", "workload_identity", "managed_identity")
+# A person signs in: the token carries the user's rights; for one-off work at a terminal, never for cron.
+DELEGATED_METHODS = ("device_code", "azure_cli")
+AUTH_METHODS = APP_ONLY_METHODS + DELEGATED_METHODS
+# device_code's default public client: Microsoft Graph Command Line Tools (the app Microsoft Graph PowerShell
+# signs in with), a first-party public client that may ask for any Graph delegated permission.
+DEFAULT_PUBLIC_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
+TOKEN_CACHE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ENABLED_WORDS = {
     "": True,
     "true": True,
@@ -189,6 +196,7 @@ class FetchConfig:
     max_retry_wait_seconds: float = 300.0
     control_profiles: bool = True  # also fetch secureScoreControlProfiles
     profiles_max_age_hours: float = 24.0  # `run` fetches a tenant's profiles once they are this old
+    per_sign_in_concurrency: int = 1  # tenants fetched at once with one person's sign-in (device_code, azure_cli)
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,13 @@ class AuthConfig:
     certificate_path: Path | None = None
     certificate_password: Secret | None = None
     token_file: Path | None = None
+    token_cache: str | None = None  # device_code: the persistent token cache's name (None: memory only)
+    allow_unencrypted_storage: bool = False  # device_code: a plain file (mode 0600) where encryption is impossible
+
+    @property
+    def delegated(self) -> bool:
+        """A person signs in (device_code, azure_cli): the token carries that user's rights."""
+        return self.method in DELEGATED_METHODS
 
 
 @dataclass(frozen=True)
@@ -391,6 +406,7 @@ class _FetchTable(_Table):
     max_retry_wait_seconds: Annotated[float, Field(ge=0)] = FetchConfig.max_retry_wait_seconds
     control_profiles: bool = FetchConfig.control_profiles
     profiles_max_age_hours: Annotated[float, Field(gt=0)] = FetchConfig.profiles_max_age_hours
+    per_sign_in_concurrency: Annotated[int, Field(ge=1)] = FetchConfig.per_sign_in_concurrency
 
 
 class _AuthTable(_Table):
@@ -402,6 +418,8 @@ class _AuthTable(_Table):
     certificate_path: str | None = None
     certificate_password: str | None = None
     token_file: str | None = None
+    token_cache: str | None = None
+    allow_unencrypted_storage: bool | None = None
 
 
 class _TenantTable(_Table):
@@ -888,9 +906,21 @@ class _Loader:
         }
         if not self.purpose.talks_to_graph:
             return AuthConfig(**values, **self.unresolved(entry.auth, shared))
-        if values["client_id"] is None and method != "managed_identity":
+        if method == "device_code" and values["client_id"] is None:
+            values["client_id"] = DEFAULT_PUBLIC_CLIENT_ID
+        if values["client_id"] is None and method not in ("managed_identity", "azure_cli"):
             raise self.fail(f"{method_where}client_id is required for method {method!r}{self.by(entry, method_where)}")
-        return AuthConfig(**values, **self.credentials(method, pick, method_where, entry))
+        return AuthConfig(**values, **self.credentials(method, pick, method_where, entry), **self.cache(pick))
+
+    def cache(self, pick: typing.Callable[[str], tuple[typing.Any, str]]) -> dict[str, Any]:
+        """device_code's token cache: a name msal-extensions keeps it under (~/.IdentityService/NAME)."""
+        name, where = pick("token_cache")
+        if name is not None and not TOKEN_CACHE_NAME.match(name):
+            raise self.fail(
+                f"{where}token_cache {name!r} must be a name (letters, digits, '.', '_' or '-'), such as \"fetcher\""
+            )
+        unencrypted, _ = pick("allow_unencrypted_storage")
+        return {"token_cache": name, "allow_unencrypted_storage": bool(unencrypted)}
 
     @staticmethod
     def by(entry: _Entry, where: str) -> str:
@@ -951,6 +981,8 @@ class _Loader:
         for key in ("certificate_path", "token_file"):
             if key in merged:
                 values[key] = self.resolve_path(merged[key])
+        values["token_cache"] = merged.get("token_cache")
+        values["allow_unencrypted_storage"] = bool(merged.get("allow_unencrypted_storage"))
         return values
 
     def auth_as_written(self, table: _AuthTable) -> AuthConfig:
@@ -964,6 +996,8 @@ class _Loader:
                 _reference_only(table.certificate_password) if table.certificate_password is not None else None
             ),
             token_file=self.resolve_path(table.token_file) if table.token_file else None,
+            token_cache=table.token_cache,
+            allow_unencrypted_storage=bool(table.allow_unencrypted_storage),
         )
 
     # -- [alerts]

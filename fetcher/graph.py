@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from fetcher.config import GraphConfig
+from fetcher.config import DELEGATED_METHODS, GraphConfig
 from fetcher.errors import (
     AuthenticationError,
     BadRequest,
@@ -68,6 +68,11 @@ class Setup:
 
     graph: GraphConfig
     client_id: str | None = None
+    method: str = "client_secret"  # the tenant's [auth] method: a person's sign-in gets a person's advice
+
+    @property
+    def delegated(self) -> bool:
+        return self.method in DELEGATED_METHODS
 
 
 # ------------------------------------------------------------------------------------------------ URLs
@@ -272,6 +277,13 @@ def _refusal(
             url=url,
             code=code,
         )
+    if setup is not None and setup.delegated:
+        return PermissionDenied(
+            f"tenant {label}: Graph denied the signed-in user access ({said}): {_user_advice(said, tid, setup)}",
+            tenant_id=tid,
+            status=status,
+            url=url,
+        )
     link = f" ({consent_url(setup.graph.authority_host, tid, setup.client_id)})" if setup else ""
     return PermissionDenied(
         f"tenant {label}: Graph denied access ({said}): the app lacks the application permission "
@@ -281,6 +293,21 @@ def _refusal(
         status=status,
         url=url,
     )
+
+
+def _user_advice(said: str, tid: str, setup: Setup) -> str:
+    """What a person signed in with device_code or azure_cli does about Graph's 403."""
+    if "scope" in said.lower():
+        if setup.method == "azure_cli":
+            return (
+                f"the Azure CLI's token lacks the delegated permission {PERMISSION}; use [auth] method = "
+                '"device_code", which asks for it'
+            )
+        return (
+            f"the sign-in lacks the delegated permission {PERMISSION}: an admin of {tid} grants it to the public "
+            f"client {setup.client_id} ({consent_url(setup.graph.authority_host, tid, setup.client_id)})"
+        )
+    return f"the user needs the Security Reader role (or higher) in tenant {tid}; sign in as a user who has it"
 
 
 def _failure(response: Response, tenant: TenantRef, url: str, said: str) -> GraphError:

@@ -38,6 +38,7 @@ from fetcher.graph import (
 from fetcher.limits import Limits, exhausted_resource, fit_open_files, local_resource_error
 from fetcher.models import RequestStats, ScorePage, TenantRef
 from fetcher.retry import SERVER_ERROR_STATUSES, RetryPolicy, parse_retry_after
+from fetcher.signin import Prompt, print_prompt
 from fetcher.text import one_line
 
 log = logging.getLogger("fetcher.http")
@@ -84,7 +85,7 @@ def create_session(graph: GraphConfig, fetch: FetchConfig) -> aiohttp.ClientSess
 
 
 @asynccontextmanager
-async def open_graph(config: Config) -> AsyncIterator[GraphClient]:
+async def open_graph(config: Config, *, prompt: Prompt = print_prompt) -> AsyncIterator[GraphClient]:
     """The run's one session, credentials, limits and retry policy, closed at the end.
 
     Token requests to Entra ID take the same global slots as Graph requests: `concurrency` bounds
@@ -93,7 +94,7 @@ async def open_graph(config: Config) -> AsyncIterator[GraphClient]:
     fetch = fit_open_files(config.fetch)  # concurrency as `ulimit -n` allows, with a warning if lowered
     session = create_session(config.graph, fetch)
     limits = Limits.from_config(fetch)
-    tokens = TokenProvider(session, config.graph, auth_lookup(config), gate=limits.global_slot)
+    tokens = TokenProvider(session, config.graph, auth_lookup(config), gate=limits.global_slot, prompt=prompt)
     try:
         yield GraphClient(session, config.graph, fetch, tokens, limits, RetryPolicy.from_config(fetch))
     finally:
@@ -201,7 +202,7 @@ class GraphClient:
 
     def _setup(self, tenant: TenantRef) -> Setup:
         """What an error's advice names: the endpoints in use and the tenant's app."""
-        return Setup(self._graph, self._tokens.client_id(tenant))
+        return Setup(self._graph, self._tokens.client_id(tenant), self._tokens.method(tenant))
 
     async def _exchange(self, tenant: TenantRef, url: str, stats: RequestStats) -> Response:
         """One GET with the tenant's token; after a 401, once more with a token fresh from Entra ID."""

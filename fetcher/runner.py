@@ -22,13 +22,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.config import Config
-from fetcher.http import open_graph
-from fetcher.models import RequestStats
+from fetcher.http import auth_lookup, open_graph
+from fetcher.models import RequestStats, TenantRef
 from fetcher.outcome import Observer, QuietObserver, RunReport, TenantOutcome, utcnow
 from fetcher.pipeline import Stop, TenantPipeline
 from fetcher.plan import Fact, Facts, Plan, PlanRequest
 from fetcher.resources import resources_for
 from fetcher.resources.base import Resource
+from fetcher.signin import Prompt, print_prompt
 from fetcher.store import ledger
 from fetcher.store.archive import archived_tenants
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
@@ -57,8 +58,10 @@ class Run:
         keep_objects: bool = False,
         engine: AsyncEngine | None = None,
         resources: Callable[[Plan], Sequence[Resource[Any]]] = resources_for,
+        prompt: Prompt = print_prompt,
     ) -> None:
         self.config = config
+        self.prompt = prompt  # where a person's sign-in (device_code) shows its URL and code
         self.command = command
         self.request = request
         self.observer = observer or QuietObserver()
@@ -67,6 +70,7 @@ class Run:
         self._engine = engine
         self._resources = resources
         self._stop = Stop()
+        self._sign_ins = SignInGates(config)
 
     def stop(self, signal_number: int) -> None:
         """Start no new tenant; abandon fetches in progress; let writes in progress commit."""
@@ -143,7 +147,7 @@ class Run:
         if self.request.replay:  # rebuild: tenants one after another, as the database reads and writes
             await self._workers(plans, pipeline.replay, 1)
         else:
-            async with open_graph(self.config) as client:
+            async with open_graph(self.config, prompt=self.prompt) as client:
                 pipeline.client = client
                 await self._workers(plans, pipeline.fetch, 2 * self.config.fetch.concurrency)
         if self._stop.fatal is not None:
@@ -155,11 +159,12 @@ class Run:
 
     async def _worker(self, pending: Iterator[Plan], work: TenantWork) -> None:
         for plan in pending:
-            if self.stopping:
-                return
-            stats = RequestStats()
-            self.report.counters.live[plan.tenant.tenant_id] = stats
-            self.record(await work(plan, stats))
+            async with self._sign_ins.gate(plan.tenant):  # waits while another tenant uses the same sign-in
+                if self.stopping:
+                    return
+                stats = RequestStats()
+                self.report.counters.live[plan.tenant.tenant_id] = stats
+                self.record(await work(plan, stats))
 
     async def _end(self, engine: AsyncEngine) -> None:
         """The run's totals, with the ledger rows that could not be written when their tenant ended."""
@@ -176,6 +181,24 @@ class Run:
             await in_transaction(engine, work, "recording the end of the run")
         report.unrecorded.clear()
         self.observer.finished(report)
+
+
+class SignInGates:
+    """Tenants fetched with one person's sign-in (device_code with one public client and cache, or the Azure
+    CLI's account) go [fetch] per_sign_in_concurrency at a time (default one): one person answers the prompts,
+    and Graph's limits for a user apply across that user's tenants. App-only tenants pass freely."""
+
+    def __init__(self, config: Config) -> None:
+        self._auth = auth_lookup(config)
+        self._size = config.fetch.per_sign_in_concurrency
+        self._gates: dict[tuple[str | None, ...], asyncio.Semaphore] = {}
+
+    def gate(self, tenant: TenantRef) -> contextlib.AbstractAsyncContextManager[Any]:
+        auth = self._auth(tenant)
+        if not auth.delegated:
+            return contextlib.nullcontext()
+        key = (auth.method, auth.client_id, auth.token_cache) if auth.method == "device_code" else (auth.method,)
+        return self._gates.setdefault(key, asyncio.Semaphore(self._size))
 
 
 async def read_facts(conn: AsyncConnection, needs: frozenset[Fact]) -> Facts:

@@ -4,7 +4,7 @@ served over HTTPS in the test's event loop, as `fetcher` would wire it against G
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +18,7 @@ from fetcher.http import GraphClient, create_session
 from fetcher.limits import Limits
 from fetcher.models import RequestStats, ScorePage, TenantRef
 from fetcher.retry import RetryPolicy
+from fetcher.signin import print_prompt
 from fetcher.simulator import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -95,6 +96,7 @@ async def stack(
     retry: dict[str, Any] | None = None,
     graph: dict[str, Any] | None = None,
     base_url: str | None = None,
+    prompt: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Stack]:
     """Serve `sim` and build the stack a run would build, closed in the order a run closes it."""
     async with serving_simulator(sim, tls_dir=tmp_path / "tls") as running:
@@ -109,7 +111,9 @@ async def stack(
         async with create_session(config, fetch) as session:
             auths: dict[str, AuthConfig] = {}
             default = secret_auth()
-            tokens = TokenProvider(session, config, lambda t: auths.get(t.tenant_id, default))
+            tokens = TokenProvider(
+                session, config, lambda t: auths.get(t.tenant_id, default), prompt=prompt or print_prompt
+            )
             limits = Limits.from_config(fetch)
             policy = RetryPolicy.from_config(fetch, **{**FAST_RETRY, **(retry or {})})
             client = GraphClient(session, config, fetch, tokens, limits, policy)

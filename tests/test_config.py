@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from fetcher.cli import main
 from fetcher.config import (
     CERTIFICATE_MAX_BYTES,
+    DEFAULT_PUBLIC_CLIENT_ID,
     SECRET_MAX_BYTES,
     TOP_KEYS,
     AlertChannel,
@@ -826,7 +827,7 @@ def test_managed_identity_needs_no_client_id_or_secret(tmp_path: Path) -> None:
         (
             'method = "password"',
             "[auth] method must be one of client_secret, certificate, workload_identity, "
-            "managed_identity, got 'password'",
+            "managed_identity, device_code, azure_cli, got 'password'",
         ),
         (
             'client_secret = "env:FETCHER_CLIENT_SECRET"',
@@ -1520,3 +1521,35 @@ def test_tenants_source_errors_name_the_key(tmp_path: Path, top: str, partner: s
     with pytest.raises(ConfigError) as caught:
         load_config(path, ENV)
     assert message in one_line(caught.value, path)
+
+
+# ------------------------------------------------------------------------------------ a person's sign-in
+
+
+def test_device_code_needs_no_client_id_and_uses_the_documented_public_client(tmp_path: Path) -> None:
+    config = load(tmp_path, auth='method = "device_code"\ntoken_cache = "fetcher"\n')
+    assert config.tenants[0].auth == AuthConfig(
+        method="device_code", client_id=DEFAULT_PUBLIC_CLIENT_ID, token_cache="fetcher"
+    )
+    assert config.tenants[0].auth.delegated
+
+
+def test_device_code_takes_the_users_own_public_client(tmp_path: Path) -> None:
+    config = load(
+        tmp_path, auth=f'method = "device_code"\nclient_id = "{CLIENT_ID}"\nallow_unencrypted_storage = true\n'
+    )
+    auth = config.tenants[0].auth
+    assert (auth.client_id, auth.token_cache, auth.allow_unencrypted_storage) == (CLIENT_ID, None, True)
+
+
+def test_azure_cli_is_usable_for_one_tenant_beside_the_shared_app(tmp_path: Path) -> None:
+    tenants = tenant() + tenant(TENANT_B, "Fabrikam", auth='method = "azure_cli"')
+    config = load(tmp_path, tenants=tenants)
+    assert [t.auth.method for t in config.tenants] == ["client_secret", "azure_cli"]
+    assert config.tenants[1].auth.client_secret is None
+
+
+@pytest.mark.parametrize("name", ["../outside", "", "a b", "x" * 65])
+def test_a_token_cache_that_is_not_a_name_is_refused(tmp_path: Path, name: str) -> None:
+    message = refused(tmp_path, auth=f'method = "device_code"\ntoken_cache = "{name}"\n')
+    assert f"[auth] token_cache {name!r} must be a name" in message

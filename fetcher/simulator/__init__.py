@@ -7,13 +7,15 @@ served over real HTTPS on loopback, deterministic from a seed.
 
 Modules, each owning one thing: `tenants` (who), `catalog` and `data` (what a day holds), `pages` (paging),
 `tokens` (JWTs), `entra` (token endpoint rules), `graph` (Graph's wording), `faults` and `hostile`
-(scripted trouble), `records` (what was seen), `simulator` (state), `app` (HTTP), `server` (serving),
+(scripted trouble), `devicecode` and `delegated` (a person's sign-in), `records` (what was seen),
+`simulator` (state), `app` (HTTP), `server` (serving),
 `tls` (certificates), `demo` and `standalone` (ready-made uses).
 """
 
 from __future__ import annotations
 
 from fetcher.simulator.demo import demo_simulator
+from fetcher.simulator.devicecode import SimUser
 from fetcher.simulator.entra import TokenRefusal
 from fetcher.simulator.faults import DEFAULT_WARNING, PROVIDER_TIMEOUT_WARNING, Fault, FaultKind, Hostile
 from fetcher.simulator.records import RequestRecord
@@ -35,6 +37,7 @@ __all__ = [
     "RequestRecord",
     "RunningSimulator",
     "SimTenant",
+    "SimUser",
     "Simulator",
     "TokenRefusal",
     "client_ssl_context",

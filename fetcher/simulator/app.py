@@ -19,9 +19,21 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from fetcher.simulator import entra, graph, hostile, pages, partner, quirks, tokens
+from fetcher.simulator import delegated, entra, graph, hostile, pages, partner, quirks, tokens
 from fetcher.simulator.faults import Fault, FaultKind, Plan
-from fetcher.simulator.records import CONSENT, GET, LIST, OTHER, PARTNER, PROFILES, TOKEN, RequestRecord
+from fetcher.simulator.records import (
+    CONSENT,
+    DEVICE_CODE,
+    DEVICE_LOGIN,
+    GET,
+    LIST,
+    OPENID,
+    OTHER,
+    PARTNER,
+    PROFILES,
+    TOKEN,
+    RequestRecord,
+)
 from fetcher.simulator.tokens import AccessClaims, TokenRejected
 
 if TYPE_CHECKING:
@@ -29,6 +41,9 @@ if TYPE_CHECKING:
 
 _TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/v2\.0/token/?$", re.IGNORECASE)
 _CONSENT_PATH = re.compile(r"^/([^/]+)/adminconsent/?$", re.IGNORECASE)
+_DEVICE_CODE_PATH = re.compile(r"^/([^/]+)/oauth2/v2\.0/devicecode/?$", re.IGNORECASE)
+_OPENID_PATH = re.compile(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration/?$", re.IGNORECASE)
+_DEVICE_LOGIN_PATH = re.compile(r"^/devicelogin/?$", re.IGNORECASE)
 _LIST_PATH = re.compile(r"^/v1\.0/security/securescores/?$", re.IGNORECASE)
 _PROFILES_PATH = re.compile(r"^/v1\.0/security/securescorecontrolprofiles/?$", re.IGNORECASE)
 _GET_PATH = re.compile(r"^/v1\.0/security/securescores/([^/]+)/?$", re.IGNORECASE)
@@ -52,6 +67,12 @@ def classify(path: str) -> Route:
         return Route(TOKEN, match.group(1))
     if match := _CONSENT_PATH.match(path):
         return Route(CONSENT, match.group(1))
+    if match := _DEVICE_CODE_PATH.match(path):
+        return Route(DEVICE_CODE, match.group(1))
+    if match := _OPENID_PATH.match(path):
+        return Route(OPENID, match.group(1))
+    if _DEVICE_LOGIN_PATH.match(path):
+        return Route(DEVICE_LOGIN)
     if _LIST_PATH.match(path):
         return Route(LIST)
     if _PROFILES_PATH.match(path):
@@ -129,6 +150,8 @@ class Service:
             return self._partner(exchange)
         if exchange.route.endpoint == CONSENT:
             return self._admin_consent(exchange)
+        if exchange.route.endpoint in (DEVICE_CODE, OPENID, DEVICE_LOGIN):
+            return await delegated.handle(self.sim, exchange)
         return _unknown_path(exchange)
 
     async def _sleep(self, plan: Plan, top: int | None = None) -> None:
@@ -151,6 +174,8 @@ class Service:
             form = {key: value for key, value in (await exchange.request.post()).items() if isinstance(value, str)}
             if plan.answer is not None:
                 return self._token_fault(exchange, plan.answer, form)
+            if form.get("grant_type") in delegated.USER_GRANTS:
+                return delegated.token(self.sim, exchange, form)
             return self._token_answer(exchange, form)
 
     def _token_context(self, exchange: Exchange) -> entra.TokenContext:
@@ -231,8 +256,9 @@ class Service:
                 return _unauthenticated(exchange, rejection)
             plan = self.sim.faults.plan(claims.tenant_id, exchange.route.endpoint)
             await self._sleep(plan, _asked_top(exchange.request.query))
-            if tokens.GRAPH_ROLE not in claims.roles:
-                return _graph_error(exchange, 403, "Forbidden", graph.MISSING_ROLE_MESSAGE)
+            denied = _denied(claims)
+            if denied is not None:
+                return _graph_error(exchange, 403, "Forbidden", denied)
             if exchange.request.method not in ("GET", "HEAD"):
                 return _graph_error(exchange, 405, *graph.default_error(405))
             if plan.answer is not None and plan.answer.kind is FaultKind.STATUS:
@@ -365,6 +391,18 @@ class Service:
 
 
 # -- answers --------------------------------------------------------------------------------------------------
+
+
+def _denied(claims: AccessClaims) -> str | None:
+    """Why Graph refuses this token the secureScores (its 403 message), or None.
+
+    App-only: the application role. Delegated: the `scp` permission, then the user's directory role.
+    """
+    if claims.user is None:
+        return None if tokens.GRAPH_ROLE in claims.roles else graph.MISSING_ROLE_MESSAGE
+    if not any(scope in tokens.GRAPH_SCOPES for scope in claims.scopes):
+        return graph.missing_scope_message(claims.scopes)
+    return None if claims.may_read_secure_score else graph.USER_ROLE_MESSAGE
 
 
 def _record(exchange: Exchange, arrival: float, status: int) -> RequestRecord:

@@ -26,9 +26,22 @@ MISSING_ROLE_MESSAGE = (
     "Missing application roles. API required roles: SecurityEvents.Read.All, SecurityEvents.ReadWrite.All. "
     "Application roles: ."
 )
+# The Security API's refusal of a signed-in user without a role that reads Secure Score.
+USER_ROLE_MESSAGE = (
+    "Auth token does not contain valid permissions or user does not have valid roles. Please see document at "
+    "https://learn.microsoft.com/graph/api/resources/security-error-codes"
+)
 _DIAGNOSTIC = (
     '{"ServerInfo":{"DataCenter":"Loopback","Slice":"E","Ring":"5","ScaleUnit":"000","RoleInstance":"SECURESCORE-SIM"}}'
 )
+
+
+def missing_scope_message(scopes: tuple[str, ...]) -> str:
+    """Graph's refusal of a delegated token without the permission the API needs."""
+    return (
+        "Missing scope permissions on the request. API requires one of 'SecurityEvents.Read.All, "
+        f"SecurityEvents.ReadWrite.All'. Scopes on the request '{', '.join(scopes)}'"
+    )
 
 
 def headers(request_id: str, client_request_id: str) -> dict[str, str]:

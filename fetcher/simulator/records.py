@@ -15,6 +15,9 @@ from dataclasses import dataclass
 TOKEN, LIST, GET, PROFILES, OTHER = "token", "list", "get", "profiles", "other"
 PARTNER = "partner"  # the partner tenant's delegatedAdminRelationships and contracts
 CONSENT = "consent"  # an admin opening the admin-consent link (`/{tenant}/adminconsent?client_id=...`)
+DEVICE_CODE = "devicecode"  # Entra ID's device authorization endpoint
+OPENID = "openid"  # a tenant's OpenID Connect discovery document
+DEVICE_LOGIN = "devicelogin"  # the sign-in page where a person enters a device code
 GRAPH_ENDPOINTS = frozenset({LIST, GET, PROFILES})
 
 

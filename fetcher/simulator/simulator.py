@@ -19,6 +19,7 @@ from aiohttp import web
 from fetcher.simulator import data, profiles, tokens
 from fetcher.simulator.app import make_app
 from fetcher.simulator.cache import ByteCache
+from fetcher.simulator.devicecode import DeviceFlows, SimUser
 from fetcher.simulator.entra import AppRegistration
 from fetcher.simulator.faults import Fault, FaultBook
 from fetcher.simulator.partner import SimContract, SimRelationship
@@ -28,6 +29,7 @@ from fetcher.simulator.tenants import SimTenant
 DEFAULT_CLIENT_ID = "3f5c9a27-6b1e-4d8a-9c2f-7e4b1a0d6c53"
 DEFAULT_CLIENT_SECRET = "Sim8Q~securescore.fetcher-simulator-secret_0123456789"
 FEDERATED_TOKEN_LIFETIME = 3600
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # the Azure CLI's first-party public client
 
 
 class Simulator:
@@ -50,6 +52,9 @@ class Simulator:
         profile_page_size: int = 200,
         relationships: Sequence[SimRelationship] = (),
         contracts: Sequence[SimContract] = (),
+        users: Sequence[SimUser] = (),
+        device_code_lifetime_seconds: int = 900,
+        device_code_interval_seconds: int = 5,
     ) -> None:
         if page_size < 1 or controls_per_day < 1 or token_lifetime_seconds < 1 or profile_page_size < 1:
             raise ValueError(
@@ -84,6 +89,12 @@ class Simulator:
         self._profiles: dict[str, data.Profile] = {}
         self._profiles_lock = threading.Lock()
         self._cache = ByteCache(int(cache_megabytes * 1024 * 1024))
+        # Delegated sign-in: who may sign in (anyone not listed is a Security Reader) and the device flows.
+        self.device_flows = DeviceFlows(
+            lifetime_seconds=device_code_lifetime_seconds,
+            interval_seconds=device_code_interval_seconds,
+            users={user.username.lower(): user for user in users},
+        )
 
     # -- what tests observe -------------------------------------------------------------------------------
 
@@ -187,6 +198,28 @@ class Simulator:
             now=int(time.time()),
             lifetime=FEDERATED_TOKEN_LIFETIME,
         )
+
+    def issue_user_token(
+        self,
+        tenant_id: str,
+        username: str,
+        *,
+        audience: str,
+        client_id: str = AZURE_CLI_CLIENT_ID,
+        scopes: Sequence[str] = ("SecurityEvents.Read.All", "User.Read"),
+    ) -> str:
+        """A delegated access token for `username` in a tenant, as the Azure CLI would hold after `az login`."""
+        user = self.device_flows.user(username)
+        grant = tokens.UserGrant(
+            tenant_id=self._known(tenant_id).tenant_id,
+            client_id=client_id,
+            username=user.username,
+            audience=audience,
+            scopes=tuple(scopes),
+            role_ids=tokens.SECURITY_ROLE_IDS[:1] if user.security_reader else (),
+        )
+        now, lifetime = int(time.time()), self.token_lifetime_seconds
+        return tokens.issue_user_token(self.signing_key, grant, now=now, lifetime=lifetime)
 
     def _known(self, tenant_id: str) -> SimTenant:
         tenant = self.tenant(tenant_id)

@@ -22,6 +22,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 GRAPH_ROLE = "SecurityEvents.Read.All"
+GRAPH_SCOPES = ("SecurityEvents.Read.All", "SecurityEvents.ReadWrite.All")  # either one reads secureScores
+# Directory role template ids (`wids`) that may read Secure Score: Security Reader, Security Administrator,
+# Global Reader, Global Administrator.
+SECURITY_ROLE_IDS = (
+    "5d6b6bb7-de71-4623-b4af-96380a352509",
+    "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
+    "62e90394-69f5-4237-9190-012177145e10",
+)
 FEDERATION_ISSUER = "https://oidc.simulator.invalid/securescore-fetcher"
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -69,6 +78,14 @@ class AccessClaims:
     client_id: str
     roles: tuple[str, ...]
     expires: int
+    scopes: tuple[str, ...] = ()  # a delegated token's `scp`, split
+    user: str | None = None  # a delegated token's user (its `upn`); None for an app-only token
+    role_ids: tuple[str, ...] = ()  # a delegated token's `wids`
+
+    @property
+    def may_read_secure_score(self) -> bool:
+        """The user holds a directory role that reads Secure Score (delegated tokens only)."""
+        return any(role in SECURITY_ROLE_IDS for role in self.role_ids)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -203,7 +220,84 @@ def verify_access_token(token: str, key: SigningKey, *, audiences: frozenset[str
     if not isinstance(tenant_id, str) or not isinstance(client_id, str):
         raise TokenRejected("The token carries no tenant or application.")
     roles = jwt.claims.get("roles", [])
-    return AccessClaims(tenant_id, client_id, tuple(str(role) for role in roles), int(jwt.claims["exp"]))
+    user = jwt.claims.get("upn") if jwt.claims.get("idtyp") == "user" else None
+    return AccessClaims(
+        tenant_id,
+        client_id,
+        tuple(str(role) for role in roles),
+        int(jwt.claims["exp"]),
+        scopes=tuple(str(jwt.claims.get("scp", "")).split()),
+        user=str(user) if user is not None else None,
+        role_ids=tuple(str(role) for role in jwt.claims.get("wids", [])),
+    )
+
+
+@dataclass(frozen=True)
+class UserGrant:
+    """Whom a delegated token is for: the user, the public client signed in to, and what was granted."""
+
+    tenant_id: str
+    client_id: str
+    username: str  # the user principal name
+    audience: str
+    scopes: tuple[str, ...]  # the delegated permissions (`scp`), without the resource prefix
+    role_ids: tuple[str, ...]  # the user's directory roles (`wids`)
+
+
+def user_object_id(tenant_id: str, username: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"user:{tenant_id.lower()}/{username.lower()}"))
+
+
+def issue_user_token(key: SigningKey, grant: UserGrant, *, now: int, lifetime: int) -> str:
+    """A delegated access token shaped like Entra ID's v1 tokens for Microsoft Graph (`idtyp` user, `scp`)."""
+    oid = user_object_id(grant.tenant_id, grant.username)
+    claims: dict[str, Any] = {
+        "aud": grant.audience,
+        "iss": f"https://sts.windows.net/{grant.tenant_id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "app_displayname": "public client",
+        "appid": grant.client_id,
+        "appidacr": "0",
+        "idtyp": "user",
+        "name": grant.username.split("@")[0],
+        "oid": oid,
+        "scp": " ".join(grant.scopes),
+        "sub": b64url_encode(hashlib.sha256(f"{oid}/{grant.client_id}".encode()).digest()[:32]),
+        "tid": grant.tenant_id,
+        "unique_name": grant.username,
+        "upn": grant.username,
+        "uti": b64url_encode(uuid.uuid4().bytes),
+        "ver": "1.0",
+        "wids": list(grant.role_ids),
+    }
+    return encode_rs256(claims, key)
+
+
+def issue_id_token(key: SigningKey, grant: UserGrant, *, issuer: str, now: int, lifetime: int) -> str:
+    """The OpenID Connect id token MSAL reads the account from (`preferred_username`, `oid`, `tid`)."""
+    oid = user_object_id(grant.tenant_id, grant.username)
+    claims = {
+        "aud": grant.client_id,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "name": grant.username.split("@")[0],
+        "oid": oid,
+        "preferred_username": grant.username,
+        "sub": oid,
+        "tid": grant.tenant_id,
+        "ver": "2.0",
+    }
+    return encode_rs256(claims, key)
+
+
+def client_info(grant: UserGrant) -> str:
+    """Entra ID's `client_info`: base64url JSON of the user's object id and home tenant."""
+    uid = user_object_id(grant.tenant_id, grant.username)
+    return b64url_encode(orjson.dumps({"uid": uid, "utid": grant.tenant_id}))
 
 
 def issue_federated_token(key: SigningKey, *, client_id: str, tenant_id: str, now: int, lifetime: int) -> str:

@@ -1,0 +1,385 @@
+"""Delegated sign-in: credentials for a person at a terminal (`[auth] method = "device_code"` or
+`"azure_cli"`), the device-code prompt, the persistent token cache, and their refusals in one line.
+
+- `azure_cli`: azure-identity's asyncio `AzureCliCredential`, which runs
+  `az account get-access-token --output json --resource R --tenant T` (the tenant from the configuration).
+- `device_code`: azure-identity's `DeviceCodeCredential`, which has no asyncio variant; `DeviceCodeSignIn`
+  runs it in a worker thread (`asyncio.to_thread`) so the event loop keeps serving the other tenants. It
+  asks for the delegated permission `SecurityEvents.Read.All` of the `[graph]` resource, prints the prompt
+  (URL and code) through the run's `prompt` callable (standard error), and with `[auth] token_cache` keeps
+  the tokens in azure-identity's persistent cache (`TokenCachePersistenceOptions`) and the account's
+  `AuthenticationRecord` beside it, so a second command signs in silently. Its HTTP goes through a
+  `requests` session trusting the same CAs as the run's aiohttp session (system CAs plus `[graph] ca_bundle`)
+  and using the same `[graph] proxy`. A cancelled sign-in (Ctrl-C) makes that transport refuse the next
+  poll, so the worker thread ends within one polling interval.
+
+No token is ever logged or put in a message; `AuthenticationRecord`s hold the user name and account ids only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import (
+    AuthenticationRecord,
+    AuthenticationRequiredError,
+    CredentialUnavailableError,
+    DeviceCodeCredential,
+    TokenCachePersistenceOptions,
+)
+from azure.identity.aio import AzureCliCredential
+from requests.adapters import HTTPAdapter
+
+from fetcher.config import APP_ONLY_METHODS, AuthConfig, GraphConfig
+from fetcher.errors import AuthenticationError
+from fetcher.graph import PERMISSION
+from fetcher.models import TenantRef
+from fetcher.text import one_line
+
+log = logging.getLogger("fetcher.auth")
+
+Prompt = Callable[[str], None]
+AZ_PROCESS_TIMEOUT_SECONDS = 30
+TOKEN_MARGIN_SECONDS = 300  # a token this close to its expiry is not used for a new request
+KNOWN_AUTHORITY_HOSTS = frozenset(
+    {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn", "login.microsoft.com"}
+)
+CACHE_DIRECTORY = Path("~/.IdentityService")  # where azure-identity keeps its persistent caches on Linux and macOS
+INSTALL_AZ = "https://learn.microsoft.com/cli/azure/install-azure-cli"
+_CANCELLED = "the sign-in was cancelled"
+
+
+def print_prompt(text: str) -> None:
+    """The default prompt: one line on standard error."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def delegated_scope(graph: GraphConfig) -> str:
+    """The delegated permission a person's sign-in asks for: `SecurityEvents.Read.All` of `[graph]`'s resource."""
+    return f"{graph.scope.removesuffix('/.default')}/{PERMISSION}"
+
+
+def app_only_advice() -> str:
+    return f"for unattended runs use an app-only [auth] method ({', '.join(APP_ONLY_METHODS)})"
+
+
+# ---------------------------------------------------------------------------------------------- Azure CLI
+
+
+class AzureCliSignIn:
+    """The Azure CLI's signed-in user, asked for a token in the configured tenant.
+
+    azure-identity's `AzureCliCredential` runs `az` (about a second) for every token it is asked for and
+    keeps nothing; this keeps the token until `TOKEN_MARGIN_SECONDS` before it expires, or until `forget()`.
+    """
+
+    def __init__(self, tenant: TenantRef) -> None:
+        self.tenant = tenant
+        self._credential = AzureCliCredential(tenant_id=tenant.tenant_id, process_timeout=AZ_PROCESS_TIMEOUT_SECONDS)
+        self._token: AccessToken | None = None
+
+    def __repr__(self) -> str:
+        return f"AzureCliSignIn(tenant={self.tenant.tenant_id!r})"
+
+    async def get_token(self, *scopes: str, claims: str | None = None, **kwargs: Any) -> AccessToken:
+        token = self._token
+        if claims is None and token is not None and token.expires_on - TOKEN_MARGIN_SECONDS > time.time():
+            return token
+        self._token = await self._credential.get_token(*scopes, claims=claims, **kwargs)
+        return self._token
+
+    def forget(self) -> None:
+        """Graph refused the token: the next one comes from `az` again."""
+        self._token = None
+
+    async def close(self) -> None:
+        self._token = None
+        await self._credential.close()
+
+    async def __aenter__(self) -> AzureCliSignIn:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+
+# ---------------------------------------------------------------------------------------------- device code
+
+
+class _TrustingAdapter(HTTPAdapter):
+    """A requests adapter with the run's SSL context (system CAs plus [graph] ca_bundle, TLS 1.2+)."""
+
+    def __init__(self, ssl_context: Any) -> None:
+        self._ssl_context = ssl_context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._ssl_context
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _CancellableTransport(RequestsTransport):  # type: ignore[misc]  # azure-core's transports are untyped here
+    """azure-core's requests transport that refuses to send once the sign-in was cancelled."""
+
+    def __init__(self, cancelled: threading.Event, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cancelled = cancelled
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        if self._cancelled.is_set():
+            raise ServiceRequestError(_CANCELLED)
+        return super().send(request, **kwargs)
+
+
+def sync_transport(graph: GraphConfig, cancelled: threading.Event) -> RequestsTransport:
+    """The transport a synchronous credential sends through: the run's trust, proxy and time-outs."""
+    from fetcher.http import ssl_context
+
+    session = requests.Session()
+    session.mount("https://", _TrustingAdapter(ssl_context(graph.ca_bundle)))
+    if graph.proxy is not None and graph.proxy.reveal():
+        session.proxies = {"https": graph.proxy.reveal(), "http": graph.proxy.reveal()}
+    return _CancellableTransport(
+        cancelled,
+        session=session,
+        session_owner=True,
+        connection_timeout=graph.timeout_seconds,
+        read_timeout=graph.timeout_seconds,
+    )
+
+
+class AccountRecords:
+    """The `AuthenticationRecord` of each (authority, tenant, public client) signed in to, so that a later
+    command finds the account in the persistent cache without a prompt. With no `path`, in memory only.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._memory: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(authority: str, tenant_id: str, client_id: str) -> str:
+        return f"{urlparse(authority).netloc or authority}|{tenant_id}|{client_id}".lower()
+
+    def load(self, key: str) -> AuthenticationRecord | None:
+        with self._lock:
+            text = self._read().get(key)
+        try:
+            return AuthenticationRecord.deserialize(text) if text else None
+        except (ValueError, KeyError, TypeError):
+            return None  # an unreadable record costs one prompt, nothing more
+
+    def save(self, key: str, record: AuthenticationRecord) -> None:
+        with self._lock:
+            records = self._read()
+            records[key] = record.serialize()
+            if self.path is None:
+                self._memory = records
+                return
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp makes it 0600
+                json.dump(records, handle, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)
+
+    def _read(self) -> dict[str, str]:
+        if self.path is None:
+            return dict(self._memory)
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def account_records(auth: AuthConfig) -> AccountRecords:
+    """Where device_code keeps its accounts: beside the persistent cache, or in memory without one."""
+    if auth.token_cache is None:
+        return AccountRecords(None)
+    return AccountRecords(CACHE_DIRECTORY.expanduser() / f"{auth.token_cache}.accounts.json")
+
+
+class DeviceCodeSignIn:
+    """An asyncio credential around azure-identity's synchronous `DeviceCodeCredential` (see the module)."""
+
+    def __init__(
+        self, tenant: TenantRef, auth: AuthConfig, graph: GraphConfig, records: AccountRecords, prompt: Prompt
+    ) -> None:
+        assert auth.client_id is not None  # the configuration gives device_code a default public client
+        self.tenant = tenant
+        self.client_id = auth.client_id
+        self.scope = delegated_scope(graph)
+        self._graph = graph
+        self._auth = auth
+        self._records = records
+        self._prompt = prompt
+        self._cancelled = threading.Event()
+        self._credential: DeviceCodeCredential | None = None
+        self._key = AccountRecords.key(graph.authority_host, tenant.tenant_id, auth.client_id)
+
+    def __repr__(self) -> str:
+        return f"DeviceCodeSignIn(tenant={self.tenant.tenant_id!r}, client_id={self.client_id!r})"
+
+    async def get_token(self, *scopes: str, claims: str | None = None, **kwargs: Any) -> AccessToken:
+        """A delegated token for [graph]'s resource (the scope asked for is replaced by `delegated_scope`)."""
+        try:
+            return await asyncio.to_thread(self._token, claims)
+        except asyncio.CancelledError:
+            # The thread cannot be killed: its next request to Entra ID is refused instead.
+            self._cancelled.set()
+            self._prompt(f"tenant {self.tenant.label}: sign-in cancelled; run the command again to sign in")
+            raise
+
+    def forget(self) -> None:
+        """Nothing to forget here: MSAL's cache decides, and refreshes what has expired."""
+
+    async def close(self) -> None:
+        self._cancelled.set()
+        credential, self._credential = self._credential, None
+        if credential is not None:
+            await asyncio.to_thread(credential.close)
+
+    async def __aenter__(self) -> DeviceCodeSignIn:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+    def _token(self, claims: str | None) -> AccessToken:
+        if self._credential is not None:
+            return self._credential.get_token(self.scope, claims=claims)
+        record = self._records.load(self._key)
+        if record is not None:
+            credential = self._make(record)
+            try:
+                token = credential.get_token(self.scope, claims=claims)
+            except AuthenticationRequiredError:
+                credential.close()
+            else:
+                log.info("tenant %s: signed in from the token cache as %s", self.tenant.label, record.username)
+                self._credential = credential
+                return token
+        credential = self._make(None)
+        record = credential.authenticate(scopes=[self.scope], claims=claims)
+        self._records.save(self._key, record)
+        self._credential = credential
+        return credential.get_token(self.scope)
+
+    def _make(self, record: AuthenticationRecord | None) -> DeviceCodeCredential:
+        options: dict[str, Any] = {
+            "tenant_id": self.tenant.tenant_id,
+            "prompt_callback": self._show_prompt,
+            "transport": sync_transport(self._graph, self._cancelled),
+            "retry_total": 0,
+            # A host that is not one of Entra ID's (a gateway, the simulator) cannot be validated against
+            # login.microsoftonline.com's instance discovery; it was configured on purpose.
+            "disable_instance_discovery": urlparse(self._graph.authority_host).hostname not in KNOWN_AUTHORITY_HOSTS,
+        }
+        if self._auth.token_cache is not None:
+            options["cache_persistence_options"] = TokenCachePersistenceOptions(
+                name=self._auth.token_cache, allow_unencrypted_storage=self._auth.allow_unencrypted_storage
+            )
+        if record is not None:
+            # The record names the client and the authority; disable_automatic_authentication makes a silent
+            # failure raise AuthenticationRequiredError instead of prompting inside get_token.
+            return DeviceCodeCredential(authentication_record=record, disable_automatic_authentication=True, **options)
+        return DeviceCodeCredential(self.client_id, authority=self._graph.authority_host, **options)
+
+    def _show_prompt(self, verification_uri: str, user_code: str, expires_on: datetime) -> None:
+        until = expires_on.astimezone(UTC).strftime("%H:%M UTC")
+        self._prompt(
+            f"tenant {self.tenant.label}: to sign in, open {verification_uri} and enter the code {user_code} "
+            f"(valid until {until})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+def signin_refusal(error: BaseException, tenant: TenantRef, auth: AuthConfig) -> AuthenticationError | None:
+    """A delegated sign-in's failure as one line with the fix, or None when it is an ordinary Entra ID
+    answer (`fetcher.auth.authentication_error` words those)."""
+    message = _message(error)
+    fix = _fix(error, message, tenant, auth)
+    if fix is None:
+        return None
+    return AuthenticationError(f"tenant {tenant.label}: {fix}", tenant_id=tenant.tenant_id)
+
+
+def _fix(error: BaseException, message: str, tenant: TenantRef, auth: AuthConfig) -> str | None:
+    if auth.method == "azure_cli":
+        return _azure_cli_fix(error, message, tenant.tenant_id)
+    if auth.method == "device_code":
+        return _device_code_fix(message, auth)
+    return None
+
+
+def _azure_cli_fix(error: BaseException, message: str, tid: str) -> str | None:
+    if "Azure CLI not found" in message:
+        return (
+            f'[auth] method = "azure_cli" needs the Azure CLI, and `az` is not on PATH: install it ({INSTALL_AZ}) '
+            f'and run `az login --tenant {tid}`, or use method = "device_code"'
+        )
+    if "az login" in message and "AADSTS" not in message:
+        return f"the Azure CLI is not signed in: run `az login --tenant {tid}` and try again"
+    if "Timed out waiting for Azure CLI" in message:
+        return f"the Azure CLI did not answer within {AZ_PROCESS_TIMEOUT_SECONDS} s: check `az account show`"
+    if isinstance(error, CredentialUnavailableError | ClientAuthenticationError):
+        said = one_line(message, limit=200)
+        return f"the Azure CLI gave no token for tenant {tid} ({said}): run `az login --tenant {tid}` and try again"
+    return None
+
+
+def _device_code_fix(message: str, auth: AuthConfig) -> str | None:
+    lowered = message.lower()
+    if "cache encryption is impossible" in lowered:
+        return (
+            f"[auth] token_cache = {auth.token_cache!r}: this system cannot encrypt the token cache (no usable "
+            "libsecret keyring, as on a headless Linux host): set [auth] allow_unencrypted_storage = true to keep it "
+            f"in {CACHE_DIRECTORY / str(auth.token_cache)} (readable by you only), or remove token_cache"
+        )
+    if "expired_token" in lowered or "aadsts70020" in lowered or "timed out waiting for user" in lowered:
+        return "the device code expired before the sign-in was completed: run the command again and sign in sooner"
+    if "authorization_declined" in lowered or "aadsts70000" in lowered:
+        return "the sign-in was declined at the sign-in page: run the command again and approve it"
+    if _CANCELLED in message:
+        return "sign-in cancelled; run the command again to sign in"
+    return None
+
+
+def _message(error: BaseException) -> str:
+    text = getattr(error, "message", None)
+    return text if isinstance(text, str) and text else str(error) or type(error).__name__
+
+
+def no_terminal_refusal(tenant: TenantRef, command: str) -> str:
+    """`run` or `backfill` with device_code and nobody at a terminal (cron, a pipe)."""
+    return (
+        f'tenant {tenant.label}: [auth] method = "device_code" needs a person at a terminal to sign in, and '
+        f"`fetcher {command}` has none (standard input or error is not a terminal); {app_only_advice()}"
+    )
+
+
+def has_terminal() -> bool:
+    """Whether a person can see the prompt and is there to answer it: stdin and stderr are terminals."""
+    with contextlib.suppress(ValueError, OSError):
+        return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+    return False
