@@ -63,26 +63,26 @@ class Route:
 
 def classify(path: str) -> Route:
     """Which endpoint a path names (Graph matches path segments case-insensitively)."""
-    if match := _TOKEN_PATH.match(path):
-        return Route(TOKEN, match.group(1))
-    if match := _CONSENT_PATH.match(path):
-        return Route(CONSENT, match.group(1))
-    if match := _DEVICE_CODE_PATH.match(path):
-        return Route(DEVICE_CODE, match.group(1))
-    if match := _OPENID_PATH.match(path):
-        return Route(OPENID, match.group(1))
-    if _DEVICE_LOGIN_PATH.match(path):
-        return Route(DEVICE_LOGIN)
-    if _LIST_PATH.match(path):
-        return Route(LIST)
-    if _PROFILES_PATH.match(path):
-        return Route(PROFILES)
-    if match := _GET_PATH.match(path):
-        return Route(GET, match.group(1))
+    for pattern, endpoint in _ROUTES:
+        if match := pattern.match(path):
+            return Route(endpoint, match.group(1) if pattern.groups else "")
     for partner_path in (partner.RELATIONSHIPS_PATH, partner.CONTRACTS_PATH):
         if path.rstrip("/").lower() == partner_path.lower():
             return Route(PARTNER, partner_path)
     return Route(OTHER)
+
+
+# In order: a pattern's one group, if it has one, is the route's argument (a tenant segment or a score id).
+_ROUTES = (
+    (_TOKEN_PATH, TOKEN),
+    (_CONSENT_PATH, CONSENT),
+    (_DEVICE_CODE_PATH, DEVICE_CODE),
+    (_OPENID_PATH, OPENID),
+    (_DEVICE_LOGIN_PATH, DEVICE_LOGIN),
+    (_LIST_PATH, LIST),
+    (_PROFILES_PATH, PROFILES),
+    (_GET_PATH, GET),
+)
 
 
 @dataclass
