@@ -1,7 +1,7 @@
 """The partner side of Graph, sans I/O: GDAP relationships and CSP contracts of a partner tenant, and
 their pages (`$top` up to 300, an offset `$skiptoken` in `@odata.nextLink`).
 
-Shapes follow Graph v1.0 (`delegatedAdminRelationship`, `contract`); see /work/shared/samples.
+Shapes follow Graph v1.0 (`delegatedAdminRelationship`, `contract`); see tests/data/list-gdap-relationships.json.
 """
 
 from __future__ import annotations
