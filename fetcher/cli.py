@@ -614,6 +614,12 @@ def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[le
     metavar="FILE",
     help="Write a self-contained HTML page with charts to FILE (then text only with --output).",
 )
+@click.option(
+    "--zoom",
+    is_flag=True,
+    help="HTML charts: fit each chart's y axis to its own values instead of the shared 0-100 % axis "
+    "(small moves look large; charts no longer compare by eye).",
+)
 @click.pass_obj
 def report_command(
     ctx: Context,
@@ -625,6 +631,7 @@ def report_command(
     fmt: str,
     output: Path | None,
     html_path: Path | None,
+    zoom: bool,
 ) -> None:
     """A row per tenant, weakest first, with 7- and 30-day changes; with --tenant, why one tenant moved and what
     to fix next; with --actions, which changes would raise the most tenants."""
@@ -642,6 +649,7 @@ def report_command(
             fmt=Format(fmt),
             output=output,
             html=html_path,
+            zoom=zoom,
         )
         return await produce(await with_known_tenants(ctx.config(Purpose.DATABASE)), request, ctx.console, ctx.err)
 

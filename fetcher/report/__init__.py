@@ -39,6 +39,7 @@ class ReportRequest:
     fmt: Format = Format.TABLE
     output: Path | None = None
     html: Path | None = None
+    zoom: bool = False  # HTML charts: each y axis fitted to its chart's values instead of the shared 0-100 %
 
 
 async def produce(
@@ -80,13 +81,13 @@ async def _build(
         one = await collect.tenant_report(
             engine, config, request.tenant_id, since=request.since, now=now, max_age=request.max_age
         )
-        return one, html.tenant_page(one) if request.html else None
+        return one, html.tenant_page(one, zoom=request.zoom) if request.html else None
     if request.html is None:
         return await collect.portfolio(engine, config, now=now, max_age=request.max_age, sort=request.sort), None
-    portfolio, points = await collect.portfolio_with_histories(
+    portfolio, points, why = await collect.portfolio_with_histories(
         engine, config, now=now, max_age=request.max_age, sort=request.sort, since=request.since
     )
-    return portfolio, html.portfolio_page(portfolio, points, since=request.since)
+    return portfolio, html.portfolio_page(portfolio, points, since=request.since, zoom=request.zoom, why=why)
 
 
 def _write(path: Path, text: str) -> None:

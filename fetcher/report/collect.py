@@ -20,8 +20,9 @@ from fetcher.report.model import (
     chart_window,
     default_since,
     tenant_rows,
+    why_no_data,
 )
-from fetcher.store import reports
+from fetcher.store import ledger, reports
 from fetcher.store.engine import transaction
 from fetcher.store.reports import ScorePoint
 
@@ -36,13 +37,16 @@ async def portfolio(
 
 async def portfolio_with_histories(
     engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta, sort: Sort, since: date | None
-) -> tuple[Portfolio, dict[str, list[ScorePoint]]]:
-    """The portfolio and, for its charts, every tenant's days in its `chart_window`, in one transaction."""
+) -> tuple[Portfolio, dict[str, list[ScorePoint]], dict[str, str]]:
+    """The portfolio; for its charts, every tenant's days in its `chart_window`; and for each tenant without
+    data, why (`why_no_data`, from the ledger); in one transaction."""
     async with transaction(engine, write=False) as conn:
         result = build_portfolio(await reports.latest(conn), config.tenants, now=now, max_age=max_age, sort=sort)
         span = chart_window(result, since)
         points = await reports.history(conn, since=span[0], until=span[1]) if span else {}
-    return result, points
+        missing = [r.tenant_id for r in result.rows if not r.has_data]
+        states = {s.tenant_id: s for s in await ledger.tenant_states(conn, missing)} if missing else {}
+    return result, points, {tenant_id: why_no_data(states.get(tenant_id)) for tenant_id in missing}
 
 
 async def tenant_report(

@@ -130,7 +130,17 @@ def tenant_report_dict(r: TenantReport) -> dict[str, Any]:
         "next_actions": [_action_dict(a) for a in r.next_actions],
         "state_updates": [asdict(u) for u in r.state_updates],
         "categories": [asdict(c) for c in r.categories],
-        "trend": [asdict(p) for p in r.trend],
+        "trend": [_trend_dict(p) for p in r.trend],
+    }
+
+
+def _trend_dict(p: ScorePoint) -> dict[str, Any]:
+    """A trend day as `score_history` has it (the chart-only fields, partial and averages, stay in the HTML)."""
+    return {
+        "score_date": p.score_date,
+        "current_score": p.current_score,
+        "max_score": p.max_score,
+        "percent": p.percent,
     }
 
 

@@ -14,7 +14,7 @@ from datetime import date
 from html import escape
 
 from fetcher import __version__
-from fetcher.report.charts import trend_svg
+from fetcher.report.charts import averages_of, trend_svg
 from fetcher.report.formats import (
     ACTIONS_TABLE_HEADER,
     NONE,
@@ -143,6 +143,15 @@ def _totals(p: Portfolio) -> str:
     return f'<dl class="totals">{inner}</dl>'
 
 
+def _units(zoom: bool) -> str:
+    axis = "Each chart's axis is fitted to its own values." if zoom else "Charts share one 0-100 % axis."
+    return (
+        "points: Secure Score points; % pts: percentage points of the maximum score (the charts' unit). "
+        f"{axis} Dashed lines are the averages Graph stored each day; a ringed day came in a 206 Partial "
+        "Content answer."
+    )
+
+
 PORTFOLIO_HEAD = (
     "#",
     "Tenant",
@@ -192,34 +201,51 @@ def portfolio_table(p: Portfolio) -> str:
 
 
 def _chart(
-    row: TenantRow, points: Sequence[ScorePoint], first: date, last: date, *, width: int = 640, height: int = 220
+    row: TenantRow,
+    points: Sequence[ScorePoint],
+    first: date,
+    last: date,
+    *,
+    zoom: bool = False,
+    width: int = 640,
+    height: int = 220,
 ) -> str:
     title = f"{row.name or row.tenant_id}: score percentage from {first} to {last}"
+    averages = averages_of(points)
     return trend_svg(
-        points,
-        first=first,
-        last=last,
-        title=title,
-        reference=row.score.all_tenants_average,
-        reference_label="all tenants",
-        width=width,
-        height=height,
+        points, first=first, last=last, title=title, averages=averages, zoom=zoom, width=width, height=height
     )
 
 
-def _figure(index: int, row: TenantRow, points: Sequence[ScorePoint], first: date, last: date) -> str:
+def _figures(row: TenantRow) -> str:
+    """The caption's figures, in the table's words: `points` are Secure Score points, `% pts` percentage points."""
     s = row.score
-    figures = f"{percent(s.percent)} · 7 d {signed(s.change_7d_points)} pts · newest {day(s.score_date)}"
+    change = f"7 d {signed(s.change_7d_points)} points ({signed(s.change_7d_percent, 1)} % pts)"
+    return f"{percent(s.percent)} · {change} · newest {day(s.score_date)}"
+
+
+def _figure(
+    index: int, row: TenantRow, points: Sequence[ScorePoint], first: date, last: date, *, zoom: bool = False
+) -> str:
     caption = (
         f"<figcaption><strong>{escape(row.name or row.tenant_id)}</strong>"
-        f'<span class="figures">{escape(figures)}</span> {_marks(row) if row.marks else ""}</figcaption>'
+        f'<span class="figures">{escape(_figures(row))}</span> {_marks(row) if row.marks else ""}</figcaption>'
     )
     chart = (
-        _chart(row, points, first, last)
+        _chart(row, points, first, last, zoom=zoom)
         if points
         else f'<p class="nodata">No stored day between {first} and {last}.</p>'
     )
     return f'<figure class="tenant-chart" id="t-{index}">{caption}{chart}</figure>'
+
+
+def _no_data_figure(index: int, row: TenantRow, why: str) -> str:
+    """A tenant without any stored day: no chart, and why (from the ledger)."""
+    caption = f"<figcaption><strong>{escape(row.name or row.tenant_id)}</strong> {_marks(row)}</figcaption>"
+    return (
+        f'<figure class="tenant-chart no-data" id="t-{index}">{caption}'
+        f'<p class="nodata why">No data: {escape(why)}</p></figure>'
+    )
 
 
 def _shared_axis(
@@ -234,8 +260,16 @@ def _shared_axis(
     return first, last
 
 
-def portfolio_page(p: Portfolio, histories: Mapping[str, Sequence[ScorePoint]], *, since: date | None = None) -> str:
-    """The portfolio table, then a chart per tenant with data, over one shared window."""
+def portfolio_page(
+    p: Portfolio,
+    histories: Mapping[str, Sequence[ScorePoint]],
+    *,
+    since: date | None = None,
+    zoom: bool = False,
+    why: Mapping[str, str] | None = None,
+) -> str:
+    """The portfolio table, then a chart per tenant with data over one shared window and axis (`zoom`: each
+    axis fitted to its chart), and for each tenant without data why (`why`, by tenant id)."""
     span = chart_window(p, since)
     order = "weakest first" if p.sort == "percent" else f"by {p.sort}"
     body = [
@@ -248,17 +282,26 @@ def portfolio_page(p: Portfolio, histories: Mapping[str, Sequence[ScorePoint]], 
         "<main>",
         '<section class="portfolio"><h2>Tenants</h2>',
         portfolio_table(p),
+        f'<p class="meta">{escape(_units(zoom))}</p>',
         "</section>",
     ]
     if span is not None:
         first, last = _shared_axis(span, histories, since)
         body.append(f'<section class="trends"><h2>Trends, {first} to {last}</h2><div class="charts">')
         body += [
-            _figure(i, r, histories.get(r.tenant_id, ()), first, last) for i, r in enumerate(p.rows, 1) if r.has_data
+            _figure(i, r, histories.get(r.tenant_id, ()), first, last, zoom=zoom)
+            if r.has_data
+            else _no_data_figure(i, r, (why or {}).get(r.tenant_id, "no stored day"))
+            for i, r in enumerate(p.rows, 1)
         ]
         body.append("</div></section>")
     else:
         body.append('<p class="nodata">No tenant has any stored day yet.</p>')
+        body += [
+            f'<p class="nodata why">{escape(r.name or r.tenant_id)}: {escape((why or {}).get(r.tenant_id, ""))}</p>'
+            for r in p.rows
+            if why and r.tenant_id in why
+        ]
     body.append("</main>")
     return _page(f"Secure Score portfolio {p.generated_at:%Y-%m-%d}", body)
 
@@ -329,14 +372,23 @@ def _state_updates(updates: Sequence[StateUpdate]) -> str:
     )
 
 
-def _categories(r: TenantReport, first: date, last: date) -> str:
+def _categories(r: TenantReport, first: date, last: date, *, zoom: bool = False) -> str:
     trends = r.category_trends()
     if not trends:
         return ""
     figures = "".join(
         f'<figure class="category-chart"><figcaption><strong>{escape(category)}</strong>'
         f'<span class="figures">{escape(percent(points[-1].percent))} on {points[-1].score_date}</span></figcaption>'
-        + trend_svg(points, first=first, last=last, title=f"{category}: percent of its maximum", width=420, height=170)
+        + trend_svg(
+            points,
+            first=first,
+            last=last,
+            title=f"{category}: percent of its maximum",
+            line_label="category",
+            zoom=zoom,
+            width=420,
+            height=170,
+        )
         + "</figure>"
         for category, points in trends.items()
     )
@@ -373,11 +425,11 @@ def _standing(r: TenantReport) -> str:
     t, s = r.tenant, r.tenant.score
     items = [
         ("Score", f"{number(s.current_score)} of {number(s.max_score)} ({percent(s.percent)}) on {day(s.score_date)}"),
-        ("All tenants average", f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} pts)"),
-        ("Similar size average", f"{percent(s.total_seats_average)} ({signed(t.vs_total_seats, 1)} pts)"),
+        ("All tenants average", f"{percent(s.all_tenants_average)} ({signed(t.vs_all_tenants, 1)} % pts)"),
+        ("Similar size average", f"{percent(s.total_seats_average)} ({signed(t.vs_total_seats, 1)} % pts)"),
         ("Rank", f"{r.rank} weakest of {r.ranked_of}" if r.rank else NONE),
-        ("7 days", f"{signed(s.change_7d_points)} points"),
-        ("30 days", f"{signed(s.change_30d_points)} points"),
+        ("7 days", f"{signed(s.change_7d_points)} points ({signed(s.change_7d_percent, 1)} % pts)"),
+        ("30 days", f"{signed(s.change_30d_points)} points ({signed(s.change_30d_percent, 1)} % pts)"),
         (
             "Window",
             f"{day(r.first_day)} to {day(r.last_day)}: {signed(r.window_change_points)} points, "
@@ -387,7 +439,7 @@ def _standing(r: TenantReport) -> str:
     return '<dl class="standing">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def tenant_page(r: TenantReport) -> str:
+def tenant_page(r: TenantReport, *, zoom: bool = False) -> str:
     t = r.tenant
     name = t.name or t.tenant_id
     body = [
@@ -402,7 +454,8 @@ def tenant_page(r: TenantReport) -> str:
     if r.trend and r.first_day and r.last_day:
         first = min(r.since or r.first_day, r.first_day)
         body.append(
-            f'<figure class="tenant-chart" id="t-1">{_chart(t, r.trend, first, r.last_day, width=1000)}</figure>'
+            f'<figure class="tenant-chart" id="t-1">{_chart(t, r.trend, first, r.last_day, zoom=zoom, width=1000)}'
+            "</figure>"
         )
     else:
         body.append('<p class="nodata">No stored day in the window.</p>')
@@ -414,7 +467,7 @@ def tenant_page(r: TenantReport) -> str:
         _state_updates(r.state_updates),
     ]
     if r.trend and r.first_day and r.last_day:
-        body.append(_categories(r, min(r.since or r.first_day, r.first_day), r.last_day))
+        body.append(_categories(r, min(r.since or r.first_day, r.first_day), r.last_day, zoom=zoom))
     rows = "".join(
         f'<tr><td>{p.score_date}</td><td class="num">{number(p.current_score)}</td>'
         f'<td class="num">{number(p.max_score)}</td><td class="num">{percent(p.percent)}</td></tr>'

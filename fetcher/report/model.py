@@ -15,6 +15,7 @@ from enum import StrEnum
 from statistics import fmean
 
 from fetcher.config import TenantConfig
+from fetcher.store.ledger import TenantState
 from fetcher.store.reports import (
     CategoryPoint,
     ControlDelta,
@@ -24,10 +25,12 @@ from fetcher.store.reports import (
     ScorePoint,
     StateUpdate,
 )
+from fetcher.text import one_line
 
 DEFAULT_WINDOW_DAYS = 90
 TOP_CONTROLS = 10
 TOP_ACTIONS = 10
+WHY_LIMIT = 300  # characters of a last error shown where a tenant has no data
 
 
 class Sort(StrEnum):
@@ -53,6 +56,25 @@ def is_stale(newest: date | None, now: datetime, max_age: timedelta) -> bool:
     if newest is None:
         return False
     return now - datetime.combine(newest, datetime.min.time(), UTC) > max_age
+
+
+def why_no_data(state: TenantState | None) -> str:
+    """Why a tenant has no stored day, from its ledger (`fetcher status`'s row): its last error when the last
+    attempt failed, else that Graph answered without a day, else that no run has fetched it yet."""
+    if state is None or (state.last_success_at is None and state.last_error_at is None):
+        return "never fetched: no run has reached this tenant yet"
+    failed_last = state.last_error_at is not None and (
+        state.last_success_at is None or state.last_error_at >= state.last_success_at
+    )
+    if failed_last and state.last_error_at is not None:
+        kind = f" ({state.last_error_kind})" if state.last_error_kind else ""
+        message = one_line(state.last_error_message or "", limit=WHY_LIMIT)  # the whole of it: `fetcher status`
+        return f"last attempt failed {state.last_error_at:%Y-%m-%d %H:%M} UTC{kind}: {message}"
+    assert state.last_success_at is not None
+    return (
+        f"fetched {state.last_success_at:%Y-%m-%d %H:%M} UTC without error, but Graph had no secureScore for it "
+        "(a new tenant's first score comes within a day or two)"
+    )
 
 
 def _difference(a: float | None, b: float | None) -> float | None:

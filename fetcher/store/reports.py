@@ -1,7 +1,8 @@
 """The questions reports ask, answered from the reporting views (migrations 0002 and 0005) as typed rows.
 
 Every figure comes from a view, so `fetcher report` shows what Power BI or Grafana reading the
-same views would; nothing here recomputes a score, a percentage or a change.
+same views would; nothing here recomputes a score, a percentage or a change. The charts' history adds,
+per day, the stored `partial` flag and comparative averages as they were stored.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fetcher.store.schema import (
     as_date,
     category_scores,
+    comparative_scores,
     control_changes,
     control_profiles,
     control_state_updates,
@@ -55,12 +57,17 @@ class LatestScore:
 
 @dataclass(frozen=True, slots=True)
 class ScorePoint:
-    """A row of `score_history`, without the tenant."""
+    """A row of `score_history`, without the tenant; for charts, also whether the day came in a 206 Partial
+    Content answer (`secure_scores.partial`) and that day's stored averages (`comparative_scores`:
+    `AllTenants` and `TotalSeats`, percentages, None where the day has none)."""
 
     score_date: date
     current_score: float | None
     max_score: float | None
     percent: float | None
+    partial: bool = False
+    all_tenants_average: float | None = None
+    total_seats_average: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +175,21 @@ async def latest(conn: AsyncConnection, tenant_ids: Sequence[str] | None = None)
 async def history(
     conn: AsyncConnection, *, since: date | None = None, until: date | None = None, tenant_id: str | None = None
 ) -> dict[str, list[ScorePoint]]:
-    """`score_history` per tenant, oldest day first, within [since, until] when given."""
+    """`score_history` per tenant, oldest day first, within [since, until] when given, with each day's
+    partial flag and stored averages (see `ScorePoint`)."""
     v = score_history.c
-    query = sa.select(v.tenant_id, v.score_date, v.current_score, v.max_score, v.percent).order_by(
-        v.tenant_id, v.score_date
-    )
+    s = secure_scores.c
+    every, similar = comparative_scores.alias("every"), comparative_scores.alias("similar")
+    query = (
+        sa.select(
+            v.tenant_id, v.score_date, v.current_score, v.max_score, v.percent, s.partial,
+            every.c.average_score, similar.c.average_score,
+        )
+        .join(secure_scores, sa.and_(s.tenant_id == v.tenant_id, s.score_date == v.score_date))
+        .outerjoin(every, _comparative(every, v, "AllTenants"))
+        .outerjoin(similar, _comparative(similar, v, "TotalSeats"))
+        .order_by(v.tenant_id, v.score_date)
+    )  # fmt: skip
     if since is not None:
         query = query.where(v.score_date >= since)
     if until is not None:
@@ -180,9 +197,15 @@ async def history(
     if tenant_id is not None:
         query = query.where(v.tenant_id == tenant_id)
     points: dict[str, list[ScorePoint]] = {}
-    for tenant, *values in (await conn.execute(query)).all():
-        points.setdefault(tenant, []).append(ScorePoint(*values))
+    for tenant, day, current, maximum, percent, partial, every_average, similar_average in await conn.execute(query):
+        point = ScorePoint(day, current, maximum, percent, bool(partial), every_average, similar_average)
+        points.setdefault(tenant, []).append(point)
     return points
+
+
+def _comparative(table: sa.FromClause, v: Any, basis: str) -> sa.ColumnElement[bool]:
+    c = table.c
+    return sa.and_(c.tenant_id == v.tenant_id, c.score_date == v.score_date, c.basis == basis)
 
 
 async def first_day(conn: AsyncConnection, tenant_id: str, since: date) -> date | None:

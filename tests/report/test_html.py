@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from datetime import date
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image
 
 from fetcher.report.charts import LINE, segments, trend_svg
 from fetcher.store.reports import ScorePoint
-from tests.report.conftest import HOSTILE_NAME, Filled, report
+from tests.report.conftest import HOSTILE_NAME, NEVER_FETCHED, Filled, report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -166,18 +167,38 @@ def test_a_single_day_is_drawn_as_a_dot_on_a_one_point_line() -> None:
     assert "<title>&lt;One&gt;</title>" in svg
 
 
-def test_the_reference_average_is_a_labelled_dashed_line() -> None:
-    svg = trend_svg(
-        [ScorePoint(date(2026, 11, 1), 1.0, 2.0, 50.0)],
-        first=date(2026, 11, 1),
-        last=date(2026, 11, 1),
-        title="t",
-        reference=58.25,
-        reference_label="all <tenants>",
-    )
+def test_a_tenant_without_data_shows_why_in_the_charts(portfolio_page: Path, filled: Filled) -> None:
+    """The tenant that answered an empty list and the one never fetched each get a figure saying why."""
+    text = portfolio_page.read_text(encoding="utf-8")
+    figures = re.findall(r'<figure class="tenant-chart no-data"[^>]*>(.*?)</figure>', text, re.S)
 
-    assert re.search(r'<line class="reference"[^>]*stroke-dasharray', svg)
-    assert ">all &lt;tenants&gt; 58.2%</text>" in svg or ">all &lt;tenants&gt; 58.3%</text>" in svg
+    assert len(figures) == 2
+    empty = next(f for f in figures if escape(filled.empty.name) in f)
+    assert "No data: fetched " in empty
+    assert "without error, but Graph had no secureScore for it" in empty
+    never = next(f for f in figures if NEVER_FETCHED in f or "never fetched" in f)
+    assert "No data: never fetched: no run has reached this tenant yet" in never
+
+
+def test_charts_share_the_0_to_100_axis_unless_zoomed(filled: Filled, portfolio_page: Path, tmp_path: Path) -> None:
+    zoomed = tmp_path / "zoomed.html"
+    assert report(filled.config, "--html", str(zoomed), "--zoom").exit_code == 0
+
+    shared = re.findall(r'data-y-range="([^"]+)"', portfolio_page.read_text(encoding="utf-8"))
+    fitted = re.findall(r'data-y-range="([^"]+)"', zoomed.read_text(encoding="utf-8"))
+    assert len(shared) == len(fitted) == len(filled.healthy) + 2
+    assert set(shared) == {"0 100"}
+    assert "0 100" not in fitted
+
+
+def test_the_page_says_points_or_percentage_points_as_the_table_does(portfolio_page: Path) -> None:
+    text = portfolio_page.read_text(encoding="utf-8")
+    captions = re.findall(r'<span class="figures">(.*?)</span>', text)
+
+    assert captions
+    assert all(re.search(r"7 d [^ ]+ points \([^ ]+ % pts\)", c) for c in captions if "7 d" in c)
+    assert not re.search(r"\d pts", text)  # "pts" alone, the ambiguous form, is gone: "points" or "% pts"
+    assert "% pts: percentage points" in text
 
 
 def test_chromium_renders_the_table_and_a_chart_per_tenant_and_prints_them(

@@ -20,7 +20,9 @@ from fetcher.report.model import (
     rank,
     tenant_rows,
     totals,
+    why_no_data,
 )
+from fetcher.store.ledger import TenantState
 from fetcher.store.reports import LatestScore
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -161,3 +163,35 @@ def test_the_charts_share_one_window_ending_on_the_newest_day_of_any_tenant() ->
     assert chart_window(result, None) == (date(2026, 8, 31), date(2026, 11, 28))
     assert chart_window(result, date(2026, 11, 1)) == (date(2026, 11, 1), date(2026, 11, 28))
     assert chart_window(build_portfolio([empty_latest("c")], [], now=NOW, max_age=DAY), None) is None
+
+
+WHEN = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+
+
+def _state(success: datetime | None, error: datetime | None, message: str = "") -> TenantState:
+    return TenantState("t", "T", None, success, error, "permission" if error else None, message or None, 0)
+
+
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        (None, "never fetched: no run has reached this tenant yet"),
+        (_state(None, None), "never fetched: no run has reached this tenant yet"),
+        (_state(None, WHEN, "403: denied"), "last attempt failed 2026-11-29 02:00 UTC (permission): 403: denied"),
+        (_state(WHEN - timedelta(days=1), WHEN, "403"), "last attempt failed 2026-11-29 02:00 UTC (permission): 403"),
+        (
+            _state(WHEN, WHEN - timedelta(days=1), "403"),
+            "fetched 2026-11-29 02:00 UTC without error, but Graph had no secureScore for it "
+            "(a new tenant's first score comes within a day or two)",
+        ),
+    ],
+)  # fmt: skip
+def test_a_tenant_without_data_says_why_from_its_ledger(state: TenantState | None, why: str) -> None:
+    assert why_no_data(state) == why
+
+
+def test_a_long_last_error_is_cut_to_one_line() -> None:
+    why = why_no_data(_state(None, WHEN, "denied\n" + "x" * 1000))
+
+    assert "\n" not in why
+    assert len(why) < 400

@@ -10,10 +10,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import DatabaseConfig
-from fetcher.store.engine import create_engine, downgrade, migrate
+from fetcher.models import FetchContext, ProviderWarning
+from fetcher.normalize import normalize_score
+from fetcher.store import reports
+from fetcher.store.engine import create_engine, downgrade, migrate, transaction
+from fetcher.store.reports import ScorePoint
 from fetcher.store.schema import control_changes, latest_scores, metadata, score_history, views
+from fetcher.store.scores import save_score_days
 from tests.report import reference
-from tests.report.conftest import TODAY, Filled, days_ago, score_day, store
+from tests.report.conftest import FETCHED, TODAY, Filled, days_ago, score_day, store
 
 A = "aaaaaaaa-0000-4000-8000-00000000000a"
 B = "bbbbbbbb-0000-4000-8000-00000000000b"
@@ -262,3 +267,27 @@ async def test_downgrade_drops_the_views_and_upgrade_brings_them_back(tmp_path: 
     assert after_down[1] >= {t.name for t in metadata.sorted_tables} - LATER_TABLES - PROFILE_TABLES
     assert not after_down[1] & PROFILE_TABLES
     assert after_up == set(views.tables)
+
+
+async def test_history_carries_each_days_partial_flag_and_stored_averages(engine: AsyncEngine) -> None:
+    """The charts' series come from what was stored each day, not from the newest day's averages."""
+    tenant = "0b7c1e2a-1111-4222-8333-444455556666"
+    days = [
+        score_day(tenant, days_ago(2), {"a": 40.0}, comparatives=[("AllTenants", 45.2), ("TotalSeats", 61.0)]),
+        score_day(tenant, days_ago(1), {"a": 41.0}),
+        score_day(tenant, days_ago(0), {"a": 42.0}, comparatives=[("AllTenants", 59.3)]),
+    ]
+    await store(engine, *days[:2], names={tenant: "Contoso"})
+    async with transaction(engine) as conn:
+        warning = ProviderWarning("Microsoft", "SecureScore", 500, 1234, '199 - "Microsoft/SecureScore/500/1234"')
+        context = FetchContext("scripted", FETCHED, (warning,))
+        await save_score_days(conn, [normalize_score(days[2], context)], FETCHED)
+        history = await reports.history(conn, tenant_id=tenant)
+
+    assert history == {
+        tenant: [
+            ScorePoint(days_ago(2), 40.0, 100.0, 40.0, False, 45.2, 61.0),
+            ScorePoint(days_ago(1), 41.0, 100.0, 41.0, False, None, None),
+            ScorePoint(days_ago(0), 42.0, 100.0, 42.0, True, 59.3, None),
+        ]
+    }
