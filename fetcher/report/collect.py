@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -69,7 +70,9 @@ async def tenant_report(
             )
         if trend and newest is not None:
             extras = await _profile_parts(conn, row.tenant_id, trend[0].score_date, newest)
-    return build_tenant_report(row, all_rows=rows, since=start, trend=trend, now=now, max_age=max_age, **extras)
+        why = None if row.has_data else why_no_data(next(iter(await ledger.tenant_states(conn, [row.tenant_id])), None))
+    report = build_tenant_report(row, all_rows=rows, since=start, trend=trend, now=now, max_age=max_age, **extras)
+    return dataclasses.replace(report, why_no_data=why)
 
 
 async def _profile_parts(conn: AsyncConnection, tenant_id: str, first: date, last: date) -> dict[str, Any]:

@@ -457,6 +457,8 @@ def tenant_page(r: TenantReport, *, zoom: bool = False) -> str:
             f'<figure class="tenant-chart" id="t-1">{_chart(t, r.trend, first, r.last_day, zoom=zoom, width=1000)}'
             "</figure>"
         )
+    elif r.why_no_data:
+        body.append(f'<p class="nodata why">No data: {escape(r.why_no_data)}</p>')
     else:
         body.append('<p class="nodata">No stored day in the window.</p>')
     body += [

@@ -152,6 +152,7 @@ class TenantReport:
     next_actions: tuple[NextAction, ...] = ()  # most points available first
     state_updates: tuple[StateUpdate, ...] = ()  # made in the window, oldest first
     categories: tuple[CategoryPoint, ...] = ()  # the window's days by category
+    why_no_data: str | None = None  # for a tenant without any stored day: `why_no_data` of its ledger
 
     @property
     def tenant_change(self) -> float:

@@ -180,6 +180,14 @@ def test_a_tenant_without_data_shows_why_in_the_charts(portfolio_page: Path, fil
     assert "No data: never fetched: no run has reached this tenant yet" in never
 
 
+def test_the_tenant_page_of_a_tenant_without_data_says_why(filled: Filled, tmp_path: Path) -> None:
+    page = tmp_path / "empty.html"
+    assert report(filled.config, "--tenant", filled.empty.tenant_id, "--html", str(page)).exit_code == 0
+
+    assert re.search(r'<p class="nodata why">No data: fetched [^<]* without error, but Graph had no secureScore',
+                     page.read_text(encoding="utf-8"))  # fmt: skip
+
+
 def test_charts_share_the_0_to_100_axis_unless_zoomed(filled: Filled, portfolio_page: Path, tmp_path: Path) -> None:
     zoomed = tmp_path / "zoomed.html"
     assert report(filled.config, "--html", str(zoomed), "--zoom").exit_code == 0
