@@ -154,6 +154,8 @@ async def _save_batch(conn: AsyncConnection, tenant_id: str, days: list[ScoreDay
     await _delete_replaced(conn, tenant_id, days)
     await _execute_many(conn, "scores", [d.score for d in days])
     dimension = _control_dimension(days)
+    if dimension and conn.dialect.name == "postgresql":
+        dimension = await _dimension_changes(conn, dimension)
     if dimension:
         await _execute_many(conn, "controls", dimension)
     await _execute_many(conn, "control_scores", [c for d in days for c in d.controls])
@@ -242,6 +244,33 @@ def _control_dimension(days: Sequence[ScoreDay]) -> list[list[Any]]:
             if c.description is not None:
                 row[2] = c.description
     return [rows[name] for name in sorted(rows)]
+
+
+_STORED_DIMENSION = sa.select(*(controls.c[name] for name in CONTROL_DIMENSION_FIELDS)).where(
+    controls.c.control_name.in_(sa.bindparam("names", expanding=True))
+)
+
+
+async def _dimension_changes(conn: AsyncConnection, rows: list[list[Any]]) -> list[list[Any]]:
+    """The `controls` rows the upsert would change: new controls, a wider seen range, a newer category or
+    description. The others are left out, because PostgreSQL locks every row an ON CONFLICT DO UPDATE meets,
+    changed or not: every tenant's transaction would hold the whole dimension to its commit, and the writers
+    of every shard would queue behind each other on the same few hundred rows."""
+    stored = {row[0]: row for row in (await conn.execute(_STORED_DIMENSION, {"names": [r[0] for r in rows]})).all()}
+    return [row for row in rows if row[0] not in stored or _widens(stored[row[0]], row)]
+
+
+def _widens(old: Sequence[Any], new: Sequence[Any]) -> bool:
+    """Whether `_upsert_controls` would change stored row `old` with `new` (both CONTROL_DIMENSION_FIELDS)."""
+    _, old_category, old_description, old_first, old_last = old
+    _, category, description, first, last = new
+    if first < as_date(old_first) or last > as_date(old_last):
+        return True
+    newer = last >= as_date(old_last)
+    return any(
+        value is not None and (was is None or newer) and value != was
+        for value, was in ((category, old_category), (description, old_description))
+    )
 
 
 async def newest_score_dates(conn: AsyncConnection, tenant_ids: Sequence[str] | None = None) -> dict[str, date]:

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.models import FetchContext, ProviderWarning, ScoreDay
@@ -374,3 +375,30 @@ async def test_stored_values_survive_a_round_trip_of_unusual_json(engine: AsyncE
     await save(engine, days(obj))
 
     assert (await rows(engine, secure_scores))[0]["extra"] == {"oddity": odd}
+
+
+async def test_a_new_description_of_the_same_newest_day_replaces_the_stored_one(engine: AsyncEngine) -> None:
+    """The dimension takes the latest non-null words; a fetch of the same day counts as latest."""
+    first = payload("2026-11-27", controls=[control("OneAdmin", 4.0, description="First words.")])
+    again = payload("2026-11-27", tenant=OTHER, controls=[control("OneAdmin", 4.0, description="Reworded.")])
+
+    await save(engine, days(first))
+    await save(engine, days(again))
+
+    [one_admin] = await rows(engine, controls, control_name="OneAdmin")
+    assert (one_admin["description"], one_admin["first_seen_date"]) == ("Reworded.", date(2026, 11, 27))
+
+
+@pytest.mark.postgres
+async def test_a_tenant_whose_controls_are_already_current_locks_no_controls_row(postgres_engine: AsyncEngine) -> None:
+    """Shards store tenants side by side: a tenant that changes nothing in the shared dimension must not hold
+    its rows until it commits (PostgreSQL locks every row an ON CONFLICT DO UPDATE meets)."""
+    engine = postgres_engine
+    await save(engine, days(payload("2026-11-27")))
+    async with transaction(engine) as writer:
+        await save_score_days(writer, days(payload("2026-11-27", tenant=OTHER)), NOW)
+        async with engine.connect() as other:  # NOWAIT: a row the writer holds fails this at once
+            locked = (await other.execute(sa.text("SELECT control_name FROM controls FOR UPDATE NOWAIT"))).all()
+            await other.rollback()
+
+    assert len(locked) == len(payload("2026-11-27")["controlScores"])
