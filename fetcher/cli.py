@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from fetcher.config import Config, Purpose, TenantConfig
+    from fetcher.models import Shard
     from fetcher.outcome import Observer, RunReport
     from fetcher.runner import Run
     from fetcher.store import ledger
@@ -319,6 +320,31 @@ def _alerts_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--no-alerts", is_flag=True, help="Do not evaluate the [alerts] rules after the run.")(fn)
 
 
+def _shard_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--shard",
+        metavar="K/N",
+        help="Only shard K of N: the tenants whose hashed id falls in slice K (also $FETCHER_SHARD=K/N, or "
+        "$JOB_COMPLETION_INDEX with [fetch] shards = N). Shards run side by side on PostgreSQL; alerts are left "
+        "to `fetcher alerts`.",
+    )(fn)
+
+
+def _shard_and_tenants(
+    config: Config, option: str | None, tenants: Sequence[str]
+) -> tuple[Shard | None, list[TenantConfig]]:
+    """The run's shard (`--shard`, else the environment's, which a run of named tenants ignores) and its
+    tenants."""
+    from fetcher.plan import select_tenants, shard_from
+
+    environ: Mapping[str, str] = os.environ if option is not None or not tenants else {}
+    shard = shard_from(option, environ, config.fetch.shards)
+    chosen = select_tenants(config, tenants, shard)
+    if shard is not None:
+        log.info("shard %s: %d of the %d enabled tenants", shard, len(chosen), len(config.enabled_tenants))
+    return shard, chosen
+
+
 async def _execute(ctx: Context, run: Run) -> RunReport:
     """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once."""
     import asyncio
@@ -369,14 +395,15 @@ def _report(ctx: Context, report: RunReport) -> int:
 
 @main.command("run")
 @_tenant_option
+@_shard_option
 @_alerts_option
 @click.pass_obj
-def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
+def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_alerts: bool) -> None:
     """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day, and
     its control profiles once they are [fetch] profiles_max_age_hours old. With tenants_source = "partner",
     the tenants are the partner's customers, discovered first (reused for [partner] refresh_hours)."""
     from fetcher.partner import with_discovered_tenants
-    from fetcher.plan import plan_incremental, profiles_policy, select_tenants
+    from fetcher.plan import plan_incremental, profiles_policy
     from fetcher.runner import Run
 
     _tune_garbage_collector()
@@ -386,15 +413,17 @@ def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
         configured = ctx.config()
         _refuse_without_terminal(configured, None, "run")
         config, _ = await with_discovered_tenants(configured, now)
-        chosen = select_tenants(config, tenants)
+        slice_, chosen = _shard_and_tenants(config, shard, tenants)
         _refuse_without_terminal(config, chosen, "run")
         planner = plan_incremental(
             chosen, config.fetch.history_days, now.date(), profiles=profiles_policy(config), now=now
         )
-        report = await _execute(ctx, Run(config, "run", planner, observer=ctx.observer(), prompt=ctx.prompt))
+        report = await _execute(
+            ctx, Run(config, "run", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_)
+        )
         code = _report(ctx, report)
         if not no_alerts:
-            await _evaluate_after_run(config, report)
+            await _evaluate_after_run(config, report, slice_)
         return code
 
     _run_async(ctx, action())
@@ -403,17 +432,26 @@ def run_command(ctx: Context, tenants: Sequence[str], no_alerts: bool) -> None:
 @main.command("backfill")
 @click.option("--days", type=int, help="Window in days (default: [fetch] history_days; Graph keeps 90).")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Fetch from this date (YYYY-MM-DD) on.")
-@click.option("--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill.")
+@click.option(
+    "--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill (of this shard)."
+)
 @_tenant_option
+@_shard_option
 @_alerts_option
 @click.pass_obj
 def backfill_command(
-    ctx: Context, days: int | None, since: datetime | None, resume: bool, tenants: Sequence[str], no_alerts: bool
+    ctx: Context,
+    days: int | None,
+    since: datetime | None,
+    resume: bool,
+    tenants: Sequence[str],
+    shard: str | None,
+    no_alerts: bool,
 ) -> None:
     """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat).
     With tenants_source = "partner", the tenants are the partner's customers, discovered first."""
     from fetcher.partner import with_discovered_tenants
-    from fetcher.plan import plan_backfill, profiles_policy, select_tenants, window_days
+    from fetcher.plan import plan_backfill, profiles_policy, window_days
     from fetcher.runner import Run
 
     _tune_garbage_collector()
@@ -422,7 +460,7 @@ def backfill_command(
         configured = ctx.config()
         _refuse_without_terminal(configured, None, "backfill")
         config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
-        chosen = select_tenants(config, tenants)
+        slice_, chosen = _shard_and_tenants(config, shard, tenants)
         _refuse_without_terminal(config, chosen, "backfill")
         window = window_days(
             days=days,
@@ -433,10 +471,12 @@ def backfill_command(
         planner = plan_backfill(
             chosen, window, resume=resume, today=datetime.now(UTC).date(), profiles=profiles_policy(config)
         )
-        report = await _execute(ctx, Run(config, "backfill", planner, observer=ctx.observer(), prompt=ctx.prompt))
+        report = await _execute(
+            ctx, Run(config, "backfill", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_)
+        )
         code = _report(ctx, report)
         if not no_alerts:
-            await _evaluate_after_run(config, report)
+            await _evaluate_after_run(config, report, slice_)
         return code
 
     _run_async(ctx, action())
@@ -659,9 +699,13 @@ def report_command(
 # ----------------------------------------------------------------------------------------------- alerts
 
 
-async def _evaluate_after_run(config: Config, report: RunReport) -> None:
-    """The [alerts] rules after a run or backfill. Whatever happens here, the run's exit code stands."""
+async def _evaluate_after_run(config: Config, report: RunReport, shard: Shard | None = None) -> None:
+    """The [alerts] rules after a run or backfill, unless it is a shard: the rules see every tenant, so they
+    are evaluated once after all shards, by `fetcher alerts`. Whatever happens here, the exit code stands."""
     if not config.alerts.rules or report.stopped_by is not None:
+        return
+    if shard is not None:
+        log.info("shard %s: alerts not evaluated by a shard; run `fetcher alerts` once every shard is done", shard)
         return
     from fetcher.alerts.engine import evaluate_alerts
 

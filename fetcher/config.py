@@ -87,6 +87,7 @@ TENANT_COLUMNS = ("tenant_id", "name", "enabled", "source_status")  # source_sta
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 GRAPH_MAX_PER_TENANT_RATE = 150
 GRAPH_HISTORY_DAYS = 90
+MAX_SHARDS = 1000  # `--shard K/N`, `[fetch] shards`: more would be more processes than any database takes
 SECRET_MAX_BYTES = 8 * 1024  # a client secret is about 40 bytes, a database URL rarely 500
 CERTIFICATE_MAX_BYTES = 1024 * 1024  # a PEM or PKCS#12 file with its chain is a few KB
 CA_BUNDLE_MAX_BYTES = 16 * 1024 * 1024  # a whole system bundle is about 250 KB
@@ -197,6 +198,7 @@ class FetchConfig:
     control_profiles: bool = True  # also fetch secureScoreControlProfiles
     profiles_max_age_hours: float = 24.0  # `run` fetches a tenant's profiles once they are this old
     per_sign_in_concurrency: int = 1  # tenants fetched at once with one person's sign-in (device_code, azure_cli)
+    shards: int = 1  # how many shards JOB_COMPLETION_INDEX counts from (a Kubernetes Indexed Job's completions)
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,9 @@ class _FetchTable(_Table):
     control_profiles: bool = FetchConfig.control_profiles
     profiles_max_age_hours: Annotated[float, Field(gt=0)] = FetchConfig.profiles_max_age_hours
     per_sign_in_concurrency: Annotated[int, Field(ge=1)] = FetchConfig.per_sign_in_concurrency
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS, description="(an Indexed Job's completions)")] = (
+        FetchConfig.shards
+    )
 
 
 class _AuthTable(_Table):

@@ -7,6 +7,7 @@ knows Graph's JSON shapes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -33,6 +34,30 @@ class Status(StrEnum):
     def done_well(self) -> bool:
         """Whether a tenant with this status had its data stored (`--resume` skips it)."""
         return self in (Status.SUCCEEDED, Status.PARTIAL)
+
+
+@dataclass(frozen=True, order=True)
+class Shard:
+    """Slice `index` (1-based) of `count`: the tenants whose `shard_number` is `index`. Shown as `K/N`."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, tenant_id: str) -> bool:
+        return shard_number(tenant_id, self.count) == self.index
+
+
+def shard_number(tenant_id: str, count: int) -> int:
+    """The shard (1..count) a tenant belongs to: BLAKE2b of its lower-cased id, modulo `count`.
+
+    Stable across processes, hosts and Python versions (never `hash()`, which is salted per process), and
+    independent of the other tenants: adding one tenant moves no other tenant.
+    """
+    digest = hashlib.blake2b(tenant_id.strip().lower().encode(), digest_size=8).digest()
+    return 1 + int.from_bytes(digest, "big") % count
 
 
 class HasTenantIdentity(Protocol):

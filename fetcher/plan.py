@@ -7,14 +7,15 @@ run, and calls `request.plans(facts)`: no I/O here, so every rule is tested with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 
-from fetcher.config import GRAPH_HISTORY_DAYS, Config, TenantConfig
+from fetcher.config import GRAPH_HISTORY_DAYS, MAX_SHARDS, Config, TenantConfig
 from fetcher.errors import ConfigError
-from fetcher.models import HasTenantIdentity, TenantRef
+from fetcher.models import HasTenantIdentity, Shard, TenantRef
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,58 @@ class PlanRequest:
         raise NotImplementedError
 
 
-def select_tenants(config: Config, wanted: Sequence[str]) -> list[TenantConfig]:
-    """The enabled tenants, or those named with --tenant (named disabled tenants included)."""
+SHARD_ENV = "FETCHER_SHARD"
+INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job: 0 .. completions-1
+_SHARD_TEXT = re.compile(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*")
+
+
+def parse_shard(text: str, source: str) -> Shard | None:
+    """`K/N` as given by `source` (`--shard`, `FETCHER_SHARD`), or a ConfigError naming it; `1/1` is every
+    tenant, so None (an unsharded run)."""
+    match = _SHARD_TEXT.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"{source}: {text!r} is not K/N (shard K of N, e.g. 2/4)")
+    index, count = int(match[1]), int(match[2])
+    if not 1 <= count <= MAX_SHARDS:
+        raise ConfigError(f"{source}: {text!r}: N must be between 1 and {MAX_SHARDS}")
+    if not 1 <= index <= count:
+        raise ConfigError(f"{source}: {text!r}: K must be between 1 and N ({count})")
+    return None if count == 1 else Shard(index, count)
+
+
+def shard_from(option: str | None, environ: Mapping[str, str], shards: int) -> Shard | None:
+    """The shard of this run: `--shard`, else `$FETCHER_SHARD`, else `$JOB_COMPLETION_INDEX` (0-based) of
+    `[fetch] shards`; None for every tenant. Raises ConfigError naming the source of a bad value."""
+    if option is not None:
+        return parse_shard(option, f"--shard {option}")
+    if environ.get(SHARD_ENV, "").strip():
+        return parse_shard(environ[SHARD_ENV], f"${SHARD_ENV}")
+    index_text = environ.get(INDEX_ENV, "").strip()
+    if not index_text:
+        return None
+    if not index_text.isdigit():
+        raise ConfigError(f"${INDEX_ENV}={index_text!r}: not a completion index (0, 1, 2, ...)")
+    index = int(index_text)
+    if index >= shards:
+        raise ConfigError(
+            f"${INDEX_ENV}={index}: must be below [fetch] shards = {shards} (set it to the Job's completions)"
+        )
+    return None if shards == 1 else Shard(index + 1, shards)
+
+
+def in_shard(tenants: Sequence[TenantConfig], shard: Shard | None) -> list[TenantConfig]:
+    """The tenants of `shard` (all with None), in their order."""
+    return list(tenants) if shard is None else [t for t in tenants if shard.holds(t.tenant_id)]
+
+
+def select_tenants(config: Config, wanted: Sequence[str], shard: Shard | None = None) -> list[TenantConfig]:
+    """The enabled tenants (of `shard`), or those named with --tenant (named disabled tenants included).
+
+    Raises ConfigError for --tenant with a shard: a named tenant is not a slice of the others."""
     if not wanted:
-        return list(config.enabled_tenants)
+        return in_shard(config.enabled_tenants, shard)
+    if shard is not None:
+        raise ConfigError(f"--tenant with shard {shard}: give the tenants or the shard, not both")
     chosen = []
     for tenant_id in dict.fromkeys(t.strip().lower() for t in wanted):
         tenant = config.tenant(tenant_id)

@@ -1,12 +1,13 @@
 """The scheduler behind `run`, `backfill`, `get` and `rebuild`: workers, limits, stop.
 
-A run: open the database, take the run lock, mark dead runs interrupted, plan (`fetcher.plan`), then
-hand each tenant's plan to a worker, which runs that tenant's pipeline (`fetcher.pipeline`: fetch or
-replay -> admit -> save) and records its outcome. Memory follows the number of tenants in flight (twice
-`concurrency`), not the number of tenants or days; the HTTP limits live in `fetcher.limits`, and the
-database takes one writer at a time on SQLite, `POSTGRES_WRITERS` on PostgreSQL. One tenant's failure is
-recorded and the others go on. `stop()` (SIGINT, SIGTERM) starts no new tenant, abandons fetches in
-progress, lets transactions in progress commit, and ends the run `interrupted`.
+A run: open the database, take the run lock (its shard's, with `--shard`), mark dead runs interrupted,
+plan (`fetcher.plan`), then hand each tenant's plan to a worker, which runs that tenant's pipeline
+(`fetcher.pipeline`: fetch or replay -> admit -> save) and records its outcome. Memory follows the
+number of tenants in flight (twice `concurrency`), not the number of tenants or days; the HTTP limits
+live in `fetcher.limits`, and the database takes one writer at a time on SQLite, `POSTGRES_WRITERS` on
+PostgreSQL. One tenant's failure is recorded and the others go on. `stop()` (SIGINT, SIGTERM) starts no
+new tenant, abandons fetches in progress, lets transactions in progress commit, and ends the run
+`interrupted`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.config import Config
 from fetcher.http import auth_lookup, open_graph
-from fetcher.models import RequestStats, TenantRef
+from fetcher.models import RequestStats, Shard, TenantRef
 from fetcher.outcome import Observer, QuietObserver, RunReport, TenantOutcome, utcnow
 from fetcher.pipeline import Stop, TenantPipeline
-from fetcher.plan import Fact, Facts, Plan, PlanRequest
+from fetcher.plan import Fact, Facts, Plan, PlanRequest, in_shard
 from fetcher.resources import resources_for
 from fetcher.resources.base import Resource
 from fetcher.signin import Prompt, print_prompt
@@ -59,9 +60,11 @@ class Run:
         engine: AsyncEngine | None = None,
         resources: Callable[[Plan], Sequence[Resource[Any]]] = resources_for,
         prompt: Prompt = print_prompt,
+        shard: Shard | None = None,
     ) -> None:
         self.config = config
         self.prompt = prompt  # where a person's sign-in (device_code) shows its URL and code
+        self.shard = shard  # its lock, its ledger rows; the request holds only its tenants
         self.command = command
         self.request = request
         self.observer = observer or QuietObserver()
@@ -93,7 +96,7 @@ class Run:
         try:
             # A first run may create its SQLite file; a rebuild needs the one whose archive it replays.
             await ensure_schema(engine, create=not self.request.replay)
-            async with RunLock(engine, this_process(self.report.run_id)):
+            async with RunLock(engine, this_process(self.report.run_id), shard=self.shard):
                 plans = await self._begin(engine)
                 try:
                     await self._schedule(engine, plans)
@@ -107,14 +110,20 @@ class Run:
         return self.report
 
     async def _begin(self, engine: AsyncEngine) -> list[Plan]:
-        report, holder = self.report, this_process(self.report.run_id)
+        report, holder, shard = self.report, this_process(self.report.run_id), self.shard
+        # The only lock on SQLite, or an unsharded run's: no other run is alive. A shard's: no other copy of it.
+        every = shard is None or is_sqlite(engine)
+        # Each shard names its own tenants, so shards starting together do not queue on the same rows.
+        named = [(t.tenant_id, t.name) for t in in_shard(self.config.tenants, shard)]
 
         async def work(conn: AsyncConnection) -> list[Plan]:
-            stale = await ledger.interrupt_dead_runs(conn, alive_run_id=report.run_id, now=report.started_at)
+            stale = await ledger.interrupt_dead_runs(
+                conn, alive_run_id=report.run_id, now=report.started_at, shard=shard, every=every
+            )
             if stale:
                 log.info("marked %d run(s) that died while running as interrupted", stale)
-            await save_tenants(conn, [(t.tenant_id, t.name) for t in self.config.tenants], report.started_at)
-            plans = self.request.plans(await read_facts(conn, self.request.needs))
+            await save_tenants(conn, named, report.started_at)
+            plans = self.request.plans(await read_facts(conn, self.request.needs, shard))
             await ledger.start_run(
                 conn,
                 run_id=report.run_id,
@@ -123,6 +132,7 @@ class Run:
                 tenants_total=len(plans),
                 host=holder.host,
                 pid=holder.pid,
+                shard=shard,
             )
             return plans
 
@@ -201,9 +211,11 @@ class SignInGates:
         return self._gates.setdefault(key, asyncio.Semaphore(self._size))
 
 
-async def read_facts(conn: AsyncConnection, needs: frozenset[Fact]) -> Facts:
-    """What the plan request needs to know from the database, and nothing more."""
-    done = frozenset(await ledger.resumable_tenants(conn, "backfill")) if Fact.RESUMABLE in needs else frozenset()
+async def read_facts(conn: AsyncConnection, needs: frozenset[Fact], shard: Shard | None = None) -> Facts:
+    """What the plan request needs to know from the database, and nothing more (`--resume`: `shard`'s chain)."""
+    done = (
+        frozenset(await ledger.resumable_tenants(conn, "backfill", shard)) if Fact.RESUMABLE in needs else frozenset()
+    )
     if done:
         log.info(
             "resuming: %d tenant(s) done by the interrupted backfill; those whose stored days cover the window "

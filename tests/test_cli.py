@@ -11,7 +11,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from fetcher.cli import main
+from fetcher.cli import _shard_and_tenants, main
+from fetcher.config import Purpose, load_config
 from fetcher.store.engine import head_revision
 
 SECRET = "cli-secret-value-9f8e7d"
@@ -231,3 +232,42 @@ def test_alerts_needs_only_the_database_and_its_channels_secrets(
     result = invoke("--config", str(config), "alerts", env={"HOOK_URL": "http://127.0.0.1:9/hook"})
 
     assert result.exit_code == 0, result.output  # nothing open in an empty database: nothing to send
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("run", "--shard", "5/4"), {}, "error: --shard 5/4: '5/4': K must be between 1 and N (4)"),
+        (("backfill", "--shard", "two"), {}, "error: --shard two: 'two' is not K/N (shard K of N, e.g. 2/4)"),
+        (("run",), {"FETCHER_SHARD": "0/3"}, "error: $FETCHER_SHARD: '0/3': K must be between 1 and N (3)"),
+        (
+            ("backfill",),
+            {"JOB_COMPLETION_INDEX": "1"},
+            "error: $JOB_COMPLETION_INDEX=1: must be below [fetch] shards = 1 (set it to the Job's completions)",
+        ),
+        (
+            ("run", "--shard", "1/2", "--tenant", TENANT),
+            {},
+            "error: --tenant with shard 1/2: give the tenants or the shard, not both",
+        ),
+    ],
+)
+def test_a_bad_shard_is_one_line_naming_its_source_with_exit_code_2(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), *args, env={"SECRET": SECRET, **env})
+
+    assert result.exit_code == 2
+    assert result.output.strip() == message
+
+
+def test_a_named_tenant_ignores_the_shard_of_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kubectl exec` into a shard's pod and `fetcher run --tenant ID`: that tenant, whatever its shard."""
+    config = load_config(write_config(tmp_path), purpose=Purpose.DATABASE)
+    monkeypatch.setenv("FETCHER_SHARD", "not-read")
+
+    shard, chosen = _shard_and_tenants(config, None, [TENANT])
+
+    assert (shard, [t.tenant_id for t in chosen]) == (None, [TENANT])

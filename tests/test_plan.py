@@ -8,13 +8,14 @@ import pytest
 
 from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, Secret, TenantConfig
 from fetcher.errors import ConfigError
-from fetcher.models import TenantRef
+from fetcher.models import Shard, TenantRef, shard_number
 from fetcher.plan import (
     Fact,
     Facts,
     Plan,
     Profiles,
     incremental_days,
+    parse_shard,
     plan_backfill,
     plan_get,
     plan_incremental,
@@ -22,6 +23,7 @@ from fetcher.plan import (
     profiles_due,
     profiles_policy,
     select_tenants,
+    shard_from,
     window_days,
 )
 
@@ -176,3 +178,114 @@ def test_the_policy_comes_from_the_configuration_with_the_salt_only_when_people_
     assert profiles_policy(salted) == Profiles(True, timedelta(hours=6), b"pepper")
     assert profiles_policy(CONFIG) == Profiles(True, timedelta(hours=24), None)
     assert "pepper" not in repr(profiles_policy(salted))
+
+
+# ---------------------------------------------------------------------------------------------- shards
+
+MANY = [f"{n:08x}-0000-4000-8000-{n:012x}" for n in range(400)]
+PINNED_SEVEN = [1, 2, 5, 1, 4, 1, 3, 3]  # shard_number(MANY[i], 7), i < 8, as released: never to change
+
+
+def test_every_tenant_falls_in_exactly_one_shard() -> None:
+    shards = [Shard(k, 4) for k in (1, 2, 3, 4)]
+
+    holders = [[s for s in shards if s.holds(t)] for t in MANY]
+
+    assert all(len(h) == 1 for h in holders)
+
+
+def test_shards_are_about_even() -> None:
+    sizes = [sum(Shard(k, 4).holds(t) for t in MANY) for k in (1, 2, 3, 4)]
+
+    assert min(sizes) >= 70, sizes  # 100 expected each; a hash that clumps fails this
+
+
+def test_a_tenants_shard_is_the_same_for_any_case_and_in_any_process() -> None:
+    """Pinned values: a change of the hash would move tenants between shards on upgrade."""
+    assert shard_number(A, 4) == shard_number(A.upper(), 4) == shard_number(f" {A} ", 4)
+    assert [shard_number(t, 7) for t in MANY[:8]] == PINNED_SEVEN
+
+
+def test_a_shard_is_the_same_whatever_the_other_tenants() -> None:
+    alone = {t: shard_number(t, 5) for t in MANY[:50]}
+
+    assert {t: shard_number(t, 5) for t in reversed(MANY)} | alone == {t: shard_number(t, 5) for t in MANY}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2/4", Shard(2, 4)), (" 4 / 4 ", Shard(4, 4)), ("1/1", None)],
+)
+def test_a_shard_is_k_of_n(text: str, expected: Shard | None) -> None:
+    assert parse_shard(text, "--shard") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2", "--shard x: '2' is not K/N (shard K of N, e.g. 2/4)"),
+        ("0/4", "--shard x: '0/4': K must be between 1 and N (4)"),
+        ("5/4", "--shard x: '5/4': K must be between 1 and N (4)"),
+        ("1/0", "--shard x: '1/0': N must be between 1 and 1000"),
+        ("1/1001", "--shard x: '1/1001': N must be between 1 and 1000"),
+        ("-1/4", "--shard x: '-1/4' is not K/N (shard K of N, e.g. 2/4)"),
+    ],
+)
+def test_a_bad_shard_is_one_line_naming_its_source(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_shard(text, "--shard x")
+
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("option", "environ", "shards", "expected"),
+    [
+        ("1/3", {"FETCHER_SHARD": "2/3", "JOB_COMPLETION_INDEX": "2"}, 3, Shard(1, 3)),
+        (None, {"FETCHER_SHARD": "2/3", "JOB_COMPLETION_INDEX": "2"}, 3, Shard(2, 3)),
+        (None, {"JOB_COMPLETION_INDEX": "0"}, 3, Shard(1, 3)),
+        (None, {"JOB_COMPLETION_INDEX": "2"}, 3, Shard(3, 3)),
+        (None, {"JOB_COMPLETION_INDEX": "0"}, 1, None),
+        (None, {"FETCHER_SHARD": ""}, 3, None),
+        (None, {}, 3, None),
+    ],
+)
+def test_the_shard_comes_from_the_option_then_fetcher_shard_then_the_completion_index(
+    option: str | None, environ: dict[str, str], shards: int, expected: Shard | None
+) -> None:
+    assert shard_from(option, environ, shards) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "shards", "message"),
+    [
+        ({"FETCHER_SHARD": "3"}, 1, "$FETCHER_SHARD: '3' is not K/N (shard K of N, e.g. 2/4)"),
+        (
+            {"JOB_COMPLETION_INDEX": "4"},
+            4,
+            "$JOB_COMPLETION_INDEX=4: must be below [fetch] shards = 4 (set it to the Job's completions)",
+        ),
+        ({"JOB_COMPLETION_INDEX": "x"}, 4, "$JOB_COMPLETION_INDEX='x': not a completion index (0, 1, 2, ...)"),
+    ],
+)
+def test_a_bad_shard_from_the_environment_names_the_variable(
+    environ: dict[str, str], shards: int, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        shard_from(None, environ, shards)
+
+    assert str(caught.value) == message
+
+
+def test_a_shard_selects_its_enabled_tenants_only() -> None:
+    tenants = tuple(TenantConfig(t, "", AuthConfig(), enabled=i % 10 != 0) for i, t in enumerate(MANY))
+    config = Config(DatabaseConfig(), GraphConfig(), FetchConfig(), AuthConfig(), tenants)
+
+    chosen = [t.tenant_id for k in (1, 2, 3) for t in select_tenants(config, [], Shard(k, 3))]
+
+    assert sorted(chosen) == sorted(t.tenant_id for t in tenants if t.enabled)
+
+
+def test_named_tenants_and_a_shard_are_refused_together() -> None:
+    with pytest.raises(ConfigError, match="give the tenants or the shard, not both"):
+        select_tenants(CONFIG, [A], Shard(1, 2))

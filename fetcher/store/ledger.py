@@ -1,9 +1,9 @@
 """The run ledger: `fetch_runs` and `tenant_runs`, and the questions asked of them.
 
-A run's row is written `running` when it starts and finished at its end; one that died stays
-`running` until the next run (which holds the lock, so no other run is alive) marks it
-`interrupted`. A tenant's row is written in the same transaction as its data, so the ledger
-never claims days that are not stored.
+A run's row is written `running` when it starts and finished at its end, with its shard ("K/N", or
+null for every tenant); one that died stays `running` until the next run of its shard (which holds that
+shard's lock, so no other copy is alive) or the next unsharded run marks it `interrupted`. A tenant's
+row is written in the same transaction as its data, so the ledger never claims days that are not stored.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.models import Status
+from fetcher.models import Shard, Status
 from fetcher.store.schema import (
     as_date,
     as_utc,
@@ -76,7 +76,15 @@ class TenantState:
 
 
 async def start_run(
-    conn: AsyncConnection, *, run_id: str, command: str, started_at: datetime, tenants_total: int, host: str, pid: int
+    conn: AsyncConnection,
+    *,
+    run_id: str,
+    command: str,
+    started_at: datetime,
+    tenants_total: int,
+    host: str,
+    pid: int,
+    shard: Shard | None = None,
 ) -> None:
     await conn.execute(
         sa.insert(fetch_runs).values(
@@ -87,17 +95,28 @@ async def start_run(
             tenants_total=tenants_total,
             host=host,
             pid=pid,
+            shard=_shard_text(shard),
         )
     )
 
 
-async def interrupt_dead_runs(conn: AsyncConnection, *, alive_run_id: str, now: datetime) -> int:
-    """Mark every other `running` run as interrupted; call it while holding the run lock."""
-    result = await conn.execute(
-        sa.update(fetch_runs)
-        .where(fetch_runs.c.status == Status.RUNNING, fetch_runs.c.run_id != alive_run_id)
-        .values(status=Status.INTERRUPTED, finished_at=now)
-    )
+def _shard_text(shard: Shard | None) -> str | None:
+    return None if shard is None else str(shard)
+
+
+def _of_shard(shard: Shard | None) -> sa.ColumnElement[bool]:
+    return fetch_runs.c.shard.is_(None) if shard is None else fetch_runs.c.shard == str(shard)
+
+
+async def interrupt_dead_runs(
+    conn: AsyncConnection, *, alive_run_id: str, now: datetime, shard: Shard | None = None, every: bool = True
+) -> int:
+    """Mark other `running` runs as interrupted: all of them (`every`: an unsharded run, or any run on
+    SQLite, holds the only lock), else those of `shard`. Call it while holding the run lock."""
+    query = sa.update(fetch_runs).where(fetch_runs.c.status == Status.RUNNING, fetch_runs.c.run_id != alive_run_id)
+    if not every:
+        query = query.where(_of_shard(shard))
+    result = await conn.execute(query.values(status=Status.INTERRUPTED, finished_at=now))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -124,17 +143,17 @@ async def finish_run(conn: AsyncConnection, run_id: str, totals: RunTotals) -> N
     )
 
 
-async def resumable_tenants(conn: AsyncConnection, command: str = "backfill") -> set[str]:
-    """Tenants already done by the latest unfinished chain of `command` runs.
+async def resumable_tenants(conn: AsyncConnection, command: str = "backfill", shard: Shard | None = None) -> set[str]:
+    """Tenants already done by the latest unfinished chain of `command` runs of `shard` (None: unsharded).
 
-    The chain is the newest runs of that command that ended interrupted or partial (or died
+    The chain is the newest runs of that command and shard that ended interrupted or partial (or died
     running), back to the last one that ended otherwise; a resumed run that is itself cut short
     adds to the chain, so resuming twice skips what both runs did.
     """
     runs = (
         await conn.execute(
             sa.select(fetch_runs.c.run_id, fetch_runs.c.status)
-            .where(fetch_runs.c.command == command)
+            .where(fetch_runs.c.command == command, _of_shard(shard))
             .order_by(fetch_runs.c.started_at.desc())
         )
     ).all()

@@ -1,10 +1,14 @@
-"""One writing run per database at a time.
+"""One writing run per shard of a database at a time (`fetcher run --shard K/N`), and one per database
+for an unsharded run.
 
-PostgreSQL: a session advisory lock, held on a connection kept open for the run; the server
-drops it when that connection dies, so a killed run frees it at once.
-SQLite: a lease row in `run_lock`, renewed while the run lives. A lease is free when it has
-expired, or when its holder is a process on this host that no longer exists, so a `kill -9`
-does not block the next cron run.
+PostgreSQL: session advisory locks, held on a connection kept open for the run; the server drops them
+when that connection dies, so a killed run frees them at once. An unsharded run holds the database's key
+exclusively; a shard holds it shared, plus its own shard's key exclusively: shards of one database run
+side by side, two copies of one shard never do, and an unsharded run excludes (and is excluded by) every
+shard.
+SQLite: a lease row in `run_lock`, renewed while the run lives, whatever the shard (SQLite has one
+writer: a second shard is refused with its own message). A lease is free when it has expired, or when its
+holder is a process on this host that no longer exists, so a `kill -9` does not block the next cron run.
 """
 
 from __future__ import annotations
@@ -17,18 +21,21 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.errors import LockHeld
+from fetcher.models import Shard, Status
 from fetcher.store.engine import display_url, is_sqlite, open_connection, transaction
-from fetcher.store.schema import run_lock
+from fetcher.store.schema import fetch_runs, run_lock
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingestion"
 ADVISORY_KEY = 0x5EC5C0E  # "securescore", as a 64-bit advisory lock key
+SHARD_CLASS = 0x5EC5C0E  # a shard's key is the pair (SHARD_CLASS, shard_key(shard)): a space apart from the above
 LEASE_SECONDS = 120.0
 
 
@@ -43,6 +50,11 @@ def this_process(run_id: str) -> Holder:
     return Holder(run_id, socket.gethostname(), os.getpid())
 
 
+def shard_key(shard: Shard) -> int:
+    """A shard's advisory lock key within SHARD_CLASS: one per (K, N), within PostgreSQL's int4."""
+    return shard.count * 1_000_003 + shard.index
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -54,18 +66,22 @@ def _process_exists(pid: int) -> bool:
 
 
 class RunLock:
-    """Held for the length of a run: `async with RunLock(engine, holder): ...`."""
+    """Held for the length of a run: `async with RunLock(engine, holder, shard=...): ...`.
+
+    Raises LockHeld (exit code 3) naming the run that holds it, when it can tell."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         holder: Holder,
         *,
+        shard: Shard | None = None,
         lease_seconds: float = LEASE_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.engine = engine
         self.holder = holder
+        self.shard = shard
         self.lease = timedelta(seconds=lease_seconds)
         self._sleep = sleep  # between renewals (SQLite) or checks (PostgreSQL); tests pass their own
         self._conn: AsyncConnection | None = None
@@ -89,7 +105,7 @@ class RunLock:
             await self._drop_lease()
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+                await self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))  # the connection is ours alone
             with contextlib.suppress(Exception):
                 await self._conn.close()
 
@@ -98,18 +114,32 @@ class RunLock:
     async def _take_advisory(self) -> None:
         conn = await open_connection(self.engine)
         try:
-            got = (await conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY})).scalar()
+            refused = await self._try_advisory(conn)
+            holder = await _running_holder(conn, refused) if refused else None
             await conn.commit()
         except BaseException:
             await conn.close()
             raise
-        if not got:
+        if refused:
             await conn.close()
             raise LockHeld(
-                f"another fetcher run holds the lock of database {display_url(self.engine)}; "
+                f"{_describe(holder, refused)} holds the lock of database {display_url(self.engine)}; "
                 "wait for it to finish (a killed run frees the lock at once)"
             )
         self._conn = conn
+
+    async def _try_advisory(self, conn: AsyncConnection) -> str | None:
+        """Take this run's keys; None when taken, else what holds one: "*" (the unsharded run) or a shard's
+        "K/N", "any" when an unsharded run is refused (some run, sharded or not, holds a key)."""
+        if self.shard is None:
+            got = await _scalar(conn, "SELECT pg_try_advisory_lock(:key)", key=ADVISORY_KEY)
+            return None if got else "any"
+        if not await _scalar(conn, "SELECT pg_try_advisory_lock_shared(:key)", key=ADVISORY_KEY):
+            return "*"
+        if not await _scalar(conn, "SELECT pg_try_advisory_lock(:c, :k)", c=SHARD_CLASS, k=shard_key(self.shard)):
+            await _scalar(conn, "SELECT pg_advisory_unlock_all()")
+            return str(self.shard)
+        return None
 
     async def _watch_advisory(self) -> None:
         """Say so once if the lock's connection dies (a failover, `pg_terminate_backend`): the server has
@@ -136,11 +166,7 @@ class RunLock:
         async with transaction(self.engine) as conn:
             row = (await conn.execute(sa.select(run_lock).where(run_lock.c.name == LOCK_NAME))).first()
             if row is not None and not self._lease_is_free(row, now):
-                raise LockHeld(
-                    f"another fetcher run (pid {row.pid} on {row.host}, run {row.run_id}, since "
-                    f"{row.acquired_at:%Y-%m-%d %H:%M:%S} UTC) holds database {display_url(self.engine)}; "
-                    f"wait for it, or for its lease to expire at {row.expires_at:%H:%M:%S} UTC"
-                )
+                raise self._lease_held(row)
             await conn.execute(sa.delete(run_lock).where(run_lock.c.name == LOCK_NAME))
             await conn.execute(
                 sa.insert(run_lock).values(
@@ -148,10 +174,27 @@ class RunLock:
                     run_id=self.holder.run_id,
                     host=self.holder.host,
                     pid=self.holder.pid,
+                    shard=None if self.shard is None else str(self.shard),
                     acquired_at=now,
                     expires_at=now + self.lease,
                 )
             )
+
+    def _lease_held(self, row: sa.Row[tuple[object, ...]]) -> LockHeld:
+        """Refused: a copy of this run, or (SQLite has one writer) another shard of the database."""
+        mine = None if self.shard is None else str(self.shard)
+        who = f"pid {row.pid} on {row.host}, run {row.run_id}, since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC"
+        where = display_url(self.engine)
+        if mine is not None and row.shard is not None and row.shard != mine:
+            return LockHeld(
+                f"shard {mine}: shard {row.shard} ({who}) is running on SQLite database {where}, which takes one "
+                "writer: run the shards one after another, or side by side on PostgreSQL"
+            )
+        of = f" of shard {row.shard}" if row.shard is not None else ""
+        return LockHeld(
+            f"another fetcher run{of} ({who}) holds database {where}; "
+            f"wait for it, or for its lease to expire at {row.expires_at:%H:%M:%S} UTC"
+        )
 
     def _lease_is_free(self, row: sa.Row[tuple[object, ...]], now: datetime) -> bool:
         if row.expires_at <= now:
@@ -181,3 +224,34 @@ class RunLock:
                 await conn.execute(
                     sa.delete(run_lock).where(run_lock.c.name == LOCK_NAME, run_lock.c.run_id == self.holder.run_id)
                 )
+
+
+async def _scalar(conn: AsyncConnection, sql: str, **params: object) -> object:
+    return (await conn.execute(sa.text(sql), params)).scalar()
+
+
+async def _running_holder(conn: AsyncConnection, refused: str) -> Any:
+    """The newest `running` run that can hold what refused us (see `_try_advisory`), from the ledger; None
+    when it has not written its row yet."""
+    runs = fetch_runs.c
+    query = (
+        sa.select(runs.run_id, runs.host, runs.pid, runs.started_at, runs.shard)
+        .where(runs.status == Status.RUNNING)
+        .order_by(runs.started_at.desc())
+        .limit(1)
+    )
+    if refused == "*":
+        query = query.where(runs.shard.is_(None))
+    elif refused != "any":
+        query = query.where(runs.shard == refused)
+    return (await conn.execute(query)).first()
+
+
+def _describe(holder: Any, refused: str) -> str:
+    """'another fetcher run [of shard K/N] (pid .. on .., run .., since ..)', as far as the ledger tells."""
+    shard = holder.shard if holder is not None else (refused if refused not in ("*", "any") else None)
+    text = "another fetcher run" + (f" of shard {shard}" if shard else "")
+    if holder is None:
+        return text
+    since = f"{holder.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    return f"{text} (pid {holder.pid} on {holder.host}, run {holder.run_id}, since {since})"

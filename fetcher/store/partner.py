@@ -75,7 +75,7 @@ async def save_discovery(
     rows = [
         {"partner_tenant_id": partner_tenant_id, "tenant_id": customer.tenant_id,
          "display_name": customer.display_name, "first_seen_at": now, "last_seen_at": now, "gone_since": None}
-        for customer in customers
+        for customer in sorted(customers, key=lambda c: c.tenant_id)  # shards discovering at once lock in one order
     ]  # fmt: skip
     for start in range(0, len(rows), _SLICE):
         await conn.execute(stmt, rows[start : start + _SLICE])

@@ -206,6 +206,7 @@ fetch_runs = sa.Table(
     sa.Column("scores_upserted", sa.Integer, nullable=False, server_default="0"),
     sa.Column("host", sa.String(256)),
     sa.Column("pid", sa.Integer),
+    sa.Column("shard", sa.String(16)),  # "K/N" of `--shard K/N`; null: every tenant
     sa.Index("ix_fetch_runs_started_at", "started_at"),
 )
 
@@ -235,6 +236,7 @@ run_lock = sa.Table(
     sa.Column("run_id", sa.String(36), nullable=False),
     sa.Column("host", sa.String(256), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("shard", sa.String(16)),  # the holder's "K/N" (SQLite takes one shard at a time)
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )

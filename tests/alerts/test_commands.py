@@ -143,3 +143,27 @@ async def test_run_evaluates_alerts_after_it_and_keeps_its_own_exit_code(
     assert document["details"]["consent_url"].endswith(f"/{refused.tenant_id}/adminconsent?client_id={w.sim.client_id}")
     assert len(webhook_peer.bodies("dead")) == 3  # tried, failed, kept for the next evaluation
     assert "channel dead: HTTP 503" in loud[2]
+
+
+async def test_shards_leave_alerts_to_one_fetcher_alerts_after_them_all(
+    tmp_path: Path, webhook_peer: WebhookPeer
+) -> None:
+    """Alert rules see every tenant, so no shard evaluates them: `fetcher alerts` does, once, after all shards."""
+    healthy, refused = generate_tenants(2, seed=5)
+    refused = dataclasses.replace(refused, consent=False)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shards.db'}"
+    with world(tmp_path, url, [healthy, refused]) as w:
+        with w.config.open("a", encoding="utf-8") as file:
+            file.write("\n" + alerts_toml({"hook": "HOOK_A"}, kind="tenant_failing", extra="runs = 1"))
+        env = {**w.env(), "HOOK_A": webhook_peer.url("hook")}
+        shards = [await fetcher(w.config, "run", "--shard", f"{k}/2", env=env) for k in (1, 2)]
+        sent_by_shards = len(webhook_peer.bodies("hook"))
+        after = await fetcher(w.config, "alerts", env=env)
+
+    assert sorted(code for code, _, _ in shards) == [0, 1]  # the refused tenant's shard fails, the other does not
+    for (_, _, err), k in zip(shards, (1, 2), strict=True):
+        assert f"shard {k}/2: alerts not evaluated by a shard; run `fetcher alerts` once every shard is done" in err
+    assert sent_by_shards == 0
+    assert after[0] == 0, after[2]
+    [document] = webhook_peer.bodies("hook")
+    assert (document["event"], document["tenant"]["tenant_id"]) == ("opened", refused.tenant_id)

@@ -111,6 +111,7 @@ class Rig(World):
     extra_env: dict[str, str] = field(default_factory=dict)
     logs: Path = Path()
     settings: dict[str, Any] = field(default_factory=dict)
+    log_options: tuple[str, ...] = LOG_OPTIONS  # a test of many processes may drop -v: its debug lines cost CPU
     _started: int = 0
 
     def configure(self, **changes: Any) -> Path:
@@ -123,7 +124,7 @@ class Rig(World):
         return {**super().env(), **self.extra_env}
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "fetcher", "--config", str(self.config), *LOG_OPTIONS, *args]
+        return [sys.executable, "-m", "fetcher", "--config", str(self.config), *self.log_options, *args]
 
     def fetcher(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run `fetcher -v --log-format json ARGS` to completion; its output is kept."""

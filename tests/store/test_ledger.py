@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fetcher.models import FetchContext
+from fetcher.models import FetchContext, Shard
 from fetcher.normalize import normalize_score
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
@@ -26,10 +26,12 @@ def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-async def start(engine: AsyncEngine, run_id: str, minute: int, command: str = "backfill") -> None:
+async def start(
+    engine: AsyncEngine, run_id: str, minute: int, command: str = "backfill", shard: Shard | None = None
+) -> None:
     async with transaction(engine) as conn:
         await ledger.start_run(
-            conn, run_id=run_id, command=command, started_at=at(minute), tenants_total=3, host="h", pid=1
+            conn, run_id=run_id, command=command, started_at=at(minute), tenants_total=3, host="h", pid=1, shard=shard
         )
 
 
@@ -62,8 +64,15 @@ async def test_a_run_is_written_running_and_finished_with_its_totals(engine: Asy
             "scores_upserted": 5,
             "host": "h",
             "pid": 1,
+            "shard": None,
         }
     ]
+
+
+async def test_a_shard_run_records_its_shard(engine: AsyncEngine) -> None:
+    await start(engine, "r1", 0, shard=Shard(2, 4))
+
+    assert [(r["run_id"], r["shard"]) for r in await rows(engine, fetch_runs)] == [("r1", "2/4")]
 
 
 async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: AsyncEngine) -> None:
@@ -80,6 +89,44 @@ async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: 
         "done": ("succeeded", at(2)),
         "alive": ("running", None),
     }
+
+
+async def test_a_shard_marks_only_its_own_dead_runs_interrupted(engine: AsyncEngine) -> None:
+    """Other shards' runs may be alive beside it: only its own shard's lock tells that a run is dead."""
+    await start(engine, "dead-2", 0, shard=Shard(2, 4))
+    await start(engine, "other-3", 1, shard=Shard(3, 4))
+    await start(engine, "unsharded", 2)
+    await start(engine, "alive-2", 3, shard=Shard(2, 4))
+
+    async with transaction(engine) as conn:
+        marked = await ledger.interrupt_dead_runs(
+            conn, alive_run_id="alive-2", now=at(4), shard=Shard(2, 4), every=False
+        )
+
+    assert marked == 1
+    assert {r["run_id"]: r["status"] for r in await rows(engine, fetch_runs)} == {
+        "dead-2": "interrupted",
+        "other-3": "running",
+        "unsharded": "running",
+        "alive-2": "running",
+    }
+
+
+async def test_resume_of_a_shard_follows_that_shards_chain_only(engine: AsyncEngine) -> None:
+    await start(engine, "s1", 0, shard=Shard(1, 2))
+    await tenant(engine, "s1", A, "succeeded", 0)
+    await finish(engine, "s1", "interrupted", 1)
+    await start(engine, "s2", 2, shard=Shard(2, 2))
+    await tenant(engine, "s2", B, "succeeded", 2)
+    await finish(engine, "s2", "succeeded", 3)  # shard 2 finished: its chain is over, shard 1's is not
+    await start(engine, "all", 4)
+    await tenant(engine, "all", C, "succeeded", 4)
+    await finish(engine, "all", "interrupted", 5)
+
+    async with transaction(engine, write=False) as conn:
+        assert await ledger.resumable_tenants(conn, "backfill", Shard(1, 2)) == {A}
+        assert await ledger.resumable_tenants(conn, "backfill", Shard(2, 2)) == set()
+        assert await ledger.resumable_tenants(conn, "backfill") == {C}
 
 
 async def test_resume_skips_tenants_done_across_the_latest_unfinished_backfills(engine: AsyncEngine) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.errors import LockHeld
+from fetcher.models import Shard
+from fetcher.store import ledger
 from fetcher.store.engine import is_sqlite, transaction
 from fetcher.store.lock import LOCK_NAME, Holder, RunLock, this_process
 from fetcher.store.schema import run_lock
@@ -144,3 +148,74 @@ async def test_a_lost_postgres_lock_is_reported_and_the_run_goes_on(
         logging.getLogger("fetcher.store.lock").removeHandler(handler)
 
     assert "lost the run lock: its database connection was closed" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- shards
+
+
+async def _started(engine: AsyncEngine, run_id: str, shard: Shard | None) -> None:
+    """The ledger row a run writes once it holds its lock (the refused run names it)."""
+    async with transaction(engine) as conn:
+        await ledger.start_run(
+            conn,
+            run_id=run_id,
+            command="run",
+            started_at=datetime.now(UTC),
+            tenants_total=1,
+            host="holderhost",
+            pid=777,
+            shard=shard,
+        )
+
+
+@pytest.mark.postgres
+async def test_postgres_runs_the_shards_of_a_database_side_by_side(postgres_engine: AsyncEngine) -> None:
+    async with contextlib.AsyncExitStack() as held:
+        for index in (1, 2, 3, 4):
+            await held.enter_async_context(RunLock(postgres_engine, this_process(f"s{index}"), shard=Shard(index, 4)))
+
+
+@pytest.mark.postgres
+async def test_a_second_copy_of_a_shard_is_refused_naming_the_holder(postgres_engine: AsyncEngine) -> None:
+    async with RunLock(postgres_engine, this_process("first"), shard=Shard(2, 4)):
+        await _started(postgres_engine, "first", Shard(2, 4))
+        with pytest.raises(LockHeld) as caught:
+            async with RunLock(postgres_engine, Holder("copy", "otherhost", 4242), shard=Shard(2, 4)):
+                pass
+
+    assert caught.value.exit_code == 3
+    assert "another fetcher run of shard 2/4 (pid 777 on holderhost, run first, since" in str(caught.value)
+    async with RunLock(postgres_engine, this_process("after"), shard=Shard(2, 4)):  # and it is free once left
+        pass
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("first", "second"), [(None, Shard(1, 2)), (Shard(1, 2), None)])
+async def test_an_unsharded_run_and_a_shard_exclude_each_other(
+    postgres_engine: AsyncEngine, first: Shard | None, second: Shard | None
+) -> None:
+    """An unsharded run does every tenant: it cannot run beside any shard."""
+    async with RunLock(postgres_engine, this_process("first"), shard=first):
+        await _started(postgres_engine, "first", first)
+        with pytest.raises(LockHeld, match=r"another fetcher run.* \(pid 777 on holderhost, run first"):
+            async with RunLock(postgres_engine, Holder("second", "otherhost", 4242), shard=second):
+                pass
+
+
+async def test_sqlite_refuses_a_second_shard_at_the_same_time(sqlite_engine: AsyncEngine) -> None:
+    async with RunLock(sqlite_engine, this_process("first"), shard=Shard(1, 2)):
+        with pytest.raises(LockHeld) as caught:
+            async with RunLock(sqlite_engine, Holder("second", "otherhost", 4242), shard=Shard(2, 2)):
+                pass
+
+    assert caught.value.exit_code == 3
+    message = str(caught.value)
+    assert message.startswith(f"shard 2/2: shard 1/2 (pid {os.getpid()} on ")
+    assert "which takes one writer: run the shards one after another, or side by side on PostgreSQL" in message
+
+
+async def test_sqlite_names_the_shard_of_a_copy_that_holds_the_lease(sqlite_engine: AsyncEngine) -> None:
+    async with RunLock(sqlite_engine, this_process("first"), shard=Shard(1, 2)):
+        with pytest.raises(LockHeld, match="another fetcher run of shard 1/2 "):
+            async with RunLock(sqlite_engine, Holder("copy", "otherhost", 4242), shard=Shard(1, 2)):
+                pass
