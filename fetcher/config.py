@@ -679,7 +679,7 @@ class _Loader:
         graph = self.graph(file.graph)
         fetch = FetchConfig(**file.fetch.model_dump())
         discovered = self.tenants_source(file)
-        entries = [*self.listed_tenants(file.tenants), *self.tenants_file(file.tenants_file, optional=discovered)]
+        entries = [*self.listed_tenants(file.tenants), *self.tenants_file(file.tenants_file, discovered=discovered)]
         tenants = self.tenants(entries, file.auth)
         if self.purpose is Purpose.FETCH and not discovered:
             self.require_enabled(tenants, file.tenants_file)
@@ -832,15 +832,16 @@ class _Loader:
             raise self.fail(f"{where}: tenant_id {tenant_id!r} is not a GUID")
         return tenant_id.lower()
 
-    def tenants_file(self, name: str | None, *, optional: bool = False) -> Iterator[_Entry]:
+    def tenants_file(self, name: str | None, *, discovered: bool = False) -> Iterator[_Entry]:
         """Rows of the CSV tenants file, read whole with the csv module (quoted newlines survive).
 
-        `optional`: a missing or empty file has no rows (with discovered tenants it only adds overrides).
+        `discovered` (tenants_source = "partner"): a missing or empty file has no rows, the file only adds
+        overrides, and its `source_status` is not read (the database's list says who is gone).
         """
         if name is None:
             return
         path = self.resolve_path(name)
-        if (optional or self.purpose is Purpose.DISCOVER) and (not path.exists() or path.stat().st_size == 0):
+        if (discovered or self.purpose is Purpose.DISCOVER) and (not path.exists() or path.stat().st_size == 0):
             return  # discovery is how the file comes to be
         try:
             text = read_regular_file(path, TENANTS_FILE_MAX_BYTES).decode("utf-8-sig")
@@ -851,8 +852,10 @@ class _Loader:
         for line, row in _csv_rows(path, text):
             where = f"{path}:{line}"
             tenant_id = self.guid(row.get("tenant_id", ""), where)
-            # a customer discovery no longer finds is kept in the file (and its history), not fetched
-            enabled = _enabled(row, where) and not row.get("source_status", "").startswith("gone since")
+            # a customer `tenants discover --write` no longer found is kept in the file (and its history),
+            # not fetched; with tenants_source = "partner" the database's list says who is gone
+            gone = row.get("source_status", "").startswith("gone since")
+            enabled = _enabled(row, where) and (discovered or not gone)
             yield _Entry(where, tenant_id, row.get("name", ""), enabled, _AuthTable())
 
     def tenants(self, entries: list[_Entry], shared: _AuthTable) -> tuple[TenantConfig, ...]:

@@ -181,10 +181,10 @@ async def with_discovered_tenants(
     finally:
         await engine.dispose()
     if not listing.customers:
-        raise ConfigError(
-            f"no tenants to fetch: tenant discovery at partner tenant {config.partner.tenant_id} "
-            f"({config.partner.source}) lists no active customer"
-        )
+        where = f"tenant discovery at partner tenant {config.partner.tenant_id} ({config.partner.source})"
+        if listing.origin == "fallback":
+            raise ConfigError(f"no tenants to fetch: {where} failed ({listing.error}) and the last known list is empty")
+        raise ConfigError(f"no tenants to fetch: {where} lists no active customer")
     tenants = customer_tenants(listing.customers, config.tenants, config.partner.auth)
     return dataclasses.replace(config, tenants=tenants), listing
 

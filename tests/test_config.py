@@ -1508,6 +1508,19 @@ def test_discovered_tenants_need_no_configured_tenant_nor_an_existing_tenants_fi
     assert config.partner.refresh_hours == 24
 
 
+def test_discovered_tenants_do_not_read_the_files_gone_mark(tmp_path: Path) -> None:
+    """With tenants_source = "partner" the database's list says who is gone: a customer that
+    `tenants discover --write` once marked gone and discovery lists again is not kept disabled by the file."""
+    rows = f"tenant_id,name,enabled,source_status\n{TENANT_A},Back again,true,gone since 2026-11-01\n"
+    (tmp_path / "tenants.csv").write_text(rows)
+    text = config_text(top='tenants_source = "partner"\ntenants_file = "tenants.csv"', tenants="") + PARTNER_TABLE
+    config = load_config(write(tmp_path, text), ENV)
+    assert [(t.tenant_id, t.name, t.enabled) for t in config.tenants] == [(TENANT_A, "Back again", True)]
+    plain = config_text(top='tenants_file = "tenants.csv"', tenants=tenant(TENANT_B))
+    enabled = {t.tenant_id: t.enabled for t in load_config(write(tmp_path, plain), ENV).tenants}
+    assert enabled == {TENANT_A: False, TENANT_B: True}
+
+
 @pytest.mark.parametrize(
     ("top", "partner", "message"),
     [

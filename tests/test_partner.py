@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, PartnerConfig
 from fetcher.discovery import Customer, Found
-from fetcher.errors import Interrupted, ServerError
-from fetcher.partner import CustomerList, customer_list
+from fetcher.errors import ConfigError, Interrupted, ServerError
+from fetcher.partner import CustomerList, customer_list, with_discovered_tenants
 from fetcher.simulator import SimTenant
 from fetcher.simulator.faults import Fault
 from fetcher.simulator.partner import SimContract, SimRelationship
@@ -322,3 +322,17 @@ async def test_an_interrupted_discovery_is_not_a_fallback(engine: AsyncEngine) -
     partner.failure = Interrupted("stopped", signal_number=2)
     with pytest.raises(Interrupted):
         await customer_list(config, engine, T0 + timedelta(hours=1), partner.discover)
+
+
+async def test_an_empty_last_known_list_after_a_failed_discovery_says_discovery_failed(tmp_path: Path) -> None:
+    partner = Partner()
+    config = partner_config(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", refresh_hours=0)
+    with pytest.raises(ConfigError, match=r"lists no active customer$"):
+        await with_discovered_tenants(config, T0, partner.discover)
+    partner.failure = ServerError("tenant x (partner): Graph failed (503)", status=503)
+    with pytest.raises(ConfigError) as caught:
+        await with_discovered_tenants(config, T0 + timedelta(hours=1), partner.discover)
+    assert str(caught.value) == (
+        f"no tenants to fetch: tenant discovery at partner tenant {PARTNER} (gdap) failed "
+        "(tenant x (partner): Graph failed (503)) and the last known list is empty"
+    )
