@@ -122,6 +122,9 @@ def setup_logging(
     # repeats our own one-line error; show it only with -vv.
     logging.getLogger("azure").setLevel(logging.DEBUG if verbosity > 1 else logging.ERROR)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # MSAL (device_code) logs its token-cache events at DEBUG with the device code in clear (the tokens
+    # masked): never below INFO, and only with -vv, as the Azure SDK's.
+    logging.getLogger("msal").setLevel(logging.INFO if verbosity > 1 else logging.ERROR)
     # aiosqlite logs every call it hands to its thread, parameters and all, at DEBUG: never.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
     # SQLAlchemy logs each statement at INFO, with its parameters replaced by a note (hide_parameters).

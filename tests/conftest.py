@@ -57,7 +57,7 @@ def drop_postgres_database(url: str) -> None:
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Commands run in-process configure logging (root handlers, the azure logger's level): undo it."""
-    names = ("", "azure", "aiohttp", "aiosqlite", "alembic", "sqlalchemy.engine")
+    names = ("", "azure", "msal", "aiohttp", "aiosqlite", "alembic", "sqlalchemy.engine")
     saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in names}
     yield
     for name, (level, handlers) in saved.items():

@@ -425,14 +425,18 @@ class Terminal:
         return match
 
     def finish(self, timeout: float = 120) -> int:
-        """Wait for the command, reading the terminal to its end; its exit code."""
-        code = self.process.wait(timeout=timeout)
+        """Wait for the command, reading the terminal meanwhile (a full terminal would block it); its exit code."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            assert time.monotonic() < deadline, self.seen
+            if select.select([self.master], [], [], 0.2)[0]:
+                self._read()
         while select.select([self.master], [], [], 0.1)[0] and self._read():
             pass
         os.close(self.master)
         assert self.process.stdout is not None
         self.process.stdout.close()
-        return code
+        return self.process.returncode
 
     def _read(self) -> bool:
         try:
@@ -476,6 +480,22 @@ def test_backfill_with_device_code_prompts_then_a_second_command_does_not(cli_wo
     assert again.finish() == 0, again.seen
     assert "enter the code" not in again.seen
     assert [r for r in w.sim.requests if r.endpoint in ("devicecode", "token")] == []
+
+
+@pytest.mark.usefixtures("home")
+def test_the_most_verbose_logs_show_no_token_and_no_device_code(sqlite_world: World) -> None:
+    """With -vv the Azure SDK and MSAL log their exchanges: tokens masked, the device code kept out."""
+    w = sqlite_world
+    device_code_config(w, token_cache="fetcher", allow_unencrypted_storage=True)
+    terminal = Terminal(w, "-vv", "backfill", "--no-alerts")
+    user_code = terminal.read_until(re.compile(r"enter the code (\w+)")).group(1)
+    flow = w.sim.device_flows.find(user_code)
+    assert flow is not None
+    sign_in_page(w, user_code)
+    assert terminal.finish() == 0, terminal.seen
+    assert "DeviceCodeCredential.get_token succeeded" in terminal.seen  # the SDK's logs are shown
+    assert not JWT.search(terminal.seen)
+    assert flow.device_code not in terminal.seen
 
 
 def test_device_code_without_a_terminal_refuses_at_once(sqlite_world: World) -> None:
