@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from fetcher.auth import OTHER_CLOUD_CODES, refusal_advice
-from fetcher.config import Config, GraphConfig, TenantConfig
+from fetcher.config import DELEGATED_METHODS, Config, GraphConfig, TenantConfig
 from fetcher.errors import (
     AuthenticationError,
     FetcherError,
@@ -40,6 +40,7 @@ from fetcher.errors import (
 from fetcher.graph import (
     PERMISSION,
     Response,
+    Setup,
     consent_url,
     decode_json,
     empty_partial_error,
@@ -48,10 +49,12 @@ from fetcher.graph import (
     list_url,
     other_cloud_advice,
     parse_warnings,
+    signed_in_user_advice,
 )
-from fetcher.http import GraphClient, open_graph
+from fetcher.http import GraphClient, auth_lookup, open_graph
 from fetcher.models import RequestStats, TenantRef
 from fetcher.retry import SERVER_ERROR_STATUSES
+from fetcher.signin import SignInGates
 from fetcher.text import one_line
 
 
@@ -77,6 +80,7 @@ class Advice:
     tenant: TenantRef
     client_id: str | None
     graph: GraphConfig
+    method: str = "client_secret"  # the tenant's [auth] method: a person's sign-in gets a person's fix
 
     @property
     def consent_url(self) -> str:
@@ -205,6 +209,10 @@ def classify_answer(response: Response, advice: Advice) -> Verdict:
         return _data_answer(response, advice)
     code, said = graph_error(response.body)
     detail = f"Graph answered {status}{f' {code}' if code else ''}"
+    if status == 403 and advice.method in DELEGATED_METHODS:
+        setup = Setup(advice.graph, advice.client_id, advice.method)
+        fix = signed_in_user_advice(said, advice.tenant.tenant_id, setup)
+        return Verdict(Health.PERMISSION_MISSING, f"{detail}: {one_line(said, limit=160)}", fix, permission=PERMISSION)
     if status == 403:
         return _permission(f"{detail}: the token carries {_roles(said)}", advice)
     if status == 401 and _OTHER_CLOUD.search(said):
@@ -296,13 +304,15 @@ async def probe(client: GraphClient, advice: Advice) -> Verdict:
 async def check_tenants(config: Config, tenants: Sequence[TenantConfig]) -> list[TenantCheck]:
     """Every tenant's verdict, in the order given, probed with the run's limits and concurrency."""
     slots = asyncio.Semaphore(config.fetch.concurrency)
+    sign_ins = SignInGates(auth_lookup(config), config.fetch.per_sign_in_concurrency)
     async with open_graph(config) as client:
 
         async def one(tenant: TenantConfig) -> TenantCheck:
             ref = TenantRef(tenant.tenant_id, tenant.name)
-            async with slots:
+            async with sign_ins.gate(ref), slots:
                 try:
-                    verdict = await probe(client, Advice(ref, tenant.auth.client_id, config.graph))
+                    advice = Advice(ref, tenant.auth.client_id, config.graph, tenant.auth.method)
+                    verdict = await probe(client, advice)
                 finally:
                     await client.forget(tenant.tenant_id)
             return TenantCheck(tenant.tenant_id, tenant.name, verdict)

@@ -269,6 +269,7 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
                 ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if not online:
             return 0
+        _refuse_without_terminal(config, config.enabled_tenants, "config check --online")
         result = await check_online(config, datetime.now(UTC))
         for line in result.lines(verbose=verbose):
             ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -499,6 +500,7 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
         config = ctx.config()
         wanted = tenant_id or score_id.partition("_")[0]
         tenant = select_tenants(config, [wanted])[0]
+        _refuse_without_terminal(config, [tenant], "get")
         run = Run(
             config, "get", plan_get(tenant, score_id), observer=LogObserver(), keep_objects=True, prompt=ctx.prompt
         )
@@ -922,8 +924,12 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     from fetcher.plan import select_tenants
 
     async def action() -> int:
-        config, _ = await with_discovered_tenants(ctx.config(), datetime.now(UTC))  # tenants_source = "partner"
-        checks = await check_tenants(config, select_tenants(config, tenants))
+        configured = ctx.config()
+        _refuse_without_terminal(configured, None, "tenants check")
+        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))  # tenants_source = "partner"
+        chosen = select_tenants(config, tenants)
+        _refuse_without_terminal(config, chosen, "tenants check")
+        checks = await check_tenants(config, chosen)
         if fmt == "json":
             ctx.console.out(checks_json(checks).decode(), highlight=False)
         else:

@@ -278,8 +278,9 @@ def _refusal(
             code=code,
         )
     if setup is not None and setup.delegated:
+        fix = signed_in_user_advice(said, tid, setup)
         return PermissionDenied(
-            f"tenant {label}: Graph denied the signed-in user access ({said}): {_user_advice(said, tid, setup)}",
+            f"tenant {label}: Graph denied the signed-in user access ({said}): {fix}",
             tenant_id=tid,
             status=status,
             url=url,
@@ -295,7 +296,7 @@ def _refusal(
     )
 
 
-def _user_advice(said: str, tid: str, setup: Setup) -> str:
+def signed_in_user_advice(said: str, tid: str, setup: Setup) -> str:
     """What a person signed in with device_code or azure_cli does about Graph's 403."""
     if "scope" in said.lower():
         if setup.method == "azure_cli":

@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.config import Config
 from fetcher.http import auth_lookup, open_graph
-from fetcher.models import RequestStats, Shard, TenantRef
+from fetcher.models import RequestStats, Shard
 from fetcher.outcome import Observer, QuietObserver, RunReport, TenantOutcome, utcnow
 from fetcher.pipeline import Stop, TenantPipeline
 from fetcher.plan import Fact, Facts, Plan, PlanRequest, in_shard
 from fetcher.resources import resources_for
 from fetcher.resources.base import Resource
-from fetcher.signin import Prompt, print_prompt
+from fetcher.signin import Prompt, SignInGates, print_prompt
 from fetcher.store import ledger
 from fetcher.store.archive import archived_tenants
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
@@ -73,7 +73,7 @@ class Run:
         self._engine = engine
         self._resources = resources
         self._stop = Stop()
-        self._sign_ins = SignInGates(config)
+        self._sign_ins = SignInGates(auth_lookup(config), config.fetch.per_sign_in_concurrency)
 
     def stop(self, signal_number: int) -> None:
         """Start no new tenant; abandon fetches in progress; let writes in progress commit."""
@@ -191,24 +191,6 @@ class Run:
             await in_transaction(engine, work, "recording the end of the run")
         report.unrecorded.clear()
         self.observer.finished(report)
-
-
-class SignInGates:
-    """Tenants fetched with one person's sign-in (device_code with one public client and cache, or the Azure
-    CLI's account) go [fetch] per_sign_in_concurrency at a time (default one): one person answers the prompts,
-    and Graph's limits for a user apply across that user's tenants. App-only tenants pass freely."""
-
-    def __init__(self, config: Config) -> None:
-        self._auth = auth_lookup(config)
-        self._size = config.fetch.per_sign_in_concurrency
-        self._gates: dict[tuple[str | None, ...], asyncio.Semaphore] = {}
-
-    def gate(self, tenant: TenantRef) -> contextlib.AbstractAsyncContextManager[Any]:
-        auth = self._auth(tenant)
-        if not auth.delegated:
-            return contextlib.nullcontext()
-        key = (auth.method, auth.client_id, auth.token_cache) if auth.method == "device_code" else (auth.method,)
-        return self._gates.setdefault(key, asyncio.Semaphore(self._size))
 
 
 async def read_facts(conn: AsyncConnection, needs: frozenset[Fact], shard: Shard | None = None) -> Facts:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -35,7 +36,12 @@ from urllib.parse import urlparse
 
 import requests
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import (
     AuthenticationRecord,
@@ -48,7 +54,7 @@ from azure.identity.aio import AzureCliCredential
 from requests.adapters import HTTPAdapter
 
 from fetcher.config import APP_ONLY_METHODS, AuthConfig, GraphConfig
-from fetcher.errors import AuthenticationError
+from fetcher.errors import AuthenticationError, GraphError, UnsafeResponse
 from fetcher.graph import PERMISSION
 from fetcher.models import TenantRef
 from fetcher.text import one_line
@@ -57,6 +63,7 @@ log = logging.getLogger("fetcher.auth")
 
 Prompt = Callable[[str], None]
 AZ_PROCESS_TIMEOUT_SECONDS = 30
+TOKEN_RESPONSE_MAX_BYTES = 1024 * 1024  # as fetcher.auth caps the asyncio credentials' token answers
 TOKEN_MARGIN_SECONDS = 300  # a token this close to its expiry is not used for a new request
 KNOWN_AUTHORITY_HOSTS = frozenset(
     {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn", "login.microsoft.com"}
@@ -64,6 +71,7 @@ KNOWN_AUTHORITY_HOSTS = frozenset(
 CACHE_DIRECTORY = Path("~/.IdentityService")  # where azure-identity keeps its persistent caches on Linux and macOS
 INSTALL_AZ = "https://learn.microsoft.com/cli/azure/install-azure-cli"
 _CANCELLED = "the sign-in was cancelled"
+_UNSAFE = re.compile(r"Entra ID's answer \([^)]*\) exceeds the cap of \d+ bytes; refused")
 
 
 def print_prompt(text: str) -> None:
@@ -123,16 +131,56 @@ class AzureCliSignIn:
 # ---------------------------------------------------------------------------------------------- device code
 
 
-class _TrustingAdapter(HTTPAdapter):
-    """A requests adapter with the run's SSL context (system CAs plus [graph] ca_bundle, TLS 1.2+)."""
+class _BoundedAdapter(HTTPAdapter):
+    """A requests adapter for Entra ID as the run's aiohttp side has it: the run's SSL context (system CAs
+    plus [graph] ca_bundle, TLS 1.2+), each answer read whole within `timeout_seconds` and refused past
+    `max_bytes` (after decompression) before MSAL parses it."""
 
-    def __init__(self, ssl_context: Any) -> None:
+    def __init__(self, ssl_context: Any, *, timeout_seconds: float, max_bytes: int) -> None:
         self._ssl_context = ssl_context
+        self.timeout_seconds = timeout_seconds
+        self.max_bytes = max_bytes
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,  # noqa: ARG002 (always read here, whole)
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        started = time.monotonic()
+        response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise ServiceResponseError(self._too_large(f"Content-Length {declared}"))
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise ServiceResponseError(self._too_large(f"{size} bytes read so far, after decompression"))
+                if time.monotonic() - started > self.timeout_seconds:
+                    raise ServiceResponseTimeoutError(
+                        f"no complete answer within [graph] timeout_seconds = {self.timeout_seconds:g} s"
+                    )
+                chunks.append(chunk)
+        except BaseException:
+            response.close()
+            raise
+        response._content = b"".join(chunks)  # what requests' own read would have set
+        response._content_consumed = True
+        return response
+
+    def _too_large(self, what: str) -> str:
+        return f"Entra ID's answer ({what}) exceeds the cap of {self.max_bytes} bytes; refused"
 
 
 class _CancellableTransport(RequestsTransport):  # type: ignore[misc]  # azure-core's transports are untyped here
@@ -148,12 +196,13 @@ class _CancellableTransport(RequestsTransport):  # type: ignore[misc]  # azure-c
         return super().send(request, **kwargs)
 
 
-def sync_transport(graph: GraphConfig, cancelled: threading.Event) -> RequestsTransport:
+def sync_transport(graph: GraphConfig, cancelled: threading.Event, max_bytes: int) -> RequestsTransport:
     """The transport a synchronous credential sends through: the run's trust, proxy and time-outs."""
     from fetcher.http import ssl_context
 
     session = requests.Session()
-    session.mount("https://", _TrustingAdapter(ssl_context(graph.ca_bundle)))
+    adapter = _BoundedAdapter(ssl_context(graph.ca_bundle), timeout_seconds=graph.timeout_seconds, max_bytes=max_bytes)
+    session.mount("https://", adapter)
     if graph.proxy is not None and graph.proxy.reveal():
         session.proxies = {"https": graph.proxy.reveal(), "http": graph.proxy.reveal()}
     return _CancellableTransport(
@@ -232,6 +281,7 @@ class DeviceCodeSignIn:
         self._records = records
         self._prompt = prompt
         self._cancelled = threading.Event()
+        self._max_bytes = min(TOKEN_RESPONSE_MAX_BYTES, graph.max_response_bytes)
         self._credential: DeviceCodeCredential | None = None
         self._key = AccountRecords.key(graph.authority_host, tenant.tenant_id, auth.client_id)
 
@@ -287,7 +337,7 @@ class DeviceCodeSignIn:
         options: dict[str, Any] = {
             "tenant_id": self.tenant.tenant_id,
             "prompt_callback": self._show_prompt,
-            "transport": sync_transport(self._graph, self._cancelled),
+            "transport": sync_transport(self._graph, self._cancelled, self._max_bytes),
             "retry_total": 0,
             # A host that is not one of Entra ID's (a gateway, the simulator) cannot be validated against
             # login.microsoftonline.com's instance discovery; it was configured on purpose.
@@ -311,13 +361,34 @@ class DeviceCodeSignIn:
         )
 
 
+class SignInGates:
+    """Tenants fetched with one person's sign-in (device_code with one public client and cache, or the Azure
+    CLI's account) go `size` ([fetch] per_sign_in_concurrency) at a time, default one: one person answers the
+    prompts, and Graph's limits for a user apply across that user's tenants. App-only tenants pass freely."""
+
+    def __init__(self, auth: Callable[[TenantRef], AuthConfig], size: int) -> None:
+        self._auth = auth
+        self._size = size
+        self._gates: dict[tuple[str | None, ...], asyncio.Semaphore] = {}
+
+    def gate(self, tenant: TenantRef) -> contextlib.AbstractAsyncContextManager[Any]:
+        auth = self._auth(tenant)
+        if not auth.delegated:
+            return contextlib.nullcontext()
+        key = (auth.method, auth.client_id, auth.token_cache) if auth.method == "device_code" else (auth.method,)
+        return self._gates.setdefault(key, asyncio.Semaphore(self._size))
+
+
 # ------------------------------------------------------------------------------------------------ refusals
 
 
-def signin_refusal(error: BaseException, tenant: TenantRef, auth: AuthConfig) -> AuthenticationError | None:
+def signin_refusal(error: BaseException, tenant: TenantRef, auth: AuthConfig) -> GraphError | None:
     """A delegated sign-in's failure as one line with the fix, or None when it is an ordinary Entra ID
     answer (`fetcher.auth.authentication_error` words those)."""
     message = _message(error)
+    unsafe = _UNSAFE.search(message)
+    if unsafe is not None:
+        return UnsafeResponse(f"tenant {tenant.label}: {unsafe.group(0)}", tenant_id=tenant.tenant_id)
     fix = _fix(error, message, tenant, auth)
     if fix is None:
         return None

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = """#!{python}
-import json, sys
+import json, sys, time
 from pathlib import Path
 
 args = sys.argv[1:]
+# CLOCK_MONOTONIC is the machine's: comparable with the simulator's records
 with open({log!r}, "a", encoding="utf-8") as log:
-    log.write(json.dumps(args) + "\\n")
+    log.write(json.dumps({{"args": args, "started": time.monotonic()}}) + "\\n")
 state = json.loads(Path({state!r}).read_text(encoding="utf-8"))
 if args[:2] != ["account", "get-access-token"]:
     print(f"ERROR: 'az {{' '.join(args[:2])}}' is not known to this stand-in", file=sys.stderr)
@@ -92,6 +93,14 @@ class StandInAz:
 
     @property
     def calls(self) -> list[list[str]]:
+        """The argument lists `az` was run with, in order."""
+        return [call["args"] for call in self._log()]
+
+    def started(self, tenant_id: str) -> float:
+        """When (`time.monotonic()`, the same clock as the simulator's records) `az` was first asked for a tenant."""
+        return min(call["started"] for call in self._log() if call["args"][-1] == tenant_id)
+
+    def _log(self) -> list[dict[str, Any]]:
         if not self.log_file.exists():
             return []
         return [json.loads(line) for line in self.log_file.read_text(encoding="utf-8").splitlines()]

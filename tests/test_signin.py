@@ -22,8 +22,8 @@ import pytest
 
 from fetcher.auth import TokenProvider
 from fetcher.config import DEFAULT_PUBLIC_CLIENT_ID, AuthConfig, DatabaseConfig
-from fetcher.errors import AuthenticationError, PermissionDenied
-from fetcher.simulator import SimTenant, SimUser
+from fetcher.errors import AuthenticationError, PermissionDenied, UnsafeResponse
+from fetcher.simulator import Fault, FaultKind, SimTenant, SimUser
 from fetcher.simulator.devicecode import PollResult
 from fetcher.simulator.tokens import decode
 from fetcher.store import schema
@@ -105,6 +105,9 @@ def test_azure_cli_backfills_every_tenant_with_the_signed_in_user(cli_world: Wor
         for t in (CONTOSO.tenant_id, FABRIKAM.tenant_id)
     )
     assert not JWT.search(done.stderr + done.stdout)
+    # One sign-in, one tenant at a time ([fetch] per_sign_in_concurrency = 1): the second starts after the first.
+    first, second = sorted((CONTOSO.tenant_id, FABRIKAM.tenant_id), key=az.started)
+    assert max(r.finished for r in w.sim.requests if r.tenant_id == first) <= az.started(second)
 
 
 def test_azure_cli_is_usable_for_one_tenant_beside_an_app(cli_world: World, az: StandInAz) -> None:
@@ -308,6 +311,21 @@ async def test_an_unfinished_sign_in_is_one_line_with_the_fix(
 
 
 @pytest.mark.usefixtures("home")
+async def test_an_answer_from_entra_above_its_cap_is_refused(tmp_path: Path) -> None:
+    """The synchronous credential's answers are capped as the asyncio ones are (1 MiB), before MSAL reads them."""
+    sim = small_simulator([CONTOSO], users=USERS, device_code_interval_seconds=0)
+    flood = b'{"padding": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    sim.add_fault(CONTOSO.tenant_id, Fault(kind=FaultKind.STATUS, endpoint="token", status_code=200, body=flood))
+    async with stack(sim, tmp_path, prompt=Person(sim, "approve")) as s:
+        with pytest.raises(UnsafeResponse) as refused:
+            await s.tokens.token(s.tenant(CONTOSO, device_auth()))
+    assert str(refused.value) == (
+        f"tenant {CONTOSO.tenant_id} (Contoso Ltd): Entra ID's answer (Content-Length {len(flood)}) exceeds the cap "
+        "of 1048576 bytes; refused"
+    )
+
+
+@pytest.mark.usefixtures("home")
 async def test_a_code_that_runs_out_of_time_expires(tmp_path: Path) -> None:
     """Nobody signs in and the code's lifetime (0 s here) passes: Entra ID answers expired_token."""
     sim = small_simulator([CONTOSO], users=USERS, device_code_interval_seconds=0, device_code_lifetime_seconds=0)
@@ -501,13 +519,24 @@ def test_the_most_verbose_logs_show_no_token_and_no_device_code(sqlite_world: Wo
 def test_device_code_without_a_terminal_refuses_at_once(sqlite_world: World) -> None:
     """Under cron (no terminal) nobody can answer the prompt: refused before Entra ID is asked anything."""
     device_code_config(sqlite_world)
-    for command in ("run", "backfill"):
-        done = sqlite_world.fetcher(command, "--no-alerts")
-        assert done.returncode == 2
+    commands = [["run"], ["backfill"], ["get", f"{CONTOSO.tenant_id}_2026-01-01"], ["tenants", "check"]]
+    for command in commands:
+        done = sqlite_world.fetcher(*command, *(["--no-alerts"] if command[0] in ("run", "backfill") else []))
+        assert done.returncode == 2, done.stderr
         line = one_refusal(done, "needs a person at a terminal")
-        assert f"`fetcher {command}` has none" in line
+        assert f"`fetcher {' '.join(command[:2]) if command[0] == 'tenants' else command[0]}` has none" in line
         assert "client_secret, certificate, workload_identity, managed_identity" in line
     assert sqlite_world.sim.requests == []
+
+
+def test_tenants_check_tells_a_signed_in_user_without_the_role_what_to_do(sqlite_world: World, az: StandInAz) -> None:
+    azure_cli_config(sqlite_world)
+    sign_in_az(az, sqlite_world, user=INTERN)
+    done = sqlite_world.fetcher("tenants", "check")
+    assert done.returncode == 1
+    (line,) = [line for line in done.stdout.splitlines() if CONTOSO.tenant_id in line]
+    assert "permission missing" in line
+    assert "the user needs the Security Reader role (or higher) in tenant" in line
 
 
 @pytest.mark.usefixtures("home")
