@@ -50,25 +50,35 @@ _SCORE_FIELDS = (
 )
 
 
+# Graph's property -> the bounded column it is stored in, for the items of controlScores and
+# averageComparativeScores.
+_CONTROL_FIELDS = (
+    ("controlName", "control_name", _limit(control_scores.c.control_name)),
+    ("controlCategory", "control_category", _limit(controls.c.control_category)),
+)
+_BASIS_LIMIT = _limit(comparative_scores.c.basis)
+
+
 def check_secure_score(obj: Any, day: ScoreDay) -> str | None:
-    """Why the day cannot be stored as it is, or None: a value longer than its `varchar` column."""
+    """Why the day cannot be stored as it is, or None: a value longer than its `varchar` column.
+
+    An item's position in its array is looked up only for the message of one that does not fit: looking
+    it up for every control made this check quadratic in the controls (a third of a small tenant's CPU).
+    """
     for field, attribute, column in _SCORE_FIELDS:
         problem = too_long(field, getattr(day.score, attribute), _limit(column))
         if problem is not None:
             return problem
     for row in day.controls:
-        where = f"controlScores[{_position(obj, 'controlScores', 'controlName', row.control_name)}]"
-        problem = too_long(f"{where}.controlName", row.control_name, _limit(control_scores.c.control_name))
-        problem = problem or too_long(
-            f"{where}.controlCategory", row.control_category, _limit(controls.c.control_category)
-        )
-        if problem is not None:
-            return problem
+        for key, attribute, limit in _CONTROL_FIELDS:
+            value = getattr(row, attribute)
+            if too_long(key, value, limit) is not None:
+                where = f"controlScores[{_position(obj, 'controlScores', 'controlName', row.control_name)}]"
+                return too_long(f"{where}.{key}", value, limit)
     for comparative in day.comparatives:
-        where = f"averageComparativeScores[{_position(obj, 'averageComparativeScores', 'basis', comparative.basis)}]"
-        problem = too_long(f"{where}.basis", comparative.basis, _limit(comparative_scores.c.basis))
-        if problem is not None:
-            return problem
+        if too_long("basis", comparative.basis, _BASIS_LIMIT) is not None:
+            index = _position(obj, "averageComparativeScores", "basis", comparative.basis)
+            return too_long(f"averageComparativeScores[{index}].basis", comparative.basis, _BASIS_LIMIT)
     return None
 
 
