@@ -42,13 +42,14 @@ from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import Rejection
 from fetcher.store.engine import database_error
 from fetcher.store.ledger import TenantRun
-from fetcher.store.save import in_transaction, record, save_admitted, save_tenant
+from fetcher.store.save import TenantWrite, in_transaction, record, save_admitted, save_group
 from fetcher.store.scores import ensure_tenant
 
 log = logging.getLogger("fetcher.runner")
 
 T = TypeVar("T")
 REPLAY_CHUNK = 30  # archived objects admitted and saved at a time: memory does not grow with history
+GROUP_MOST = 32  # finished tenants saved in one transaction at most
 
 
 class Stopped(Exception):
@@ -96,6 +97,57 @@ class Stop:
             self._tasks.discard(task)
 
 
+class GroupCommit:
+    """Tenants that finish while the database is busy are saved together, in one transaction.
+
+    A tenant's `save` queues its write. When fewer than `writers` transactions are in progress (one on
+    SQLite), the caller becomes a writer: it saves what is queued, `most` writes a transaction at a time
+    through `fetcher.store.save.save_group`, until the queue is empty; otherwise it waits for a writer to
+    save its write. Each caller gets its own tenant's error, if any: a group that fails is saved again one
+    tenant a transaction.
+    """
+
+    def __init__(self, engine: AsyncEngine, writers: int, most: int = GROUP_MOST) -> None:
+        self.engine = engine
+        self.most = most
+        self._idle = writers  # writers that may start now
+        self._queued: list[tuple[TenantWrite, asyncio.Future[None]]] = []
+
+    async def save(self, write: TenantWrite) -> None:
+        """`write` saved, alone or with others; raises what kept this tenant's write from being saved."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((write, done))
+        if self._idle:
+            self._idle -= 1
+            try:
+                while self._queued:  # no await between this test and the release below: nothing is left behind
+                    group, self._queued = self._queued[: self.most], self._queued[self.most :]
+                    await self._save(group)
+            except BaseException as error:  # cancelled, or worse: no caller may wait for ever
+                for _, waiting in self._queued:
+                    if not waiting.done():
+                        waiting.set_exception(error)
+                self._queued = []
+                raise
+            finally:
+                self._idle += 1
+        await done
+
+    async def _save(self, group: list[tuple[TenantWrite, asyncio.Future[None]]]) -> None:
+        try:
+            errors = await save_group(self.engine, [write for write, _ in group])
+        except BaseException as error:
+            for _, waiting in group:
+                if not waiting.done():
+                    waiting.set_exception(error)
+            raise
+        for (_, waiting), failure in zip(group, errors, strict=True):
+            if failure is None:
+                waiting.set_result(None)
+            else:
+                waiting.set_exception(failure)
+
+
 @dataclass
 class Fetched:
     """One resource of one tenant after the fetch and admit stages: admitted, or failed with `error`."""
@@ -127,7 +179,7 @@ class TenantPipeline:
         engine: AsyncEngine,
         run_id: str,
         stop: Stop,
-        writers: asyncio.Semaphore,
+        writers: int,
         unrecorded: list[tuple[TenantRun, list[Rejection]]],
         *,
         client: PageSource | None = None,
@@ -138,7 +190,9 @@ class TenantPipeline:
         self.engine = engine
         self.run_id = run_id
         self.stop = stop
-        self.writers = writers  # SQLite has one writer: queue writes here rather than in its busy-wait loop
+        # SQLite has one writer: queue writes here rather than in its busy-wait loop.
+        self.writers = asyncio.Semaphore(writers)
+        self.group = GroupCommit(engine, writers)
         self.unrecorded = unrecorded
         self.client = client
         self.keep_raw = keep_raw
@@ -223,8 +277,7 @@ class TenantPipeline:
         self, outcome: TenantOutcome, admitted: list[tuple[Resource[Any], Admission[Any]]], rejections: list[Rejection]
     ) -> None:
         outcome.finished_at = utcnow()
-        async with self.writers:
-            await save_tenant(self.engine, admitted, rejections, outcome.ledger_row(self.run_id))
+        await self.group.save(TenantWrite(admitted, rejections, outcome.ledger_row(self.run_id)))
 
     def _quarantine(self, error: FetcherError, tenant: TenantRef) -> list[Rejection]:
         """An answer still unreadable after its retries is kept, as a refused payload, with the reason."""
@@ -326,8 +379,7 @@ class TenantPipeline:
             log.warning("%s", outcome.error_message)
         row = outcome.ledger_row(self.run_id)
         try:
-            async with self.writers:
-                await save_tenant(self.engine, (), rejections, row)
+            await self.group.save(TenantWrite((), rejections, row))
         except (DBAPIError, DatabaseError) as db_error:
             log.warning(
                 "tenant %s: its outcome is recorded at the end of the run: %s",

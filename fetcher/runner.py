@@ -143,7 +143,7 @@ class Run:
         self.observer.started(self.report)
         if self.stopping:
             return
-        writers = asyncio.Semaphore(1 if is_sqlite(engine) else POSTGRES_WRITERS)
+        writers = 1 if is_sqlite(engine) else POSTGRES_WRITERS
         pipeline = TenantPipeline(
             engine,
             self.report.run_id,

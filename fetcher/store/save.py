@@ -1,15 +1,19 @@
 """The save stage: a tenant's admitted rows, archive rows, rejections and ledger row in one transaction.
 
-`save_tenant` is what a fetch calls once per tenant; `save_admitted` and `record` are its parts, for a
-caller that holds its own transaction (`fetcher rebuild` reads the archive in the same one). Because
-the ledger row is written with the data, the ledger never claims days that are not stored; because a
-connection lost in the middle rolls everything back, `in_transaction` can safely try once more.
+`save_tenant` saves one tenant; `save_group` saves several finished tenants in one transaction (a group
+commit: one transaction's fixed cost shared by the group) and, when that transaction fails, each tenant
+again in a transaction of its own, so one tenant that cannot be saved costs nobody else its data.
+`save_admitted` and `record` are the parts, for a caller that holds its own transaction (`fetcher rebuild`
+reads the archive in the same one). Because the ledger row is written with the data, the ledger never
+claims days that are not stored; because a connection lost in the middle rolls everything back,
+`in_transaction` can safely try once more.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,6 +31,16 @@ log = logging.getLogger(__name__)
 REJECTED_BODY_CAP = 256 * 1024  # bytes of a quarantined body kept (the size is kept whole)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TenantWrite:
+    """Everything one tenant's work produced: each resource's admitted rows, the rejections, the ledger row
+    (its `finished_at` is the rows' save time). With nothing admitted, a tenant that stored nothing."""
+
+    admitted: Sequence[tuple[Resource[Any], Admission[Any]]]
+    rejections: Sequence[Rejection]
+    row: ledger.TenantRun
 
 
 async def in_transaction(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], what: str) -> T:
@@ -64,20 +78,53 @@ async def record(conn: AsyncConnection, rejections: Sequence[Rejection], row: le
     await ledger.record_tenant_run(conn, row)
 
 
+async def write_tenant(conn: AsyncConnection, write: TenantWrite) -> None:
+    """One tenant's rows, archive rows, rejections and ledger row, in the caller's transaction."""
+    for resource, admission in write.admitted:
+        await save_admitted(conn, resource, admission, saved_at=write.row.finished_at)
+    await record(conn, write.rejections, write.row)
+
+
 async def save_tenant(
     engine: AsyncEngine,
     admitted: Sequence[tuple[Resource[Any], Admission[Any]]],
     rejections: Sequence[Rejection],
     row: ledger.TenantRun,
 ) -> None:
-    """Everything one tenant's work produced, in one transaction: each resource's rows and archive rows,
-    the rejections, the ledger row (its `finished_at` is the rows' save time). With nothing admitted it
-    records a tenant that stored nothing (failed, interrupted)."""
-
-    async def work(conn: AsyncConnection) -> None:
-        for resource, admission in admitted:
-            await save_admitted(conn, resource, admission, saved_at=row.finished_at)
-        await record(conn, rejections, row)
-
+    """Everything one tenant's work produced, in one transaction (see `TenantWrite`)."""
+    write = TenantWrite(admitted, rejections, row)
     what = "storing" if admitted else "recording"
-    await in_transaction(engine, work, f"{what} tenant {row.tenant_id}")
+    await in_transaction(engine, lambda conn: write_tenant(conn, write), f"{what} tenant {row.tenant_id}")
+
+
+async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list[Exception | None]:
+    """Several tenants in one transaction, each tenant's rows with its own ledger row; per write, None when
+    it was saved, else the error that kept it from being saved (and rolled its rows back).
+
+    When the group's transaction fails, nothing of it is stored, and each tenant is saved again in a
+    transaction of its own: the group costs one more try, and a tenant that cannot be saved fails alone.
+    """
+    if len(writes) > 1:
+
+        async def work(conn: AsyncConnection) -> None:
+            for write in writes:
+                await write_tenant(conn, write)
+
+        try:
+            await in_transaction(engine, work, f"storing {len(writes)} tenants")
+            return [None] * len(writes)
+        except Exception as error:  # whichever tenant caused it, the others must still be saved
+            log.info(
+                "storing %d tenants in one transaction failed (%s); storing each alone",
+                len(writes),
+                type(error).__name__,
+            )
+    return [await _save_alone(engine, write) for write in writes]
+
+
+async def _save_alone(engine: AsyncEngine, write: TenantWrite) -> Exception | None:
+    try:
+        await save_tenant(engine, write.admitted, write.rejections, write.row)
+    except Exception as error:  # the tenant's own failure, returned to the tenant's caller to judge
+        return error
+    return None

@@ -1,0 +1,115 @@
+"""The save stage's group commit: several tenants in one transaction, and one tenant a transaction when that fails."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.admit import Admission
+from fetcher.models import FetchContext, Status
+from fetcher.pipeline import GroupCommit
+from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
+from fetcher.store import ledger
+from fetcher.store.engine import transaction
+from fetcher.store.save import TenantWrite, save_group
+from fetcher.store.schema import raw_payloads, secure_scores, tenant_runs
+from fetcher.store.scores import save_tenants
+from tests.dbutil import rows
+from tests.payloads import DAY, full_day
+
+A = "aaaaaaaa-0000-4000-8000-000000000001"
+B = "bbbbbbbb-0000-4000-8000-000000000002"
+C = "cccccccc-0000-4000-8000-000000000003"
+RUN = "run-1"
+T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+def write(tenant_id: str, *, minute: int = 1) -> TenantWrite:
+    """A tenant that fetched one day: its row, its archive row and its ledger row."""
+    admission = SECURE_SCORES.admit(
+        [full_day(tenant_id, DAY)],
+        FetchContext(RUN, T0),
+        tenant_id=tenant_id,
+        keep_raw=True,
+        keep_objects=False,
+        into=Admission(),
+    )
+    row = ledger.TenantRun(RUN, tenant_id, Status.SUCCEEDED, T0, T0 + timedelta(minutes=minute), scores_upserted=1)
+    return TenantWrite([(SECURE_SCORES, admission)], [], row)
+
+
+@pytest.fixture
+async def run(engine: AsyncEngine) -> AsyncEngine:
+    """A started run that knows the tenants A, B and C."""
+    async with transaction(engine) as conn:
+        await save_tenants(conn, [(A, "a"), (B, "b"), (C, "c")], T0)
+        await ledger.start_run(conn, run_id=RUN, command="run", started_at=T0, tenants_total=3, host="h", pid=1)
+    return engine
+
+
+def commits(engine: AsyncEngine) -> list[int]:
+    """A list that grows by one at every commit on `engine`."""
+    seen: list[int] = []
+    sa.event.listen(engine.sync_engine, "commit", lambda _conn: seen.append(1))
+    return seen
+
+
+async def stored(engine: AsyncEngine) -> dict[str, list[str]]:
+    return {
+        "days": sorted(r["tenant_id"] for r in await rows(engine, secure_scores)),
+        "archive": sorted(r["tenant_id"] for r in await rows(engine, raw_payloads)),
+        "ledger": sorted(r["tenant_id"] for r in await rows(engine, tenant_runs)),
+    }
+
+
+async def test_a_group_of_tenants_is_saved_in_one_transaction(run: AsyncEngine) -> None:
+    committed = commits(run)
+
+    errors = await save_group(run, [write(A), write(B), write(C)])
+
+    assert errors == [None, None, None]
+    assert len(committed) == 1
+    assert await stored(run) == {"days": [A, B, C], "archive": [A, B, C], "ledger": [A, B, C]}
+
+
+async def test_one_tenant_that_cannot_be_saved_costs_nobody_else_in_its_group(run: AsyncEngine) -> None:
+    """B's ledger row is already recorded (its primary key is taken): the group fails, and then B alone."""
+    async with transaction(run) as conn:
+        await ledger.record_tenant_run(conn, write(B, minute=0).row)
+    committed = commits(run)
+
+    errors = await save_group(run, [write(A), write(B), write(C)])
+
+    assert [error is None for error in errors] == [True, False, True]
+    assert isinstance(errors[1], sa.exc.IntegrityError)
+    assert len(committed) == 2  # A alone, C alone: the group and B rolled back
+    # B's day and archive row went with its ledger row; A's and C's are stored with theirs.
+    assert await stored(run) == {"days": [A, C], "archive": [A, C], "ledger": [A, B, C]}
+    assert {r["tenant_id"]: r["finished_at"] for r in await rows(run, tenant_runs)}[B] == T0
+
+
+async def test_tenants_that_finish_while_a_transaction_writes_are_saved_together(run: AsyncEngine) -> None:
+    group = GroupCommit(run, writers=1)
+    committed = commits(run)
+
+    results = await asyncio.gather(*(group.save(write(t)) for t in (A, B, C)), return_exceptions=True)
+
+    assert results == [None, None, None]
+    assert len(committed) == 2  # A first, alone; B and C queued behind it, then together
+    assert await stored(run) == {"days": [A, B, C], "archive": [A, B, C], "ledger": [A, B, C]}
+
+
+async def test_each_waiting_tenant_gets_its_own_error(run: AsyncEngine) -> None:
+    async with transaction(run) as conn:
+        await ledger.record_tenant_run(conn, write(C, minute=0).row)
+    group = GroupCommit(run, writers=1)
+
+    results = await asyncio.gather(*(group.save(write(t)) for t in (A, B, C)), return_exceptions=True)
+
+    assert results[:2] == [None, None]
+    assert isinstance(results[2], sa.exc.IntegrityError)
+    assert await stored(run) == {"days": [A, B], "archive": [A, B], "ledger": [A, B, C]}
