@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, Protocol
@@ -52,12 +52,24 @@ class Saver(Protocol[Row]):
     """The save stage of a resource: its rows and archive rows, in the caller's transaction.
 
     `tenant_saved`: the tenant's `tenants` row is known to exist (a run saves them all at its start).
+    `shared_saved`: the resource's `save_shared` has saved the rows tenants share in this transaction.
     """
 
     async def __call__(
-        self, conn: AsyncConnection, admission: Admission[Row], *, saved_at: datetime, tenant_saved: bool
+        self,
+        conn: AsyncConnection,
+        admission: Admission[Row],
+        *,
+        saved_at: datetime,
+        tenant_saved: bool,
+        shared_saved: bool = False,
     ) -> None: ...
 
+
+# Rows that tenants share (the `controls` dimension), for the admissions of a group of tenants saved in one
+# transaction: saved first, once, in one order, so that concurrent group transactions take their locks
+# alike and cannot deadlock (each tenant's own save may then touch them again, already locked).
+SharedSaver = Callable[[AsyncConnection, Sequence[Admission[Row]]], Awaitable[None]]
 
 # A rebuild: clears the rows a tenant's archive made, then yields the archived objects again in the order
 # the fetches last saw them, each with the fetch context it was stored with.
@@ -84,3 +96,4 @@ class Resource(Generic[Row]):
     save: Saver[Row]
     tally: Callable[[Sequence[Row]], Tally]
     replay: Replayer | None = None  # None: not archived, so nothing to rebuild
+    save_shared: SharedSaver[Row] | None = None  # None: its rows belong to one tenant each

@@ -121,6 +121,7 @@ async def save_profiles(
     *,
     saved_at: datetime,  # noqa: ARG001 (the Saver signature: profiles carry their own fetched_at)
     tenant_saved: bool,  # noqa: ARG001 (profiles do not reference the tenants table)
+    shared_saved: bool = False,  # noqa: ARG001 (profiles share no rows between tenants)
 ) -> None:
     """The profiles and state updates (upserted on their keys) and their archive rows."""
     if admission.rows:

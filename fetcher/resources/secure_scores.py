@@ -20,7 +20,7 @@ from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import RawPayload, archived_days, iter_raw_payloads, pack, save_raw_payloads
 from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores
-from fetcher.store.scores import delete_days, save_score_days
+from fetcher.store.scores import delete_days, save_controls, save_score_days
 
 
 async def fetch_secure_scores(client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]:
@@ -154,11 +154,22 @@ def admit_secure_scores(
 
 
 async def save_secure_scores(
-    conn: AsyncConnection, admission: Admission[ScoreDay], *, saved_at: datetime, tenant_saved: bool
+    conn: AsyncConnection,
+    admission: Admission[ScoreDay],
+    *,
+    saved_at: datetime,
+    tenant_saved: bool,
+    shared_saved: bool = False,
 ) -> None:
-    """The days (upserted on tenant and day) and their archive rows, in the caller's transaction."""
-    await save_score_days(conn, admission.rows, saved_at, tenant_saved=tenant_saved)
+    """The days (upserted on tenant and day) and their archive rows, in the caller's transaction;
+    `shared_saved`: their `controls` rows are saved already (`save_shared_controls`)."""
+    await save_score_days(conn, admission.rows, saved_at, tenant_saved=tenant_saved, controls_saved=shared_saved)
     await save_raw_payloads(conn, admission.raw)
+
+
+async def save_shared_controls(conn: AsyncConnection, admissions: Sequence[Admission[ScoreDay]]) -> None:
+    """The `controls` dimension of a group of tenants' days, before any tenant's own rows."""
+    await save_controls(conn, [day for admission in admissions for day in admission.rows])
 
 
 def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:
@@ -192,4 +203,5 @@ RESOURCE: Resource[ScoreDay] = Resource(
     save=save_secure_scores,
     tally=tally_secure_scores,
     replay=replay_secure_scores,
+    save_shared=save_shared_controls,
 )

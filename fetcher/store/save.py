@@ -67,9 +67,10 @@ async def save_admitted(
     *,
     saved_at: datetime,
     tenant_saved: bool = True,
+    shared_saved: bool = False,
 ) -> None:
     """One resource's admitted rows and archive rows, in the caller's transaction."""
-    await resource.save(conn, admission, saved_at=saved_at, tenant_saved=tenant_saved)
+    await resource.save(conn, admission, saved_at=saved_at, tenant_saved=tenant_saved, shared_saved=shared_saved)
 
 
 async def record(conn: AsyncConnection, rejections: Sequence[Rejection], row: ledger.TenantRun) -> None:
@@ -78,10 +79,13 @@ async def record(conn: AsyncConnection, rejections: Sequence[Rejection], row: le
     await ledger.record_tenant_run(conn, row)
 
 
-async def write_tenant(conn: AsyncConnection, write: TenantWrite) -> None:
-    """One tenant's rows, archive rows, rejections and ledger row, in the caller's transaction."""
+async def write_tenant(conn: AsyncConnection, write: TenantWrite, *, shared_saved: bool = False) -> None:
+    """One tenant's rows, archive rows, rejections and ledger row, in the caller's transaction.
+
+    `shared_saved`: the rows tenants share are saved already, for the whole group (`save_group`).
+    """
     for resource, admission in write.admitted:
-        await save_admitted(conn, resource, admission, saved_at=write.row.finished_at)
+        await save_admitted(conn, resource, admission, saved_at=write.row.finished_at, shared_saved=shared_saved)
     await record(conn, write.rejections, write.row)
 
 
@@ -107,8 +111,9 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
     if len(writes) > 1:
 
         async def work(conn: AsyncConnection) -> None:
+            await _save_shared(conn, writes)
             for write in writes:
-                await write_tenant(conn, write)
+                await write_tenant(conn, write, shared_saved=True)
 
         try:
             await in_transaction(engine, work, f"storing {len(writes)} tenants")
@@ -120,6 +125,17 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
                 type(error).__name__,
             )
     return [await _save_alone(engine, write) for write in writes]
+
+
+async def _save_shared(conn: AsyncConnection, writes: Sequence[TenantWrite]) -> None:
+    """Each resource's rows shared between tenants, for the whole group, before any tenant's own."""
+    by_resource: dict[str, tuple[Resource[Any], list[Admission[Any]]]] = {}
+    for write in writes:
+        for resource, admission in write.admitted:
+            by_resource.setdefault(resource.name, (resource, []))[1].append(admission)
+    for resource, admissions in by_resource.values():
+        if resource.save_shared is not None:
+            await resource.save_shared(conn, admissions)
 
 
 async def _save_alone(engine: AsyncEngine, write: TenantWrite) -> Exception | None:

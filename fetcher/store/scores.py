@@ -117,11 +117,17 @@ async def ensure_tenant(conn: AsyncConnection, tenant_id: str, now: datetime) ->
 
 
 async def save_score_days(
-    conn: AsyncConnection, days: Sequence[ScoreDay], now: datetime, *, tenant_saved: bool = False
+    conn: AsyncConnection,
+    days: Sequence[ScoreDay],
+    now: datetime,
+    *,
+    tenant_saved: bool = False,
+    controls_saved: bool = False,
 ) -> int:
     """Upsert the score-days of one tenant in the caller's transaction; returns how many were saved.
 
     `tenant_saved`: the caller already saved the tenant's `tenants` row (a run does, at its start).
+    `controls_saved`: the caller already saved their `controls` rows (`save_controls`, for a group).
     """
     if not days:
         return 0
@@ -132,7 +138,7 @@ async def save_score_days(
     if not tenant_saved:
         await ensure_tenant(conn, tenant_id, now)
     for batch in _unique_days(days):
-        await _save_batch(conn, tenant_id, batch)
+        await _save_batch(conn, tenant_id, batch, controls_saved=controls_saved)
     return len({d.score_date for d in days})
 
 
@@ -150,14 +156,13 @@ def _unique_days(days: Sequence[ScoreDay]) -> Iterator[list[ScoreDay]]:
         yield batch
 
 
-async def _save_batch(conn: AsyncConnection, tenant_id: str, days: list[ScoreDay]) -> None:
+async def _save_batch(
+    conn: AsyncConnection, tenant_id: str, days: list[ScoreDay], *, controls_saved: bool = False
+) -> None:
     await _delete_replaced(conn, tenant_id, days)
     await _execute_many(conn, "scores", [d.score for d in days])
-    dimension = _control_dimension(days)
-    if dimension and conn.dialect.name == "postgresql":
-        dimension = await _dimension_changes(conn, dimension)
-    if dimension:
-        await _execute_many(conn, "controls", dimension)
+    if not controls_saved:
+        await save_controls(conn, days)
     await _execute_many(conn, "control_scores", [c for d in days for c in d.controls])
     await _execute_many(conn, "comparatives", [c for d in days for c in d.comparatives])
 
@@ -223,6 +228,16 @@ async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[Sco
     for kind, rows in gone.items():
         if rows:
             await conn.execute(_DELETE_MEMBER[kind], rows)
+
+
+async def save_controls(conn: AsyncConnection, days: Sequence[ScoreDay]) -> None:
+    """The `controls` rows of `days` (of any tenants), upserted in one statement in control-name order; on
+    PostgreSQL only those it changes (`_dimension_changes`)."""
+    dimension = _control_dimension(days)
+    if dimension and conn.dialect.name == "postgresql":
+        dimension = await _dimension_changes(conn, dimension)
+    if dimension:
+        await _execute_many(conn, "controls", dimension)
 
 
 def _control_dimension(days: Sequence[ScoreDay]) -> list[list[Any]]:

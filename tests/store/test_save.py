@@ -16,7 +16,7 @@ from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
 from fetcher.store.save import TenantWrite, save_group
-from fetcher.store.schema import raw_payloads, secure_scores, tenant_runs
+from fetcher.store.schema import control_scores, controls, raw_payloads, secure_scores, tenant_runs
 from fetcher.store.scores import save_tenants
 from tests.dbutil import rows
 from tests.payloads import DAY, full_day
@@ -74,6 +74,10 @@ async def test_a_group_of_tenants_is_saved_in_one_transaction(run: AsyncEngine) 
     assert errors == [None, None, None]
     assert len(committed) == 1
     assert await stored(run) == {"days": [A, B, C], "archive": [A, B, C], "ledger": [A, B, C]}
+    # The controls dimension, saved once for the group, holds every control its tenants' days name.
+    named = {r["control_name"] for r in await rows(run, control_scores)}
+    assert {r["control_name"] for r in await rows(run, controls)} == named
+    assert len(named) > 1
 
 
 async def test_one_tenant_that_cannot_be_saved_costs_nobody_else_in_its_group(run: AsyncEngine) -> None:
