@@ -24,6 +24,7 @@ from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, Portfolio, Sort, TenantReport
 from fetcher.store.engine import create_engine, ensure_schema
+from fetcher.tables import terminal_width
 from fetcher.text import printable
 
 
@@ -49,7 +50,7 @@ async def produce(
 
     With `html` and no `output`, only the page is written.
     """
-    engine = create_engine(config.database)
+    engine = create_engine(config.database, read_only=True)
     try:
         await ensure_schema(engine, create=False)
         report, page = await _build(engine, config, request, now or datetime.now(UTC))
@@ -61,7 +62,7 @@ async def produce(
     if request.output is not None:
         _write(request.output, formats.to_text(report, request.fmt))
     elif request.html is None and request.fmt is Format.TABLE:
-        console.print(formats.renderable(report))
+        console.print(formats.renderable(report, terminal_width(console)))
     elif request.html is None:
         # CSV and Markdown hold names as given; a terminal is shown their control characters, not sent them.
         console.out(printable(formats.to_text(report, request.fmt), lines=True), highlight=False, end="")

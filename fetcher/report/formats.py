@@ -1,7 +1,7 @@
 """Reports as text: a rich table for the terminal, CSV, JSON and Markdown.
 
-JSON and CSV carry every figure at full precision (they are for machines and spreadsheets); the
-table and Markdown round for reading. Every string from the database (tenant and control names)
+JSON and CSV carry stored values as stored and computed figures (percentages, changes, differences)
+rounded to 2 decimals, without float noise; the table and Markdown round for reading. Every string from the database (tenant and control names)
 is shown as text: never as rich markup, Markdown or HTML.
 """
 
@@ -21,9 +21,10 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from fetcher.report.model import ActionsReport, Portfolio, TenantReport, TenantRow, Totals
+from fetcher.report.model import ActionsReport, Mark, Portfolio, TenantReport, TenantRow, Totals
 from fetcher.report.sanitize import remediation_text
 from fetcher.store.reports import NET_ZERO, ControlDelta, ImprovementAction, NextAction, ScorePoint, StateUpdate
+from fetcher.tables import UNLIMITED, Column, fitted_table
 from fetcher.text import csv_cell, printable
 
 Report = Portfolio | TenantReport | ActionsReport
@@ -71,11 +72,76 @@ def totals_sentence(t: Totals) -> str:
     return (
         f"{t.tenants} tenants ({t.with_data} with data), average {percent(t.average_percent)}; "
         f"over 7 days {t.improved} improved, {t.slipped} slipped, {t.unchanged} unchanged; "
-        f"{t.stale} stale, {t.no_data} without data, {t.not_configured} not configured"
+        f"{t.stale} stale, {t.no_data} without data, {t.failing} failing, {t.not_configured} not configured"
     )
 
 
+def last_error_text(row: TenantRow) -> str:
+    """The tenant's latest run's error, without the tenant's own label ("" when that run ended well)."""
+    if row.last_error is None:
+        return ""
+    text = row.last_error.text()
+    for label in (f"tenant {row.tenant_id} ({row.name}): ", f"tenant {row.tenant_id}: "):
+        text = text.replace(label, "")
+    return text
+
+
+def why_no_data(row: TenantRow) -> str | None:
+    """Why a tenant without data has none: its latest run's error, or that no run has reached it yet."""
+    if Mark.NO_DATA not in row.marks:
+        return None
+    return last_error_text(row) or "no run has stored a day of it yet"
+
+
+def no_data_lines(rows: Iterable[TenantRow]) -> list[str]:
+    """A line per tenant without data, saying why."""
+    return [f"no data: {r.name or r.tenant_id} ({r.tenant_id}): {why}" for r in rows if (why := why_no_data(r))]
+
+
 # ---------------------------------------------------------------------------------------------- JSON
+
+# Figures computed from stored ones (by the views or here): rounded to FIGURE_DIGITS in CSV and JSON, so that
+# float noise (3.8799999999999955) does not reach a spreadsheet. Stored values (scores, averages) are as stored.
+FIGURE_DIGITS = 2
+COMPUTED = frozenset(
+    {
+        "percent",
+        "change_7d_points",
+        "change_7d_percent",
+        "change_30d_points",
+        "change_30d_percent",
+        "vs_all_tenants",
+        "vs_total_seats",
+        "average_percent",
+        "change_points",
+        "change_percent",
+        "window_change_points",
+        "window_change_percent",
+        "controls_change",
+        "microsoft_change",
+        "tenant_change",
+        "change",
+        "points_available",
+        "points_available_total",
+        "points_available_average",
+        "percent_gain_average",
+    }
+)
+
+
+def figure(value: Any) -> Any:
+    """A computed figure rounded to FIGURE_DIGITS (anything else as it is)."""
+    return round(value, FIGURE_DIGITS) if isinstance(value, float) else value
+
+
+def rounded(data: Any) -> Any:
+    """JSON data with every computed figure (by its key, at any depth) rounded."""
+    if isinstance(data, dict):
+        return {k: figure(v) if k in COMPUTED else rounded(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [rounded(v) for v in data]
+    return data
+
 
 
 def _jsonable(value: Any) -> Any:
@@ -96,6 +162,9 @@ def tenant_dict(row: TenantRow) -> dict[str, Any]:
         **score,
         "vs_all_tenants": row.vs_all_tenants,
         "vs_total_seats": row.vs_total_seats,
+        "last_error": None
+        if row.last_error is None
+        else {"at": row.last_error.at, "kind": row.last_error.kind, "message": row.last_error.message},
     }
 
 
@@ -170,14 +239,14 @@ def to_json(report: Report) -> str:
         data = actions_dict(report)
     else:
         data = portfolio_dict(report) if isinstance(report, Portfolio) else tenant_report_dict(report)
-    return orjson.dumps(data, default=_jsonable, option=orjson.OPT_INDENT_2).decode() + "\n"
+    return orjson.dumps(rounded(data), default=_jsonable, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 # ----------------------------------------------------------------------------------------------- CSV
 
-Column = tuple[str, Callable[[TenantRow], Any]]
+CsvColumn = tuple[str, Callable[[TenantRow], Any]]
 
-PORTFOLIO_COLUMNS: tuple[Column, ...] = (
+PORTFOLIO_COLUMNS: tuple[CsvColumn, ...] = (
     ("tenant_id", lambda r: r.tenant_id),
     ("name", lambda r: r.name),
     ("marks", lambda r: "; ".join(r.marks)),
@@ -196,6 +265,7 @@ PORTFOLIO_COLUMNS: tuple[Column, ...] = (
     ("vs_all_tenants", lambda r: r.vs_all_tenants),
     ("total_seats_average", lambda r: r.score.total_seats_average),
     ("vs_total_seats", lambda r: r.vs_total_seats),
+    ("last_error", last_error_text),
 )
 
 
@@ -209,10 +279,22 @@ def _cell(value: Any) -> Any:
 
 
 def _csv(rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV block: an optional `# title` row, a header, then rows whose computed figures are rounded."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerows([_cell(v) for v in row] for row in rows)
+    header: Sequence[Any] | None = None
+    for row in rows:
+        if header is None and not str(row[0]).startswith("#"):
+            header = row
+        cells = _rounded_row(header, row) if header is not None and row is not header else row
+        writer.writerow([_cell(v) for v in cells])
     return out.getvalue()
+
+
+def _rounded_row(header: Sequence[Any], row: Sequence[Any]) -> list[Any]:
+    if list(header) == ["key", "value"]:
+        return [row[0], figure(row[1]) if row[0] in COMPUTED else row[1]]
+    return [figure(v) if name in COMPUTED else v for name, v in zip(header, row, strict=False)]
 
 
 def portfolio_csv(p: Portfolio) -> str:
@@ -340,6 +422,7 @@ def portfolio_markdown(p: Portfolio) -> str:
     rows = ([md(r.name) or NONE, md(r.tenant_id), *_portfolio_cells(r), marks_text(r)] for r in p.rows)
     lines += _md_table(("tenant", "tenant id", *PORTFOLIO_HEADER, "status"), rows, "lll" + "r" * 7 + "l")
     lines += ["", f"**Totals:** {totals_sentence(p.totals)}. Stale: newest day older than {hours(p.max_age):g} h.", ""]
+    lines += [*(f"- {md(line)}" for line in no_data_lines(p.rows)), ""] if no_data_lines(p.rows) else []
     return "\n".join(lines)
 
 
@@ -509,47 +592,75 @@ def _marks_cell(row: TenantRow) -> Text:
     return Text(marks_text(row), style="yellow" if row.marks else "green")
 
 
-def portfolio_table(p: Portfolio) -> Table:
+# Dropped on a narrow terminal highest number first; the name, the newest day, percent and status stay.
+_PORTFOLIO_DROP = {
+    "max": 8,
+    "score": 7,
+    "30d points": 6,
+    "vs all tenants": 5,
+    "7d % pts": 4,
+    "newest day": 3,  # a stale one is marked in the status column
+    "7d points": 2,
+}
+
+
+def portfolio_table(p: Portfolio, width: int | None = None) -> Table:
+    """The portfolio, a row per tenant. `width`: the terminal's; None off a terminal (every column, full values,
+    one line per tenant). On a narrow terminal the name and id stack and the least useful figures drop out."""
     t = p.totals
-    table = Table(
-        title=f"Secure Score portfolio ({t.tenants} tenants), weakest first"
-        if p.sort == "percent"
-        else f"Secure Score portfolio ({t.tenants} tenants), by {p.sort}",
-        title_justify="left",
-        show_footer=True,
-        caption=f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.",
-        caption_justify="left",
-    )
     footers = {
         "tenant": f"{t.tenants} tenants",
         "percent": f"avg {percent(t.average_percent)}",
         "7d points": f"▲{t.improved} ▼{t.slipped}",
     }
-    for header in ("tenant", "tenant id", *PORTFOLIO_HEADER, "status"):
-        numeric = header in PORTFOLIO_HEADER and header != "newest day"
-        table.add_column(
-            header,
-            footer=footers.get(header, ""),
-            justify="right" if numeric else "left",
-            overflow="fold",
-            no_wrap=header in PORTFOLIO_HEADER,
-        )
-    for r in p.rows:
-        s = r.score
-        table.add_row(
+    columns = [
+        Column("tenant", wrap=True, min_width=20, footer=footers["tenant"]),
+        Column("tenant id"),
+        *(
+            Column(
+                header,
+                "left" if header == "newest day" else "right",
+                drop=_PORTFOLIO_DROP.get(header, 0),
+                footer=footers.get(header, ""),
+            )
+            for header in PORTFOLIO_HEADER
+        ),
+        Column("status", wrap=True, min_width=10),
+    ]
+    rows = [
+        [
             _plain(r.name or NONE),
             _plain(r.tenant_id),
-            day(s.score_date),
-            percent(s.percent),
-            number(s.current_score),
-            number(s.max_score),
-            _change_text(s.change_7d_points),
-            _change_text(s.change_7d_percent, 1),
-            _change_text(s.change_30d_points),
+            Text(day(r.score.score_date)),
+            Text(percent(r.score.percent)),
+            Text(number(r.score.current_score)),
+            Text(number(r.score.max_score)),
+            _change_text(r.score.change_7d_points),
+            _change_text(r.score.change_7d_percent, 1),
+            _change_text(r.score.change_30d_points),
             _change_text(r.vs_all_tenants, 1),
             _marks_cell(r),
-        )
-    return table
+        ]
+        for r in p.rows
+    ]
+    title = (
+        f"Secure Score portfolio ({t.tenants} tenants), weakest first"
+        if p.sort == "percent"
+        else f"Secure Score portfolio ({t.tenants} tenants), by {p.sort}"
+    )
+    return fitted_table(
+        columns,
+        rows,
+        width,
+        pair=(0, 1),
+        title=title,
+        title_justify="left",
+        show_footer=True,
+        caption="\n".join(
+            [f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.", *no_data_lines(p.rows)]
+        ),
+        caption_justify="left",
+    )
 
 
 def _simple_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> Table:
@@ -621,10 +732,11 @@ def actions_table(r: ActionsReport) -> Table:
     return table
 
 
-def renderable(report: Report) -> RenderableType:
+def renderable(report: Report, width: int | None = None) -> RenderableType:
+    """The report for a console; `width`: the terminal's, None off a terminal (see fetcher.tables)."""
     if isinstance(report, ActionsReport):
         return actions_table(report)
-    return portfolio_table(report) if isinstance(report, Portfolio) else tenant_renderable(report)
+    return portfolio_table(report, width) if isinstance(report, Portfolio) else tenant_renderable(report)
 
 
 def _by_kind(
@@ -638,14 +750,15 @@ def _by_kind(
     return tenant(report) if isinstance(report, TenantReport) else actions(report)
 
 
-def to_text(report: Report, fmt: Format, *, width: int = 200) -> str:
-    """The report in `fmt` as a string (a table is rendered without colour at `width` columns)."""
+def to_text(report: Report, fmt: Format, *, width: int | None = None) -> str:
+    """The report in `fmt` as a string (a table without colour, at `width` columns; None: as wide as its values,
+    one line per tenant, as for a file or a pipe)."""
     if fmt is Format.JSON:
         return to_json(report)
     if fmt is Format.CSV:
         return _by_kind(report, portfolio_csv, tenant_csv, actions_csv)
     if fmt is Format.MARKDOWN:
         return _by_kind(report, portfolio_markdown, tenant_markdown, actions_markdown)
-    console = Console(file=io.StringIO(), width=width, no_color=True, color_system=None, record=True)
-    console.print(renderable(report))
+    console = Console(file=io.StringIO(), width=width or UNLIMITED, no_color=True, color_system=None, record=True)
+    console.print(renderable(report, width))
     return console.export_text()
