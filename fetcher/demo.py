@@ -25,8 +25,10 @@ from fetcher.report.model import ActionsReport
 from fetcher.runner import Run
 from fetcher.simulator import RunningSimulator, demo_simulator, serving_simulator
 from fetcher.simulator.configfile import toml_string
+from fetcher.status import build_status
 from fetcher.store import ledger, reports
 from fetcher.store.engine import create_engine, transaction
+from fetcher.tables import terminal_width
 
 DEMO_DAYS = 90
 DEMO_ACTIONS = 8
@@ -115,7 +117,7 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         planner = plan_backfill(config.enabled_tenants, DEMO_DAYS, resume=False, profiles=profiles_policy(config))
         report = await Run(config, "backfill", planner, observer=observer).execute()
     elapsed = time.monotonic() - started
-    err.print(summary_table(report))
+    err.print(summary_table(report, width=terminal_width(err)))
     engine = create_engine(config.database)
     try:
         async with transaction(engine, write=False) as conn:
@@ -124,7 +126,8 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
             latest = await reports.latest(conn)
     finally:
         await engine.dispose()
-    console.print(status_table(states, datetime.now(UTC), timedelta(hours=48)))
+    status = build_status(states, config, None, now=datetime.now(UTC), max_age=timedelta(hours=48))
+    console.print(status_table(status, width=terminal_width(console)))
     now = datetime.now(UTC)
     console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
     config_path = db_path.with_suffix(".toml")

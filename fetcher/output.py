@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from fetcher import logfields
 from fetcher.discovery import Change, Found, Merged
 from fetcher.models import Status
 from fetcher.outcome import RunReport, TenantOutcome
-from fetcher.plan import covers
+from fetcher.status import StatusReport, TenantStatus
 from fetcher.store.ledger import TenantState
+from fetcher.tables import Column, fitted_table
 from fetcher.text import TOKEN_MASK, printable, redact_tokens
 
 REDACTED = TOKEN_MASK
@@ -83,6 +86,7 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **logfields.of(record),
         }
         if record.exc_text:
             entry["exception"] = record.exc_text
@@ -110,6 +114,7 @@ def setup_logging(
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(logfields.Fields())
     handler.addFilter(REDACTOR)
     if log_format != "json":
         handler.addFilter(TerminalSafe())
@@ -179,13 +184,14 @@ class ProgressObserver:
 
 
 class LogObserver:
-    """Off a terminal: a log line per failed tenant and one at the end; no bars."""
+    """Off a terminal: a log line per partial tenant, and at the end the counts and each cause of failure once."""
 
     def __init__(self) -> None:
         self.log = logging.getLogger("fetcher.run")
 
     def started(self, report: RunReport) -> None:
-        self.log.info("%s %s: %d tenant(s) to fetch", report.command, report.run_id, report.counters.tenants_total)
+        work = "to rebuild from the archive" if report.command == "rebuild" else "to fetch"
+        self.log.info("%s %s: %d tenant(s) %s", report.command, report.run_id, report.counters.tenants_total, work)
 
     def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:  # noqa: ARG002 (the progress sink interface)
         if outcome.status == Status.PARTIAL:
@@ -198,18 +204,15 @@ class LogObserver:
             )
 
     def finished(self, report: RunReport) -> None:
-        c = report.counters
-        self.log.info(
-            "%s %s %s: %d of %d tenant(s) stored, %d failed, %d score-day(s), %d throttled answer(s)",
-            report.command,
-            report.run_id,
-            report.status,
-            c.tenants_done - c.failures,
-            c.tenants_total,
-            c.failures,
-            c.score_days,
-            c.throttled,
-        )
+        self.log.info("%s %s", report.run_id, run_title(report))
+        log_failures(self.log, report)
+
+
+def log_failures(logger: logging.Logger, report: RunReport) -> None:
+    """A warning per cause of failure ("25 tenants: ..." once, not 25 times); each tenant's line is at -v."""
+    for group in report.failure_groups():
+        tenant_id = group.tenants[0].tenant_id if len(group.tenants) == 1 else None
+        logger.warning("%s", group.line(), extra={"error_kind": group.kind, "tenant_id": tenant_id})
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -222,91 +225,141 @@ def _tenant_cell(name: str, tenant_id: str) -> str:
     return f"{escape(printable(name))}\n[dim]{escape(printable(tenant_id))}[/dim]"
 
 
-def summary_table(report: RunReport, *, limit: int = 50) -> Table:
-    """The end-of-run table: every tenant that did not simply succeed, then the totals."""
+def run_title(report: RunReport) -> str:
+    """The run in one line: its status and counts (interrupted tenants apart from failed ones)."""
     c = report.counters
-    title = (
-        f"{report.command} {report.status}: {c.tenants_done - c.failures}/{c.tenants_total} tenants stored, "
-        f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed"
+    interrupted = f", {c.interrupted} interrupted" if c.interrupted else ""
+    not_started = c.tenants_total - c.tenants_done
+    waiting = f", {not_started} not started" if report.stopped_by is not None and not_started else ""
+    return (
+        f"{report.command} {report.status}: {report.stored}/{c.tenants_total} tenants stored, "
+        f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed{interrupted}{waiting}"
     )
-    table = Table(title=title, title_justify="left")
-    table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
-    table.add_column("status", no_wrap=True)
-    for column in ("days", "requests", "retries", "429s"):
-        table.add_column(column, no_wrap=True, justify="right")
-    table.add_column("detail", overflow="fold", min_width=24, ratio=2)
-    shown = [o for o in report.outcomes if o.status != Status.SUCCEEDED]
+
+
+SUMMARY_COLUMNS = (
+    Column("tenant", wrap=True, min_width=20),
+    Column("tenant id"),
+    Column("status"),
+    Column("days", "right", drop=1),
+    Column("requests", "right"),
+    Column("retries", "right", drop=3),
+    Column("429s", "right", drop=2),
+    Column("detail", wrap=True, min_width=24),
+)
+
+
+def _summary_rows(report: RunReport, *, verbose: bool, limit: int) -> list[list[str]]:
+    """Each tenant that did not simply succeed; failures sharing a cause in one row unless `verbose`."""
+    rows: list[list[str]] = []
+    failed = [o for o in report.outcomes if o.failed]
+    groups = [] if verbose else [g for g in report.failure_groups() if len(g.tenants) > 1]
+    grouped = {t.tenant_id for g in groups for t in g.tenants}
+    for group in groups:
+        members = [o for o in failed if o.tenant.tenant_id in {t.tenant_id for t in group.tenants}]
+        rows.append(
+            [
+                f"{len(group.tenants)} tenants",
+                "",
+                "failed",
+                *(str(sum(get(o) for o in members)) for get in _FIGURES),
+                escape(printable(group.message)),
+            ]
+        )
+    shown = [o for o in report.outcomes if o.status != Status.SUCCEEDED and o.tenant.tenant_id not in grouped]
     for outcome in sorted(shown, key=lambda o: (o.status, o.tenant.name))[:limit]:
         detail = outcome.error_message or (
             f"{outcome.partial_days} day(s) partial (206), {outcome.rejected} quarantined"
         )
         detail = detail.replace(f"tenant {outcome.tenant.label}: ", "")
-        table.add_row(
-            _tenant_cell(outcome.tenant.name, outcome.tenant.tenant_id),
-            outcome.status,
-            str(outcome.scores_upserted),
-            str(outcome.stats.requests),
-            str(outcome.stats.retries),
-            str(outcome.stats.throttled),
-            escape(printable(detail)),
+        rows.append(
+            [
+                escape(printable(outcome.tenant.name)),
+                escape(printable(outcome.tenant.tenant_id)),
+                str(outcome.status),
+                *(str(get(outcome)) for get in _FIGURES),
+                escape(printable(detail)),
+            ]
         )
     if len(shown) > limit:
-        table.add_row(f"... and {len(shown) - limit} more", "", "", "", "", "", "see tenant_runs")
-    return table
+        rows.append([f"... and {len(shown) - limit} more", "", "", "", "", "", "", "see tenant_runs"])
+    return rows
 
 
-def is_stale(state: TenantState, now: datetime, max_age: timedelta) -> bool:
-    """Whether a tenant's newest day (counted from its midnight UTC) is older than `max_age`, or missing."""
-    if state.newest_score_date is None:
-        return True
-    return now - datetime.combine(state.newest_score_date, datetime.min.time(), UTC) > max_age
+_FIGURES: tuple[Callable[[TenantOutcome], int], ...] = (
+    lambda o: o.scores_upserted,
+    lambda o: o.stats.requests,
+    lambda o: o.stats.retries,
+    lambda o: o.stats.throttled,
+)
 
 
-def is_short(state: TenantState, today: date, history_days: int | None) -> bool:
-    """Whether a tenant's stored days reach back less far than its configured window (`history_days`):
-    a backfill with a shorter window, or one cut short, left older days that Graph will soon drop."""
-    if history_days is None or state.oldest_score_date is None:
-        return False
-    return not covers(state.oldest_score_date, history_days, today)
+def summary_table(
+    report: RunReport, *, limit: int = 50, width: int | None = None, verbose: bool = False
+) -> RenderableType:
+    """The end of a run: its counts, then every tenant that did not simply succeed (no table when none);
+    failures sharing one cause are one row with their count unless `verbose`. `width`: see fetcher.tables."""
+    rows = _summary_rows(report, verbose=verbose, limit=limit)
+    if not rows:
+        return Text(run_title(report))
+    return fitted_table(
+        SUMMARY_COLUMNS, rows, width, pair=(0, 1), title=escape(run_title(report)), title_justify="left"
+    )
 
 
-def _state_cell(state: TenantState, now: datetime, max_age: timedelta, history_days: int | None) -> str:
-    if is_stale(state, now, max_age):
-        return "[red]stale[/red]"
-    if is_short(state, now.date(), history_days):
-        return f"[yellow]short: {state.stored_days} day(s) of {history_days}[/yellow]"
+def _state_cell(row: TenantStatus, history_days: int | None) -> str:
+    """The tenant's `fetcher.health` marks (the same words `fetcher report` uses), else short or ok."""
+    if row.marks:
+        return ", ".join(f"[red]{mark}[/red]" for mark in row.marks)
+    if row.short:
+        return f"[yellow]short: {row.state.stored_days} day(s) of {history_days}[/yellow]"
     return "[green]ok[/green]"
 
 
-def status_table(
-    states: Sequence[TenantState], now: datetime, max_age: timedelta, history_days: int | None = None
-) -> Table:
-    table = Table(
-        title=f"tenants ({len(states)}); stale = newest day older than {max_age.total_seconds() / 3600:g} h",
+STATUS_COLUMNS = (
+    Column("tenant", wrap=True, min_width=20),
+    Column("tenant id"),
+    Column("newest day"),
+    Column("last success", drop=1),
+    Column("state", wrap=True, min_width=10),
+    Column("last error", wrap=True, min_width=16),
+)
+
+
+def _last_error(s: TenantState) -> str:
+    error = f"{s.last_error_kind}: {s.last_error_message}" if s.last_error_kind else ""
+    error = error.replace(f"tenant {s.tenant_id} ({s.name}): ", "")
+    if s.rejected_payloads:
+        error = f"{s.rejected_payloads} payload(s) quarantined. {error}".strip()
+    return error
+
+
+def status_table(status: StatusReport, *, width: int | None = None) -> Table:
+    """`fetcher status`: a row per tenant. `width`: the terminal's (None: not a terminal; see fetcher.tables)."""
+    rows = [
+        [
+            escape(printable(r.state.name)),
+            escape(printable(r.state.tenant_id)),
+            str(r.state.newest_score_date or "none"),
+            f"{r.state.last_success_at:%Y-%m-%d %H:%M}" if r.state.last_success_at else "never",
+            _state_cell(r, status.history_days),
+            escape(printable(_last_error(r.state))),
+        ]
+        for r in status.rows
+    ]
+    return fitted_table(
+        STATUS_COLUMNS,
+        rows,
+        width,
+        pair=(0, 1),
+        title=f"tenants ({len(rows)}); stale = newest day older than {status.max_age.total_seconds() / 3600:g} h",
         title_justify="left",
     )
-    table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
-    for column in ("newest day", "last success", "state"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("last error", overflow="fold", min_width=16, ratio=1)
-    for s in states:
-        error = f"{s.last_error_kind}: {s.last_error_message}" if s.last_error_kind else ""
-        error = error.replace(f"tenant {s.tenant_id} ({s.name}): ", "")
-        if s.rejected_payloads:
-            error = f"{s.rejected_payloads} payload(s) quarantined. {error}".strip()
-        table.add_row(
-            _tenant_cell(s.name, s.tenant_id),
-            str(s.newest_score_date or "none"),
-            f"{s.last_success_at:%Y-%m-%d %H:%M}" if s.last_success_at else "never",
-            _state_cell(s, now, max_age, history_days),
-            escape(printable(error)),
-        )
-    return table
 
 
-def status_json(
-    states: Sequence[TenantState], now: datetime, max_age: timedelta, history_days: int | None = None
-) -> bytes:
+def status_json(status: StatusReport) -> bytes:
+    """`fetcher status --format json`: a list of tenants; `stale` is true without data too (as before), `marks`
+    holds the shared words ("no data", "stale", "failing")."""
     return orjson.dumps(
         [
             {
@@ -320,10 +373,12 @@ def status_json(
                 "rejected_payloads": s.rejected_payloads,
                 "oldest_score_date": s.oldest_score_date,
                 "stored_days": s.stored_days,
-                "stale": is_stale(s, now, max_age),
-                "short_history": is_short(s, now.date(), history_days),
+                "marks": [str(m) for m in r.marks],
+                "stale": r.out_of_date,
+                "short_history": r.short,
             }
-            for s in states
+            for r in status.rows
+            for s in (r.state,)
         ],
         option=orjson.OPT_INDENT_2,
     )

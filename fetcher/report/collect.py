@@ -32,8 +32,8 @@ async def portfolio(
     engine: AsyncEngine, config: Config, *, now: datetime, max_age: timedelta, sort: Sort = Sort.PERCENT
 ) -> Portfolio:
     async with transaction(engine, write=False) as conn:
-        latest = await reports.latest(conn)
-    return build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort)
+        latest, errors = await reports.latest(conn), await ledger.last_errors(conn)
+    return build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort, errors=errors)
 
 
 async def portfolio_with_histories(
@@ -42,7 +42,8 @@ async def portfolio_with_histories(
     """The portfolio; for its charts, every tenant's days in its `chart_window`; and for each tenant without
     data, why (`why_no_data`, from the ledger); in one transaction."""
     async with transaction(engine, write=False) as conn:
-        result = build_portfolio(await reports.latest(conn), config.tenants, now=now, max_age=max_age, sort=sort)
+        latest, errors = await reports.latest(conn), await ledger.last_errors(conn)
+        result = build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort, errors=errors)
         span = chart_window(result, since)
         points = await reports.history(conn, since=span[0], until=span[1]) if span else {}
         missing = [r.tenant_id for r in result.rows if not r.has_data]
@@ -56,7 +57,7 @@ async def tenant_report(
     """One tenant over [since, its newest day]; without `since`, the 90 days ending on its newest day."""
     wanted = tenant_id.strip().lower()
     async with transaction(engine, write=False) as conn:
-        rows = tenant_rows(await reports.latest(conn), config.tenants, now, max_age)
+        rows = tenant_rows(await reports.latest(conn), config.tenants, now, max_age, await ledger.last_errors(conn))
         row = next((r for r in rows if r.tenant_id.lower() == wanted), None)
         if row is None:
             raise ConfigError(f"tenant {tenant_id} is neither in the configuration nor in the database")

@@ -27,6 +27,7 @@ from fetcher.report.formats import (
     percent,
     signed,
     totals_sentence,
+    why_no_data,
 )
 from fetcher.report.model import ActionsReport, Portfolio, TenantReport, TenantRow, chart_window
 from fetcher.report.sanitize import remediation_html
@@ -54,6 +55,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 tfoot td { font-weight: 600; border-top: 2px solid var(--ink); border-bottom: none; }
 .id { color: var(--muted); font-size: 11px; font-family: ui-monospace, Menlo, Consolas, monospace; }
 .up { color: var(--up); } .down { color: var(--down); }
+.why { color: var(--muted); font-size: 11px; max-width: 32em; }
 .bar { display: inline-block; width: 60px; height: 8px; background: var(--line); border-radius: 4px;
        margin-right: 6px; vertical-align: middle; overflow: hidden; }
 .bar > span { display: block; height: 100%; background: var(--accent); }
@@ -122,6 +124,12 @@ def _marks(row: TenantRow) -> str:
     return "".join(f'<span class="mark mark-{m.name.lower()}">{escape(m)}</span>' for m in row.marks)
 
 
+def _why(row: TenantRow) -> str:
+    """Why a tenant without data has none (its latest run's error), under its mark."""
+    why = why_no_data(row)
+    return f'<div class="why">{escape(why)}</div>' if why else ""
+
+
 def _percent_cell(value: float | None) -> str:
     if value is None:
         return f'<td class="num">{NONE}</td>'
@@ -138,6 +146,7 @@ def _totals(p: Portfolio) -> str:
         ("Slipped (7 d)", str(t.slipped)),
         ("Stale", str(t.stale)),
         ("No data", str(t.no_data)),
+        ("Failing", str(t.failing)),
     ]
     inner = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in cards)
     return f'<dl class="totals">{inner}</dl>'
@@ -182,7 +191,7 @@ def _portfolio_row(index: int, row: TenantRow) -> str:
         _change(s.change_7d_percent, 1),
         _change(s.change_30d_points),
         _change(row.vs_all_tenants, 1),
-        f"<td>{_marks(row)}</td>",
+        f"<td>{_marks(row)}{_why(row)}</td>",
     ]
     classes = " ".join(["tenant", *(f"mark-{m.name.lower()}" for m in row.marks)])
     return f'<tr class="{classes}">' + "".join(cells) + "</tr>"

@@ -8,13 +8,14 @@ No I/O here: `collect` reads the rows, `formats` and `html` show the result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from statistics import fmean
 
 from fetcher.config import TenantConfig
+from fetcher.health import Health, LastError, assess
 from fetcher.store.ledger import TenantState
 from fetcher.store.reports import (
     CategoryPoint,
@@ -40,8 +41,11 @@ class Sort(StrEnum):
 
 
 class Mark(StrEnum):
-    NO_DATA = "no data"
-    STALE = "stale"
+    """What is wrong with a tenant's row: the `fetcher.health` marks, and how it is configured."""
+
+    NO_DATA = Health.NO_DATA.value
+    STALE = Health.STALE.value
+    FAILING = Health.FAILING.value
     NOT_CONFIGURED = "not configured"
     DISABLED = "disabled"
 
@@ -49,13 +53,6 @@ class Mark(StrEnum):
 def empty_latest(tenant_id: str, name: str = "") -> LatestScore:
     """The `latest_scores` row of a tenant the database has never stored a day for."""
     return LatestScore(tenant_id, name, *([None] * 17))
-
-
-def is_stale(newest: date | None, now: datetime, max_age: timedelta) -> bool:
-    """As `fetcher status`: the newest day, counted from its midnight UTC, is older than `max_age`."""
-    if newest is None:
-        return False
-    return now - datetime.combine(newest, datetime.min.time(), UTC) > max_age
 
 
 def why_no_data(state: TenantState | None) -> str:
@@ -90,6 +87,7 @@ class TenantRow:
     configured: bool
     enabled: bool
     marks: tuple[Mark, ...]
+    last_error: LastError | None = None  # its latest run's, where that run did not end well
 
     @property
     def tenant_id(self) -> str:
@@ -123,6 +121,7 @@ class Totals:
     stale: int
     no_data: int
     not_configured: int
+    failing: int = 0
 
 
 @dataclass(frozen=True)
@@ -190,27 +189,32 @@ class TenantReport:
 
 
 def tenant_rows(
-    latest: Iterable[LatestScore], configured: Sequence[TenantConfig], now: datetime, max_age: timedelta
+    latest: Iterable[LatestScore],
+    configured: Sequence[TenantConfig],
+    now: datetime,
+    max_age: timedelta,
+    errors: Mapping[str, LastError] | None = None,
 ) -> list[TenantRow]:
-    """Every tenant of the database and of the configuration, once, marked."""
+    """Every tenant of the database and of the configuration, once, marked; `errors`: each tenant's latest run
+    where it did not end well (`fetcher.store.ledger.last_errors`)."""
     stored = {s.tenant_id: s for s in latest}
     by_id = {t.tenant_id: t for t in configured}
+    errors = errors or {}
     rows = []
     for tenant_id in sorted(stored.keys() | by_id.keys()):
         config = by_id.get(tenant_id)
         score = stored.get(tenant_id) or empty_latest(tenant_id, config.name if config else "")
         name = (config.name if config else "") or score.tenant_name
-        marks = _marks(score, config, now, max_age)
-        rows.append(TenantRow(score, name, config is not None, config.enabled if config else False, marks))
+        error = errors.get(tenant_id)
+        marks = _marks(score, config, error, now, max_age)
+        rows.append(TenantRow(score, name, config is not None, config.enabled if config else False, marks, error))
     return rows
 
 
-def _marks(score: LatestScore, config: TenantConfig | None, now: datetime, max_age: timedelta) -> tuple[Mark, ...]:
-    marks = []
-    if score.score_date is None:
-        marks.append(Mark.NO_DATA)
-    elif is_stale(score.score_date, now, max_age):
-        marks.append(Mark.STALE)
+def _marks(
+    score: LatestScore, config: TenantConfig | None, error: LastError | None, now: datetime, max_age: timedelta
+) -> tuple[Mark, ...]:
+    marks = [Mark(h.value) for h in assess(score.score_date, error, now, max_age)]
     if config is None:
         marks.append(Mark.NOT_CONFIGURED)
     elif not config.enabled:
@@ -247,6 +251,7 @@ def totals(rows: Sequence[TenantRow]) -> Totals:
         slipped=sum(c < 0 for c in changes),
         unchanged=sum(c == 0 for c in changes),
         stale=sum(Mark.STALE in r.marks for r in rows),
+        failing=sum(Mark.FAILING in r.marks for r in rows),
         no_data=sum(Mark.NO_DATA in r.marks for r in rows),
         not_configured=sum(Mark.NOT_CONFIGURED in r.marks for r in rows),
     )
@@ -259,8 +264,9 @@ def build_portfolio(
     now: datetime,
     max_age: timedelta,
     sort: Sort = Sort.PERCENT,
+    errors: Mapping[str, LastError] | None = None,
 ) -> Portfolio:
-    rows = sort_rows(tenant_rows(latest, configured, now, max_age), sort)
+    rows = sort_rows(tenant_rows(latest, configured, now, max_age, errors), sort)
     return Portfolio(now, max_age, sort, tuple(rows), totals(rows))
 
 

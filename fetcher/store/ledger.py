@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fetcher.health import LastError
 from fetcher.models import Shard, Status
 from fetcher.store.schema import (
     as_date,
@@ -57,6 +58,7 @@ class RunTotals:
     tenants_succeeded: int
     tenants_failed: int
     scores_upserted: int
+    tenants_interrupted: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ async def finish_run(conn: AsyncConnection, run_id: str, totals: RunTotals) -> N
             finished_at=totals.finished_at,
             tenants_succeeded=totals.tenants_succeeded,
             tenants_failed=totals.tenants_failed,
+            tenants_interrupted=totals.tenants_interrupted,
             scores_upserted=totals.scores_upserted,
         )
     )
@@ -211,7 +214,7 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
     if tenant_ids is not None:
         query = query.where(tenants.c.tenant_id.in_(list(tenant_ids)))
     rows = (await conn.execute(query)).all()
-    errors = await _last_errors(conn)
+    errors = await last_errors(conn)
     states = []
     for tenant_id, name, newest_day, success_at, rejected_count, oldest_day, days in rows:
         error = errors.get(tenant_id)
@@ -221,9 +224,9 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
                 name=name,
                 newest_score_date=as_date(newest_day),
                 last_success_at=as_utc(success_at),
-                last_error_at=error[0] if error else None,
-                last_error_kind=error[1] if error else None,
-                last_error_message=error[2] if error else None,
+                last_error_at=error.at if error else None,
+                last_error_kind=error.kind if error else None,
+                last_error_message=error.message if error else None,
                 rejected_payloads=int(rejected_count or 0),
                 oldest_score_date=as_date(oldest_day),
                 stored_days=int(days or 0),
@@ -232,8 +235,8 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
     return states
 
 
-async def _last_errors(conn: AsyncConnection) -> dict[str, tuple[datetime, str | None, str | None]]:
-    """Each tenant's latest run, where that run failed."""
+async def last_errors(conn: AsyncConnection) -> dict[str, LastError]:
+    """Each tenant's latest run, where that run did not end well (failed or interrupted)."""
     latest = (
         sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
         .group_by(tenant_runs.c.tenant_id)
@@ -253,7 +256,7 @@ async def _last_errors(conn: AsyncConnection) -> dict[str, tuple[datetime, str |
             .where(tenant_runs.c.status.not_in(DONE_WELL))
         )
     ).all()
-    return {tenant_id: (finished_at, kind, message) for tenant_id, finished_at, kind, message in rows}
+    return {tenant_id: LastError(as_utc(at), kind, message) for tenant_id, at, kind, message in rows}
 
 
 async def run_rows(conn: AsyncConnection, run_id: str) -> tuple[Any, list[Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fetcher.config import AuthConfig, TenantConfig
+from fetcher.health import is_stale
 from fetcher.report.model import (
     Mark,
     Sort,
@@ -16,7 +17,6 @@ from fetcher.report.model import (
     chart_window,
     default_since,
     empty_latest,
-    is_stale,
     rank,
     tenant_rows,
     totals,
@@ -137,6 +137,7 @@ def test_totals_count_improved_slipped_unchanged_and_average_the_percentages() -
         "stale": 0,
         "no_data": 1,
         "not_configured": 5,
+        "failing": 0,
     }
     assert dataclasses.asdict(got) == expected
 

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
+from fetcher.report.formats import COMPUTED, figure
 from fetcher.store.engine import create_engine
 from fetcher.store.schema import latest_scores
 from tests.report import reference
@@ -73,16 +74,33 @@ def test_every_figure_of_every_row_is_the_one_computed_from_the_tables(filled: F
     expected = run(_reference_rows(filled))
     got = {t["tenant_id"]: t for t in data["tenants"]}
     for tenant_id, row in expected.items():
-        assert {k: got[tenant_id][k] for k in VIEW_FIELDS} == {k: _iso(row[k]) for k in VIEW_FIELDS}, tenant_id
+        want = {k: figure(row[k]) if k in COMPUTED else _iso(row[k]) for k in VIEW_FIELDS}
+        assert {k: got[tenant_id][k] for k in VIEW_FIELDS} == want, tenant_id
         if row["percent"] is not None and row["all_tenants_average"] is not None:
-            assert got[tenant_id]["vs_all_tenants"] == row["percent"] - row["all_tenants_average"]
+            assert got[tenant_id]["vs_all_tenants"] == round(row["percent"] - row["all_tenants_average"], 2)
+
+
+def test_computed_figures_are_rounded_to_2_decimals_and_stored_ones_kept_as_stored(filled: Filled) -> None:
+    """No float noise (3.8799999999999955) in JSON or CSV; a stored score is printed as stored."""
+    data = _portfolio_json(filled)
+    rows = list(csv.DictReader(io.StringIO(report(filled.config, "--format", "csv").stdout)))
+
+    expected = run(_reference_rows(filled))
+    for tenant in data["tenants"]:
+        for key in ("percent", "change_7d_points", "change_30d_percent", "vs_all_tenants"):
+            value = tenant[key]
+            assert value is None or value == round(value, 2), (key, value)
+        if tenant["tenant_id"] in expected:
+            assert tenant["current_score"] == expected[tenant["tenant_id"]]["current_score"]
+    noisy = [row["percent"] for row in rows if len(row["percent"].partition(".")[2]) > 2]
+    assert noisy == []
 
 
 def test_the_totals_are_the_ones_sql_computes(filled: Filled) -> None:
     totals = _portfolio_json(filled)["totals"]
 
     average, improved, slipped, unchanged, with_data = run(_sql_totals(filled))
-    assert totals["average_percent"] == pytest.approx(average, rel=1e-12)
+    assert totals["average_percent"] == round(average, 2)  # a computed figure: rounded to 2 decimals
     assert (totals["improved"], totals["slipped"], totals["unchanged"], totals["with_data"]) == (
         improved,
         slipped,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config, load_config
 from fetcher.report.collect import tenant_report
+from fetcher.report.formats import rounded
 from fetcher.store.schema import score_history
 from tests.report import reference
 from tests.report.conftest import (
@@ -78,7 +79,7 @@ def test_the_trend_is_the_score_history_of_every_stored_day_in_the_window(filled
 
     data = _json(filled, tenant)
 
-    assert data["trend"] == run(_history(filled, tenant))
+    assert data["trend"] == rounded(run(_history(filled, tenant)))  # percent: computed, rounded to 2 decimals
     assert data["window"]["first_day"] == data["trend"][0]["score_date"]
 
 
@@ -88,7 +89,7 @@ def test_since_starts_the_window_on_that_date(filled: Filled) -> None:
 
     data = _json(filled, tenant, "--since", since.isoformat())
 
-    assert data["trend"] == [p for p in run(_history(filled, tenant)) if p["score_date"] >= since.isoformat()]
+    assert data["trend"] == rounded([p for p in run(_history(filled, tenant)) if p["score_date"] >= since.isoformat()])
     assert data["window"]["first_day"] == since.isoformat()
 
 
@@ -122,8 +123,8 @@ def test_the_standing_is_the_percentage_against_each_comparative_average(filled:
     data = _json(filled, filled.healthy[0].tenant_id)
 
     t = data["tenant"]
-    assert t["vs_all_tenants"] == t["percent"] - t["all_tenants_average"]
-    assert t["vs_total_seats"] == t["percent"] - t["total_seats_average"]
+    assert t["vs_all_tenants"] == pytest.approx(t["percent"] - t["all_tenants_average"], abs=0.011)
+    assert t["vs_total_seats"] == pytest.approx(t["percent"] - t["total_seats_average"], abs=0.011)
     assert 1 <= data["standing"]["rank"] <= data["standing"]["ranked_of"] == len(filled.healthy) + 2
 
 

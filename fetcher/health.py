@@ -1,0 +1,65 @@
+"""What is wrong with a tenant's data, defined once for `fetcher status`, `fetcher report` (every format) and
+the HTML page. Pure: the caller reads the facts (newest stored day, latest run's error) from the database.
+
+    no data   no day of the tenant is stored
+    stale     its newest day, counted from that day's midnight UTC, is older than `max_age`
+    failing   its latest run failed (an interrupted run is not a failure)
+
+"no data" and "stale" exclude each other; "failing" comes on top of either, or alone when the data is
+still fresh. Graph keeps one score a day, so a `max_age` under 24 hours makes every tenant stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+
+INTERRUPTED_KIND = "interrupted"  # fetcher.errors.Interrupted.kind: a stopped run, not a failing tenant
+
+
+class Health(StrEnum):
+    NO_DATA = "no data"
+    STALE = "stale"
+    FAILING = "failing"
+
+
+@dataclass(frozen=True)
+class LastError:
+    """A tenant's latest run, where it did not end well: when, its error kind and one-line message."""
+
+    at: datetime | None
+    kind: str | None
+    message: str | None
+
+    def text(self) -> str:
+        """`kind: message`, the tenant's own label left in."""
+        return f"{self.kind}: {self.message}" if self.kind else self.message or ""
+
+
+def is_stale(newest: date | None, now: datetime, max_age: timedelta) -> bool:
+    """Whether a stored newest day, counted from its midnight UTC, is older than `max_age` (False: no data)."""
+    if newest is None:
+        return False
+    return now - datetime.combine(newest, datetime.min.time(), UTC) > max_age
+
+
+def is_failing(error: LastError | None) -> bool:
+    return error is not None and error.kind is not None and error.kind != INTERRUPTED_KIND
+
+
+def assess(newest: date | None, error: LastError | None, now: datetime, max_age: timedelta) -> tuple[Health, ...]:
+    """The marks of a tenant, in `Health` order; () when its data is fresh and its latest run did not fail."""
+    marks = []
+    if newest is None:
+        marks.append(Health.NO_DATA)
+    elif is_stale(newest, now, max_age):
+        marks.append(Health.STALE)
+    if is_failing(error):
+        marks.append(Health.FAILING)
+    return tuple(marks)
+
+
+def out_of_date(marks: tuple[Health, ...]) -> bool:
+    """Whether the tenant has no data newer than `max_age` (`fetcher status` exits 1 for an enabled one)."""
+    return Health.NO_DATA in marks or Health.STALE in marks

@@ -1,0 +1,103 @@
+"""What `fetcher status` reports: a row per tenant (configured, stored, or both) with its `fetcher.health`
+marks, read in one read-only transaction. `fetcher.output` shows it; the CLI only maps it to an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from fetcher.config import Config, TenantConfig
+from fetcher.health import Health, LastError, assess, out_of_date
+from fetcher.plan import covers
+from fetcher.store import ledger
+from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.ledger import TenantState
+
+
+@dataclass(frozen=True)
+class TenantStatus:
+    """One tenant: its stored days and runs (`state`), its marks, and whether it is to be fetched."""
+
+    state: TenantState
+    marks: tuple[Health, ...]
+    enabled: bool
+    short: bool  # its stored days reach back less far than [fetch] history_days
+
+    @property
+    def out_of_date(self) -> bool:
+        return out_of_date(self.marks)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    now: datetime
+    max_age: timedelta
+    history_days: int | None
+    rows: tuple[TenantStatus, ...]
+
+    @property
+    def out_of_date(self) -> list[TenantStatus]:
+        """The enabled (or asked-for) tenants with no data newer than `max_age`: `fetcher status` exits 1."""
+        return [r for r in self.rows if r.enabled and r.out_of_date]
+
+    @property
+    def short(self) -> list[TenantStatus]:
+        return [r for r in self.rows if r.enabled and r.short]
+
+
+def is_short(state: TenantState, today: date, history_days: int | None) -> bool:
+    """Whether a tenant's stored days reach back less far than its configured window (`history_days`):
+    a backfill with a shorter window, or one cut short, left older days that Graph will soon drop."""
+    if history_days is None or state.oldest_score_date is None:
+        return False
+    return not covers(state.oldest_score_date, history_days, today)
+
+
+def build_status(
+    states: Sequence[TenantState],
+    config: Config,
+    chosen: Sequence[TenantConfig] | None,
+    *,
+    now: datetime,
+    max_age: timedelta,
+) -> StatusReport:
+    """Pure: the stored states plus configured tenants never seen, limited to `chosen` when given (None: all,
+    the enabled ones counting for the exit code)."""
+    known = {s.tenant_id for s in states}
+    unseen = [TenantState(t.tenant_id, t.name, None, None, None, None, None, 0) for t in config.tenants]
+    everyone = [*states, *(s for s in unseen if s.tenant_id not in known)]
+    wanted = {t.tenant_id for t in chosen} if chosen is not None else None
+    counted = wanted if wanted is not None else {t.tenant_id for t in config.enabled_tenants}
+    history = config.fetch.history_days
+    rows = tuple(
+        TenantStatus(
+            s,
+            assess(s.newest_score_date, _error(s), now, max_age),
+            s.tenant_id in counted,
+            is_short(s, now.date(), history),
+        )
+        for s in everyone
+        if wanted is None or s.tenant_id in wanted
+    )
+    return StatusReport(now, max_age, history, rows)
+
+
+def _error(state: TenantState) -> LastError | None:
+    if state.last_error_kind is None and state.last_error_message is None:
+        return None
+    return LastError(state.last_error_at, state.last_error_kind, state.last_error_message)
+
+
+async def read_status(
+    config: Config, chosen: Sequence[TenantConfig] | None, *, now: datetime, max_age: timedelta
+) -> StatusReport:
+    """`fetcher status`: read the ledger (read-only) and mark each tenant. Raises `DatabaseError` and its kin."""
+    engine = create_engine(config.database, read_only=True)
+    try:
+        await ensure_schema(engine, create=False)
+        async with transaction(engine, write=False) as conn:
+            states = await ledger.tenant_states(conn)
+    finally:
+        await engine.dispose()
+    return build_status(states, config, chosen, now=now, max_age=max_age)
