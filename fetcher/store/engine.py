@@ -10,12 +10,15 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
@@ -24,7 +27,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fetcher.config import DatabaseConfig
@@ -55,14 +58,16 @@ def json_merge(old: str | None, new: str | None) -> str | None:
     return orjson.dumps(merged).decode()
 
 
-def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int) -> None:
-    """Per-connection SQLite settings: WAL for a reader beside the writer, FKs on, a busy wait."""
+def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int, *, read_only: bool = False) -> None:
+    """Per-connection SQLite settings: WAL for a reader beside the writer, FKs on, a busy wait. A read-only
+    connection changes nothing in the file (the journal mode is the writer's to set)."""
     # pysqlite's implicit transactions off: the "begin" hook below starts them explicitly.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")
+    if not read_only:
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
     dbapi_connection.create_function("json_merge", 2, json_merge, deterministic=True)
@@ -116,9 +121,24 @@ def sqlite_file(engine: AsyncEngine | AsyncConnection) -> SqliteFile | None:
     return _SQLITE_FILES.get(sync)
 
 
-def create_engine(config: DatabaseConfig) -> AsyncEngine:
-    """The run's one engine; nothing connects until first use."""
+def read_only_url(url: URL) -> URL:
+    """A SQLite file opened read-only: `mode=ro`, or `immutable=1` when its folder cannot be written and the
+    WAL index is absent (a copy on a reporting host: no writer can be there, and SQLite could not create it)."""
+    path = Path(url.database or "")
+    folder = path.absolute().parent
+    shm = path.with_name(path.name + "-shm")
+    immutable = not os.access(folder, os.W_OK) and not shm.exists()
+    query = {"uri": "true", "mode": "ro", **({"immutable": "1"} if immutable else {})}
+    return url.set(database=f"file:{quote(str(path.absolute()))}", query={**url.query, **query})
+
+
+def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEngine:
+    """The run's one engine; nothing connects until first use. `read_only` (commands that only read): a SQLite
+    file is opened read-only, so a read-only copy can be reported on; nothing is created."""
     url = make_url(config.url)
+    file_url = url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
+    read_only = read_only and file_url and not (url.database or "").startswith("file:")
+    original = url
     # hide_parameters: neither `--log-sql` nor a driver error's text ever shows the values sent.
     kwargs: dict[str, Any] = {
         "json_serializer": _json_dumps,
@@ -130,20 +150,22 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": config.busy_timeout_seconds}
         # Kept where `database_error` finds it, to say how long was waited.
         kwargs["execution_options"] = {BUSY_TIMEOUT_OPTION: config.busy_timeout_seconds}
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            url = read_only_url(url)
+        elif url.database and url.database != ":memory:":
+            _make_folder(Path(url.database).parent)
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         busy_ms = int(config.busy_timeout_seconds * 1000)
-        watched = _watch_file(engine, url.database)
+        watched = _watch_file(engine, original.database)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             if watched is not None:
                 watched.opened()
-            _configure_sqlite(dbapi_connection, busy_ms)
+            _configure_sqlite(dbapi_connection, busy_ms, read_only=read_only)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -153,6 +175,16 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _make_folder(folder: Path) -> None:
+    """The SQLite file's folder, created if missing; refused with the path when that is not permitted."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise DatabaseUnavailable(f"cannot create the database folder {folder}: permission denied") from None
+    except OSError as error:
+        raise DatabaseUnavailable(f"cannot create the database folder {folder}: {error.strerror or error}") from None
 
 
 def _watch_file(engine: AsyncEngine, database: str | None) -> SqliteFile | None:
@@ -249,7 +281,7 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
         empty = current is None and await _is_empty(conn)
     if current == head:
         return
-    if empty and is_sqlite(engine):
+    if empty and is_sqlite(engine) and create:
         await migrate(engine)
         return
     if current is None:
@@ -267,9 +299,11 @@ def display_url(engine: AsyncEngine) -> str:
 
 async def open_connection(engine: AsyncEngine) -> AsyncConnection:
     """A connection the caller closes, with failure to connect turned into `DatabaseUnavailable`."""
+    threads = _driver_threads()
     try:
         return await engine.connect()
     except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, sqlite3.Error) as exc:
+        await _let_finish(_driver_threads() - threads)
         raise _unavailable(engine, exc) from None
     except sa.exc.DBAPIError as exc:
         # PostgreSQL refusing the database itself (REFUSED_SQLSTATE_CLASSES). Anything else, such as a
@@ -279,10 +313,58 @@ async def open_connection(engine: AsyncEngine) -> AsyncConnection:
         raise _unavailable(engine, exc) from None
 
 
+def _driver_threads() -> set[threading.Thread]:
+    """aiosqlite's worker threads (one per SQLite connection)."""
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def _let_finish(threads: set[threading.Thread], *, most: float = 2.0) -> None:
+    """Wait (a little) for the worker threads of connections that failed to open to end.
+
+    aiosqlite stops a connection that failed to open without waiting for its thread, which then hands its
+    last result to the event loop; if the loop has closed by then (the command ended on the error), the
+    thread dies with a `RuntimeError: Event loop is closed` traceback. So the error is raised only after.
+    """
+    if threads:
+        await asyncio.to_thread(_join, threads, most)
+    await asyncio.sleep(0)  # the thread's last callback, scheduled on this loop, runs before the loop closes
+
+
+def _join(threads: set[threading.Thread], most: float) -> None:
+    deadline = time.monotonic() + most
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _unavailable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
     # Any refusal while connecting (no server, no such database, wrong password, no such role) is one
     # line and exit 3: a traceback's exit 1 means "some tenant is stale" to whoever watches `status`.
+    problem = permission_problem(engine, writing=engine.url.query.get("mode") != "ro")
+    if problem is not None:
+        return DatabaseUnavailable(f"cannot open database {problem}")
     return DatabaseUnavailable(f"cannot connect to database {display_url(engine)}: {_reason(exc)}{_connect_hint(exc)}")
+
+
+def permission_problem(engine: AsyncEngine | AsyncConnection, *, writing: bool = False) -> str | None:
+    """For a SQLite file: what the operating system does not permit (reading the file; when `writing`, also
+    writing it or its folder, where SQLite keeps its journal), naming the path; None if nothing is refused."""
+    watched = sqlite_file(engine)
+    if watched is None:
+        return None
+    path, folder = watched.path, watched.path.parent
+    if path.is_dir():
+        return f"{path}: it is a folder, not a SQLite file"
+    if not path.exists():
+        if not os.access(folder, os.X_OK) or (writing and not os.access(folder, os.W_OK)):
+            return f"{path}: permission denied: cannot create files in the folder {folder}"
+        return None
+    if not os.access(path, os.R_OK):
+        return f"{path}: permission denied: this user cannot read the file"
+    if writing and not os.access(path, os.W_OK):
+        return f"{path}: permission denied: the file is read-only for this user"
+    if writing and not os.access(folder, os.W_OK):
+        return f"{path}: permission denied: SQLite cannot write its journal in the folder {folder}"
+    return None
 
 
 def _connect_hint(exc: BaseException) -> str:
@@ -342,6 +424,10 @@ def database_error(exc: sa.exc.DBAPIError, engine: AsyncEngine) -> DatabaseError
             f"database {display_url(engine)} is locked by another writer; waited [database] "
             f"busy_timeout_seconds{setting} for it to let go"
         )
+    if is_sqlite(engine) and ("readonly" in _reason(exc) or "unable to open" in _reason(exc)):
+        problem = permission_problem(engine, writing=True)
+        if problem is not None:
+            return DatabaseUnavailable(f"cannot write database {problem}")
     return DatabaseError(f"database {display_url(engine)}: {' '.join(_reason(exc).split())[:300]}")
 
 
