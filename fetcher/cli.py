@@ -2,7 +2,8 @@
 
 Exit codes: 0 every tenant succeeded; 1 some failed (the others' data is stored) or, for `status`,
 some tenant's data is stale; 2 usage or configuration error; 3 the database cannot be reached or
-another run holds its lock; 130/143 stopped by SIGINT/SIGTERM.
+another run holds its lock; 4 every tenant failed (often one shared cause: credentials, network);
+130/143 stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
     from fetcher.models import Shard
     from fetcher.outcome import Observer, RunReport
     from fetcher.runner import Run
-    from fetcher.store import ledger
 
 log = logging.getLogger("fetcher.cli")
 
@@ -149,13 +150,81 @@ def _tune_garbage_collector() -> None:
 _own_process = False  # set by _Fetcher.main: True when the arguments came from sys.argv
 
 
+GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--log-format"})
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--log-sql"})
+
+
 class _Fetcher(click.Group):
-    """The `fetcher` group, which notes whether it was started from the process's own command line."""
+    """The `fetcher` group, which notes whether it was started from the process's own command line, and
+    accepts its options (`--config`, `-v`, `-q`, `--log-format`, `--log-sql`) after the command too."""
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         global _own_process
         _own_process = args is None
         return super().main(args, *rest, **extra)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist(self, ctx, args))
+
+
+def _global_option(token: str, command: click.Command) -> int:
+    """How many tokens `token` (found after the command) takes as a global option: 0 if it is not one.
+
+    A command's own option of the same name wins (so `config check --verbose` stays the command's).
+    """
+    name = token.split("=", 1)[0]
+    own = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    if name in own:
+        return 0
+    if name in GLOBAL_VALUE_OPTIONS:
+        return 1 if "=" in token else 2
+    if token in GLOBAL_FLAGS or (len(token) > 2 and token[0] == "-" and set(token[1:]) == {"v"}):
+        return 1
+    return 0
+
+
+def _value_options(command: click.Command) -> frozenset[str]:
+    """The command's options that take a value (whose value must not be taken for a global option)."""
+    return frozenset(
+        opt
+        for param in command.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for opt in param.opts
+    )
+
+
+def _hoist(group: click.Group, ctx: click.Context, args: list[str]) -> list[str]:
+    """`args` with the global options given after the (sub)command moved before it."""
+    command: click.Command = group
+    position = 0
+    while position < len(args) and isinstance(command, click.Group):  # skip globals, find the command
+        token = args[position]
+        if token == "--":
+            return args
+        if token.startswith("-"):
+            position += 2 if token in GLOBAL_VALUE_OPTIONS else 1
+            continue
+        found = command.get_command(ctx, token)
+        if found is None:
+            return args
+        command, position = found, position + 1
+    hoisted: list[str] = []
+    rest = args[:position]
+    values = _value_options(command)
+    while position < len(args):
+        token = args[position]
+        if token == "--":
+            rest += args[position:]
+            break
+        taken = _global_option(token, command)
+        if taken:
+            hoisted += args[position : position + taken]
+            position += taken
+            continue
+        step = 2 if token in values else 1
+        rest += args[position : position + step]
+        position += step
+    return hoisted + rest
 
 
 @click.group(
@@ -189,15 +258,19 @@ class _Fetcher(click.Group):
 def main(
     click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str, log_sql: bool
 ) -> None:
-    """Fetch Microsoft Secure Score history for many tenants into your own SQL database."""
-    from rich.console import Console
+    """Fetch Microsoft Secure Score history for many tenants into your own SQL database.
 
+    These options may also follow the command (`fetcher run --config x.toml -v`).
+    """
+    from fetcher import logfields
     from fetcher.output import setup_logging
+    from fetcher.tables import console_for
 
-    err = Console(stderr=True)
+    err = console_for(stderr=True)
     verbosity = -1 if quiet else verbose
     setup_logging(verbosity=verbosity, log_format=log_format, console=err, log_sql=log_sql)
-    click_ctx.obj = Context(config_path, verbosity, log_format, Console(), err)
+    logfields.set_for_process(command=click_ctx.invoked_subcommand)
+    click_ctx.obj = Context(config_path, verbosity, log_format, console_for(), err)
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -289,13 +362,17 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 def migrate_command(ctx: Context) -> None:
     """Create the tables, or upgrade them to this version's schema."""
     from fetcher.config import Purpose
-    from fetcher.store.engine import create_engine, display_url, migrate
+    from sqlalchemy.exc import DBAPIError
+
+    from fetcher.store.engine import create_engine, database_error, display_url, migrate
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
         engine = create_engine(config.database)
         try:
             before, after = await migrate(engine)
+        except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
+            raise database_error(error, engine) from None
         finally:
             await engine.dispose()
         where = display_url(engine)
@@ -386,12 +463,32 @@ def _refuse_without_terminal(config: Config, tenants: Sequence[TenantConfig] | N
         raise ConfigError(no_terminal_refusal(waiting[0], command))
 
 
-def _report(ctx: Context, report: RunReport) -> int:
+def _report(ctx: Context, report: RunReport, resume: Sequence[str] | None = None) -> int:
+    """The run's summary (grouped failures; per tenant with -v), and how to continue an interrupted backfill."""
     from fetcher.output import summary_table
+    from fetcher.tables import terminal_width
 
     if ctx.verbosity >= 0 and ctx.log_format == "text" and report.counters.tenants_done:
-        ctx.err.print(summary_table(report))
+        ctx.err.print(summary_table(report, width=terminal_width(ctx.err), verbose=ctx.verbosity > 0))
+    if resume is not None and report.stopped_by is not None:
+        command = shlex.join(["fetcher", *(["--config", ctx.config_path] if ctx.config_path else []), *resume])
+        if ctx.log_format == "text":
+            ctx.err.print(f"to continue: {command}", markup=False, highlight=False)
+        else:
+            log.warning("to continue: %s", command)
     return report.exit_code
+
+
+def _resume_args(
+    days: int | None, since: datetime | None, tenants: Sequence[str], shard: str | None, no_alerts: bool
+) -> list[str]:
+    """`fetcher backfill --resume` with the window, tenants and shard an interrupted backfill was given."""
+    args = ["backfill", "--resume"]
+    args += ["--days", str(days)] if days is not None else []
+    args += ["--since", f"{since:%Y-%m-%d}"] if since is not None else []
+    args += [part for tenant in tenants for part in ("--tenant", tenant)]
+    args += ["--shard", shard] if shard else []
+    return args + (["--no-alerts"] if no_alerts else [])
 
 
 @main.command("run")
@@ -431,7 +528,9 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
 
 
 @main.command("backfill")
-@click.option("--days", type=int, help="Window in days (default: [fetch] history_days; Graph keeps 90).")
+@click.option(
+    "--days", type=int, help="Window in days, 1 to 90 (default: [fetch] history_days; Graph keeps 90)."
+)
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Fetch from this date (YYYY-MM-DD) on.")
 @click.option(
     "--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill (of this shard)."
@@ -475,7 +574,7 @@ def backfill_command(
         report = await _execute(
             ctx, Run(config, "backfill", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_)
         )
-        code = _report(ctx, report)
+        code = _report(ctx, report, resume=_resume_args(days, since, tenants, shard, no_alerts))
         if not no_alerts:
             await _evaluate_after_run(config, report, slice_)
         return code
@@ -485,21 +584,22 @@ def backfill_command(
 
 @main.command("get")
 @click.argument("score_id")
-@click.option("--tenant", "tenant_id", metavar="ID", help="Tenant (default: the part of SCORE_ID before '_').")
+@click.option(
+    "--tenant", "tenant_id", metavar="ID", help="Tenant (default, and the only one allowed: SCORE_ID's own tenant)."
+)
 @click.pass_obj
 def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
-    """Fetch one secureScore by id (TENANT_YYYY-MM-DD), store it and print it as JSON."""
+    """Fetch one secureScore by id ({tenantId}_{yyyy-mm-dd}), store it and print it as JSON."""
     import orjson
     from rich.markup import escape
 
     from fetcher.output import LogObserver
-    from fetcher.plan import plan_get, select_tenants
+    from fetcher.plan import get_target, plan_get
     from fetcher.runner import Run
 
     async def action() -> int:
         config = ctx.config()
-        wanted = tenant_id or score_id.partition("_")[0]
-        tenant = select_tenants(config, [wanted])[0]
+        tenant = get_target(config, score_id, tenant_id)
         _refuse_without_terminal(config, [tenant], "get")
         run = Run(
             config, "get", plan_get(tenant, score_id), observer=LogObserver(), keep_objects=True, prompt=ctx.prompt
@@ -543,67 +643,42 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     default=48.0,
     show_default=True,
     metavar="HOURS",
-    help="A tenant whose newest day is older than this is stale.",
+    help="A tenant whose newest day (counted from its midnight UTC) is older than this is stale. Graph keeps "
+    "one score a day, so under 24 hours every tenant is always stale.",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_tenant_option
 @click.pass_obj
 def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str]) -> None:
-    """A row per tenant: newest day, last success, last error. Exit 1 when an enabled tenant is stale."""
+    """A row per tenant: newest day, last success, state (no data, stale, failing: as `report` says), last error.
+    Exit 1 when an enabled tenant has no data or stale data."""
     from fetcher.config import Purpose
-    from fetcher.output import is_short, is_stale, status_json, status_table
+    from fetcher.output import status_json, status_table
     from fetcher.partner import with_known_tenants
     from fetcher.plan import select_tenants
-    from fetcher.store import ledger
-    from fetcher.store.engine import create_engine, ensure_schema, transaction
+    from fetcher.status import read_status
+    from fetcher.tables import terminal_width
 
     async def action() -> int:
         config = await with_known_tenants(ctx.config(Purpose.DATABASE))
-        chosen = select_tenants(config, tenants)
-        engine = create_engine(config.database)
-        try:
-            await ensure_schema(engine, create=False)
-            async with transaction(engine, write=False) as conn:
-                states = await ledger.tenant_states(conn)
-        finally:
-            await engine.dispose()
-        states = _with_unfetched(states, config)
-        if tenants:
-            wanted = {t.tenant_id for t in chosen}
-            states = [s for s in states if s.tenant_id in wanted]
-        now, limit, history = datetime.now(UTC), timedelta(hours=max_age), config.fetch.history_days
+        chosen = select_tenants(config, tenants) if tenants else None
+        status = await read_status(config, chosen, now=datetime.now(UTC), max_age=timedelta(hours=max_age))
         if fmt == "json":
-            ctx.console.out(status_json(states, now, limit, history).decode(), highlight=False)
+            ctx.console.out(status_json(status).decode(), highlight=False)
         else:
-            ctx.console.print(status_table(states, now, limit, history))
-        enabled = {t.tenant_id for t in (chosen if tenants else config.enabled_tenants)}
-        stale = [s for s in states if s.tenant_id in enabled and is_stale(s, now, limit)]
-        if stale:
-            ctx.err.print(f"{len(stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
-        short = [s for s in states if s.tenant_id in enabled and is_short(s, now.date(), history)]
-        if short:
+            ctx.console.print(status_table(status, width=terminal_width(ctx.console)))
+        if status.out_of_date:
+            ctx.err.print(f"{len(status.out_of_date)} enabled tenant(s) have no data newer than {max_age:g} hours")
+        if status.short:
             ctx.err.print(
-                f"{len(short)} enabled tenant(s) hold fewer days than [fetch] history_days = {history}: "
-                "`fetcher backfill --tenant ID` fetches what Graph still has",
+                f"{len(status.short)} enabled tenant(s) hold fewer days than [fetch] history_days = "
+                f"{status.history_days}: `fetcher backfill --tenant ID` fetches what Graph still has",
                 markup=False,
                 highlight=False,
             )
-        return 1 if stale else 0
+        return 1 if status.out_of_date else 0
 
     _run_async(ctx, action())
-
-
-def _with_unfetched(states: list[ledger.TenantState], config: Config) -> list[ledger.TenantState]:
-    """Add configured tenants the database has never seen."""
-    from fetcher.store import ledger
-
-    known = {s.tenant_id for s in states}
-    missing = [
-        ledger.TenantState(t.tenant_id, t.name, None, None, None, None, None, 0)
-        for t in config.tenants
-        if t.tenant_id not in known
-    ]
-    return states + missing
 
 
 @main.command("report")
@@ -772,7 +847,7 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
-        engine = create_engine(config.database)
+        engine = create_engine(config.database, read_only=True)
         try:
             await ensure_schema(engine, create=False)  # reads: a missing database is an error
             snapshot = await read_snapshot(engine, config, datetime.now(UTC))

@@ -27,8 +27,11 @@ class Status(StrEnum):
 
     @property
     def failed(self) -> bool:
-        """Whether a tenant with this status counts as failed (exit code 1)."""
-        return self in (Status.FAILED, Status.INTERRUPTED)
+        """Whether a tenant with this status counts as failed (exit code 1, or 4 when all failed).
+
+        An interrupted tenant is not failed: it was stopped, and is counted as interrupted.
+        """
+        return self is Status.FAILED
 
     @property
     def done_well(self) -> bool:

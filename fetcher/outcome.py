@@ -4,6 +4,7 @@ ledger stores them (`ledger_row`, `totals`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -11,6 +12,8 @@ from typing import Any, Protocol
 from fetcher.models import RequestStats, Status, TenantRef
 from fetcher.store import ledger
 from fetcher.store.archive import Rejection
+
+EXIT_ALL_FAILED = 4  # every tenant of the run failed: likely one shared cause (credentials, network)
 
 
 def utcnow() -> datetime:
@@ -62,6 +65,7 @@ class Counters:
     tenants_total: int = 0
     tenants_done: int = 0
     failures: int = 0
+    interrupted: int = 0
     score_days: int = 0
     finished_throttled: int = 0
     live: dict[str, RequestStats] = field(default_factory=dict)
@@ -95,6 +99,7 @@ class RunReport:
         counters.live.pop(outcome.tenant.tenant_id, None)
         counters.tenants_done += 1
         counters.failures += outcome.failed
+        counters.interrupted += outcome.status == Status.INTERRUPTED
         counters.score_days += outcome.scores_upserted
         counters.finished_throttled += outcome.stats.throttled
         self.partial += outcome.status == Status.PARTIAL
@@ -102,29 +107,79 @@ class RunReport:
             self.outcomes.append(outcome)
 
     @property
+    def stored(self) -> int:
+        """Tenants whose data was stored (succeeded or partial)."""
+        c = self.counters
+        return c.tenants_done - c.failures - c.interrupted
+
+    @property
     def exit_code(self) -> int:
+        """128 + the signal when stopped; 4 when every tenant of a run (not `get`'s one) failed; 1 when some
+        did; else 0."""
         if self.stopped_by is not None:
             return 128 + self.stopped_by
-        return 1 if self.counters.failures else 0
+        c = self.counters
+        if c.failures and c.failures == c.tenants_done and self.command != "get":
+            return EXIT_ALL_FAILED
+        return 1 if c.failures else 0
 
     def final_status(self) -> Status:
         """Interrupted when stopped; else succeeded, partial (some tenants failed or were partial) or failed (all)."""
         if self.stopped_by is not None:
             return Status.INTERRUPTED
-        failed, done = self.counters.failures, self.counters.tenants_done
+        failed, done = self.counters.failures, self.counters.tenants_done - self.counters.interrupted
         if failed == 0:
             return Status.PARTIAL if self.partial else Status.SUCCEEDED
         return Status.FAILED if failed == done else Status.PARTIAL
 
     def totals(self) -> ledger.RunTotals:
-        failed = self.counters.failures
         return ledger.RunTotals(
             status=self.status,
             finished_at=self.finished_at or utcnow(),
-            tenants_succeeded=self.counters.tenants_done - failed,
-            tenants_failed=failed,
+            tenants_succeeded=self.stored,
+            tenants_failed=self.counters.failures,
             scores_upserted=self.counters.score_days,
+            tenants_interrupted=self.counters.interrupted,
         )
+
+    def failure_groups(self) -> list[FailureGroup]:
+        """The failed tenants kept in `outcomes`, grouped by cause, largest group first."""
+        return failure_groups(o for o in self.outcomes if o.failed)
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed tenants that share one cause: the same error kind and message apart from the tenant."""
+
+    kind: str
+    message: str  # the first tenant's message: as is for one tenant, with the tenant left out for several
+    tenants: tuple[TenantRef, ...]
+
+    def line(self) -> str:
+        """One line: the message itself for one tenant, else "N tenants: message"."""
+        return self.message if len(self.tenants) == 1 else f"{len(self.tenants)} tenants: {self.message}"
+
+
+def _without_tenant(message: str, tenant: TenantRef) -> str:
+    """A tenant's error message with the tenant left out, so that one cause reads the same for all."""
+    for prefix in (f"tenant {tenant.label}: ", f"tenant {tenant.tenant_id}: "):
+        message = message.replace(prefix, "")
+    return message.replace(tenant.label, "{tenant}").replace(tenant.tenant_id, "{tenant}")
+
+
+def failure_groups(outcomes: Iterable[TenantOutcome]) -> list[FailureGroup]:
+    """Failed outcomes grouped by (error kind, message without the tenant), largest group first."""
+    groups: dict[tuple[str, str], list[TenantOutcome]] = {}
+    for outcome in outcomes:
+        cause = _without_tenant(outcome.error_message or "", outcome.tenant)
+        groups.setdefault((outcome.error_kind or "error", cause), []).append(outcome)
+    found = [
+        FailureGroup(
+            kind, (members[0].error_message or "") if len(members) == 1 else cause, tuple(o.tenant for o in members)
+        )
+        for (kind, cause), members in groups.items()
+    ]
+    return sorted(found, key=lambda g: (-len(g.tenants), g.kind, g.message))
 
 
 class Observer(Protocol):

@@ -209,9 +209,7 @@ class TenantPipeline:
         try:
             fetched = await self.stop.abandonable(self._fetch_all(plan, resources, stats), f"fetch {tenant.tenant_id}")
         except Stopped:
-            why = Interrupted(
-                "the run was stopped before this tenant was fetched", signal_number=self.stop.signal_number or 0
-            )
+            why = Interrupted(_stopped_while(stats), signal_number=self.stop.signal_number or 0)
             return await self._finish(outcome, Status.INTERRUPTED, why)
         finally:
             if self.client is not None:
@@ -376,7 +374,12 @@ class TenantPipeline:
         outcome.finished_at = utcnow()
         outcome.rejected = len(rejections)
         if status == Status.FAILED:
-            log.warning("%s", outcome.error_message)
+            # The run's end summarises failures sharing one cause once; each tenant's line is for -v.
+            log.debug(
+                "%s",
+                outcome.error_message,
+                extra={"tenant_id": outcome.tenant.tenant_id, "run_id": self.run_id, "error_kind": error.kind},
+            )
         row = outcome.ledger_row(self.run_id)
         try:
             await self.group.save(TenantWrite((), rejections, row))
@@ -430,6 +433,13 @@ def _failure(fetched: Sequence[Fetched], tenant: TenantRef) -> FetcherError:
     failure.message = "; ".join(f"{name}: {one_line_error(error, tenant)}" for name, error in failed)
     failure.args = (failure.message,)
     return failure
+
+
+def _stopped_while(stats: RequestStats) -> str:
+    """Why an interrupted tenant stored nothing, with the requests it had made."""
+    if not stats.requests:
+        return "the run was stopped before this tenant was fetched"
+    return f"the run was stopped while this tenant was being fetched, after {stats.requests} request(s)"
 
 
 def one_line_error(error: FetcherError, tenant: TenantRef) -> str:

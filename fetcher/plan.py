@@ -155,7 +155,10 @@ def window_days(*, days: int | None, since: date | None, today: date, default: i
             raise ConfigError(f"--since {since}: that is in the future")
     days = default if days is None else days
     if not 1 <= days <= GRAPH_HISTORY_DAYS:
-        raise ConfigError(f"the window is {days} days; Graph keeps {GRAPH_HISTORY_DAYS} days of secureScores")
+        raise ConfigError(
+            f"the window is {days} days: give 1 to {GRAPH_HISTORY_DAYS} days (Graph keeps {GRAPH_HISTORY_DAYS} days "
+            "of secureScores)"
+        )
     return days
 
 
@@ -293,6 +296,28 @@ def plan_backfill(
     profiles: Profiles = NO_PROFILES,
 ) -> Backfill:
     return Backfill(_refs(tenants), days, resume, today, profiles)
+
+
+SCORE_ID = re.compile(r"(?P<tenant>[0-9A-Fa-f-]{36})_(?P<day>\d{4}-\d{2}-\d{2})")
+
+
+def get_target(config: Config, score_id: str, tenant_id: str | None) -> TenantConfig:
+    """The tenant `fetcher get SCORE_ID [--tenant ID]` asks: the id must read `{tenantId}_{yyyy-mm-dd}`, and
+    a `--tenant` given must be the id's own tenant (Graph is not asked for another tenant's score)."""
+    match = SCORE_ID.fullmatch(score_id.strip())
+    if match is None:
+        raise ConfigError(
+            f"{score_id!r} is not a secureScore id: it must look like {{tenantId}}_{{yyyy-mm-dd}}, "
+            "e.g. 11111111-2222-3333-4444-555555555555_2026-01-31"
+        )
+    try:
+        date.fromisoformat(match["day"])
+    except ValueError:
+        raise ConfigError(f"{score_id!r}: {match['day']} is not a date (yyyy-mm-dd)") from None
+    own = match["tenant"].lower()
+    if tenant_id is not None and tenant_id.strip().lower() != own:
+        raise ConfigError(f"--tenant {tenant_id} does not match the score id's tenant {own}: give one of them")
+    return select_tenants(config, [own])[0]
 
 
 def plan_get(tenant: HasTenantIdentity, score_id: str) -> Get:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from fetcher import logfields
 from fetcher.config import Config
 from fetcher.http import auth_lookup, open_graph
 from fetcher.models import RequestStats, Shard
@@ -92,6 +93,10 @@ class Run:
 
     async def execute(self) -> RunReport:
         """The run; a database failure outside any one tenant's transaction ends it as a `DatabaseError`."""
+        with logfields.bind(command=self.command, run_id=self.report.run_id):
+            return await self._execute()
+
+    async def _execute(self) -> RunReport:
         engine = self._engine or create_engine(self.config.database)
         try:
             # A first run may create its SQLite file; a rebuild needs the one whose archive it replays.
@@ -174,7 +179,8 @@ class Run:
                     return
                 stats = RequestStats()
                 self.report.counters.live[plan.tenant.tenant_id] = stats
-                self.record(await work(plan, stats))
+                with logfields.bind(tenant_id=plan.tenant.tenant_id):
+                    self.record(await work(plan, stats))
 
     async def _end(self, engine: AsyncEngine) -> None:
         """The run's totals, with the ledger rows that could not be written when their tenant ended."""

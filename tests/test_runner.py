@@ -193,7 +193,7 @@ def test_a_payload_for_another_tenant_is_quarantined_and_fails_the_tenant(tmp_pa
 
         done = w.fetcher("backfill", "--days", "5")
 
-        assert done.returncode == 1
+        assert done.returncode == 4  # the run's only tenant failed: every tenant failed
         stored = db_rows(database_url, secure_scores)
         assert all(r["tenant_id"] == victim.tenant_id and r["id"].startswith(victim.tenant_id) for r in stored)
         assert db_count(database_url, secure_scores, tenant_id=other.tenant_id) == 0
@@ -204,6 +204,31 @@ def test_a_payload_for_another_tenant_is_quarantined_and_fails_the_tenant(tmp_pa
         assert [(r["status"], r["error_kind"]) for r in db_rows(database_url, tenant_runs)] == [
             ("failed", "wrong_tenant")
         ]
+
+
+def test_when_every_tenant_fails_for_one_cause_it_exits_4_and_says_the_cause_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    refused = (Fault.token_refusal(TokenRefusal.INVALID_SECRET),)
+    tenants = [dataclasses.replace(t, faults=refused) for t in generate_tenants(3, seed=21)]
+    with world(tmp_path, database_url, tenants, seed=21) as w:
+        done = w.fetcher("--log-format", "json", "backfill", "--days", "2")
+        verbose = w.fetcher("backfill", "--days", "2", "-v")
+
+    assert done.returncode == 4, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    warnings = [e for e in lines if e["level"] == "warning" and e["logger"] == "fetcher.run"]
+    assert len(warnings) == 1, done.stderr
+    assert warnings[0]["message"].startswith("3 tenants: ")
+    assert {k: warnings[0].get(k) for k in ("command", "error_kind")} == {
+        "command": "backfill",
+        "error_kind": "authentication",
+    }
+    assert warnings[0]["run_id"] in {r["run_id"] for r in db_rows(database_url, fetch_runs)}
+    assert all(t.tenant_id not in warnings[0]["message"] for t in tenants)
+    assert len(db_rows(database_url, tenant_runs, status="failed")) == 6
+    assert verbose.returncode == 4
+    assert all(t.tenant_id in verbose.stderr for t in tenants)  # -v: each tenant's own line
 
 
 def test_a_second_run_on_the_same_database_is_refused(tmp_path: Path, database_url: str) -> None:
@@ -236,11 +261,17 @@ def test_sigterm_mid_run_leaves_stored_tenants_whole_and_the_run_interrupted(tmp
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
-        assert proc.returncode == 143, proc.stderr.read() if proc.stderr else ""
+        stderr = proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == 143, stderr
         run = db_rows(database_url, fetch_runs)[0]
         assert run["status"] == "interrupted"
         ledger = {r["tenant_id"]: r["status"] for r in db_rows(database_url, tenant_runs)}
         assert "succeeded" in ledger.values()
+        # Interrupted is not failed: counted apart, and the summary ends with how to continue.
+        interrupted = sum(status == "interrupted" for status in ledger.values())
+        assert (run["tenants_failed"], run["tenants_interrupted"]) == (0, interrupted)
+        assert f"to continue: fetcher --config {w.config} backfill --resume --days 60" in stderr
+        assert "failed" not in set(ledger.values())
         assert len(ledger) < len(tenants)
         for tenant in tenants:
             if ledger.get(tenant.tenant_id) == "succeeded":

@@ -207,6 +207,7 @@ fetch_runs = sa.Table(
     sa.Column("host", sa.String(256)),
     sa.Column("pid", sa.Integer),
     sa.Column("shard", sa.String(16)),  # "K/N" of `--shard K/N`; null: every tenant
+    sa.Column("tenants_interrupted", sa.Integer, nullable=False, server_default="0"),  # stopped, not failed
     sa.Index("ix_fetch_runs_started_at", "started_at"),
 )
 

@@ -42,7 +42,7 @@ async def tenant(engine: AsyncEngine, run_id: str, tenant_id: str, status: str, 
 
 async def finish(engine: AsyncEngine, run_id: str, status: str, minute: int) -> None:
     async with transaction(engine) as conn:
-        await ledger.finish_run(conn, run_id, RunTotals(status, at(minute), 1, 1, 5))
+        await ledger.finish_run(conn, run_id, RunTotals(status, at(minute), 1, 1, 5, tenants_interrupted=1))
 
 
 async def test_a_run_is_written_running_and_finished_with_its_totals(engine: AsyncEngine) -> None:
@@ -65,6 +65,7 @@ async def test_a_run_is_written_running_and_finished_with_its_totals(engine: Asy
             "host": "h",
             "pid": 1,
             "shard": None,
+            "tenants_interrupted": 1,
         }
     ]
 
