@@ -361,9 +361,9 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 @click.pass_obj
 def migrate_command(ctx: Context) -> None:
     """Create the tables, or upgrade them to this version's schema."""
-    from fetcher.config import Purpose
     from sqlalchemy.exc import DBAPIError
 
+    from fetcher.config import Purpose
     from fetcher.store.engine import create_engine, database_error, display_url, migrate
 
     async def action() -> int:
@@ -528,9 +528,7 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
 
 
 @main.command("backfill")
-@click.option(
-    "--days", type=int, help="Window in days, 1 to 90 (default: [fetch] history_days; Graph keeps 90)."
-)
+@click.option("--days", type=int, help="Window in days, 1 to 90 (default: [fetch] history_days; Graph keeps 90).")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Fetch from this date (YYYY-MM-DD) on.")
 @click.option(
     "--resume", is_flag=True, help="Skip tenants already done by the latest interrupted backfill (of this shard)."

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console, RenderableType
@@ -25,10 +25,12 @@ from fetcher import logfields
 from fetcher.discovery import Change, Found, Merged
 from fetcher.models import Status
 from fetcher.outcome import RunReport, TenantOutcome
-from fetcher.status import StatusReport, TenantStatus
 from fetcher.store.ledger import TenantState
 from fetcher.tables import Column, fitted_table
 from fetcher.text import TOKEN_MASK, printable, redact_tokens
+
+if TYPE_CHECKING:
+    from fetcher.status import StatusReport, TenantStatus
 
 REDACTED = TOKEN_MASK
 

@@ -195,7 +195,7 @@ async def with_known_tenants(config: Config) -> Config:
     Unchanged in the other mode, and while no discovery has succeeded."""
     if config.tenants_source != "partner" or config.partner is None:
         return config
-    engine = create_engine(config.database)
+    engine = create_engine(config.database, read_only=True)
     try:
         await ensure_schema(engine, create=False)
         async with transaction(engine, write=False) as conn:

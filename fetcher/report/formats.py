@@ -1,8 +1,8 @@
 """Reports as text: a rich table for the terminal, CSV, JSON and Markdown.
 
 JSON and CSV carry stored values as stored and computed figures (percentages, changes, differences)
-rounded to 2 decimals, without float noise; the table and Markdown round for reading. Every string from the database (tenant and control names)
-is shown as text: never as rich markup, Markdown or HTML.
+rounded to 2 decimals, without float noise; the table and Markdown round for reading. Every string from
+the database (tenant and control names) is shown as text: never as rich markup, Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -141,7 +141,6 @@ def rounded(data: Any) -> Any:
     if isinstance(data, list):
         return [rounded(v) for v in data]
     return data
-
 
 
 def _jsonable(value: Any) -> Any:
