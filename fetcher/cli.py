@@ -260,7 +260,18 @@ def main(
 ) -> None:
     """Fetch Microsoft Secure Score history for many tenants into your own SQL database.
 
-    These options may also follow the command (`fetcher run --config x.toml -v`).
+    The options below may also follow the command (`fetcher run --config x.toml -v`).
+
+    \b
+    Exit codes:
+      0    every tenant succeeded
+      1    some tenants failed (the others' data is stored); for status: an
+           enabled tenant has no data or stale data
+      2    usage or configuration error
+      3    the database cannot be used, or another run holds its lock
+      4    every tenant of the run failed (often one shared cause: a wrong
+           secret, the network)
+      130  stopped by SIGINT (143: SIGTERM)
     """
     from fetcher import logfields
     from fetcher.output import setup_logging

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,3 +275,144 @@ def test_a_named_tenant_ignores_the_shard_of_the_environment(tmp_path: Path, mon
     shard, chosen = _shard_and_tenants(config, None, [TENANT])
 
     assert (shard, [t.tenant_id for t in chosen]) == (None, [TENANT])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--config", "{config}", "--format", "json"],
+        ["status", "--format", "json", "--config={config}", "-q"],
+        ["-v", "status", "--log-format", "json", "--config", "{config}", "--format", "json"],
+    ],
+    ids=" ".join,
+)
+def test_global_options_are_accepted_after_the_command(tmp_path: Path, args: list[str]) -> None:
+    config = write_config(tmp_path)
+    invoke("--config", str(config), "migrate", env={"SECRET": SECRET})
+
+    result = invoke(*(a.format(config=config) for a in args), env={"SECRET": SECRET})
+
+    assert result.exit_code == 1, result.output  # the one tenant has no data: status read the right database
+    assert f'"tenant_id": "{TENANT}"' in result.output
+
+
+def test_a_commands_own_option_is_not_taken_for_a_global_one() -> None:
+    from fetcher.cli import _hoist
+
+    context = click.Context(main)
+
+    assert _hoist(main, context, ["config", "check", "--verbose", "--config", "x.toml"]) == [
+        "--config",
+        "x.toml",
+        "config",
+        "check",
+        "--verbose",
+    ]
+    assert _hoist(main, context, ["report", "--output", "-q", "-v"]) == ["-v", "report", "--output", "-q"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["get", "nonsense"], "it must look like {tenantId}_{yyyy-mm-dd}"),
+        (["get", f"{TENANT}_2026-13-45"], "2026-13-45 is not a date"),
+        (
+            ["get", f"{TENANT}_2026-11-01", "--tenant", "22222222-2222-2222-2222-222222222222"],
+            f"does not match the score id's tenant {TENANT}",
+        ),
+    ],
+    ids=["nonsense", "no date", "another tenant"],
+)
+def test_get_refuses_an_id_that_is_not_a_score_id_or_not_the_tenants_before_asking_graph(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """The configuration points at no Graph at all: a refusal here cannot have come from a request."""
+    config = write_config(tmp_path)
+
+    result = invoke("--config", str(config), *args, env={"SECRET": SECRET})
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "--tenant nonsense" not in result.output
+
+
+def test_help_says_what_the_exit_codes_and_max_age_mean() -> None:
+    import fetcher.cli
+
+    assert "4 every tenant failed" in (fetcher.cli.__doc__ or "")
+    assert "4 every tenant of the run failed" in " ".join(invoke("--help").output.split())
+    assert "under 24 hours every tenant is always stale" in " ".join(invoke("status", "--help").output.split())
+    assert "1 to 90" in invoke("backfill", "--help").output
+
+
+def _as_nobody(args: list[str]) -> list[str]:
+    """Run as an unprivileged user when root (root may write any file, read-only or not)."""
+    if os.geteuid() != 0:
+        return args
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *args]
+
+
+def _fetcher(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _as_nobody([sys.executable, "-m", "fetcher", *args]), capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder the unprivileged user can enter (pytest's own are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="fetcher-ro-"))
+    folder.chmod(0o755)
+    yield folder
+    folder.chmod(0o755)
+    shutil.rmtree(folder)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+def test_status_and_report_read_a_read_only_copy_and_change_nothing(shared_folder: Path) -> None:
+    database = shared_folder / "copy.db"
+    config = shared_folder / "reading.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    config.chmod(0o644)
+    database.chmod(0o444)
+    shared_folder.chmod(0o555)  # a copied file in a folder this user cannot write either
+    before = database.read_bytes()
+
+    status = _fetcher("--config", str(config), "status")
+    report = _fetcher("--config", str(config), "report", "--format", "json")
+    migrate = _fetcher("--config", str(config), "migrate")
+
+    assert status.returncode == 0, status.stderr
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["tenants"] == []
+    assert database.read_bytes() == before
+    assert sorted(p.name for p in shared_folder.iterdir()) == ["copy.db", "reading.toml"]
+    assert migrate.returncode == 3
+    assert f"cannot open database {database}: permission denied" in migrate.stderr
+    assert "Traceback" not in status.stderr + report.stderr + migrate.stderr
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_and_never_a_traceback(tmp_path: Path) -> None:
+    """A driver thread used to outlive the event loop and print `RuntimeError: Event loop is closed` in
+    most runs: repeated, every run must end on the one line."""
+    (tmp_path / "scores.db").mkdir()
+    config = write_config(tmp_path)
+
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(config), command],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "SECRET": SECRET},
+        )
+        for command in ("migrate", "status", "report") * 3
+    ]
+
+    assert [r.returncode for r in runs] == [3] * len(runs)
+    for run in runs:
+        assert (
+            run.stderr.strip()
+            == f"error: cannot open database {tmp_path / 'scores.db'}: it is a folder, not a SQLite file"
+        )

@@ -64,7 +64,7 @@ def test_window_days_from_days_or_since(days: int | None, since: date | None, ex
     ("days", "since", "message"),
     [
         (91, None, "Graph keeps 90"),
-        (0, None, "0 days"),
+        (0, None, "the window is 0 days: give 1 to 90 days"),
         (None, TODAY + timedelta(days=1), "future"),
         (None, TODAY - timedelta(days=90), "91 days"),
         (5, TODAY, "not both"),

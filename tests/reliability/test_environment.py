@@ -143,7 +143,8 @@ def test_a_token_endpoint_that_trickles_is_cut_at_timeout_seconds(one_tenant_rig
     fails as a timeout, and the run ends and frees its lock for the next."""
     code, row, peer, next_code = token_outcome(one_tenant_rig, trickle, tmp_path, timeout_seconds=2)
 
-    assert (code, row["status"], row["error_kind"], next_code) == (1, "failed", "timeout", 1)
+    # The run's one tenant failed: every tenant failed, exit 4 (and the next run, not locked out, likewise).
+    assert (code, row["status"], row["error_kind"], next_code) == (4, "failed", "timeout", 4)
     assert (
         "Entra ID did not answer in time (no complete answer within [graph] timeout_seconds = 2 s)"
         in (row["error_message"])
@@ -162,7 +163,7 @@ def test_a_token_answer_above_its_cap_is_refused(
     """Token answers are capped (1 MiB, or [graph] max_response_bytes if smaller), counted after decompression."""
     code, row, peer, _ = token_outcome(one_tenant_rig, handler, tmp_path)
 
-    assert (code, row["status"], row["error_kind"]) == (1, "failed", "unsafe_response")
+    assert (code, row["status"], row["error_kind"]) == (4, "failed", "unsafe_response")  # its only tenant failed
     assert "Entra ID's token endpoint at https://127.0.0.1:" in row["error_message"]
     assert f"{what}) exceeds the cap of 1048576 bytes; refused" in row["error_message"]
     assert len(peer.requests) == 2  # not retried, in either run
@@ -173,7 +174,7 @@ def test_a_token_answer_without_a_token_is_an_authentication_error(one_tenant_ri
 
     code, row, _, _ = token_outcome(one_tenant_rig, handler, tmp_path)
 
-    assert (code, row["status"], row["error_kind"]) == (1, "failed", "authentication")
+    assert (code, row["status"], row["error_kind"]) == (4, "failed", "authentication")  # its only tenant failed
     tenant = next(iter(one_tenant_rig.sim.tenants.values()))
     assert row["error_message"].startswith(
         f"tenant {tenant.tenant_id} ({tenant.name}): Entra ID's token endpoint at https://127.0.0.1:"
@@ -188,7 +189,7 @@ def test_a_long_retry_after_from_entra_id_is_blamed_on_entra_id(tmp_path: Path, 
         done = r.fetcher("run")
         row = ledger(r.database_url)[1][0]
 
-    assert (done.returncode, row["error_kind"]) == (1, "retry_wait_too_long")
+    assert (done.returncode, row["error_kind"]) == (4, "retry_wait_too_long")  # its only tenant failed
     assert f"tenant {tenant.tenant_id} ({tenant.name}): Entra ID asked to wait 3.1536e+07 s" in row["error_message"]
 
 

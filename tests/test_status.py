@@ -1,0 +1,91 @@
+"""`fetcher status` and `fetcher report` use one definition of "no data", "stale" and "failing" (fetcher.health),
+and say why a tenant without data has none."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from fetcher.cli import main
+from fetcher.config import DatabaseConfig
+from fetcher.health import Health, LastError, assess
+from fetcher.models import Status
+from fetcher.store import ledger
+from fetcher.store.engine import create_engine, transaction
+from tests.report.conftest import score_day, store, write_report_config
+
+NOW = datetime.now(UTC)
+FRESH, STALE, REFUSED, NEVER = (f"{i}{i}{i}{i}{i}{i}{i}{i}-0000-4000-8000-000000000000" for i in range(1, 5))
+REASON = "Graph denied access (403): the app lacks SecurityEvents.Read.All; have an admin grant consent"
+
+
+async def _fill(url: str) -> None:
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        await store(
+            engine,
+            score_day(FRESH, NOW.date(), {"a": 5.0}),
+            score_day(STALE, NOW.date() - timedelta(days=5), {"a": 5.0}),
+            names={FRESH: "Fresh", STALE: "Stale", REFUSED: "Refused"},
+        )
+        async with transaction(engine) as conn:
+            await ledger.start_run(conn, run_id="r", command="run", started_at=NOW, tenants_total=1, host="h", pid=1)
+            await ledger.record_tenant_run(
+                conn,
+                ledger.TenantRun(
+                    "r",
+                    REFUSED,
+                    Status.FAILED,
+                    NOW,
+                    NOW,
+                    requests=2,
+                    error_kind="permission",
+                    error_message=f"tenant {REFUSED} (Refused): {REASON}",
+                ),
+            )
+    finally:
+        await engine.dispose()
+
+
+def _cli(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def test_status_and_every_report_format_mark_each_tenant_alike_and_say_why_one_has_no_data(
+    tmp_path: Path, database_url: str
+) -> None:
+    names = [(FRESH, "Fresh"), (STALE, "Stale"), (REFUSED, "Refused"), (NEVER, "Never")]
+    config = write_report_config(tmp_path / "fetcher.toml", database_url, names)
+    assert _cli(config, "migrate").exit_code == 0
+    asyncio.run(_fill(database_url))
+
+    status = _cli(config, "status", "--format", "json")
+    report = _cli(config, "report", "--format", "json")
+    table = _cli(config, "report")
+    csv_text = _cli(config, "report", "--format", "csv").stdout
+    page = tmp_path / "page.html"
+    assert _cli(config, "report", "--html", str(page)).exit_code == 0
+
+    expected = {FRESH: [], STALE: ["stale"], REFUSED: ["no data", "failing"], NEVER: ["no data"]}
+    assert status.exit_code == 1  # enabled tenants without data, or with stale data
+    assert {s["tenant_id"]: s["marks"] for s in json.loads(status.stdout)} == expected
+    assert {t["tenant_id"]: t["marks"] for t in json.loads(report.stdout)["tenants"]} == expected
+    assert f"no data: Refused ({REFUSED}): permission: {REASON}" in table.stdout
+    assert f"no data: Never ({NEVER}): no run has stored a day of it yet" in table.stdout
+    assert f"permission: {REASON}" in csv_text
+    assert "SecurityEvents.Read.All; have an admin grant consent" in page.read_text(encoding="utf-8")
+
+
+def test_failing_comes_on_top_of_fresh_data_and_an_interrupted_run_is_not_a_failure() -> None:
+    day = NOW.date()
+    refused = LastError(NOW, "permission", REASON)
+    stopped = LastError(NOW, "interrupted", "the run was stopped before this tenant was fetched")
+
+    assert assess(day, refused, NOW, timedelta(hours=48)) == (Health.FAILING,)
+    assert assess(day, stopped, NOW, timedelta(hours=48)) == ()
+    assert assess(None, None, NOW, timedelta(hours=48)) == (Health.NO_DATA,)
+    assert assess(day - timedelta(days=3), None, NOW, timedelta(hours=48)) == (Health.STALE,)
