@@ -74,8 +74,9 @@ def test_status_and_every_report_format_mark_each_tenant_alike_and_say_why_one_h
     assert status.exit_code == 1  # enabled tenants without data, or with stale data
     assert {s["tenant_id"]: s["marks"] for s in json.loads(status.stdout)} == expected
     assert {t["tenant_id"]: t["marks"] for t in json.loads(report.stdout)["tenants"]} == expected
-    assert f"no data: Refused ({REFUSED}): permission: {REASON}" in table.stdout
-    assert f"no data: Never ({NEVER}): no run has stored a day of it yet" in table.stdout
+    assert f"no data: Refused ({REFUSED}): last attempt failed " in table.stdout
+    assert f"(permission): tenant {REFUSED} (Refused): {REASON}" in table.stdout
+    assert f"no data: Never ({NEVER}): never fetched: no run has reached this tenant yet" in table.stdout
     assert f"permission: {REASON}" in csv_text
     assert "SecurityEvents.Read.All; have an admin grant consent" in page.read_text(encoding="utf-8")
 

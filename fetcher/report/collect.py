@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,21 @@ async def portfolio(
 ) -> Portfolio:
     async with transaction(engine, write=False) as conn:
         latest, errors = await reports.latest(conn), await ledger.last_errors(conn)
-    return build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort, errors=errors)
+        result = build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort, errors=errors)
+        return with_whys(result, await _whys(conn, result))
+
+
+async def _whys(conn: AsyncConnection, portfolio: Portfolio) -> dict[str, str]:
+    """For each tenant without data, why (`why_no_data`, from the ledger)."""
+    missing = [r.tenant_id for r in portfolio.rows if not r.has_data]
+    states = {s.tenant_id: s for s in await ledger.tenant_states(conn, missing)} if missing else {}
+    return {tenant_id: why_no_data(states.get(tenant_id)) for tenant_id in missing}
+
+
+def with_whys(portfolio: Portfolio, whys: Mapping[str, str]) -> Portfolio:
+    """The portfolio with each row without data told why (what every format shows)."""
+    rows = tuple(dataclasses.replace(r, why=whys.get(r.tenant_id)) for r in portfolio.rows)
+    return dataclasses.replace(portfolio, rows=rows)
 
 
 async def portfolio_with_histories(
@@ -46,9 +61,8 @@ async def portfolio_with_histories(
         result = build_portfolio(latest, config.tenants, now=now, max_age=max_age, sort=sort, errors=errors)
         span = chart_window(result, since)
         points = await reports.history(conn, since=span[0], until=span[1]) if span else {}
-        missing = [r.tenant_id for r in result.rows if not r.has_data]
-        states = {s.tenant_id: s for s in await ledger.tenant_states(conn, missing)} if missing else {}
-    return result, points, {tenant_id: why_no_data(states.get(tenant_id)) for tenant_id in missing}
+        whys = await _whys(conn, result)
+    return with_whys(result, whys), points, whys
 
 
 async def tenant_report(

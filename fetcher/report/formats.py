@@ -87,10 +87,11 @@ def last_error_text(row: TenantRow) -> str:
 
 
 def why_no_data(row: TenantRow) -> str | None:
-    """Why a tenant without data has none: its latest run's error, or that no run has reached it yet."""
+    """Why a tenant without data has none (`fetcher.report.model.why_no_data`, read from the ledger by
+    `collect`); its latest run's error when the report was built without the ledger's reasons."""
     if Mark.NO_DATA not in row.marks:
         return None
-    return last_error_text(row) or "no run has stored a day of it yet"
+    return row.why or last_error_text(row) or "never fetched: no run has reached this tenant yet"
 
 
 def no_data_lines(rows: Iterable[TenantRow]) -> list[str]:
@@ -655,9 +656,7 @@ def portfolio_table(p: Portfolio, width: int | None = None) -> Table:
         title=title,
         title_justify="left",
         show_footer=True,
-        caption="\n".join(
-            [f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.", *no_data_lines(p.rows)]
-        ),
+        caption=f"{totals_sentence(t)}. Stale: newest day older than {hours(p.max_age):g} h.",
         caption_justify="left",
     )
 
@@ -735,7 +734,9 @@ def renderable(report: Report, width: int | None = None) -> RenderableType:
     """The report for a console; `width`: the terminal's, None off a terminal (see fetcher.tables)."""
     if isinstance(report, ActionsReport):
         return actions_table(report)
-    return portfolio_table(report, width) if isinstance(report, Portfolio) else tenant_renderable(report)
+    if isinstance(report, Portfolio):  # under the table, why each tenant without data has none (never cut)
+        return Group(portfolio_table(report, width), *(_plain(line) for line in no_data_lines(report.rows)))
+    return tenant_renderable(report)
 
 
 def _by_kind(

@@ -88,6 +88,7 @@ class TenantRow:
     enabled: bool
     marks: tuple[Mark, ...]
     last_error: LastError | None = None  # its latest run's, where that run did not end well
+    why: str | None = None  # without data: why (`why_no_data`), where the report read the ledger for it
 
     @property
     def tenant_id(self) -> str:

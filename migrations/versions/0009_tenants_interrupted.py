@@ -1,7 +1,7 @@
 """fetch_runs.tenants_interrupted: tenants a stopped run interrupted, no longer counted as failed.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30
 
 Before this revision an interrupted tenant was counted in `tenants_failed`; older rows keep that count
@@ -15,15 +15,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("fetch_runs") as batch:
-        batch.add_column(sa.Column("tenants_interrupted", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("fetch_runs", sa.Column("tenants_interrupted", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
