@@ -3,14 +3,14 @@
 Written for node_exporter's textfile collector (`--collector.textfile.directory`): the file is
 replaced atomically, so the collector never reads half of it. Rendering is prometheus-client's
 (`prometheus_client.openmetrics.exposition.generate_latest`); only gauges are used, each labelled the
-Prometheus way (`tenant_id`, `tenant_name`, `command`, `status`), so the classic text parser reads
+Prometheus way (`tenant_id`, `tenant_name`, `command`, `shard`, `status`), so the classic text parser reads
 the file too. Times are Unix seconds (`*_timestamp_seconds`), as Prometheus conventions ask.
 
     securescore_current_score / _max_score / _score_ratio        per tenant, its newest stored day
     securescore_newest_day_timestamp_seconds / _age_seconds       that day's midnight UTC, and its age
     securescore_tenant_last_run_status{status}                    1 for the status of its latest run
     securescore_tenant_last_run_timestamp_seconds / _last_success_timestamp_seconds
-    securescore_run_*{command}                                    the latest finished run of each command
+    securescore_run_*{command,shard}                              the latest finished run of each command and shard
     securescore_alerts_open{rule,kind}, securescore_alert_notifications_unsent{channel}
 """
 
@@ -138,26 +138,25 @@ class SnapshotCollector(Collector):
         yield from (status, when, success)
 
     def _commands(self) -> Iterator[Metric]:
-        cmd = ["command"]
+        cmd = ["command", "shard"]  # shard: "K/N" of `--shard`, empty for a run of every tenant
         duration = _gauge("securescore_run_duration", "Duration of the latest finished run.", cmd, unit="seconds")
         ended = _gauge("securescore_run_finished_timestamp_seconds", "When the latest finished run ended.", cmd)
-        status = _gauge("securescore_run_status", "1 for the status of the latest finished run.", ["command", "status"])
-        tenants = _gauge(
-            "securescore_run_tenants", "Tenants of the latest finished run by outcome.", ["command", "outcome"]
-        )
+        status = _gauge("securescore_run_status", "1 for the status of the latest finished run.", [*cmd, "status"])
+        tenants = _gauge("securescore_run_tenants", "Tenants of the latest finished run by outcome.", [*cmd, "outcome"])
         requests = _gauge("securescore_run_requests", "HTTP requests to Graph in the latest finished run.", cmd)
         retries = _gauge("securescore_run_retries", "Retried requests in the latest finished run.", cmd)
         throttled = _gauge("securescore_run_throttled", "429 answers in the latest finished run.", cmd)
         for run in self.snapshot.commands:
-            duration.add_metric([run.command], run.duration_seconds)
-            ended.add_metric([run.command], _seconds(run.finished_at))
+            key = [run.command, run.shard]
+            duration.add_metric(key, run.duration_seconds)
+            ended.add_metric(key, _seconds(run.finished_at))
             for value in RUN_STATUSES:
-                status.add_metric([run.command, value], 1.0 if run.status == value else 0.0)
-            tenants.add_metric([run.command, "succeeded"], run.tenants_succeeded)
-            tenants.add_metric([run.command, "failed"], run.tenants_failed)
-            requests.add_metric([run.command], run.requests)
-            retries.add_metric([run.command], run.retries)
-            throttled.add_metric([run.command], run.throttled)
+                status.add_metric([*key, value], 1.0 if run.status == value else 0.0)
+            tenants.add_metric([*key, "succeeded"], run.tenants_succeeded)
+            tenants.add_metric([*key, "failed"], run.tenants_failed)
+            requests.add_metric(key, run.requests)
+            retries.add_metric(key, run.retries)
+            throttled.add_metric(key, run.throttled)
         yield from (duration, ended, status, tenants, requests, retries, throttled)
 
     def _alerts(self) -> Iterator[Metric]:

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_cla
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.metrics import exposition, read_snapshot, write_atomically
+from fetcher.models import Shard
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
 from tests.alerts.test_engine import NOW, A, B, config, slip
@@ -55,7 +56,7 @@ async def test_metrics_parse_as_openmetrics_with_every_series(engine: AsyncEngin
     ).decode()
     a = (("tenant_id", A), ("tenant_name", "Contoso Ltd"))
     b = (("tenant_id", B), ("tenant_name", "Fabrikam Inc."))
-    run = (("command", "run"),)
+    run = (("command", "run"), ("shard", ""))
     expected = {
         ("securescore_current_score", a): 51.0,
         ("securescore_current_score", b): 60.0,
@@ -115,3 +116,26 @@ def test_the_file_is_replaced_whole_and_no_temporary_is_left(tmp_path: Path) -> 
         b"new\n# EOF\n",
         "0o644",
     )
+
+
+async def test_each_shard_reports_its_latest_run(engine: AsyncEngine) -> None:
+    """Shards of one night are separate runs: each has its own series, labelled with its K/N."""
+    started = NOW - timedelta(hours=1)
+    async with transaction(engine) as conn:
+        for index, (status, failed) in enumerate((("succeeded", 0), ("partial", 1)), start=1):
+            run_id = f"shard-{index}"
+            shard = Shard(index, 2)
+            await ledger.start_run(
+                conn, run_id=run_id, command="run", started_at=started, tenants_total=1, host="h", pid=1, shard=shard
+            )
+            totals = ledger.RunTotals(status, started + timedelta(minutes=index), 1 - failed, failed, 1)
+            await ledger.finish_run(conn, run_id, totals)
+
+    text = exposition(
+        await read_snapshot(engine, config(engine.url.render_as_string(hide_password=False)), NOW)
+    ).decode()
+
+    status = {labels: value for (name, labels), value in samples(text).items() if name == "securescore_run_status"}
+    assert {dict(labels)["shard"] for labels, value in status.items() if value} == {"1/2", "2/2"}
+    assert status[(("command", "run"), ("shard", "2/2"), ("status", "partial"))] == 1.0
+    assert status[(("command", "run"), ("shard", "1/2"), ("status", "succeeded"))] == 1.0

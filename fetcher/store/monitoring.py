@@ -26,7 +26,8 @@ class TenantRunState:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """The latest finished run of one command, with its tenants' request counts summed."""
+    """The latest finished run of one command (of one shard: `shard` "K/N", "" for a run of every tenant),
+    with its tenants' request counts summed."""
 
     command: str
     status: str
@@ -37,6 +38,7 @@ class RunSummary:
     requests: int
     retries: int
     throttled: int
+    shard: str = ""
 
     @property
     def duration_seconds(self) -> float:
@@ -65,17 +67,28 @@ async def tenant_run_states(conn: AsyncConnection) -> dict[str, TenantRunState]:
 
 
 async def latest_runs_by_command(conn: AsyncConnection) -> list[RunSummary]:
-    """For each command (run, backfill, ...), its newest finished run, in command order."""
+    """For each command (run, backfill, ...) and shard, its newest finished run, in command and shard order."""
     f, t = fetch_runs.c, tenant_runs.c
-    order = sa.func.row_number().over(partition_by=f.command, order_by=f.started_at.desc()).label("n")
+    shard = sa.func.coalesce(f.shard, "").label("shard")
+    order = sa.func.row_number().over(partition_by=(f.command, shard), order_by=f.started_at.desc()).label("n")
     ranked = (
         sa.select(
-            f.run_id, f.command, f.status, f.started_at, f.finished_at, f.tenants_succeeded, f.tenants_failed, order
+            f.run_id,
+            f.command,
+            f.status,
+            f.started_at,
+            f.finished_at,
+            f.tenants_succeeded,
+            f.tenants_failed,
+            shard,
+            order,
         )
         .where(f.status != Status.RUNNING, f.finished_at.is_not(None))
         .subquery()
     )
-    runs = (await conn.execute(sa.select(ranked).where(ranked.c.n == 1).order_by(ranked.c.command))).all()
+    runs = (
+        await conn.execute(sa.select(ranked).where(ranked.c.n == 1).order_by(ranked.c.command, ranked.c.shard))
+    ).all()
     sums_query = (
         sa.select(t.run_id, sa.func.sum(t.requests), sa.func.sum(t.retries), sa.func.sum(t.throttled))
         .where(t.run_id.in_([r.run_id for r in runs]))
@@ -96,4 +109,5 @@ def _summary(row: sa.Row[Any], sums: tuple[Any, Any, Any]) -> RunSummary:
         requests=int(sums[0] or 0),
         retries=int(sums[1] or 0),
         throttled=int(sums[2] or 0),
+        shard=row.shard,
     )
