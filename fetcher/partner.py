@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,11 +30,13 @@ from fetcher.discovery import (
     select_customers,
 )
 from fetcher.errors import ConfigError, DatabaseError, FetcherError, Interrupted, NoCustomerList, PermissionDenied
-from fetcher.http import GraphClient, open_graph
 from fetcher.models import RequestStats, TenantRef
 from fetcher.store.engine import create_engine, ensure_schema, transaction
 from fetcher.store.partner import KnownCustomers, known_customers, save_discovery, save_discovery_failure
 from fetcher.text import one_line
+
+if TYPE_CHECKING:  # HTTP (aiohttp, azure-identity) loads only when Graph is asked: `fetcher status` reads the database
+    from fetcher.http import GraphClient
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ def partner_ref(partner: PartnerConfig) -> TenantRef:
 @asynccontextmanager
 async def open_partner_graph(config: Config, partner: PartnerConfig) -> AsyncIterator[GraphClient]:
     """The run's Graph client, able to get a token for the partner tenant as well as the customers'."""
+    from fetcher.http import open_graph
+
     own = TenantConfig(partner.tenant_id, "partner", partner.auth, enabled=False)
     async with open_graph(dataclasses.replace(config, tenants=(*config.tenants, own))) as client:
         yield client
