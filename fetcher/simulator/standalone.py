@@ -26,6 +26,7 @@ def _announce(running: RunningSimulator, config: Path) -> None:
     print(f"  Graph base URL: {running.graph_base_url}")
     print(f"  CA file:        {running.ca_file}")
     print(f"  config:         {config}")
+    print(f'  sign-in page:   {running.origin}/devicelogin  (for [auth] method = "device_code")')
     print(f"Check: fetcher --config {config} tenants check")
     print(f"Run: fetcher --config {config} run    (Ctrl-C stops the simulator)", flush=True)
 
