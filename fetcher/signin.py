@@ -228,13 +228,18 @@ class AccountRecords:
     def key(authority: str, tenant_id: str, client_id: str) -> str:
         return f"{urlparse(authority).netloc or authority}|{tenant_id}|{client_id}".lower()
 
-    def load(self, key: str) -> AuthenticationRecord | None:
+    def candidates(self, key: str) -> list[AuthenticationRecord]:
+        """The record kept under `key`, then those of other tenants with the same authority and client."""
+        host, client = key.partition("|")[0], key.rpartition("|")[2]
         with self._lock:
-            text = self._read().get(key)
-        try:
-            return AuthenticationRecord.deserialize(text) if text else None
-        except (ValueError, KeyError, TypeError):
-            return None  # an unreadable record costs one prompt, nothing more
+            records = self._read()
+        others = sorted(k for k in records if k != key and k.startswith(f"{host}|") and k.endswith(f"|{client}"))
+        chosen: list[AuthenticationRecord] = []
+        for name in (key, *others):
+            with contextlib.suppress(ValueError, KeyError, TypeError):  # an unreadable record costs one prompt
+                if name in records:
+                    chosen.append(AuthenticationRecord.deserialize(records[name]))
+        return chosen
 
     def save(self, key: str, record: AuthenticationRecord) -> None:
         with self._lock:
@@ -316,17 +321,20 @@ class DeviceCodeSignIn:
     def _token(self, claims: str | None) -> AccessToken:
         if self._credential is not None:
             return self._credential.get_token(self.scope, claims=claims)
-        record = self._records.load(self._key)
-        if record is not None:
+        # This tenant's account first, then those signed in to other tenants through the same authority and
+        # public client: Entra ID redeems a user's refresh token in any tenant the user belongs to (a guest,
+        # a GDAP admin), so one sign-in serves them all; where it does not, the person is asked again.
+        for record in self._records.candidates(self._key):
             credential = self._make(record)
             try:
                 token = credential.get_token(self.scope, claims=claims)
             except AuthenticationRequiredError:
                 credential.close()
-            else:
-                log.info("tenant %s: signed in from the token cache as %s", self.tenant.label, record.username)
-                self._credential = credential
-                return token
+                continue
+            log.info("tenant %s: signed in without a prompt as %s", self.tenant.label, record.username)
+            self._records.save(self._key, record)
+            self._credential = credential
+            return token
         credential = self._make(None)
         record = credential.authenticate(scopes=[self.scope], claims=claims)
         self._records.save(self._key, record)

@@ -557,3 +557,37 @@ def test_declining_on_the_sign_in_page_fails_the_tenant_in_one_line(sqlite_world
     assert "declined" in sign_in_page(sqlite_world, code, action="decline")
     assert terminal.finish() == 1
     assert "the sign-in was declined at the sign-in page: run the command again and approve it" in terminal.seen
+
+
+@pytest.mark.usefixtures("home")
+async def test_one_sign_in_serves_every_tenant_the_user_belongs_to(tmp_path: Path) -> None:
+    """With a token cache, the refresh token of the first tenant's sign-in gets the second tenant's token."""
+    sim = small_simulator([CONTOSO, FABRIKAM], users=USERS, device_code_interval_seconds=0)
+    person = Person(sim, "approve")
+    auth = device_auth(token_cache="fetcher-test", allow_unencrypted_storage=True)
+    async with stack(sim, tmp_path, prompt=person) as s:
+        first = await s.tokens.token(s.tenant(CONTOSO, auth))
+        second = await s.tokens.token(s.tenant(FABRIKAM, auth))
+        assert len(await s.list_all(s.tenant(FABRIKAM, auth), days=2)) == 2
+    assert len(person.prompts) == 1
+    assert (decode(first).claims["tid"], decode(second).claims["tid"]) == (CONTOSO.tenant_id, FABRIKAM.tenant_id)
+    assert decode(second).claims["upn"] == ADMIN
+
+
+@pytest.mark.usefixtures("home")
+async def test_a_tenant_the_user_is_not_in_asks_again(tmp_path: Path) -> None:
+    only_contoso = SimUser("consultant@contoso.example", tenants=frozenset({CONTOSO.tenant_id}))
+    sim = small_simulator([CONTOSO, FABRIKAM], users=(only_contoso, SimUser(ADMIN)), device_code_interval_seconds=0)
+    first, second = Person(sim, "approve", username=only_contoso.username), Person(sim, "approve")
+    prompts = [first, second]
+
+    def prompt(text: str) -> None:
+        prompts[0](text)
+        prompts.pop(0)
+
+    auth = device_auth(token_cache="fetcher-test", allow_unencrypted_storage=True)
+    async with stack(sim, tmp_path, prompt=prompt) as s:
+        await s.tokens.token(s.tenant(CONTOSO, auth))
+        token = await s.tokens.token(s.tenant(FABRIKAM, auth))
+    assert (len(first.prompts), len(second.prompts)) == (1, 1)
+    assert decode(token).claims["upn"] == ADMIN

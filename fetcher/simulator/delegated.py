@@ -7,6 +7,7 @@ The rules live in `devicecode` (flows, users) and `tokens` (JWTs); this module r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import time
@@ -116,9 +117,14 @@ def token(sim: Simulator, exchange: Exchange, form: Mapping[str, str]) -> web.Re
     client_id = form.get("client_id", "")
     if form.get("grant_type") == REFRESH_TOKEN_GRANT:
         grant = sim.device_flows.redeem_refresh_token(form.get("refresh_token", ""), client_id)
-        if grant is None or grant.tenant_id != tenant.tenant_id:
+        # A user's refresh token is good in every tenant the user belongs to (a guest, a GDAP admin).
+        if grant is None or not sim.device_flows.user(grant.username).member_of(tenant.tenant_id):
             body = poll_error_body(PollResult.BAD_CODE, _stamp()) | {"error": "invalid_grant"}
             return _entra_json(exchange, 400, orjson.dumps(body))
+        if not tenant.consent and any(s.rpartition("/")[2] in tokens.GRAPH_SCOPES for s in grant.scopes):
+            refused = entra.refusal(entra.TokenRefusal.CONSENT_REQUIRED, client_id=client_id)
+            return _entra_refusal(exchange, refused)
+        grant = dataclasses.replace(grant, tenant_id=tenant.tenant_id)
         return _entra_json(exchange, 200, orjson.dumps(_user_tokens(sim, exchange, grant)))
     result, flow = sim.device_flows.poll(form.get("device_code", ""), client_id, time.time())
     if result is not PollResult.GRANTED or flow is None:
@@ -129,6 +135,9 @@ def token(sim: Simulator, exchange: Exchange, form: Mapping[str, str]) -> web.Re
         refused = entra.refusal(entra.TokenRefusal.CONSENT_REQUIRED, client_id=client_id)
         return _entra_refusal(exchange, refused)
     assert flow.username is not None  # granted flows are approved by a user
+    if not sim.device_flows.user(flow.username).member_of(tenant.tenant_id):
+        body = poll_error_body(PollResult.DECLINED, _stamp())
+        return _entra_json(exchange, 400, orjson.dumps(body))
     grant = RefreshGrant(tenant.tenant_id, flow.client_id, flow.username, scopes)
     return _entra_json(exchange, 200, orjson.dumps(_user_tokens(sim, exchange, grant)))
 

@@ -32,6 +32,10 @@ class SimUser:
 
     username: str  # user principal name
     security_reader: bool = True  # holds Security Reader (or higher) in the tenants it signs in to
+    tenants: frozenset[str] | None = None  # the tenants the user belongs to (lower case); None: every one
+
+    def member_of(self, tenant_id: str) -> bool:
+        return self.tenants is None or tenant_id.lower() in self.tenants
 
 
 class FlowState(StrEnum):
