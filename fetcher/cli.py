@@ -31,6 +31,7 @@ from fetcher.text import printable
 # the commands that use them. tests/test_cli_startup.py holds the line.
 if TYPE_CHECKING:
     from rich.console import Console
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from fetcher.config import Config, Purpose, TenantConfig
     from fetcher.models import Shard
@@ -371,17 +372,25 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 @main.command("migrate")
 @click.pass_obj
 def migrate_command(ctx: Context) -> None:
-    """Create the tables, or upgrade them to this version's schema."""
+    """Create the tables, or upgrade them to this version's schema; with [database] partition = "monthly"
+    (PostgreSQL), also partition the day tables by month, converting a plain database in the same transaction."""
     from sqlalchemy.exc import DBAPIError
 
     from fetcher.config import Purpose
     from fetcher.store.engine import create_engine, database_error, display_url, migrate
+    from fetcher.store.partition import Conversion, convert
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
         engine = create_engine(config.database)
+        converted: list[Conversion] = []
+
+        async def partition(conn: AsyncConnection) -> None:
+            converted.extend(await convert(conn, datetime.now(UTC).date()))
+
+        monthly = config.database.partition == "monthly"
         try:
-            before, after = await migrate(engine)
+            before, after = await migrate(engine, then=partition if monthly else None)
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
         finally:
@@ -391,6 +400,14 @@ def migrate_command(ctx: Context) -> None:
             ctx.err.print(f"{where}: already at revision {after}")
         else:
             ctx.err.print(f"{where}: migrated from {before or 'an empty database'} to revision {after}")
+        for done in converted:
+            if done.partitions:
+                ctx.err.print(
+                    f"{where}: {done.table} partitioned by month: {done.rows} row(s) into "
+                    f"{done.partitions} month partition(s)"
+                )
+            else:
+                ctx.err.print(f"{where}: {done.table} already partitioned")
         return 0
 
     _run_async(ctx, action())

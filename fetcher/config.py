@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -155,6 +155,7 @@ class DatabaseConfig:
     busy_timeout_seconds: float = 30.0
     store_people: bool = True  # false: people named by control state updates are stored as keyed hashes
     people_salt: Secret | None = field(default=None, repr=False)  # the key of those hashes (a secret)
+    partition: str = "none"  # "monthly": `fetcher migrate` partitions the day tables by month (PostgreSQL)
 
     @property
     def display_url(self) -> str:
@@ -375,6 +376,7 @@ class _DatabaseTable(_Table):
     busy_timeout_seconds: Annotated[float, Field(ge=0)] = DatabaseConfig.busy_timeout_seconds
     store_people: bool = DatabaseConfig.store_people
     people_salt: str | None = None
+    partition: Literal["none", "monthly"] = "none"
 
 
 class _GraphTable(_Table):
@@ -733,7 +735,14 @@ class _Loader:
         if not table.url.startswith(("env:", "file:")) and make_url(url).password:
             self.literals.append("[database] url")
         salt = self.people_salt(table)
-        return DatabaseConfig(url, table.keep_raw, float(table.busy_timeout_seconds), table.store_people, salt)
+        if table.partition != "none" and make_url(url).get_backend_name() != "postgresql":
+            raise self.fail(
+                f'[database] partition = "{table.partition}" needs PostgreSQL: SQLite keeps each day table as one '
+                'table (remove the key, or set partition = "none")'
+            )
+        return DatabaseConfig(
+            url, table.keep_raw, float(table.busy_timeout_seconds), table.store_people, salt, table.partition
+        )
 
     def people_salt(self, table: _DatabaseTable) -> Secret | None:
         """The key of the hashes that replace people's names; needed only when `store_people = false`."""

@@ -36,6 +36,7 @@ from fetcher.store import ledger
 from fetcher.store.archive import archived_tenants
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
 from fetcher.store.lock import RunLock, this_process
+from fetcher.store.partition import ensure_archive_partitions
 from fetcher.store.profiles import profiles_fetched_at
 from fetcher.store.save import in_transaction, record
 from fetcher.store.scores import newest_score_dates, oldest_score_dates, save_tenants
@@ -102,6 +103,8 @@ class Run:
             # A first run may create its SQLite file; a rebuild needs the one whose archive it replays.
             await ensure_schema(engine, create=not self.request.replay)
             async with RunLock(engine, this_process(self.report.run_id), shard=self.shard):
+                if self.request.replay:  # a fetch's saves make their months; a rebuild's come from the archive
+                    await ensure_archive_partitions(engine)
                 plans = await self._begin(engine)
                 try:
                     await self._schedule(engine, plans)

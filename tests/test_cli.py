@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from fetcher.cli import _shard_and_tenants, main
 from fetcher.config import Purpose, load_config
 from fetcher.store.engine import head_revision
+from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 
 SECRET = "cli-secret-value-9f8e7d"
 CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -126,6 +127,35 @@ def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
     assert f"to revision {head_revision()}" in first.output
     assert "already at revision" in again.output
     assert (tmp_path / "scores.db").exists()
+
+
+def test_migrate_refuses_monthly_partitions_on_sqlite_in_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, database=f'{DEFAULT_DATABASE}\npartition = "monthly"')
+
+    result = invoke("--config", str(config), "migrate", env={"SECRET": SECRET})
+
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert '[database] partition = "monthly" needs PostgreSQL' in result.output
+    assert not (tmp_path / "scores.db").exists()
+
+
+@pytest.mark.postgres
+def test_migrate_partitions_a_postgresql_database_by_month_once(tmp_path: Path) -> None:
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_cli")
+    try:
+        config = write_config(tmp_path, database=f'url = "{url}"\npartition = "monthly"')
+
+        first = invoke("--config", str(config), "migrate", env={"SECRET": SECRET})
+        again = invoke("--config", str(config), "migrate", env={"SECRET": SECRET})
+    finally:
+        drop_postgres_database(url)
+
+    assert first.exit_code == 0
+    assert "control_scores partitioned by month: 0 row(s) into 2 month partition(s)" in first.output
+    assert "control_scores already partitioned" in again.output
 
 
 def test_status_of_a_new_database_shows_every_tenant_as_stale(tmp_path: Path) -> None:

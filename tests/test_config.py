@@ -1566,3 +1566,17 @@ def test_azure_cli_is_usable_for_one_tenant_beside_the_shared_app(tmp_path: Path
 def test_a_token_cache_that_is_not_a_name_is_refused(tmp_path: Path, name: str) -> None:
     message = refused(tmp_path, auth=f'method = "device_code"\ntoken_cache = "{name}"\n')
     assert f"[auth] token_cache {name!r} must be a name" in message
+
+
+def test_monthly_partitions_are_refused_on_sqlite_in_one_line(tmp_path: Path) -> None:
+    message = refused(tmp_path, database='url = "sqlite+aiosqlite:///x.db"\npartition = "monthly"')
+    assert '[database] partition = "monthly" needs PostgreSQL' in message
+
+
+def test_monthly_partitions_are_taken_on_postgresql(tmp_path: Path) -> None:
+    config = load(tmp_path, database='url = "postgresql://app@db/scores"\npartition = "monthly"')
+    assert config.database.partition == "monthly"
+
+
+def test_unknown_partition_scheme_is_refused_naming_the_key(tmp_path: Path) -> None:
+    assert "partition" in refused(tmp_path, database='url = "postgresql://app@db/scores"\npartition = "daily"')

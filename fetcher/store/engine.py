@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -229,12 +229,15 @@ def _downgrade(connection: Connection, revision: str) -> None:
     command.downgrade(alembic_config(connection), revision)
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
+async def migrate(
+    engine: AsyncEngine, revision: str = "head", *, then: Callable[[AsyncConnection], Awaitable[None]] | None = None
+) -> tuple[str | None, str | None]:
     """Upgrade to `revision`; returns the revisions before and after.
 
     The whole upgrade is one transaction that first takes the database's write lock (SQLite) or a
     transaction-scoped advisory lock (PostgreSQL), so two processes migrating one database at once
-    end with one of them doing the work and the other finding it done.
+    end with one of them doing the work and the other finding it done. `then` runs in the same
+    transaction after the upgrade (`fetcher migrate` partitions the day tables there, when configured).
     """
     async with transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
@@ -242,6 +245,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | No
         before = await conn.run_sync(_current_revision)
         await conn.run_sync(_upgrade, revision)
         after = await conn.run_sync(_current_revision)
+        if then is not None:
+            await then(conn)
     return before, after
 
 

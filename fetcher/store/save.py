@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +25,7 @@ from fetcher.resources.base import Resource
 from fetcher.store import ledger
 from fetcher.store.archive import Rejection, save_rejections
 from fetcher.store.engine import transaction
+from fetcher.store.partition import ensure_partitions
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,11 @@ async def save_tenant(
     rejections: Sequence[Rejection],
     row: ledger.TenantRun,
 ) -> None:
-    """Everything one tenant's work produced, in one transaction (see `TenantWrite`)."""
+    """Everything one tenant's work produced, in one transaction (see `TenantWrite`). On a partitioned
+    database the month partitions its rows need are made first, in a transaction of their own."""
     write = TenantWrite(admitted, rejections, row)
     what = "storing" if admitted else "recording"
+    await ensure_partitions(engine, score_dates(admitted))
     await in_transaction(engine, lambda conn: write_tenant(conn, write), f"{what} tenant {row.tenant_id}")
 
 
@@ -109,6 +112,7 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
     transaction of its own: the group costs one more try, and a tenant that cannot be saved fails alone.
     """
     if len(writes) > 1:
+        await ensure_partitions(engine, {day for write in writes for day in score_dates(write.admitted)})
 
         async def work(conn: AsyncConnection) -> None:
             await _save_shared(conn, writes)
@@ -144,3 +148,8 @@ async def _save_alone(engine: AsyncEngine, write: TenantWrite) -> Exception | No
     except Exception as error:  # the tenant's own failure, returned to the tenant's caller to judge
         return error
     return None
+
+
+def score_dates(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> set[date]:
+    """The days the admitted rows are for (rows with a `score_date`), whose partitions a save needs."""
+    return {day for _, admission in admitted for row in admission.rows if (day := getattr(row, "score_date", None))}
