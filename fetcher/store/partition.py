@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from fetcher.store.engine import transaction
+from fetcher.store.engine import connect, transaction
 from fetcher.store.schema import NAMING_CONVENTION, control_scores
 from fetcher.store.schema import raw_payloads as raw
 
@@ -178,7 +178,7 @@ async def _known(engine: AsyncEngine) -> dict[str, list[Range]]:
     """The partitioned tables of `PARTITIONED` and their ranges, read once per engine."""
     known = _KNOWN.get(engine.sync_engine)
     if known is None:
-        async with transaction(engine, write=False) as conn:
+        async with connect(engine) as conn:  # read only, rolled back: no commit in a run's count
             known = {t.name: await ranges(conn, t.name) for t in PARTITIONED if await is_partitioned(conn, t.name)}
         _KNOWN[engine.sync_engine] = known
     return known
@@ -210,7 +210,7 @@ async def ensure_archive_partitions(engine: AsyncEngine) -> list[str]:
     """Before `fetcher rebuild` replays the archive: the months of every archived day (`raw_payloads`)."""
     if engine.dialect.name != "postgresql" or not await _known(engine):
         return []
-    async with transaction(engine, write=False) as conn:
+    async with connect(engine) as conn:
         days = sa.select(sa.func.min(raw.c.score_date), sa.func.max(raw.c.score_date))
         first, last = (await conn.execute(days)).one()
     return [] if first is None else await ensure_partitions(engine, months_between(first, last))
