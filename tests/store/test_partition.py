@@ -25,6 +25,7 @@ from fetcher.store.partition import (
     Conversion,
     convert,
     covered,
+    ensure_archive_partitions,
     ensure_partitions,
     is_partitioned,
     months_between,
@@ -32,7 +33,7 @@ from fetcher.store.partition import (
     ranges,
 )
 from fetcher.store.save import save_tenant
-from fetcher.store.schema import control_scores
+from fetcher.store.schema import control_scores, raw_payloads
 from fetcher.store.scores import save_score_days
 from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 from tests.dbutil import count, rows
@@ -231,6 +232,24 @@ async def test_a_write_past_ensure_partitions_fails_whole(plain: AsyncEngine) ->
         async with transaction(plain) as conn:
             await save_score_days(conn, history(TENANT, date(2019, 5, 1), date(2019, 5, 1)), NOW)
     assert await rows(plain, control_scores, score_date=date(2019, 5, 1)) == []
+
+
+@pytest.mark.postgres
+async def test_a_rebuild_makes_the_months_of_every_archived_day(plain: AsyncEngine) -> None:
+    await partition(plain)
+    archived = {"size": 2, "body": b"{}", "fetched_at": NOW, "last_fetched_at": NOW, "tenant_id": TENANT}
+    async with transaction(plain) as conn:
+        await conn.execute(
+            sa.insert(raw_payloads),
+            [
+                archived | {"score_date": date(2025, 6, 30), "sha256": "a" * 64},
+                archived | {"score_date": TODAY, "sha256": "b" * 64},
+            ],
+        )
+
+    made = await ensure_archive_partitions(plain)
+
+    assert made == ["control_scores_p2025_06", "control_scores_p2025_07", "control_scores_p2025_08"]
 
 
 @pytest.mark.postgres
