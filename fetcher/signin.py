@@ -71,6 +71,7 @@ KNOWN_AUTHORITY_HOSTS = frozenset(
 CACHE_DIRECTORY = Path("~/.IdentityService")  # where azure-identity keeps its persistent caches on Linux and macOS
 INSTALL_AZ = "https://learn.microsoft.com/cli/azure/install-azure-cli"
 _CANCELLED = "the sign-in was cancelled"
+_CLAIMS_LOGIN = re.compile(r"az login --claims-challenge [A-Za-z0-9+/=_-]+")
 _UNSAFE = re.compile(r"Entra ID's answer \([^)]*\) exceeds the cap of \d+ bytes; refused")
 
 
@@ -416,6 +417,12 @@ def _azure_cli_fix(error: BaseException, message: str, tid: str) -> str | None:
         return (
             f'[auth] method = "azure_cli" needs the Azure CLI, and `az` is not on PATH: install it ({INSTALL_AZ}) '
             f'and run `az login --tenant {tid}`, or use method = "device_code"'
+        )
+    claims = _CLAIMS_LOGIN.search(message)
+    if claims is not None:
+        return (
+            "Graph asks for a fresh sign-in with more claims (Conditional Access, a revoked session): run "
+            f"`{claims.group(0)} --tenant {tid}` (Azure CLI 2.76 or later) and try again"
         )
     if "az login" in message and "AADSTS" not in message:
         return f"the Azure CLI is not signed in: run `az login --tenant {tid}` and try again"

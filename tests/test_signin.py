@@ -19,10 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.identity import CredentialUnavailableError
 
 from fetcher.auth import TokenProvider
 from fetcher.config import DEFAULT_PUBLIC_CLIENT_ID, AuthConfig, DatabaseConfig
 from fetcher.errors import AuthenticationError, PermissionDenied, UnsafeResponse
+from fetcher.models import TenantRef
+from fetcher.signin import signin_refusal
 from fetcher.simulator import Fault, FaultKind, SimTenant, SimUser
 from fetcher.simulator.devicecode import PollResult
 from fetcher.simulator.tokens import decode
@@ -591,3 +594,30 @@ async def test_a_tenant_the_user_is_not_in_asks_again(tmp_path: Path) -> None:
         token = await s.tokens.token(s.tenant(FABRIKAM, auth))
     assert (len(first.prompts), len(second.prompts)) == (1, 1)
     assert decode(token).claims["upn"] == ADMIN
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        (CredentialUnavailableError("Azure CLI not found on path"), "`az` is not on PATH: install it"),
+        (
+            CredentialUnavailableError("Please run 'az login' to set up an account"),
+            f"the Azure CLI is not signed in: run `az login --tenant {CONTOSO.tenant_id}`",
+        ),
+        (CredentialUnavailableError("Timed out waiting for Azure CLI"), "did not answer within 30 s"),
+        (
+            CredentialUnavailableError(
+                "This credential doesn't support claims challenges. To authenticate with the required claims, please "
+                "run the following command (requires Azure CLI version 2.76.0 or later): az login --claims-challenge "
+                "eyJhY2Nlc3NfdG9rZW4iOnt9fQ== --tenant x --scope https://graph.microsoft.com/.default"
+            ),
+            "run `az login --claims-challenge eyJhY2Nlc3NfdG9rZW4iOnt9fQ== --tenant "
+            f"{CONTOSO.tenant_id}` (Azure CLI 2.76 or later)",
+        ),
+    ],
+)
+def test_each_azure_cli_failure_is_one_line_with_its_fix(error: Exception, fix: str) -> None:
+    refusal = signin_refusal(error, TenantRef(CONTOSO.tenant_id, CONTOSO.name), AuthConfig(method="azure_cli"))
+    assert refusal is not None
+    assert fix in str(refusal)
+    assert "\n" not in str(refusal)
