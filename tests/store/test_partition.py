@@ -338,6 +338,7 @@ READS: dict[str, Callable[[AsyncConnection], Awaitable[Any]]] = {
     "report categories": lambda conn: reports.categories(conn, TENANT, since=SINCE, until=TODAY),
     "report control moves": lambda conn: reports.control_deltas(conn, TENANT, after=SINCE, until=TODAY),
     "report next actions": lambda conn: reports.next_actions(conn, TENANT, limit=5),
+    "portfolio actions (every tenant's newest day)": reports.actions,
 }
 
 
