@@ -1003,10 +1003,14 @@ class _Loader:
         return values
 
     def auth_as_written(self, table: _AuthTable) -> AuthConfig:
-        """`[auth]` itself, for showing: its secrets by reference, never read here."""
+        """`[auth]` itself, for showing: its secrets by reference, never read here (device_code's default
+        public client filled in, as each tenant's resolved auth has it)."""
+        client_id = table.client_id.lower() if table.client_id else None
+        if table.method == "device_code" and client_id is None:
+            client_id = DEFAULT_PUBLIC_CLIENT_ID
         return AuthConfig(
             method=table.method or "client_secret",
-            client_id=table.client_id.lower() if table.client_id else None,
+            client_id=client_id,
             client_secret=_reference_only(table.client_secret) if table.client_secret is not None else None,
             certificate_path=self.resolve_path(table.certificate_path) if table.certificate_path else None,
             certificate_password=(

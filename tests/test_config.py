@@ -1545,6 +1545,7 @@ def test_device_code_needs_no_client_id_and_uses_the_documented_public_client(tm
         method="device_code", client_id=DEFAULT_PUBLIC_CLIENT_ID, token_cache="fetcher"
     )
     assert config.tenants[0].auth.delegated
+    assert config.auth == config.tenants[0].auth  # `config check` then counts no tenant as overriding [auth]
 
 
 def test_device_code_takes_the_users_own_public_client(tmp_path: Path) -> None:
