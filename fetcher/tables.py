@@ -124,20 +124,37 @@ def fitted_table(
     if pair is not None:
         columns, rows = stack(columns, rows, pair, width)
     kept = fit(columns, rows, width)
+    widths = _widths([columns[i] for i in kept], [[row[i] for i in kept] for row in rows], width)
     table = Table(**options)
-    for i in kept:
+    for i, w in zip(kept, widths, strict=True):
         c = columns[i]
-        table.add_column(
-            c.header,
-            footer=c.footer,
-            justify=c.justify,
-            no_wrap=not c.wrap,
-            overflow="fold",
-            min_width=needed(c, [row[i] for row in rows]),
-        )
+        table.add_column(c.header, footer=c.footer, justify=c.justify, no_wrap=not c.wrap, overflow="fold", width=w)
     for row in rows:
         table.add_row(*(row[i] for i in kept))
     return table
+
+
+def natural(column: Column, cells: Sequence[Cell]) -> int:
+    """A column's width with every value on one line."""
+    return max([cell_width(c) for c in cells] + [len(column.header), len(column.footer)])
+
+
+def _widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int | None) -> list[int | None]:
+    """Each column's width at `width` (None: each its natural width, for rich to measure): figures at their
+    natural width, text columns from their minimum up to their natural width as the space allows (the
+    narrowest need first), so rich never squeezes a figure."""
+    if width is None:
+        return [None] * len(columns)
+    full = [natural(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
+    sizes = [needed(c, [row[i] for row in rows]) if c.wrap else full[i] for i, c in enumerate(columns)]
+    spare = width - BORDER - PER_COLUMN * len(columns) - sum(sizes)
+    growing = sorted((i for i, c in enumerate(columns) if c.wrap), key=lambda i: full[i] - sizes[i])
+    for place, i in enumerate(growing):
+        share = max(0, spare) // (len(growing) - place)
+        grow = min(full[i] - sizes[i], share)
+        sizes[i] += grow
+        spare -= grow
+    return list(sizes)
 
 
 def terminal_width(console: Console) -> int | None:
