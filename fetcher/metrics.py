@@ -154,6 +154,7 @@ class SnapshotCollector(Collector):
                 status.add_metric([*key, value], 1.0 if run.status == value else 0.0)
             tenants.add_metric([*key, "succeeded"], run.tenants_succeeded)
             tenants.add_metric([*key, "failed"], run.tenants_failed)
+            tenants.add_metric([*key, "interrupted"], run.tenants_interrupted)
             requests.add_metric(key, run.requests)
             retries.add_metric(key, run.retries)
             throttled.add_metric(key, run.throttled)

@@ -39,7 +39,9 @@ async def ledger_rows(engine: AsyncEngine) -> None:
                     error_kind=kind,
                 ),
             )
-        await ledger.finish_run(conn, "r1", ledger.RunTotals("partial", started + timedelta(minutes=5), 1, 1, 2))
+        await ledger.finish_run(
+            conn, "r1", ledger.RunTotals("partial", started + timedelta(minutes=5), 1, 1, 2, tenants_interrupted=3)
+        )
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -75,6 +77,7 @@ async def test_metrics_parse_as_openmetrics_with_every_series(engine: AsyncEngin
         ("securescore_run_finished_timestamp_seconds", run): (NOW - timedelta(minutes=55)).timestamp(),
         ("securescore_run_tenants", (*run, ("outcome", "failed"))): 1.0,
         ("securescore_run_tenants", (*run, ("outcome", "succeeded"))): 1.0,
+        ("securescore_run_tenants", (*run, ("outcome", "interrupted"))): 3.0,
         ("securescore_run_requests", run): 6.0,
         ("securescore_run_retries", run): 2.0,
         ("securescore_run_throttled", run): 1.0,

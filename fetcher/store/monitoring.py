@@ -39,6 +39,7 @@ class RunSummary:
     retries: int
     throttled: int
     shard: str = ""
+    tenants_interrupted: int = 0  # stopped, not failed (migration 0009)
 
     @property
     def duration_seconds(self) -> float:
@@ -81,6 +82,7 @@ async def latest_runs_by_command(conn: AsyncConnection) -> list[RunSummary]:
             f.tenants_succeeded,
             f.tenants_failed,
             shard,
+            f.tenants_interrupted,
             order,
         )
         .where(f.status != Status.RUNNING, f.finished_at.is_not(None))
@@ -110,4 +112,5 @@ def _summary(row: sa.Row[Any], sums: tuple[Any, Any, Any]) -> RunSummary:
         retries=int(sums[1] or 0),
         throttled=int(sums[2] or 0),
         shard=row.shard,
+        tenants_interrupted=int(row.tenants_interrupted),
     )
