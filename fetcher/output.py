@@ -323,8 +323,8 @@ STATUS_COLUMNS = (
     Column("tenant id"),
     Column("newest day"),
     Column("last success", drop=1),
-    Column("state", wrap=True, min_width=10),
-    Column("last error", wrap=True, min_width=16),
+    Column("state", wrap=True, min_width=9),
+    Column("last error", wrap=True, min_width=12),
 )
 
 

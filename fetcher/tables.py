@@ -141,17 +141,15 @@ def natural(column: Column, cells: Sequence[Cell]) -> int:
 
 def _widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int | None) -> list[int | None]:
     """Each column's width at `width` (None: each its natural width, for rich to measure): figures at their
-    natural width, text columns from their minimum up to their natural width as the space allows (the
-    narrowest need first), so rich never squeezes a figure."""
+    natural width, text columns from their minimum up to their natural width as the space allows, left to
+    right (a name and id before a long message), so rich never squeezes a figure."""
     if width is None:
         return [None] * len(columns)
     full = [natural(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
     sizes = [needed(c, [row[i] for row in rows]) if c.wrap else full[i] for i, c in enumerate(columns)]
     spare = width - BORDER - PER_COLUMN * len(columns) - sum(sizes)
-    growing = sorted((i for i, c in enumerate(columns) if c.wrap), key=lambda i: full[i] - sizes[i])
-    for place, i in enumerate(growing):
-        share = max(0, spare) // (len(growing) - place)
-        grow = min(full[i] - sizes[i], share)
+    for i in (i for i, c in enumerate(columns) if c.wrap):  # left to right: names and ids before messages
+        grow = max(0, min(full[i] - sizes[i], spare))
         sizes[i] += grow
         spare -= grow
     return list(sizes)
