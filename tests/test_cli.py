@@ -446,3 +446,15 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_never_a_traceback(tmp_
             run.stderr.strip()
             == f"error: cannot open database {tmp_path / 'scores.db'}: it is a folder, not a SQLite file"
         )
+
+
+@pytest.mark.parametrize("command", [["run"], ["backfill"], ["config", "check"]], ids=" ".join)
+def test_zero_tenants_is_a_usage_error_that_says_where_tenants_come_from(tmp_path: Path, command: list[str]) -> None:
+    config = tmp_path / "fetcher.toml"
+    config.write_text(ONLY_DATABASE + f'[auth]\nclient_id = "{CLIENT_ID}"\nclient_secret = "env:SECRET"\n')
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 2
+    assert "no tenants to fetch: there is no [[tenants]] table" in result.output
+    assert "tenants_file" in result.output
