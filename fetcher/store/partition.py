@@ -167,8 +167,13 @@ async def add_months(conn: AsyncConnection, table: str, months: Iterable[date]) 
 
 
 async def _create(conn: AsyncConnection, table: str, month: date) -> None:
-    bounds = f"FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
-    await conn.exec_driver_sql(f"CREATE TABLE {partition_name(table, month)} PARTITION OF {table} FOR VALUES {bounds}")
+    """A month's partition, made as a table of its own and then attached: ATTACH PARTITION takes only a SHARE
+    UPDATE EXCLUSIVE lock on `table`, which other writers' ROW EXCLUSIVE does not conflict with, where
+    CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE, wait for every open save of every shard and
+    queue the next ones behind it (and deadlock against a save waiting on another save's `controls` row)."""
+    name, bounds = partition_name(table, month), f"FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+    await conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    await conn.exec_driver_sql(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds}")
 
 
 _KNOWN: weakref.WeakKeyDictionary[Engine, dict[str, list[Range]]] = weakref.WeakKeyDictionary()

@@ -253,6 +253,20 @@ async def test_a_rebuild_makes_the_months_of_every_archived_day(plain: AsyncEngi
 
 
 @pytest.mark.postgres
+async def test_a_new_month_is_made_while_another_process_is_saving(plain: AsyncEngine) -> None:
+    """Attaching a month does not wait for open saves (CREATE ... PARTITION OF would wait for this one forever)."""
+    await partition(plain)
+    other = create_engine(DatabaseConfig(url=plain.url.render_as_string(hide_password=False)))
+    try:
+        async with transaction(plain) as conn:  # a save of another shard, still open
+            await save_score_days(conn, history(OTHER, TODAY, TODAY, shift=1.0), NOW)
+            made = await asyncio.wait_for(ensure_partitions(other, [date(2027, 8, 1)]), timeout=60)
+    finally:
+        await other.dispose()
+    assert made == ["control_scores_p2027_08"]
+
+
+@pytest.mark.postgres
 async def test_processes_asking_for_one_month_at_once_make_it_once(plain: AsyncEngine) -> None:
     await partition(plain)
     engines = [create_engine(DatabaseConfig(url=plain.url.render_as_string(hide_password=False))) for _ in range(4)]
