@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import orjson
 import sqlalchemy as sa
@@ -298,8 +298,12 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
 
 
 def display_url(engine: AsyncEngine) -> str:
-    """The database URL with its password hidden, for messages."""
-    return hide_password(engine.url.render_as_string(hide_password=False))
+    """The database URL with its password hidden, for messages (a SQLite file opened read-only by its path,
+    as configured, not as the `file:` URI `read_only_url` made of it)."""
+    url = engine.url
+    if url.query.get("mode") == "ro" and (url.database or "").startswith("file:"):
+        url = url.set(database=unquote(url.database.removeprefix("file:")), query={})  # type: ignore[union-attr]
+    return hide_password(url.render_as_string(hide_password=False))
 
 
 async def open_connection(engine: AsyncEngine) -> AsyncConnection:

@@ -23,6 +23,7 @@ from fetcher.store.engine import (
     connect,
     create_engine,
     current_revision,
+    display_url,
     downgrade,
     ensure_schema,
     head_revision,
@@ -267,3 +268,13 @@ def _at(tenant: str, **values: str) -> dict[str, object]:
     for key, value in values.items():
         params[key] = date.fromisoformat(value) if key.startswith("d") else value
     return params
+
+
+def test_a_read_only_engine_is_named_by_the_configured_url(tmp_path: Path) -> None:
+    """Messages name the file as configured, not as the read-only `file:` URI it is opened by."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'a b.db'}"
+
+    engine = create_engine(DatabaseConfig(url=url), read_only=True)
+
+    assert engine.url.query["mode"] == "ro"
+    assert display_url(engine) == url
