@@ -321,7 +321,11 @@ class DeviceCodeSignIn:
 
     def _token(self, claims: str | None) -> AccessToken:
         if self._credential is not None:
-            return self._credential.get_token(self.scope, claims=claims)
+            try:
+                return self._credential.get_token(self.scope, claims=claims)
+            except AuthenticationRequiredError:  # the refresh token ran out during the run: sign in again
+                self._credential.close()
+                self._credential = None
         # This tenant's account first, then those signed in to other tenants through the same authority and
         # public client: Entra ID redeems a user's refresh token in any tenant the user belongs to (a guest,
         # a GDAP admin), so one sign-in serves them all; where it does not, the person is asked again.

@@ -280,6 +280,28 @@ async def test_a_cache_past_its_access_token_refreshes_without_a_prompt(tmp_path
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
 
 
+async def test_a_session_revoked_during_the_run_asks_again_instead_of_failing(tmp_path: Path, home: Path) -> None:
+    """The refresh token stops working mid-run (an admin revoked the sessions): the person is asked once more."""
+    sim = small_simulator([CONTOSO], users=USERS, device_code_interval_seconds=0, token_lifetime_seconds=120)
+    auth = device_auth(token_cache="fetcher-test", allow_unencrypted_storage=True)
+    person = Person(sim, "approve")
+    async with stack(sim, tmp_path, prompt=person) as s:
+        tenant = s.tenant(CONTOSO, auth)
+        await s.tokens.token(tenant)
+        await s.tokens.close()
+        again = TokenProvider(s.session, s.graph, lambda _t: auth, prompt=person)
+        try:
+            await again.token(tenant)  # silently, from the cache
+            assert len(person.prompts) == 1
+            sim.device_flows.revoke_refresh_tokens()
+            token = await again.token(tenant)  # MSAL finds the 120 s token stale and its refresh token refused
+        finally:
+            await again.close()
+    assert len(person.prompts) == 2
+    assert decode(token).claims["upn"] == ADMIN
+    assert (home / ".IdentityService" / "fetcher-test.accounts.json").exists()
+
+
 @pytest.mark.usefixtures("home")
 async def test_an_unencryptable_cache_names_allow_unencrypted_storage(tmp_path: Path) -> None:
     """On this headless Linux (no libsecret) azure-identity cannot encrypt: one line says what to set."""

@@ -180,6 +180,11 @@ class DeviceFlows:
             return None
         return grant
 
+    def revoke_refresh_tokens(self) -> None:
+        """Every refresh token stops working, as after an admin revokes the users' sessions."""
+        with self._lock:
+            self._refresh.clear()
+
     def user(self, username: str) -> SimUser:
         return self.users.get(username.lower(), SimUser(username))
 
