@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -324,7 +324,6 @@ STATUS_COLUMNS = (
     Column("newest day"),
     Column("last success", drop=1),
     Column("state", wrap=True, min_width=9),
-    Column("last error", wrap=True, min_width=12),
 )
 
 
@@ -336,8 +335,10 @@ def _last_error(s: TenantState) -> str:
     return error
 
 
-def status_table(status: StatusReport, *, width: int | None = None) -> Table:
-    """`fetcher status`: a row per tenant. `width`: the terminal's (None: not a terminal; see fetcher.tables)."""
+def status_table(status: StatusReport, *, width: int | None = None) -> RenderableType:
+    """`fetcher status`: a row per tenant, then a line per tenant with a last error (under the table, so a long
+    message neither widens every row off a terminal nor wraps in a narrow column). `width`: the terminal's
+    (None: not a terminal; see fetcher.tables)."""
     rows = [
         [
             escape(printable(r.state.name)),
@@ -345,11 +346,10 @@ def status_table(status: StatusReport, *, width: int | None = None) -> Table:
             str(r.state.newest_score_date or "none"),
             f"{r.state.last_success_at:%Y-%m-%d %H:%M}" if r.state.last_success_at else "never",
             _state_cell(r, status.history_days),
-            escape(printable(_last_error(r.state))),
         ]
         for r in status.rows
     ]
-    return fitted_table(
+    table = fitted_table(
         STATUS_COLUMNS,
         rows,
         width,
@@ -357,6 +357,18 @@ def status_table(status: StatusReport, *, width: int | None = None) -> Table:
         title=f"tenants ({len(rows)}); stale = newest day older than {status.max_age.total_seconds() / 3600:g} h",
         title_justify="left",
     )
+    return Group(table, *(Text(line) for line in status_error_lines(status)))
+
+
+def status_error_lines(status: StatusReport) -> list[str]:
+    """A line per tenant whose last error (or quarantined payloads) is on record, terminal controls escaped."""
+    lines = []
+    for r in status.rows:
+        s = r.state
+        if error := _last_error(s):
+            at = f", {s.last_error_at:%Y-%m-%d %H:%M} UTC" if s.last_error_at else ""
+            lines.append(printable(f"last error: {s.name or s.tenant_id} ({s.tenant_id}){at}: {error}"))
+    return lines
 
 
 def status_json(status: StatusReport) -> bytes:

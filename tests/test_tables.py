@@ -108,7 +108,17 @@ def test_status_keeps_dates_whole_and_marks_in_the_shared_words(width: int | Non
     assert "failing" in words
     assert {TENANTS[0][0], TENANTS[1][0]} <= words  # ids whole, even at 80
     if width is None:
-        assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "no data, failing", "SecurityEvents.Read.All")
+        assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "no data, failing")
+        assert max(len(line.rstrip()) for line in lines if "│" in line) < 200  # no row padded to the error
+    # the last error whole under the table: one line off a terminal, wrapped as prose on one
+    below = " ".join(" ".join(lines[next(i for i, line in enumerate(lines) if line.startswith("└")) + 1 :]).split())
+    assert below == (
+        f"last error: {LONG_NAME} ({TENANTS[1][0]}), 2026-11-30 06:00 UTC: permission: Graph denied access (403): "
+        "the app lacks SecurityEvents.Read.All"
+    )
+    if width is None:
+        assert_one_line_each(lines, "last error:", TENANTS[1][0], "SecurityEvents.Read.All")
+    if width is None:
         assert_one_line_each(lines, "Contoso", TENANTS[0][0], "2026-11-29", "2026-11-30 06:00")
 
 
