@@ -522,7 +522,7 @@ def load_config(
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such configuration file (pass --config PATH, set {ENV_CONFIG}, "
-            f"or copy config.example.toml to ./{DEFAULT_FILE})"
+            f"or write ./{DEFAULT_FILE} with `fetcher config init`)"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None

@@ -137,6 +137,8 @@ def setup_logging(
     # SQLAlchemy logs each statement at INFO, with its parameters replaced by a note (hide_parameters).
     logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO if log_sql else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+    # Alembic's plugin set-up says seven lines at INFO on every start: only with -vv.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
 
 
 # ------------------------------------------------------------------------------------------- progress

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -118,9 +118,16 @@ def fitted_table(
     *,
     pair: tuple[int, int] | None = None,
     **options: Any,
-) -> Table:
+) -> RenderableType:
     """A rich table of the columns that fit at `width` (None: not a terminal, all at full width); `pair`:
-    two columns (a name and an id) that stack into one when not all columns fit."""
+    two columns (a name and an id) that stack into one when not all columns fit. Off a terminal the title and
+    caption are lines of their own above and below, not padded with spaces to the table's width."""
+    if width is None and ("title" in options or "caption" in options):
+        title, caption = options.pop("title", None), options.pop("caption", None)
+        options.pop("title_justify", None), options.pop("caption_justify", None)
+        table = fitted_table(columns, rows, None, pair=pair, **options)
+        lines = [_line(title), table, _line(caption)]
+        return Group(*(line for line in lines if line is not None))
     if pair is not None:
         columns, rows = stack(columns, rows, pair, width)
     kept = fit(columns, rows, width)
@@ -132,6 +139,13 @@ def fitted_table(
     for row in rows:
         table.add_row(*(row[i] for i in kept))
     return table
+
+
+def _line(text: str | Text | None) -> Text | None:
+    """A title or caption (rich markup in a str) as a line of its own."""
+    if text is None:
+        return None
+    return text if isinstance(text, Text) else Text.from_markup(text)
 
 
 def natural(column: Column, cells: Sequence[Cell]) -> int:

@@ -52,6 +52,13 @@ def assert_one_line_each(lines: list[str], *values: str) -> None:
     assert any(all(v in line for v in values) for line in lines), (values, "\n".join(lines))
 
 
+def assert_titles_unpadded(lines: list[str]) -> None:
+    """Off a terminal, lines outside the table's borders (title, caption) carry no padding to its width."""
+    prose = [line for line in lines if line and line[0] not in "┏┃┡│└╇├━"]
+    assert prose, lines
+    assert all(line == line.rstrip() for line in prose), [len(line) for line in prose]
+
+
 @pytest.mark.parametrize("width", WIDTHS, ids=str)
 def test_the_portfolio_keeps_every_figure_and_date_whole(width: int | None) -> None:
     latest = [
@@ -79,6 +86,7 @@ def test_the_portfolio_keeps_every_figure_and_date_whole(width: int | None) -> N
     assert all(tid in words for tid, _ in TENANTS)  # ids are never folded
     if width is None:
         assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "2026-11-29", "545.47", "1128.00", "+10.18", "-2.4")
+        assert_titles_unpadded(lines)
     if width == 120:
         assert "2026-11-29" in words
 
@@ -148,6 +156,7 @@ def test_the_run_summary_keeps_the_request_counts_whole(width: int | None) -> No
     assert "1 interrupted" in "\n".join(lines)
     if width is None:
         assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "failed", "12345", "67890", "AADSTS7000215")
+        assert_titles_unpadded(lines)
 
 
 def test_a_run_with_nothing_to_show_prints_its_counts_and_no_empty_table() -> None:

@@ -604,7 +604,7 @@ _PORTFOLIO_DROP = {
 }
 
 
-def portfolio_table(p: Portfolio, width: int | None = None) -> Table:
+def portfolio_table(p: Portfolio, width: int | None = None) -> RenderableType:
     """The portfolio, a row per tenant. `width`: the terminal's; None off a terminal (every column, full values,
     one line per tenant). On a narrow terminal the name and id stack and the least useful figures drop out."""
     t = p.totals

@@ -31,7 +31,7 @@ from fetcher.text import one_line
 DEFAULT_WINDOW_DAYS = 90
 TOP_CONTROLS = 10
 TOP_ACTIONS = 10
-WHY_LIMIT = 300  # characters of a last error shown where a tenant has no data
+WHY_LIMIT = 2000  # characters of a last error shown for a tenant without data: whole (the fix, a link, is last)
 
 
 class Sort(StrEnum):

@@ -191,8 +191,12 @@ def test_a_tenant_without_data_says_why_from_its_ledger(state: TenantState | Non
     assert why_no_data(state) == why
 
 
-def test_a_long_last_error_is_cut_to_one_line() -> None:
-    why = why_no_data(_state(None, WHEN, "denied\n" + "x" * 1000))
-
+def test_a_long_last_error_is_one_line_whole_with_its_fix_and_cut_only_past_the_limit() -> None:
+    consent = "grant consent (https://login.example/adminconsent?client_id=x)"
+    why = why_no_data(_state(None, WHEN, "denied\n" + "x" * 700 + " " + consent))
     assert "\n" not in why
-    assert len(why) < 400
+    assert why.endswith(consent)  # the fix comes last in Graph's and our messages: never cut off
+
+    huge = why_no_data(_state(None, WHEN, "x" * 5000))
+    assert len(huge) < 2100
+    assert huge.endswith("…")
