@@ -359,7 +359,8 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
         for line in result.lines(verbose=verbose):
             ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         passed = sum(check.ok for check in result.checks)
-        database = "database ok" if result.database_problem is None else "database FAILED"
+        database = "database FAILED" if result.database_problem else "database ok"
+        database = "database not created yet" if result.database_missing else database
         ctx.err.print(f"online: {database}, {passed} of {len(result.checks)} tenant(s) ok", highlight=False)
         return 0 if result.ok else 1
 

@@ -8,6 +8,7 @@ top-level `config.example.toml` that the wheel carries as a file.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from collections.abc import Iterator, Sequence
@@ -151,6 +152,7 @@ class OnlineResult:
     revision: str
     checks: Sequence[TenantCheck]
     discovery_problem: str | None = None
+    database_missing: str | None = None  # a SQLite file not created yet (fine: the first run creates it)
 
     @property
     def ok(self) -> bool:
@@ -161,8 +163,9 @@ class OnlineResult:
         """One line per failure with its fix (with `verbose`, the passing ones too)."""
         from fetcher.check import check_line
 
-        database = self.database_problem or f"ok, schema at revision {self.revision}"
-        lines = [f"database: {database}"] if self.database_problem or verbose else []
+        database = self.database_problem or self.database_missing or f"ok, schema at revision {self.revision}"
+        shown = self.database_problem or self.database_missing or verbose
+        lines = [f"database: {database}"] if shown else []
         lines += [f"discovery: {self.discovery_problem}"] if self.discovery_problem else []
         lines += [check_line(check) for check in self.checks if verbose or not check.ok]
         return lines
@@ -173,22 +176,32 @@ async def check_online(config: Config, now: datetime) -> OnlineResult:
     comes (`fetcher.partner`); each enabled tenant gets a token and one day."""
     # Imported here: `config init` and an offline `config check` need no HTTP or SQL machinery.
     from fetcher.check import check_tenants
-    from fetcher.partner import with_discovered_tenants
-    from fetcher.store.engine import create_engine, ensure_schema, head_revision
+    from fetcher.discovery import customer_tenants
+    from fetcher.partner import discover_now, with_discovered_tenants
+    from fetcher.store.engine import create_engine, ensure_schema, head_revision, sqlite_file
 
     engine = create_engine(config.database)
     problem: str | None = None
+    missing: str | None = None
+    watched = sqlite_file(engine)
     try:
-        await ensure_schema(engine, create=False)
+        if watched is not None and not watched.path.exists():  # a new setup: nothing to check, nothing created
+            missing = f"not created yet at {watched.path}: the first run (or `fetcher migrate`) creates it"
+        else:
+            await ensure_schema(engine, create=False)
     except DatabaseError as error:
         problem = str(error)
     finally:
         await engine.dispose()
     discovery: str | None = None
-    if problem is None:  # discovery keeps its list in the database
-        try:
+    try:
+        if problem is None and missing is None:  # discovery keeps its list in the database
             config, _ = await with_discovered_tenants(config, now)
-        except FetcherError as error:
-            discovery = str(error)
+        elif missing is not None and config.tenants_source == "partner" and config.partner is not None:
+            found = await discover_now(config, config.partner)  # asked now, kept nowhere
+            tenants = customer_tenants(found.customers, config.tenants, config.partner.auth)
+            config = dataclasses.replace(config, tenants=tenants)
+    except FetcherError as error:
+        discovery = str(error)
     checks = await check_tenants(config, config.enabled_tenants)
-    return OnlineResult(problem, head_revision(), checks, discovery)
+    return OnlineResult(problem, head_revision(), checks, discovery, missing)

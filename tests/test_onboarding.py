@@ -169,7 +169,9 @@ def test_config_check_online_passes_only_when_the_database_and_every_tenant_do(t
         consent = f"{w.running.authority_host}/{chosen[1]}/adminconsent?client_id={w.sim.client_id}"
 
     assert (no_database.returncode, one_failing.returncode, passing.returncode) == (1, 1, 0), passing.stderr
-    assert f"database: no database at {tmp_path / 'scores.db'}" in no_database.stdout
+    # before the first run: the database is not an error (the run creates it), the tenants are still checked
+    assert f"database: not created yet at {tmp_path / 'scores.db'}" in no_database.stdout
+    assert "online: database not created yet, 1 of 2 tenant(s) ok" in no_database.stderr
     failures = one_failing.stdout.split(": OK\n", 1)[1].splitlines()[4:]
     assert len(failures) == 1
     assert failures[0].startswith(f"no consent{' ' * 22}{chosen[1]}")
@@ -234,12 +236,18 @@ def test_config_check_online_checks_the_discovered_customers_in_automatic_mode(t
         w.write_config(tenants=[])
         partner = "\n".join(toml_table("partner", {"tenant_id": PARTNER}))
         w.config.write_text(f'tenants_source = "partner"\n{w.config.read_text()}\n{partner}\n', encoding="utf-8")
+        fresh = w.fetcher("config", "check", "--online", "--verbose")  # before the first run: no database yet
+        created = (tmp_path / "scores.db").exists()
         assert w.fetcher("migrate").returncode == 0
         done = w.fetcher("config", "check", "--online", "--verbose")
 
-    assert done.returncode == 1, done.stderr
-    states = {line[32:68]: line[:30].rstrip() for line in done.stdout.splitlines() if line[32:68] in links_ids(links)}
-    assert states == {ready.tenant_id: "ok", unconsented.tenant_id: "no consent"}
+    for result in (fresh, done):
+        assert result.returncode == 1, result.stderr
+        lines = result.stdout.splitlines()
+        states = {line[32:68]: line[:30].rstrip() for line in lines if line[32:68] in links_ids(links)}
+        assert states == {ready.tenant_id: "ok", unconsented.tenant_id: "no consent"}
+    assert not created  # the check discovered the customers without creating the database
+    assert "online: database not created yet, 1 of 2 tenant(s) ok" in fresh.stderr
     assert "online: database ok, 1 of 2 tenant(s) ok" in done.stderr
 
 
