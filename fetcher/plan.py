@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 
-from fetcher.config import GRAPH_HISTORY_DAYS, MAX_SHARDS, Config, TenantConfig
+from fetcher.config import GRAPH_HISTORY_DAYS, GUID, MAX_SHARDS, Config, TenantConfig
 from fetcher.errors import ConfigError
 from fetcher.models import HasTenantIdentity, Shard, TenantRef
 
@@ -132,8 +132,15 @@ def select_tenants(config: Config, wanted: Sequence[str], shard: Shard | None = 
     chosen = []
     for tenant_id in dict.fromkeys(t.strip().lower() for t in wanted):
         tenant = config.tenant(tenant_id)
+        if tenant is None and not GUID.match(tenant_id):
+            raise ConfigError(f"--tenant {tenant_id}: not a tenant id (a GUID: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
         if tenant is None:
-            raise ConfigError(f"--tenant {tenant_id}: no such tenant in {config.path or 'the configuration'}")
+            source = (
+                f"the customers discovered at partner tenant {config.partner.tenant_id}"
+                if config.tenants_source == "partner" and config.partner is not None
+                else (config.path or "the configuration")
+            )
+            raise ConfigError(f"--tenant {tenant_id}: no such tenant in {source}")
         chosen.append(tenant)
     return chosen
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, Secret, TenantConfig
+from fetcher.config import (
+    AuthConfig,
+    Config,
+    DatabaseConfig,
+    FetchConfig,
+    GraphConfig,
+    PartnerConfig,
+    Secret,
+    TenantConfig,
+)
 from fetcher.errors import ConfigError
 from fetcher.models import Shard, TenantRef, shard_number
 from fetcher.plan import (
@@ -83,6 +93,11 @@ def test_select_tenants_takes_the_enabled_ones_or_the_named_ones() -> None:
 def test_select_tenants_refuses_an_unknown_tenant() -> None:
     with pytest.raises(ConfigError, match=f"--tenant {C}: no such tenant"):
         select_tenants(CONFIG, [C])
+    with pytest.raises(ConfigError, match=r"--tenant 1234: not a tenant id \(a GUID"):
+        select_tenants(CONFIG, ["1234"])
+    partner = dataclasses.replace(CONFIG, tenants_source="partner", partner=PartnerConfig(A, AuthConfig()))
+    with pytest.raises(ConfigError, match=f"--tenant {C}: no such tenant in the customers discovered at partner"):
+        select_tenants(partner, [C])
 
 
 def test_an_incremental_plan_asks_each_tenant_for_the_days_since_its_newest() -> None:
