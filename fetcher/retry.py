@@ -65,6 +65,14 @@ class _StopBeforeTotalWait(tenacity.stop.stop_base):
         return retry_state.idle_for + (retry_state.upcoming_sleep or 0.0) > self.limit
 
 
+def jittered_wait(
+    uniform: Callable[[float, float], float], base: float, cap: float, retry_number: int, retry_after: float | None
+) -> float:
+    """Seconds to wait before the n-th retry: full jitter, uniform in [0, min(cap, base · 2^(n-1))], or the
+    server's `Retry-After` when that is longer (it is never undercut). Graph requests and alert deliveries."""
+    return max(uniform(0.0, min(cap, base * 2 ** (retry_number - 1))), retry_after or 0.0)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry one request; `base`, `cap` and `sleep` are the test switches."""
@@ -84,14 +92,10 @@ class RetryPolicy:
         policy = cls(fetch.max_attempts, fetch.max_retry_wait_seconds, total)
         return replace(policy, **changes)
 
-    def backoff(self, retry_number: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base · 2^(n-1))] before the n-th retry."""
-        return self.uniform(0.0, min(self.cap, self.base * 2 ** (retry_number - 1)))
-
     def wait_before(self, retry_number: int, error: BaseException | None) -> float:
         """The backoff, or the server's `Retry-After` when that is longer (it is never undercut)."""
         retry_after = error.retry_after if isinstance(error, TransientError) else None
-        return max(self.backoff(retry_number), retry_after or 0.0)
+        return jittered_wait(self.uniform, self.base, self.cap, retry_number, retry_after)
 
     async def call(self, operation: Callable[[], Awaitable[T]], *, tenant: TenantRef, stats: RequestStats) -> T:
         """Run `operation` until it succeeds, fails for good, or attempts or time run out.

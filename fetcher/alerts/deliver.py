@@ -29,7 +29,7 @@ import tenacity
 from fetcher import __version__
 from fetcher.alerts.model import AlertChannel, AlertsConfig, ChannelType, Notice
 from fetcher.alerts.render import render
-from fetcher.retry import parse_retry_after
+from fetcher.retry import jittered_wait, parse_retry_after
 
 log = logging.getLogger("fetcher.alerts")
 
@@ -81,9 +81,8 @@ class DeliveryPolicy:
 
     def wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        backoff = self.uniform(0.0, min(self.cap, self.base * 2 ** (state.attempt_number - 1)))
         retry_after = error.retry_after if isinstance(error, DeliveryFailed) else None
-        return max(backoff, retry_after or 0.0)
+        return jittered_wait(self.uniform, self.base, self.cap, state.attempt_number, retry_after)
 
     def stop(self, state: tenacity.RetryCallState) -> bool:
         error = state.outcome.exception() if state.outcome else None
