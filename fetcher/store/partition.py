@@ -198,6 +198,8 @@ async def ensure_partitions(engine: AsyncEngine, days: Iterable[date]) -> list[s
     if engine.dialect.name != "postgresql":
         return []
     known = await _known(engine)
+    if not known:
+        return []
     months = {month_of(day) for day in days}
     wanted = {table: [m for m in months if not covered(present, m)] for table, present in known.items()}
     if not any(wanted.values()):

@@ -12,7 +12,7 @@ claims days that are not stored; because a connection lost in the middle rolls e
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -112,7 +112,7 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
     transaction of its own: the group costs one more try, and a tenant that cannot be saved fails alone.
     """
     if len(writes) > 1:
-        await ensure_partitions(engine, {day for write in writes for day in score_dates(write.admitted)})
+        await ensure_partitions(engine, (day for write in writes for day in score_dates(write.admitted)))
 
         async def work(conn: AsyncConnection) -> None:
             await _save_shared(conn, writes)
@@ -150,6 +150,7 @@ async def _save_alone(engine: AsyncEngine, write: TenantWrite) -> Exception | No
     return None
 
 
-def score_dates(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> set[date]:
-    """The days the admitted rows are for (rows with a `score_date`), whose partitions a save needs."""
-    return {day for _, admission in admitted for row in admission.rows if (day := getattr(row, "score_date", None))}
+def score_dates(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> Iterator[date]:
+    """The days the admitted rows are for (rows with a `score_date`), whose partitions a save needs; lazy, so
+    an unpartitioned database never walks the rows."""
+    return (day for _, admission in admitted for row in admission.rows if (day := getattr(row, "score_date", None)))
