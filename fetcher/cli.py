@@ -437,15 +437,29 @@ def _shard_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def _shard(config: Config, option: str | None, tenants: Sequence[str]) -> Shard | None:
+    """The run's shard: `--shard`, else the environment's, which a run of named tenants ignores."""
+    from fetcher.plan import shard_from
+
+    environ: Mapping[str, str] = os.environ if option is not None or not tenants else {}
+    return shard_from(option, environ, config.fetch.shards)
+
+
+def _check_usage(config: Config, option: str | None, tenants: Sequence[str]) -> None:
+    """The command line's own mistakes (a bad shard, a `--tenant` that is not a GUID or comes with a shard),
+    said before partner discovery or a token asks anything of Entra ID or Graph."""
+    from fetcher.plan import check_tenant_options
+
+    check_tenant_options(tenants, _shard(config, option, tenants))
+
+
 def _shard_and_tenants(
     config: Config, option: str | None, tenants: Sequence[str]
 ) -> tuple[Shard | None, list[TenantConfig]]:
-    """The run's shard (`--shard`, else the environment's, which a run of named tenants ignores) and its
-    tenants."""
-    from fetcher.plan import select_tenants, shard_from
+    """The run's shard (`_shard`) and its tenants."""
+    from fetcher.plan import select_tenants
 
-    environ: Mapping[str, str] = os.environ if option is not None or not tenants else {}
-    shard = shard_from(option, environ, config.fetch.shards)
+    shard = _shard(config, option, tenants)
     chosen = select_tenants(config, tenants, shard)
     if shard is not None:
         log.info("shard %s: %d of the %d enabled tenants", shard, len(chosen), len(config.enabled_tenants))
@@ -538,6 +552,7 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
     async def action() -> int:
         now = datetime.now(UTC)
         configured = ctx.config()
+        _check_usage(configured, shard, tenants)
         _refuse_without_terminal(configured, None, "run")
         config, _ = await with_discovered_tenants(configured, now)
         slice_, chosen = _shard_and_tenants(config, shard, tenants)
@@ -585,16 +600,17 @@ def backfill_command(
 
     async def action() -> int:
         configured = ctx.config()
-        _refuse_without_terminal(configured, None, "backfill")
-        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
-        slice_, chosen = _shard_and_tenants(config, shard, tenants)
-        _refuse_without_terminal(config, chosen, "backfill")
         window = window_days(
             days=days,
             since=since.date() if since else None,
             today=datetime.now(UTC).date(),
-            default=config.fetch.history_days,
+            default=configured.fetch.history_days,
         )
+        _check_usage(configured, shard, tenants)
+        _refuse_without_terminal(configured, None, "backfill")
+        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
+        slice_, chosen = _shard_and_tenants(config, shard, tenants)
+        _refuse_without_terminal(config, chosen, "backfill")
         planner = plan_backfill(
             chosen, window, resume=resume, today=datetime.now(UTC).date(), profiles=profiles_policy(config)
         )
@@ -1023,10 +1039,11 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     """
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
     from fetcher.partner import with_discovered_tenants
-    from fetcher.plan import select_tenants
+    from fetcher.plan import check_tenant_options, select_tenants
 
     async def action() -> int:
         configured = ctx.config()
+        check_tenant_options(tenants, None)  # before discovery asks Graph for the tenants
         _refuse_without_terminal(configured, None, "tenants check")
         config, _ = await with_discovered_tenants(configured, datetime.now(UTC))  # tenants_source = "partner"
         chosen = select_tenants(config, tenants)

@@ -121,19 +121,26 @@ def in_shard(tenants: Sequence[TenantConfig], shard: Shard | None) -> list[Tenan
     return list(tenants) if shard is None else [t for t in tenants if shard.holds(t.tenant_id)]
 
 
+def check_tenant_options(wanted: Sequence[str], shard: Shard | None) -> None:
+    """The mistakes `--tenant` values show without knowing the tenants (so before partner discovery asks
+    Graph for them): given with a shard (a named tenant is not a slice of the others), or not a GUID."""
+    if wanted and shard is not None:
+        raise ConfigError(f"--tenant with shard {shard}: give the tenants or the shard, not both")
+    for tenant_id in (t.strip().lower() for t in wanted):
+        if not GUID.match(tenant_id):
+            raise ConfigError(f"--tenant {tenant_id}: not a tenant id (a GUID: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+
+
 def select_tenants(config: Config, wanted: Sequence[str], shard: Shard | None = None) -> list[TenantConfig]:
     """The enabled tenants (of `shard`), or those named with --tenant (named disabled tenants included).
 
-    Raises ConfigError for --tenant with a shard: a named tenant is not a slice of the others."""
+    Raises ConfigError as `check_tenant_options` does, and for a tenant the configuration does not hold."""
     if not wanted:
         return in_shard(config.enabled_tenants, shard)
-    if shard is not None:
-        raise ConfigError(f"--tenant with shard {shard}: give the tenants or the shard, not both")
+    check_tenant_options(wanted, shard)
     chosen = []
     for tenant_id in dict.fromkeys(t.strip().lower() for t in wanted):
         tenant = config.tenant(tenant_id)
-        if tenant is None and not GUID.match(tenant_id):
-            raise ConfigError(f"--tenant {tenant_id}: not a tenant id (a GUID: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
         if tenant is None:
             source = (
                 f"the customers discovered at partner tenant {config.partner.tenant_id}"

@@ -263,6 +263,32 @@ def test_a_failed_first_discovery_is_one_line_and_exit_2(auto_world: World) -> N
     assert db_rows(auto_world.database_url, fetch_runs) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["backfill", "--days", "0"], "error: the window is 0 days: give 1 to 90 days"),
+        (["backfill", "--since", "2999-01-01"], "error: --since 2999-01-01: that is in the future"),
+        (["run", "--shard", "3/2"], "error: --shard 3/2: '3/2': K must be between 1 and N (2)"),
+        (["backfill", "--shard", "1/2", "--tenant", CONTOSO], "error: --tenant with shard 1/2: give the tenants"),
+        (["run", "--tenant", "contoso"], "error: --tenant contoso: not a tenant id (a GUID"),
+        (["tenants", "check", "--tenant", "contoso"], "error: --tenant contoso: not a tenant id (a GUID"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_a_usage_error_in_automatic_mode_is_said_before_discovery_asks_anything(
+    partner_world: World, args: list[str], message: str
+) -> None:
+    """Partner discovery (a token, the relationships) used to run first and the mistake came after it."""
+    automatic(partner_world, refresh_hours=0)
+
+    result = partner_world.fetcher(*args)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert partner_world.sim.requests == []
+
+
 class Partner:
     """A partner whose discovery answers `customers`, or raises `failure`; counts the discoveries."""
 
