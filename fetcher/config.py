@@ -845,12 +845,19 @@ class _Loader:
         """Rows of the CSV tenants file, read whole with the csv module (quoted newlines survive).
 
         `discovered` (tenants_source = "partner"): a missing or empty file has no rows, the file only adds
-        overrides, and its `source_status` is not read (the database's list says who is gone).
+        overrides, and its `source_status` is not read (the database's list says who is gone). A missing file
+        is said in a warning: a path mistyped or moved would otherwise fetch the customers it disables.
         """
         if name is None:
             return
         path = self.resolve_path(name)
         if (discovered or self.purpose is Purpose.DISCOVER) and (not path.exists() or path.stat().st_size == 0):
+            if discovered and self.purpose is not Purpose.DISCOVER and not path.exists():
+                self.warnings.append(
+                    f"tenants_file {path} does not exist: every discovered customer is fetched under its "
+                    f"discovered name, none renamed or disabled by it (`fetcher tenants discover` writes it; or "
+                    "remove tenants_file)"
+                )
             return  # discovery is how the file comes to be
         try:
             text = read_regular_file(path, TENANTS_FILE_MAX_BYTES).decode("utf-8-sig")

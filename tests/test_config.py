@@ -1508,6 +1508,27 @@ def test_discovered_tenants_need_no_configured_tenant_nor_an_existing_tenants_fi
     assert config.partner.refresh_hours == 24
 
 
+@pytest.mark.parametrize("purpose", [Purpose.FETCH, Purpose.DATABASE, Purpose.ALERTS])
+def test_a_missing_tenants_file_in_partner_mode_is_a_warning_naming_it(tmp_path: Path, purpose: Purpose) -> None:
+    """The file only renames and disables discovered customers: a mistyped path must not pass unsaid."""
+    text = config_text(top='tenants_source = "partner"\ntenants_file = "later.csv"', tenants="") + PARTNER_TABLE
+    config = load_config(write(tmp_path, text), ENV, purpose=purpose)
+    assert config.warnings == (
+        f"tenants_file {tmp_path / 'later.csv'} does not exist: every discovered customer is fetched under its "
+        "discovered name, none renamed or disabled by it (`fetcher tenants discover` writes it; or remove "
+        "tenants_file)",
+    )
+
+
+@pytest.mark.parametrize("exists", ["empty", "discover"])
+def test_an_empty_tenants_file_or_one_discovery_will_write_is_not_warned_about(tmp_path: Path, exists: str) -> None:
+    if exists == "empty":
+        (tmp_path / "later.csv").write_text("")
+    text = config_text(top='tenants_source = "partner"\ntenants_file = "later.csv"', tenants="") + PARTNER_TABLE
+    purpose = Purpose.DISCOVER if exists == "discover" else Purpose.FETCH
+    assert load_config(write(tmp_path, text), ENV, purpose=purpose).warnings == ()
+
+
 def test_discovered_tenants_do_not_read_the_files_gone_mark(tmp_path: Path) -> None:
     """With tenants_source = "partner" the database's list says who is gone: a customer that
     `tenants discover --write` once marked gone and discovery lists again is not kept disabled by the file."""

@@ -263,6 +263,23 @@ def test_a_failed_first_discovery_is_one_line_and_exit_2(auto_world: World) -> N
     assert db_rows(auto_world.database_url, fetch_runs) == []
 
 
+def test_a_missing_tenants_file_in_automatic_mode_is_said_and_every_customer_fetched(auto_world: World) -> None:
+    automatic(auto_world, refresh_hours=0)
+    auto_world.config.write_text(f'tenants_file = "renames.csv"\n{auto_world.config.read_text()}')
+    missing = auto_world.config.parent / "renames.csv"
+
+    result = auto_world.fetcher("run")
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line.partition(" fetcher.cli: ")[2] for line in result.stderr.splitlines() if "tenants_file" in line]
+    assert warnings == [
+        f"{auto_world.config}: tenants_file {missing} does not exist: every discovered customer is fetched "
+        "under its discovered name, none renamed or disabled by it (`fetcher tenants discover` writes it; or "
+        "remove tenants_file)"
+    ]
+    assert fetched_by_run(auto_world) == [{CONTOSO, FABRIKAM}]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
