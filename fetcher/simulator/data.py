@@ -83,11 +83,13 @@ class Profile:
     services: tuple[str, ...]
     second_of_day: int  # when the daily score is usually computed
     tracks: tuple[Track, ...]
+    # 0: each control's lastSynced is its own; N: controls share the sync times of N groups (see _group_synced).
+    synced_groups: int = 0
     # Last serialized thin form per control: consecutive days mostly repeat it, which makes a day cheap.
     memo: dict[int, tuple[int, int, float, bytes]] = field(default_factory=dict, compare=False, repr=False)
 
 
-def build_profile(seed: int, tenant_id: str, controls_per_day: int) -> Profile:
+def build_profile(seed: int, tenant_id: str, controls_per_day: int, *, synced_groups: int = 0) -> Profile:
     key = stable_key("tenant", seed, tenant_id)
     # Sizes spread over four orders of magnitude, as an MSP's customers do.
     users = int(10 ** (0.7 + 3.8 * unit(key ^ 1)))
@@ -102,6 +104,7 @@ def build_profile(seed: int, tenant_id: str, controls_per_day: int) -> Profile:
         services=tuple(sorted(_SERVICES, key=lambda name: mix64(key ^ _name_key(name)))[:service_count]),
         second_of_day=int(600 + unit(key ^ 6) * 6 * 3600),
         tracks=_tracks(key, controls_per_day),
+        synced_groups=synced_groups,
     )
 
 
@@ -196,7 +199,21 @@ def _last_synced(day: ControlDay, date: datetime.date) -> str:
     return synced.isoformat() + "Z"
 
 
-def control_json(day: ControlDay, date: datetime.date, newest: bool) -> dict[str, Any]:
+def _group_synced(profile: Profile, track: Track, date: datetime.date) -> str:
+    """lastSynced as real tenants show it: controls synced together share one time, so a tenant-day has a
+    few distinct values. Each group syncs every 1 to 7 days (one in five lags, 10 to 29 days), at a time
+    of day of its own that moves with each sync."""
+    group = track.key % profile.synced_groups
+    key = mix64(profile.key ^ ((group + 1) * 0xD1B54A32D192ED03 & _MASK))
+    period = 10 + key % 20 if key % 5 == 0 else 1 + key % 7
+    ordinal = date.toordinal()
+    synced_on = ordinal - 1 - (ordinal - 1 + (key >> 8) % period) % period  # the group's latest sync day
+    second = mix64(key ^ synced_on) % 86400
+    synced = datetime.datetime.fromordinal(synced_on) + datetime.timedelta(seconds=second)
+    return synced.isoformat() + "Z"
+
+
+def control_json(day: ControlDay, date: datetime.date, newest: bool, profile: Profile | None = None) -> dict[str, Any]:
     control = day.track.control
     item: dict[str, Any] = {
         "controlCategory": control.category,
@@ -208,7 +225,10 @@ def control_json(day: ControlDay, date: datetime.date, newest: bool) -> dict[str
     }
     if newest:
         # Graph only sends these on the latest day; older days lose them.
-        item["lastSynced"] = _last_synced(day, date)
+        if profile is not None and profile.synced_groups:
+            item["lastSynced"] = _group_synced(profile, day.track, date)
+        else:
+            item["lastSynced"] = _last_synced(day, date)
         if control.measure is Measure.SWITCH:
             item["on"] = "true" if day.on else "false"
         elif control.measure is Measure.RATIO:
@@ -279,7 +299,7 @@ def _controls(profile: Profile, date: datetime.date, newest: bool, active: int) 
         cached = memo.get(index)
         if newest or cached is None or cached[0] != segment or cached[1] != audience:
             day = control_day(track, profile, ordinal, active)
-            cached = (segment, audience, day.score, orjson.dumps(control_json(day, date, newest)))
+            cached = (segment, audience, day.score, orjson.dumps(control_json(day, date, newest, profile)))
             if not newest:
                 memo[index] = cached
         scores.append(cached[2])

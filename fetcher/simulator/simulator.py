@@ -33,7 +33,10 @@ AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # the Azure CLI's 
 
 
 class Simulator:
-    """A deterministic Entra ID token endpoint and Graph secureScores API for `tenants`."""
+    """A deterministic Entra ID token endpoint and Graph secureScores API for `tenants`.
+
+    `synced_groups` > 0 makes the newest day's lastSynced values shared by that many groups of controls (a
+    few distinct values a tenant-day, moving as groups sync, as real tenants show); 0 keeps one per control."""
 
     def __init__(
         self,
@@ -55,7 +58,10 @@ class Simulator:
         users: Sequence[SimUser] = (),
         device_code_lifetime_seconds: int = 900,
         device_code_interval_seconds: int = 5,
+        synced_groups: int = 0,
     ) -> None:
+        if synced_groups < 0:
+            raise ValueError("synced_groups must be 0 (each control its own lastSynced) or positive")
         if page_size < 1 or controls_per_day < 1 or token_lifetime_seconds < 1 or profile_page_size < 1:
             raise ValueError(
                 "page_size, controls_per_day, token_lifetime_seconds and profile_page_size must be positive"
@@ -72,6 +78,7 @@ class Simulator:
         self.profile_page_size = profile_page_size
         self.newest_day = newest_day or datetime.datetime.now(datetime.UTC).date()
         self.controls_per_day = controls_per_day
+        self.synced_groups = synced_groups
         self.latency_ms = latency_ms
         self.token_lifetime_seconds = token_lifetime_seconds
         certificate = tokens.registered_certificate(client_certificate_pem) if client_certificate_pem else None
@@ -232,6 +239,8 @@ class Simulator:
         with self._profiles_lock:
             profile = self._profiles.get(tenant_id)
             if profile is None:
-                profile = data.build_profile(self.seed, tenant_id, self.controls_per_day)
+                profile = data.build_profile(
+                    self.seed, tenant_id, self.controls_per_day, synced_groups=self.synced_groups
+                )
                 self._profiles[tenant_id] = profile
             return profile

@@ -181,3 +181,38 @@ def test_seat_range_bounds_are_strings(big: Simulator) -> None:
     seats = big.score_object(_first(big), NEWEST, newest=True)["averageComparativeScores"][1]
     assert seats["SeatSizeRangeLowerValue"].isdigit()
     assert seats["SeatSizeRangeUpperValue"].isdigit()
+
+
+def _synced(sim: Simulator, tenant_id: str, day: datetime.date) -> list[str]:
+    return [control["lastSynced"] for control in sim.score_object(tenant_id, day, newest=True)["controlScores"]]
+
+
+def test_each_control_has_its_own_last_synced_by_default(big: Simulator) -> None:
+    synced = _synced(big, _first(big), NEWEST)
+    assert len(set(synced)) > len(synced) / 2
+
+
+def test_synced_groups_share_a_few_last_synced_values_a_day_before_it(tenants: list[SimTenant]) -> None:
+    sim = Simulator(tenants, seed=SEED, newest_day=NEWEST, synced_groups=6)
+    for tenant in tenants:
+        synced = _synced(sim, tenant.tenant_id, NEWEST)
+        assert 2 <= len(set(synced)) <= 6
+        assert all(value.endswith("Z") and value[:10] < NEWEST.isoformat() for value in synced)
+
+
+def test_synced_groups_move_as_the_days_pass(tenants: list[SimTenant]) -> None:
+    sim = Simulator(tenants, seed=SEED, newest_day=NEWEST, synced_groups=6)
+    tenant_id = tenants[0].tenant_id
+    week = [set(_synced(sim, tenant_id, NEWEST + datetime.timedelta(days=n))) for n in range(7)]
+    assert len(set.union(*week)) > len(week[0])
+
+
+def test_synced_groups_change_nothing_but_last_synced(tenants: list[SimTenant]) -> None:
+    grouped = Simulator(tenants, seed=SEED, newest_day=NEWEST, synced_groups=6)
+    plain = Simulator(tenants, seed=SEED, newest_day=NEWEST)
+    tenant_id = tenants[0].tenant_id
+    assert _without_newest_only(grouped.score_object(tenant_id, NEWEST, newest=True)) == _without_newest_only(
+        plain.score_object(tenant_id, NEWEST, newest=True)
+    )
+    older = NEWEST - datetime.timedelta(days=3)
+    assert grouped.day_bytes(tenant_id, older) == plain.day_bytes(tenant_id, older)
