@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -137,6 +137,7 @@ class SimServer:
     page_size: int = 20
     cache_mb: float = 256.0
     seed: int = 7
+    synced_groups: int = 0  # > 0: lastSynced shared by groups of controls, as real tenants show it
     info: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[str] | None = None
 
@@ -155,6 +156,8 @@ class SimServer:
             str(self.page_size),
             "--cache-mb",
             str(self.cache_mb),
+            "--synced-groups",
+            str(self.synced_groups),
             "--dir",
             str(self.directory),
         )
@@ -193,6 +196,10 @@ class SimServer:
 
     def clear(self) -> None:
         self.command("clear")
+
+    def set_newest_day(self, day: date) -> None:
+        """Move the simulator's "today": `day` becomes the newest (full) day, the days before it thin."""
+        self.command(f"newest {day.isoformat()}")
 
     def requests(self) -> dict[str, int]:
         """Requests seen since the last `clear`, by endpoint (token, list, get, other)."""

@@ -29,6 +29,7 @@ class Sizes:
     memory_days: int = 2
     storage_tenants: int = 100
     storage_days: int = 90
+    storage_daily_days: int = 20  # runs of the daily (cron) storage scenario, one a simulated day
     page_size: int = 20  # the simulator's default; Graph's own is not documented
     overhead_tenants: tuple[int, int] = (50, 300)
     overhead_days: int = 2  # an incremental (nightly) run
@@ -44,6 +45,7 @@ QUICK = Sizes(
     cpu_tenants=20,
     memory_tenants=(100, 1000),
     storage_tenants=10,
+    storage_daily_days=5,
     overhead_tenants=(20, 100),
     startup_repeats=3,
 )

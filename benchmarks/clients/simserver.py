@@ -9,6 +9,7 @@ line, each with one JSON line on standard output:
 
     stats   requests seen since the last `clear`, by endpoint and status, and peaks in flight
     clear   forget the requests seen so far
+    newest YYYY-MM-DD   move the simulator's "today" (its newest day) there, as the days of a cron job pass
     quit    stop (end of input does the same)
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import datetime
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--controls", type=int, default=230, help="controls per day")
     parser.add_argument("--page-size", type=int, default=20)
     parser.add_argument("--cache-mb", type=float, default=256.0, help="the simulator's cache of serialized days")
+    parser.add_argument(
+        "--synced-groups",
+        type=int,
+        default=0,
+        help="newest day's lastSynced shared by this many groups of controls (0: one per control)",
+    )
     parser.add_argument("--dir", type=Path, required=True)
     return parser.parse_args(argv)
 
@@ -78,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         controls_per_day=args.controls,
         page_size=args.page_size,
         cache_megabytes=args.cache_mb,
+        synced_groups=args.synced_groups,
     )
     write_tenants(args.dir / "tenants.csv", sim)
     secret = args.dir / "client-secret"
@@ -107,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
             elif command == "clear":
                 sim.clear_requests()
                 _reply({"cleared": True})
+            elif command.startswith("newest "):
+                sim.newest_day = datetime.date.fromisoformat(command.split(maxsplit=1)[1])
+                _reply({"newest_day": sim.newest_day.isoformat()})
             elif command == "quit":
                 break
             else:
