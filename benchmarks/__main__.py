@@ -3,6 +3,7 @@
     python -m benchmarks                     # full size (20 to 25 minutes on 2 cores); run on a quiet machine
     python -m benchmarks --quick             # reduced sizes, a few minutes: checks the harness
     python -m benchmarks --only cpu --only peer
+    python -m benchmarks --repeat 3          # each benchmark three times: medians, with the range of the runs
     python -m benchmarks --markdown results.md   # also write the table and the machine as Markdown
     python -m benchmarks --record            # and put them into docs/benchmarks.md (between its markers)
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from benchmarks import cpu, latency, machine, memory, overhead, peer, profiles, startup, storage
 from benchmarks.harness import REPO, Postgres
 from benchmarks.session import FULL, QUICK, Session
-from benchmarks.table import Row, markdown_table, skipped, text_table
+from benchmarks.table import Row, markdown_table, merge_runs, skipped, text_table
 
 BENCHMARKS: dict[str, Callable[[Session], list[Row]]] = {
     "latency": latency.run,
@@ -40,13 +41,14 @@ BENCHMARKS: dict[str, Callable[[Session], list[Row]]] = {
     "startup": startup.run,
     "profiles": profiles.run,
 }
+DETERMINISTIC = frozenset({"storage"})  # the same figures every run: --repeat runs them once
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS_DOC = REPO / "docs" / "benchmarks.md"
 QUICK_NOTE = (
     "**quick** (`--quick`). These are not the benchmarks' figures: the sizes are reduced (latency 100 tenants, "
-    "cpu and peer 20 tenants, memory 100 and 1,000 tenants, storage 10 tenants, overhead 20 and 100 tenants, "
-    "startup 3 runs each), so fixed costs such as start-up weigh far more, and they only show that the harness "
-    "works. Run `python -m benchmarks --record` "
+    "cpu and peer 20 tenants, memory 100 and 1,000 tenants, storage 10 tenants and 5 daily runs, "
+    "overhead 20 and 100 tenants, startup 3 runs each), so fixed costs such as start-up weigh far more, and they "
+    "only show that the harness works. Run `python -m benchmarks --record` "
     "on a quiet machine for the real ones."
 )
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -65,6 +67,14 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each benchmark N times and show each figure as the median run with the range of all N "
+        f"({', '.join(sorted(DETERMINISTIC))} runs once: its figures do not vary)",
+    )
+    parser.add_argument(
         "--postgres",
         default=os.environ.get("FETCHER_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
         help="PostgreSQL server for scratch databases (any database URL on it)",
@@ -79,6 +89,17 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_repeated(name: str, session: Session, repeat: int) -> list[Row]:
+    """`repeat` runs of one benchmark (one if its figures are deterministic), merged into one row per figure."""
+    count = 1 if name in DETERMINISTIC else repeat
+    runs = []
+    for number in range(1, count + 1):
+        if count > 1:
+            session.log(f"{name}: run {number} of {count}")
+        runs.append(run_one(name, session))
+    return merge_runs(runs)
+
+
 def run_one(name: str, session: Session) -> list[Row]:
     session.log(f"{name}: starting")
     try:
@@ -88,6 +109,10 @@ def run_one(name: str, session: Session) -> list[Row]:
         return [skipped(name, f"{type(error).__name__}: {' '.join(str(error).split())[:300]}", failed=True)]
     session.log(f"{name}: done")
     return rows
+
+
+def repeats(count: int) -> str:
+    return f", each benchmark {count} times (medians)" if count > 1 else ""
 
 
 def render_markdown(rows: list[Row], facts: list[tuple[str, str]], header: str) -> str:
@@ -108,6 +133,8 @@ def record(text: str, doc: Path = RESULTS_DOC) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    if args.repeat < 1:
+        raise SystemExit("--repeat: at least 1")
     chosen = args.only or list(BENCHMARKS)
     postgres = Postgres(args.postgres)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="securescore-bench-"))
@@ -119,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
-        rows = [row for name in chosen if name in BENCHMARKS for row in run_one(name, session)]
+        rows = [row for name in chosen if name in BENCHMARKS for row in run_repeated(name, session, args.repeat)]
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -127,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = [
         *machine.describe(postgres if session.postgres_missing is None else None),
         ("load average (1/5/15 min)", f"before {load_before}, after {machine.load()}"),
-        ("run", f"{'--quick' if args.quick else 'full size'}, {elapsed / 60:.1f} min"),
+        ("run", f"{'--quick' if args.quick else 'full size'}{repeats(args.repeat)}, {elapsed / 60:.1f} min"),
     ]
     print(text_table(rows))
     print()

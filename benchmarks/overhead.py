@@ -94,6 +94,7 @@ def per_tenant_cpu(session: Session) -> Row:
         ms / floor_ms if floor_ms > 0 else None,
         target=f"<= {CPU_TARGET_MS:g} ms",
         value=ms,
+        unit="ms",
         value_limit=CPU_TARGET_MS,
     )
 

@@ -75,6 +75,7 @@ def run(session: Session) -> list[Row]:
             wall(help_) / wall(bare),
             target=f"< {HELP_TARGET_S:g} s",
             value=wall(help_),
+            unit="s",
             value_limit=HELP_TARGET_S,
         ),
         Row(
