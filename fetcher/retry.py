@@ -124,10 +124,24 @@ class RetryPolicy:
             before_sleep=lambda state: self._before_sleep(state, tenant, stats),
             reraise=True,
         )
-        async for try_ in retrying:
-            with try_:
-                return await attempt()
+        try:
+            async for try_ in retrying:
+                with try_:
+                    return await attempt()
+        except TransientError as error:
+            self._say_gave_up(error, retrying.statistics.get("attempt_number", 1))
+            raise
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+    def _say_gave_up(self, error: TransientError, attempts: int) -> None:
+        """The last error's message says the retries ran out (not the seconds waited: jitter would set apart
+        in the summary the tenants failing for one cause)."""
+        if attempts >= self.max_attempts:
+            why = f"gave up after {attempts} attempts ([fetch] max_attempts)"
+        else:
+            why = f"gave up after {attempts} attempts: the next wait would pass the {self.max_total_wait:g} s allowed"
+        error.message = f"{error.message}; {why}"
+        error.args = (error.message,)
 
     async def _attempt(self, operation: Callable[[], Awaitable[T]], tenant: TenantRef) -> T:
         try:

@@ -101,6 +101,20 @@ async def test_attempts_are_bounded_and_the_last_error_is_raised() -> None:
     assert (len(calls), stats.retries) == (4, 3)
 
 
+async def test_the_last_error_says_the_attempts_ran_out() -> None:
+    operation, _ = failing([throttled(2.0) for _ in range(10)])
+    with pytest.raises(Throttled) as caught:
+        await policy(Waits(), max_attempts=4).call(operation, tenant=TENANT, stats=RequestStats())
+    assert str(caught.value) == "slow down; gave up after 4 attempts ([fetch] max_attempts)"
+
+
+async def test_the_last_error_says_the_waiting_allowed_ran_out() -> None:
+    operation, _ = failing([throttled(20.0) for _ in range(10)])
+    with pytest.raises(Throttled) as caught:
+        await policy(Waits(), max_attempts=6, max_total_wait=50.0).call(operation, tenant=TENANT, stats=RequestStats())
+    assert str(caught.value) == "slow down; gave up after 3 attempts: the next wait would pass the 50 s allowed"
+
+
 async def test_a_single_attempt_raises_the_first_error_without_waiting() -> None:
     waits, stats = Waits(), RequestStats()
     first = throttled(5.0)

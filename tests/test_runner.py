@@ -185,6 +185,25 @@ def test_failing_tenants_end_with_exit_1_and_healthy_ones_fully_stored(tmp_path:
         assert "SecurityEvents.Read.All" in done.stderr
 
 
+def test_a_tenant_throttled_to_the_end_says_the_retries_ran_out(tmp_path: Path, database_url: str) -> None:
+    tenant = dataclasses.replace(
+        generate_tenants(1, seed=18)[0], faults=(Fault.status(429, retry_after=0, endpoint="list"),)
+    )
+    with world(tmp_path, database_url, [tenant], seed=18) as w:
+        w.write_config(fetch={"max_attempts": 2, "control_profiles": False})
+
+        done = w.fetcher("backfill", "--days", "2")
+
+        assert done.returncode == 4, done.stderr
+        [row] = db_rows(database_url, tenant_runs)
+        assert (row["error_kind"], row["throttled"]) == ("throttled", 2)
+        assert row["error_message"] == (
+            f"tenant {tenant.tenant_id} ({tenant.name}): Graph throttled the request (429: TooManyRequests: Too many "
+            "requests. Please try again later.), asked to wait 0 s; gave up after 2 attempts ([fetch] max_attempts)"
+        )
+        assert "gave up after 2 attempts ([fetch] max_attempts)" in done.stderr
+
+
 def test_a_payload_for_another_tenant_is_quarantined_and_fails_the_tenant(tmp_path: Path, database_url: str) -> None:
     mine, other = generate_tenants(2, seed=17)
     victim = dataclasses.replace(mine, faults=(Fault.wrong_tenant(other.tenant_id, endpoint="list"),))
