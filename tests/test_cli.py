@@ -388,6 +388,17 @@ def _fetcher(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _fetcher_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _as_nobody([sys.executable, "-m", "fetcher", *args]),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
 @pytest.fixture
 def shared_folder() -> Iterator[Path]:
     """A folder the unprivileged user can enter (pytest's own are private to root)."""
@@ -432,6 +443,34 @@ def test_status_and_report_read_a_read_only_copy_and_change_nothing(shared_folde
     assert migrate.returncode == 3
     assert f"cannot open database {database}: permission denied" in migrate.stderr
     assert "Traceback" not in status.stderr + report.stderr + migrate.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="needs setpriv to drop root")
+def test_alerts_dry_run_reads_a_read_only_copy_and_alerts_refuses_it_in_one_line(shared_folder: Path) -> None:
+    """`alerts` records alert state, so it needs to write; `--dry-run` changes nothing and reads like `status`."""
+    if os.geteuid() == 0 and not _nobody_can_run_fetcher():
+        pytest.skip(f"user nobody cannot read this virtual environment ({sys.prefix}); .ci/run makes it readable")
+    database = shared_folder / "copy.db"
+    config = shared_folder / "reading.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{database}"\n{ALERT_RULE}', encoding="utf-8")
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    config.chmod(0o644)
+    database.chmod(0o444)
+    shared_folder.chmod(0o555)
+    before = database.read_bytes()
+
+    dry = _fetcher("--config", str(config), "alerts", "--dry-run", "--format", "json")
+    real = _fetcher_env({"HOOK_URL": "http://127.0.0.1:9/hook"}, "--config", str(config), "alerts")
+
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["dry_run"] is True
+    assert real.returncode == 3
+    assert real.stderr.strip() == (
+        f"error: cannot write database {database}: permission denied: the file is read-only for this user "
+        "(`fetcher alerts` records the alerts' state; `fetcher alerts --dry-run` only reads)"
+    )
+    assert database.read_bytes() == before
+    assert sorted(p.name for p in shared_folder.iterdir()) == ["copy.db", "reading.toml"]
 
 
 def test_a_database_that_cannot_be_opened_is_one_line_and_never_a_traceback(tmp_path: Path) -> None:

@@ -23,9 +23,10 @@ from fetcher.alerts.model import AlertChannel, AlertsConfig, Event, Finding, Not
 from fetcher.alerts.rules import baseline_days, evaluate, runs_needed
 from fetcher.alerts.state import StoredAlert, Transition, transition
 from fetcher.config import Config
+from fetcher.errors import DatabaseUnavailable
 from fetcher.graph import consent_url
 from fetcher.store import alerts as store
-from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.engine import create_engine, ensure_schema, permission_problem, transaction
 from fetcher.store.reports import latest
 
 log = logging.getLogger("fetcher.alerts")
@@ -202,9 +203,20 @@ async def _channel(
 async def evaluate_alerts(
     config: Config, settings: AlertsConfig, *, now: datetime, dry_run: bool = False
 ) -> Evaluation:
-    """`fetcher alerts` and the evaluation after run and backfill: one engine, made and disposed here."""
-    engine = create_engine(config.database)
+    """`fetcher alerts` and the evaluation after run and backfill: one engine, made and disposed here.
+
+    A dry run opens SQLite read-only, as `status` does (a copy in a folder this user cannot write works);
+    otherwise a file or folder this user cannot write is refused before anything is evaluated: the
+    evaluation records the alerts' state.
+    """
+    engine = create_engine(config.database, read_only=dry_run)
     try:
+        problem = None if dry_run else permission_problem(engine, writing=True)
+        if problem is not None:
+            raise DatabaseUnavailable(
+                f"cannot write database {problem} (`fetcher alerts` records the alerts' state; "
+                "`fetcher alerts --dry-run` only reads)"
+            )
         await ensure_schema(engine, create=False)  # alerts read: a missing database is an error, not a new one
         return await run_evaluation(engine, config, settings, now=now, dry_run=dry_run)
     finally:
