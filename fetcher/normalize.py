@@ -85,8 +85,23 @@ def as_float(value: Any) -> float | _Unparsed | None:
     return number if math.isfinite(number) else UNPARSED
 
 
+# Below 2**53 an integer goes through a float unchanged, so `as_int` may take it without one.
+_EXACT_IN_FLOAT = 2**53
+
+
 def as_int(value: Any) -> int | _Unparsed | None:
     """A whole number, from an int, an integral float or a numeric string such as "3"."""
+    kind = type(value)
+    if kind is str or kind is int:
+        # The usual case (Graph sends counts as strings such as "8226"), without the float: the same result
+        # where a float is exact; anything else ("3.0", "1e3", a huge number) takes the float's way below.
+        try:
+            whole = int(value)
+        except ValueError:
+            pass
+        else:
+            if -_EXACT_IN_FLOAT < whole < _EXACT_IN_FLOAT:
+                return whole
     number = as_float(value)
     if number is None or isinstance(number, _Unparsed):
         return number
@@ -105,6 +120,10 @@ def as_bool(value: Any) -> bool | _Unparsed | None:
     """Graph sends `on` as the strings "true" and "false"; accept real booleans too."""
     if value is None or isinstance(value, bool):
         return value
+    if value == "false":  # as Graph sends it: no need to strip or fold
+        return False
+    if value == "true":
+        return True
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     return UNPARSED
@@ -118,6 +137,8 @@ def as_datetime(value: Any) -> datetime | _Unparsed | None:
         return UNPARSED
     try:
         parsed = datetime.fromisoformat(value.strip())
+        if parsed.tzinfo is UTC:  # Graph's "...Z": already what is wanted
+            return parsed
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range by its offset
         return UNPARSED

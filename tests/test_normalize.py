@@ -11,12 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, ProviderWarning, ScoreDay, ScoreRow
-from fetcher.normalize import NO_EXTRA, normalize_score
+from fetcher.normalize import NO_EXTRA, UNPARSED, as_bool, as_datetime, as_int, normalize_score
 from tests import payloads
 from tests.payloads import TENANT
 
@@ -750,6 +750,34 @@ def test_integer_too_large_for_a_float_leaves_the_column_null() -> None:
     assert normalize(sample()[1] | {"currentScore": huge}).score == score_row(
         OLDER, current_score=None, extra={"currentScore": huge}
     )
+
+
+@given(st.integers(min_value=-(2**65), max_value=2**65), st.sampled_from(["{}", " {} ", "+{}"]))
+@example(2**53 + 1, "{}")  # a float rounds it to 2**53
+@example(-(2**53) - 1, "{}")
+@example(2**63, "{}")
+def test_whole_numbers_parse_as_they_would_through_a_float(number: int, form: str) -> None:
+    """Counts are read without a float where a float is exact; beyond 2**53 they still go through one."""
+    through_float = int(float(number)) if abs(float(number)) < 2**63 else UNPARSED
+    text = form.format(number) if number >= 0 or form != "+{}" else str(number)
+
+    assert (as_int(number), as_int(text)) == (through_float, through_float)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("true", True), ("false", False), (" True ", True), ("FALSE", False), (True, True), ("yes", UNPARSED)],
+)
+def test_on_is_read_from_graphs_strings_and_booleans(value: Any, parsed: Any) -> None:
+    assert as_bool(value) is parsed
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-25T22:02:54Z", "2026-11-25T22:02:54+00:00", "2026-11-25T23:02:54+01:00", "2026-11-25T22:02:54"]
+)
+def test_times_are_utc_whatever_their_offset(text: str) -> None:
+    assert as_datetime(text) == dt.datetime(2026, 11, 25, 22, 2, 54, tzinfo=dt.UTC)
+    assert as_datetime(text).tzinfo is dt.UTC  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------- arbitrary JSON (hypothesis)
