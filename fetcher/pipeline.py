@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.admit import Admission
 from fetcher.errors import (
+    AuthenticationError,
     DatabaseError,
     DatabaseGone,
     FetcherError,
@@ -221,7 +222,14 @@ class TenantPipeline:
         return await self._store(outcome, fetched, quarantined)
 
     async def _fetch_all(self, plan: Plan, resources: Sequence[Resource[Any]], stats: RequestStats) -> list[Fetched]:
-        return [await self._fetch_one(plan, resource, stats) for resource in resources]
+        """Each resource in turn; after a refused credential none more: the tenant's next token request would
+        be refused alike (it is not transient), and its failure says it once."""
+        fetched: list[Fetched] = []
+        for resource in resources:
+            fetched.append(await self._fetch_one(plan, resource, stats))
+            if isinstance(fetched[-1].error, AuthenticationError):
+                break
+        return fetched
 
     async def _fetch_one(self, plan: Plan, resource: Resource[Any], stats: RequestStats) -> Fetched:
         """One resource fetched and admitted page by page; its failure is kept, not raised."""

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.admit import HOLDS_NUL, TOO_DEEP
 from fetcher.config import Config, parse_config
 from fetcher.models import RequestStats, ScorePage
-from fetcher.plan import Plan, plan_backfill, plan_incremental, plan_rebuild
+from fetcher.plan import Plan, plan_backfill, plan_incremental, plan_rebuild, profiles_policy
 from fetcher.resources.base import PageSource
 from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
 from fetcher.runner import Run
-from fetcher.simulator import Fault, RunningSimulator, Simulator, generate_tenants, serving_simulator
+from fetcher.simulator import Fault, RunningSimulator, Simulator, TokenRefusal, generate_tenants, serving_simulator
 from fetcher.simulator.pages import context_url, page_body
 from fetcher.store.archive import pack, save_raw_payloads
 from fetcher.store.engine import transaction
@@ -213,3 +213,22 @@ async def test_a_tenant_whose_every_resource_failed_names_each_of_them(engine: A
     assert row["error_message"].startswith(f"secureScores: tenant {tenant} (")
     assert "; secureScoreControlProfiles: tenant " in row["error_message"]
     assert await count(engine, secure_scores) == 0
+
+
+async def test_a_refused_token_is_asked_for_once_and_the_other_resources_are_not_fetched(engine: AsyncEngine) -> None:
+    """A credential Entra ID refuses is refused again: the control profiles used to ask for a second token."""
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(1, seed=37), seed=37, controls_per_day=10)
+    tenant = next(iter(sim.tenants))
+    sim.add_fault(tenant, Fault.token_refusal(TokenRefusal.INVALID_SECRET))
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        request = plan_backfill(config.enabled_tenants, 3, resume=False, profiles=profiles_policy(config))
+        await Run(config, "backfill", request, engine=engine).execute()
+
+    assert [(r.endpoint, r.status) for r in sim.requests] == [("token", 401)]
+    (row,) = await rows(engine, tenant_runs)
+    assert (row["status"], row["error_kind"]) == ("failed", "authentication")
+    assert row["error_message"].startswith(f"tenant {tenant} (")
+    assert "AADSTS7000215" in row["error_message"]
+    assert "secureScoreControlProfiles" not in row["error_message"]
