@@ -219,8 +219,8 @@ class TokenProvider:
         """A Graph access token for `tenant`; `refresh` (or `claims`) forces a new one from Entra ID."""
         credential = self.credential(tenant)
         auth = self._auth(tenant)
-        if refresh and isinstance(credential, AzureCliSignIn | DeviceCodeSignIn):
-            credential.forget()  # a person's sign-in has no claims trick to skip its cache
+        if refresh and isinstance(credential, AzureCliSignIn):
+            credential.forget()  # `az` has no claims trick to skip its cache (device_code's MSAL has: below)
         elif refresh and not claims:
             claims = fresh_token_claims(time.time())
         # One token request per tenant at a time: its concurrent requests then share what the first got.

@@ -268,6 +268,16 @@ def _refusal(
             url=url,
             code=code,
         )
+    if status == 401 and setup is not None and setup.delegated:
+        again = f"run `az login --tenant {tid}`" if setup.method == "azure_cli" else "sign in again"
+        return AuthenticationError(
+            f"tenant {label}: Graph refused the signed-in user's freshly issued access token ({said}); the "
+            f"session may have been revoked or blocked by a Conditional Access policy: {again} and try again",
+            tenant_id=tid,
+            status=status,
+            url=url,
+            code=code,
+        )
     if status == 401:
         return AuthenticationError(
             f"tenant {label}: Graph refused a freshly issued access token ({said}); check that the app is "

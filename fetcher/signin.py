@@ -304,9 +304,6 @@ class DeviceCodeSignIn:
             self._prompt(f"tenant {self.tenant.label}: sign-in cancelled; run the command again to sign in")
             raise
 
-    def forget(self) -> None:
-        """Nothing to forget here: MSAL's cache decides, and refreshes what has expired."""
-
     async def close(self) -> None:
         self._cancelled.set()
         credential, self._credential = self._credential, None

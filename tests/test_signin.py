@@ -303,6 +303,44 @@ async def test_a_session_revoked_during_the_run_asks_again_instead_of_failing(tm
 
 
 @pytest.mark.usefixtures("home")
+async def test_a_401_from_graph_gets_one_fresh_delegated_token_and_one_retry(tmp_path: Path) -> None:
+    """As the app-only path does: MSAL's cached token is not sent again, its refresh token gets a new one."""
+    sim = small_simulator([CONTOSO], users=USERS, device_code_interval_seconds=0)
+    person = Person(sim, "approve")
+    async with stack(sim, tmp_path, prompt=person) as s:
+        tenant = s.tenant(CONTOSO, device_auth())
+        await s.tokens.token(tenant)
+        sim.clear_requests()
+        sim.add_fault(CONTOSO.tenant_id, Fault.status(401, times=1))
+        assert len(await s.list_all(tenant, days=5)) == 5
+        sent = [r for r in sim.requests if r.endpoint != "openid"]
+    assert [(r.endpoint, r.status) for r in sent] == [("list", 401), ("token", 200), ("list", 200)]
+    assert len(person.prompts) == 1
+
+
+@pytest.mark.usefixtures("home")
+async def test_a_401_that_a_fresh_delegated_token_does_not_cure_fails_in_one_line(tmp_path: Path) -> None:
+    sim = small_simulator([CONTOSO], users=USERS, device_code_interval_seconds=0)
+    person = Person(sim, "approve")
+    async with stack(sim, tmp_path, prompt=person) as s:
+        tenant = s.tenant(CONTOSO, device_auth())
+        await s.tokens.token(tenant)
+        sim.clear_requests()
+        sim.add_fault(CONTOSO.tenant_id, Fault.status(401))
+        with pytest.raises(AuthenticationError) as caught:
+            await s.list_all(tenant, days=5)
+        sent = [r for r in sim.requests if r.endpoint != "openid"]
+    assert [(r.endpoint, r.status) for r in sent] == [("list", 401), ("token", 200), ("list", 401)]
+    assert caught.value.status == 401
+    assert str(caught.value) == (
+        f"tenant {CONTOSO.tenant_id} ({CONTOSO.name}): Graph refused the signed-in user's freshly issued access "
+        "token (401: InvalidAuthenticationToken: Access token validation failure.); the session may have been "
+        "revoked or blocked by a Conditional Access policy: sign in again and try again"
+    )
+    assert len(person.prompts) == 1
+
+
+@pytest.mark.usefixtures("home")
 async def test_an_unencryptable_cache_names_allow_unencrypted_storage(tmp_path: Path) -> None:
     """On this headless Linux (no libsecret) azure-identity cannot encrypt: one line says what to set."""
     sim = small_simulator([CONTOSO], users=USERS, device_code_interval_seconds=0)
