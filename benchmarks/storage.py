@@ -232,7 +232,7 @@ def row(session: Session, scenario: str, target: Target, score_days: int) -> Row
 
 def backfill(session: Session, sim: SimServer) -> list[Row]:
     tenants, days = session.sizes.storage_tenants, session.sizes.storage_days
-    scenario = f"backfill {tenants} tenants x {days} days"
+    scenario = f"backfill {tenants}x{days} days"
     with targets(session, sim, "backfill") as made:
         for target in made:
             session.log(f"{NAME}: {scenario}: {target.name}")
@@ -242,7 +242,7 @@ def backfill(session: Session, sim: SimServer) -> list[Row]:
 
 def daily(session: Session, sim: SimServer) -> list[Row]:
     tenants, days = session.sizes.storage_tenants, session.sizes.storage_daily_days
-    scenario = f"daily {tenants} tenants x {days} days, each stored as the newest"
+    scenario = f"daily {tenants}x{days} days (each stored as the newest)"
     plan = daily_plan(date.fromisoformat(sim.info["newest_day"]), days)
     with targets(session, sim, "daily") as made:
         for newest, window in plan:
