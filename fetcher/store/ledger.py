@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from fetcher.health import LastError
 from fetcher.models import Shard, Status
+from fetcher.store import bulk
 from fetcher.store.schema import (
     as_date,
     as_utc,
@@ -123,12 +126,34 @@ async def interrupt_dead_runs(
 
 
 _TENANT_RUN_FIELDS = tuple(TenantRun.__dataclass_fields__)
+_tenant_run_values = attrgetter(*_TENANT_RUN_FIELDS)
 
 
 async def record_tenant_run(conn: AsyncConnection, record: TenantRun) -> None:
-    # One statement for every tenant, its values as parameters: building an INSERT with the values in it
-    # cost half a millisecond of CPU per tenant (measured), a fixed cost that a nightly run pays per tenant.
-    await conn.execute(_INSERT_TENANT_RUN, {name: getattr(record, name) for name in _TENANT_RUN_FIELDS})
+    await record_tenant_runs(conn, [record])
+
+
+async def record_tenant_runs(conn: AsyncConnection, records: Sequence[TenantRun]) -> None:
+    """Tenants' rows, one statement for all of them (a group commit's tenants), in the caller's transaction.
+
+    A fixed cost a nightly run pays per tenant, so measured: building an INSERT with the values in it cost
+    half a millisecond of CPU per tenant; the same statement with parameters through SQLAlchemy 0.17 to
+    0.24 ms on SQLite, straight to the driver (`fetcher.store.bulk`, as the day rows go) 0.09 to 0.13 ms.
+    PostgreSQL keeps SQLAlchemy's statement: its bulk path is a COPY, three round trips for a few rows.
+    """
+    if not records:
+        return
+    if conn.dialect.name == "sqlite":
+        statement = bulk.compiled(conn, "tenant_runs", _insert_tenant_runs, _TENANT_RUN_FIELDS)
+        await bulk.execute_many(conn, statement, [_tenant_run_values(record) for record in records])
+        return
+    await conn.execute(
+        _INSERT_TENANT_RUN, [{name: getattr(record, name) for name in _TENANT_RUN_FIELDS} for record in records]
+    )
+
+
+def _insert_tenant_runs(conn: AsyncConnection) -> Insert:  # noqa: ARG001 (a bulk.StatementFactory)
+    return _INSERT_TENANT_RUN
 
 
 async def finish_run(conn: AsyncConnection, run_id: str, totals: RunTotals) -> None:

@@ -80,14 +80,20 @@ async def record(conn: AsyncConnection, rejections: Sequence[Rejection], row: le
     await ledger.record_tenant_run(conn, row)
 
 
-async def write_tenant(conn: AsyncConnection, write: TenantWrite, *, shared_saved: bool = False) -> None:
+async def write_tenant(
+    conn: AsyncConnection, write: TenantWrite, *, shared_saved: bool = False, ledger_row: bool = True
+) -> None:
     """One tenant's rows, archive rows, rejections and ledger row, in the caller's transaction.
 
     `shared_saved`: the rows tenants share are saved already, for the whole group (`save_group`).
+    `ledger_row`: False when the caller writes the ledger rows of a group together, in the same transaction.
     """
     for resource, admission in write.admitted:
         await save_admitted(conn, resource, admission, saved_at=write.row.finished_at, shared_saved=shared_saved)
-    await record(conn, write.rejections, write.row)
+    if ledger_row:
+        await record(conn, write.rejections, write.row)
+    else:
+        await save_rejections(conn, write.rejections, cap=REJECTED_BODY_CAP)
 
 
 async def save_tenant(
@@ -117,7 +123,8 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
         async def work(conn: AsyncConnection) -> None:
             await _save_shared(conn, writes)
             for write in writes:
-                await write_tenant(conn, write, shared_saved=True)
+                await write_tenant(conn, write, shared_saved=True, ledger_row=False)
+            await ledger.record_tenant_runs(conn, [write.row for write in writes])  # one statement for the group
 
         try:
             await in_transaction(engine, work, f"storing {len(writes)} tenants")
