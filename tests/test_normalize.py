@@ -271,6 +271,8 @@ def test_day_with_230_controls_gives_230_rows(newest: bool) -> None:
     assert len({c.control_name for c in day.controls}) == 230
     assert day.score.extra == {}
     assert all(c.extra == {} for c in day.controls)
+    # made without ControlScoreRow's own constructor: each is still one, with every field
+    assert all(type(c) is ControlScoreRow and len(c) == len(ControlScoreRow._fields) for c in day.controls)
 
 
 # --------------------------------------------------------------------------------------- the date
