@@ -16,6 +16,7 @@ and goes with the engine's pool; nothing is generated as code.
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from fetcher.store.schema import UTCDateTime
+
+# The logger SQLAlchemy logs its statements to: `--log-sql` turns it on (fetcher.output).
+_SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
 
 StatementFactory = Callable[[AsyncConnection], Insert]
 Converter = Callable[[Any], Any]
@@ -191,6 +195,14 @@ async def execute_many(conn: AsyncConnection, bulk: Bulk, rows: Sequence[Sequenc
         await copy_and_upsert(conn, bulk, bulk.staging, encoded)
 
 
+def log_statement(sql: str, rows: int) -> None:
+    """Log a statement sent straight to the driver as SQLAlchemy logs its own under `--log-sql` (logger
+    `sqlalchemy.engine.Engine`, INFO), its parameters hidden: only how many rows went with it."""
+    if _SQL_LOG.isEnabledFor(logging.INFO):
+        _SQL_LOG.info("%s", sql)
+        _SQL_LOG.info("[sent to the driver directly, %d row(s); SQL parameters hidden]", rows)
+
+
 async def _executemany_sqlite(conn: AsyncConnection, bulk: Bulk, rows: list[tuple[Any, ...]]) -> None:
     """SQLite: the driver's executemany, in the transaction SQLAlchemy began (BEGIN IMMEDIATE).
 
@@ -198,6 +210,7 @@ async def _executemany_sqlite(conn: AsyncConnection, bulk: Bulk, rows: list[tupl
     against 0.14 ms), which adds up over the handful of statements of each of a thousand tenants.
     """
     driver: Any = (await conn.get_raw_connection()).driver_connection
+    log_statement(bulk.sql, len(rows))
     try:
         await driver.executemany(bulk.sql, rows)
     except sqlite3.Error as error:
@@ -217,6 +230,7 @@ async def copy_and_upsert(conn: AsyncConnection, bulk: Bulk, staging: Staging, r
     driver: Any = (await conn.get_raw_connection()).driver_connection
     if not driver.is_in_transaction():
         await conn.exec_driver_sql("SELECT 1")  # SQLAlchemy's asyncpg adapter begins lazily
+    log_statement(f"COPY {staging.table.name}; {bulk.sql}", len(rows))
     try:
         await driver.execute(staging.create)
         await driver.copy_records_to_table(staging.table.name, records=rows, columns=bulk.columns)
