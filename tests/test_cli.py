@@ -154,8 +154,8 @@ def test_migrate_partitions_a_postgresql_database_by_month_once(tmp_path: Path) 
         drop_postgres_database(url)
 
     assert first.exit_code == 0
-    assert "control_scores partitioned by month: 0 row(s) into 2 month partition(s)" in first.output
-    assert "control_scores already partitioned" in again.output
+    assert "control_score_rows partitioned by month: 0 row(s) into 2 month partition(s)" in first.output
+    assert "control_score_rows already partitioned" in again.output
 
 
 def test_status_of_a_new_database_shows_every_tenant_as_stale(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from fetcher.store.archive import pack, save_raw_payloads
 from fetcher.store.engine import transaction
 from fetcher.store.schema import (
     comparative_scores,
+    control_score_rows,
     control_scores,
     controls,
     raw_payloads,
@@ -92,7 +93,7 @@ async def test_rebuild_repairs_normalized_rows_from_the_archive(engine: AsyncEng
     stored = await snapshot(engine)
     async with transaction(engine) as conn:
         await conn.execute(sa.update(secure_scores).values(current_score=0.0, extra={"broken": True}))
-        await conn.execute(sa.delete(control_scores).where(control_scores.c.score < 3))
+        await conn.execute(sa.delete(control_score_rows).where(control_score_rows.c.score < 3))
 
     assert await rebuild(config, engine) == 0
 

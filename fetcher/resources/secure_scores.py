@@ -20,8 +20,8 @@ from fetcher.normalize import normalize_score
 from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import RawPayload, archived_days, iter_raw_payloads, pack, save_raw_payloads
-from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores
-from fetcher.store.scores import delete_days, save_controls, save_score_days
+from fetcher.store.schema import comparative_scores, control_keys, controls, secure_scores
+from fetcher.store.scores import delete_days, resolve_keys, save_controls, save_score_days
 
 
 async def fetch_secure_scores(client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]:
@@ -54,7 +54,7 @@ _SCORE_FIELDS = (
 # Graph's property -> the bounded column it is stored in, for the items of controlScores and
 # averageComparativeScores.
 _CONTROL_FIELDS = (
-    ("controlName", "control_name", _limit(control_scores.c.control_name)),
+    ("controlName", "control_name", _limit(control_keys.c.control_name)),
     ("controlCategory", "control_category", _limit(controls.c.control_category)),
 )
 _BASIS_LIMIT = _limit(comparative_scores.c.basis)
@@ -178,8 +178,10 @@ async def save_secure_scores(
 
 
 async def save_shared_controls(conn: AsyncConnection, admissions: Sequence[Admission[ScoreDay]]) -> None:
-    """The `controls` dimension of a group of tenants' days, before any tenant's own rows."""
-    await save_controls(conn, [day for admission in admissions for day in admission.rows])
+    """The `controls` dimension and the texts' keys of a group of tenants' days, before any tenant's own rows."""
+    days = [day for admission in admissions for day in admission.rows]
+    await save_controls(conn, days)
+    await resolve_keys(conn, days)
 
 
 def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:

@@ -7,7 +7,7 @@ module runs it over plain tuples, inside the transaction SQLAlchemy began:
   its VALUES replaced by a SELECT from that table (SQLAlchemy's `Insert.from_select`): set-based,
   several times faster than a statement per row, for a fraction of the CPU.
 
-Rows are encoded column by column, in C loops (dates and times as SQLite text, JSON as text), doing what
+Rows are encoded column by column, in C loops (dates and times as SQLite text or microseconds, JSON as text), doing what
 SQLAlchemy's bind processors would, so rows read back through SQLAlchemy exactly as if it had written
 them. A compiled upsert is kept in the pooled connection's `info`, so it is made once per connection
 and goes with the engine's pool; nothing is generated as code.
@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
-from fetcher.store.schema import UTCDateTime
+from fetcher.store.schema import SyncTime, UTCDateTime, to_microseconds
 
 # The logger SQLAlchemy logs its statements to: `--log-sql` turns it on (fetcher.output).
 _SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
@@ -70,6 +70,10 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def _sqlite_microseconds(value: datetime | None) -> int | None:
+    return None if value is None else to_microseconds(value)
+
+
 @functools.lru_cache(maxsize=1024)
 def _sqlite_date(value: date | None) -> str | None:
     return None if value is None else value.isoformat()  # a batch holds a few dozen days, 100,000 rows
@@ -89,6 +93,8 @@ def _converter(column: sa.Column[Any], dialect: str) -> Converter | None:
         return _json_text
     if dialect == "sqlite" and isinstance(column.type, UTCDateTime):
         return _sqlite_time
+    if dialect == "sqlite" and isinstance(column.type, SyncTime):
+        return _sqlite_microseconds
     if dialect == "sqlite" and isinstance(column.type, sa.Date):
         return _sqlite_date
     return None

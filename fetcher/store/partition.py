@@ -1,12 +1,13 @@
 """Monthly range partitions of the day tables on PostgreSQL (`[database] partition = "monthly"`).
 
-Which tables: `PARTITIONED`, from measurement (a 20-tenant, 90-day demo): `control_scores` holds 230
+Which tables: `PARTITIONED`, from measurement (a 20-tenant, 90-day demo): the control scores hold 230
 rows per tenant and day (372,616 rows, 72 % of the database's bytes); the next day table, `raw_payloads`,
-holds one row per tenant and day (12 %), `secure_scores` one (1 %). The primary key already leads with
-(tenant_id, score_date), so it includes the partition key, and the upsert's ON CONFLICT works unchanged.
+holds one row per tenant and day (12 %), `secure_scores` one (1 %). Since migration 0011 they are
+`control_score_rows` (read through the `control_scores` view). The primary key already leads with
+(tenant_key, score_date), so it includes the partition key, and the upsert's ON CONFLICT works unchanged.
 
-Layout: `control_scores` is partitioned by RANGE (score_date), one partition per calendar month
-(`control_scores_p2026_11` holds [2026-11-01, 2026-12-01)). There is no DEFAULT partition, on purpose:
+Layout: `control_score_rows` is partitioned by RANGE (score_date), one partition per calendar month
+(`control_score_rows_p2026_11` holds [2026-11-01, 2026-12-01)). There is no DEFAULT partition, on purpose:
 with one, PostgreSQL cannot read the months in order (an ordered Append), so "a tenant's newest day with
 controls" and "the previous day with controls" would open every partition instead of the newest few.
 So every writer makes the months it needs first:
@@ -37,10 +38,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.store.engine import connect, transaction
-from fetcher.store.schema import NAMING_CONVENTION, control_scores
+from fetcher.store.schema import NAMING_CONVENTION, control_score_rows
 from fetcher.store.schema import raw_payloads as raw
 
-PARTITIONED: tuple[sa.Table, ...] = (control_scores,)
+PARTITIONED: tuple[sa.Table, ...] = (control_score_rows,)
 PARTITION_KEY = "score_date"
 PARTITION_LOCK_KEY = 0x5EC5C10  # pg_advisory_xact_lock: one process at a time creates partitions
 MODES = ("none", "monthly")

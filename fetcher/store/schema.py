@@ -7,7 +7,7 @@ JSONB on PostgreSQL and JSON text on SQLite, and Python `None` is SQL NULL, neve
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,42 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+class SyncTime(TypeDecorator[datetime]):
+    """A UTC time kept compact: microseconds since 1970 (an INTEGER) on SQLite, TIMESTAMPTZ on PostgreSQL.
+
+    Exact both ways; the `control_scores` view shows it on SQLite as the text `UTCDateTime` stores."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        return dialect.type_descriptor(sa.Integer() if dialect.name == "sqlite" else sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where UTC is required")
+        return to_microseconds(value) if dialect.name == "sqlite" else value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:  # noqa: ARG002 (TypeDecorator interface)
+        if value is None:
+            return None
+        if isinstance(value, int):
+            return EPOCH + value * MICROSECOND
+        time: datetime = value
+        return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+
+
+def to_microseconds(value: datetime) -> int:
+    """An aware time as whole microseconds since 1970-01-01 UTC (exact: integer arithmetic)."""
+    return (value - EPOCH) // MICROSECOND
+
+
 def as_date(value: Any) -> date | None:
     """A DATE read back; SQLite returns aggregates such as MAX(score_date) as text."""
     if value is None or isinstance(value, date):
@@ -70,7 +106,7 @@ TenantId = sa.String(36)
 # entry instead of a rowid row plus a key index: about a third smaller and faster to upsert. Every
 # reporting query reads them by a prefix of that key (tenant, day[, control]).
 CLUSTERED: dict[str, Any] = {"sqlite_with_rowid": False}
-# The per-day child rows (control_scores, comparative_scores) carry no foreign keys: the store writes a
+# The per-day child rows (control_score_rows, comparative_scores) carry no foreign keys: the store writes a
 # day and its children in one transaction and nothing else writes them, while the per-row checks
 # halved PostgreSQL's insert rate (measured: 20,700 control rows in 0.41 s with them, 0.20 s without).
 
@@ -137,20 +173,46 @@ comparative_scores = sa.Table(
     **CLUSTERED,
 )
 
-control_scores = sa.Table(
-    "control_scores",
+# The day's control scores, compact (migration 0011): each repeated text (tenant id, control name,
+# implementation status) is an integer key into a table of its own, read back by the `control_scores` view.
+# Keys are never reused or changed once assigned (`fetcher.store.keys` caches them per process).
+tenant_keys = sa.Table(
+    "tenant_keys",
     metadata,
-    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("tenant_key", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("tenant_id", TenantId, nullable=False, unique=True),
+)
+
+control_keys = sa.Table(
+    "control_keys",
+    metadata,
+    sa.Column("control_key", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("control_name", sa.String(256), nullable=False, unique=True),
+)
+
+status_texts = sa.Table(
+    "status_texts",
+    metadata,
+    sa.Column("status_key", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("implementation_status", sa.Text, nullable=False, unique=True),
+)
+
+# Columns in this order so that PostgreSQL packs them without alignment padding: 4-byte ones first, then
+# 8-byte ones, then the bool and the JSON. `extra` NULL means {} (most rows have none).
+control_score_rows = sa.Table(
+    "control_score_rows",
+    metadata,
+    sa.Column("tenant_key", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("score_date", sa.Date, primary_key=True),
-    sa.Column("control_name", sa.String(256), primary_key=True),
+    sa.Column("control_key", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status_key", sa.Integer),
     sa.Column("score", sa.Float),
     sa.Column("score_in_percentage", sa.Float),
-    sa.Column("implementation_status", sa.Text),
-    sa.Column("last_synced", UTCDateTime),
-    sa.Column("is_on", sa.Boolean),
+    sa.Column("last_synced", SyncTime),
     sa.Column("count", sa.BigInteger),
     sa.Column("total", sa.BigInteger),
-    _json("extra", nullable=False),
+    sa.Column("is_on", sa.Boolean),
+    _json("extra"),
     **CLUSTERED,
 )
 
@@ -465,4 +527,22 @@ improvement_actions = sa.Table(
     sa.Column("percent_gain_average", sa.Float),
     sa.Column("tenants_ignored", sa.BigInteger),
     sa.Column("tenants_third_party", sa.BigInteger),
+)
+
+# The old `control_scores` table's columns, names, order and values, over `control_score_rows` (0011). Its
+# rows' identity is still (tenant_id, score_date, control_name): said here, for readers that order by it.
+control_scores = sa.Table(
+    "control_scores",
+    views,
+    sa.Column("tenant_id", TenantId, primary_key=True),
+    sa.Column("score_date", sa.Date, primary_key=True),
+    sa.Column("control_name", sa.String(256), primary_key=True),
+    sa.Column("score", sa.Float),
+    sa.Column("score_in_percentage", sa.Float),
+    sa.Column("implementation_status", sa.Text),
+    sa.Column("last_synced", UTCDateTime),
+    sa.Column("is_on", sa.Boolean),
+    sa.Column("count", sa.BigInteger),
+    sa.Column("total", sa.BigInteger),
+    _json("extra", nullable=False),
 )

@@ -10,12 +10,18 @@ PostgreSQL:
 - `id`, `id_mismatch`, `partial`, `warning`, `fetched_at` and `run_id` describe the latest fetch and are
   overwritten;
 - only the natural key (tenant, day) can refuse a row: Graph's `id` is stored, not trusted as a key.
+
+Control scores are written to `control_score_rows`, keyed by integers (`fetcher.store.keys`); readers read
+the `control_scores` view over it, which shows the same rows as the table of that name did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,13 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from fetcher.models import ComparativeRow, ControlScoreRow, ScoreDay, ScoreRow
-from fetcher.store import bulk
+from fetcher.store import bulk, keys
 from fetcher.store.schema import (
     as_date,
     comparative_scores,
-    control_scores,
+    control_score_rows,
     controls,
     secure_scores,
+    tenant_keys,
     tenants,
 )
 
@@ -45,10 +52,12 @@ def _insert(conn: AsyncConnection) -> InsertFactory:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _merge_json(conn: AsyncConnection, stored: sa.ColumnElement[Any], new: sa.ColumnElement[Any]) -> Any:
-    """Shallow merge of JSON objects, new keys winning (`jsonb ||`, or our SQLite function)."""
+def _merge_json(conn: AsyncConnection, stored: sa.Column[Any], new: sa.ColumnElement[Any]) -> Any:
+    """Shallow merge of JSON objects, new keys winning (`jsonb ||`, or our SQLite function, which keeps
+    either side when the other is NULL: a nullable `extra`'s NULL means {})."""
     if conn.dialect.name == "postgresql":
-        return stored.op("||", return_type=postgresql.JSONB)(new)
+        merged = stored.op("||", return_type=postgresql.JSONB)(new)
+        return sa.func.coalesce(merged, new, stored, type_=postgresql.JSONB) if stored.nullable else merged
     return sa.func.json_merge(stored, new, type_=sa.JSON)
 
 
@@ -159,20 +168,69 @@ def _unique_days(days: Sequence[ScoreDay]) -> Iterator[list[ScoreDay]]:
 async def _save_batch(
     conn: AsyncConnection, tenant_id: str, days: list[ScoreDay], *, controls_saved: bool = False
 ) -> None:
-    await _delete_replaced(conn, tenant_id, days)
-    await _execute_many(conn, "scores", [d.score for d in days])
     if not controls_saved:
         await save_controls(conn, days)
-    await _execute_many(conn, "control_scores", [c for d in days for c in d.controls])
+    day_keys = await resolve_keys(conn, days)
+    tenant_key = day_keys.tenants[tenant_id]
+    await _delete_replaced(conn, tenant_id, tenant_key, day_keys, days)
+    await _execute_many(conn, "scores", [d.score for d in days])
+    await _execute_many(conn, "control_score_rows", control_rows(tenant_key, day_keys, days))
     await _execute_many(conn, "comparatives", [c for d in days for c in d.comparatives])
+
+
+@dataclass(frozen=True)
+class DayKeys:
+    """The keys of the texts of some days: tenant id, control name, implementation status -> key."""
+
+    tenants: dict[str, int]
+    controls: dict[str, int]
+    statuses: dict[str, int]
+
+
+async def resolve_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> DayKeys:
+    """The keys of the days' tenants, controls and statuses (of any tenants: a group resolves its texts
+    once, and each tenant's save then finds them cached), inserting the missing ones."""
+    rows = [c for d in days for c in d.controls]
+    return DayKeys(
+        await keys.resolve(conn, keys.TENANTS, {d.tenant_id for d in days}),
+        await keys.resolve(conn, keys.CONTROLS, set(map(_CONTROL_NAME, rows))),
+        await keys.resolve(conn, keys.STATUSES, set(map(_STATUS, rows))),
+    )
+
+
+_CONTROL_NAME = itemgetter(ControlScoreRow._fields.index("control_name"))
+_STATUS = itemgetter(ControlScoreRow._fields.index("implementation_status"))
+CONTROL_ROW_FIELDS = tuple(column.name for column in control_score_rows.columns)
+_COPIED = tuple(  # the fields of a ControlScoreRow copied as they are, in the columns' order
+    ControlScoreRow._fields.index(name) for name in CONTROL_ROW_FIELDS[4:-1]
+)
+
+
+def _no_empty(extra: dict[str, Any]) -> dict[str, Any] | None:
+    return extra or None  # `extra` NULL means {}: most rows have none
+
+
+def control_rows(tenant_key: int, day_keys: DayKeys, days: Sequence[ScoreDay]) -> list[tuple[Any, ...]]:
+    """The days' control scores as `control_score_rows` rows (CONTROL_ROW_FIELDS), built column by column
+    in C (`map`, `itemgetter`), as `fetcher.store.bulk` encodes them: no Python frame per row but one."""
+    rows = [c for d in days for c in d.controls]
+    columns = [
+        repeat(tenant_key, len(rows)),
+        map(itemgetter(1), rows),
+        map(day_keys.controls.__getitem__, map(_CONTROL_NAME, rows)),
+        map(day_keys.statuses.get, map(_STATUS, rows)),
+        *(map(itemgetter(field), rows) for field in _COPIED),
+        map(_no_empty, map(itemgetter(ControlScoreRow._fields.index("extra")), rows)),
+    ]
+    return list(zip(*columns, strict=True))
 
 
 def _bulk_statement(kind: str) -> tuple[bulk.StatementFactory, tuple[str, ...]]:
     """The upsert behind each kind of row, and the row's field names (a row is a named tuple)."""
     if kind == "scores":
         return (lambda conn: _upsert(conn, secure_scores, overwrite=SCORE_OVERWRITE)), ScoreRow._fields
-    if kind == "control_scores":
-        return (lambda conn: _upsert(conn, control_scores)), ControlScoreRow._fields
+    if kind == "control_score_rows":
+        return (lambda conn: _upsert(conn, control_score_rows)), CONTROL_ROW_FIELDS
     if kind == "comparatives":
         return (lambda conn: _upsert(conn, comparative_scores)), ComparativeRow._fields
     return _upsert_controls, CONTROL_DIMENSION_FIELDS
@@ -183,48 +241,65 @@ async def _execute_many(conn: AsyncConnection, kind: str, rows: Sequence[Sequenc
     await bulk.execute_many(conn, bulk.compiled(conn, kind, statement, fields), rows)
 
 
-def _stored_members(kind: str, table: sa.Table, column: str) -> sa.Select[Any]:
-    return sa.select(sa.literal(kind).label("kind"), table.c.score_date, table.c[column].label("member")).where(
-        table.c.tenant_id == sa.bindparam("tenant_id"),
-        table.c.score_date.in_(sa.bindparam(f"{kind}_days", expanding=True)),
-    )
-
-
 # Built once, their values as parameters: SQLAlchemy then finds them compiled in its cache, where building
-# them anew for every batch cost a fixed share of each small tenant's CPU.
-MEMBERS = (("control", control_scores, "control_name"), ("basis", comparative_scores, "basis"))
-_STORED_MEMBERS = sa.union_all(*(_stored_members(kind, table, column) for kind, table, column in MEMBERS))
+# them anew for every batch cost a fixed share of each small tenant's CPU. A control is its key, a basis its
+# text: the union's member column is the key cast to text.
+_CONTROL_MEMBERS = sa.select(
+    sa.literal("control").label("kind"),
+    control_score_rows.c.score_date,
+    sa.cast(control_score_rows.c.control_key, sa.Text).label("member"),
+).where(
+    control_score_rows.c.tenant_key == sa.bindparam("tenant_key"),
+    control_score_rows.c.score_date.in_(sa.bindparam("control_days", expanding=True)),
+)
+_BASIS_MEMBERS = sa.select(
+    sa.literal("basis").label("kind"), comparative_scores.c.score_date, comparative_scores.c.basis.label("member")
+).where(
+    comparative_scores.c.tenant_id == sa.bindparam("tenant_id"),
+    comparative_scores.c.score_date.in_(sa.bindparam("basis_days", expanding=True)),
+)
+_STORED_MEMBERS = sa.union_all(_CONTROL_MEMBERS, _BASIS_MEMBERS)
 _DELETE_MEMBER = {
-    kind: sa.delete(table).where(
-        table.c.tenant_id == sa.bindparam("t"),
-        table.c.score_date == sa.bindparam("d"),
-        table.c[column] == sa.bindparam("n"),
-    )
-    for kind, table, column in MEMBERS
+    "control": sa.delete(control_score_rows).where(
+        control_score_rows.c.tenant_key == sa.bindparam("t"),
+        control_score_rows.c.score_date == sa.bindparam("d"),
+        control_score_rows.c.control_key == sa.bindparam("n"),
+    ),
+    "basis": sa.delete(comparative_scores).where(
+        comparative_scores.c.tenant_id == sa.bindparam("t"),
+        comparative_scores.c.score_date == sa.bindparam("d"),
+        comparative_scores.c.basis == sa.bindparam("n"),
+    ),
 }
 
 
-async def _delete_replaced(conn: AsyncConnection, tenant_id: str, days: list[ScoreDay]) -> None:
+async def _delete_replaced(
+    conn: AsyncConnection, tenant_id: str, tenant_key: int, day_keys: DayKeys, days: list[ScoreDay]
+) -> None:
     """For days that arrive with a non-empty list, delete the stored members the list no longer has.
 
     One query reads the stored members of those days, controls and bases together (for days never
     stored it finds nothing); only the rare leftovers are deleted.
     """
-    wanted = {("control", d.score_date): {c.control_name for c in d.controls} for d in days if d.controls} | {
-        ("basis", d.score_date): {c.basis for c in d.comparatives} for d in days if d.comparatives
+    control_key = day_keys.controls.__getitem__
+    wanted = {
+        ("control", d.score_date): {str(control_key(c.control_name)) for c in d.controls} for d in days if d.controls
     }
+    wanted |= {("basis", d.score_date): {c.basis for c in d.comparatives} for d in days if d.comparatives}
     if not wanted:
         return
     stored = await conn.execute(
         _STORED_MEMBERS,
-        {"tenant_id": tenant_id} | {f"{kind}_days": [day for k, day in wanted if k == kind] for kind, _, _ in MEMBERS},
+        {"tenant_id": tenant_id, "tenant_key": tenant_key}
+        | {f"{kind}_days": [day for k, day in wanted if k == kind] for kind in ("control", "basis")},
     )
     gone: dict[str, list[dict[str, Any]]] = {"control": [], "basis": []}
     for kind, value, member in stored.all():
         day = as_date(value)
         assert day is not None
         if member not in wanted[(kind, day)]:
-            gone[kind].append({"t": tenant_id, "d": day, "n": member})
+            owner, name = (tenant_key, int(member)) if kind == "control" else (tenant_id, member)
+            gone[kind].append({"t": owner, "d": day, "n": name})
     for kind, rows in gone.items():
         if rows:
             await conn.execute(_DELETE_MEMBER[kind], rows)
@@ -310,7 +385,12 @@ async def oldest_score_dates(conn: AsyncConnection) -> dict[str, date]:
 
 async def delete_days(conn: AsyncConnection, tenant_id: str, dates: Sequence[date]) -> None:
     """Remove a tenant's normalized rows for these days (children first), e.g. before a rebuild."""
+    tenant_key = sa.select(tenant_keys.c.tenant_key).where(tenant_keys.c.tenant_id == tenant_id).scalar_subquery()
+    rows = control_score_rows.c
     for start in range(0, len(dates), 500):
         chunk = list(dates[start : start + 500])
-        for table in (control_scores, comparative_scores, secure_scores):
+        await conn.execute(
+            sa.delete(control_score_rows).where(rows.tenant_key == tenant_key, rows.score_date.in_(chunk))
+        )
+        for table in (comparative_scores, secure_scores):
             await conn.execute(sa.delete(table).where(table.c.tenant_id == tenant_id, table.c.score_date.in_(chunk)))

@@ -30,7 +30,7 @@ from fetcher.normalize import normalize_score
 from fetcher.report import Format, ReportRequest, produce
 from fetcher.simulator import Simulator, generate_tenants
 from fetcher.store.engine import create_engine, ensure_schema, migrate, transaction
-from fetcher.store.schema import comparative_scores, control_scores, secure_scores, tenants
+from fetcher.store.schema import comparative_scores, control_score_rows, control_scores, secure_scores, tenants
 from fetcher.store.scores import save_score_days, save_tenants
 from tests.report.conftest import write_report_config
 
@@ -65,7 +65,8 @@ async def clone(engine: AsyncEngine, base: list[str], copies: int) -> None:
             f"FROM tenants WHERE tenant_id IN ({quoted})",
             _copy(secure_scores, new, quoted, {"id": f"{new} || substr(id, 37)"}),
             _copy(comparative_scores, new, quoted),
-            _copy(control_scores, new, quoted),
+            f"INSERT INTO tenant_keys (tenant_id) SELECT {new} FROM tenant_keys WHERE tenant_id IN ({quoted})",
+            _copy_control_rows(clone_id(dialect, "o.tenant_id", copy), quoted),
         ]
         async with transaction(engine) as conn:
             if dialect == "postgresql":
@@ -82,6 +83,17 @@ def _copy(table: sa.Table, new: str, quoted: str, override: dict[str, str] | Non
     return (
         f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(values)} FROM {table.name} "
         f"WHERE tenant_id IN ({quoted})"
+    )
+
+
+def _copy_control_rows(new: str, quoted: str) -> str:
+    """The base tenants' control_score_rows under the copies' tenant keys."""
+    names = [c.name for c in control_score_rows.columns]
+    values = ["n.tenant_key" if name == "tenant_key" else f"r.{name}" for name in names]
+    return (
+        f"INSERT INTO control_score_rows ({', '.join(names)}) SELECT {', '.join(values)} "
+        "FROM control_score_rows AS r JOIN tenant_keys AS o ON o.tenant_key = r.tenant_key "
+        f"JOIN tenant_keys AS n ON n.tenant_id = {new} WHERE o.tenant_id IN ({quoted})"
     )
 
 

@@ -16,19 +16,19 @@ from sqlalchemy.sql.dml import Insert
 from fetcher.config import DatabaseConfig
 from fetcher.store import bulk
 from fetcher.store.engine import create_engine, transaction
-from fetcher.store.schema import comparative_scores, control_scores
+from fetcher.store.schema import comparative_scores, control_score_rows
 from tests.dbutil import count, rows
 
-TENANT = "4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f"
+TENANT = 7
 DAY = date(2026, 11, 27)
 # A row's fields in another order than the table's columns, one named differently, one not stored.
 FIELDS = (
-    "control_name",
-    "tenant_id",
+    "control_key",
+    "tenant_key",
     "score_date",
     "points",
     "score_in_percentage",
-    "implementation_status",
+    "status_key",
     "last_synced",
     "is_on",
     "count",
@@ -41,21 +41,21 @@ ALIASES = {"score": "points"}
 
 def _upsert(conn: AsyncConnection) -> Insert:
     insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(control_scores)
+    stmt = insert(control_score_rows)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=["tenant_id", "score_date", "control_name"],
+        index_elements=["tenant_key", "score_date", "control_key"],
         set_={"score": stmt.excluded.score, "extra": stmt.excluded.extra},
     )
 
 
-def row(name: str, points: float | None, **fields: Any) -> tuple[Any, ...]:
+def row(name: int, points: float | None, **fields: Any) -> tuple[Any, ...]:
     values: dict[str, Any] = {
-        "control_name": name,
-        "tenant_id": TENANT,
+        "control_key": name,
+        "tenant_key": TENANT,
         "score_date": DAY,
         "points": points,
         "score_in_percentage": None,
-        "implementation_status": None,
+        "status_key": None,
         "last_synced": None,
         "is_on": None,
         "count": None,
@@ -67,18 +67,18 @@ def row(name: str, points: float | None, **fields: Any) -> tuple[Any, ...]:
     return tuple(values[f] for f in FIELDS)
 
 
-def stored(name: str, score: float | None, **columns: Any) -> dict[str, Any]:
+def stored(name: int, score: float | None, **columns: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "tenant_id": TENANT,
+        "tenant_key": TENANT,
         "score_date": DAY,
-        "control_name": name,
+        "control_key": name,
+        "status_key": None,
         "score": score,
         "score_in_percentage": None,
-        "implementation_status": None,
         "last_synced": None,
-        "is_on": None,
         "count": None,
         "total": None,
+        "is_on": None,
         "extra": {},
     }
     values.update(columns)
@@ -96,50 +96,50 @@ async def test_rows_read_back_as_sqlalchemy_would_have_written_them(engine: Asyn
             conn,
             [
                 row(
-                    "MFARegistrationV2",
+                    1,
                     9.5,
                     score_in_percentage=95.0,
-                    implementation_status="On <b>all</b> users",
+                    status_key=3,
                     last_synced=synced,
                     is_on=True,
                     count=3,
                     total=2**40,
                     extra={"tier": ["Core"], "nested": {"a": None}},
                 ),
-                row("OneAdmin", None),
+                row(2, None, extra=None),
             ],
         )
 
-    assert await rows(engine, control_scores) == [
+    assert await rows(engine, control_score_rows) == [
         stored(
-            "MFARegistrationV2",
+            1,
             9.5,
             score_in_percentage=95.0,
-            implementation_status="On <b>all</b> users",
+            status_key=3,
             last_synced=datetime(2026, 11, 25, 13, 4, 6, 120, tzinfo=UTC),
             is_on=True,
             count=3,
             total=2**40,
             extra={"tier": ["Core"], "nested": {"a": None}},
         ),
-        stored("OneAdmin", None),
+        stored(2, None, extra=None),
     ]
 
 
 async def test_batches_of_one_transaction_each_upsert_only_their_own_rows(engine: AsyncEngine) -> None:
     async with transaction(engine) as conn:
-        await upsert(conn, [row("A", 1.0), row("B", 2.0)])
-        await upsert(conn, [row("A", 3.0, extra={"k": 1})])
+        await upsert(conn, [row(1, 1.0), row(2, 2.0)])
+        await upsert(conn, [row(1, 3.0, extra={"k": 1})])
 
-    assert await rows(engine, control_scores) == [stored("A", 3.0, extra={"k": 1}), stored("B", 2.0)]
+    assert await rows(engine, control_score_rows) == [stored(1, 3.0, extra={"k": 1}), stored(2, 2.0)]
 
 
 async def test_a_failing_batch_raises_sqlalchemys_error_and_stores_nothing(engine: AsyncEngine) -> None:
-    with pytest.raises(sa.exc.DBAPIError, match="control_name"):
+    with pytest.raises(sa.exc.DBAPIError, match="control_key"):
         async with transaction(engine) as conn:
-            await upsert(conn, [row("A", 1.0), row(None, 2.0)])  # type: ignore[arg-type]
+            await upsert(conn, [row(1, 1.0), row(None, 2.0)])  # type: ignore[arg-type]
 
-    assert await count(engine, control_scores) == 0
+    assert await count(engine, control_score_rows) == 0
 
 
 async def test_the_connection_stores_again_after_a_failed_batch(engine: AsyncEngine) -> None:
@@ -147,9 +147,9 @@ async def test_the_connection_stores_again_after_a_failed_batch(engine: AsyncEng
         async with transaction(engine) as conn:
             await upsert(conn, [row(None, 2.0)])  # type: ignore[arg-type]
     async with transaction(engine) as conn:
-        await upsert(conn, [row("A", 1.0)])
+        await upsert(conn, [row(1, 1.0)])
 
-    assert await rows(engine, control_scores) == [stored("A", 1.0)]
+    assert await rows(engine, control_score_rows) == [stored(1, 1.0)]
 
 
 async def test_an_upsert_is_compiled_once_per_connection_and_not_shared_across_engines(database_url: str) -> None:
@@ -172,19 +172,19 @@ async def test_an_upsert_is_compiled_once_per_connection_and_not_shared_across_e
 
 
 def test_a_column_without_a_field_is_refused_naming_it() -> None:
-    with pytest.raises(ValueError, match=r"upsert into control_scores: no row field fills column\(s\) score$"):
-        bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_scores), [f for f in FIELDS if f != "points"])
+    with pytest.raises(ValueError, match=r"upsert into control_score_rows: no row field fills column\(s\) score$"):
+        bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), [f for f in FIELDS if f != "points"])
 
 
 def test_sqlite_takes_rows_in_the_compiled_statements_parameter_order() -> None:
-    plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_scores), FIELDS, ALIASES)
+    plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), FIELDS, ALIASES)
 
     assert plan.sql.startswith(
-        "INSERT INTO control_scores (tenant_id, score_date, control_name, score, score_in_percentage, "
-        "implementation_status, last_synced, is_on, count, total, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO control_score_rows (tenant_key, score_date, control_key, status_key, score, "
+        "score_in_percentage, last_synced, count, total, is_on, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     assert [FIELDS[i] for i in plan.fields] == [ALIASES.get(c, c) for c in plan.columns]
-    assert plan.columns == tuple(c.name for c in control_scores.columns)
+    assert plan.columns == tuple(c.name for c in control_score_rows.columns)
 
 
 def test_postgresql_staging_statements_are_pinned() -> None:

@@ -10,12 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fetcher.models import FetchContext, ProviderWarning, ScoreDay
+from fetcher.models import ControlScoreRow, FetchContext, ProviderWarning, ScoreDay
 from fetcher.normalize import normalize_score
 from fetcher.store.engine import transaction
 from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores, tenants
-from fetcher.store.scores import newest_score_dates, save_score_days, save_tenants
+from fetcher.store.scores import newest_score_dates, resolve_keys, save_score_days, save_tenants
 from tests.dbutil import count, rows
+from tests.store.test_keys import statements
 
 TENANT = "4b8c18bd-2f9f-4227-af55-0a0b0c0d0e0f"
 OTHER = "9e0e6b7c-1111-4222-8333-444455556666"
@@ -402,3 +403,76 @@ async def test_a_tenant_whose_controls_are_already_current_locks_no_controls_row
             await other.rollback()
 
     assert len(locked) == len(payload("2026-11-27")["controlScores"])
+
+
+# ------------------------------------------------------------------------------------------ the compact layout
+
+
+def shown(day: ScoreDay) -> list[dict[str, Any]]:
+    """A day's control scores as the control_scores view must show them: as normalized, `extra` {} for none."""
+    fields = [name for name in ControlScoreRow._fields if name not in ("control_category", "description")]
+    return sorted(({name: getattr(c, name) for name in fields} for c in day.controls), key=lambda r: r["control_name"])
+
+
+UNUSUAL = [
+    control("Fractional", 1.5, lastSynced="2026-11-25T13:04:06.123456Z", newProperty={"a": [1, None], "b": "ü"}),
+    control("NoStatus", 0.0, implementationStatus=None, on="false"),
+    control("Unicode", 2.0, implementationStatus="Activé pour « tous » ✓ 用户 \U0001f512"),
+    control("Nothing", 0.0, thin=True, implementationStatus=None) | {"score": None, "scoreInPercentage": None},
+]
+
+
+async def test_the_view_gives_back_exactly_what_was_saved(engine: AsyncEngine) -> None:
+    """NULLs, a fractional lastSynced, extra properties or none, statuses of any script, read back unchanged."""
+    (day,) = days(payload("2026-11-27", controls=UNUSUAL))
+    await save(engine, [day])
+
+    assert await rows(engine, control_scores) == shown(day)
+    assert {r["control_name"]: r["last_synced"] for r in shown(day)}["Fractional"] == datetime(
+        2026, 11, 25, 13, 4, 6, 123456, tzinfo=UTC
+    )
+
+
+async def test_the_view_follows_a_day_through_later_fetches(engine: AsyncEngine) -> None:
+    """A full day, a thin refetch that keeps its detail, then a full refetch without one control."""
+    (full,) = days(payload("2026-11-27", controls=UNUSUAL))
+    thin = days(payload("2026-11-27", controls=[control(c["controlName"], 7.0, thin=True) for c in UNUSUAL]))
+    (fewer,) = days(payload("2026-11-27", controls=UNUSUAL[1:]))
+    await save(engine, [full])
+    await save(engine, thin)
+    refetched = {"score": 7.0, "score_in_percentage": 70.0}
+    kept = [r | refetched | {"implementation_status": f"{r['control_name']} status"} for r in shown(full)]
+    assert await rows(engine, control_scores) == kept
+
+    await save(engine, [fewer])
+
+    before = {r["control_name"]: r for r in kept}  # a null never erases: each None is the stored value
+    after = [{k: before[r["control_name"]][k] if v is None else v for k, v in r.items()} for r in shown(fewer)]
+    assert await rows(engine, control_scores) == after
+    assert [r["control_name"] for r in after] == ["NoStatus", "Nothing", "Unicode"]
+
+
+async def test_sqlite_shows_last_synced_and_extra_as_the_table_stored_them(sqlite_engine: AsyncEngine) -> None:
+    """The view's text is the old table's: 'YYYY-MM-DD HH:MM:SS.ffffff' and '{}' (for BI tools reading it raw)."""
+    await save(sqlite_engine, days(payload("2026-11-27", controls=UNUSUAL)))
+
+    async with sqlite_engine.connect() as conn:
+        result = await conn.exec_driver_sql("SELECT control_name, last_synced, extra FROM control_scores")
+        raw = sorted(tuple(r) for r in result.all())
+
+    assert raw == [
+        ("Fractional", "2026-11-25 13:04:06.123456", '{"newProperty":{"a":[1,null],"b":"ü"}}'),
+        ("NoStatus", "2026-11-25 13:04:06.000000", "{}"),
+        ("Nothing", None, "{}"),
+        ("Unicode", "2026-11-25 13:04:06.000000", "{}"),
+    ]
+
+
+async def test_a_group_resolves_its_texts_once_and_each_tenant_then_costs_none(engine: AsyncEngine) -> None:
+    both = days(payload("2026-11-27"), payload("2026-11-27", tenant=OTHER))
+    async with transaction(engine) as conn:
+        await resolve_keys(conn, both)
+        with statements(engine) as sent:
+            await resolve_keys(conn, both[:1])
+            await resolve_keys(conn, both[1:])
+    assert sent == []

@@ -1,0 +1,107 @@
+"""The keys of control_score_rows' texts: inserted once, cached per engine only once committed, never reused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.config import DatabaseConfig
+from fetcher.store import keys
+from fetcher.store.engine import create_engine, transaction
+from fetcher.store.schema import control_keys, status_texts
+from tests.dbutil import rows
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends meanwhile (BEGIN and COMMIT are not statements)."""
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE
+            sent.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_missing_texts_are_inserted_and_each_gets_its_own_key(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        found = await keys.resolve(conn, keys.CONTROLS, ["OneAdmin", "MFARegistrationV2", None, "OneAdmin"])
+
+    assert set(found) == {"OneAdmin", "MFARegistrationV2"}
+    assert len(set(found.values())) == 2
+    assert {r["control_name"]: r["control_key"] for r in await rows(engine, control_keys)} == found
+
+
+async def test_known_keys_cost_no_statement_once_committed(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        first = await keys.resolve(conn, keys.STATUSES, ["On", "Off"])
+        with statements(engine) as sent:  # the same transaction: its own keys, pending, also cost nothing
+            assert await keys.resolve(conn, keys.STATUSES, ["Off"]) == {"Off": first["Off"]}
+        assert sent == []
+
+    with statements(engine) as sent:
+        async with transaction(engine) as conn:
+            assert await keys.resolve(conn, keys.STATUSES, ["On", "Off"]) == first
+    assert sent == []
+
+
+async def test_a_new_process_reads_the_stored_keys_in_one_statement(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        first = await keys.resolve(conn, keys.CONTROLS, ["A", "B", "C"])
+    other = create_engine(DatabaseConfig(url=engine.url.render_as_string(hide_password=False)))
+    try:
+        with statements(other) as sent:
+            async with transaction(other) as conn:
+                assert await keys.resolve(conn, keys.CONTROLS, ["C", "B", "A"]) == first
+        assert len(sent) == 1
+    finally:
+        await other.dispose()
+
+
+async def test_a_key_inserted_by_a_rolled_back_transaction_is_never_used(engine: AsyncEngine) -> None:
+    """SQLite gives a rolled-back key's number to the next text: a cached one would name the wrong text."""
+    with pytest.raises(RuntimeError):
+        async with transaction(engine) as conn:
+            await keys.resolve(conn, keys.CONTROLS, ["Lost"])
+            raise RuntimeError("the group's transaction failed")
+    async with transaction(engine) as conn:
+        other = await keys.resolve(conn, keys.CONTROLS, ["Other"])
+    async with transaction(engine) as conn:
+        lost = await keys.resolve(conn, keys.CONTROLS, ["Lost"])
+
+    assert {r["control_name"]: r["control_key"] for r in await rows(engine, control_keys)} == other | lost
+
+
+async def test_another_connection_does_not_use_keys_of_a_transaction_still_open(postgres_engine: AsyncEngine) -> None:
+    async with transaction(postgres_engine) as first:
+        mine = await keys.resolve(first, keys.CONTROLS, ["Shared"])
+        async with postgres_engine.connect() as second:
+            sync = second.sync_connection
+            assert sync is not None
+            assert keys.PENDING not in sync.info
+            assert "Shared" not in keys._known(sync.engine).of(keys.CONTROLS)
+    async with transaction(postgres_engine) as conn:
+        assert await keys.resolve(conn, keys.CONTROLS, ["Shared"]) == mine
+
+
+async def test_the_status_cache_is_bounded(engine: AsyncEngine) -> None:
+    bounded = keys.KeyTable(status_texts, "implementation_status", "status_key", limit=3)
+    for start in range(0, 10, 2):
+        async with transaction(engine) as conn:
+            await keys.resolve(conn, bounded, [f"status {start}", f"status {start + 1}"])
+        async with transaction(engine) as conn:  # read back committed: now cached
+            await keys.resolve(conn, bounded, [f"status {start}", f"status {start + 1}"])
+
+    assert len(keys._known(engine.sync_engine).of(bounded)) <= 3
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(status_texts))).scalar_one() == 10
