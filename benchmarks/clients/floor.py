@@ -18,7 +18,7 @@ import sqlite3
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,16 @@ INSERT_CONTROL = (
     "VALUES ({}) ON CONFLICT (control_name) DO NOTHING"
 )
 INSERT_CONTROL_SCORE = (
-    "INSERT INTO control_scores (tenant_id, score_date, control_name, score, score_in_percentage, "
-    'implementation_status, last_synced, is_on, "count", total, extra) VALUES ({})'
+    "INSERT INTO control_score_rows (tenant_key, score_date, control_key, status_key, score, score_in_percentage, "
+    'last_synced, "count", total, is_on, extra) VALUES ({})'
 )
+# The keys of control_score_rows' texts (migration 0011): table, text column, key column.
+KEY_TABLES = (
+    ("tenant_keys", "tenant_id", "tenant_key"),
+    ("control_keys", "control_name", "control_key"),
+    ("status_texts", "implementation_status", "status_key"),
+)
+EPOCH = datetime(1970, 1, 1)
 INSERT_COMPARATIVE = (
     "INSERT INTO comparative_scores (tenant_id, score_date, basis, average_score, seat_size_lower, "
     "seat_size_upper, extra) VALUES ({})"
@@ -103,6 +110,32 @@ class Rows:
             return None
         moment = datetime.fromisoformat(text)
         return moment.replace(tzinfo=None).isoformat(" ") if self.sqlite else moment
+
+    def synced(self, text: str | None) -> Any:
+        """control_score_rows.last_synced: microseconds since 1970 on SQLite, the time on PostgreSQL."""
+        if text is None:
+            return None
+        moment = datetime.fromisoformat(text)
+        return (
+            (moment.astimezone(UTC).replace(tzinfo=None) - EPOCH) // timedelta(microseconds=1)
+            if self.sqlite
+            else moment
+        )
+
+    def texts(self) -> list[set[str]]:
+        """The tenant ids, control names and statuses of the control scores (KEY_TABLES' order)."""
+        found: list[set[str]] = [set(), set(), set()]
+        for row in self.control_scores:
+            found[0].add(row[0])
+            found[1].add(row[2])
+            if row[3] is not None:
+                found[2].add(row[3])
+        return found
+
+    def keyed(self, keys: list[dict[str, int]]) -> list[tuple[Any, ...]]:
+        """The control scores with their texts replaced by keys (the texts' keys resolved)."""
+        tenants, controls, statuses = keys
+        return [(tenants[r[0]], r[1], controls[r[2]], statuses.get(r[3]), *r[4:]) for r in self.control_scores]
 
     def day(self, moment: date) -> Any:
         return moment.isoformat() if self.sqlite else moment
@@ -156,14 +189,14 @@ class Rows:
                     tenant,
                     day,
                     name,
+                    item.get("implementationStatus"),
                     item.get("score"),
                     item.get("scoreInPercentage"),
-                    item.get("implementationStatus"),
-                    self.when(item.get("lastSynced")),
-                    None if on is None else on == "true",
+                    self.synced(item.get("lastSynced")),
                     _int(item.get("count")),
                     _int(item.get("total")),
-                    _json({k: v for k, v in item.items() if k not in CONTROL_KEYS and v is not None}),
+                    None if on is None else on == "true",
+                    _json({k: v for k, v in item.items() if k not in CONTROL_KEYS and v is not None} or None),
                 )
             )
             if name not in self.controls:
@@ -190,6 +223,7 @@ class SqliteStore:
         for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "busy_timeout = 30000"):
             self._conn.execute(f"PRAGMA {pragma}")
         self._sql = {template: statement(template, "qmark") for template in WIDTHS}
+        self._keys: list[dict[str, int]] = [{} for _ in KEY_TABLES]
 
     async def save_tenants(self, tenants: list[tuple[str, str]], now: datetime) -> None:
         rows = [(t, n, now.replace(tzinfo=None).isoformat(" ")) for t, n in tenants]
@@ -199,17 +233,31 @@ class SqliteStore:
         batches = [
             (INSERT_SCORE, rows.scores),
             (INSERT_CONTROL, list(rows.controls.values())),
-            (INSERT_CONTROL_SCORE, rows.control_scores),
             (INSERT_COMPARATIVE, rows.comparatives),
         ]
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batches)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batches, rows)
 
-    def _write(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def _write(self, batches: list[tuple[str, list[tuple[Any, ...]]]], rows: Rows | None = None) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
         for template, values in batches:
             if values:
                 self._conn.executemany(self._sql[template], values)
+        if rows is not None and rows.control_scores:
+            self._resolve(rows.texts())
+            self._conn.executemany(self._sql[INSERT_CONTROL_SCORE], rows.keyed(self._keys))
         self._conn.execute("COMMIT")
+
+    def _resolve(self, wanted: list[set[str]]) -> None:
+        """Insert the texts without a key and read their keys (kept once committed: one writer, no failures)."""
+        for (table, text, key), known, texts in zip(KEY_TABLES, self._keys, wanted, strict=True):
+            missing = sorted(texts - known.keys())
+            if missing:
+                insert = f"INSERT INTO {table} ({text}) VALUES (?) ON CONFLICT DO NOTHING"
+                self._conn.executemany(insert, [(t,) for t in missing])
+                marks = ", ".join("?" * len(missing))
+                known.update(
+                    self._conn.execute(f"SELECT {text}, {key} FROM {table} WHERE {text} IN ({marks})", missing)
+                )
 
     async def close(self) -> None:
         self._conn.close()
@@ -222,6 +270,7 @@ class PostgresStore:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._sql = {template: statement(template, "numeric") for template in WIDTHS}
+        self._keys: list[dict[str, int]] = [{} for _ in KEY_TABLES]
 
     @classmethod
     async def open(cls, url: str, writers: int) -> PostgresStore:
@@ -238,11 +287,33 @@ class PostgresStore:
             for template, values in (
                 (INSERT_SCORE, rows.scores),
                 (INSERT_CONTROL, sorted(rows.controls.values())),
-                (INSERT_CONTROL_SCORE, rows.control_scores),
                 (INSERT_COMPARATIVE, rows.comparatives),
             ):
                 if values:
                     await conn.executemany(self._sql[template], values)
+            if rows.control_scores:
+                keys = await self._resolve(conn, rows.texts())
+                await conn.executemany(self._sql[INSERT_CONTROL_SCORE], rows.keyed(keys))
+
+    async def _resolve(self, conn: Any, wanted: list[set[str]]) -> list[dict[str, int]]:
+        """The texts' keys, inserting the missing ones; cached only after their transaction commits (here:
+        keys read back already committed), as in the fetcher, since another writer may roll back."""
+        keys = [dict(known) for known in self._keys]
+        for (table, text, key), known, found, texts in zip(KEY_TABLES, self._keys, keys, wanted, strict=True):
+            missing = sorted(texts - found.keys())
+            if missing:
+                committed = await conn.fetch(f"SELECT {text}, {key} FROM {table} WHERE {text} = ANY($1)", missing)
+                known.update((r[0], r[1]) for r in committed)
+                found.update((r[0], r[1]) for r in committed)
+                missing = sorted(texts - found.keys())
+            if missing:
+                insert = f"INSERT INTO {table} ({text}) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
+                await conn.execute(insert, missing)
+                found.update(
+                    (r[0], r[1])
+                    for r in await conn.fetch(f"SELECT {text}, {key} FROM {table} WHERE {text} = ANY($1)", missing)
+                )
+        return keys
 
     async def close(self) -> None:
         await self._pool.close()

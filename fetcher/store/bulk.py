@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
-from fetcher.store.schema import SyncTime, UTCDateTime, to_microseconds
+from fetcher.store.schema import EMPTY_IS_NULL, SyncTime, UTCDateTime, to_microseconds
 
 # The logger SQLAlchemy logs its statements to: `--log-sql` turns it on (fetcher.output).
 _SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
@@ -87,10 +87,14 @@ def _json_text(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def _json_or_null(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if value else None
+
+
 def _converter(column: sa.Column[Any], dialect: str) -> Converter | None:
     """What a value of `column` needs before the driver takes it (None: nothing)."""
     if _is_json(column):
-        return _json_text
+        return _json_or_null if column.info.get(EMPTY_IS_NULL) else _json_text
     if dialect == "sqlite" and isinstance(column.type, UTCDateTime):
         return _sqlite_time
     if dialect == "sqlite" and isinstance(column.type, SyncTime):

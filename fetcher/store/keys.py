@@ -120,15 +120,20 @@ def forget(engine: Engine) -> None:
 
 
 async def resolve(conn: AsyncConnection, kind: KeyTable, texts: Iterable[str | None]) -> dict[str, int]:
-    """The key of each text (None is skipped), inserting those without one, in the caller's transaction."""
+    """The key of each text (None is skipped), inserting those without one, in the caller's transaction.
+
+    The mapping returned holds at least those texts (it may be the cache itself: read it, never change it)."""
     sync = conn.sync_connection
     assert sync is not None
     cache = _known(sync.engine)
     known = cache.of(kind)
     pending: dict[str, int] = sync.info.get(PENDING, {}).get(kind.kind, {})
-    wanted = {text for text in texts if text is not None}
-    keys = {text: key for text in wanted if (key := known.get(text, pending.get(text))) is not None}
-    missing = wanted - keys.keys()
+    wanted = set(texts)
+    wanted.discard(None)
+    if wanted <= known.keys():  # the usual case, in C: every text is known
+        return known
+    keys = known | pending if pending else dict(known)
+    missing: set[str] = wanted - keys.keys()  # type: ignore[assignment]
     if not missing:
         return keys
     found = await _read(conn, kind, missing)

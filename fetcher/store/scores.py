@@ -206,10 +206,6 @@ _COPIED = tuple(  # the fields of a ControlScoreRow copied as they are, in the c
 )
 
 
-def _no_empty(extra: dict[str, Any]) -> dict[str, Any] | None:
-    return extra or None  # `extra` NULL means {}: most rows have none
-
-
 def control_rows(tenant_key: int, day_keys: DayKeys, days: Sequence[ScoreDay]) -> list[tuple[Any, ...]]:
     """The days' control scores as `control_score_rows` rows (CONTROL_ROW_FIELDS), built column by column
     in C (`map`, `itemgetter`), as `fetcher.store.bulk` encodes them: no Python frame per row but one."""
@@ -220,7 +216,7 @@ def control_rows(tenant_key: int, day_keys: DayKeys, days: Sequence[ScoreDay]) -
         map(day_keys.controls.__getitem__, map(_CONTROL_NAME, rows)),
         map(day_keys.statuses.get, map(_STATUS, rows)),
         *(map(itemgetter(field), rows) for field in _COPIED),
-        map(_no_empty, map(itemgetter(ControlScoreRow._fields.index("extra")), rows)),
+        map(itemgetter(ControlScoreRow._fields.index("extra")), rows),  # {} is stored as NULL (bulk's converter)
     ]
     return list(zip(*columns, strict=True))
 
@@ -282,8 +278,10 @@ async def _delete_replaced(
     stored it finds nothing); only the rare leftovers are deleted.
     """
     control_key = day_keys.controls.__getitem__
-    wanted = {
-        ("control", d.score_date): {str(control_key(c.control_name)) for c in d.controls} for d in days if d.controls
+    wanted = {  # in C (map): a day has 230 controls
+        ("control", d.score_date): set(map(str, map(control_key, map(_CONTROL_NAME, d.controls))))
+        for d in days
+        if d.controls
     }
     wanted |= {("basis", d.score_date): {c.basis for c in d.comparatives} for d in days if d.comparatives}
     if not wanted:

@@ -79,7 +79,7 @@ def stored(name: int, score: float | None, **columns: Any) -> dict[str, Any]:
         "count": None,
         "total": None,
         "is_on": None,
-        "extra": {},
+        "extra": None,  # control_score_rows.extra: an empty object is written as NULL
     }
     values.update(columns)
     return values
@@ -122,7 +122,7 @@ async def test_rows_read_back_as_sqlalchemy_would_have_written_them(engine: Asyn
             total=2**40,
             extra={"tier": ["Core"], "nested": {"a": None}},
         ),
-        stored(2, None, extra=None),
+        stored(2, None),
     ]
 
 
