@@ -679,6 +679,41 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     _run_async(ctx, action())
 
 
+@main.group("archive")
+def archive_group() -> None:
+    """The raw archive (raw_payloads, raw_control_profiles): its compression."""
+
+
+@archive_group.command("compact")
+@click.pass_obj
+def archive_compact_command(ctx: Context) -> None:
+    """Train the archive's zstd dictionaries once it holds enough objects, and recompress every body still
+    zlib with them, in batches, each its own transaction: safe to stop and run again. A run or backfill does
+    the same after it, for a bounded number of bodies."""
+    from fetcher.config import Purpose
+    from fetcher.output import compaction_line, progress_bar
+    from fetcher.store.compaction import ARCHIVES, compact, count_bodies, unreadable
+    from fetcher.store.engine import create_engine, ensure_schema
+
+    async def action() -> int:
+        engine = create_engine(ctx.config(Purpose.DATABASE).database)
+        try:
+            await ensure_schema(engine, create=False)
+            for archive in ARCHIVES:
+                total = await count_bodies(engine, archive)
+                with progress_bar(ctx.err, archive.table.name, total, shown=ctx.verbosity >= 0) as advance:
+                    done = await compact(engine, archive, datetime.now(UTC), progress=advance)
+                ctx.err.print(compaction_line(archive.table.name, total, done), markup=False, highlight=False)
+                failure = unreadable(done)
+                if failure is not None:
+                    raise failure
+        finally:
+            await engine.dispose()
+        return 0
+
+    _run_async(ctx, action())
+
+
 @main.command("status")
 @click.option(
     "--max-age",

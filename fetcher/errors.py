@@ -7,7 +7,8 @@
     │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
     │   ├── DatabaseGone              SQLite: the file was deleted or replaced while open
     │   ├── LockHeld                  another run holds the database's run lock
-    │   └── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
+    │   ├── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
+    │   └── ArchiveUnreadable         an archived body cannot be decompressed (unknown dictionary, damage)
     ├── PayloadError                  a secureScore object we refuse to store
     │   ├── MissingField              no `id`, `azureTenantId` or `createdDateTime`
     │   └── WrongTenant               `azureTenantId` is not the tenant that was asked
@@ -93,6 +94,12 @@ class DatabaseLocked(DatabaseError):
     """SQLite: another writer held the database for longer than `busy_timeout_seconds`."""
 
     kind = "database_locked"
+
+
+class ArchiveUnreadable(DatabaseError):
+    """An archived body cannot be read: its zstd dictionary is not in `archive_dictionaries`, or it is damaged."""
+
+    kind = "archive_unreadable"
 
 
 class PayloadError(FetcherError):

@@ -6,9 +6,10 @@ configuration resolved, so that a token or secret cannot reach a log line even b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from fetcher.text import TOKEN_MASK, printable, redact_tokens
 
 if TYPE_CHECKING:
     from fetcher.status import StatusReport, TenantStatus
+    from fetcher.store.compaction import Compacted
 
 REDACTED = TOKEN_MASK
 
@@ -185,6 +187,35 @@ class ProgressObserver:
                 self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled, failures=c.failures
             )
             self.progress.stop()
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, what: str, total: int, *, shown: bool) -> Iterator[Callable[[int], None]]:
+    """A bar of `total` items on a terminal (nothing elsewhere, or when not `shown`); yields its advance."""
+    if not (shown and console.is_terminal):
+        yield lambda _: None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    with progress:
+        task = progress.add_task(what, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def compaction_line(table: str, total: int, done: Compacted) -> str:
+    """What `fetcher archive compact` did to one archive table, in one line."""
+    if done.dictionary is None:
+        from fetcher.store.codec import TRAIN_AFTER
+
+        return f"{table}: {total} object(s), no dictionary yet: one is trained once it holds {TRAIN_AFTER}"
+    d = done.dictionary
+    how = f"trained now on {d.samples} objects" if done.trained else f"trained {d.created_at:%Y-%m-%d} on {d.samples}"
+    saved = f": {done.bytes_before / 1e6:.1f} MB -> {done.bytes_after / 1e6:.1f} MB" if done.recompressed else ""
+    return (
+        f"{table}: zstd dictionary {d.dict_id} ({d.size} bytes, {how}); "
+        f"{done.scanned} of {total} bodies read, {done.recompressed} recompressed{saved}"
+    )
 
 
 class LogObserver:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher import logfields
 from fetcher.config import Config
+from fetcher.errors import FetcherError
 from fetcher.http import auth_lookup, open_graph
 from fetcher.models import RequestStats, Shard
 from fetcher.outcome import Observer, QuietObserver, RunReport, TenantOutcome, utcnow
@@ -33,7 +34,9 @@ from fetcher.resources import resources_for
 from fetcher.resources.base import Resource
 from fetcher.signin import Prompt, SignInGates, print_prompt
 from fetcher.store import ledger
-from fetcher.store.archive import archived_tenants
+from fetcher.store.archive import CODEC, archived_tenants, read_codec
+from fetcher.store.codec import Codec
+from fetcher.store.compaction import compact_after_run
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
 from fetcher.store.lock import RunLock, this_process
 from fetcher.store.partition import ensure_archive_partitions
@@ -44,6 +47,7 @@ from fetcher.store.scores import newest_score_dates, oldest_score_dates, save_te
 log = logging.getLogger(__name__)
 
 POSTGRES_WRITERS = 4
+COMPACTING_COMMANDS = ("run", "backfill")  # then the archive's zlib bodies are recompressed (a bounded number)
 
 TenantWork = Callable[[Plan, RequestStats], Awaitable[TenantOutcome]]
 
@@ -106,16 +110,30 @@ class Run:
                 if self.request.replay:  # a fetch's saves make their months; a rebuild's come from the archive
                     await ensure_archive_partitions(engine)
                 plans = await self._begin(engine)
+                codec = await read_codec(engine)  # new archive bodies: with the dictionaries the run starts with
+                token = CODEC.set(codec)
                 try:
                     await self._schedule(engine, plans)
                 finally:
+                    CODEC.reset(token)
                     await self._end(engine)
+                await self._compact_archive(engine, codec)
         except DBAPIError as error:
             raise database_error(error, engine) from None
         finally:
             if self._engine is None:
                 await engine.dispose()
         return self.report
+
+    async def _compact_archive(self, engine: AsyncEngine, codec: Codec) -> None:
+        """After a run or backfill: the archive's dictionaries when due, and a bounded number of its zlib
+        bodies recompressed (`fetcher.store.compaction`). Whatever happens here, the run's outcome stands."""
+        if self.command not in COMPACTING_COMMANDS or self.stopping or not self.config.database.keep_raw:
+            return
+        try:
+            await compact_after_run(engine, codec, utcnow())
+        except (FetcherError, DBAPIError) as error:
+            log.warning("archive not compacted: %s", error)
 
     async def _begin(self, engine: AsyncEngine) -> list[Plan]:
         report, holder, shard = self.report, this_process(self.report.run_id), self.shard

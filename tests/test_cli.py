@@ -508,3 +508,56 @@ def test_zero_tenants_is_a_usage_error_that_says_where_tenants_come_from(tmp_pat
     assert result.exit_code == 2
     assert "no tenants to fetch: there is no [[tenants]] table" in result.output
     assert "tenants_file" in result.output
+
+
+def _archive_zlib_days(url: str, days: int) -> None:
+    """`days` secureScores archived as a database without a dictionary writes them (zlib)."""
+    import asyncio
+
+    from fetcher.config import DatabaseConfig
+    from fetcher.store.engine import create_engine
+    from tests.store.test_compaction import archive, day_objects
+
+    async def fill() -> None:
+        engine = create_engine(DatabaseConfig(url=url))
+        try:
+            await archive(engine, day_objects(TENANT, days))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fill())
+
+
+def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
+    invoke("--config", str(config), "migrate")
+    _archive_zlib_days(f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", 200)
+
+    first = invoke("--config", str(config), "archive", "compact")
+    again = invoke("--config", str(config), "archive", "compact")
+
+    assert first.exit_code == again.exit_code == 0
+    assert "200 of 200 bodies read, 200 recompressed: " in first.output
+    assert "trained now on 200 objects" in first.output
+    assert "200 of 200 bodies read, 0 recompressed" in again.output
+    assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
+
+
+def test_archive_compact_names_an_unreadable_body_in_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    invoke("--config", str(config), "migrate")
+    _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE raw_payloads SET body = x'78000000' WHERE score_date = '2026-11-20'")
+
+    result = invoke("--config", str(config), "archive", "compact")
+
+    assert result.exit_code == 3
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: tenant {TENANT}: the archived secureScore of 2026-11-20 cannot be read: neither a zstd frame "
+        "nor a zlib stream (Error -3 while decompressing data: incorrect header check)"
+    ]

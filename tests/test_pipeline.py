@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,9 +24,11 @@ from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
 from fetcher.runner import Run
 from fetcher.simulator import Fault, RunningSimulator, Simulator, TokenRefusal, generate_tenants, serving_simulator
 from fetcher.simulator.pages import context_url, page_body
-from fetcher.store.archive import pack, save_raw_payloads
+from fetcher.store.archive import codec_for, pack, save_raw_payloads
+from fetcher.store.codec import is_zstd
 from fetcher.store.engine import transaction
 from fetcher.store.schema import (
+    archive_dictionaries,
     comparative_scores,
     control_score_rows,
     control_scores,
@@ -233,3 +237,55 @@ async def test_a_refused_token_is_asked_for_once_and_the_other_resources_are_not
     assert row["error_message"].startswith(f"tenant {tenant} (")
     assert "AADSTS7000215" in row["error_message"]
     assert "secureScoreControlProfiles" not in row["error_message"]
+
+
+async def backfill_compacted(engine: AsyncEngine, seed: int) -> Config:
+    """Three tenants of 70 days: enough for the backfill to train the archive's dictionary after it."""
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(3, seed=seed), seed=seed)
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        plan = plan_backfill(config.enabled_tenants, 70, resume=False)
+        assert (await Run(config, "backfill", plan, engine=engine).execute()).exit_code == 0
+    assert await count(engine, archive_dictionaries) == 1
+    assert all(is_zstd(r["body"]) for r in await rows(engine, raw_payloads))
+    return config
+
+
+async def test_rebuild_from_an_archive_of_zlib_and_zstd_bodies_stores_the_same_rows(engine: AsyncEngine) -> None:
+    """Bodies written before the dictionary (zlib) and after (zstd) replay alike."""
+    config = await backfill_compacted(engine, seed=35)
+    stored = await snapshot(engine)
+    async with transaction(engine) as conn:
+        codec = await codec_for(conn)
+        archived = (await conn.execute(sa.select(raw_payloads).order_by(raw_payloads.c.sha256))).all()
+        for row in archived[::2]:  # every other body back to zlib, as written before the dictionary
+            await conn.execute(
+                sa.update(raw_payloads)
+                .where(raw_payloads.c.sha256 == row.sha256, raw_payloads.c.tenant_id == row.tenant_id)
+                .values(body=zlib.compress(codec.decompress(row.body), 3))
+            )
+
+    assert await rebuild(config, engine) == 0
+
+    assert await snapshot(engine) == stored
+
+
+async def test_a_rebuild_of_bodies_whose_dictionary_is_gone_says_tenant_and_day(engine: AsyncEngine) -> None:
+    config = await backfill_compacted(engine, seed=36)
+    async with transaction(engine) as conn:
+        await conn.execute(sa.delete(archive_dictionaries))
+
+    report = await Run(config, "rebuild", plan_rebuild(config, ()), engine=engine).execute()
+
+    assert report.exit_code != 0
+    for outcome in report.outcomes:
+        tenant = outcome.tenant.tenant_id
+        assert outcome.error_kind == "archive_unreadable"
+        assert outcome.error_message is not None
+        assert "\n" not in outcome.error_message
+        assert re.search(
+            rf"tenant {tenant}: the archived secureScore of \d{{4}}-\d{{2}}-\d{{2}} \(sha256 \w+\) cannot be read: "
+            r"compressed with zstd dictionary \d+, which archive_dictionaries does not hold",
+            outcome.error_message,
+        ), outcome.error_message

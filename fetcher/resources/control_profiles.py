@@ -23,7 +23,8 @@ from fetcher.normalize import normalize_profile, pseudonymize_people
 from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.resources.secure_scores import replay_context
-from fetcher.store.archive import RawPayload, pack
+from fetcher.store.archive import RawPayload, codec_for, pack
+from fetcher.store.codec import CONTROL_PROFILES
 from fetcher.store.profiles import (
     archived_names,
     delete_profiles,
@@ -89,6 +90,7 @@ def _archive(obj: Any, profile: ControlProfile, context: FetchContext, text: byt
         run_id=context.run_id,
         warning=context.warning_text,
         text=text,
+        kind=CONTROL_PROFILES,
     )
 
 
@@ -135,10 +137,11 @@ def tally_profiles(rows: Sequence[ControlProfile]) -> Tally:  # noqa: ARG001 (pr
 
 async def replay_control_profiles(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[tuple[Any, FetchContext]]:
     """Delete the tenant's archived profiles (state updates are history and stay), then yield the archive."""
-    archived = [raw async for raw in iter_raw_profiles(conn, tenant_id)]
-    await delete_profiles(conn, tenant_id, archived_names(archived))
-    for raw in archived:
-        yield raw.payload(), replay_context(raw)
+    codec = await codec_for(conn)
+    archived = [(raw, raw.payload(codec, "control profile")) async for raw in iter_raw_profiles(conn, tenant_id)]
+    await delete_profiles(conn, tenant_id, archived_names(obj for _, obj in archived))
+    for raw, obj in archived:
+        yield obj, replay_context(raw)
 
 
 RESOURCE: Resource[ControlProfile] = Resource(

@@ -19,7 +19,7 @@ from fetcher.models import FetchContext, ProviderWarning, RequestStats, ScoreDay
 from fetcher.normalize import normalize_score
 from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
-from fetcher.store.archive import RawPayload, archived_days, iter_raw_payloads, pack, save_raw_payloads
+from fetcher.store.archive import RawPayload, archived_days, codec_for, iter_raw_payloads, pack, save_raw_payloads
 from fetcher.store.schema import comparative_scores, control_keys, controls, secure_scores
 from fetcher.store.scores import delete_days, resolve_keys, save_controls, save_score_days
 
@@ -204,8 +204,9 @@ async def replay_secure_scores(conn: AsyncConnection, tenant_id: str) -> AsyncIt
     Days stored while `keep_raw` was off have no archive and are left as they are.
     """
     await delete_days(conn, tenant_id, await archived_days(conn, tenant_id))
+    codec = await codec_for(conn)
     async for raw in iter_raw_payloads(conn, tenant_id):
-        yield raw.payload(), replay_context(raw)
+        yield raw.payload(codec), replay_context(raw)
 
 
 RESOURCE: Resource[ScoreDay] = Resource(

@@ -15,7 +15,7 @@ and replaying the archive in that order rebuilds what the fetches stored (`fetch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -119,11 +119,10 @@ async def iter_raw_profiles(conn: AsyncConnection, tenant_id: str) -> AsyncItera
         )
 
 
-def archived_names(payloads: Sequence[RawPayload]) -> list[str]:
-    """The control names (profile ids) an archive holds."""
+def archived_names(objects: Iterable[Any]) -> list[str]:
+    """The control names (profile ids) of archived profile objects."""
     names: set[str] = set()
-    for raw in payloads:
-        obj: Any = raw.payload()
+    for obj in objects:
         if isinstance(obj, dict) and isinstance(obj.get("id"), str):
             names.add(obj["id"].strip())
     return sorted(names)

@@ -336,6 +336,21 @@ raw_control_profiles = sa.Table(
     sa.Index("ix_raw_control_profiles_tenant_id_last_fetched_at", "tenant_id", "last_fetched_at"),
 )
 
+# The zstd dictionaries the archive's bodies are compressed with (migration 0012, `fetcher.store.codec`):
+# one a kind, trained on the database's own objects; the first stored wins, so shards that train at
+# once end up sharing one. A dictionary is never deleted while a body may name it.
+archive_dictionaries = sa.Table(
+    "archive_dictionaries",
+    metadata,
+    sa.Column("dict_id", sa.BigInteger, primary_key=True, autoincrement=False),  # zstd's, in every frame
+    sa.Column("kind", sa.String(32), nullable=False, unique=True),  # secureScores, controlProfiles
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("samples", sa.Integer, nullable=False),  # objects it was trained on
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("dictionary", sa.LargeBinary, nullable=False),
+    sa.Column("recompressed_at", UTCDateTime),  # a pass found no zlib body of the kind left
+)
+
 rejected_payloads = sa.Table(
     "rejected_payloads",
     metadata,

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,8 +26,11 @@ import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
 from fetcher.simulator import SimTenant, Simulator, running_simulator
+from fetcher.store.archive import dictionary_of
+from fetcher.store.codec import Codec
 from fetcher.store.engine import create_engine
 from fetcher.store.schema import (
+    archive_dictionaries,
     comparative_scores,
     control_scores,
     fetch_runs,
@@ -351,9 +353,16 @@ def database_text(url: str) -> list[str]:
 
 
 def archive_text(conn: sa.Connection) -> list[str]:
-    """The archive's bodies, decompressed: compression would hide a secret from a scan of the bytes."""
+    """The archive's bodies, decompressed (zlib, or zstd with the database's dictionary): compression would
+    hide a secret from a scan of the bytes."""
+    stored = (
+        conn.execute(sa.select(archive_dictionaries)).all()
+        if sa.inspect(conn).has_table("archive_dictionaries")
+        else []
+    )
+    codec = Codec([dictionary_of(row) for row in stored])
     return [
-        zlib.decompress(body).decode("utf-8", "replace")
+        codec.decompress(body).decode("utf-8", "replace")
         for body in conn.execute(sa.select(raw_payloads.c.body)).scalars()
     ]
 

@@ -1,0 +1,296 @@
+"""The raw archive's dictionaries: when one is trained, where it is kept, and rewriting zlib bodies with it.
+
+A database starts without a dictionary, so a run writes its archive bodies as zlib (`fetcher.store.codec`).
+After a `run` or `backfill` (`compact_after_run`), and by `fetcher archive compact`:
+
+1. a kind without a dictionary whose archive holds `TRAIN_AFTER` objects gets one, trained on up to
+   `MAX_SAMPLES` of them and stored in `archive_dictionaries`. Shards that train at once each insert theirs;
+   the table's unique `kind` keeps the first, and every trainer reads back and uses that one;
+2. the kind's zlib bodies are rewritten with it, in primary-key order, a batch a transaction. A body is
+   either zlib or zstd, so a pass stopped anywhere resumes by itself: the next one skips what is done.
+   After a run at most `AFTER_RUN_LIMIT` bodies are rewritten (about 5 s); `fetcher archive compact` has
+   no bound. A pass that reaches the end sets the dictionary's `recompressed_at`, so later runs (which
+   write zstd from their start) skip the scan; a run that wrote zlib bodies (it started before the
+   dictionary existed) clears it and scans again.
+
+Retraining when the objects drift from the dictionary is not done: the dictionary of a kind is kept for
+the life of the database (bodies name it, so it can never be dropped while one does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import zstandard
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fetcher.errors import ArchiveUnreadable
+from fetcher.store.archive import dictionary_of
+from fetcher.store.codec import (
+    CONTROL_PROFILES,
+    MAX_SAMPLES,
+    SECURE_SCORES,
+    TRAIN_AFTER,
+    Codec,
+    Dictionary,
+    Unreadable,
+    train,
+)
+from fetcher.store.save import in_transaction
+from fetcher.store.schema import archive_dictionaries, raw_control_profiles, raw_payloads
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # bodies read (and those that are zlib rewritten) a transaction
+AFTER_RUN_LIMIT = 20_000  # bodies rewritten after a run: about 5 s (0.25 ms each: zlib out, zstd in)
+
+Progress = Callable[[int], None]  # told how many more bodies were scanned
+
+
+def _ignore(scanned: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An archive table and the kind of object it keeps."""
+
+    kind: str
+    table: sa.Table
+    what: str  # in messages
+
+    @property
+    def key(self) -> list[sa.Column[Any]]:
+        return list(self.table.primary_key.columns)
+
+
+ARCHIVES = (
+    Archive(SECURE_SCORES, raw_payloads, "secureScore"),
+    Archive(CONTROL_PROFILES, raw_control_profiles, "control profile"),
+)
+
+
+@dataclass
+class Compacted:
+    """What one pass did to one kind's archive."""
+
+    kind: str
+    dictionary: Dictionary | None = None
+    trained: bool = False  # the dictionary was trained by this pass
+    scanned: int = 0
+    recompressed: int = 0
+    bytes_before: int = 0  # of the bodies rewritten
+    bytes_after: int = 0
+    complete: bool = False  # no zlib body of the kind was left when the pass ended
+    errors: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------- dictionaries
+
+
+async def _stored(conn: AsyncConnection, kind: str) -> Dictionary | None:
+    row = (await conn.execute(sa.select(archive_dictionaries).where(archive_dictionaries.c.kind == kind))).first()
+    return None if row is None else dictionary_of(row)
+
+
+async def store_dictionary(engine: AsyncEngine, dictionary: Dictionary) -> Dictionary:
+    """Keep `dictionary` unless its kind has one already; the kind's dictionary (the first stored) either way."""
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def work(conn: AsyncConnection) -> Dictionary:
+        await conn.execute(
+            insert(archive_dictionaries)
+            .values(
+                dict_id=dictionary.dict_id,
+                kind=dictionary.kind,
+                created_at=dictionary.created_at,
+                samples=dictionary.samples,
+                size=dictionary.size,
+                dictionary=dictionary.data,
+            )
+            .on_conflict_do_nothing()
+        )
+        return await _stored(conn, dictionary.kind) or dictionary
+
+    return await in_transaction(engine, work, f"storing the {dictionary.kind} archive dictionary")
+
+
+async def _samples(conn: AsyncConnection, archive: Archive, want: int) -> list[bytes] | None:
+    """Up to `want` objects' JSON to train on; None while the archive holds fewer than `TRAIN_AFTER`.
+    A body that cannot be read is left out (the pass that follows names it)."""
+    bodies = (await conn.scalars(sa.select(archive.table.c.body).limit(want))).all()
+    if len(bodies) < TRAIN_AFTER:
+        return None
+    codec, texts = Codec(), []
+    for body in bodies:
+        with contextlib.suppress(Unreadable):
+            texts.append(codec.decompress(bytes(body)))
+    return texts
+
+
+async def ensure_dictionary(
+    engine: AsyncEngine, archive: Archive, now: datetime, *, samples: int = MAX_SAMPLES
+) -> tuple[Dictionary | None, bool]:
+    """The kind's dictionary, trained now if it has none and its archive holds `TRAIN_AFTER` objects;
+    and whether it was trained here."""
+    async with engine.connect() as conn:
+        stored = await _stored(conn, archive.kind)
+        if stored is not None:
+            return stored, False
+        texts = await _samples(conn, archive, samples)
+    if texts is None:
+        return None, False
+    try:
+        trained = train(archive.kind, texts, now)
+    except zstandard.ZstdError as error:
+        log.warning("archive: no %s dictionary trained on %d objects: %s", archive.kind, len(texts), error)
+        return None, False
+    kept = await store_dictionary(engine, trained)
+    return kept, kept.dict_id == trained.dict_id
+
+
+async def _set_complete(engine: AsyncEngine, kind: str, at: datetime | None) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        await conn.execute(
+            sa.update(archive_dictionaries).where(archive_dictionaries.c.kind == kind).values(recompressed_at=at)
+        )
+
+    await in_transaction(engine, work, f"marking the {kind} archive")
+
+
+# ---------------------------------------------------------------------------------------------- rewrite
+
+
+def _rewrite(archive: Archive, codec: Codec, rows: Sequence[Any], done: Compacted) -> list[dict[str, Any]]:
+    """The new bodies of a batch's zlib rows; an unreadable body is kept as it is and named in `done.errors`."""
+    changes = []
+    for row in rows:
+        body = bytes(row.body)
+        try:
+            new = codec.recompress(archive.kind, body)
+        except Unreadable as error:
+            day = f" of {row.score_date}" if "score_date" in row._fields else ""
+            done.errors.append(f"tenant {row.tenant_id}: the archived {archive.what}{day} cannot be read: {error}")
+            continue
+        if new is not None:
+            changes.append({**{f"k_{c.name}": getattr(row, c.name) for c in archive.key}, "new_body": new})
+            done.bytes_before, done.bytes_after = done.bytes_before + len(body), done.bytes_after + len(new)
+    return changes
+
+
+async def _batch(engine: AsyncEngine, archive: Archive, codec: Codec, after: Any, done: Compacted) -> Any:
+    """One transaction: the next `BATCH` rows after the key `after`, their zlib bodies rewritten; the last key."""
+    key, table = archive.key, archive.table
+    query = sa.select(*key, table.c.body).order_by(*key).limit(BATCH)
+    if after is not None:
+        query = query.where(sa.tuple_(*key) > sa.tuple_(*after))
+    update = (
+        sa.update(table)
+        .where(*(c == sa.bindparam(f"k_{c.name}") for c in key))
+        .values(body=sa.bindparam("new_body", type_=sa.LargeBinary))
+    )
+
+    async def work(conn: AsyncConnection) -> Any:
+        rows = (await conn.execute(query)).all()
+        changes = _rewrite(archive, codec, rows, done)
+        if changes:
+            await conn.execute(update, changes)
+        done.scanned += len(rows)
+        done.recompressed += len(changes)
+        return tuple(getattr(rows[-1], c.name) for c in key) if len(rows) == BATCH else None
+
+    return await in_transaction(engine, work, f"recompressing the {archive.kind} archive")
+
+
+async def recompress(
+    engine: AsyncEngine, archive: Archive, codec: Codec, done: Compacted, *, limit: int | None, progress: Progress
+) -> None:
+    """Rewrite the archive's zlib bodies with the kind's dictionary, a batch a transaction, up to `limit`."""
+    after: Any = None
+    while limit is None or done.recompressed < limit:
+        scanned = done.scanned
+        after = await _batch(engine, archive, codec, after, done)
+        progress(done.scanned - scanned)
+        if after is None:
+            done.complete = not done.errors
+            return
+
+
+async def count_bodies(engine: AsyncEngine, archive: Archive) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(archive.table)) or 0)
+
+
+async def compact(
+    engine: AsyncEngine,
+    archive: Archive,
+    now: datetime,
+    *,
+    limit: int | None = None,
+    wrote_zlib: bool = True,
+    progress: Progress | None = None,
+) -> Compacted:
+    """Train the kind's dictionary if it is due, then rewrite its zlib bodies (see the module docstring)."""
+    dictionary, trained = await ensure_dictionary(engine, archive, now)
+    done = Compacted(archive.kind, dictionary, trained)
+    if dictionary is None:
+        return done
+    if wrote_zlib:
+        await _set_complete(engine, archive.kind, None)
+    elif dictionary.recompressed_at is not None:
+        done.complete = True
+        return done
+    await recompress(engine, archive, Codec([dictionary]), done, limit=limit, progress=progress or _ignore)
+    if done.complete:
+        await _set_complete(engine, archive.kind, now)
+    return done
+
+
+async def compact_after_run(engine: AsyncEngine, started_with: Codec, now: datetime) -> list[Compacted]:
+    """After a run or backfill: each kind's dictionary if due, and up to `AFTER_RUN_LIMIT` bodies rewritten.
+    `started_with`: the codec the run wrote with (a kind it had no dictionary for was written as zlib)."""
+    results = []
+    for archive in ARCHIVES:
+        done = await compact(
+            engine, archive, now, limit=AFTER_RUN_LIMIT, wrote_zlib=not started_with.active(archive.kind)
+        )
+        results.append(done)
+        _log(done)
+    return results
+
+
+def _log(done: Compacted) -> None:
+    if done.trained and done.dictionary is not None:
+        log.info(
+            "archive: trained a %d-byte zstd dictionary (id %d) for %s on %d objects",
+            done.dictionary.size,
+            done.dictionary.dict_id,
+            done.kind,
+            done.dictionary.samples,
+        )
+    if done.recompressed:
+        log.info(
+            "archive: %d %s bodies recompressed with the dictionary, %d bytes -> %d%s",
+            done.recompressed,
+            done.kind,
+            done.bytes_before,
+            done.bytes_after,
+            "" if done.complete else "; more are left for the next run (or `fetcher archive compact`)",
+        )
+    for error in done.errors:
+        log.warning("archive: %s", error)
+
+
+def unreadable(done: Compacted) -> ArchiveUnreadable | None:
+    """The first body a pass could not read, as an error for the CLI."""
+    if not done.errors:
+        return None
+    more = f" (and {len(done.errors) - 1} more)" if len(done.errors) > 1 else ""
+    return ArchiveUnreadable(done.errors[0] + more)

@@ -1,0 +1,107 @@
+"""The archive's body formats: zlib bodies (written before a dictionary) and zstd frames with one."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from fetcher.errors import ArchiveUnreadable
+from fetcher.store.archive import CODEC, pack
+from fetcher.store.codec import CONTROL_PROFILES, SECURE_SCORES, Codec, Dictionary, Unreadable, is_zstd, train
+from tests.payloads import TENANT, many_controls_day
+
+NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
+
+
+def texts(count: int = 220, tenant: str = TENANT) -> list[bytes]:
+    day = NOW.date()
+    return [orjson.dumps(many_controls_day(60, tenant, day - timedelta(days=n), newest=n == 0)) for n in range(count)]
+
+
+@pytest.fixture(scope="module")
+def dictionary() -> Dictionary:
+    return train(SECURE_SCORES, texts(), NOW)
+
+
+def test_a_zlib_body_written_before_any_dictionary_reads_back() -> None:
+    text = texts(1)[0]
+
+    assert Codec().decompress(zlib.compress(text, 3)) == text
+
+
+def test_a_codec_without_a_dictionary_writes_zlib() -> None:
+    text = texts(1)[0]
+
+    body = Codec().compress(SECURE_SCORES, text)
+
+    assert body == zlib.compress(text, 3)
+
+
+def test_a_zstd_body_carries_its_dictionary_and_reads_back(dictionary: Dictionary) -> None:
+    text = texts(2)[1]  # an older, thin day, like most of the archive
+    codec = Codec([dictionary])
+
+    body = codec.compress(SECURE_SCORES, text)
+
+    assert is_zstd(body)
+    assert len(body) < len(zlib.compress(text, 3))
+    assert Codec([dictionary]).decompress(body) == text
+
+
+def test_a_kind_without_a_dictionary_stays_zlib(dictionary: Dictionary) -> None:
+    codec = Codec([dictionary])
+
+    assert not is_zstd(codec.compress(CONTROL_PROFILES, b'{"id": "x"}'))
+    assert not codec.active(CONTROL_PROFILES)
+
+
+def test_recompress_turns_zlib_into_zstd_and_leaves_zstd_alone(dictionary: Dictionary) -> None:
+    text = texts(1)[0]
+    codec = Codec([dictionary])
+
+    new = codec.recompress(SECURE_SCORES, zlib.compress(text, 3))
+
+    assert new is not None
+    assert is_zstd(new)
+    assert codec.decompress(new) == text
+    assert codec.recompress(SECURE_SCORES, new) is None
+
+
+def test_a_body_naming_an_unknown_dictionary_says_which(dictionary: Dictionary) -> None:
+    body = Codec([dictionary]).compress(SECURE_SCORES, texts(1)[0])
+
+    with pytest.raises(Unreadable, match=f"zstd dictionary {dictionary.dict_id}, which archive_dictionaries"):
+        Codec().decompress(body)
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:4] + b"\x00" * 12, lambda _: b"\x78garbage"])
+def test_a_damaged_body_is_unreadable(dictionary: Dictionary, damage: object) -> None:
+    body = Codec([dictionary]).compress(SECURE_SCORES, texts(1)[0])
+
+    with pytest.raises(Unreadable):
+        Codec([dictionary]).decompress(damage(body))  # type: ignore[operator]
+
+
+def test_an_unreadable_archived_object_is_one_line_naming_tenant_and_day(dictionary: Dictionary) -> None:
+    token = CODEC.set(Codec([dictionary]))
+    try:
+        raw = pack({"id": "x"}, tenant_id=TENANT, score_date=NOW.date(), fetched_at=NOW, run_id=None, warning=None)
+    finally:
+        CODEC.reset(token)
+
+    with pytest.raises(ArchiveUnreadable) as caught:
+        raw.payload(Codec())
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"tenant {TENANT}: the archived secureScore of {NOW.date()} ")
+    assert f"zstd dictionary {dictionary.dict_id}" in message
+
+
+def test_pack_outside_a_run_writes_zlib() -> None:
+    raw = pack({"id": "x"}, tenant_id=TENANT, score_date=NOW.date(), fetched_at=NOW, run_id=None, warning=None)
+
+    assert zlib.decompress(raw.body) == b'{"id":"x"}'

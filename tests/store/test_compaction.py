@@ -1,0 +1,145 @@
+"""Training the archive's dictionary and recompressing its zlib bodies, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.store.archive import CODEC, pack, read_codec, save_raw_payloads
+from fetcher.store.codec import SECURE_SCORES, TRAIN_AFTER, Codec, is_zstd, train
+from fetcher.store.compaction import ARCHIVES, BATCH, compact, compact_after_run, store_dictionary
+from fetcher.store.engine import transaction
+from fetcher.store.schema import archive_dictionaries, raw_payloads
+from tests.dbutil import count, rows
+from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
+
+NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
+SCORES = ARCHIVES[0]
+
+
+def day_objects(tenant: str, days: int) -> list[dict[str, object]]:
+    newest = NOW.date()
+    return [many_controls_day(40, tenant, newest - timedelta(days=n), newest=n == 0) for n in range(days)]
+
+
+async def archive(engine: AsyncEngine, objects: list[dict[str, object]], codec: Codec | None = None) -> None:
+    """Archive `objects` as a run would, with `codec` (zlib by default: a database without a dictionary)."""
+    token = CODEC.set(codec)
+    try:
+        packed = [
+            pack(
+                o,
+                tenant_id=str(o["azureTenantId"]),
+                score_date=datetime.fromisoformat(str(o["createdDateTime"])).date(),
+                fetched_at=NOW,
+                run_id=None,
+                warning=None,
+            )
+            for o in objects
+        ]
+    finally:
+        CODEC.reset(token)
+    async with transaction(engine) as conn:
+        await save_raw_payloads(conn, packed)
+
+
+async def bodies(engine: AsyncEngine) -> dict[tuple[str, str], bytes]:
+    return {(r["tenant_id"], r["sha256"]): r["body"] for r in await rows(engine, raw_payloads)}
+
+
+async def test_no_dictionary_until_the_archive_holds_enough_objects(engine: AsyncEngine) -> None:
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER - 1))
+
+    below = await compact(engine, SCORES, NOW)
+    await archive(engine, day_objects(OTHER_TENANT, 1))
+    reached = await compact(engine, SCORES, NOW)
+
+    assert below.dictionary is None
+    assert below.recompressed == 0
+    assert reached.trained
+    assert reached.dictionary is not None
+    assert reached.recompressed == reached.scanned == TRAIN_AFTER
+    assert reached.complete
+    assert all(is_zstd(b) for b in (await bodies(engine)).values())
+    stored = await rows(engine, archive_dictionaries)
+    assert [(r["kind"], r["dict_id"], r["samples"]) for r in stored] == [
+        (SECURE_SCORES, reached.dictionary.dict_id, TRAIN_AFTER)
+    ]
+
+
+async def test_recompressed_bodies_give_back_the_same_bytes(engine: AsyncEngine) -> None:
+    await archive(engine, day_objects(TENANT, 150) + day_objects(OTHER_TENANT, 150))
+    before = {key: zlib.decompress(body) for key, body in (await bodies(engine)).items()}
+
+    done = await compact(engine, SCORES, NOW)
+
+    codec = await read_codec(engine)
+    after = {key: codec.decompress(body) for key, body in (await bodies(engine)).items()}
+    assert done.recompressed == 300
+    assert after == before
+    assert all(hashlib.sha256(text).hexdigest() == sha for (_, sha), text in after.items())
+    assert done.bytes_after < done.bytes_before
+
+
+async def test_a_bounded_pass_leaves_the_rest_for_the_next(engine: AsyncEngine) -> None:
+    """A row is either zlib or zstd: a pass stopped anywhere is taken up by the next one."""
+    await archive(engine, day_objects(TENANT, 250) + day_objects(OTHER_TENANT, BATCH))
+
+    first = await compact(engine, SCORES, NOW, limit=1)
+    second = await compact(engine, SCORES, NOW)
+
+    assert first.recompressed == BATCH
+    assert not first.complete
+    assert second.recompressed == 250
+    assert second.complete
+    assert all(is_zstd(b) for b in (await bodies(engine)).values())
+
+
+async def test_after_a_run_that_wrote_zstd_a_complete_archive_is_not_scanned_again(engine: AsyncEngine) -> None:
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER))
+    [trained, _] = await compact_after_run(engine, Codec(), NOW)
+    codec = await read_codec(engine)
+    await archive(engine, day_objects(OTHER_TENANT, 3), codec)
+
+    [again, _] = await compact_after_run(engine, codec, NOW)
+
+    assert trained.recompressed == TRAIN_AFTER
+    assert trained.complete
+    assert again.scanned == 0
+    assert again.complete
+    assert all(is_zstd(b) for b in (await bodies(engine)).values())
+
+
+async def test_after_a_run_that_wrote_zlib_the_archive_is_scanned_again(engine: AsyncEngine) -> None:
+    """A shard that started before the dictionary existed wrote zlib bodies: its own pass rewrites them."""
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER))
+    await compact_after_run(engine, Codec(), NOW)
+    await archive(engine, day_objects(OTHER_TENANT, 3))  # written as zlib, by a run without the dictionary
+
+    [done, _] = await compact_after_run(engine, Codec(), NOW)
+
+    assert done.recompressed == 3
+    assert done.complete
+    assert all(is_zstd(b) for b in (await bodies(engine)).values())
+
+
+async def test_two_trainers_at_once_end_with_one_dictionary(engine: AsyncEngine) -> None:
+    """Shards that train at once: the first dictionary stored wins, and both go on with it."""
+    texts = [orjson.dumps(o) for o in day_objects(TENANT, TRAIN_AFTER)]
+    mine = train(SECURE_SCORES, texts[: TRAIN_AFTER // 2 + 50], NOW)
+    theirs = train(SECURE_SCORES, texts[TRAIN_AFTER // 2 - 50 :], NOW + timedelta(seconds=1))
+    assert mine.dict_id != theirs.dict_id
+
+    kept = await asyncio.gather(store_dictionary(engine, mine), store_dictionary(engine, theirs))
+
+    assert kept[0] == kept[1]
+    assert await count(engine, archive_dictionaries) == 1
+    async with engine.connect() as conn:
+        stored = await conn.scalar(sa.select(archive_dictionaries.c.dict_id))
+    assert stored == kept[0].dict_id
