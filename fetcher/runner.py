@@ -35,8 +35,7 @@ from fetcher.resources.base import Resource
 from fetcher.signin import Prompt, SignInGates, print_prompt
 from fetcher.store import ledger
 from fetcher.store.archive import CODEC, archived_tenants, read_codec
-from fetcher.store.codec import Codec
-from fetcher.store.compaction import compact_after_run
+from fetcher.store.compaction import RunArchive
 from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
 from fetcher.store.lock import RunLock, this_process
 from fetcher.store.partition import ensure_archive_partitions
@@ -79,6 +78,7 @@ class Run:
         self._engine = engine
         self._resources = resources
         self._stop = Stop()
+        self._archive: RunArchive | None = None
         self._sign_ins = SignInGates(auth_lookup(config), config.fetch.per_sign_in_concurrency)
 
     def stop(self, signal_number: int) -> None:
@@ -95,6 +95,8 @@ class Run:
         """A tenant is done: count it and tell the observer."""
         self.report.add(outcome)
         self.observer.tenant_done(self.report, outcome)
+        if self._archive is not None:
+            self._archive.saved(self.report.counters.score_days)
 
     async def execute(self) -> RunReport:
         """The run; a database failure outside any one tenant's transaction ends it as a `DatabaseError`."""
@@ -110,14 +112,15 @@ class Run:
                 if self.request.replay:  # a fetch's saves make their months; a rebuild's come from the archive
                     await ensure_archive_partitions(engine)
                 plans = await self._begin(engine)
-                codec = await read_codec(engine)  # new archive bodies: with the dictionaries the run starts with
-                token = CODEC.set(codec)
+                compacting = self.command in COMPACTING_COMMANDS and self.config.database.keep_raw
+                self._archive = RunArchive(engine, await read_codec(engine), train=compacting)
+                token = CODEC.set(self._archive.codec)  # what the run's new archive bodies are written with
                 try:
                     await self._schedule(engine, plans)
                 finally:
                     CODEC.reset(token)
                     await self._end(engine)
-                await self._compact_archive(engine, codec)
+                await self._compact_archive(self._archive, compacting)
         except DBAPIError as error:
             raise database_error(error, engine) from None
         finally:
@@ -125,13 +128,11 @@ class Run:
                 await engine.dispose()
         return self.report
 
-    async def _compact_archive(self, engine: AsyncEngine, codec: Codec) -> None:
+    async def _compact_archive(self, archive: RunArchive, compacting: bool) -> None:
         """After a run or backfill: the archive's dictionaries when due, and a bounded number of its zlib
         bodies recompressed (`fetcher.store.compaction`). Whatever happens here, the run's outcome stands."""
-        if self.command not in COMPACTING_COMMANDS or self.stopping or not self.config.database.keep_raw:
-            return
         try:
-            await compact_after_run(engine, codec, utcnow())
+            await archive.finish(compact=compacting and not self.stopping)
         except (FetcherError, DBAPIError) as error:
             log.warning("archive not compacted: %s", error)
 

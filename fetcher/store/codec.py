@@ -84,13 +84,20 @@ class Codec:
     _decompressors: dict[int, zstandard.ZstdDecompressor] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.dictionaries = list(self.dictionaries)
         for dictionary in self.dictionaries:
-            prepared = zstandard.ZstdCompressionDict(dictionary.data)
-            # One dictionary a kind: the first stored wins (`archive_dictionaries.kind` is unique).
-            self._compressors.setdefault(
-                dictionary.kind, zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=prepared)
-            )
-            self._decompressors[dictionary.dict_id] = zstandard.ZstdDecompressor(dict_data=prepared)
+            self._prepare(dictionary)
+
+    def _prepare(self, dictionary: Dictionary) -> None:
+        prepared = zstandard.ZstdCompressionDict(dictionary.data)
+        # One dictionary a kind: the first stored wins (`archive_dictionaries.kind` is unique).
+        self._compressors.setdefault(dictionary.kind, zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=prepared))
+        self._decompressors[dictionary.dict_id] = zstandard.ZstdDecompressor(dict_data=prepared)
+
+    def add(self, dictionary: Dictionary) -> None:
+        """A dictionary stored during a run: the run's next bodies of its kind are written with it."""
+        self.dictionaries = [*self.dictionaries, dictionary]
+        self._prepare(dictionary)
 
     def active(self, kind: str) -> bool:
         """Whether new bodies of `kind` are written with a dictionary."""

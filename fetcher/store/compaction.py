@@ -19,19 +19,21 @@ the life of the database (bodies name it, so it can never be dropped while one d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 import zstandard
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from fetcher.errors import ArchiveUnreadable
+from fetcher.errors import ArchiveUnreadable, FetcherError
 from fetcher.store.archive import dictionary_of
 from fetcher.store.codec import (
     CONTROL_PROFILES,
@@ -148,7 +150,7 @@ async def ensure_dictionary(
     if texts is None:
         return None, False
     try:
-        trained = train(archive.kind, texts, now)
+        trained = await asyncio.to_thread(train, archive.kind, texts, now)
     except zstandard.ZstdError as error:
         log.warning("archive: no %s dictionary trained on %d objects: %s", archive.kind, len(texts), error)
         return None, False
@@ -253,17 +255,56 @@ async def compact(
     return done
 
 
-async def compact_after_run(engine: AsyncEngine, started_with: Codec, now: datetime) -> list[Compacted]:
+async def compact_after_run(engine: AsyncEngine, kept: Collection[str], now: datetime) -> list[Compacted]:
     """After a run or backfill: each kind's dictionary if due, and up to `AFTER_RUN_LIMIT` bodies rewritten.
-    `started_with`: the codec the run wrote with (a kind it had no dictionary for was written as zlib)."""
+    `kept`: the kinds the run wrote with a dictionary from its start (the others it wrote, in part, as zlib)."""
     results = []
     for archive in ARCHIVES:
-        done = await compact(
-            engine, archive, now, limit=AFTER_RUN_LIMIT, wrote_zlib=not started_with.active(archive.kind)
-        )
+        done = await compact(engine, archive, now, limit=AFTER_RUN_LIMIT, wrote_zlib=archive.kind not in kept)
         results.append(done)
         _log(done)
     return results
+
+
+class RunArchive:
+    """A run's archive compression: the codec its bodies are written with, a dictionary trained as soon
+    as the archive holds `TRAIN_AFTER` objects (so that a first backfill writes most of its bodies with it,
+    not zlib to be rewritten), and the bounded pass after the run."""
+
+    def __init__(self, engine: AsyncEngine, codec: Codec, *, train: bool) -> None:
+        self.engine = engine
+        self.codec = codec
+        self.kept = frozenset(a.kind for a in ARCHIVES if codec.active(a.kind))  # from the run's start
+        self._train = train and len(self.kept) < len(ARCHIVES)
+        self._training: asyncio.Task[None] | None = None
+
+    def saved(self, score_days: int) -> None:
+        """A tenant is saved, `score_days` so far in the run: train once they reach `TRAIN_AFTER`."""
+        if self._train and self._training is None and score_days >= TRAIN_AFTER:
+            self._training = asyncio.get_running_loop().create_task(self._dictionaries())
+
+    async def _dictionaries(self) -> None:
+        for archive in ARCHIVES:
+            if self.codec.active(archive.kind):
+                continue
+            try:
+                dictionary, trained = await ensure_dictionary(self.engine, archive, now=_utcnow())
+            except (FetcherError, DBAPIError) as error:
+                log.warning("archive: no %s dictionary trained during the run: %s", archive.kind, error)
+                continue
+            if dictionary is not None:
+                self.codec.add(dictionary)
+                _log(Compacted(archive.kind, dictionary, trained))
+
+    async def finish(self, *, compact: bool) -> list[Compacted]:
+        """The training under way, if any, then (when `compact`) the bounded pass over the zlib bodies."""
+        if self._training is not None:
+            await self._training
+        return await compact_after_run(self.engine, self.kept, _utcnow()) if compact else []
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _log(done: Compacted) -> None:

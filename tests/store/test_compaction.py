@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.store.archive import CODEC, pack, read_codec, save_raw_payloads
 from fetcher.store.codec import SECURE_SCORES, TRAIN_AFTER, Codec, is_zstd, train
-from fetcher.store.compaction import ARCHIVES, BATCH, compact, compact_after_run, store_dictionary
+from fetcher.store.compaction import ARCHIVES, BATCH, RunArchive, compact, compact_after_run, store_dictionary
 from fetcher.store.engine import transaction
 from fetcher.store.schema import archive_dictionaries, raw_payloads
 from tests.dbutil import count, rows
@@ -21,6 +21,7 @@ from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
 
 NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
 SCORES = ARCHIVES[0]
+THIRD_TENANT = "0f0e0d0c-0b0a-4099-8877-665544332211"
 
 
 def day_objects(tenant: str, days: int) -> list[dict[str, object]]:
@@ -103,11 +104,10 @@ async def test_a_bounded_pass_leaves_the_rest_for_the_next(engine: AsyncEngine) 
 
 async def test_after_a_run_that_wrote_zstd_a_complete_archive_is_not_scanned_again(engine: AsyncEngine) -> None:
     await archive(engine, day_objects(TENANT, TRAIN_AFTER))
-    [trained, _] = await compact_after_run(engine, Codec(), NOW)
-    codec = await read_codec(engine)
-    await archive(engine, day_objects(OTHER_TENANT, 3), codec)
+    [trained, _] = await compact_after_run(engine, (), NOW)
+    await archive(engine, day_objects(OTHER_TENANT, 3), await read_codec(engine))
 
-    [again, _] = await compact_after_run(engine, codec, NOW)
+    [again, _] = await compact_after_run(engine, {SECURE_SCORES}, NOW)
 
     assert trained.recompressed == TRAIN_AFTER
     assert trained.complete
@@ -119,10 +119,10 @@ async def test_after_a_run_that_wrote_zstd_a_complete_archive_is_not_scanned_aga
 async def test_after_a_run_that_wrote_zlib_the_archive_is_scanned_again(engine: AsyncEngine) -> None:
     """A shard that started before the dictionary existed wrote zlib bodies: its own pass rewrites them."""
     await archive(engine, day_objects(TENANT, TRAIN_AFTER))
-    await compact_after_run(engine, Codec(), NOW)
+    await compact_after_run(engine, (), NOW)
     await archive(engine, day_objects(OTHER_TENANT, 3))  # written as zlib, by a run without the dictionary
 
-    [done, _] = await compact_after_run(engine, Codec(), NOW)
+    [done, _] = await compact_after_run(engine, (), NOW)
 
     assert done.recompressed == 3
     assert done.complete
@@ -143,3 +143,21 @@ async def test_two_trainers_at_once_end_with_one_dictionary(engine: AsyncEngine)
     async with engine.connect() as conn:
         stored = await conn.scalar(sa.select(archive_dictionaries.c.dict_id))
     assert stored == kept[0].dict_id
+
+
+async def test_a_run_trains_its_dictionary_once_it_has_saved_enough_days(engine: AsyncEngine) -> None:
+    """A first backfill writes zlib only until the archive holds `TRAIN_AFTER` objects, not to its end."""
+    run = RunArchive(engine, Codec(), train=True)
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER - 1), run.codec)
+    run.saved(TRAIN_AFTER - 1)
+    untrained = not run.codec.active(SECURE_SCORES)
+    await archive(engine, day_objects(OTHER_TENANT, 1), run.codec)
+    run.saved(TRAIN_AFTER)
+    await run.finish(compact=False)  # waits for the training
+    await archive(engine, day_objects(THIRD_TENANT, 3), run.codec)
+
+    [done, _] = await run.finish(compact=True)
+
+    assert untrained
+    assert [is_zstd(r["body"]) for r in await rows(engine, raw_payloads, tenant_id=THIRD_TENANT)] == [True] * 3
+    assert (done.trained, done.scanned, done.recompressed, done.complete) == (False, TRAIN_AFTER + 3, TRAIN_AFTER, True)
