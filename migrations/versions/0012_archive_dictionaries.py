@@ -1,7 +1,7 @@
 """archive_dictionaries: the zstd dictionaries the raw archive's bodies are compressed with.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-11-30
 
 Only the table. The archive's existing zlib bodies stay readable as they are; they are recompressed
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
