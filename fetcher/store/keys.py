@@ -1,21 +1,23 @@
 """The integer keys of `control_score_rows`: tenant ids, control names and implementation statuses.
 
-`resolve` gives the key of each text, inserting the missing ones (INSERT ... ON CONFLICT DO NOTHING, then
-one SELECT), in the caller's transaction. A key is never reused or changed once assigned, so the texts'
+`resolve_many` gives the key of each text, inserting the missing ones (INSERT ... ON CONFLICT DO NOTHING,
+then a SELECT), in the caller's transaction. A key is never reused or changed once assigned, so the texts'
 keys are cached per engine; but only keys whose rows are committed: a key inserted by a transaction that
 rolls back does not exist, and SQLite would give its number to the next text inserted. So a key a
 transaction inserted is *pending* on that connection, used by that transaction only, until its commit
 (a connection event) makes it known to the whole process; a rollback forgets it. A warm cache costs no
-statement; a group of tenants saved in one transaction resolves its texts once, in three statements
-per kind of text at most.
+statement; a group of tenants saved in one transaction resolves its texts once: an INSERT ... ON CONFLICT
+DO NOTHING per kind with texts not cached, and one SELECT of all their keys. Controls and
+statuses, few, are read whole at their first use in a process; tenants' keys come with `save_tenants`.
 
 The statuses' cache is bounded (`STATUS_CACHE`): cleared when full, as statuses may carry counts.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,7 @@ STATUS_CACHE = 20_000  # statuses kept per process before the cache is cleared
 PENDING = "fetcher.store.keys.pending"  # conn.info: keys this connection's open transaction inserted
 PROMOTED = "fetcher.store.keys.promoted"  # conn.info: keys its commit made known (undone if the commit fails)
 SLICE = 1000  # texts per statement
+PRELOAD = 5000  # keys of an unbounded small kind read at its first use
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class KeyTable:
     text: str
     key: str
     limit: int | None = None
+    preload: bool = False  # few enough to read whole at first use
 
     @property
     def kind(self) -> str:
@@ -48,8 +52,9 @@ class KeyTable:
 
 
 TENANTS = KeyTable(tenant_keys, "tenant_id", "tenant_key")
-CONTROLS = KeyTable(control_keys, "control_name", "control_key")
-STATUSES = KeyTable(status_texts, "implementation_status", "status_key", STATUS_CACHE)
+CONTROLS = KeyTable(control_keys, "control_name", "control_key", preload=True)
+STATUSES = KeyTable(status_texts, "implementation_status", "status_key", STATUS_CACHE, preload=True)
+KINDS = {kind.kind: kind for kind in (TENANTS, CONTROLS, STATUSES)}
 
 
 @dataclass
@@ -58,6 +63,7 @@ class _Known:
 
     keys: dict[str, dict[str, int]] = field(default_factory=dict)
     limits: dict[str, int | None] = field(default_factory=dict)
+    preloaded: set[str] = field(default_factory=set)
 
     def of(self, kind: KeyTable) -> dict[str, int]:
         self.limits[kind.kind] = kind.limit
@@ -117,47 +123,100 @@ def forget(engine: Engine) -> None:
     known = _KNOWN.get(engine)
     if known is not None:
         known.keys.clear()
+        known.preloaded.clear()
 
 
-async def resolve(conn: AsyncConnection, kind: KeyTable, texts: Iterable[str | None]) -> dict[str, int]:
-    """The key of each text (None is skipped), inserting those without one, in the caller's transaction.
+async def resolve(conn: AsyncConnection, kind: KeyTable, texts: Iterable[str | None]) -> Mapping[str, int]:
+    """The key of each text (None is skipped), inserting those without one, in the caller's transaction."""
+    return (await resolve_many(conn, [(kind, texts)]))[0]
 
-    The mapping returned holds at least those texts (it may be the cache itself: read it, never change it)."""
+
+async def resolve_many(
+    conn: AsyncConnection, wanted: Sequence[tuple[KeyTable, Iterable[str | None]]]
+) -> list[Mapping[str, int]]:
+    """The keys of texts of several kinds at once (None is skipped), inserting those without one, in the
+    caller's transaction: no statement when every text is cached, else one read of every kind's missing
+    texts, and for texts still missing an insert per kind and one read more.
+
+    Each mapping returned holds at least its texts (it may be the cache itself: read it, never change it).
+    """
     sync = conn.sync_connection
     assert sync is not None
     cache = _known(sync.engine)
-    known = cache.of(kind)
-    pending: dict[str, int] = sync.info.get(PENDING, {}).get(kind.kind, {})
-    wanted = set(texts)
-    wanted.discard(None)
-    if wanted <= known.keys():  # the usual case, in C: every text is known
-        return known
-    keys = known | pending if pending else dict(known)
-    missing: set[str] = wanted - keys.keys()  # type: ignore[assignment]
-    if not missing:
-        return keys
-    found = await _read(conn, kind, missing)
-    cache.add(kind.kind, found)  # committed (this transaction's own inserts are pending, found above)
-    keys |= found
-    missing -= found.keys()
+    pending: Pending = sync.info.get(PENDING, {})
+    found: list[Mapping[str, int]] = []
+    missing: dict[KeyTable, set[str]] = {}
+    for kind, texts in wanted:
+        known = cache.of(kind)
+        needed = set(texts)
+        needed.discard(None)
+        if kind.preload and kind.kind not in cache.preloaded:
+            await _preload(conn, cache, kind, pending.get(kind.kind, {}))
+        if needed <= known.keys():  # the usual case, in C: every text is known
+            found.append(known)
+            continue
+        keys = known | pending.get(kind.kind, {})
+        found.append(keys)
+        if lacking := needed - keys.keys():
+            missing[kind] = lacking  # type: ignore[assignment]
     if missing:
-        await _insert(conn, kind, missing)
-        inserted = await _read(conn, kind, missing)
-        sync.info.setdefault(PENDING, {}).setdefault(kind.kind, {}).update(inserted)
-        keys |= inserted
-    return keys
-
-
-async def _read(conn: AsyncConnection, kind: KeyTable, texts: set[str]) -> dict[str, int]:
-    table = kind.table
-    ordered = sorted(texts)
-    found: dict[str, int] = {}
-    for start in range(0, len(ordered), SLICE):
-        query = sa.select(table.c[kind.text], table.c[kind.key]).where(
-            table.c[kind.text].in_(ordered[start : start + SLICE])
-        )
-        found.update({text: key for text, key in (await conn.execute(query)).all()})
+        await _fill(conn, missing, found=dict(zip([k for k, _ in wanted], found, strict=True)))
     return found
+
+
+async def _fill(conn: AsyncConnection, missing: dict[KeyTable, set[str]], *, found: dict[KeyTable, Any]) -> None:
+    """Insert the `missing` texts where they have no key, then read their keys into the `found` mappings
+    (copies, never the cache): two statements, whether the texts were stored or not. Their keys stay pending
+    until the transaction commits (some may be this transaction's own)."""
+    sync = conn.sync_connection
+    assert sync is not None
+    for kind, texts in missing.items():
+        await _insert(conn, kind, texts)
+    for kind, keys in (await _read(conn, missing)).items():
+        sync.info.setdefault(PENDING, {}).setdefault(kind.kind, {}).update(keys)
+        found[kind].update(keys)
+
+
+async def _preload(conn: AsyncConnection, cache: _Known, kind: KeyTable, pending: Mapping[str, int]) -> None:
+    """Cache a small kind's keys (the newest `limit` of a bounded one) at its first use in the process: a
+    run's first group then reads nothing more of it."""
+    table = kind.table
+    query = sa.select(table.c[kind.text], table.c[kind.key]).order_by(table.c[kind.key].desc())
+    rows = (await conn.execute(query.limit(kind.limit or PRELOAD))).all()
+    cache.add(kind.kind, {text: key for text, key in rows if text not in pending})
+    cache.preloaded.add(kind.kind)
+
+
+async def _read(conn: AsyncConnection, texts: Mapping[KeyTable, set[str]]) -> dict[KeyTable, dict[str, int]]:
+    """The stored keys of `texts`, of every kind in one statement (a slice of texts at a time)."""
+    kinds = list(texts)
+    by_name = {kind.kind: kind for kind in kinds}
+    found: dict[KeyTable, dict[str, int]] = {kind: {} for kind in kinds}
+    slices = {kind: sorted(texts[kind]) for kind in kinds}
+    for start in range(0, max(len(t) for t in slices.values()), SLICE):
+        parts = {kind: slices[kind][start : start + SLICE] for kind in kinds if slices[kind][start : start + SLICE]}
+        query = _read_statement(tuple(sorted(kind.kind for kind in parts)))
+        params = {kind.kind: part for kind, part in parts.items()}
+        for name, text, key in (await conn.execute(query, params)).all():
+            found[by_name[name]][text] = key
+    return found
+
+
+@functools.cache
+def _read_statement(names: tuple[str, ...]) -> sa.CompoundSelect[Any] | sa.Select[Any]:
+    """SELECT kind, text, key of the texts given for each kind named (built once per set of kinds)."""
+    selects = []
+    for name in names:
+        kind = KINDS[name]
+        table = kind.table
+        selects.append(
+            sa.select(
+                sa.literal(name).label("kind"),
+                sa.cast(table.c[kind.text], sa.Text).label("text"),
+                table.c[kind.key].label("key"),
+            ).where(table.c[kind.text].in_(sa.bindparam(name, expanding=True)))
+        )
+    return selects[0] if len(selects) == 1 else sa.union_all(*selects)
 
 
 async def _insert(conn: AsyncConnection, kind: KeyTable, texts: set[str]) -> None:

@@ -17,7 +17,7 @@ the `control_scores` view over it, which shows the same rows as the table of tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import repeat
@@ -115,6 +115,7 @@ async def save_tenants(conn: AsyncConnection, rows: Sequence[tuple[str, str]], n
         await conn.execute(
             stmt, [{"tenant_id": t, "name": n, "updated_at": now} for t, n in rows[start : start + 1000]]
         )
+    await keys.resolve(conn, keys.TENANTS, [t for t, _ in rows])  # their keys, cached for the run's saves
 
 
 async def ensure_tenant(conn: AsyncConnection, tenant_id: str, now: datetime) -> None:
@@ -182,20 +183,25 @@ async def _save_batch(
 class DayKeys:
     """The keys of the texts of some days: tenant id, control name, implementation status -> key."""
 
-    tenants: dict[str, int]
-    controls: dict[str, int]
-    statuses: dict[str, int]
+    tenants: Mapping[str, int]
+    controls: Mapping[str, int]
+    statuses: Mapping[str, int]
 
 
 async def resolve_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> DayKeys:
     """The keys of the days' tenants, controls and statuses (of any tenants: a group resolves its texts
     once, and each tenant's save then finds them cached), inserting the missing ones."""
     rows = [c for d in days for c in d.controls]
-    return DayKeys(
-        await keys.resolve(conn, keys.TENANTS, {d.tenant_id for d in days}),
-        await keys.resolve(conn, keys.CONTROLS, set(map(_CONTROL_NAME, rows))),
-        await keys.resolve(conn, keys.STATUSES, set(map(_STATUS, rows))),
+    tenant_ids = {d.tenant_id for d in days}
+    found = await keys.resolve_many(
+        conn,
+        [
+            (keys.TENANTS, tenant_ids),
+            (keys.CONTROLS, set(map(_CONTROL_NAME, rows))),
+            (keys.STATUSES, set(map(_STATUS, rows))),
+        ],
     )
+    return DayKeys(*found)
 
 
 _CONTROL_NAME = itemgetter(ControlScoreRow._fields.index("control_name"))
