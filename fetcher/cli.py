@@ -371,13 +371,23 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 
 
 @main.command("migrate")
+@click.option(
+    "--skip-disk-check",
+    is_flag=True,
+    help="Start migration 0011 even if the disk seems to lack the free space it needs (also "
+    "$FETCHER_MIGRATE_SKIP_DISK_CHECK=1).",
+)
 @click.pass_obj
-def migrate_command(ctx: Context) -> None:
+def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
     """Create the tables, or upgrade them to this version's schema; with [database] partition = "monthly"
-    (PostgreSQL), also partition the day tables by month, converting a plain database in the same transaction."""
+    (PostgreSQL), also partition the day tables by month, converting a plain database in the same transaction.
+    Migration 0011 moves control_scores into a compact layout in batches, each committed: interrupted, it
+    continues where it stopped when run again; it refuses to start without the free disk it needs."""
     from sqlalchemy.exc import DBAPIError
 
     from fetcher.config import Purpose
+    from fetcher.output import MoveProgressBar, MoveProgressLog
+    from fetcher.store.convert import MoveOptions
     from fetcher.store.engine import create_engine, database_error, display_url, migrate
     from fetcher.store.partition import Conversion, convert
 
@@ -390,11 +400,15 @@ def migrate_command(ctx: Context) -> None:
             converted.extend(await convert(conn, datetime.now(UTC).date()))
 
         monthly = config.database.partition == "monthly"
+        bar = ctx.log_format == "text" and ctx.err.is_terminal and ctx.verbosity >= 0
+        progress = MoveProgressBar(ctx.err) if bar else MoveProgressLog()
+        moving = MoveOptions(progress=progress, check_disk=not skip_disk_check)
         try:
-            before, after = await migrate(engine, then=partition if monthly else None)
+            before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
         finally:
+            progress.close()
             await engine.dispose()
         where = display_url(engine)
         if before == after:

@@ -8,7 +8,8 @@
     │   ├── DatabaseGone              SQLite: the file was deleted or replaced while open
     │   ├── LockHeld                  another run holds the database's run lock
     │   ├── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
-    │   └── ArchiveUnreadable         an archived body cannot be decompressed (unknown dictionary, damage)
+    │   ├── ArchiveUnreadable         an archived body cannot be decompressed (unknown dictionary, damage)
+    │   └── NotEnoughDisk             a migration would not fit on the database's disk
     ├── PayloadError                  a secureScore object we refuse to store
     │   ├── MissingField              no `id`, `azureTenantId` or `createdDateTime`
     │   └── WrongTenant               `azureTenantId` is not the tenant that was asked
@@ -100,6 +101,12 @@ class ArchiveUnreadable(DatabaseError):
     """An archived body cannot be read: its zstd dictionary is not in `archive_dictionaries`, or it is damaged."""
 
     kind = "archive_unreadable"
+
+
+class NotEnoughDisk(DatabaseError):
+    """A migration refused to start: the database's disk has less free space than it needs."""
+
+    kind = "not_enough_disk"
 
 
 class PayloadError(FetcherError):

@@ -18,7 +18,14 @@ import orjson
 from rich.console import Console, Group, RenderableType
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -216,6 +223,51 @@ def compaction_line(table: str, total: int, done: Compacted) -> str:
         f"{table}: zstd dictionary {d.dict_id} ({d.size} bytes, {how}); "
         f"{done.scanned} of {total} bodies read, {done.recompressed} recompressed{saved}"
     )
+
+
+class MoveProgressBar:
+    """Migration 0011 on a terminal: a bar of the control_scores rows moved into the compact layout."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]control_scores"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows moved"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=4,
+        )
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("move", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+class MoveProgressLog:
+    """Migration 0011 off a terminal: a log line each time another tenth of the rows has been moved."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("fetcher.migrate")
+        self.tenths = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        tenths = done * 10 // total if total else 10
+        if tenths > self.tenths:
+            self.tenths = tenths
+            share = tenths * 10
+            self.log.info("control_scores: %d%% moved into the compact layout (%d of %d rows)", share, done, total)
+
+    def close(self) -> None:
+        pass
 
 
 class LogObserver:

@@ -106,3 +106,15 @@ def test_an_interrupted_tenant_says_how_many_requests_it_had_made() -> None:
     assert _stopped_while(stats) == "the run was stopped before this tenant was fetched"
     stats.requests = 4
     assert _stopped_while(stats) == "the run was stopped while this tenant was being fetched, after 4 request(s)"
+
+
+def test_migration_progress_off_a_terminal_is_a_line_per_tenth(caplog: pytest.LogCaptureFixture) -> None:
+    """Batches of 7 % of the rows: a line each time another tenth is reached, the last at 100 %."""
+    from fetcher.output import MoveProgressLog
+
+    progress = MoveProgressLog()
+    with caplog.at_level(logging.INFO, logger="fetcher.migrate"):
+        for done in [*range(7, 100, 7), 100]:
+            progress(done, 100)
+    shares = [record.getMessage().split(":")[1].split("%")[0].strip() for record in caplog.records]
+    assert shares == ["0", "10", "20", "30", "40", "50", "60", "70", "80", "90", "100"]

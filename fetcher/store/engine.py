@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from fetcher.config import DatabaseConfig
 from fetcher.errors import DatabaseError, DatabaseGone, DatabaseLocked, DatabaseUnavailable, SchemaOutOfDate
+from fetcher.store.convert import OPTIONS_ATTRIBUTE, MoveOptions
 from fetcher.text import hide_password
 
 log = logging.getLogger(__name__)
@@ -221,8 +222,11 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
-    command.upgrade(alembic_config(connection), revision)
+def _upgrade(connection: Connection, revision: str, moving: MoveOptions | None = None) -> None:
+    config = alembic_config(connection)
+    if moving is not None:
+        config.attributes[OPTIONS_ATTRIBUTE] = moving
+    command.upgrade(config, revision)
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
@@ -230,24 +234,68 @@ def _downgrade(connection: Connection, revision: str) -> None:
 
 
 async def migrate(
-    engine: AsyncEngine, revision: str = "head", *, then: Callable[[AsyncConnection], Awaitable[None]] | None = None
+    engine: AsyncEngine,
+    revision: str = "head",
+    *,
+    then: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    moving: MoveOptions | None = None,
 ) -> tuple[str | None, str | None]:
     """Upgrade to `revision`; returns the revisions before and after.
 
-    The whole upgrade is one transaction that first takes the database's write lock (SQLite) or a
-    transaction-scoped advisory lock (PostgreSQL), so two processes migrating one database at once
-    end with one of them doing the work and the other finding it done. `then` runs in the same
-    transaction after the upgrade (`fetcher migrate` partitions the day tables there, when configured).
+    The upgrade is one transaction holding the database's write lock (SQLite), except that a revision that
+    moves a table in batches (0011, `fetcher.store.convert`; `moving` are its options) commits each batch
+    and goes on in a new transaction. PostgreSQL: a session advisory lock, held to the end across those
+    commits, so two processes migrating one database at once end with one of them doing the work and the
+    other finding it done. `then` runs in the last transaction after the upgrade (`fetcher migrate`
+    partitions the day tables there, when configured).
     """
-    async with transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    async with connect(engine) as conn:
+        await conn.execution_options(**{WRITE_OPTION: True})
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            await conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            await conn.commit()
+        try:
+            return await _migrate_on(conn, engine, revision, then, moving)
+        finally:
+            if postgres:
+                await _unlock(conn)
+
+
+async def _migrate_on(
+    conn: AsyncConnection,
+    engine: AsyncEngine,
+    revision: str,
+    then: Callable[[AsyncConnection], Awaitable[None]] | None,
+    moving: MoveOptions | None,
+) -> tuple[str | None, str | None]:
+    """The upgrade on a connection that commits as it goes (no `begin()` block: a batch commits inside)."""
+    watched = sqlite_file(engine)
+    try:
         before = await conn.run_sync(_current_revision)
-        await conn.run_sync(_upgrade, revision)
+        await conn.run_sync(_upgrade, revision, moving)
         after = await conn.run_sync(_current_revision)
         if then is not None:
             await then(conn)
+        if watched is not None:
+            watched.check()  # before committing: into the file still at the path, or rolled back
+        await conn.commit()
+    except BaseException as exc:
+        await conn.rollback()
+        if isinstance(exc, sa.exc.OperationalError) and is_sqlite(engine) and _is_busy(exc):
+            raise database_error(exc, engine) from None
+        raise
     return before, after
+
+
+async def _unlock(conn: AsyncConnection) -> None:
+    """Release the migration's session lock; a connection that cannot is discarded (the server drops it)."""
+    try:
+        await conn.rollback()
+        await conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        await conn.commit()
+    except sa.exc.DBAPIError:
+        await conn.invalidate()
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:

@@ -9,24 +9,38 @@ Create Date: 2026-11-30
 The view `control_scores` has the old table's columns, names, order and values (on SQLite last_synced is
 shown as the text SQLAlchemy stored, 'YYYY-MM-DD HH:MM:SS.ffffff'; `extra` NULL as '{}'), so every reader
 keeps working. The views that read control_scores are dropped and made again from their own definitions
-(on SQLite, control_changes with its LEFT JOINs reading control_score_rows: see SQLITE_CHANGES)
 (PostgreSQL will not drop a table a view reads; SQLite checks every view when a table is dropped and
 made again under a name a view reads), with their privileges and the table's, granted again to the view.
 A monthly partitioned control_scores (`[database] partition = "monthly"`) gives a control_score_rows
 partitioned by the same months.
 
-This first version copies the rows in one INSERT ... SELECT, in the migration's transaction.
+The rows move in batches (`fetcher.store.convert`): each batch one committed transaction that copies the
+next rows in key order and deletes them from the old table, so an interrupted migration continues where it
+stopped, and the disk holds the old rows plus the moved ones, never two copies of everything. The key
+tables and control_score_rows are made first, in a committed transaction of their own; the views, the old
+table's drop, the view control_scores and the grants come last, in one transaction (with the revision). A
+database without control scores (a new one) is migrated in one transaction, as before. Before the first
+batch, the free disk is checked (`check_free_space`).
+
+control_changes (both dialects) and control_status (PostgreSQL) are made from their revisions' texts with
+control_score_rows read by keys rather than through the view, which their planners could not see through
+(below, "views").
 
 Written out in full, like the revisions before it, so that it does the same whatever the code becomes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from fetcher.store.convert import check_free_space, move_control_scores, options_from, rows_left
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -53,11 +67,6 @@ ROW_COLUMNS = (
 SQLITE_SYNCED = (
     "strftime('%Y-%m-%d %H:%M:%S', r.last_synced / 1000000, 'unixepoch') || printf('.%06d', r.last_synced % 1000000)"
 )
-# ... and back: whole seconds from the first 19 characters, microseconds from the 6 after the dot.
-SQLITE_MICROSECONDS = (
-    "CAST(strftime('%s', substr(c.last_synced, 1, 19)) AS INTEGER) * 1000000 "
-    "+ CAST(substr(c.last_synced || '.000000', 21, 6) AS INTEGER)"
-)
 
 
 def _select_scores(dialect: str) -> str:
@@ -73,72 +82,6 @@ FROM control_score_rows AS r
 JOIN tenant_keys AS t ON t.tenant_key = r.tenant_key
 JOIN control_keys AS c ON c.control_key = r.control_key
 LEFT JOIN status_texts AS s ON s.status_key = r.status_key"""
-
-
-def _select_rows(dialect: str) -> str:
-    """control_scores' rows as control_score_rows' (the key tables filled first)."""
-    synced = SQLITE_MICROSECONDS if dialect == "sqlite" else "c.last_synced"
-    empty = "'{}'" if dialect == "sqlite" else "'{}'::jsonb"
-    return f"""SELECT t.tenant_key, c.score_date, k.control_key, s.status_key, c.score, c.score_in_percentage,
-       {synced}, c.count, c.total, c.is_on,
-       CASE WHEN c.extra = {empty} THEN NULL ELSE c.extra END
-FROM control_scores_table AS c
-JOIN tenant_keys AS t ON t.tenant_id = c.tenant_id
-JOIN control_keys AS k ON k.control_name = c.control_name
-LEFT JOIN status_texts AS s ON s.implementation_status = c.implementation_status
-ORDER BY t.tenant_key, c.score_date, k.control_key"""  # SQLite: appended in key order, pages filled
-
-
-FILL_KEYS = (
-    "INSERT INTO tenant_keys (tenant_id) SELECT DISTINCT tenant_id FROM control_scores_table ORDER BY tenant_id",
-    "INSERT INTO control_keys (control_name) SELECT DISTINCT control_name FROM control_scores_table "
-    "ORDER BY control_name",
-    "INSERT INTO status_texts (implementation_status) SELECT DISTINCT implementation_status "
-    "FROM control_scores_table WHERE implementation_status IS NOT NULL ORDER BY implementation_status",
-)
-
-
-# SQLite will not flatten a view that is a join into the right side of a LEFT JOIN: it materializes the
-# whole control_scores view and scans it for every row of the left side. So on SQLite control_changes' two
-# LEFT JOINs onto control_scores read control_score_rows by key instead; the same rows (exact replacements
-# of 0005's text, each asserted, undone by the downgrade).
-TENANT_KEY = "(SELECT tk.tenant_key FROM tenant_keys AS tk WHERE tk.tenant_id = d.tenant_id)"
-SQLITE_CHANGES = (
-    (
-        "CASE WHEN prev.control_name IS NULL THEN 'appeared' ELSE 'changed' END AS kind",
-        "CASE WHEN prev.control_key IS NULL THEN 'appeared' ELSE 'changed' END AS kind",
-    ),
-    (
-        """LEFT JOIN control_scores AS prev
-       ON prev.tenant_id = d.tenant_id AND prev.score_date = +d.previous_date
-      AND prev.control_name = cur.control_name
-WHERE d.previous_date IS NOT NULL AND (prev.control_name IS NULL OR cur.score IS NOT prev.score)""",
-        f"""LEFT JOIN control_score_rows AS prev
-       ON prev.tenant_key = {TENANT_KEY} AND prev.score_date = +d.previous_date
-      AND prev.control_key = (SELECT ck.control_key FROM control_keys AS ck WHERE ck.control_name = cur.control_name)
-WHERE d.previous_date IS NOT NULL AND (prev.control_key IS NULL OR cur.score IS NOT prev.score)""",
-    ),
-    (
-        """LEFT JOIN control_scores AS cur
-       ON cur.tenant_id = d.tenant_id AND cur.score_date = +d.score_date AND cur.control_name = prev.control_name
-WHERE cur.control_name IS NULL""",
-        f"""LEFT JOIN control_score_rows AS cur
-       ON cur.tenant_key = {TENANT_KEY} AND cur.score_date = +d.score_date
-      AND cur.control_key = (SELECT ck.control_key FROM control_keys AS ck WHERE ck.control_name = prev.control_name)
-WHERE cur.control_key IS NULL""",
-    ),
-)
-
-
-def _rewritten(name: str, statement: str, dialect: str, *, upgrade: bool) -> str:
-    """A dependent view's statement for after the change (or, downgrading, for before it)."""
-    if dialect != "sqlite" or name != "control_changes":
-        return statement
-    for before, after in SQLITE_CHANGES:
-        old, new = (before, after) if upgrade else (after, before)
-        assert old in statement, "control_changes is not the view this revision rewrites"
-        statement = statement.replace(old, new)
-    return statement
 
 
 # ------------------------------------------------------------------------------------------ catalog
@@ -293,31 +236,46 @@ def _create_old_table(*, partitioned: bool) -> None:
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
+    bind = op.get_bind()
+    config = op.get_context().config
+    options = options_from(config.attributes if config is not None else {})
+    if not sa.inspect(bind).has_table("control_score_rows"):
+        rows = rows_left(bind)
+        check_free_space(bind, rows, options)
+        _create_tables(dialect)
+        if rows:
+            bind.commit()  # the batches commit: a resumed migration finds the tables
+    move_control_scores(bind, options)
+    _swap(dialect)
+
+
+def _create_tables(dialect: str) -> None:
+    """The key tables and control_score_rows, partitioned by the old table's months if it is."""
+    postgres = dialect == "postgresql"
+    partitions = _partitions("control_scores") if postgres else []
+    _create_key_tables()
+    _create_rows_table(dialect, partitioned=postgres and _is_partitioned("control_scores"))
+    _make_partitions("control_scores", "control_score_rows", partitions)
+
+
+def _swap(dialect: str) -> None:
+    """The old table, moved and empty, gives its name to the view; the views are made again (two of them read
+    by keys), each with its grants."""
     postgres = dialect == "postgresql"
     views = _views(dialect)
     grants = _grants("control_scores") if postgres else []
     view_grants = {name: _grants(name) for name, _ in views} if postgres else {}
-    partitions = _partitions("control_scores") if postgres else []
-    partitioned = postgres and _is_partitioned("control_scores")
     for name, _ in reversed(views):
         op.execute(f"DROP VIEW {name}")
-    # The old table under a name of its own, so that the view can take its name.
-    op.rename_table("control_scores", "control_scores_table")
-    _create_key_tables()
-    _create_rows_table(dialect, partitioned=partitioned)
-    _make_partitions("control_scores", "control_score_rows", partitions)
-    for statement in FILL_KEYS:
-        op.execute(statement)
-    before = _count("control_scores_table")
-    op.execute(f"INSERT INTO control_score_rows ({ROW_COLUMNS}) {_select_rows(dialect)}")
-    after = _count("control_score_rows")
-    if before != after:
-        raise RuntimeError(f"0011: {before} control_scores rows, {after} copied; nothing was changed")
-    op.execute("DROP TABLE control_scores_table")
+    left = _count("control_scores")
+    if left:
+        raise RuntimeError(f"0011: {left} control_scores rows were not moved; run the migration again")
+    op.execute("DROP TABLE control_scores")
     op.execute(f"CREATE VIEW control_scores AS\n{_select_scores(dialect)}")
     _grant("control_scores", grants, view=True)
+    keyed = {"control_changes": control_changes(dialect), "control_status": control_status(dialect)}
     for name, statement in views:
-        op.execute(_rewritten(name, statement, dialect, upgrade=True))
+        op.execute(keyed.get(name, statement))
         _grant(name, view_grants.get(name, []), view=True)
     if postgres:
         op.execute("ANALYZE tenant_keys, control_keys, status_texts, control_score_rows")
@@ -349,6 +307,153 @@ def downgrade() -> None:
             f"RENAME TO control_scores{name.removeprefix('control_score_rows')}"
         )
     _grant("control_scores", grants, view=False)
+    before = {"control_changes": previous_control_changes(dialect), "control_status": previous_control_status(dialect)}
     for name, statement in views:
-        op.execute(_rewritten(name, statement, dialect, upgrade=False))
+        op.execute(before.get(name, statement))
         _grant(name, view_grants.get(name, []), view=True)
+
+
+# ------------------------------------------------------------------------------------------------- views
+# The views that read control_scores keep their columns and values (tests/store/test_migration_0011.py
+# compares them). SQLite cannot flatten a view of joins on the right of a LEFT JOIN: control_changes read
+# through the control_scores view materialized all of it for every day (minutes on the demo database). So
+# its SQLite form joins control_score_rows by keys, the day columns still behind a unary + (0002's note).
+# The other views flatten the control_scores view into their joins and keep the primary-key searches.
+
+SQLITE_CONTROL_DAYS = """(
+    SELECT s.tenant_id, k.tenant_key, s.score_date,
+           LAG(s.score_date) OVER (PARTITION BY s.tenant_id ORDER BY s.score_date) AS previous_date
+    FROM secure_scores AS s
+    JOIN tenant_keys AS k ON k.tenant_id = s.tenant_id
+    WHERE EXISTS (SELECT 1 FROM control_score_rows AS x
+                  WHERE x.tenant_key = k.tenant_key AND x.score_date = s.score_date)
+)"""
+
+SQLITE_CHANGES = f"""(
+SELECT d.tenant_id, d.score_date, d.previous_date, n.control_name,
+       prev.score AS previous_score, cur.score AS score,
+       COALESCE(cur.score, 0) - COALESCE(prev.score, 0) AS change,
+       CASE WHEN prev.control_key IS NULL THEN 'appeared' ELSE 'changed' END AS kind,
+       prev.score_in_percentage AS previous_percent, cur.score_in_percentage AS percent
+FROM {SQLITE_CONTROL_DAYS} AS d
+JOIN control_score_rows AS cur ON cur.tenant_key = d.tenant_key AND cur.score_date = +d.score_date
+JOIN control_keys AS n ON n.control_key = cur.control_key
+LEFT JOIN control_score_rows AS prev
+       ON prev.tenant_key = d.tenant_key AND prev.score_date = +d.previous_date
+      AND prev.control_key = cur.control_key
+WHERE d.previous_date IS NOT NULL AND (prev.control_key IS NULL OR cur.score IS NOT prev.score)
+UNION ALL
+SELECT d.tenant_id, d.score_date, d.previous_date, n.control_name,
+       prev.score AS previous_score, NULL AS score,
+       0 - COALESCE(prev.score, 0) AS change,
+       'disappeared' AS kind, prev.score_in_percentage AS previous_percent, NULL AS percent
+FROM {SQLITE_CONTROL_DAYS} AS d
+JOIN control_score_rows AS prev ON prev.tenant_key = d.tenant_key AND prev.score_date = +d.previous_date
+JOIN control_keys AS n ON n.control_key = prev.control_key
+LEFT JOIN control_score_rows AS cur
+       ON cur.tenant_key = d.tenant_key AND cur.score_date = +d.score_date AND cur.control_key = prev.control_key
+WHERE cur.control_key IS NULL
+)"""
+
+
+def _load(prefix: str) -> ModuleType:
+    """An earlier revision's module, loaded from its file beside this one, for its view texts."""
+    path = next(Path(__file__).parent.glob(f"{prefix}_*.py"))
+    spec = importlib.util.spec_from_file_location(f"_revision_{prefix}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _replaced(text: str, old: str, new: str) -> str:
+    assert old in text, "an earlier revision's view text is not the one this revision rewrites"
+    return text.replace(old, new)
+
+
+# PostgreSQL: through the control_scores view, "the tenant's newest (or previous) control day" became a hash
+# join of every control row of the tenant and a sort (the view's inner join onto control_keys hides the
+# primary key's order): 25x slower on the demo database. Read by keys, each is again one backward index
+# scan that stops at the first row, month by month on partitions (0010's note), and a day's controls are
+# an index range scan of one month.
+POSTGRES_CHANGES = """(
+SELECT d.tenant_id, d.score_date, d.previous_date, n.control_name,
+       x.previous_score, x.score, x.change, x.kind, x.previous_percent, x.percent
+FROM (
+    SELECT s.tenant_id, k.tenant_key, s.score_date,
+           (SELECT y.score_date FROM control_score_rows AS y
+            WHERE y.tenant_key = k.tenant_key AND y.score_date < s.score_date
+            ORDER BY y.score_date DESC LIMIT 1) AS previous_date
+    FROM secure_scores AS s
+    JOIN tenant_keys AS k ON k.tenant_id = s.tenant_id
+    WHERE (SELECT 1 FROM control_score_rows AS x
+           WHERE x.tenant_key = k.tenant_key AND x.score_date = s.score_date LIMIT 1) = 1
+) AS d
+CROSS JOIN LATERAL (
+    SELECT COALESCE(cur.control_key, prev.control_key) AS control_key,
+           prev.score AS previous_score, cur.score AS score,
+           COALESCE(cur.score, 0) - COALESCE(prev.score, 0) AS change,
+           CASE WHEN prev.control_key IS NULL THEN 'appeared'
+                WHEN cur.control_key IS NULL THEN 'disappeared' ELSE 'changed' END AS kind,
+           prev.score_in_percentage AS previous_percent, cur.score_in_percentage AS percent
+    FROM (SELECT control_key, score, score_in_percentage FROM control_score_rows
+          WHERE tenant_key = d.tenant_key AND score_date = d.score_date) AS cur
+    FULL JOIN (SELECT control_key, score, score_in_percentage FROM control_score_rows
+               WHERE tenant_key = d.tenant_key AND score_date = d.previous_date) AS prev
+           ON prev.control_key = cur.control_key
+    WHERE cur.control_key IS NULL OR prev.control_key IS NULL OR cur.score IS DISTINCT FROM prev.score
+) AS x
+JOIN control_keys AS n ON n.control_key = x.control_key
+WHERE d.previous_date IS NOT NULL
+)"""
+
+POSTGRES_NEWEST_DAY_ROWS = """FROM tenants AS t
+CROSS JOIN LATERAL (
+    SELECT x.* FROM control_scores AS x
+    WHERE x.tenant_id = t.tenant_id
+      AND x.score_date = (SELECT y.score_date FROM control_score_rows AS y
+                          WHERE y.tenant_key = (SELECT k.tenant_key FROM tenant_keys AS k
+                                                WHERE k.tenant_id = t.tenant_id)
+                          ORDER BY y.score_date DESC LIMIT 1)
+    OFFSET 0
+) AS c"""
+
+
+def control_changes(dialect: str) -> str:
+    """0005's control_changes, its changes read by keys."""
+    old = _load("0005")
+    if dialect == "sqlite":
+        return _replaced(old._control_changes("sqlite"), old.SQLITE_CHANGES, SQLITE_CHANGES)
+    return _replaced(old._control_changes("postgresql"), old.POSTGRES_CHANGES, POSTGRES_CHANGES)
+
+
+def control_status(dialect: str) -> str:
+    """0005's control_status; on PostgreSQL 0010's, its newest control day found by keys."""
+    old = _load("0005")
+    if dialect == "sqlite":
+        return str(old.CONTROL_STATUS)
+    pruning = _load("0010")
+    rows = pruning.OLD_NEWEST_DAY_ROWS.format(newest=old.NEWEST_CONTROL_DAY)
+    return _replaced(old.CONTROL_STATUS, rows, POSTGRES_NEWEST_DAY_ROWS)
+
+
+def previous_control_changes(dialect: str) -> str:
+    """control_changes as 0010 left it (downgrade)."""
+    old = _load("0005")
+    if dialect == "sqlite":
+        return str(old._control_changes("sqlite"))
+    pruning = _load("0010")
+    changes = old._control_changes("postgresql")
+    return _replaced(changes, pruning.OLD_PREVIOUS_AND_PRESENT, pruning.PREVIOUS_AND_PRESENT)
+
+
+def previous_control_status(dialect: str) -> str:
+    """control_status as 0010 left it (downgrade)."""
+    old = _load("0005")
+    if dialect == "sqlite":
+        return str(old.CONTROL_STATUS)
+    pruning = _load("0010")
+    return _replaced(
+        old.CONTROL_STATUS, pruning.OLD_NEWEST_DAY_ROWS.format(newest=old.NEWEST_CONTROL_DAY), pruning.NEWEST_DAY_ROWS
+    )

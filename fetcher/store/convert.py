@@ -1,0 +1,309 @@
+"""Moving the rows of the old control_scores table into the compact layout (migration 0011), in batches.
+
+Each batch is one transaction that copies the next `batch_rows` rows, in primary-key order, into
+control_score_rows (assigning tenant, control and status keys as it meets them) and deletes them from the
+old table. So an interrupted migration (Ctrl-C, a crash, a full disk) has lost nothing and redone nothing:
+`fetcher migrate` again continues with the rows that are left, and the disk holds the old table plus the
+new rows of the batches done, never both copies of everything.
+
+Before the first batch, `check_free_space` refuses to start when the database's disk has less free space
+than the move needs (`space_needed`); `FETCHER_MIGRATE_SKIP_DISK_CHECK=1` or `fetcher migrate
+--skip-disk-check` starts anyway. PostgreSQL's free space is read from its data directory when the server
+runs on this machine and the role may read `data_directory`; otherwise the need is logged and not checked.
+
+The statements are written out per dialect: SQLite keeps score_date as ISO text and last_synced as
+microseconds since 1970 (SQLAlchemy stored it as 'YYYY-MM-DD HH:MM:SS.ffffff'); PostgreSQL keeps its types.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fetcher.errors import DatabaseError, NotEnoughDisk
+
+log = logging.getLogger(__name__)
+
+OPTIONS_ATTRIBUTE = "fetcher_move_options"  # where `engine.migrate` leaves the options for migration 0011
+SKIP_DISK_CHECK_ENV = "FETCHER_MIGRATE_SKIP_DISK_CHECK"
+# The new rows take about a third of the old ones (measured on the demo database: SQLite 25 %, PostgreSQL
+# 39 %; README: Upgrading to the compact layout), counted at half; and the write-ahead log holds about twice
+# a batch (SQLite keeps the file of its largest transaction). SQLite reuses the pages each batch frees for
+# the next one, so the file grows by about a batch; PostgreSQL frees the old table's space only when it is
+# dropped at the end.
+NEW_SHARE = 0.5
+BATCH_LOG_FACTOR = 2
+MIB = 1024 * 1024
+
+Progress = Callable[[int, int], None]  # rows moved so far, rows to move in all
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    """Free bytes where the database keeps its files, and where that is (for the message)."""
+
+    free: int
+    where: str
+
+
+FreeSpace = Callable[[Connection], DiskSpace | None]
+
+
+@dataclass(frozen=True)
+class MoveOptions:
+    """How migration 0011 moves the rows: batch size, a progress callback, the free-space check."""
+
+    batch_rows: int = 50_000
+    progress: Progress | None = None
+    check_disk: bool = True
+    free_space: FreeSpace | None = None  # None: the database's own disk (`database_free_space`)
+
+
+def options_from(attributes: Mapping[str, Any]) -> MoveOptions:
+    """The options `fetcher migrate` gave (the `alembic` command line gives none), with the environment's
+    override of the disk check."""
+    options = attributes.get(OPTIONS_ATTRIBUTE) or MoveOptions()
+    if os.environ.get(SKIP_DISK_CHECK_ENV, "").strip().lower() in {"1", "true", "yes"}:
+        options = MoveOptions(options.batch_rows, options.progress, False, options.free_space)
+    assert isinstance(options, MoveOptions)
+    return options
+
+
+# ------------------------------------------------------------------------------------------------ disk
+
+
+def old_table_bytes(conn: Connection) -> int:
+    """Bytes the old control_scores table takes, its indexes and partitions included."""
+    if conn.dialect.name == "postgresql":
+        return int(
+            conn.exec_driver_sql(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c "
+                "WHERE c.oid = 'control_scores'::regclass "
+                "OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'control_scores'::regclass)"
+            ).scalar_one()
+        )
+    try:
+        size = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = 'control_scores'").scalar_one()
+    except sa.exc.OperationalError:  # SQLite built without the dbstat table: the whole file, an upper bound
+        page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        size = conn.exec_driver_sql("PRAGMA page_count").scalar_one() * page_size
+    return int(size or 0)
+
+
+def space_needed(dialect: str, old_bytes: int, rows: int, batch_rows: int) -> int:
+    """Free bytes the move needs (see NEW_SHARE): SQLite about a batch's new rows and its log; PostgreSQL
+    every new row, and a batch's log."""
+    batch_bytes = old_bytes * min(1.0, batch_rows / rows) if rows else 0
+    if dialect == "sqlite":
+        return int((NEW_SHARE + BATCH_LOG_FACTOR) * batch_bytes)
+    return int(NEW_SHARE * old_bytes + BATCH_LOG_FACTOR * batch_bytes)
+
+
+def database_free_space(conn: Connection) -> DiskSpace | None:
+    """Free space of the SQLite file's folder, or of PostgreSQL's data directory when the server runs here
+    and this role may read where it is; None when it cannot be known."""
+    if conn.dialect.name == "sqlite":
+        path = next((row[2] for row in conn.exec_driver_sql("PRAGMA database_list") if row[1] == "main"), "")
+        if not path:
+            return None  # in memory
+        folder = Path(path).parent
+        return DiskSpace(shutil.disk_usage(folder).free, str(folder))
+    row = conn.exec_driver_sql(
+        "SELECT (SELECT setting FROM pg_settings WHERE name = 'data_directory'), inet_server_addr()::text"
+    ).one()
+    directory, address = row
+    local = address is None or ipaddress.ip_interface(address).ip.is_loopback
+    if not directory or not local or not Path(directory).is_dir():
+        return None
+    return DiskSpace(shutil.disk_usage(directory).free, f"the server's data directory {directory}")
+
+
+def check_free_space(conn: Connection, rows: int, options: MoveOptions) -> None:
+    """Refuse (`NotEnoughDisk`) to start a move the disk cannot hold; one line naming the need and the free."""
+    if not options.check_disk or not rows:
+        return
+    needed = space_needed(conn.dialect.name, old_table_bytes(conn), rows, options.batch_rows)
+    space = (options.free_space or database_free_space)(conn)
+    if space is None:
+        log.warning("migration 0011 needs about %d MiB free on the database server's disk; not checked", needed // MIB)
+        return
+    if space.free < needed:
+        raise NotEnoughDisk(
+            f"migration 0011 needs about {_mib(needed)} free for the compact control scores, {space.where} has "
+            f"{_mib(space.free)}: free some space, or start anyway with --skip-disk-check "
+            f"(${SKIP_DISK_CHECK_ENV}=1)"
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:,.0f} MiB" if size >= MIB else f"{size / MIB:.2f} MiB"
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+# A batch ends at the end of a day (tenant, score_date), so that a day's rows move together and keep their
+# order (below).
+_UP_TO = "(o.tenant_id, o.score_date) <= (:tenant_id, :score_date)"
+# After the previous batch's last day: PostgreSQL's index still holds the moved rows until a vacuum, and every
+# batch walking them again from the start grew slower as the move went on.
+_AFTER = "(o.tenant_id, o.score_date) > (:after_tenant_id, :after_score_date)"
+_ALL = "1 = 1"  # a WHERE also keeps SQLite's INSERT ... SELECT ... ON CONFLICT unambiguous
+
+_KEYS = (
+    "INSERT INTO tenant_keys (tenant_id) SELECT DISTINCT o.tenant_id FROM control_scores AS o WHERE {where} "
+    "ON CONFLICT (tenant_id) DO NOTHING",
+    "INSERT INTO control_keys (control_name) SELECT DISTINCT o.control_name FROM control_scores AS o "
+    "WHERE {where} ON CONFLICT (control_name) DO NOTHING",
+    "INSERT INTO status_texts (implementation_status) SELECT DISTINCT o.implementation_status "
+    "FROM control_scores AS o WHERE {where} AND o.implementation_status IS NOT NULL "
+    "ON CONFLICT (implementation_status) DO NOTHING",
+)
+
+# SQLAlchemy stored SQLite's times as 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds, then the fraction padded to
+# microseconds (so a shorter fraction, never written by SQLAlchemy, still counts right).
+_SQLITE_MICROSECONDS = (
+    "CAST(strftime('%s', substr(o.last_synced, 1, 19)) AS INTEGER) * 1000000 "
+    "+ CAST(substr(substr(o.last_synced, 21) || '000000', 1, 6) AS INTEGER)"
+)
+_ROWS = """INSERT INTO control_score_rows
+    (tenant_key, score_date, control_key, status_key, score, score_in_percentage, last_synced, count, total,
+     is_on, extra)
+SELECT t.tenant_key, o.score_date, c.control_key, s.status_key, o.score, o.score_in_percentage, {last_synced},
+       o.count, o.total, o.is_on, NULLIF(o.extra, {empty})
+FROM control_scores AS o
+JOIN tenant_keys AS t ON t.tenant_id = o.tenant_id
+JOIN control_keys AS c ON c.control_name = o.control_name
+LEFT JOIN status_texts AS s ON s.implementation_status = o.implementation_status
+WHERE {where}
+ORDER BY {order}
+ON CONFLICT (tenant_key, score_date, control_key) DO UPDATE SET
+    status_key = excluded.status_key, score = excluded.score, score_in_percentage = excluded.score_in_percentage,
+    last_synced = excluded.last_synced, count = excluded.count, total = excluded.total, is_on = excluded.is_on,
+    extra = excluded.extra"""
+
+
+def _statements(dialect: str, where: str) -> list[str]:
+    if dialect == "postgresql":
+        # In the old table's physical order: a sum over a day's rows (category_scores) adds them in the order
+        # a sequential scan meets them, so the moved rows give the same float to the last bit.
+        rows = _ROWS.format(last_synced="o.last_synced", empty="'{}'::jsonb", where=where, order="o.ctid")
+        # Writers of the old layout (an older fetcher still scheduled) wait for the batch, so no row they
+        # write between the copy and the delete is lost.
+        lock = "LOCK TABLE control_scores IN SHARE ROW EXCLUSIVE MODE"
+        return [lock, *(k.format(where=where) for k in _KEYS), rows, f"DELETE FROM control_scores AS o WHERE {where}"]
+    # SQLite keeps both tables in key order, the keys numbered in the names' order (`number_keys`).
+    order = "o.tenant_id, o.score_date, o.control_name"
+    rows = _ROWS.format(last_synced=_SQLITE_MICROSECONDS, empty="'{}'", where=where, order=order)
+    # SQLite cannot alias a DELETE's table; the row value compares the same key.
+    delete = f"DELETE FROM control_scores WHERE {where.replace('o.', '')}"
+    return [*(k.format(where=where) for k in _KEYS), rows, delete]
+
+
+def _batch_end(conn: Connection, batch_rows: int, after: dict[str, Any]) -> dict[str, Any] | None:
+    """The day (tenant, score_date) of the `batch_rows`-th row left in key order (after `after`, the previous
+    batch's last day), the batch's last day; None: the rest is a batch."""
+    where = _AFTER.replace("o.", "") if after else _ALL
+    row = conn.execute(
+        sa.text(
+            f"SELECT tenant_id, score_date FROM control_scores WHERE {where} "
+            f"ORDER BY tenant_id, score_date, control_name LIMIT 1 OFFSET {int(batch_rows) - 1}"
+        ),
+        after,
+    ).first()
+    return None if row is None else {"tenant_id": row[0], "score_date": row[1]}
+
+
+def move_batch(
+    conn: Connection, batch_rows: int, after: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any] | None]:
+    """Move the next batch in the connection's current transaction: how many rows it moved, and its last day
+    (to give as `after` to the next batch), None when it was the last batch (it took every row left)."""
+    bounds = {f"after_{name}": value for name, value in (after or {}).items()}
+    end = _batch_end(conn, batch_rows, bounds)
+    where = " AND ".join([*([_AFTER] if after else []), *([_UP_TO] if end else [])]) or _ALL
+    for statement in _statements(conn.dialect.name, where):
+        result = conn.execute(sa.text(statement), {**bounds, **(end or {})})
+    return int(result.rowcount), end
+
+
+# Keys numbered in the old key's order, so control_score_rows keeps the rows in the order control_scores had
+# them, and the views' float sums (category_scores, improvement_actions) add them up in the same order to the
+# same last bit. Each batch still keys what these tables lack.
+_ORDERED_KEYS = (
+    "INSERT INTO tenant_keys (tenant_id) SELECT tenant_id FROM tenants WHERE 1 = 1 ORDER BY tenant_id "
+    "ON CONFLICT (tenant_id) DO NOTHING",
+    "INSERT INTO control_keys (control_name) SELECT control_name FROM controls WHERE 1 = 1 ORDER BY control_name "
+    "ON CONFLICT (control_name) DO NOTHING",
+)
+
+
+def number_keys(conn: Connection) -> None:
+    """Key every known tenant and control, in the order of their ids and names (before the first batch)."""
+    for statement in _ORDERED_KEYS:
+        conn.exec_driver_sql(statement)
+
+
+def move_control_scores(conn: Connection, options: MoveOptions) -> int:
+    """Move every row of control_scores into control_score_rows, a committed transaction per batch; the old
+    table is left empty. Returns the rows moved by this call (a resumed move counts the earlier ones as done)."""
+    number_keys(conn)
+    done, left = _count(conn, "control_score_rows"), _count(conn, "control_scores")
+    total = done + left
+    moved, last = 0, not left  # nothing to move (a new database): no commit, the upgrade stays one transaction
+    end: dict[str, Any] | None = None
+    while not last:
+        _still_a_table(conn)
+        count, end = move_batch(conn, options.batch_rows, end)
+        last = end is None
+        conn.commit()
+        moved += count
+        if options.progress is not None:
+            options.progress(min(done + moved, total), total)
+    return moved
+
+
+def _still_a_table(conn: Connection) -> None:
+    """SQLite has no lock that outlives a commit: a second `fetcher migrate` may have finished the move."""
+    if conn.dialect.name == "postgresql":
+        query = "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('control_scores')"
+        kind = conn.exec_driver_sql(query).scalar()
+        table = kind in ("r", "p")
+    else:
+        kind = conn.exec_driver_sql("SELECT type FROM sqlite_master WHERE name = 'control_scores'").scalar()
+        table = kind == "table"
+    if not table:
+        raise DatabaseError("control_scores was moved by another `fetcher migrate` meanwhile: run it again")
+
+
+def _count(conn: Connection, table: str) -> int:
+    return int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
+
+
+def rows_left(conn: Connection) -> int:
+    """Rows still in the old table."""
+    return _count(conn, "control_scores")
+
+
+def grants(conn: Connection, name: str) -> list[str]:
+    """PostgreSQL: GRANT statements that give `name` its present privileges again, once it is made anew (the
+    control_scores view in place of the table, the views that read it); SQLite has none."""
+    if conn.dialect.name != "postgresql":
+        return []
+    query = sa.text(
+        "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, "
+        "a.is_grantable FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a "
+        "LEFT JOIN pg_roles AS r ON r.oid = a.grantee WHERE c.oid = to_regclass(:t) AND a.grantee <> c.relowner"
+    )
+    return [
+        f"GRANT {privilege} ON {name} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}"
+        for privilege, grantee, grantable in conn.execute(query, {"t": name}).all()
+    ]

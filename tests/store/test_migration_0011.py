@@ -1,0 +1,241 @@
+"""Migration 0011 (control_scores compact) on databases made by main at 72c5d27 (tests/data/main-72c5d27):
+every value of every table and view reads the same after `fetcher migrate`, as the driver returns it."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from fetcher.config import DatabaseConfig
+from fetcher.errors import NotEnoughDisk
+from fetcher.store.convert import DiskSpace, MoveOptions
+from fetcher.store.engine import create_engine, current_revision, head_revision, migrate
+from tests.conftest import SKIP_POSTGRES, _admin_url, create_postgres_database, drop_postgres_database
+
+FIXTURES = Path(__file__).parents[1] / "data" / "main-72c5d27"
+FIXTURE_ROWS = 5375  # control_scores rows in each fixture
+Snapshot = dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]
+
+
+def _relations(sync: sa.Connection) -> list[str]:
+    """Every table and view but Alembic's, and PostgreSQL's month partitions (read through their parent)."""
+    inspector = sa.inspect(sync)
+    partitions: set[str] = set()
+    if sync.dialect.name == "postgresql":
+        partitions = {name for (name,) in sync.exec_driver_sql("SELECT inhrelid::regclass::text FROM pg_inherits")}
+    names = set(inspector.get_table_names()) | set(inspector.get_view_names())
+    return sorted(names - partitions - {"alembic_version"})
+
+
+async def snapshot(url: str, names: list[str] | None = None) -> Snapshot:
+    """Each relation's column names and every row, ordered by all its columns, as the driver returns them."""
+    engine = create_engine(DatabaseConfig(url=url))
+    taken: Snapshot = {}
+    try:
+        async with engine.connect() as conn:
+            for name in names or await conn.run_sync(_relations):
+                result = await conn.exec_driver_sql(f"SELECT * FROM {name}")
+                width = len(result.keys())
+                result = await conn.exec_driver_sql(
+                    f"SELECT * FROM {name} ORDER BY {', '.join(str(i + 1) for i in range(width))}"
+                )
+                taken[name] = (tuple(result.keys()), [tuple(row) for row in result.all()])
+            if conn.dialect.name == "postgresql":
+                acl = (
+                    "SELECT relname, relacl::text FROM pg_class WHERE relacl IS NOT NULL "
+                    "AND relnamespace = current_schema()::regnamespace ORDER BY relname"
+                )
+                taken["(grants)"] = (("relation", "acl"), [tuple(r) for r in (await conn.exec_driver_sql(acl)).all()])
+    finally:
+        await engine.dispose()
+    return taken
+
+
+def tables(taken: Snapshot) -> list[str]:
+    return [name for name in taken if not name.startswith("(")]
+
+
+def assert_same(before: Snapshot, after: Snapshot) -> None:
+    for name, (columns, rows) in before.items():
+        assert after[name][0] == columns, name
+        assert len(after[name][1]) == len(rows), name
+        for old, new in zip(rows, after[name][1], strict=True):
+            assert new == old, name
+
+
+async def _restore(url: str, dump: Path) -> None:
+    """A plain pg_dump run as one script (psql's \\restrict lines left out: they are not SQL)."""
+    script = gzip.decompress(dump.read_bytes()).decode()
+    script = "\n".join(line for line in script.splitlines() if not line.startswith("\\"))
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(script)
+        # A BI tool's grants (the dump has none: --no-privileges), to be carried to the view and the views.
+        await conn.execute(
+            "GRANT SELECT ON public.control_scores, public.control_changes, public.improvement_actions TO PUBLIC"
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("pg", marks=pytest.mark.postgres),
+        pytest.param("pg-monthly", marks=pytest.mark.postgres),
+    ]
+)
+def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(kind, URL) of a database made by main at 72c5d27, a copy of its own."""
+    kind: str = request.param
+    if kind == "sqlite":
+        path = tmp_path / "old.db"
+        with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield kind, f"sqlite+aiosqlite:///{path}"
+        return
+    if _admin_url() is None:
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_migration")
+    try:
+        asyncio.run(_restore(url, FIXTURES / f"fixture.{kind}.sql.gz"))
+        yield kind, url
+    finally:
+        drop_postgres_database(url)
+
+
+def fetcher_migrate(tmp_path: Path, kind: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    partition = '\npartition = "monthly"' if kind == "pg-monthly" else ""
+    config = tmp_path / "fetcher.toml"
+    config.write_text(f'[database]\nurl = "{url}"{partition}\n', encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "fetcher", "--config", str(config), "migrate", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_every_value_reads_the_same_after_fetcher_migrate(old_database: tuple[str, str], tmp_path: Path) -> None:
+    kind, url = old_database
+    before = asyncio.run(snapshot(url))
+    assert len(before["control_scores"][1]) == FIXTURE_ROWS
+    done = fetcher_migrate(tmp_path, kind, url)
+    assert done.returncode == 0, done.stderr
+    assert "migrated from 0010" in done.stderr
+    after = asyncio.run(snapshot(url, tables(before)))
+    assert_same(before, after)
+
+
+class Stop(Exception):
+    """Stands for a crash or Ctrl-C between two batches."""
+
+
+def _stop_after(batches: int, seen: list[int]) -> Any:
+    """A progress callback that records the rows moved and stops the migration after `batches` batches."""
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == batches:
+            raise Stop(f"stopped after {done} of {total}")
+
+    return progress
+
+
+async def _migrate(url: str, options: MoveOptions) -> tuple[str | None, str | None]:
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        return await migrate(engine, moving=options)
+    finally:
+        await engine.dispose()
+
+
+async def _state(url: str) -> tuple[str | None, int, int]:
+    """The schema revision, and the rows in the old table and in the new one."""
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        revision = await current_revision(engine)
+        async with engine.connect() as conn:
+            old = (await conn.exec_driver_sql("SELECT COUNT(*) FROM control_scores")).scalar_one()
+            new = (await conn.exec_driver_sql("SELECT COUNT(*) FROM control_score_rows")).scalar_one()
+    finally:
+        await engine.dispose()
+    return revision, old, new
+
+
+def test_an_interrupted_migration_continues_where_it_stopped(old_database: tuple[str, str], tmp_path: Path) -> None:
+    """Stopped after its second batch (about 1,000 rows each, whole days), the migration has moved exactly
+    those rows (committed, gone from the old table); `fetcher migrate` again moves the rest and every value
+    reads as before."""
+    kind, url = old_database
+    before = asyncio.run(snapshot(url))
+    seen: list[int] = []
+    with pytest.raises(Stop):
+        asyncio.run(_migrate(url, MoveOptions(batch_rows=1000, progress=_stop_after(2, seen))))
+    moved = seen[-1]
+    assert 2000 <= moved < 2000 + 2 * 100  # a batch ends with its last day (80 controls a day here)
+    assert asyncio.run(_state(url)) == ("0010", FIXTURE_ROWS - moved, moved)
+    done = fetcher_migrate(tmp_path, kind, url)
+    assert done.returncode == 0, done.stderr
+    assert_same(before, asyncio.run(snapshot(url, tables(before))))
+
+
+def test_no_migration_starts_without_the_free_disk_it_needs(old_database: tuple[str, str]) -> None:
+    """The refusal is one line naming the space needed and the space free; nothing is changed."""
+    _, url = old_database
+    tight = MoveOptions(free_space=lambda _conn: DiskSpace(100_000, "the test's disk"))
+    with pytest.raises(NotEnoughDisk) as refused:
+        asyncio.run(_migrate(url, tight))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "migration 0011 needs about" in message
+    assert "the test's disk has 0.10 MiB" in message
+    assert "--skip-disk-check" in message
+    engine = create_engine(DatabaseConfig(url=url))
+    assert asyncio.run(current_revision(engine)) == "0010"
+    asyncio.run(engine.dispose())
+
+
+def test_the_disk_check_can_be_skipped(old_database: tuple[str, str]) -> None:
+    _, url = old_database
+    tight = MoveOptions(check_disk=False, free_space=lambda _conn: DiskSpace(0, "the test's disk"))
+    assert asyncio.run(_migrate(url, tight)) == ("0010", head_revision())
+
+
+PLANNED = (
+    "SELECT * FROM control_changes WHERE tenant_id = :t AND score_date > '2026-11-20'",
+    "SELECT * FROM control_changes WHERE score_date = '2026-11-29'",
+    "SELECT * FROM control_status WHERE tenant_id = :t",
+    "SELECT * FROM category_scores WHERE tenant_id = :t AND score_date >= '2026-11-20'",
+    "SELECT * FROM control_scores WHERE tenant_id = :t AND score_date = '2026-11-29'",
+)
+
+
+@pytest.mark.parametrize("query", PLANNED)
+def test_sqlite_reads_the_moved_rows_by_primary_key(tmp_path: Path, query: str) -> None:
+    """After the migration SQLite reaches control_score_rows only by its primary key: no scan of it, and
+    never the control_scores view materialized whole (as control_changes did through the view)."""
+    path = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}", MoveOptions()))
+    with sqlite3.connect(path) as conn:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", {"t": "x"})]
+    aliases = {"r", "cur", "prev", "x", "y"}  # control_score_rows in the views
+    assert not [step for step in plan if step.startswith("SCAN") and step.split()[1] in aliases], plan
+    assert not [step for step in plan if "MATERIALIZE control_scores" in step], plan
+    assert any(step.startswith("SEARCH") and "USING PRIMARY KEY (tenant_key=?" in step for step in plan), plan
