@@ -358,18 +358,11 @@ READS: dict[str, Callable[[AsyncConnection], Awaitable[Any]]] = {
     "report next actions": lambda conn: reports.next_actions(conn, TENANT, limit=5),
     "portfolio actions (every tenant's newest day)": reports.actions,
 }
-# 0011 keeps the views over control_scores as they were; through the view's joins to the key tables their
-# "newest control day" lookups open every month. Their plans are being rewritten (issue 17, helper "migrate").
-PLANS_PENDING = {"report control moves", "report next actions", "portfolio actions (every tenant's newest day)"}
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("what", READS)
-async def test_a_tenants_last_90_days_read_at_most_4_partitions(
-    partitioned: AsyncEngine, what: str, request: pytest.FixtureRequest
-) -> None:
-    if what in PLANS_PENDING:
-        request.applymarker(pytest.mark.xfail(reason="the views' plans over 0011's layout: pending", strict=False))
+async def test_a_tenants_last_90_days_read_at_most_4_partitions(partitioned: AsyncEngine, what: str) -> None:
     plans = await explained(partitioned, READS[what])
     touching = [plan for plan in plans if plan]
     assert touching, f"{what}: no statement read control_scores"
