@@ -402,7 +402,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         monthly = config.database.partition == "monthly"
         bar = ctx.log_format == "text" and ctx.err.is_terminal and ctx.verbosity >= 0
         progress = MoveProgressBar(ctx.err) if bar else MoveProgressLog()
-        moving = MoveOptions(progress=progress, check_disk=not skip_disk_check)
+        moving = MoveOptions(progress=progress, check_disk=not skip_disk_check, partition_monthly=monthly)
         try:
             before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback

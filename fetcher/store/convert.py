@@ -17,6 +17,7 @@ microseconds since 1970 (SQLAlchemy stored it as 'YYYY-MM-DD HH:MM:SS.ffffff'); 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -66,6 +67,9 @@ class MoveOptions:
     progress: Progress | None = None
     check_disk: bool = True
     free_space: FreeSpace | None = None  # None: the database's own disk (`database_free_space`)
+    # [database] partition = "monthly": control_score_rows is made partitioned by month from the start, so
+    # the rows move once (not into a plain table that `fetcher migrate` then converts in one transaction).
+    partition_monthly: bool = False
 
 
 def options_from(attributes: Mapping[str, Any]) -> MoveOptions:
@@ -73,7 +77,7 @@ def options_from(attributes: Mapping[str, Any]) -> MoveOptions:
     override of the disk check."""
     options = attributes.get(OPTIONS_ATTRIBUTE) or MoveOptions()
     if os.environ.get(SKIP_DISK_CHECK_ENV, "").strip().lower() in {"1", "true", "yes"}:
-        options = MoveOptions(options.batch_rows, options.progress, False, options.free_space)
+        options = dataclasses.replace(options, check_disk=False)
     assert isinstance(options, MoveOptions)
     return options
 

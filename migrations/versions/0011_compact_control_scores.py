@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -41,6 +42,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from fetcher.store.convert import check_free_space, move_control_scores, options_from, rows_left
+from fetcher.store.partition import month_of, months_between, next_month
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -242,20 +244,37 @@ def upgrade() -> None:
     if not sa.inspect(bind).has_table("control_score_rows"):
         rows = rows_left(bind)
         check_free_space(bind, rows, options)
-        _create_tables(dialect)
+        _create_tables(dialect, monthly=options.partition_monthly)
         if rows:
             bind.commit()  # the batches commit: a resumed migration finds the tables
     move_control_scores(bind, options)
     _swap(dialect)
 
 
-def _create_tables(dialect: str) -> None:
-    """The key tables and control_score_rows, partitioned by the old table's months if it is."""
+def _create_tables(dialect: str, *, monthly: bool) -> None:
+    """The key tables and control_score_rows: partitioned by the old table's months if it is, or by month
+    from its oldest day to the month after today when `fetcher migrate` is to partition it."""
     postgres = dialect == "postgresql"
     partitions = _partitions("control_scores") if postgres else []
     _create_key_tables()
-    _create_rows_table(dialect, partitioned=postgres and _is_partitioned("control_scores"))
+    _create_rows_table(dialect, partitioned=postgres and (bool(partitions) or monthly))
     _make_partitions("control_scores", "control_score_rows", partitions)
+    if postgres and monthly and not partitions:
+        _make_months()
+
+
+def _make_months() -> None:
+    """The months `fetcher.store.partition.convert` would make: from the oldest day (or today) to the newest
+    (or the month after today)."""
+    bind = op.get_bind()
+    today = datetime.now(UTC).date()
+    first, last = bind.exec_driver_sql("SELECT MIN(score_date), MAX(score_date) FROM control_scores").one()
+    months = months_between(min(first or today, today), max(last or today, next_month(month_of(today))))
+    for month in months:
+        bounds = f"FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+        op.execute(
+            f"CREATE TABLE control_score_rows_p{month:%Y_%m} PARTITION OF control_score_rows FOR VALUES {bounds}"
+        )
 
 
 def _swap(dialect: str) -> None:

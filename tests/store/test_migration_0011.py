@@ -95,7 +95,8 @@ async def _restore(url: str, dump: Path) -> None:
     params=[
         "sqlite",
         pytest.param("pg", marks=pytest.mark.postgres),
-        pytest.param("pg-monthly", marks=pytest.mark.postgres),
+        pytest.param("pg-monthly", marks=pytest.mark.postgres),  # partitioned by 72c5d27
+        pytest.param("pg+monthly", marks=pytest.mark.postgres),  # plain, migrated with partition = "monthly"
     ]
 )
 def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
@@ -111,14 +112,14 @@ def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
         pytest.skip(SKIP_POSTGRES)
     url = create_postgres_database("fetcher_migration")
     try:
-        asyncio.run(_restore(url, FIXTURES / f"fixture.{kind}.sql.gz"))
+        asyncio.run(_restore(url, FIXTURES / f"fixture.{kind.removesuffix('+monthly')}.sql.gz"))
         yield kind, url
     finally:
         drop_postgres_database(url)
 
 
 def fetcher_migrate(tmp_path: Path, kind: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    partition = '\npartition = "monthly"' if kind == "pg-monthly" else ""
+    partition = '\npartition = "monthly"' if "monthly" in kind else ""
     config = tmp_path / "fetcher.toml"
     config.write_text(f'[database]\nurl = "{url}"{partition}\n', encoding="utf-8")
     return subprocess.run(
@@ -185,7 +186,11 @@ def test_an_interrupted_migration_continues_where_it_stopped(old_database: tuple
     before = asyncio.run(snapshot(url))
     seen: list[int] = []
     with pytest.raises(Stop):
-        asyncio.run(_migrate(url, MoveOptions(batch_rows=1000, progress=_stop_after(2, seen))))
+        asyncio.run(
+            _migrate(
+                url, MoveOptions(batch_rows=1000, progress=_stop_after(2, seen), partition_monthly="monthly" in kind)
+            )
+        )
     moved = seen[-1]
     assert 2000 <= moved < 2000 + 2 * 100  # a batch ends with its last day (80 controls a day here)
     assert asyncio.run(_state(url)) == ("0010", FIXTURE_ROWS - moved, moved)
