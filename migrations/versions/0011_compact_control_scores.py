@@ -244,7 +244,8 @@ def upgrade() -> None:
     if not sa.inspect(bind).has_table("control_score_rows"):
         rows = rows_left(bind)
         check_free_space(bind, rows, options)
-        _create_tables(dialect, monthly=options.partition_monthly)
+        # A database with rows to move gets its months now; an empty one is partitioned as before, by `then`.
+        _create_tables(dialect, monthly=options.partition_monthly and rows > 0)
         if rows:
             bind.commit()  # the batches commit: a resumed migration finds the tables
     move_control_scores(bind, options)
