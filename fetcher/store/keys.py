@@ -118,14 +118,6 @@ def _on_rollback(conn: Connection) -> None:
                 known.keys.get(kind, {}).pop(text, None)
 
 
-def forget(engine: Engine) -> None:
-    """Drop the engine's cached keys (after the key tables were emptied under it, e.g. by a test)."""
-    known = _KNOWN.get(engine)
-    if known is not None:
-        known.keys.clear()
-        known.preloaded.clear()
-
-
 async def resolve(conn: AsyncConnection, kind: KeyTable, texts: Iterable[str | None]) -> Mapping[str, int]:
     """The key of each text (None is skipped), inserting those without one, in the caller's transaction."""
     return (await resolve_many(conn, [(kind, texts)]))[0]

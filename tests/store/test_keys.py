@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -13,8 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.config import DatabaseConfig
 from fetcher.store import keys
 from fetcher.store.engine import create_engine, transaction
-from fetcher.store.schema import control_keys, status_texts
+from fetcher.store.schema import control_keys, status_texts, tenant_keys
+from fetcher.store.scores import save_tenants
 from tests.dbutil import rows
+
+NOW = datetime(2026, 11, 28, 6, 1, tzinfo=UTC)
 
 
 @contextmanager
@@ -108,3 +112,18 @@ async def test_the_status_cache_is_bounded(engine: AsyncEngine) -> None:
     assert len(keys._known(engine.sync_engine).of(bounded)) <= 3
     async with engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(status_texts))).scalar_one() == 10
+
+
+async def test_a_runs_tenants_get_their_keys_with_their_tenants_rows(engine: AsyncEngine) -> None:
+    """`save_tenants` at a run's start: the saves of those tenants then read no tenant key."""
+    async with transaction(engine) as conn:
+        await save_tenants(conn, [("t-1", "One"), ("t-2", "Two")], NOW)
+
+    with statements(engine) as sent:
+        async with transaction(engine) as conn:
+            found = await keys.resolve(conn, keys.TENANTS, ["t-2", "t-1"])
+    assert sent == []
+    assert {r["tenant_id"]: r["tenant_key"] for r in await rows(engine, tenant_keys)} == {
+        "t-1": found["t-1"],
+        "t-2": found["t-2"],
+    }
