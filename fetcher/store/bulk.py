@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -118,6 +118,18 @@ def encode(bulk: Bulk, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
+def encode_columns(bulk: Bulk, columns: Sequence[Iterable[Any]]) -> list[tuple[Any, ...]]:
+    """As `encode`, from columns (one iterable per row field, each read once) instead of rows: a caller
+    that makes its rows column by column hands the columns over, and no row is made twice."""
+    if len(set(bulk.fields)) != len(bulk.fields):
+        raise ValueError(f"upsert into {bulk.table}: a field fills two columns; pass rows (`encode`)")
+    picked = [
+        columns[field] if convert is None else map(convert, columns[field])
+        for field, convert in zip(bulk.fields, bulk.converters, strict=True)
+    ]
+    return list(zip(*picked, strict=True))
+
+
 def _is_json(column: sa.Column[Any]) -> bool:
     return isinstance(column.type, sa.JSON)
 
@@ -196,9 +208,14 @@ def compiled(
 
 async def execute_many(conn: AsyncConnection, bulk: Bulk, rows: Sequence[Sequence[Any]]) -> None:
     """Run the upsert over `rows` in the caller's transaction."""
-    if not rows:
+    if rows:
+        await execute_encoded(conn, bulk, encode(bulk, rows))
+
+
+async def execute_encoded(conn: AsyncConnection, bulk: Bulk, encoded: list[tuple[Any, ...]]) -> None:
+    """Run the upsert over parameter tuples already encoded (`encode`, `encode_columns`)."""
+    if not encoded:
         return
-    encoded = encode(bulk, rows)
     if bulk.staging is None:
         await _executemany_sqlite(conn, bulk, encoded)
     else:

@@ -175,7 +175,11 @@ async def _save_batch(
     tenant_key = day_keys.tenants[tenant_id]
     await _delete_replaced(conn, tenant_id, tenant_key, day_keys, days)
     await _execute_many(conn, "scores", [d.score for d in days])
-    await _execute_many(conn, "control_score_rows", control_rows(tenant_key, day_keys, days))
+    rows = [c for d in days for c in d.controls]
+    if rows:
+        statement, fields = _bulk_statement("control_score_rows")
+        plan = bulk.compiled(conn, "control_score_rows", statement, fields)
+        await bulk.execute_encoded(conn, plan, bulk.encode_columns(plan, control_columns(tenant_key, day_keys, rows)))
     await _execute_many(conn, "comparatives", [c for d in days for c in d.comparatives])
 
 
@@ -212,11 +216,11 @@ _COPIED = tuple(  # the fields of a ControlScoreRow copied as they are, in the c
 )
 
 
-def control_rows(tenant_key: int, day_keys: DayKeys, days: Sequence[ScoreDay]) -> list[tuple[Any, ...]]:
-    """The days' control scores as `control_score_rows` rows (CONTROL_ROW_FIELDS), built column by column
-    in C (`map`, `itemgetter`), as `fetcher.store.bulk` encodes them: no Python frame per row but one."""
-    rows = [c for d in days for c in d.controls]
-    columns = [
+def control_columns(tenant_key: int, day_keys: DayKeys, rows: Sequence[ControlScoreRow]) -> list[Iterator[Any]]:
+    """The columns (CONTROL_ROW_FIELDS) of `rows` (a tenant's control scores) as `control_score_rows` takes
+    them, each an iterator in C (`map`, `itemgetter`): `fetcher.store.bulk` zips them into the rows it sends,
+    so no Python frame runs per row and no row is made twice."""
+    return [
         repeat(tenant_key, len(rows)),
         map(itemgetter(1), rows),
         map(day_keys.controls.__getitem__, map(_CONTROL_NAME, rows)),
@@ -224,7 +228,6 @@ def control_rows(tenant_key: int, day_keys: DayKeys, days: Sequence[ScoreDay]) -
         *(map(itemgetter(field), rows) for field in _COPIED),
         map(itemgetter(ControlScoreRow._fields.index("extra")), rows),  # {} is stored as NULL (bulk's converter)
     ]
-    return list(zip(*columns, strict=True))
 
 
 def _bulk_statement(kind: str) -> tuple[bulk.StatementFactory, tuple[str, ...]]:
@@ -281,32 +284,40 @@ async def _delete_replaced(
     """For days that arrive with a non-empty list, delete the stored members the list no longer has.
 
     One query reads the stored members of those days, controls and bases together (for days never
-    stored it finds nothing); only the rare leftovers are deleted.
+    stored it finds nothing); only the rare leftovers are deleted. A day's list is made a set only when
+    the day has stored members: a backfill's new days cost no per-control work here.
     """
-    control_key = day_keys.controls.__getitem__
-    wanted = {  # in C (map): a day has 230 controls
-        ("control", d.score_date): set(map(str, map(control_key, map(_CONTROL_NAME, d.controls))))
-        for d in days
-        if d.controls
-    }
-    wanted |= {("basis", d.score_date): {c.basis for c in d.comparatives} for d in days if d.comparatives}
-    if not wanted:
+    listed = {("control", d.score_date): d for d in days if d.controls}
+    listed |= {("basis", d.score_date): d for d in days if d.comparatives}
+    if not listed:
         return
     stored = await conn.execute(
         _STORED_MEMBERS,
         {"tenant_id": tenant_id, "tenant_key": tenant_key}
-        | {f"{kind}_days": [day for k, day in wanted if k == kind] for kind in ("control", "basis")},
+        | {f"{kind}_days": [day for k, day in listed if k == kind] for kind in ("control", "basis")},
     )
+    wanted: dict[tuple[str, date], set[str]] = {}
     gone: dict[str, list[dict[str, Any]]] = {"control": [], "basis": []}
     for kind, value, member in stored.all():
         day = as_date(value)
         assert day is not None
-        if member not in wanted[(kind, day)]:
+        members = wanted.get((kind, day))
+        if members is None:
+            members = wanted[(kind, day)] = _members(kind, listed[(kind, day)], day_keys)
+        if member not in members:
             owner, name = (tenant_key, int(member)) if kind == "control" else (tenant_id, member)
             gone[kind].append({"t": owner, "d": day, "n": name})
     for kind, rows in gone.items():
         if rows:
             await conn.execute(_DELETE_MEMBER[kind], rows)
+
+
+def _members(kind: str, day: ScoreDay, day_keys: DayKeys) -> set[str]:
+    """A day's listed members as `_STORED_MEMBERS` shows them: control keys as text (in C: `map`, a day has
+    230 controls), or bases."""
+    if kind == "control":
+        return set(map(str, map(day_keys.controls.__getitem__, map(_CONTROL_NAME, day.controls))))
+    return {c.basis for c in day.comparatives}
 
 
 async def save_controls(conn: AsyncConnection, days: Sequence[ScoreDay]) -> None:

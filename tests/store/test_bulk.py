@@ -176,6 +176,25 @@ def test_a_column_without_a_field_is_refused_naming_it() -> None:
         bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), [f for f in FIELDS if f != "points"])
 
 
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), PGDialect_asyncpg()], ids=["sqlite", "postgresql"])
+def test_columns_encode_to_the_same_parameters_as_their_rows(dialect: Any) -> None:
+    """`encode_columns` (one iterable per field) and `encode` (rows) give the driver the same tuples."""
+    insert: Any = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    plan = bulk.compile_upsert(dialect, insert(control_score_rows), FIELDS, ALIASES)
+    synced = datetime(2026, 11, 25, 15, 4, 6, 120, tzinfo=UTC)
+    batch = [row(1, 9.5, last_synced=synced, extra={"a": [1]}), row(2, None, is_on=True), row(3, 1.0, count=4)]
+
+    assert bulk.encode_columns(plan, [iter(column) for column in zip(*batch, strict=True)]) == bulk.encode(plan, batch)
+
+
+def test_columns_are_refused_when_a_field_fills_two_columns() -> None:
+    """A column is an iterator read once: a field behind two columns must come as rows."""
+    plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), FIELDS, {"score": "total"})
+
+    with pytest.raises(ValueError, match="a field fills two columns"):
+        bulk.encode_columns(plan, [iter(column) for column in zip(row(1, 1.0), strict=True)])
+
+
 def test_sqlite_takes_rows_in_the_compiled_statements_parameter_order() -> None:
     plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), FIELDS, ALIASES)
 
