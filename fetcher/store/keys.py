@@ -70,11 +70,13 @@ class _Known:
         return self.keys.setdefault(kind.kind, {})
 
     def add(self, kind: str, found: dict[str, int]) -> None:
-        """Cache committed keys; a bounded kind's cache is cleared first when they would overfill it."""
+        """Cache committed keys; a bounded kind's cache is replaced by an empty one first when they would
+        overfill it (replaced, not cleared: a caller still reading the old mapping, which `resolve_many` may
+        return, keeps every key it was given)."""
         known = self.keys.setdefault(kind, {})
         limit = self.limits.get(kind)
         if limit is not None and len(known) + len(found) > limit:
-            known.clear()
+            known = self.keys[kind] = {}
         known.update(found)
 
 

@@ -127,3 +127,20 @@ async def test_a_runs_tenants_get_their_keys_with_their_tenants_rows(engine: Asy
         "t-1": found["t-1"],
         "t-2": found["t-2"],
     }
+
+
+async def test_keys_given_out_stay_readable_when_the_bounded_cache_overflows(engine: AsyncEngine) -> None:
+    """A save holds the mapping it was given across its statements while other writers fill the cache."""
+    bounded = keys.KeyTable(status_texts, "implementation_status", "status_key", limit=3)
+    async with transaction(engine) as conn:
+        await keys.resolve(conn, bounded, ["status 0", "status 1"])
+    async with transaction(engine) as conn:
+        given = await keys.resolve(conn, bounded, ["status 0", "status 1"])
+    before = dict(given)
+    async with transaction(engine) as conn:
+        await keys.resolve(conn, bounded, ["status 2", "status 3"])
+    async with transaction(engine) as conn:  # read back committed: overflows the cache of 3
+        await keys.resolve(conn, bounded, ["status 2", "status 3"])
+
+    assert len(before) == 2
+    assert dict(given) == before
