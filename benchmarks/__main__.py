@@ -41,7 +41,6 @@ BENCHMARKS: dict[str, Callable[[Session], list[Row]]] = {
     "startup": startup.run,
     "profiles": profiles.run,
 }
-DETERMINISTIC = frozenset({"storage"})  # the same figures every run: --repeat runs them once
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS_DOC = REPO / "docs" / "benchmarks.md"
 QUICK_NOTE = (
@@ -71,8 +70,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         metavar="N",
-        help="run each benchmark N times and show each figure as the median run with the range of all N "
-        f"({', '.join(sorted(DETERMINISTIC))} runs once: its figures do not vary)",
+        help="run each benchmark N times and show each figure as the median run with the range of all N",
     )
     parser.add_argument(
         "--postgres",
@@ -90,12 +88,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_repeated(name: str, session: Session, repeat: int) -> list[Row]:
-    """`repeat` runs of one benchmark (one if its figures are deterministic), merged into one row per figure."""
-    count = 1 if name in DETERMINISTIC else repeat
+    """`repeat` runs of one benchmark, merged into one row per figure."""
     runs = []
-    for number in range(1, count + 1):
-        if count > 1:
-            session.log(f"{name}: run {number} of {count}")
+    for number in range(1, repeat + 1):
+        if repeat > 1:
+            session.log(f"{name}: run {number} of {repeat}")
         runs.append(run_one(name, session))
     return merge_runs(runs)
 
