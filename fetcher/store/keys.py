@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fetcher.store.schema import control_keys, status_texts, tenant_keys
@@ -111,8 +112,17 @@ def _on_commit(conn: Connection) -> None:
 
 
 def _on_rollback(conn: Connection) -> None:
-    conn.info.pop(PENDING, None)
-    promoted: Pending | None = conn.info.pop(PROMOTED, None)
+    try:
+        info = conn.info
+    except InvalidRequestError:
+        # Invalidated (the connection was lost mid-transaction): what its transaction inserted or promoted
+        # cannot be read any more, so forget every cached key, replaced rather than cleared as in `add`; the
+        # next save reads them again.
+        known = _known(conn.engine)
+        known.keys, known.preloaded = {}, set()
+        return
+    info.pop(PENDING, None)
+    promoted: Pending | None = info.pop(PROMOTED, None)
     if promoted:  # the commit that made them known failed: forget them again
         known = _known(conn.engine)
         for kind, keys in promoted.items():

@@ -89,6 +89,31 @@ async def test_a_key_inserted_by_a_rolled_back_transaction_is_never_used(engine:
     assert stored == {"Other": other["Other"], "Lost": lost["Lost"]}
 
 
+async def test_a_connection_lost_mid_transaction_fails_as_a_database_error_and_forgets_the_cache(
+    postgres_engine: AsyncEngine,
+) -> None:
+    """A lost connection's rollback cannot read what its transaction inserted: the save fails with the
+    driver's error, marked as a lost connection (a run tries once more), not with a PendingRollbackError
+    raised from the rollback event, and no key of it stays cached."""
+    engine = postgres_engine
+    async with transaction(engine) as conn:
+        known = await keys.resolve(conn, keys.CONTROLS, ["Kept"])
+    with pytest.raises(sa.exc.DBAPIError) as lost:
+        async with transaction(engine) as conn:
+            await keys.resolve(conn, keys.CONTROLS, ["Lost"])
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            async with engine.connect() as other:
+                await other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await conn.execute(sa.text("SELECT 1"))
+    assert lost.value.connection_invalidated
+    assert keys._known(engine.sync_engine).of(keys.CONTROLS) == {}
+    async with transaction(engine) as conn:
+        again = await keys.resolve(conn, keys.CONTROLS, ["Kept", "Lost"])
+    stored = {r["control_name"]: r["control_key"] for r in await rows(engine, control_keys)}
+    assert again["Kept"] == known["Kept"]
+    assert stored == dict(again)
+
+
 async def test_another_connection_does_not_use_keys_of_a_transaction_still_open(postgres_engine: AsyncEngine) -> None:
     async with transaction(postgres_engine) as first:
         mine = await keys.resolve(first, keys.CONTROLS, ["Shared"])
