@@ -21,7 +21,7 @@ from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import RawPayload, archived_days, codec_for, iter_raw_payloads, pack, save_raw_payloads
 from fetcher.store.schema import comparative_scores, control_keys, controls, secure_scores
-from fetcher.store.scores import delete_days, resolve_keys, save_controls, save_score_days
+from fetcher.store.scores import delete_days, resolve_group_keys, save_controls, save_score_days
 
 
 async def fetch_secure_scores(client: PageSource, plan: Plan, stats: RequestStats) -> AsyncIterator[ScorePage]:
@@ -181,7 +181,7 @@ async def save_shared_controls(conn: AsyncConnection, admissions: Sequence[Admis
     """The `controls` dimension and the texts' keys of a group of tenants' days, before any tenant's own rows."""
     days = [day for admission in admissions for day in admission.rows]
     await save_controls(conn, days)
-    await resolve_keys(conn, days)
+    await resolve_group_keys(conn, days)
 
 
 def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:

@@ -171,7 +171,9 @@ async def _save_batch(
 ) -> None:
     if not controls_saved:
         await save_controls(conn, days)
-    day_keys = await resolve_keys(conn, days)
+    day_keys = _group_keys(conn, tenant_id) if controls_saved else None
+    if day_keys is None:
+        day_keys = await resolve_keys(conn, days)
     tenant_key = day_keys.tenants[tenant_id]
     await _delete_replaced(conn, tenant_id, tenant_key, day_keys, days)
     await _execute_many(conn, "scores", [d.score for d in days])
@@ -208,6 +210,27 @@ async def resolve_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> DayKe
     return DayKeys(*found)
 
 
+async def resolve_group_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> None:
+    """Resolve the keys of a group's days (`resolve_keys`) and keep them for the rest of the transaction:
+    each tenant's save in it (`controls_saved`, its days among them) then takes them without walking its
+    rows again (two sets of 20,700 texts for a tenant of 90 days)."""
+    sync = conn.sync_connection
+    assert sync is not None
+    sync.info[GROUP_KEYS] = (sync.get_transaction(), await resolve_keys(conn, days))
+
+
+def _group_keys(conn: AsyncConnection, tenant_id: str) -> DayKeys | None:
+    """The keys `resolve_group_keys` kept in this very transaction, if they cover `tenant_id`."""
+    sync = conn.sync_connection
+    assert sync is not None
+    kept = sync.info.get(GROUP_KEYS)
+    if kept is None or kept[0] is not sync.get_transaction() or tenant_id not in kept[1].tenants:
+        return None
+    day_keys: DayKeys = kept[1]
+    return day_keys
+
+
+GROUP_KEYS = "fetcher.store.scores.group_keys"  # conn.info: (transaction, DayKeys) of the group it saves
 _CONTROL_NAME = itemgetter(ControlScoreRow._fields.index("control_name"))
 _STATUS = itemgetter(ControlScoreRow._fields.index("implementation_status"))
 CONTROL_ROW_FIELDS = tuple(column.name for column in control_score_rows.columns)

@@ -14,7 +14,14 @@ from fetcher.models import ControlScoreRow, FetchContext, ProviderWarning, Score
 from fetcher.normalize import normalize_score
 from fetcher.store.engine import transaction
 from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores, tenants
-from fetcher.store.scores import newest_score_dates, resolve_keys, save_score_days, save_tenants
+from fetcher.store.scores import (
+    newest_score_dates,
+    resolve_group_keys,
+    resolve_keys,
+    save_controls,
+    save_score_days,
+    save_tenants,
+)
 from tests.dbutil import count, rows
 from tests.store.test_keys import statements
 
@@ -476,3 +483,32 @@ async def test_a_group_resolves_its_texts_once_and_each_tenant_then_costs_none(e
             await resolve_keys(conn, both[:1])
             await resolve_keys(conn, both[1:])
     assert sent == []
+
+
+async def test_a_groups_tenants_take_its_keys_and_store_what_they_would_alone(engine: AsyncEngine) -> None:
+    both = days(payload("2026-11-27"), payload("2026-11-27", tenant=OTHER))
+    async with transaction(engine) as conn:
+        await save_controls(conn, both)
+        await resolve_group_keys(conn, both)
+        with statements(engine) as sent:
+            for day in both:
+                await save_score_days(conn, [day], NOW, controls_saved=True)
+    grouped = await rows(engine, control_scores)
+    assert not any("tenant_keys" in sql or "control_keys" in sql or "status_texts" in sql for sql in sent)
+
+    await save(engine, both[:1])
+    await save(engine, both[1:])
+    assert await rows(engine, control_scores) == grouped
+    assert len(grouped) == 2 * len(both[0].controls)
+
+
+async def test_a_groups_keys_serve_only_the_transaction_that_resolved_them(engine: AsyncEngine) -> None:
+    """A later transaction's save resolves its own texts: a status the group never saw is stored, not NULL."""
+    async with transaction(engine) as conn:
+        await resolve_group_keys(conn, days(payload("2026-11-27")))
+    later = days(payload("2026-11-26", controls=[control("A", 1.0, implementationStatus="Brand new")]))
+    async with transaction(engine) as conn:
+        await save_controls(conn, later)
+        await save_score_days(conn, later, NOW, controls_saved=True)
+
+    assert [r["implementation_status"] for r in await rows(engine, control_scores)] == ["Brand new"]
