@@ -646,16 +646,22 @@ def backfill_command(
 )
 @click.pass_obj
 def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
-    """Fetch one secureScore by id ({tenantId}_{yyyy-mm-dd}), store it and print it as JSON."""
+    """Fetch one secureScore by id ({tenantId}_{yyyy-mm-dd}), store it and print it as JSON. With
+    tenants_source = "partner", its tenant must be one of the partner's customers, discovered first (reused
+    for [partner] refresh_hours)."""
     import orjson
     from rich.markup import escape
 
     from fetcher.output import LogObserver
-    from fetcher.plan import get_target, plan_get
+    from fetcher.partner import with_discovered_tenants
+    from fetcher.plan import get_target, plan_get, score_tenant
     from fetcher.runner import Run
 
     async def action() -> int:
-        config = ctx.config()
+        configured = ctx.config()
+        score_tenant(score_id, tenant_id)  # a mistyped id is said before discovery asks anything
+        _refuse_without_terminal(configured, None, "get")
+        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
         tenant = get_target(config, score_id, tenant_id)
         _refuse_without_terminal(config, [tenant], "get")
         run = Run(

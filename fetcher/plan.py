@@ -131,6 +131,13 @@ def check_tenant_options(wanted: Sequence[str], shard: Shard | None) -> None:
             raise ConfigError(f"--tenant {tenant_id}: not a tenant id (a GUID: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
 
 
+def tenant_source(config: Config) -> str:
+    """Where `config`'s tenants come from, for an error naming a tenant it does not hold."""
+    if config.tenants_source == "partner" and config.partner is not None:
+        return f"the customers discovered at partner tenant {config.partner.tenant_id}"
+    return str(config.path or "the configuration")
+
+
 def select_tenants(config: Config, wanted: Sequence[str], shard: Shard | None = None) -> list[TenantConfig]:
     """The enabled tenants (of `shard`), or those named with --tenant (named disabled tenants included).
 
@@ -142,12 +149,7 @@ def select_tenants(config: Config, wanted: Sequence[str], shard: Shard | None = 
     for tenant_id in dict.fromkeys(t.strip().lower() for t in wanted):
         tenant = config.tenant(tenant_id)
         if tenant is None:
-            source = (
-                f"the customers discovered at partner tenant {config.partner.tenant_id}"
-                if config.tenants_source == "partner" and config.partner is not None
-                else (config.path or "the configuration")
-            )
-            raise ConfigError(f"--tenant {tenant_id}: no such tenant in {source}")
+            raise ConfigError(f"--tenant {tenant_id}: no such tenant in {tenant_source(config)}")
         chosen.append(tenant)
     return chosen
 
@@ -315,8 +317,8 @@ def plan_backfill(
 SCORE_ID = re.compile(r"(?P<tenant>[0-9A-Fa-f-]{36})_(?P<day>\d{4}-\d{2}-\d{2})")
 
 
-def get_target(config: Config, score_id: str, tenant_id: str | None) -> TenantConfig:
-    """The tenant `fetcher get SCORE_ID [--tenant ID]` asks: the id must read `{tenantId}_{yyyy-mm-dd}`, and
+def score_tenant(score_id: str, tenant_id: str | None) -> str:
+    """The tenant of `fetcher get SCORE_ID [--tenant ID]`: the id must read `{tenantId}_{yyyy-mm-dd}`, and
     a `--tenant` given must be the id's own tenant (Graph is not asked for another tenant's score)."""
     match = SCORE_ID.fullmatch(score_id.strip())
     if match is None:
@@ -331,7 +333,17 @@ def get_target(config: Config, score_id: str, tenant_id: str | None) -> TenantCo
     own = match["tenant"].lower()
     if tenant_id is not None and tenant_id.strip().lower() != own:
         raise ConfigError(f"--tenant {tenant_id} does not match the score id's tenant {own}: give one of them")
-    return select_tenants(config, [own])[0]
+    return own
+
+
+def get_target(config: Config, score_id: str, tenant_id: str | None) -> TenantConfig:
+    """The tenant `fetcher get SCORE_ID [--tenant ID]` asks (see `score_tenant`), which `config` must hold
+    (with tenants_source = "partner", among the discovered customers)."""
+    own = score_tenant(score_id, tenant_id)
+    tenant = config.tenant(own)
+    if tenant is None:
+        raise ConfigError(f"{score_id.strip()}: tenant {own} is not in {tenant_source(config)}")
+    return tenant
 
 
 def plan_get(tenant: HasTenantIdentity, score_id: str) -> Get:

@@ -379,3 +379,28 @@ async def test_an_empty_last_known_list_after_a_failed_discovery_says_discovery_
         f"no tenants to fetch: tenant discovery at partner tenant {PARTNER} (gdap) failed "
         "(tenant x (partner): Graph failed (503)) and the last known list is empty"
     )
+
+
+def test_get_in_automatic_mode_asks_for_a_discovered_customers_score(auto_world: World) -> None:
+    """`get` used to look the score's tenant up among the configured tenants only (none in this mode), and
+    blamed a `--tenant` never given."""
+    automatic(auto_world, refresh_hours=24)
+    day = auto_world.sim.newest_day
+
+    result = auto_world.fetcher("get", f"{FABRIKAM}_{day}")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == f"{FABRIKAM}_{day}"
+    assert partner_requests(auto_world) == [200]  # discovered first, as `run` does
+    assert db_count(auto_world.database_url, secure_scores, tenant_id=FABRIKAM) == 1
+
+    again = auto_world.fetcher("get", f"{CONTOSO}_{day}")
+    assert again.returncode == 0, again.stderr
+    assert partner_requests(auto_world) == [200]  # the list is reused within refresh_hours
+
+    stranger = auto_world.fetcher("get", f"{WINGTIP}_{day}")
+    assert stranger.returncode == 2
+    assert stranger.stderr.strip().splitlines()[-1] == (
+        f"error: {WINGTIP}_{day}: tenant {WINGTIP} is not in the customers discovered at partner tenant {PARTNER}"
+    )
+    assert "--tenant" not in stranger.stderr
