@@ -708,8 +708,9 @@ def archive_group() -> None:
 @click.pass_obj
 def archive_compact_command(ctx: Context) -> None:
     """Train the archive's zstd dictionaries once it holds enough objects, and recompress every body still
-    zlib with them, in batches, each its own transaction: safe to stop and run again. A run or backfill does
-    the same after it, for a bounded number of bodies."""
+    zlib with them, in batches, each its own transaction: safe to stop and run again. Every body is read
+    (zstd ones too), so a body that cannot be read is named (tenant and day): exit 3. A run or backfill
+    recompresses after it too, for a bounded number of bodies, without reading the zstd ones."""
     from fetcher.config import Purpose
     from fetcher.output import compaction_line, progress_bar
     from fetcher.store.compaction import ARCHIVES, compact, count_bodies, unreadable
@@ -719,16 +720,21 @@ def archive_compact_command(ctx: Context) -> None:
         engine = create_engine(ctx.config(Purpose.DATABASE).database)
         try:
             await ensure_schema(engine, create=False)
+            failures = []
             for archive in ARCHIVES:
                 total = await count_bodies(engine, archive)
                 with progress_bar(ctx.err, archive.table.name, total, shown=ctx.verbosity >= 0) as advance:
-                    done = await compact(engine, archive, datetime.now(UTC), progress=advance)
+                    done = await compact(engine, archive, datetime.now(UTC), progress=advance, verify=True)
                 ctx.err.print(compaction_line(archive.table.name, total, done), markup=False, highlight=False)
+                for error in done.errors:
+                    log.debug("archive: %s", error)
                 failure = unreadable(done)
                 if failure is not None:
-                    raise failure
+                    failures.append(failure)
         finally:
             await engine.dispose()
+        if failures:
+            raise failures[0]
         return 0
 
     _run_async(ctx, action())

@@ -212,16 +212,27 @@ def progress_bar(console: Console, what: str, total: int, *, shown: bool) -> Ite
 
 def compaction_line(table: str, total: int, done: Compacted) -> str:
     """What `fetcher archive compact` did to one archive table, in one line."""
+    from fetcher.text import human_size
+
+    unread = f"; {len(done.errors)} cannot be read, left as they are" if done.errors else ""
+    if done.missing:
+        ids = ", ".join(str(i) for i in sorted(done.missing))
+        unread += (
+            f": the {done.kind} dictionary they were compressed with (id {ids}) is missing from "
+            "archive_dictionaries (restore its row from a backup)"
+        )
     if done.dictionary is None:
         from fetcher.store.codec import TRAIN_AFTER
 
-        return f"{table}: {total} object(s), no dictionary yet: one is trained once it holds {TRAIN_AFTER}"
+        if done.missing:
+            return f"{table}: {total} object(s){unread}"
+        return f"{table}: {total} object(s), no dictionary yet: one is trained once it holds {TRAIN_AFTER}{unread}"
     d = done.dictionary
-    how = f"trained now on {d.samples} objects" if done.trained else f"trained {d.created_at:%Y-%m-%d} on {d.samples}"
-    saved = f": {done.bytes_before / 1e6:.1f} MB -> {done.bytes_after / 1e6:.1f} MB" if done.recompressed else ""
+    how = f"trained {'now' if done.trained else f'{d.created_at:%Y-%m-%d}'} on {d.samples} objects"
+    saved = f": {human_size(done.bytes_before)} -> {human_size(done.bytes_after)}" if done.recompressed else ""
     return (
-        f"{table}: zstd dictionary {d.dict_id} ({d.size} bytes, {how}); "
-        f"{done.scanned} of {total} bodies read, {done.recompressed} recompressed{saved}"
+        f"{table}: zstd dictionary {d.dict_id} ({human_size(d.size)}, {how}); "
+        f"{done.scanned} of {total} bodies read, {done.recompressed} recompressed{saved}{unread}"
     )
 
 

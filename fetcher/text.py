@@ -36,6 +36,17 @@ def one_line(text: str, *, limit: int = DETAIL_LIMIT) -> str:
     return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
+def human_size(size: float) -> str:
+    """A byte count for people, in decimal units: `512 bytes`, `45 kB`, `1.3 MB`, `2.1 GB`."""
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if size >= 100 or unit == "kB" else f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def hide_password(url: str) -> str:
     """`url` with the password of its user part replaced by `***` (`scheme://user:***@host/...`).
 

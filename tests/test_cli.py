@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -537,8 +538,9 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: P
     again = invoke("--config", str(config), "archive", "compact")
 
     assert first.exit_code == again.exit_code == 0
-    assert "200 of 200 bodies read, 200 recompressed: " in first.output
+    assert re.search(r"200 of 200 bodies read, 200 recompressed: \d+ kB -> \d+ kB\n", first.output), first.output
     assert "trained now on 200 objects" in first.output
+    assert re.search(r"trained \d{4}-\d{2}-\d{2} on 200 objects", again.output), again.output
     assert "200 of 200 bodies read, 0 recompressed" in again.output
     assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
 
@@ -561,3 +563,103 @@ def test_archive_compact_names_an_unreadable_body_in_one_line(tmp_path: Path) ->
         f"error: tenant {TENANT}: the archived secureScore of 2026-11-20 cannot be read: neither a zstd frame "
         "nor a zlib stream (Error -3 while decompressing data: incorrect header check)"
     ]
+
+
+def _compacted_database(tmp_path: Path) -> tuple[Path, Path]:
+    """A SQLite database of 200 zstd bodies of TENANT (2026-11-27 back to 2026-05-12), and its configuration."""
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    invoke("--config", str(config), "migrate")
+    _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
+    assert invoke("--config", str(config), "archive", "compact").exit_code == 0
+    return database, config
+
+
+def test_archive_compact_with_its_dictionary_gone_says_so_names_the_bodies_and_trains_none(tmp_path: Path) -> None:
+    import sqlite3
+
+    database, config = _compacted_database(tmp_path)
+    with sqlite3.connect(database) as db:
+        (dict_id,) = db.execute("SELECT dict_id FROM archive_dictionaries WHERE kind = 'secureScores'").fetchone()
+        db.execute("DELETE FROM archive_dictionaries WHERE kind = 'secureScores'")
+
+    result = invoke("--config", str(config), "archive", "compact")
+
+    assert result.exit_code == 3
+    assert (
+        "raw_payloads: 200 object(s); 200 cannot be read, left as they are: the secureScores dictionary they were "
+        f"compressed with (id {dict_id}) is missing from archive_dictionaries (restore its row from a backup)"
+    ) in result.output
+    assert "no dictionary yet" not in result.output.split("raw_control_profiles")[0]
+    assert "Src size" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: tenant {TENANT}: the archived secureScore of 2026-")
+    assert errors[0].endswith(
+        f"cannot be read: compressed with zstd dictionary {dict_id}, which archive_dictionaries does not hold "
+        "(and 199 more)"
+    )
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM archive_dictionaries").fetchone() == (0,)
+
+
+def test_archive_compact_reads_zstd_bodies_too_and_names_a_damaged_one(tmp_path: Path) -> None:
+    import sqlite3
+
+    database, config = _compacted_database(tmp_path)
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE raw_payloads SET body = substr(body, 1, 20) || x'fffefdfc' || substr(body, 25) "
+            "WHERE score_date = '2026-11-20'"
+        )
+
+    result = invoke("--config", str(config), "archive", "compact")
+
+    assert result.exit_code == 3
+    assert "200 of 200 bodies read, 0 recompressed; 1 cannot be read, left as they are" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"error: tenant {TENANT}: the archived secureScore of 2026-11-20 cannot be read: a damaged zstd frame"
+    )
+
+
+def test_an_archive_body_stored_as_text_is_read_as_its_bytes(tmp_path: Path) -> None:
+    """SQLite's columns are typeless: a body written as TEXT (by another tool) is read as the bytes it holds."""
+    import sqlite3
+
+    database, config = _compacted_database(tmp_path)
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE raw_payloads SET body = CAST(body AS TEXT) WHERE score_date = '2026-11-20'")
+        assert db.execute("SELECT typeof(body) FROM raw_payloads WHERE score_date = '2026-11-20'").fetchone() == (
+            "text",
+        )
+
+    rebuilt = invoke("--config", str(config), "rebuild")
+    compacted = invoke("--config", str(config), "archive", "compact")
+
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert compacted.exit_code == 0, compacted.output
+    assert "200 of 200 bodies read, 0 recompressed" in compacted.output
+
+
+def test_an_archive_body_stored_as_damaged_text_is_named_in_one_line_without_its_bytes(tmp_path: Path) -> None:
+    import sqlite3
+
+    database, config = _compacted_database(tmp_path)
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE raw_payloads SET body = CAST(x'28b52ffd63ff9f1139518f8f39' AS TEXT) WHERE score_date = '2026-11-20'"
+        )
+
+    rebuilt = invoke("--config", str(config), "rebuild")
+    compacted = invoke("--config", str(config), "archive", "compact")
+
+    for result in (rebuilt, compacted):
+        assert f"tenant {TENANT}: the archived secureScore of 2026-11-20 (sha256" in result.output or (
+            f"tenant {TENANT}: the archived secureScore of 2026-11-20 cannot be read" in result.output
+        ), result.output
+        assert "Could not decode" not in result.output
+        assert all(line.isprintable() for line in result.output.splitlines())
+    assert rebuilt.exit_code == 4  # its only tenant failed
+    assert compacted.exit_code == 3

@@ -289,3 +289,20 @@ async def test_a_rebuild_of_bodies_whose_dictionary_is_gone_says_tenant_and_day(
             r"compressed with zstd dictionary \d+, which archive_dictionaries does not hold",
             outcome.error_message,
         ), outcome.error_message
+
+
+async def test_a_damaged_archive_body_fails_its_tenant_and_the_rebuild_exits_as_documented(engine: AsyncEngine) -> None:
+    """`archive_unreadable` is a tenant's failure in a rebuild, like any other: the other tenants are rebuilt
+    (exit 1); a rebuild whose every tenant failed exits 4 (README, Exit codes)."""
+    config = await backfill_compacted(engine, seed=37)
+    tenant = config.enabled_tenants[0].tenant_id
+    async with transaction(engine) as conn:
+        row = (await conn.execute(sa.select(raw_payloads).where(raw_payloads.c.tenant_id == tenant).limit(1))).one()
+        await conn.execute(
+            sa.update(raw_payloads)
+            .where(raw_payloads.c.tenant_id == tenant, raw_payloads.c.sha256 == row.sha256)
+            .values(body=bytes(row.body)[:20] + b"\xff\xfe\xfd\xfc" + bytes(row.body)[24:])
+        )
+
+    assert await rebuild(config, engine) == 1
+    assert await rebuild(config, engine, tenant) == 4

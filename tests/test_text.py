@@ -84,3 +84,16 @@ def test_printable_keeps_lines_when_asked() -> None:
 )
 def test_csv_cells_that_start_like_formulas_are_defused(value: Any, cell: Any) -> None:
     assert csv_cell(value) == cell
+
+
+def test_human_size_shows_small_sizes_in_kilobytes() -> None:
+    from fetcher.text import human_size
+
+    assert [human_size(n) for n in (512, 45_300, 325_000, 1_340_000, 250_000_000, 3_200_000_000)] == [
+        "512 bytes",
+        "45 kB",
+        "325 kB",
+        "1.3 MB",
+        "250 MB",
+        "3.2 GB",
+    ]

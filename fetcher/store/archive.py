@@ -137,6 +137,17 @@ async def save_rejections(conn: AsyncConnection, rejections: Sequence[Rejection]
         await conn.execute(sa.insert(rejected_payloads), [r.params(cap) for r in rejections])
 
 
+def body_as_bytes(table: sa.Table) -> sa.ColumnElement[bytes]:
+    """A table's `body`, read as bytes whatever its stored type: SQLite's columns are typeless, and a body
+    written as TEXT (by another tool) would otherwise fail to decode as UTF-8, with no tenant or day named."""
+    return sa.cast(table.c.body, sa.LargeBinary).label("body")
+
+
+def archive_columns(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    """Every column of an archive table, `body` read with `body_as_bytes`."""
+    return [body_as_bytes(table) if c.name == "body" else c for c in table.c]
+
+
 async def archived_tenants(conn: AsyncConnection) -> list[str]:
     rows = await conn.scalars(sa.select(raw_payloads.c.tenant_id).distinct().order_by(raw_payloads.c.tenant_id))
     return list(rows.all())
@@ -145,7 +156,7 @@ async def archived_tenants(conn: AsyncConnection) -> list[str]:
 async def iter_raw_payloads(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[RawPayload]:
     """A tenant's archive in the order the fetches last saw each object."""
     query = (
-        sa.select(raw_payloads)
+        sa.select(*archive_columns(raw_payloads))
         .where(raw_payloads.c.tenant_id == tenant_id)
         .order_by(raw_payloads.c.last_fetched_at, raw_payloads.c.score_date, raw_payloads.c.sha256)
     )

@@ -47,6 +47,14 @@ class Unreadable(ValueError):
     """A body that cannot be decompressed: its dictionary is unknown, or the bytes are damaged."""
 
 
+class MissingDictionary(Unreadable):
+    """A zstd body compressed with a dictionary that `archive_dictionaries` does not hold."""
+
+    def __init__(self, dict_id: int) -> None:
+        super().__init__(f"compressed with zstd dictionary {dict_id}, which archive_dictionaries does not hold")
+        self.dict_id = dict_id
+
+
 @dataclass(frozen=True)
 class Dictionary:
     """A trained zstd dictionary, as stored in `archive_dictionaries`."""
@@ -122,7 +130,7 @@ class Codec:
             raise Unreadable(f"a damaged zstd frame ({error})") from None
         decompressor = self._decompressors.get(dict_id)
         if decompressor is None:
-            raise Unreadable(f"compressed with zstd dictionary {dict_id}, which archive_dictionaries does not hold")
+            raise MissingDictionary(dict_id)
         try:
             return decompressor.decompress(body)
         except zstandard.ZstdError as error:

@@ -13,6 +13,10 @@ After a `run` or `backfill` (`compact_after_run`), and by `fetcher archive compa
    write zstd from their start) skip the scan; a run that wrote zlib bodies (it started before the
    dictionary existed) clears it and scans again.
 
+`fetcher archive compact` also decodes every zstd body (`verify`), so that any body that cannot be read is
+named; and no dictionary is trained for a kind whose bodies name one `archive_dictionaries` lacks (it would
+take the kind's place, and the lost one could not be restored from a backup).
+
 Retraining when the objects drift from the dictionary is not done: the dictionary of a kind is kept for
 the life of the database (bodies name it, so it can never be dropped while one does).
 """
@@ -20,7 +24,6 @@ the life of the database (bodies name it, so it can never be dropped while one d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.errors import ArchiveUnreadable, FetcherError
-from fetcher.store.archive import dictionary_of
+from fetcher.store.archive import body_as_bytes, dictionary_of, read_codec
 from fetcher.store.codec import (
     CONTROL_PROFILES,
     MAX_SAMPLES,
@@ -42,7 +45,9 @@ from fetcher.store.codec import (
     TRAIN_AFTER,
     Codec,
     Dictionary,
+    MissingDictionary,
     Unreadable,
+    is_zstd,
     train,
 )
 from fetcher.store.save import in_transaction
@@ -91,7 +96,8 @@ class Compacted:
     bytes_before: int = 0  # of the bodies rewritten
     bytes_after: int = 0
     complete: bool = False  # no zlib body of the kind was left when the pass ended
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the bodies that cannot be read, each naming tenant and day
+    missing: set[int] = field(default_factory=set)  # ids of dictionaries that bodies name and the database lacks
 
 
 # ------------------------------------------------------------------------------------------- dictionaries
@@ -124,17 +130,20 @@ async def store_dictionary(engine: AsyncEngine, dictionary: Dictionary) -> Dicti
     return await in_transaction(engine, work, f"storing the {dictionary.kind} archive dictionary")
 
 
-async def _samples(conn: AsyncConnection, archive: Archive, want: int) -> list[bytes] | None:
-    """Up to `want` objects' JSON to train on; None while the archive holds fewer than `TRAIN_AFTER`.
-    A body that cannot be read is left out (the pass that follows names it)."""
-    bodies = (await conn.scalars(sa.select(archive.table.c.body).limit(want))).all()
-    if len(bodies) < TRAIN_AFTER:
-        return None
-    codec, texts = Codec(), []
+async def _samples(conn: AsyncConnection, archive: Archive, want: int) -> tuple[list[bytes], set[int]]:
+    """Up to `want` objects' JSON to train on, and the ids of the dictionaries bodies among them were
+    compressed with that the database does not hold. A body that cannot be read is left out (the pass
+    that follows names it)."""
+    bodies = (await conn.scalars(sa.select(body_as_bytes(archive.table)).limit(want))).all()
+    codec, texts, missing = Codec(), [], set()
     for body in bodies:
-        with contextlib.suppress(Unreadable):
+        try:
             texts.append(codec.decompress(bytes(body)))
-    return texts
+        except MissingDictionary as error:
+            missing.add(error.dict_id)
+        except Unreadable:
+            continue
+    return texts, missing
 
 
 async def ensure_dictionary(
@@ -146,8 +155,12 @@ async def ensure_dictionary(
         stored = await _stored(conn, archive.kind)
         if stored is not None:
             return stored, False
-        texts = await _samples(conn, archive, samples)
-    if texts is None:
+        texts, missing = await _samples(conn, archive, samples)
+    if missing:
+        # Its bodies name a dictionary that is gone: one trained now would take the kind's place
+        # (`kind` is unique) and keep the lost one from being restored. The pass that follows names them.
+        return None, False
+    if len(texts) < TRAIN_AFTER:
         return None, False
     try:
         trained = await asyncio.to_thread(train, archive.kind, texts, now)
@@ -170,27 +183,38 @@ async def _set_complete(engine: AsyncEngine, kind: str, at: datetime | None) -> 
 # ---------------------------------------------------------------------------------------------- rewrite
 
 
-def _rewrite(archive: Archive, codec: Codec, rows: Sequence[Any], done: Compacted) -> list[dict[str, Any]]:
-    """The new bodies of a batch's zlib rows; an unreadable body is kept as it is and named in `done.errors`."""
+def _rewrite(
+    archive: Archive, codec: Codec, rows: Sequence[Any], done: Compacted, *, verify: bool
+) -> list[dict[str, Any]]:
+    """The new bodies of a batch's zlib rows (each zstd one decoded too when `verify`); an unreadable body
+    is kept as it is and named in `done.errors`."""
     changes = []
     for row in rows:
         body = bytes(row.body)
+        rewrite = not is_zstd(body) and codec.active(archive.kind)
+        if not (rewrite or verify):
+            continue
         try:
-            new = codec.recompress(archive.kind, body)
+            text = codec.decompress(body)
         except Unreadable as error:
-            day = f" of {row.score_date}" if "score_date" in row._fields else ""
+            if isinstance(error, MissingDictionary):
+                done.missing.add(error.dict_id)
+            day = f" of {row.score_date}" if "score_date" in row._fields else f" (sha256 {row.sha256[:12]})"
             done.errors.append(f"tenant {row.tenant_id}: the archived {archive.what}{day} cannot be read: {error}")
             continue
-        if new is not None:
+        if rewrite:
+            new = codec.compress(archive.kind, text)
             changes.append({**{f"k_{c.name}": getattr(row, c.name) for c in archive.key}, "new_body": new})
             done.bytes_before, done.bytes_after = done.bytes_before + len(body), done.bytes_after + len(new)
     return changes
 
 
-async def _batch(engine: AsyncEngine, archive: Archive, codec: Codec, after: Any, done: Compacted) -> Any:
+async def _batch(
+    engine: AsyncEngine, archive: Archive, codec: Codec, after: Any, done: Compacted, *, verify: bool
+) -> Any:
     """One transaction: the next `BATCH` rows after the key `after`, their zlib bodies rewritten; the last key."""
     key, table = archive.key, archive.table
-    query = sa.select(*key, table.c.body).order_by(*key).limit(BATCH)
+    query = sa.select(*key, body_as_bytes(table)).order_by(*key).limit(BATCH)
     if after is not None:
         query = query.where(sa.tuple_(*key) > sa.tuple_(*after))
     update = (
@@ -201,7 +225,7 @@ async def _batch(engine: AsyncEngine, archive: Archive, codec: Codec, after: Any
 
     async def work(conn: AsyncConnection) -> Any:
         rows = (await conn.execute(query)).all()
-        changes = _rewrite(archive, codec, rows, done)
+        changes = _rewrite(archive, codec, rows, done, verify=verify)
         if changes:
             await conn.execute(update, changes)
         done.scanned += len(rows)
@@ -212,13 +236,21 @@ async def _batch(engine: AsyncEngine, archive: Archive, codec: Codec, after: Any
 
 
 async def recompress(
-    engine: AsyncEngine, archive: Archive, codec: Codec, done: Compacted, *, limit: int | None, progress: Progress
+    engine: AsyncEngine,
+    archive: Archive,
+    codec: Codec,
+    done: Compacted,
+    *,
+    limit: int | None,
+    progress: Progress,
+    verify: bool = False,
 ) -> None:
-    """Rewrite the archive's zlib bodies with the kind's dictionary, a batch a transaction, up to `limit`."""
+    """Rewrite the archive's zlib bodies with the kind's dictionary, a batch a transaction, up to `limit`;
+    with `verify`, decode its zstd bodies too, so that every body that cannot be read is named."""
     after: Any = None
     while limit is None or done.recompressed < limit:
         scanned = done.scanned
-        after = await _batch(engine, archive, codec, after, done)
+        after = await _batch(engine, archive, codec, after, done, verify=verify)
         progress(done.scanned - scanned)
         if after is None:
             done.complete = not done.errors
@@ -238,18 +270,27 @@ async def compact(
     limit: int | None = None,
     wrote_zlib: bool = True,
     progress: Progress | None = None,
+    verify: bool = False,
 ) -> Compacted:
-    """Train the kind's dictionary if it is due, then rewrite its zlib bodies (see the module docstring)."""
+    """Train the kind's dictionary if it is due, then rewrite its zlib bodies (see the module docstring).
+    `verify` (`fetcher archive compact`): every body is decoded, zstd ones too (under 20 us each), and
+    those that cannot be read are named, with or without a dictionary."""
     dictionary, trained = await ensure_dictionary(engine, archive, now)
     done = Compacted(archive.kind, dictionary, trained)
     if dictionary is None:
+        if verify:
+            await recompress(
+                engine, archive, await read_codec(engine), done, limit=None, progress=progress or _ignore, verify=True
+            )
+            done.complete = False
         return done
     if wrote_zlib:
         await _set_complete(engine, archive.kind, None)
     elif dictionary.recompressed_at is not None:
         done.complete = True
         return done
-    await recompress(engine, archive, Codec([dictionary]), done, limit=limit, progress=progress or _ignore)
+    codec = await read_codec(engine) if verify else Codec([dictionary])
+    await recompress(engine, archive, codec, done, limit=limit, progress=progress or _ignore, verify=verify)
     if done.complete:
         await _set_complete(engine, archive.kind, now)
     return done

@@ -26,7 +26,7 @@ from sqlalchemy.sql.dml import Insert
 
 from fetcher.models import ControlProfile, ControlProfileRow, StateUpdateRow
 from fetcher.store import bulk
-from fetcher.store.archive import RawPayload
+from fetcher.store.archive import RawPayload, archive_columns
 from fetcher.store.schema import as_utc, control_profiles, control_state_updates, raw_control_profiles
 from fetcher.store.scores import _upsert  # the score tables' null-keeping upsert, shared on purpose
 
@@ -109,7 +109,11 @@ async def save_raw_profiles(conn: AsyncConnection, payloads: Sequence[RawPayload
 async def iter_raw_profiles(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[RawPayload]:
     """A tenant's archived profiles in the order the fetches last saw each."""
     r = raw_control_profiles.c
-    query = sa.select(raw_control_profiles).where(r.tenant_id == tenant_id).order_by(r.last_fetched_at, r.sha256)
+    query = (
+        sa.select(*archive_columns(raw_control_profiles))
+        .where(r.tenant_id == tenant_id)
+        .order_by(r.last_fetched_at, r.sha256)
+    )
     result = await conn.stream(query)
     async for row in result:
         fetched = as_utc(row.last_fetched_at)

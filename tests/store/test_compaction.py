@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 import sqlalchemy as sa
@@ -161,3 +161,62 @@ async def test_a_run_trains_its_dictionary_once_it_has_saved_enough_days(engine:
     assert untrained
     assert [is_zstd(r["body"]) for r in await rows(engine, raw_payloads, tenant_id=THIRD_TENANT)] == [True] * 3
     assert (done.trained, done.scanned, done.recompressed, done.complete) == (False, TRAIN_AFTER + 3, TRAIN_AFTER, True)
+
+
+async def damage(engine: AsyncEngine, tenant: str, day: date) -> None:
+    """Four bytes of a body's zstd frame overwritten (past its header, so the frame still names its dictionary)."""
+    async with transaction(engine) as conn:
+        body = bytes(
+            await conn.scalar(
+                sa.select(raw_payloads.c.body).where(
+                    raw_payloads.c.tenant_id == tenant, raw_payloads.c.score_date == day
+                )
+            )
+        )
+        damaged = body[:20] + b"\xff\xfe\xfd\xfc" + body[24:]
+        await conn.execute(
+            sa.update(raw_payloads)
+            .where(raw_payloads.c.tenant_id == tenant, raw_payloads.c.score_date == day)
+            .values(body=damaged)
+        )
+
+
+async def test_a_verifying_pass_names_a_damaged_zstd_body_and_a_bounded_one_does_not_decode_it(
+    engine: AsyncEngine,
+) -> None:
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER))
+    assert (await compact(engine, SCORES, NOW)).complete
+    day = NOW.date() - timedelta(days=7)
+    await damage(engine, TENANT, day)
+
+    quick = await compact(engine, SCORES, NOW)
+    verified = await compact(engine, SCORES, NOW, verify=True)
+
+    assert quick.errors == []
+    assert verified.scanned == TRAIN_AFTER
+    assert verified.recompressed == 0
+    assert len(verified.errors) == 1
+    assert verified.errors[0].startswith(f"tenant {TENANT}: the archived secureScore of {day} cannot be read: ")
+    assert "damaged zstd frame" in verified.errors[0]
+    assert not verified.complete
+
+
+async def test_a_missing_dictionary_is_not_replaced_and_every_body_it_compressed_is_named(engine: AsyncEngine) -> None:
+    """Training a new one would take the kind's place and keep the lost one from being restored from a backup."""
+    await archive(engine, day_objects(TENANT, 150) + day_objects(OTHER_TENANT, 150))
+    first = await compact(engine, SCORES, NOW)
+    assert first.dictionary is not None
+    async with transaction(engine) as conn:
+        await conn.execute(sa.delete(archive_dictionaries).where(archive_dictionaries.c.kind == SECURE_SCORES))
+    await archive(engine, day_objects(THIRD_TENANT, 3))  # zlib: readable, but not enough to train on
+
+    done = await compact(engine, SCORES, NOW, verify=True)
+
+    assert done.dictionary is None
+    assert not done.trained
+    assert done.missing == {first.dictionary.dict_id}
+    assert done.scanned == 303
+    assert len(done.errors) == 300
+    assert all("which archive_dictionaries does not hold" in e for e in done.errors)
+    assert await count(engine, archive_dictionaries) == 0
+    assert sum(is_zstd(b) for b in (await bodies(engine)).values()) == 300
