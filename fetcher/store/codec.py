@@ -31,9 +31,12 @@ ZLIB_LEVEL = 3  # 3x faster than 6 for a 10% larger archive (measured on 230-con
 # Below about 1.85 kB two archive rows share a 4 kB SQLite page: from level 7 on, most of them do.
 ZSTD_LEVEL = 7
 TRAIN_AFTER = 200  # objects of a kind in the archive before a dictionary is trained on them
-# 400: in the storage benchmark's backfill 2.8 kB a score-day in SQLite against 3.1 kB from 200 samples (in a
-# held-out test they did alike, 1.74 and 1.73 kB an object), for 0.2 s more training, once.
-MAX_SAMPLES = 400
+# Training holds its samples' JSON twice (our list and zstd's copy) plus fastCOVER's tables: with 400 samples and
+# zstd's defaults, 17 MB of samples and 28 MB more while training, which put the memory benchmark's first run
+# of 1,000 tenants 25 MB higher. 200 samples with a 2^16-entry frequency table (f=16, k=2048, d=8) take 8.5 MB
+# and 10 MB more, for 1.89 kB an object held out instead of 1.77 (the demo database's archive, 300 objects of
+# other tenants; 4.3 MB of samples, 100 objects, gave 3.05 kB).
+MAX_SAMPLES = 200
 
 # The kinds of archived objects, each with its own dictionary.
 SECURE_SCORES = "secureScores"
@@ -41,6 +44,9 @@ CONTROL_PROFILES = "controlProfiles"
 # secureScores: zstd's default size; from 100 samples it did worse than 64 kB (3.4 kB against 2.3).
 # Control profiles (1.1 kB of JSON, 600 B with zlib): 85 B with 32 kB, 120 B with 110 kB, 97 B with 16 kB.
 DICTIONARY_SIZES = {SECURE_SCORES: 110 * 1024, CONTROL_PROFILES: 32 * 1024}
+# fastCOVER's parameters (segment size, d-mer size, log2 of its frequency table) for secureScores, set rather
+# than searched (see MAX_SAMPLES); control profiles, 1 kB objects, keep zstd's search.
+TRAINING: dict[str, dict[str, int]] = {SECURE_SCORES: {"k": 2048, "d": 8, "f": 16}, CONTROL_PROFILES: {}}
 
 
 class Unreadable(ValueError):
@@ -74,7 +80,7 @@ class Dictionary:
 def train(kind: str, samples: Sequence[bytes], created_at: datetime) -> Dictionary:
     """A dictionary trained on `samples` (objects' JSON); zstd derives its id from its content.
     `zstandard.ZstdError` when they are too few or too alike to train on."""
-    trained = zstandard.train_dictionary(DICTIONARY_SIZES[kind], list(samples))
+    trained = zstandard.train_dictionary(DICTIONARY_SIZES[kind], list(samples), **TRAINING[kind])
     return Dictionary(trained.dict_id(), kind, created_at, len(samples), trained.as_bytes())
 
 
