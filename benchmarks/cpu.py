@@ -124,6 +124,8 @@ def compare(name: str, ours: Figures, floor: Figures, *, limit: float | None = T
 
 def _sqlite(session: Session, sim: SimServer) -> list[Row]:
     directory = session.directory(NAME)
+    for stale in directory.glob("*.db*"):  # a repeat (--repeat) starts from empty databases, as the first run did
+        stale.unlink()
     ours = run_fetcher(session, sim, sqlite_url(directory / "fetcher.db"), "sqlite", keep_raw=False)
     floor_path = directory / "floor.db"
     floor = run_floor(session, sim, sqlite_url(floor_path), str(floor_path), "sqlite-floor")
