@@ -8,13 +8,14 @@ another run holds its lock; 4 every tenant failed (often one shared cause: crede
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
     from fetcher.config import Config, Purpose, TenantConfig
     from fetcher.models import Shard
     from fetcher.outcome import Observer, RunReport
+    from fetcher.output import MoveProgressBar, MoveProgressLog
     from fetcher.runner import Run
+    from fetcher.store.convert import StopRequest
 
 log = logging.getLogger("fetcher.cli")
 
@@ -382,12 +385,16 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
     """Create the tables, or upgrade them to this version's schema; with [database] partition = "monthly"
     (PostgreSQL), also partition the day tables by month, converting a plain database in the same transaction.
     Migration 0011 moves control_scores into a compact layout in batches, each committed: interrupted, it
-    continues where it stopped when run again; it refuses to start without the free disk it needs."""
+    continues where it stopped when run again; it refuses to start without the free disk it needs.
+    SIGINT/SIGTERM during the move stops it after the batch in progress, saying how far it got."""
+    import asyncio
+
     from sqlalchemy.exc import DBAPIError
 
     from fetcher.config import Purpose
+    from fetcher.errors import Interrupted
     from fetcher.output import MoveProgressBar, MoveProgressLog
-    from fetcher.store.convert import MoveOptions
+    from fetcher.store.convert import MoveOptions, StopRequest
     from fetcher.store.engine import create_engine, database_error, display_url, migrate
     from fetcher.store.partition import Conversion, convert
 
@@ -402,11 +409,20 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         monthly = config.database.partition == "monthly"
         bar = ctx.log_format == "text" and ctx.err.is_terminal and ctx.verbosity >= 0
         progress = MoveProgressBar(ctx.err) if bar else MoveProgressLog()
-        moving = MoveOptions(progress=progress, check_disk=not skip_disk_check, partition_monthly=monthly)
+        stop = StopRequest()
+        moving = MoveOptions(progress=progress, check_disk=not skip_disk_check, partition_monthly=monthly, stop=stop)
         try:
-            before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
+            with _migration_signals(stop) as received:
+                before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
+        except Interrupted as stopped:
+            return _interrupted(ctx, progress, str(stopped), stopped.exit_code)
+        except asyncio.CancelledError:
+            if not received:
+                raise
+            message = "interrupted: the migration step in progress was rolled back; run `fetcher migrate` again"
+            return _interrupted(ctx, progress, message, 128 + received[0])
         finally:
             progress.close()
             await engine.dispose()
@@ -426,6 +442,41 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         return 0
 
     _run_async(ctx, action())
+
+
+@contextlib.contextmanager
+def _migration_signals(stop: StopRequest) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM during `fetcher migrate`: during the batched move, a stop after the batch in progress
+    (`stop`); otherwise the step in progress (one transaction) is rolled back at once, as before. A second
+    signal exits at once. Yields the signals received."""
+    import asyncio
+
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(number: int) -> None:
+        if received:
+            os._exit(128 + number)  # the database rolls back the batch in progress
+        received.append(number)
+        if stop.moving:
+            stop.signal_number = number
+        elif task is not None:
+            task.cancel()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        yield received
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+def _interrupted(ctx: Context, progress: MoveProgressBar | MoveProgressLog, message: str, code: int) -> int:
+    """The one line an interrupted `fetcher migrate` ends with, below its progress bar."""
+    progress.close()
+    ctx.err.print(message, markup=False, highlight=False, soft_wrap=True)
+    return code
 
 
 # ---------------------------------------------------------------------------------------------- runs

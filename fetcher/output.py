@@ -72,6 +72,17 @@ class Redactor(logging.Filter):
         return True
 
 
+class OneLine(logging.Filter):
+    """A record said on one line: Alembic's "Running upgrade" quotes a revision's first paragraph, which
+    may wrap over lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message:
+            record.msg, record.args = " ".join(line.strip() for line in message.splitlines()), None
+        return True
+
+
 class TerminalSafe(logging.Filter):
     """For text logs: control characters in a record (a tenant's name, Graph's words) shown, not obeyed.
 
@@ -146,6 +157,9 @@ def setup_logging(
     # SQLAlchemy logs each statement at INFO, with its parameters replaced by a note (hide_parameters).
     logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO if log_sql else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, OneLine) for f in migration.filters):
+        migration.addFilter(OneLine())
     # Alembic's plugin set-up says seven lines at INFO on every start: only with -vv.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
 
@@ -260,11 +274,13 @@ class MoveProgressBar:
 
     def close(self) -> None:
         if self.task is not None:
-            self.progress.stop()
+            self.progress.stop()  # the bar stays, at the rows moved
+            self.task = None
 
 
 class MoveProgressLog:
-    """Migration 0011 off a terminal: a log line each time another tenth of the rows has been moved."""
+    """Migration 0011 off a terminal: a log line each time another tenth of the rows has been moved, with
+    the share actually moved (48 %, not the tenth it reached)."""
 
     def __init__(self) -> None:
         self.log = logging.getLogger("fetcher.migrate")
@@ -274,7 +290,7 @@ class MoveProgressLog:
         tenths = done * 10 // total if total else 10
         if tenths > self.tenths:
             self.tenths = tenths
-            share = tenths * 10
+            share = done * 100 // total if total else 100
             self.log.info("control_scores: %d%% moved into the compact layout (%d of %d rows)", share, done, total)
 
     def close(self) -> None:

@@ -109,7 +109,8 @@ def test_an_interrupted_tenant_says_how_many_requests_it_had_made() -> None:
 
 
 def test_migration_progress_off_a_terminal_is_a_line_per_tenth(caplog: pytest.LogCaptureFixture) -> None:
-    """Batches of 7 % of the rows: a line each time another tenth is reached, the last at 100 %."""
+    """Batches of 7 % of the rows: a line each time another tenth is reached, the last at 100 %, each with
+    the share moved (it said the tenth: 40 % for 48 %)."""
     from fetcher.output import MoveProgressLog
 
     progress = MoveProgressLog()
@@ -117,4 +118,10 @@ def test_migration_progress_off_a_terminal_is_a_line_per_tenth(caplog: pytest.Lo
         for done in [*range(7, 100, 7), 100]:
             progress(done, 100)
     shares = [record.getMessage().split(":")[1].split("%")[0].strip() for record in caplog.records]
-    assert shares == ["0", "10", "20", "30", "40", "50", "60", "70", "80", "90", "100"]
+    assert shares == ["7", "14", "21", "35", "42", "56", "63", "70", "84", "91", "100"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fetcher.migrate"):
+        MoveProgressLog()(50223, 103631)
+    assert caplog.records[0].getMessage() == (
+        "control_scores: 48% moved into the compact layout (50223 of 103631 rows)"
+    )

@@ -30,12 +30,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fetcher.errors import DatabaseError, NotEnoughDisk
+from fetcher.errors import ConfigError, DatabaseError, Interrupted, NotEnoughDisk
 
 log = logging.getLogger(__name__)
 
 OPTIONS_ATTRIBUTE = "fetcher_move_options"  # where `engine.migrate` leaves the options for migration 0011
 SKIP_DISK_CHECK_ENV = "FETCHER_MIGRATE_SKIP_DISK_CHECK"
+BATCH_ROWS_ENV = "FETCHER_MIGRATE_BATCH_ROWS"  # rows a batch (default 50,000); the tests' small batches
 # The new rows take about a third of the old ones (measured on the demo database: SQLite 25 %, PostgreSQL
 # 39 %; README: Upgrading to the compact layout), counted at half; and the write-ahead log holds about twice
 # a batch (SQLite keeps the file of its largest transaction). SQLite reuses the pages each batch frees for
@@ -59,6 +60,15 @@ class DiskSpace:
 FreeSpace = Callable[[Connection], DiskSpace | None]
 
 
+class StopRequest:
+    """A signal's request to stop the move (`fetcher migrate` sets it), honoured between two batches: the
+    batch in progress commits first. `moving` says whether a move is under way to honour it."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self.moving = False
+
+
 @dataclass(frozen=True)
 class MoveOptions:
     """How migration 0011 moves the rows: batch size, a progress callback, the free-space check."""
@@ -70,6 +80,7 @@ class MoveOptions:
     # [database] partition = "monthly": control_score_rows is made partitioned by month from the start, so
     # the rows move once (not into a plain table that `fetcher migrate` then converts in one transaction).
     partition_monthly: bool = False
+    stop: StopRequest | None = None
 
 
 def options_from(attributes: Mapping[str, Any]) -> MoveOptions:
@@ -78,6 +89,11 @@ def options_from(attributes: Mapping[str, Any]) -> MoveOptions:
     options = attributes.get(OPTIONS_ATTRIBUTE) or MoveOptions()
     if os.environ.get(SKIP_DISK_CHECK_ENV, "").strip().lower() in {"1", "true", "yes"}:
         options = dataclasses.replace(options, check_disk=False)
+    batch_rows = os.environ.get(BATCH_ROWS_ENV, "").strip()
+    if batch_rows:
+        if not batch_rows.isdigit() or int(batch_rows) < 1:
+            raise ConfigError(f"${BATCH_ROWS_ENV}={batch_rows!r}: give a number of rows, 1 or more")
+        options = dataclasses.replace(options, batch_rows=int(batch_rows))
     assert isinstance(options, MoveOptions)
     return options
 
@@ -132,14 +148,20 @@ def database_free_space(conn: Connection) -> DiskSpace | None:
 
 
 def check_free_space(conn: Connection, rows: int, options: MoveOptions) -> None:
-    """Refuse (`NotEnoughDisk`) to start a move the disk cannot hold; one line naming the need and the free."""
-    if not options.check_disk or not rows:
+    """Refuse (`NotEnoughDisk`) to start a move the disk cannot hold; one line naming the need and the free.
+    Logs the need and the free space at INFO, or why they were not compared."""
+    if not rows:
         return
     needed = space_needed(conn.dialect.name, old_table_bytes(conn), rows, options.batch_rows)
+    need = f"migration 0011 needs about {_mib(needed)} free for the compact control scores"
+    if not options.check_disk:
+        log.info("%s; disk check skipped (--skip-disk-check or $%s=1)", need, SKIP_DISK_CHECK_ENV)
+        return
     space = (options.free_space or database_free_space)(conn)
     if space is None:
-        log.warning("migration 0011 needs about %d MiB free on the database server's disk; not checked", needed // MIB)
+        log.info("%s; disk check skipped: the database server's free disk cannot be read from here", need)
         return
+    log.info("%s; %s has %s", need, space.where, _mib(space.free))
     if space.free < needed:
         raise NotEnoughDisk(
             f"migration 0011 needs about {_mib(needed)} free for the compact control scores, {space.where} has "
@@ -264,14 +286,27 @@ def move_control_scores(conn: Connection, options: MoveOptions) -> int:
     total = done + left
     moved, last = 0, not left  # nothing to move (a new database): no commit, the upgrade stays one transaction
     end: dict[str, Any] | None = None
-    while not last:
-        _still_a_table(conn)
-        count, end = move_batch(conn, options.batch_rows, end)
-        last = end is None
-        conn.commit()
-        moved += count
-        if options.progress is not None:
-            options.progress(min(done + moved, total), total)
+    stop = options.stop
+    if stop is not None:
+        stop.moving = not last
+    try:
+        while not last:
+            if stop is not None and stop.signal_number is not None:
+                raise Interrupted(
+                    f"interrupted: {min(done + moved, total):,} of {total:,} rows moved into the compact layout; "
+                    "run `fetcher migrate` again to continue",
+                    signal_number=stop.signal_number,
+                )
+            _still_a_table(conn)
+            count, end = move_batch(conn, options.batch_rows, end)
+            last = end is None
+            conn.commit()
+            moved += count
+            if options.progress is not None:
+                options.progress(min(done + moved, total), total)
+    finally:
+        if stop is not None:
+            stop.moving = False
     return moved
 
 

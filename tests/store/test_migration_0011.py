@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -244,3 +246,97 @@ def test_sqlite_reads_the_moved_rows_by_primary_key(tmp_path: Path, query: str) 
     assert not [step for step in plan if step.startswith("SCAN") and step.split()[1] in aliases], plan
     assert not [step for step in plan if "MATERIALIZE control_scores" in step], plan
     assert any(step.startswith("SEARCH") and "USING PRIMARY KEY (tenant_key=?" in step for step in plan), plan
+
+
+# A `fetcher` that sends itself `signal` when the first progress line of the move is logged: the signal
+# arrives at a known point of a real `fetcher migrate`, between two of its batches, whatever the timing.
+SIGNAL_AT_FIRST_PROGRESS = """
+import logging, os, signal, sys
+from fetcher.cli import main
+
+SIGNAL = getattr(signal, sys.argv.pop(1))
+
+class SignalAtProgress(logging.Handler):
+    def emit(self, record):
+        if "moved into the compact layout" in record.getMessage() and not getattr(self, "sent", False):
+            self.sent = True
+            os.kill(os.getpid(), SIGNAL)
+
+logging.getLogger("fetcher.migrate").addHandler(SignalAtProgress())
+sys.argv[0] = "fetcher"
+main()
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_fetcher_migrate_after_a_batch_saying_how_far_it_got(
+    old_database: tuple[str, str], tmp_path: Path, signal_name: str
+) -> None:
+    """It exited 130 without a word (143 for SIGTERM); now the batch in progress commits and one line says
+    the rows moved and to run it again, which moves the rest."""
+    kind, url = old_database
+    before = asyncio.run(snapshot(url))
+    partition = '\npartition = "monthly"' if "monthly" in kind else ""
+    config = tmp_path / "fetcher.toml"
+    config.write_text(f'[database]\nurl = "{url}"{partition}\n', encoding="utf-8")
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_FIRST_PROGRESS, signal_name, "--config", str(config), "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "FETCHER_MIGRATE_BATCH_ROWS": "500"},
+    )
+    assert stopped.returncode == 128 + getattr(signal, signal_name), stopped.stderr
+    revision, left, moved = asyncio.run(_state(url))
+    assert (revision, left + moved) == ("0010", FIXTURE_ROWS)
+    assert 0 < moved < FIXTURE_ROWS
+    assert stopped.stderr.splitlines()[-1] == (
+        f"interrupted: {moved:,} of {FIXTURE_ROWS:,} rows moved into the compact layout; run `fetcher migrate` "
+        "again to continue"
+    )
+    assert "Traceback" not in stopped.stderr
+    done = fetcher_migrate(tmp_path, kind, url)
+    assert done.returncode == 0, done.stderr
+    assert_same(before, asyncio.run(snapshot(url, tables(before))))
+
+
+def test_fetcher_migrate_logs_the_disk_check_and_each_revision_on_one_line(tmp_path: Path) -> None:
+    """`-v` said 0011's description over three lines, and nothing of the disk check unless it refused."""
+    path = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    config = tmp_path / "fetcher.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{path}"\n', encoding="utf-8")
+    command = [sys.executable, "-m", "fetcher", "--config", str(config), "-v", "migrate"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert all(" INFO " in line or " DEBUG " in line or ": migrated from" in line for line in lines), lines
+    upgrade = [line for line in lines if "Running upgrade 0010 -> 0011" in line]
+    assert len(upgrade) == 1
+    assert upgrade[0].endswith("an empty `extra` is NULL.")
+    disk = [line for line in lines if "fetcher.store.convert" in line]
+    assert len(disk) == 1
+    assert " INFO " in disk[0]
+    assert "migration 0011 needs about " in disk[0]
+    assert f"; {tmp_path} has " in disk[0]
+
+
+def test_a_skipped_disk_check_is_logged_with_why(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    config = tmp_path / "fetcher.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{path}"\n', encoding="utf-8")
+    command = [sys.executable, "-m", "fetcher", "--config", str(config), "migrate", "--skip-disk-check"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+
+    assert done.returncode == 0, done.stderr
+    disk = [line for line in done.stderr.splitlines() if "fetcher.store.convert" in line]
+    assert len(disk) == 1
+    assert disk[0].endswith("free for the compact control scores; disk check skipped (--skip-disk-check or "
+                            "$FETCHER_MIGRATE_SKIP_DISK_CHECK=1)")  # fmt: skip
