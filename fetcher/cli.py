@@ -822,8 +822,10 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
             ctx.console.out(status_json(status).decode(), highlight=False)
         else:
             ctx.console.print(status_table(status, width=terminal_width(ctx.console)))
-        if status.out_of_date:
-            ctx.err.print(f"{len(status.out_of_date)} enabled tenant(s) have no data newer than {max_age:g} hours")
+        if status.without_data:
+            ctx.err.print(f"{len(status.without_data)} enabled tenant(s) have no data")
+        if status.stale:
+            ctx.err.print(f"{len(status.stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
         if status.short:
             ctx.err.print(
                 f"{len(status.short)} enabled tenant(s) hold fewer days than [fetch] history_days = "

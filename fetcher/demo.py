@@ -139,8 +139,9 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         "Query it with any SQLite client, for example:\n"
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'
-        "Tables: tenants, secure_scores, comparative_scores, controls, control_scores, control_profiles, "
-        "control_state_updates, fetch_runs, tenant_runs (see README.md).\n"
+        "Tables: tenants, secure_scores, comparative_scores, controls, control_scores (a view over "
+        "control_score_rows, tenant_keys, control_keys, status_texts), control_profiles, control_state_updates, "
+        "fetch_runs, tenant_runs, raw_payloads, raw_control_profiles, archive_dictionaries (see README.md).\n"
         f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it (also: alerts --dry-run, "
         "metrics, report --actions; README.md).",
         soft_wrap=True,

@@ -42,6 +42,16 @@ class StatusReport:
         return [r for r in self.rows if r.enabled and r.out_of_date]
 
     @property
+    def without_data(self) -> list[TenantStatus]:
+        """Those of `out_of_date` with no day stored at all."""
+        return [r for r in self.out_of_date if Health.NO_DATA in r.marks]
+
+    @property
+    def stale(self) -> list[TenantStatus]:
+        """Those of `out_of_date` whose newest day is older than `max_age`."""
+        return [r for r in self.out_of_date if Health.NO_DATA not in r.marks]
+
+    @property
     def short(self) -> list[TenantStatus]:
         return [r for r in self.rows if r.enabled and r.short]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +79,13 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     weakest = shlex.split(tries[2])[-1]
     assert weakest in results[2].stdout
     assert (tmp_path / "demo.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+    # The closing `Tables:` line names the database's tables (it left out those the compact layout and the
+    # zstd archive added), and only tables or views it holds.
+    line = next(line for line in done.stdout.splitlines() if line.startswith("Tables:"))
+    named = set(re.findall(r"[a-z]+(?:_[a-z]+)+|tenants|controls", line.partition("(see")[0]))
+    with sqlite3.connect(tmp_path / "fetcher-demo.db") as db:
+        held = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    assert named <= held, named - held
+    new = {"control_score_rows", "tenant_keys", "control_keys", "status_texts", "archive_dictionaries"}
+    assert new <= named, new - named

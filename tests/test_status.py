@@ -81,6 +81,23 @@ def test_status_and_every_report_format_mark_each_tenant_alike_and_say_why_one_h
     assert "SecurityEvents.Read.All; have an admin grant consent" in page.read_text(encoding="utf-8")
 
 
+def test_status_says_no_data_for_tenants_without_any_and_stale_for_the_stale(tmp_path: Path, database_url: str) -> None:
+    """It said "2 enabled tenant(s) have no data newer than 48 hours" of two tenants with no data at all."""
+    names = [(FRESH, "Fresh"), (STALE, "Stale"), (REFUSED, "Refused"), (NEVER, "Never")]
+    config = write_report_config(tmp_path / "fetcher.toml", database_url, names)
+    assert _cli(config, "migrate").exit_code == 0
+    asyncio.run(_fill(database_url))
+
+    status = _cli(config, "status", "--max-age", "48")
+
+    assert status.exit_code == 1
+    said = [line for line in status.stderr.splitlines() if "enabled tenant(s) have" in line]
+    assert said == [
+        "2 enabled tenant(s) have no data",
+        "1 enabled tenant(s) have no data newer than 48 hours",
+    ]
+
+
 def test_failing_comes_on_top_of_fresh_data_and_an_interrupted_run_is_not_a_failure() -> None:
     day = NOW.date()
     refused = LastError(NOW, "permission", REASON)
