@@ -242,7 +242,14 @@ _COPIED = tuple(  # the fields of a ControlScoreRow copied as they are, in the c
 def control_columns(tenant_key: int, day_keys: DayKeys, rows: Sequence[ControlScoreRow]) -> list[Iterator[Any]]:
     """The columns (CONTROL_ROW_FIELDS) of `rows` (a tenant's control scores) as `control_score_rows` takes
     them, each an iterator in C (`map`, `itemgetter`): `fetcher.store.bulk` zips them into the rows it sends,
-    so no Python frame runs per row and no row is made twice."""
+    so no Python frame runs per row and no row is made twice.
+
+    `ValueError` when a status has no key: the statuses' column reads its keys with `.get` (a row without
+    a status has none), so a status left unresolved would otherwise be stored as NULL without a word."""
+    statuses = set(map(_STATUS, rows))
+    statuses.discard(None)
+    if not statuses <= day_keys.statuses.keys():
+        raise ValueError(f"control_score_rows: {len(statuses - day_keys.statuses.keys())} status(es) without a key")
     return [
         repeat(tenant_key, len(rows)),
         map(itemgetter(1), rows),

@@ -15,6 +15,8 @@ from fetcher.normalize import normalize_score
 from fetcher.store.engine import transaction
 from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores, tenants
 from fetcher.store.scores import (
+    DayKeys,
+    control_columns,
     newest_score_dates,
     resolve_group_keys,
     resolve_keys,
@@ -512,3 +514,17 @@ async def test_a_groups_keys_serve_only_the_transaction_that_resolved_them(engin
         await save_score_days(conn, later, NOW, controls_saved=True)
 
     assert [r["implementation_status"] for r in await rows(engine, control_scores)] == ["Brand new"]
+
+
+def test_a_status_without_a_key_is_refused_rather_than_stored_as_null() -> None:
+    """The statuses' column reads keys with `.get` (a row may have no status): a status the save did not
+    resolve must stop the save, not become NULL."""
+    day = date(2026, 11, 28)
+    row = ControlScoreRow("t", day, "OneAdmin", 1.0, 100.0, "On", None, None, None, None, {}, None, None)
+    bare = row._replace(implementation_status=None)
+    known = DayKeys(tenants={"t": 1}, controls={"OneAdmin": 7}, statuses={"On": 3})
+
+    columns = [list(column) for column in control_columns(1, known, [row, bare])]
+    assert columns[3] == [3, None]
+    with pytest.raises(ValueError, match="1 status"):
+        control_columns(1, DayKeys(tenants={"t": 1}, controls={"OneAdmin": 7}, statuses={}), [row])
