@@ -37,12 +37,14 @@ def one_line(text: str, *, limit: int = DETAIL_LIMIT) -> str:
 
 
 def human_size(size: float) -> str:
-    """A byte count for people, in decimal units: `512 bytes`, `45 kB`, `1.3 MB`, `2.1 GB`."""
+    """A byte count for people, in decimal units: `512 bytes`, `45 kB`, `1.3 MB`, `2.1 GB`, `1.5 TB`.
+
+    Every size shown to people uses it: archive compaction, the migration's disk check, `fetcher db vacuum`."""
     if size < 1000:
         return f"{size:.0f} bytes"
-    for unit in ("kB", "MB", "GB"):
+    for unit in ("kB", "MB", "GB", "TB"):
         size /= 1000
-        if size < 1000 or unit == "GB":
+        if size < 1000 or unit == "TB":
             return f"{size:.0f} {unit}" if size >= 100 or unit == "kB" else f"{size:.1f} {unit}"
     raise AssertionError("unreachable")
 

@@ -89,11 +89,14 @@ def test_csv_cells_that_start_like_formulas_are_defused(value: Any, cell: Any) -
 def test_human_size_shows_small_sizes_in_kilobytes() -> None:
     from fetcher.text import human_size
 
-    assert [human_size(n) for n in (512, 45_300, 325_000, 1_340_000, 250_000_000, 3_200_000_000)] == [
+    assert [
+        human_size(n) for n in (512, 45_300, 325_000, 1_340_000, 250_000_000, 3_200_000_000, 1_500_000_000_000)
+    ] == [
         "512 bytes",
         "45 kB",
         "325 kB",
         "1.3 MB",
         "250 MB",
         "3.2 GB",
+        "1.5 TB",
     ]

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fetcher.errors import ConfigError, DatabaseError, Interrupted, NotEnoughDisk
+from fetcher.text import human_size
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ BATCH_ROWS_ENV = "FETCHER_MIGRATE_BATCH_ROWS"  # rows a batch (default 50,000); 
 # dropped at the end.
 NEW_SHARE = 0.5
 BATCH_LOG_FACTOR = 2
-MIB = 1024 * 1024
 
 Progress = Callable[[int, int], None]  # rows moved so far, rows to move in all
 
@@ -153,7 +153,7 @@ def check_free_space(conn: Connection, rows: int, options: MoveOptions) -> None:
     if not rows:
         return
     needed = space_needed(conn.dialect.name, old_table_bytes(conn), rows, options.batch_rows)
-    need = f"migration 0011 needs about {_mib(needed)} free for the compact control scores"
+    need = f"migration 0011 needs about {human_size(needed)} free for the compact control scores"
     if not options.check_disk:
         log.info("%s; disk check skipped (--skip-disk-check or $%s=1)", need, SKIP_DISK_CHECK_ENV)
         return
@@ -161,17 +161,13 @@ def check_free_space(conn: Connection, rows: int, options: MoveOptions) -> None:
     if space is None:
         log.info("%s; disk check skipped: the database server's free disk cannot be read from here", need)
         return
-    log.info("%s; %s has %s", need, space.where, _mib(space.free))
+    log.info("%s; %s has %s", need, space.where, human_size(space.free))
     if space.free < needed:
         raise NotEnoughDisk(
-            f"migration 0011 needs about {_mib(needed)} free for the compact control scores, {space.where} has "
-            f"{_mib(space.free)}: free some space, or start anyway with --skip-disk-check "
+            f"migration 0011 needs about {human_size(needed)} free for the compact control scores, {space.where} has "
+            f"{human_size(space.free)}: free some space, or start anyway with --skip-disk-check "
             f"(${SKIP_DISK_CHECK_ENV}=1)"
         )
-
-
-def _mib(size: int) -> str:
-    return f"{size / MIB:,.0f} MiB" if size >= MIB else f"{size / MIB:.2f} MiB"
 
 
 # ----------------------------------------------------------------------------------------------- batches
