@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from fetcher.output import MoveProgressBar, MoveProgressLog
     from fetcher.runner import Run
     from fetcher.store.convert import StopRequest
+    from fetcher.store.partition import Conversion
 
 log = logging.getLogger("fetcher.cli")
 
@@ -396,7 +397,8 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
     from fetcher.output import MoveProgressBar, MoveProgressLog
     from fetcher.store.convert import MoveOptions, StopRequest
     from fetcher.store.engine import create_engine, database_error, display_url, migrate
-    from fetcher.store.partition import Conversion, convert
+    from fetcher.store.partition import convert
+    from fetcher.store.vacuum import hint_after_migrate
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
@@ -414,6 +416,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         try:
             with _migration_signals(stop) as received:
                 before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
+            hint = await hint_after_migrate(engine)  # SQLite keeps what 0011 freed until a VACUUM
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
         except Interrupted as stopped:
@@ -426,19 +429,56 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         finally:
             progress.close()
             await engine.dispose()
-        where = display_url(engine)
-        if before == after:
-            ctx.err.print(f"{where}: already at revision {after}")
+        for line in _migrated(display_url(engine), before, after, hint, converted):
+            ctx.err.print(line, markup=False, highlight=False, soft_wrap=True)
+        return 0
+
+    _run_async(ctx, action())
+
+
+def _migrated(
+    where: str, before: str | None, after: str | None, hint: str | None, converted: Sequence[Conversion]
+) -> Iterator[str]:
+    """The lines `fetcher migrate` ends with: the revisions, free pages worth a vacuum, the partitioning."""
+    if before == after:
+        yield f"{where}: already at revision {after}"
+    else:
+        yield f"{where}: migrated from {before or 'an empty database'} to revision {after}"
+    if hint is not None:
+        yield hint
+    for done in converted:
+        if done.partitions:
+            yield (
+                f"{where}: {done.table} partitioned by month: {done.rows} row(s) into "
+                f"{done.partitions} month partition(s)"
+            )
         else:
-            ctx.err.print(f"{where}: migrated from {before or 'an empty database'} to revision {after}")
-        for done in converted:
-            if done.partitions:
-                ctx.err.print(
-                    f"{where}: {done.table} partitioned by month: {done.rows} row(s) into "
-                    f"{done.partitions} month partition(s)"
-                )
-            else:
-                ctx.err.print(f"{where}: {done.table} already partitioned")
+            yield f"{where}: {done.table} already partitioned"
+
+
+@main.command("vacuum")
+@click.option("--skip-disk-check", is_flag=True, help="Start even if the disks seem to lack the space VACUUM needs.")
+@click.pass_obj
+def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
+    """SQLite: give the file's free pages back to the disk (VACUUM), e.g. after migration 0011 or pruning.
+    Needs about the live data's size free beside the database and in SQLite's temporary folder ($SQLITE_TMPDIR),
+    and refuses to start without it; holds the run lock, so it never runs during a fetch (exit 3 if one is
+    running). PostgreSQL: says why there is nothing to do (VACUUM FULL or pg_repack are your DBA's call)."""
+    from fetcher.config import Purpose
+    from fetcher.store.engine import create_engine, ensure_schema, is_sqlite
+    from fetcher.store.vacuum import POSTGRESQL_ADVICE, vacuum, vacuumed_line
+
+    async def action() -> int:
+        engine = create_engine(ctx.config(Purpose.DATABASE).database)
+        try:
+            if not is_sqlite(engine):
+                ctx.err.print(POSTGRESQL_ADVICE, markup=False, highlight=False, soft_wrap=True)
+                return 0
+            await ensure_schema(engine, create=False)
+            done = await vacuum(engine, check_disk=not skip_disk_check)
+        finally:
+            await engine.dispose()
+        ctx.err.print(vacuumed_line(engine, done), markup=False, highlight=False, soft_wrap=True)
         return 0
 
     _run_async(ctx, action())

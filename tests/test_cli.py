@@ -545,6 +545,48 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: P
     assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
 
 
+def test_vacuum_gives_back_what_migrate_says_is_free(tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    with sqlite3.connect(database) as conn:  # 12 MB written, then freed, as 0011 frees the old table's
+        conn.execute("CREATE TABLE scratch (body BLOB)")
+        conn.executemany("INSERT INTO scratch VALUES (randomblob(100000))", [()] * 120)
+    with sqlite3.connect(database) as conn:
+        conn.execute("DROP TABLE scratch")
+    size = database.stat().st_size
+
+    told = invoke("--config", str(config), "migrate")
+    vacuumed = invoke("--config", str(config), "vacuum")
+    again = invoke("--config", str(config), "migrate")
+
+    assert told.exit_code == vacuumed.exit_code == again.exit_code == 0
+    assert "MB of the file's 12" in told.output
+    assert "`fetcher vacuum` gives them back" in told.output
+    assert re.search(r"vacuumed, 12\.\d MB -> \d+ kB \(12\.\d MB given back to the disk\)", vacuumed.output)
+    assert database.stat().st_size < size - 12_000_000
+    assert "free pages" not in again.output
+
+
+@pytest.mark.postgres
+def test_vacuum_on_postgresql_says_why_there_is_nothing_to_do(tmp_path: Path) -> None:
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_cli_vacuum")
+    try:
+        config = write_config(tmp_path, database=f'url = "{url}"')
+        result = invoke("--config", str(config), "vacuum")
+    finally:
+        drop_postgres_database(url)
+
+    assert result.exit_code == 0
+    assert result.output.count("\n") == 1
+    assert "nothing to vacuum here" in result.output
+    assert "VACUUM FULL, pg_repack" in result.output
+
+
 def test_archive_compact_names_an_unreadable_body_in_one_line(tmp_path: Path) -> None:
     import sqlite3
 

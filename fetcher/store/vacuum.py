@@ -1,0 +1,197 @@
+"""Giving a SQLite database's free pages back to the disk (`fetcher vacuum`), and telling when it would pay.
+
+SQLite keeps the pages a DELETE frees inside its file, for its next writes, until VACUUM rebuilds the file:
+after migration 0011 moved the control scores into the compact layout, the demo database's 76 MB table took
+19 MB, and the file kept its size. `free_pages` measures that space; `fetcher migrate` names it when it is
+large (`worth_vacuuming`), and `vacuum` gives it back.
+
+VACUUM copies the live pages into a temporary database in SQLite's temporary folder, then writes them back
+through the write-ahead log beside the database (WAL mode): it needs about the live data's size free in
+each place, twice that where both are on one disk. `check_vacuum_space` refuses (`NotEnoughDisk`) before it
+starts otherwise. VACUUM holds the write lock for its whole length, so `vacuum` runs under the run lock
+(`RunLock`): never during a fetch, and a run started meanwhile is refused at once instead of waiting.
+
+PostgreSQL is not vacuumed here: migration 0011 drops the old table there, which gives its space back at
+once, and autovacuum already makes deleted rows' space reusable. Shrinking a table further (VACUUM FULL,
+pg_repack) locks or rewrites it, which is the DBA's call (`POSTGRESQL_ADVICE`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.errors import DatabaseError, NotEnoughDisk
+from fetcher.store.convert import DiskSpace, database_free_space
+from fetcher.store.engine import connect, display_url, sqlite_file
+from fetcher.store.lock import Holder, RunLock, this_process
+from fetcher.text import human_size
+
+# Told after `fetcher migrate` when the free pages are at least this many bytes and this share of the file.
+WORTH_BYTES = 10_000_000
+WORTH_SHARE = 0.2
+# The run lock's lease while VACUUM holds SQLite's write lock: its renewal cannot write until VACUUM ends,
+# and a lease that expired meanwhile would let a run in to wait on the lock. A killed vacuum still frees the
+# lock at once for the next run on this host (its process is gone).
+LEASE_SECONDS = 6 * 3600.0
+POSTGRESQL_ADVICE = (
+    "PostgreSQL gives a dropped table's space back at once and autovacuum reuses deleted rows' space, so there "
+    "is nothing to vacuum here; shrinking a table further (VACUUM FULL, pg_repack) locks or rewrites it: your "
+    "DBA's call"
+)
+
+# SQLite's temporary folder on Unix, in the order it looks (os_unix.c, unixTempFileDir): the first that is a
+# folder it may write and enter.
+_TEMP_ENVIRONMENT = ("SQLITE_TMPDIR", "TMPDIR")
+_TEMP_FOLDERS = ("/var/tmp", "/usr/tmp", "/tmp", ".")
+
+FreeSpace = Callable[[Path], DiskSpace]
+
+
+@dataclass(frozen=True)
+class FreePages:
+    """A SQLite file's size and how much of it is free pages, in bytes."""
+
+    file_bytes: int
+    free_bytes: int
+
+    @property
+    def live_bytes(self) -> int:
+        return self.file_bytes - self.free_bytes
+
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """What `vacuum` did: the file's bytes before and after (the write-ahead log checkpointed)."""
+
+    before: int
+    after: int
+
+
+def free_pages(conn: Connection) -> FreePages:
+    """The database's pages and free pages, in bytes (`PRAGMA page_count`, `freelist_count`)."""
+    page_size = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+    pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+    free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+    return FreePages(pages * page_size, free * page_size)
+
+
+def worth_vacuuming(pages: FreePages) -> bool:
+    """Whether the free pages are enough to tell the user about: WORTH_BYTES and WORTH_SHARE of the file."""
+    return pages.free_bytes >= WORTH_BYTES and pages.free_bytes >= WORTH_SHARE * pages.file_bytes
+
+
+def vacuum_hint(where: str, pages: FreePages) -> str:
+    """The line `fetcher migrate` prints when `worth_vacuuming`."""
+    return (
+        f"{where}: {human_size(pages.free_bytes)} of the file's {human_size(pages.file_bytes)} are free pages "
+        "SQLite keeps for reuse; `fetcher vacuum` gives them back to the disk"
+    )
+
+
+async def hint_after_migrate(engine: AsyncEngine) -> str | None:
+    """`vacuum_hint` when a SQLite database is `worth_vacuuming`; None otherwise (PostgreSQL: always)."""
+    if sqlite_file(engine) is None:
+        return None
+    async with connect(engine) as conn:
+        pages = await conn.run_sync(free_pages)
+    return vacuum_hint(display_url(engine), pages) if worth_vacuuming(pages) else None
+
+
+def sqlite_temp_folder(conn: Connection) -> Path | None:
+    """Where SQLite writes VACUUM's temporary database; None when it keeps it in memory (temp_store)."""
+    if int(conn.exec_driver_sql("PRAGMA temp_store").scalar_one()) == 2:
+        return None
+    candidates = [os.environ.get(name, "") for name in _TEMP_ENVIRONMENT] + list(_TEMP_FOLDERS)
+    for candidate in filter(None, candidates):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return Path(".")
+
+
+def _disk(folder: Path) -> DiskSpace:
+    return DiskSpace(_free(folder), str(folder))
+
+
+def _free(folder: Path) -> int:
+    import shutil
+
+    return shutil.disk_usage(folder).free
+
+
+def check_vacuum_space(conn: Connection, pages: FreePages, free_space: FreeSpace = _disk) -> None:
+    """Refuse (`NotEnoughDisk`, one line) a VACUUM the disks cannot hold: the live data's size in the temporary
+    folder and again beside the database (its write-ahead log), counted once per disk."""
+    database = database_free_space(conn)
+    if database is None:
+        return  # in memory
+    places = [(Path(database.where), "the database's folder")]
+    temp = sqlite_temp_folder(conn)
+    if temp is not None:
+        places.append((temp, "SQLite's temporary folder"))
+    needs: dict[int, int] = {}
+    for folder, _ in places:
+        device = os.stat(folder).st_dev
+        needs[device] = needs.get(device, 0) + pages.live_bytes
+    for folder, what in places:
+        needed = needs[os.stat(folder).st_dev]
+        space = free_space(folder)
+        if space.free < needed:
+            raise NotEnoughDisk(
+                f"vacuum needs about {human_size(needed)} free in {what} {space.where}, which has "
+                f"{human_size(space.free)}: free some space (or set $SQLITE_TMPDIR to a folder on a roomier "
+                f"disk), or start anyway with --skip-disk-check"
+            )
+
+
+async def vacuum(
+    engine: AsyncEngine,
+    *,
+    check_disk: bool = True,
+    free_space: FreeSpace = _disk,
+    holder: Holder | None = None,
+) -> Vacuumed:
+    """VACUUM a SQLite database under the run lock (`LockHeld` if a run holds it), after the disk check, then
+    checkpoint the write-ahead log so the file shrinks on disk. Returns the file's bytes before and after."""
+    holder = holder or this_process(f"vacuum-{uuid.uuid4()}")
+    async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
+        before = await conn.run_sync(free_pages)
+        if check_disk:
+            await conn.run_sync(check_vacuum_space, before, free_space)
+        await conn.commit()
+        await conn.run_sync(_vacuum, display_url(engine))
+        after = await conn.run_sync(free_pages)
+    watched = sqlite_file(engine)
+    if watched is not None:
+        watched.check()
+    return Vacuumed(before.file_bytes, after.file_bytes)
+
+
+def _vacuum(conn: Connection, where: str) -> None:
+    """VACUUM, then checkpoint the write-ahead log into the file and truncate both. On the driver's own cursor:
+    VACUUM cannot run in a transaction, and the engine's "begin" hook opens one for every statement it sends."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("VACUUM")
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatabaseError(f"database {where}: VACUUM failed, the file is unchanged: {reason}") from None
+    finally:
+        cursor.close()
+
+
+def vacuumed_line(engine: AsyncEngine, done: Vacuumed) -> str:
+    """The line `fetcher vacuum` ends with."""
+    saved = done.before - done.after
+    return (
+        f"{display_url(engine)}: vacuumed, {human_size(done.before)} -> {human_size(done.after)} "
+        f"({human_size(max(saved, 0))} given back to the disk)"
+    )

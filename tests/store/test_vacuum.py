@@ -1,0 +1,169 @@
+"""`fetcher.store.vacuum`: SQLite's free pages measured, and given back to the disk under the run lock, after a
+disk check, on a database migration 0011 has just moved (a copy of the fixture made by main at 72c5d27)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.config import DatabaseConfig
+from fetcher.errors import LockHeld, NotEnoughDisk
+from fetcher.store.convert import DiskSpace
+from fetcher.store.engine import connect, create_engine, migrate
+from fetcher.store.lock import Holder, RunLock
+from fetcher.store.vacuum import (
+    FreePages,
+    check_vacuum_space,
+    free_pages,
+    hint_after_migrate,
+    sqlite_temp_folder,
+    vacuum,
+    worth_vacuuming,
+)
+from tests.store.test_migration_0011 import FIXTURES, assert_same, snapshot
+
+
+@pytest.fixture
+async def migrated(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str]]:
+    """(engine, URL) of the old fixture migrated to head: 0011 left the old control_scores' pages free."""
+    path = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = create_engine(DatabaseConfig(url=url))
+    await migrate(engine)
+    yield engine, url
+    await engine.dispose()
+
+
+async def _pages(engine: AsyncEngine) -> FreePages:
+    async with connect(engine) as conn:
+        return await conn.run_sync(free_pages)
+
+
+async def test_vacuum_gives_the_free_pages_back_and_keeps_every_value(migrated: tuple[AsyncEngine, str]) -> None:
+    engine, url = migrated
+    before = await _pages(engine)
+    values = await snapshot(url)
+
+    done = await vacuum(engine)
+
+    after = await _pages(engine)
+    assert before.free_bytes > 500_000  # the old table's pages
+    assert (done.before, done.after) == (before.file_bytes, after.file_bytes)
+    assert after.free_bytes == 0
+    assert after.file_bytes <= before.file_bytes - before.free_bytes
+    assert Path(url.removeprefix("sqlite+aiosqlite:///")).stat().st_size == after.file_bytes  # WAL checkpointed
+    assert_same(values, await snapshot(url))
+
+
+async def test_vacuum_refuses_in_one_line_without_the_disk_it_needs(migrated: tuple[AsyncEngine, str]) -> None:
+    engine, _ = migrated
+    before = await _pages(engine)
+
+    with pytest.raises(NotEnoughDisk) as refused:
+        await vacuum(engine, free_space=lambda folder: DiskSpace(100_000, str(folder)))
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("vacuum needs about ")
+    assert "which has 100 kB" in message
+    assert "--skip-disk-check" in message
+    assert await _pages(engine) == before
+
+
+async def test_vacuum_never_runs_while_a_run_holds_the_lock(migrated: tuple[AsyncEngine, str]) -> None:
+    engine, _ = migrated
+    before = await _pages(engine)
+
+    async with RunLock(engine, Holder("nightly", "otherhost", 4242)):
+        with pytest.raises(LockHeld, match="another fetcher run"):
+            await vacuum(engine)
+
+    assert await _pages(engine) == before
+
+
+async def test_vacuum_holds_the_run_lock_while_it_runs(migrated: tuple[AsyncEngine, str]) -> None:
+    """Its lease is in run_lock when the disk check runs, just before VACUUM, and gone after."""
+    engine, url = migrated
+    path = url.removeprefix("sqlite+aiosqlite:///")
+    seen: list[tuple[str, int]] = []
+
+    def holders() -> list[tuple[str, int]]:
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            return other.execute("SELECT run_id, pid FROM run_lock").fetchall()
+
+    def free(folder: Path) -> DiskSpace:
+        seen.extend(holders())
+        return DiskSpace(shutil.disk_usage(folder).free, str(folder))
+
+    await vacuum(engine, free_space=free, holder=Holder("vacuum-1", "thishost", 1))
+
+    assert seen == [("vacuum-1", 1)] * 2  # once for each place checked
+    assert holders() == []
+
+
+async def test_the_disk_check_counts_one_disk_once_for_each_copy(migrated: tuple[AsyncEngine, str]) -> None:
+    """The temporary database and the write-ahead log both hold the live data: on one disk, twice its size."""
+    engine, url = migrated
+    pages = await _pages(engine)
+    folder = Path(url.removeprefix("sqlite+aiosqlite:///")).parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SQLITE_TMPDIR", str(folder))
+        async with connect(engine) as conn:
+            await conn.run_sync(check_vacuum_space, pages, lambda where: DiskSpace(2 * pages.live_bytes, str(where)))
+            with pytest.raises(NotEnoughDisk, match=r"SQLite's temporary folder|the database's folder"):
+                await conn.run_sync(
+                    check_vacuum_space, pages, lambda where: DiskSpace(2 * pages.live_bytes - 1, str(where))
+                )
+
+
+async def test_sqlite_writes_its_temporary_database_where_sqlite_tmpdir_says(
+    sqlite_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SQLITE_TMPDIR", str(tmp_path))
+    async with connect(sqlite_engine) as conn:
+        assert await conn.run_sync(sqlite_temp_folder) == tmp_path
+        await conn.commit()
+        await conn.run_sync(lambda sync: sync.connection.dbapi_connection.cursor().execute("PRAGMA temp_store = 2"))
+        assert await conn.run_sync(sqlite_temp_folder) is None
+
+
+async def test_migrate_tells_of_the_free_pages_until_they_are_vacuumed(migrated: tuple[AsyncEngine, str]) -> None:
+    engine, _ = migrated
+    async with connect(engine) as conn:  # 0011 freed under a megabyte here: free 12 MB more
+        await conn.exec_driver_sql("CREATE TABLE scratch (body BLOB)")
+        await conn.exec_driver_sql("INSERT INTO scratch SELECT randomblob(100000) FROM control_score_rows LIMIT 120")
+        await conn.commit()
+        await conn.exec_driver_sql("DROP TABLE scratch")
+        await conn.commit()
+
+    hint = await hint_after_migrate(engine)
+    await vacuum(engine)
+
+    assert hint is not None
+    assert "MB of the file's" in hint
+    assert "`fetcher vacuum` gives them back" in hint
+    assert await hint_after_migrate(engine) is None
+
+
+@pytest.mark.parametrize(
+    ("file_bytes", "free_bytes", "worth"),
+    [
+        (80_000_000, 60_000_000, True),  # the demo database after 0011
+        (80_000_000, 9_999_999, False),  # under 10 MB: not worth a line
+        (1_000_000_000, 100_000_000, False),  # a tenth of a large file: SQLite reuses it soon enough
+        (1_000_000_000, 200_000_000, True),
+    ],
+)
+def test_free_pages_are_worth_telling_of_when_they_are_many_and_a_good_share(
+    file_bytes: int, free_bytes: int, worth: bool
+) -> None:
+    assert worth_vacuuming(FreePages(file_bytes, free_bytes)) is worth
