@@ -545,6 +545,29 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: P
     assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
 
 
+@pytest.mark.postgres
+def test_archive_compact_trains_the_dictionary_and_recompresses_once_on_postgresql(tmp_path: Path) -> None:
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_cli_compact")
+    try:
+        config = write_config(tmp_path, database=f'url = "{url}"')
+        assert invoke("--config", str(config), "migrate").exit_code == 0
+        _archive_zlib_days(url, 200)
+
+        first = invoke("--config", str(config), "archive", "compact")
+        again = invoke("--config", str(config), "archive", "compact")
+    finally:
+        drop_postgres_database(url)
+
+    assert first.exit_code == again.exit_code == 0
+    assert re.search(r"200 of 200 bodies read, 200 recompressed: \d+ kB -> \d+ kB\n", first.output), first.output
+    assert "trained now on 200 objects" in first.output
+    assert re.search(r"trained \d{4}-\d{2}-\d{2} on 200 objects", again.output), again.output
+    assert "200 of 200 bodies read, 0 recompressed" in again.output
+    assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
+
+
 def test_vacuum_gives_back_what_migrate_says_is_free(tmp_path: Path) -> None:
     import sqlite3
 
