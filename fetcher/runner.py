@@ -132,7 +132,7 @@ class Run:
         """After a run or backfill: the archive's dictionaries when due, and a bounded number of its zlib
         bodies recompressed (`fetcher.store.compaction`). Whatever happens here, the run's outcome stands."""
         try:
-            await archive.finish(compact=compacting and not self.stopping)
+            await archive.finish(compact=compacting, stopped=self.stopping)
         except (FetcherError, DBAPIError) as error:
             log.warning("archive not compacted: %s", error)
 

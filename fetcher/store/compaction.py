@@ -1,7 +1,8 @@
 """The raw archive's dictionaries: when one is trained, where it is kept, and rewriting zlib bodies with it.
 
 A database starts without a dictionary, so a run writes its archive bodies as zlib (`fetcher.store.codec`).
-After a `run` or `backfill` (`compact_after_run`), and by `fetcher archive compact`:
+After a `run` or `backfill` (`compact_after_run`; a run stopped by a signal leaves it to the next, see
+`RunArchive.finish`), and by `fetcher archive compact`:
 
 1. a kind without a dictionary whose archive holds `TRAIN_AFTER` objects gets one, trained on up to
    `MAX_SAMPLES` of them and stored in `archive_dictionaries`. Shards that train at once each insert theirs;
@@ -337,11 +338,23 @@ class RunArchive:
                 self.codec.add(dictionary)
                 _log(Compacted(archive.kind, dictionary, trained))
 
-    async def finish(self, *, compact: bool) -> list[Compacted]:
-        """The training under way, if any, then (when `compact`) the bounded pass over the zlib bodies."""
+    async def finish(self, *, compact: bool, stopped: bool = False) -> list[Compacted]:
+        """The training under way, if any, then (when `compact`) the bounded pass over the zlib bodies.
+
+        A run `stopped` by a signal does no pass: it should end promptly, and the pass can take seconds. It
+        only marks each kind it may have written as zlib (one UPDATE), so that the next run's pass, or
+        `fetcher archive compact`, scans for them, even if another shard completed a pass meanwhile (its
+        `recompressed_at` would otherwise let the next run, which writes zstd from its start, skip the scan)."""
         if self._training is not None:
             await self._training
-        return await compact_after_run(self.engine, self.kept, _utcnow()) if compact else []
+        if not compact:
+            return []
+        if stopped:
+            for archive in ARCHIVES:
+                if archive.kind not in self.kept:
+                    await _set_complete(self.engine, archive.kind, None)
+            return []
+        return await compact_after_run(self.engine, self.kept, _utcnow())
 
 
 def _utcnow() -> datetime:

@@ -129,6 +129,24 @@ async def test_after_a_run_that_wrote_zlib_the_archive_is_scanned_again(engine: 
     assert all(is_zstd(b) for b in (await bodies(engine)).values())
 
 
+async def test_the_run_after_a_stopped_one_rewrites_the_zlib_bodies_it_left(engine: AsyncEngine) -> None:
+    """A run stopped by a signal does no pass; the next run's pass rewrites its zlib bodies, even when another
+    shard completed a pass meanwhile (the next run writes zstd from its start, so only the mark tells it)."""
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER))
+    stopped = RunArchive(engine, await read_codec(engine), train=False)  # started before the dictionary
+    await compact_after_run(engine, (), NOW)  # another shard trained it and completed its pass
+    await archive(engine, day_objects(OTHER_TENANT, 3))  # the stopped run's bodies, zlib
+
+    assert await stopped.finish(compact=True, stopped=True) == []
+    left = [b for b in (await bodies(engine)).values() if not is_zstd(b)]
+    [done, _] = await RunArchive(engine, await read_codec(engine), train=True).finish(compact=True)
+
+    assert len(left) == 3
+    assert done.recompressed == 3
+    assert done.complete
+    assert all(is_zstd(b) for b in (await bodies(engine)).values())
+
+
 async def test_two_trainers_at_once_end_with_one_dictionary(engine: AsyncEngine) -> None:
     """Shards that train at once: the first dictionary stored wins, and both go on with it."""
     texts = [orjson.dumps(o) for o in day_objects(TENANT, TRAIN_AFTER)]
