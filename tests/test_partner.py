@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, PartnerConfig
 from fetcher.discovery import Customer, Found
 from fetcher.errors import ConfigError, Interrupted, ServerError
+from fetcher.models import Shard
 from fetcher.partner import CustomerList, customer_list, with_discovered_tenants
 from fetcher.simulator import SimTenant
 from fetcher.simulator.faults import Fault
 from fetcher.simulator.partner import SimContract, SimRelationship
 from fetcher.store.schema import fetch_runs, partner_customers, partner_discoveries, secure_scores, tenant_runs
 from fetcher.store.schema import tenants as tenants_table
+from tests.conftest import SKIP_POSTGRES, _admin_url, create_postgres_database, drop_postgres_database
 from tests.e2e import World, toml_table, world
 from tests.test_runner import db_count, db_rows
 
@@ -404,3 +406,61 @@ def test_get_in_automatic_mode_asks_for_a_discovered_customers_score(auto_world:
         f"error: {WINGTIP}_{day}: tenant {WINGTIP} is not in the customers discovered at partner tenant {PARTNER}"
     )
     assert "--tenant" not in stranger.stderr
+
+
+# -- automatic mode, sharded: each shard discovers the customers and fetches its own slice of them
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (the shards' ledger is read whole)."""
+    if _admin_url() is None:
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_partner_shards")
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+SHARD_CUSTOMERS = [bulk_id(n) for n in range(8)]
+
+
+@pytest.mark.postgres
+def test_two_shards_of_an_automatic_run_at_once_discover_together_and_fetch_each_customer_once(
+    tmp_path: Path, own_postgres: str
+) -> None:
+    """Both shards ask the partner at once (its answer delayed 1.5 s, so their discoveries overlap: 0.4 s apart
+    on a loaded 2-core machine) and write the same discovery cache; each then fetches only its own customers,
+    every customer once, and both succeed. PostgreSQL only: SQLite takes one shard at a time
+    (tests/reliability/test_shards.py)."""
+    tenants = [SimTenant(PARTNER, "Partner", partner=True)]
+    tenants += [SimTenant(t, f"Customer {n}") for n, t in enumerate(SHARD_CUSTOMERS)]
+    active = [
+        SimRelationship(f"s{n}", f"Customer {n}", "active", t, f"Customer {n}") for n, t in enumerate(SHARD_CUSTOMERS)
+    ]
+    mine = {k: {t for t in SHARD_CUSTOMERS if Shard(k, 2).holds(t)} for k in (1, 2)}
+    assert all(mine.values()), "each shard needs customers of its own"
+    with world(tmp_path, own_postgres, tenants, seed=23, relationships=active) as w:
+        w.sim.add_fault(PARTNER, Fault.latency(1500, endpoint="partner"))
+        automatic(w, refresh_hours=0, fetch={"history_days": 3})
+        assert w.fetcher("migrate").returncode == 0
+        shards = [w.start("run", "--shard", f"{k}/2") for k in (1, 2)]
+        done = [shard.communicate(timeout=180) for shard in shards]
+
+        for shard, (_, stderr) in zip(shards, done, strict=True):
+            assert shard.returncode == 0, stderr
+        runs = {r["run_id"]: r["shard"] for r in db_rows(own_postgres, fetch_runs)}
+        by_shard: dict[str, list[str]] = {"1/2": [], "2/2": []}
+        for row in db_rows(own_postgres, tenant_runs):
+            by_shard[runs[row["run_id"]]].append(row["tenant_id"])
+            assert row["status"] == "succeeded", row
+        customers = db_rows(own_postgres, partner_customers)
+        days = {t: db_count(own_postgres, secure_scores, tenant_id=t) for t in SHARD_CUSTOMERS}
+
+    assert sorted(by_shard["1/2"]) == sorted(mine[1])
+    assert sorted(by_shard["2/2"]) == sorted(mine[2])
+    assert partner_requests(w).count(200) >= 2  # each shard discovered (refresh_hours = 0)
+    assert sorted(c["tenant_id"] for c in customers) == sorted(SHARD_CUSTOMERS)
+    assert all(c["gone_since"] is None for c in customers)
+    assert days == dict.fromkeys(SHARD_CUSTOMERS, 3)

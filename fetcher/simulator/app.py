@@ -147,7 +147,7 @@ class Service:
         if exchange.route.endpoint in (LIST, GET, PROFILES):
             return await self._graph(exchange)
         if exchange.route.endpoint == PARTNER:
-            return self._partner(exchange)
+            return await self._partner(exchange)
         if exchange.route.endpoint == CONSENT:
             return self._admin_consent(exchange)
         if exchange.route.endpoint in (DEVICE_CODE, OPENID, DEVICE_LOGIN):
@@ -269,8 +269,9 @@ class Service:
                 return self._profiles(exchange, claims.tenant_id, plan.answer)
             return self._get(exchange, claims.tenant_id, plan.answer)
 
-    def _partner(self, exchange: Exchange) -> web.Response:
-        """The partner's GDAP relationships or contracts; a customer tenant's token gets 403."""
+    async def _partner(self, exchange: Exchange) -> web.Response:
+        """The partner's GDAP relationships or contracts; a customer tenant's token gets 403. Its scripted
+        faults: a status, and latency (so that two discoveries can be made to overlap)."""
         claims, rejection = self._authenticate(exchange)
         exchange.tenant_id = claims.tenant_id if claims else None
         if claims is None:
@@ -280,6 +281,7 @@ class Service:
         if role not in claims.roles:
             return _graph_error(exchange, 403, "Forbidden", f"Missing application roles. API required roles: {role}.")
         plan = self.sim.faults.plan(claims.tenant_id, PARTNER)
+        await self._sleep(plan)
         if plan.answer is not None and plan.answer.kind is FaultKind.STATUS:
             return _graph_status(exchange, plan.answer)
         items: list[partner.SimRelationship] | list[partner.SimContract] = (
