@@ -384,7 +384,8 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 @click.pass_obj
 def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
     """Create the tables, or upgrade them to this version's schema; with [database] partition = "monthly"
-    (PostgreSQL), also partition the day tables by month, converting a plain database in the same transaction.
+    (PostgreSQL), also partition the day tables by month, converting a plain database in the same transaction
+    (atomic, not resumable: interrupted, nothing has changed, and the next run starts it over).
     Migration 0011 moves control_scores into a compact layout in batches, each committed: interrupted, it
     continues where it stopped when run again; it refuses to start without the free disk it needs.
     SIGINT/SIGTERM during the move stops it after the batch in progress, saying how far it got."""

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +33,10 @@ from fetcher.store.partition import (
     ensure_archive_partitions,
     ensure_partitions,
     is_partitioned,
+    month_of,
     months_between,
     next_month,
+    partition_name,
     ranges,
 )
 from fetcher.store.save import save_tenant
@@ -367,3 +373,54 @@ async def test_a_tenants_last_90_days_read_at_most_4_partitions(partitioned: Asy
     touching = [plan for plan in plans if plan]
     assert touching, f"{what}: no statement read control_scores"
     assert all(len(plan) <= 4 for plan in touching), f"{what}: read {[sorted(p) for p in touching]}"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+async def test_a_conversion_interrupted_midway_leaves_the_database_as_it_was(
+    plain: AsyncEngine, own_postgres: str, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """`fetcher migrate` stopped by a signal (or killed) midway, the views dropped, the plain table renamed and the
+    partitioned one made: one transaction, so nothing changed, and the next `fetcher migrate` converts."""
+    from tests.test_cli import write_config
+
+    config = write_config(tmp_path, database=f'url = "{own_postgres}"\npartition = "monthly"')
+    argv = [sys.executable, "-m", "fetcher", "--config", str(config), "migrate"]
+    env = {**os.environ, "SECRET": "unused"}
+    before = await snapshot(plain)
+    last = partition_name("control_score_rows", max(month_of(TODAY), next_month(month_of(datetime.now(UTC).date()))))
+    async with plain.connect() as blocker, plain.connect() as watcher:
+        # A table of the name of the last month's partition, not yet committed: the conversion waits to make its
+        # own until this transaction ends, with the views dropped, the table renamed and the other months made.
+        await blocker.exec_driver_sql(f"CREATE TABLE {last} (n integer)")
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        waiting = await _blocked_statement(watcher, process)
+        process.send_signal(stop)
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=60)
+        await blocker.rollback()
+
+    assert waiting.startswith(f"CREATE TABLE {last} (LIKE control_score_rows"), waiting
+    assert process.returncode == (143 if stop == signal.SIGTERM else -9), stderr
+    if stop == signal.SIGTERM:
+        assert "interrupted: the migration step in progress was rolled back" in stderr
+    async with plain.connect() as conn:
+        assert not await is_partitioned(conn, "control_score_rows")
+    assert await snapshot(plain) == before
+    again = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "control_score_rows partitioned by month" in again.stderr
+
+
+async def _blocked_statement(watcher: AsyncConnection, process: subprocess.Popen[str]) -> str:
+    """The statement of `process`'s session once it waits for a lock (polled; fails if the process ends)."""
+    query = (
+        "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+        "AND pid <> pg_backend_pid()"
+    )
+    while process.poll() is None:
+        found = (await watcher.exec_driver_sql(query)).scalar()
+        await watcher.rollback()
+        if found is not None:
+            return str(found)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fetcher migrate ended before waiting: {process.communicate()}")
