@@ -69,10 +69,13 @@ class FreePages:
 
 @dataclass(frozen=True)
 class Vacuumed:
-    """What `vacuum` did: the file's bytes before and after (the write-ahead log checkpointed)."""
+    """What `vacuum` did: the database's bytes before and after; `checkpointed`: whether the write-ahead log was
+    copied into the file and truncated, so the disk has the space back now (False: a reader held it, and the
+    next checkpoint, after a run or once the readers finish, gives it back)."""
 
     before: int
     after: int
+    checkpointed: bool = True
 
 
 def free_pages(conn: Connection) -> FreePages:
@@ -166,21 +169,24 @@ async def vacuum(
         if check_disk:
             await conn.run_sync(check_vacuum_space, before, free_space)
         await conn.commit()
-        await conn.run_sync(_vacuum, display_url(engine))
+        checkpointed = await conn.run_sync(_vacuum, display_url(engine))
         after = await conn.run_sync(free_pages)
     watched = sqlite_file(engine)
     if watched is not None:
         watched.check()
-    return Vacuumed(before.file_bytes, after.file_bytes)
+    return Vacuumed(before.file_bytes, after.file_bytes, checkpointed)
 
 
-def _vacuum(conn: Connection, where: str) -> None:
-    """VACUUM, then checkpoint the write-ahead log into the file and truncate both. On the driver's own cursor:
-    VACUUM cannot run in a transaction, and the engine's "begin" hook opens one for every statement it sends."""
+def _vacuum(conn: Connection, where: str) -> bool:
+    """VACUUM, then checkpoint the write-ahead log into the file and truncate both; False when a reader kept the
+    checkpoint from finishing (after busy_timeout). On the driver's own cursor: VACUUM cannot run in a
+    transaction, and the engine's "begin" hook opens one for every statement it sends."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute("VACUUM")
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        row = cursor.fetchone()  # (busy, log frames, frames checkpointed)
+        return not (row and row[0])
     except sqlite3.Error as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DatabaseError(f"database {where}: VACUUM failed, the file is unchanged: {reason}") from None
@@ -190,8 +196,10 @@ def _vacuum(conn: Connection, where: str) -> None:
 
 def vacuumed_line(engine: AsyncEngine, done: Vacuumed) -> str:
     """The line `fetcher vacuum` ends with."""
-    saved = done.before - done.after
-    return (
-        f"{display_url(engine)}: vacuumed, {human_size(done.before)} -> {human_size(done.after)} "
-        f"({human_size(max(saved, 0))} given back to the disk)"
+    saved = human_size(max(done.before - done.after, 0))
+    given = (
+        f"{saved} given back to the disk"
+        if done.checkpointed
+        else f"{saved} to give back to the disk at the next checkpoint: a reader holds the write-ahead log"
     )
+    return f"{display_url(engine)}: vacuumed, {human_size(done.before)} -> {human_size(done.after)} ({given})"

@@ -25,6 +25,7 @@ from fetcher.store.vacuum import (
     hint_after_migrate,
     sqlite_temp_folder,
     vacuum,
+    vacuumed_line,
     worth_vacuuming,
 )
 from tests.store.test_migration_0011 import FIXTURES, assert_same, snapshot
@@ -62,6 +63,29 @@ async def test_vacuum_gives_the_free_pages_back_and_keeps_every_value(migrated: 
     assert after.file_bytes <= before.file_bytes - before.free_bytes
     assert Path(url.removeprefix("sqlite+aiosqlite:///")).stat().st_size == after.file_bytes  # WAL checkpointed
     assert_same(values, await snapshot(url))
+
+
+async def test_a_reader_holding_the_log_is_said_and_the_next_checkpoint_gives_the_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.2))
+    try:
+        await migrate(engine)
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM control_score_rows").fetchone()  # a read snapshot, kept open
+            held = await vacuum(engine)
+            reader.execute("COMMIT")
+            size_held = path.stat().st_size
+        reader_gone = await vacuum(engine)
+    finally:
+        await engine.dispose()
+
+    assert not held.checkpointed
+    assert "at the next checkpoint: a reader holds the write-ahead log" in vacuumed_line(engine, held)
+    assert reader_gone.checkpointed
+    assert path.stat().st_size == reader_gone.after < size_held
 
 
 async def test_vacuum_refuses_in_one_line_without_the_disk_it_needs(migrated: tuple[AsyncEngine, str]) -> None:
