@@ -15,8 +15,10 @@ import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
 from fetcher.simulator import Fault, TokenRefusal, generate_tenants
+from fetcher.store.codec import is_zstd
 from fetcher.store.engine import create_engine
 from fetcher.store.schema import (
+    archive_dictionaries,
     control_scores,
     fetch_runs,
     raw_payloads,
@@ -307,6 +309,33 @@ def test_sigterm_mid_run_leaves_stored_tenants_whole_and_the_run_interrupted(tmp
         assert resumed_tenants == {t.tenant_id for t in tenants} - {
             t for t, status in ledger.items() if status == "succeeded"
         }
+
+
+def test_a_run_stopped_after_training_leaves_its_zlib_bodies_and_the_next_run_recompresses_them(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A stopped run ends without its after-run pass over the archive; the resumed run's pass does it."""
+    # 24 tenants of 60 days, each request 0.3 s late: the dictionary comes after 4 tenants, with seconds to go.
+    tenants = [dataclasses.replace(t, faults=(Fault.latency(300),)) for t in generate_tenants(24, seed=24)]
+    with world(tmp_path, database_url, tenants, seed=24) as w:
+        w.write_config(fetch={"concurrency": 2, "control_profiles": False})
+        proc = w.start("backfill", "--days", "60")
+        _wait_for(lambda: db_count(database_url, archive_dictionaries) == 1)  # trained after 200 score-days
+
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        left = zlib_bodies(database_url)
+        resumed = w.fetcher("backfill", "--days", "60", "--resume")
+
+        assert proc.returncode == 143
+        assert left >= 200  # the bodies saved before the dictionary: not recompressed by the stopped run
+        assert resumed.returncode == 0, resumed.stderr
+        assert zlib_bodies(database_url) == 0
+        assert db_count(database_url, raw_payloads) == 24 * 60
+
+
+def zlib_bodies(url: str) -> int:
+    return sum(not is_zstd(row["body"]) for row in db_rows(url, raw_payloads))
 
 
 def test_status_exits_1_when_an_enabled_tenant_is_stale(tmp_path: Path, database_url: str) -> None:
