@@ -461,7 +461,7 @@ def _migrated(
 @click.option("--skip-disk-check", is_flag=True, help="Start even if the disks seem to lack the space VACUUM needs.")
 @click.pass_obj
 def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
-    """SQLite: give the file's free pages back to the disk (VACUUM), e.g. after migration 0011 or pruning.
+    """SQLite: give the file's free pages back to the disk (VACUUM), e.g. after migration 0011 or `archive compact`.
     Needs about the live data's size free beside the database and in SQLite's temporary folder ($SQLITE_TMPDIR),
     and refuses to start without it; holds the run lock, so it never runs during a fetch (exit 3 if one is
     running). PostgreSQL: says why there is nothing to do (VACUUM FULL or pg_repack are your DBA's call)."""
