@@ -399,7 +399,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
     from fetcher.store.convert import MoveOptions, StopRequest
     from fetcher.store.engine import create_engine, database_error, display_url, migrate
     from fetcher.store.partition import convert
-    from fetcher.store.vacuum import hint_after_migrate
+    from fetcher.store.vacuum import free_pages_hint
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)
@@ -417,7 +417,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         try:
             with _migration_signals(stop) as received:
                 before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
-            hint = await hint_after_migrate(engine)  # SQLite keeps what 0011 freed until a VACUUM
+            hint = await free_pages_hint(engine)  # SQLite keeps what 0011 freed until a VACUUM
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
         except Interrupted as stopped:
@@ -807,6 +807,7 @@ def archive_compact_command(ctx: Context) -> None:
     from fetcher.output import compaction_line, progress_bar
     from fetcher.store.compaction import ARCHIVES, compact, count_bodies, unreadable
     from fetcher.store.engine import create_engine, ensure_schema
+    from fetcher.store.vacuum import free_pages_hint
 
     async def action() -> int:
         engine = create_engine(ctx.config(Purpose.DATABASE).database)
@@ -823,6 +824,9 @@ def archive_compact_command(ctx: Context) -> None:
                 failure = unreadable(done)
                 if failure is not None:
                     failures.append(failure)
+            hint = await free_pages_hint(engine)  # rewritten bodies leave free pages in a SQLite file
+            if hint is not None:
+                ctx.err.print(hint, markup=False, highlight=False, soft_wrap=True)
         finally:
             await engine.dispose()
         if failures:

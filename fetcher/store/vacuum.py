@@ -2,8 +2,9 @@
 
 SQLite keeps the pages a DELETE frees inside its file, for its next writes, until VACUUM rebuilds the file:
 after migration 0011 moved the control scores into the compact layout, the demo database's 76 MB table took
-19 MB, and the file kept its size. `free_pages` measures that space; `fetcher migrate` names it when it is
-large (`worth_vacuuming`), and `vacuum` gives it back.
+19 MB, and the file kept its size (recompressing the archive frees pages too). `free_pages` measures that
+space; `fetcher migrate` and `fetcher archive compact` name it when it is large (`worth_vacuuming`), and
+`vacuum` gives it back.
 
 VACUUM copies the live pages into a temporary database in SQLite's temporary folder, then writes them back
 through the write-ahead log beside the database (WAL mode): it needs about the live data's size free in
@@ -92,15 +93,16 @@ def worth_vacuuming(pages: FreePages) -> bool:
 
 
 def vacuum_hint(where: str, pages: FreePages) -> str:
-    """The line `fetcher migrate` prints when `worth_vacuuming`."""
+    """The line `fetcher migrate` and `fetcher archive compact` end with when `worth_vacuuming`."""
     return (
         f"{where}: {human_size(pages.free_bytes)} of the file's {human_size(pages.file_bytes)} are free pages "
         "SQLite keeps for reuse; `fetcher vacuum` gives them back to the disk"
     )
 
 
-async def hint_after_migrate(engine: AsyncEngine) -> str | None:
-    """`vacuum_hint` when a SQLite database is `worth_vacuuming`; None otherwise (PostgreSQL: always)."""
+async def free_pages_hint(engine: AsyncEngine) -> str | None:
+    """`vacuum_hint` when a SQLite database is `worth_vacuuming` (after `fetcher migrate` and `fetcher archive
+    compact`); None otherwise (PostgreSQL: always)."""
     if sqlite_file(engine) is None:
         return None
     async with connect(engine) as conn:

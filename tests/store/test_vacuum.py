@@ -22,7 +22,7 @@ from fetcher.store.vacuum import (
     FreePages,
     check_vacuum_space,
     free_pages,
-    hint_after_migrate,
+    free_pages_hint,
     sqlite_temp_folder,
     vacuum,
     vacuumed_line,
@@ -169,13 +169,13 @@ async def test_migrate_tells_of_the_free_pages_until_they_are_vacuumed(migrated:
         await conn.exec_driver_sql("DROP TABLE scratch")
         await conn.commit()
 
-    hint = await hint_after_migrate(engine)
+    hint = await free_pages_hint(engine)
     await vacuum(engine)
 
     assert hint is not None
     assert "MB of the file's" in hint
     assert "`fetcher vacuum` gives them back" in hint
-    assert await hint_after_migrate(engine) is None
+    assert await free_pages_hint(engine) is None
 
 
 @pytest.mark.parametrize(
