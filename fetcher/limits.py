@@ -3,6 +3,9 @@
 `Limits.slot(tenant_id)` is held around each HTTP exchange. It takes the tenant's own things first (one of
 its `per_tenant_concurrency` places, then a token from its bucket) and the global slot last, so a tenant
 waiting on its bucket or a `Retry-After` holds none of the `concurrency` slots and the other tenants go on.
+A free global slot goes to a waiting token request (`Limits.global_slot`) before a waiting Graph request:
+a token starts a tenant, and tenants started late are what keeps a run going after most of its slots
+fall idle (its tail); see `Slots`.
 
 The bucket allows a small burst, then `per_tenant_rate` requests a minute. A 429 (`throttled`) drains
 the tenant's bucket to one request, pauses it until the `Retry-After` passes, and halves its rate, which then recovers a
@@ -21,6 +24,7 @@ import logging
 import os
 import resource
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,6 +54,48 @@ class _Tenant:
     in_flight: int = 0
 
 
+class Slots:
+    """`count` slots, handed to waiters in two lanes: every `first` waiter before any other, each lane in
+    arrival order. Cancelling a waiter never loses a slot (one handed to it as it was cancelled passes on).
+
+    Why two lanes: a run's requests come in chains, one a tenant (a token, then its pages one after the
+    other). When every waiter is served in arrival order, the tenants taken last start their chains late,
+    and the run ends with a tail of them while most slots are idle. Serving the chains' starts first puts
+    every tenant in progress sooner; the ones in progress then keep the slots busy to the end. With 100
+    tenants of three requests at `concurrency = 16`, a model of the scheduler (fixed latency, no CPU) ends
+    after 20 latencies instead of 21 (the floor is 19); with 1,000 tenants the two orders tie.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._lanes: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    async def acquire(self, *, first: bool = False) -> None:
+        if self._free > 0 and not (self._lanes[0] or self._lanes[1]):
+            self._free -= 1
+            return
+        lane = self._lanes[0 if first else 1]
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as it was cancelled: pass it on
+            else:
+                lane.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for lane in self._lanes:
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 @dataclass(slots=True)
 class Peaks:
     """The highest in-flight counts seen so far."""
@@ -71,12 +117,12 @@ class Limits:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     in_flight: int = field(default=0, init=False)
     peaks: Peaks = field(default_factory=Peaks, init=False)
-    _global: asyncio.Semaphore = field(init=False, repr=False)
+    _global: Slots = field(init=False, repr=False)
     _tenants: dict[str, _Tenant] = field(default_factory=dict, init=False, repr=False)
     _sweep_at: int = field(default=64, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._global = asyncio.Semaphore(self.concurrency)
+        self._global = Slots(self.concurrency)
 
     @classmethod
     def from_config(cls, fetch: FetchConfig, **options: Any) -> Limits:
@@ -91,15 +137,17 @@ class Limits:
         return len(self._tenants)
 
     @asynccontextmanager
-    async def global_slot(self) -> AsyncIterator[None]:
-        """One of the `concurrency` slots alone, for a request that is not to Graph (a token from Entra ID)."""
-        async with self._global:
-            self.in_flight += 1
-            self.peaks.in_flight = max(self.peaks.in_flight, self.in_flight)
-            try:
-                yield
-            finally:
-                self.in_flight -= 1
+    async def global_slot(self, *, first: bool = True) -> AsyncIterator[None]:
+        """One of the `concurrency` slots alone, for a request that is not to Graph (a token from Entra ID);
+        `first`: before the Graph requests waiting (`Slots`)."""
+        await self._global.acquire(first=first)
+        self.in_flight += 1
+        self.peaks.in_flight = max(self.peaks.in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._global.release()
 
     @asynccontextmanager
     async def slot(self, tenant_id: str) -> AsyncIterator[None]:
@@ -109,7 +157,7 @@ class Limits:
         try:
             async with state.places:
                 await self._take_token(state)
-                async with self.global_slot():
+                async with self.global_slot(first=False):
                     state.in_flight += 1
                     self.peaks.tenant_in_flight = max(self.peaks.tenant_in_flight, state.in_flight)
                     try:

@@ -11,7 +11,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 
 from fetcher.config import AuthConfig, FetchConfig, TenantConfig
-from fetcher.limits import Limits, exhausted_resource, local_resource_error
+from fetcher.limits import Limits, Slots, exhausted_resource, local_resource_error
 
 
 class VirtualTime:
@@ -200,3 +200,56 @@ def test_running_out_of_open_files_is_a_local_resource_error_not_authentication(
         "(EMFILE: Too many open files); raise the open-file limit (`ulimit -n`, LimitNOFILE=) or lower "
         "[fetch] concurrency",
     )
+
+
+async def test_a_free_global_slot_goes_to_a_waiting_token_request_before_waiting_graph_requests() -> None:
+    """Token requests start tenants: served before Graph requests that waited longer, each lane in order."""
+    limits = Limits(concurrency=1, per_tenant_concurrency=4, per_tenant_rate=6000, burst=100)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def graph(name: str) -> None:
+        async with limits.slot(name):
+            order.append(name)
+            await release.wait()
+
+    async def token(name: str) -> None:
+        async with limits.global_slot():
+            order.append(name)
+
+    holder = asyncio.create_task(graph("holder"))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(graph("page-1")), asyncio.create_task(graph("page-2"))]
+    await asyncio.sleep(0)
+    waiting += [asyncio.create_task(token("token-1")), asyncio.create_task(token("token-2"))]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(holder, *waiting)
+    assert order == ["holder", "token-1", "token-2", "page-1", "page-2"]
+    assert limits.in_flight == 0
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_a_waiter_cancelled_in_either_lane_leaves_no_slot_lost(first: bool) -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire(first=first))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    slots.release()
+    await asyncio.wait_for(slots.acquire(first=not first), timeout=1.0)
+
+
+async def test_a_slot_handed_to_a_waiter_as_it_is_cancelled_passes_to_the_next() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    cancelled = asyncio.create_task(slots.acquire(first=True))
+    following = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    slots.release()  # hands the slot to `cancelled`, which has not run yet
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await asyncio.wait_for(following, timeout=1.0)
