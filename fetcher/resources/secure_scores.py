@@ -20,6 +20,7 @@ from fetcher.normalize import normalize_score
 from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import RawPayload, archived_days, codec_for, iter_raw_payloads, pack, save_raw_payloads
+from fetcher.store.deltas import compress_pending
 from fetcher.store.schema import comparative_scores, control_keys, controls, secure_scores
 from fetcher.store.scores import delete_days, resolve_group_keys, save_controls, save_score_days
 
@@ -110,6 +111,7 @@ def _archive(obj: Any, day: ScoreDay, context: FetchContext, text: bytes) -> Raw
         run_id=context.run_id,
         warning=context.warning_text,
         text=text,
+        defer=True,  # compressed at the save, as a delta when it can be (`fetcher.store.deltas`)
     )
 
 
@@ -171,17 +173,21 @@ async def save_secure_scores(
     tenant_saved: bool,
     shared_saved: bool = False,
 ) -> None:
-    """The days (upserted on tenant and day) and their archive rows, in the caller's transaction;
-    `shared_saved`: their `controls` rows are saved already (`save_shared_controls`)."""
+    """The days (upserted on tenant and day) and their archive rows, compressed now unless the group's
+    were already (`save_shared_controls`), in the caller's transaction; `shared_saved`: their `controls`
+    rows are saved already."""
     await save_score_days(conn, admission.rows, saved_at, tenant_saved=tenant_saved, controls_saved=shared_saved)
+    await compress_pending(conn, [admission.raw])
     await save_raw_payloads(conn, admission.raw)
 
 
 async def save_shared_controls(conn: AsyncConnection, admissions: Sequence[Admission[ScoreDay]]) -> None:
-    """The `controls` dimension and the texts' keys of a group of tenants' days, before any tenant's own rows."""
+    """The `controls` dimension and the texts' keys of a group of tenants' days, before any tenant's own rows;
+    and their archive bodies, compressed with the bases of the whole group read in one statement."""
     days = [day for admission in admissions for day in admission.rows]
     await save_controls(conn, days)
     await resolve_group_keys(conn, days)
+    await compress_pending(conn, [admission.raw for admission in admissions])
 
 
 def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:

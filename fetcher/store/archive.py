@@ -48,16 +48,25 @@ class RawPayload(NamedTuple):
     fetched_at: datetime
     run_id: str | None
     warning: str | None
+    base_date: date | None = None  # a delta's base (`fetcher.store.deltas`); None for a base
+    base_sha256: str | None = None
+    text: bytes | None = None  # written: the JSON, when `body` is still to be made (`pack(defer=True)`)
+    base_body: bytes | None = None  # read: the base's body, for a delta
 
     def payload(self, codec: Codec, what: str = "secureScore") -> Any:
         """The object, read with the database's dictionaries; `ArchiveUnreadable` names tenant and day."""
         try:
-            return orjson.loads(codec.decompress(self.body))
+            return orjson.loads(codec.decompress(self.body, self.base_body))
         except Unreadable as error:
             raise ArchiveUnreadable(
                 f"tenant {self.tenant_id}: the archived {what} of {self.score_date} "
-                f"(sha256 {self.sha256[:12]}) cannot be read: {error}"
+                f"(sha256 {self.sha256[:12]}) cannot be read: {error}{base_named(self.base_date, self.base_sha256)}"
             ) from None
+
+
+def base_named(base_date: Any, base_sha256: str | None) -> str:
+    """For a message about a delta: which base it needs ("" for a base)."""
+    return "" if base_sha256 is None else f" (its base: {as_date(base_date)}, sha256 {base_sha256[:12]})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +101,28 @@ def pack(
     warning: str | None,
     text: bytes | None = None,
     kind: str = SECURE_SCORES,
+    defer: bool = False,
 ) -> RawPayload:
     """Serialize (unless `text`, its serialization, is given), hash and compress one object for the archive,
-    with the run's codec (`CODEC`)."""
+    with the run's codec (`CODEC`); with `defer`, keep the JSON instead, for the save to compress as a delta
+    or a base (`fetcher.store.deltas.compress_pending`: it needs the database)."""
     text = orjson.dumps(obj) if text is None else text
     return RawPayload(
         tenant_id=tenant_id,
         score_date=score_date,
         sha256=hashlib.sha256(text).hexdigest(),
-        body=(CODEC.get() or _ZLIB).compress(kind, text),
+        body=b"" if defer else run_codec().compress(kind, text),
         size=len(text),
         fetched_at=fetched_at,
         run_id=run_id,
         warning=warning,
+        text=text if defer else None,
     )
+
+
+def run_codec() -> Codec:
+    """The codec new bodies are written with (`CODEC`)."""
+    return CODEC.get() or _ZLIB
 
 
 def _insert(conn: AsyncConnection) -> Any:
@@ -125,7 +142,10 @@ def _upsert_raw(conn: AsyncConnection) -> Insert:
 
 
 async def save_raw_payloads(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
-    """Archive objects; an object already archived for its tenant-day only gets its time updated."""
+    """Archive objects (compressed: none `pending`); an object already archived for its tenant-day only gets
+    its time updated."""
+    if any(p.text is not None for p in payloads):
+        raise ValueError("raw_payloads: an object's body is not compressed yet (fetcher.store.deltas)")
     archive = bulk.compiled(
         conn, "raw_payloads", _upsert_raw, RawPayload._fields, aliases={"last_fetched_at": "fetched_at"}
     )
@@ -153,19 +173,44 @@ async def archived_tenants(conn: AsyncConnection) -> list[str]:
     return list(rows.all())
 
 
+BASE = raw_payloads.alias("base")
+
+
+def with_base(query: sa.Select[Any]) -> sa.Select[Any]:
+    """`query` over raw_payloads, joined to each delta's base, whose body it adds as `base_body` (NULL for a
+    base, or for a delta whose base is missing, which the foreign key forbids)."""
+    r = raw_payloads.c
+    on = sa.and_(BASE.c.tenant_id == r.tenant_id, BASE.c.score_date == r.base_date, BASE.c.sha256 == r.base_sha256)
+    return query.add_columns(sa.cast(BASE.c.body, sa.LargeBinary).label("base_body")).outerjoin_from(
+        raw_payloads, BASE, on
+    )
+
+
 async def iter_raw_payloads(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[RawPayload]:
-    """A tenant's archive in the order the fetches last saw each object."""
-    query = (
+    """A tenant's archive in the order the fetches last saw each object, each delta with its base's body."""
+    r = raw_payloads.c
+    query = with_base(
         sa.select(*archive_columns(raw_payloads))
-        .where(raw_payloads.c.tenant_id == tenant_id)
-        .order_by(raw_payloads.c.last_fetched_at, raw_payloads.c.score_date, raw_payloads.c.sha256)
+        .where(r.tenant_id == tenant_id)
+        .order_by(r.last_fetched_at, r.score_date, r.sha256)
     )
     result = await conn.stream(query)
     async for row in result:
         day = as_date(row.score_date)
         assert day is not None
         yield RawPayload(
-            row.tenant_id, day, row.sha256, row.body, row.size, row.last_fetched_at, row.run_id, row.warning
+            row.tenant_id,
+            day,
+            row.sha256,
+            row.body,
+            row.size,
+            row.last_fetched_at,
+            row.run_id,
+            row.warning,
+            as_date(row.base_date),
+            row.base_sha256,
+            None,
+            None if row.base_body is None else bytes(row.base_body),
         )
 
 

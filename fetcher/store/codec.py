@@ -1,12 +1,17 @@
 """The raw archive's body format, pure: compressing an object's JSON and reading it back.
 
-Two formats live side by side in `raw_payloads.body` and `raw_control_profiles.body`, told apart by
-their first bytes:
+Three formats live side by side in `raw_payloads.body` (the first two in `raw_control_profiles.body` too),
+told apart by their first bytes and the frame's dictionary id:
 
 - a zstd frame (magic `28 b5 2f fd`) compressed with a dictionary trained on the database's own objects
-  and stored in `archive_dictionaries`; the frame carries the dictionary's id, so a body names what it
-  needs to be read;
-- a zlib stream (first byte `78`): every body written before the database had a dictionary for its kind.
+  and stored in `archive_dictionaries`; the frame carries the dictionary's id (never 0), so a body names
+  what it needs to be read;
+- a zlib stream (first byte `78`): every body written before the database had a dictionary for its kind;
+- a delta (`raw_payloads` only, migration 0013): a zstd frame whose dictionary is the JSON of another
+  object of the same tenant, its *base*, loaded as raw content (`DICT_TYPE_RAWCONTENT`), so the frame
+  names no dictionary (id 0). The row names its base in `base_date` and `base_sha256` (the base's
+  content, not its bytes: recompressing a base keeps its deltas readable); a base is never a delta
+  itself, so reading any body takes at most two decompressions. `fetcher.store.deltas` chooses bases.
 
 A database starts with no dictionary, so its first objects are written as zlib; once it holds enough of
 them, `fetcher.store.compaction` trains one and recompresses those (measured on 230-control secureScores:
@@ -30,6 +35,11 @@ ZLIB_LEVEL = 3  # 3x faster than 6 for a 10% larger archive (measured on 230-con
 # 1.74 kB in 113 us, level 7: 1.67 kB in 147 us, level 9: 1.58 kB in 200 us; 64 kB: 0.1-0.2 kB larger.
 # Below about 1.85 kB two archive rows share a 4 kB SQLite page: from level 7 on, most of them do.
 ZSTD_LEVEL = 7
+# A delta's level: on the simulator's 230-control days (full 90 kB of JSON, thin 42 kB) against a base of the
+# same shape 1 to 7 days older, level 3 gave full 0.95-1.5 kB, thin 0.2-0.4 kB in 240 / 160 us CPU (loading
+# the base included); level 7 the same sizes within 10 % in 590 / 220 us; level 1 4.4 kB for full ones.
+# A dictionary frame of the same objects took 640 / 430 us (level 7). Reading a delta: 37 us (full).
+DELTA_LEVEL = 3
 TRAIN_AFTER = 200  # objects of a kind in the archive before a dictionary is trained on them
 # Training holds its samples' JSON twice (our list and zstd's copy) plus fastCOVER's tables: with 400 samples and
 # zstd's defaults, 17 MB of samples and 28 MB more while training, which put the memory benchmark's first run
@@ -51,6 +61,17 @@ TRAINING: dict[str, dict[str, int]] = {SECURE_SCORES: {"k": 2048, "d": 8, "f": 1
 
 class Unreadable(ValueError):
     """A body that cannot be decompressed: its dictionary is unknown, or the bytes are damaged."""
+
+
+class MissingBase(Unreadable):
+    """A delta read without its base's body (the caller names the base's day and sha256)."""
+
+    def __init__(self) -> None:
+        super().__init__("a delta whose base was not found")
+
+
+class BaseUnreadable(Unreadable):
+    """A delta whose base's body cannot be read (the caller names the base's day and sha256)."""
 
 
 class MissingDictionary(Unreadable):
@@ -88,6 +109,29 @@ def is_zstd(body: bytes) -> bool:
     return body[:4] == ZSTD_MAGIC
 
 
+def _frame_dict_id(body: bytes) -> int:
+    try:
+        return int(zstandard.get_frame_parameters(body).dict_id)
+    except zstandard.ZstdError as error:
+        raise Unreadable(f"a damaged zstd frame ({error})") from None
+
+
+def is_delta(body: bytes) -> bool:
+    """Whether `body` is a delta (a zstd frame naming no dictionary); `Unreadable` for a damaged frame."""
+    return is_zstd(body) and _frame_dict_id(body) == 0
+
+
+def raw_content(base: bytes) -> zstandard.ZstdCompressionDict:
+    """A base object's JSON as the dictionary of its deltas."""
+    return zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def delta_compressor(base: bytes) -> zstandard.ZstdCompressor:
+    """The compressor of deltas against `base` (its JSON): made once per base, used for each of its deltas.
+    With a checksum (4 bytes): a damaged delta decodes against its base into plausible bytes otherwise."""
+    return zstandard.ZstdCompressor(level=DELTA_LEVEL, dict_data=raw_content(base), write_checksum=True)
+
+
 @dataclass
 class Codec:
     """Writes new bodies with each kind's dictionary (zlib for a kind without one) and reads both formats.
@@ -123,17 +167,18 @@ class Codec:
         compressor = self._compressors.get(kind)
         return zlib.compress(text, ZLIB_LEVEL) if compressor is None else compressor.compress(text)
 
-    def decompress(self, body: bytes) -> bytes:
-        """The JSON of a body in either format; `Unreadable` says why not, in a few words."""
+    def decompress(self, body: bytes, base: bytes | None = None) -> bytes:
+        """The JSON of a body in any format; `base`: the body of its base when it is a delta (ignored
+        otherwise). `Unreadable` says why not, in a few words: `MissingBase` for a delta without `base`,
+        `BaseUnreadable` when `base` cannot be read or is itself a delta."""
         if not is_zstd(body):
             try:
                 return zlib.decompress(body)
             except zlib.error as error:
                 raise Unreadable(f"neither a zstd frame nor a zlib stream ({error})") from None
-        try:
-            dict_id = zstandard.get_frame_parameters(body).dict_id
-        except zstandard.ZstdError as error:
-            raise Unreadable(f"a damaged zstd frame ({error})") from None
+        dict_id = _frame_dict_id(body)
+        if dict_id == 0:
+            return self._undelta(body, base)
         decompressor = self._decompressors.get(dict_id)
         if decompressor is None:
             raise MissingDictionary(dict_id)
@@ -141,6 +186,20 @@ class Codec:
             return decompressor.decompress(body)
         except zstandard.ZstdError as error:
             raise Unreadable(f"a damaged zstd frame (dictionary {dict_id}: {error})") from None
+
+    def _undelta(self, body: bytes, base: bytes | None) -> bytes:
+        if base is None:
+            raise MissingBase
+        try:
+            if is_delta(base):
+                raise Unreadable("it is a delta itself")
+            text = self.decompress(base)
+        except Unreadable as error:
+            raise BaseUnreadable(f"its base cannot be read: {error}") from None
+        try:
+            return zstandard.ZstdDecompressor(dict_data=raw_content(text)).decompress(body)
+        except zstandard.ZstdError as error:
+            raise Unreadable(f"a damaged delta ({error})") from None
 
     def recompress(self, kind: str, body: bytes) -> bytes | None:
         """A zlib body of `kind` written again with its dictionary; None if it needs no change."""

@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.errors import ArchiveUnreadable, FetcherError
-from fetcher.store.archive import body_as_bytes, dictionary_of, read_codec
+from fetcher.store.archive import base_named, body_as_bytes, dictionary_of, read_codec, with_base
 from fetcher.store.codec import (
     CONTROL_PROFILES,
     MAX_SAMPLES,
@@ -77,6 +77,18 @@ class Archive:
     @property
     def key(self) -> list[sa.Column[Any]]:
         return list(self.table.primary_key.columns)
+
+    @property
+    def deltas(self) -> bool:
+        """Whether the table holds deltas (`fetcher.store.deltas`): raw_payloads does."""
+        return "base_sha256" in self.table.c
+
+    def rows(self, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
+        """`columns` and the body of each row, with its base's (`base_body`) where the table holds deltas."""
+        query = sa.select(*columns, body_as_bytes(self.table))
+        if not self.deltas:
+            return query
+        return with_base(query.add_columns(self.table.c.base_date, self.table.c.base_sha256))
 
 
 ARCHIVES = (
@@ -135,11 +147,12 @@ async def _samples(conn: AsyncConnection, archive: Archive, want: int) -> tuple[
     """Up to `want` objects' JSON to train on, and the ids of the dictionaries bodies among them were
     compressed with that the database does not hold. A body that cannot be read is left out (the pass
     that follows names it)."""
-    bodies = (await conn.scalars(sa.select(body_as_bytes(archive.table)).limit(want))).all()
+    rows = (await conn.execute(archive.rows().limit(want))).all()
     codec, texts, missing = Codec(), [], set()
-    for body in bodies:
+    for row in rows:
+        base = getattr(row, "base_body", None)  # a delta is read with its base
         try:
-            texts.append(codec.decompress(bytes(body)))
+            texts.append(codec.decompress(bytes(row.body), None if base is None else bytes(base)))
         except MissingDictionary as error:
             missing.add(error.dict_id)
         except Unreadable:
@@ -195,13 +208,13 @@ def _rewrite(
         rewrite = not is_zstd(body) and codec.active(archive.kind)
         if not (rewrite or verify):
             continue
+        base = getattr(row, "base_body", None)
         try:
-            text = codec.decompress(body)
+            text = codec.decompress(body, None if base is None else bytes(base))
         except Unreadable as error:
             if isinstance(error, MissingDictionary):
                 done.missing.add(error.dict_id)
-            day = f" of {row.score_date}" if "score_date" in row._fields else f" (sha256 {row.sha256[:12]})"
-            done.errors.append(f"tenant {row.tenant_id}: the archived {archive.what}{day} cannot be read: {error}")
+            done.errors.append(_unreadable(archive, row, error))
             continue
         if rewrite:
             new = codec.compress(archive.kind, text)
@@ -210,12 +223,19 @@ def _rewrite(
     return changes
 
 
+def _unreadable(archive: Archive, row: Any, error: Unreadable) -> str:
+    """A row that cannot be read, named: tenant, day (or sha256), and a delta's base."""
+    day = f" of {row.score_date}" if "score_date" in row._fields else f" (sha256 {row.sha256[:12]})"
+    base = base_named(row.base_date, row.base_sha256) if "base_sha256" in row._fields else ""
+    return f"tenant {row.tenant_id}: the archived {archive.what}{day} cannot be read: {error}{base}"
+
+
 async def _batch(
     engine: AsyncEngine, archive: Archive, codec: Codec, after: Any, done: Compacted, *, verify: bool
 ) -> Any:
     """One transaction: the next `BATCH` rows after the key `after`, their zlib bodies rewritten; the last key."""
     key, table = archive.key, archive.table
-    query = sa.select(*key, body_as_bytes(table)).order_by(*key).limit(BATCH)
+    query = archive.rows(*key).order_by(*key).limit(BATCH)
     if after is not None:
         query = query.where(sa.tuple_(*key) > sa.tuple_(*after))
     update = (

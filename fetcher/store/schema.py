@@ -319,6 +319,14 @@ raw_payloads = sa.Table(
     sa.Column("warning", sa.Text),
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
+    # A delta's base (migration 0013, `fetcher.store.deltas`): the same tenant's object it is compressed
+    # against, by content; NULL for a base. The foreign key keeps a base from going while a delta needs it.
+    sa.Column("base_date", sa.Date),
+    sa.Column("base_sha256", sa.String(64)),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "base_date", "base_sha256"],
+        ["raw_payloads.tenant_id", "raw_payloads.score_date", "raw_payloads.sha256"],
+    ),
     sa.Index("ix_raw_payloads_tenant_id_last_fetched_at", "tenant_id", "last_fetched_at"),
 )
 

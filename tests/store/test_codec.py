@@ -10,7 +10,19 @@ import pytest
 
 from fetcher.errors import ArchiveUnreadable
 from fetcher.store.archive import CODEC, pack
-from fetcher.store.codec import CONTROL_PROFILES, SECURE_SCORES, Codec, Dictionary, Unreadable, is_zstd, train
+from fetcher.store.codec import (
+    CONTROL_PROFILES,
+    SECURE_SCORES,
+    BaseUnreadable,
+    Codec,
+    Dictionary,
+    MissingBase,
+    Unreadable,
+    delta_compressor,
+    is_delta,
+    is_zstd,
+    train,
+)
 from tests.payloads import TENANT, many_controls_day
 
 NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
@@ -105,3 +117,50 @@ def test_pack_outside_a_run_writes_zlib() -> None:
     raw = pack({"id": "x"}, tenant_id=TENANT, score_date=NOW.date(), fetched_at=NOW, run_id=None, warning=None)
 
     assert zlib.decompress(raw.body) == b'{"id":"x"}'
+
+
+# ------------------------------------------------------------------------------------------------ deltas
+
+
+def test_a_delta_reads_back_with_its_base_whatever_the_base_is_compressed_with(dictionary: Dictionary) -> None:
+    """A base is named by content: its body may be zlib or a dictionary frame, the delta reads the same."""
+    base, text = texts(3)[1:]
+    delta = delta_compressor(base).compress(text)
+    codec = Codec([dictionary])
+
+    assert is_delta(delta)
+    assert codec.decompress(delta, zlib.compress(base, 3)) == text
+    assert codec.decompress(delta, codec.compress(SECURE_SCORES, base)) == text
+
+
+def test_a_dictionary_frame_or_zlib_body_is_no_delta(dictionary: Dictionary) -> None:
+    text = texts(1)[0]
+
+    assert not is_delta(Codec([dictionary]).compress(SECURE_SCORES, text))
+    assert not is_delta(zlib.compress(text, 3))
+
+
+def test_a_delta_without_its_base_says_so() -> None:
+    base, text = texts(2)
+
+    with pytest.raises(MissingBase, match="a delta whose base was not found"):
+        Codec().decompress(delta_compressor(base).compress(text))
+
+
+def test_a_delta_whose_base_is_a_delta_is_refused() -> None:
+    """No chain is longer than one: a base that is itself a delta is a damaged archive, not a chain to follow."""
+    first, second, third = texts(3)
+    middle = delta_compressor(first).compress(second)
+
+    with pytest.raises(BaseUnreadable, match="its base cannot be read: it is a delta itself"):
+        Codec().decompress(delta_compressor(second).compress(third), middle)
+
+
+def test_a_damaged_delta_is_unreadable_not_wrong() -> None:
+    """Its checksum catches damage that would otherwise decode, against its base, into other bytes."""
+    base, text = texts(2)
+    delta = bytearray(delta_compressor(base).compress(text))
+    delta[len(delta) // 2] ^= 0xFF
+
+    with pytest.raises(Unreadable):
+        Codec().decompress(bytes(delta), zlib.compress(base, 3))

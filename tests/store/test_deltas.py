@@ -1,0 +1,245 @@
+"""Archived secureScores as deltas against a base of the same tenant, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fetcher.errors import ArchiveUnreadable
+from fetcher.store.archive import CODEC, RawPayload, codec_for, iter_raw_payloads, pack, save_raw_payloads
+from fetcher.store.codec import Codec, is_delta, train
+from fetcher.store.compaction import ARCHIVES, compact, store_dictionary
+from fetcher.store.deltas import WINDOW, compress_pending
+from fetcher.store.engine import transaction
+from fetcher.store.schema import raw_payloads
+from tests.dbutil import rows
+from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
+
+NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
+NEWEST = NOW.date()
+
+
+def day(n: int, tenant: str = TENANT, *, full: bool = False) -> dict[str, Any]:
+    """The tenant's object of `n` days before NEWEST: thin, or full (descriptions: twice the size)."""
+    return many_controls_day(40, tenant, NEWEST - timedelta(days=n), newest=full)
+
+
+def deferred(obj: dict[str, Any]) -> RawPayload:
+    return pack(
+        obj,
+        tenant_id=str(obj["azureTenantId"]),
+        score_date=datetime.fromisoformat(str(obj["createdDateTime"])).date(),
+        fetched_at=NOW,
+        run_id=None,
+        warning=None,
+        defer=True,
+    )
+
+
+async def save(engine: AsyncEngine, *groups: Sequence[dict[str, Any]], codec: Codec | None = None) -> None:
+    """Archive each group (one tenant's objects) as a group commit does: compressed together, then saved."""
+    payloads = [[deferred(o) for o in group] for group in groups]
+    token = CODEC.set(codec)
+    try:
+        async with transaction(engine) as conn:
+            await compress_pending(conn, payloads)
+            for group in payloads:
+                await save_raw_payloads(conn, group)
+    finally:
+        CODEC.reset(token)
+
+
+async def layout(engine: AsyncEngine, tenant: str = TENANT) -> dict[date, date | None]:
+    """Each archived day of the tenant -> the day of its base (None: a base). One object a day here."""
+    return {
+        as_day(r["score_date"]): None if r["base_date"] is None else as_day(r["base_date"])
+        for r in await rows(engine, raw_payloads)
+        if r["tenant_id"] == tenant
+    }
+
+
+def as_day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def ago(n: int) -> date:
+    return NEWEST - timedelta(days=n)
+
+
+async def replayed(engine: AsyncEngine, tenant: str = TENANT) -> dict[date, Any]:
+    async with transaction(engine) as conn:
+        codec = await codec_for(conn)
+        return {raw.score_date: raw.payload(codec) async for raw in iter_raw_payloads(conn, tenant)}
+
+
+async def test_a_tenants_days_are_bases_a_window_apart_and_deltas_against_them(engine: AsyncEngine) -> None:
+    """The oldest day is a base; each later day within `WINDOW` days of it is a delta against it; then the
+    next base. No delta's base is a delta."""
+    await save(engine, [day(n) for n in range(19, -1, -1)])
+
+    stored = await layout(engine)
+
+    first, second = ago(19), ago(19 - WINDOW - 1)
+    third = second + timedelta(days=WINDOW + 1)
+    assert [d for d, base in sorted(stored.items()) if base is None] == [first, second, third]
+    assert all(base is None or stored[base] is None for base in stored.values())
+    assert all(base is None or abs((d - base).days) <= WINDOW for d, base in stored.items())
+
+
+async def test_every_object_reads_back_as_received(engine: AsyncEngine) -> None:
+    objects = [day(n) for n in range(10)] + [day(0, full=True) | {"createdDateTime": f"{ago(10)}T00:00:00Z"}]
+    await save(engine, objects)
+
+    back = await replayed(engine)
+
+    assert sorted(back.values(), key=orjson.dumps) == sorted(objects, key=orjson.dumps)
+
+
+async def test_a_full_day_is_a_delta_against_a_full_base_never_a_thin_one(engine: AsyncEngine) -> None:
+    """A delta across shapes is larger than a base: the full newest day becomes a base of its own, and the
+    next night's full day a delta against it, while the same day thin (sent again the next night) is a
+    delta against the thin base."""
+    await save(engine, [day(n) for n in range(5, 0, -1)])
+    await save(engine, [day(0, full=True)])
+    tomorrow = many_controls_day(40, TENANT, NEWEST + timedelta(days=1), newest=True)
+    await save(engine, [day(0), tomorrow])
+
+    thin = len(orjson.dumps(day(0)))
+    stored = {
+        (as_day(r["score_date"]), r["size"] > thin): None if r["base_date"] is None else as_day(r["base_date"])
+        for r in await rows(engine, raw_payloads)
+    }
+
+    full = True
+    assert stored == {
+        (ago(5), not full): None,
+        **{(ago(n), not full): ago(5) for n in range(5)},
+        (NEWEST, full): None,
+        (NEWEST + timedelta(days=1), full): NEWEST,
+    }
+
+
+async def test_a_save_reads_its_bases_from_the_archive_for_every_tenant_of_the_group(engine: AsyncEngine) -> None:
+    await save(engine, [day(3), day(2)], [day(3, OTHER_TENANT)])
+
+    await save(engine, [day(1), day(0)], [day(1, OTHER_TENANT)])
+
+    assert await layout(engine) == {ago(3): None, ago(2): ago(3), ago(1): ago(3), ago(0): ago(3)}
+    assert await layout(engine, OTHER_TENANT) == {ago(3): None, ago(1): ago(3)}
+    assert sorted(await replayed(engine, OTHER_TENANT)) == [ago(3), ago(1)]
+
+
+async def test_an_object_archived_already_keeps_its_form_and_is_no_base(engine: AsyncEngine) -> None:
+    """Fetched again, a delta stays a delta (the upsert keeps its body); a new day is not compressed against
+    the copy this save made of it."""
+    await save(engine, [day(WINDOW + 2), day(WINDOW)])
+    await save(engine, [day(WINDOW), day(0)])
+
+    stored = await layout(engine)
+
+    assert stored[ago(WINDOW)] == ago(WINDOW + 2)
+    assert stored[ago(0)] is None  # ago(WINDOW + 2) is too far; ago(WINDOW) is a delta
+    assert (await replayed(engine))[ago(0)] == day(0)
+
+
+async def test_a_save_tried_again_compresses_nothing_twice(engine: AsyncEngine) -> None:
+    payloads = [deferred(day(1)), deferred(day(0))]
+    async with transaction(engine) as conn:
+        await compress_pending(conn, [payloads])
+        first = list(payloads)
+        await compress_pending(conn, [payloads])
+
+    assert payloads == first
+    assert [p.text for p in payloads] == [None, None]
+    assert [p.base_date for p in payloads] == [None, ago(1)]  # bases before deltas: the foreign key's order
+
+
+async def test_a_base_is_kept_while_a_delta_needs_it(engine: AsyncEngine) -> None:
+    await save(engine, [day(1), day(0)])
+
+    with pytest.raises(sa.exc.IntegrityError):
+        async with transaction(engine) as conn:
+            await conn.execute(sa.delete(raw_payloads).where(raw_payloads.c.score_date == ago(1)))
+
+    assert await layout(engine) == {ago(1): None, ago(0): ago(1)}
+
+
+async def test_a_delta_is_stored_only_with_its_base(engine: AsyncEngine) -> None:
+    """A row naming a base the archive does not hold is refused."""
+    (payload,) = [deferred(day(0))]
+    async with transaction(engine) as conn:
+        await compress_pending(conn, [[payload]])
+    orphan = payload._replace(text=None, base_date=ago(1), base_sha256="0" * 64)
+
+    with pytest.raises(sa.exc.DBAPIError, match=r"(?i)foreign key"):  # PostgreSQL's: from COPY, not IntegrityError
+        async with transaction(engine) as conn:
+            await save_raw_payloads(conn, [orphan])
+
+
+async def delete_unchecked(engine: AsyncEngine, score_date: date) -> None:
+    """Delete the archive's rows of a day, skipping the foreign keys: a database damaged by hand or by
+    another tool (SQLite checks them only when asked to; PostgreSQL's checks are triggers, off for replicas)."""
+    if engine.dialect.name == "sqlite":
+        assert engine.url.database is not None
+        with contextlib.closing(sqlite3.connect(engine.url.database)) as conn:
+            conn.execute("DELETE FROM raw_payloads WHERE score_date = ?", (score_date.isoformat(),))
+            conn.commit()
+        return
+    async with transaction(engine) as conn:
+        await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        await conn.execute(sa.delete(raw_payloads).where(raw_payloads.c.score_date == score_date))
+
+
+async def test_a_delta_whose_base_is_gone_names_tenant_day_and_base(engine: AsyncEngine) -> None:
+    await save(engine, [day(1), day(0)])
+    await delete_unchecked(engine, ago(1))
+    (row,) = await rows(engine, raw_payloads)
+    why = f"a delta whose base was not found (its base: {ago(1)}, sha256 {row['base_sha256'][:12]})"
+
+    with pytest.raises(ArchiveUnreadable) as raised:
+        await replayed(engine)
+    done = await compact(engine, ARCHIVES[0], NOW, verify=True)
+
+    assert str(raised.value) == (
+        f"tenant {TENANT}: the archived secureScore of {ago(0)} (sha256 {row['sha256'][:12]}) cannot be read: {why}"
+    )
+    assert done.errors == [f"tenant {TENANT}: the archived secureScore of {ago(0)} cannot be read: {why}"]
+
+
+async def test_a_delta_whose_base_is_damaged_is_named_with_it(engine: AsyncEngine) -> None:
+    await save(engine, [day(1), day(0)])
+    async with transaction(engine) as conn:
+        await conn.execute(
+            sa.update(raw_payloads).where(raw_payloads.c.score_date == ago(1)).values(body=b"\x78damaged")
+        )
+
+    done = await compact(engine, ARCHIVES[0], NOW, verify=True)
+
+    assert len(done.errors) == 2
+    assert f"the archived secureScore of {ago(0)}" in done.errors[1]
+    assert "cannot be read: its base cannot be read: neither a zstd frame nor a zlib stream" in done.errors[1]
+    assert f"(its base: {ago(1)}, sha256 " in done.errors[1]
+
+
+async def test_recompressing_a_zlib_base_keeps_its_deltas_readable(engine: AsyncEngine) -> None:
+    """Bases are named by content: `archive compact` rewriting a base with the dictionary breaks nothing."""
+    objects = [day(n) for n in range(12, -1, -1)]
+    await save(engine, objects)
+    before = await replayed(engine)
+    dictionary = train(ARCHIVES[0].kind, [orjson.dumps(day(n, OTHER_TENANT)) for n in range(220)], NOW)
+    await store_dictionary(engine, dictionary)
+    done = await compact(engine, ARCHIVES[0], NOW, verify=True)
+
+    assert done.errors == []
+    assert done.recompressed == 2  # the two bases; deltas are zstd frames already
+    assert await replayed(engine) == before
+    bodies = {as_day(r["score_date"]): bytes(r["body"]) for r in await rows(engine, raw_payloads)}
+    assert sorted(d for d, body in bodies.items() if not is_delta(body)) == [ago(12), ago(12 - WINDOW - 1)]

@@ -1,0 +1,94 @@
+"""Migration 0013 (raw_payloads' delta columns and foreign key) on a populated database, both kinds."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from fetcher.config import DatabaseConfig
+from fetcher.store.engine import create_engine, current_revision, downgrade, migrate
+from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
+from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
+
+COLUMNS = "tenant_id, score_date, sha256, fetched_at, last_fetched_at, run_id, warning, size, body"
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    if not os.environ.get("FETCHER_TEST_POSTGRES_URL"):
+        pytest.skip(SKIP_POSTGRES)
+    url = create_postgres_database("fetcher_0013")
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    url: str = request.getfixturevalue("empty_postgres_url")
+    return url
+
+
+def archived() -> list[dict[str, object]]:
+    """Rows as main's 0012 wrote them: every body whole (zlib here)."""
+    at = datetime(2026, 11, 27, 6, tzinfo=UTC)
+    found = []
+    for tenant in (TENANT, OTHER_TENANT):
+        for n in range(1, 4):
+            text = orjson.dumps(many_controls_day(20, tenant, date(2026, 11, n), newest=n == 3))
+            sha = f"{n:064d}"
+            body = zlib.compress(text, 3)
+            found.append(dict(t=tenant, d=date(2026, 11, n), s=sha, f=at, lf=at, r=None, w=None, z=len(text), b=body))
+    return found
+
+
+def _as_dict(row: sa.Row[object]) -> dict[str, object]:
+    values = dict(row._mapping)
+    values["score_date"] = str(values["score_date"])
+    values["body"] = bytes(values["body"])  # type: ignore[arg-type]
+    return values
+
+
+async def test_0013_keeps_every_archived_row_and_adds_the_delta_columns_empty(empty_url: str) -> None:
+    engine = create_engine(DatabaseConfig(url=empty_url))
+    await migrate(engine, "0012")
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(f"INSERT INTO raw_payloads ({COLUMNS}) VALUES (:t, :d, :s, :f, :lf, :r, :w, :z, :b)"), archived()
+        )
+        before = [_as_dict(r) for r in await conn.execute(sa.text(f"SELECT {COLUMNS} FROM raw_payloads ORDER BY 1, 2"))]
+
+    await migrate(engine)
+
+    async with engine.connect() as conn:
+        after = await conn.execute(sa.text(f"SELECT {COLUMNS}, base_date, base_sha256 FROM raw_payloads ORDER BY 1, 2"))
+        rows = [_as_dict(r) for r in after]
+    assert await current_revision(engine) == "0013"
+    assert [{k: v for k, v in r.items() if not k.startswith("base_")} for r in rows] == before
+    assert {(r["base_date"], r["base_sha256"]) for r in rows} == {(None, None)}
+    with pytest.raises(sa.exc.IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE raw_payloads SET base_date = :d, base_sha256 = :s"), {"d": date(2026, 10, 1), "s": "0"}
+            )
+    await engine.dispose()
+
+
+async def test_0013_goes_down_while_no_delta_is_stored(empty_url: str) -> None:
+    engine = create_engine(DatabaseConfig(url=empty_url))
+    await migrate(engine)
+
+    await downgrade(engine, "0012")
+
+    assert await current_revision(engine) == "0012"
+    await migrate(engine)
+    assert await current_revision(engine) == "0013"
+    await engine.dispose()
