@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
 from fetcher.simulator import SimTenant, Simulator, running_simulator
-from fetcher.store.archive import dictionary_of
+from fetcher.store.archive import dictionary_of, with_base
 from fetcher.store.codec import Codec
 from fetcher.store.engine import create_engine
 from fetcher.store.schema import (
@@ -361,9 +361,10 @@ def archive_text(conn: sa.Connection) -> list[str]:
         else []
     )
     codec = Codec([dictionary_of(row) for row in stored])
+    query = with_base(sa.select(raw_payloads.c.body))  # a delta is read with its base
     return [
-        codec.decompress(body).decode("utf-8", "replace")
-        for body in conn.execute(sa.select(raw_payloads.c.body)).scalars()
+        codec.decompress(row.body, None if row.base_body is None else bytes(row.base_body)).decode("utf-8", "replace")
+        for row in conn.execute(query)
     ]
 
 
