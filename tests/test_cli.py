@@ -16,7 +16,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from fetcher.cli import _shard_and_tenants, main
+from fetcher.cli import main
+from fetcher.cli.running import shard_and_tenants
 from fetcher.config import Purpose, load_config
 from fetcher.store.engine import head_revision
 from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
@@ -303,7 +304,7 @@ def test_a_named_tenant_ignores_the_shard_of_the_environment(tmp_path: Path, mon
     config = load_config(write_config(tmp_path), purpose=Purpose.DATABASE)
     monkeypatch.setenv("FETCHER_SHARD", "not-read")
 
-    shard, chosen = _shard_and_tenants(config, None, [TENANT])
+    shard, chosen = shard_and_tenants(config, None, [TENANT])
 
     assert (shard, [t.tenant_id for t in chosen]) == (None, [TENANT])
 
@@ -328,18 +329,18 @@ def test_global_options_are_accepted_after_the_command(tmp_path: Path, args: lis
 
 
 def test_a_commands_own_option_is_not_taken_for_a_global_one() -> None:
-    from fetcher.cli import _hoist
+    from fetcher.cli.hoist import hoist
 
     context = click.Context(main)
 
-    assert _hoist(main, context, ["config", "check", "--verbose", "--config", "x.toml"]) == [
+    assert hoist(main, context, ["config", "check", "--verbose", "--config", "x.toml"]) == [
         "--config",
         "x.toml",
         "config",
         "check",
         "--verbose",
     ]
-    assert _hoist(main, context, ["report", "--output", "-q", "-v"]) == ["-v", "report", "--output", "-q"]
+    assert hoist(main, context, ["report", "--output", "-q", "-v"]) == ["-v", "report", "--output", "-q"]
 
 
 @pytest.mark.parametrize(

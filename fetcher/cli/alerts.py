@@ -1,0 +1,39 @@
+"""`fetcher alerts`: evaluate the [alerts] rules now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from fetcher.cli.context import Context
+from fetcher.cli.exits import run_async
+from fetcher.cli.group import main
+from fetcher.errors import ConfigError
+
+
+@main.command("alerts")
+@click.option("--dry-run", is_flag=True, help="Evaluate and show what would be sent; change and send nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
+    """Evaluate the [alerts] rules now: what is open, what is sent (or would be) and to whom.
+
+    Exit 1 when a message could not be delivered (it stays owed for the next evaluation).
+    """
+    from fetcher.alerts.engine import evaluate_alerts
+    from fetcher.alerts.show import as_json, as_table
+    from fetcher.config import Purpose
+
+    async def action() -> int:
+        config = ctx.config(purpose=Purpose.DATABASE if dry_run else Purpose.ALERTS)
+        if not config.alerts.rules:
+            raise ConfigError(f"{config.path}: no [[alerts.rules]] to evaluate (see config.example.toml)")
+        evaluation = await evaluate_alerts(config, config.alerts, now=datetime.now(UTC), dry_run=dry_run)
+        if fmt == "json":
+            ctx.console.out(as_json(evaluation, config.alerts).decode(), highlight=False, end="")
+        else:
+            ctx.console.print(as_table(evaluation, config.alerts))
+        return 1 if evaluation.failed else 0
+
+    run_async(ctx, action())

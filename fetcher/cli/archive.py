@@ -1,0 +1,81 @@
+"""`fetcher rebuild` and `fetcher archive compact`: the commands that work from the raw archive."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import click
+
+from fetcher.cli.context import Context
+from fetcher.cli.exits import run_async
+from fetcher.cli.group import main, tune_garbage_collector
+from fetcher.cli.options import tenant_option
+from fetcher.cli.running import execute, summarise
+
+log = logging.getLogger("fetcher.cli")
+
+
+@main.command("rebuild")
+@tenant_option
+@click.pass_obj
+def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
+    """Derive the normalized tables again from the raw archive (after a normalization fix or a new column)."""
+    from fetcher.config import Purpose
+    from fetcher.plan import plan_rebuild
+    from fetcher.runner import Run
+
+    tune_garbage_collector()
+
+    async def action() -> int:
+        config = ctx.config(Purpose.DATABASE)
+        run = Run(config, "rebuild", plan_rebuild(config, tenants), observer=ctx.observer())
+        return summarise(ctx, await execute(ctx, run))
+
+    run_async(ctx, action())
+
+
+@main.group("archive")
+def archive_group() -> None:
+    """The raw archive (raw_payloads, raw_control_profiles): its compression."""
+
+
+@archive_group.command("compact")
+@click.pass_obj
+def archive_compact_command(ctx: Context) -> None:
+    """Train the archive's zstd dictionaries once it holds enough objects, and recompress every body still
+    zlib with them, in batches, each its own transaction: safe to stop and run again. Every body is read
+    (zstd ones too), so a body that cannot be read is named (tenant and day): exit 3. A run or backfill
+    recompresses after it too, for a bounded number of bodies, without reading the zstd ones."""
+    from fetcher.config import Purpose
+    from fetcher.output import compaction_line, progress_bar
+    from fetcher.store.compaction import ARCHIVES, compact, count_bodies, unreadable
+    from fetcher.store.engine import create_engine, ensure_schema
+    from fetcher.store.vacuum import free_pages_hint
+
+    async def action() -> int:
+        engine = create_engine(ctx.config(Purpose.DATABASE).database)
+        try:
+            await ensure_schema(engine, create=False)
+            failures = []
+            for archive in ARCHIVES:
+                total = await count_bodies(engine, archive)
+                with progress_bar(ctx.err, archive.table.name, total, shown=ctx.verbosity >= 0) as advance:
+                    done = await compact(engine, archive, datetime.now(UTC), progress=advance, verify=True)
+                ctx.err.print(compaction_line(archive.table.name, total, done), markup=False, highlight=False)
+                for error in done.errors:
+                    log.debug("archive: %s", error)
+                failure = unreadable(done)
+                if failure is not None:
+                    failures.append(failure)
+            hint = await free_pages_hint(engine)  # rewritten bodies leave free pages in a SQLite file
+            if hint is not None:
+                ctx.err.print(hint, markup=False, highlight=False, soft_wrap=True)
+        finally:
+            await engine.dispose()
+        if failures:
+            raise failures[0]
+        return 0
+
+    run_async(ctx, action())

@@ -1,0 +1,63 @@
+"""Errors to exit codes: a FetcherError (or a database failure) becomes one line on standard error."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from fetcher.cli.context import Context
+from fetcher.errors import FetcherError
+from fetcher.text import printable
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def fail(err: Console, error: FetcherError) -> int:
+    from rich.markup import escape
+
+    err.print(
+        f"[bold red]error:[/bold red] {escape(printable(str(error)))}", markup=True, highlight=False, soft_wrap=True
+    )
+    return error.exit_code
+
+
+def run_async(ctx: Context, coro: Coroutine[Any, Any, int]) -> None:
+    """Run a command's coroutine; a FetcherError becomes its one line and exit code."""
+    import asyncio
+
+    try:
+        code = asyncio.run(coro)
+    except FetcherError as error:
+        code = fail(ctx.err, error)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as error:
+        failure = database_failure(error)
+        if failure is None:
+            raise
+        code = fail(ctx.err, failure)
+    sys.exit(code)
+
+
+def database_failure(error: Exception) -> FetcherError | None:
+    """A database failure no command put in its own words (still one line, exit 3); None for anything else.
+
+    A command that never loaded SQLAlchemy cannot have one, and is not made to load it here.
+    """
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    from fetcher.store.engine import unexpected_database_error
+
+    return unexpected_database_error(error) if isinstance(error, DBAPIError) else None
+
+
+def run_sync(ctx: Context, action: Callable[[], int]) -> None:
+    try:
+        code = action()
+    except FetcherError as error:
+        code = fail(ctx.err, error)
+    sys.exit(code)

@@ -1,0 +1,44 @@
+"""`fetcher metrics`: the OpenMetrics text for Prometheus."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from fetcher.cli.context import Context
+from fetcher.cli.exits import run_async
+from fetcher.cli.group import main
+
+
+@main.command("metrics")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write to FILE, replaced atomically (node_exporter's textfile collector), instead of standard output.",
+)
+@click.pass_obj
+def metrics_command(ctx: Context, output: Path | None) -> None:
+    """Scores, runs and open alerts in the OpenMetrics text format, for Prometheus."""
+    from fetcher.config import Purpose
+    from fetcher.metrics import exposition, read_snapshot, write_atomically
+    from fetcher.store.engine import create_engine, ensure_schema
+
+    async def action() -> int:
+        config = ctx.config(Purpose.DATABASE)
+        engine = create_engine(config.database, read_only=True)
+        try:
+            await ensure_schema(engine, create=False)  # reads: a missing database is an error
+            snapshot = await read_snapshot(engine, config, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+        text = exposition(snapshot)
+        if output is None:
+            click.echo(text.decode(), nl=False)
+        else:
+            write_atomically(output, text)
+        return 0
+
+    run_async(ctx, action())

@@ -1,0 +1,148 @@
+"""What the fetching commands share: the shard and tenants of a run, signals wired to a clean stop, the
+device-code refusal without a terminal, the summary and exit code, and the alerts after a run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from fetcher.cli.context import Context
+from fetcher.errors import ConfigError, FetcherError
+
+if TYPE_CHECKING:
+    from fetcher.config import Config, TenantConfig
+    from fetcher.models import Shard
+    from fetcher.outcome import RunReport
+    from fetcher.runner import Run
+
+log = logging.getLogger("fetcher.cli")
+
+
+def run_shard(config: Config, option: str | None, tenants: Sequence[str]) -> Shard | None:
+    """The run's shard: `--shard`, else the environment's, which a run of named tenants ignores."""
+    from fetcher.plan import shard_from
+
+    environ: Mapping[str, str] = os.environ if option is not None or not tenants else {}
+    return shard_from(option, environ, config.fetch.shards)
+
+
+def check_usage(config: Config, option: str | None, tenants: Sequence[str]) -> None:
+    """The command line's own mistakes (a bad shard, a `--tenant` that is not a GUID or comes with a shard),
+    said before partner discovery or a token asks anything of Entra ID or Graph."""
+    from fetcher.plan import check_tenant_options
+
+    check_tenant_options(tenants, run_shard(config, option, tenants))
+
+
+def shard_and_tenants(
+    config: Config, option: str | None, tenants: Sequence[str]
+) -> tuple[Shard | None, list[TenantConfig]]:
+    """The run's shard (`run_shard`) and its tenants."""
+    from fetcher.plan import select_tenants
+
+    shard = run_shard(config, option, tenants)
+    chosen = select_tenants(config, tenants, shard)
+    if shard is not None:
+        log.info("shard %s: %d of the %d enabled tenants", shard, len(chosen), len(config.enabled_tenants))
+    return shard, chosen
+
+
+async def execute(ctx: Context, run: Run) -> RunReport:
+    """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(number: int) -> None:
+        if received:
+            os._exit(128 + number)  # the databases roll back the open transaction; the lease is reclaimed
+        received.append(number)
+        ctx.err.print(f"\n{signal.Signals(number).name}: finishing the writes in progress; press again to quit at once")
+        run.stop(number)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        return await run.execute()
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+def refuse_without_terminal(config: Config, tenants: Sequence[TenantConfig] | None, command: str) -> None:
+    """device_code needs a person to answer its prompt: under cron (no terminal) refuse before anything starts.
+
+    `tenants` None: before discovery, when only the partner's own sign-in is known.
+    """
+    from fetcher.models import TenantRef
+    from fetcher.signin import has_terminal, no_terminal_refusal
+
+    if tenants is None:
+        partner = config.partner
+        waiting = [TenantRef(partner.tenant_id)] if partner and partner.auth.method == "device_code" else []
+    else:
+        waiting = [TenantRef.of(t) for t in tenants if t.auth.method == "device_code"]
+    if waiting and not has_terminal():
+        raise ConfigError(no_terminal_refusal(waiting[0], command))
+
+
+def summarise(ctx: Context, report: RunReport, resume: Sequence[str] | None = None) -> int:
+    """The run's summary (grouped failures; per tenant with -v), and how to continue an interrupted backfill."""
+    from fetcher.output import summary_table
+    from fetcher.tables import terminal_width
+
+    if ctx.verbosity >= 0 and ctx.log_format == "text" and report.counters.tenants_done:
+        ctx.err.print(summary_table(report, width=terminal_width(ctx.err), verbose=ctx.verbosity > 0))
+    if resume is not None and report.stopped_by is not None:
+        command = shlex.join(["fetcher", *(["--config", ctx.config_path] if ctx.config_path else []), *resume])
+        if ctx.log_format == "text":
+            ctx.err.print(f"to continue: {command}", markup=False, highlight=False)
+        else:
+            log.warning("to continue: %s", command)
+    return report.exit_code
+
+
+def resume_args(
+    days: int | None, since: datetime | None, tenants: Sequence[str], shard: str | None, no_alerts: bool
+) -> list[str]:
+    """`fetcher backfill --resume` with the window, tenants and shard an interrupted backfill was given."""
+    args = ["backfill", "--resume"]
+    args += ["--days", str(days)] if days is not None else []
+    args += ["--since", f"{since:%Y-%m-%d}"] if since is not None else []
+    args += [part for tenant in tenants for part in ("--tenant", tenant)]
+    args += ["--shard", shard] if shard else []
+    return args + (["--no-alerts"] if no_alerts else [])
+
+
+async def evaluate_after_run(config: Config, report: RunReport, shard: Shard | None = None) -> None:
+    """The [alerts] rules after a run or backfill, unless it is a shard: the rules see every tenant, so they
+    are evaluated once after all shards, by `fetcher alerts`. Whatever happens here, the exit code stands."""
+    if not config.alerts.rules or report.stopped_by is not None:
+        return
+    if shard is not None:
+        log.info("shard %s: alerts not evaluated by a shard; run `fetcher alerts` once every shard is done", shard)
+        return
+    from fetcher.alerts.engine import evaluate_alerts
+
+    try:
+        evaluation = await evaluate_alerts(config, config.alerts, now=datetime.now(UTC))
+    except FetcherError as error:
+        log.warning("alerts not evaluated: %s", error)
+        return
+    except Exception as error:  # the run's data is stored: a fault in alerting must not change its outcome
+        log.error("alerts not evaluated: %s: %s", type(error).__name__, error)
+        return
+    change = evaluation.change
+    log.info(
+        "alerts: %d opened, %d resolved, %d message(s) sent, %d failed (kept for the next evaluation)",
+        len(change.opened),
+        len(change.resolved),
+        len(evaluation.sent),
+        len(evaluation.failed),
+    )

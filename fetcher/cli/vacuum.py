@@ -1,0 +1,37 @@
+"""`fetcher vacuum`: give a SQLite file's free pages back to the disk."""
+
+from __future__ import annotations
+
+import click
+
+from fetcher.cli.context import Context
+from fetcher.cli.exits import run_async
+from fetcher.cli.group import main
+
+
+@main.command("vacuum")
+@click.option("--skip-disk-check", is_flag=True, help="Start even if the disks seem to lack the space VACUUM needs.")
+@click.pass_obj
+def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
+    """SQLite: give the file's free pages back to the disk (VACUUM), e.g. after migration 0011 or `archive compact`.
+    Needs about the live data's size free beside the database and in SQLite's temporary folder ($SQLITE_TMPDIR),
+    and refuses to start without it; holds the run lock, so it never runs during a fetch (exit 3 if one is
+    running). PostgreSQL: says why there is nothing to do (VACUUM FULL or pg_repack are your DBA's call)."""
+    from fetcher.config import Purpose
+    from fetcher.store.engine import create_engine, ensure_schema, is_sqlite
+    from fetcher.store.vacuum import POSTGRESQL_ADVICE, vacuum, vacuumed_line
+
+    async def action() -> int:
+        engine = create_engine(ctx.config(Purpose.DATABASE).database)
+        try:
+            if not is_sqlite(engine):
+                ctx.err.print(POSTGRESQL_ADVICE, markup=False, highlight=False, soft_wrap=True)
+                return 0
+            await ensure_schema(engine, create=False)
+            done = await vacuum(engine, check_disk=not skip_disk_check)
+        finally:
+            await engine.dispose()
+        ctx.err.print(vacuumed_line(engine, done), markup=False, highlight=False, soft_wrap=True)
+        return 0
+
+    run_async(ctx, action())
