@@ -65,7 +65,8 @@ from fetcher.config.constants import (
     TOKEN_CACHE_NAME,
 )
 from fetcher.config.files import FileProblem, read_regular_file
-from fetcher.config.loader import default_scope, find_config_file, load_config, parse_config
+from fetcher.config.graph import default_scope
+from fetcher.config.loader import find_config_file, load_config, parse_config
 from fetcher.config.model import (
     CLOUDS,
     AlertChannel,

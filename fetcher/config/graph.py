@@ -1,0 +1,67 @@
+"""`[graph]`: the cloud, its endpoints, the scope, the CA bundle and the proxy."""
+
+from __future__ import annotations
+
+import re
+
+from fetcher.config.constants import CA_BUNDLE_MAX_BYTES
+from fetcher.config.model import CLOUDS, GraphConfig
+from fetcher.config.resolver import Resolver
+from fetcher.config.secret import Secret
+from fetcher.config.shape import GraphTable
+
+
+def default_scope(base_url: str) -> str:
+    """Graph's `.default` scope for a base URL: its scheme and host."""
+    match = re.match(r"^(https://[^/]+)", base_url)
+    origin = match.group(1) if match else base_url
+    return f"{origin}/.default"
+
+
+class GraphResolver(Resolver):
+    """`[graph]` resolved."""
+
+    def graph(self, table: GraphTable) -> GraphConfig:
+        cloud = CLOUDS.get(table.cloud)
+        if cloud is None:
+            raise self.fail(f"[graph] cloud must be one of {', '.join(CLOUDS)}, got {table.cloud!r}")
+        if not cloud.secure_score:
+            raise self.fail(
+                f"[graph] cloud = {table.cloud!r}: Microsoft Graph operated by 21Vianet does not "
+                "offer the secureScores API, so there is nothing to fetch there"
+            )
+        base_url = (cloud.graph if table.base_url is None else table.base_url).rstrip("/")
+        authority = (cloud.authority if table.authority_host is None else table.authority_host).rstrip("/")
+        for key, url in (("base_url", base_url), ("authority_host", authority)):
+            if not re.match(r"^https://[^/\s]+", url):
+                raise self.fail(f"[graph] {key} must be an https:// URL, got {url!r}")
+        ca_bundle = None
+        if table.ca_bundle is not None:
+            ca_bundle = self.resolve_path(table.ca_bundle)
+            if self.purpose.talks_to_graph:
+                self.check_file(ca_bundle, CA_BUNDLE_MAX_BYTES, "[graph] ca_bundle: ")
+        return GraphConfig(
+            table.cloud,
+            base_url,
+            authority,
+            table.scope or default_scope(base_url),
+            ca_bundle,
+            float(table.timeout_seconds),
+            table.max_response_bytes,
+            self.proxy(table.proxy) if table.proxy is not None else None,
+        )
+
+    def proxy(self, value: str) -> Secret:
+        """An HTTP proxy for Graph and Entra ID alike; it may carry a password, so it is a secret."""
+        if value.startswith(("env:", "file:")):
+            if not self.purpose.talks_to_graph:
+                return Secret(value, "")
+            secret = self.secret(value, "[graph] proxy ")
+        else:
+            secret = Secret("[graph] proxy", value)
+            if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", value):
+                self.literals.append("[graph] proxy")
+        url = secret.reveal()
+        if url and not re.match(r"^https?://[^/\s@]*@?[^/\s@]+(:\d+)?/?$", url):
+            raise self.fail("[graph] proxy must be an http:// or https:// URL such as http://proxy.example:3128")
+        return secret
