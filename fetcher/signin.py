@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,8 @@ from azure.identity import (
 from azure.identity.aio import AzureCliCredential
 from requests.adapters import HTTPAdapter
 
-from fetcher.config import APP_ONLY_METHODS, AuthConfig, GraphConfig
-from fetcher.errors import AuthenticationError, GraphError, UnsafeResponse
+from fetcher.config import APP_ONLY_METHODS, AuthConfig, Config, GraphConfig, TenantConfig
+from fetcher.errors import AuthenticationError, ConfigError, GraphError, UnsafeResponse
 from fetcher.graph import PERMISSION
 from fetcher.models import TenantRef
 from fetcher.text import one_line
@@ -470,3 +470,17 @@ def has_terminal() -> bool:
     with contextlib.suppress(ValueError, OSError):
         return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
     return False
+
+
+def refuse_without_terminal(config: Config, tenants: Sequence[TenantConfig] | None, command: str) -> None:
+    """device_code needs a person to answer its prompt: under cron (no terminal) refuse before anything starts.
+
+    `tenants` None: before discovery, when only the partner's own sign-in is known.
+    """
+    if tenants is None:
+        partner = config.partner
+        waiting = [TenantRef(partner.tenant_id)] if partner and partner.auth.method == "device_code" else []
+    else:
+        waiting = [TenantRef.of(t) for t in tenants if t.auth.method == "device_code"]
+    if waiting and not has_terminal():
+        raise ConfigError(no_terminal_refusal(waiting[0], command))

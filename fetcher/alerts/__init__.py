@@ -6,4 +6,5 @@ state     pure: findings against the stored open alerts -> what to open, remind,
 render    pure: a notice -> Teams card, Slack message, webhook document, email
 deliver   aiohttp and aiosmtplib, with timeouts and tenacity retries
 engine    one evaluation: read, evaluate, store, deliver, record (SQL in fetcher.store.alerts)
+after_run the evaluation after a run or backfill (imports engine only when there are rules to evaluate)
 """

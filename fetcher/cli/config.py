@@ -11,7 +11,6 @@ import click
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async, run_sync
 from fetcher.cli.group import main
-from fetcher.cli.running import refuse_without_terminal
 
 
 @main.group("config")
@@ -80,6 +79,8 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
                 ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if not online:
             return 0
+        from fetcher.signin import refuse_without_terminal  # only --online signs in
+
         refuse_without_terminal(config, config.enabled_tenants, "config check --online")
         result = await check_online(config, datetime.now(UTC))
         for line in result.lines(verbose=verbose):

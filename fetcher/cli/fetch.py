@@ -11,15 +11,7 @@ from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main, tune_garbage_collector
 from fetcher.cli.options import alerts_option, shard_option, tenant_option
-from fetcher.cli.running import (
-    check_usage,
-    evaluate_after_run,
-    execute,
-    refuse_without_terminal,
-    resume_args,
-    shard_and_tenants,
-    summarise,
-)
+from fetcher.cli.running import check_usage, execute, resume_args, shard_and_tenants, summarise
 from fetcher.text import printable
 
 
@@ -32,9 +24,11 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
     """Fetch what is new since the last run (for cron): per tenant, the days since its newest stored day, and
     its control profiles once they are [fetch] profiles_max_age_hours old. With tenants_source = "partner",
     the tenants are the partner's customers, discovered first (reused for [partner] refresh_hours)."""
+    from fetcher.alerts.after_run import evaluate_after_run
     from fetcher.partner import with_discovered_tenants
     from fetcher.plan import plan_incremental, profiles_policy
     from fetcher.runner import Run
+    from fetcher.signin import refuse_without_terminal
 
     tune_garbage_collector()
 
@@ -81,9 +75,11 @@ def backfill_command(
 ) -> None:
     """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat).
     With tenants_source = "partner", the tenants are the partner's customers, discovered first."""
+    from fetcher.alerts.after_run import evaluate_after_run
     from fetcher.partner import with_discovered_tenants
     from fetcher.plan import plan_backfill, profiles_policy, window_days
     from fetcher.runner import Run
+    from fetcher.signin import refuse_without_terminal
 
     tune_garbage_collector()
 
@@ -131,6 +127,7 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
     from fetcher.partner import with_discovered_tenants
     from fetcher.plan import get_target, plan_get, score_tenant
     from fetcher.runner import Run
+    from fetcher.signin import refuse_without_terminal
 
     async def action() -> int:
         configured = ctx.config()

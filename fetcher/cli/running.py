@@ -1,5 +1,5 @@
 """What the fetching commands share: the shard and tenants of a run, signals wired to a clean stop, the
-device-code refusal without a terminal, the summary and exit code, and the alerts after a run."""
+summary and exit code, and the arguments that resume a backfill."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import os
 import shlex
 import signal
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from fetcher.cli.context import Context
-from fetcher.errors import ConfigError, FetcherError
 
 if TYPE_CHECKING:
     from fetcher.config import Config, TenantConfig
@@ -75,23 +74,6 @@ async def execute(ctx: Context, run: Run) -> RunReport:
             loop.remove_signal_handler(number)
 
 
-def refuse_without_terminal(config: Config, tenants: Sequence[TenantConfig] | None, command: str) -> None:
-    """device_code needs a person to answer its prompt: under cron (no terminal) refuse before anything starts.
-
-    `tenants` None: before discovery, when only the partner's own sign-in is known.
-    """
-    from fetcher.models import TenantRef
-    from fetcher.signin import has_terminal, no_terminal_refusal
-
-    if tenants is None:
-        partner = config.partner
-        waiting = [TenantRef(partner.tenant_id)] if partner and partner.auth.method == "device_code" else []
-    else:
-        waiting = [TenantRef.of(t) for t in tenants if t.auth.method == "device_code"]
-    if waiting and not has_terminal():
-        raise ConfigError(no_terminal_refusal(waiting[0], command))
-
-
 def summarise(ctx: Context, report: RunReport, resume: Sequence[str] | None = None) -> int:
     """The run's summary (grouped failures; per tenant with -v), and how to continue an interrupted backfill."""
     from fetcher.output import summary_table
@@ -118,31 +100,3 @@ def resume_args(
     args += [part for tenant in tenants for part in ("--tenant", tenant)]
     args += ["--shard", shard] if shard else []
     return args + (["--no-alerts"] if no_alerts else [])
-
-
-async def evaluate_after_run(config: Config, report: RunReport, shard: Shard | None = None) -> None:
-    """The [alerts] rules after a run or backfill, unless it is a shard: the rules see every tenant, so they
-    are evaluated once after all shards, by `fetcher alerts`. Whatever happens here, the exit code stands."""
-    if not config.alerts.rules or report.stopped_by is not None:
-        return
-    if shard is not None:
-        log.info("shard %s: alerts not evaluated by a shard; run `fetcher alerts` once every shard is done", shard)
-        return
-    from fetcher.alerts.engine import evaluate_alerts
-
-    try:
-        evaluation = await evaluate_alerts(config, config.alerts, now=datetime.now(UTC))
-    except FetcherError as error:
-        log.warning("alerts not evaluated: %s", error)
-        return
-    except Exception as error:  # the run's data is stored: a fault in alerting must not change its outcome
-        log.error("alerts not evaluated: %s: %s", type(error).__name__, error)
-        return
-    change = evaluation.change
-    log.info(
-        "alerts: %d opened, %d resolved, %d message(s) sent, %d failed (kept for the next evaluation)",
-        len(change.opened),
-        len(change.resolved),
-        len(evaluation.sent),
-        len(evaluation.failed),
-    )

@@ -12,7 +12,6 @@ from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main
 from fetcher.cli.options import tenant_option
-from fetcher.cli.running import refuse_without_terminal
 from fetcher.errors import ConfigError
 
 
@@ -76,6 +75,7 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
     from fetcher.partner import with_discovered_tenants
     from fetcher.plan import check_tenant_options, select_tenants
+    from fetcher.signin import refuse_without_terminal
 
     async def action() -> int:
         configured = ctx.config()
