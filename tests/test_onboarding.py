@@ -40,8 +40,9 @@ def test_the_packaged_example_is_the_repository_s_example() -> None:
     assert example_text() == (ROOT / "config.example.toml").read_text(encoding="utf-8")
 
 
-def test_a_built_wheel_carries_the_example(tmp_path: Path) -> None:
-    """`config init` works from an installed wheel, not only from a checkout."""
+def test_a_built_wheel_carries_the_example_and_every_package(tmp_path: Path) -> None:
+    """`config init` works from an installed wheel, not only from a checkout, and so does every command: each
+    package of the source tree (pyproject lists them by hand) is in the wheel."""
     setuptools = pytest.importorskip("setuptools", reason="the test extras (pip install -e '.[test]') build wheels")
     pytest.importorskip("wheel", reason="the test extras (pip install -e '.[test]') build wheels")
     if int(setuptools.__version__.split(".")[0]) < 77:
@@ -66,7 +67,10 @@ def test_a_built_wheel_carries_the_example(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         packaged = archive.read("fetcher/config.example.toml").decode("utf-8")
+        shipped = set(archive.namelist())
     assert packaged == (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    packages = {path.relative_to(ROOT).as_posix() for path in (ROOT / "fetcher").rglob("__init__.py")}
+    assert sorted(packages - shipped) == []
 
 
 def _mkdir(path: Path) -> Path:
