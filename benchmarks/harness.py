@@ -349,13 +349,15 @@ class RunLedger:
     throttled: int
     score_rows: int
     control_rows: int
+    lead_in: float = 0.0  # seconds from the run's start to its first tenant's (start-up: lock, plan, session)
+    lead_out: float = 0.0  # seconds from its last tenant's end to the run's (last commit, closing, ledger)
 
 
 _LEDGER_SQL = (
     "SELECT status, started_at, finished_at, tenants_succeeded, tenants_failed, scores_upserted, run_id "
     "FROM fetch_runs ORDER BY started_at DESC LIMIT 1",
-    "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0), COALESCE(SUM(throttled), 0) "
-    "FROM tenant_runs WHERE run_id = {run}",
+    "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0), COALESCE(SUM(throttled), 0), "
+    "MIN(started_at), MAX(finished_at) FROM tenant_runs WHERE run_id = {run}",
     "SELECT COUNT(*) FROM secure_scores",
     "SELECT COUNT(*) FROM control_scores",
 )
@@ -396,6 +398,7 @@ async def _postgres_ledger(url: str) -> RunLedger:
 
 def _ledger(run: Sequence[Any], sums: Sequence[Any], scores: int, control_rows: int) -> RunLedger:
     started, finished = _time(run[1]), _time(run[2])
+    first, last = (started, finished) if sums[3] is None else (_time(sums[3]), _time(sums[4]))
     return RunLedger(
         status=run[0],
         seconds=(finished - started).total_seconds(),
@@ -407,6 +410,8 @@ def _ledger(run: Sequence[Any], sums: Sequence[Any], scores: int, control_rows: 
         throttled=int(sums[2]),
         score_rows=scores,
         control_rows=control_rows,
+        lead_in=(first - started).total_seconds(),
+        lead_out=(finished - last).total_seconds(),
     )
 
 

@@ -11,8 +11,10 @@ the default, and the other limits at their defaults (per tenant: 4 in flight, 15
     ideal                = requests x latency / effective concurrency
     measured             = the run's own duration from the ledger (fetch_runs.finished_at - started_at):
                            planning, fetching, storing and the ledger, without interpreter start-up;
-                           the process's wall and CPU seconds are shown beside it (CPU seconds near the
-                           ideal mean the run is bound by CPU, not by latency)
+                           beside it, when its first tenant started and how long before the run's end
+                           its last one finished (tenant_runs: start-up and the end's fixed costs), and
+                           the process's wall and CPU seconds (CPU seconds near the ideal mean the run
+                           is bound by CPU, not by latency)
     ratio                = measured / ideal; target <= 1.2
 
 Days hold `latency_controls` controls (10) so that the run is bound by latency, which is what this measures;
@@ -109,7 +111,9 @@ def row(session: Session, name: str, outcome: Outcome, *, limit: float | None, t
     sizes = session.sizes
     return Row(
         name,
-        f"{seconds(outcome.ledger.seconds)} (process {seconds(outcome.process_wall)}, {outcome.process_cpu:.1f} CPU s)",
+        f"{seconds(outcome.ledger.seconds)} (first tenant at {seconds(outcome.ledger.lead_in)}, last "
+        f"{seconds(outcome.ledger.lead_out)} before the end; process {seconds(outcome.process_wall)}, "
+        f"{outcome.process_cpu:.1f} CPU s)",
         f"ideal {seconds(outcome.ideal)} = ({outcome.token_requests} token + {outcome.list_requests} list) x "
         f"{sizes.latency_ms:g} ms / {outcome.effective:g}",
         outcome.ledger.seconds / outcome.ideal,
