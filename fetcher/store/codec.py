@@ -43,10 +43,12 @@ DELTA_LEVEL = 3
 TRAIN_AFTER = 200  # objects of a kind in the archive before a dictionary is trained on them
 # Training holds its samples' JSON twice (our list and zstd's copy) plus fastCOVER's tables: with 400 samples and
 # zstd's defaults, 17 MB of samples and 28 MB more while training, which put the memory benchmark's first run
-# of 1,000 tenants 25 MB higher. 200 samples with a 2^16-entry frequency table (f=16, k=2048, d=8) take 8.5 MB
-# and 10 MB more, for 1.89 kB an object held out instead of 1.77 (the demo database's archive, 300 objects of
-# other tenants; 4.3 MB of samples, 100 objects, gave 3.05 kB).
+# of 1,000 tenants 25 MB higher. A 2^16-entry frequency table (f=16, k=2048, d=8) takes little; the samples
+# are read from the first 200 objects and kept up to 6 MB (every third object first, so they span them all):
+# held out, 1.82 kB an object on the demo database's archive (1.84 with all 200, 8.6 MB; 1.95 with the first
+# 6 MB; 1.86 with 4 MB) and 3.43 kB on the memory benchmark's 2-day objects (3.40 with all 200, 13.2 MB).
 MAX_SAMPLES = 200
+MAX_SAMPLE_BYTES = 6_000_000
 
 # The kinds of archived objects, each with its own dictionary.
 SECURE_SCORES = "secureScores"

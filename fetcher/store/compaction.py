@@ -38,9 +38,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.errors import ArchiveUnreadable, FetcherError
+from fetcher.heap import release_freed_memory
 from fetcher.store.archive import base_named, body_as_bytes, dictionary_of, read_codec, with_base
 from fetcher.store.codec import (
     CONTROL_PROFILES,
+    MAX_SAMPLE_BYTES,
     MAX_SAMPLES,
     SECURE_SCORES,
     TRAIN_AFTER,
@@ -143,44 +145,61 @@ async def store_dictionary(engine: AsyncEngine, dictionary: Dictionary) -> Dicti
     return await in_transaction(engine, work, f"storing the {dictionary.kind} archive dictionary")
 
 
-async def _samples(conn: AsyncConnection, archive: Archive, want: int) -> tuple[list[bytes], set[int]]:
-    """Up to `want` objects' JSON to train on, and the ids of the dictionaries bodies among them were
-    compressed with that the database does not hold. A body that cannot be read is left out (the pass
-    that follows names it)."""
+async def _samples(
+    conn: AsyncConnection, archive: Archive, want: int, budget: int
+) -> tuple[list[bytes], int, set[int]]:
+    """The JSON of objects to train on: of the first `want` objects, up to `budget` bytes, every third
+    one first (so a budget reached early still spans all of them, not the first tenants alone); how many of
+    the `want` could be read; and the ids of the dictionaries bodies among them were compressed with that
+    the database does not hold. A body that cannot be read is left out (the pass that follows names it)."""
     rows = (await conn.execute(archive.rows().limit(want))).all()
-    codec, texts, missing = Codec(), [], set()
-    for row in rows:
+    codec, texts, missing, readable, size = Codec(), [], set(), 0, 0
+    for row in [*rows[0::3], *rows[1::3], *rows[2::3]]:
         base = getattr(row, "base_body", None)  # a delta is read with its base
         try:
-            texts.append(codec.decompress(bytes(row.body), None if base is None else bytes(base)))
+            text = codec.decompress(bytes(row.body), None if base is None else bytes(base))
         except MissingDictionary as error:
             missing.add(error.dict_id)
+            continue
         except Unreadable:
             continue
-    return texts, missing
+        readable += 1
+        if size + len(text) <= budget:
+            texts.append(text)
+            size += len(text)
+    return texts, readable, missing
 
 
 async def ensure_dictionary(
-    engine: AsyncEngine, archive: Archive, now: datetime, *, samples: int = MAX_SAMPLES
+    engine: AsyncEngine,
+    archive: Archive,
+    now: datetime,
+    *,
+    samples: int = MAX_SAMPLES,
+    sample_bytes: int = MAX_SAMPLE_BYTES,
 ) -> tuple[Dictionary | None, bool]:
-    """The kind's dictionary, trained now if it has none and its archive holds `TRAIN_AFTER` objects;
-    and whether it was trained here."""
+    """The kind's dictionary, trained now if it has none and its archive holds `TRAIN_AFTER` objects (on at
+    most `sample_bytes` of their JSON: zstd copies what it is given, so training holds twice that); and
+    whether it was trained here. The memory freed after training is handed back to the system."""
     async with engine.connect() as conn:
         stored = await _stored(conn, archive.kind)
         if stored is not None:
             return stored, False
-        texts, missing = await _samples(conn, archive, samples)
+        texts, readable, missing = await _samples(conn, archive, samples, sample_bytes)
     if missing:
         # Its bodies name a dictionary that is gone: one trained now would take the kind's place
         # (`kind` is unique) and keep the lost one from being restored. The pass that follows names them.
         return None, False
-    if len(texts) < TRAIN_AFTER:
+    if readable < TRAIN_AFTER:
         return None, False
     try:
         trained = await asyncio.to_thread(train, archive.kind, texts, now)
     except zstandard.ZstdError as error:
         log.warning("archive: no %s dictionary trained on %d objects: %s", archive.kind, len(texts), error)
         return None, False
+    finally:
+        del texts
+        release_freed_memory()
     kept = await store_dictionary(engine, trained)
     return kept, kept.dict_id == trained.dict_id
 

@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.store.archive import CODEC, pack, read_codec, save_raw_payloads
 from fetcher.store.codec import SECURE_SCORES, TRAIN_AFTER, Codec, is_zstd, train
-from fetcher.store.compaction import ARCHIVES, BATCH, RunArchive, compact, compact_after_run, store_dictionary
+from fetcher.store.compaction import (
+    ARCHIVES,
+    BATCH,
+    RunArchive,
+    compact,
+    compact_after_run,
+    ensure_dictionary,
+    store_dictionary,
+)
 from fetcher.store.engine import transaction
 from fetcher.store.schema import archive_dictionaries, raw_payloads
 from tests.dbutil import count, rows
@@ -72,6 +80,29 @@ async def test_no_dictionary_until_the_archive_holds_enough_objects(engine: Asyn
     assert [(r["kind"], r["dict_id"], r["samples"]) for r in stored] == [
         (SECURE_SCORES, reached.dictionary.dict_id, TRAIN_AFTER)
     ]
+
+
+async def test_a_dictionary_is_trained_on_at_most_its_sample_budget(engine: AsyncEngine) -> None:
+    """The archive holds enough objects, but only those that fit the budget are handed to zstd."""
+    objects = day_objects(TENANT, 100) + day_objects(OTHER_TENANT, 50) + day_objects(THIRD_TENANT, 50)
+    await archive(engine, objects)
+    sizes = sorted(len(orjson.dumps(o)) for o in objects)
+
+    dictionary, trained = await ensure_dictionary(engine, SCORES, NOW, sample_bytes=sum(sizes[-60:]))
+
+    assert trained
+    assert dictionary is not None
+    assert 60 <= dictionary.samples < TRAIN_AFTER
+
+
+async def test_no_dictionary_is_trained_on_a_budget_that_fits_too_few_objects(engine: AsyncEngine) -> None:
+    """zstd refuses: the archive is left as it is, to be trained on another day."""
+    await archive(engine, day_objects(TENANT, TRAIN_AFTER))
+
+    dictionary, trained = await ensure_dictionary(engine, SCORES, NOW, sample_bytes=1)
+
+    assert (dictionary, trained) == (None, False)
+    assert await count(engine, archive_dictionaries) == 0
 
 
 async def test_recompressed_bodies_give_back_the_same_bytes(engine: AsyncEngine) -> None:
