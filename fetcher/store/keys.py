@@ -200,10 +200,19 @@ async def _read(conn: AsyncConnection, texts: Mapping[KeyTable, set[str]]) -> di
     for start in range(0, max(len(t) for t in slices.values()), SLICE):
         parts = {kind: slices[kind][start : start + SLICE] for kind in kinds if slices[kind][start : start + SLICE]}
         query = _read_statement(tuple(sorted(kind.kind for kind in parts)))
-        params = {kind.kind: part for kind, part in parts.items()}
+        params = {kind.kind: _padded(part) for kind, part in parts.items()}
         for name, text, key in (await conn.execute(query, params)).all():
             found[by_name[name]][text] = key
     return found
+
+
+def _padded(texts: list[str]) -> list[str]:
+    """`texts` with its last one repeated up to the next power of two. An expanding IN is a new statement
+    for every count of texts, and the driver keeps each one prepared (sqlite3: 128 a connection), up to
+    1,000 parameters long: unpadded, SQLite's memory grew to 13 MB in a 1,000-tenant backfill (2.5 before
+    these keys), where a handful of lengths keep it under 5."""
+    size = 1 << (len(texts) - 1).bit_length()
+    return texts + texts[-1:] * (size - len(texts))
 
 
 @functools.cache

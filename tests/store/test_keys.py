@@ -74,6 +74,20 @@ async def test_a_new_process_reads_the_stored_keys_in_one_statement(engine: Asyn
         await other.dispose()
 
 
+async def test_keys_are_read_with_in_lists_of_a_few_lengths(engine: AsyncEngine) -> None:
+    """5, 6 and 7 new texts are read by one statement (padded to 8), so the driver keeps one prepared."""
+    found, reads = {}, set()
+    for count in (5, 6, 7):
+        with statements(engine) as sent:
+            async with transaction(engine) as conn:
+                found |= await keys.resolve(conn, keys.STATUSES, [f"{count} of {n} users" for n in range(count)])
+        reads |= {statement for statement in sent if statement.startswith("SELECT") and " IN " in statement}
+
+    assert len(reads) == 1
+    assert len(found) == 18
+    assert {r["implementation_status"]: r["status_key"] for r in await rows(engine, status_texts)} == found
+
+
 async def test_a_key_inserted_by_a_rolled_back_transaction_is_never_used(engine: AsyncEngine) -> None:
     """SQLite gives a rolled-back key's number to the next text: a cached one would name the wrong text."""
     with pytest.raises(RuntimeError):
