@@ -83,7 +83,9 @@ class Slots:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a slot as it was cancelled: pass it on
             else:
-                lane.remove(waiter)
+                # A release between the cancellation and this handler has already dropped it from its lane.
+                with contextlib.suppress(ValueError):
+                    lane.remove(waiter)
             raise
 
     def release(self) -> None:

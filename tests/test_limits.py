@@ -265,3 +265,17 @@ async def test_a_slot_handed_to_a_waiter_as_it_is_cancelled_passes_to_the_next()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     await asyncio.wait_for(following, timeout=1.0)
+
+
+@pytest.mark.parametrize("first", [True, False])
+async def test_a_slot_released_before_a_cancelled_waiter_runs_again_stays_free(first: bool) -> None:
+    """The release drops the cancelled waiter from its lane; the waiter's own clean-up must not fail on it."""
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire(first=first))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    slots.release()  # before the waiter has seen its cancellation
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.wait_for(slots.acquire(first=not first), timeout=1.0)
