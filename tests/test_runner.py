@@ -328,7 +328,8 @@ def test_a_run_stopped_after_training_leaves_its_zlib_bodies_and_the_next_run_re
         resumed = w.fetcher("backfill", "--days", "60", "--resume")
 
         assert proc.returncode == 143
-        assert left >= 200  # the bodies saved before the dictionary: not recompressed by the stopped run
+        # The bases saved before the dictionary (a delta is a zstd frame from the start): not recompressed yet.
+        assert left > 0
         assert resumed.returncode == 0, resumed.stderr
         assert zlib_bodies(database_url) == 0
         assert db_count(database_url, raw_payloads) == 24 * 60
