@@ -76,17 +76,17 @@ ADDED = {"raw_payloads": {"base_date": None, "base_sha256": None}}  # 0013: ever
 def assert_same(before: Snapshot, after: Snapshot) -> None:
     """Every relation keeps its columns, in order, and every row; the columns of `ADDED` come beside them."""
     for name, (columns, rows) in before.items():
-        added = ADDED.get(name, {})
+        added = {c: v for c, v in ADDED.get(name, {}).items() if c not in columns}  # not there before: added
         new_columns, new_rows = after[name]
         assert tuple(c for c in new_columns if c not in added) == columns, name
         assert {c for c in new_columns if c in added} == set(added), name
         kept = [new_columns.index(c) for c in columns]
         extra = {c: new_columns.index(c) for c in added}
-        projected = [tuple(row[i] for i in kept) for row in new_rows]
+        projected, expected = [tuple(row[i] for i in kept) for row in new_rows], rows
         if added:  # the rows were ordered by every column, the added ones among them: order both alike
-            rows, projected = sorted(rows, key=repr), sorted(projected, key=repr)
-        assert len(projected) == len(rows), name
-        for old, new in zip(rows, projected, strict=True):
+            expected, projected = sorted(rows, key=repr), sorted(projected, key=repr)
+        assert len(projected) == len(expected), name
+        for old, new in zip(expected, projected, strict=True):
             assert new == old, name
         assert all(row[i] == added[c] for row in new_rows for c, i in extra.items()), name
 
