@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @click.option(
     "--skip-disk-check",
     is_flag=True,
-    help="Start migration 0011 even if the disk seems to lack the free space it needs (also "
+    help="Start migrations 0011 and 0013 (SQLite) even if the disk seems to lack the free space they need (also "
     "$FETCHER_MIGRATE_SKIP_DISK_CHECK=1).",
 )
 @click.pass_obj

@@ -148,25 +148,31 @@ def database_free_space(conn: Connection) -> DiskSpace | None:
 
 
 def check_free_space(conn: Connection, rows: int, options: MoveOptions) -> None:
-    """Refuse (`NotEnoughDisk`) to start a move the disk cannot hold; one line naming the need and the free.
-    Logs the need and the free space at INFO, or why they were not compared."""
+    """Migration 0011: refuse (`NotEnoughDisk`) to start a move the disk cannot hold (`check_disk`)."""
     if not rows:
         return
     needed = space_needed(conn.dialect.name, old_table_bytes(conn), rows, options.batch_rows)
-    need = f"migration 0011 needs about {human_size(needed)} free for the compact control scores"
+    check_disk(conn, needed, "migration 0011", "for the compact control scores", options)
+
+
+def check_disk(conn: Connection, needed: int, who: str, purpose: str, options: MoveOptions) -> None:
+    """Refuse (`NotEnoughDisk`) to start a migration needing `needed` bytes (free beside the database) that
+    the disk lacks; one line naming the need and the free (`human_size`), e.g. `who` "migration 0013",
+    `purpose` "to copy raw_payloads". Logs the need and the free space at INFO, or why they were not compared.
+    """
+    need = f"{who} needs about {human_size(needed)} free {purpose}"
     if not options.check_disk:
         log.info("%s; disk check skipped (--skip-disk-check or $%s=1)", need, SKIP_DISK_CHECK_ENV)
         return
     space = (options.free_space or database_free_space)(conn)
     if space is None:
-        log.info("%s; disk check skipped: the database server's free disk cannot be read from here", need)
+        log.info("%s; disk check skipped: the database's free disk cannot be read from here", need)
         return
     log.info("%s; %s has %s", need, space.where, human_size(space.free))
     if space.free < needed:
         raise NotEnoughDisk(
-            f"migration 0011 needs about {human_size(needed)} free for the compact control scores, {space.where} has "
-            f"{human_size(space.free)}: free some space, or start anyway with --skip-disk-check "
-            f"(${SKIP_DISK_CHECK_ENV}=1)"
+            f"{need}, {space.where} has {human_size(space.free)}: free some space, or start anyway with "
+            f"--skip-disk-check (${SKIP_DISK_CHECK_ENV}=1)"
         )
 
 

@@ -18,23 +18,19 @@ nothing: stopped, it leaves the table as it was.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-from fetcher.errors import NotEnoughDisk
-from fetcher.store.convert import database_free_space, options_from
+from fetcher.store.convert import check_disk, options_from
 
 revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-log = logging.getLogger(__name__)
 FK = "fk_raw_payloads_tenant_id_raw_payloads"
-MIB = 1024 * 1024
 
 
 def upgrade() -> None:
@@ -53,25 +49,16 @@ def upgrade() -> None:
 
 
 def _check_free_space() -> None:
-    """SQLite: refuse (`NotEnoughDisk`) to copy an archive the disk cannot hold twice."""
+    """SQLite: refuse (`NotEnoughDisk`) to copy an archive the disk cannot hold twice (`check_disk`, as 0011)."""
     bind = op.get_bind()
     config = op.get_context().config
-    if not options_from(config.attributes if config is not None else {}).check_disk:
-        return
     stored = bind.execute(
         sa.text("SELECT COALESCE(SUM(LENGTH(body) + 200), 0) FROM raw_payloads")  # 200: a row's other columns
     ).scalar()
     needed = 2 * int(stored or 0)  # the new table, and the write-ahead log of the transaction that fills it
-    space = database_free_space(bind) if needed else None
-    if space is None:
-        return
-    log.info("migration 0013 needs about %.1f MiB free to copy raw_payloads; %s has %.1f MiB", needed / MIB,
-             space.where, space.free / MIB)  # fmt: skip
-    if space.free < needed:
-        raise NotEnoughDisk(
-            f"migration 0013 needs about {needed / MIB:,.0f} MiB free to copy raw_payloads, {space.where} has "
-            f"{space.free / MIB:,.0f} MiB: free some space, or start anyway with --skip-disk-check"
-        )
+    if needed:
+        options = options_from(config.attributes if config is not None else {})
+        check_disk(bind, needed, "migration 0013", "to copy raw_payloads", options)
 
 
 def downgrade() -> None:

@@ -332,7 +332,7 @@ def test_fetcher_migrate_logs_the_disk_check_and_each_revision_on_one_line(tmp_p
     upgrade = [line for line in lines if "Running upgrade 0010 -> 0011" in line]
     assert len(upgrade) == 1
     assert upgrade[0].endswith("an empty `extra` is NULL.")
-    disk = [line for line in lines if "fetcher.store.convert" in line]
+    disk = [line for line in lines if "fetcher.store.convert: migration 0011" in line]
     assert len(disk) == 1
     assert " INFO " in disk[0]
     assert "migration 0011 needs about " in disk[0]
@@ -350,7 +350,7 @@ def test_a_skipped_disk_check_is_logged_with_why(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
 
     assert done.returncode == 0, done.stderr
-    disk = [line for line in done.stderr.splitlines() if "fetcher.store.convert" in line]
+    disk = [line for line in done.stderr.splitlines() if "fetcher.store.convert: migration 0011" in line]
     assert len(disk) == 1
     assert disk[0].endswith("free for the compact control scores; disk check skipped (--skip-disk-check or "
                             "$FETCHER_MIGRATE_SKIP_DISK_CHECK=1)")  # fmt: skip

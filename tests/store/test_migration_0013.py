@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
+from fetcher.errors import NotEnoughDisk
+from fetcher.store.convert import DiskSpace, MoveOptions
 from fetcher.store.engine import create_engine, current_revision, downgrade, migrate
 from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
@@ -92,3 +95,31 @@ async def test_0013_goes_down_while_no_delta_is_stored(empty_url: str) -> None:
     await migrate(engine)
     assert await current_revision(engine) == "0013"
     await engine.dispose()
+
+
+@pytest.mark.parametrize("free", [100, 70_100_000_000])
+async def test_0013_checks_the_disk_as_0011_does(tmp_path: Path, free: int, caplog: pytest.LogCaptureFixture) -> None:
+    """Sizes from `text.human_size`, logged by `fetcher.store.convert`; refused: one line, nothing changed."""
+    engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"))
+    await migrate(engine, "0012")
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(f"INSERT INTO raw_payloads ({COLUMNS}) VALUES (:t, :d, :s, :f, :lf, :r, :w, :z, :b)"), archived()
+        )
+    disk = MoveOptions(free_space=lambda _conn: DiskSpace(free, "the test's disk"))
+    caplog.set_level(logging.INFO, logger="fetcher.store.convert")
+    if free < 1_000:
+        with pytest.raises(NotEnoughDisk) as refused:
+            await migrate(engine, moving=disk)
+        message = str(refused.value)
+        assert "\n" not in message
+        assert message.startswith("migration 0013 needs about ")
+        assert " kB free to copy raw_payloads, the test's disk has 100 bytes: free some space" in message
+        assert await current_revision(engine) == "0012"
+    else:
+        await migrate(engine, moving=disk)
+        assert await current_revision(engine) == "0013"
+    await engine.dispose()
+    [line] = [r.getMessage() for r in caplog.records if "migration 0013" in r.getMessage()]
+    assert "MiB" not in line
+    assert line.endswith(f"the test's disk has {'100 bytes' if free < 1_000 else '70.1 GB'}")
