@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,6 +79,14 @@ def next_commands(config_path: Path, weakest: str | None) -> list[str]:
     return commands
 
 
+def scripted_failure_note(failed: Set[str], unconsented: Set[str]) -> str:
+    """The closing remark on the run's failures (tenant ids): that they are scripted when every one is a
+    tenant the simulator keeps without admin consent; "" when none failed, or another did."""
+    if failed and failed <= unconsented:
+        return " The failure above is scripted (a tenant without admin consent)."
+    return ""
+
+
 def _shown_path(path: Path) -> str:
     """`path` relative to the current folder when it lies under it, else absolute."""
     try:
@@ -132,10 +140,12 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
     config_path = db_path.with_suffix(".toml")
     names = [(t.tenant_id, t.name) for t in config.tenants]
+    failed = {outcome.tenant.tenant_id for outcome in report.outcomes if outcome.failed}
+    unconsented = {tenant.tenant_id for tenant in sim.tenants.values() if not tenant.consent}
     written = write_demo_config(config_path, db_path, names)
     console.print(
         f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days of {len(states)} tenants in "
-        f"[bold]{db_path}[/bold]. The failure above is scripted (a tenant without admin consent).\n"
+        f"[bold]{db_path}[/bold].{scripted_failure_note(failed, unconsented)}\n"
         "Query it with any SQLite client, for example:\n"
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'

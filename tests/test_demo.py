@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fetcher.demo import next_commands, weakest_tenant
+from fetcher.demo import next_commands, scripted_failure_note, weakest_tenant
 from fetcher.store.reports import LatestScore
 from fetcher.store.schema import secure_scores
 from tests.test_runner import db_count
@@ -89,3 +89,13 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     assert named <= held, named - held
     new = {"control_score_rows", "tenant_keys", "control_keys", "status_texts", "archive_dictionaries"}
     assert new <= named, new - named
+
+    # Six tenants include the one without admin consent (position 3): its failure is called scripted.
+    assert "The failure above is scripted (a tenant without admin consent)." in done.stdout
+
+
+def test_the_demo_calls_a_failure_scripted_only_when_it_is_the_unconsented_tenants() -> None:
+    assert scripted_failure_note(set(), {"c"}) == ""  # `--tenants 3`: nobody lacks consent, nobody failed
+    assert scripted_failure_note(set(), set()) == ""
+    assert "scripted (a tenant without admin consent)" in scripted_failure_note({"c"}, {"c"})
+    assert scripted_failure_note({"c", "other"}, {"c"}) == ""  # another failure is not the script's
