@@ -152,8 +152,8 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         "Tables: tenants, secure_scores, comparative_scores, controls, control_scores (a view over "
         "control_score_rows, tenant_keys, control_keys, status_texts), control_profiles, control_state_updates, "
         "fetch_runs, tenant_runs, raw_payloads, raw_control_profiles, archive_dictionaries (see README.md).\n"
-        f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it (also: alerts --dry-run, "
-        "metrics, report --actions; README.md).",
+        f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it (also: metrics, "
+        "report --actions; alerts once you add a rule: README.md, Alerts).",
         soft_wrap=True,
     )
     tries = next_commands(config_path, weakest_tenant(latest))

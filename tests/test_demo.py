@@ -90,8 +90,13 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     new = {"control_score_rows", "tenant_keys", "control_keys", "status_texts", "archive_dictionaries"}
     assert new <= named, new - named
 
-    # Six tenants include the one without admin consent (position 3): its failure is called scripted.
+    # Six tenants include the one without admin consent (position 3): its failure is called scripted. The
+    # configuration ends in an empty [alerts] (README: Alerts appends a rule), so `alerts` is not suggested
+    # as if it ran as is.
     assert "The failure above is scripted (a tenant without admin consent)." in done.stdout
+    assert "alerts --dry-run" not in done.stdout
+    empty = fetcher("--config", "fetcher-demo.toml", "alerts", "--dry-run", cwd=tmp_path)
+    assert "no [[alerts.rules]]" in empty.stderr
 
 
 def test_the_demo_calls_a_failure_scripted_only_when_it_is_the_unconsented_tenants() -> None:
