@@ -591,9 +591,50 @@ def test_vacuum_gives_back_what_migrate_and_archive_compact_say_is_free(tmp_path
     for result in (told, compacted):
         assert "MB of the file's 12" in result.output
         assert "`fetcher vacuum` gives them back" in result.output
-    assert re.search(r"vacuumed, 12\.\d MB -> \d+ kB \(12\.\d MB given back to the disk\)", vacuumed.output)
+    # On disk: the file and the log archive compact left beside it
+    figures = re.search(
+        r"vacuumed, (\d+)\.\d MB -> \d+ kB on disk \((\d+)\.\d MB given back to the disk\)", vacuumed.output
+    )
+    assert figures is not None, vacuumed.output
+    assert int(figures[1]) >= int(figures[2]) >= 12
     assert database.stat().st_size < size - 12_000_000
     assert "free pages" not in again.output
+
+
+def test_vacuum_with_no_free_pages_says_so_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    assert "vacuumed" in invoke("--config", str(config), "vacuum").output  # the few pages migrate freed
+    schema_version = _schema_version(database)
+
+    result = invoke("--config", str(config), "vacuum")
+
+    assert result.exit_code == 0, result.output
+    assert re.search(r": nothing to give back \(0 free pages\), \d+ kB on disk\n", result.output), result.output
+    assert "vacuumed" not in result.output
+    assert schema_version == _schema_version(database)  # VACUUM adds one to it
+
+
+def _schema_version(path: Path) -> int:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("PRAGMA schema_version").fetchone()[0])
+
+
+def test_vacuum_of_a_file_that_is_not_a_database_names_it(tmp_path: Path) -> None:
+    database = tmp_path / "scores.db"
+    database.write_bytes(b"not a database, " * 512)
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+
+    result = invoke("--config", str(config), "vacuum")
+
+    assert result.exit_code == 3, result.output
+    assert str(database) in result.output
+    assert "file is not a database" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.postgres

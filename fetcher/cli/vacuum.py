@@ -15,10 +15,16 @@ from fetcher.cli.group import main
 def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
     """SQLite: give the file's free pages back to the disk (VACUUM), e.g. after migration 0011 or `archive compact`.
     Needs about the live data's size free beside the database and in SQLite's temporary folder ($SQLITE_TMPDIR),
-    and refuses to start without it; holds the run lock, so it never runs during a fetch (exit 3 if one is
-    running). PostgreSQL: says why there is nothing to do (VACUUM FULL or pg_repack are your DBA's call)."""
+    and refuses to start without it; with no free pages, says so and does nothing. Holds the run lock, so it
+    never runs during a fetch (exit 3 if one is running); a run started meanwhile never runs beside it: it waits
+    for the vacuum's write lock up to [database] busy_timeout_seconds, then starts after it, or gives up with
+    its usual error (exit 3: the database locked, or the run lock still held). Tells the sizes on disk (the
+    file and its write-ahead log) before and after. PostgreSQL: says why there is nothing to do (VACUUM FULL
+    or pg_repack are your DBA's call)."""
+    from sqlalchemy.exc import DBAPIError
+
     from fetcher.config import Purpose
-    from fetcher.store.engine import create_engine, ensure_schema, is_sqlite
+    from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
     from fetcher.store.vacuum import POSTGRESQL_ADVICE, vacuum, vacuumed_line
 
     async def action() -> int:
@@ -29,6 +35,8 @@ def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
                 return 0
             await ensure_schema(engine, create=False)
             done = await vacuum(engine, check_disk=not skip_disk_check)
+        except DBAPIError as error:  # e.g. not a SQLite file: one line naming it
+            raise database_error(error, engine) from None
         finally:
             await engine.dispose()
         ctx.err.print(vacuumed_line(engine, done), markup=False, highlight=False, soft_wrap=True)

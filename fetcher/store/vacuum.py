@@ -9,8 +9,16 @@ space; `fetcher migrate` and `fetcher archive compact` name it when it is large 
 VACUUM copies the live pages into a temporary database in SQLite's temporary folder, then writes them back
 through the write-ahead log beside the database (WAL mode): it needs about the live data's size free in
 each place, twice that where both are on one disk. `check_vacuum_space` refuses (`NotEnoughDisk`) before it
-starts otherwise. VACUUM holds the write lock for its whole length, so `vacuum` runs under the run lock
-(`RunLock`): never during a fetch, and a run started meanwhile is refused at once instead of waiting.
+starts otherwise. With no free pages there is nothing to give back, and `vacuum` says so without any of this.
+
+VACUUM holds the write lock for its whole length, so `vacuum` runs under the run lock (`RunLock`): never during
+a fetch. A run started meanwhile never runs beside it: taking the run lock is a write, which waits for the
+write lock up to busy_timeout_seconds, then finds the lease free (the run goes on after the vacuum), or finds
+the vacuum's lease not yet dropped (`LockHeld`), or gives up (`DatabaseLocked`) when the vacuum outlasts it.
+
+The sizes told are what the files take on disk, the database and its write-ahead log: a reader that keeps
+the log from being truncated leaves the old file at its size and the rebuilt pages in the log beside it,
+more on disk than before until the next checkpoint.
 
 PostgreSQL is not vacuumed here: migration 0011 drops the old table there, which gives its space back at
 once, and autovacuum already makes deleted rows' space reusable. Shrinking a table further (VACUUM FULL,
@@ -70,13 +78,17 @@ class FreePages:
 
 @dataclass(frozen=True)
 class Vacuumed:
-    """What `vacuum` did: the database's bytes before and after; `checkpointed`: whether the write-ahead log was
-    copied into the file and truncated, so the disk has the space back now (False: a reader held it, and the
-    next checkpoint, after a run or once the readers finish, gives it back)."""
+    """What `vacuum` did: the bytes on disk (the database file and its write-ahead log) before and after;
+    `database`: the database's own bytes after (what the file comes down to once checkpointed);
+    `checkpointed`: whether the write-ahead log was copied into the file and truncated, so the disk has the
+    space back now (False: a reader held it, and the next checkpoint, after a run or once the readers finish,
+    gives it back); `ran`: False when there were no free pages, so no VACUUM ran."""
 
     before: int
     after: int
+    database: int
     checkpointed: bool = True
+    ran: bool = True
 
 
 def free_pages(conn: Connection) -> FreePages:
@@ -164,19 +176,43 @@ async def vacuum(
     holder: Holder | None = None,
 ) -> Vacuumed:
     """VACUUM a SQLite database under the run lock (`LockHeld` if a run holds it), after the disk check, then
-    checkpoint the write-ahead log so the file shrinks on disk. Returns the file's bytes before and after."""
+    checkpoint the write-ahead log so the file shrinks on disk. Returns the bytes on disk before and after;
+    with no free pages, nothing is done (`ran` False, no lock taken)."""
+    async with connect(engine) as conn:
+        pages = await conn.run_sync(free_pages)
+    if pages.free_bytes == 0:
+        size = on_disk(engine, pages)
+        return Vacuumed(size, size, pages.file_bytes, ran=False)
     holder = holder or this_process(f"vacuum-{uuid.uuid4()}")
     async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
-        before = await conn.run_sync(free_pages)
+        pages = await conn.run_sync(free_pages)
+        before = on_disk(engine, pages)
         if check_disk:
-            await conn.run_sync(check_vacuum_space, before, free_space)
+            await conn.run_sync(check_vacuum_space, pages, free_space)
         await conn.commit()
         checkpointed = await conn.run_sync(_vacuum, display_url(engine))
-        after = await conn.run_sync(free_pages)
+        pages = await conn.run_sync(free_pages)
     watched = sqlite_file(engine)
     if watched is not None:
         watched.check()
-    return Vacuumed(before.file_bytes, after.file_bytes, checkpointed)
+    # Measured once the lease is dropped: that write goes to the log too, which a reader may keep from shrinking.
+    return Vacuumed(before, on_disk(engine, pages), pages.file_bytes, checkpointed)
+
+
+def on_disk(engine: AsyncEngine, pages: FreePages) -> int:
+    """What the database takes on disk, in bytes: its file and its write-ahead log (`-wal`) if there is one;
+    the pages' size for an in-memory database."""
+    watched = sqlite_file(engine)
+    if watched is None:
+        return pages.file_bytes
+    return sum(_size(path) for path in (watched.path, watched.path.with_name(watched.path.name + "-wal")))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _vacuum(conn: Connection, where: str) -> bool:
@@ -197,11 +233,17 @@ def _vacuum(conn: Connection, where: str) -> bool:
 
 
 def vacuumed_line(engine: AsyncEngine, done: Vacuumed) -> str:
-    """The line `fetcher vacuum` ends with."""
-    saved = human_size(max(done.before - done.after, 0))
-    given = (
-        f"{saved} given back to the disk"
-        if done.checkpointed
-        else f"{saved} to give back to the disk at the next checkpoint: a reader holds the write-ahead log"
-    )
-    return f"{display_url(engine)}: vacuumed, {human_size(done.before)} -> {human_size(done.after)} ({given})"
+    """The line `fetcher vacuum` ends with: the bytes on disk before and after, never a shrink the disk has not
+    seen; with a reader holding the write-ahead log, what the next checkpoint gives back."""
+    where = display_url(engine)
+    if not done.ran:
+        return f"{where}: nothing to give back (0 free pages), {human_size(done.after)} on disk"
+    if done.checkpointed:
+        given = f"{human_size(max(done.before - done.after, 0))} given back to the disk"
+    else:
+        pending = human_size(max(done.after - done.database, 0))
+        given = (
+            f"{pending} to give back to the disk, down to {human_size(done.database)}, at the next checkpoint: "
+            "a reader holds the write-ahead log"
+        )
+    return f"{where}: vacuumed, {human_size(done.before)} -> {human_size(done.after)} on disk ({given})"

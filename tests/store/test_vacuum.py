@@ -28,6 +28,7 @@ from fetcher.store.vacuum import (
     vacuumed_line,
     worth_vacuuming,
 )
+from fetcher.text import human_size
 from tests.store.test_migration_0011 import FIXTURES, assert_same, snapshot
 
 
@@ -58,7 +59,10 @@ async def test_vacuum_gives_the_free_pages_back_and_keeps_every_value(migrated: 
 
     after = await _pages(engine)
     assert before.free_bytes > 500_000  # the old table's pages
-    assert (done.before, done.after) == (before.file_bytes, after.file_bytes)
+    assert done.before >= before.file_bytes  # on disk: the file, and the log beside it
+    path = Path(url.removeprefix("sqlite+aiosqlite:///"))
+    assert done.database == after.file_bytes
+    assert done.after == path.stat().st_size + _wal_size(path) < done.before  # the log: the lease's release
     assert after.free_bytes == 0
     assert after.file_bytes <= before.file_bytes - before.free_bytes
     assert Path(url.removeprefix("sqlite+aiosqlite:///")).stat().st_size == after.file_bytes  # WAL checkpointed
@@ -67,6 +71,7 @@ async def test_vacuum_gives_the_free_pages_back_and_keeps_every_value(migrated: 
 
 async def test_a_reader_holding_the_log_is_said_and_the_next_checkpoint_gives_the_space_back(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
+    wal = tmp_path / "old.db-wal"
     with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
         shutil.copyfileobj(src, dst)
     engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.2))
@@ -76,16 +81,55 @@ async def test_a_reader_holding_the_log_is_said_and_the_next_checkpoint_gives_th
             reader.execute("BEGIN")
             reader.execute("SELECT COUNT(*) FROM control_score_rows").fetchone()  # a read snapshot, kept open
             held = await vacuum(engine)
+            on_disk_held = path.stat().st_size + wal.stat().st_size
             reader.execute("COMMIT")
             size_held = path.stat().st_size
-        reader_gone = await vacuum(engine)
+        reader_gone = await vacuum(engine)  # no free pages left: nothing to do
     finally:
         await engine.dispose()
 
     assert not held.checkpointed
-    assert "at the next checkpoint: a reader holds the write-ahead log" in vacuumed_line(engine, held)
-    assert reader_gone.checkpointed
-    assert path.stat().st_size == reader_gone.after < size_held
+    assert held.after == on_disk_held > held.before  # the old file stayed, the rebuilt pages are in the log
+    assert held.database < held.after
+    line = vacuumed_line(engine, held)
+    assert f"-> {human_size(held.after)} on disk ({human_size(held.after - held.database)} to give back" in line
+    assert f"down to {human_size(held.database)}, at the next checkpoint: a reader holds the write-ahead" in line
+    assert "given back" not in line
+    assert not reader_gone.ran
+    assert path.stat().st_size == held.database < size_held  # the last connection closed checkpointed the log
+    assert not wal.exists()
+
+
+async def test_with_no_free_pages_nothing_is_done_not_even_the_run_lock(migrated: tuple[AsyncEngine, str]) -> None:
+    """No VACUUM (nor its disk check) when there is nothing to give back, even while a run holds the lock."""
+    engine, url = migrated
+    await vacuum(engine)
+    path = Path(url.removeprefix("sqlite+aiosqlite:///"))
+    version = _schema_version(path)  # VACUUM adds one to it
+
+    def no_check(folder: Path) -> DiskSpace:
+        raise AssertionError(f"disk checked in {folder}")
+
+    async with RunLock(engine, Holder("nightly", "otherhost", 4242)):
+        done = await vacuum(engine, free_space=no_check)
+        size = path.stat().st_size + _wal_size(path)
+
+    assert not done.ran
+    assert done.before == done.after == size
+    assert vacuumed_line(engine, done).endswith(
+        f": nothing to give back (0 free pages), {human_size(done.after)} on disk"
+    )
+    assert _schema_version(path) == version
+
+
+def _schema_version(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("PRAGMA schema_version").fetchone()[0])
+
+
+def _wal_size(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
 
 
 async def test_vacuum_refuses_in_one_line_without_the_disk_it_needs(migrated: tuple[AsyncEngine, str]) -> None:
