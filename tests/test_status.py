@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from fetcher.cli import main
@@ -107,3 +108,13 @@ def test_failing_comes_on_top_of_fresh_data_and_an_interrupted_run_is_not_a_fail
     assert assess(day, stopped, NOW, timedelta(hours=48)) == ()
     assert assess(None, None, NOW, timedelta(hours=48)) == (Health.NO_DATA,)
     assert assess(day - timedelta(days=3), None, NOW, timedelta(hours=48)) == (Health.STALE,)
+
+
+@pytest.mark.parametrize("command", ["status", "report"])
+@pytest.mark.parametrize("hours", ["-1", "0", "nan", "inf", "1e300"])
+def test_status_refuses_a_max_age_that_is_not_hours_above_zero(tmp_path: Path, command: str, hours: str) -> None:
+    """-1 was taken (every tenant stale); nan and inf ended in a traceback. `report --max-age` alike."""
+    done = CliRunner().invoke(main, ["--config", str(tmp_path / "none.toml"), command, "--max-age", hours])
+    assert done.exit_code == 2
+    [error] = [line for line in done.output.splitlines() if "--max-age" in line and "Error" in line]
+    assert error.startswith("Error: Invalid value for '--max-age': ")

@@ -1,11 +1,26 @@
-"""Options several commands share: --tenant, --shard, --no-alerts."""
+"""Options several commands share: --tenant, --shard, --no-alerts; the hours of --max-age (`Hours`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+
+class Hours(click.FloatRange):
+    """Hours above 0 and up to a million (about 114 years: a finite timedelta); NaN refused too, which a
+    range lets through (it compares false with both bounds). Refused: click's usage error, exit 2."""
+
+    def __init__(self) -> None:
+        super().__init__(min=0, max=1_000_000, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        hours = float(super().convert(value, param, ctx))
+        if math.isnan(hours):
+            self.fail(f"{value!r} is not a number of hours", param, ctx)
+        return hours
 
 
 def tenant_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,6 +10,7 @@ import click
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main
+from fetcher.cli.options import Hours
 
 
 @main.command("report")
@@ -40,7 +41,7 @@ from fetcher.cli.group import main
 )
 @click.option(
     "--max-age",
-    type=float,
+    type=Hours(),
     default=48.0,
     show_default=True,
     metavar="HOURS",

@@ -10,13 +10,13 @@ import click
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main
-from fetcher.cli.options import tenant_option
+from fetcher.cli.options import Hours, tenant_option
 
 
 @main.command("status")
 @click.option(
     "--max-age",
-    type=float,
+    type=Hours(),
     default=48.0,
     show_default=True,
     metavar="HOURS",

@@ -129,7 +129,7 @@ def test_configured_tenants_without_data_and_tenants_no_longer_configured_are_ma
 
 
 def test_a_short_max_age_marks_every_tenant_with_data_stale(filled: Filled) -> None:
-    data = _portfolio_json(filled, "--max-age", "0")
+    data = _portfolio_json(filled, "--max-age", "1e-6")  # 3.6 ms: above 0, as --max-age must be
 
     assert all("stale" in r["marks"] for r in data["tenants"] if r["score_date"])
     assert data["totals"]["stale"] == len(filled.healthy) + 2  # with the one-day and the dropped tenant
