@@ -56,7 +56,7 @@ class RawPayload(NamedTuple):
     def payload(self, codec: Codec, what: str = "secureScore") -> Any:
         """The object, read with the database's dictionaries; `ArchiveUnreadable` names tenant and day."""
         try:
-            return orjson.loads(codec.decompress(self.body, self.base_body))
+            return orjson.loads(codec.decompress(self.body, self.base_body, delta=self.base_sha256 is not None))
         except Unreadable as error:
             raise ArchiveUnreadable(
                 f"tenant {self.tenant_id}: the archived {what} of {self.score_date} "

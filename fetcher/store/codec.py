@@ -13,6 +13,9 @@ told apart by their first bytes and the frame's dictionary id:
   content, not its bytes: recompressing a base keeps its deltas readable); a base is never a delta
   itself, so reading any body takes at most two decompressions. `fetcher.store.deltas` chooses bases.
 
+A frame naming no dictionary is a delta only when its row names a base: in a row that names none (a base,
+or a body of `raw_control_profiles`) it is a plain zstd frame (written by another tool), read without one.
+
 A database starts with no dictionary, so its first objects are written as zlib; once it holds enough of
 them, `fetcher.store.compaction` trains one and recompresses those (measured on 230-control secureScores:
 5.3 kB an object with zlib, 1.67 kB with zstd level 7 and a 110 kB dictionary trained on 200 to 400 objects
@@ -119,7 +122,8 @@ def _frame_dict_id(body: bytes) -> int:
 
 
 def is_delta(body: bytes) -> bool:
-    """Whether `body` is a delta (a zstd frame naming no dictionary); `Unreadable` for a damaged frame."""
+    """Whether `body` is a zstd frame naming no dictionary: a delta when its row names a base, else a plain
+    frame; `Unreadable` for a damaged frame."""
     return is_zstd(body) and _frame_dict_id(body) == 0
 
 
@@ -169,9 +173,10 @@ class Codec:
         compressor = self._compressors.get(kind)
         return zlib.compress(text, ZLIB_LEVEL) if compressor is None else compressor.compress(text)
 
-    def decompress(self, body: bytes, base: bytes | None = None) -> bytes:
+    def decompress(self, body: bytes, base: bytes | None = None, *, delta: bool | None = None) -> bytes:
         """The JSON of a body in any format; `base`: the body of its base when it is a delta (ignored
-        otherwise). `Unreadable` says why not, in a few words: `MissingBase` for a delta without `base`,
+        otherwise); `delta`: whether its row names a base (None: a frame naming no dictionary is taken for a
+        delta). `Unreadable` says why not, in a few words: `MissingBase` for a delta without `base`,
         `BaseUnreadable` when `base` cannot be read or is itself a delta."""
         if not is_zstd(body):
             try:
@@ -179,6 +184,8 @@ class Codec:
             except zlib.error as error:
                 raise Unreadable(f"neither a zstd frame nor a zlib stream ({error})") from None
         dict_id = _frame_dict_id(body)
+        if dict_id == 0 and delta is False:
+            return _plain(body)
         if dict_id == 0:
             return self._undelta(body, base)
         decompressor = self._decompressors.get(dict_id)
@@ -193,9 +200,7 @@ class Codec:
         if base is None:
             raise MissingBase
         try:
-            if is_delta(base):
-                raise Unreadable("it is a delta itself")
-            text = self.decompress(base)
+            text = self.decompress(base, delta=False)  # a base is never a delta: its row names no base
         except Unreadable as error:
             raise BaseUnreadable(f"its base cannot be read: {error}") from None
         try:
@@ -208,3 +213,21 @@ class Codec:
         if is_zstd(body) or not self.active(kind):
             return None
         return self.compress(kind, self.decompress(body))
+
+
+def _plain(body: bytes) -> bytes:
+    """A zstd frame naming no dictionary in a row that names no base: read without one. A frame that needs one
+    all the same (a delta whose row lost its base's name) fails, mostly on its checksum or its back-references
+    (a delta's are into its base); said as such."""
+    # A stream decoder: a frame written by a streaming tool may not carry its content size.
+    decoder = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        text = decoder.decompress(body)
+    except zstandard.ZstdError as error:
+        raise Unreadable(
+            f"a zstd frame naming no dictionary (id 0) that does not decode without one ({error}): a delta whose "
+            "row names no base, or damaged bytes"
+        ) from None
+    if not decoder.eof or decoder.unused_data:
+        raise Unreadable("a damaged zstd frame naming no dictionary (id 0): cut short, or followed by other bytes")
+    return text

@@ -155,9 +155,8 @@ async def _samples(
     rows = (await conn.execute(archive.rows().limit(want))).all()
     codec, texts, missing, readable, size = Codec(), [], set(), 0, 0
     for row in [*rows[0::3], *rows[1::3], *rows[2::3]]:
-        base = getattr(row, "base_body", None)  # a delta is read with its base
         try:
-            text = codec.decompress(bytes(row.body), None if base is None else bytes(base))
+            text = read_row(codec, row)
         except MissingDictionary as error:
             missing.add(error.dict_id)
             continue
@@ -227,9 +226,8 @@ def _rewrite(
         rewrite = not is_zstd(body) and codec.active(archive.kind)
         if not (rewrite or verify):
             continue
-        base = getattr(row, "base_body", None)
         try:
-            text = codec.decompress(body, None if base is None else bytes(base))
+            text = read_row(codec, row)
         except Unreadable as error:
             if isinstance(error, MissingDictionary):
                 done.missing.add(error.dict_id)
@@ -240,6 +238,13 @@ def _rewrite(
             changes.append({**{f"k_{c.name}": getattr(row, c.name) for c in archive.key}, "new_body": new})
             done.bytes_before, done.bytes_after = done.bytes_before + len(body), done.bytes_after + len(new)
     return changes
+
+
+def read_row(codec: Codec, row: Any) -> bytes:
+    """The JSON of a row of `Archive.rows`: a delta (its row names a base) is read with its base's body."""
+    base = getattr(row, "base_body", None)
+    delta = getattr(row, "base_sha256", None) is not None
+    return codec.decompress(bytes(row.body), None if base is None else bytes(base), delta=delta)
 
 
 def _unreadable(archive: Archive, row: Any, error: Unreadable) -> str:

@@ -68,7 +68,7 @@ class Base:
         if self._compressor is None:
             if self.text is None:
                 assert self.body is not None
-                self.text = codec.decompress(self.body)
+                self.text = codec.decompress(self.body, delta=False)
             self._compressor = delta_compressor(self.text)
         return self._compressor
 

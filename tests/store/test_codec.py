@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import zlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
+import zstandard
 
 from fetcher.errors import ArchiveUnreadable
 from fetcher.store.archive import CODEC, pack
@@ -152,7 +154,7 @@ def test_a_delta_whose_base_is_a_delta_is_refused() -> None:
     first, second, third = texts(3)
     middle = delta_compressor(first).compress(second)
 
-    with pytest.raises(BaseUnreadable, match="its base cannot be read: it is a delta itself"):
+    with pytest.raises(BaseUnreadable, match=r"its base cannot be read: a zstd frame naming no dictionary \(id 0\)"):
         Codec().decompress(delta_compressor(second).compress(third), middle)
 
 
@@ -164,3 +166,20 @@ def test_a_damaged_delta_is_unreadable_not_wrong() -> None:
 
     with pytest.raises(Unreadable):
         Codec().decompress(bytes(delta), zlib.compress(base, 3))
+
+
+def test_a_frame_naming_no_dictionary_in_a_row_naming_no_base_is_a_plain_zstd_frame() -> None:
+    """Written by another tool with plain zstd, streamed (no content size in its header) or not."""
+    text = texts(1)[0]
+    streamed = zstandard.ZstdCompressor().compressobj()
+
+    assert Codec().decompress(zstandard.ZstdCompressor().compress(text), delta=False) == text
+    assert Codec().decompress(streamed.compress(text) + streamed.flush(), delta=False) == text
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:-6], lambda b: b + b"more"], ids=["cut short", "bytes after"])
+def test_a_plain_zstd_frame_cut_short_or_followed_by_other_bytes_is_unreadable(damage: Any) -> None:
+    body = zstandard.ZstdCompressor().compress(texts(1)[0])
+
+    with pytest.raises(Unreadable, match=r"^a damaged zstd frame naming no dictionary \(id 0\)"):
+        Codec().decompress(damage(body), delta=False)

@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+import zstandard
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.errors import ArchiveUnreadable
 from fetcher.store.archive import CODEC, RawPayload, codec_for, iter_raw_payloads, pack, save_raw_payloads
-from fetcher.store.codec import Codec, is_delta, train
+from fetcher.store.codec import Codec, delta_compressor, is_delta, train
 from fetcher.store.compaction import ARCHIVES, compact, store_dictionary
 from fetcher.store.deltas import WINDOW, compress_pending
 from fetcher.store.engine import transaction
@@ -243,3 +244,40 @@ async def test_recompressing_a_zlib_base_keeps_its_deltas_readable(engine: Async
     assert await replayed(engine) == before
     bodies = {as_day(r["score_date"]): bytes(r["body"]) for r in await rows(engine, raw_payloads)}
     assert sorted(d for d, body in bodies.items() if not is_delta(body)) == [ago(12), ago(12 - WINDOW - 1)]
+
+
+async def set_body(engine: AsyncEngine, score_date: date, body: bytes) -> None:
+    async with transaction(engine) as conn:
+        await conn.execute(sa.update(raw_payloads).where(raw_payloads.c.score_date == score_date).values(body=body))
+
+
+async def test_a_base_stored_as_a_plain_zstd_frame_reads_back_and_bases_its_deltas(engine: AsyncEngine) -> None:
+    """A frame naming no dictionary (id 0) is a delta only when its row names a base: a base written by another
+    tool with plain zstd is read as such, by `rebuild`'s replay, by `archive compact`, and by the next save."""
+    await save(engine, [day(1)])
+    await set_body(engine, ago(1), zstandard.ZstdCompressor().compress(orjson.dumps(day(1))))
+
+    await save(engine, [day(0)])
+    done = await compact(engine, ARCHIVES[0], NOW, verify=True)
+
+    assert await layout(engine) == {ago(1): None, ago(0): ago(1)}
+    assert await replayed(engine) == {ago(1): day(1), ago(0): day(0)}
+    assert done.errors == []
+
+
+async def test_a_base_whose_frame_needs_a_dictionary_it_does_not_name_is_named_as_such(engine: AsyncEngine) -> None:
+    """A base whose body is a delta (a frame naming no dictionary that does not decode without one) is said as
+    what it is, with tenant and day, not as a delta whose base was not found."""
+    await save(engine, [day(1)])
+    await set_body(engine, ago(1), delta_compressor(orjson.dumps(day(2))).compress(orjson.dumps(day(1))))
+    (row,) = await rows(engine, raw_payloads)
+    why = "a zstd frame naming no dictionary (id 0) that does not decode without one"
+
+    with pytest.raises(ArchiveUnreadable, match=r"^tenant .+") as raised:
+        await replayed(engine)
+    done = await compact(engine, ARCHIVES[0], NOW, verify=True)
+
+    head = f"tenant {TENANT}: the archived secureScore of {ago(1)}"
+    assert str(raised.value).startswith(f"{head} (sha256 {row['sha256'][:12]}) cannot be read: {why} (")
+    assert len(done.errors) == 1
+    assert done.errors[0].startswith(f"{head} cannot be read: {why} (")
