@@ -530,6 +530,63 @@ def _archive_zlib_days(url: str, days: int) -> None:
     asyncio.run(fill())
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ([], "report --since needs --tenant (the window of one tenant's report) or --html (the charts' window)"),
+        (["--format", "csv", "--output", "weekly.csv"], "report --since needs --tenant"),
+        (["--actions"], "report --since: the improvement actions are of each tenant's newest day and have no window"),
+        (["--actions", "--tenant", TENANT], "report --since: the improvement actions"),
+    ],
+    ids=["portfolio", "portfolio to a file", "actions", "one tenant's actions"],
+)
+def test_report_since_where_it_sets_no_window_is_a_one_line_usage_error(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    """Said before the configuration is read: the file here does not even exist."""
+    result = invoke("--config", str(tmp_path / "nowhere.toml"), "report", "--since", "2026-09-01", *args)
+
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {said}")
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "weekly.csv").exists()
+
+
+@pytest.mark.parametrize("args", [["--tenant", TENANT], ["--html", "page.html"]], ids=["tenant", "html"])
+def test_report_since_sets_the_window_of_one_tenant_and_of_the_charts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    monkeypatch.chdir(tmp_path)  # the page is written there
+
+    result = invoke("--config", str(config), "report", "--since", "2026-09-01", *args)
+
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["--format", "csv"], "the portfolio (1 tenants, csv)"),
+        (["--tenant", TENANT, "--format", "json"], f"the report of tenant {TENANT} (json)"),
+        (["--actions"], "the improvement actions (0 controls, table)"),
+    ],
+    ids=["portfolio", "tenant", "actions"],
+)
+def test_report_output_says_on_standard_error_what_it_wrote_where(tmp_path: Path, args: list[str], what: str) -> None:
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    target = tmp_path / "weekly.out"
+
+    result = invoke("--config", str(config), "report", *args, "--output", str(target))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == f"wrote {what} to {target}\n"
+    assert target.stat().st_size > 0
+
+
 def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: Path) -> None:
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
     invoke("--config", str(config), "migrate")

@@ -30,7 +30,8 @@ from fetcher.cli.options import Hours
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Window start for --tenant and the HTML charts (default: 90 days up to the newest day).",
+    help="Window start of one tenant's report (--tenant) and of the HTML charts (--html); default: the 90 days up "
+    "to the newest day. Refused (exit 2) without either, and with --actions, which have no window.",
 )
 @click.option(
     "--sort",
@@ -54,7 +55,7 @@ from fetcher.cli.options import Hours
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
-    help="Write the report to FILE instead of the terminal.",
+    help="Write the report to FILE instead of the terminal; a line on standard error says what was written where.",
 )
 @click.option(
     "--html",
@@ -86,7 +87,7 @@ def report_command(
     to fix next; with --actions, which changes would raise the most tenants."""
     from fetcher.config import Purpose
     from fetcher.partner import with_known_tenants
-    from fetcher.report import Format, ReportRequest, Sort, produce
+    from fetcher.report import Format, ReportRequest, Sort, produce, since_refusal
 
     async def action() -> int:
         request = ReportRequest(
@@ -100,6 +101,9 @@ def report_command(
             html=html_path,
             zoom=zoom,
         )
+        refusal = since_refusal(request)  # a usage error, said before the configuration is read
+        if refusal is not None:
+            raise refusal
         return await produce(await with_known_tenants(ctx.config(Purpose.DATABASE)), request, ctx.console, ctx.err)
 
     run_async(ctx, action())

@@ -50,6 +50,9 @@ async def produce(
 
     With `html` and no `output`, only the page is written.
     """
+    refusal = since_refusal(request)
+    if refusal is not None:
+        raise refusal
     engine = create_engine(config.database, read_only=True)
     try:
         await ensure_schema(engine, create=False)
@@ -61,6 +64,8 @@ async def produce(
         err.print(f"wrote {request.html}", highlight=False, markup=False)
     if request.output is not None:
         _write(request.output, formats.to_text(report, request.fmt))
+        # On standard error, as `--html` says what it wrote: standard output stays the report's.
+        err.print(f"wrote {described(report, request.fmt)} to {request.output}", highlight=False, markup=False)
     elif request.html is None and request.fmt is Format.TABLE:
         console.print(formats.renderable(report, terminal_width(console)))
     elif request.html is None:
@@ -91,6 +96,33 @@ async def _build(
     return portfolio, html.portfolio_page(portfolio, points, since=request.since, zoom=request.zoom, why=why)
 
 
+def described(report: Portfolio | TenantReport | ActionsReport, fmt: Format) -> str:
+    """What a report is, for the line saying it was written: `the portfolio (25 tenants, csv)`."""
+    if isinstance(report, Portfolio):
+        return f"the portfolio ({len(report.rows)} tenants, {fmt})"
+    if isinstance(report, TenantReport):
+        return f"the report of tenant {report.tenant.tenant_id} ({fmt})"
+    scope = "" if report.tenant_id is None else f" of tenant {report.tenant_id}"
+    return f"the improvement actions{scope} ({len(report.actions)} controls, {fmt})"
+
+
+def since_refusal(request: ReportRequest) -> ConfigError | None:
+    """`--since` where it sets no window (the portfolio's text, `--actions`): refused, not ignored."""
+    if request.since is None:
+        return None
+    if request.actions:
+        return ConfigError(
+            "report --since: the improvement actions are of each tenant's newest day and have no window; "
+            "leave --since out"
+        )
+    if request.tenant_id is None and request.html is None:
+        return ConfigError(
+            "report --since needs --tenant (the window of one tenant's report) or --html (the charts' window); "
+            "the portfolio's text has no window (its changes are over 7 and 30 days)"
+        )
+    return None
+
+
 def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
@@ -98,4 +130,4 @@ def _write(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-__all__ = ["Format", "ReportRequest", "Sort", "produce"]
+__all__ = ["Format", "ReportRequest", "Sort", "produce", "since_refusal"]
