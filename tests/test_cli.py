@@ -695,20 +695,63 @@ def test_vacuum_of_a_file_that_is_not_a_database_names_it(tmp_path: Path) -> Non
 
 
 @pytest.mark.postgres
-def test_vacuum_on_postgresql_says_why_there_is_nothing_to_do(tmp_path: Path) -> None:
+def test_vacuum_on_postgresql_connects_then_says_its_size_and_why_there_is_nothing_to_do(tmp_path: Path) -> None:
     if not os.environ.get(POSTGRES_ENV):
         pytest.skip(SKIP_POSTGRES)
     url = create_postgres_database("fetcher_cli_vacuum")
     try:
         config = write_config(tmp_path, database=f'url = "{url}"')
+        unmigrated = invoke("--config", str(config), "vacuum")
+        assert invoke("--config", str(config), "migrate").exit_code == 0
         result = invoke("--config", str(config), "vacuum")
+        autovacuum = _autovacuum(url)
     finally:
         drop_postgres_database(url)
 
+    assert unmigrated.exit_code == 3
+    assert unmigrated.output.startswith("error: database postgresql+asyncpg://")
+    assert unmigrated.output.endswith("has no fetcher schema: run `fetcher migrate`\n")
     assert result.exit_code == 0
     assert result.output.count("\n") == 1
-    assert "nothing to vacuum here" in result.output
+    assert re.match(r"postgresql\+asyncpg://\S+: \d+(\.\d)? MB on disk; ", result.output), result.output
+    assert ("nothing to vacuum here" in result.output) is autovacuum
+    assert ("autovacuum is off on this server" in result.output) is not autovacuum
     assert "VACUUM FULL, pg_repack" in result.output
+
+
+def _autovacuum(url: str) -> bool:
+    """Whether the PostgreSQL server at `url` runs autovacuum (on by default; a test server may not)."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from fetcher.config import DatabaseConfig
+    from fetcher.store.engine import create_engine
+
+    async def read() -> bool:
+        engine = create_engine(DatabaseConfig(url=url))
+        try:
+            async with engine.connect() as conn:
+                return await conn.scalar(sa.text("SHOW autovacuum")) == "on"
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_vacuum_on_an_unreachable_postgresql_is_one_line_naming_it_without_its_password(tmp_path: Path) -> None:
+    """It connects first: a wrong URL or a server down is not "nothing to do"."""
+    config = write_config(tmp_path, database='url = "postgresql+asyncpg://app:hunter22@127.0.0.1:1/nowhere"')
+    config.chmod(0o600)  # no warning about the literal password
+
+    result = invoke("--config", str(config), "vacuum")
+
+    assert result.exit_code == 3
+    assert result.output.startswith(
+        "error: cannot connect to database postgresql+asyncpg://app:***@127.0.0.1:1/nowhere"
+    )
+    assert result.output.count("\n") == 1
+    assert "hunter22" not in result.output
 
 
 def test_archive_compact_names_an_unreadable_body_in_one_line(tmp_path: Path) -> None:

@@ -19,21 +19,23 @@ def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
     never runs during a fetch (exit 3 if one is running); a run started meanwhile never runs beside it: it waits
     for the vacuum's write lock up to [database] busy_timeout_seconds, then starts after it, or gives up with
     its usual error (exit 3: the database locked, or the run lock still held). Tells the sizes on disk (the
-    file and its write-ahead log) before and after. PostgreSQL: says why there is nothing to do (VACUUM FULL
-    or pg_repack are your DBA's call)."""
+    file and its write-ahead log) before and after. PostgreSQL: connects, checks the schema is current (exit 3
+    otherwise, as every command), then says the database's size and why there is nothing to do (autovacuum;
+    VACUUM FULL or pg_repack are your DBA's call)."""
     from sqlalchemy.exc import DBAPIError
 
     from fetcher.config import Purpose
     from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
-    from fetcher.store.vacuum import POSTGRESQL_ADVICE, vacuum, vacuumed_line
+    from fetcher.store.vacuum import postgresql_line, postgresql_server, vacuum, vacuumed_line
 
     async def action() -> int:
         engine = create_engine(ctx.config(Purpose.DATABASE).database)
         try:
+            await ensure_schema(engine, create=False)  # reached and current, as every command checks
             if not is_sqlite(engine):
-                ctx.err.print(POSTGRESQL_ADVICE, markup=False, highlight=False, soft_wrap=True)
+                line = postgresql_line(engine, await postgresql_server(engine))
+                ctx.err.print(line, markup=False, highlight=False, soft_wrap=True)
                 return 0
-            await ensure_schema(engine, create=False)
             done = await vacuum(engine, check_disk=not skip_disk_check)
         except DBAPIError as error:  # e.g. not a SQLite file: one line naming it
             raise database_error(error, engine) from None

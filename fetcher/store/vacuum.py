@@ -22,7 +22,9 @@ more on disk than before until the next checkpoint.
 
 PostgreSQL is not vacuumed here: migration 0011 drops the old table there, which gives its space back at
 once, and autovacuum already makes deleted rows' space reusable. Shrinking a table further (VACUUM FULL,
-pg_repack) locks or rewrites it, which is the DBA's call (`POSTGRESQL_ADVICE`).
+pg_repack) locks or rewrites it, which is the DBA's call (`POSTGRESQL_ADVICE`). `postgresql_line` says so
+with the database's size, once the database has been reached (and its schema found current); when the
+server runs with autovacuum off, it says that instead.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,6 +57,10 @@ POSTGRESQL_ADVICE = (
     "PostgreSQL gives a dropped table's space back at once and autovacuum reuses deleted rows' space, so there "
     "is nothing to vacuum here; shrinking a table further (VACUUM FULL, pg_repack) locks or rewrites it: your "
     "DBA's call"
+)
+POSTGRESQL_WITHOUT_AUTOVACUUM = (
+    "autovacuum is off on this server, so deleted rows' space is reused only after a VACUUM (a plain one takes "
+    "no exclusive lock); that, like shrinking a table (VACUUM FULL, pg_repack), is your DBA's call"
 )
 
 # SQLite's temporary folder on Unix, in the order it looks (os_unix.c, unixTempFileDir): the first that is a
@@ -230,6 +237,30 @@ def _vacuum(conn: Connection, where: str) -> bool:
         raise DatabaseError(f"database {where}: VACUUM failed, the file is unchanged: {reason}") from None
     finally:
         cursor.close()
+
+
+@dataclass(frozen=True)
+class Server:
+    """What `fetcher vacuum` tells of a PostgreSQL database: its size in bytes (`pg_database_size`), and
+    whether the server runs autovacuum."""
+
+    size: int
+    autovacuum: bool
+
+
+async def postgresql_server(engine: AsyncEngine) -> Server:
+    """The database's size and the server's autovacuum setting; `DatabaseUnavailable` (one line naming the
+    database, no password) when it cannot be reached."""
+    async with connect(engine) as conn:
+        size = await conn.scalar(sa.text("SELECT pg_database_size(current_database())"))
+        autovacuum = await conn.scalar(sa.text("SELECT current_setting('autovacuum')"))
+    return Server(int(size or 0), autovacuum == "on")
+
+
+def postgresql_line(engine: AsyncEngine, server: Server) -> str:
+    """The line `fetcher vacuum` says on PostgreSQL: the database's size, and why there is nothing to do."""
+    advice = POSTGRESQL_ADVICE if server.autovacuum else POSTGRESQL_WITHOUT_AUTOVACUUM
+    return f"{display_url(engine)}: {human_size(server.size)} on disk; {advice}"
 
 
 def vacuumed_line(engine: AsyncEngine, done: Vacuumed) -> str:

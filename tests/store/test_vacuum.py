@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import DatabaseConfig
@@ -19,10 +20,15 @@ from fetcher.store.convert import DiskSpace
 from fetcher.store.engine import connect, create_engine, migrate
 from fetcher.store.lock import Holder, RunLock
 from fetcher.store.vacuum import (
+    POSTGRESQL_ADVICE,
+    POSTGRESQL_WITHOUT_AUTOVACUUM,
     FreePages,
+    Server,
     check_vacuum_space,
     free_pages,
     free_pages_hint,
+    postgresql_line,
+    postgresql_server,
     sqlite_temp_folder,
     vacuum,
     vacuumed_line,
@@ -235,3 +241,25 @@ def test_free_pages_are_worth_telling_of_when_they_are_many_and_a_good_share(
     file_bytes: int, free_bytes: int, worth: bool
 ) -> None:
     assert worth_vacuuming(FreePages(file_bytes, free_bytes)) is worth
+
+
+@pytest.mark.parametrize("autovacuum", [True, False], ids=["autovacuum", "autovacuum off"])
+def test_on_postgresql_the_line_says_the_size_and_what_autovacuum_does_or_that_it_is_off(autovacuum: bool) -> None:
+    engine = create_engine(DatabaseConfig(url="postgresql+asyncpg://app:hunter22@db.example/scores"))
+
+    line = postgresql_line(engine, Server(94_000_000, autovacuum=autovacuum))
+
+    said = POSTGRESQL_ADVICE if autovacuum else POSTGRESQL_WITHOUT_AUTOVACUUM
+    assert line == f"postgresql+asyncpg://app:***@db.example/scores: {human_size(94_000_000)} on disk; {said}"
+    assert ("autovacuum is off on this server" in line) is not autovacuum
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_servers_database_size_and_autovacuum_are_read(postgres_engine: AsyncEngine) -> None:
+    server = await postgresql_server(postgres_engine)
+
+    async with connect(postgres_engine) as conn:
+        files = await conn.scalar(sa.text("SELECT sum(pg_relation_size(oid)) FROM pg_class"))
+        setting = await conn.scalar(sa.text("SHOW autovacuum"))
+    assert server.size >= files > 0  # the database's relations' files, and more
+    assert server.autovacuum is (setting == "on")
