@@ -235,6 +235,8 @@ def compaction_line(table: str, total: int, done: Compacted) -> str:
             f": the {done.kind} dictionary they were compressed with (id {ids}) is missing from "
             "archive_dictionaries (restore its row from a backup)"
         )
+    # What the bodies read take after the pass: the archive's size, whether or not any was rewritten.
+    unread += f"; the archive's bodies: {human_size(done.stored_bytes)}" if done.scanned else ""
     if done.dictionary is None:
         from fetcher.store.codec import TRAIN_AFTER
 
@@ -243,7 +245,10 @@ def compaction_line(table: str, total: int, done: Compacted) -> str:
         return f"{table}: {total} object(s), no dictionary yet: one is trained once it holds {TRAIN_AFTER}{unread}"
     d = done.dictionary
     how = f"trained {'now' if done.trained else f'{d.created_at:%Y-%m-%d}'} on {d.samples} objects"
-    saved = f": {human_size(done.bytes_before)} -> {human_size(done.bytes_after)}" if done.recompressed else ""
+    if done.recompressed:
+        saved = f": {human_size(done.bytes_before)} -> {human_size(done.bytes_after)}"
+    else:
+        saved = "" if done.errors else " (none needed it)"
     return (
         f"{table}: zstd dictionary {d.dict_id} ({human_size(d.size)}, {how}); "
         f"{done.scanned} of {total} bodies read, {done.recompressed} recompressed{saved}{unread}"

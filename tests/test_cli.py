@@ -596,7 +596,9 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: P
     again = invoke("--config", str(config), "archive", "compact")
 
     assert first.exit_code == again.exit_code == 0
-    assert re.search(r"200 of 200 bodies read, 200 recompressed: \d+ kB -> \d+ kB\n", first.output), first.output
+    assert re.search(
+        r"200 of 200 bodies read, 200 recompressed: \d+ kB -> \d+ kB; the archive's bodies: \d+ kB\n", first.output
+    ), first.output
     assert "trained now on 200 objects" in first.output
     assert re.search(r"trained \d{4}-\d{2}-\d{2} on 200 objects", again.output), again.output
     assert "200 of 200 bodies read, 0 recompressed" in again.output
@@ -619,7 +621,9 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once_on_postgres
         drop_postgres_database(url)
 
     assert first.exit_code == again.exit_code == 0
-    assert re.search(r"200 of 200 bodies read, 200 recompressed: \d+ kB -> \d+ kB\n", first.output), first.output
+    assert re.search(
+        r"200 of 200 bodies read, 200 recompressed: \d+ kB -> \d+ kB; the archive's bodies: \d+ kB\n", first.output
+    ), first.output
     assert "trained now on 200 objects" in first.output
     assert re.search(r"trained \d{4}-\d{2}-\d{2} on 200 objects", again.output), again.output
     assert "200 of 200 bodies read, 0 recompressed" in again.output
@@ -782,6 +786,47 @@ def _compacted_database(tmp_path: Path) -> tuple[Path, Path]:
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
     assert invoke("--config", str(config), "archive", "compact").exit_code == 0
     return database, config
+
+
+def _bodies_size(database: Path, table: str = "raw_payloads") -> str:
+    import contextlib
+    import sqlite3
+
+    from fetcher.text import human_size
+
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return human_size(db.execute(f"SELECT sum(length(body)) FROM {table}").fetchone()[0])
+
+
+def test_archive_compact_with_nothing_to_recompress_still_says_the_archives_size(tmp_path: Path) -> None:
+    database, config = _compacted_database(tmp_path)
+
+    result = invoke("--config", str(config), "archive", "compact")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        f"200 of 200 bodies read, 0 recompressed (none needed it); the archive's bodies: {_bodies_size(database)}\n"
+    ) in result.output
+
+
+def test_archive_compact_says_the_archives_size_after_recompressing_and_before_a_dictionary(tmp_path: Path) -> None:
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 150)
+
+    early = invoke("--config", str(config), "archive", "compact")
+    before = _bodies_size(database)
+    _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
+    trained = invoke("--config", str(config), "archive", "compact")
+
+    assert early.exit_code == trained.exit_code == 0
+    said = "raw_payloads: 150 object(s), no dictionary yet: one is trained once it holds 200; the archive's bodies"
+    assert f"{said}: {before}\n" in early.output
+    assert re.search(
+        rf"200 recompressed: \d+ kB -> \d+ kB; the archive's bodies: {_bodies_size(database)}\n", trained.output
+    ), trained.output
+    assert "raw_control_profiles: 0 object(s), no dictionary yet: one is trained once it holds 200\n" in trained.output
 
 
 def test_archive_compact_with_its_dictionary_gone_says_so_names_the_bodies_and_trains_none(tmp_path: Path) -> None:

@@ -110,6 +110,7 @@ class Compacted:
     recompressed: int = 0
     bytes_before: int = 0  # of the bodies rewritten
     bytes_after: int = 0
+    stored_bytes: int = 0  # of the bodies scanned, as they are after the pass (the archive's, when all were)
     complete: bool = False  # no zlib body of the kind was left when the pass ended
     errors: list[str] = field(default_factory=list)  # the bodies that cannot be read, each naming tenant and day
     missing: set[int] = field(default_factory=set)  # ids of dictionaries that bodies name and the database lacks
@@ -223,6 +224,7 @@ def _rewrite(
     changes = []
     for row in rows:
         body = bytes(row.body)
+        done.stored_bytes += len(body)
         rewrite = not is_zstd(body) and codec.active(archive.kind)
         if not (rewrite or verify):
             continue
@@ -237,6 +239,7 @@ def _rewrite(
             new = codec.compress(archive.kind, text)
             changes.append({**{f"k_{c.name}": getattr(row, c.name) for c in archive.key}, "new_body": new})
             done.bytes_before, done.bytes_after = done.bytes_before + len(body), done.bytes_after + len(new)
+            done.stored_bytes += len(new) - len(body)
     return changes
 
 
