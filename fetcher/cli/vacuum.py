@@ -15,13 +15,14 @@ from fetcher.cli.group import main
 def vacuum_command(ctx: Context, skip_disk_check: bool) -> None:
     """SQLite: give the file's free pages back to the disk (VACUUM), e.g. after migration 0011 or `archive compact`.
     Needs about the live data's size free beside the database and in SQLite's temporary folder ($SQLITE_TMPDIR),
-    and refuses to start without it; with no free pages, says so and does nothing. Holds the run lock, so it
-    never runs during a fetch (exit 3 if one is running); a run started meanwhile never runs beside it: it waits
-    for the vacuum's write lock up to [database] busy_timeout_seconds, then starts after it, or gives up with
-    its usual error (exit 3: the database locked, or the run lock still held). Tells the sizes on disk (the
-    file and its write-ahead log) before and after. PostgreSQL: connects, checks the schema is current (exit 3
-    otherwise, as every command), then says the database's size and why there is nothing to do (autovacuum;
-    VACUUM FULL or pg_repack are your DBA's call)."""
+    and refuses to start without it; with no free pages, says so and does no VACUUM, but still checkpoints and
+    truncates a write-ahead log larger than SQLite's own checkpoints leave it (as a vacuum under a reader does).
+    Holds the run lock, so it never runs during a fetch (exit 3 if one is running); a run started meanwhile never
+    runs beside it: it waits for the vacuum's write lock up to [database] busy_timeout_seconds, then starts after
+    it, or gives up with its usual error (exit 3: the database locked, or the run lock still held). Tells the
+    sizes on disk (the file and its write-ahead log) before and after. PostgreSQL: connects, checks the schema is
+    current (exit 3 otherwise, as every command), then says the database's size and why there is nothing to do
+    (autovacuum; VACUUM FULL or pg_repack are your DBA's call)."""
     from sqlalchemy.exc import DBAPIError
 
     from fetcher.config import Purpose

@@ -9,7 +9,11 @@ space; `fetcher migrate` and `fetcher archive compact` name it when it is large 
 VACUUM copies the live pages into a temporary database in SQLite's temporary folder, then writes them back
 through the write-ahead log beside the database (WAL mode): it needs about the live data's size free in
 each place, twice that where both are on one disk. `check_vacuum_space` refuses (`NotEnoughDisk`) before it
-starts otherwise. With no free pages there is nothing to give back, and `vacuum` says so without any of this.
+starts otherwise. With no free pages there is nothing to give back, and `vacuum` says so without any of this;
+but when the write-ahead log is larger than SQLite's own checkpoints leave it (`wal_autocheckpoint` pages, 4 MB
+by default: they restart the log, never shrink its file, and only the last connection to close truncates it),
+as a vacuum under a reader leaves it while that reader stays connected, it still checkpoints and truncates the
+log, under the run lock, and says the sizes.
 
 VACUUM holds the write lock for its whole length, so `vacuum` runs under the run lock (`RunLock`): never during
 a fetch. A run started meanwhile never runs beside it: taking the run lock is a write, which waits for the
@@ -53,6 +57,7 @@ WORTH_SHARE = 0.2
 # and a lease that expired meanwhile would let a run in to wait on the lock. A killed vacuum still frees the
 # lock at once for the next run on this host (its process is gone).
 LEASE_SECONDS = 6 * 3600.0
+CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"  # the log copied into the file, then truncated to nothing
 POSTGRESQL_ADVICE = (
     "PostgreSQL gives a dropped table's space back at once and autovacuum reuses deleted rows' space, so there "
     "is nothing to vacuum here; shrinking a table further (VACUUM FULL, pg_repack) locks or rewrites it: your "
@@ -89,13 +94,15 @@ class Vacuumed:
     `database`: the database's own bytes after (what the file comes down to once checkpointed);
     `checkpointed`: whether the write-ahead log was copied into the file and truncated, so the disk has the
     space back now (False: a reader held it, and the next checkpoint, after a run or once the readers finish,
-    gives it back); `ran`: False when there were no free pages, so no VACUUM ran."""
+    gives it back); `ran`: False when there were no free pages, so no VACUUM ran; `log_only`: no VACUUM, but a
+    checkpoint of a large write-ahead log (`checkpointed` says whether it finished)."""
 
     before: int
     after: int
     database: int
     checkpointed: bool = True
     ran: bool = True
+    log_only: bool = False
 
 
 def free_pages(conn: Connection) -> FreePages:
@@ -184,26 +191,56 @@ async def vacuum(
 ) -> Vacuumed:
     """VACUUM a SQLite database under the run lock (`LockHeld` if a run holds it), after the disk check, then
     checkpoint the write-ahead log so the file shrinks on disk. Returns the bytes on disk before and after;
-    with no free pages, nothing is done (`ran` False, no lock taken)."""
+    with no free pages, no VACUUM (`ran` False): nothing is done, no lock taken, unless the write-ahead log is
+    larger than SQLite's own checkpoints keep it, which is then checkpointed and truncated (`log_only`)."""
     async with connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
+        usual_log = await conn.run_sync(_usual_log_bytes)
+    holder = holder or this_process(f"vacuum-{uuid.uuid4()}")
     if pages.free_bytes == 0:
+        if _log_size(engine) > usual_log:
+            return await _checkpoint_only(engine, holder)
         size = on_disk(engine, pages)
         return Vacuumed(size, size, pages.file_bytes, ran=False)
-    holder = holder or this_process(f"vacuum-{uuid.uuid4()}")
     async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
         before = on_disk(engine, pages)
         if check_disk:
             await conn.run_sync(check_vacuum_space, pages, free_space)
         await conn.commit()
-        checkpointed = await conn.run_sync(_vacuum, display_url(engine))
+        checkpointed = await conn.run_sync(_on_driver, display_url(engine), ("VACUUM", CHECKPOINT))
         pages = await conn.run_sync(free_pages)
     watched = sqlite_file(engine)
     if watched is not None:
         watched.check()
     # Measured once the lease is dropped: that write goes to the log too, which a reader may keep from shrinking.
     return Vacuumed(before, on_disk(engine, pages), pages.file_bytes, checkpointed)
+
+
+async def _checkpoint_only(engine: AsyncEngine, holder: Holder) -> Vacuumed:
+    """No free pages, a large write-ahead log: checkpoint and truncate it, under the run lock (its wait for
+    readers holds back writers, so never during a run's writes)."""
+    async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
+        pages = await conn.run_sync(free_pages)
+        before = on_disk(engine, pages)
+        await conn.commit()
+        checkpointed = await conn.run_sync(_on_driver, display_url(engine), (CHECKPOINT,))
+    watched = sqlite_file(engine)
+    if watched is not None:
+        watched.check()
+    return Vacuumed(before, on_disk(engine, pages), pages.file_bytes, checkpointed, ran=False, log_only=True)
+
+
+def _usual_log_bytes(conn: Connection) -> int:
+    """The write-ahead log's size SQLite's own checkpoints keep it to: `wal_autocheckpoint` pages (a log that
+    grew past it during one long transaction, or while a reader held it, keeps its size on disk)."""
+    page_size = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+    return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()) * page_size
+
+
+def _log_size(engine: AsyncEngine) -> int:
+    watched = sqlite_file(engine)
+    return 0 if watched is None else _size(watched.path.with_name(watched.path.name + "-wal"))
 
 
 def on_disk(engine: AsyncEngine, pages: FreePages) -> int:
@@ -222,19 +259,21 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _vacuum(conn: Connection, where: str) -> bool:
-    """VACUUM, then checkpoint the write-ahead log into the file and truncate both; False when a reader kept the
-    checkpoint from finishing (after busy_timeout). On the driver's own cursor: VACUUM cannot run in a
-    transaction, and the engine's "begin" hook opens one for every statement it sends."""
+def _on_driver(conn: Connection, where: str, statements: tuple[str, ...]) -> bool:
+    """`statements` (VACUUM, then a checkpoint that copies the write-ahead log into the file and truncates it;
+    or the checkpoint alone); False when a reader kept the checkpoint from finishing (after busy_timeout). On
+    the driver's own cursor: VACUUM cannot run in a transaction, and the engine's "begin" hook opens one for
+    every statement it sends."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute("VACUUM")
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        row = cursor.fetchone()  # (busy, log frames, frames checkpointed)
+        for statement in statements:
+            cursor.execute(statement)
+        row = cursor.fetchone()  # the checkpoint's (busy, log frames, frames checkpointed)
         return not (row and row[0])
     except sqlite3.Error as error:
         reason = " ".join(str(error).split()) or type(error).__name__
-        raise DatabaseError(f"database {where}: VACUUM failed, the file is unchanged: {reason}") from None
+        what = statements[0].split("(")[0]
+        raise DatabaseError(f"database {where}: {what} failed, the file is unchanged: {reason}") from None
     finally:
         cursor.close()
 
@@ -267,6 +306,8 @@ def vacuumed_line(engine: AsyncEngine, done: Vacuumed) -> str:
     """The line `fetcher vacuum` ends with: the bytes on disk before and after, never a shrink the disk has not
     seen; with a reader holding the write-ahead log, what the next checkpoint gives back."""
     where = display_url(engine)
+    if done.log_only:
+        return _log_line(where, done)
     if not done.ran:
         return f"{where}: nothing to give back (0 free pages), {human_size(done.after)} on disk"
     if done.checkpointed:
@@ -278,3 +319,19 @@ def vacuumed_line(engine: AsyncEngine, done: Vacuumed) -> str:
             "a reader holds the write-ahead log"
         )
     return f"{where}: vacuumed, {human_size(done.before)} -> {human_size(done.after)} on disk ({given})"
+
+
+def _log_line(where: str, done: Vacuumed) -> str:
+    """No free pages, a large write-ahead log checkpointed (or a reader kept it from being so)."""
+    nothing = f"{where}: nothing to give back (0 free pages)"
+    if done.checkpointed:
+        given = human_size(max(done.before - done.after, 0))
+        return (
+            f"{nothing}; the write-ahead log checkpointed and truncated, {human_size(done.before)} -> "
+            f"{human_size(done.after)} on disk ({given} given back to the disk)"
+        )
+    pending = human_size(max(done.after - done.database, 0))
+    return (
+        f"{nothing}, {human_size(done.after)} on disk; {pending} to give back at the next checkpoint, down to "
+        f"{human_size(done.database)}: a reader holds the write-ahead log"
+    )

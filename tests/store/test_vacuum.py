@@ -263,3 +263,74 @@ async def test_a_postgresql_servers_database_size_and_autovacuum_are_read(postgr
         setting = await conn.scalar(sa.text("SHOW autovacuum"))
     assert server.size >= files > 0  # the database's relations' files, and more
     assert server.autovacuum is (setting == "on")
+
+
+def _database_with_a_large_log(path: Path) -> AsyncEngine:
+    """A migrated database of 12 MB of live rows and 6 MB of free pages, so that a VACUUM under a reader leaves
+    more in the -wal than SQLite's own checkpoints would (wal_autocheckpoint: 1000 pages, 4 MB)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE kept (body BLOB)")
+        conn.executemany("INSERT INTO kept VALUES (randomblob(100000))", [()] * 120)
+        conn.execute("CREATE TABLE scratch (body BLOB)")
+        conn.executemany("INSERT INTO scratch VALUES (randomblob(100000))", [()] * 60)
+        conn.commit()
+        conn.execute("DROP TABLE scratch")
+        conn.commit()
+    return create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}", busy_timeout_seconds=0.2))
+
+
+async def test_with_no_free_pages_a_large_log_a_reader_left_is_still_checkpointed(tmp_path: Path) -> None:
+    """A vacuum under a reader leaves the rebuilt pages in the -wal; the next one, with no free pages left and the
+    reader still connected (so no last connection's checkpoint on close), truncates it and says the sizes."""
+    path = tmp_path / "scores.db"
+    engine = _database_with_a_large_log(path)
+    try:
+        await migrate(engine)
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM kept").fetchone()
+            held = await vacuum(engine)
+            reader.execute("COMMIT")  # done reading, still connected
+            log = _wal_size(path)
+            done = await vacuum(engine)
+            after = path.stat().st_size + _wal_size(path)
+    finally:
+        await engine.dispose()
+
+    assert not held.checkpointed
+    assert log > 4_200_000
+    assert not done.ran  # no VACUUM: nothing to give back
+    assert done.checkpointed
+    assert done.before >= log
+    assert done.after == after < done.before - 4_000_000  # the log truncated: what is left is the lease's release
+    assert _wal_size(path) < 100_000
+    assert vacuumed_line(engine, done) == (
+        f"sqlite+aiosqlite:///{path}: nothing to give back (0 free pages); the write-ahead log checkpointed and "
+        f"truncated, {human_size(done.before)} -> {human_size(done.after)} on disk "
+        f"({human_size(done.before - done.after)} given back to the disk)"
+    )
+
+
+async def test_with_no_free_pages_a_large_log_a_reader_still_holds_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "scores.db"
+    engine = _database_with_a_large_log(path)
+    try:
+        await migrate(engine)
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM kept").fetchone()
+            await vacuum(engine)
+            done = await vacuum(engine)  # the reader still reads: the log cannot be truncated
+            log = _wal_size(path)
+            reader.execute("COMMIT")
+    finally:
+        await engine.dispose()
+
+    assert not done.ran
+    assert not done.checkpointed
+    assert log > 4_200_000
+    assert vacuumed_line(engine, done) == (
+        f"sqlite+aiosqlite:///{path}: nothing to give back (0 free pages), {human_size(done.after)} on disk; "
+        f"{human_size(done.after - done.database)} to give back at the next checkpoint, down to "
+        f"{human_size(done.database)}: a reader holds the write-ahead log"
+    )
