@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import ssl
 import stat
@@ -71,6 +72,23 @@ def test_a_built_wheel_carries_the_example_and_every_package(tmp_path: Path) -> 
     assert packaged == (ROOT / "config.example.toml").read_text(encoding="utf-8")
     packages = {path.relative_to(ROOT).as_posix() for path in (ROOT / "fetcher").rglob("__init__.py")}
     assert sorted(packages - shipped) == []
+    # `fetcher migrate` is the route from an install (README: Development): every migration ships with it.
+    migrations = {f"fetcher/{path.relative_to(ROOT).as_posix()}" for path in (ROOT / "migrations").rglob("*.py")}
+    assert sorted((migrations | {"fetcher/migrations/script.py.mako"}) - shipped) == []
+    assert "alembic.ini" not in {Path(name).name for name in shipped}  # a checkout's: the README says so
+
+
+def test_the_readme_says_the_alembic_command_runs_from_a_checkout() -> None:
+    """alembic.ini is at the top of the repository, not in the wheel: wherever the README names the `alembic`
+    command, it says it needs a checkout (an install migrates with `fetcher migrate`)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.split(r"\n\s*\n|\n(?=\s*- )", text)  # paragraphs, and each item of a list
+
+    naming = [block for block in blocks if re.search(r"(^|`)alembic (upgrade|revision|downgrade)", block, re.M)]
+
+    assert naming
+    assert [block for block in naming if "checkout" not in block] == []
+    assert "fetcher migrate" in next(block for block in blocks if "alembic.ini" in block)
 
 
 def _mkdir(path: Path) -> Path:
