@@ -39,7 +39,7 @@ from fetcher.text import TOKEN_MASK, printable, redact_tokens
 
 if TYPE_CHECKING:
     from fetcher.status import StatusReport, TenantStatus
-    from fetcher.store.compaction import Compacted
+    from fetcher.store.compaction import Compacted, Rebased
 
 REDACTED = TOKEN_MASK
 
@@ -252,6 +252,19 @@ def compaction_line(table: str, total: int, done: Compacted) -> str:
     return (
         f"{table}: zstd dictionary {d.dict_id} ({human_size(d.size)}, {how}); "
         f"{done.scanned} of {total} bodies read, {done.recompressed} recompressed{saved}{unread}"
+    )
+
+
+def rebase_line(table: str, total: int, before: int, after: int, done: Rebased) -> str:
+    """What `fetcher archive compact` did to raw_payloads' whole bodies, and the table's bodies' size before
+    the command and after it (recompression included), in one line."""
+    from fetcher.text import human_size
+
+    rewritten = f": {human_size(done.bytes_before)} -> {human_size(done.bytes_after)}" if done.rewritten else ""
+    each = f" ({human_size(before / total)} -> {human_size(after / total)} an object)" if total else ""
+    return (
+        f"{table}: {done.rewritten} of {done.scanned} bodies rewritten as zstd deltas{rewritten}; "
+        f"the table's bodies {human_size(before)} -> {human_size(after)}{each}"
     )
 
 

@@ -628,6 +628,57 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once_on_postgres
     assert re.search(r"trained \d{4}-\d{2}-\d{2} on 200 objects", again.output), again.output
     assert "200 of 200 bodies read, 0 recompressed" in again.output
     assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
+    assert "raw_payloads: 174 of 200 bodies rewritten as zstd deltas: " in first.output
+    assert "raw_payloads: 0 of 200 bodies rewritten as zstd deltas; " in again.output
+
+
+def test_archive_compact_rewrites_whole_bodies_as_deltas_once_and_says_the_sizes(tmp_path: Path) -> None:
+    """200 days of one tenant archived whole (as before migration 0013): a base a week of each shape stays."""
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
+    invoke("--config", str(config), "migrate")
+    _archive_zlib_days(f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", 200)
+
+    first = invoke("--config", str(config), "archive", "compact")
+    again = invoke("--config", str(config), "archive", "compact")
+
+    assert first.exit_code == again.exit_code == 0, first.output
+    sizes = r"\d+ kB -> \d+ kB; the table's bodies \d+ kB -> \d+ kB \(\d+ bytes -> \d+ bytes an object\)\n"
+    assert re.search(r"raw_payloads: 174 of 200 bodies rewritten as zstd deltas: " + sizes, first.output), first.output
+    assert re.search(r"raw_payloads: 0 of 200 bodies rewritten as zstd deltas; the table's bodies \d+ kB", again.output)
+    assert "delta" not in first.output.split("raw_control_profiles")[1]
+
+
+def test_archive_compact_is_refused_while_a_run_holds_the_lock(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+
+    from fetcher.config import DatabaseConfig
+    from fetcher.store.engine import create_engine
+    from fetcher.store.lock import Holder, RunLock
+
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    invoke("--config", str(config), "migrate")
+    _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
+    with sqlite3.connect(database) as db:
+        before = db.execute("SELECT * FROM raw_payloads ORDER BY score_date").fetchall()
+
+    async def hold() -> None:  # a run's lease, left in place: its holder lives on another host
+        engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{database}"))
+        lock = RunLock(engine, Holder("nightly", "otherhost", 4242))
+        await lock.__aenter__()
+        assert lock._renewer is not None
+        lock._renewer.cancel()
+        await engine.dispose()
+
+    asyncio.run(hold())
+    result = invoke("--config", str(config), "archive", "compact")
+
+    assert result.exit_code == 3, result.output
+    assert "another fetcher run (pid 4242 on otherhost, run nightly, since" in result.output
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT * FROM raw_payloads ORDER BY score_date").fetchall() == before
+        assert db.execute("SELECT count(*) FROM archive_dictionaries").fetchone() == (0,)
 
 
 def test_vacuum_gives_back_what_migrate_and_archive_compact_say_is_free(tmp_path: Path) -> None:
@@ -870,12 +921,14 @@ def test_archive_compact_reads_zstd_bodies_too_and_names_a_damaged_one(tmp_path:
     result = invoke("--config", str(config), "archive", "compact")
 
     assert result.exit_code == 3
-    assert "200 of 200 bodies read, 0 recompressed; 1 cannot be read, left as they are" in result.output
+    # 2026-11-20 is the base of the 6 thin days after it (the first compact made them deltas): they go with it
+    assert "200 of 200 bodies read, 0 recompressed; 7 cannot be read, left as they are" in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith(
         f"error: tenant {TENANT}: the archived secureScore of 2026-11-20 cannot be read: a damaged zstd frame"
     )
+    assert errors[0].endswith("(and 6 more)")
 
 
 def test_an_archive_body_stored_as_text_is_read_as_its_bytes(tmp_path: Path) -> None:

@@ -44,14 +44,21 @@ def archive_group() -> None:
 @archive_group.command("compact")
 @click.pass_obj
 def archive_compact_command(ctx: Context) -> None:
-    """Train the archive's zstd dictionaries once it holds enough objects, and recompress every body still
-    zlib with them, in batches, each its own transaction: safe to stop and run again. Every body is read
-    (zstd ones too), so a body that cannot be read is named (tenant and day): exit 3. A run or backfill
-    recompresses after it too, for a bounded number of bodies, without reading the zstd ones."""
+    """Train the archive's zstd dictionaries once it holds enough objects, recompress every body still zlib
+    with them, and rewrite each whole secureScore body as a zstd delta where a run would now write one (a
+    database archived before migration 0013: a base of the same tenant and shape within 7 days; bases and
+    deltas stay as they are). In batches, each its own transaction, a delta written only once it decodes
+    back: safe to stop and run again. Holds the run lock (exit 3 while a run holds it). Says the
+    bodies' size before and after. Every body is read (zstd ones too), so a body that cannot be read is
+    named (tenant and day): exit 3. A run or backfill recompresses after it too, for a bounded number of
+    bodies, without reading the zstd ones or making deltas."""
+    import uuid
+
     from fetcher.config import Purpose
-    from fetcher.output import compaction_line, progress_bar
-    from fetcher.store.compaction import ARCHIVES, compact, count_bodies, unreadable
+    from fetcher.output import compaction_line, progress_bar, rebase_line
+    from fetcher.store.compaction import ARCHIVES, body_bytes, compact, count_bodies, rewrite_as_deltas, unreadable
     from fetcher.store.engine import create_engine, ensure_schema
+    from fetcher.store.lock import RunLock, this_process
     from fetcher.store.vacuum import free_pages_hint
 
     async def action() -> int:
@@ -59,16 +66,24 @@ def archive_compact_command(ctx: Context) -> None:
         try:
             await ensure_schema(engine, create=False)
             failures = []
-            for archive in ARCHIVES:
-                total = await count_bodies(engine, archive)
-                with progress_bar(ctx.err, archive.table.name, total, shown=ctx.verbosity >= 0) as advance:
-                    done = await compact(engine, archive, datetime.now(UTC), progress=advance, verify=True)
-                ctx.err.print(compaction_line(archive.table.name, total, done), markup=False, highlight=False)
-                for error in done.errors:
-                    log.debug("archive: %s", error)
-                failure = unreadable(done)
-                if failure is not None:
-                    failures.append(failure)
+            async with RunLock(engine, this_process(f"archive-compact-{uuid.uuid4()}")):
+                for archive in ARCHIVES:
+                    total, before = await count_bodies(engine, archive), await body_bytes(engine, archive)
+                    with progress_bar(ctx.err, archive.table.name, total, shown=ctx.verbosity >= 0) as advance:
+                        done = await compact(engine, archive, datetime.now(UTC), progress=advance, verify=True)
+                    ctx.err.print(compaction_line(archive.table.name, total, done), markup=False, highlight=False)
+                    if archive.deltas:
+                        what = f"{archive.table.name} as deltas"
+                        with progress_bar(ctx.err, what, total, shown=ctx.verbosity >= 0) as advance:
+                            rebased = await rewrite_as_deltas(engine, progress=advance)
+                        after = await body_bytes(engine, archive)
+                        line = rebase_line(archive.table.name, total, before, after, rebased)
+                        ctx.err.print(line, markup=False, highlight=False)
+                    for error in done.errors:
+                        log.debug("archive: %s", error)
+                    failure = unreadable(done)
+                    if failure is not None:
+                        failures.append(failure)
             hint = await free_pages_hint(engine)  # rewritten bodies leave free pages in a SQLite file
             if hint is not None:
                 ctx.err.print(hint, markup=False, highlight=False, soft_wrap=True)

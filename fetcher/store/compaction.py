@@ -14,9 +14,11 @@ After a `run` or `backfill` (`compact_after_run`; a run stopped by a signal leav
    write zstd from their start) skip the scan; a run that wrote zlib bodies (it started before the
    dictionary existed) clears it and scans again.
 
-`fetcher archive compact` also decodes every zstd body (`verify`), so that any body that cannot be read is
-named; and no dictionary is trained for a kind whose bodies name one `archive_dictionaries` lacks (it would
-take the kind's place, and the lost one could not be restored from a backup).
+`fetcher archive compact` then rewrites the whole secureScore bodies a database archived before migration
+0013 holds as deltas, by the writer's rule (`rewrite_as_deltas`), and it decodes every zstd body (`verify`),
+so that any body that cannot be read is named; and no dictionary is trained for a kind whose bodies name one
+`archive_dictionaries` lacks (it would take the kind's place, and the lost one could not be restored from a
+backup).
 
 Retraining when the objects drift from the dictionary is not done: the dictionary of a kind is kept for
 the life of the database (bodies name it, so it can never be dropped while one does).
@@ -28,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +41,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.errors import ArchiveUnreadable, FetcherError
 from fetcher.heap import release_freed_memory
-from fetcher.store.archive import base_named, body_as_bytes, dictionary_of, read_codec, with_base
+from fetcher.store.archive import (
+    RawPayload,
+    base_named,
+    body_as_bytes,
+    dictionary_of,
+    read_codec,
+    with_base,
+)
 from fetcher.store.codec import (
     CONTROL_PROFILES,
     MAX_SAMPLE_BYTES,
@@ -53,8 +62,9 @@ from fetcher.store.codec import (
     is_zstd,
     train,
 )
+from fetcher.store.deltas import WINDOW, Base, Stored, compress_one
 from fetcher.store.save import in_transaction
-from fetcher.store.schema import archive_dictionaries, raw_control_profiles, raw_payloads
+from fetcher.store.schema import archive_dictionaries, as_date, raw_control_profiles, raw_payloads
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +313,186 @@ async def recompress(
         if after is None:
             done.complete = not done.errors
             return
+
+
+# ------------------------------------------------------------------------------------------------ deltas
+
+
+@dataclass
+class Rebased:
+    """What `rewrite_as_deltas` did to raw_payloads' whole bodies."""
+
+    scanned: int = 0
+    rewritten: int = 0  # whole bodies now deltas
+    bytes_before: int = 0  # of the bodies rewritten
+    bytes_after: int = 0
+
+
+async def rewrite_as_deltas(
+    engine: AsyncEngine, *, progress: Progress | None = None, fail_after: int | None = None
+) -> Rebased:
+    """Rewrite raw_payloads' whole bodies as deltas where the writer would have made them deltas (`fetcher
+    archive compact` on a database archived before migration 0013), a batch of `BATCH` rows a transaction in
+    primary-key order (a tenant's days in order). The base of each is chosen by the writer's rule
+    (`fetcher.store.deltas.compress_one`) among the bases it can rely on: the whole bodies before it (decided by
+    this pass, or a pass before) and those that deltas name already; a body a delta names, a delta, and one that
+    cannot be read (the verifying pass names it) stay as they are. Each delta is decoded back against its
+    base's stored body and must give the JSON it replaces before the batch commits.
+
+    Resumable: what is before a row decides its base, so a pass stopped anywhere and run again makes the same
+    choices for the rows left. Not to run beside a writer (`fetcher archive compact` holds the run lock): a
+    body rewritten as a delta could be chosen as a base meanwhile. `fail_after`: tests stop the pass with a
+    `RuntimeError` after that many batches."""
+    done, after, batches = Rebased(), None, 0
+    codec = await read_codec(engine)
+    while True:
+        scanned = done.scanned
+        after = await _rebase_batch(engine, codec, after, done)
+        (progress or _ignore)(done.scanned - scanned)
+        batches += 1
+        if after is None:
+            return done
+        if fail_after is not None and batches >= fail_after:
+            raise RuntimeError(f"stopped after {batches} batch(es), as the test asked")
+
+
+async def _rebase_batch(engine: AsyncEngine, codec: Codec, after: Any, done: Rebased) -> Any:
+    """One transaction of `rewrite_as_deltas`: the next `BATCH` rows after the key `after`; the last key."""
+    r = raw_payloads.c
+    key = [r.tenant_id, r.score_date, r.sha256]
+    query = sa.select(*key).order_by(*key).limit(BATCH)
+    if after is not None:
+        query = query.where(sa.tuple_(*key) > sa.tuple_(*after))
+
+    async def work(conn: AsyncConnection) -> Any:
+        batch = (await conn.execute(query)).all()
+        if not batch:
+            return None
+        changes = []
+        for tenant, rows in (await _around(conn, batch)).items():
+            mine = [_key(b) for b in batch if b.tenant_id == tenant]
+            changes += _rebase_tenant(codec, tenant, rows, mine, done)
+        if changes:
+            await conn.execute(_TO_DELTA, changes)
+        done.scanned += len(batch)
+        done.rewritten += len(changes)
+        return tuple(getattr(batch[-1], c.name) for c in key) if len(batch) == BATCH else None
+
+    return await in_transaction(engine, work, "rewriting the secureScores archive as deltas")
+
+
+def _key(row: Any) -> tuple[date, str]:
+    """A raw_payloads row's (score_date, sha256)."""
+    day = as_date(row.score_date)
+    assert day is not None
+    return day, row.sha256
+
+
+_TO_DELTA = (
+    sa.update(raw_payloads)
+    .where(
+        raw_payloads.c.tenant_id == sa.bindparam("k_tenant_id"),
+        raw_payloads.c.score_date == sa.bindparam("k_score_date"),
+        raw_payloads.c.sha256 == sa.bindparam("k_sha256"),
+        raw_payloads.c.base_sha256.is_(None),
+    )
+    .values(
+        body=sa.bindparam("new_body", type_=sa.LargeBinary),
+        base_date=sa.bindparam("new_base_date"),
+        base_sha256=sa.bindparam("new_base_sha256"),
+    )
+)
+
+
+async def _around(conn: AsyncConnection, batch: Sequence[Any]) -> dict[str, list[Any]]:
+    """The rows of the batch's tenants within `WINDOW` days of its days, by tenant, in key order: each with
+    its body when it is whole, and a delta's base."""
+    r = raw_payloads.c
+    days = [as_date(b.score_date) for b in batch]
+    first = min(d for d in days if d is not None) - timedelta(days=WINDOW)
+    last = max(d for d in days if d is not None) + timedelta(days=WINDOW)
+    whole = r.base_sha256.is_(None)
+    query = (
+        sa.select(
+            r.tenant_id,
+            r.score_date,
+            r.sha256,
+            r.size,
+            r.base_date,
+            r.base_sha256,
+            sa.case((whole, body_as_bytes(raw_payloads)), else_=sa.null()).label("body"),
+        )
+        .where(r.tenant_id.in_(sorted({b.tenant_id for b in batch})), r.score_date.between(first, last))
+        .order_by(r.tenant_id, r.score_date, r.sha256)
+    )
+    found: dict[str, list[Any]] = {}
+    for row in await conn.execute(query):
+        found.setdefault(row.tenant_id, []).append(row)
+    return found
+
+
+def _rebase_tenant(
+    codec: Codec, tenant: str, rows: Sequence[Any], mine: Sequence[tuple[date, str]], done: Rebased
+) -> list[dict[str, Any]]:
+    """The deltas one tenant's rows of a batch (`mine`, in key order) become; `rows`: the tenant's rows
+    around them (`_around`). The candidate bases: the whole rows before the batch's first, and those a delta
+    names; each row of the batch that stays whole joins them, as in a save (`compress_one`)."""
+    named = {(as_date(row.base_date), row.base_sha256) for row in rows if row.base_sha256 is not None}
+    by_key = {_key(row): row for row in rows}
+    near = Stored()
+    for k, row in by_key.items():
+        if row.body is not None and (k < mine[0] or k in named):
+            near.bases.append(Base(k[0], row.sha256, row.size, len(row.body), bytes(row.body)))
+            near.keys.add(k)
+    changes = []
+    for k in mine:
+        row = by_key.get(k)
+        if row is None or row.body is None or k in named:
+            continue  # a delta, or a base a delta names
+        change = _as_delta(codec, tenant, row, near, by_key)
+        if change is not None:
+            changes.append(change)
+            done.bytes_before += len(row.body)
+            done.bytes_after += len(change["new_body"])
+    return changes
+
+
+def _as_delta(
+    codec: Codec, tenant: str, row: Any, near: Stored, by_key: dict[tuple[date, str], Any]
+) -> dict[str, Any] | None:
+    """`row`'s change into a delta (its parameters for `_TO_DELTA`), or None when it stays whole (then one
+    of `near`'s bases) or cannot be read. The delta is decoded back against its base's stored body first."""
+    body = bytes(row.body)
+    try:
+        text = codec.decompress(body)
+    except Unreadable:
+        return None  # `verify` names it; nothing is chosen against it
+    day, _ = _key(row)
+    pending = RawPayload(tenant, day, row.sha256, b"", len(text), _EPOCH, None, None, text=text)
+    made = compress_one(pending, near, codec)
+    if made.base_sha256 is None or made.base_date is None:
+        return None
+    base = by_key[(made.base_date, made.base_sha256)]
+    if codec.decompress(made.body, bytes(base.body)) != text:
+        raise AssertionError(f"tenant {tenant}: the delta of {day} does not decode to its JSON; nothing written")
+    return {
+        "k_tenant_id": tenant,
+        "k_score_date": row.score_date,
+        "k_sha256": row.sha256,
+        "new_body": made.body,
+        "new_base_date": made.base_date,
+        "new_base_sha256": made.base_sha256,
+    }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a payload's fetched_at, unused by `compress_one`
+
+
+async def body_bytes(engine: AsyncEngine, archive: Archive) -> int:
+    """The bytes of the archive's bodies, all rows (the table's pages and indexes aside)."""
+    async with engine.connect() as conn:
+        query = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(archive.table.c.body)), 0))
+        return int(await conn.scalar(query) or 0)
 
 
 async def count_bodies(engine: AsyncEngine, archive: Archive) -> int:

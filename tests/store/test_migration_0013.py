@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -15,8 +16,11 @@ import sqlalchemy as sa
 
 from fetcher.config import DatabaseConfig
 from fetcher.errors import NotEnoughDisk
+from fetcher.store.archive import codec_for
+from fetcher.store.compaction import ARCHIVES, rewrite_as_deltas
 from fetcher.store.convert import DiskSpace, MoveOptions
 from fetcher.store.engine import create_engine, current_revision, downgrade, migrate
+from fetcher.store.schema import raw_payloads
 from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
 
@@ -123,3 +127,48 @@ async def test_0013_checks_the_disk_as_0011_does(tmp_path: Path, free: int, capl
     [line] = [r.getMessage() for r in caplog.records if "migration 0013" in r.getMessage()]
     assert "MiB" not in line
     assert line.endswith(f"the test's disk has {'100 bytes' if free < 1_000 else '70.1 GB'}")
+
+
+def older_archive(days: int) -> list[dict[str, object]]:
+    """`days` thin days a tenant as main's 0012 wrote them (whole zlib bodies), the newest full too."""
+    at = datetime(2026, 11, 27, 6, tzinfo=UTC)
+    found = []
+    for tenant in (TENANT, OTHER_TENANT):
+        for n in range(days + 1):
+            day = date(2026, 11, 27) - timedelta(days=0 if n == days else n)
+            text = orjson.dumps(many_controls_day(20, tenant, day, newest=n == days))
+            sha = hashlib.sha256(text).hexdigest()
+            found.append(dict(t=tenant, d=day, s=sha, f=at, lf=at, r=None, w=None, z=len(text), b=zlib.compress(text)))
+    return found
+
+
+async def test_archive_compact_after_0013_rewrites_older_bodies_as_deltas_each_reading_back_the_same(
+    empty_url: str,
+) -> None:
+    """A database archived by 0012 (every body whole), migrated: the delta pass leaves every other column of
+    every row as it was and every object's JSON the same, most of them now deltas."""
+    engine = create_engine(DatabaseConfig(url=empty_url))
+    await migrate(engine, "0012")
+    older = older_archive(20)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(f"INSERT INTO raw_payloads ({COLUMNS}) VALUES (:t, :d, :s, :f, :lf, :r, :w, :z, :b)"), older
+        )
+    await migrate(engine)
+
+    done = await rewrite_as_deltas(engine)
+
+    async with engine.connect() as conn:
+        codec = await codec_for(conn)
+        query = ARCHIVES[0].rows(*(c for c in raw_payloads.c if c.name != "body"))
+        after = (await conn.execute(query.order_by(raw_payloads.c.tenant_id, raw_payloads.c.score_date))).all()
+    texts = {(r["t"], r["s"]): zlib.decompress(r["b"]) for r in older}  # type: ignore[arg-type]
+    assert {
+        (r.tenant_id, r.sha256): codec.decompress(bytes(r.body), r.base_body and bytes(r.base_body)) for r in after
+    } == texts
+    unchanged = ("tenant_id", "score_date", "sha256", "fetched_at", "last_fetched_at", "run_id", "warning", "size")
+    assert sorted(tuple(_as_dict(r)[c] for c in unchanged) for r in after) == sorted(
+        (r["t"], str(r["d"]), r["s"], r["f"], r["lf"], r["r"], r["w"], r["z"]) for r in older
+    )
+    assert done.rewritten == sum(1 for r in after if r.base_sha256 is not None) >= 2 * 15
+    await engine.dispose()
