@@ -261,7 +261,7 @@ def rebase_line(table: str, total: int, before: int, after: int, done: Rebased) 
     from fetcher.text import human_size
 
     rewritten = f": {human_size(done.bytes_before)} -> {human_size(done.bytes_after)}" if done.rewritten else ""
-    each = f" ({human_size(before / total)} -> {human_size(after / total)} an object)" if total else ""
+    each = f" ({before / total / 1000:.2f} kB -> {after / total / 1000:.2f} kB an object)" if total else ""
     return (
         f"{table}: {done.rewritten} of {done.scanned} bodies rewritten as zstd deltas{rewritten}; "
         f"the table's bodies {human_size(before)} -> {human_size(after)}{each}"

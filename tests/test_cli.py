@@ -642,7 +642,7 @@ def test_archive_compact_rewrites_whole_bodies_as_deltas_once_and_says_the_sizes
     again = invoke("--config", str(config), "archive", "compact")
 
     assert first.exit_code == again.exit_code == 0, first.output
-    sizes = r"\d+ kB -> \d+ kB; the table's bodies \d+ kB -> \d+ kB \(\d+ bytes -> \d+ bytes an object\)\n"
+    sizes = r"\d+ kB -> \d+ kB; the table's bodies \d+ kB -> \d+ kB \(\d\.\d\d kB -> \d\.\d\d kB an object\)\n"
     assert re.search(r"raw_payloads: 174 of 200 bodies rewritten as zstd deltas: " + sizes, first.output), first.output
     assert re.search(r"raw_payloads: 0 of 200 bodies rewritten as zstd deltas; the table's bodies \d+ kB", again.output)
     assert "delta" not in first.output.split("raw_control_profiles")[1]
