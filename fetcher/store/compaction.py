@@ -328,32 +328,26 @@ class Rebased:
     bytes_after: int = 0
 
 
-async def rewrite_as_deltas(
-    engine: AsyncEngine, *, progress: Progress | None = None, fail_after: int | None = None
-) -> Rebased:
+async def rewrite_as_deltas(engine: AsyncEngine, *, progress: Progress | None = None) -> Rebased:
     """Rewrite raw_payloads' whole bodies as deltas where the writer would have made them deltas (`fetcher
     archive compact` on a database archived before migration 0013), a batch of `BATCH` rows a transaction in
     primary-key order (a tenant's days in order). The base of each is chosen by the writer's rule
     (`fetcher.store.deltas.compress_one`) among the bases it can rely on: the whole bodies before it (decided by
     this pass, or a pass before) and those that deltas name already; a body a delta names, a delta, and one that
     cannot be read (the verifying pass names it) stay as they are. Each delta is decoded back against its
-    base's stored body and must give the JSON it replaces before the batch commits.
+    base's stored body and must give the JSON it replaces, or the batch is rolled back (`ArchiveUnreadable`).
 
     Resumable: what is before a row decides its base, so a pass stopped anywhere and run again makes the same
     choices for the rows left. Not to run beside a writer (`fetcher archive compact` holds the run lock): a
-    body rewritten as a delta could be chosen as a base meanwhile. `fail_after`: tests stop the pass with a
-    `RuntimeError` after that many batches."""
-    done, after, batches = Rebased(), None, 0
+    body rewritten as a delta could be chosen as a base meanwhile. `progress` is told after each commit."""
+    done, after = Rebased(), None
     codec = await read_codec(engine)
     while True:
         scanned = done.scanned
         after = await _rebase_batch(engine, codec, after, done)
         (progress or _ignore)(done.scanned - scanned)
-        batches += 1
         if after is None:
             return done
-        if fail_after is not None and batches >= fail_after:
-            raise RuntimeError(f"stopped after {batches} batch(es), as the test asked")
 
 
 async def _rebase_batch(engine: AsyncEngine, codec: Codec, after: Any, done: Rebased) -> Any:
@@ -436,12 +430,14 @@ def _rebase_tenant(
 ) -> list[dict[str, Any]]:
     """The deltas one tenant's rows of a batch (`mine`, in key order) become; `rows`: the tenant's rows
     around them (`_around`). The candidate bases: the whole rows before the batch's first, and those a delta
-    names; each row of the batch that stays whole joins them, as in a save (`compress_one`)."""
+    names; each row of the batch that stays whole joins them, as in a save (`compress_one`). A base is never
+    made a delta: a row a delta names is skipped, and one chosen here is named once the batch commits."""
     named = {(as_date(row.base_date), row.base_sha256) for row in rows if row.base_sha256 is not None}
+    batch = set(mine)
     by_key = {_key(row): row for row in rows}
     near = Stored()
     for k, row in by_key.items():
-        if row.body is not None and (k < mine[0] or k in named):
+        if row.body is not None and (k in named or (k < mine[0] and k not in batch)):
             near.bases.append(Base(k[0], row.sha256, row.size, len(row.body), bytes(row.body)))
             near.keys.add(k)
     changes = []
@@ -473,8 +469,17 @@ def _as_delta(
     if made.base_sha256 is None or made.base_date is None:
         return None
     base = by_key[(made.base_date, made.base_sha256)]
-    if codec.decompress(made.body, bytes(base.body)) != text:
-        raise AssertionError(f"tenant {tenant}: the delta of {day} does not decode to its JSON; nothing written")
+    try:
+        same = codec.decompress(made.body, bytes(base.body)) == text
+    except Unreadable as error:
+        same, why = False, f": {error}"
+    else:
+        why = ""
+    if not same:
+        raise ArchiveUnreadable(
+            f"tenant {tenant}: the archived secureScore of {day} (sha256 {row.sha256[:12]}), made a delta, did not "
+            f"read back as its JSON{why}{base_named(made.base_date, made.base_sha256)}; its batch was not written"
+        )
     return {
         "k_tenant_id": tenant,
         "k_score_date": row.score_date,

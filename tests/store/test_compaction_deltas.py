@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fetcher.store import compaction
+from fetcher.errors import ArchiveUnreadable
+from fetcher.store import compaction, deltas
 from fetcher.store.archive import codec_for
-from fetcher.store.codec import is_delta
+from fetcher.store.codec import delta_compressor, is_delta
 from fetcher.store.compaction import ARCHIVES, compact, rewrite_as_deltas
 from fetcher.store.engine import transaction
 from fetcher.store.schema import raw_payloads
@@ -85,6 +86,15 @@ async def test_a_second_pass_changes_nothing(engine: AsyncEngine) -> None:
     assert await stored(engine, TENANT) == first
 
 
+class Stopped(Exception):
+    """The pass stopped from outside (Ctrl-C, a kill, a lost connection), as the test injects it."""
+
+
+def stop(_scanned: int) -> None:
+    """Progress told of the first batch, committed: the pass stops there."""
+    raise Stopped
+
+
 async def test_a_pass_stopped_after_one_batch_is_finished_by_the_next(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,8 +106,8 @@ async def test_a_pass_stopped_after_one_batch_is_finished_by_the_next(
     await save(engine, history(LAST_TENANT))
     originals = await decoded(engine)
 
-    with pytest.raises(RuntimeError, match="stopped after 1 batch"):
-        await rewrite_as_deltas(engine, fail_after=1)
+    with pytest.raises(Stopped):
+        await rewrite_as_deltas(engine, progress=stop)
     stopped = {k for k, r in (await stored(engine, TENANT)).items() if r["base_sha256"] is not None}
     assert await decoded(engine) == originals
     assert len(stopped) == 6  # the first batch: TENANT's first 7 days, the oldest their base
@@ -144,3 +154,23 @@ async def test_after_recompression_deltas_are_made_against_dictionary_frames(eng
     assert done.rewritten > 3 * 50
     bases = [r for r in await rows(engine, raw_payloads) if r["base_sha256"] is None]
     assert all(not is_delta(bytes(r["body"])) for r in bases)
+
+
+async def test_a_delta_that_does_not_read_back_stops_the_pass_before_its_batch_is_written(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deltas made against other bytes than the base's (as a zstd fault would): nothing of the batch is written."""
+    await archive(engine, history(TENANT, 10))
+    before = await stored(engine, TENANT)
+    other = bytes.maketrans(b"0123456789", b"1234567890")  # the base's shape, other figures
+    monkeypatch.setattr(deltas, "delta_compressor", lambda base: delta_compressor(base.translate(other)))
+
+    with pytest.raises(ArchiveUnreadable) as stopped:
+        await rewrite_as_deltas(engine)
+
+    assert await stored(engine, TENANT) == before
+    message = str(stopped.value)
+    assert message.startswith(f"tenant {TENANT}: the archived secureScore of {NEWEST - timedelta(days=8)} (sha256 ")
+    assert ", made a delta, did not read back as its JSON" in message
+    assert f"(its base: {NEWEST - timedelta(days=9)}, sha256 " in message
+    assert message.endswith("; its batch was not written")
