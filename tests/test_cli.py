@@ -866,17 +866,22 @@ def test_archive_compact_says_the_archives_size_after_recompressing_and_before_a
     assert invoke("--config", str(config), "migrate").exit_code == 0
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 150)
 
+    archived = _bodies_size(database)
     early = invoke("--config", str(config), "archive", "compact")
     before = _bodies_size(database)
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
     trained = invoke("--config", str(config), "archive", "compact")
 
     assert early.exit_code == trained.exit_code == 0
+    # The first line: after the recompression (none here), before the delta pass; the second: the command's
     said = "raw_payloads: 150 object(s), no dictionary yet: one is trained once it holds 200; the archive's bodies"
-    assert f"{said}: {before}\n" in early.output
+    assert f"{said}: {archived}\n" in early.output
+    assert f"the table's bodies {archived} -> {before} (" in early.output
+    # the whole bodies only (the bases, and the 50 days added): the deltas the first made are zstd already
     assert re.search(
-        rf"200 recompressed: \d+ kB -> \d+ kB; the archive's bodies: {_bodies_size(database)}\n", trained.output
-    ), trained.output
+        r"200 bodies read, 70 recompressed: \d+ kB -> \d+ kB; the archive's bodies: \d+ kB\n", trained.output
+    )
+    assert f" -> {_bodies_size(database)} (" in trained.output.splitlines()[1], trained.output
     assert "raw_control_profiles: 0 object(s), no dictionary yet: one is trained once it holds 200\n" in trained.output
 
 

@@ -460,7 +460,7 @@ def _as_delta(
     of `near`'s bases) or cannot be read. The delta is decoded back against its base's stored body first."""
     body = bytes(row.body)
     try:
-        text = codec.decompress(body)
+        text = codec.decompress(body, delta=False)  # its row names no base
     except Unreadable:
         return None  # `verify` names it; nothing is chosen against it
     day, _ = _key(row)
@@ -470,7 +470,7 @@ def _as_delta(
         return None
     base = by_key[(made.base_date, made.base_sha256)]
     try:
-        same = codec.decompress(made.body, bytes(base.body)) == text
+        same = codec.decompress(made.body, bytes(base.body), delta=True) == text
     except Unreadable as error:
         same, why = False, f": {error}"
     else:

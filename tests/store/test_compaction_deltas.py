@@ -13,7 +13,7 @@ from fetcher.errors import ArchiveUnreadable
 from fetcher.store import compaction, deltas
 from fetcher.store.archive import codec_for
 from fetcher.store.codec import delta_compressor, is_delta
-from fetcher.store.compaction import ARCHIVES, compact, rewrite_as_deltas
+from fetcher.store.compaction import ARCHIVES, compact, read_row, rewrite_as_deltas
 from fetcher.store.engine import transaction
 from fetcher.store.schema import raw_payloads
 from tests.dbutil import rows
@@ -39,9 +39,7 @@ async def decoded(engine: AsyncEngine) -> dict[tuple[str, date, str], bytes]:
         codec = await codec_for(conn)
         found = {}
         for row in await conn.execute(SCAN):
-            found[(row.tenant_id, as_day(row.score_date), row.sha256)] = codec.decompress(
-                bytes(row.body), None if row.base_body is None else bytes(row.base_body)
-            )
+            found[(row.tenant_id, as_day(row.score_date), row.sha256)] = read_row(codec, row)
         return found
 
 

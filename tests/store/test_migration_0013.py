@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from fetcher.config import DatabaseConfig
 from fetcher.errors import NotEnoughDisk
 from fetcher.store.archive import codec_for
-from fetcher.store.compaction import ARCHIVES, rewrite_as_deltas
+from fetcher.store.compaction import ARCHIVES, read_row, rewrite_as_deltas
 from fetcher.store.convert import DiskSpace, MoveOptions
 from fetcher.store.engine import create_engine, current_revision, downgrade, migrate
 from fetcher.store.schema import raw_payloads
@@ -163,9 +163,7 @@ async def test_archive_compact_after_0013_rewrites_older_bodies_as_deltas_each_r
         query = ARCHIVES[0].rows(*(c for c in raw_payloads.c if c.name != "body"))
         after = (await conn.execute(query.order_by(raw_payloads.c.tenant_id, raw_payloads.c.score_date))).all()
     texts = {(r["t"], r["s"]): zlib.decompress(r["b"]) for r in older}  # type: ignore[arg-type]
-    assert {
-        (r.tenant_id, r.sha256): codec.decompress(bytes(r.body), r.base_body and bytes(r.base_body)) for r in after
-    } == texts
+    assert {(r.tenant_id, r.sha256): read_row(codec, r) for r in after} == texts
     unchanged = ("tenant_id", "score_date", "sha256", "fetched_at", "last_fetched_at", "run_id", "warning", "size")
     assert sorted(tuple(_as_dict(r)[c] for c in unchanged) for r in after) == sorted(
         (r["t"], str(r["d"]), r["s"], r["f"], r["lf"], r["r"], r["w"], r["z"]) for r in older
