@@ -23,6 +23,29 @@ from fetcher.store.schema import metadata
 
 POSTGRES_ENV = "FETCHER_TEST_POSTGRES_URL"
 SKIP_POSTGRES = f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped (CI sets it)"
+# The modules holding the suite's slowest tests, slowest first (from `pytest --durations=60`; refresh it when
+# that ranking changes). pytest-xdist hands tests out in collection order: these modules go first, so that
+# no long test starts last while the other workers have nothing left to do. Each module stays whole, so its
+# module-scoped fixtures are still made once per worker. tests/reliability/test_secrets.py is not listed: it
+# scans what every other test said, so it runs last (tests/reliability/conftest.py).
+SLOWEST_FIRST = (
+    "test_runner.py",
+    "reliability/test_shards.py",
+    "test_demo.py",
+    "reliability/test_injection.py",
+    "test_cli.py",
+    "test_signin.py",
+    "test_partner.py",
+    "reliability/test_environment.py",
+    "reliability/test_kill.py",
+    "reliability/test_graph_answers.py",
+    "test_onboarding.py",
+    "test_check.py",
+    "test_pipeline.py",
+    "simulator/test_standalone.py",
+    "alerts/test_commands.py",
+    "reliability/test_postgres_kill.py",
+)
 
 
 def _admin_url() -> str | None:
@@ -52,6 +75,13 @@ def create_postgres_database(prefix: str = "fetcher_test") -> str:
 def drop_postgres_database(url: str) -> None:
     name = make_url(url).database
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules of SLOWEST_FIRST first, in that order; every other module after them, as collected."""
+    tests = config.rootpath / "tests"
+    rank = {tests / name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: each module keeps its own order
 
 
 @pytest.fixture(autouse=True)
