@@ -269,11 +269,11 @@ def rebase_line(table: str, total: int, before: int, after: int, done: Rebased) 
 
 
 class MoveProgressBar:
-    """Migration 0011 on a terminal: a bar of the control_scores rows moved into the compact layout."""
+    """A migration's move on a terminal (0011, 0014): a bar of the rows moved, named by the table they leave."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
-            TextColumn("[bold]control_scores"),
+            TextColumn("[bold]{task.fields[table]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("rows moved"),
@@ -283,11 +283,17 @@ class MoveProgressBar:
             refresh_per_second=4,
         )
         self.task: Any = None
+        self.table = "control_scores"
+
+    def label(self, table: str, done: str) -> None:  # noqa: ARG002 (convert.Labelled: the bar says "rows moved")
+        """The next move's source table (`fetcher.store.convert.Labelled`); a bar of its own."""
+        self.close()
+        self.table = table
 
     def __call__(self, done: int, total: int) -> None:
         if self.task is None:
             self.progress.start()
-            self.task = self.progress.add_task("move", total=total)
+            self.task = self.progress.add_task("move", total=total, table=self.table)
         self.progress.update(self.task, completed=done, total=total)
 
     def close(self) -> None:
@@ -297,19 +303,24 @@ class MoveProgressBar:
 
 
 class MoveProgressLog:
-    """Migration 0011 off a terminal: a log line each time another tenth of the rows has been moved, with
+    """A migration's move off a terminal: a log line each time another tenth of the rows has been moved, with
     the share actually moved (48 %, not the tenth it reached)."""
 
     def __init__(self) -> None:
         self.log = logging.getLogger("fetcher.migrate")
         self.tenths = -1
+        self.table, self.done = "control_scores", "moved into the compact layout"
+
+    def label(self, table: str, done: str) -> None:
+        """The next move's source table and what its rows become (`fetcher.store.convert.Labelled`)."""
+        self.table, self.done, self.tenths = table, done, -1
 
     def __call__(self, done: int, total: int) -> None:
         tenths = done * 10 // total if total else 10
         if tenths > self.tenths:
             self.tenths = tenths
             share = done * 100 // total if total else 100
-            self.log.info("control_scores: %d%% moved into the compact layout (%d of %d rows)", share, done, total)
+            self.log.info("%s: %d%% %s (%d of %d rows)", self.table, share, self.done, done, total)
 
     def close(self) -> None:
         pass

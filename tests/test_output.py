@@ -125,3 +125,20 @@ def test_migration_progress_off_a_terminal_is_a_line_per_tenth(caplog: pytest.Lo
     assert caplog.records[0].getMessage() == (
         "control_scores: 48% moved into the compact layout (50223 of 103631 rows)"
     )
+
+
+def test_migration_progress_names_each_move_and_counts_its_tenths_afresh(caplog: pytest.LogCaptureFixture) -> None:
+    """0011's move, then 0014's in the same `fetcher migrate`: each line names the table its rows leave."""
+    from fetcher.output import MoveProgressLog
+    from fetcher.store.convert import COMPACT, DAY_KEYS, Labelled
+
+    progress = MoveProgressLog()
+    assert isinstance(progress, Labelled)
+    with caplog.at_level(logging.INFO, logger="fetcher.migrate"):
+        for move in (COMPACT, DAY_KEYS):
+            progress.label(move.source, move.done)
+            progress(100, 100)
+    assert [record.getMessage() for record in caplog.records] == [
+        "control_scores: 100% moved into the compact layout (100 of 100 rows)",
+        "control_score_rows: 100% moved to day keys (100 of 100 rows)",
+    ]

@@ -1,8 +1,10 @@
-"""Moving the rows of the old control_scores table into the compact layout (migration 0011), in batches.
+"""Moving a table's rows into a new layout in batches (`Move`, `move_rows`): the old control_scores table into
+the compact control_score_rows (migration 0011), and on SQLite control_score_rows into its day-keyed twin
+(migration 0014).
 
-Each batch is one transaction that copies the next `batch_rows` rows, in primary-key order, into
-control_score_rows (assigning tenant, control and status keys as it meets them) and deletes them from the
-old table. So an interrupted migration (Ctrl-C, a crash, a full disk) has lost nothing and redone nothing:
+Each batch is one transaction that copies the next `batch_rows` rows, in primary-key order, into the new
+table (0011 assigning tenant, control and status keys as it meets them, 0014 day keys) and deletes them from
+the old table. So an interrupted migration (Ctrl-C, a crash, a full disk) has lost nothing and redone nothing:
 `fetcher migrate` again continues with the rows that are left, and the disk holds the old table plus the
 new rows of the batches done, never both copies of everything.
 
@@ -25,7 +27,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,7 +37,7 @@ from fetcher.text import human_size
 
 log = logging.getLogger(__name__)
 
-OPTIONS_ATTRIBUTE = "fetcher_move_options"  # where `engine.migrate` leaves the options for migration 0011
+OPTIONS_ATTRIBUTE = "fetcher_move_options"  # where `engine.migrate` leaves the options for the moves
 SKIP_DISK_CHECK_ENV = "FETCHER_MIGRATE_SKIP_DISK_CHECK"
 BATCH_ROWS_ENV = "FETCHER_MIGRATE_BATCH_ROWS"  # rows a batch (default 50,000); the tests' small batches
 # The new rows take about a third of the old ones (measured on the demo database: SQLite 25 %, PostgreSQL
@@ -71,7 +73,7 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class MoveOptions:
-    """How migration 0011 moves the rows: batch size, a progress callback, the free-space check."""
+    """How a migration moves the rows (0011, 0014): batch size, a progress callback, the free-space check."""
 
     batch_rows: int = 50_000
     progress: Progress | None = None
@@ -101,31 +103,31 @@ def options_from(attributes: Mapping[str, Any]) -> MoveOptions:
 # ------------------------------------------------------------------------------------------------ disk
 
 
-def old_table_bytes(conn: Connection) -> int:
-    """Bytes the old control_scores table takes, its indexes and partitions included."""
+def old_table_bytes(conn: Connection, table: str = "control_scores") -> int:
+    """Bytes `table` (a move's source) takes, its indexes and partitions included."""
     if conn.dialect.name == "postgresql":
         return int(
             conn.exec_driver_sql(
                 "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c "
-                "WHERE c.oid = 'control_scores'::regclass "
-                "OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'control_scores'::regclass)"
+                f"WHERE c.oid = '{table}'::regclass "
+                f"OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '{table}'::regclass)"
             ).scalar_one()
         )
     try:
-        size = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = 'control_scores'").scalar_one()
+        size = conn.exec_driver_sql(f"SELECT SUM(pgsize) FROM dbstat WHERE name = '{table}'").scalar_one()
     except sa.exc.OperationalError:  # SQLite built without the dbstat table: the whole file, an upper bound
         page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
         size = conn.exec_driver_sql("PRAGMA page_count").scalar_one() * page_size
     return int(size or 0)
 
 
-def space_needed(dialect: str, old_bytes: int, rows: int, batch_rows: int) -> int:
-    """Free bytes the move needs (see NEW_SHARE): SQLite about a batch's new rows and its log; PostgreSQL
-    every new row, and a batch's log."""
+def space_needed(dialect: str, old_bytes: int, rows: int, batch_rows: int, new_share: float = NEW_SHARE) -> int:
+    """Free bytes a move needs, the new rows taking `new_share` of the old (0011: NEW_SHARE): SQLite about a
+    batch's new rows and its log; PostgreSQL every new row, and a batch's log."""
     batch_bytes = old_bytes * min(1.0, batch_rows / rows) if rows else 0
     if dialect == "sqlite":
-        return int((NEW_SHARE + BATCH_LOG_FACTOR) * batch_bytes)
-    return int(NEW_SHARE * old_bytes + BATCH_LOG_FACTOR * batch_bytes)
+        return int((new_share + BATCH_LOG_FACTOR) * batch_bytes)
+    return int(new_share * old_bytes + BATCH_LOG_FACTOR * batch_bytes)
 
 
 def database_free_space(conn: Connection) -> DiskSpace | None:
@@ -147,12 +149,21 @@ def database_free_space(conn: Connection) -> DiskSpace | None:
     return DiskSpace(shutil.disk_usage(directory).free, f"the server's data directory {directory}")
 
 
-def check_free_space(conn: Connection, rows: int, options: MoveOptions) -> None:
-    """Migration 0011: refuse (`NotEnoughDisk`) to start a move the disk cannot hold (`check_disk`)."""
+def check_free_space(
+    conn: Connection,
+    rows: int,
+    options: MoveOptions,
+    move: Move | None = None,
+    purpose: str = "for the compact control scores",
+    new_share: float = NEW_SHARE,
+) -> None:
+    """Refuse (`NotEnoughDisk`) to start a move (`move`, 0011's by default) of `rows` rows the disk cannot hold
+    (`check_disk`); its new rows take `new_share` of the old ones."""
     if not rows:
         return
-    needed = space_needed(conn.dialect.name, old_table_bytes(conn), rows, options.batch_rows)
-    check_disk(conn, needed, "migration 0011", "for the compact control scores", options)
+    move = move or COMPACT
+    needed = space_needed(conn.dialect.name, old_table_bytes(conn, move.source), rows, options.batch_rows, new_share)
+    check_disk(conn, needed, move.who, purpose, options)
 
 
 def check_disk(conn: Connection, needed: int, who: str, purpose: str, options: MoveOptions) -> None:
@@ -178,13 +189,125 @@ def check_disk(conn: Connection, needed: int, who: str, purpose: str, options: M
 
 # ----------------------------------------------------------------------------------------------- batches
 
-# A batch ends at the end of a day (tenant, score_date), so that a day's rows move together and keep their
-# order (below).
-_UP_TO = "(o.tenant_id, o.score_date) <= (:tenant_id, :score_date)"
-# After the previous batch's last day: PostgreSQL's index still holds the moved rows until a vacuum, and every
-# batch walking them again from the start grew slower as the move went on.
-_AFTER = "(o.tenant_id, o.score_date) > (:after_tenant_id, :after_score_date)"
+
+@dataclass(frozen=True)
+class Move:
+    """One table's rows moved into another in batches (`move_rows`): migration 0011's control_scores into
+    control_score_rows, 0014's control_score_rows into its day-keyed twin.
+
+    A batch ends at the end of a day, `day`'s two columns of the source (tenant, date), so that a day's rows
+    move together and keep their order; `order` is the source's whole key. `statements(dialect, where)` are a
+    batch's statements, the source's rows aliased `o` and chosen by `where`; the last one deletes them from
+    the source (its row count is the batch's)."""
+
+    who: str  # "migration 0011", for messages
+    source: str
+    target: str
+    day: tuple[str, str]
+    order: str
+    statements: Callable[[str, str], list[str]]
+    done: str  # what a moved row became, for the progress and the stop: "moved into the compact layout"
+
+    def up_to(self) -> str:
+        return f"(o.{self.day[0]}, o.{self.day[1]}) <= (:end_0, :end_1)"
+
+    def after(self) -> str:
+        # After the previous batch's last day: PostgreSQL's index still holds the moved rows until a vacuum,
+        # and every batch walking them again from the start grew slower as the move went on.
+        return f"(o.{self.day[0]}, o.{self.day[1]}) > (:after_0, :after_1)"
+
+
 _ALL = "1 = 1"  # a WHERE also keeps SQLite's INSERT ... SELECT ... ON CONFLICT unambiguous
+
+
+@runtime_checkable
+class Labelled(Protocol):
+    """A progress callback that says which move it shows (`fetcher.output`'s bar and log lines)."""
+
+    def label(self, table: str, done: str) -> None: ...
+
+
+def _batch_end(conn: Connection, move: Move, batch_rows: int, after: dict[str, Any]) -> dict[str, Any] | None:
+    """The day (`move.day`) of the `batch_rows`-th row left in key order (after `after`, the previous batch's
+    last day), the batch's last day; None: the rest is a batch."""
+    where = move.after().replace("o.", "") if after else _ALL
+    row = conn.execute(
+        sa.text(
+            f"SELECT {', '.join(move.day)} FROM {move.source} WHERE {where} "
+            f"ORDER BY {move.order} LIMIT 1 OFFSET {int(batch_rows) - 1}"
+        ),
+        after,
+    ).first()
+    return None if row is None else {"end_0": row[0], "end_1": row[1]}
+
+
+def move_batch(
+    conn: Connection, move: Move, batch_rows: int, after: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any] | None]:
+    """Move the next batch in the connection's current transaction: how many rows it moved, and its last day
+    (to give as `after` to the next batch), None when it was the last batch (it took every row left)."""
+    bounds = {name.replace("end", "after"): value for name, value in (after or {}).items()}
+    end = _batch_end(conn, move, batch_rows, bounds)
+    where = " AND ".join([*([move.after()] if after else []), *([move.up_to()] if end else [])]) or _ALL
+    for statement in move.statements(conn.dialect.name, where):
+        result = conn.execute(sa.text(statement), {**bounds, **(end or {})})
+    return int(result.rowcount), end
+
+
+def move_rows(conn: Connection, move: Move, options: MoveOptions) -> int:
+    """Move every row of `move.source` into `move.target`, a committed transaction per batch; the source is
+    left empty. Returns the rows moved by this call (a resumed move counts the earlier ones as done).
+
+    Between two batches, a stop request (`options.stop`) raises `Interrupted` saying how far it got."""
+    done, left = _count(conn, move.target), _count(conn, move.source)
+    total = done + left
+    moved, last = 0, not left  # nothing to move (a new database): no commit, the upgrade stays one transaction
+    end: dict[str, Any] | None = None
+    stop = options.stop
+    if stop is not None:
+        stop.moving = not last
+    progress: object = options.progress  # any callable; a Labelled one is told the move
+    if isinstance(progress, Labelled):
+        progress.label(move.source, move.done)
+    try:
+        while not last:
+            if stop is not None and stop.signal_number is not None:
+                raise Interrupted(
+                    f"interrupted: {min(done + moved, total):,} of {total:,} rows {move.done}; "
+                    "run `fetcher migrate` again to continue",
+                    signal_number=stop.signal_number,
+                )
+            _still_a_table(conn, move)
+            count, end = move_batch(conn, move, options.batch_rows, end)
+            last = end is None
+            conn.commit()
+            moved += count
+            if options.progress is not None:
+                options.progress(min(done + moved, total), total)
+    finally:
+        if stop is not None:
+            stop.moving = False
+    return moved
+
+
+def _still_a_table(conn: Connection, move: Move) -> None:
+    """SQLite has no lock that outlives a commit: a second `fetcher migrate` may have finished the move."""
+    if conn.dialect.name == "postgresql":
+        query = f"SELECT relkind::text FROM pg_class WHERE oid = to_regclass('{move.source}')"
+        kind = conn.exec_driver_sql(query).scalar()
+        table = kind in ("r", "p") and bool(conn.exec_driver_sql(query.replace(move.source, move.target)).scalar())
+    else:
+        query = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)"
+        table = conn.exec_driver_sql(query, (move.source, move.target)).scalar() == 2
+    if not table:
+        raise DatabaseError(f"{move.source} was moved by another `fetcher migrate` meanwhile: run it again")
+
+
+def _count(conn: Connection, table: str) -> int:
+    return int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
+
+
+# --------------------------------------------------------------------------------- migration 0011's move
 
 _KEYS = (
     "INSERT INTO tenant_keys (tenant_id) SELECT DISTINCT o.tenant_id FROM control_scores AS o WHERE {where} "
@@ -219,7 +342,7 @@ ON CONFLICT (tenant_key, score_date, control_key) DO UPDATE SET
     extra = excluded.extra"""
 
 
-def _statements(dialect: str, where: str) -> list[str]:
+def _compact_statements(dialect: str, where: str) -> list[str]:
     if dialect == "postgresql":
         # In the old table's physical order: a sum over a day's rows (category_scores) adds them in the order
         # a sequential scan meets them, so the moved rows give the same float to the last bit.
@@ -231,37 +354,23 @@ def _statements(dialect: str, where: str) -> list[str]:
     # SQLite keeps both tables in key order, the keys numbered in the names' order (`number_keys`).
     order = "o.tenant_id, o.score_date, o.control_name"
     rows = _ROWS.format(last_synced=_SQLITE_MICROSECONDS, empty="'{}'", where=where, order=order)
-    # SQLite cannot alias a DELETE's table; the row value compares the same key.
-    delete = f"DELETE FROM control_scores WHERE {where.replace('o.', '')}"
-    return [*(k.format(where=where) for k in _KEYS), rows, delete]
+    return [*(k.format(where=where) for k in _KEYS), rows, _sqlite_delete("control_scores", where)]
 
 
-def _batch_end(conn: Connection, batch_rows: int, after: dict[str, Any]) -> dict[str, Any] | None:
-    """The day (tenant, score_date) of the `batch_rows`-th row left in key order (after `after`, the previous
-    batch's last day), the batch's last day; None: the rest is a batch."""
-    where = _AFTER.replace("o.", "") if after else _ALL
-    row = conn.execute(
-        sa.text(
-            f"SELECT tenant_id, score_date FROM control_scores WHERE {where} "
-            f"ORDER BY tenant_id, score_date, control_name LIMIT 1 OFFSET {int(batch_rows) - 1}"
-        ),
-        after,
-    ).first()
-    return None if row is None else {"tenant_id": row[0], "score_date": row[1]}
+def _sqlite_delete(table: str, where: str) -> str:
+    """SQLite cannot alias a DELETE's table; the row value compares the same key."""
+    return f"DELETE FROM {table} WHERE {where.replace('o.', '')}"
 
 
-def move_batch(
-    conn: Connection, batch_rows: int, after: dict[str, Any] | None = None
-) -> tuple[int, dict[str, Any] | None]:
-    """Move the next batch in the connection's current transaction: how many rows it moved, and its last day
-    (to give as `after` to the next batch), None when it was the last batch (it took every row left)."""
-    bounds = {f"after_{name}": value for name, value in (after or {}).items()}
-    end = _batch_end(conn, batch_rows, bounds)
-    where = " AND ".join([*([_AFTER] if after else []), *([_UP_TO] if end else [])]) or _ALL
-    for statement in _statements(conn.dialect.name, where):
-        result = conn.execute(sa.text(statement), {**bounds, **(end or {})})
-    return int(result.rowcount), end
-
+COMPACT = Move(
+    "migration 0011",
+    "control_scores",
+    "control_score_rows",
+    ("tenant_id", "score_date"),
+    "tenant_id, score_date, control_name",
+    _compact_statements,
+    "moved into the compact layout",
+)
 
 # Keys numbered in the old key's order, so control_score_rows keeps the rows in the order control_scores had
 # them, and the views' float sums (category_scores, improvement_actions) add them up in the same order to the
@@ -281,57 +390,47 @@ def number_keys(conn: Connection) -> None:
 
 
 def move_control_scores(conn: Connection, options: MoveOptions) -> int:
-    """Move every row of control_scores into control_score_rows, a committed transaction per batch; the old
-    table is left empty. Returns the rows moved by this call (a resumed move counts the earlier ones as done)."""
+    """Migration 0011: every row of control_scores into control_score_rows (`move_rows`)."""
     number_keys(conn)
-    done, left = _count(conn, "control_score_rows"), _count(conn, "control_scores")
-    total = done + left
-    moved, last = 0, not left  # nothing to move (a new database): no commit, the upgrade stays one transaction
-    end: dict[str, Any] | None = None
-    stop = options.stop
-    if stop is not None:
-        stop.moving = not last
-    try:
-        while not last:
-            if stop is not None and stop.signal_number is not None:
-                raise Interrupted(
-                    f"interrupted: {min(done + moved, total):,} of {total:,} rows moved into the compact layout; "
-                    "run `fetcher migrate` again to continue",
-                    signal_number=stop.signal_number,
-                )
-            _still_a_table(conn)
-            count, end = move_batch(conn, options.batch_rows, end)
-            last = end is None
-            conn.commit()
-            moved += count
-            if options.progress is not None:
-                options.progress(min(done + moved, total), total)
-    finally:
-        if stop is not None:
-            stop.moving = False
-    return moved
-
-
-def _still_a_table(conn: Connection) -> None:
-    """SQLite has no lock that outlives a commit: a second `fetcher migrate` may have finished the move."""
-    if conn.dialect.name == "postgresql":
-        query = "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('control_scores')"
-        kind = conn.exec_driver_sql(query).scalar()
-        table = kind in ("r", "p")
-    else:
-        kind = conn.exec_driver_sql("SELECT type FROM sqlite_master WHERE name = 'control_scores'").scalar()
-        table = kind == "table"
-    if not table:
-        raise DatabaseError("control_scores was moved by another `fetcher migrate` meanwhile: run it again")
-
-
-def _count(conn: Connection, table: str) -> int:
-    return int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one())
+    return move_rows(conn, COMPACT, options)
 
 
 def rows_left(conn: Connection) -> int:
     """Rows still in the old table."""
     return _count(conn, "control_scores")
+
+
+# --------------------------------------------------------------------------------- migration 0014's move
+
+# SQLite's day key of a 'YYYY-MM-DD' text (`schema.day_key`): julianday gives the day's noon, exact in a double.
+SQLITE_DAY_KEY = "CAST(julianday({date}) - 2440587.5 AS INTEGER)"
+DAY_KEYED = "control_score_rows_0014"  # control_score_rows keyed by day (SQLite), until it takes the name
+_DAY_COLUMNS = "status_key, score, score_in_percentage, last_synced, count, total, is_on, extra"
+
+
+def _day_key_statements(dialect: str, where: str) -> list[str]:
+    if dialect != "sqlite":
+        raise ValueError("migration 0014 moves control_score_rows on SQLite only")
+    key = SQLITE_DAY_KEY.format(date="o.score_date")
+    return [
+        f"INSERT INTO day_keys (day_key, score_date) SELECT DISTINCT {key}, o.score_date "
+        f"FROM control_score_rows AS o WHERE {where} ON CONFLICT DO NOTHING",
+        f"INSERT INTO {DAY_KEYED} (tenant_key, score_date, control_key, {_DAY_COLUMNS}) "
+        f"SELECT o.tenant_key, {key}, o.control_key, {', '.join('o.' + c for c in _DAY_COLUMNS.split(', '))} "
+        f"FROM control_score_rows AS o WHERE {where} ORDER BY o.tenant_key, o.score_date, o.control_key",
+        _sqlite_delete("control_score_rows", where),
+    ]
+
+
+DAY_KEYS = Move(
+    "migration 0014",
+    "control_score_rows",
+    DAY_KEYED,
+    ("tenant_key", "score_date"),
+    "tenant_key, score_date, control_key",
+    _day_key_statements,
+    "moved to day keys",
+)
 
 
 def grants(conn: Connection, name: str) -> list[str]:
