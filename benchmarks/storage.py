@@ -57,7 +57,14 @@ SYNCED_GROUPS = 6  # distinct lastSynced values a tenant-day, about as many as r
 OTHER = "other"
 # Table groups, old layout and new: the compact layout's control_scores is a view over its key tables.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "control scores": ("control_scores", "control_score_rows", "tenant_keys", "control_keys", "status_texts"),
+    "control scores": (
+        "control_scores",
+        "control_score_rows",
+        "tenant_keys",
+        "control_keys",
+        "status_texts",
+        "day_keys",
+    ),
     "archive": ("raw_payloads", "archive_dictionaries"),
     "scores": ("secure_scores", "comparative_scores"),
 }

@@ -150,8 +150,9 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'
         "Tables: tenants, secure_scores, comparative_scores, controls, control_scores (a view over "
-        "control_score_rows, tenant_keys, control_keys, status_texts), control_profiles, control_state_updates, "
-        "fetch_runs, tenant_runs, raw_payloads, raw_control_profiles, archive_dictionaries (see README.md).\n"
+        "control_score_rows, tenant_keys, day_keys, control_keys, status_texts), control_profiles, "
+        "control_state_updates, fetch_runs, tenant_runs, raw_payloads, raw_control_profiles, archive_dictionaries "
+        "(see README.md).\n"
         f"{'Wrote' if written else 'Kept'} [bold]{config_path}[/bold] for reading it (also: metrics, "
         "report --actions; alerts once you add a rule: README.md, Alerts).",
         soft_wrap=True,

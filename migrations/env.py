@@ -9,23 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from fetcher.store.schema import metadata
+from fetcher.store.schema import has_table, metadata
 
 config = context.config
 
 
 def _configure(connection: Connection) -> None:
+    dialect = connection.dialect.name
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:  # noqa: ARG001 (Alembic's interface)
+        """A table the models give to other dialects only (`day_keys`: SQLite's) is not missing here."""
+        return not (type_ == "table" and not reflected and not has_table(obj, dialect))
+
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=dialect == "sqlite",
         compare_type=True,
         compare_server_default=False,
+        include_object=include,
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import DatabaseConfig
 from fetcher.store.engine import create_engine, ensure_schema, migrate
-from fetcher.store.schema import metadata
+from fetcher.store.schema import tables_of
 
 POSTGRES_ENV = "FETCHER_TEST_POSTGRES_URL"
 SKIP_POSTGRES = f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped (CI sets it)"
@@ -125,7 +125,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 async def _truncate(url: str) -> None:
     engine = create_engine(DatabaseConfig(url=url))
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    names = ", ".join(f'"{t.name}"' for t in tables_of("postgresql"))
     async with engine.begin() as conn:
         await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     await engine.dispose()

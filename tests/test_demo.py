@@ -87,7 +87,7 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     with sqlite3.connect(tmp_path / "fetcher-demo.db") as db:
         held = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     assert named <= held, named - held
-    new = {"control_score_rows", "tenant_keys", "control_keys", "status_texts", "archive_dictionaries"}
+    new = {"control_score_rows", "tenant_keys", "day_keys", "control_keys", "status_texts", "archive_dictionaries"}
     assert new <= named, new - named
 
     # Six tenants include the one without admin consent (position 3): its failure is called scripted. The

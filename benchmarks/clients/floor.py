@@ -78,6 +78,7 @@ KEY_TABLES = (
     ("status_texts", "implementation_status", "status_key"),
 )
 EPOCH = datetime(1970, 1, 1)
+DAY_KEY = "INSERT INTO day_keys (day_key, score_date) VALUES (?, ?) ON CONFLICT DO NOTHING"  # SQLite (0014)
 INSERT_COMPARATIVE = (
     "INSERT INTO comparative_scores (tenant_id, score_date, basis, average_score, seat_size_lower, "
     "seat_size_upper, extra) VALUES ({})"
@@ -135,7 +136,12 @@ class Rows:
     def keyed(self, keys: list[dict[str, int]]) -> list[tuple[Any, ...]]:
         """The control scores with their texts replaced by keys (the texts' keys resolved)."""
         tenants, controls, statuses = keys
-        return [(tenants[r[0]], r[1], controls[r[2]], statuses.get(r[3]), *r[4:]) for r in self.control_scores]
+        day = _day_key if self.sqlite else _same
+        return [(tenants[r[0]], day(r[1]), controls[r[2]], statuses.get(r[3]), *r[4:]) for r in self.control_scores]
+
+    def days(self) -> set[str]:
+        """SQLite: the days of the control scores, as text (migration 0014's day_keys holds their keys)."""
+        return {row[1] for row in self.control_scores}
 
     def day(self, moment: date) -> Any:
         return moment.isoformat() if self.sqlite else moment
@@ -203,6 +209,15 @@ class Rows:
                 self.controls[name] = (name, item.get("controlCategory"), item.get("description"), day, day)
 
 
+def _day_key(text: str) -> int:
+    """SQLite's control_score_rows.score_date: days since 1970 (migration 0014)."""
+    return (date.fromisoformat(text) - EPOCH.date()).days
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -224,6 +239,7 @@ class SqliteStore:
             self._conn.execute(f"PRAGMA {pragma}")
         self._sql = {template: statement(template, "qmark") for template in WIDTHS}
         self._keys: list[dict[str, int]] = [{} for _ in KEY_TABLES]
+        self._days: set[str] = set()
 
     async def save_tenants(self, tenants: list[tuple[str, str]], now: datetime) -> None:
         rows = [(t, n, now.replace(tzinfo=None).isoformat(" ")) for t, n in tenants]
@@ -244,6 +260,9 @@ class SqliteStore:
                 self._conn.executemany(self._sql[template], values)
         if rows is not None and rows.control_scores:
             self._resolve(rows.texts())
+            days = sorted(rows.days() - self._days)
+            self._conn.executemany(DAY_KEY, [(_day_key(d), d) for d in days])
+            self._days.update(days)
             self._conn.executemany(self._sql[INSERT_CONTROL_SCORE], rows.keyed(self._keys))
         self._conn.execute("COMMIT")
 

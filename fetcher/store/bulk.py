@@ -7,9 +7,9 @@ module runs it over plain tuples, inside the transaction SQLAlchemy began:
   its VALUES replaced by a SELECT from that table (SQLAlchemy's `Insert.from_select`): set-based,
   several times faster than a statement per row, for a fraction of the CPU.
 
-Rows are encoded column by column, in C loops (dates and times as SQLite text or microseconds, JSON as text), doing what
-SQLAlchemy's bind processors would, so rows read back through SQLAlchemy exactly as if it had written
-them. A compiled upsert is kept in the pooled connection's `info`, so it is made once per connection
+Rows are encoded column by column, in C loops (dates and times as SQLite text, day keys or microseconds, JSON
+as text), doing what SQLAlchemy's bind processors would, so rows read back through SQLAlchemy exactly as if it
+had written them. A compiled upsert is kept in the pooled connection's `info`, so it is made once per connection
 and goes with the engine's pool; nothing is generated as code.
 """
 
@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
-from fetcher.store.schema import EMPTY_IS_NULL, SyncTime, UTCDateTime, to_microseconds
+from fetcher.store.schema import EMPTY_IS_NULL, DayKey, SyncTime, UTCDateTime, day_key, to_microseconds
 
 # The logger SQLAlchemy logs its statements to: `--log-sql` turns it on (fetcher.output).
 _SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
@@ -79,6 +79,11 @@ def _sqlite_date(value: date | None) -> str | None:
     return None if value is None else value.isoformat()  # a batch holds a few dozen days, 100,000 rows
 
 
+@functools.lru_cache(maxsize=1024)
+def _sqlite_day_key(value: date | None) -> int | None:
+    return None if value is None else day_key(value)
+
+
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None  # JSON columns are none_as_null: SQL NULL, never JSON null
@@ -99,6 +104,8 @@ def _converter(column: sa.Column[Any], dialect: str) -> Converter | None:
         return _sqlite_time
     if dialect == "sqlite" and isinstance(column.type, SyncTime):
         return _sqlite_microseconds
+    if dialect == "sqlite" and isinstance(column.type, DayKey):  # a TypeDecorator: not an sa.Date
+        return _sqlite_day_key
     if dialect == "sqlite" and isinstance(column.type, sa.Date):
         return _sqlite_date
     return None

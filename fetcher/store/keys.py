@@ -11,6 +11,9 @@ DO NOTHING per kind with texts not cached, and one SELECT of all their keys. Con
 statuses, few, are read whole at their first use in a process; tenants' keys come with `save_tenants`.
 
 The statuses' cache is bounded (`STATUS_CACHE`): cleared when full, as statuses may carry counts.
+
+Day keys (SQLite, migration 0014) are not assigned but computed (`schema.day_key`): `ensure_days` adds the
+`day_keys` rows of the days a save writes, cached, pending and forgotten the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import functools
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fetcher.store.schema import control_keys, status_texts, tenant_keys
+from fetcher.store.schema import control_keys, day_key, day_keys, has_table, status_texts, tenant_keys
 
 STATUS_CACHE = 20_000  # statuses kept per process before the cache is cleared
 PENDING = "fetcher.store.keys.pending"  # conn.info: keys this connection's open transaction inserted
@@ -56,6 +60,7 @@ TENANTS = KeyTable(tenant_keys, "tenant_id", "tenant_key")
 CONTROLS = KeyTable(control_keys, "control_name", "control_key", preload=True)
 STATUSES = KeyTable(status_texts, "implementation_status", "status_key", STATUS_CACHE, preload=True)
 KINDS = {kind.kind: kind for kind in (TENANTS, CONTROLS, STATUSES)}
+DAYS = KeyTable(day_keys, "score_date", "day_key")  # computed keys: `ensure_days`, not `resolve`
 
 
 @dataclass
@@ -166,6 +171,28 @@ async def resolve_many(
     if missing:
         await _fill(conn, missing, found=dict(zip([k for k, _ in wanted], found, strict=True)))
     return found
+
+
+async def ensure_days(conn: AsyncConnection, days: Iterable[date]) -> None:
+    """Add the `day_keys` rows of `days` that are not there, in the caller's transaction (SQLite; nothing on
+    PostgreSQL, which has no such table): no statement when every day is cached, else one INSERT ... ON
+    CONFLICT DO NOTHING of the days not cached. Call it before storing rows of those days: the views join
+    it, and a row whose day has no key would not show."""
+    if not has_table(day_keys, conn.dialect.name):
+        return
+    sync = conn.sync_connection
+    assert sync is not None
+    known = _known(sync.engine).of(DAYS)
+    pending = sync.info.get(PENDING, {}).get(DAYS.kind, {})
+    missing = {day.isoformat(): day for day in days}
+    missing = {text: day for text, day in missing.items() if text not in known and text not in pending}
+    if not missing:
+        return
+    insert = sqlite.insert(day_keys).on_conflict_do_nothing()
+    await conn.execute(insert, [{"day_key": day_key(day), "score_date": day} for _, day in sorted(missing.items())])
+    sync.info.setdefault(PENDING, {}).setdefault(DAYS.kind, {}).update(
+        {text: day_key(day) for text, day in missing.items()}
+    )
 
 
 async def _fill(conn: AsyncConnection, missing: dict[KeyTable, set[str]], *, found: dict[KeyTable, Any]) -> None:

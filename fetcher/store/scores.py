@@ -179,6 +179,7 @@ async def _save_batch(
     await _execute_many(conn, "scores", [d.score for d in days])
     rows = [c for d in days for c in d.controls]
     if rows:
+        await keys.ensure_days(conn, [d.score_date for d in days if d.controls])
         statement, fields = _bulk_statement("control_score_rows")
         plan = bulk.compiled(conn, "control_score_rows", statement, fields)
         await bulk.execute_encoded(conn, plan, bulk.encode_columns(plan, control_columns(tenant_key, day_keys, rows)))

@@ -34,11 +34,11 @@ from fetcher.store.schema import (
     comparative_scores,
     control_scores,
     fetch_runs,
-    metadata,
     raw_payloads,
     rejected_payloads,
     run_lock,
     secure_scores,
+    tables_of,
     tenant_runs,
 )
 from tests.e2e import World
@@ -345,7 +345,7 @@ def database_text(url: str) -> list[str]:
             return []
         texts = [
             conn.execute(sa.text(f'SELECT string_agg(t::text, chr(10)) FROM "{table.name}" t')).scalar() or ""
-            for table in metadata.sorted_tables
+            for table in tables_of("postgresql")
         ]
         return texts + archive_text(conn)
 
@@ -383,7 +383,7 @@ def truncate(url: str) -> None:
     """Empty every table of a PostgreSQL database (the session's, shared by tests one after another)."""
 
     def query(conn: sa.Connection) -> None:
-        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        names = ", ".join(f'"{t.name}"' for t in tables_of("postgresql"))
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         conn.commit()
 

@@ -248,7 +248,7 @@ async def test_the_first_stored_day_has_no_control_changes(engine: AsyncEngine) 
 
 # 0003, 0007, 0012
 LATER_TABLES = {"alerts", "alert_notifications", "partner_customers", "partner_discoveries", "archive_dictionaries"}
-COMPACT_TABLES = {"tenant_keys", "control_keys", "status_texts", "control_score_rows"}  # 0011
+COMPACT_TABLES = {"tenant_keys", "control_keys", "status_texts", "control_score_rows", "day_keys"}  # 0011, 0014
 
 
 async def test_downgrade_drops_the_views_and_upgrade_brings_them_back(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.config import DatabaseConfig
 from fetcher.store import keys
 from fetcher.store.engine import create_engine, transaction
-from fetcher.store.schema import control_keys, status_texts, tenant_keys
+from fetcher.store.schema import control_keys, day_keys, status_texts, tenant_keys
 from fetcher.store.scores import save_tenants
 from tests.dbutil import rows
 
@@ -183,3 +183,32 @@ async def test_keys_given_out_stay_readable_when_the_bounded_cache_overflows(eng
 
     assert len(before) == 2
     assert dict(given) == before
+
+
+async def test_days_are_keyed_by_their_number_once_and_again_after_a_rollback(sqlite_engine: AsyncEngine) -> None:
+    """SQLite's day_keys: each day's row added once (a cached day costs no statement), and a day added by a
+    transaction that rolled back is added again, not taken for stored."""
+    lost, kept = date(2026, 11, 27), date(1970, 1, 2)
+    with pytest.raises(RuntimeError):
+        async with transaction(sqlite_engine) as conn:
+            await keys.ensure_days(conn, [lost])
+            raise RuntimeError("the group's transaction failed")
+    async with transaction(sqlite_engine) as conn:
+        await keys.ensure_days(conn, [lost, kept, lost])
+    with statements(sqlite_engine) as sent:
+        async with transaction(sqlite_engine) as conn:
+            await keys.ensure_days(conn, [kept, lost])
+
+    assert sent == []
+    assert await rows(sqlite_engine, day_keys) == [
+        {"day_key": 1, "score_date": kept},
+        {"day_key": (lost - date(1970, 1, 1)).days, "score_date": lost},
+    ]
+
+
+async def test_postgresql_has_no_day_keys_to_add(postgres_engine: AsyncEngine) -> None:
+    """PostgreSQL keeps control_score_rows' DATE: no statement."""
+    with statements(postgres_engine) as sent:
+        async with transaction(postgres_engine) as conn:
+            await keys.ensure_days(conn, [date(2026, 11, 27)])
+    assert sent == []

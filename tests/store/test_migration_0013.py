@@ -73,7 +73,7 @@ async def test_0013_keeps_every_archived_row_and_adds_the_delta_columns_empty(em
         )
         before = [_as_dict(r) for r in await conn.execute(sa.text(f"SELECT {COLUMNS} FROM raw_payloads ORDER BY 1, 2"))]
 
-    await migrate(engine)
+    await migrate(engine, "0013")
 
     async with engine.connect() as conn:
         after = await conn.execute(sa.text(f"SELECT {COLUMNS}, base_date, base_sha256 FROM raw_payloads ORDER BY 1, 2"))
@@ -96,7 +96,7 @@ async def test_0013_goes_down_while_no_delta_is_stored(empty_url: str) -> None:
     await downgrade(engine, "0012")
 
     assert await current_revision(engine) == "0012"
-    await migrate(engine)
+    await migrate(engine, "0013")
     assert await current_revision(engine) == "0013"
     await engine.dispose()
 
@@ -114,14 +114,14 @@ async def test_0013_checks_the_disk_as_0011_does(tmp_path: Path, free: int, capl
     caplog.set_level(logging.INFO, logger="fetcher.store.convert")
     if free < 1_000:
         with pytest.raises(NotEnoughDisk) as refused:
-            await migrate(engine, moving=disk)
+            await migrate(engine, "0013", moving=disk)
         message = str(refused.value)
         assert "\n" not in message
         assert message.startswith("migration 0013 needs about ")
         assert " kB free to copy raw_payloads, the test's disk has 100 bytes: free some space" in message
         assert await current_revision(engine) == "0012"
     else:
-        await migrate(engine, moving=disk)
+        await migrate(engine, "0013", moving=disk)
         assert await current_revision(engine) == "0013"
     await engine.dispose()
     [line] = [r.getMessage() for r in caplog.records if "migration 0013" in r.getMessage()]
