@@ -56,11 +56,14 @@ class RawPayload(NamedTuple):
     def payload(self, codec: Codec, what: str = "secureScore") -> Any:
         """The object, read with the database's dictionaries; `ArchiveUnreadable` names tenant and day."""
         try:
-            return orjson.loads(codec.decompress(self.body, self.base_body, delta=self.base_sha256 is not None))
-        except Unreadable as error:
+            text = codec.decompress(self.body, self.base_body, delta=self.base_sha256 is not None)
+            return orjson.loads(text)
+        except (Unreadable, orjson.JSONDecodeError) as error:
+            # A damaged frame can decompress (zstd frames carry no checksum) to bytes that are not JSON.
+            why = f"not JSON once decompressed ({error})" if isinstance(error, orjson.JSONDecodeError) else error
             raise ArchiveUnreadable(
                 f"tenant {self.tenant_id}: the archived {what} of {self.score_date} "
-                f"(sha256 {self.sha256[:12]}) cannot be read: {error}{base_named(self.base_date, self.base_sha256)}"
+                f"(sha256 {self.sha256[:12]}) cannot be read: {why}{base_named(self.base_date, self.base_sha256)}"
             ) from None
 
 

@@ -115,6 +115,20 @@ def test_an_unreadable_archived_object_is_one_line_naming_tenant_and_day(diction
     assert f"zstd dictionary {dictionary.dict_id}" in message
 
 
+def test_an_archived_body_that_decompresses_to_no_json_is_unreadable_not_a_traceback() -> None:
+    """A damaged frame can decompress (zstd frames carry no checksum); what comes out is not JSON."""
+    raw = pack({"id": "x"}, tenant_id=TENANT, score_date=NOW.date(), fetched_at=NOW, run_id=None, warning=None)
+    damaged = raw._replace(body=zlib.compress(b'{"id": "x"'))
+
+    with pytest.raises(ArchiveUnreadable) as caught:
+        damaged.payload(Codec())
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"tenant {TENANT}: the archived secureScore of {NOW.date()} ")
+    assert "cannot be read: not JSON once decompressed (" in message
+
+
 def test_pack_outside_a_run_writes_zlib() -> None:
     raw = pack({"id": "x"}, tenant_id=TENANT, score_date=NOW.date(), fetched_at=NOW, run_id=None, warning=None)
 
