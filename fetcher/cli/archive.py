@@ -10,7 +10,7 @@ import click
 
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
-from fetcher.cli.group import main, tune_garbage_collector
+from fetcher.cli.group import main, tune_long_run
 from fetcher.cli.options import tenant_option
 from fetcher.cli.running import execute, summarise
 
@@ -26,7 +26,7 @@ def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     from fetcher.plan import plan_rebuild
     from fetcher.runner import Run
 
-    tune_garbage_collector()
+    tune_long_run()
 
     async def action() -> int:
         config = ctx.config(Purpose.DATABASE)

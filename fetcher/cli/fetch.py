@@ -9,7 +9,7 @@ import click
 
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
-from fetcher.cli.group import main, tune_garbage_collector
+from fetcher.cli.group import main, tune_long_run
 from fetcher.cli.options import alerts_option, shard_option, tenant_option
 from fetcher.cli.running import check_usage, execute, resume_args, shard_and_tenants, summarise
 from fetcher.text import printable
@@ -30,7 +30,7 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
     from fetcher.runner import Run
     from fetcher.signin import refuse_without_terminal
 
-    tune_garbage_collector()
+    tune_long_run()
 
     async def action() -> int:
         now = datetime.now(UTC)
@@ -81,7 +81,7 @@ def backfill_command(
     from fetcher.runner import Run
     from fetcher.signin import refuse_without_terminal
 
-    tune_garbage_collector()
+    tune_long_run()
 
     async def action() -> int:
         configured = ctx.config()

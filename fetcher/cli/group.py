@@ -1,4 +1,4 @@
-"""The `fetcher` group: its global options, the process it runs in, and the collector tuning of long runs."""
+"""The `fetcher` group: its global options, the process it runs in, and the collector and malloc tuning of long runs."""
 
 from __future__ import annotations
 
@@ -11,24 +11,32 @@ import click
 from fetcher import __version__
 from fetcher.cli.context import Context
 from fetcher.cli.hoist import hoist
+from fetcher.heap import fix_mmap_threshold
 
 
-def tune_garbage_collector() -> None:
-    """Collect cycles less often: a run allocates millions of short-lived, acyclic rows.
+def tune_long_run() -> None:
+    """Collect cycles less often, and keep malloc's large blocks mapped on their own.
+
+    A run allocates millions of short-lived, acyclic rows: collecting cycles less often saves CPU (below).
+    It also frees large blocks (HTTP bodies, a dictionary's training samples, zstd's workspaces), after which
+    glibc would serve blocks up to their size from its heaps, where freed memory stays resident:
+    `fetcher.heap.fix_mmap_threshold` stops that (the memory benchmark's backfill of 1,000 tenants peaked
+    about 10 MB lower, docs/benchmarks.md).
 
     With the default thresholds the collector ran every 700 allocations and kept rescanning the JSON and
     rows of every tenant in flight: a quarter of the CPU of a backfill (measured: 6.1 against 4.6 CPU
     seconds for 1,800 score-days). Reference counting frees those rows anyway; the objects made while
     importing and starting up are frozen out of the scans for good.
 
-    Only `run`, `backfill` and `rebuild` call this, after importing what they use, and only when the
-    command line is the process's own (`_Fetcher.main` read `sys.argv`): a test that invokes a command in
-    its own process keeps that process's collector as it was.
+    Only `run`, `backfill` and `rebuild` call this, after importing what they use and before any thread
+    starts, and only when the command line is the process's own (`_Fetcher.main` read `sys.argv`): a test
+    that invokes a command in its own process keeps that process's collector and malloc as they were.
     """
     if not _own_process:
         return
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    fix_mmap_threshold()
 
 
 _own_process = False  # set by _Fetcher.main: True when the arguments came from sys.argv
