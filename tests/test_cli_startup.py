@@ -1,7 +1,9 @@
-"""Start-up of the command line: what each command imports, and which commands tune the garbage collector.
+"""Start-up of the command line: what each command imports, and which commands tune the garbage collector
+and malloc.
 
-Each probe runs `fetcher` in a fresh interpreter (imports and the collector are per process) and reports,
-through a JSON file, the modules loaded and the collector's settings when the command ended.
+Each probe runs `fetcher` in a fresh interpreter (imports, the collector and malloc are per process) and
+reports, through a JSON file, the modules loaded, the collector's settings when the command ended and, on
+glibc, whether a 2 MB block is mapped on its own after an 8 MB one was freed (tests/test_heap.py).
 """
 
 from __future__ import annotations
@@ -17,19 +19,24 @@ from typing import Any
 import pytest
 
 from tests.test_cli import invoke, write_config
+from tests.test_heap import GLIBC, LARGE_BLOCK_MAPPED
 
 # Read sys.argv as the console script does; what the command left behind goes to $PROBE_OUT.
-PROBE = """
+PROBE = (
+    LARGE_BLOCK_MAPPED
+    + """
 import gc, json, os, sys
 from fetcher.cli import main
 try:
     main()
 except SystemExit as stop:
     code = stop.code
+modules = sorted(sys.modules)
 with open(os.environ["PROBE_OUT"], "w") as out:
-    json.dump({"code": code, "modules": sorted(sys.modules), "threshold": gc.get_threshold(),
-               "frozen": gc.get_freeze_count()}, out)
+    json.dump({"code": code, "modules": modules, "threshold": gc.get_threshold(),
+               "frozen": gc.get_freeze_count(), "mapped": large_block_mapped()}, out)
 """
+)
 HEAVY = ("sqlalchemy", "aiohttp", "azure.identity", "alembic", "fetcher.simulator", "fetcher.report.html")
 # Reading the database needs no HTTP, no credentials, no simulator; the HTML page only with --html.
 ONLY_FOR_THEIR_COMMANDS = ("aiohttp", "azure.identity", "fetcher.simulator", "fetcher.report.html")
@@ -93,7 +100,7 @@ def test_report_html_imports_the_html_page(migrated: Path) -> None:
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )
-def test_only_run_backfill_and_rebuild_tune_the_garbage_collector(
+def test_only_run_backfill_and_rebuild_tune_the_garbage_collector_and_malloc(
     tmp_path: Path, args: tuple[str, ...], tuned: bool
 ) -> None:
     """With no configuration every command stops at exit 2, after the tuning when it has any."""
@@ -101,6 +108,7 @@ def test_only_run_backfill_and_rebuild_tune_the_garbage_collector(
 
     assert result["code"] == (0 if args == ("--help",) else 2)
     assert (result["threshold"] == [100_000, 50, 100], result["frozen"] > 0) == (tuned, tuned)
+    assert result["mapped"] == (tuned if GLIBC else None)
 
 
 def test_a_run_invoked_inside_another_process_leaves_its_collector_alone(tmp_path: Path) -> None:
