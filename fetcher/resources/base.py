@@ -52,7 +52,8 @@ class Saver(Protocol[Row]):
     """The save stage of a resource: its rows and archive rows, in the caller's transaction.
 
     `tenant_saved`: the tenant's `tenants` row is known to exist (a run saves them all at its start).
-    `shared_saved`: the resource's `save_shared` has saved the rows tenants share in this transaction.
+    `shared_saved`: the resource's `save_shared` has saved the rows tenants share in this transaction
+    (and whatever else it saves for the whole group: secureScores' archive rows).
     """
 
     async def __call__(
@@ -68,7 +69,8 @@ class Saver(Protocol[Row]):
 
 # Rows that tenants share (the `controls` dimension), for the admissions of a group of tenants saved in one
 # transaction: saved first, once, in one order, so that concurrent group transactions take their locks
-# alike and cannot deadlock (each tenant's own save may then touch them again, already locked).
+# alike and cannot deadlock (each tenant's own save may then touch them again, already locked). It may also
+# save rows of each tenant's own that are cheaper in one statement for the group (secureScores' archive).
 SharedSaver = Callable[[AsyncConnection, Sequence[Admission[Row]]], Awaitable[None]]
 
 # A rebuild: clears the rows a tenant's archive made, then yields the archived objects again in the order
