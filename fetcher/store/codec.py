@@ -37,7 +37,11 @@ ZLIB_LEVEL = 3  # 3x faster than 6 for a 10% larger archive (measured on 230-con
 # 400 objects of five other tenants: zlib 5.3 kB in 100 us; with 110 kB, level 3: 2.2 kB in 28 us, level 6:
 # 1.74 kB in 113 us, level 7: 1.67 kB in 147 us, level 9: 1.58 kB in 200 us; 64 kB: 0.1-0.2 kB larger.
 # Below about 1.85 kB two archive rows share a 4 kB SQLite page: from level 7 on, most of them do.
-ZSTD_LEVEL = 7
+# Level 3 all the same (issue 17): a nightly run's objects are mostly deltas, and its dictionary frames are the
+# weekly bases (every object of a new tenant), where level 7 was a third of the archive's CPU. On the simulator's
+# 2-day objects (Xeon 2.3 GHz): full day 5.7 kB in 94 us against 4.6 kB in 520 us, thin day 2.8 against 2.2 kB
+# (levels 4 to 6: 150 to 400 us for 5.8 to 4.9 kB); what it costs a score-day: docs/benchmarks.md.
+ZSTD_LEVEL = 3
 # A delta's level: on the simulator's 230-control days (full 90 kB of JSON, thin 42 kB) against a base of the
 # same shape 1 to 7 days older, level 3 gave full 0.95-1.5 kB, thin 0.2-0.4 kB in 240 / 160 us CPU (loading
 # the base included); level 7 the same sizes within 10 % in 590 / 220 us; level 1 4.4 kB for full ones.
