@@ -59,7 +59,8 @@ class RawPayload(NamedTuple):
             text = codec.decompress(self.body, self.base_body, delta=self.base_sha256 is not None)
             return orjson.loads(text)
         except (Unreadable, orjson.JSONDecodeError) as error:
-            # A damaged frame can decompress (zstd frames carry no checksum) to bytes that are not JSON.
+            # A damaged frame without a checksum (zstd bodies written before they had one) can decompress to
+            # bytes that are not JSON.
             why = f"not JSON once decompressed ({error})" if isinstance(error, orjson.JSONDecodeError) else error
             raise ArchiveUnreadable(
                 f"tenant {self.tenant_id}: the archived {what} of {self.score_date} "

@@ -161,7 +161,9 @@ class Codec:
     def _prepare(self, dictionary: Dictionary) -> None:
         prepared = zstandard.ZstdCompressionDict(dictionary.data)
         # One dictionary a kind: the first stored wins (`archive_dictionaries.kind` is unique).
-        self._compressors.setdefault(dictionary.kind, zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=prepared))
+        # With a checksum (4 bytes), as deltas: at level 3 a damaged frame often still decodes, into wrong bytes.
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=prepared, write_checksum=True)
+        self._compressors.setdefault(dictionary.kind, compressor)
         self._decompressors[dictionary.dict_id] = zstandard.ZstdDecompressor(dict_data=prepared)
 
     def add(self, dictionary: Dictionary) -> None:

@@ -116,7 +116,7 @@ def test_an_unreadable_archived_object_is_one_line_naming_tenant_and_day(diction
 
 
 def test_an_archived_body_that_decompresses_to_no_json_is_unreadable_not_a_traceback() -> None:
-    """A damaged frame can decompress (zstd frames carry no checksum); what comes out is not JSON."""
+    """A damaged frame without a checksum (written before they had one) can decompress; the result is not JSON."""
     raw = pack({"id": "x"}, tenant_id=TENANT, score_date=NOW.date(), fetched_at=NOW, run_id=None, warning=None)
     damaged = raw._replace(body=zlib.compress(b'{"id": "x"'))
 
@@ -127,6 +127,15 @@ def test_an_archived_body_that_decompresses_to_no_json_is_unreadable_not_a_trace
     assert "\n" not in message
     assert message.startswith(f"tenant {TENANT}: the archived secureScore of {NOW.date()} ")
     assert "cannot be read: not JSON once decompressed (" in message
+
+
+def test_a_damaged_dictionary_frame_is_unreadable_not_wrong(dictionary: Dictionary) -> None:
+    """Its checksum catches damage that would otherwise decode, with the dictionary, into other bytes."""
+    body = bytearray(Codec([dictionary]).compress(SECURE_SCORES, texts(1)[0]))
+    body[len(body) // 2] ^= 0xFF
+
+    with pytest.raises(Unreadable):
+        Codec([dictionary]).decompress(bytes(body))
 
 
 def test_pack_outside_a_run_writes_zlib() -> None:
