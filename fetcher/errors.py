@@ -5,6 +5,7 @@
     ├── DatabaseError                 the database refused or is unusable         (exit 3)
     │   ├── DatabaseUnavailable       cannot connect
     │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
+    │   │   └── SchemaTooNew          at a revision this fetcher does not ship: upgrade the fetcher
     │   ├── DatabaseGone              SQLite: the file was deleted or replaced while open
     │   ├── LockHeld                  another run holds the database's run lock
     │   ├── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
@@ -77,6 +78,12 @@ class SchemaOutOfDate(DatabaseError):
     """The database's schema revision is not the one this code expects."""
 
     kind = "schema_out_of_date"
+
+
+class SchemaTooNew(SchemaOutOfDate):
+    """The database is at a revision this code does not ship (a newer fetcher migrated it)."""
+
+    kind = "schema_too_new"
 
 
 class DatabaseGone(DatabaseError):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,23 @@ def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
     assert f"to revision {head_revision()}" in first.output
     assert "already at revision" in again.output
     assert (tmp_path / "scores.db").exists()
+
+
+@pytest.mark.parametrize("command", [["status"], ["migrate"], ["report"], ["archive", "compact"], ["vacuum"]])
+def test_a_database_newer_than_the_fetcher_is_one_line_saying_to_upgrade_it(tmp_path: Path, command: list[str]) -> None:
+    config = write_config(tmp_path)
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    with sqlite3.connect(tmp_path / "scores.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    db.close()
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3, result.output
+    assert result.output == (
+        f"error: database sqlite+aiosqlite:///{tmp_path / 'scores.db'} is at schema revision 9999, "
+        f"newer than this fetcher knows (its latest is {head_revision()}): upgrade the fetcher\n"
+    )
 
 
 def test_migrate_refuses_monthly_partitions_on_sqlite_in_one_line(tmp_path: Path) -> None:

@@ -31,7 +31,14 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fetcher.config import DatabaseConfig
-from fetcher.errors import DatabaseError, DatabaseGone, DatabaseLocked, DatabaseUnavailable, SchemaOutOfDate
+from fetcher.errors import (
+    DatabaseError,
+    DatabaseGone,
+    DatabaseLocked,
+    DatabaseUnavailable,
+    SchemaOutOfDate,
+    SchemaTooNew,
+)
 from fetcher.store.convert import OPTIONS_ATTRIBUTE, MoveOptions
 from fetcher.text import hide_password
 
@@ -218,8 +225,24 @@ def head_revision() -> str:
     return head
 
 
+def shipped_revisions() -> frozenset[str]:
+    """Every revision this fetcher ships, head to base."""
+    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+
 def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def too_new(where: str, current: str | None) -> SchemaTooNew | None:
+    """`SchemaTooNew` when the database is at a revision this fetcher does not ship (a newer fetcher migrated
+    it: going on, or downgrading, would need migrations only that fetcher has); None otherwise."""
+    if current is None or current in shipped_revisions():
+        return None
+    return SchemaTooNew(
+        f"database {where} is at schema revision {current}, newer than this fetcher knows (its latest is "
+        f"{head_revision()}): upgrade the fetcher"
+    )
 
 
 def _upgrade(connection: Connection, revision: str, moving: MoveOptions | None = None) -> None:
@@ -273,6 +296,9 @@ async def _migrate_on(
     watched = sqlite_file(engine)
     try:
         before = await conn.run_sync(_current_revision)
+        newer = await asyncio.to_thread(too_new, display_url(engine), before)
+        if newer is not None:
+            raise newer
         await conn.run_sync(_upgrade, revision, moving)
         after = await conn.run_sync(_current_revision)
         if then is not None:
@@ -339,6 +365,9 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
         return
     if current is None:
         raise SchemaOutOfDate(f"database {display_url(engine)} has no fetcher schema: run `fetcher migrate`")
+    newer = await asyncio.to_thread(too_new, display_url(engine), current)
+    if newer is not None:
+        raise newer
     raise SchemaOutOfDate(
         f"database {display_url(engine)} is at schema revision {current}, this fetcher needs {head}: "
         "run `fetcher migrate`"
