@@ -754,6 +754,28 @@ def _schema_version(path: Path) -> int:
         return int(conn.execute("PRAGMA schema_version").fetchone()[0])
 
 
+@pytest.mark.parametrize("command", [["status"], ["report"], ["archive", "compact"]])
+@pytest.mark.parametrize(
+    ("damage", "reason"), [("truncated", "database disk image is malformed"), ("garbage", "file is not a database")]
+)
+def test_a_damaged_sqlite_file_is_one_line_naming_it(
+    tmp_path: Path, command: list[str], damage: str, reason: str
+) -> None:
+    config = write_config(tmp_path)
+    database = tmp_path / "scores.db"
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    if damage == "truncated":
+        with database.open("r+b") as file:
+            file.truncate(database.stat().st_size // 2)
+    else:
+        database.write_bytes(b"not a database, " * 512)
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3, result.output
+    assert result.output == f"error: database sqlite+aiosqlite:///{database}: {reason}\n"
+
+
 def test_vacuum_of_a_file_that_is_not_a_database_names_it(tmp_path: Path) -> None:
     database = tmp_path / "scores.db"
     database.write_bytes(b"not a database, " * 512)

@@ -24,6 +24,7 @@ class Context:
     log_format: str
     console: Console
     err: Console
+    database_url: str | None = None  # once `config()` has loaded it: for errors no command put in words
 
     def config(self, purpose: Purpose | None = None) -> Config:
         """The configuration, by default for fetching; `Purpose.DATABASE` for commands that never authenticate."""
@@ -39,6 +40,7 @@ class Context:
         for channel in config.alerts.channels:
             for value in channel.secrets:
                 REDACTOR.add(value)
+        self.database_url = config.database.url
         for warning in config.warnings:
             log.warning("%s: %s", config.path, warning)
         return config

@@ -34,15 +34,16 @@ def run_async(ctx: Context, coro: Coroutine[Any, Any, int]) -> None:
     except KeyboardInterrupt:
         code = 130
     except Exception as error:
-        failure = database_failure(error)
+        failure = database_failure(error, ctx.database_url)
         if failure is None:
             raise
         code = fail(ctx.err, failure)
     sys.exit(code)
 
 
-def database_failure(error: Exception) -> FetcherError | None:
-    """A database failure no command put in its own words (still one line, exit 3); None for anything else.
+def database_failure(error: Exception, url: str | None = None) -> FetcherError | None:
+    """A database failure no command put in its own words (still one line naming the database `url`, its
+    password hidden, exit 3); None for anything else.
 
     A command that never loaded SQLAlchemy cannot have one, and is not made to load it here.
     """
@@ -52,7 +53,7 @@ def database_failure(error: Exception) -> FetcherError | None:
 
     from fetcher.store.engine import unexpected_database_error
 
-    return unexpected_database_error(error) if isinstance(error, DBAPIError) else None
+    return unexpected_database_error(error, url) if isinstance(error, DBAPIError) else None
 
 
 def run_sync(ctx: Context, action: Callable[[], int]) -> None:

@@ -517,9 +517,13 @@ def database_error(exc: sa.exc.DBAPIError, engine: AsyncEngine) -> DatabaseError
     return DatabaseError(f"database {display_url(engine)}: {' '.join(_reason(exc).split())[:300]}")
 
 
-def unexpected_database_error(exc: sa.exc.DBAPIError) -> DatabaseError:
-    """A driver's error that reached the command line: the driver's first line, never the statement."""
-    return DatabaseError(f"database error: {' '.join(_reason(exc).split())[:300]}")
+def unexpected_database_error(exc: sa.exc.DBAPIError, url: str | None = None) -> DatabaseError:
+    """A driver's error that reached the command line: the database `url` (password hidden) if known, and the
+    driver's first line, never the statement."""
+    reason = " ".join(_reason(exc).split())[:300]
+    if url is None:
+        return DatabaseError(f"database error: {reason}")
+    return DatabaseError(f"database {hide_password(url)}: {reason}")
 
 
 def _reason(exc: BaseException) -> str:

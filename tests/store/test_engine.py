@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from fetcher.store.engine import (
     head_revision,
     json_merge,
     migrate,
+    unexpected_database_error,
 )
 from fetcher.store.schema import metadata, tables_of
 from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
@@ -298,3 +300,15 @@ def test_a_read_only_engine_is_named_by_the_configured_url(tmp_path: Path) -> No
 
     assert engine.url.query["mode"] == "ro"
     assert display_url(engine) == url
+
+
+def test_an_unexpected_driver_error_names_the_database_without_its_password() -> None:
+    driver = sqlite3.DatabaseError("database disk image is malformed\nmore lines")
+    error = sa.exc.DatabaseError("SELECT secret_statement", None, driver)
+
+    named = unexpected_database_error(error, "postgresql+asyncpg://app:hunter22@db.example:5432/scores")
+
+    assert (
+        str(named) == "database postgresql+asyncpg://app:***@db.example:5432/scores: database disk image is malformed"
+    )
+    assert named.exit_code == 3
