@@ -583,6 +583,26 @@ def test_report_since_sets_the_window_of_one_tenant_and_of_the_charts(
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("html", ["r.txt", "./sub/../r.txt", "link.txt"], ids=["same", "relative", "symlink"])
+def test_report_refuses_output_and_html_naming_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, html: str
+) -> None:
+    """The text would overwrite the page: a one-line usage error, nothing written."""
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.txt").symlink_to(tmp_path / "r.txt")
+
+    result = invoke("--config", str(config), "report", "--output", "r.txt", "--html", html)
+
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"error: report --output and --html both name {Path(html)}: the text would overwrite the page; give two files\n"
+    )
+    assert not (tmp_path / "r.txt").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "what"),
     [

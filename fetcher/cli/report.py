@@ -87,7 +87,7 @@ def report_command(
     to fix next; with --actions, which changes would raise the most tenants."""
     from fetcher.config import Purpose
     from fetcher.partner import with_known_tenants
-    from fetcher.report import Format, ReportRequest, Sort, produce, since_refusal
+    from fetcher.report import Format, ReportRequest, Sort, produce, usage_refusal
 
     async def action() -> int:
         request = ReportRequest(
@@ -101,7 +101,7 @@ def report_command(
             html=html_path,
             zoom=zoom,
         )
-        refusal = since_refusal(request)  # a usage error, said before the configuration is read
+        refusal = usage_refusal(request)  # a usage error, said before the configuration is read
         if refusal is not None:
             raise refusal
         return await produce(await with_known_tenants(ctx.config(Purpose.DATABASE)), request, ctx.console, ctx.err)

@@ -50,7 +50,7 @@ async def produce(
 
     With `html` and no `output`, only the page is written.
     """
-    refusal = since_refusal(request)
+    refusal = usage_refusal(request)
     if refusal is not None:
         raise refusal
     engine = create_engine(config.database, read_only=True)
@@ -106,6 +106,23 @@ def described(report: Portfolio | TenantReport | ActionsReport, fmt: Format) -> 
     return f"the improvement actions{scope} ({len(report.actions)} controls, {fmt})"
 
 
+def usage_refusal(request: ReportRequest) -> ConfigError | None:
+    """Options that contradict each other: `--since` where it sets no window, `--output` and `--html` naming
+    one file (the text would overwrite the page)."""
+    return since_refusal(request) or _same_file_refusal(request.output, request.html)
+
+
+def _same_file_refusal(output: Path | None, html: Path | None) -> ConfigError | None:
+    if output is None or html is None:
+        return None
+    same = output.resolve() == html.resolve() or (output.exists() and html.exists() and output.samefile(html))
+    if not same:
+        return None
+    return ConfigError(
+        f"report --output and --html both name {html}: the text would overwrite the page; give two files"
+    )
+
+
 def since_refusal(request: ReportRequest) -> ConfigError | None:
     """`--since` where it sets no window (the portfolio's text, `--actions`): refused, not ignored."""
     if request.since is None:
@@ -130,4 +147,4 @@ def _write(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-__all__ = ["Format", "ReportRequest", "Sort", "produce", "since_refusal"]
+__all__ = ["Format", "ReportRequest", "Sort", "produce", "since_refusal", "usage_refusal"]
