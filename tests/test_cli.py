@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -641,6 +642,62 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: P
     assert re.search(r"trained \d{4}-\d{2}-\d{2} on 200 objects", again.output), again.output
     assert "200 of 200 bodies read, 0 recompressed" in again.output
     assert "raw_control_profiles: 0 object(s), no dictionary yet" in again.output
+
+
+SIGNAL_AFTER_FIRST_BATCH = """
+import os, signal, sys
+import fetcher.store.compaction as compaction
+from fetcher.cli import main
+
+SIGNAL = getattr(signal, sys.argv.pop(1))
+compaction.BATCH = 20
+batch = compaction._batch
+
+async def batch_then_signal(*args, **kwargs):
+    after = await batch(*args, **kwargs)
+    os.kill(os.getpid(), SIGNAL)
+    return after
+
+compaction._batch = batch_then_signal
+sys.argv[0] = "fetcher"
+main()
+"""
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGINT to a background job"])
+def test_a_signal_stops_archive_compact_after_a_batch_saying_what_was_kept(tmp_path: Path, how: str) -> None:
+    """It exited 130 (143) without a word and SIGTERM left its run lock; now the batch in progress rolls back,
+    one line says what the committed batches kept and to run it again, which does the rest."""
+    database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+    invoke("--config", str(config), "migrate")
+    _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
+    name = how.split(maxsplit=1)[0]
+
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_FIRST_BATCH, name, "--config", str(config), "archive", "compact"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=_ignore_sigint if "background" in how else None,
+    )
+
+    assert stopped.returncode == 128 + getattr(signal, name), stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == (
+        "interrupted: raw_payloads: recompressing: 20 of 200 bodies done in committed batches, kept; the batch in "
+        "progress was rolled back; run `fetcher archive compact` again to continue"
+    )
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM run_lock").fetchone() == (0,)
+    db.close()
+    again = invoke("--config", str(config), "archive", "compact")
+    assert again.exit_code == 0, again.output
+    assert "200 of 200 bodies read, 180 recompressed" in again.output
 
 
 @pytest.mark.postgres

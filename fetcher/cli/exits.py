@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fetcher.cli.context import Context
@@ -12,6 +15,8 @@ from fetcher.text import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from fetcher.store.convert import StopRequest
 
 
 def fail(err: Console, error: FetcherError) -> int:
@@ -62,3 +67,33 @@ def run_sync(ctx: Context, action: Callable[[], int]) -> None:
     except FetcherError as error:
         code = fail(ctx.err, error)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def stop_signals(stop: StopRequest | None = None) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM during a command that commits in steps (`migrate`, `archive compact`): during a batched
+    move, a stop after the batch in progress (`stop`); otherwise the running task is cancelled, so the step
+    in progress (one transaction) rolls back at once and the command says what was kept. A second signal
+    exits at once. Installed on the event loop, so a background job's SIGINT (ignored by default) counts too.
+    Yields the signals received."""
+    import asyncio
+
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(number: int) -> None:
+        if received:
+            os._exit(128 + number)  # the database rolls back the batch in progress
+        received.append(number)
+        if stop is not None and stop.moving:
+            stop.signal_number = number
+        elif task is not None:
+            task.cancel()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        yield received
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)

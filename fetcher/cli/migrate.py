@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -12,14 +9,13 @@ from typing import TYPE_CHECKING
 import click
 
 from fetcher.cli.context import Context
-from fetcher.cli.exits import run_async
+from fetcher.cli.exits import run_async, stop_signals
 from fetcher.cli.group import main
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from fetcher.output import MoveProgressBar, MoveProgressLog
-    from fetcher.store.convert import StopRequest
     from fetcher.store.partition import Conversion
 
 
@@ -64,7 +60,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         stop = StopRequest()
         moving = MoveOptions(progress=progress, check_disk=not skip_disk_check, partition_monthly=monthly, stop=stop)
         try:
-            with _migration_signals(stop) as received:
+            with stop_signals(stop) as received:
                 before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
             hint = await free_pages_hint(engine)  # SQLite keeps what 0011 freed until a VACUUM
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
@@ -104,34 +100,6 @@ def _migrated(
             )
         else:
             yield f"{where}: {done.table} already partitioned"
-
-
-@contextlib.contextmanager
-def _migration_signals(stop: StopRequest) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM during `fetcher migrate`: during the batched move, a stop after the batch in progress
-    (`stop`); otherwise the step in progress (one transaction) is rolled back at once, as before. A second
-    signal exits at once. Yields the signals received."""
-    import asyncio
-
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-    received: list[int] = []
-
-    def on_signal(number: int) -> None:
-        if received:
-            os._exit(128 + number)  # the database rolls back the batch in progress
-        received.append(number)
-        if stop.moving:
-            stop.signal_number = number
-        elif task is not None:
-            task.cancel()
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, on_signal, number)
-    try:
-        yield received
-    finally:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(number)
 
 
 def _interrupted(ctx: Context, progress: MoveProgressBar | MoveProgressLog, message: str, code: int) -> int:
