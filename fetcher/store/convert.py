@@ -166,6 +166,24 @@ def check_free_space(
     check_disk(conn, needed, move.who, purpose, options)
 
 
+def check_resumed(
+    conn: Connection,
+    options: MoveOptions,
+    move: Move | None = None,
+    purpose: str = "for the compact control scores",
+    new_share: float = NEW_SHARE,
+) -> None:
+    """A move resumed (its target already there: an earlier `fetcher migrate` stopped midway): the disk
+    check of `check_free_space` for the rows still in `move.source` (0011's by default), or one INFO line
+    saying none are left, so a resumed migration says its line as a fresh one does."""
+    move = move or COMPACT
+    rows = _count(conn, move.source)
+    if not rows:
+        log.info("%s resumed: no rows left to move; no disk check", move.who)
+        return
+    check_free_space(conn, rows, options, move, f"{purpose} (resumed: {rows:,} rows left to move)", new_share)
+
+
 def check_disk(conn: Connection, needed: int, who: str, purpose: str, options: MoveOptions) -> None:
     """Refuse (`NotEnoughDisk`) to start a migration needing `needed` bytes (free beside the database) that
     the disk lacks; one line naming the need and the free (`human_size`), e.g. `who` "migration 0013",

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from fetcher.store.convert import check_free_space, move_control_scores, options_from, rows_left
+from fetcher.store.convert import check_free_space, check_resumed, move_control_scores, options_from, rows_left
 from fetcher.store.partition import month_of, months_between, next_month
 
 revision: str = "0011"
@@ -248,6 +248,8 @@ def upgrade() -> None:
         _create_tables(dialect, monthly=options.partition_monthly and rows > 0)
         if rows:
             bind.commit()  # the batches commit: a resumed migration finds the tables
+    else:
+        check_resumed(bind, options)
     move_control_scores(bind, options)
     _swap(dialect)
 

@@ -35,7 +35,15 @@ from types import ModuleType
 import sqlalchemy as sa
 from alembic import op
 
-from fetcher.store.convert import DAY_KEYED, DAY_KEYS, SQLITE_DAY_KEY, check_free_space, move_rows, options_from
+from fetcher.store.convert import (
+    DAY_KEYED,
+    DAY_KEYS,
+    SQLITE_DAY_KEY,
+    check_free_space,
+    check_resumed,
+    move_rows,
+    options_from,
+)
 
 revision: str = "0014"
 down_revision: str | None = "0013"
@@ -179,6 +187,8 @@ def upgrade() -> None:
         _create_rows_table(DAY_KEYED, sa.Integer())
         if rows:
             bind.commit()  # the batches commit: a resumed migration finds the tables
+    else:
+        check_resumed(bind, options, DAY_KEYS, "for the day keys", NEW_SHARE)
     move_rows(bind, DAY_KEYS, options)
     _swap(
         DAY_KEYED,

@@ -148,6 +148,33 @@ def test_an_interrupted_migration_continues_where_it_stopped(tmp_path: Path) -> 
     assert_same(_readable(before, "sqlite"), _readable(asyncio.run(snapshot(url, tables(before))), "sqlite"))
 
 
+def test_a_resumed_migration_checks_the_disk_for_the_rows_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Resumed after a stop (kill -9 alike), it skipped the disk check without a word; now it refuses in one
+    line naming the rows left, and otherwise logs the need and the free space, as a fresh start does."""
+    url = _sqlite_head(tmp_path)
+    seen: list[int] = []
+    with pytest.raises(Stop):
+        asyncio.run(_migrate(url, options=MoveOptions(batch_rows=1000, progress=_stop_after(1, seen))))
+    left = FIXTURE_ROWS - seen[-1]
+    tight = MoveOptions(free_space=lambda _conn: DiskSpace(1_000, "the test's disk"))
+
+    with pytest.raises(NotEnoughDisk) as refused:
+        asyncio.run(_migrate(url, options=tight))
+    with caplog.at_level("INFO", logger="fetcher.store.convert"):
+        asyncio.run(_migrate(url, options=MoveOptions(free_space=lambda _conn: DiskSpace(10**12, "the test's disk"))))
+
+    resumed = f"free for the day keys (resumed: {left:,} rows left to move)"
+    assert "\n" not in str(refused.value)
+    assert str(refused.value).startswith("migration 0014 needs about ")
+    assert f"{resumed}, the test's disk has 1 kB" in str(refused.value)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fetcher.store.convert"]
+    assert len(lines) == 1
+    assert lines[0].startswith("migration 0014 needs about ")
+    assert lines[0].endswith(f"{resumed}; the test's disk has 1.0 TB")
+
+
 def test_no_migration_starts_without_the_free_disk_it_needs(tmp_path: Path) -> None:
     """The refusal is one line naming the space needed and the space free; nothing is changed."""
     url = _sqlite_head(tmp_path)
