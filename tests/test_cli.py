@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -851,6 +852,31 @@ def test_a_damaged_sqlite_file_is_one_line_naming_it(
 
     assert result.exit_code == 3, result.output
     assert result.output == f"error: database sqlite+aiosqlite:///{database}: {reason}\n"
+
+
+def test_vacuum_says_in_one_line_that_it_waits_for_a_reader_before_waiting(tmp_path: Path) -> None:
+    database = tmp_path / "scores.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE kept (body BLOB)")
+        db.executemany("INSERT INTO kept VALUES (randomblob(100000))", [()] * 20)
+        db.execute("CREATE TABLE scratch (body BLOB)")
+        db.executemany("INSERT INTO scratch VALUES (randomblob(100000))", [()] * 20)
+        db.commit()
+        db.execute("DROP TABLE scratch")
+    db.close()
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"\nbusy_timeout_seconds = 0.2')
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM kept").fetchone()
+        held = invoke("--config", str(config), "vacuum")
+        reader.execute("COMMIT")
+    alone = invoke("--config", str(config), "vacuum")
+
+    assert held.exit_code == alone.exit_code == 0, held.output
+    assert held.output.splitlines()[0] == "a reader holds the write-ahead log: waiting up to 0.2 s for it to finish…"
+    assert "waiting" not in alone.output
 
 
 def test_vacuum_of_a_file_that_is_not_a_database_names_it(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -74,6 +75,7 @@ _TEMP_ENVIRONMENT = ("SQLITE_TMPDIR", "TMPDIR")
 _TEMP_FOLDERS = ("/var/tmp", "/usr/tmp", "/tmp", ".")
 
 FreeSpace = Callable[[Path], DiskSpace]
+Waiting = Callable[[float], None]  # told the seconds it will wait for readers, before the wait
 
 
 @dataclass(frozen=True)
@@ -188,18 +190,21 @@ async def vacuum(
     check_disk: bool = True,
     free_space: FreeSpace = _disk,
     holder: Holder | None = None,
+    waiting: Waiting | None = None,
 ) -> Vacuumed:
     """VACUUM a SQLite database under the run lock (`LockHeld` if a run holds it), after the disk check, then
     checkpoint the write-ahead log so the file shrinks on disk. Returns the bytes on disk before and after;
     with no free pages, no VACUUM (`ran` False): nothing is done, no lock taken, unless the write-ahead log is
-    larger than SQLite's own checkpoints keep it, which is then checkpointed and truncated (`log_only`)."""
+    larger than SQLite's own checkpoints keep it, which is then checkpointed and truncated (`log_only`).
+    The checkpoint is tried first without waiting; only when a reader holds the log is `waiting` told the
+    seconds it will then wait for it (busy_timeout), before the wait."""
     async with connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
         usual_log = await conn.run_sync(_usual_log_bytes)
     holder = holder or this_process(f"vacuum-{uuid.uuid4()}")
     if pages.free_bytes == 0:
         if _log_size(engine) > usual_log:
-            return await _checkpoint_only(engine, holder)
+            return await _checkpoint_only(engine, holder, waiting)
         size = on_disk(engine, pages)
         return Vacuumed(size, size, pages.file_bytes, ran=False)
     async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
@@ -208,7 +213,7 @@ async def vacuum(
         if check_disk:
             await conn.run_sync(check_vacuum_space, pages, free_space)
         await conn.commit()
-        checkpointed = await conn.run_sync(_on_driver, display_url(engine), ("VACUUM", CHECKPOINT))
+        checkpointed = await conn.run_sync(_on_driver, display_url(engine), ("VACUUM", CHECKPOINT), waiting)
         pages = await conn.run_sync(free_pages)
     watched = sqlite_file(engine)
     if watched is not None:
@@ -217,14 +222,14 @@ async def vacuum(
     return Vacuumed(before, on_disk(engine, pages), pages.file_bytes, checkpointed)
 
 
-async def _checkpoint_only(engine: AsyncEngine, holder: Holder) -> Vacuumed:
+async def _checkpoint_only(engine: AsyncEngine, holder: Holder, waiting: Waiting | None) -> Vacuumed:
     """No free pages, a large write-ahead log: checkpoint and truncate it, under the run lock (its wait for
     readers holds back writers, so never during a run's writes)."""
     async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
         before = on_disk(engine, pages)
         await conn.commit()
-        checkpointed = await conn.run_sync(_on_driver, display_url(engine), (CHECKPOINT,))
+        checkpointed = await conn.run_sync(_on_driver, display_url(engine), (CHECKPOINT,), waiting)
     watched = sqlite_file(engine)
     if watched is not None:
         watched.check()
@@ -259,7 +264,7 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _on_driver(conn: Connection, where: str, statements: tuple[str, ...]) -> bool:
+def _on_driver(conn: Connection, where: str, statements: tuple[str, ...], waiting: Waiting | None = None) -> bool:
     """`statements` (VACUUM, then a checkpoint that copies the write-ahead log into the file and truncates it;
     or the checkpoint alone); False when a reader kept the checkpoint from finishing (after busy_timeout). On
     the driver's own cursor: VACUUM cannot run in a transaction, and the engine's "begin" hook opens one for
@@ -267,15 +272,39 @@ def _on_driver(conn: Connection, where: str, statements: tuple[str, ...]) -> boo
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for statement in statements:
+            if statement == CHECKPOINT:
+                return _checkpoint(cursor, waiting)
             cursor.execute(statement)
-        row = cursor.fetchone()  # the checkpoint's (busy, log frames, frames checkpointed)
-        return not (row and row[0])
+        return True
     except sqlite3.Error as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         what = statements[0].split("(")[0]
         raise DatabaseError(f"database {where}: {what} failed, the file is unchanged: {reason}") from None
     finally:
         cursor.close()
+
+
+def _checkpoint(cursor: Any, waiting: Waiting | None) -> bool:
+    """The truncating checkpoint, tried first without SQLite's busy wait; when a reader holds the log,
+    `waiting` is told the busy timeout (seconds) and it is tried again with the wait. False: still held."""
+    cursor.execute("PRAGMA busy_timeout")
+    busy_ms = int(cursor.fetchone()[0])
+    cursor.execute("PRAGMA busy_timeout = 0")
+    try:
+        held = _held(cursor)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    if not held or busy_ms == 0:
+        return not held
+    if waiting is not None:
+        waiting(busy_ms / 1000)
+    return not _held(cursor)
+
+
+def _held(cursor: Any) -> bool:
+    cursor.execute(CHECKPOINT)
+    row = cursor.fetchone()  # (busy, log frames, frames checkpointed)
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)

@@ -334,3 +334,27 @@ async def test_with_no_free_pages_a_large_log_a_reader_still_holds_is_said(tmp_p
         f"{human_size(done.after - done.database)} to give back at the next checkpoint, down to "
         f"{human_size(done.database)}: a reader holds the write-ahead log"
     )
+
+
+async def test_vacuum_says_it_waits_for_a_reader_only_when_one_holds_the_log(tmp_path: Path) -> None:
+    """It waited busy_timeout silently; now the checkpoint is tried without waiting first, and only a reader
+    still reading makes it say, before the wait, how long it will wait."""
+    path = tmp_path / "scores.db"
+    engine = _database_with_a_large_log(path)
+    told: list[float] = []
+    try:
+        await migrate(engine)
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM kept").fetchone()
+            held = await vacuum(engine, waiting=told.append)
+            reader.execute("COMMIT")
+        told_while_reading = list(told)
+        alone = await vacuum(engine, waiting=told.append)  # the reader gone: no wait, nothing said
+    finally:
+        await engine.dispose()
+
+    assert told_while_reading == [0.2]
+    assert not held.checkpointed
+    assert told == [0.2]
+    assert not alone.ran or alone.checkpointed
