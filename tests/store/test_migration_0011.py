@@ -215,6 +215,28 @@ def test_an_interrupted_migration_continues_where_it_stopped(old_database: tuple
     assert_same(before, asyncio.run(snapshot(url, tables(before))))
 
 
+def test_a_resumed_migration_checks_the_disk_for_the_rows_left(old_database: tuple[str, str]) -> None:
+    """Resumed after a stop (kill -9 alike), it went on without a disk check or a word; now the rows left are
+    checked, and refused in one line naming them; nothing more is moved."""
+    kind, url = old_database
+    monthly = "monthly" in kind
+    seen: list[int] = []
+    with pytest.raises(Stop):
+        asyncio.run(
+            _migrate(url, MoveOptions(batch_rows=1000, progress=_stop_after(1, seen), partition_monthly=monthly))
+        )
+    left = FIXTURE_ROWS - seen[-1]
+    tight = MoveOptions(free_space=lambda _conn: DiskSpace(1_000, "the test's disk"), partition_monthly=monthly)
+
+    with pytest.raises(NotEnoughDisk) as refused:
+        asyncio.run(_migrate(url, tight))
+
+    assert "\n" not in str(refused.value)
+    assert str(refused.value).startswith("migration 0011 needs about ")
+    assert f"(resumed: {left:,} rows left to move), the test's disk has 1 kB" in str(refused.value)
+    assert asyncio.run(_state(url)) == ("0010", left, seen[-1])
+
+
 def test_no_migration_starts_without_the_free_disk_it_needs(old_database: tuple[str, str]) -> None:
     """The refusal is one line naming the space needed and the space free; nothing is changed."""
     _, url = old_database
