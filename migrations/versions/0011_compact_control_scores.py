@@ -21,6 +21,8 @@ tables and control_score_rows are made first, in a committed transaction of thei
 table's drop, the view control_scores and the grants come last, in one transaction (with the revision). A
 database without control scores (a new one) is migrated in one transaction, as before. Before the first
 batch, the free disk is checked (`check_free_space`).
+Until the move ends, the control_scores table holds only the rows not yet moved, and the views reading it
+show those (0014 keeps its views whole meanwhile; here the table's name is the view's, so it is not done).
 
 control_changes (both dialects) and control_status (PostgreSQL) are made from their revisions' texts with
 control_score_rows read by keys rather than through the view, which their planners could not see through

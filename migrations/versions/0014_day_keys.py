@@ -16,8 +16,13 @@ other view is made again from its own definition.
 The rows move in batches (`fetcher.store.convert.move_rows`, as 0011's): each batch one committed
 transaction that copies the next days' rows into control_score_rows_0014 and deletes them from
 control_score_rows, so an interrupted migration continues where it stopped; the free disk is checked before
-the first batch. The views, the old table's drop and the new one's rename come last, in one transaction
-(with the revision). A database without control rows is migrated in one transaction.
+the first batch. That first transaction (with the two tables) also makes control_scores and control_changes
+read both tables while the rows move (`interim_views`: the rows still dated, and the moved ones with their
+days read from day_keys), so the views, and those reading control_scores, show every row once, with the same
+values, before, during and after an interrupted move. The views, the old table's drop and the new one's
+rename come last, in one transaction (with the revision). A database without control rows is migrated in
+one transaction. An older fetcher (0013's code) reading control_score_rows itself sees only the rows not yet
+moved: stop the cron jobs and older binaries before migrating.
 
 PostgreSQL keeps its DATE (4 bytes, as an integer would be, and the month partitions' bounds): it has no
 day_keys. Both dialects drop the index on raw_payloads (tenant_id, last_fetched_at): it only ordered a
@@ -28,6 +33,7 @@ score-day.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -110,6 +116,55 @@ def control_changes() -> str:
     return _replaced(text, ".score_date = +d.previous_date", f".score_date = +{_key('d.previous_date')}")
 
 
+def _both() -> str:
+    """SQLite, while the rows move: 0013's control_score_rows (day as text) read from both tables, the moved
+    rows' days from day_keys. A day moves whole in one batch, so each row is in one of them."""
+    moved = ", ".join(f"r.{column}" for column in ROW_COLUMNS.split(", ")).replace("r.score_date", "d.score_date")
+    return (
+        f"(SELECT {ROW_COLUMNS} FROM control_score_rows\n"
+        f" UNION ALL SELECT {moved} FROM {DAY_KEYED} AS r JOIN day_keys AS d ON d.day_key = r.score_date)"
+    )
+
+
+PREV_JOIN = """LEFT JOIN control_score_rows AS prev
+       ON prev.tenant_key = d.tenant_key AND prev.score_date = +d.previous_date
+      AND prev.control_key = cur.control_key"""
+CUR_JOIN = """LEFT JOIN control_score_rows AS cur
+       ON cur.tenant_key = d.tenant_key AND cur.score_date = +d.score_date AND cur.control_key = prev.control_key
+WHERE cur.control_key IS NULL"""
+
+
+def _interim_changes() -> str:
+    """0011's control_changes over `_both`. SQLite neither flattens nor indexes a UNION on a LEFT JOIN's
+    right (each row of the left scanned the whole union: over a minute a tenant on the demo database), so
+    a day's previous rows are joined from each table (a day is in one of them: COALESCE takes its value),
+    and a vanished control is one NOT EXISTS, which SQLite searches in each table by key."""
+    changes = _load("0011").control_changes("sqlite")
+    appeared, vanished = changes.split("\nUNION ALL\n", 1)
+    prev = (
+        "LEFT JOIN control_score_rows AS po\n"
+        "       ON po.tenant_key = d.tenant_key AND po.score_date = +d.previous_date\n"
+        "      AND po.control_key = cur.control_key\n"
+        f"LEFT JOIN {DAY_KEYED} AS pn\n"
+        f"       ON pn.tenant_key = d.tenant_key AND pn.score_date = +{_key('d.previous_date')}\n"
+        "      AND pn.control_key = cur.control_key"
+    )
+    appeared = re.sub(r"\bprev\.(\w+)", r"COALESCE(po.\1, pn.\1)", _replaced(appeared, PREV_JOIN, prev))
+    cur = (
+        "WHERE NOT EXISTS (SELECT 1 FROM control_score_rows AS cur WHERE cur.tenant_key = d.tenant_key\n"
+        "                  AND cur.score_date = +d.score_date AND cur.control_key = prev.control_key)"
+    )
+    vanished = _replaced(vanished, CUR_JOIN, cur)
+    both = f"{_both()} AS"  # every read of control_score_rows but po's
+    return re.sub(r"\bcontrol_score_rows AS (?!po\b)", lambda _: f"{both} ", f"{appeared}\nUNION ALL\n{vanished}")
+
+
+def interim_views() -> dict[str, str]:
+    """SQLite: 0011's control_scores and control_changes over `_both`, while the rows move (upgrade)."""
+    scores = _replaced(_load("0011")._select_scores("sqlite"), "control_score_rows AS", f"{_both()} AS")
+    return {"control_scores": f"CREATE VIEW control_scores AS\n{scores}", "control_changes": _interim_changes()}
+
+
 def _previous() -> dict[str, str]:
     """The SQLite views 0014 changes, as 0011 left them (downgrade)."""
     old = _load("0011")
@@ -123,6 +178,15 @@ def _views() -> list[tuple[str, str]]:
     """Every SQLite view as (name, CREATE VIEW statement), each after the views it reads."""
     rows = op.get_bind().exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid")
     return [(name, sql) for name, sql in rows]
+
+
+def _remake_views(definitions: dict[str, str]) -> None:
+    """Every view dropped and made again, each after the views it reads, those of `definitions` from there."""
+    views = _views()
+    for name, _ in reversed(views):
+        op.execute(f"DROP VIEW {name}")
+    for name, statement in views:
+        op.execute(definitions.get(name, statement))
 
 
 def _swap(table: str, definitions: dict[str, str]) -> None:
@@ -186,6 +250,7 @@ def upgrade() -> None:
         _create_day_keys()
         _create_rows_table(DAY_KEYED, sa.Integer())
         if rows:
+            _remake_views(interim_views())
             bind.commit()  # the batches commit: a resumed migration finds the tables
     else:
         check_resumed(bind, options, DAY_KEYS, "for the day keys", NEW_SHARE)

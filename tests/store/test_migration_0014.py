@@ -175,6 +175,33 @@ def test_a_resumed_migration_checks_the_disk_for_the_rows_left(
     assert lines[0].endswith(f"{resumed}; the test's disk has 1.0 TB")
 
 
+def _views(url: str) -> list[str]:
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as conn:
+        return [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
+
+
+def test_every_view_reads_whole_while_the_rows_move(tmp_path: Path) -> None:
+    """Stopped after its first batch (the database still at 0013), every view shows every row once with the
+    same values, as the tables are read; again after the migration run afresh. (PostgreSQL's 0014 moves no
+    rows.)"""
+    url = _sqlite_head(tmp_path)
+    views = _views(url)
+    assert {"control_scores", "control_changes", "control_status", "category_scores"} <= set(views)
+    before = asyncio.run(snapshot(url, views))
+    seen: list[int] = []
+    with pytest.raises(Stop):
+        asyncio.run(_migrate(url, options=MoveOptions(batch_rows=1000, progress=_stop_after(1, seen))))
+    assert _rows(url) == (FIXTURE_ROWS - seen[-1], seen[-1])
+    assert 0 < seen[-1] < FIXTURE_ROWS
+    engine = create_engine(DatabaseConfig(url=url))
+    assert asyncio.run(current_revision(engine)) == "0013"
+    asyncio.run(engine.dispose())
+    assert_same(before, asyncio.run(snapshot(url, views)))
+    asyncio.run(_migrate(url, options=MoveOptions(batch_rows=1000)))
+    assert _views(url) == views
+    assert_same(before, asyncio.run(snapshot(url, views)))
+
+
 def test_no_migration_starts_without_the_free_disk_it_needs(tmp_path: Path) -> None:
     """The refusal is one line naming the space needed and the space free; nothing is changed."""
     url = _sqlite_head(tmp_path)
