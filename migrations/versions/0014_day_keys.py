@@ -21,8 +21,9 @@ read both tables while the rows move (`interim_views`: the rows still dated, and
 days read from day_keys), so the views, and those reading control_scores, show every row once, with the same
 values, before, during and after an interrupted move. The views, the old table's drop and the new one's
 rename come last, in one transaction (with the revision). A database without control rows is migrated in
-one transaction. An older fetcher (0013's code) reading control_score_rows itself sees only the rows not yet
-moved: stop the cron jobs and older binaries before migrating.
+one transaction. An older fetcher (0013's code) writing a control row meanwhile fails (a trigger says why);
+one reading control_score_rows itself sees only the rows not yet moved: stop the cron jobs and older
+binaries before migrating.
 
 PostgreSQL keeps its DATE (4 bytes, as an integer would be, and the month partitions' bounds): it has no
 day_keys. Both dialects drop the index on raw_payloads (tenant_id, last_fetched_at): it only ordered a
@@ -227,6 +228,18 @@ def _create_rows_table(name: str, day: sa.types.TypeEngine[object]) -> None:
     )
 
 
+def _refuse_writes() -> None:
+    """An older fetcher (0013's code) writing a control row while the rows move would give a moved day a
+    second copy (and the next batch a conflict): its transaction fails with this message instead. The
+    triggers go with the old table."""
+    message = "migration 0014 is moving control_score_rows: run `fetcher migrate` (the new fetcher) to the end"
+    for event in ("INSERT", "UPDATE"):
+        op.execute(
+            f"CREATE TRIGGER control_score_rows_moving_{event.lower()} BEFORE {event} ON control_score_rows "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
+
+
 def _create_day_keys() -> None:
     op.create_table(
         "day_keys",
@@ -251,6 +264,7 @@ def upgrade() -> None:
         _create_rows_table(DAY_KEYED, sa.Integer())
         if rows:
             _remake_views(interim_views())
+            _refuse_writes()
             bind.commit()  # the batches commit: a resumed migration finds the tables
     else:
         check_resumed(bind, options, DAY_KEYS, "for the day keys", NEW_SHARE)

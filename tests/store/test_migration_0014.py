@@ -182,8 +182,8 @@ def _views(url: str) -> list[str]:
 
 def test_every_view_reads_whole_while_the_rows_move(tmp_path: Path) -> None:
     """Stopped after its first batch (the database still at 0013), every view shows every row once with the
-    same values, as the tables are read; again after the migration run afresh. (PostgreSQL's 0014 moves no
-    rows.)"""
+    same values, and an older fetcher's write is refused; every view again the same after the migration is run
+    afresh. (PostgreSQL's 0014 moves no rows.)"""
     url = _sqlite_head(tmp_path)
     views = _views(url)
     assert {"control_scores", "control_changes", "control_status", "category_scores"} <= set(views)
@@ -197,6 +197,12 @@ def test_every_view_reads_whole_while_the_rows_move(tmp_path: Path) -> None:
     assert asyncio.run(current_revision(engine)) == "0013"
     asyncio.run(engine.dispose())
     assert_same(before, asyncio.run(snapshot(url, views)))
+    with (
+        sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as conn,
+        pytest.raises(sqlite3.IntegrityError) as refused,
+    ):
+        conn.execute("UPDATE control_score_rows SET score = 0")  # an older fetcher's write
+    assert "migration 0014 is moving control_score_rows" in str(refused.value)
     asyncio.run(_migrate(url, options=MoveOptions(batch_rows=1000)))
     assert _views(url) == views
     assert_same(before, asyncio.run(snapshot(url, views)))
