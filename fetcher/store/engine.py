@@ -514,12 +514,13 @@ def database_error(exc: sa.exc.DBAPIError, engine: AsyncEngine) -> DatabaseError
         problem = permission_problem(engine, writing=True)
         if problem is not None:
             return DatabaseUnavailable(f"cannot write database {problem}")
-    return DatabaseError(f"database {display_url(engine)}: {' '.join(_reason(exc).split())[:300]}")
+    return unexpected_database_error(exc, display_url(engine))
 
 
 def unexpected_database_error(exc: sa.exc.DBAPIError, url: str | None = None) -> DatabaseError:
     """A driver's error that reached the command line: the database `url` (password hidden) if known, and the
-    driver's first line, never the statement."""
+    driver's first line (at most 300 characters, whitespace folded), never the statement. The one place
+    `database_error`'s generic line is built too."""
     reason = " ".join(_reason(exc).split())[:300]
     if url is None:
         return DatabaseError(f"database error: {reason}")

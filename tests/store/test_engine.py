@@ -24,6 +24,7 @@ from fetcher.store.engine import (
     connect,
     create_engine,
     current_revision,
+    database_error,
     display_url,
     downgrade,
     ensure_schema,
@@ -312,3 +313,18 @@ def test_an_unexpected_driver_error_names_the_database_without_its_password() ->
         str(named) == "database postgresql+asyncpg://app:***@db.example:5432/scores: database disk image is malformed"
     )
     assert named.exit_code == 3
+
+
+async def test_a_run_time_driver_error_reads_as_the_command_line_one() -> None:
+    """`database_error` on any error but a SQLite lock or permission words it as `unexpected_database_error`."""
+    url = "postgresql+asyncpg://app:hunter22@db.example:5432/scores"
+    driver = sqlite3.DatabaseError("deadlock detected\n  DETAIL: more")
+    error = sa.exc.DatabaseError("SELECT secret_statement", None, driver)
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        during_run = database_error(error, engine)
+    finally:
+        await engine.dispose()
+
+    assert str(during_run) == "database postgresql+asyncpg://app:***@db.example:5432/scores: deadlock detected"
+    assert str(during_run) == str(unexpected_database_error(error, url))
