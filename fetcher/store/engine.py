@@ -219,15 +219,21 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     return cfg
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+def _scripts() -> ScriptDirectory:
+    """The migration scripts shipped in the package, read from disk (each call reads them again)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision(scripts: ScriptDirectory | None = None) -> str:
+    """The newest revision shipped (of `scripts`, read now if not given)."""
+    head = (scripts or _scripts()).get_current_head()
     assert head is not None, "no migrations shipped"
     return head
 
 
-def shipped_revisions() -> frozenset[str]:
-    """Every revision this fetcher ships, head to base."""
-    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+def shipped_revisions(scripts: ScriptDirectory | None = None) -> frozenset[str]:
+    """Every revision this fetcher ships (of `scripts`, read now if not given), head to base."""
+    return frozenset(script.revision for script in (scripts or _scripts()).walk_revisions())
 
 
 def _current_revision(connection: Connection) -> str | None:
@@ -237,11 +243,14 @@ def _current_revision(connection: Connection) -> str | None:
 def too_new(where: str, current: str | None) -> SchemaTooNew | None:
     """`SchemaTooNew` when the database is at a revision this fetcher does not ship (a newer fetcher migrated
     it: going on, or downgrading, would need migrations only that fetcher has); None otherwise."""
-    if current is None or current in shipped_revisions():
+    if current is None:
+        return None
+    scripts = _scripts()
+    if current in shipped_revisions(scripts):
         return None
     return SchemaTooNew(
         f"database {where} is at schema revision {current}, newer than this fetcher knows (its latest is "
-        f"{head_revision()}): upgrade the fetcher"
+        f"{head_revision(scripts)}): upgrade the fetcher"
     )
 
 
