@@ -184,8 +184,7 @@ async def ensure_days(conn: AsyncConnection, days: Iterable[date]) -> None:
     assert sync is not None
     known = _known(sync.engine).of(DAYS)
     pending = sync.info.get(PENDING, {}).get(DAYS.kind, {})
-    missing = {day.isoformat(): day for day in days}
-    missing = {text: day for text, day in missing.items() if text not in known and text not in pending}
+    missing = {text: day for day in days if (text := day.isoformat()) not in known and text not in pending}
     if not missing:
         return
     insert = sqlite.insert(day_keys).on_conflict_do_nothing()
