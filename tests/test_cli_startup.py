@@ -81,6 +81,26 @@ def test_reading_commands_import_no_http_auth_simulator_or_html_code(migrated: P
     assert {p: loaded(result, p) for p in ONLY_FOR_THEIR_COMMANDS} == {p: [] for p in ONLY_FOR_THEIR_COMMANDS}
 
 
+@pytest.mark.parametrize("args", [("status",), ("report",), ("metrics",)], ids=" ".join)
+def test_commands_on_a_current_database_import_no_alembic(migrated: Path, args: tuple[str, ...]) -> None:
+    """The schema check on a database at the head reads its revision with plain SQL: Alembic is for migrating."""
+    result = probe(migrated.parent, "--config", str(migrated), *args)
+
+    assert result["code"] in (0, 1)
+    assert loaded(result, "sqlalchemy")
+    assert loaded(result, "alembic") == []
+
+
+def test_migrate_imports_alembic(tmp_path: Path) -> None:
+    """The probe can see Alembic: a command that migrates loads it."""
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{(tmp_path / "new.db").as_posix()}"')
+
+    result = probe(tmp_path, "--config", str(config), "migrate")
+
+    assert result["code"] == 0
+    assert loaded(result, "alembic")
+
+
 def test_report_html_imports_the_html_page(migrated: Path) -> None:
     result = probe(migrated.parent, "--config", str(migrated), "report", "--html", "page.html")
 

@@ -33,6 +33,7 @@ from fetcher.store.engine import (
     head_revision,
     json_merge,
     migrate,
+    schema_head,
     too_new,
     unexpected_database_error,
 )
@@ -168,6 +169,15 @@ async def test_a_database_newer_than_the_fetcher_is_refused_by_every_command_say
             f"(its latest is {head_revision()}): upgrade the fetcher"
         )
         assert caught.value.exit_code == 3
+
+
+def test_the_head_read_from_file_names_is_alembics() -> None:
+    """`schema_head` trusts each script's file name to start with its revision, and revisions to count up."""
+    scripts = list(ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+    assert [Path(script.path).name.partition("_")[0] for script in scripts] == [s.revision for s in scripts]
+    assert [s.revision for s in scripts] == sorted((s.revision for s in scripts), reverse=True)
+    assert schema_head() == head_revision()
 
 
 def test_a_database_newer_than_the_fetcher_is_refused_on_one_reading_of_the_migration_scripts(
