@@ -136,7 +136,7 @@ def test_migration_progress_names_each_move_and_counts_its_tenths_afresh(caplog:
     assert isinstance(progress, Labelled)
     with caplog.at_level(logging.INFO, logger="fetcher.migrate"):
         for move in (COMPACT, DAY_KEYS):
-            progress.label(move.source, move.done)
+            progress.label(move.shown(), move.done)
             progress(100, 100)
     assert [record.getMessage() for record in caplog.records] == [
         "control_scores: 100% moved into the compact layout (100 of 100 rows)",

@@ -225,6 +225,10 @@ class Move:
     order: str
     statements: Callable[[str, str], list[str]]
     done: str  # what a moved row became, for the progress and the stop: "moved into the compact layout"
+    shown_as: str = ""  # the table the progress names, when not `source` (0011's, renamed while it moves)
+
+    def shown(self) -> str:
+        return self.shown_as or self.source
 
     def up_to(self) -> str:
         return f"(o.{self.day[0]}, o.{self.day[1]}) <= (:end_0, :end_1)"
@@ -286,7 +290,7 @@ def move_rows(conn: Connection, move: Move, options: MoveOptions) -> int:
         stop.moving = not last
     progress: object = options.progress  # any callable; a Labelled one is told the move
     if isinstance(progress, Labelled):
-        progress.label(move.source, move.done)
+        progress.label(move.shown(), move.done)
     try:
         while not last:
             if stop is not None and stop.signal_number is not None:
@@ -327,13 +331,17 @@ def _count(conn: Connection, table: str) -> int:
 
 # --------------------------------------------------------------------------------- migration 0011's move
 
+# The old control_scores table while its rows move: renamed, so that the view control_scores can read it and
+# control_score_rows together (migration 0011's `serve_both`).
+OLD_SCORES = "control_scores_0010"
+
 _KEYS = (
-    "INSERT INTO tenant_keys (tenant_id) SELECT DISTINCT o.tenant_id FROM control_scores AS o WHERE {where} "
+    f"INSERT INTO tenant_keys (tenant_id) SELECT DISTINCT o.tenant_id FROM {OLD_SCORES} AS o WHERE {{where}} "
     "ON CONFLICT (tenant_id) DO NOTHING",
-    "INSERT INTO control_keys (control_name) SELECT DISTINCT o.control_name FROM control_scores AS o "
+    f"INSERT INTO control_keys (control_name) SELECT DISTINCT o.control_name FROM {OLD_SCORES} AS o "
     "WHERE {where} ON CONFLICT (control_name) DO NOTHING",
     "INSERT INTO status_texts (implementation_status) SELECT DISTINCT o.implementation_status "
-    "FROM control_scores AS o WHERE {where} AND o.implementation_status IS NOT NULL "
+    f"FROM {OLD_SCORES} AS o WHERE {{where}} AND o.implementation_status IS NOT NULL "
     "ON CONFLICT (implementation_status) DO NOTHING",
 )
 
@@ -348,7 +356,7 @@ _ROWS = """INSERT INTO control_score_rows
      is_on, extra)
 SELECT t.tenant_key, o.score_date, c.control_key, s.status_key, o.score, o.score_in_percentage, {last_synced},
        o.count, o.total, o.is_on, NULLIF(o.extra, {empty})
-FROM control_scores AS o
+FROM {source} AS o
 JOIN tenant_keys AS t ON t.tenant_id = o.tenant_id
 JOIN control_keys AS c ON c.control_name = o.control_name
 LEFT JOIN status_texts AS s ON s.implementation_status = o.implementation_status
@@ -364,15 +372,16 @@ def _compact_statements(dialect: str, where: str) -> list[str]:
     if dialect == "postgresql":
         # In the old table's physical order: a sum over a day's rows (category_scores) adds them in the order
         # a sequential scan meets them, so the moved rows give the same float to the last bit.
-        rows = _ROWS.format(last_synced="o.last_synced", empty="'{}'::jsonb", where=where, order="o.ctid")
-        # Writers of the old layout (an older fetcher still scheduled) wait for the batch, so no row they
-        # write between the copy and the delete is lost.
-        lock = "LOCK TABLE control_scores IN SHARE ROW EXCLUSIVE MODE"
-        return [lock, *(k.format(where=where) for k in _KEYS), rows, f"DELETE FROM control_scores AS o WHERE {where}"]
+        # No writer meets the renamed table (the view in its place refuses writes), so no row is written
+        # between the copy and the delete.
+        rows = _ROWS.format(
+            source=OLD_SCORES, last_synced="o.last_synced", empty="'{}'::jsonb", where=where, order="o.ctid"
+        )
+        return [*(k.format(where=where) for k in _KEYS), rows, f"DELETE FROM {OLD_SCORES} AS o WHERE {where}"]
     # SQLite keeps both tables in key order, the keys numbered in the names' order (`number_keys`).
     order = "o.tenant_id, o.score_date, o.control_name"
-    rows = _ROWS.format(last_synced=_SQLITE_MICROSECONDS, empty="'{}'", where=where, order=order)
-    return [*(k.format(where=where) for k in _KEYS), rows, _sqlite_delete("control_scores", where)]
+    rows = _ROWS.format(source=OLD_SCORES, last_synced=_SQLITE_MICROSECONDS, empty="'{}'", where=where, order=order)
+    return [*(k.format(where=where) for k in _KEYS), rows, _sqlite_delete(OLD_SCORES, where)]
 
 
 def _sqlite_delete(table: str, where: str) -> str:
@@ -382,12 +391,13 @@ def _sqlite_delete(table: str, where: str) -> str:
 
 COMPACT = Move(
     "migration 0011",
-    "control_scores",
+    OLD_SCORES,
     "control_score_rows",
     ("tenant_id", "score_date"),
     "tenant_id, score_date, control_name",
     _compact_statements,
     "moved into the compact layout",
+    shown_as="control_scores",
 )
 
 # Keys numbered in the old key's order, so control_score_rows keeps the rows in the order control_scores had
@@ -414,7 +424,7 @@ def move_control_scores(conn: Connection, options: MoveOptions) -> int:
 
 
 def rows_left(conn: Connection) -> int:
-    """Rows still in the old table."""
+    """Rows in the old control_scores table, before migration 0011 renames it (`OLD_SCORES`)."""
     return _count(conn, "control_scores")
 
 

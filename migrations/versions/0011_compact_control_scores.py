@@ -16,13 +16,18 @@ partitioned by the same months.
 
 The rows move in batches (`fetcher.store.convert`): each batch one committed transaction that copies the
 next rows in key order and deletes them from the old table, so an interrupted migration continues where it
-stopped, and the disk holds the old rows plus the moved ones, never two copies of everything. The key
-tables and control_score_rows are made first, in a committed transaction of their own; the views, the old
-table's drop, the view control_scores and the grants come last, in one transaction (with the revision). A
-database without control scores (a new one) is migrated in one transaction, as before. Before the first
-batch, the free disk is checked (`check_free_space`).
-Until the move ends, the control_scores table holds only the rows not yet moved, and the views reading it
-show those (0014 keeps its views whole meanwhile; here the table's name is the view's, so it is not done).
+stopped, and the disk holds the old rows plus the moved ones, never two copies of everything. A first
+committed transaction makes the key tables and control_score_rows, renames the old table
+control_scores_0010 (`OLD_SCORES`) and puts in its place a view control_scores reading both tables
+(`serve_both`: a day moves whole in one batch, so each row is in one of them), the views that read it made
+again over it with their grants: before, during and after an interrupted move every view shows every row
+once, with the same values. An older fetcher (0010's code) writing control scores meanwhile fails (a
+trigger says why; an upsert, which a view cannot take, in the database's own words). The views, the old
+table's drop, the final view control_scores and the grants come last, in one transaction (with the
+revision). A database without control scores (a new one) is migrated in one transaction, as before. Before
+the first batch, the free disk is checked (`check_free_space`). A database left midway by this revision as
+first released (its old table kept the name control_scores, emptied as the rows moved) is given the
+renamed table and the view when the migration is run again, then goes on.
 
 control_changes (both dialects) and control_status (PostgreSQL) are made from their revisions' texts with
 control_score_rows read by keys rather than through the view, which their planners could not see through
@@ -43,7 +48,14 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from fetcher.store.convert import check_free_space, check_resumed, move_control_scores, options_from, rows_left
+from fetcher.store.convert import (
+    OLD_SCORES,
+    check_free_space,
+    check_resumed,
+    move_control_scores,
+    options_from,
+    rows_left,
+)
 from fetcher.store.partition import month_of, months_between, next_month
 
 revision: str = "0011"
@@ -245,15 +257,23 @@ def upgrade() -> None:
     options = options_from(config.attributes if config is not None else {})
     if not sa.inspect(bind).has_table("control_score_rows"):
         rows = rows_left(bind)
-        check_free_space(bind, rows, options)
         # A database with rows to move gets its months now; an empty one is partitioned as before, by `then`.
         _create_tables(dialect, monthly=options.partition_monthly and rows > 0)
+        serve_both(dialect)
+        check_free_space(bind, rows, options)  # of the old table by its new name; refused, all is rolled back
         if rows:
-            bind.commit()  # the batches commit: a resumed migration finds the tables
+            bind.commit()  # the batches commit: a resumed migration finds the tables and the view
     else:
+        if _is_table("control_scores"):  # left midway by this revision as first released
+            serve_both(dialect)
+            bind.commit()
         check_resumed(bind, options)
     move_control_scores(bind, options)
     _swap(dialect)
+
+
+def _is_table(name: str) -> bool:
+    return name in sa.inspect(op.get_bind()).get_table_names()
 
 
 def _create_tables(dialect: str, *, monthly: bool) -> None:
@@ -282,19 +302,70 @@ def _make_months() -> None:
         )
 
 
-def _swap(dialect: str) -> None:
-    """The old table, moved and empty, gives its name to the view; the views are made again (two of them read
-    by keys), each with its grants."""
+def _select_both(dialect: str) -> str:
+    """The interim view's query: the rows not yet moved, then the moved ones (`_select_scores`)."""
+    return f"SELECT {COLUMNS} FROM {OLD_SCORES}\nUNION ALL\n{_select_scores(dialect)}"
+
+
+MOVING = "migration 0011 is moving control_scores: run `fetcher migrate` (the new fetcher) to the end"
+
+
+def _refuse_writes(dialect: str) -> None:
+    """An older fetcher (0010's code) writing control_scores while the rows move fails with `MOVING`. The
+    triggers (and PostgreSQL's function) go with the interim view."""
+    if dialect == "sqlite":
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER control_scores_moving_{event.lower()} INSTEAD OF {event} ON control_scores "
+                f"BEGIN SELECT RAISE(ABORT, '{MOVING}'); END"
+            )
+        return
+    bind = op.get_bind()
+    bind.exec_driver_sql(
+        "CREATE FUNCTION control_scores_moving() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN RAISE EXCEPTION '{MOVING}'; END $$"
+    )
+    bind.exec_driver_sql(
+        "CREATE TRIGGER control_scores_moving INSTEAD OF INSERT OR UPDATE OR DELETE ON control_scores "
+        "FOR EACH ROW EXECUTE FUNCTION control_scores_moving()"
+    )
+
+
+def serve_both(dialect: str) -> None:
+    """Before the first batch: the old table renamed `OLD_SCORES`, and in its place a view control_scores over
+    it and control_score_rows (`_select_both`) with the table's grants; every other view made again over the
+    view, with its own, as `_swap` does at the end."""
     postgres = dialect == "postgresql"
     views = _views(dialect)
     grants = _grants("control_scores") if postgres else []
     view_grants = {name: _grants(name) for name, _ in views} if postgres else {}
     for name, _ in reversed(views):
         op.execute(f"DROP VIEW {name}")
-    left = _count("control_scores")
+    op.execute(f"ALTER TABLE control_scores RENAME TO {OLD_SCORES}")
+    op.execute(f"CREATE VIEW control_scores AS\n{_select_both(dialect)}")
+    _grant("control_scores", grants, view=True)
+    _refuse_writes(dialect)
+    for name, statement in views:
+        op.execute(statement)
+        _grant(name, view_grants.get(name, []), view=True)
+
+
+def _swap(dialect: str) -> None:
+    """The old table, moved and empty, is dropped with the interim view; the view control_scores reads
+    control_score_rows alone; the views are made again (two of them read by keys), each with its grants."""
+    postgres = dialect == "postgresql"
+    views = _views(dialect)
+    grants = _grants("control_scores") if postgres else []
+    view_grants = {name: _grants(name) for name, _ in views} if postgres else {}
+    for name, _ in reversed(views):
+        op.execute(f"DROP VIEW {name}")
+    left = _count(OLD_SCORES)
     if left:
         raise RuntimeError(f"0011: {left} control_scores rows were not moved; run the migration again")
-    op.execute("DROP TABLE control_scores")
+    op.execute("DROP VIEW control_scores")  # its triggers with it
+    if postgres:
+        op.execute("DROP FUNCTION control_scores_moving()")
+    op.execute(f"DROP TABLE {OLD_SCORES}")
     op.execute(f"CREATE VIEW control_scores AS\n{_select_scores(dialect)}")
     _grant("control_scores", grants, view=True)
     keyed = {"control_changes": control_changes(dialect), "control_status": control_status(dialect)}
