@@ -20,7 +20,8 @@ stopped, and the disk holds the old rows plus the moved ones, never two copies o
 committed transaction makes the key tables and control_score_rows, renames the old table
 control_scores_0010 (`OLD_SCORES`) and puts in its place a view control_scores reading both tables
 (`serve_both`: a day moves whole in one batch, so each row is in one of them), the views that read it made
-again over it with their grants: before, during and after an interrupted move every view shows every row
+again over it with their grants (on SQLite control_changes and control_status read each table by key
+meanwhile: `interim_views`): before, during and after an interrupted move every view shows every row
 once, with the same values. An older fetcher (0010's code) writing control scores meanwhile fails (a
 trigger says why; an upsert, which a view cannot take, in the database's own words). The views, the old
 table's drop, the final view control_scores and the grants come last, in one transaction (with the
@@ -39,6 +40,7 @@ Written out in full, like the revisions before it, so that it does the same what
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -334,7 +336,8 @@ def _refuse_writes(dialect: str) -> None:
 def serve_both(dialect: str) -> None:
     """Before the first batch: the old table renamed `OLD_SCORES`, and in its place a view control_scores over
     it and control_score_rows (`_select_both`) with the table's grants; every other view made again over the
-    view, with its own, as `_swap` does at the end."""
+    view (SQLite's control_changes and control_status by key: `interim_views`), with its own grants, as `_swap`
+    does at the end."""
     postgres = dialect == "postgresql"
     views = _views(dialect)
     grants = _grants("control_scores") if postgres else []
@@ -345,8 +348,9 @@ def serve_both(dialect: str) -> None:
     op.execute(f"CREATE VIEW control_scores AS\n{_select_both(dialect)}")
     _grant("control_scores", grants, view=True)
     _refuse_writes(dialect)
+    interim = interim_views(dialect)
     for name, statement in views:
-        op.execute(statement)
+        op.execute(interim.get(name, statement))
         _grant(name, view_grants.get(name, []), view=True)
 
 
@@ -513,6 +517,87 @@ CROSS JOIN LATERAL (
                           ORDER BY y.score_date DESC LIMIT 1)
     OFFSET 0
 ) AS c"""
+
+
+# SQLite, while the rows move: where 0005's views read control_scores in a correlated EXISTS or on a LEFT
+# JOIN's right, SQLite materialized the interim view whole (UNION ALL of both tables: 4 s a tenant's
+# control_changes on the demo database), so there each table is read by its own key.
+HAS_CONTROLS = (
+    "EXISTS (SELECT 1 FROM control_scores AS x WHERE x.tenant_id = s.tenant_id AND x.score_date = s.score_date)"
+)
+HAS_CONTROLS_BOTH = f"""(EXISTS (SELECT 1 FROM {OLD_SCORES} AS x
+                WHERE x.tenant_id = s.tenant_id AND x.score_date = s.score_date)
+        OR EXISTS (SELECT 1 FROM tenant_keys AS xk JOIN control_score_rows AS x ON x.tenant_key = xk.tenant_key
+                   WHERE xk.tenant_id = s.tenant_id AND x.score_date = s.score_date))"""
+PREV_LEFT = """LEFT JOIN control_scores AS prev
+       ON prev.tenant_id = d.tenant_id AND prev.score_date = +d.previous_date
+      AND prev.control_name = cur.control_name"""
+PREV_BOTH = f"""LEFT JOIN {OLD_SCORES} AS po
+       ON po.tenant_id = d.tenant_id AND po.score_date = +d.previous_date AND po.control_name = cur.control_name
+LEFT JOIN tenant_keys AS ptk ON ptk.tenant_id = d.tenant_id
+LEFT JOIN control_keys AS pck ON pck.control_name = cur.control_name
+LEFT JOIN control_score_rows AS pn
+       ON pn.tenant_key = ptk.tenant_key AND pn.score_date = +d.previous_date AND pn.control_key = pck.control_key"""
+CUR_JOIN = "JOIN control_scores AS cur ON cur.tenant_id = d.tenant_id AND cur.score_date = +d.score_date"
+CUR_BOTH = f"""LEFT JOIN {OLD_SCORES} AS co ON co.tenant_id = d.tenant_id AND co.score_date = +d.score_date
+LEFT JOIN tenant_keys AS ctk ON ctk.tenant_id = d.tenant_id
+LEFT JOIN control_score_rows AS cn ON cn.tenant_key = ctk.tenant_key AND cn.score_date = +d.score_date
+LEFT JOIN control_keys AS cck ON cck.control_key = cn.control_key"""
+PREV_JOIN = "JOIN control_scores AS prev ON prev.tenant_id = d.tenant_id AND prev.score_date = +d.previous_date"
+PREV_ROWS = f"""LEFT JOIN {OLD_SCORES} AS po ON po.tenant_id = d.tenant_id AND po.score_date = +d.previous_date
+LEFT JOIN tenant_keys AS ptk ON ptk.tenant_id = d.tenant_id
+LEFT JOIN control_score_rows AS pn ON pn.tenant_key = ptk.tenant_key AND pn.score_date = +d.previous_date
+LEFT JOIN control_keys AS pck ON pck.control_key = pn.control_key"""
+CUR_LEFT = """LEFT JOIN control_scores AS cur
+       ON cur.tenant_id = d.tenant_id AND cur.score_date = +d.score_date AND cur.control_name = prev.control_name
+WHERE cur.control_name IS NULL"""
+CUR_NEITHER = f"""WHERE (po.control_name IS NOT NULL OR pn.control_key IS NOT NULL)
+  AND NOT EXISTS (SELECT 1 FROM {OLD_SCORES} AS co WHERE co.tenant_id = d.tenant_id
+                  AND co.score_date = +d.score_date AND co.control_name = prev.control_name)
+  AND NOT EXISTS (SELECT 1 FROM tenant_keys AS ck
+                  JOIN control_keys AS cc ON cc.control_name = prev.control_name
+                  JOIN control_score_rows AS cn ON cn.tenant_key = ck.tenant_key AND cn.control_key = cc.control_key
+                  WHERE ck.tenant_id = d.tenant_id AND cn.score_date = +d.score_date)"""
+
+
+def _either(text: str, alias: str, old: str, new: str, control: str) -> str:
+    """`alias`'s columns in `text` read from the old table (`old`) or the moved rows (`new`, its control name
+    from `control`): a day is in one of them, so one side is NULL and COALESCE takes the other."""
+    text = text.replace(f"{alias}.control_name", f"COALESCE({old}.control_name, {control}.control_name)")
+    text = re.sub(rf"\b{alias}\.(score_in_percentage|score)\b", rf"COALESCE({old}.\1, {new}.\1)", text)
+    assert f"{alias}." not in text, f"0005's control_changes reads a {alias} column this revision does not rewrite"
+    return text
+
+
+def interim_views(dialect: str) -> dict[str, str]:
+    """SQLite: 0005's control_status and control_changes (as 0010 left them there) while the rows move, each
+    table read by key where the interim view would be scanned whole or per row (a day is in one table, so of
+    a day's row, or a previous day's, one side is NULL and COALESCE takes the other). PostgreSQL reads the
+    interim view by key as is."""
+    if dialect != "sqlite":
+        return {}
+    old = _load("0005")
+    status = _replaced(str(old.CONTROL_STATUS), HAS_CONTROLS, HAS_CONTROLS_BOTH)
+    changes = old._control_changes("sqlite")
+    assert changes.count(HAS_CONTROLS) == 2, "0005's control_changes is not the text this revision rewrites"
+    appeared, vanished = changes.replace(HAS_CONTROLS, HAS_CONTROLS_BOTH).split("\nUNION ALL\n", 1)
+    appeared = _replaced(_replaced(appeared, PREV_LEFT, PREV_BOTH), CUR_JOIN, CUR_BOTH)
+    appeared = _replaced(appeared, "prev.control_name IS NULL", "(po.control_name IS NULL AND pn.control_key IS NULL)")
+    appeared = _replaced(
+        appeared,
+        "WHERE d.previous_date IS NOT NULL AND",
+        "WHERE (co.control_name IS NOT NULL OR cn.control_key IS NOT NULL) AND d.previous_date IS NOT NULL AND",
+    )
+    appeared = _replaced(
+        appeared, "d.previous_date, cur.control_name,", "d.previous_date, cur.control_name AS control_name,"
+    )
+    appeared = _either(_either(appeared, "prev", "po", "pn", "pck"), "cur", "co", "cn", "cck")
+    vanished = _replaced(_replaced(vanished, CUR_LEFT, CUR_NEITHER), PREV_JOIN, PREV_ROWS)
+    vanished = _replaced(
+        vanished, "d.previous_date, prev.control_name,", "d.previous_date, prev.control_name AS control_name,"
+    )
+    vanished = _either(vanished, "prev", "po", "pn", "pck")
+    return {"control_status": status, "control_changes": f"{appeared}\nUNION ALL\n{vanished}"}
 
 
 def control_changes(dialect: str) -> str:

@@ -409,6 +409,29 @@ def test_sqlite_reads_the_moved_rows_by_primary_key(tmp_path: Path, query: str) 
     assert any(step.startswith("SEARCH") and "USING PRIMARY KEY (tenant_key=?" in step for step in plan), plan
 
 
+INTERIM = (
+    "SELECT * FROM control_changes WHERE tenant_id = :t AND score_date > '2026-11-20'",
+    "SELECT * FROM control_status WHERE tenant_id = :t",
+)
+
+
+@pytest.mark.parametrize("query", INTERIM)
+def test_sqlite_reads_each_table_by_key_while_the_rows_move(tmp_path: Path, query: str) -> None:
+    """Midway, control_changes and control_status read the old table and the moved rows each by key: reading
+    the view over both, SQLite scanned both tables (4.1 s instead of 0.07 s a tenant's control_changes on
+    the demo database)."""
+    path = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "fixture.sqlite.gz") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    with pytest.raises(Stop):
+        asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}", MoveOptions(batch_rows=1000, progress=_stop_after(1, []))))
+    with sqlite3.connect(path) as conn:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", {"t": "x"})]
+    rows = {OLD_SCORES, "control_scores", "control_score_rows", "r", "x", "co", "po", "cn", "pn", "cur", "prev"}
+    assert not [step for step in plan if step.startswith("SCAN") and step.split()[1] in rows], plan
+    assert not [step for step in plan if "AUTOMATIC" in step], plan
+
+
 # A `fetcher` that sends itself `signal` when the first progress line of the move is logged: the signal
 # arrives at a known point of a real `fetcher migrate`, between two of its batches, whatever the timing.
 SIGNAL_AT_FIRST_PROGRESS = """
