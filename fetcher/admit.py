@@ -12,6 +12,11 @@
    `varchar(n)` overflows where SQLite keeps them; refused on every database alike, so both hold the same
    days).
 
+1 and 2 cost writing each object back as JSON; where the resource gives a `Bound` (the object's nesting read
+from its row) and the object's page held no `\\u0000` escape (`FetchContext.nul_free`), the object is normalized
+first and passes 1 and 2 without that when its bound is within the limit, with the same outcome: any other
+object (one the normalizer refuses, one whose bound is over) is screened in full first, as before.
+
 A refused object becomes a `Rejection` (quarantined with its reason and body, capped when stored); an
 object for another tenant also marks the tenant failed (`wrong_tenant`). Admitted objects become rows
 and, when the archive is kept, archive rows packed by the resource.
@@ -52,6 +57,9 @@ Normalizer = Callable[[Any, FetchContext, str], Row]
 Archiver = Callable[[Any, Row, FetchContext, bytes], RawPayload]
 # (object, its row) -> why the row cannot be stored, or None.
 Checker = Callable[[Any, Row], str | None]
+# a row -> at least how deep the object it was made from nests (0 for a scalar, 1 + its deepest member's
+# for an array or object), for objects the normalizer accepted.
+Bound = Callable[[Row], int]
 
 
 def too_long(field: str, value: str | None, limit: int | None) -> str | None:
@@ -72,16 +80,20 @@ class Unique(Generic[Row]):
     key: Callable[[Row], Hashable]
     replaces: Callable[[Row, Row], bool]
     reason: Callable[[Row, Row], str]
+    # Whether any newcomer could replace this row (true whenever `replaces(new, row)` could be): only such
+    # a row's object's JSON is kept for the quarantine in case it is.
+    replaceable: Callable[[Row], bool] = lambda _row: True
 
 
 @dataclass
 class _Kept:
-    """Where the row kept for a key sits in the admission, and its object's JSON (for the quarantine)."""
+    """Where the row kept for a key sits in the admission, and its object's JSON (for the quarantine;
+    None when `Unique.replaceable` said no newcomer can replace it)."""
 
     row: int
     raw: int | None
     obj: int | None
-    text: bytes
+    text: bytes | None
 
 
 @dataclass
@@ -107,14 +119,17 @@ def admit(
     keep_objects: bool = False,
     into: Admission[Row] | None = None,
     unique: Unique[Row] | None = None,
+    bound: Bound[Row] | None = None,
 ) -> Admission[Row]:
     """Admit `objects` (received together, as `context` says) for `tenant_id`, into `into` or a new admission.
 
     `unique`: the rule for two objects with one key in the answer `into` collects (see the module's 4.).
+    `bound`: the object's nesting from its row, which spares writing it as JSON (see the module's docstring).
     """
     admission = Admission[Row]() if into is None else into
+    quick = bound if context.nul_free else None
     for obj in objects:
-        _admit_one(obj, context, tenant_id, (normalize, check), archive, keep_objects, admission, unique)
+        _admit_one(obj, context, tenant_id, (normalize, check, quick), archive, keep_objects, admission, unique)
     return admission
 
 
@@ -122,36 +137,36 @@ def _admit_one(
     obj: Any,
     context: FetchContext,
     tenant_id: str,
-    rules: tuple[Normalizer[Row], Checker[Row] | None],
+    rules: tuple[Normalizer[Row], Checker[Row] | None, Bound[Row] | None],
     archive: Archiver[Row] | None,
     keep_objects: bool,
     admission: Admission[Row],
     unique: Unique[Row] | None,
 ) -> None:
-    normalize, check = rules
-    text = _dumps(obj)
-    reason, body = screen(obj, text)
-    if reason is not None:
-        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, body))
-        return
-    assert text is not None  # screened
-    try:
-        row = normalize(obj, context, tenant_id)
-    except PayloadError as error:
-        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, str(error), text))
-        if isinstance(error, WrongTenant) and admission.wrong_tenant is None:
-            admission.wrong_tenant = error
-        return
+    normalize, check, bound = rules
+    text: bytes | None = None
+    row = _quick(obj, context, tenant_id, normalize, bound)
+    if row is None:  # screened in full, as every object was before `bound`
+        admitted = _screened(obj, context, tenant_id, normalize, admission)
+        if admitted is None:
+            return
+        row, text = admitted
     problem = check(obj, row) if check is not None else None
     if problem is not None:
-        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, problem, text))
+        body = text if text is not None else orjson.dumps(obj)
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, problem, body))
         return
-    raw = archive(obj, row, context, text) if archive is not None else None
+    raw = None
+    if archive is not None:
+        text = text if text is not None else orjson.dumps(obj)
+        raw = archive(obj, row, context, text)
     if unique is not None:
         kept = admission.kept.get(unique.key(row))
         if kept is not None:
-            _settle(admission, unique, kept, row, raw, obj if keep_objects else None, text, context, tenant_id)
+            _settle(admission, unique, kept, row, raw, obj, keep_objects, text, context, tenant_id)
             return
+        if text is None and unique.replaceable(row):
+            text = orjson.dumps(obj)
         admission.kept[unique.key(row)] = _Kept(
             len(admission.rows),
             len(admission.raw) if raw is not None else None,
@@ -165,6 +180,41 @@ def _admit_one(
         admission.raw.append(raw)
 
 
+def _screened(
+    obj: Any, context: FetchContext, tenant_id: str, normalize: Normalizer[Row], admission: Admission[Row]
+) -> tuple[Row, bytes] | None:
+    """The object's row and JSON after the full screening (1 to 3 of the module's docstring), or None with
+    its rejection added to `admission`."""
+    text = _dumps(obj)
+    reason, body = screen(obj, text)
+    if reason is not None:
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, body))
+        return None
+    try:
+        return normalize(obj, context, tenant_id), body
+    except PayloadError as error:
+        admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, str(error), body))
+        if isinstance(error, WrongTenant) and admission.wrong_tenant is None:
+            admission.wrong_tenant = error
+        return None
+
+
+def _quick(
+    obj: Any, context: FetchContext, tenant_id: str, normalize: Normalizer[Row], bound: Bound[Row] | None
+) -> Row | None:
+    """The object's row when it passes the screening without being written as JSON: no NUL (its page held no
+    `\\u0000` escape: `bound` is None otherwise) and nested within `MAX_STORED_DEPTH` by its row's `bound`.
+    None for any other object, which is then screened in full before it is normalized, as before: so a
+    refused object gets the same reason either way (normalizing is pure, and done again)."""
+    if bound is None:
+        return None
+    try:
+        row = normalize(obj, context, tenant_id)
+    except PayloadError:
+        return None
+    return row if bound(row) <= MAX_STORED_DEPTH else None
+
+
 def _settle(
     admission: Admission[Row],
     unique: Unique[Row],
@@ -172,22 +222,26 @@ def _settle(
     row: Row,
     raw: RawPayload | None,
     obj: Any,
-    text: bytes,
+    keep_objects: bool,
+    text: bytes | None,
     context: FetchContext,
     tenant_id: str,
 ) -> None:
     """A second row for a key: the rule keeps one in the admission's place and quarantines the other."""
     held = admission.rows[kept.row]
+    if text is None:  # rare: written only now
+        text = orjson.dumps(obj)
     if not unique.replaces(row, held):
         reason = unique.reason(row, held)
         admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, text))
         return
+    assert kept.text is not None, "Unique.replaceable said no newcomer could replace this row"
     reason = unique.reason(held, row)
     admission.rejections.append(Rejection(tenant_id, context.run_id, context.fetched_at, reason, kept.text))
     admission.rows[kept.row] = row
     if kept.raw is not None and raw is not None:
         admission.raw[kept.raw] = raw
-    if kept.obj is not None:
+    if kept.obj is not None and keep_objects:
         admission.objects[kept.obj] = obj
     kept.text = text
 

@@ -163,7 +163,7 @@ def read_page(response: Response, *, tenant: TenantRef, url: str, setup: Setup |
     warnings = parse_warnings(response.header_values("Warning"))
     if response.status == 206 and not value:
         raise empty_partial_error(warnings, tenant=tenant, url=url)
-    return ScorePage(value, warnings, link, response.status, url)
+    return ScorePage(value, warnings, link, response.status, url, holds_no_nul(response.body))
 
 
 def empty_partial_error(
@@ -202,7 +202,15 @@ def read_item(response: Response, *, tenant: TenantRef, url: str, setup: Setup |
         raise _invalid(tenant, response, url, "is not a secureScore object")
     # An entity answer carries `@odata.context`; the objects of a list answer carry no annotations.
     score = {key: value for key, value in document.items() if not key.startswith("@odata.")}
-    return ScorePage([score], parse_warnings(response.header_values("Warning")), None, response.status, url)
+    warnings = parse_warnings(response.header_values("Warning"))
+    return ScorePage([score], warnings, None, response.status, url, holds_no_nul(response.body))
+
+
+def holds_no_nul(body: bytes) -> bool:
+    """Whether no string parsed from the JSON `body` can hold a NUL: JSON writes one only as the escape
+    `\\u0000`, which `body` then contains (an escaped backslash before `u0000` makes a false alarm, never a
+    miss). About a seventh of the cost of writing the page's objects back as JSON (instruction counts)."""
+    return b"\\u0000" not in body
 
 
 def _invalid(tenant: TenantRef, response: Response, url: str, what: str) -> InvalidResponse:

@@ -111,6 +111,9 @@ class FetchContext:
     run_id: str | None
     fetched_at: datetime
     warnings: tuple[ProviderWarning, ...] = ()
+    # The answer's body held no `\u0000` escape, so no string in its objects holds a NUL: admission need
+    # not write an object back as JSON to look for one (`fetcher.admit`). Not stored.
+    nul_free: bool = False
 
     @property
     def partial(self) -> bool:
@@ -130,6 +133,7 @@ class ScorePage:
     next_link: str | None
     status: int
     url: str
+    nul_free: bool = False  # its body held no `\u0000` escape (see `FetchContext.nul_free`)
 
 
 class ScoreRow(NamedTuple):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
@@ -382,6 +382,41 @@ def normalize_score(obj: Any, context: FetchContext, *, expected_tenant: str | N
         id_mismatch(score_id, tenant, day),
     )
     return ScoreDay(score, comparatives, controls)
+
+
+def nesting(value: Any) -> int:
+    """How deep a JSON value nests: 0 for a scalar, 1 + its deepest member's for an array or object.
+    Without recursion: Graph's answers may nest 1,024 levels (orjson's limit), beyond Python's stack."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            members: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            members = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((member, level + 1) for member in members)
+    return deepest
+
+
+def score_nesting_bound(day: ScoreDay) -> int:
+    """At least how deep the secureScore object `day` was made from nests (`nesting`), from its rows alone.
+
+    `normalize_score` keeps every value of the object either in a column (a scalar, or a list of strings:
+    with the object and its list, 3 levels at most) or, as received, in an `extra`: the score's, whose
+    members sat in the object as they sit in it, or a comparative's or control's, whose members sat three
+    levels in (the object, its list, the item). So the object nests at most as deep as the deepest of
+    3, the score's `extra` and 2 + each other `extra`. For `fetcher.admit`, which then need not write the
+    object as JSON to know it can be written.
+    """
+    bound = max(3, nesting(day.score.extra))
+    for rows in (day.comparatives, day.controls):
+        for row in rows:
+            if row.extra is not NO_EXTRA:
+                bound = max(bound, 2 + nesting(row.extra))
+    return bound
 
 
 def id_mismatch(score_id: str, tenant: str, day: date) -> bool:

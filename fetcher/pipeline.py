@@ -237,7 +237,7 @@ class TenantPipeline:
         fetched = Fetched(resource)
         try:
             async for page in resource.fetch(self.client, plan, stats):
-                context = FetchContext(self.run_id, utcnow(), page.warnings)
+                context = FetchContext(self.run_id, utcnow(), page.warnings, nul_free=page.nul_free)
                 resource.admit(
                     page.objects,
                     context,

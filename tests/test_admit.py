@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from typing import Any
 
 import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fetcher.admit import HOLDS_NUL, TOO_DEEP, Admission, admit
+from fetcher.graph import holds_no_nul
 from fetcher.models import FetchContext, ScoreDay
 from fetcher.resources.secure_scores import admit_secure_scores
 from fetcher.store.archive import Rejection
@@ -95,3 +100,124 @@ def test_admit_adds_to_the_admission_it_is_given() -> None:
     admit([1], CONTEXT, tenant_id=TENANT, normalize=lambda o, _c, _t: o, into=into)
     admit([2], CONTEXT, tenant_id=TENANT, normalize=lambda o, _c, _t: o, into=into)
     assert into.rows == [1, 2]
+
+
+# ---------------------------------------------------- the quick screening: the same outcome as in full
+
+QUICK = FetchContext("run-1", AT, nul_free=True)
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4)
+    | st.sampled_from(["\x00", "a\x00", "-1", "true", "2026-11-28T06:15:00Z", "x"])
+)
+_keys = st.text(max_size=3) | st.sampled_from(["controlName", "basis", "score", "on", "vendor", "id", "k\x00"])
+_values = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3), max_leaves=6
+)
+
+
+@st.composite
+def _deep(draw: st.DrawFn) -> Any:
+    """A value nesting about as deep as may be stored (`MAX_STORED_DEPTH`, counted from the object)."""
+    value = draw(_scalars | st.just([]) | st.just({}))
+    for _ in range(draw(st.integers(min_value=246, max_value=254) | st.integers(min_value=0, max_value=3))):
+        value = [value] if draw(st.booleans()) else {draw(_keys): value}
+    return value
+
+
+@st.composite
+def _changed_day(draw: st.DrawFn) -> dict[str, Any]:
+    """A secureScore with a few values changed anywhere: in the object, its vendor, an item of its lists."""
+    obj = full_day(day=draw(st.sampled_from([dt.date(2026, 11, 27), dt.date(2026, 11, 28)])))
+    if draw(st.booleans()):
+        obj["id"] = draw(st.sampled_from([obj["id"], obj["id"].upper(), "not-its-day"]))
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        value = draw(_deep() | _values)
+        place = draw(st.sampled_from(["object", "vendor", "comparative", "control", "list"]))
+        key = draw(_keys | st.sampled_from(sorted(obj)))
+        if place == "object":
+            obj[key] = value
+        elif place == "vendor" and isinstance(obj.get("vendorInformation"), dict):
+            obj["vendorInformation"][key] = value
+        elif place in ("comparative", "control"):
+            items = obj.get("averageComparativeScores" if place == "comparative" else "controlScores")
+            items = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            if items:
+                draw(st.sampled_from(items))[key] = value
+        elif isinstance(obj.get("controlScores"), list):
+            obj["controlScores"].append(value)
+    return obj
+
+
+def _nul_free(objects: list[Any]) -> bool:
+    """What the page would say: its body (written as Graph writes it) holds no `\\u0000` escape."""
+    return holds_no_nul(json.dumps(objects).encode())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(_changed_day(), min_size=1, max_size=3), st.booleans())
+def test_the_quick_screening_admits_and_refuses_as_the_full_one(objects: list[Any], keep_raw: bool) -> None:
+    """Objects from a page without a NUL escape, normalized first and bounded by their rows, give the same
+    rows, archive rows, rejections (reasons and bodies) and wrong tenant as every object screened in full."""
+    quick = QUICK if _nul_free(objects) else CONTEXT
+
+    def run(context: FetchContext) -> Admission[ScoreDay]:
+        return admit_secure_scores(
+            copy.deepcopy(objects), context, tenant_id=TENANT, keep_raw=keep_raw, keep_objects=False, into=Admission()
+        )
+
+    full, fast = run(CONTEXT), run(quick)
+    assert (fast.rows, fast.rejections, fast.wrong_tenant) == (full.rows, full.rejections, full.wrong_tenant)
+    assert [(r.score_date, r.size, r.run_id) for r in fast.raw] == [(r.score_date, r.size, r.run_id) for r in full.raw]
+
+
+def test_a_quick_admission_keeps_no_json_for_a_day_no_newcomer_can_replace() -> None:
+    """The JSON of a kept day is written only if a later object of its day could replace it (its id does
+    not name its day); a newcomer that does replace it quarantines the kept one's JSON."""
+    named, misnamed = full_day(), {**full_day(), "id": "not-its-day"}
+    admission = admit_secure_scores(
+        [misnamed, named], QUICK, tenant_id=TENANT, keep_raw=False, keep_objects=False, into=Admission()
+    )
+    assert [d.score.id for d in admission.rows] == [named["id"]]
+    assert [r.body for r in admission.rejections] == [orjson.dumps(misnamed)]
+    only = admit_secure_scores([named], QUICK, tenant_id=TENANT, keep_raw=False, keep_objects=False, into=Admission())
+    assert [k.text for k in only.kept.values()] == [None]
+
+
+def _place(obj: dict[str, Any], where: str, value: Any) -> dict[str, Any]:
+    if where == "object":
+        obj["extra"] = value
+    elif where == "vendor":
+        obj["vendorInformation"]["extra"] = value
+    elif where == "comparative":
+        obj["averageComparativeScores"][0]["extra"] = value
+    elif where == "control":
+        obj["controlScores"][0]["score"] = value
+    elif where == "unnamed control":
+        obj["controlScores"].append([value])
+    else:
+        obj[where] = value  # a list in place of a list, an object in place of an object
+    return obj
+
+
+@pytest.mark.parametrize("where", ["object", "vendor", "comparative", "control", "unnamed control", "controlScores"])
+@pytest.mark.parametrize("depth", range(248, 256))
+def test_the_quick_screening_finds_the_deepest_storable_object_where_the_full_one_does(where: str, depth: int) -> None:
+    """Around the limit, wherever the nesting is, the quick screening refuses exactly what the full one does."""
+    value: Any = "x"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+
+    def run(context: FetchContext) -> Admission[ScoreDay]:
+        obj = _place(full_day(), where, copy.deepcopy(value))
+        return admit_secure_scores(
+            [obj], context, tenant_id=TENANT, keep_raw=False, keep_objects=False, into=Admission()
+        )
+
+    full, fast = run(CONTEXT), run(QUICK)
+    assert (fast.rows, fast.rejections) == (full.rows, full.rejections)
+    assert {len(full.rows), len(full.rejections)} == {0, 1}

@@ -154,8 +154,25 @@ def test_no_usable_claims_challenge_gives_none(header: str) -> None:
 def test_a_200_page_gives_objects_and_next_link() -> None:
     document = {"value": [{"id": "a"}, {"id": "b"}], "@odata.nextLink": f"{BASE}/next"}
     assert read_page(Response(200, body(document)), tenant=TENANT, url=URL) == ScorePage(
-        [{"id": "a"}, {"id": "b"}], (), f"{BASE}/next", 200, URL
+        [{"id": "a"}, {"id": "b"}], (), f"{BASE}/next", 200, URL, nul_free=True
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "nul_free"),
+    [
+        (b'{"value": [{"id": "a"}]}', True),
+        (b'{"value": [{"id": "a\\u0000"}]}', False),
+        (b'{"value": [{"id\\u0000": "a"}]}', False),
+        (b'{"value": [{"id": "a\\\\u0000"}]}', False),  # an escaped backslash, then "u0000": a false alarm
+        (b'{"value": [{"id": "a\\u0001"}]}', True),
+    ],
+)
+def test_a_page_says_whether_its_body_can_hold_a_nul(text: bytes, nul_free: bool) -> None:
+    """Only a body without the escape `\\u0000` is said to hold no NUL; a false alarm costs time, never a miss."""
+    assert read_page(Response(200, text), tenant=TENANT, url=URL).nul_free is nul_free
+    item = text.replace(b'{"value": [', b"").removesuffix(b"]}")
+    assert read_item(Response(200, item), tenant=TENANT, url=URL).nul_free is nul_free
 
 
 def test_a_206_page_gives_objects_and_warnings() -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fetcher.admit import Admission, Unique, admit, too_long
 from fetcher.graph import SECURE_SCORES_PATH
 from fetcher.models import FetchContext, ProviderWarning, RequestStats, ScoreDay, ScorePage
-from fetcher.normalize import normalize_score
+from fetcher.normalize import normalize_score, score_nesting_bound
 from fetcher.plan import Plan
 from fetcher.resources.base import PageSource, Resource, Tally
 from fetcher.store.archive import RawPayload, archived_days, codec_for, iter_raw_payloads, pack, save_raw_payloads
@@ -134,7 +134,12 @@ def _duplicate_reason(refused: ScoreDay, stored: ScoreDay) -> str:
 
 
 # Graph has answered two objects for one tenant-day in one answer (issue 12): the rule above keeps one.
-ONE_PER_DAY: Unique[ScoreDay] = Unique(key=lambda day: day.score_date, replaces=_replaces, reason=_duplicate_reason)
+ONE_PER_DAY: Unique[ScoreDay] = Unique(
+    key=lambda day: day.score_date,
+    replaces=_replaces,
+    reason=_duplicate_reason,
+    replaceable=lambda day: day.score.id_mismatch,  # as `_replaces` says
+)
 
 
 def admit_secure_scores(
@@ -162,6 +167,7 @@ def admit_secure_scores(
         keep_objects=keep_objects,
         into=into,
         unique=None if replay else ONE_PER_DAY,
+        bound=score_nesting_bound,
     )
 
 
