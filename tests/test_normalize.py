@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, ProviderWarning, ScoreDay, ScoreRow
-from fetcher.normalize import NO_EXTRA, UNPARSED, as_bool, as_datetime, as_int, normalize_score
+from fetcher.normalize import (
+    NO_EXTRA,
+    UNPARSED,
+    as_bool,
+    as_datetime,
+    as_int,
+    nesting,
+    normalize_score,
+    score_nesting_bound,
+)
 from tests import payloads
 from tests.payloads import TENANT
 
@@ -937,3 +946,36 @@ def test_objects_without_extra_share_one_read_only_empty_extra() -> None:
     day.score.extra["mine"] = 1  # the score's own extra is a dict of its own
     assert NO_EXTRA == {}
     assert orjson.dumps(NO_EXTRA) == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("value", "levels"),
+    [(1, 0), ("x", 0), ([], 1), ({}, 1), (NO_EXTRA, 1), ([1, [2, {"a": []}]], 4), ({"a": 1, "b": [[]]}, 3)],
+)
+def test_nesting_counts_the_levels_of_arrays_and_objects(value: Any, levels: int) -> None:
+    assert nesting(value) == levels
+
+
+def test_nesting_is_found_beyond_pythons_recursion_limit() -> None:
+    value: Any = []
+    for _ in range(5000):
+        value = [value]
+    assert nesting(value) == 5001
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"unknown": [[[1]]]},
+        {"vendorInformation": {"vendor": "Microsoft", "more": {"a": [{}]}}},
+        {"averageComparativeScores": [{"basis": "AllTenants", "averageScore": [[1]]}, [[[]]]]},
+        {"controlScores": [{"controlName": "A", "score": {"a": {"b": []}}}, {"controlName": "A"}, "x"]},
+        {"controlScores": {"not": ["a", "list"]}},
+        {"enabledServices": ["a", ["b"]]},
+    ],
+)
+def test_a_days_nesting_bound_is_at_least_its_objects_nesting(change: dict[str, Any]) -> None:
+    """The bound admission uses instead of writing the object as JSON is never below the object's nesting."""
+    obj = {**payloads.full_day(), **change}
+    assert score_nesting_bound(normalize(obj)) >= nesting(obj)
