@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import cpu, latency, machine, memory, overhead, peer, profiles, startup, storage
-from benchmarks.harness import REPO, Postgres
+from benchmarks.harness import REPO, Postgres, compile_sources
 from benchmarks.session import FULL, QUICK, Session
 from benchmarks.table import Row, markdown_table, merge_runs, skipped, text_table
 
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     postgres = Postgres(args.postgres)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="securescore-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    compile_sources()
     session = Session(QUICK if args.quick else FULL, args.quick, workdir, postgres, postgres.available())
     load_before = machine.load()
     session.log(
