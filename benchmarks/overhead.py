@@ -19,6 +19,7 @@ own duration from the ledger / (requests x latency / effective concurrency); tar
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import latency
@@ -57,11 +58,12 @@ def last_tenants(source: Path, target: Path, count: int) -> Path:
     return target
 
 
-def _fetcher(session: Session, sim: SimServer, tenants: int) -> Measured:
+def _fetcher(session: Session, sim: SimServer, tenants: int, prefix: Sequence[str] = ()) -> Measured:
     """The measured nightly run, into a database whose archive already has its zstd dictionary, as every
     night's but the first: a warm-up run of other tenants trains it first. (Measured from a fresh database,
     the larger run alone crossed `TRAIN_AFTER` and paid the one-off training and recompression, 0.2 to 0.4 CPU s,
-    which the per-tenant difference then charged to its tenants.)"""
+    which the per-tenant difference then charged to its tenants.) `prefix` goes before the measured run's
+    command, not the warm-up's: `benchmarks.instructions` puts valgrind there."""
     directory = session.directory(NAME)
     database = directory / f"fetcher-{tenants}.db"
     for stale in directory.glob(f"fetcher-{tenants}.db*"):
@@ -83,12 +85,13 @@ def _fetcher(session: Session, sim: SimServer, tenants: int) -> Measured:
     session.log(f"{NAME}: warm-up run (trains the archive's dictionary), {warm_tenants(days)} other tenants")
     measure(fetcher_argv(warm_config, "run")).check()
     session.log(f"{NAME}: fetcher run, {tenants} tenants x {days} days")
-    run = measure(fetcher_argv(config, "run")).check()
+    run = measure([*prefix, *fetcher_argv(config, "run")]).check()
     expect_complete(read_ledger(sqlite_url(database)), tenants=tenants, days=days, what=f"{NAME} {tenants} tenants")
     return run
 
 
-def _floor(session: Session, sim: SimServer, tenants: int) -> Measured:
+def _floor(session: Session, sim: SimServer, tenants: int, prefix: Sequence[str] = ()) -> Measured:
+    """The floor's run of the tenants `_fetcher` ran (its tenants file); `prefix` as there."""
     directory = session.directory(NAME)
     database = directory / f"floor-{tenants}.db"
     database.unlink(missing_ok=True)
@@ -99,7 +102,7 @@ def _floor(session: Session, sim: SimServer, tenants: int) -> Measured:
     args = [*sim.client_args()]
     args[args.index("--tenants-file") + 1] = str(tenants_file)
     run = measure(
-        client_argv("floor", *args, "--days", str(session.sizes.overhead_days), "--database", str(database))
+        [*prefix, *client_argv("floor", *args, "--days", str(session.sizes.overhead_days), "--database", str(database))]
     ).check()
     stored = run.json()["score_days"]
     if stored != tenants * session.sizes.overhead_days:
