@@ -23,6 +23,7 @@ from fetcher.config import DatabaseConfig
 from fetcher.errors import DatabaseUnavailable, SchemaOutOfDate, SchemaTooNew
 from fetcher.store.engine import (
     alembic_config,
+    bind_without_lookups,
     connect,
     create_engine,
     current_revision,
@@ -225,6 +226,30 @@ async def test_an_unreachable_database_is_reported_without_its_password() -> Non
 def test_sqlite_json_merge_is_shallow_with_new_keys_winning(old: str | None, new: str | None, merged: str) -> None:
     """The SQLite function behaves as PostgreSQL's `jsonb ||`."""
     assert json_merge(old, new) == merged
+
+
+async def test_a_sqlite_engine_binds_none_and_bools_through_registered_adapters(tmp_path: Path) -> None:
+    """sqlite3 finds them in its registry, instead of failing an attribute lookup for every such value."""
+    keys = [(kind, sqlite3.PrepareProtocol) for kind in (type(None), bool)]
+    for key in keys:
+        sqlite3.adapters.pop(key, None)
+    engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'bind.db'}"))
+    try:
+        assert sqlite3.adapters.get(keys[1]) is int
+        assert sqlite3.adapters.get(keys[0]) is not None
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(("value", "stored"), [(None, ("null", None)), (True, ("integer", 1)), (False, ("integer", 0))])
+def test_values_bound_through_the_adapters_are_stored_as_without_them(
+    value: object, stored: tuple[str, object]
+) -> None:
+    bind_without_lookups()
+    with sqlite3.connect(":memory:") as db:
+        db.execute("CREATE TABLE t (v)")
+        db.execute("INSERT INTO t VALUES (?)", (value,))
+        assert db.execute("SELECT typeof(v), v FROM t").fetchone() == stored
 
 
 def test_two_processes_opening_one_new_sqlite_file_both_succeed(tmp_path: Path) -> None:
