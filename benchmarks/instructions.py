@@ -1,6 +1,6 @@
 """Instructions per tenant of a nightly run, counted by valgrind's callgrind (issue 17): a steady measure.
 
-    python -m benchmarks.instructions                      # 10 and 40 tenants, about 6 minutes on 2 cores
+    python -m benchmarks.instructions                      # 10 and 40 tenants: 20 minutes or more on 2 cores
     python -m benchmarks.instructions --tenants 20 80 --annotate 30 --workdir /tmp/instr
 
 The overhead benchmark's nightly run (`benchmarks.overhead`: `fetcher run` with `history_days = 2`, days of
@@ -13,11 +13,14 @@ client; the warm-up and the simulator run natively. Printed:
 
 Ir counts the instructions the process executed, every thread's (aiosqlite's writer included), so it does not
 vary with the machine's load as CPU seconds do (those vary by about 15 % run to run on this machine): it can
-see a change of 1 %. It is not time (a cache miss costs no Ir), so it is informational, not a target.
-`--annotate N` also prints the N C functions with the most exclusive Ir a tenant (the larger fetcher run's
-minus the smaller's, over the difference in tenants); py-spy (`benchmarks.profile`) or cProfile attribute
-the interpreter's share to Python functions. Runs about 65 times slower than natively; `PYTHONHASHSEED` is
-fixed at 0 for every child so that dict and set orders repeat. Needs valgrind on PATH.
+see a change of 1 %. It is not time (a cache miss costs no Ir), so it is informational, not a target. The
+calls of `SSL_do_handshake` a tenant are shown beside: the connection pools are still filling at small counts,
+so how many connections a run opened varies with timing (0.9 or 1.3 calls a tenant, about 2.8 M instructions
+each), the one source of spread seen. `--annotate N` also prints the N C functions with the most exclusive Ir
+a tenant (the larger fetcher run's minus the smaller's, over the difference in tenants); py-spy
+(`benchmarks.profile`) or cProfile attribute the interpreter's share to Python functions. Runs about 65 times
+slower than natively; `PYTHONHASHSEED` is fixed at 0 for every child so that dict and set orders repeat. Needs
+valgrind on PATH.
 """
 
 from __future__ import annotations
@@ -55,12 +58,17 @@ _NAMES = {
 }
 
 
+HANDSHAKE = "SSL_do_handshake"  # its calls (a TLS handshake takes one or more) tell run-to-run noise apart
+
+
 @dataclass(frozen=True)
 class Profile:
-    """One callgrind profile: total instructions (Ir) and each function's own, keyed `function [object]`."""
+    """One callgrind profile: total instructions (Ir), each function's own, keyed `function [object]`, and
+    the calls of `HANDSHAKE`."""
 
     total: int
     own: collections.Counter[str]
+    handshakes: int = 0
 
 
 def callgrind(out: Path) -> list[str]:
@@ -74,10 +82,11 @@ def parse(lines: Iterable[str]) -> Profile:
     A cost line right after `calls=` is the inclusive cost of that call, charged to the callee, so it is
     not the caller's own. The total is the `totals:` (or `summary:`) line; `ValueError` if there is none."""
     names: dict[tuple[str, str], str] = {}
-    current = {"ob": "?", "fn": "?"}
+    current = {"ob": "?", "fn": "?", "cfn": "?"}
     own: collections.Counter[str] = collections.Counter()
     total: int | None = None
     after_call = False
+    handshakes = 0
     for line in lines:
         head = line[:1]
         if head.isdigit() or head in "+-*":
@@ -87,17 +96,24 @@ def parse(lines: Iterable[str]) -> Profile:
             after_call = False
         elif line.startswith("calls="):
             after_call = True
+            if current["cfn"] == HANDSHAKE:
+                handshakes += int(line[6:].split()[0])
         elif line.startswith(("totals:", "summary:")):
             total = int(line.split()[1])
         elif "=" in line:
-            key, _, value = line.rstrip("\n").partition("=")
-            if key in _NAMES:
-                name = _name(names, _NAMES[key], value)
-                if key in ("ob", "fn"):
-                    current[key] = name
+            _naming(line, names, current)
     if total is None:
         raise ValueError("not a callgrind profile: no totals: line")
-    return Profile(total, own)
+    return Profile(total, own, handshakes)
+
+
+def _naming(line: str, names: dict[tuple[str, str], str], current: dict[str, str]) -> None:
+    """A line naming an object, file or function: `current` takes the object, function and callee named."""
+    key, _, value = line.rstrip("\n").partition("=")
+    if key in _NAMES:
+        name = _name(names, _NAMES[key], value)
+        if key in current:
+            current[key] = name
 
 
 def _name(names: dict[tuple[str, str], str], space: str, value: str) -> str:
@@ -170,8 +186,10 @@ def report(profiles: dict[tuple[str, int], Profile], small: int, large: int, ann
         if (kind, small) in profiles:
             low, high = profiles[kind, small], profiles[kind, large]
             figures[kind] = per_tenant(low, high, large - small)
+            handshakes = (high.handshakes - low.handshakes) / (large - small)
             lines.append(
-                f"  {kind:8} {figures[kind] / 1e6:8.2f} M  (Ir {low.total / 1e6:,.1f} M -> {high.total / 1e6:,.1f} M)"
+                f"  {kind:8} {figures[kind] / 1e6:8.2f} M  (Ir {low.total / 1e6:,.1f} M -> {high.total / 1e6:,.1f} M; "
+                f"{handshakes:.2f} {HANDSHAKE} calls a tenant)"
             )
     if len(figures) == 2:
         lines.append(f"  ratio    {figures['fetcher'] / figures['floor']:8.3f}")

@@ -25,6 +25,10 @@ cfl=(2) memcpy.S
 cfn=(2) memcpy
 calls=4 0
 * 400
+cob=(3) /usr/lib/libssl.so.3
+cfn=(4) SSL_do_handshake
+calls=3 0
+* 0
 fn=(3) _PyEval_EvalFrameDefault'2
 5 20
 ob=(2)
@@ -35,11 +39,12 @@ totals: 1000
 """
 
 
-def test_a_profile_counts_each_functions_own_instructions_not_its_calls() -> None:
+def test_a_profile_counts_each_functions_own_instructions_not_its_calls_and_the_handshake_calls() -> None:
     profile = parse(PROFILE.splitlines(keepends=True))
     assert profile == Profile(
         1000,
         collections.Counter({"_PyEval_EvalFrameDefault [libpython3.11.so.1.0]": 370, "memcpy [libc.so.6]": 400}),
+        handshakes=3,
     )
 
 
