@@ -39,14 +39,44 @@ LARGE_BLOCK_MAPPED = textwrap.dedent(
         return mapped
     """
 )
-PROBE = LARGE_BLOCK_MAPPED + textwrap.dedent(
+# Source of `top_kept()`: 2 MB of 4 kB blocks (below any mmap threshold, above what the tcache holds) taken from the
+# main heap and freed in reverse, so that each merges with the heap's top; whether at least 1 MB of free top
+# stays (mallinfo2's keepcost) or was given back to the system at 128 kB, glibc's trim threshold once the mmap
+# threshold is set. None off glibc.
+TOP_KEPT = textwrap.dedent(
     """
-    import sys
-    from fetcher.heap import fix_mmap_threshold
+    def top_kept():
+        import ctypes, platform, sys
+        if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+            return None
+        names = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")
+        info = type("MallInfo2", (ctypes.Structure,), {"_fields_": [(name, ctypes.c_size_t) for name in names]})
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = info
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+        blocks = [None] * 512  # made first: a list grown meanwhile would sit among the blocks, above them
+        for i in range(512):
+            blocks[i] = libc.malloc(4096)
+        for block in reversed(blocks):
+            libc.free(block)
+        return libc.mallinfo2().keepcost >= 1 << 20
+    """
+)
+PROBE = (
+    LARGE_BLOCK_MAPPED
+    + TOP_KEPT
+    + textwrap.dedent(
+        """
+        import sys
+        from fetcher.heap import fix_mmap_threshold
 
-    fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else None
-    print(fixed, large_block_mapped())
-    """
+        fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else None
+        print(fixed, large_block_mapped(), top_kept())
+        """
+    )
 )
 
 
@@ -57,10 +87,23 @@ def probe(mode: str) -> str:
 
 @glibc_only
 def test_a_fixed_threshold_keeps_blocks_above_it_mapped_after_a_larger_one_was_freed() -> None:
-    assert probe("fix") == "True True"
+    """And the heap's free top is kept, not given back at glibc's 128 kB trim threshold."""
+    assert probe("fix") == "True True True"
 
 
 @glibc_only
 def test_without_it_glibc_serves_them_from_its_heaps() -> None:
     """The probe's control: glibc's threshold slides, which is what `fix_mmap_threshold` is for."""
-    assert probe("slide") == "None False"
+    assert probe("slide") == "None False True"
+
+
+@glibc_only
+def test_the_mmap_threshold_alone_gives_the_heaps_top_back_at_128_kb() -> None:
+    """The trim threshold's control: glibc stops sliding it too once the mmap threshold is set."""
+    done = subprocess.run(
+        [sys.executable, "-c", TOP_KEPT + "import ctypes\nctypes.CDLL(None).mallopt(-3, 131072)\nprint(top_kept())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"

@@ -21,7 +21,8 @@ def tune_long_run() -> None:
     It also frees large blocks (HTTP bodies, a dictionary's training samples, zstd's workspaces), after which
     glibc would serve blocks up to their size from its heaps, where freed memory stays resident:
     `fetcher.heap.fix_mmap_threshold` stops that (the memory benchmark's backfill of 1,000 tenants peaked
-    about 10 MB lower, docs/benchmarks.md).
+    about 10 MB lower, docs/benchmarks.md), and keeps the heaps' free tops rather than giving them back to be
+    faulted in again.
 
     With the default thresholds the collector ran every 700 allocations and kept rescanning the JSON and
     rows of every tenant in flight: a quarter of the CPU of a backfill (measured: 6.1 against 4.6 CPU
