@@ -414,6 +414,7 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
     async with connect(engine) as conn:
         current = await conn.run_sync(_current_revision)
         empty = current is None and await _is_empty(conn)
+    log.debug("database %s: schema revision %s", display_url(engine), current or "none")
     if current == schema_head():
         return
     head = await asyncio.to_thread(head_revision)

@@ -44,7 +44,7 @@ DAYS = 20
 FETCH = {"history_days": DAYS, "concurrency": 4}
 EARLY_WINDOW = 0.05  # seconds after the database is first opened: schema, lock, planning
 RUN_WINDOW = 1.2  # seconds after the run starts by which its backfill has usually ended
-OPENED = "Context impl"  # alembic's line as the fetcher first looks at the database's schema
+OPENED = ": schema revision "  # the fetcher's debug line as it first looks at the database's schema
 STARTED = "tenant(s) to fetch"
 
 
