@@ -12,14 +12,11 @@ import pytest
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 glibc_only = pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 
-# Source of `large_block_mapped()`, for probes run in a child (mallopt changes the whole process, and the
-# test process's malloc must stay as it was): an 8 MB block mapped and freed raises glibc's sliding threshold
-# to 8 MB, so a 2 MB block is then mapped on its own (mallinfo2's hblkhd counts it) only if the threshold was
-# fixed before. A block that fits in the free top of the heap is served from there whatever the threshold,
-# hence 2 MB: after `fetcher run` stopped on a missing configuration the top holds about 300 kB. None off glibc.
-LARGE_BLOCK_MAPPED = textwrap.dedent(
+# Source of `glibc()`, which the probes below share: the C library with mallinfo2, malloc and free typed, or
+# None off glibc.
+GLIBC = textwrap.dedent(
     """
-    def large_block_mapped():
+    def glibc():
         import ctypes, platform, sys
         if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
             return None
@@ -31,6 +28,20 @@ LARGE_BLOCK_MAPPED = textwrap.dedent(
         libc.malloc.restype = ctypes.c_void_p
         libc.malloc.argtypes = [ctypes.c_size_t]
         libc.free.argtypes = [ctypes.c_void_p]
+        return libc
+    """
+)
+# Source of `large_block_mapped()`, for probes run in a child (mallopt changes the whole process, and the
+# test process's malloc must stay as it was): an 8 MB block mapped and freed raises glibc's sliding threshold
+# to 8 MB, so a 2 MB block is then mapped on its own (mallinfo2's hblkhd counts it) only if the threshold was
+# fixed before. A block that fits in the free top of the heap is served from there whatever the threshold,
+# hence 2 MB: after `fetcher run` stopped on a missing configuration the top holds about 300 kB. None off glibc.
+LARGE_BLOCK_MAPPED = textwrap.dedent(
+    """
+    def large_block_mapped():
+        libc = glibc()
+        if libc is None:
+            return None
         libc.free(libc.malloc(8 << 20))
         before = libc.mallinfo2().hblkhd
         block = libc.malloc(2 << 20)
@@ -46,17 +57,9 @@ LARGE_BLOCK_MAPPED = textwrap.dedent(
 TOP_KEPT = textwrap.dedent(
     """
     def top_kept():
-        import ctypes, platform, sys
-        if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        libc = glibc()
+        if libc is None:
             return None
-        names = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")
-        info = type("MallInfo2", (ctypes.Structure,), {"_fields_": [(name, ctypes.c_size_t) for name in names]})
-        libc = ctypes.CDLL(None)
-        libc.mallinfo2.restype = info
-        libc.malloc.restype = ctypes.c_void_p
-        libc.malloc.argtypes = [ctypes.c_size_t]
-        libc.free.argtypes = [ctypes.c_void_p]
         blocks = [None] * 512  # made first: a list grown meanwhile would sit among the blocks, above them
         for i in range(512):
             blocks[i] = libc.malloc(4096)
@@ -66,7 +69,8 @@ TOP_KEPT = textwrap.dedent(
     """
 )
 PROBE = (
-    LARGE_BLOCK_MAPPED
+    GLIBC
+    + LARGE_BLOCK_MAPPED
     + TOP_KEPT
     + textwrap.dedent(
         """
@@ -101,7 +105,11 @@ def test_without_it_glibc_serves_them_from_its_heaps() -> None:
 def test_the_mmap_threshold_alone_gives_the_heaps_top_back_at_128_kb() -> None:
     """The trim threshold's control: glibc stops sliding it too once the mmap threshold is set."""
     done = subprocess.run(
-        [sys.executable, "-c", TOP_KEPT + "import ctypes\nctypes.CDLL(None).mallopt(-3, 131072)\nprint(top_kept())"],
+        [
+            sys.executable,
+            "-c",
+            GLIBC + TOP_KEPT + "import ctypes\nctypes.CDLL(None).mallopt(-3, 131072)\nprint(top_kept())",
+        ],
         capture_output=True,
         text=True,
         check=True,

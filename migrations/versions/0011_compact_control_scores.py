@@ -333,17 +333,26 @@ def _refuse_writes(dialect: str) -> None:
     )
 
 
-def serve_both(dialect: str) -> None:
-    """Before the first batch: the old table renamed `OLD_SCORES`, and in its place a view control_scores over
-    it and control_score_rows (`_select_both`) with the table's grants; every other view made again over the
-    view (SQLite's control_changes and control_status by key: `interim_views`), with its own grants, as `_swap`
-    does at the end."""
+def _drop_views(
+    dialect: str,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, bool]], dict[str, list[tuple[str, str, bool]]]]:
+    """Every view over control_scores dropped, dependents first: their names and statements, and the grants
+    of control_scores and of each view (PostgreSQL; none on SQLite), for making them again."""
     postgres = dialect == "postgresql"
     views = _views(dialect)
     grants = _grants("control_scores") if postgres else []
     view_grants = {name: _grants(name) for name, _ in views} if postgres else {}
     for name, _ in reversed(views):
         op.execute(f"DROP VIEW {name}")
+    return views, grants, view_grants
+
+
+def serve_both(dialect: str) -> None:
+    """Before the first batch: the old table renamed `OLD_SCORES`, and in its place a view control_scores over
+    it and control_score_rows (`_select_both`) with the table's grants; every other view made again over the
+    view (SQLite's control_changes and control_status by key: `interim_views`), with its own grants, as `_swap`
+    does at the end."""
+    views, grants, view_grants = _drop_views(dialect)
     op.execute(f"ALTER TABLE control_scores RENAME TO {OLD_SCORES}")
     op.execute(f"CREATE VIEW control_scores AS\n{_select_both(dialect)}")
     _grant("control_scores", grants, view=True)
@@ -358,11 +367,7 @@ def _swap(dialect: str) -> None:
     """The old table, moved and empty, is dropped with the interim view; the view control_scores reads
     control_score_rows alone; the views are made again (two of them read by keys), each with its grants."""
     postgres = dialect == "postgresql"
-    views = _views(dialect)
-    grants = _grants("control_scores") if postgres else []
-    view_grants = {name: _grants(name) for name, _ in views} if postgres else {}
-    for name, _ in reversed(views):
-        op.execute(f"DROP VIEW {name}")
+    views, grants, view_grants = _drop_views(dialect)
     left = _count(OLD_SCORES)
     if left:
         raise RuntimeError(f"0011: {left} control_scores rows were not moved; run the migration again")
