@@ -14,10 +14,11 @@ client; the warm-up and the simulator run natively. Printed:
 Ir counts the instructions the process executed, every thread's (aiosqlite's writer included), so it does not
 vary with the machine's load as CPU seconds do (those vary by about 15 % run to run on this machine): it can
 see a change of 1 %. It is not time (a cache miss costs no Ir), so it is informational, not a target. The
-calls of `SSL_do_handshake` a tenant are shown beside: the connection pools are still filling at small counts,
-so how many connections a run opened varies with timing (0.9 or 1.3 calls a tenant, about 2.8 M instructions
-each), the one source of spread seen. `--annotate N` also prints the N C functions with the most exclusive Ir
-a tenant (the larger fetcher run's minus the smaller's, over the difference in tenants); py-spy
+calls of `SSL_do_handshake` a tenant are shown beside (two calls a TLS connection, about 2.8 M instructions
+each): how many connections a run opened varied with timing (0.9 or 1.3 calls a tenant) while the pool's idle
+connections expired after 15 s, which valgrind's slowdown reached; they are kept 60 s now (docs/benchmarks.md).
+`--annotate N` also prints the N C functions with the most exclusive Ir a tenant (the larger fetcher run's
+minus the smaller's, over the difference in tenants); py-spy
 (`benchmarks.profile`) or cProfile attribute the interpreter's share to Python functions. Runs about 65 times
 slower than natively; `PYTHONHASHSEED` is fixed at 0 for every child so that dict and set orders repeat. Needs
 valgrind on PATH.

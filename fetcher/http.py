@@ -48,6 +48,11 @@ CHUNK_SIZE = 64 * 1024
 CONNECT_TIMEOUT_MAX = 30.0
 # Token requests to Entra ID share the session's pool with Graph requests, which `Limits` bounds.
 TOKEN_CONNECTIONS = 8
+# Seconds an idle pooled connection is kept (aiohttp's default: 15). When every worker is saving rather than
+# fetching for longer than that (a slow database; valgrind's 65-fold slowdown), the pool was emptied and the
+# next requests paid fresh TLS handshakes. Below the 4 minutes after which NATs and load balancers commonly
+# drop an idle flow without telling either end (a dead pooled socket would wait out a read timeout).
+KEEPALIVE_SECONDS = 60.0
 
 
 def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
@@ -65,6 +70,7 @@ def create_session(graph: GraphConfig, fetch: FetchConfig) -> aiohttp.ClientSess
         ssl=ssl_context(graph.ca_bundle),
         limit=fetch.concurrency + TOKEN_CONNECTIONS,
         limit_per_host=0,
+        keepalive_timeout=KEEPALIVE_SECONDS,
         ttl_dns_cache=300,
     )
     timeout = aiohttp.ClientTimeout(
