@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from tests.test_cli import invoke, write_config
-from tests.test_heap import GLIBC, LARGE_BLOCK_MAPPED
+from tests.test_heap import GLIBC, GLIBC_PRELUDE, LARGE_BLOCK_MAPPED
 
 # Read sys.argv as the console script does; what the command left behind goes to $PROBE_OUT.
 PROBE = (
-    LARGE_BLOCK_MAPPED
+    GLIBC_PRELUDE
+    + LARGE_BLOCK_MAPPED
     + """
 import gc, json, os, sys
 from fetcher.cli import main

@@ -14,7 +14,7 @@ glibc_only = pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 
 # Source of `glibc()`, which the probes below share: the C library with mallinfo2, malloc and free typed, or
 # None off glibc.
-GLIBC = textwrap.dedent(
+GLIBC_PRELUDE = textwrap.dedent(
     """
     def glibc():
         import ctypes, platform, sys
@@ -69,7 +69,7 @@ TOP_KEPT = textwrap.dedent(
     """
 )
 PROBE = (
-    GLIBC
+    GLIBC_PRELUDE
     + LARGE_BLOCK_MAPPED
     + TOP_KEPT
     + textwrap.dedent(
@@ -108,7 +108,7 @@ def test_the_mmap_threshold_alone_gives_the_heaps_top_back_at_128_kb() -> None:
         [
             sys.executable,
             "-c",
-            GLIBC + TOP_KEPT + "import ctypes\nctypes.CDLL(None).mallopt(-3, 131072)\nprint(top_kept())",
+            GLIBC_PRELUDE + TOP_KEPT + "import ctypes\nctypes.CDLL(None).mallopt(-3, 131072)\nprint(top_kept())",
         ],
         capture_output=True,
         text=True,
