@@ -6,6 +6,8 @@
     │   ├── DatabaseUnavailable       cannot connect
     │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
     │   │   └── SchemaTooNew          at a revision this fetcher does not ship: upgrade the fetcher
+    │   ├── SchemaDamaged             alembic_version unusable: several rows, no row beside the tables, garbage
+    │   ├── ForeignDatabase           tables, none of them the fetcher's: another program's database
     │   ├── DatabaseGone              SQLite: the file was deleted or replaced while open
     │   ├── LockHeld                  another run holds the database's run lock
     │   ├── DatabaseLocked            SQLite: another writer outlasted busy_timeout_seconds
@@ -84,6 +86,19 @@ class SchemaTooNew(SchemaOutOfDate):
     """The database is at a revision this code does not ship (a newer fetcher migrated it)."""
 
     kind = "schema_too_new"
+
+
+class SchemaDamaged(DatabaseError):
+    """`alembic_version` holds no revision this fetcher can act on: several rows, none while the fetcher's
+    tables are there, or one no fetcher made. Migrating could not be right, so nothing is migrated."""
+
+    kind = "schema_damaged"
+
+
+class ForeignDatabase(DatabaseError):
+    """The database has tables but none of the fetcher's and no schema revision: another program's."""
+
+    kind = "foreign_database"
 
 
 class DatabaseGone(DatabaseError):

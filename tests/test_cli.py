@@ -151,6 +151,66 @@ def test_a_database_newer_than_the_fetcher_is_one_line_saying_to_upgrade_it(tmp_
     )
 
 
+@pytest.mark.parametrize("command", [["status"], ["migrate"], ["run"]])
+def test_two_revisions_in_alembic_version_are_one_line_not_a_traceback(tmp_path: Path, command: list[str]) -> None:
+    """It was Alembic's CommandError ("more than one head present") with a traceback and exit 1."""
+    config = write_config(tmp_path)
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    with sqlite3.connect(tmp_path / "scores.db") as db:
+        db.execute("INSERT INTO alembic_version VALUES ('0013')")
+    db.close()
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3, result.output
+    assert result.output == (
+        f"error: database sqlite+aiosqlite:///{tmp_path / 'scores.db'}: alembic_version holds 2 revisions "
+        f"(0013, {head_revision()}) where a fetcher keeps one: delete the rows that are not the database's "
+        """revision (see the README's "Repairing the schema revision"), or restore it from a backup\n"""
+    )
+
+
+@pytest.mark.parametrize("command", [["status"], ["migrate"]])
+def test_the_fetchers_tables_without_a_revision_are_one_line_on_status_and_migrate(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """`status` said to run `migrate`, which failed with "table tenants already exists"."""
+    config = write_config(tmp_path)
+    assert invoke("--config", str(config), "migrate").exit_code == 0
+    with sqlite3.connect(tmp_path / "scores.db") as db:
+        db.execute("DELETE FROM alembic_version")
+    db.close()
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3, result.output
+    assert result.output == (
+        f"error: database sqlite+aiosqlite:///{tmp_path / 'scores.db'} holds the fetcher's tables but no schema "
+        "revision (alembic_version empty or missing): restore it from a backup, or put its revision back (see "
+        """the README's "Repairing the schema revision")\n"""
+    )
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["run"]])
+def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Path, command: list[str]) -> None:
+    """`migrate` added the fetcher's tables to it and said "migrated from an empty database"."""
+    config = write_config(tmp_path)
+    with sqlite3.connect(tmp_path / "scores.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    db.close()
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3, result.output
+    assert result.output == (
+        f"error: database sqlite+aiosqlite:///{tmp_path / 'scores.db'} holds tables that are not the fetcher's "
+        "(notes): point [database] url at an empty or fetcher database\n"
+    )
+    with sqlite3.connect(tmp_path / "scores.db") as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+    db.close()
+
+
 def test_migrate_refuses_monthly_partitions_on_sqlite_in_one_line(tmp_path: Path) -> None:
     config = write_config(tmp_path, database=f'{DEFAULT_DATABASE}\npartition = "monthly"')
 
@@ -856,6 +916,8 @@ def test_a_damaged_sqlite_file_is_one_line_naming_it(
 
 def test_vacuum_says_in_one_line_that_it_waits_for_a_reader_before_waiting(tmp_path: Path) -> None:
     database = tmp_path / "scores.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"\nbusy_timeout_seconds = 0.2')
+    assert invoke("--config", str(config), "migrate").exit_code == 0  # first: it refuses a file of other tables
     with sqlite3.connect(database) as db:
         db.execute("CREATE TABLE kept (body BLOB)")
         db.executemany("INSERT INTO kept VALUES (randomblob(100000))", [()] * 20)
@@ -864,8 +926,6 @@ def test_vacuum_says_in_one_line_that_it_waits_for_a_reader_before_waiting(tmp_p
         db.commit()
         db.execute("DROP TABLE scratch")
     db.close()
-    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"\nbusy_timeout_seconds = 0.2')
-    assert invoke("--config", str(config), "migrate").exit_code == 0
 
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as reader:
         reader.execute("BEGIN")

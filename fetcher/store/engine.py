@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -36,6 +37,8 @@ from fetcher.errors import (
     DatabaseGone,
     DatabaseLocked,
     DatabaseUnavailable,
+    ForeignDatabase,
+    SchemaDamaged,
     SchemaOutOfDate,
     SchemaTooNew,
 )
@@ -56,6 +59,10 @@ INVALID_CATALOG_NAME = "3D000"  # PostgreSQL: the database named in the URL does
 # connection that a failover or `pg_terminate_backend` killed is for `in_transaction` to retry.
 REFUSED_SQLSTATE_CLASSES = frozenset({"3D", "28"})
 VERSION_TABLE = "alembic_version"
+REVISION = re.compile(r"\d{4}")  # this project's revisions: 0001, 0002, ... (file names and revision ids)
+# Tables a fetcher made under names its schema no longer has (0011 replaced control_scores).
+FORMER_TABLES = frozenset({"control_scores", "control_scores_table"})
+REPAIR = 'see the README\'s "Repairing the schema revision"'
 
 
 def _json_dumps(value: Any) -> str:
@@ -270,31 +277,72 @@ def shipped_revisions(scripts: ScriptDirectory | None = None) -> frozenset[str]:
     return frozenset(script.revision for script in (scripts or _scripts()).walk_revisions())
 
 
-def _current_revision(connection: Connection) -> str | None:
-    """The database's revision (None: no `alembic_version` table, or no row in it), read as Alembic reads it
-    but without importing Alembic; several rows (branches, which this fetcher never makes) are left to
-    Alembic to refuse."""
-    if not sa.inspect(connection).has_table(VERSION_TABLE):
-        return None
-    found = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+def _current_revision(connection: Connection, where: str) -> str | None:
+    """The database's revision, read as Alembic reads it but without importing Alembic; None for a database
+    with no tables (beside an empty `alembic_version`). `where` names the database in errors.
+
+    Raises `SchemaDamaged` for several rows (this fetcher never makes branches) or for the fetcher's tables
+    without a row, and `ForeignDatabase` for other tables without a row: neither is for migrating.
+    """
+    found: list[str] = []
+    if sa.inspect(connection).has_table(VERSION_TABLE):
+        found = list(connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
     if len(found) > 1:
-        from alembic.runtime.migration import MigrationContext
+        shown = ", ".join(sorted(_shown(revision) for revision in found))
+        raise SchemaDamaged(
+            f"database {where}: alembic_version holds {len(found)} revisions ({shown}) where a fetcher keeps "
+            f"one: delete the rows that are not the database's revision ({REPAIR}), or restore it from a backup"
+        )
+    if found:
+        return found[0]
+    tables = set(sa.inspect(connection).get_table_names()) - {VERSION_TABLE}
+    if not tables:
+        return None
+    raise _without_revision(where, tables)
 
-        return MigrationContext.configure(connection).get_current_revision()
-    return found[0] if found else None
+
+def _without_revision(where: str, tables: set[str]) -> SchemaDamaged | ForeignDatabase:
+    """The refusal of a database with `tables` (names) but no schema revision."""
+    from fetcher.store.schema import metadata
+
+    if tables & (set(metadata.tables) | FORMER_TABLES):
+        return SchemaDamaged(
+            f"database {where} holds the fetcher's tables but no schema revision (alembic_version empty or "
+            f"missing): restore it from a backup, or put its revision back ({REPAIR})"
+        )
+    foreign = sorted(tables)
+    named = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    return ForeignDatabase(
+        f"database {where} holds tables that are not the fetcher's ({named}): point [database] url at an empty "
+        "or fetcher database"
+    )
 
 
-def too_new(where: str, current: str | None) -> SchemaTooNew | None:
-    """`SchemaTooNew` when the database is at a revision this fetcher does not ship (a newer fetcher migrated
-    it: going on, or downgrading, would need migrations only that fetcher has); None otherwise."""
+def _shown(revision: str) -> str:
+    """A revision for a one-line message: as it is if it is one of ours in form, else quoted (at most 40
+    characters, control characters escaped)."""
+    return revision if REVISION.fullmatch(revision) else repr(revision[:40])
+
+
+def not_shipped(where: str, current: str | None) -> SchemaTooNew | SchemaDamaged | None:
+    """Why a database at revision `current` cannot be used or migrated, if this fetcher does not ship that
+    revision: `SchemaTooNew` for one numbered after its head (a newer fetcher migrated it: going on, or
+    downgrading, would need migrations only that fetcher has), `SchemaDamaged` for any other (no fetcher made
+    it); None for a shipped revision or none. Reads the migration scripts once."""
     if current is None:
         return None
     scripts = _scripts()
     if current in shipped_revisions(scripts):
         return None
-    return SchemaTooNew(
-        f"database {where} is at schema revision {current}, newer than this fetcher knows (its latest is "
-        f"{head_revision(scripts)}): upgrade the fetcher"
+    head = head_revision(scripts)
+    if REVISION.fullmatch(current) and current > head:
+        return SchemaTooNew(
+            f"database {where} is at schema revision {current}, newer than this fetcher knows (its latest is "
+            f"{head}): upgrade the fetcher"
+        )
+    return SchemaDamaged(
+        f"database {where} is at an unknown schema revision {_shown(current)} (not one any fetcher made): "
+        f"restore it from a backup, or put its revision right ({REPAIR})"
     )
 
 
@@ -352,12 +400,13 @@ async def _migrate_on(
     """The upgrade on a connection that commits as it goes (no `begin()` block: a batch commits inside)."""
     watched = sqlite_file(engine)
     try:
-        before = await conn.run_sync(_current_revision)
-        newer = await asyncio.to_thread(too_new, display_url(engine), before)
-        if newer is not None:
-            raise newer
+        where = display_url(engine)
+        before = await conn.run_sync(_current_revision, where)
+        refused = await asyncio.to_thread(not_shipped, where, before)
+        if refused is not None:
+            raise refused
         await conn.run_sync(_upgrade, revision, moving)
-        after = await conn.run_sync(_current_revision)
+        after = await conn.run_sync(_current_revision, where)
         if then is not None:
             await then(conn)
         if watched is not None:
@@ -388,12 +437,7 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with connect(engine) as conn:
-        return await conn.run_sync(_current_revision)
-
-
-async def _is_empty(conn: AsyncConnection) -> bool:
-    names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
-    return not names
+        return await conn.run_sync(_current_revision, display_url(engine))
 
 
 async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
@@ -403,6 +447,10 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
     (`DatabaseUnavailable`) rather than created empty: the database that was expected is gone, and
     `fetcher migrate` is how a new one is asked for. With `create=True` a new file is created and
     migrated, with a warning, as on a first run.
+
+    Raises `SchemaOutOfDate` (behind: `fetcher migrate`), `SchemaTooNew` (upgrade the fetcher),
+    `SchemaDamaged` (several revisions, the tables without one, or one no fetcher made) or `ForeignDatabase`
+    (another program's tables), each one line naming the database.
     """
     watched = sqlite_file(engine)
     if watched is not None and not watched.path.exists():
@@ -412,22 +460,21 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
             )
         log.warning("database %s does not exist: creating a new, empty one", watched.path)
     async with connect(engine) as conn:
-        current = await conn.run_sync(_current_revision)
-        empty = current is None and await _is_empty(conn)
+        current = await conn.run_sync(_current_revision, display_url(engine))
     log.debug("database %s: schema revision %s", display_url(engine), current or "none")
     if current == schema_head():
         return
     head = await asyncio.to_thread(head_revision)
     if current == head:
         return
-    if empty and is_sqlite(engine) and create:
+    if current is None and is_sqlite(engine) and create:  # no tables: `_current_revision` refuses others
         await migrate(engine)
         return
     if current is None:
         raise SchemaOutOfDate(f"database {display_url(engine)} has no fetcher schema: run `fetcher migrate`")
-    newer = await asyncio.to_thread(too_new, display_url(engine), current)
-    if newer is not None:
-        raise newer
+    refused = await asyncio.to_thread(not_shipped, display_url(engine), current)
+    if refused is not None:
+        raise refused
     raise SchemaOutOfDate(
         f"database {display_url(engine)} is at schema revision {current}, this fetcher needs {head}: "
         "run `fetcher migrate`"

@@ -265,9 +265,13 @@ async def test_a_postgresql_servers_database_size_and_autovacuum_are_read(postgr
     assert server.autovacuum is (setting == "on")
 
 
-def _database_with_a_large_log(path: Path) -> AsyncEngine:
+async def _database_with_a_large_log(path: Path) -> AsyncEngine:
     """A migrated database of 12 MB of live rows and 6 MB of free pages, so that a VACUUM under a reader leaves
-    more in the -wal than SQLite's own checkpoints would (wal_autocheckpoint: 1000 pages, 4 MB)."""
+    more in the -wal than SQLite's own checkpoints would (wal_autocheckpoint: 1000 pages, 4 MB). Migrated
+    first: `migrate` refuses a file of tables that are not the fetcher's."""
+    migrating = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}"))
+    await migrate(migrating)
+    await migrating.dispose()
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("CREATE TABLE kept (body BLOB)")
         conn.executemany("INSERT INTO kept VALUES (randomblob(100000))", [()] * 120)
@@ -283,7 +287,7 @@ async def test_with_no_free_pages_a_large_log_a_reader_left_is_still_checkpointe
     """A vacuum under a reader leaves the rebuilt pages in the -wal; the next one, with no free pages left and the
     reader still connected (so no last connection's checkpoint on close), truncates it and says the sizes."""
     path = tmp_path / "scores.db"
-    engine = _database_with_a_large_log(path)
+    engine = await _database_with_a_large_log(path)
     try:
         await migrate(engine)
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
@@ -313,7 +317,7 @@ async def test_with_no_free_pages_a_large_log_a_reader_left_is_still_checkpointe
 
 async def test_with_no_free_pages_a_large_log_a_reader_still_holds_is_said(tmp_path: Path) -> None:
     path = tmp_path / "scores.db"
-    engine = _database_with_a_large_log(path)
+    engine = await _database_with_a_large_log(path)
     try:
         await migrate(engine)
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
@@ -340,7 +344,7 @@ async def test_vacuum_says_it_waits_for_a_reader_only_when_one_holds_the_log(tmp
     """It waited busy_timeout silently; now the checkpoint is tried without waiting first, and only a reader
     still reading makes it say, before the wait, how long it will wait."""
     path = tmp_path / "scores.db"
-    engine = _database_with_a_large_log(path)
+    engine = await _database_with_a_large_log(path)
     told: list[float] = []
     try:
         await migrate(engine)
