@@ -1,8 +1,9 @@
 """Reports as text: a rich table for the terminal, CSV, JSON and Markdown.
 
-JSON and CSV carry stored values as stored and computed figures (percentages, changes, differences)
-rounded to 2 decimals, without float noise; the table and Markdown round for reading. Every string from
-the database (tenant and control names) is shown as text: never as rich markup, Markdown or HTML.
+JSON and CSV carry stored values as stored and computed figures (percentages, changes, differences, a
+category's summed score and max score) rounded to 2 decimals, without float noise; the table and Markdown
+round for reading. Every string from the database (tenant and control names) is shown as text: never as
+rich markup, Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from rich.text import Text
 
 from fetcher.report.model import ActionsReport, Mark, Portfolio, TenantReport, TenantRow, Totals
 from fetcher.report.sanitize import remediation_text
-from fetcher.store.reports import NET_ZERO, ControlDelta, ImprovementAction, NextAction, ScorePoint, StateUpdate
+from fetcher.store.reports import (
+    NET_ZERO,
+    CategoryPoint,
+    ControlDelta,
+    ImprovementAction,
+    NextAction,
+    ScorePoint,
+    StateUpdate,
+)
 from fetcher.tables import UNLIMITED, Column, fitted_table
 from fetcher.text import csv_cell, printable
 
@@ -198,9 +207,15 @@ def tenant_report_dict(r: TenantReport) -> dict[str, Any]:
         "losses": [_delta_dict(d) for d in r.losses],
         "next_actions": [_action_dict(a) for a in r.next_actions],
         "state_updates": [asdict(u) for u in r.state_updates],
-        "categories": [asdict(c) for c in r.categories],
+        "categories": [_category_dict(c) for c in r.categories],
         "trend": [_trend_dict(p) for p in r.trend],
     }
+
+
+def _category_dict(c: CategoryPoint) -> dict[str, Any]:
+    """A category's day, its score and max_score rounded: sums over its controls by the view, whose float noise
+    differs by database (SQLite 364.3799999999999, PostgreSQL 364.38000000000017)."""
+    return {**asdict(c), "score": figure(c.score), "max_score": figure(c.max_score)}
 
 
 def _trend_dict(p: ScorePoint) -> dict[str, Any]:
@@ -342,7 +357,10 @@ def tenant_csv(r: TenantReport) -> str:
                 [
                     ["# categories"],
                     ["score_date", "control_category", "score", "max_score", "percent"],
-                    *((c.score_date, c.control_category, c.score, c.max_score, c.percent) for c in r.categories),
+                    *(
+                        (c.score_date, c.control_category, figure(c.score), figure(c.max_score), c.percent)
+                        for c in r.categories
+                    ),
                 ]
             ),
             _csv([["# trend"], ["score_date", "current_score", "max_score", "percent"], *trend]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.config import Config, load_config
 from fetcher.report.collect import tenant_report
 from fetcher.report.formats import rounded
-from fetcher.store.schema import score_history
+from fetcher.store.schema import control_profiles, control_scores, controls, score_history
+from tests.dbutil import rows
 from tests.report import reference
 from tests.report.conftest import (
     HOSTILE_NAME,
@@ -250,6 +252,55 @@ def test_csv_has_a_block_per_section(filled: Filled, tmp_path: Path) -> None:
     assert (summary["tenant_id"], summary["name"]) == (tenant, HOSTILE_NAME)
     assert parsed[-1][1] == ["score_date", "current_score", "max_score", "percent"]
     assert len(parsed[-1]) - 2 == len(_json(filled, tenant)["trend"])
+
+
+async def _category_sums(filled: Filled, tenant_id: str) -> dict[tuple[str, str | None], tuple[float, float | None]]:
+    """category_scores' score and max_score of each (day, category) of the tenant, summed exactly in Python
+    from the stored rows (so the same on either database) and rounded to 2 decimals."""
+    engine = filled.engine()
+    scores, profiles, known = [await rows(engine, t) for t in (control_scores, control_profiles, controls)]
+    await engine.dispose()
+    profile = {r["control_name"]: r for r in profiles if r["tenant_id"] == tenant_id}
+    category = {r["control_name"]: r["control_category"] for r in known}
+    groups: dict[tuple[str, str | None], list[tuple[float, float | None]]] = defaultdict(list)
+    for r in (r for r in scores if r["tenant_id"] == tenant_id):
+        p = profile.get(r["control_name"], {})
+        key = (r["score_date"].isoformat(), p.get("control_category") or category.get(r["control_name"]))
+        groups[key].append((r["score"] or 0.0, p.get("max_score")))
+    return {
+        key: (
+            round(math.fsum(s for s, _ in g), 2),
+            round(math.fsum(m for _, m in g if m is not None), 2) if any(m is not None for _, m in g) else None,
+        )
+        for key, g in groups.items()
+    }
+
+
+def test_category_scores_are_rounded_alike_on_every_database_in_csv_and_json(filled: Filled, tmp_path: Path) -> None:
+    """A category's score and max_score (sums by the view, whose float noise differs by database: SQLite
+    364.3799999999999, PostgreSQL 364.38000000000017) are the exact sums rounded to 2 decimals, in JSON and
+    CSV alike."""
+    tenant = filled.healthy[0].tenant_id
+    out = tmp_path / "tenant.csv"
+    result = report(filled.config, "--tenant", tenant, "--format", "csv", "--output", str(out))
+    assert result.exit_code == 0, result.output
+
+    from_json = {
+        (c["score_date"], c["control_category"]): (c["score"], c["max_score"])
+        for c in _json(filled, tenant)["categories"]
+    }
+    block = next(b for b in out.read_text(encoding="utf-8").split("\n\n") if b.startswith("# categories"))
+    from_csv = {
+        (r["score_date"], r["control_category"] or None): (
+            float(r["score"]),
+            float(r["max_score"]) if r["max_score"] else None,
+        )
+        for r in csv.DictReader(io.StringIO(block.split("\n", 1)[1]))
+    }
+    expected = run(_category_sums(filled, tenant))
+    assert from_json
+    assert from_json == {key: expected[key] for key in from_json}
+    assert from_csv == from_json
 
 
 def test_markdown_has_the_sections_with_the_name_escaped(filled: Filled) -> None:
