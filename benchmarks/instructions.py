@@ -1,6 +1,6 @@
 """Instructions per tenant of a nightly run, counted by valgrind's callgrind (issue 17): a steady measure.
 
-    python -m benchmarks.instructions                      # 10 and 40 tenants: 20 minutes or more on 2 cores
+    python -m benchmarks.instructions                      # 10 and 40 tenants: about 20 minutes, 2-core Xeon
     python -m benchmarks.instructions --tenants 20 80 --annotate 30 --workdir /tmp/instr
 
 The overhead benchmark's nightly run (`benchmarks.overhead`: `fetcher run` with `history_days = 2`, days of
