@@ -17,13 +17,18 @@ from hypothesis import strategies as st
 from fetcher.errors import MissingField, PayloadError, WrongTenant
 from fetcher.models import ComparativeRow, ControlScoreRow, FetchContext, ProviderWarning, ScoreDay, ScoreRow
 from fetcher.normalize import (
+    CONTROL_FIELDS,
+    CONTROL_RULES,
+    NAME_ONLY,
     NO_EXTRA,
     UNPARSED,
     as_bool,
     as_datetime,
     as_int,
+    drop_placeholders,
     nesting,
     normalize_score,
+    read_fields,
     score_nesting_bound,
 )
 from tests import payloads
@@ -979,3 +984,27 @@ def test_a_days_nesting_bound_is_at_least_its_objects_nesting(change: dict[str, 
     """The bound admission uses instead of writing the object as JSON is never below the object's nesting."""
     obj = {**payloads.full_day(), **change}
     assert score_nesting_bound(normalize(obj)) >= nesting(obj)
+
+
+def control_by_the_rules(item: dict[str, Any], name: str) -> ControlScoreRow:
+    """A control's row made the plain way: its values read into a row of nulls, every rule then applied."""
+    values: list[Any] = [TENANT, NEWEST, name, *[None] * (len(ControlScoreRow._fields) - 3)]
+    _, extra = read_fields(item, CONTROL_FIELDS, NAME_ONLY, values)
+    values[ControlScoreRow._fields.index("extra")] = drop_placeholders(item, values, extra, CONTROL_RULES)
+    return ControlScoreRow._make(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(items("controlName", CONTROL_KEYS), max_size=6))
+def test_control_rows_are_the_rows_every_rule_gives(controls: list[dict[str, Any]]) -> None:
+    """The controls' reading with the placeholder rules inlined by place gives the rows the rules give."""
+    obj = {**payloads.full_day(), "controlScores": controls}
+    named = {}
+    for item in controls:
+        name = item["controlName"].strip() if type(item["controlName"]) is str else ""
+        if name and name not in named:
+            named[name] = item
+
+    day = normalize(obj)
+
+    assert day.controls == tuple(control_by_the_rules(item, name) for name, item in named.items())
