@@ -127,8 +127,31 @@ def _capture() -> Iterator[IO[str]]:
         yield file
 
 
-def fetcher_argv(config: Path, *args: str) -> list[str]:
-    return [PYTHON, "-m", "fetcher", "--config", str(config), "-q", *args]
+@dataclass(frozen=True)
+class Fetcher:
+    """The fetcher program a benchmark runs: this checkout's by default, or another checkout's (`of_checkout`,
+    for a same-run A/B against older code: `benchmarks.before`)."""
+
+    argv: tuple[str, ...] = (PYTHON, "-m", "fetcher")
+    profiles_key: bool = True  # its configuration knows `[fetch] control_profiles` (older code fetched none)
+
+    @classmethod
+    def of_checkout(cls, checkout: Path) -> Fetcher:
+        """The `fetcher` script of `checkout`'s own virtualenv (`.venv`), its bytecode written first as
+        `compile_sources` does for this one, so that neither side compiles at start-up."""
+        script = checkout / ".venv" / "bin" / "fetcher"
+        if not script.is_file():
+            raise BenchmarkError(f"{script} is missing: make {checkout}'s virtualenv and `pip install -e .` there")
+        compileall.compile_dir(checkout / "fetcher", quiet=1)
+        example = (checkout / "config.example.toml").read_text(encoding="utf-8")
+        return cls((str(script),), "control_profiles" in example)
+
+
+OWN_FETCHER = Fetcher()
+
+
+def fetcher_argv(config: Path, *args: str, fetcher: Fetcher = OWN_FETCHER) -> list[str]:
+    return [*fetcher.argv, "--config", str(config), "-q", *args]
 
 
 def client_argv(module: str, *args: str) -> list[str]:
@@ -232,12 +255,13 @@ class SimServer:
         concurrency: int = 16,
         history_days: int = 90,
         tenants_file: str | None = None,
-        control_profiles: bool = False,
+        control_profiles: bool | None = False,
     ) -> Path:
         """A fetcher.toml for this simulator, its tenants read from a CSV file (as for thousands of tenants).
 
         Control profiles are off unless asked for: the other benchmarks compare secureScores alone with
-        clients that fetch nothing else (`benchmarks.profiles` measures what profiles add)."""
+        clients that fetch nothing else (`benchmarks.profiles` measures what profiles add). None leaves the
+        key out, for a fetcher older than it (which fetched no profiles)."""
         info = self.info
         lines = [
             f"tenants_file = {_toml(tenants_file or info['tenants_file'])}",
@@ -255,7 +279,7 @@ class SimServer:
             "[fetch]",
             f"concurrency = {concurrency}",
             f"history_days = {history_days}",
-            f"control_profiles = {'true' if control_profiles else 'false'}",
+            *([] if control_profiles is None else [f"control_profiles = {'true' if control_profiles else 'false'}"]),
             "",
             "[auth]",
             'method = "client_secret"',
@@ -339,9 +363,10 @@ class Postgres:
             await conn.close()
 
 
-def migrate(config: Path) -> None:
-    """Create the schema with the project's own migrations (`fetcher migrate`)."""
-    measure(fetcher_argv(config, "migrate"), cwd=REPO).check()
+def migrate(config: Path, fetcher: Fetcher = OWN_FETCHER) -> None:
+    """Create the schema with the project's own migrations (`fetcher migrate`), or with those of the
+    `fetcher` given (an older checkout's schema, for its own runs; the floor writes this checkout's)."""
+    measure(fetcher_argv(config, "migrate", fetcher=fetcher), cwd=REPO).check()
 
 
 # ------------------------------------------------------------------------------------------ the ledger

@@ -2,6 +2,7 @@
 
     python -m benchmarks.instructions                      # 10 and 40 tenants: about 20 minutes, 2-core Xeon
     python -m benchmarks.instructions --tenants 20 80 --annotate 30 --workdir /tmp/instr
+    python -m benchmarks.instructions --only fetcher --checkout ../pre17   # older code, from its own .venv
 
 The overhead benchmark's nightly run (`benchmarks.overhead`: `fetcher run` with `history_days = 2`, days of
 230 controls, latency 0, into a SQLite database whose archive dictionary a warm-up run of other tenants has
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import overhead
-from benchmarks.harness import Postgres, SimServer, compile_sources
+from benchmarks.harness import OWN_FETCHER, Fetcher, Postgres, SimServer, compile_sources
 from benchmarks.session import FULL, Session
 
 KINDS = ("fetcher", "floor")
@@ -155,21 +156,27 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--annotate", type=int, default=0, metavar="N", help="also the top N C functions a tenant")
     parser.add_argument("--only", choices=KINDS, help="count only the fetcher's runs or only the floor's")
     parser.add_argument("--workdir", type=Path, help="keep databases, configurations and profiles here")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        help="count another checkout's fetcher (its .venv's `fetcher` script), e.g. older code; the floor is ours",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.tenants[0] < args.tenants[1]:
         parser.error("--tenants: SMALL must be at least 1 and less than LARGE")
     return args
 
 
-def count(session: Session, kinds: Iterable[str]) -> Iterator[tuple[str, int, Path]]:
-    """Each kind's measured runs under callgrind at both counts; yields (kind, tenants, profile path)."""
+def count(session: Session, kinds: Iterable[str], fetcher: Fetcher = OWN_FETCHER) -> Iterator[tuple[str, int, Path]]:
+    """Each kind's measured runs under callgrind at both counts; yields (kind, tenants, profile path). The
+    fetcher's are `fetcher`'s (another checkout's with `--checkout`)."""
     small, large = session.sizes.overhead_tenants
     directory = session.directory(overhead.NAME)
     sim_tenants = large + overhead.warm_tenants(session.sizes.overhead_days)
     with SimServer(session.directory("overhead-sim"), tenants=sim_tenants, controls=session.sizes.controls) as sim:
         for tenants in (small, large):  # the fetcher's runs write the tenants files the floor's read
             out = directory / f"fetcher-{tenants}.callgrind"
-            overhead._fetcher(session, sim, tenants, callgrind(out))
+            overhead._fetcher(session, sim, tenants, callgrind(out), fetcher)
             if "fetcher" in kinds:
                 yield "fetcher", tenants, out
         if "floor" in kinds:
@@ -215,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     session = Session(sizes, False, workdir, Postgres(""), "not used")
     kinds = [args.only] if args.only else list(KINDS)
     try:
-        profiles = {(kind, tenants): read(path) for kind, tenants, path in count(session, kinds)}
+        fetcher = OWN_FETCHER if args.checkout is None else Fetcher.of_checkout(args.checkout.resolve())
+        profiles = {(kind, tenants): read(path) for kind, tenants, path in count(session, kinds, fetcher)}
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

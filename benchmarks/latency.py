@@ -21,17 +21,25 @@ Days hold `latency_controls` controls (10) so that the run is bound by latency, 
 an informational row repeats it with realistic days (about 230 controls), where storing becomes the bound
 on a small machine. A second, informational row runs at concurrency 64: its ideal (a quarter of the
 default's) is below the CPU time the run needs on a small machine, so it shows where latency stops being
-the bound, not a target.
+the bound, not a target. Beside the target row, the floor client (`benchmarks.clients.floor`) at the same
+concurrency under the same latency, its span over the same ideal (informational): the ratio a client with next
+to no machinery reaches on this machine, so the yardstick says whether the target can be met here at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.harness import (
+    OWN_FETCHER,
     BenchmarkError,
+    Fetcher,
+    Measured,
     RunLedger,
     SimServer,
+    client_argv,
     expect_complete,
     fetcher_argv,
     measure,
@@ -58,15 +66,32 @@ def effective_concurrency(concurrency: int, tenants: int, list_requests: int, la
     return bound
 
 
+def ideal_seconds(token_requests: int, list_requests: int, latency_s: float, effective: float) -> float:
+    """Every request's latency, spread over the requests the limits let be in flight at once."""
+    return (token_requests + list_requests) * latency_s / effective
+
+
 @dataclass(frozen=True)
 class Outcome:
-    ledger: RunLedger
+    span: float  # the run's own seconds: the fetcher's ledger (fetch_runs), the floor's own clock
     process_wall: float
     process_cpu: float
     token_requests: int
     list_requests: int
     ideal: float
     effective: float
+    ledger: RunLedger | None = None  # the fetcher's: when its first tenant started, its last finished
+
+
+def outcome(
+    span: float, run: Measured, counts: dict[str, int], concurrency: int, tenants: int, latency_s: float
+) -> Outcome:
+    """A run's span against its ideal, from the requests the simulator counted (`counts`, by endpoint)."""
+    tokens, lists = counts.get("token", 0), counts.get("list", 0)
+    effective = effective_concurrency(concurrency, tenants, lists, latency_s)
+    return Outcome(
+        span, run.wall, run.cpu, tokens, lists, ideal_seconds(tokens, lists, latency_s, effective), effective
+    )
 
 
 def scenario(
@@ -78,45 +103,98 @@ def scenario(
     tenants: int | None = None,
     days: int | None = None,
     name: str = NAME,
+    fetcher: Fetcher = OWN_FETCHER,
 ) -> Outcome:
-    """`fetcher backfill --days days` of `tenants` (the session's latency sizes by default) at `concurrency`."""
+    """`fetcher backfill --days days` of `tenants` (the session's latency sizes by default) at `concurrency`;
+    `fetcher` another checkout's for `benchmarks.before`."""
     sizes = session.sizes
     tenants = sizes.latency_tenants if tenants is None else tenants
     days = sizes.latency_days if days is None else days
     directory = session.directory(name)
     database = directory / f"{label}.db"
     database.unlink(missing_ok=True)
-    config = sim.write_config(directory / f"{label}.toml", database_url=sqlite_url(database), concurrency=concurrency)
-    migrate(config)
+    config = sim.write_config(
+        directory / f"{label}.toml",
+        database_url=sqlite_url(database),
+        concurrency=concurrency,
+        control_profiles=False if fetcher.profiles_key else None,
+    )
+    migrate(config, fetcher)
     sim.clear()
     session.log(
         f"{name}: {label}: {tenants} tenants x {days} days at {sizes.latency_ms:g} ms, concurrency {concurrency}"
     )
-    run = measure(fetcher_argv(config, "backfill", "--days", str(days))).check()
+    run = measure(fetcher_argv(config, "backfill", "--days", str(days), fetcher=fetcher)).check()
     counts = sim.requests()
     ledger = read_ledger(sqlite_url(database))
     expect_complete(ledger, tenants=tenants, days=days, what=f"{name} {label}")
-    tokens, lists = counts.get("token", 0), counts.get("list", 0)
-    if lists != ledger.graph_requests:
+    if counts.get("list", 0) != ledger.graph_requests:
         raise BenchmarkError(
-            f"{name} {label}: the simulator answered {lists} list requests, the fetcher's ledger "
+            f"{name} {label}: the simulator answered {counts.get('list', 0)} list requests, the fetcher's ledger "
             f"(tenant_runs.requests) counts {ledger.graph_requests}"
         )
-    latency = sizes.latency_ms / 1000
-    effective = effective_concurrency(concurrency, tenants, lists, latency)
-    return Outcome(ledger, run.wall, run.cpu, tokens, lists, (tokens + lists) * latency / effective, effective)
+    found = outcome(ledger.seconds, run, counts, concurrency, tenants, sizes.latency_ms / 1000)
+    return dataclasses.replace(found, ledger=ledger)
+
+
+def floor_scenario(
+    session: Session,
+    sim: SimServer,
+    label: str,
+    *,
+    concurrency: int,
+    tenants: int | None = None,
+    days: int | None = None,
+    name: str = NAME,
+) -> Outcome:
+    """The floor client (`benchmarks.clients.floor`) doing what `scenario` has the fetcher do, at the same
+    `concurrency` (requests in flight; tokens among them): the yardstick for the span, what a client with
+    next to no machinery needs on this machine under the same latency. Its span is its own clock, from
+    reading its tenants to its last commit (`seconds` in its report: interpreter start-up excluded, as the
+    ledger's span excludes the fetcher's)."""
+    sizes = session.sizes
+    tenants = sizes.latency_tenants if tenants is None else tenants
+    days = sizes.latency_days if days is None else days
+    directory = session.directory(name)
+    database = directory / f"{label}.db"
+    for stale in directory.glob(f"{label}.db*"):
+        stale.unlink()
+    migrate(sim.write_config(directory / f"{label}.toml", database_url=sqlite_url(database)))
+    sim.clear()
+    session.log(f"{name}: {label}: the floor, {tenants} tenants x {days} days, concurrency {concurrency}")
+    argv = [*sim.client_args(), "--days", str(days), "--concurrency", str(concurrency), "--database", str(database)]
+    run = measure(client_argv("floor", *argv)).check()
+    report, counts = run.json(), sim.requests()
+    check_floor(report, counts, tenants * days, f"{name} {label}")
+    return outcome(float(report["seconds"]), run, counts, concurrency, tenants, sizes.latency_ms / 1000)
+
+
+def check_floor(report: dict[str, Any], counts: dict[str, int], score_days: int, what: str) -> None:
+    """Refuse a floor run that stored less than asked, or whose requests the simulator counted otherwise."""
+    if report["score_days"] != score_days:
+        raise BenchmarkError(f"{what}: the floor stored {report['score_days']} of {score_days} score-days")
+    for kind in ("token", "list"):
+        if report["requests"][kind] != counts.get(kind, 0):
+            raise BenchmarkError(
+                f"{what}: the floor made {report['requests'][kind]} {kind} requests, "
+                f"the simulator answered {counts.get(kind, 0)}"
+            )
 
 
 def row(session: Session, name: str, outcome: Outcome, *, limit: float | None, target: float = TARGET) -> Row:
-    sizes = session.sizes
+    """The span against its ideal; a floor's row (no ledger) says what its span is instead of the tenants'."""
+    ledger = outcome.ledger
+    where = (
+        "floor's own clock"
+        if ledger is None
+        else f"first tenant at {seconds(ledger.lead_in)}, last {seconds(ledger.lead_out)} before the end"
+    )
     return Row(
         name,
-        f"{seconds(outcome.ledger.seconds)} (first tenant at {seconds(outcome.ledger.lead_in)}, last "
-        f"{seconds(outcome.ledger.lead_out)} before the end; process {seconds(outcome.process_wall)}, "
-        f"{outcome.process_cpu:.1f} CPU s)",
+        f"{seconds(outcome.span)} ({where}; process {seconds(outcome.process_wall)}, {outcome.process_cpu:.1f} CPU s)",
         f"ideal {seconds(outcome.ideal)} = ({outcome.token_requests} token + {outcome.list_requests} list) x "
-        f"{sizes.latency_ms:g} ms / {outcome.effective:g}",
-        outcome.ledger.seconds / outcome.ideal,
+        f"{session.sizes.latency_ms:g} ms / {outcome.effective:g}",
+        outcome.span / outcome.ideal,
         limit,
         f"<= {target}" if limit is not None else "",
     )
@@ -136,14 +214,11 @@ def run(session: Session) -> list[Row]:
         for concurrency in (sizes.latency_concurrency, 64):
             outcome = scenario(session, sim, f"concurrency-{concurrency}", concurrency=concurrency)
             target = TARGET if concurrency == sizes.latency_concurrency else None
-            rows.append(
-                row(
-                    session,
-                    f"latency {shape}, {sizes.latency_controls} controls/day, concurrency {concurrency}",
-                    outcome,
-                    limit=target,
-                )
-            )
+            name = f"latency {shape}, {sizes.latency_controls} controls/day, concurrency {concurrency}"
+            rows.append(row(session, name, outcome, limit=target))
+            if concurrency == sizes.latency_concurrency:  # the yardstick: what any client gets here
+                floor = floor_scenario(session, sim, f"floor-{concurrency}", concurrency=concurrency)
+                rows.append(row(session, f"{name}, floor", floor, limit=None))
     with SimServer(
         session.directory("latency-sim-230"),
         tenants=sizes.latency_tenants,

@@ -13,7 +13,9 @@ The floor client (`benchmarks.clients.floor`) does the same two runs as the yard
 Small tenants under latency: `small_tenants` tenants x `small_days` days of `small_controls` controls, the
 simulator answering every request (token requests included) after 100 ms; `fetcher backfill` at
 `concurrency` 32 (target) and 64 (informational). span and ideal as in benchmark 1 (`latency`): the run's
-own duration from the ledger / (requests x latency / effective concurrency); target <= 1.3.
+own duration from the ledger / (requests x latency / effective concurrency); target <= 1.3. Beside each, the
+floor client's span over its ideal at the same concurrency, same simulator (informational): whether any client
+reaches the target on this machine.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 
 from benchmarks import latency
 from benchmarks.harness import (
+    OWN_FETCHER,
+    Fetcher,
     Measured,
     SimServer,
     client_argv,
@@ -58,12 +62,15 @@ def last_tenants(source: Path, target: Path, count: int) -> Path:
     return target
 
 
-def _fetcher(session: Session, sim: SimServer, tenants: int, prefix: Sequence[str] = ()) -> Measured:
+def _fetcher(
+    session: Session, sim: SimServer, tenants: int, prefix: Sequence[str] = (), fetcher: Fetcher = OWN_FETCHER
+) -> Measured:
     """The measured nightly run, into a database whose archive already has its zstd dictionary, as every
     night's but the first: a warm-up run of other tenants trains it first. (Measured from a fresh database,
     the larger run alone crossed `TRAIN_AFTER` and paid the one-off training and recompression, 0.2 to 0.4 CPU s,
     which the per-tenant difference then charged to its tenants.) `prefix` goes before the measured run's
-    command, not the warm-up's: `benchmarks.instructions` puts valgrind there."""
+    command, not the warm-up's: `benchmarks.instructions` puts valgrind there. `fetcher` runs the warm-up, the
+    migration and the run: another checkout's for `benchmarks.before`."""
     directory = session.directory(NAME)
     database = directory / f"fetcher-{tenants}.db"
     for stale in directory.glob(f"fetcher-{tenants}.db*"):
@@ -71,21 +78,27 @@ def _fetcher(session: Session, sim: SimServer, tenants: int, prefix: Sequence[st
     source = Path(sim.info["tenants_file"])
     tenants_file = first_tenants(source, directory / f"t{tenants}.csv", tenants)
     days = session.sizes.overhead_days
+    profiles = False if fetcher.profiles_key else None
     config = sim.write_config(
         directory / f"fetcher-{tenants}.toml",
         database_url=sqlite_url(database),
         tenants_file=str(tenants_file),
         history_days=days,
+        control_profiles=profiles,
     )
-    migrate(config)
+    migrate(config, fetcher)
     warm = last_tenants(source, directory / "warm.csv", warm_tenants(days))
     warm_config = sim.write_config(
-        directory / f"warm-{tenants}.toml", database_url=sqlite_url(database), tenants_file=str(warm), history_days=days
+        directory / f"warm-{tenants}.toml",
+        database_url=sqlite_url(database),
+        tenants_file=str(warm),
+        history_days=days,
+        control_profiles=profiles,
     )
     session.log(f"{NAME}: warm-up run (trains the archive's dictionary), {warm_tenants(days)} other tenants")
-    measure(fetcher_argv(warm_config, "run")).check()
-    session.log(f"{NAME}: fetcher run, {tenants} tenants x {days} days")
-    run = measure([*prefix, *fetcher_argv(config, "run")]).check()
+    measure(fetcher_argv(warm_config, "run", fetcher=fetcher)).check()
+    session.log(f"{NAME}: fetcher run, {tenants} tenants x {days} days ({' '.join(fetcher.argv)})")
+    run = measure([*prefix, *fetcher_argv(config, "run", fetcher=fetcher)]).check()
     expect_complete(read_ledger(sqlite_url(database)), tenants=tenants, days=days, what=f"{NAME} {tenants} tenants")
     return run
 
@@ -156,15 +169,18 @@ def small_tenant_spans(session: Session) -> list[Row]:
                 name=NAME,
             )
             limit = SPAN_TARGET if concurrency == SPAN_CONCURRENCY[0] else None
-            rows.append(
-                latency.row(
-                    session,
-                    f"overhead: span, {shape}, concurrency {concurrency}",
-                    outcome,
-                    limit=limit,
-                    target=SPAN_TARGET,
-                )
+            name = f"overhead: span, {shape}, concurrency {concurrency}"
+            rows.append(latency.row(session, name, outcome, limit=limit, target=SPAN_TARGET))
+            floor = latency.floor_scenario(
+                session,
+                sim,
+                f"small-floor-{concurrency}",
+                concurrency=concurrency,
+                tenants=sizes.small_tenants,
+                days=sizes.small_days,
+                name=NAME,
             )
+            rows.append(latency.row(session, f"{name}, floor", floor, limit=None))
     return rows
 
 
