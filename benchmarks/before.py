@@ -1,6 +1,6 @@
 """Older code against this checkout's, alternated in one run: what a change did to the per-tenant cost.
 
-    python -m benchmarks.before ../pre17              # 3 rounds, about 8 minutes on the 2-core Xeon
+    python -m benchmarks.before ../pre17              # 3 rounds: 4 took 9.7 minutes at a load of 7, 2 cores
     python -m benchmarks.before ../pre17 --rounds 5 --no-span --workdir /tmp/before
 
 CHECKOUT is another checkout of the project (for issue 17's "today": `git worktree add ../pre17 c870f28^`)
