@@ -1,14 +1,17 @@
 """The integer keys of `control_score_rows`: tenant ids, control names and implementation statuses.
 
 `resolve_many` gives the key of each text, inserting the missing ones (INSERT ... ON CONFLICT DO NOTHING,
-then a SELECT), in the caller's transaction. A key is never reused or changed once assigned, so the texts'
-keys are cached per engine; but only keys whose rows are committed: a key inserted by a transaction that
-rolls back does not exist, and SQLite would give its number to the next text inserted. So a key a
-transaction inserted is *pending* on that connection, used by that transaction only, until its commit
-(a connection event) makes it known to the whole process; a rollback forgets it. A warm cache costs no
-statement; a group of tenants saved in one transaction resolves its texts once: an INSERT ... ON CONFLICT
-DO NOTHING per kind with texts not cached, and one SELECT of all their keys. Controls and
-statuses, few, are read whole at their first use in a process; tenants' keys come with `save_tenants`.
+then a SELECT). A key is never reused or changed once assigned, so the texts' keys are cached per engine;
+but only keys whose rows are committed. On SQLite the missing texts are inserted in the caller's
+transaction (one writer): a key inserted by a transaction that rolls back does not exist, and SQLite would
+give its number to the next text inserted. So a key a transaction inserted is *pending* on that connection,
+used by that transaction only, until its commit (a connection event) makes it known to the whole process;
+a rollback forgets it. On PostgreSQL they are inserted and committed at once in a short transaction of
+their own (`_fill_committed`), so that concurrent writers needing the same new text do not wait for each
+other's transactions to end, and cached. A warm cache costs no statement; a group of tenants saved in one
+transaction resolves its texts once: an INSERT ... ON CONFLICT DO NOTHING per kind with texts not cached,
+and one SELECT of all their keys. Controls and statuses, few, are read whole at their first use in a
+process; tenants' keys come with `save_tenants`.
 
 The statuses' cache is bounded (`STATUS_CACHE`): cleared when full, as statuses may carry counts.
 
@@ -30,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InvalidRequestError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher.store.schema import control_keys, day_key, day_keys, has_table, status_texts, tenant_keys
 
@@ -196,14 +199,42 @@ async def ensure_days(conn: AsyncConnection, days: Iterable[date]) -> None:
 
 async def _fill(conn: AsyncConnection, missing: dict[KeyTable, set[str]], *, found: dict[KeyTable, Any]) -> None:
     """Insert the `missing` texts where they have no key, then read their keys into the `found` mappings
-    (copies, never the cache): two statements, whether the texts were stored or not. Their keys stay pending
-    until the transaction commits (some may be this transaction's own)."""
+    (copies, never the cache): two statements, whether the texts were stored or not. On SQLite their keys
+    stay pending until the transaction commits (some may be this transaction's own); PostgreSQL commits
+    them at once (`_fill_committed`)."""
     sync = conn.sync_connection
     assert sync is not None
+    if conn.dialect.name == "postgresql":
+        await _fill_committed(conn.engine, missing, found=found)
+        return
     for kind, texts in missing.items():
         await _insert(conn, kind, texts)
     for kind, keys in (await _read(conn, missing)).items():
         sync.info.setdefault(PENDING, {}).setdefault(kind.kind, {}).update(keys)
+        found[kind].update(keys)
+
+
+async def _fill_committed(
+    engine: AsyncEngine, missing: dict[KeyTable, set[str]], *, found: dict[KeyTable, Any]
+) -> None:
+    """PostgreSQL: the `missing` texts inserted and their keys read in a short transaction of their own, on
+    another of the engine's connections, committed before the caller's transaction goes on; their keys are
+    then cached as any committed key.
+
+    Inserted in the caller's transaction (a group of tenants, seconds long), a new text (a status with
+    counts: new ones come with most tenants) made every other writer needing it wait on the unique index
+    until that transaction ended: the four writers of a backfill queued behind each other (sixth session,
+    docs/benchmarks.md). A key whose caller then rolls back stays assigned and unused, which PostgreSQL
+    allows (an identity never gives a number twice); SQLite, one writer and numbers reused, keeps them
+    pending instead. The caller's transaction must not hold these texts' rows itself (it never inserts them).
+    """
+    async with engine.begin() as own:
+        for kind, texts in missing.items():
+            await _insert(own, kind, texts)
+        read = await _read(own, missing)
+    known = _known(engine.sync_engine)
+    for kind, keys in read.items():
+        known.add(kind.kind, keys)
         found[kind].update(keys)
 
 

@@ -128,16 +128,28 @@ async def test_a_connection_lost_mid_transaction_fails_as_a_database_error_and_f
     assert stored == dict(again)
 
 
-async def test_another_connection_does_not_use_keys_of_a_transaction_still_open(postgres_engine: AsyncEngine) -> None:
-    async with transaction(postgres_engine) as first:
-        mine = await keys.resolve(first, keys.CONTROLS, ["Shared"])
-        async with postgres_engine.connect() as second:
-            sync = second.sync_connection
-            assert sync is not None
-            assert keys.PENDING not in sync.info
-            assert "Shared" not in keys._known(sync.engine).of(keys.CONTROLS)
-    async with transaction(postgres_engine) as conn:
-        assert (await keys.resolve(conn, keys.CONTROLS, ["Shared"]))["Shared"] == mine["Shared"]
+async def test_new_texts_are_committed_before_the_transaction_that_needs_them_ends(
+    postgres_engine: AsyncEngine,
+) -> None:
+    """PostgreSQL: a text inserted inside a writer's long transaction made every other writer needing it wait
+    on the unique index until that transaction ended; its key is committed at once instead, and it stays
+    when the transaction that needed it rolls back."""
+    with pytest.raises(RuntimeError):
+        async with transaction(postgres_engine) as first:
+            mine = await keys.resolve(first, keys.CONTROLS, ["Shared"])
+            async with postgres_engine.connect() as second:  # another writer sees it committed: no wait
+                stored = sa.select(control_keys.c.control_key).where(control_keys.c.control_name == "Shared")
+                assert (await second.execute(stored)).scalar_one() == mine["Shared"]
+            raise RuntimeError("the group's transaction failed")
+
+    with statements(postgres_engine) as sent:
+        async with transaction(postgres_engine) as conn:
+            again = await keys.resolve(conn, keys.CONTROLS, ["Shared"])
+    assert sent == []  # cached when committed
+    assert {r["control_name"]: r["control_key"] for r in await rows(postgres_engine, control_keys)} == {
+        "Shared": mine["Shared"]
+    }
+    assert again["Shared"] == mine["Shared"]
 
 
 async def test_the_status_cache_is_bounded(engine: AsyncEngine) -> None:
