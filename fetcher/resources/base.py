@@ -52,8 +52,8 @@ class Saver(Protocol[Row]):
     """The save stage of a resource: its rows and archive rows, in the caller's transaction.
 
     `tenant_saved`: the tenant's `tenants` row is known to exist (a run saves them all at its start).
-    `shared_saved`: the resource's `save_shared` has saved the rows tenants share in this transaction
-    (and whatever else it saves for the whole group: secureScores' archive rows).
+    `shared_saved`: the save is one of a group's, whose `save_shared` and `save_last` save what tenants share
+    in this transaction (and whatever else they save for the whole group: secureScores' archive rows).
     """
 
     async def __call__(
@@ -67,10 +67,12 @@ class Saver(Protocol[Row]):
     ) -> None: ...
 
 
-# Rows that tenants share (the `controls` dimension), for the admissions of a group of tenants saved in one
-# transaction: saved first, once, in one order, so that concurrent group transactions take their locks
-# alike and cannot deadlock (each tenant's own save may then touch them again, already locked). It may also
-# save rows of each tenant's own that are cheaper in one statement for the group (secureScores' archive).
+# For the admissions of a group of tenants saved in one transaction: `save_shared` saves, first and once,
+# what the tenants' own saves use (secureScores: its texts' keys) and rows of each tenant's own that are
+# cheaper in one statement for the group (its archive); `save_last` saves, after every tenant's own rows and
+# just before the commit, the rows tenants share that other writers update too (the `controls` dimension),
+# once, in one order, so that concurrent transactions take their locks alike and cannot deadlock, and hold
+# them for the commit only: PostgreSQL keeps a row an upsert met locked until the transaction ends.
 SharedSaver = Callable[[AsyncConnection, Sequence[Admission[Row]]], Awaitable[None]]
 
 # A rebuild: clears the rows a tenant's archive made, then yields the archived objects again in the order
@@ -98,4 +100,5 @@ class Resource(Generic[Row]):
     save: Saver[Row]
     tally: Callable[[Sequence[Row]], Tally]
     replay: Replayer | None = None  # None: not archived, so nothing to rebuild
-    save_shared: SharedSaver[Row] | None = None  # None: its rows belong to one tenant each
+    save_shared: SharedSaver[Row] | None = None  # None: nothing saved once for a group before its tenants
+    save_last: SharedSaver[Row] | None = None  # None: no rows tenants share

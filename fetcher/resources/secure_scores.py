@@ -180,23 +180,26 @@ async def save_secure_scores(
     shared_saved: bool = False,
 ) -> None:
     """The days (upserted on tenant and day) and their archive rows, in the caller's transaction;
-    `shared_saved`: their `controls` rows and archive rows are saved already, for the whole group
-    (`save_shared_controls`)."""
+    `shared_saved`: their keys and archive rows are saved already, and their `controls` rows are saved after
+    them, for the whole group (`save_shared_keys`, `save_shared_controls`)."""
     await save_score_days(conn, admission.rows, saved_at, tenant_saved=tenant_saved, controls_saved=shared_saved)
     if not shared_saved:
         await compress_pending(conn, [admission.raw])
         await save_raw_payloads(conn, admission.raw)
 
 
-async def save_shared_controls(conn: AsyncConnection, admissions: Sequence[Admission[ScoreDay]]) -> None:
-    """The `controls` dimension and the texts' keys of a group of tenants' days, before any tenant's own rows;
-    and their archive rows, compressed with the bases of the whole group read in one statement and saved in
-    one statement (each tenant's its own statement cost 0.1 ms of CPU, both threads, on a 2.3 GHz Xeon)."""
-    days = [day for admission in admissions for day in admission.rows]
-    await save_controls(conn, days)
-    await resolve_group_keys(conn, days)
+async def save_shared_keys(conn: AsyncConnection, admissions: Sequence[Admission[ScoreDay]]) -> None:
+    """The texts' keys of a group of tenants' days, before any tenant's own rows; and their archive rows,
+    compressed with the bases of the whole group read in one statement and saved in one statement (each
+    tenant's its own statement cost 0.1 ms of CPU, both threads, on a 2.3 GHz Xeon)."""
+    await resolve_group_keys(conn, [day for admission in admissions for day in admission.rows])
     await compress_pending(conn, [admission.raw for admission in admissions])
     await save_raw_payloads(conn, [payload for admission in admissions for payload in admission.raw])
+
+
+async def save_shared_controls(conn: AsyncConnection, admissions: Sequence[Admission[ScoreDay]]) -> None:
+    """The `controls` dimension of a group of tenants' days, after every tenant's own rows (`save_last`)."""
+    await save_controls(conn, [day for admission in admissions for day in admission.rows])
 
 
 def tally_secure_scores(days: Sequence[ScoreDay]) -> Tally:
@@ -231,5 +234,6 @@ RESOURCE: Resource[ScoreDay] = Resource(
     save=save_secure_scores,
     tally=tally_secure_scores,
     replay=replay_secure_scores,
-    save_shared=save_shared_controls,
+    save_shared=save_shared_keys,
+    save_last=save_shared_controls,
 )

@@ -124,6 +124,7 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
             await _save_shared(conn, writes)
             for write in writes:
                 await write_tenant(conn, write, shared_saved=True, ledger_row=False)
+            await _save_shared(conn, writes, last=True)
             await ledger.record_tenant_runs(conn, [write.row for write in writes])  # one statement for the group
 
         try:
@@ -138,15 +139,17 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
     return [await _save_alone(engine, write) for write in writes]
 
 
-async def _save_shared(conn: AsyncConnection, writes: Sequence[TenantWrite]) -> None:
-    """Each resource's rows shared between tenants, for the whole group, before any tenant's own."""
+async def _save_shared(conn: AsyncConnection, writes: Sequence[TenantWrite], *, last: bool = False) -> None:
+    """Each resource's `save_shared`, for the whole group, before any tenant's own rows; with `last`, its
+    `save_last` (the rows tenants share), after them."""
     by_resource: dict[str, tuple[Resource[Any], list[Admission[Any]]]] = {}
     for write in writes:
         for resource, admission in write.admitted:
             by_resource.setdefault(resource.name, (resource, []))[1].append(admission)
     for resource, admissions in by_resource.values():
-        if resource.save_shared is not None:
-            await resource.save_shared(conn, admissions)
+        saver = resource.save_last if last else resource.save_shared
+        if saver is not None:
+            await saver(conn, admissions)
 
 
 async def _save_alone(engine: AsyncEngine, write: TenantWrite) -> Exception | None:

@@ -137,7 +137,8 @@ async def save_score_days(
     """Upsert the score-days of one tenant in the caller's transaction; returns how many were saved.
 
     `tenant_saved`: the caller already saved the tenant's `tenants` row (a run does, at its start).
-    `controls_saved`: the caller already saved their `controls` rows (`save_controls`, for a group).
+    `controls_saved`: the caller saves their `controls` rows (`save_controls`, for a group, after every
+    tenant's rows); else they are saved after the days' rows, which keeps their row locks short.
     """
     if not days:
         return 0
@@ -169,8 +170,6 @@ def _unique_days(days: Sequence[ScoreDay]) -> Iterator[list[ScoreDay]]:
 async def _save_batch(
     conn: AsyncConnection, tenant_id: str, days: list[ScoreDay], *, controls_saved: bool = False
 ) -> None:
-    if not controls_saved:
-        await save_controls(conn, days)
     day_keys = _group_keys(conn, tenant_id) if controls_saved else None
     if day_keys is None:
         day_keys = await resolve_keys(conn, days)
@@ -184,6 +183,8 @@ async def _save_batch(
         plan = bulk.compiled(conn, "control_score_rows", statement, fields)
         await bulk.execute_encoded(conn, plan, bulk.encode_columns(plan, control_columns(tenant_key, day_keys, rows)))
     await _execute_many(conn, "comparatives", [c for d in days for c in d.comparatives])
+    if not controls_saved:  # last: the dimension's rows stay locked from its upsert to the commit
+        await save_controls(conn, days)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from fetcher.store import ledger
 from fetcher.store.engine import transaction
 from fetcher.store.save import TenantWrite, save_group
 from fetcher.store.schema import control_scores, controls, raw_payloads, secure_scores, tenant_runs
-from fetcher.store.scores import save_tenants
+from fetcher.store.scores import resolve_keys, save_tenants
 from tests.dbutil import rows
 from tests.payloads import DAY, full_day
 
@@ -44,10 +45,12 @@ def write(tenant_id: str, *, minute: int = 1) -> TenantWrite:
 
 @pytest.fixture
 async def run(engine: AsyncEngine) -> AsyncEngine:
-    """A started run that knows the tenants A, B and C."""
+    """A started run that knows the tenants A, B and C, and the keys of the texts of their days."""
     async with transaction(engine) as conn:
         await save_tenants(conn, [(A, "a"), (B, "b"), (C, "c")], T0)
         await ledger.start_run(conn, run_id=RUN, command="run", started_at=T0, tenants_total=3, host="h", pid=1)
+    async with transaction(engine) as conn:  # their texts' keys known: PostgreSQL commits new ones on their own
+        await resolve_keys(conn, [day for t in (A, B, C) for day in write(t).admitted[0][1].rows])
     return engine
 
 
@@ -78,6 +81,23 @@ async def test_a_group_of_tenants_is_saved_in_one_transaction(run: AsyncEngine) 
     named = {r["control_name"] for r in await rows(run, control_scores)}
     assert {r["control_name"] for r in await rows(run, controls)} == named
     assert len(named) > 1
+
+
+@pytest.mark.parametrize("tenants", [[A], [A, B, C]], ids=["alone", "group"])
+async def test_the_controls_dimension_is_upserted_after_the_tenants_rows_just_before_the_ledger(
+    run: AsyncEngine, tenants: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL keeps the rows an upsert met locked until the commit: saved first, the dimension rows every
+    tenant shares held the other writers for the whole transaction; saved last, for the commit only."""
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine.Engine")  # `--log-sql`: every statement, in order
+
+    assert await save_group(run, [write(t) for t in tenants]) == [None] * len(tenants)
+
+    sent = [r.getMessage() for r in caplog.records if r.name == "sqlalchemy.engine.Engine"]
+    order = [kind for m in sent for kind in ("control_score_rows", "controls", "tenant_runs") if f"INTO {kind} " in m]
+    assert order[-2:] == ["controls", "tenant_runs"]
+    assert order.count("controls") == 1
+    assert order.count("control_score_rows") == len(tenants)
 
 
 async def test_one_tenant_that_cannot_be_saved_costs_nobody_else_in_its_group(run: AsyncEngine) -> None:
