@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -68,7 +69,7 @@ depends_on: str | Sequence[str] | None = None
 UTC_TIME = sa.DateTime(timezone=True)
 JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 TENANT_ID = sa.String(36)
-CLUSTERED = {"sqlite_with_rowid": False}
+CLUSTERED: dict[str, Any] = {"sqlite_with_rowid": False}
 KEY_TABLES = ("status_texts", "control_keys", "tenant_keys")
 
 # The old table's columns, in order.
@@ -113,7 +114,7 @@ def _views(dialect: str) -> list[tuple[str, str]]:
             "SELECT name, sql FROM sqlite_master WHERE type = 'view' AND name <> 'control_scores' ORDER BY rowid"
         )
         return [(name, sql) for name, sql in rows]
-    definitions = dict(
+    definitions: dict[str, str] = dict(
         bind.exec_driver_sql(
             "SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class AS c "
             "WHERE c.relkind = 'v' AND c.relnamespace = current_schema()::regnamespace "
@@ -207,7 +208,7 @@ def _create_key_tables() -> None:
 
 def _create_rows_table(dialect: str, *, partitioned: bool) -> None:
     synced = sa.Integer() if dialect == "sqlite" else UTC_TIME
-    partitioning = {"postgresql_partition_by": "RANGE (score_date)"} if partitioned else {}
+    partitioning: dict[str, Any] = {"postgresql_partition_by": "RANGE (score_date)"} if partitioned else {}
     op.create_table(
         "control_score_rows",
         sa.Column("tenant_key", sa.Integer(), nullable=False),
@@ -229,7 +230,7 @@ def _create_rows_table(dialect: str, *, partitioned: bool) -> None:
 
 def _create_old_table(*, partitioned: bool) -> None:
     """0001's control_scores, as control_scores_table (renamed once the view is gone)."""
-    partitioning = {"postgresql_partition_by": "RANGE (score_date)"} if partitioned else {}
+    partitioning: dict[str, Any] = {"postgresql_partition_by": "RANGE (score_date)"} if partitioned else {}
     op.create_table(
         "control_scores_table",
         sa.Column("tenant_id", TENANT_ID, nullable=False),

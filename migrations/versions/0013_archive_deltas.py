@@ -19,6 +19,7 @@ nothing: stopped, it leaves the table as it was.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -34,7 +35,10 @@ FK = "fk_raw_payloads_tenant_id_raw_payloads"
 
 
 def upgrade() -> None:
-    columns = [sa.Column("base_date", sa.Date(), nullable=True), sa.Column("base_sha256", sa.String(64), nullable=True)]
+    columns: list[sa.Column[Any]] = [
+        sa.Column("base_date", sa.Date(), nullable=True),
+        sa.Column("base_sha256", sa.String(64), nullable=True),
+    ]
     key = ["tenant_id", "base_date", "base_sha256"], ["tenant_id", "score_date", "sha256"]
     if op.get_bind().dialect.name != "sqlite":
         for column in columns:

@@ -38,6 +38,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -208,7 +209,7 @@ def _swap(table: str, definitions: dict[str, str]) -> None:
 # ------------------------------------------------------------------------------------------------- steps
 
 
-def _create_rows_table(name: str, day: sa.types.TypeEngine[object]) -> None:
+def _create_rows_table(name: str, day: sa.types.TypeEngine[Any]) -> None:
     """0011's control_score_rows (SQLite), named `name`, its score_date of type `day`."""
     op.create_table(
         name,
