@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -135,12 +135,11 @@ def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["status"], ["migrate"], ["report"], ["archive", "compact"], ["vacuum"]])
-def test_a_database_newer_than_the_fetcher_is_one_line_saying_to_upgrade_it(tmp_path: Path, command: list[str]) -> None:
+def test_a_database_newer_than_the_fetcher_is_one_line_saying_to_upgrade_it(
+    tmp_path: Path, migrated_then: Callable[..., str], command: list[str]
+) -> None:
     config = write_config(tmp_path)
-    assert invoke("--config", str(config), "migrate").exit_code == 0
-    with sqlite3.connect(tmp_path / "scores.db") as db:
-        db.execute("UPDATE alembic_version SET version_num = '9999'")
-    db.close()
+    migrated_then("sqlite", "UPDATE alembic_version SET version_num = '9999'")
 
     result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
 
@@ -152,13 +151,12 @@ def test_a_database_newer_than_the_fetcher_is_one_line_saying_to_upgrade_it(tmp_
 
 
 @pytest.mark.parametrize("command", [["status"], ["migrate"], ["run"]])
-def test_two_revisions_in_alembic_version_are_one_line_not_a_traceback(tmp_path: Path, command: list[str]) -> None:
+def test_two_revisions_in_alembic_version_are_one_line_not_a_traceback(
+    tmp_path: Path, migrated_then: Callable[..., str], command: list[str]
+) -> None:
     """It was Alembic's CommandError ("more than one head present") with a traceback and exit 1."""
     config = write_config(tmp_path)
-    assert invoke("--config", str(config), "migrate").exit_code == 0
-    with sqlite3.connect(tmp_path / "scores.db") as db:
-        db.execute("INSERT INTO alembic_version VALUES ('0013')")
-    db.close()
+    migrated_then("sqlite", "INSERT INTO alembic_version VALUES ('0013')")
 
     result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
 
@@ -172,14 +170,11 @@ def test_two_revisions_in_alembic_version_are_one_line_not_a_traceback(tmp_path:
 
 @pytest.mark.parametrize("command", [["status"], ["migrate"]])
 def test_the_fetchers_tables_without_a_revision_are_one_line_on_status_and_migrate(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, migrated_then: Callable[..., str], command: list[str]
 ) -> None:
     """`status` said to run `migrate`, which failed with "table tenants already exists"."""
     config = write_config(tmp_path)
-    assert invoke("--config", str(config), "migrate").exit_code == 0
-    with sqlite3.connect(tmp_path / "scores.db") as db:
-        db.execute("DELETE FROM alembic_version")
-    db.close()
+    migrated_then("sqlite", "DELETE FROM alembic_version")
 
     result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
 

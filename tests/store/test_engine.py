@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from fetcher.store.engine import (
 )
 from fetcher.store.schema import metadata, tables_of
 from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
+
+KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
@@ -148,14 +150,12 @@ async def test_a_database_at_an_older_revision_is_refused_with_the_command_to_ru
     await engine.dispose()
 
 
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_database_newer_than_the_fetcher_is_refused_by_every_command_saying_to_upgrade_it(
-    empty_url: str,
+    migrated_then: Callable[..., str], kind: str
 ) -> None:
     """A revision this fetcher does not ship: neither `ensure_schema` nor `migrate` says to run `migrate`."""
-    engine = create_engine(DatabaseConfig(url=empty_url))
-    await migrate(engine)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine = create_engine(DatabaseConfig(url=migrated_then(kind, "UPDATE alembic_version SET version_num = '9999'")))
 
     with pytest.raises(SchemaTooNew) as refused:
         await ensure_schema(engine)
@@ -193,12 +193,12 @@ async def _refusals(engine: Any, kind: type[Exception]) -> list[str]:
     return said
 
 
-async def test_two_revisions_in_alembic_version_are_refused_in_one_line_and_left_alone(empty_url: str) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_two_revisions_in_alembic_version_are_refused_in_one_line_and_left_alone(
+    migrated_then: Callable[..., str], kind: str
+) -> None:
     """It was Alembic's "more than one head present" traceback, from every command."""
-    engine = create_engine(DatabaseConfig(url=empty_url))
-    await migrate(engine)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text("INSERT INTO alembic_version VALUES ('0013')"))
+    engine = create_engine(DatabaseConfig(url=migrated_then(kind, "INSERT INTO alembic_version VALUES ('0013')")))
     before = await _contents(engine)
 
     said = await _refusals(engine, SchemaDamaged)
@@ -213,15 +213,13 @@ async def test_two_revisions_in_alembic_version_are_refused_in_one_line_and_left
     assert said == [expected, expected]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("damage", ["DELETE FROM alembic_version", "DROP TABLE alembic_version"])
 async def test_the_fetchers_tables_without_a_revision_are_refused_not_created_again(
-    empty_url: str, damage: str
+    migrated_then: Callable[..., str], kind: str, damage: str
 ) -> None:
     """`status` said to run `migrate`, which then failed with "table tenants already exists"."""
-    engine = create_engine(DatabaseConfig(url=empty_url))
-    await migrate(engine)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(damage))
+    engine = create_engine(DatabaseConfig(url=migrated_then(kind, damage)))
     before = await _contents(engine)
 
     said = await _refusals(engine, SchemaDamaged)
@@ -236,30 +234,32 @@ async def test_the_fetchers_tables_without_a_revision_are_refused_not_created_ag
     assert said == [expected, expected]
 
 
-async def test_the_readmes_repair_of_a_dropped_alembic_version_makes_the_database_usable(empty_url: str) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_readmes_repair_of_a_dropped_alembic_version_makes_the_database_usable(
+    migrated_then: Callable[..., str], kind: str
+) -> None:
     """The statements README.md's "Repairing the schema revision" gives work on both databases."""
-    engine = create_engine(DatabaseConfig(url=empty_url))
-    await migrate(engine)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text("DROP TABLE alembic_version"))
-        await conn.execute(
-            sa.text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
-        )
-        await conn.execute(sa.text(f"INSERT INTO alembic_version VALUES ('{head_revision()}')"))
+    url = migrated_then(
+        kind,
+        "DROP TABLE alembic_version",
+        "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        f"INSERT INTO alembic_version VALUES ('{head_revision()}')",
+    )
+    engine = create_engine(DatabaseConfig(url=url))
 
     await ensure_schema(engine, create=False)
     assert await migrate(engine) == (head_revision(), head_revision())
     await engine.dispose()
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("revision", "shown"), [("xyz garbage", "'xyz garbage'"), ("", "''"), ("0009a", "'0009a'")])
 async def test_a_revision_no_fetcher_made_is_called_unknown_not_newer(
-    empty_url: str, revision: str, shown: str
+    migrated_then: Callable[..., str], kind: str, revision: str, shown: str
 ) -> None:
-    engine = create_engine(DatabaseConfig(url=empty_url))
-    await migrate(engine)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    engine = create_engine(
+        DatabaseConfig(url=migrated_then(kind, f"UPDATE alembic_version SET version_num = '{revision}'"))
+    )
     before = await _contents(engine)
 
     said = await _refusals(engine, SchemaDamaged)
