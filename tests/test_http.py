@@ -356,9 +356,10 @@ async def test_an_answer_that_does_not_come_in_time_is_retried(tenant: SimTenant
 
 
 async def test_a_window_too_slow_to_answer_is_fetched_in_narrower_pages(tenant: SimTenant, tmp_path: Path) -> None:
-    """Issue 12: 90 days take 9 s, 30 take 3 s, 10 take 1 s, against a 2 s timeout: 90, 30, then 10 at a time."""
-    sim = small_simulator([with_faults(tenant, Fault.slow_window(ms_per_day=100))], page_size=100)
-    async with stack(sim, tmp_path, graph={"timeout_seconds": 2.0}) as s:
+    """Issue 12: 90 days take 5.4 s, 30 take 1.8 s, 10 take 0.6 s, against a 1.2 s timeout: 90, 30, then 10 at a
+    time. (Scaled down from 100 ms a day and 2 s, which waited 13 s; the 10-day pages keep half the timeout.)"""
+    sim = small_simulator([with_faults(tenant, Fault.slow_window(ms_per_day=60))], page_size=100)
+    async with stack(sim, tmp_path, graph={"timeout_seconds": 1.2}) as s:
         stats = RequestStats()
         objects = await s.list_all(s.tenant(tenant), 90, stats)
         assert objects == s.sim.expected_objects(tenant.tenant_id, 90)

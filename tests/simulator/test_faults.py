@@ -215,12 +215,12 @@ async def test_a_slow_window_takes_longer_the_more_days_are_asked(
     running: RunningSimulator, session: aiohttp.ClientSession, tenant: SimTenant
 ) -> None:
     token = await access_token(session, running, tenant.tenant_id)
-    running.simulator.add_fault(tenant.tenant_id, Fault.slow_window(ms_per_day=1000))
+    running.simulator.add_fault(tenant.tenant_id, Fault.slow_window(ms_per_day=250))
 
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(1.5):
-            await get(session, _list_url(running, top=5), token)  # 5 s
-    answer = await get(session, _list_url(running, top=1), token)  # 1 s: the small window gets its answer
+        async with asyncio.timeout(0.5):
+            await get(session, _list_url(running, top=5), token)  # 1.25 s
+    answer = await get(session, _list_url(running, top=1), token)  # 0.25 s: the small window gets its answer
 
     assert answer.status == 200
 
