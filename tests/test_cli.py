@@ -235,9 +235,11 @@ def test_migrate_partitions_a_postgresql_database_by_month_once(tmp_path: Path) 
     assert "control_score_rows already partitioned" in again.output
 
 
-def test_status_of_a_new_database_shows_every_tenant_as_stale(tmp_path: Path) -> None:
+def test_status_of_a_new_database_shows_every_tenant_as_stale(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     config = write_config(tmp_path)
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
 
     result = invoke("--config", str(config), "status", "--format", "json", env={"SECRET": SECRET})
 
@@ -629,10 +631,10 @@ def test_report_since_where_it_sets_no_window_is_a_one_line_usage_error(
 
 @pytest.mark.parametrize("args", [["--tenant", TENANT], ["--html", "page.html"]], ids=["tenant", "html"])
 def test_report_since_sets_the_window_of_one_tenant_and_of_the_charts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], migrated_then: Callable[..., str]
 ) -> None:
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
-    assert invoke("--config", str(config), "migrate").exit_code == 0
+    migrated_then("sqlite")
     monkeypatch.chdir(tmp_path)  # the page is written there
 
     result = invoke("--config", str(config), "report", "--since", "2026-09-01", *args)
@@ -642,11 +644,11 @@ def test_report_since_sets_the_window_of_one_tenant_and_of_the_charts(
 
 @pytest.mark.parametrize("html", ["r.txt", "./sub/../r.txt", "link.txt"], ids=["same", "relative", "symlink"])
 def test_report_refuses_output_and_html_naming_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, html: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, html: str, migrated_then: Callable[..., str]
 ) -> None:
     """The text would overwrite the page: a one-line usage error, nothing written."""
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
-    assert invoke("--config", str(config), "migrate").exit_code == 0
+    migrated_then("sqlite")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.txt").symlink_to(tmp_path / "r.txt")
@@ -669,9 +671,11 @@ def test_report_refuses_output_and_html_naming_one_file(
     ],
     ids=["portfolio", "tenant", "actions"],
 )
-def test_report_output_says_on_standard_error_what_it_wrote_where(tmp_path: Path, args: list[str], what: str) -> None:
+def test_report_output_says_on_standard_error_what_it_wrote_where(
+    tmp_path: Path, args: list[str], what: str, migrated_then: Callable[..., str]
+) -> None:
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
-    assert invoke("--config", str(config), "migrate").exit_code == 0
+    migrated_then("sqlite")
     target = tmp_path / "weekly.out"
 
     result = invoke("--config", str(config), "report", *args, "--output", str(target))
@@ -682,9 +686,11 @@ def test_report_output_says_on_standard_error_what_it_wrote_where(tmp_path: Path
     assert target.stat().st_size > 0
 
 
-def test_archive_compact_trains_the_dictionary_and_recompresses_once(tmp_path: Path) -> None:
+def test_archive_compact_trains_the_dictionary_and_recompresses_once(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", 200)
 
     first = invoke("--config", str(config), "archive", "compact")
@@ -725,12 +731,14 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGINT to a background job"])
-def test_a_signal_stops_archive_compact_after_a_batch_saying_what_was_kept(tmp_path: Path, how: str) -> None:
+def test_a_signal_stops_archive_compact_after_a_batch_saying_what_was_kept(
+    tmp_path: Path, how: str, migrated_then: Callable[..., str]
+) -> None:
     """It exited 130 (143) without a word and SIGTERM left its run lock; now the batch in progress rolls back,
     one line says what the committed batches kept and to run it again, which does the rest."""
     database = tmp_path / "scores.db"
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
     name = how.split(maxsplit=1)[0]
 
@@ -783,10 +791,12 @@ def test_archive_compact_trains_the_dictionary_and_recompresses_once_on_postgres
     assert "raw_payloads: 0 of 200 bodies rewritten as zstd deltas; " in again.output
 
 
-def test_archive_compact_rewrites_whole_bodies_as_deltas_once_and_says_the_sizes(tmp_path: Path) -> None:
+def test_archive_compact_rewrites_whole_bodies_as_deltas_once_and_says_the_sizes(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     """200 days of one tenant archived whole (as before migration 0013): a base a week of each shape stays."""
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{tmp_path / "scores.db"}"')
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", 200)
 
     first = invoke("--config", str(config), "archive", "compact")
@@ -799,7 +809,9 @@ def test_archive_compact_rewrites_whole_bodies_as_deltas_once_and_says_the_sizes
     assert "delta" not in first.output.split("raw_control_profiles")[1]
 
 
-def test_archive_compact_is_refused_while_a_run_holds_the_lock(tmp_path: Path) -> None:
+def test_archive_compact_is_refused_while_a_run_holds_the_lock(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     import asyncio
     import sqlite3
 
@@ -809,7 +821,7 @@ def test_archive_compact_is_refused_while_a_run_holds_the_lock(tmp_path: Path) -
 
     database = tmp_path / "scores.db"
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
     with sqlite3.connect(database) as db:
         before = db.execute("SELECT * FROM raw_payloads ORDER BY score_date").fetchall()
@@ -892,11 +904,11 @@ def _schema_version(path: Path) -> int:
     ("damage", "reason"), [("truncated", "database disk image is malformed"), ("garbage", "file is not a database")]
 )
 def test_a_damaged_sqlite_file_is_one_line_naming_it(
-    tmp_path: Path, command: list[str], damage: str, reason: str
+    tmp_path: Path, command: list[str], damage: str, reason: str, migrated_then: Callable[..., str]
 ) -> None:
     config = write_config(tmp_path)
     database = tmp_path / "scores.db"
-    assert invoke("--config", str(config), "migrate").exit_code == 0
+    migrated_then("sqlite")
     if damage == "truncated":
         with database.open("r+b") as file:
             file.truncate(database.stat().st_size // 2)
@@ -909,10 +921,12 @@ def test_a_damaged_sqlite_file_is_one_line_naming_it(
     assert result.output == f"error: database sqlite+aiosqlite:///{database}: {reason}\n"
 
 
-def test_vacuum_says_in_one_line_that_it_waits_for_a_reader_before_waiting(tmp_path: Path) -> None:
+def test_vacuum_says_in_one_line_that_it_waits_for_a_reader_before_waiting(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     database = tmp_path / "scores.db"
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"\nbusy_timeout_seconds = 0.2')
-    assert invoke("--config", str(config), "migrate").exit_code == 0  # first: it refuses a file of other tables
+    migrated_then("sqlite")  # first: it refuses a file of other tables
     with sqlite3.connect(database) as db:
         db.execute("CREATE TABLE kept (body BLOB)")
         db.executemany("INSERT INTO kept VALUES (randomblob(100000))", [()] * 20)
@@ -1007,12 +1021,14 @@ def test_vacuum_on_an_unreachable_postgresql_is_one_line_naming_it_without_its_p
     assert "hunter22" not in result.output
 
 
-def test_archive_compact_names_an_unreadable_body_in_one_line(tmp_path: Path) -> None:
+def test_archive_compact_names_an_unreadable_body_in_one_line(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     import sqlite3
 
     database = tmp_path / "scores.db"
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
     with sqlite3.connect(database) as db:
         db.execute("UPDATE raw_payloads SET body = x'78000000' WHERE score_date = '2026-11-20'")
@@ -1027,11 +1043,11 @@ def test_archive_compact_names_an_unreadable_body_in_one_line(tmp_path: Path) ->
     ]
 
 
-def _compacted_database(tmp_path: Path) -> tuple[Path, Path]:
+def _compacted_database(tmp_path: Path, migrated_then: Callable[..., str]) -> tuple[Path, Path]:
     """A SQLite database of 200 zstd bodies of TENANT (2026-11-27 back to 2026-05-12), and its configuration."""
     database = tmp_path / "scores.db"
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
-    invoke("--config", str(config), "migrate")
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 200)
     assert invoke("--config", str(config), "archive", "compact").exit_code == 0
     return database, config
@@ -1047,8 +1063,10 @@ def _bodies_size(database: Path, table: str = "raw_payloads") -> str:
         return human_size(db.execute(f"SELECT sum(length(body)) FROM {table}").fetchone()[0])
 
 
-def test_archive_compact_with_nothing_to_recompress_still_says_the_archives_size(tmp_path: Path) -> None:
-    database, config = _compacted_database(tmp_path)
+def test_archive_compact_with_nothing_to_recompress_still_says_the_archives_size(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
+    database, config = _compacted_database(tmp_path, migrated_then)
 
     result = invoke("--config", str(config), "archive", "compact")
 
@@ -1058,10 +1076,12 @@ def test_archive_compact_with_nothing_to_recompress_still_says_the_archives_size
     ) in result.output
 
 
-def test_archive_compact_says_the_archives_size_after_recompressing_and_before_a_dictionary(tmp_path: Path) -> None:
+def test_archive_compact_says_the_archives_size_after_recompressing_and_before_a_dictionary(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     database = tmp_path / "scores.db"
     config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
-    assert invoke("--config", str(config), "migrate").exit_code == 0
+    migrated_then("sqlite")
     _archive_zlib_days(f"sqlite+aiosqlite:///{database}", 150)
 
     archived = _bodies_size(database)
@@ -1083,10 +1103,12 @@ def test_archive_compact_says_the_archives_size_after_recompressing_and_before_a
     assert "raw_control_profiles: 0 object(s), no dictionary yet: one is trained once it holds 200\n" in trained.output
 
 
-def test_archive_compact_with_its_dictionary_gone_says_so_names_the_bodies_and_trains_none(tmp_path: Path) -> None:
+def test_archive_compact_with_its_dictionary_gone_says_so_names_the_bodies_and_trains_none(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     import sqlite3
 
-    database, config = _compacted_database(tmp_path)
+    database, config = _compacted_database(tmp_path, migrated_then)
     with sqlite3.connect(database) as db:
         (dict_id,) = db.execute("SELECT dict_id FROM archive_dictionaries WHERE kind = 'secureScores'").fetchone()
         db.execute("DELETE FROM archive_dictionaries WHERE kind = 'secureScores'")
@@ -1111,10 +1133,12 @@ def test_archive_compact_with_its_dictionary_gone_says_so_names_the_bodies_and_t
         assert db.execute("SELECT count(*) FROM archive_dictionaries").fetchone() == (0,)
 
 
-def test_archive_compact_reads_zstd_bodies_too_and_names_a_damaged_one(tmp_path: Path) -> None:
+def test_archive_compact_reads_zstd_bodies_too_and_names_a_damaged_one(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     import sqlite3
 
-    database, config = _compacted_database(tmp_path)
+    database, config = _compacted_database(tmp_path, migrated_then)
     with sqlite3.connect(database) as db:
         db.execute(
             "UPDATE raw_payloads SET body = substr(body, 1, 20) || x'fffefdfc' || substr(body, 25) "
@@ -1134,11 +1158,11 @@ def test_archive_compact_reads_zstd_bodies_too_and_names_a_damaged_one(tmp_path:
     assert errors[0].endswith("(and 6 more)")
 
 
-def test_an_archive_body_stored_as_text_is_read_as_its_bytes(tmp_path: Path) -> None:
+def test_an_archive_body_stored_as_text_is_read_as_its_bytes(tmp_path: Path, migrated_then: Callable[..., str]) -> None:
     """SQLite's columns are typeless: a body written as TEXT (by another tool) is read as the bytes it holds."""
     import sqlite3
 
-    database, config = _compacted_database(tmp_path)
+    database, config = _compacted_database(tmp_path, migrated_then)
     with sqlite3.connect(database) as db:
         db.execute("UPDATE raw_payloads SET body = CAST(body AS TEXT) WHERE score_date = '2026-11-20'")
         assert db.execute("SELECT typeof(body) FROM raw_payloads WHERE score_date = '2026-11-20'").fetchone() == (
@@ -1153,10 +1177,12 @@ def test_an_archive_body_stored_as_text_is_read_as_its_bytes(tmp_path: Path) -> 
     assert "200 of 200 bodies read, 0 recompressed" in compacted.output
 
 
-def test_an_archive_body_stored_as_damaged_text_is_named_in_one_line_without_its_bytes(tmp_path: Path) -> None:
+def test_an_archive_body_stored_as_damaged_text_is_named_in_one_line_without_its_bytes(
+    tmp_path: Path, migrated_then: Callable[..., str]
+) -> None:
     import sqlite3
 
-    database, config = _compacted_database(tmp_path)
+    database, config = _compacted_database(tmp_path, migrated_then)
     with sqlite3.connect(database) as db:
         db.execute(
             "UPDATE raw_payloads SET body = CAST(x'28b52ffd63ff9f1139518f8f39' AS TEXT) WHERE score_date = '2026-11-20'"
