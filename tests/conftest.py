@@ -56,6 +56,16 @@ SLOWEST_FIRST = (
 )
 
 
+# Fixtures of session or module scope that run `fetcher` to fill the database their tests read (15-20 s each
+# on a loaded machine): under `--dist loadgroup` their tests go to one worker (per kind of database), which
+# makes the fixture once, where `--dist load` spread them and each worker made its own.
+SHARED_RUNS = (
+    "filled",  # tests/report/conftest.py: a backfill of 45 days of 7 tenants, on SQLite and on PostgreSQL
+    "hostile",  # tests/reliability/test_hostile.py
+    "mixed",  # tests/reliability/test_fault_mix.py
+)
+
+
 def _admin_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
@@ -110,10 +120,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules of SLOWEST_FIRST first, in that order; every other module after them, as collected."""
+    """The modules of SLOWEST_FIRST first, in that order; every other module after them, as collected. Tests
+    that share a costly fixture are grouped for `--dist loadgroup` (see `_group`)."""
     tests = config.rootpath / "tests"
     rank = {tests / name: position for position, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: each module keeps its own order
+    for item in items:
+        group = _group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _group(item: pytest.Item) -> str | None:
+    """The worker group of a test that reads what a costly fixture of wider scope made, so that one worker
+    makes it once rather than each: see SHARED_RUNS. Every other test is scheduled on its own."""
+    names = getattr(item, "fixturenames", ())
+    for name in SHARED_RUNS:
+        if name in names:
+            callspec = getattr(item, "callspec", None)
+            kind = callspec.params.get(name) if callspec is not None else None
+            return name if kind is None else f"{name}-{kind}"
+    return None
 
 
 @pytest.fixture(autouse=True)
