@@ -112,9 +112,24 @@ async def test_a_killed_process_frees_the_postgres_lock_at_once(postgres_engine:
 
     victim.kill()
     victim.wait()
+    await _backends_gone(engine)  # the server ends a killed client's backend when it reads the closed socket
 
     async with RunLock(engine, this_process("next")):
         pass
+
+
+async def _backends_gone(engine: AsyncEngine) -> None:
+    """Return once no backend of this database holds an advisory lock: a loaded server can take a moment to
+    notice a killed client, and until then its backend (and the lock) lives on. No lease runs out here."""
+    held = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    while True:
+        async with engine.connect() as conn:
+            if (await conn.execute(held)).scalar_one() == 0:
+                return
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.postgres
