@@ -376,6 +376,42 @@ def test_a_bad_shard_is_one_line_naming_its_source_with_exit_code_2(
     assert result.output.strip() == message
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "code", "kind", "message"),
+    [
+        (
+            ("run",),
+            {},
+            2,
+            "config",
+            "client_secret = 'env:SECRET': environment variable SECRET is not set",
+        ),
+        (("status",), {"SECRET": SECRET}, 3, "database_unavailable", "cannot open database {folder}: it is a folder"),
+    ],
+    ids=["config", "database"],
+)
+def test_with_json_logs_the_fatal_error_is_one_json_log_line(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], code: int, kind: str, message: str
+) -> None:
+    """A log shipper reading `--log-format json` gets the reason a command stopped as a record, not text."""
+    config = write_config(tmp_path)
+    (tmp_path / "scores.db").mkdir()
+
+    result = invoke("--log-format", "json", "--config", str(config), *args, env=env)
+
+    assert result.exit_code == code
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    assert {k: record[k] for k in ("level", "logger", "command", "error_kind")} == {
+        "level": "error",
+        "logger": "fetcher.cli",
+        "command": args[0],
+        "error_kind": kind,
+    }
+    assert message.format(folder=tmp_path / "scores.db") in record["message"]
+
+
 def test_a_named_tenant_ignores_the_shard_of_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`kubectl exec` into a shard's pod and `fetcher run --tenant ID`: that tenant, whatever its shard."""
     config = load_config(write_config(tmp_path), purpose=Purpose.DATABASE)

@@ -77,5 +77,5 @@ def simulate_command(
             consent_states=consent_states,
         )
     except OSError as error:
-        fail(ctx.err, ConfigError(f"cannot serve on port {port}: {error.strerror}"))
+        fail(ctx, ConfigError(f"cannot serve on port {port}: {error.strerror}"))
         sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -14,15 +15,21 @@ from fetcher.errors import FetcherError
 from fetcher.text import printable
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from fetcher.store.convert import StopRequest
 
 
-def fail(err: Console, error: FetcherError) -> int:
+log = logging.getLogger("fetcher.cli")
+
+
+def fail(ctx: Context, error: FetcherError) -> int:
+    """Says why the command stops, on one line: `error: ...` in text, or with `--log-format json` a log
+    record like every other (its `error_kind`, the command; secrets redacted), so a log shipper sees it."""
     from rich.markup import escape
 
-    err.print(
+    if ctx.log_format == "json":
+        log.error("%s", str(error), extra={"error_kind": error.kind})
+        return error.exit_code
+    ctx.err.print(
         f"[bold red]error:[/bold red] {escape(printable(str(error)))}", markup=True, highlight=False, soft_wrap=True
     )
     return error.exit_code
@@ -35,14 +42,14 @@ def run_async(ctx: Context, coro: Coroutine[Any, Any, int]) -> None:
     try:
         code = asyncio.run(coro)
     except FetcherError as error:
-        code = fail(ctx.err, error)
+        code = fail(ctx, error)
     except KeyboardInterrupt:
         code = 130
     except Exception as error:
         failure = database_failure(error, ctx.database_url)
         if failure is None:
             raise
-        code = fail(ctx.err, failure)
+        code = fail(ctx, failure)
     sys.exit(code)
 
 
@@ -65,7 +72,7 @@ def run_sync(ctx: Context, action: Callable[[], int]) -> None:
     try:
         code = action()
     except FetcherError as error:
-        code = fail(ctx.err, error)
+        code = fail(ctx, error)
     sys.exit(code)
 
 
