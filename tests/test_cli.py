@@ -412,6 +412,22 @@ def test_with_json_logs_the_fatal_error_is_one_json_log_line(
     assert message.format(folder=tmp_path / "scores.db") in record["message"]
 
 
+@pytest.mark.parametrize("command", ["run", "migrate"])
+def test_a_sqlite_path_in_a_missing_folder_is_refused_and_no_folder_is_made(tmp_path: Path, command: str) -> None:
+    """A typo in [database] url is said in one line, exit 3, rather than a new folder tree and an empty database."""
+    database = tmp_path / "nonexistent" / "dir" / "x.db"
+    config = write_config(tmp_path, database=f'url = "sqlite+aiosqlite:///{database}"')
+
+    result = invoke("--config", str(config), command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3
+    assert result.output == (
+        f"error: cannot create database {database}: its folder {database.parent} does not exist: "
+        "check [database] url, or create the folder\n"
+    )
+    assert not (tmp_path / "nonexistent").exists()
+
+
 def test_a_named_tenant_ignores_the_shard_of_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`kubectl exec` into a shard's pod and `fetcher run --tenant ID`: that tenant, whatever its shard."""
     config = load_config(write_config(tmp_path), purpose=Purpose.DATABASE)

@@ -191,7 +191,7 @@ def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEn
         if read_only:
             url = read_only_url(url)
         elif url.database and url.database != ":memory:":
-            _make_folder(Path(url.database).parent)
+            _check_folder(Path(url.database))
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
     engine = create_async_engine(url, **kwargs)
@@ -215,14 +215,14 @@ def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEn
     return engine
 
 
-def _make_folder(folder: Path) -> None:
-    """The SQLite file's folder, created if missing; refused with the path when that is not permitted."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except PermissionError:
-        raise DatabaseUnavailable(f"cannot create the database folder {folder}: permission denied") from None
-    except OSError as error:
-        raise DatabaseUnavailable(f"cannot create the database folder {folder}: {error.strerror or error}") from None
+def _check_folder(database: Path) -> None:
+    """The SQLite file's folder must exist: a mistyped path is refused, never made (with every folder above it)."""
+    folder = database.parent
+    if not folder.is_dir():
+        said = "is not a folder" if folder.exists() else "does not exist"
+        raise DatabaseUnavailable(
+            f"cannot create database {database}: its folder {folder} {said}: check [database] url, or create the folder"
+        )
 
 
 def _watch_file(engine: AsyncEngine, database: str | None) -> SqliteFile | None:

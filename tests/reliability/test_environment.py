@@ -45,6 +45,7 @@ def test_a_sqlite_file_deleted_or_replaced_mid_run_ends_the_run_with_exit_3(
     """The run notices at its next commit that the file at the path is not the one it opened, stops, and
     says so; `status` then refuses to create an empty database there, and `migrate` is how to ask for one."""
     database = tmp_path / "db" / "scores.db"
+    database.parent.mkdir()
     # Every Graph request of the run takes 3 s, so that no tenant is stored before the file is gone.
     tenants = [dataclasses.replace(t, faults=(Fault.latency(3000),)) for t in generate_tenants(4, seed=SEED)]
     with rig(tmp_path, f"sqlite+aiosqlite:///{database}", tenants, transcripts, fetch={"concurrency": 2}) as r:

@@ -122,7 +122,7 @@ async def test_downgrade_to_base_then_upgrade_round_trips(empty_url: str) -> Non
 
 
 async def test_a_fresh_sqlite_file_is_created_and_migrated_on_first_use(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "new.db"
+    path = tmp_path / "new.db"
     engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}"))
 
     await ensure_schema(engine)
