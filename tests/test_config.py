@@ -649,6 +649,23 @@ def test_tenants_file_bad_guid_is_refused_naming_file_and_line(tmp_path: Path) -
     assert f"{path}:3: tenant_id 'not-a-guid' is not a GUID" in message
 
 
+@pytest.mark.parametrize(
+    ("csv", "said"),
+    [
+        ("tenant_id,name\nnot-a-guid,Bad\n", "{path}:2: tenant_id 'not-a-guid' is not a GUID"),
+        (f'tenant_id,name\n{TENANT_B},"Fabrikam\n', "{path}:2: not valid CSV"),
+        (f"{TENANT_B},Fabrikam\n", "{path}: the first line must name the columns"),
+        (f"tenant_id,name,enabled\n{TENANT_B},Fabrikam,off\n", "{path}:2: enabled must be true or false"),
+    ],
+    ids=["guid", "quote", "header", "enabled"],
+)
+def test_every_tenants_file_error_is_named_after_the_configuration_file(tmp_path: Path, csv: str, said: str) -> None:
+    """Whatever is wrong in the CSV, the line reads `fetcher.toml: tenants.csv:LINE: ...`, as every config error."""
+    message, path = csv_refused(tmp_path, csv)
+
+    assert message.startswith(f"{tmp_path / 'fetcher.toml'}: {said.format(path=path)}")
+
+
 def test_tenant_twice_in_tenants_file_is_refused_naming_both_lines(tmp_path: Path) -> None:
     message, path = csv_refused(tmp_path, f"tenant_id,name\n{TENANT_B},Fabrikam\n{TENANT_B},Fabrikam again\n")
 

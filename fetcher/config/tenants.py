@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from fetcher.config.auth import AuthResolver, TenantEntry
 from fetcher.config.constants import TENANT_NAME_MAX_CHARS, TENANTS_FILE_MAX_BYTES
@@ -10,6 +11,7 @@ from fetcher.config.files import FileProblem, read_regular_file
 from fetcher.config.model import Purpose, TenantConfig
 from fetcher.config.shape import AuthTable, TenantTable
 from fetcher.config.tenants_file import csv_rows, enabled_flag
+from fetcher.errors import ConfigError
 
 
 class TenantsResolver(AuthResolver):
@@ -46,14 +48,27 @@ class TenantsResolver(AuthResolver):
             raise self.fail(f"tenants_file: cannot read {path}: not UTF-8 text") from None
         except FileProblem as problem:
             raise self.fail(f"tenants_file: cannot read {path}: {problem}") from None
-        for line, row in csv_rows(path, text):
+        for line, row in self.csv_rows(path, text):
             where = f"{path}:{line}"
             tenant_id = self.guid(row.get("tenant_id", ""), where)
             # a customer `tenants discover --write` no longer found is kept in the file (and its history),
             # not fetched; with tenants_source = "partner" the database's list says who is gone
             gone = row.get("source_status", "").startswith("gone since")
-            enabled = enabled_flag(row, where) and (discovered or not gone)
+            enabled = self.enabled_flag(row, where) and (discovered or not gone)
             yield TenantEntry(where, tenant_id, row.get("name", ""), enabled, AuthTable())
+
+    def csv_rows(self, path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
+        """The file's rows; its errors (`file.csv:3: ...`) named after the configuration, as every other."""
+        try:
+            yield from csv_rows(path, text)
+        except ConfigError as error:
+            raise self.fail(str(error)) from None
+
+    def enabled_flag(self, row: dict[str, str], where: str) -> bool:
+        try:
+            return enabled_flag(row, where)
+        except ConfigError as error:
+            raise self.fail(str(error)) from None
 
     def tenants(self, entries: list[TenantEntry], shared: AuthTable) -> tuple[TenantConfig, ...]:
         seen: dict[str, str] = {}
