@@ -144,7 +144,8 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     unconsented = {tenant.tenant_id for tenant in sim.tenants.values() if not tenant.consent}
     written = write_demo_config(config_path, db_path, names)
     console.print(
-        f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days of {len(states)} tenants in "
+        f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days stored for {report.stored} of "
+        f"{report.counters.tenants_total} tenants in "
         f"[bold]{db_path}[/bold].{scripted_failure_note(failed, unconsented)}\n"
         "Query it with any SQLite client, for example:\n"
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '

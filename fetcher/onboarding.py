@@ -32,8 +32,9 @@ ALERTS_MARK = "# Alerts (README: Alerts)"
 FILL_IN = (
     "[auth] client_id: your app registration's Application (client) ID",
     "[auth] client_secret: export FETCHER_CLIENT_SECRET=... (or file:PATH; a certificate works too)",
-    "the tenants: [[tenants]] tenant_id and name, or tenants_file, or [partner] and "
-    "`fetcher tenants discover --write tenants.csv`",
+    "[partner] (a GDAP or CSP partner): uncomment it; tenant_id is your own tenant's id, source gdap, contracts "
+    'or both; then `fetcher tenants discover --write tenants.csv` and tenants_file = "tenants.csv"',
+    "the tenants without [partner]: [[tenants]] tenant_id and name, or a tenants_file you write",
     "[database] url: SQLite securescores.db beside the file unless you change it",
     "[alerts]: commented out; uncomment the rules and channels you want",
 )
@@ -100,13 +101,15 @@ def _auth(auth: AuthConfig, config: Config) -> str:
     return ", ".join(parts)
 
 
-def summary_lines(config: Config, *, verbose: bool = False) -> list[str]:
-    """What `fetcher config check` prints: counts, endpoints, database, which secrets are set (never a value)."""
+def summary_lines(config: Config, *, verbose: bool = False, online: bool = False) -> list[str]:
+    """What `fetcher config check` prints: counts, endpoints, database, which secrets are set (never a value).
+
+    With `online`, the header says only what has passed so far (the file), not "OK" above failures."""
     enabled = len(config.enabled_tenants)
     own = [t for t in config.tenants if t.auth != config.auth]
     graph = config.graph
     lines = [
-        f"{config.path or 'configuration'}: OK",
+        f"{config.path or 'configuration'}: {'valid; the online checks follow' if online else 'OK'}",
         f"  tenants:  {len(config.tenants)} configured, {enabled} enabled"
         + (f" (tenants_file {config.tenants_file})" if config.tenants_file else ""),
         f"  database: {config.database.display_url}",

@@ -68,11 +68,18 @@ class Counters:
     interrupted: int = 0
     score_days: int = 0
     finished_throttled: int = 0
+    finished_throttled_tenants: int = 0
     live: dict[str, RequestStats] = field(default_factory=dict)
 
     @property
     def throttled(self) -> int:
+        """429 answers, not tenants: one tenant may be throttled many times."""
         return self.finished_throttled + sum(s.throttled for s in list(self.live.values()))
+
+    @property
+    def throttled_tenants(self) -> int:
+        """Tenants with at least one 429 answer."""
+        return self.finished_throttled_tenants + sum(s.throttled > 0 for s in list(self.live.values()))
 
 
 @dataclass
@@ -102,6 +109,7 @@ class RunReport:
         counters.interrupted += outcome.status == Status.INTERRUPTED
         counters.score_days += outcome.scores_upserted
         counters.finished_throttled += outcome.stats.throttled
+        counters.finished_throttled_tenants += outcome.stats.throttled > 0
         self.partial += outcome.status == Status.PARTIAL
         if self.keep_all or outcome.status != Status.SUCCEEDED:
             self.outcomes.append(outcome)

@@ -32,7 +32,7 @@ from rich.text import Text
 from fetcher import logfields
 from fetcher.discovery import Change, Found, Merged
 from fetcher.models import Status
-from fetcher.outcome import RunReport, TenantOutcome
+from fetcher.outcome import Counters, RunReport, TenantOutcome
 from fetcher.store.ledger import TenantState
 from fetcher.tables import Column, fitted_table
 from fetcher.text import TOKEN_MASK, printable, redact_tokens
@@ -178,7 +178,8 @@ class ProgressObserver:
             MofNCompleteColumn(),
             TextColumn("tenants"),
             TextColumn(
-                "{task.fields[days]} score-days · {task.fields[throttled]} throttled · {task.fields[failures]} failed"
+                "{task.fields[days]} score-days · {task.fields[throttled]} throttled answers · "
+                "{task.fields[failures]} failed"
             ),
             TimeElapsedColumn(),
             console=console,
@@ -376,8 +377,16 @@ def run_title(report: RunReport) -> str:
     waiting = f", {not_started} not started" if report.stopped_by is not None and not_started else ""
     return (
         f"{report.command} {report.status}: {report.stored}/{c.tenants_total} tenants stored, "
-        f"{c.score_days} score-days, {c.throttled} throttled, {c.failures} failed{interrupted}{waiting}"
+        f"{c.score_days} score-days, {throttled_answers(c)}, {c.failures} failed{interrupted}{waiting}"
     )
+
+
+def throttled_answers(c: Counters) -> str:
+    """`6 throttled answers from 2 tenants`: the count is of 429 answers, which a tenant may get many of."""
+    answers = f"{c.throttled} throttled answer{'' if c.throttled == 1 else 's'}"
+    if not c.throttled:
+        return answers
+    return f"{answers} from {c.throttled_tenants} tenant{'' if c.throttled_tenants == 1 else 's'}"
 
 
 SUMMARY_COLUMNS = (

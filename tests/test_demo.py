@@ -94,6 +94,7 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     # configuration ends in an empty [alerts] (README: Alerts appends a rule), so `alerts` is not suggested
     # as if it ran as is.
     assert "The failure above is scripted (a tenant without admin consent)." in done.stdout
+    assert re.search(r"Done in [0-9.]+ s: [0-9]+ score-days stored for 5 of 6 tenants in ", done.stdout), done.stdout
     assert "alerts --dry-run" not in done.stdout
     empty = fetcher("--config", "fetcher-demo.toml", "alerts", "--dry-run", cwd=tmp_path)
     assert "no [[alerts.rules]]" in empty.stderr

@@ -113,6 +113,8 @@ def test_config_init_writes_a_file_that_loads_once_the_secret_is_set(tmp_path: P
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert "[auth] client_id" in result.output
+    assert "[partner] (a GDAP or CSP partner): uncomment it; tenant_id is your own tenant's id" in result.output
+    assert 'tenants_file = "tenants.csv"' in result.output  # as README step 2 says
     assert f"fetcher --config {target} config check --online" in result.output
     config = load_config(target, {"FETCHER_CLIENT_SECRET": SECRET}, purpose=Purpose.FETCH)
     assert (len(config.tenants), config.alerts.rules) == (1, ())
@@ -194,7 +196,9 @@ def test_config_check_online_passes_only_when_the_database_and_every_tenant_do(t
     # before the first run: the database is not an error (the run creates it), the tenants are still checked
     assert f"database: not created yet at {tmp_path / 'scores.db'}" in no_database.stdout
     assert "online: database not created yet, 1 of 2 tenant(s) ok" in no_database.stderr
-    failures = one_failing.stdout.split(": OK\n", 1)[1].splitlines()[4:]
+    header, rest = one_failing.stdout.split("\n", 1)
+    assert header == f"{w.config}: valid; the online checks follow"  # not "OK" above a failure
+    failures = rest.splitlines()[4:]
     assert len(failures) == 1
     assert failures[0].startswith(f"no consent{' ' * 22}{chosen[1]}")
     assert failures[0].endswith(consent)

@@ -165,9 +165,11 @@ def test_a_run_with_nothing_to_show_prints_its_counts_and_no_empty_table() -> No
     report.add(_outcome(0, Status.SUCCEEDED, None))
     report.status = Status.SUCCEEDED
 
-    lines = render(summary_table(report, width=80), 80)
+    lines = render(summary_table(report, width=120), 120)
 
-    assert lines == ["rebuild succeeded: 1/1 tenants stored, 0 score-days, 67890 throttled, 0 failed"]
+    assert lines == [
+        "rebuild succeeded: 1/1 tenants stored, 0 score-days, 67890 throttled answers from 1 tenant, 0 failed"
+    ]
 
 
 def test_columns_are_dropped_highest_number_first_until_the_rest_fit() -> None:

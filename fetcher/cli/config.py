@@ -75,7 +75,7 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
         if fmt == "json":
             ctx.console.print_json(orjson.dumps(redacted(config)).decode())
         else:
-            for line in summary_lines(config, verbose=verbose):
+            for line in summary_lines(config, verbose=verbose, online=online):
                 ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if not online:
             return 0
