@@ -1,4 +1,4 @@
-"""The `fetcher` group: its global options, the process it runs in, and the collector and malloc tuning of long runs."""
+"""The `fetcher` group: its global options, its process, and the collector and malloc tuning of its commands."""
 
 from __future__ import annotations
 
@@ -12,6 +12,19 @@ from fetcher import __version__
 from fetcher.cli.context import Context
 from fetcher.cli.hoist import hoist
 from fetcher.heap import fix_mmap_threshold
+
+THRESHOLD = (100_000, 50, 100)  # the collector's, in a command run from the process's own command line
+
+
+def hold_collections() -> None:
+    """Collect cycles every 100,000 net allocations rather than 700, for the rest of the command.
+
+    Every command imports what it uses in its body, and those imports are most of a short command's
+    allocations: with the default threshold `fetcher status` ran 189 collections that freed little, 57 M of
+    its 2,360 M instructions (callgrind; peak RSS the same). Called by `_Fetcher.main`, only when the
+    command line is the process's own (see `tune_long_run`).
+    """
+    gc.set_threshold(*THRESHOLD)
 
 
 def tune_long_run() -> None:
@@ -36,7 +49,7 @@ def tune_long_run() -> None:
     if not _own_process:
         return
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*THRESHOLD)
     fix_mmap_threshold()
 
 
@@ -50,6 +63,8 @@ class _Fetcher(click.Group):
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         global _own_process
         _own_process = args is None
+        if _own_process:
+            hold_collections()
         return super().main(args, *rest, **extra)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
