@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.admit import Admission
 from fetcher.models import FetchContext, Status
+from fetcher.normalize import normalize_score
 from fetcher.pipeline import GroupCommit
 from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
 from fetcher.store.save import TenantWrite, save_group
 from fetcher.store.schema import control_scores, controls, raw_payloads, secure_scores, tenant_runs
-from fetcher.store.scores import resolve_keys, save_tenants
+from fetcher.store.scores import resolve_keys, save_score_days, save_tenants
 from tests.dbutil import rows
 from tests.payloads import DAY, full_day
 
@@ -29,10 +30,10 @@ RUN = "run-1"
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 
 
-def write(tenant_id: str, *, minute: int = 1) -> TenantWrite:
-    """A tenant that fetched one day: its row, its archive row and its ledger row."""
+def write(tenant_id: str, *, minute: int = 1, controls: int = 7) -> TenantWrite:
+    """A tenant that fetched one day (of `controls` controls): its row, its archive row and its ledger row."""
     admission = SECURE_SCORES.admit(
-        [full_day(tenant_id, DAY)],
+        [full_day(tenant_id, DAY, controls=controls)],
         FetchContext(RUN, T0),
         tenant_id=tenant_id,
         keep_raw=True,
@@ -114,6 +115,24 @@ async def test_one_tenant_that_cannot_be_saved_costs_nobody_else_in_its_group(ru
     # B's day and archive row went with its ledger row; A's and C's are stored with theirs.
     assert await stored(run) == {"days": [A, C], "archive": [A, C], "ledger": [A, B, C]}
     assert {r["tenant_id"]: r["finished_at"] for r in await rows(run, tenant_runs)}[B] == T0
+
+
+@pytest.mark.parametrize("group_fails", [False, True], ids=["in the group", "each alone"])
+async def test_a_day_saved_again_loses_the_controls_it_no_longer_lists(run: AsyncEngine, group_fails: bool) -> None:
+    """The group reads its stored members in one statement; saved alone after the group failed, each tenant
+    reads its own: either way A and C keep only the 3 controls they now list, B (saved alone) its 7."""
+    async with transaction(run) as conn:
+        for tenant_id in (A, B, C):
+            await save_score_days(conn, [normalize_score(full_day(tenant_id, DAY), FetchContext(RUN, T0))], T0)
+        if group_fails:
+            await ledger.record_tenant_run(conn, write(B, minute=0).row)
+
+    errors = await save_group(run, [write(A, controls=3), write(B), write(C, controls=3)])
+
+    assert [error is None for error in errors] == [True, not group_fails, True]
+    kept = sorted((r["tenant_id"], r["control_name"]) for r in await rows(run, control_scores))
+    listed = [control["controlName"] for control in full_day(A, DAY)["controlScores"]]
+    assert kept == sorted([(t, name) for t in (A, C) for name in listed[:3]] + [(B, name) for name in listed])
 
 
 async def test_tenants_that_finish_while_a_transaction_writes_are_saved_together(run: AsyncEngine) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.models import ControlScoreRow, FetchContext, ProviderWarning, ScoreDay
 from fetcher.normalize import normalize_score
+from fetcher.store import scores
 from fetcher.store.engine import transaction
 from fetcher.store.schema import comparative_scores, control_scores, controls, secure_scores, tenants
 from fetcher.store.scores import (
@@ -514,6 +515,97 @@ async def test_a_groups_keys_serve_only_the_transaction_that_resolved_them(engin
         await save_score_days(conn, later, NOW, controls_saved=True)
 
     assert [r["implementation_status"] for r in await rows(engine, control_scores)] == ["Brand new"]
+
+
+async def save_group(engine: AsyncEngine, batch: list[ScoreDay]) -> list[str]:
+    """Save `batch` as a group does, each tenant's days in order; returns the statements that read members."""
+    async with transaction(engine) as conn:
+        with statements(engine) as sent:
+            await save_controls(conn, batch)
+            await resolve_group_keys(conn, batch)
+            for tenant_id in dict.fromkeys(d.tenant_id for d in batch):
+                await save_score_days(conn, [d for d in batch if d.tenant_id == tenant_id], NOW, controls_saved=True)
+    return [sql for sql in sent if sql.lstrip().upper().startswith("SELECT") and "FROM comparative_scores" in sql]
+
+
+async def members(engine: AsyncEngine) -> list[tuple[str, str, str]]:
+    """Every stored (tenant, day, control name or basis)."""
+    found = [(r["tenant_id"], str(r["score_date"]), r["control_name"]) for r in await rows(engine, control_scores)]
+    found += [(r["tenant_id"], str(r["score_date"]), r["basis"]) for r in await rows(engine, comparative_scores)]
+    return sorted(found)
+
+
+def listing(day: str, names: str, *, tenant: str = TENANT, bases: str = "AllTenants") -> dict[str, Any]:
+    """A day that lists the controls and comparative bases named (one letter a control)."""
+    comparatives = [{"basis": basis, "averageScore": 1.0} for basis in bases.split()]
+    return payload(day, tenant=tenant, controls=[control(n, 1.0) for n in names], comparatives=comparatives)
+
+
+async def test_a_group_reads_its_members_in_one_statement_and_deletes_what_each_tenant_no_longer_lists(
+    engine: AsyncEngine,
+) -> None:
+    """TENANT's 26th, which only OTHER lists in the group, is read with the group's members and kept."""
+    await save(engine, days(listing("2026-11-26", "AB"), listing("2026-11-27", "ABC", bases="AllTenants TotalSeats")))
+    await save(engine, days(listing("2026-11-27", "ABC", tenant=OTHER)))
+
+    read = await save_group(
+        engine,
+        days(
+            listing("2026-11-27", "AB"),
+            listing("2026-11-26", "A", tenant=OTHER),
+            listing("2026-11-27", "BC", tenant=OTHER, bases="TotalSeats"),
+        ),
+    )
+
+    assert len(read) == 1
+    t, o = TENANT, OTHER
+    assert await members(engine) == sorted(
+        [(t, "2026-11-26", m) for m in ("A", "B", "AllTenants")]
+        + [(t, "2026-11-27", m) for m in ("A", "B", "AllTenants")]
+        + [(o, "2026-11-26", m) for m in ("A", "AllTenants")]
+        + [(o, "2026-11-27", m) for m in ("B", "C", "TotalSeats")]
+    )
+
+
+async def test_a_tenant_whose_days_repeat_reads_its_members_again_for_each_later_batch(engine: AsyncEngine) -> None:
+    """The 27th twice splits into two batches: the second must see the B the first stored, and delete it."""
+    await save(engine, days(listing("2026-11-27", "A")))
+    await save(engine, days(listing("2026-11-27", "A", tenant=OTHER)))
+
+    read = await save_group(
+        engine,
+        days(listing("2026-11-27", "AB"), listing("2026-11-27", "A"), listing("2026-11-27", "AC", tenant=OTHER)),
+    )
+
+    assert len(read) == 2  # the group's, then TENANT's second batch's own
+    assert await members(engine) == sorted(
+        [(TENANT, "2026-11-27", m) for m in ("A", "AllTenants")]
+        + [(OTHER, "2026-11-27", m) for m in ("A", "C", "AllTenants")]
+    )
+
+
+async def test_a_group_beyond_the_cap_reads_each_tenants_members_alone(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill's group (32 tenants x 90 days) would read too many rows at once: each tenant reads its own."""
+    monkeypatch.setattr(scores, "GROUP_MEMBERS_CAP", 3)
+    await save(engine, days(listing("2026-11-27", "AB")))
+    await save(engine, days(listing("2026-11-27", "AB", tenant=OTHER)))
+
+    read = await save_group(
+        engine,
+        days(
+            listing("2026-11-26", "A"),
+            listing("2026-11-27", "A"),
+            listing("2026-11-27", "B", tenant=OTHER),
+        ),
+    )
+
+    assert len(read) == 2
+    assert await members(engine) == sorted(
+        [(TENANT, day, m) for day in ("2026-11-26", "2026-11-27") for m in ("A", "AllTenants")]
+        + [(OTHER, "2026-11-27", m) for m in ("B", "AllTenants")]
+    )
 
 
 def test_a_status_without_a_key_is_refused_rather_than_stored_as_null() -> None:
