@@ -117,12 +117,35 @@ async def interrupt_dead_runs(
     conn: AsyncConnection, *, alive_run_id: str, now: datetime, shard: Shard | None = None, every: bool = True
 ) -> int:
     """Mark other `running` runs as interrupted: all of them (`every`: an unsharded run, or any run on
-    SQLite, holds the only lock), else those of `shard`. Call it while holding the run lock."""
+    SQLite, holds the only lock), else those of `shard`. Call it while holding the run lock.
+
+    A dead run gets the totals `finish_run` would have written, counted from its own `tenant_runs` rows
+    (which its data was committed with), and, as its end, its last sign of life the ledger holds: its
+    latest tenant's finish, else its start. `now` bounds that end (a clock that went back)."""
     query = sa.update(fetch_runs).where(fetch_runs.c.status == Status.RUNNING, fetch_runs.c.run_id != alive_run_id)
     if not every:
         query = query.where(_of_shard(shard))
-    result = await conn.execute(query.values(status=Status.INTERRUPTED, finished_at=now))
+    last_seen = sa.func.coalesce(_of_run(sa.func.max(tenant_runs.c.finished_at)), fetch_runs.c.started_at)
+    result = await conn.execute(
+        query.values(
+            status=Status.INTERRUPTED,
+            finished_at=sa.case((last_seen < now, last_seen), else_=now),
+            tenants_succeeded=_of_run(_count_where(tenant_runs.c.status.in_(DONE_WELL))),
+            tenants_failed=_of_run(_count_where(tenant_runs.c.status == Status.FAILED)),
+            tenants_interrupted=_of_run(_count_where(tenant_runs.c.status == Status.INTERRUPTED)),
+            scores_upserted=_of_run(sa.func.coalesce(sa.func.sum(tenant_runs.c.scores_upserted), 0)),
+        )
+    )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _of_run(aggregate: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """`aggregate` over the `tenant_runs` rows of the `fetch_runs` row being updated."""
+    return sa.select(aggregate).where(tenant_runs.c.run_id == fetch_runs.c.run_id).scalar_subquery()
+
+
+def _count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.count(sa.case((condition, 1)))
 
 
 _TENANT_RUN_FIELDS = tuple(TenantRun.__dataclass_fields__)

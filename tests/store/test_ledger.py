@@ -86,10 +86,57 @@ async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: 
         assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(4)) == 1
 
     assert {r["run_id"]: (r["status"], r["finished_at"]) for r in await rows(engine, fetch_runs)} == {
-        "dead": ("interrupted", at(4)),
+        "dead": ("interrupted", at(0)),  # no tenant finished: its start is its last sign of life
         "done": ("succeeded", at(2)),
         "alive": ("running", None),
     }
+
+
+async def test_a_dead_run_is_marked_with_its_own_tenants_counts_and_its_last_sign_of_life(engine: AsyncEngine) -> None:
+    """Counted as `finish_run` counts (stored, failed, interrupted, days), ended at its last tenant's finish."""
+    await start(engine, "dead", 0)
+    await tenant(engine, "dead", A, "succeeded", 1, scores_upserted=30)
+    await tenant(engine, "dead", B, "partial", 2, scores_upserted=12)
+    await tenant(engine, "dead", C, "failed", 5)
+    await start(engine, "quiet", 6)  # died before any tenant finished: its start is all the ledger knows
+    await start(engine, "alive", 20)
+    await tenant(engine, "alive", A, "interrupted", 20)
+
+    async with transaction(engine) as conn:
+        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(20)) == 2
+
+    counts = ("status", "finished_at", "tenants_succeeded", "tenants_failed", "tenants_interrupted", "scores_upserted")
+    assert {r["run_id"]: tuple(r[c] for c in counts) for r in await rows(engine, fetch_runs)} == {
+        "dead": ("interrupted", at(6), 2, 1, 0, 42),
+        "quiet": ("interrupted", at(6), 0, 0, 0, 0),
+        "alive": ("running", None, 0, 0, 0, 0),
+    }
+
+
+async def test_a_dead_runs_interrupted_tenants_are_counted(engine: AsyncEngine) -> None:
+    await start(engine, "dead", 0)
+    await tenant(engine, "dead", A, "interrupted", 3)
+    await start(engine, "alive", 9)
+
+    async with transaction(engine) as conn:
+        await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(9))
+
+    counts = ("tenants_succeeded", "tenants_failed", "tenants_interrupted", "finished_at")
+    assert [tuple(r[c] for c in counts) for r in await rows(engine, fetch_runs) if r["run_id"] == "dead"] == [
+        (0, 0, 1, at(4))
+    ]
+
+
+async def test_a_dead_run_never_ends_after_the_run_that_finds_it(engine: AsyncEngine) -> None:
+    """Another host's clock may be ahead: the finding run's start bounds the end."""
+    await start(engine, "dead", 0)
+    await tenant(engine, "dead", A, "succeeded", 30)
+    await start(engine, "alive", 9)
+
+    async with transaction(engine) as conn:
+        await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(9))
+
+    assert [r["finished_at"] for r in await rows(engine, fetch_runs) if r["run_id"] == "dead"] == [at(9)]
 
 
 async def test_a_shard_marks_only_its_own_dead_runs_interrupted(engine: AsyncEngine) -> None:
