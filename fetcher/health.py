@@ -7,10 +7,16 @@ the HTML page. Pure: the caller reads the facts (newest stored day, latest run's
 
 "no data" and "stale" exclude each other; "failing" comes on top of either, or alone when the data is
 still fresh. Graph keeps one score a day, so a `max_age` under 24 hours makes every tenant stale.
+
+A tenant's row (`status`, `report`) adds how the configuration holds it (`tenant_marks`):
+
+    not configured   in the database, in no [[tenants]] table nor the tenants file
+    disabled         configured with `enabled = false` (or `gone since ...` in the tenants file)
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -22,6 +28,16 @@ class Health(StrEnum):
     NO_DATA = "no data"
     STALE = "stale"
     FAILING = "failing"
+
+
+class Mark(StrEnum):
+    """What is wrong with a tenant's row: the `Health` marks, and how it is configured."""
+
+    NO_DATA = Health.NO_DATA.value
+    STALE = Health.STALE.value
+    FAILING = Health.FAILING.value
+    NOT_CONFIGURED = "not configured"
+    DISABLED = "disabled"
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,24 @@ def assess(newest: date | None, error: LastError | None, now: datetime, max_age:
     return tuple(marks)
 
 
-def out_of_date(marks: tuple[Health, ...]) -> bool:
+def out_of_date(marks: Collection[str]) -> bool:
     """Whether the tenant has no data newer than `max_age` (`fetcher status` exits 1 for an enabled one)."""
     return Health.NO_DATA in marks or Health.STALE in marks
+
+
+def tenant_marks(
+    newest: date | None,
+    error: LastError | None,
+    now: datetime,
+    max_age: timedelta,
+    *,
+    configured: bool,
+    enabled: bool,
+) -> tuple[Mark, ...]:
+    """A tenant's row's marks: `assess`'s, then `not configured` or `disabled`."""
+    marks = [Mark(h.value) for h in assess(newest, error, now, max_age)]
+    if not configured:
+        marks.append(Mark.NOT_CONFIGURED)
+    elif not enabled:
+        marks.append(Mark.DISABLED)
+    return tuple(marks)

@@ -1,14 +1,16 @@
 """What `fetcher status` reports: a row per tenant (configured, stored, or both) with its `fetcher.health`
-marks, read in one read-only transaction. `fetcher.output` shows it; the CLI only maps it to an exit code."""
+marks, read in one read-only transaction. Names and `disabled` / `not configured` come from the
+configuration (tenants file included) where it holds the tenant, as in `fetcher report`. `fetcher.output`
+shows it; the CLI only maps it to an exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from fetcher.config import Config, TenantConfig
-from fetcher.health import Health, LastError, assess, out_of_date
+from fetcher.health import LastError, Mark, out_of_date, tenant_marks
 from fetcher.plan import covers
 from fetcher.store import ledger
 from fetcher.store.engine import create_engine, ensure_schema, transaction
@@ -19,9 +21,9 @@ from fetcher.store.ledger import TenantState
 class TenantStatus:
     """One tenant: its stored days and runs (`state`), its marks, and whether it is to be fetched."""
 
-    state: TenantState
-    marks: tuple[Health, ...]
-    enabled: bool
+    state: TenantState  # its name: the configuration's, else the stored one
+    marks: tuple[Mark, ...]
+    enabled: bool  # counted for the exit code: enabled, or asked for with --tenant
     short: bool  # its stored days reach back less far than [fetch] history_days
 
     @property
@@ -44,12 +46,12 @@ class StatusReport:
     @property
     def without_data(self) -> list[TenantStatus]:
         """Those of `out_of_date` with no day stored at all."""
-        return [r for r in self.out_of_date if Health.NO_DATA in r.marks]
+        return [r for r in self.out_of_date if Mark.NO_DATA in r.marks]
 
     @property
     def stale(self) -> list[TenantStatus]:
         """Those of `out_of_date` whose newest day is older than `max_age`."""
-        return [r for r in self.out_of_date if Health.NO_DATA not in r.marks]
+        return [r for r in self.out_of_date if Mark.NO_DATA not in r.marks]
 
     @property
     def short(self) -> list[TenantStatus]:
@@ -74,6 +76,7 @@ def build_status(
 ) -> StatusReport:
     """Pure: the stored states plus configured tenants never seen, limited to `chosen` when given (None: all,
     the enabled ones counting for the exit code)."""
+    by_id = {t.tenant_id: t for t in config.tenants}
     known = {s.tenant_id for s in states}
     unseen = [TenantState(t.tenant_id, t.name, None, None, None, None, None, 0) for t in config.tenants]
     everyone = [*states, *(s for s in unseen if s.tenant_id not in known)]
@@ -82,15 +85,29 @@ def build_status(
     history = config.fetch.history_days
     rows = tuple(
         TenantStatus(
-            s,
-            assess(s.newest_score_date, _error(s), now, max_age),
+            _named(s, configured),
+            tenant_marks(
+                s.newest_score_date,
+                _error(s),
+                now,
+                max_age,
+                configured=configured is not None,
+                enabled=configured is not None and configured.enabled,
+            ),
             s.tenant_id in counted,
             is_short(s, now.date(), history),
         )
         for s in everyone
         if wanted is None or s.tenant_id in wanted
+        for configured in (by_id.get(s.tenant_id),)
     )
     return StatusReport(now, max_age, history, rows)
+
+
+def _named(state: TenantState, configured: TenantConfig | None) -> TenantState:
+    """The state under the configuration's name for the tenant, where it gives one (as `report` names it)."""
+    name = (configured.name if configured else "") or state.name
+    return state if name == state.name else replace(state, name=name)
 
 
 def _error(state: TenantState) -> LastError | None:

@@ -99,6 +99,46 @@ def test_status_says_no_data_for_tenants_without_any_and_stale_for_the_stale(tmp
     ]
 
 
+def test_status_takes_names_and_disabled_tenants_from_the_tenants_file_as_report_does(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A tenant renamed and turned off in tenants.csv kept its stored name and showed `ok`; one `gone since`
+    showed plain `no data`; `report` said the new name and `disabled`."""
+    config = write_report_config(tmp_path / "fetcher.toml", database_url, [])
+    config.write_text('tenants_file = "tenants.csv"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "tenants.csv").write_text(
+        "tenant_id,name,enabled,source_status\n"
+        f"{FRESH},Fresh Renamed,false,\n"
+        f"{STALE},Stale,true,\n"
+        f"{NEVER},Never,true,gone since 2026-11-01\n",
+        encoding="utf-8",
+    )
+    assert _cli(config, "migrate").exit_code == 0
+    asyncio.run(_fill(database_url))
+
+    status = _cli(config, "status", "--format", "json")
+    report = _cli(config, "report", "--format", "json")
+    table = _cli(config, "status")
+
+    def seen(tenants: list[dict[str, object]]) -> dict[object, tuple[object, object]]:
+        return {t["tenant_id"]: (t["name"], t["marks"]) for t in tenants}
+
+    expected = {
+        FRESH: ("Fresh Renamed", ["disabled"]),
+        STALE: ("Stale", ["stale"]),
+        REFUSED: ("Refused", ["no data", "failing", "not configured"]),
+        NEVER: ("Never", ["no data", "disabled"]),
+    }
+    assert seen(json.loads(status.stdout)) == expected
+    assert seen(json.loads(report.stdout)["tenants"]) == expected
+    assert status.exit_code == 1  # the stale tenant; the disabled and unconfigured ones do not count
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.stdout.splitlines() if "│" in line]
+    assert {c[1]: (c[0], c[-1]) for c in cells if c[1] in (FRESH, NEVER)} == {
+        FRESH: ("Fresh Renamed", "disabled"),
+        NEVER: ("Never", "no data, disabled"),
+    }
+
+
 def test_failing_comes_on_top_of_fresh_data_and_an_interrupted_run_is_not_a_failure() -> None:
     day = NOW.date()
     refused = LastError(NOW, "permission", REASON)

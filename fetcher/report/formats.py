@@ -22,7 +22,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from fetcher.report.model import ActionsReport, Mark, Portfolio, TenantReport, TenantRow, Totals
+from fetcher.health import Mark
+from fetcher.report.model import ActionsReport, Portfolio, TenantReport, TenantRow, Totals
 from fetcher.report.sanitize import remediation_text
 from fetcher.store.reports import (
     NET_ZERO,

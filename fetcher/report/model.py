@@ -15,7 +15,7 @@ from enum import StrEnum
 from statistics import fmean
 
 from fetcher.config import TenantConfig
-from fetcher.health import Health, LastError, assess
+from fetcher.health import LastError, Mark, tenant_marks
 from fetcher.store.ledger import TenantState
 from fetcher.store.reports import (
     CategoryPoint,
@@ -38,16 +38,6 @@ class Sort(StrEnum):
     PERCENT = "percent"  # weakest first
     CHANGE = "change"  # largest 7-day slip first
     NAME = "name"
-
-
-class Mark(StrEnum):
-    """What is wrong with a tenant's row: the `fetcher.health` marks, and how it is configured."""
-
-    NO_DATA = Health.NO_DATA.value
-    STALE = Health.STALE.value
-    FAILING = Health.FAILING.value
-    NOT_CONFIGURED = "not configured"
-    DISABLED = "disabled"
 
 
 def empty_latest(tenant_id: str, name: str = "") -> LatestScore:
@@ -215,12 +205,8 @@ def tenant_rows(
 def _marks(
     score: LatestScore, config: TenantConfig | None, error: LastError | None, now: datetime, max_age: timedelta
 ) -> tuple[Mark, ...]:
-    marks = [Mark(h.value) for h in assess(score.score_date, error, now, max_age)]
-    if config is None:
-        marks.append(Mark.NOT_CONFIGURED)
-    elif not config.enabled:
-        marks.append(Mark.DISABLED)
-    return tuple(marks)
+    enabled = config is not None and config.enabled
+    return tenant_marks(score.score_date, error, now, max_age, configured=config is not None, enabled=enabled)
 
 
 def sort_rows(rows: Iterable[TenantRow], sort: Sort) -> list[TenantRow]:

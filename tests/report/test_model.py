@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from fetcher.config import AuthConfig, TenantConfig
-from fetcher.health import is_stale
+from fetcher.health import Mark, is_stale
 from fetcher.report.model import (
-    Mark,
     Sort,
     build_portfolio,
     chart_window,
