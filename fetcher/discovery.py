@@ -14,7 +14,9 @@ Everything from Graph is untrusted: a customer whose tenant id is not a GUID is 
 display names are cut to one line.
 
 The merge never deletes a row: a customer no longer found keeps its row with `source_status` set to
-`gone since YYYY-MM-DD`; the name and `enabled` flag in the file are the user's and are kept.
+`gone since YYYY-MM-DD`; the name and `enabled` flag in the file are the user's and are kept. A name that
+differs from the customer's display name is no change: the file keeps no upstream name, so a name the
+user gave cannot be told from an upstream rename (the display name found is given beside each row).
 """
 
 from __future__ import annotations
@@ -157,7 +159,6 @@ class TenantRow:
 
 class Change(StrEnum):
     ADDED = "added"
-    RENAMED_UPSTREAM = "renamed upstream"
     GONE = "gone"
     RETURNED = "returned"
     UNCHANGED = "unchanged"
@@ -182,8 +183,6 @@ def _merge_row(row: TenantRow, customer: Customer | None, today: datetime.date) 
     kept = TenantRow(row.tenant_id, row.name, row.enabled, "")
     if row.source_status.startswith(GONE_PREFIX):
         return Change.RETURNED, kept
-    if customer.display_name and customer.display_name != row.name:
-        return Change.RENAMED_UPSTREAM, kept
     return Change.UNCHANGED, kept
 
 

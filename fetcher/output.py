@@ -554,14 +554,11 @@ def discovery_table(merged: Merged) -> Table:
     table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
     table.add_column("change", no_wrap=True)
     table.add_column("detail", overflow="fold", min_width=16, ratio=1)
-    for change, row, upstream in merged.changes:
+    for change, row, _ in merged.changes:
         if change is Change.UNCHANGED:
             continue
-        detail = {
-            Change.RENAMED_UPSTREAM: f"upstream name: {upstream} (your name is kept)",
-            Change.GONE: row.source_status,
-        }
-        table.add_row(_tenant_cell(row.name, row.tenant_id), str(change), escape(detail.get(change, "")))
+        detail = row.source_status if change is Change.GONE else ""
+        table.add_row(_tenant_cell(row.name, row.tenant_id), str(change), escape(detail))
     return table
 
 

@@ -91,11 +91,25 @@ def test_merge_adds_keeps_edits_marks_gone_and_never_deletes() -> None:
         TenantRow(E, "New", True, ""),
     )
     assert [(c, r.tenant_id, upstream) for c, r, upstream in merged.changes] == [
-        (Change.RENAMED_UPSTREAM, A, "Contoso Ltd"),
+        (Change.UNCHANGED, A, "Contoso Ltd"),
         (Change.UNCHANGED, B, "Fabrikam"),
         (Change.GONE, C, ""),
         (Change.UNCHANGED, D, ""),
         (Change.ADDED, E, "New"),
+    ]
+
+
+def test_a_name_you_gave_is_not_reported_as_an_upstream_rename_on_any_run() -> None:
+    """It said "1 renamed upstream" on every run, right after `--write` too: the file keeps no upstream
+    name, so discover cannot tell an upstream rename from your own name, and reports neither."""
+    existing = [TenantRow(A, "My Contoso", True, "")]
+    first = merge(existing, [Customer(A, "Contoso Ltd")], TODAY)
+    again = merge(first.rows, [Customer(A, "Contoso Ltd")], TODAY)
+    renamed = merge(again.rows, [Customer(A, "Contoso Group")], TODAY)
+    assert [list(m.changes) for m in (first, again, renamed)] == [
+        [(Change.UNCHANGED, existing[0], "Contoso Ltd")],
+        [(Change.UNCHANGED, existing[0], "Contoso Ltd")],
+        [(Change.UNCHANGED, existing[0], "Contoso Group")],  # the upstream name is there for JSON to show
     ]
 
 
