@@ -26,7 +26,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from fetcher import logfields
@@ -362,13 +361,6 @@ def log_failures(logger: logging.Logger, report: RunReport) -> None:
 # -------------------------------------------------------------------------------------------- tables
 
 
-def _tenant_cell(name: str, tenant_id: str) -> str:
-    """A tenant's name (as text: names may contain rich markup characters) and, dimmed, its id."""
-    if not name:
-        return escape(printable(tenant_id))
-    return f"{escape(printable(name))}\n[dim]{escape(printable(tenant_id))}[/dim]"
-
-
 def run_title(report: RunReport) -> str:
     """The run in one line: its status and counts (interrupted tenants apart from failed ones)."""
     c = report.counters
@@ -548,18 +540,28 @@ def status_json(status: StatusReport) -> bytes:
     )
 
 
-def discovery_table(merged: Merged) -> Table:
-    """`tenants discover`: one row per tenant that changed (unchanged ones are only counted)."""
-    table = Table(title="tenants discovered", title_justify="left")
-    table.add_column("tenant", overflow="fold", min_width=20, ratio=1)
-    table.add_column("change", no_wrap=True)
-    table.add_column("detail", overflow="fold", min_width=16, ratio=1)
-    for change, row, _ in merged.changes:
-        if change is Change.UNCHANGED:
-            continue
-        detail = row.source_status if change is Change.GONE else ""
-        table.add_row(_tenant_cell(row.name, row.tenant_id), str(change), escape(detail))
-    return table
+DISCOVERY_COLUMNS = (
+    Column("tenant", wrap=True, min_width=20),
+    Column("tenant id"),
+    Column("change"),
+    Column("detail", wrap=True, min_width=16),
+)
+
+
+def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableType:
+    """`tenants discover`: one row per tenant that changed (unchanged ones are only counted). `width`: the
+    terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
+    rows = [
+        [
+            escape(printable(row.name)),
+            escape(printable(row.tenant_id)),
+            str(change),
+            escape(printable(row.source_status if change is Change.GONE else "")),
+        ]
+        for change, row, _ in merged.changes
+        if change is not Change.UNCHANGED
+    ]
+    return fitted_table(DISCOVERY_COLUMNS, rows, width, pair=(0, 1), title="tenants discovered", title_justify="left")
 
 
 def discovery_summary(found: Found, merged: Merged, target: Path | None, *, written: bool) -> str:

@@ -1,5 +1,6 @@
-"""Every table the CLI prints (portfolio report, status, run summary) at 80 and 120 columns and off a terminal:
-lines fit the terminal, no number or date is ever cut, and off a terminal each tenant is one whole line."""
+"""Every table the CLI prints (portfolio report, status, run summary, tenants discover) at 80 and 120 columns
+and off a terminal: lines fit the terminal, no number or date is ever cut, and off a terminal each tenant is one
+whole line."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 from rich.console import Console, RenderableType
 
 from fetcher.config import AuthConfig, TenantConfig
+from fetcher.discovery import Customer, TenantRow, merge
 from fetcher.health import Health, LastError
 from fetcher.models import RequestStats, Status, TenantRef
 from fetcher.outcome import RunReport, TenantOutcome
-from fetcher.output import status_table, summary_table
+from fetcher.output import discovery_table, status_table, summary_table
 from fetcher.report.formats import portfolio_table
 from fetcher.report.model import build_portfolio, empty_latest
 from fetcher.status import StatusReport, TenantStatus
@@ -156,6 +158,23 @@ def test_the_run_summary_keeps_the_request_counts_whole(width: int | None) -> No
     assert "1 interrupted" in "\n".join(lines)
     if width is None:
         assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "failed", "12345", "67890", "AADSTS7000215")
+        assert_titles_unpadded(lines)
+
+
+@pytest.mark.parametrize("width", WIDTHS, ids=str)
+def test_tenants_discover_shows_each_tenant_on_one_line_off_a_terminal(width: int | None) -> None:
+    """Its table stacked each tenant's name over its id on two lines in a pipe too (a rich table of its own)."""
+    gone_id, gone_name = TENANTS[0]
+    existing = [TenantRow(gone_id, gone_name)]
+    merged = merge(existing, [Customer(tid, name) for tid, name in TENANTS[1:]], DAY)
+
+    lines = render(discovery_table(merged, width=width), width)
+
+    assert_fits(lines, width)
+    assert all(tid in tokens(lines) for tid, _ in TENANTS)  # ids are never folded
+    if width is None:
+        assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "added")
+        assert_one_line_each(lines, gone_name, gone_id, "gone", "gone since 2026-11-29")
         assert_titles_unpadded(lines)
 
 

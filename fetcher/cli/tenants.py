@@ -37,6 +37,7 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
     from fetcher.discovery import merge, read_tenants_file, render_tenants_file, write_atomically
     from fetcher.output import discovery_json, discovery_summary, discovery_table
     from fetcher.partner import discover, open_partner_graph
+    from fetcher.tables import terminal_width
 
     async def action() -> int:
         config = ctx.config(Purpose.DISCOVER)
@@ -53,7 +54,7 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
         if fmt == "json":
             ctx.console.out(discovery_json(found, merged, target, written=not dry_run).decode(), highlight=False)
         else:
-            ctx.console.print(discovery_table(merged))
+            ctx.console.print(discovery_table(merged, width=terminal_width(ctx.console)))
             ctx.err.print(discovery_summary(found, merged, target, written=bool(target) and not dry_run))
         return 0
 
