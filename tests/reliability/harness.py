@@ -77,6 +77,16 @@ def essence(output: str, limit: int = 4000) -> str:
     return "\n".join(lines)[-limit:]
 
 
+def fatal_errors(output: str) -> list[str]:
+    """The lines of `output` that report what stopped a command: `error: ...` in text, or, with
+    `--log-format json` (`LOG_OPTIONS`), the JSON line of level `error` that `fetcher.cli` writes."""
+    return [
+        line
+        for line in output.splitlines()
+        if line.startswith("error:") or ('"level":"error"' in line and '"logger":"fetcher.cli"' in line)
+    ]
+
+
 def leaks(text: str) -> list[str]:
     """What in `text` is a secret or shaped like an access token (named, never shown)."""
     found = [f"the {name}" for name, secret in SECRETS.items() if secret in text]

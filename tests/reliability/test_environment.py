@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from fetcher.simulator import Fault, generate_tenants
 from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES
-from tests.reliability.harness import CLIENT_SECRET, Rig, Transcripts, essence, ledger, rig
+from tests.reliability.harness import CLIENT_SECRET, Rig, Transcripts, essence, fatal_errors, ledger, rig
 from tests.reliability.peers import Handler, Peer, flood, gzip_bomb, json_answer, token_endpoint, trickle
 
 pytestmark = pytest.mark.slow
@@ -29,10 +29,6 @@ pytestmark = pytest.mark.slow
 SEED = 97
 TENANT = "11111111-1111-1111-1111-111111111111"
 YEAR = 365 * 24 * 3600
-
-
-def error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("error:")]
 
 
 # --------------------------------------------------------------------------------- a vanished database
@@ -66,7 +62,7 @@ def test_a_sqlite_file_deleted_or_replaced_mid_run_ends_the_run_with_exit_3(
 
     assert done.returncode == 3, essence(done.stderr)
     assert "Traceback" not in done.stderr
-    said = error_lines(done.stderr + done.stdout) or [essence(done.stderr)]
+    said = fatal_errors(done.stderr + done.stdout) or [essence(done.stderr)]
     assert f"database {database} was {'deleted' if what == 'deleted' else 'replaced by another file'}" in said[-1]
     if what == "deleted":
         assert status.returncode == 3

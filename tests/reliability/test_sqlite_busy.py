@@ -18,6 +18,7 @@ from tests.reliability.harness import (
     Transcripts,
     assert_equals_truth,
     essence,
+    fatal_errors,
     ledger,
     lock_rows,
     rig,
@@ -71,7 +72,7 @@ def test_a_run_that_cannot_take_its_lease_exits_3_with_one_line(
         figures.faults["sqlite writer held at start"] += 1
 
         assert refused.returncode == 3, essence(refused.stderr)
-        errors = [line for line in refused.stderr.splitlines() if "error:" in line]
+        errors = fatal_errors(refused.stderr)
         assert len(errors) == 1, essence(refused.stderr)
         assert "locked by another writer" in errors[0]
         assert "busy_timeout_seconds = 0.5" in errors[0]
