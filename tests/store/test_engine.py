@@ -199,12 +199,7 @@ async def test_two_revisions_in_alembic_version_are_refused_in_one_line_and_left
 ) -> None:
     """It was Alembic's "more than one head present" traceback, from every command."""
     engine = create_engine(DatabaseConfig(url=migrated_then(kind, "INSERT INTO alembic_version VALUES ('0013')")))
-    before = await _contents(engine)
-
-    said = await _refusals(engine, SchemaDamaged)
-
-    assert await _contents(engine) == before
-    await engine.dispose()
+    said = await _refused_unchanged(engine, SchemaDamaged)
     expected = (
         f"database {display_url(engine)}: alembic_version holds 2 revisions (0013, {head_revision()}) where a "
         "fetcher keeps one: delete the rows that are not the database's revision (see the README's "
@@ -220,12 +215,7 @@ async def test_the_fetchers_tables_without_a_revision_are_refused_not_created_ag
 ) -> None:
     """`status` said to run `migrate`, which then failed with "table tenants already exists"."""
     engine = create_engine(DatabaseConfig(url=migrated_then(kind, damage)))
-    before = await _contents(engine)
-
-    said = await _refusals(engine, SchemaDamaged)
-
-    assert await _contents(engine) == before
-    await engine.dispose()
+    said = await _refused_unchanged(engine, SchemaDamaged)
     expected = (
         f"database {display_url(engine)} holds the fetcher's tables but no schema revision (alembic_version "
         "empty or missing): restore it from a backup, or put its revision back (see the README's "
@@ -252,6 +242,15 @@ async def test_the_readmes_repair_of_a_dropped_alembic_version_makes_the_databas
     await engine.dispose()
 
 
+async def _refused_unchanged(engine: Any, kind: type[Exception]) -> list[str]:
+    """`_refusals`, with the database's tables and revision rows the same after as before; the engine disposed."""
+    before = await _contents(engine)
+    said = await _refusals(engine, kind)
+    assert await _contents(engine) == before
+    await engine.dispose()
+    return said
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("revision", "shown"), [("xyz garbage", "'xyz garbage'"), ("", "''"), ("0009a", "'0009a'")])
 async def test_a_revision_no_fetcher_made_is_called_unknown_not_newer(
@@ -260,12 +259,7 @@ async def test_a_revision_no_fetcher_made_is_called_unknown_not_newer(
     engine = create_engine(
         DatabaseConfig(url=migrated_then(kind, f"UPDATE alembic_version SET version_num = '{revision}'"))
     )
-    before = await _contents(engine)
-
-    said = await _refusals(engine, SchemaDamaged)
-
-    assert await _contents(engine) == before
-    await engine.dispose()
+    said = await _refused_unchanged(engine, SchemaDamaged)
     expected = (
         f"database {display_url(engine)} is at an unknown schema revision {shown} (not one any fetcher made): "
         """restore it from a backup, or put its revision right (see the README's "Repairing the schema revision")"""
