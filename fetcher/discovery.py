@@ -14,9 +14,10 @@ Everything from Graph is untrusted: a customer whose tenant id is not a GUID is 
 display names are cut to one line.
 
 The merge never deletes a row: a customer no longer found keeps its row with `source_status` set to
-`gone since YYYY-MM-DD`; the name and `enabled` flag in the file are the user's and are kept. A name that
-differs from the customer's display name is no change: the file keeps no upstream name, so a name the
-user gave cannot be told from an upstream rename (the display name found is given beside each row).
+`gone since YYYY-MM-DD`; the name and `enabled` flag in the file are the user's and are kept, never
+overwritten. A rename upstream is told from the display name the previous discovery found (kept in the
+database, `partner_customers.display_name`), never from the name in the file: a name the user gave is no
+change, a first discovery renames nothing, and a rename is reported by the one discovery that first sees it.
 """
 
 from __future__ import annotations
@@ -159,9 +160,21 @@ class TenantRow:
 
 class Change(StrEnum):
     ADDED = "added"
+    RENAMED_UPSTREAM = "renamed upstream"
     GONE = "gone"
     RETURNED = "returned"
     UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantChange:
+    """What discovery did to one row: `upstream_name` is the display name found now ("" when not found),
+    `previous_name` the one the previous discovery found, for a rename upstream ("" otherwise)."""
+
+    change: Change
+    row: TenantRow
+    upstream_name: str
+    previous_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,38 +182,63 @@ class Merged:
     """The merged rows (existing order, new customers appended) and each tenant's change."""
 
     rows: tuple[TenantRow, ...]
-    changes: tuple[tuple[Change, TenantRow, str], ...] = field(default=())  # (change, row, upstream name)
+    changes: tuple[TenantChange, ...] = field(default=())
 
     def count(self, change: Change) -> int:
-        return sum(1 for c, _, _ in self.changes if c is change)
+        return sum(1 for c in self.changes if c.change is change)
 
 
-def _merge_row(row: TenantRow, customer: Customer | None, today: datetime.date) -> tuple[Change, TenantRow]:
+def previous_name(previous: Mapping[str, str], customer: Customer) -> str:
+    """The display name the previous discovery found for `customer` when it differs from today's, else "".
+
+    A customer the previous discovery did not list (or listed without a name), or one without a name
+    today, was not renamed: an empty name from Graph is a missing name, not a new one."""
+    before = previous.get(customer.tenant_id, "")
+    return before if before and customer.display_name and before != customer.display_name else ""
+
+
+def renamed_upstream(previous: Mapping[str, str], found: Iterable[Customer]) -> list[tuple[Customer, str]]:
+    """The customers of `found` renamed upstream since the previous discovery, with their previous name."""
+    return [(customer, before) for customer in found if (before := previous_name(previous, customer))]
+
+
+def _merge_row(
+    row: TenantRow, customer: Customer | None, today: datetime.date, previous: Mapping[str, str]
+) -> TenantChange:
     if customer is None:
         if row.source_status.startswith(GONE_PREFIX):
-            return Change.UNCHANGED, row
-        return Change.GONE, TenantRow(row.tenant_id, row.name, row.enabled, f"{GONE_PREFIX}{today.isoformat()}")
+            return TenantChange(Change.UNCHANGED, row, "")
+        gone = TenantRow(row.tenant_id, row.name, row.enabled, f"{GONE_PREFIX}{today.isoformat()}")
+        return TenantChange(Change.GONE, gone, "")
     kept = TenantRow(row.tenant_id, row.name, row.enabled, "")
+    before = previous_name(previous, customer)
     if row.source_status.startswith(GONE_PREFIX):
-        return Change.RETURNED, kept
-    return Change.UNCHANGED, kept
+        return TenantChange(Change.RETURNED, kept, customer.display_name, before)
+    if before:
+        return TenantChange(Change.RENAMED_UPSTREAM, kept, customer.display_name, before)
+    return TenantChange(Change.UNCHANGED, kept, customer.display_name)
 
 
-def merge(existing: Sequence[TenantRow], found: Sequence[Customer], today: datetime.date) -> Merged:
+def merge(
+    existing: Sequence[TenantRow], found: Sequence[Customer], today: datetime.date, previous: Mapping[str, str] = {}
+) -> Merged:
     """`existing` updated with `found`: new customers added enabled, the user's names and flags kept,
-    missing customers marked `gone since <today>` (the first day they were missed), none deleted."""
+    missing customers marked `gone since <today>` (the first day they were missed), none deleted.
+
+    `previous`: tenant id to the display name the previous discovery found (none at the first); a customer
+    found under another name is `renamed upstream` (a returned one stays `returned`, with its previous name),
+    its row's name kept."""
     by_id = {c.tenant_id: c for c in found}
     rows: list[TenantRow] = []
-    changes: list[tuple[Change, TenantRow, str]] = []
+    changes: list[TenantChange] = []
     for row in existing:
-        customer = by_id.pop(row.tenant_id, None)
-        change, merged = _merge_row(row, customer, today)
-        rows.append(merged)
-        changes.append((change, merged, customer.display_name if customer else ""))
+        changed = _merge_row(row, by_id.pop(row.tenant_id, None), today, previous)
+        rows.append(changed.row)
+        changes.append(changed)
     for customer in by_id.values():
         added = TenantRow(customer.tenant_id, customer.display_name)
         rows.append(added)
-        changes.append((Change.ADDED, added, customer.display_name))
+        changes.append(TenantChange(Change.ADDED, added, customer.display_name))
     return Merged(tuple(rows), tuple(changes))
 
 

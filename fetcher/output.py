@@ -29,12 +29,12 @@ from rich.progress import (
 from rich.text import Text
 
 from fetcher import logfields
-from fetcher.discovery import Change, Found, Merged
+from fetcher.discovery import Change, Found, Merged, TenantChange
 from fetcher.models import Status
 from fetcher.outcome import Counters, RunReport, TenantOutcome
 from fetcher.store.ledger import TenantState
 from fetcher.tables import Column, fitted_table
-from fetcher.text import TOKEN_MASK, printable, redact_tokens
+from fetcher.text import TOKEN_MASK, one_line, printable, redact_tokens
 
 if TYPE_CHECKING:
     from fetcher.status import StatusReport, TenantStatus
@@ -552,16 +552,24 @@ def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableTy
     """`tenants discover`: one row per tenant that changed (unchanged ones are only counted). `width`: the
     terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
     rows = [
-        [
-            escape(printable(row.name)),
-            escape(printable(row.tenant_id)),
-            str(change),
-            escape(printable(row.source_status if change is Change.GONE else "")),
-        ]
-        for change, row, _ in merged.changes
-        if change is not Change.UNCHANGED
+        [escape(printable(c.row.name)), escape(printable(c.row.tenant_id)), str(c.change), escape(_discovery_detail(c))]
+        for c in merged.changes
+        if c.change is not Change.UNCHANGED
     ]
     return fitted_table(DISCOVERY_COLUMNS, rows, width, pair=(0, 1), title="tenants discovered", title_justify="left")
+
+
+DISCOVERY_NAME_SHOWN = 60  # a display name in the detail cell: Graph's may be up to 256 characters
+
+
+def _discovery_detail(c: TenantChange) -> str:
+    """The gone date, or the upstream rename (display names from Graph: untrusted, cut to one short line)."""
+    if c.change is Change.GONE:
+        return printable(c.row.source_status)
+    if not c.previous_name:
+        return ""
+    before, now = (one_line(name, limit=DISCOVERY_NAME_SHOWN) for name in (c.previous_name, c.upstream_name))
+    return f"upstream name was {before}, now {now}"
 
 
 def discovery_summary(found: Found, merged: Merged, target: Path | None, *, written: bool) -> str:
@@ -582,14 +590,15 @@ def discovery_json(found: Found, merged: Merged, target: Path | None, *, written
             "counts": {str(c): merged.count(c) for c in Change},
             "changes": [
                 {
-                    "change": str(change),
-                    "tenant_id": row.tenant_id,
-                    "name": row.name,
-                    "upstream_name": upstream,
-                    "enabled": row.enabled,
-                    "source_status": row.source_status,
+                    "change": str(c.change),
+                    "tenant_id": c.row.tenant_id,
+                    "name": c.row.name,
+                    "upstream_name": c.upstream_name,
+                    "previous_upstream_name": c.previous_name or None,
+                    "enabled": c.row.enabled,
+                    "source_status": c.row.source_status,
                 }
-                for change, row, upstream in merged.changes
+                for c in merged.changes
             ],
         },
         option=orjson.OPT_INDENT_2,

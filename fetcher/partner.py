@@ -27,11 +27,12 @@ from fetcher.discovery import (
     Found,
     customer_tenants,
     is_fresh,
+    renamed_upstream,
     select_customers,
 )
 from fetcher.errors import ConfigError, DatabaseError, FetcherError, Interrupted, NoCustomerList, PermissionDenied
 from fetcher.models import RequestStats, TenantRef
-from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.engine import create_engine, ensure_schema, sqlite_file, transaction
 from fetcher.store.partner import KnownCustomers, known_customers, save_discovery, save_discovery_failure
 from fetcher.text import one_line
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # Paged to the end: $top asks for Graph's largest page, the pager follows @odata.nextLink (refusing a
 # foreign or repeated link) until Graph sends none.
 RELATIONSHIPS_QUERY = f"{RELATIONSHIPS_PATH}?$top={RELATIONSHIPS_PAGE_SIZE}"
+NAME_SHOWN = 80  # a display name in a log line: Graph's may be up to 256 characters
 
 
 def partner_ref(partner: PartnerConfig) -> TenantRef:
@@ -139,7 +141,23 @@ async def customer_list(
     async with transaction(engine) as conn:
         await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now)
     log.info("discovered %d customer(s) at partner tenant %s", len(found.customers), partner.tenant_id)
+    for customer, before in renamed_upstream(previous_names(known, partner.source), found.customers):
+        log.info(
+            "customer %s renamed upstream: %s -> %s", customer.tenant_id, _short(before), _short(customer.display_name)
+        )
     return CustomerList(found.customers, now, "discovered")
+
+
+def previous_names(known: KnownCustomers | None, source: str) -> dict[str, str]:
+    """Tenant id to display name as the last successful discovery found them, when it asked the same
+    `source`: a contract and a GDAP relationship may name one customer differently, which is no rename."""
+    if known is None or known.source != source:
+        return {}
+    return {customer.tenant_id: customer.display_name for customer in known.customers}
+
+
+def _short(name: str) -> str:
+    return repr(one_line(name, limit=NAME_SHOWN))
 
 
 async def _fall_back(
@@ -209,3 +227,34 @@ async def with_known_tenants(config: Config) -> Config:
     if known is None:
         return config
     return dataclasses.replace(config, tenants=customer_tenants(known.customers, config.tenants, config.partner.auth))
+
+
+# -- `fetcher tenants discover`: the names the previous discovery found, and this one recorded
+
+
+async def last_discovery(config: Config, partner: PartnerConfig) -> KnownCustomers | None:
+    """The partner's last successful discovery (by `tenants discover` or a run), read only: None when there
+    is none, or no SQLite file yet (`--dry-run` creates none). Raises SchemaOutOfDate and the like as every
+    command does."""
+    engine = create_engine(config.database, read_only=True)
+    try:
+        watched = sqlite_file(engine)
+        if watched is not None and not watched.path.exists():
+            return None
+        await ensure_schema(engine, create=False)
+        async with transaction(engine, write=False) as conn:
+            return await known_customers(conn, partner.tenant_id)
+    finally:
+        await engine.dispose()
+
+
+async def record_discovery(config: Config, partner: PartnerConfig, found: Found, now: datetime) -> None:
+    """Keep `found` as the partner's latest discovery (the cache `run` reads in automatic mode too), so that
+    the next discovery tells a rename upstream from the display names found now."""
+    engine = create_engine(config.database)
+    try:
+        await ensure_schema(engine)
+        async with transaction(engine) as conn:
+            await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now)
+    finally:
+        await engine.dispose()

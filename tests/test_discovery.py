@@ -14,11 +14,13 @@ from fetcher.config import AuthConfig, Purpose, TenantConfig, load_config
 from fetcher.discovery import (
     Change,
     Customer,
+    TenantChange,
     TenantRow,
     customer_tenants,
     is_fresh,
     merge,
     read_tenants_file,
+    renamed_upstream,
     render_tenants_file,
     select_customers,
     write_atomically,
@@ -90,7 +92,7 @@ def test_merge_adds_keeps_edits_marks_gone_and_never_deletes() -> None:
         TenantRow(D, "Old customer", True, "gone since 2026-11-01"),
         TenantRow(E, "New", True, ""),
     )
-    assert [(c, r.tenant_id, upstream) for c, r, upstream in merged.changes] == [
+    assert [(c.change, c.row.tenant_id, c.upstream_name) for c in merged.changes] == [
         (Change.UNCHANGED, A, "Contoso Ltd"),
         (Change.UNCHANGED, B, "Fabrikam"),
         (Change.GONE, C, ""),
@@ -100,17 +102,47 @@ def test_merge_adds_keeps_edits_marks_gone_and_never_deletes() -> None:
 
 
 def test_a_name_you_gave_is_not_reported_as_an_upstream_rename_on_any_run() -> None:
-    """It said "1 renamed upstream" on every run, right after `--write` too: the file keeps no upstream
-    name, so discover cannot tell an upstream rename from your own name, and reports neither."""
+    """It said "1 renamed upstream" on every run, right after `--write` too: it compared the display name with
+    the name in the file. A rename is told from the display name the previous discovery found."""
     existing = [TenantRow(A, "My Contoso", True, "")]
     first = merge(existing, [Customer(A, "Contoso Ltd")], TODAY)
-    again = merge(first.rows, [Customer(A, "Contoso Ltd")], TODAY)
-    renamed = merge(again.rows, [Customer(A, "Contoso Group")], TODAY)
-    assert [list(m.changes) for m in (first, again, renamed)] == [
-        [(Change.UNCHANGED, existing[0], "Contoso Ltd")],
-        [(Change.UNCHANGED, existing[0], "Contoso Ltd")],
-        [(Change.UNCHANGED, existing[0], "Contoso Group")],  # the upstream name is there for JSON to show
-    ]
+    again = merge(first.rows, [Customer(A, "Contoso Ltd")], TODAY, {A: "Contoso Ltd"})
+    assert [list(m.changes) for m in (first, again)] == [
+        [TenantChange(Change.UNCHANGED, existing[0], "Contoso Ltd")]
+    ] * 2
+
+
+def test_a_rename_upstream_is_reported_once_and_the_name_in_the_file_kept() -> None:
+    existing = [TenantRow(A, "My Contoso", False, ""), TenantRow(B, "Fabrikam", True, "")]
+    found = [Customer(A, "Contoso Group"), Customer(B, "Fabrikam")]
+    renamed = merge(existing, found, TODAY, {A: "Contoso Ltd", B: "Fabrikam"})
+    next_time = merge(renamed.rows, found, TODAY, {A: "Contoso Group", B: "Fabrikam"})
+    assert renamed.rows == next_time.rows == tuple(existing)
+    assert renamed.changes == (
+        TenantChange(Change.RENAMED_UPSTREAM, existing[0], "Contoso Group", "Contoso Ltd"),
+        TenantChange(Change.UNCHANGED, existing[1], "Fabrikam"),
+    )
+    assert [next_time.count(c) for c in (Change.RENAMED_UPSTREAM, Change.UNCHANGED)] == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("before", "now"), [("", "Contoso"), ("Contoso", ""), ("Contoso", "Contoso")], ids=["named", "unnamed", "same"]
+)
+def test_a_name_appearing_or_missing_upstream_is_no_rename(before: str, now: str) -> None:
+    """An empty display name from Graph is a missing name, not a new one."""
+    merged = merge([TenantRow(A, "Mine")], [Customer(A, now)], TODAY, {A: before})
+    assert merged.changes == (TenantChange(Change.UNCHANGED, TenantRow(A, "Mine"), now),)
+
+
+def test_a_returned_customer_renamed_meanwhile_is_returned_with_its_previous_name() -> None:
+    row = TenantRow(D, "Back", True, "gone since 2026-11-01")
+    merged = merge([row], [Customer(D, "Back Again Inc")], TODAY, {D: "Back Inc"})
+    assert merged.changes == (TenantChange(Change.RETURNED, TenantRow(D, "Back"), "Back Again Inc", "Back Inc"),)
+
+
+def test_renamed_upstream_lists_the_customers_found_under_another_name() -> None:
+    found = [Customer(A, "Contoso Group"), Customer(B, "Fabrikam"), Customer(E, "New")]
+    assert renamed_upstream({A: "Contoso Ltd", B: "Fabrikam", C: "Gone"}, found) == [(found[0], "Contoso Ltd")]
 
 
 def test_a_gone_customer_found_again_is_no_longer_marked() -> None:

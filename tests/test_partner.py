@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, PartnerConfig
-from fetcher.discovery import Customer, Found
+from fetcher.discovery import Customer, Found, TenantRow, render_tenants_file
 from fetcher.errors import ConfigError, Interrupted, ServerError
 from fetcher.models import Shard
 from fetcher.partner import CustomerList, customer_list, with_discovered_tenants
@@ -110,7 +112,7 @@ def test_rediscovery_keeps_edits_marks_gone_and_adds_new(partner_world: World) -
         {"tenant_id": NORTHWIND, "name": "Northwind", "enabled": "true", "source_status": gone},
         {"tenant_id": LITWARE, "name": "Litware", "enabled": "true", "source_status": ""},
     ]
-    assert today["counts"] == {"added": 1, "gone": 1, "returned": 0, "unchanged": 2}  # your names are no change
+    assert today["counts"] == {"added": 1, "renamed upstream": 0, "gone": 1, "returned": 0, "unchanged": 2}
     assert today["skipped"] == {"duplicate": 2, "expired": 1, "mlt": 1, "terminated": 1}
 
 
@@ -143,6 +145,65 @@ def test_a_partner_token_without_the_permission_is_one_line(partner_world: World
     assert "DelegatedAdminRelationship.Read.All" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "SecurityEvents.Read.All" not in result.stderr
+
+
+@pytest.fixture
+def renaming_world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    """Contoso and Fabrikam at the partner, on a database of each kind: discover keeps its names there."""
+    tenants = [SimTenant(PARTNER, "Partner", partner=True), SimTenant(CONTOSO, "Contoso Ltd")]
+    with world(tmp_path, database_url, tenants, relationships=small_relationships()[:2]) as w:
+        yield w
+
+
+def discover_json(w: World, *args: str) -> dict[str, Any]:
+    result = w.fetcher("tenants", "discover", "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return cast(dict[str, Any], json.loads(result.stdout))
+
+
+def renames(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [(c["tenant_id"], c["name"], c["previous_upstream_name"], c["upstream_name"]) for c in report["changes"]
+            if c["change"] == "renamed upstream"]  # fmt: skip
+
+
+def test_a_rename_upstream_is_reported_once_and_a_name_of_yours_never(renaming_world: World) -> None:
+    """The first discovery renames nothing; a display name changed at the partner is reported by the next
+    discovery that writes (a dry run shows it and records nothing), then no more; your name is kept."""
+    tenants_csv = use_discovery(renaming_world)
+    first = discover_json(renaming_world)
+    assert (first["counts"]["added"], first["counts"]["renamed upstream"]) == (2, 0)
+    rows = read_rows(tenants_csv)
+    rows[1]["name"] = "Our Fabrikam"  # a rename of yours
+    tenants_csv.write_text(render_tenants_file(TenantRow(r["tenant_id"], r["name"]) for r in rows))
+    renaming_world.sim.relationships[0] = SimRelationship("r1", "Contoso", "active", CONTOSO, "Contoso Group")
+
+    dry = discover_json(renaming_world, "--dry-run")
+    renamed = discover_json(renaming_world)
+    again = discover_json(renaming_world)
+
+    assert renames(dry) == renames(renamed) == [(CONTOSO, "Contoso Ltd", "Contoso Ltd", "Contoso Group")]
+    assert renamed["counts"] == {"added": 0, "renamed upstream": 1, "gone": 0, "returned": 0, "unchanged": 1}
+    assert again["counts"] == {"added": 0, "renamed upstream": 0, "gone": 0, "returned": 0, "unchanged": 2}
+    assert [r["name"] for r in read_rows(tenants_csv)] == ["Contoso Ltd", "Our Fabrikam"]  # never overwritten
+
+
+def test_a_hostile_display_name_renamed_upstream_stays_one_line_in_the_table(renaming_world: World) -> None:
+    """Display names come from Graph: control characters and a 10,000-character name are neither obeyed nor
+    shown whole."""
+    use_discovery(renaming_world)
+    assert renaming_world.fetcher("tenants", "discover").returncode == 0
+    hostile = "Contoso\x1b[2J\u202eGroup\n" + "x" * 10_000
+    renaming_world.sim.relationships[0] = SimRelationship("r1", "Contoso", "active", CONTOSO, hostile)
+
+    result = renaming_world.fetcher("tenants", "discover")
+
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "renamed upstream" in line)
+    assert "upstream name was Contoso Ltd, now Contoso [2J Group x" in " ".join(line.split())
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "\u202e" not in result.stdout + result.stderr
+    assert len(line) < 300
+    assert "1 renamed upstream" in result.stderr
 
 
 # -- automatic mode: tenants_source = "partner"
@@ -348,6 +409,26 @@ async def test_the_list_is_reused_within_refresh_hours_on_a_virtual_clock(engine
     other_source = await customer_list(partner_config("unused", source="both"), engine, T0 + timedelta(hours=24),
                                        partner.discover)  # fmt: skip
     assert (other_source.origin, partner.calls) == ("discovered", 3)
+
+
+async def test_a_run_logs_a_rename_upstream_once_and_none_after_another_source(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Automatic mode keeps the names too, so the discovery that first sees a rename says it, once; a
+    contract may name a customer otherwise than its GDAP relationship, which is no rename."""
+    partner = Partner(Customer(CONTOSO, "Contoso Ltd"))
+    config = partner_config("unused", refresh_hours=0)
+    await customer_list(config, engine, T0, partner.discover)
+    partner.customers = [Customer(CONTOSO, "Contoso Group")]
+    with caplog.at_level(logging.INFO, logger="fetcher.partner"):
+        for hours in (1, 2):
+            await customer_list(config, engine, T0 + timedelta(hours=hours), partner.discover)
+        partner.customers = [Customer(CONTOSO, "Contoso Group Ltd (contract)")]
+        await customer_list(partner_config("unused", source="contracts"), engine, T0 + timedelta(hours=3),
+                            partner.discover)  # fmt: skip
+    assert [r.getMessage() for r in caplog.records if "renamed" in r.getMessage()] == [
+        f"customer {CONTOSO} renamed upstream: 'Contoso Ltd' -> 'Contoso Group'"
+    ]
 
 
 async def test_a_failed_discovery_returns_the_last_known_list_with_its_time(engine: AsyncEngine) -> None:

@@ -178,6 +178,24 @@ def test_tenants_discover_shows_each_tenant_on_one_line_off_a_terminal(width: in
         assert_titles_unpadded(lines)
 
 
+@pytest.mark.parametrize("width", WIDTHS, ids=str)
+def test_tenants_discover_shows_a_rename_upstream_on_one_line_with_both_names_cut(width: int | None) -> None:
+    """Graph's display names may be 256 characters long: the detail cell shows each cut to 60."""
+    tenant_id = TENANTS[1][0]
+    before, now = "Old " + "o" * 252, "N" * 256
+    merged = merge([TenantRow(tenant_id, "Mine")], [Customer(tenant_id, now)], DAY, {tenant_id: before})
+
+    lines = render(discovery_table(merged, width=width), width)
+
+    assert_fits(lines, width)
+    assert tenant_id in tokens(lines)
+    assert "o" * 60 not in "".join(lines)
+    assert "N" * 60 not in "".join(lines)
+    if width is None:
+        assert_one_line_each(lines, "Mine", tenant_id, "renamed upstream", "was", "now")
+        assert max(map(len, lines)) < 220
+
+
 def test_a_run_with_nothing_to_show_prints_its_counts_and_no_empty_table() -> None:
     report = RunReport("r", "rebuild", NOW)
     report.counters.tenants_total = 1

@@ -32,25 +32,30 @@ def tenants_group() -> None:
 @click.pass_obj
 def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool, fmt: str) -> None:
     """List the partner's customers ([partner] source: GDAP relationships and/or contracts) and merge them
-    into the tenants file: new ones added, your names and enabled flags kept, missing ones marked gone."""
+    into the tenants file: new ones added, your names and enabled flags kept, missing ones marked gone,
+    display names changed upstream since the last discovery (kept in the database) reported."""
     from fetcher.config import Purpose
     from fetcher.discovery import merge, read_tenants_file, render_tenants_file, write_atomically
     from fetcher.output import discovery_json, discovery_summary, discovery_table
-    from fetcher.partner import discover, open_partner_graph
+    from fetcher.partner import discover, last_discovery, open_partner_graph, previous_names, record_discovery
     from fetcher.tables import terminal_width
 
     async def action() -> int:
         config = ctx.config(Purpose.DISCOVER)
+        partner = config.partner
+        assert partner is not None  # Purpose.DISCOVER requires [partner]
         target = write_to or config.tenants_file
         if target is None and not dry_run:
             raise ConfigError("tenants discover: no file to write: give --write FILE or set tenants_file")
         existing = read_tenants_file(target) if target else []  # a malformed file stops us before Graph
-        assert config.partner is not None  # Purpose.DISCOVER requires [partner]
-        async with open_partner_graph(config, config.partner) as client:
-            found = await discover(client, config.partner)
-        merged = merge(existing, found.customers, datetime.now(UTC).date())
+        previous = previous_names(await last_discovery(config, partner), partner.source)  # so does the database
+        async with open_partner_graph(config, partner) as client:
+            found = await discover(client, partner)
+        now = datetime.now(UTC)
+        merged = merge(existing, found.customers, now.date(), previous)
         if target and not dry_run:
             write_atomically(target, render_tenants_file(merged.rows))
+            await record_discovery(config, partner, found, now)  # after the file: a failure reports renames again
         if fmt == "json":
             ctx.console.out(discovery_json(found, merged, target, written=not dry_run).decode(), highlight=False)
         else:
