@@ -41,7 +41,7 @@ import zstandard
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fetcher.store.archive import RawPayload, body_as_bytes, run_codec
-from fetcher.store.codec import SECURE_SCORES, Codec, Unreadable, delta_compressor
+from fetcher.store.codec import SECURE_SCORES, Codec, Unreadable, compress, delta_compressor
 from fetcher.store.schema import as_date, raw_payloads
 
 WINDOW = 7  # days between a delta and its base at most: a base a week of each shape
@@ -105,7 +105,7 @@ def compress_one(payload: RawPayload, near: Stored, codec: Codec) -> RawPayload:
         return payload
     for base in sorted((b for b in bases if b.fits(payload.score_date, len(text))), key=_distance(payload)):
         try:
-            body = base.compressor(codec).compress(text)
+            body = compress(base.compressor(codec), text)
         except Unreadable:
             bases.remove(base)  # `fetcher archive compact` names it; this object does not depend on it
             continue

@@ -15,6 +15,8 @@ import zstandard
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.errors import ArchiveUnreadable
+from fetcher.store import codec as codec_module
+from fetcher.store import deltas as deltas_module
 from fetcher.store.archive import CODEC, RawPayload, codec_for, iter_raw_payloads, pack, save_raw_payloads
 from fetcher.store.codec import Codec, delta_compressor, is_delta, train
 from fetcher.store.compaction import ARCHIVES, compact, store_dictionary
@@ -281,3 +283,31 @@ async def test_a_base_whose_frame_needs_a_dictionary_it_does_not_name_is_named_a
     assert str(raised.value).startswith(f"{head} (sha256 {row['sha256'][:12]}) cannot be read: {why} (")
     assert len(done.errors) == 1
     assert done.errors[0].startswith(f"{head} cannot be read: {why} (")
+
+
+async def test_an_archive_is_the_same_bytes_with_bodies_copied_to_their_size(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies are copied out of python-zstandard's oversized buffer (`codec.compress`): the same objects saved
+    as before the copy (its `compress` straight) give the same rows, bases and deltas, and replay alike."""
+    dictionary = train(ARCHIVES[0].kind, [orjson.dumps(day(n, OTHER_TENANT)) for n in range(220)], NOW)
+    objects = [day(n) for n in range(12, -1, -1)] + [day(0, full=True) | {"createdDateTime": f"{ago(13)}T00:00:00Z"}]
+    await store_dictionary(engine, dictionary)  # the replay reads the dictionary frames with it
+
+    async def archived() -> tuple[list[dict[str, Any]], dict[date, Any]]:
+        await save(engine, objects, codec=Codec([dictionary]))
+        stored, replay = await rows(engine, raw_payloads), await replayed(engine)
+        async with transaction(engine) as conn:
+            await conn.execute(sa.delete(raw_payloads).where(raw_payloads.c.base_sha256.is_not(None)))
+            await conn.execute(sa.delete(raw_payloads))
+        return [{k: bytes(v) if k == "body" else v for k, v in r.items()} for r in stored], replay
+
+    after = await archived()
+    with monkeypatch.context() as before_the_copy:
+        for module in (codec_module, deltas_module):
+            before_the_copy.setattr(module, "compress", lambda compressor, text: compressor.compress(text))
+        before = await archived()
+
+    assert after == before
+    assert sum(r["base_sha256"] is not None for r in after[0]) >= 10  # deltas, and dictionary-frame bases
+    assert sum(is_delta(r["body"]) for r in after[0]) < len(after[0])
