@@ -1,7 +1,8 @@
 """Credentials: one azure-identity credential per tenant, made on first use, kept for the run, closed at its end.
 
 `TokenProvider.token(tenant)` returns a Graph access token (azure-identity caches it until it is near
-expiry); `refresh=True` forces a new one after Graph refused the old one. Entra ID's refusals become one
+expiry, and the provider hands the tenant's last one out again until then without a slot or a call into
+azure-identity); `refresh=True` forces a new one after Graph refused the old one. Entra ID's refusals become one
 `AuthenticationError` line naming the tenant, the AADSTS code and what to do; a token, a secret or a
 certificate password never appears in a message, a log line written here, or a `repr`.
 
@@ -22,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -31,7 +33,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
+from azure.core.pipeline.policies import AsyncRetryPolicy, ContentDecodePolicy, UserAgentPolicy
 from azure.core.pipeline.transport import AioHttpTransport
+from azure.identity import __version__ as IDENTITY_VERSION
 from azure.identity.aio import (
     CertificateCredential,
     ClientSecretCredential,
@@ -76,6 +80,9 @@ TOKEN_RETRY_TOTAL = 0
 # answers in its place, can make a run hold, counted after decompression. [graph] max_response_bytes
 # applies when it is smaller.
 TOKEN_RESPONSE_MAX_BYTES = 1024 * 1024
+# A token is handed out again without asking its credential until this many seconds before it expires:
+# azure-identity's own margin (`DEFAULT_REFRESH_OFFSET`), after which it would ask Entra ID for a new one.
+TOKEN_REUSE_MARGIN = 300
 TOKEN_CHUNK_SIZE = 64 * 1024
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
@@ -206,6 +213,7 @@ class TokenProvider:
         self._prompt = prompt  # where a device-code sign-in shows its URL and code
         self._records: dict[str | None, AccountRecords] = {}  # device_code's accounts, by token cache
         self._credentials: dict[str, AsyncTokenCredential] = {}
+        self._tokens: dict[str, AccessToken] = {}  # each tenant's last token, handed out until near its expiry
         self._locks: dict[str, asyncio.Lock] = {}
         # Token requests are HTTP requests too: with a `gate` (the run's global limit) they share the
         # `concurrency` slots with Graph's; without one, at most `max_concurrent` go at once.
@@ -217,6 +225,10 @@ class TokenProvider:
 
     async def token(self, tenant: TenantRef, *, refresh: bool = False, claims: str | None = None) -> str:
         """A Graph access token for `tenant`; `refresh` (or `claims`) forces a new one from Entra ID."""
+        forced = refresh or claims is not None
+        kept = None if forced else self._kept(tenant.tenant_id)
+        if kept is not None:
+            return kept
         credential = self.credential(tenant)
         auth = self._auth(tenant)
         if refresh and isinstance(credential, AzureCliSignIn):
@@ -224,28 +236,48 @@ class TokenProvider:
         elif refresh and not claims:
             claims = fresh_token_claims(time.time())
         # One token request per tenant at a time: its concurrent requests then share what the first got.
-        async with self._lock(tenant.tenant_id), self._gate():
-            try:
-                access = await credential.get_token(self._graph.scope, claims=claims)
-            except EntraAnswerRefused as refused:
-                raise refused_answer(refused, tenant=tenant, authority_host=self._graph.authority_host) from None
-            except (AzureError, ValueError, OSError) as error:
-                refusal = signin_refusal(error, tenant, auth) if auth.delegated else None
-                if refusal is not None:
-                    raise refusal from None
-                exhausted = exhausted_resource(error)
-                if exhausted is not None:
-                    doing = f"tenant {tenant.label}: asking Entra ID for a token"
-                    raise local_resource_error(exhausted, doing=doing, tenant_id=tenant.tenant_id) from None
-                raise authentication_error(
-                    error,
-                    tenant=tenant,
-                    authority_host=self._graph.authority_host,
-                    client_id=self.client_id(tenant),
-                    graph=self._graph,
-                ) from None
+        async with self._lock(tenant.tenant_id):
+            kept = None if forced else self._kept(tenant.tenant_id)
+            if kept is not None:
+                return kept
+            async with self._gate():
+                access = await self._get_token(credential, tenant, auth, claims)
+        self._tokens[tenant.tenant_id] = access
         log.debug("tenant %s: access token ready (%s)", tenant.label, "new" if claims else "cached or new")
         return access.token
+
+    def _kept(self, tenant_id: str) -> str | None:
+        """The tenant's last token while it is good for more than `TOKEN_REUSE_MARGIN` seconds: a Graph
+        request then takes neither a slot nor a pass through azure-identity's cache to learn it."""
+        access = self._tokens.get(tenant_id)
+        if access is None or access.expires_on - time.time() <= TOKEN_REUSE_MARGIN:
+            return None
+        return access.token
+
+    async def _get_token(
+        self, credential: AsyncTokenCredential, tenant: TenantRef, auth: AuthConfig, claims: str | None
+    ) -> AccessToken:
+        """The credential's token for Graph; its failures as the fetcher's errors, naming the tenant."""
+        try:
+            access = await credential.get_token(self._graph.scope, claims=claims)
+        except EntraAnswerRefused as refused:
+            raise refused_answer(refused, tenant=tenant, authority_host=self._graph.authority_host) from None
+        except (AzureError, ValueError, OSError) as error:
+            refusal = signin_refusal(error, tenant, auth) if auth.delegated else None
+            if refusal is not None:
+                raise refusal from None
+            exhausted = exhausted_resource(error)
+            if exhausted is not None:
+                doing = f"tenant {tenant.label}: asking Entra ID for a token"
+                raise local_resource_error(exhausted, doing=doing, tenant_id=tenant.tenant_id) from None
+            raise authentication_error(
+                error,
+                tenant=tenant,
+                authority_host=self._graph.authority_host,
+                client_id=self.client_id(tenant),
+                graph=self._graph,
+            ) from None
+        return access
 
     def client_id(self, tenant: TenantRef) -> str | None:
         """The app's client id for `tenant` (its `[tenants.auth]` or the shared `[auth]`), for advice."""
@@ -271,6 +303,7 @@ class TokenProvider:
     async def release(self, tenant_id: str) -> None:
         """The run is done with this tenant: close its credential, so memory does not grow with tenants."""
         credential = self._credentials.pop(tenant_id, None)
+        self._tokens.pop(tenant_id, None)
         lock = self._locks.get(tenant_id)
         if lock is not None and not lock.locked():
             del self._locks[tenant_id]
@@ -280,6 +313,7 @@ class TokenProvider:
     async def close(self) -> None:
         """Close every credential (the shared session stays open: the run owns it)."""
         credentials, self._credentials = list(self._credentials.values()), {}
+        self._tokens.clear()
         for credential in credentials:
             await credential.close()
 
@@ -302,6 +336,7 @@ def build_credential(
         "authority": graph.authority_host,
         "transport": transport,
         "retry_total": TOKEN_RETRY_TOTAL,
+        **token_pipeline(),
     }
     if auth.method == "client_secret":
         if auth.client_secret is None or auth.client_id is None:
@@ -324,6 +359,20 @@ def build_credential(
     if auth.method == "azure_cli":
         return AzureCliSignIn(tenant)
     raise _unusable(tenant, f"unknown auth method {auth.method!r}")
+
+
+def token_pipeline() -> dict[str, Any]:
+    """The azure-core policies a token request goes through: azure-identity's user agent, the answer's JSON
+    decoding and the retry policy (with `retry_total = 0`, it only takes the pipeline's retry options), and
+    nothing else. azure-identity's default pipeline adds request ids, custom hooks, tracing and two logging
+    policies, which a run used for none of its token requests but paid for on each, about 0.4 M instructions of
+    the 3.3 M a tenant's token costs (docs/benchmarks.md). With azure's loggers at INFO or more verbose (`-vv`),
+    the default pipeline stays, so that its request and response lines (secrets redacted) still show.
+    """
+    if logging.getLogger("azure").isEnabledFor(logging.INFO):
+        return {}
+    user_agent = UserAgentPolicy(sdk_moniker=f"identity/{IDENTITY_VERSION}")  # azure-identity's own
+    return {"policies": [user_agent, ContentDecodePolicy(), AsyncRetryPolicy(retry_total=TOKEN_RETRY_TOTAL)]}
 
 
 def _certificate_credential(tenant: TenantRef, auth: AuthConfig, common: dict[str, Any]) -> AsyncTokenCredential:

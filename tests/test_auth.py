@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseTimeoutError
 
+import fetcher.auth
 from fetcher.auth import TokenProvider, authentication_error, fresh_token_claims
 from fetcher.config import AuthConfig, FetchConfig, GraphConfig, Secret
 from fetcher.errors import (
@@ -93,6 +96,47 @@ async def test_tokens_are_cached_for_the_run(tenants: list[SimTenant], tmp_path:
         assert await s.tokens.token(tenant) == first
         await s.list_all(tenant)
         assert token_requests(s, tenant.tenant_id) == 1
+
+
+async def test_a_kept_token_takes_no_slot_and_one_near_expiry_is_asked_for_again(
+    tenants: list[SimTenant], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Graph request whose tenant's token is good for a while takes no `concurrency` slot to learn it."""
+    entered: list[str] = []
+
+    @asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        entered.append("slot")
+        yield
+
+    async with stack(small_simulator(tenants), tmp_path) as s:
+        tenant = s.tenant(tenants[0])
+        tokens = TokenProvider(s.session, s.graph, s.auth_for, gate=gate)
+        try:
+            first = await tokens.token(tenant)
+            assert [await tokens.token(tenant), len(entered)] == [first, 1]
+            monkeypatch.setattr(fetcher.auth, "TOKEN_REUSE_MARGIN", 10**9)  # every token now "near expiry"
+            assert [await tokens.token(tenant), len(entered)] == [first, 2]  # azure-identity's cache answered
+        finally:
+            await tokens.close()
+        assert token_requests(s, tenant.tenant_id) == 1
+
+
+@pytest.mark.parametrize("azure_level", [logging.ERROR, logging.INFO])
+async def test_token_requests_log_through_azure_core_only_when_its_loggers_are_verbose(
+    tenants: list[SimTenant], tmp_path: Path, caplog: pytest.LogCaptureFixture, azure_level: int
+) -> None:
+    """The trimmed pipeline (no logging policies) unless `-vv` asked for azure's own request lines."""
+    logging.getLogger("azure").setLevel(azure_level)
+    try:
+        async with stack(small_simulator(tenants), tmp_path) as s:
+            with caplog.at_level(logging.DEBUG, logger="fetcher"):
+                await s.tokens.token(s.tenant(tenants[0]))
+    finally:
+        logging.getLogger("azure").setLevel(logging.NOTSET)
+    http_lines = [r for r in caplog.records if r.name.startswith("azure.core.pipeline.policies.http_logging")]
+    assert bool(http_lines) == (azure_level <= logging.INFO)
+    assert not any(DEFAULT_CLIENT_SECRET in r.getMessage() or JWT.search(r.getMessage()) for r in caplog.records)
 
 
 @pytest.mark.parametrize("form", ["pem", "pfx", "password_pfx"])
