@@ -482,6 +482,42 @@ def test_url_with_a_bad_port_is_refused(tmp_path: Path) -> None:
     assert "[database] url" in refused(tmp_path, database='url = "postgresql://app:pw@db:5432x/scores"')
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("sslmode=require", "ssl=require"),
+        ("sslmode=verify-full", "ssl=verify-full"),
+        ("ssl=disable", "ssl=disable"),
+        ("target_session_attrs=read-write", "target_session_attrs=read-write"),
+        ("host=/run/postgresql", "host=%2Frun%2Fpostgresql"),
+    ],
+)
+def test_postgres_url_query_is_given_as_asyncpg_takes_it(tmp_path: Path, query: str, expected: str) -> None:
+    """libpq's sslmode (users copy libpq URLs) was passed to asyncpg.connect() as is: a TypeError at connect."""
+    url = f"postgresql+asyncpg://app:{SECRET}@db.example/scores"
+
+    assert load(tmp_path, database=f'url = "{url}?{query}"').database.url == f"{url}?{expected}"
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("application_name=x", "[database] url: query parameter 'application_name' is not one asyncpg takes"),
+        ("sslmode=requir", "[database] url: sslmode='requir' is not an SSL mode (one of disable, allow, prefer,"),
+        ("ssl=true", "[database] url: ssl='true' is not an SSL mode"),
+        ("sslrootcert=/ca.pem", "'sslrootcert' is not passed to asyncpg from the URL: set the environment variable "
+         "PGSSLROOTCERT instead"),
+        ("sslmode=require&ssl=require", "[database] url: both sslmode and ssl are given"),
+        ("ssl=require&ssl=disable", "[database] url: query parameter 'ssl' is given 2 times"),
+    ],
+)  # fmt: skip
+def test_postgres_url_query_asyncpg_would_refuse_is_refused_in_one_line(tmp_path: Path, query: str, said: str) -> None:
+    """It was a 107-line TypeError at the first connection; now one line at load, the password never in it."""
+    message = refused(tmp_path, database=f'url = "postgresql+asyncpg://app:{SECRET}@db.example/scores?{query}"')
+
+    assert said in message
+
+
 def test_database_url_can_come_from_the_environment(tmp_path: Path) -> None:
     url = "postgresql+asyncpg://app:pw@db.example/scores"
 

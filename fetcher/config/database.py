@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -9,6 +11,19 @@ from fetcher.config.model import DatabaseConfig, Purpose
 from fetcher.config.resolver import Resolver
 from fetcher.config.secret import Secret
 from fetcher.config.shape import DatabaseTable
+
+# libpq's and asyncpg's sslmode values (asyncpg.connect_utils.SSLMode): what `ssl` may say as text.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Query parameters SQLAlchemy hands to asyncpg.connect() that work as text (asyncpg's own DSN parsing
+# takes more, but SQLAlchemy passes each one as a keyword argument, not through that parsing).
+ASYNCPG_PARAMETERS = ("ssl", "target_session_attrs", "host", "passfile", "krbsrvname", "gsslib")
+# libpq's certificate parameters: asyncpg reads them from its DSN or the environment, never as arguments.
+CERTIFICATE_VARIABLES = {
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+}
 
 
 class DatabaseResolver(Resolver):
@@ -63,8 +78,36 @@ class DatabaseResolver(Resolver):
                 f"[database] url: driver {url.drivername!r} is not supported "
                 "(use sqlite+aiosqlite or postgresql+asyncpg)"
             )
+        if url.drivername == "postgresql+asyncpg":
+            url = url.set(query=self.asyncpg_query(url.query))
         if url.drivername == "sqlite+aiosqlite" and url.database and url.database != ":memory:":
             url = url.set(database=str(self.resolve_path(url.database)))
         if url.database == ":memory:":
             return f"{url.drivername}:///:memory:"
         return url.render_as_string(hide_password=False)
+
+    def asyncpg_query(self, query: Mapping[str, str | Sequence[str]]) -> dict[str, str | Sequence[str]]:
+        """A PostgreSQL URL's query parameters as asyncpg takes them: libpq's `sslmode` becomes `ssl` (as asyncpg's
+        own DSN parsing does); one asyncpg would refuse (a TypeError at the first connection) is refused here."""
+        where = "[database] url"
+        accepted = ", ".join(("sslmode", *ASYNCPG_PARAMETERS))
+        kept: dict[str, str | Sequence[str]] = {}
+        for name, value in query.items():
+            if name == "host":  # SQLAlchemy's own: a socket folder, or several hosts
+                kept[name] = value
+                continue
+            if not isinstance(value, str):
+                raise self.fail(f"{where}: query parameter {name!r} is given {len(value)} times (give it once)")
+            if name in CERTIFICATE_VARIABLES:
+                raise self.fail(
+                    f"{where}: query parameter {name!r} is not passed to asyncpg from the URL: set the environment "
+                    f"variable {CERTIFICATE_VARIABLES[name]} instead"
+                )
+            if name not in ("sslmode", *ASYNCPG_PARAMETERS):
+                raise self.fail(f"{where}: query parameter {name!r} is not one asyncpg takes (accepted: {accepted})")
+            if name in ("sslmode", "ssl") and value not in SSL_MODES:
+                raise self.fail(f"{where}: {name}={value!r} is not an SSL mode (one of {', '.join(SSL_MODES)})")
+            kept["ssl" if name == "sslmode" else name] = value
+        if "sslmode" in query and "ssl" in query:
+            raise self.fail(f"{where}: both sslmode and ssl are given (give one: sslmode is libpq's name for ssl)")
+        return kept
