@@ -416,8 +416,18 @@ async def _migrate_on(
         await conn.rollback()
         if isinstance(exc, sa.exc.OperationalError) and is_sqlite(engine) and _is_busy(exc):
             raise database_error(exc, engine) from None
+        if _cancelled(exc):
+            raise asyncio.CancelledError from None
         raise
     return before, after
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether `exc` is what a cancellation of this task became: a migration's clean-up after the cancellation
+    reached its statement (Alembic's batch mode dropping its half-filled copy, as SQLite's 0013 does) fails on the
+    connection SQLAlchemy invalidated, and that error (PendingRollbackError) replaced the CancelledError."""
+    task = asyncio.current_task()
+    return not isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
 
 
 async def _unlock(conn: AsyncConnection) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
+import signal
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -13,13 +17,14 @@ from pathlib import Path
 import orjson
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import DatabaseConfig
 from fetcher.errors import NotEnoughDisk
 from fetcher.store.archive import codec_for
 from fetcher.store.compaction import ARCHIVES, read_row, rewrite_as_deltas
 from fetcher.store.convert import DiskSpace, MoveOptions
-from fetcher.store.engine import create_engine, current_revision, downgrade, migrate
+from fetcher.store.engine import create_engine, current_revision, downgrade, head_revision, migrate
 from fetcher.store.schema import raw_payloads
 from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
 from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
@@ -127,6 +132,67 @@ async def test_0013_checks_the_disk_as_0011_does(tmp_path: Path, free: int, capl
     [line] = [r.getMessage() for r in caplog.records if "migration 0013" in r.getMessage()]
     assert "MiB" not in line
     assert line.endswith(f"the test's disk has {'100 bytes' if free < 1_000 else '70.1 GB'}")
+
+
+# A `fetcher` that sends itself `signal` as SQLite's 0013 starts copying raw_payloads into Alembic's new table: the
+# signal's handler runs at the copy's await, whatever the timing, so the cancellation lands inside the copy.
+SIGNAL_DURING_THE_COPY = """
+import os, signal, sys
+import sqlalchemy as sa
+from fetcher.cli import main
+
+SIGNAL = getattr(signal, sys.argv.pop(1))
+
+@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+def signal_at_the_copy(conn, cursor, statement, parameters, context, executemany):
+    if statement.lstrip().startswith("INSERT INTO _alembic_tmp_raw_payloads"):
+        os.kill(os.getpid(), SIGNAL)
+
+sys.argv[0] = "fetcher"
+main()
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_0013s_copy_ends_fetcher_migrate_in_one_line(tmp_path: Path, signal_name: str) -> None:
+    """Alembic's batch mode, cancelled inside its copy, drops the copy on a connection SQLAlchemy had invalidated:
+    that PendingRollbackError replaced the cancellation (170 lines, exit 1). Now the documented line, 128 + signal,
+    the database as it was, and the next `fetcher migrate` completes."""
+    path = tmp_path / "m.db"
+    asyncio.run(_archive_at_0012(create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}"))))
+    config = tmp_path / "fetcher.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{path}"\n', encoding="utf-8")
+    command = [sys.executable, "-c", SIGNAL_DURING_THE_COPY, signal_name, "--config", str(config), "migrate"]
+
+    stopped = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+
+    assert stopped.returncode == 128 + getattr(signal, signal_name), stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == (
+        "interrupted: the migration step in progress was rolled back; run `fetcher migrate` again"
+    )
+    assert "Traceback" not in stopped.stderr
+    assert asyncio.run(_revision(path)) == "0012"
+    again = [sys.executable, "-m", "fetcher", "--config", str(config), "migrate"]
+    done = subprocess.run(again, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    assert asyncio.run(_revision(path)) == head_revision()
+
+
+async def _archive_at_0012(engine: AsyncEngine) -> None:
+    await migrate(engine, "0012")
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(f"INSERT INTO raw_payloads ({COLUMNS}) VALUES (:t, :d, :s, :f, :lf, :r, :w, :z, :b)"), archived()
+        )
+    await engine.dispose()
+
+
+async def _revision(path: Path) -> str | None:
+    engine = create_engine(DatabaseConfig(url=f"sqlite+aiosqlite:///{path}"))
+    try:
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
 
 
 def older_archive(days: int) -> list[dict[str, object]]:
