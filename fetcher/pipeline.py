@@ -264,7 +264,6 @@ class TenantPipeline:
         outcome.objects = [o for _, a in admitted for o in a.objects]
         outcome.scores_upserted = len(tally.score_days)
         _judge(outcome, fetched, bool(rejections), tally.mismatched_ids)
-        rows = sum(len(a.rows) for _, a in admitted)
         try:
             await asyncio.shield(self._write(outcome, admitted, rejections))
         except (DBAPIError, DatabaseError) as error:
@@ -272,11 +271,7 @@ class TenantPipeline:
             cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
             if isinstance(cause, DatabaseGone):
                 return self._end_run(outcome, cause)
-            # The same class, so that the ledger's error_kind says what happened (database_locked, ...).
-            failure = type(cause)(
-                f"tenant {outcome.tenant.label}: storing its {rows} day(s) failed and was rolled back: {cause}"
-            )
-            return await self._finish(outcome, Status.FAILED, failure)
+            return await self._finish(outcome, Status.FAILED, _not_stored(outcome, admitted, cause))
         return outcome
 
     async def _write(
@@ -399,6 +394,22 @@ class TenantPipeline:
             )
             self.unrecorded.append((row, list(rejections)))
         return outcome
+
+
+def _not_stored(
+    outcome: TenantOutcome, admitted: Sequence[tuple[Resource[Any], Admission[Any]]], cause: DatabaseError
+) -> FetcherError:
+    """The failure of a tenant whose save the database refused, naming what each resource had to store; of the
+    database error's class (the ledger's error_kind says what happened: database_locked, ...), unless the tenant
+    had already failed (a resource Graph refused): that cause stays its kind and comes first in the message."""
+    held = " and ".join(f"{len(a.rows)} {resource.name}" for resource, a in admitted if a.rows) or "outcome"
+    failure: FetcherError = type(cause)(
+        f"tenant {outcome.tenant.label}: storing its {held} failed and was rolled back: {cause}"
+    )
+    if outcome.status is Status.FAILED and outcome.error_kind is not None:
+        failure = FetcherError(f"{outcome.error_message}; {failure}")
+        failure.kind = outcome.error_kind
+    return failure
 
 
 def _tally(admitted: Sequence[tuple[Resource[Any], Admission[Any]]]) -> Tally:

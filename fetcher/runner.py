@@ -133,7 +133,9 @@ class Run:
         bodies recompressed (`fetcher.store.compaction`). Whatever happens here, the run's outcome stands."""
         try:
             await archive.finish(compact=compacting, stopped=self.stopping)
-        except (FetcherError, DBAPIError) as error:
+        except DBAPIError as error:  # one line: the driver's reason, not SQLAlchemy's "(Background on ...)" line
+            log.warning("archive not compacted: %s", database_error(error, archive.engine))
+        except FetcherError as error:
             log.warning("archive not compacted: %s", error)
 
     async def _begin(self, engine: AsyncEngine) -> list[Plan]:

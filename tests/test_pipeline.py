@@ -201,6 +201,39 @@ async def test_a_failing_resource_does_not_keep_another_from_being_saved(engine:
     )
 
 
+async def test_a_save_the_database_refuses_keeps_each_tenants_own_cause_and_counts(sqlite_engine: AsyncEngine) -> None:
+    """A full disk (here a trigger refusing control profiles) failed a tenant that Graph had refused as `database`,
+    its cause lost, and said "storing its N day(s)" counting every resource's rows as days."""
+    engine = sqlite_engine
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "CREATE TRIGGER full BEFORE INSERT ON control_profiles BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
+        )
+    sim = Simulator(generate_tenants(2, seed=37), seed=37, controls_per_day=10)
+    refused, stored = sorted(sim.tenants)
+    sim.add_fault(refused, Fault.status(403, endpoint="list"))
+    async with serving_simulator(sim) as running:
+        config = config_for(running, engine.url.render_as_string(hide_password=False))
+        request = plan_backfill(config.enabled_tenants, 3, resume=False, profiles=profiles_policy(config))
+        await Run(config, "backfill", request, engine=engine).execute()
+
+    found = {row["tenant_id"]: row for row in await rows(engine, tenant_runs)}
+    profiles = int(re.findall(r"storing its (\d+) secureScoreControlProfiles", found[refused]["error_message"])[0])
+    database = f"database {engine.url.render_as_string()}: disk is full"
+    assert (found[refused]["status"], found[refused]["error_kind"]) == ("failed", "permission")
+    assert found[refused]["error_message"].startswith(f"secureScores: tenant {refused} (")
+    assert found[refused]["error_message"].endswith(
+        f"; tenant {refused} ({sim.tenants[refused].name}): storing its {profiles} secureScoreControlProfiles "
+        f"failed and was rolled back: {database}"
+    )
+    assert (found[stored]["status"], found[stored]["error_kind"], found[stored]["error_message"]) == (
+        "failed",
+        "database",
+        f"tenant {stored} ({sim.tenants[stored].name}): storing its 3 secureScores and {profiles} "
+        f"secureScoreControlProfiles failed and was rolled back: {database}",
+    )
+
+
 async def test_a_tenant_whose_every_resource_failed_names_each_of_them(engine: AsyncEngine) -> None:
     url = engine.url.render_as_string(hide_password=False)
     sim = Simulator(generate_tenants(1, seed=36), seed=36, controls_per_day=10)
