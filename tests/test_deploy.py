@@ -175,6 +175,22 @@ def test_every_systemd_command_line_is_a_real_fetcher_command(name: str) -> None
     assert set(environment(unit(name))) <= ENVIRONMENT
 
 
+def test_the_documented_sqlite_database_of_the_one_host_unit_is_in_its_state_directory(tmp_path: Path) -> None:
+    """docs/deploy.md gave no url, and the default (relative) one follows the configuration's folder: /etc/fetcher,
+    read-only under ProtectSystem=strict, so every night exited 3. Its example must land in StateDirectory."""
+    service = unit("fetcher.service")["Service"]
+    docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split("## systemd", 1)[1]
+    [example] = re.findall(r"```toml\n(.*?)```", docs, re.S)
+    config = Path(environment(unit("fetcher.service"))[ENV_CONFIG])
+    (tmp_path / "fetcher.toml").write_text(example, encoding="utf-8")  # a relative url would resolve to tmp_path
+
+    url = load_config(tmp_path / "fetcher.toml", {}, purpose=Purpose.DATABASE).database.url
+
+    database = Path(url.removeprefix("sqlite+aiosqlite:///"))
+    assert database.parent == Path("/var/lib") / service["StateDirectory"] == Path(service["WorkingDirectory"])
+    assert not database.is_relative_to(config.parent)
+
+
 @pytest.mark.parametrize(
     ("timer", "service"),
     [
