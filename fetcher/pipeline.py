@@ -383,6 +383,8 @@ class TenantPipeline:
                 outcome.error_message,
                 extra={"tenant_id": outcome.tenant.tenant_id, "run_id": self.run_id, "error_kind": error.kind},
             )
+        if self.stop.fatal is not None:  # the database is gone: nothing can be recorded, the run's end says why
+            return outcome
         row = outcome.ledger_row(self.run_id)
         try:
             await self.group.save(TenantWrite((), rejections, row))

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fetcher import logfields
 from fetcher.config import Config
-from fetcher.errors import FetcherError
+from fetcher.errors import DatabaseGone, FetcherError
 from fetcher.http import auth_lookup, open_graph
 from fetcher.models import RequestStats, Shard
 from fetcher.outcome import Observer, QuietObserver, RunReport, TenantOutcome, utcnow
@@ -36,7 +36,7 @@ from fetcher.signin import Prompt, SignInGates, print_prompt
 from fetcher.store import ledger
 from fetcher.store.archive import CODEC, archived_tenants, read_codec
 from fetcher.store.compaction import RunArchive
-from fetcher.store.engine import create_engine, database_error, ensure_schema, is_sqlite
+from fetcher.store.engine import SqliteFile, create_engine, database_error, ensure_schema, is_sqlite, sqlite_file
 from fetcher.store.lock import RunLock, this_process
 from fetcher.store.partition import ensure_archive_partitions
 from fetcher.store.profiles import profiles_fetched_at
@@ -46,6 +46,7 @@ from fetcher.store.scores import newest_score_dates, oldest_score_dates, save_te
 log = logging.getLogger(__name__)
 
 POSTGRES_WRITERS = 4
+WATCH_SECONDS = 1.0  # SQLite: how often a fetching run looks whether its file is still the one at its path
 COMPACTING_COMMANDS = ("run", "backfill")  # then the archive's zlib bodies are recompressed (a bounded number)
 
 TenantWork = Callable[[Plan, RequestStats], Awaitable[TenantOutcome]]
@@ -186,11 +187,33 @@ class Run:
         if self.request.replay:  # rebuild: tenants one after another, as the database reads and writes
             await self._workers(plans, pipeline.replay, 1)
         else:
-            async with open_graph(self.config, prompt=self.prompt) as client:
+            async with open_graph(self.config, prompt=self.prompt) as client, self._watching(engine):
                 pipeline.client = client
                 await self._workers(plans, pipeline.fetch, 2 * self.config.fetch.concurrency)
         if self._stop.fatal is not None:
             raise self._stop.fatal
+
+    @contextlib.asynccontextmanager
+    async def _watching(self, engine: AsyncEngine) -> AsyncIterator[None]:
+        """SQLite: while tenants are fetched, the file is looked at every WATCH_SECONDS, so a file deleted or
+        replaced stops the run then (its fetches abandoned), not at the next commit, maybe minutes later."""
+        watched = sqlite_file(engine)
+        watcher = asyncio.create_task(self._watch(watched)) if watched is not None else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    async def _watch(self, watched: SqliteFile) -> None:
+        while not self._stop.stopping:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                watched.check()
+            except DatabaseGone as gone:
+                self._stop.fail(gone)
 
     async def _workers(self, plans: Sequence[Plan], work: TenantWork, most: int) -> None:
         pending = iter(plans)  # shared by the workers: each takes the next plan when it is free

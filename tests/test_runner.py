@@ -11,9 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import DatabaseConfig
+from fetcher.errors import DatabaseGone
 from fetcher.simulator import Fault, TokenRefusal, generate_tenants
 from fetcher.store.codec import is_zstd
 from fetcher.store.engine import create_engine
@@ -368,3 +371,39 @@ def _holds(condition: Any) -> bool:
         return bool(condition())
     except sa.exc.OperationalError:  # the process under test has not created the tables yet
         return False
+
+
+async def test_a_sqlite_file_deleted_while_tenants_are_fetched_stops_the_run_within_a_look(
+    sqlite_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run noticed only at its next commit: the tester's backfill fetched on for 30 s after the file was gone.
+    Now the file is looked at every WATCH_SECONDS while fetching: the fetches (here hung for 10 minutes) are
+    abandoned and the run ends with the file's one line."""
+    from fetcher import runner
+    from fetcher.outcome import QuietObserver, RunReport
+    from fetcher.plan import plan_backfill
+    from fetcher.simulator import Simulator, serving_simulator
+    from tests.test_pipeline import config_for
+
+    monkeypatch.setattr(runner, "WATCH_SECONDS", 0.01)
+    path = Path(str(sqlite_engine.url.database))
+    tenants = [dataclasses.replace(t, faults=(Fault.latency(600_000),)) for t in generate_tenants(2, seed=38)]
+    started = asyncio.Event()
+
+    class Started(QuietObserver):
+        def started(self, _report: RunReport) -> None:
+            started.set()
+
+    async with serving_simulator(Simulator(tenants, seed=38, controls_per_day=5)) as running:
+        config = config_for(running, sqlite_engine.url.render_as_string(hide_password=False))
+        request = plan_backfill(config.enabled_tenants, 3, resume=False)
+        run = runner.Run(config, "backfill", request, engine=sqlite_engine, observer=Started())
+        task = asyncio.create_task(run.execute())
+        await started.wait()
+        for leftover in path.parent.glob(f"{path.name}*"):
+            leftover.unlink()
+        with pytest.raises(DatabaseGone) as gone:
+            await asyncio.wait_for(task, 60)
+
+    assert str(gone.value).startswith(f"database {path} was deleted while this fetcher had it open")
+    assert not path.exists()

@@ -199,6 +199,13 @@ def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEn
         busy_ms = int(config.busy_timeout_seconds * 1000)
         watched = _watch_file(engine, original.database)
 
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _before_connect(*_args: Any) -> None:
+            # Before SQLite opens the path: at a deleted file's path it would create an empty one, which then
+            # reads as "replaced" and, left behind, as a database that only needs `fetcher migrate`.
+            if watched is not None:
+                watched.check()
+
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             if watched is not None:
