@@ -1433,6 +1433,34 @@ def test_channel_secrets_are_redacted_in_config_check(tmp_path: Path) -> None:
     assert (HOOK_URL in shown, "HOOK-SIG" in shown, SMTP_PASSWORD in shown) == (False, False, False)
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "starttls", "warned"),
+    [
+        ("smtp.example.test", 587, "false", True),
+        ("smtp.example.test", 587, "true", False),
+        ("smtp.example.test", 465, "false", False),  # TLS from the first byte
+        ("localhost", 25, "false", False),
+        ("127.0.0.1", 25, "false", False),
+        ("::1", 25, "false", False),
+    ],
+)
+def test_a_password_sent_without_tls_to_another_host_warns(
+    tmp_path: Path, host: str, port: int, starttls: str, warned: bool
+) -> None:
+    alerts = ALERTS.replace(
+        'smtp_host = "smtp.example.test"', f'smtp_host = "{host}"\nsmtp_port = {port}\nstarttls = {starttls}'
+    )
+
+    warnings = alerts_config(tmp_path, alerts).warnings
+
+    expected = (
+        f"[[alerts.channels]] 'mail': starttls = false sends the SMTP password to {host} in clear text: set "
+        "starttls = true (or smtp_port = 465, TLS from the first byte)"
+    )
+    assert (expected in warnings) is warned
+    assert SMTP_PASSWORD not in repr(warnings)
+
+
 def test_a_literal_webhook_url_warns(tmp_path: Path) -> None:
     config = alerts_config(tmp_path, ALERTS.replace('url = "env:TEAMS_URL"', f'url = "{HOOK_URL}"'))
     assert config.alerts.channels[0].url == Secret("literal value", HOOK_URL)

@@ -4,7 +4,8 @@ Each send has a timeout; a transient failure (a timeout, a broken connection, HT
 an SMTP 4xx reply) is retried by tenacity up to `max_attempts` times with exponential backoff and full
 jitter, never sooner than the peer's `Retry-After`. A `Retry-After` longer than `max_retry_wait_seconds`
 ends the attempts at once: the notification stays owed and the next evaluation tries again. Other
-failures (HTTP 4xx, SMTP 5xx such as a refused login) are not retried now, and stay owed too.
+failures (HTTP 4xx, SMTP 5xx such as a refused login, a server that offers no AUTH or STARTTLS the channel
+needs) are not retried now, and stay owed too.
 
 Errors are one line naming the channel and what happened; they never contain the webhook URL, the
 SMTP password, or an exception's text that could (aiohttp puts the URL in its messages).
@@ -173,8 +174,12 @@ class Sender:
             raise DeliveryFailed(reason, transient=False) from None
         except (aiosmtplib.SMTPTimeoutError, TimeoutError):
             raise _Transient(f"SMTP server did not answer within {self.policy.timeout:g} s") from None
-        except (aiosmtplib.SMTPException, OSError) as error:
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as error:
             raise _Transient(f"SMTP connection failed ({type(error).__name__})") from None
+        except aiosmtplib.SMTPException as error:
+            # Connected, and the server lacks what the channel needs (AUTH, STARTTLS, SMTPUTF8) or refused every
+            # recipient: aiosmtplib's own sentence says which, and asking again changes nothing.
+            raise DeliveryFailed(f"SMTP server refused: {_one_line(str(error), channel)}", transient=False) from None
 
 
 def _check_status(status: int, retry_after: str | None, body: bytes) -> None:

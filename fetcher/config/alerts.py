@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -82,6 +83,12 @@ class AlertsResolver(Resolver):
         if table.password is not None and not table.username:
             raise self.fail(f"{where}: password is given without username")
         password = self.channel_secret(table.password, f"{where}: password ") if table.password else None
+        host = table.smtp_host or ""
+        if password is not None and not table.starttls and table.smtp_port != 465 and not _loopback(host):
+            self.warnings.append(
+                f"{where}: starttls = false sends the SMTP password to {host} in clear text: set starttls = true "
+                "(or smtp_port = 465, TLS from the first byte)"
+            )
         return AlertChannel(
             table.name,
             ChannelType.EMAIL,
@@ -106,3 +113,13 @@ class AlertsResolver(Resolver):
             for key, value in (("url", channel.url), ("password", channel.password)):
                 if value and not value.startswith(("env:", "file:")):
                     self.literals.append(f"[[alerts.channels]] {channel.name!r}: {key}")
+
+
+def _loopback(host: str) -> bool:
+    """`localhost` or a loopback address: a password sent there in clear never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

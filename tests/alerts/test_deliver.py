@@ -3,8 +3,13 @@ and login. Waits are virtual (recorded, not slept)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from pathlib import Path
+
 import aiohttp
 import pytest
+from aiosmtpd.smtp import SMTP
 
 from fetcher.alerts import render
 from fetcher.alerts.deliver import Sender
@@ -131,3 +136,29 @@ async def test_an_untrusted_smtp_certificate_is_refused(smtp_peer: SmtpPeer, vir
     assert result.error.startswith("channel mail: SMTP connection failed")
     assert SMTP_PASSWORD not in result.error
     assert smtp_peer.logins == []
+
+
+async def test_a_server_offering_no_auth_is_named_as_the_cause_and_not_retried(
+    tmp_path: Path, virtual_sleep: VirtualSleep
+) -> None:
+    """It said "SMTP connection failed (SMTPException)" (the connection had succeeded) and was retried as transient."""
+    peer = SmtpPeer("127.0.0.1", 0, tmp_path / "unused.pem")
+    server = await asyncio.get_running_loop().create_server(lambda: SMTP(peer, hostname="localhost"), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    channel = dataclasses.replace(
+        email_channel(peer.host, port, None, user=SMTP_USER, password=SMTP_PASSWORD), starttls=False
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            result = await Sender(session, policy(virtual_sleep)).send(channel, notice())
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert (result.attempts, result.error) == (
+        1,
+        "channel mail: SMTP server refused: The SMTP AUTH extension is not supported by this server. Try connecting "
+        "via TLS (or STARTTLS).",
+    )
+    assert virtual_sleep.waits == []
+    assert peer.messages == []
