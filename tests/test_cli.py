@@ -19,6 +19,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from fetcher import __version__
 from fetcher.cli import main
 from fetcher.cli.running import shard_and_tenants
 from fetcher.config import Purpose, load_config
@@ -70,6 +71,13 @@ def test_python_dash_m_fetcher_runs_the_same_command() -> None:
 
     assert done.returncode == 0
     assert done.stdout.startswith("fetcher, version ")
+
+
+def test_version_names_the_schema_revision_it_migrates_to() -> None:
+    """It said `fetcher, version 0.1.0` at every revision: two installs could not be told apart."""
+    result = invoke("--version")
+
+    assert (result.exit_code, result.output) == (0, f"fetcher, version {__version__} (schema {head_revision()})\n")
 
 
 def test_config_check_prints_the_configuration_without_secrets(tmp_path: Path) -> None:

@@ -13,6 +13,18 @@ from fetcher.cli.context import Context
 from fetcher.cli.hoist import hoist
 from fetcher.heap import fix_mmap_threshold
 
+
+def _print_version(ctx: click.Context, value: bool) -> None:
+    """`fetcher, version 0.1.0 (schema 0014)`: the package version moves only at a release, so the schema
+    revision it expects (`fetcher migrate` upgrades to it) is what tells two installs apart in between."""
+    if not value or ctx.resilient_parsing:
+        return
+    from fetcher.store.engine import schema_head
+
+    click.echo(f"fetcher, version {__version__} (schema {schema_head()})")
+    ctx.exit()
+
+
 THRESHOLD = (100_000, 50, 100)  # the collector's, in a command run from the process's own command line
 
 
@@ -97,7 +109,14 @@ class _Fetcher(click.Group):
     envvar="FETCHER_LOG_SQL",
     help="Log every SQL statement the fetcher sends (never its parameters). Also $FETCHER_LOG_SQL=1.",
 )
-@click.version_option(__version__, prog_name="fetcher")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx, value),
+    help="Show the version and the schema revision it migrates to, and exit.",
+)
 @click.pass_context
 def main(
     click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str, log_sql: bool
