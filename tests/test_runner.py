@@ -407,3 +407,41 @@ async def test_a_sqlite_file_deleted_while_tenants_are_fetched_stops_the_run_wit
 
     assert str(gone.value).startswith(f"database {path} was deleted while this fetcher had it open")
     assert not path.exists()
+
+
+async def test_an_archive_the_full_disk_keeps_from_compacting_is_one_warning_line(
+    sqlite_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was SQLAlchemy's text: the driver's line, then "(Background on this error at: https://sqlalche.me/...)"."""
+    import sqlite3
+    from typing import cast
+
+    from fetcher import runner
+    from fetcher.config import parse_config
+    from fetcher.plan import plan_backfill
+    from fetcher.store.compaction import RunArchive
+
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    config = parse_config(
+        {
+            "database": {"url": url},
+            "auth": {"client_id": "00000000-0000-0000-0000-0000000000aa", "client_secret": "env:S"},
+            "tenants": [{"tenant_id": "11111111-1111-1111-1111-111111111111"}],
+        },
+        environ={"S": "secret"},
+    )
+
+    class FullDisk:
+        engine = sqlite_engine
+
+        async def finish(self, **_options: bool) -> None:
+            error = sqlite3.OperationalError("database or disk is full")
+            raise sa.exc.OperationalError("UPDATE raw_payloads SET body = ?", {}, error)
+
+    run = runner.Run(config, "backfill", plan_backfill(config.enabled_tenants, 1, resume=False), engine=sqlite_engine)
+    with caplog.at_level("WARNING", logger="fetcher.runner"):
+        await run._compact_archive(cast(RunArchive, FullDisk()), True)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"archive not compacted: database {sqlite_engine.url}: database or disk is full"
+    ]
