@@ -473,7 +473,8 @@ async def ensure_schema(engine: AsyncEngine, *, create: bool = True) -> None:
     if watched is not None and not watched.path.exists():
         if not create:
             raise DatabaseUnavailable(
-                f"no database at {watched.path}: check [database] url, or run `fetcher migrate` to create a new one"
+                f"no database at {watched.path}: check [database] url, restore the file from a backup if it was "
+                "deleted, or run `fetcher migrate` to create a new one"
             )
         log.warning("database %s does not exist: creating a new, empty one", watched.path)
     async with connect(engine) as conn:

@@ -66,7 +66,9 @@ def test_a_sqlite_file_deleted_or_replaced_mid_run_ends_the_run_with_exit_3(
     assert f"database {database} was {'deleted' if what == 'deleted' else 'replaced by another file'}" in said[-1]
     if what == "deleted":
         assert status.returncode == 3
-        assert f"no database at {database}" in status.stderr
+        assert f"no database at {database}: check [database] url, restore the file from a backup if it was deleted" in (
+            status.stderr
+        )
         assert "`fetcher migrate` to create a new one" in status.stderr
         assert not left_empty
         assert migrated.returncode == 0
