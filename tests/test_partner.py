@@ -326,6 +326,45 @@ def test_a_failed_first_discovery_is_one_line_and_exit_2(auto_world: World) -> N
     assert db_rows(auto_world.database_url, fetch_runs) == []
 
 
+def below_100_alerts(w: World) -> None:
+    """[alerts]: one rule that every tenant with data meets, sent to a webhook nobody answers."""
+    w.config.write_text(
+        w.config.read_text()
+        + '\n[alerts]\nmax_attempts = 1\n\n[[alerts.rules]]\nname = "low"\nkind = "below_percent"\n'
+        'percent = 100.0\nchannels = ["hook"]\n\n[[alerts.channels]]\nname = "hook"\ntype = "webhook"\n'
+        'url = "http://127.0.0.1:9/hook"\n'
+    )
+
+
+def test_alerts_and_metrics_in_automatic_mode_cover_the_customers_the_run_fetched(auto_world: World) -> None:
+    """`alerts` and `metrics` on their own take the last discovered list, as `status` and `report` do; they
+    took the configured tenants (none here), so `alerts` resolved every alert `run` had opened, without a
+    message, and `metrics` had no tenant series."""
+    automatic(auto_world, refresh_hours=24)
+    below_100_alerts(auto_world)
+    assert auto_world.fetcher("run").returncode == 0
+
+    dry = auto_world.fetcher("alerts", "--dry-run", "--format", "json")
+    alerts = auto_world.fetcher("alerts", "--format", "json")
+    metrics = auto_world.fetcher("metrics")
+
+    assert dry.returncode == 0, dry.stderr
+    assert sorted((a["tenant_id"], a["status"]) for a in json.loads(dry.stdout)["alerts"]) == [
+        (CONTOSO, "open"),
+        (FABRIKAM, "open"),
+    ]
+    assert alerts.returncode == 1, alerts.stderr  # the webhook never answers: its messages stay owed
+    assert sorted((a["tenant_id"], a["status"]) for a in json.loads(alerts.stdout)["alerts"]) == [
+        (CONTOSO, "open"),
+        (FABRIKAM, "open"),
+    ]
+    assert metrics.returncode == 0, metrics.stderr
+    assert 'securescore_alerts_open{kind="below_percent",rule="low"} 2.0' in metrics.stdout
+    assert f'tenant_id="{CONTOSO}",tenant_name="Contoso Ltd"' in metrics.stdout
+    assert f'tenant_id="{FABRIKAM}",tenant_name="Fabrikam Inc"' in metrics.stdout
+    assert partner_requests(auto_world) == [200]  # reading commands never discover
+
+
 def test_a_missing_tenants_file_in_automatic_mode_is_said_and_every_customer_fetched(auto_world: World) -> None:
     automatic(auto_world, refresh_hours=0)
     auto_world.config.write_text(f'tenants_file = "renames.csv"\n{auto_world.config.read_text()}')

@@ -17,18 +17,21 @@ from fetcher.errors import ConfigError
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
-    """Evaluate the [alerts] rules now: what is open, what is sent (or would be) and to whom.
+    """Evaluate the [alerts] rules now: what is open, what is sent (or would be) and to whom. With
+    tenants_source = "partner", for the customers the last discovery listed (as `status` and `report`).
 
     Exit 1 when a message could not be delivered (it stays owed for the next evaluation).
     """
     from fetcher.alerts.engine import evaluate_alerts
     from fetcher.alerts.show import as_json, as_table
     from fetcher.config import Purpose
+    from fetcher.partner import with_known_tenants
 
     async def action() -> int:
         config = ctx.config(purpose=Purpose.DATABASE if dry_run else Purpose.ALERTS)
         if not config.alerts.rules:
             raise ConfigError(f"{config.path}: no [[alerts.rules]] to evaluate (see config.example.toml)")
+        config = await with_known_tenants(config)  # tenants_source = "partner": the last discovered customers
         evaluation = await evaluate_alerts(config, config.alerts, now=datetime.now(UTC), dry_run=dry_run)
         if fmt == "json":
             ctx.console.out(as_json(evaluation, config.alerts).decode(), highlight=False, end="")

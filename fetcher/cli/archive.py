@@ -23,13 +23,14 @@ log = logging.getLogger("fetcher.cli")
 def rebuild_command(ctx: Context, tenants: Sequence[str]) -> None:
     """Derive the normalized tables again from the raw archive (after a normalization fix or a new column)."""
     from fetcher.config import Purpose
+    from fetcher.partner import with_known_tenants
     from fetcher.plan import plan_rebuild
     from fetcher.runner import Run
 
     tune_long_run()
 
     async def action() -> int:
-        config = ctx.config(Purpose.DATABASE)
+        config = await with_known_tenants(ctx.config(Purpose.DATABASE))  # the discovered customers' names
         run = Run(config, "rebuild", plan_rebuild(config, tenants), observer=ctx.observer())
         return summarise(ctx, await execute(ctx, run))
 

@@ -21,13 +21,15 @@ from fetcher.cli.group import main
 )
 @click.pass_obj
 def metrics_command(ctx: Context, output: Path | None) -> None:
-    """Scores, runs and open alerts in the OpenMetrics text format, for Prometheus."""
+    """Scores, runs and open alerts in the OpenMetrics text format, for Prometheus. With tenants_source =
+    "partner", a series per customer the last discovery listed (as `status` and `report`)."""
     from fetcher.config import Purpose
     from fetcher.metrics import exposition, read_snapshot, write_atomically
+    from fetcher.partner import with_known_tenants
     from fetcher.store.engine import create_engine, ensure_schema
 
     async def action() -> int:
-        config = ctx.config(Purpose.DATABASE)
+        config = await with_known_tenants(ctx.config(Purpose.DATABASE))  # tenants_source = "partner"
         engine = create_engine(config.database, read_only=True)
         try:
             await ensure_schema(engine, create=False)  # reads: a missing database is an error
