@@ -32,7 +32,8 @@
     │       ├── RequestTimedOut       no answer within timeout_seconds
     │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
     ├── LocalResourceError            this machine ran out of open files, memory or disk (EMFILE, ...)
-    ├── NoCustomerList                tenants_source = "partner": discovery failed, no list cached (exit 2)
+    ├── OutputUnwritable              an --output or --html file cannot be written  (exit 3)
+    ├── NoCustomerList                tenants_source = "partner": discovery failed, no list cached (exit 4)
     └── Interrupted                   SIGINT or SIGTERM stopped the run
 
 Messages are one line, name the tenant (and file or field) at fault, say what to do, and never
@@ -313,11 +314,23 @@ class LocalResourceError(FetcherError):
         self.tenant_id = tenant_id
 
 
+class OutputUnwritable(FetcherError):
+    """A file a command was asked to write (`metrics --output`, `report --output`, `report --html`) cannot be
+    written: its folder is missing or not writable, the disk is full. This machine's state, as a database
+    that cannot be opened (exit 3), not a usage error: the command line may be right on another host."""
+
+    kind = "output_unwritable"
+    exit_code = 3
+
+
 class NoCustomerList(FetcherError):
-    """`tenants_source = "partner"`: discovery failed and no earlier discovery left a list to fall back to."""
+    """`tenants_source = "partner"`: discovery failed and no earlier discovery left a list to fall back to.
+
+    Exit 4, as a run whose every tenant failed: Entra ID or Graph was asked and refused or failed (a wrong
+    secret, an outage), so it is no configuration error (2 says nothing was asked) and a retry may pass."""
 
     kind = "no_customer_list"
-    exit_code = 2
+    exit_code = 4
 
 
 class Interrupted(FetcherError):

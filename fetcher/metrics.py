@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
-from fetcher.errors import ConfigError
+from fetcher.errors import OutputUnwritable
 from fetcher.models import Status
 from fetcher.store import alerts as alert_store
 from fetcher.store import monitoring
@@ -186,7 +186,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
+        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -196,4 +196,4 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
+        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None

@@ -192,7 +192,7 @@ async def with_discovered_tenants(
     """`config` with its tenants replaced by the partner's customers when `tenants_source = "partner"`
     (see `fetcher.discovery.customer_tenants`); unchanged otherwise.
 
-    Raises NoCustomerList (exit 2) as `customer_list` does, and ConfigError when the list is empty.
+    Raises NoCustomerList (exit 4) as `customer_list` does, and ConfigError when the list is empty.
     """
     if config.tenants_source != "partner" or config.partner is None:
         return config, None

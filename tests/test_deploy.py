@@ -103,6 +103,17 @@ def test_the_shards_are_one_indexed_job_of_every_shard_at_once_that_never_overla
     assert {str(s) for s in slices} == {f"{k}/{shards}" for k in range(1, shards + 1)}
 
 
+def test_the_job_fails_at_once_only_on_a_configuration_error_never_after_entra_id_or_graph_was_asked() -> None:
+    """A first night's discovery outage (no customer list yet) exited 2 and was never retried."""
+    from fetcher.errors import ConfigError, NoCustomerList
+
+    rules = kind("fetcher-shards", "CronJob")["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    fail_job = {code for rule in rules if rule["action"] == "FailJob" for code in rule["onExitCodes"]["values"]}
+
+    assert fail_job == {ConfigError.exit_code}
+    assert NoCustomerList.exit_code not in fail_job
+
+
 def test_alerts_run_in_their_own_job_after_the_shards() -> None:
     shards, alerts = kind("fetcher-shards", "CronJob"), kind("fetcher-alerts", "CronJob")
 

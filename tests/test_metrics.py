@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_classic
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fetcher.errors import OutputUnwritable
 from fetcher.metrics import exposition, read_snapshot, write_atomically
 from fetcher.models import Shard
 from fetcher.store import ledger
@@ -119,6 +121,16 @@ def test_the_file_is_replaced_whole_and_no_temporary_is_left(tmp_path: Path) -> 
         b"new\n# EOF\n",
         "0o644",
     )
+
+
+def test_a_file_in_a_missing_folder_is_refused_as_this_machine_s_problem_exit_3(tmp_path: Path) -> None:
+    """The textfile collector's folder missing is the host's state, not a usage error (it was exit 2)."""
+    target = tmp_path / "missing" / "securescore.prom"
+
+    with pytest.raises(OutputUnwritable) as refused:
+        write_atomically(target, b"# EOF\n")
+
+    assert (str(refused.value), refused.value.exit_code) == (f"cannot write {target}: No such file or directory", 3)
 
 
 async def test_each_shard_reports_its_latest_run(engine: AsyncEngine) -> None:

@@ -312,11 +312,13 @@ def test_a_failed_discovery_falls_back_to_the_last_known_list_and_says_so(auto_w
     ]
 
 
-def test_a_failed_first_discovery_is_one_line_and_exit_2(auto_world: World) -> None:
+def test_a_failed_first_discovery_is_one_line_and_exit_4(auto_world: World) -> None:
+    """Entra ID and Graph were asked, so not exit 2 (which Kubernetes' podFailurePolicy never retries): exit 4,
+    as a run whose every tenant failed."""
     automatic(auto_world, refresh_hours=24, fetch={"max_attempts": 1})
     auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
     result = auto_world.fetcher("run")
-    assert result.returncode == 2
+    assert result.returncode == 4
     errors = [line for line in result.stderr.splitlines() if "discovery" in line]
     assert len(errors) == 1
     assert errors[0].startswith(

@@ -19,7 +19,7 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
-from fetcher.errors import ConfigError
+from fetcher.errors import ConfigError, OutputUnwritable
 from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, Portfolio, Sort, TenantReport
@@ -144,7 +144,7 @@ def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
+        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None
 
 
 __all__ = ["Format", "ReportRequest", "Sort", "produce", "since_refusal", "usage_refusal"]

@@ -243,8 +243,9 @@ def test_an_empty_database_without_tenants_reports_zero_tenants(tmp_path: Path) 
     assert "0 tenants (0 with data)" in result.stdout
 
 
-def test_an_output_file_that_cannot_be_written_is_a_one_line_usage_error(filled: Filled, tmp_path: Path) -> None:
+def test_an_output_file_that_cannot_be_written_is_one_line_and_exit_3(filled: Filled, tmp_path: Path) -> None:
+    """A missing or unwritable folder is this machine's state (exit 3, as for the database), not usage (2)."""
     result = report(filled.config, "--format", "csv", "--output", str(tmp_path / "missing" / "p.csv"))
 
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "cannot write" in result.output
