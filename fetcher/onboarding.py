@@ -8,7 +8,6 @@ top-level `config.example.toml` that the wheel carries as a file.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from collections.abc import Iterator, Sequence
@@ -179,8 +178,7 @@ async def check_online(config: Config, now: datetime) -> OnlineResult:
     comes (`fetcher.partner`); each enabled tenant gets a token and one day."""
     # Imported here: `config init` and an offline `config check` need no HTTP or SQL machinery.
     from fetcher.check import check_tenants
-    from fetcher.discovery import customer_tenants
-    from fetcher.partner import discover_now, with_discovered_tenants
+    from fetcher.partner import with_customers_now, with_discovered_tenants
     from fetcher.store.engine import create_engine, ensure_schema, head_revision, sqlite_file
 
     engine = create_engine(config.database)
@@ -200,10 +198,8 @@ async def check_online(config: Config, now: datetime) -> OnlineResult:
     try:
         if problem is None and missing is None:  # discovery keeps its list in the database
             config, _ = await with_discovered_tenants(config, now)
-        elif missing is not None and config.tenants_source == "partner" and config.partner is not None:
-            found = await discover_now(config, config.partner)  # asked now, kept nowhere
-            tenants = customer_tenants(found.customers, config.tenants, config.partner.auth)
-            config = dataclasses.replace(config, tenants=tenants)
+        elif missing is not None:
+            config = await with_customers_now(config)  # asked now, kept nowhere
     except FetcherError as error:
         discovery = str(error)
     checks = await check_tenants(config, config.enabled_tenants)

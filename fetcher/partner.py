@@ -211,6 +211,35 @@ async def with_discovered_tenants(
     return dataclasses.replace(config, tenants=tenants), listing
 
 
+async def with_customers_now(config: Config, discover_fn: DiscoverFn = discover_now) -> Config:
+    """`config` with its tenants replaced by the partner's customers discovered now and kept nowhere (no
+    database is asked); unchanged unless `tenants_source = "partner"`. Raises the discovery's error."""
+    if config.tenants_source != "partner" or config.partner is None:
+        return config
+    found = await discover_fn(config, config.partner)
+    return dataclasses.replace(config, tenants=customer_tenants(found.customers, config.tenants, config.partner.auth))
+
+
+async def database_missing(config: Config) -> bool:
+    """True when `[database] url` is a SQLite file that does not exist yet (nothing is opened or created)."""
+    engine = create_engine(config.database, read_only=True)
+    try:
+        watched = sqlite_file(engine)
+        return watched is not None and not watched.path.exists()
+    finally:
+        await engine.dispose()
+
+
+async def with_checked_tenants(config: Config, now: datetime, discover_fn: DiscoverFn = discover_now) -> Config:
+    """For `tenants check`: the tenants `run` would fetch (`with_discovered_tenants`), but where the SQLite file
+    does not exist yet the customers are discovered now and kept nowhere: a check creates no database (only
+    `migrate`, `run`, `backfill` and `get` do)."""
+    if config.tenants_source == "partner" and await database_missing(config):
+        return await with_customers_now(config, discover_fn)
+    checked, _ = await with_discovered_tenants(config, now, discover_fn)
+    return checked
+
+
 async def with_known_tenants(config: Config) -> Config:
     """For the commands that only read (`status`, `report`): `config` with its tenants replaced by the
     partner's last known customers when `tenants_source = "partner"`; no request to Graph, nothing written.

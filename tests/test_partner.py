@@ -296,6 +296,24 @@ def test_tenants_check_in_automatic_mode_checks_the_discovered_customers(auto_wo
     assert partner_requests(auto_world) == [200]
 
 
+def test_tenants_check_in_automatic_mode_creates_no_database(tmp_path: Path) -> None:
+    """Before the first run (no SQLite file yet) the customers are discovered and kept nowhere, as `config check
+    --online` does; the check used to create and migrate the database to keep the list in."""
+    database = tmp_path / "new.db"
+    tenants = [SimTenant(PARTNER, "Partner", partner=True), SimTenant(CONTOSO, "Contoso Ltd")]
+    relationships = [SimRelationship("r1", "Contoso managed security", "active", CONTOSO, "Contoso Ltd")]
+    with world(tmp_path, f"sqlite+aiosqlite:///{database}", tenants, relationships=relationships) as w:
+        automatic(w, refresh_hours=24)
+
+        result = w.fetcher("tenants", "check", "--format", "json")
+
+        assert result.returncode == 0, result.stderr
+        assert [(c["tenant_id"], c["state"]) for c in json.loads(result.stdout)] == [(CONTOSO, "ok")]
+        assert partner_requests(w) == [200]
+    assert not database.exists()
+    assert "creating a new, empty one" not in result.stderr
+
+
 def test_a_failed_discovery_falls_back_to_the_last_known_list_and_says_so(auto_world: World) -> None:
     automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
     assert auto_world.fetcher("run").returncode == 0

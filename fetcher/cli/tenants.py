@@ -79,7 +79,7 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     Exit 0 only when every tenant is ok, else 1.
     """
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
-    from fetcher.partner import with_discovered_tenants
+    from fetcher.partner import with_checked_tenants
     from fetcher.plan import check_tenant_options, select_tenants
     from fetcher.signin import refuse_without_terminal
 
@@ -87,7 +87,7 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
         configured = ctx.config()
         check_tenant_options(tenants, None)  # before discovery asks Graph for the tenants
         refuse_without_terminal(configured, None, "tenants check")
-        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))  # tenants_source = "partner"
+        config = await with_checked_tenants(configured, datetime.now(UTC))  # tenants_source = "partner"
         chosen = select_tenants(config, tenants)
         refuse_without_terminal(config, chosen, "tenants check")
         checks = await check_tenants(config, chosen)
