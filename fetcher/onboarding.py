@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,10 @@ FILL_IN = (
     "[database] url: SQLite securescores.db beside the file unless you change it",
     "[alerts]: commented out; uncomment the rules and channels you want",
 )
+
+
+# The example's GUIDs are one hex digit repeated (client_id 0000..., the tenant 1111..., [partner] 5555...).
+PLACEHOLDER_GUID = re.compile(r"\b([0-9a-f])\1{7}-\1{4}-\1{4}-\1{4}-\1{12}\b")
 
 
 def example_text() -> str:
@@ -100,15 +105,35 @@ def _auth(auth: AuthConfig, config: Config) -> str:
     return ", ".join(parts)
 
 
+def placeholders(config: Config) -> list[str]:
+    """The example's placeholder GUIDs (`config init` writes them) still in `config`: one line each, naming
+    the field and what to put there."""
+    example = {match.group(0) for match in PLACEHOLDER_GUID.finditer(example_text())}
+    what = "is a placeholder from the example (`config init`): put"
+    lines = []
+    if config.auth.client_id in example:
+        lines.append(f"[auth] client_id {config.auth.client_id} {what} your app registration's Application (client) ID")
+    if config.partner is not None and config.partner.tenant_id in example:
+        lines.append(f"[partner] tenant_id {config.partner.tenant_id} {what} your own (the partner's) tenant id")
+    for t in config.tenants:
+        if t.tenant_id in example:
+            lines.append(f"tenant_id {t.tenant_id} ({t.name!r}) {what} a customer's tenant id, or remove it")
+        if t.auth.client_id in example and t.auth.client_id != config.auth.client_id:
+            lines.append(f"[tenants.auth] client_id {t.auth.client_id} of tenant {t.tenant_id} {what} its app's ID")
+    return lines
+
+
 def summary_lines(config: Config, *, verbose: bool = False, online: bool = False) -> list[str]:
     """What `fetcher config check` prints: counts, endpoints, database, which secrets are set (never a value).
 
-    With `online`, the header says only what has passed so far (the file), not "OK" above failures."""
+    With `online`, the header says only what has passed so far (the file), not "OK" above failures; with a
+    placeholder of the example left (`placeholders`), not "OK" either."""
     enabled = len(config.enabled_tenants)
     own = [t for t in config.tenants if t.auth != config.auth]
     graph = config.graph
+    verdict = "OK" if not placeholders(config) else "valid, but the example's placeholders are still in it (above)"
     lines = [
-        f"{config.path or 'configuration'}: {'valid; the online checks follow' if online else 'OK'}",
+        f"{config.path or 'configuration'}: {'valid; the online checks follow' if online else verdict}",
         f"  tenants:  {len(config.tenants)} configured, {enabled} enabled"
         + (f" (tenants_file {config.tenants_file})" if config.tenants_file else ""),
         f"  database: {config.database.display_url}",

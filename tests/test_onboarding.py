@@ -120,6 +120,24 @@ def test_config_init_writes_a_file_that_loads_once_the_secret_is_set(tmp_path: P
     assert (len(config.tenants), config.alerts.rules) == (1, ())
 
 
+def test_config_check_of_a_fresh_config_init_file_names_each_placeholder_left(tmp_path: Path) -> None:
+    """It said OK for the example's client_id 0000... and tenant 1111..., which Entra ID then refuses."""
+    target = tmp_path / "fetcher.toml"
+    assert invoke("config", "init", str(target)).exit_code == 0
+
+    result = invoke("--config", str(target), "config", "check", env={"FETCHER_CLIENT_SECRET": SECRET})
+
+    assert result.exit_code == 0, result.output
+    lines = [line.partition(" WARNING fetcher.cli: ") for line in result.output.splitlines()]
+    assert [warning or line for line, _, warning in lines if "placeholder" in line + warning] == [
+        f"{target}: [auth] client_id 00000000-0000-0000-0000-000000000000 is a placeholder from the example "
+        "(`config init`): put your app registration's Application (client) ID",
+        f"{target}: tenant_id 11111111-1111-1111-1111-111111111111 ('Contoso') is a placeholder from the example "
+        "(`config init`): put a customer's tenant id, or remove it",
+        f"{target}: valid, but the example's placeholders are still in it (above)",
+    ]
+
+
 def test_config_init_never_overwrites(tmp_path: Path) -> None:
     target = tmp_path / "fetcher.toml"
     target.write_text("# mine\n", encoding="utf-8")
@@ -136,8 +154,8 @@ def write_config(folder: Path) -> Path:
     path.write_text(
         '[database]\nurl = "sqlite+aiosqlite:///scores.db"\n'
         '[auth]\nclient_id = "00000000-0000-0000-0000-0000000000aa"\nclient_secret = "env:SECRET"\n'
-        '[[tenants]]\ntenant_id = "11111111-1111-1111-1111-111111111111"\nname = "Contoso"\n'
-        '[[tenants]]\ntenant_id = "22222222-2222-2222-2222-222222222222"\nname = "Fabrikam"\nenabled = false\n'
+        '[[tenants]]\ntenant_id = "0b7c1e2a-1111-4222-8333-444455556666"\nname = "Contoso"\n'
+        '[[tenants]]\ntenant_id = "7e4f0c2b-2222-4333-8444-555566667777"\nname = "Fabrikam"\nenabled = false\n'
         '[tenants.auth]\nclient_secret = "env:FABRIKAM"\n',
         encoding="utf-8",
     )
@@ -161,7 +179,7 @@ def test_config_check_summarises_without_secret_values(tmp_path: Path) -> None:
         "1 tenant(s) with their own [tenants.auth]",
     ]
     assert verbose.output.splitlines()[-1] == (
-        "  tenant 22222222-2222-2222-2222-222222222222 'Fabrikam' (disabled): client_secret, client_id "
+        "  tenant 7e4f0c2b-2222-4333-8444-555566667777 'Fabrikam' (disabled): client_secret, client_id "
         "00000000-0000-0000-0000-0000000000aa, client_secret env:FABRIKAM (set)"
     )
     assert SECRET not in short.output + verbose.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,8 @@ import click
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async, run_sync
 from fetcher.cli.group import main
+
+log = logging.getLogger("fetcher.cli")
 
 
 @main.group("config")
@@ -66,12 +69,14 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
     import orjson
 
     from fetcher.config import redacted
-    from fetcher.onboarding import check_online, summary_lines
+    from fetcher.onboarding import check_online, placeholders, summary_lines
 
     verbose = detail or ctx.verbosity > 0
 
     async def action() -> int:
         config = ctx.config()
+        for line in placeholders(config):
+            log.warning("%s: %s", config.path, line)
         if fmt == "json":
             ctx.console.print_json(orjson.dumps(redacted(config)).decode())
         else:
