@@ -8,6 +8,7 @@ improvement actions, and says which reports to try next and how to query the res
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Sequence, Set
@@ -56,10 +57,16 @@ def demo_config_text(db_path: Path, tenants: list[tuple[str, str]]) -> str:
 
 
 def write_demo_config(path: Path, db_path: Path, tenants: list[tuple[str, str]]) -> bool:
-    """Write the demo's configuration unless the file exists (it may hold the user's [alerts] lines)."""
-    if path.exists():
+    """Write the demo's configuration unless the file exists (it may hold the user's [alerts] lines).
+
+    Mode 0600, as `config init` writes: the README's alert example appends a literal webhook URL to it, and a
+    literal secret in a file its group or others can read is warned about."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
         return False
-    path.write_text(demo_config_text(db_path, tenants), encoding="utf-8")
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(demo_config_text(db_path, tenants))
     return True
 
 

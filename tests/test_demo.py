@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import shlex
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fetcher.demo import next_commands, scripted_failure_note, weakest_tenant
+from fetcher.demo import next_commands, scripted_failure_note, weakest_tenant, write_demo_config
 from fetcher.store.reports import LatestScore
 from fetcher.store.schema import secure_scores
 from tests.test_runner import db_count
@@ -98,6 +99,19 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     assert "alerts --dry-run" not in done.stdout
     empty = fetcher("--config", "fetcher-demo.toml", "alerts", "--dry-run", cwd=tmp_path)
     assert "no [[alerts.rules]]" in empty.stderr
+
+
+def test_the_demo_configuration_is_mode_600_and_never_overwritten(tmp_path: Path) -> None:
+    """The README's alert example appends a literal webhook URL to it: at 0644 every `alerts` then warned that
+    the file is readable by its group and others."""
+    path = tmp_path / "fetcher-demo.toml"
+
+    first = write_demo_config(path, tmp_path / "fetcher-demo.db", [(A, "Contoso")])
+    path.write_text(path.read_text(encoding="utf-8") + "# mine\n", encoding="utf-8")
+    second = write_demo_config(path, tmp_path / "fetcher-demo.db", [(B, "Fabrikam")])
+
+    assert (first, second, stat.S_IMODE(path.stat().st_mode)) == (True, False, 0o600)
+    assert path.read_text(encoding="utf-8").endswith("[alerts]\n# mine\n")
 
 
 def test_the_demo_calls_a_failure_scripted_only_when_it_is_the_unconsented_tenants() -> None:
