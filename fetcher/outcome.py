@@ -101,6 +101,11 @@ class RunReport:
     keep_all: bool = False
     partial: int = 0
 
+    @property
+    def asks_graph(self) -> bool:
+        """False for `rebuild`, which replays the archive: requests, retries and 429s are not its figures."""
+        return self.command != "rebuild"
+
     def add(self, outcome: TenantOutcome) -> None:
         counters = self.counters
         counters.live.pop(outcome.tenant.tenant_id, None)

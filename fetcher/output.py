@@ -176,10 +176,7 @@ class ProgressObserver:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("tenants"),
-            TextColumn(
-                "{task.fields[days]} score-days · {task.fields[throttled]} throttled answers · "
-                "{task.fields[failures]} failed"
-            ),
+            TextColumn("{task.fields[days]} score-days · {task.fields[graph]}{task.fields[failures]} failed"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
@@ -191,23 +188,22 @@ class ProgressObserver:
     def started(self, report: RunReport) -> None:
         self.report = report
         self.progress.start()
-        self.task = self.progress.add_task(
-            report.command, total=report.counters.tenants_total, days=0, throttled=0, failures=0
-        )
+        self.task = self.progress.add_task(report.command, total=report.counters.tenants_total, **_bar_fields(report))
 
     def tenant_done(self, report: RunReport, outcome: TenantOutcome) -> None:  # noqa: ARG002 (the progress sink interface)
-        c = report.counters
-        self.progress.update(
-            self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled, failures=c.failures
-        )
+        self.progress.update(self.task, completed=report.counters.tenants_done, **_bar_fields(report))
 
     def finished(self, report: RunReport) -> None:
         if self.task is not None:
-            c = report.counters
-            self.progress.update(
-                self.task, completed=c.tenants_done, days=c.score_days, throttled=c.throttled, failures=c.failures
-            )
+            self.progress.update(self.task, completed=report.counters.tenants_done, **_bar_fields(report))
             self.progress.stop()
+
+
+def _bar_fields(report: RunReport) -> dict[str, Any]:
+    """The progress bar's counts; throttled answers only where Graph is asked (not in `rebuild`)."""
+    c = report.counters
+    graph = f"{c.throttled} throttled answers · " if report.asks_graph else ""
+    return {"days": c.score_days, "graph": graph, "failures": c.failures}
 
 
 @contextlib.contextmanager
@@ -367,9 +363,10 @@ def run_title(report: RunReport) -> str:
     interrupted = f", {c.interrupted} interrupted" if c.interrupted else ""
     not_started = c.tenants_total - c.tenants_done
     waiting = f", {not_started} not started" if report.stopped_by is not None and not_started else ""
+    throttled = f"{throttled_answers(c)}, " if report.asks_graph else ""  # a rebuild asks Graph nothing
     return (
         f"{report.command} {report.status}: {report.stored}/{c.tenants_total} tenants stored, "
-        f"{c.score_days} score-days, {throttled_answers(c)}, {c.failures} failed{interrupted}{waiting}"
+        f"{c.score_days} score-days, {throttled}{c.failures} failed{interrupted}{waiting}"
     )
 
 
@@ -395,6 +392,7 @@ SUMMARY_COLUMNS = (
 
 def _summary_rows(report: RunReport, *, verbose: bool, limit: int) -> list[list[str]]:
     """Each tenant that did not simply succeed; failures sharing a cause in one row unless `verbose`."""
+    figures = _figures(report)
     rows: list[list[str]] = []
     failed = [o for o in report.outcomes if o.failed]
     groups = [] if verbose else [g for g in report.failure_groups() if len(g.tenants) > 1]
@@ -406,7 +404,7 @@ def _summary_rows(report: RunReport, *, verbose: bool, limit: int) -> list[list[
                 f"{len(group.tenants)} tenants",
                 "",
                 "failed",
-                *(str(sum(get(o) for o in members)) for get in _FIGURES),
+                *(str(sum(get(o) for o in members)) for get in figures),
                 escape(printable(group.message)),
             ]
         )
@@ -421,12 +419,12 @@ def _summary_rows(report: RunReport, *, verbose: bool, limit: int) -> list[list[
                 escape(printable(outcome.tenant.name)),
                 escape(printable(outcome.tenant.tenant_id)),
                 str(outcome.status),
-                *(str(get(outcome)) for get in _FIGURES),
+                *(str(get(outcome)) for get in figures),
                 escape(printable(detail)),
             ]
         )
     if len(shown) > limit:
-        rows.append([f"... and {len(shown) - limit} more", "", "", "", "", "", "", "see tenant_runs"])
+        rows.append([f"... and {len(shown) - limit} more", "", "", *[""] * len(figures), "see tenant_runs"])
     return rows
 
 
@@ -438,6 +436,15 @@ _FIGURES: tuple[Callable[[TenantOutcome], int], ...] = (
 )
 
 
+def _figures(report: RunReport) -> tuple[Callable[[TenantOutcome], int], ...]:
+    """The summary's figures: score-days, and where Graph is asked (not `rebuild`) requests, retries, 429s."""
+    return _FIGURES if report.asks_graph else _FIGURES[:1]
+
+
+def _summary_columns(report: RunReport) -> tuple[Column, ...]:
+    return SUMMARY_COLUMNS if report.asks_graph else (*SUMMARY_COLUMNS[:4], SUMMARY_COLUMNS[-1])
+
+
 def summary_table(
     report: RunReport, *, limit: int = 50, width: int | None = None, verbose: bool = False
 ) -> RenderableType:
@@ -447,7 +454,7 @@ def summary_table(
     if not rows:
         return Text(run_title(report))
     return fitted_table(
-        SUMMARY_COLUMNS, rows, width, pair=(0, 1), title=escape(run_title(report)), title_justify="left"
+        _summary_columns(report), rows, width, pair=(0, 1), title=escape(run_title(report)), title_justify="left"
     )
 
 

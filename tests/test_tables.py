@@ -197,16 +197,29 @@ def test_tenants_discover_shows_a_rename_upstream_on_one_line_with_both_names_cu
 
 
 def test_a_run_with_nothing_to_show_prints_its_counts_and_no_empty_table() -> None:
-    report = RunReport("r", "rebuild", NOW)
+    report = RunReport("r", "run", NOW)
     report.counters.tenants_total = 1
     report.add(_outcome(0, Status.SUCCEEDED, None))
     report.status = Status.SUCCEEDED
 
     lines = render(summary_table(report, width=120), 120)
 
-    assert lines == [
-        "rebuild succeeded: 1/1 tenants stored, 0 score-days, 67890 throttled answers from 1 tenant, 0 failed"
-    ]
+    assert lines == ["run succeeded: 1/1 tenants stored, 0 score-days, 67890 throttled answers from 1 tenant, 0 failed"]
+
+
+def test_a_rebuild_says_none_of_graph_s_figures() -> None:
+    """It replays the archive: "0 throttled answers" and the requests, retries and 429s columns said nothing."""
+    report = RunReport("r", "rebuild", NOW)
+    report.counters.tenants_total = 2
+    report.add(_outcome(0, Status.SUCCEEDED, None, requests=0))
+    report.add(_outcome(1, Status.FAILED, "archive_unreadable: the body of 2026-11-29 cannot be read", requests=0))
+    report.status = Status.PARTIAL
+
+    lines = render(summary_table(report, width=None), None)
+
+    assert lines[0] == "rebuild partial: 1/2 tenants stored, 0 score-days, 1 failed"
+    assert not {"requests", "retries", "429s", "12345", "67890"} & tokens(lines)
+    assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "failed", "archive_unreadable:")
 
 
 def test_columns_are_dropped_highest_number_first_until_the_rest_fit() -> None:
