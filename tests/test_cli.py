@@ -1259,3 +1259,19 @@ def test_an_archive_body_stored_as_damaged_text_is_named_in_one_line_without_its
         assert all(line.isprintable() for line in result.output.splitlines())
     assert rebuilt.exit_code == 4  # its only tenant failed
     assert compacted.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("number", "terminal", "said"),
+    [
+        (signal.SIGINT, True, "\nSIGINT: finishing the writes in progress; press again to quit at once"),
+        (signal.SIGTERM, True, "SIGTERM: finishing the writes in progress; a second signal quits at once"),
+        (signal.SIGTERM, False, "SIGTERM: finishing the writes in progress; a second signal quits at once"),
+        (signal.SIGINT, False, "SIGINT: finishing the writes in progress; a second signal quits at once"),
+    ],
+)
+def test_only_ctrl_c_at_a_terminal_is_told_to_press_again(number: int, terminal: bool, said: str) -> None:
+    """Under systemd a SIGTERM said "press again to quit at once" into the journal."""
+    from fetcher.cli.running import stop_notice
+
+    assert stop_notice(number, terminal=terminal) == said

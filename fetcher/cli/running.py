@@ -62,7 +62,7 @@ async def execute(ctx: Context, run: Run) -> RunReport:
         if received:
             os._exit(128 + number)  # the databases roll back the open transaction; the lease is reclaimed
         received.append(number)
-        ctx.err.print(f"\n{signal.Signals(number).name}: finishing the writes in progress; press again to quit at once")
+        ctx.err.print(stop_notice(number, terminal=ctx.err.is_terminal), markup=False, highlight=False)
         run.stop(number)
 
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -72,6 +72,15 @@ async def execute(ctx: Context, run: Run) -> RunReport:
     finally:
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
+
+
+def stop_notice(number: int, *, terminal: bool) -> str:
+    """What a fetching command says when a signal stops it. "Press again" only for Ctrl-C at a terminal: a
+    SIGTERM comes from systemd, Kubernetes or `kill`, where nobody is there to press anything."""
+    name = signal.Signals(number).name
+    if number == signal.SIGINT and terminal:
+        return f"\n{name}: finishing the writes in progress; press again to quit at once"
+    return f"{name}: finishing the writes in progress; a second signal quits at once"
 
 
 def summarise(ctx: Context, report: RunReport, resume: Sequence[str] | None = None) -> int:
