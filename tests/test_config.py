@@ -1610,6 +1610,18 @@ def test_an_empty_tenants_file_or_one_discovery_will_write_is_not_warned_about(t
     assert load_config(write(tmp_path, text), ENV, purpose=purpose).warnings == ()
 
 
+def test_an_alert_rule_may_name_a_customer_that_only_discovery_lists(tmp_path: Path) -> None:
+    """With tenants_source = "partner" the customers are known once discovered: a rule's `tenants` was refused
+    as "not a configured tenant" unless a [[tenants]] block named it too."""
+    customer = "99999999-9999-4999-8999-999999999999"
+    alerts = ALERTS.replace('tenants = ["11111111-1111-1111-1111-111111111111"]', f'tenants = ["{customer}"]', 1)
+    text = config_text(top='tenants_source = "partner"', tenants="") + PARTNER_TABLE + alerts
+
+    config = load_config(write(tmp_path, text), ALERT_ENV)
+
+    assert [rule.tenants for rule in config.alerts.rules if rule.name == "slip"] == [(customer,)]
+
+
 def test_discovered_tenants_do_not_read_the_files_gone_mark(tmp_path: Path) -> None:
     """With tenants_source = "partner" the database's list says who is gone: a customer that
     `tenants discover --write` once marked gone and discovery lists again is not kept disabled by the file."""

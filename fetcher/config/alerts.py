@@ -32,17 +32,22 @@ def closest_name(name: str, names: Iterable[str]) -> str:
 class AlertsResolver(Resolver):
     """`[alerts]` resolved."""
 
-    def alerts(self, table: AlertsTable, tenants: tuple[TenantConfig, ...]) -> AlertsConfig:
-        """Rules and channels: names unique, kinds and types known, every rule's channels and tenants exist."""
+    def alerts(
+        self, table: AlertsTable, tenants: tuple[TenantConfig, ...], *, discovered: bool = False
+    ) -> AlertsConfig:
+        """Rules and channels: names unique, kinds and types known, every rule's channels and tenants exist.
+
+        `discovered` (tenants_source = "partner"): a rule's tenants are GUIDs, not looked up, since the
+        customers are known only once discovered; a rule naming one that is not among them matches nothing."""
         channels = tuple(self.alert_channel(c, n) for n, c in enumerate(table.channels, 1))
         unique_names([c.name for c in channels], "[[alerts.channels]]", self.fail)
-        known = {t.tenant_id for t in tenants}
+        known = None if discovered else {t.tenant_id for t in tenants}
         rules = tuple(self.alert_rule(r, n, {c.name for c in channels}, known) for n, r in enumerate(table.rules, 1))
         unique_names([r.name for r in rules], "[[alerts.rules]]", self.fail)
         values = table.model_dump(exclude={"rules", "channels"})
         return AlertsConfig(rules=rules, channels=channels, **values)
 
-    def alert_rule(self, table: AlertRuleTable, number: int, channels: set[str], tenants: set[str]) -> AlertRule:
+    def alert_rule(self, table: AlertRuleTable, number: int, channels: set[str], tenants: set[str] | None) -> AlertRule:
         where = f"[[alerts.rules]] {table.name!r}" if table.name else f"[[alerts.rules]] #{number}"
         kind = self.choice(RuleKind, table.kind, f"{where}: kind")
         if not table.channels:
@@ -54,7 +59,7 @@ class AlertsResolver(Resolver):
                 )
         chosen = tuple(self.guid(t, f"{where}: tenants") for t in table.tenants)
         for tenant_id in chosen:
-            if tenant_id not in tenants:
+            if tenants is not None and tenant_id not in tenants:
                 raise self.fail(f"{where}: tenant {tenant_id} is not a configured tenant")
         values = table.model_dump(exclude={"kind", "channels", "tenants"})
         return AlertRule(kind=kind, channels=tuple(table.channels), tenants=chosen, **values)

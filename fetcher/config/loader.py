@@ -88,7 +88,7 @@ class _Loader(DatabaseResolver, GraphResolver, TenantsResolver, AlertsResolver):
         self.check_mode()
         shared = self.auth_as_written(file.auth)
         tenants_file = self.resolve_path(file.tenants_file) if file.tenants_file else None
-        alerts = self.alerts(file.alerts, tenants)  # before the warnings: it may add some
+        alerts = self.alerts(file.alerts, tenants, discovered=discovered)  # before the warnings: it may add some
         warnings = tuple(self.warnings)
         config = Config(database, graph, fetch, shared, tenants, self.path, warnings, alerts, partner, tenants_file)
         return dataclasses.replace(config, tenants_source=file.tenants_source)
