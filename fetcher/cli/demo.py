@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +12,25 @@ from fetcher.cli.context import Context
 from fetcher.cli.exits import fail, run_async
 from fetcher.cli.group import main
 from fetcher.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fetcher.simulator.faults import FaultOption
+
+
+class FaultType(click.ParamType["FaultOption"]):
+    """`--fault KIND[:TENANT[:RATE]]` (fetcher.simulator.faults.parse_fault_option); a mistake is a usage error."""
+
+    name = "fault"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> FaultOption:
+        from fetcher.simulator.faults import FaultOption, parse_fault_option
+
+        if isinstance(value, FaultOption):
+            return value
+        try:
+            return parse_fault_option(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 @main.command("demo")
@@ -60,9 +80,27 @@ def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
     help="Add one customer in each state `fetcher tenants check` tells apart (no consent, permission missing, "
     "app disabled, ...), named after its state.",
 )
+@click.option(
+    "--fault",
+    "faults",
+    type=FaultType(),
+    multiple=True,
+    metavar="KIND[:TENANT[:RATE]]",
+    help="Script trouble on the secureScores requests (repeatable). KIND: throttle (429, Retry-After 1), "
+    "unavailable (503), partial (206 Partial Content with the data and a Warning), empty_partial (206 without "
+    "data), bad_json (200, the body cut in half). TENANT: a customer's id, or * (every customer, the default; "
+    "never the partner). RATE: the share of its requests, spread evenly (0.25: every fourth; default 1).",
+)
 @click.pass_obj
 def simulate_command(
-    ctx: Context, n_tenants: int, port: int, seed: int, latency_ms: float, out_dir: Path, consent_states: bool
+    ctx: Context,
+    n_tenants: int,
+    port: int,
+    seed: int,
+    latency_ms: float,
+    out_dir: Path,
+    consent_states: bool,
+    faults: tuple[FaultOption, ...],
 ) -> None:
     """Serve the Graph + Entra ID simulator until Ctrl-C, and write a configuration that points at it."""
     from fetcher.simulator import run_standalone
@@ -75,7 +113,11 @@ def simulate_command(
             latency_ms=latency_ms,
             out_dir=out_dir,
             consent_states=consent_states,
+            faults=faults,
         )
+    except KeyError as error:
+        fail(ctx, ConfigError(str(error.args[0])))
+        sys.exit(2)
     except OSError as error:
         fail(ctx, ConfigError(f"cannot serve on port {port}: {error.strerror}"))
         sys.exit(2)

@@ -4,12 +4,17 @@ A `Fault` says what happens (`kind` and its fields) and to which requests: those
 `endpoint` ("token", "list", "get", "profiles" for secureScoreControlProfiles, "graph" for secureScores
 list and get, not profiles, or "partner" for a partner tenant's GDAP relationships and contracts, where
 only status faults apply), letting the first `skip` through and then
-applying to the next `times` (None: to all of them). Build faults with the class methods
-(`Fault.status(429, retry_after=2, times=3)`); `FaultBook` counts matching requests at run time.
+applying to the next `times` (None: to all of them), of which it takes the share `rate`, spread evenly
+(0.25: every fourth). Build faults with the class methods (`Fault.status(429, retry_after=2, times=3)`);
+`FaultBook` counts matching requests at run time. `fetcher simulate --fault KIND[:TENANT[:RATE]]` scripts the
+`NAMED_FAULTS` (`parse_fault_option`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -87,12 +92,15 @@ class Fault:
     megabytes: float = 5.0
     refusal: TokenRefusal | None = None
     same_day: bool = True  # inconsistent ids: one day for the whole page (else each a day earlier)
+    rate: float = 1.0  # the share of the requests in its window it applies to, spread evenly
 
     def __post_init__(self) -> None:
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {sorted(ENDPOINTS)}, not {self.endpoint!r}")
         if self.skip < 0 or (self.times is not None and self.times < 0):
             raise ValueError("skip and times must not be negative")
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"rate must be above 0 and at most 1, not {self.rate}")
         if self.kind is FaultKind.STATUS and not 100 <= self.status_code <= 599:
             raise ValueError(f"a status fault needs an HTTP status, not {self.status_code}")
         if (self.kind is FaultKind.TOKEN_REFUSAL) != (self.refusal is not None) or (
@@ -260,8 +268,11 @@ class _Script:
 
     def fires(self) -> bool:
         index, self.seen = self.seen, self.seen + 1
-        times = self.fault.times
-        return index >= self.fault.skip and (times is None or index < self.fault.skip + times)
+        fault = self.fault
+        if index < fault.skip or (fault.times is not None and index >= fault.skip + fault.times):
+            return False
+        n = index - fault.skip  # the n-th request of the window fires when it completes another 1/rate
+        return math.floor((n + 1) * fault.rate + 1e-9) > math.floor(n * fault.rate + 1e-9)
 
 
 class FaultBook:
@@ -286,3 +297,49 @@ class FaultBook:
         per_day = sum(fault.delay_seconds for fault in firing if fault.kind is FaultKind.SLOW_WINDOW)
         answer = next((fault for fault in firing if not fault.delays), None)
         return Plan(delay, answer, per_day)
+
+
+# -- `fetcher simulate --fault KIND[:TENANT[:RATE]]`
+
+# What each KIND answers (secureScores list and get; "partial" and "empty_partial" the list only).
+NAMED_FAULTS: dict[str, Fault] = {
+    "throttle": Fault.status(429, retry_after=1),  # 429 Too Many Requests, Retry-After: 1
+    "unavailable": Fault.status(503),  # 503 ServiceNotAvailable
+    "partial": Fault.partial(),  # 206 Partial Content: the data and the provider's Warning
+    "empty_partial": Fault.empty_partial(),  # 206 with no data: the provider timed out (Warning 504)
+    "bad_json": Fault.malformed_json(),  # 200 whose body is cut in half
+}
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class FaultOption:
+    """One `--fault`: the fault, and its tenant (None: every customer tenant, `*`)."""
+
+    fault: Fault
+    tenant_id: str | None = None
+
+    def describe(self) -> str:
+        """`throttle on every customer, 25 % of requests`, for the simulator's announcement."""
+        kind = next(name for name, fault in NAMED_FAULTS.items() if fault == dataclasses.replace(self.fault, rate=1.0))
+        where = "every customer" if self.tenant_id is None else f"tenant {self.tenant_id}"
+        return f"{kind} on {where}, {self.fault.rate * 100:g} % of its requests"
+
+
+def parse_fault_option(text: str) -> FaultOption:
+    """`KIND[:TENANT[:RATE]]`: KIND one of `NAMED_FAULTS`, TENANT a customer's id or `*` (every customer, the
+    default), RATE the share of its requests (0 to 1, default 1: all). Raises ValueError saying what is wrong."""
+    kind, _, rest = text.strip().partition(":")
+    tenant, _, rate_text = rest.partition(":")
+    if kind not in NAMED_FAULTS:
+        raise ValueError(f"{text!r}: KIND must be one of {', '.join(NAMED_FAULTS)}, not {kind!r}")
+    tenant = tenant.strip().lower() or "*"
+    if tenant != "*" and not _GUID.match(tenant):
+        raise ValueError(f"{text!r}: TENANT must be a tenant id (a GUID) or *, not {tenant!r}")
+    try:
+        rate = float(rate_text) if rate_text else 1.0
+    except ValueError:
+        raise ValueError(f"{text!r}: RATE must be a number above 0 and at most 1, not {rate_text!r}") from None
+    if not 0 < rate <= 1:  # NaN too
+        raise ValueError(f"{text!r}: RATE must be above 0 and at most 1, not {rate_text}")
+    return FaultOption(dataclasses.replace(NAMED_FAULTS[kind], rate=rate), None if tenant == "*" else tenant)

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from fetcher.simulator import Fault, Hostile, RunningSimulator, SimTenant, Simulator, TokenRefusal
-from fetcher.simulator.faults import FaultBook, FaultKind
+from fetcher.simulator.faults import FaultBook, FaultKind, FaultOption, parse_fault_option
 from tests.simulator.conftest import NEWEST, SEED
 from tests.simulator.helpers import access_token, get, post_token, secret_form, serve
 
@@ -343,8 +343,19 @@ async def test_token_endpoint_can_answer_truncated_json(
         lambda: Fault.partial(endpoint="token"),
         lambda: Fault(kind=FaultKind.TOKEN_REFUSAL, endpoint="list", refusal=TokenRefusal.INVALID_SECRET),
         lambda: Fault(kind=FaultKind.HOSTILE),
+        lambda: Fault(kind=FaultKind.STATUS, status_code=429, rate=0),
+        lambda: Fault(kind=FaultKind.STATUS, status_code=429, rate=1.5),
     ],
-    ids=["endpoint", "status", "skip", "partial-on-token", "refusal-on-graph", "hostile-without-body"],
+    ids=[
+        "endpoint",
+        "status",
+        "skip",
+        "partial-on-token",
+        "refusal-on-graph",
+        "hostile-without-body",
+        "rate-0",
+        "rate-above-1",
+    ],
 )
 def test_nonsense_fault_is_refused_when_built(build: object) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
@@ -363,3 +374,45 @@ def test_graph_fault_does_not_match_token_requests() -> None:
     book = FaultBook()
     book.add("T", Fault.status(500))
     assert book.plan("T", "token").answer is None
+
+
+@pytest.mark.parametrize(("rate", "fired"), [(1.0, "1111111111"), (0.5, "0101010101"), (0.25, "0001000100"),
+                                             (0.3, "0001001001")])  # fmt: skip
+def test_a_rate_applies_a_fault_to_that_share_of_its_window_spread_evenly(rate: float, fired: str) -> None:
+    book = FaultBook()
+    book.add("T", Fault(kind=FaultKind.STATUS, status_code=429, skip=2, times=10, rate=rate))
+    seen = "".join("0" if book.plan("T", "list").answer is None else "1" for _ in range(14))
+    assert seen == f"00{fired}00"
+
+
+@pytest.mark.parametrize(
+    ("text", "fault", "tenant"),
+    [
+        ("throttle", Fault.status(429, retry_after=1), None),
+        ("bad_json:*", Fault.malformed_json(), None),
+        ("partial:0B7C1E2A-1111-4222-8333-444455556666:0.25", Fault(kind=FaultKind.PARTIAL, endpoint="list",
+         warnings=('199 - "Microsoft/SecureScore/500/1234"',), rate=0.25), "0b7c1e2a-1111-4222-8333-444455556666"),
+        ("unavailable::0.5", Fault(kind=FaultKind.STATUS, status_code=503, rate=0.5), None),
+        ("empty_partial:*:1", Fault.empty_partial(), None),
+    ],
+)  # fmt: skip
+def test_a_simulate_fault_option_names_a_kind_a_tenant_or_every_customer_and_a_rate(
+    text: str, fault: Fault, tenant: str | None
+) -> None:
+    assert parse_fault_option(text) == FaultOption(fault, tenant)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("throttled", "KIND must be one of throttle, unavailable, partial, empty_partial, bad_json, not 'throttled'"),
+        ("throttle:contoso", "TENANT must be a tenant id (a GUID) or *, not 'contoso'"),
+        ("throttle:*:half", "RATE must be a number above 0 and at most 1, not 'half'"),
+        ("throttle:*:0", "RATE must be above 0 and at most 1, not 0"),
+        ("throttle:*:nan", "RATE must be above 0 and at most 1, not nan"),
+    ],
+)
+def test_a_simulate_fault_option_that_is_wrong_says_which_part(text: str, said: str) -> None:
+    with pytest.raises(ValueError) as refused:  # noqa: PT011 - the whole message is compared below
+        parse_fault_option(text)
+    assert str(refused.value) == f"{text!r}: {said}"

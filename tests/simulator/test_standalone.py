@@ -74,3 +74,45 @@ def test_consent_states_adds_a_customer_in_each_state_the_check_tells_apart(tmp_
     assert by_scenario == CONSENT_STATES
     assert sorted(state for name, state in states.items() if ": " not in name) == ["ok"] * 3
     assert f"Check: fetcher --config {tmp_path / 'fetcher.toml'} tenants check\n" in announced
+
+
+def test_a_fault_option_scripts_every_customer_and_is_announced(tmp_path: Path) -> None:
+    """`fetcher simulate --fault partial:*:0.5`: half of each customer's secureScores answers are 206 Partial
+    Content with a Warning, which the run flags (the faults were reachable only from Python)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fetcher", "simulate", "--tenants", "2", "--port", "0", "--seed", "2", "--dir",
+         str(tmp_path), "--fault", "partial:*:0.5"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    announced = []
+    for line in process.stdout:
+        announced.append(line)
+        if line.startswith("Run:"):
+            break
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(tmp_path / "fetcher.toml"), "--log-format", "json",
+             "run"],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+
+    assert "  fault:          partial on every customer, 50 % of its requests\n" in announced
+    assert ran.returncode == 0, ran.stderr
+    assert "run partial: 2/2 tenants stored" in ran.stderr
+
+
+def test_a_fault_on_a_tenant_the_simulator_does_not_hold_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    unknown = "0b7c1e2a-1111-4222-8333-444455556666"
+    result = subprocess.run(
+        [sys.executable, "-m", "fetcher", "simulate", "--port", "0", "--dir", str(tmp_path), "--fault",
+         f"throttle:{unknown}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: --fault: no customer tenant {unknown} in this simulator (seed 7)"
+    assert not (tmp_path / "fetcher.toml").exists()
