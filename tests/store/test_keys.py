@@ -74,18 +74,39 @@ async def test_a_new_process_reads_the_stored_keys_in_one_statement(engine: Asyn
         await other.dispose()
 
 
-async def test_keys_are_read_with_in_lists_of_a_few_lengths(engine: AsyncEngine) -> None:
+async def test_keys_are_read_with_in_lists_of_a_few_lengths(postgres_engine: AsyncEngine) -> None:
     """5, 6 and 7 new texts are read by one statement (padded to 8), so the driver keeps one prepared."""
     found, reads = {}, set()
     for count in (5, 6, 7):
-        with statements(engine) as sent:
-            async with transaction(engine) as conn:
+        with statements(postgres_engine) as sent:
+            async with transaction(postgres_engine) as conn:
                 found |= await keys.resolve(conn, keys.STATUSES, [f"{count} of {n} users" for n in range(count)])
         reads |= {statement for statement in sent if statement.startswith("SELECT") and " IN " in statement}
 
     assert len(reads) == 1
     assert len(found) == 18
-    assert {r["implementation_status"]: r["status_key"] for r in await rows(engine, status_texts)} == found
+    assert {r["implementation_status"]: r["status_key"] for r in await rows(postgres_engine, status_texts)} == found
+
+
+async def test_sqlite_inserts_and_reads_any_number_of_texts_in_two_statements(sqlite_engine: AsyncEngine) -> None:
+    """On SQLite the texts go as one JSON array: 1 or 2,500 new texts (some stored already, one with quotes and
+    non-ASCII), an insert and a read each, in sorted order, so their keys follow the texts' order."""
+    async with transaction(sqlite_engine) as conn:
+        stored = await keys.resolve(conn, keys.STATUSES, ["1 of 2 users"])
+    texts = ["1 of 2 users", 'say "ünïcödé" \\ twice', *(f"{n} of 2500 users" for n in range(2499))]
+    traced: list[str] = []
+    async with transaction(sqlite_engine) as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        await driver.set_trace_callback(traced.append)
+        found = await keys.resolve(conn, keys.STATUSES, texts)
+        await driver.set_trace_callback(None)
+
+    assert [statement.split()[0] for statement in traced] == ["INSERT", "SELECT"]
+    table = {r["implementation_status"]: r["status_key"] for r in await rows(sqlite_engine, status_texts)}
+    assert {text: found[text] for text in texts} == table
+    assert table["1 of 2 users"] == stored["1 of 2 users"]
+    new = sorted(set(texts) - {"1 of 2 users"})
+    assert [table[text] for text in new] == sorted(table[text] for text in new)
 
 
 async def test_a_key_inserted_by_a_rolled_back_transaction_is_never_used(engine: AsyncEngine) -> None:
