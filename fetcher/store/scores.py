@@ -175,15 +175,23 @@ async def _save_batch(
     if day_keys is None:
         day_keys = await resolve_keys(conn, days)
     tenant_key = day_keys.tenants[tenant_id]
+    deferred = None if stored is None else _deferred_rows(conn)
+    if deferred is None:  # this batch reads what earlier ones stored: the group's rows go first
+        await save_group_rows(conn)
     await _delete_replaced(conn, tenant_id, tenant_key, day_keys, days, stored)
-    await _execute_many(conn, "scores", [d.score for d in days])
     rows = [c for d in days for c in d.controls]
     if rows:
         await keys.ensure_days(conn, [d.score_date for d in days if d.controls])
-        statement, fields = _bulk_statement("control_score_rows")
-        plan = bulk.compiled(conn, "control_score_rows", statement, fields)
-        await bulk.execute_encoded(conn, plan, bulk.encode_columns(plan, control_columns(tenant_key, day_keys, rows)))
-    await _execute_many(conn, "comparatives", [c for d in days for c in d.comparatives])
+    encoded = {
+        "scores": _encode(conn, "scores", [d.score for d in days]),
+        "control_score_rows": _encode_controls(conn, tenant_key, day_keys, rows),
+        "comparatives": _encode(conn, "comparatives", [c for d in days for c in d.comparatives]),
+    }
+    for kind, part in encoded.items():
+        if deferred is not None:
+            deferred[kind] += part
+        elif part:
+            await bulk.execute_encoded(conn, _plan(conn, kind), part)
     if not controls_saved:  # last: the dimension's rows stay locked from its upsert to the commit
         await save_controls(conn, days)
 
@@ -213,18 +221,28 @@ async def resolve_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> DayKe
     return DayKeys(*found)
 
 
-async def resolve_group_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> None:
+async def resolve_group_keys(conn: AsyncConnection, days: Sequence[ScoreDay], *, defer_rows: bool = False) -> None:
     """Resolve the keys of a group's days (`resolve_keys`) and keep them for the rest of the transaction:
     each tenant's save in it (`controls_saved`, its days among them) then takes them without walking its
     rows again (two sets of 20,700 texts for a tenant of 90 days).
 
     Also read the stored members of the group's listed days in one statement (`_read_group_members`), which
     each tenant's first batch then takes instead of a statement of its own: on PostgreSQL a round trip a
-    tenant, on SQLite about 0.15 M instructions a nightly tenant (callgrind, 0.3 %)."""
+    tenant, on SQLite about 0.15 M instructions a nightly tenant (callgrind, 0.3 %).
+
+    With `defer_rows`, each tenant's first batch (the one that takes the group's members) keeps its scores,
+    control rows and comparatives for the caller to send for the whole group with `save_group_rows`, before
+    the transaction's end and before anything reads them: one statement a kind a group instead of three a
+    tenant. A batch that reads its own members (a later batch, a tenant outside the group) sends the deferred
+    rows first, so it sees them."""
     sync = conn.sync_connection
     assert sync is not None
     day_keys = await resolve_keys(conn, days)
-    sync.info[GROUP_KEYS] = (sync.get_transaction(), day_keys, await _read_group_members(conn, day_keys, days))
+    transaction = sync.get_transaction()
+    sync.info[GROUP_KEYS] = (transaction, day_keys, await _read_group_members(conn, day_keys, days))
+    sync.info.pop(GROUP_ROWS, None)
+    if defer_rows:
+        sync.info[GROUP_ROWS] = (transaction, {kind: [] for kind in ("scores", "control_score_rows", "comparatives")})
 
 
 def _group_keys(conn: AsyncConnection, tenant_id: str) -> DayKeys | None:
@@ -252,6 +270,7 @@ def _group_members(conn: AsyncConnection, tenant_id: str) -> list[Any] | None:
 
 
 GROUP_KEYS = "fetcher.store.scores.group_keys"  # conn.info: (transaction, DayKeys, members or None) of a group
+GROUP_ROWS = "fetcher.store.scores.group_rows"  # conn.info: (transaction, kind -> rows) deferred by a group
 GROUP_MEMBERS_CAP = 256  # tenants x listed days read at once: a nightly group is 32 x 2, a backfill's 32 x 90
 _CONTROL_NAME = itemgetter(ControlScoreRow._fields.index("control_name"))
 _STATUS = itemgetter(ControlScoreRow._fields.index("implementation_status"))
@@ -293,9 +312,49 @@ def _bulk_statement(kind: str) -> tuple[bulk.StatementFactory, tuple[str, ...]]:
     return _upsert_controls, CONTROL_DIMENSION_FIELDS
 
 
-async def _execute_many(conn: AsyncConnection, kind: str, rows: Sequence[Sequence[Any]]) -> None:
+def _plan(conn: AsyncConnection, kind: str) -> bulk.Bulk:
     statement, fields = _bulk_statement(kind)
-    await bulk.execute_many(conn, bulk.compiled(conn, kind, statement, fields), rows)
+    return bulk.compiled(conn, kind, statement, fields)
+
+
+async def _execute_many(conn: AsyncConnection, kind: str, rows: Sequence[Sequence[Any]]) -> None:
+    await bulk.execute_many(conn, _plan(conn, kind), rows)
+
+
+def _encode(conn: AsyncConnection, kind: str, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    return bulk.encode(_plan(conn, kind), rows) if rows else []
+
+
+def _encode_controls(
+    conn: AsyncConnection, tenant_key: int, day_keys: DayKeys, rows: Sequence[ControlScoreRow]
+) -> list[tuple[Any, ...]]:
+    if not rows:
+        return []
+    return bulk.encode_columns(_plan(conn, "control_score_rows"), control_columns(tenant_key, day_keys, rows))
+
+
+def _deferred_rows(conn: AsyncConnection) -> dict[str, list[tuple[Any, ...]]] | None:
+    """The rows a group defers to `save_group_rows` in this very transaction, by kind (None: no group does)."""
+    sync = conn.sync_connection
+    assert sync is not None
+    kept = sync.info.get(GROUP_ROWS)
+    if kept is None or kept[0] is not sync.get_transaction():
+        return None
+    rows: dict[str, list[tuple[Any, ...]]] = kept[1]
+    return rows
+
+
+async def save_group_rows(conn: AsyncConnection) -> None:
+    """Send the rows the group's tenants deferred (`resolve_group_keys(defer_rows=True)`): one statement a
+    kind for the whole group, in the order of `_bulk_statement`'s kinds; nothing when none are deferred."""
+    sync = conn.sync_connection
+    assert sync is not None
+    kept = sync.info.pop(GROUP_ROWS, None)
+    if kept is None or kept[0] is not sync.get_transaction():
+        return
+    for kind, rows in kept[1].items():
+        if rows:
+            await bulk.execute_encoded(conn, _plan(conn, kind), rows)
 
 
 # Built once, their values as parameters: SQLAlchemy then finds them compiled in its cache, where building

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from fetcher.store.scores import (
     resolve_group_keys,
     resolve_keys,
     save_controls,
+    save_group_rows,
     save_score_days,
     save_tenants,
 )
@@ -518,13 +520,15 @@ async def test_a_groups_keys_serve_only_the_transaction_that_resolved_them(engin
 
 
 async def save_group(engine: AsyncEngine, batch: list[ScoreDay]) -> list[str]:
-    """Save `batch` as a group does, each tenant's days in order; returns the statements that read members."""
+    """Save `batch` as a group does (its tenants' rows deferred, then sent for the group), each tenant's days
+    in order; returns the statements that read members."""
     async with transaction(engine) as conn:
         with statements(engine) as sent:
-            await save_controls(conn, batch)
-            await resolve_group_keys(conn, batch)
+            await resolve_group_keys(conn, batch, defer_rows=True)
             for tenant_id in dict.fromkeys(d.tenant_id for d in batch):
                 await save_score_days(conn, [d for d in batch if d.tenant_id == tenant_id], NOW, controls_saved=True)
+            await save_group_rows(conn)
+            await save_controls(conn, batch)
     return [sql for sql in sent if sql.lstrip().upper().startswith("SELECT") and "FROM comparative_scores" in sql]
 
 
@@ -606,6 +610,32 @@ async def test_a_group_beyond_the_cap_reads_each_tenants_members_alone(
         [(TENANT, day, m) for day in ("2026-11-26", "2026-11-27") for m in ("A", "AllTenants")]
         + [(OTHER, "2026-11-27", m) for m in ("B", "AllTenants")]
     )
+
+
+async def test_a_group_sends_its_tenants_rows_in_one_statement_a_kind_and_stores_what_they_would_alone(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three tenants' scores, control rows and comparatives (one tenant replacing a stored day) go to the driver
+    in one statement a kind (`bulk.log_statement` logs each); saving each tenant alone again changes nothing."""
+    third = "cccccccc-0000-4000-8000-000000000003"
+    batch = days(
+        listing("2026-11-27", "AB"),
+        listing("2026-11-26", "A", tenant=OTHER),
+        listing("2026-11-27", "BC", tenant=OTHER, bases="TotalSeats"),
+        listing("2026-11-27", "C", tenant=third),
+    )
+    await save(engine, days(listing("2026-11-27", "ABC")))
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine.Engine")
+    await save_group(engine, batch)
+    sent = [r.getMessage() for r in caplog.records if r.name == "sqlalchemy.engine.Engine"]
+    grouped = await snapshot(engine)
+    for tenant_id in (TENANT, OTHER, third):
+        await save(engine, [d for d in batch if d.tenant_id == tenant_id])
+
+    for table in ("secure_scores", "control_score_rows", "comparative_scores"):
+        assert sum(f"INSERT INTO {table} " in message for message in sent) == 1, table
+    assert await snapshot(engine) == grouped
+    assert len(grouped["control_scores"]) == 2 + 1 + 2 + 1
 
 
 def test_a_status_without_a_key_is_refused_rather_than_stored_as_null() -> None:
