@@ -171,6 +171,19 @@ async def test_an_upsert_is_compiled_once_per_connection_and_not_shared_across_e
     assert len(made) == 2
 
 
+async def test_sqlite_stores_the_nulls_converters_give_as_nan_as_null(sqlite_engine: AsyncEngine) -> None:
+    """A missing time or an empty `extra` goes to sqlite3 as a NaN (bound as it is, without sqlite3's adapter
+    lookup) and SQLite stores it as NULL, not as a REAL: read raw, with `typeof`."""
+    plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), FIELDS, ALIASES)
+    assert [value for value in bulk.encode(plan, [row(1, 1.0)])[0] if value != value] == [bulk.SQLITE_NULL] * 2
+    async with transaction(sqlite_engine) as conn:
+        await upsert(conn, [row(1, 1.0), row(2, 2.0, extra=None)])
+        result = await conn.exec_driver_sql(
+            "SELECT typeof(last_synced), typeof(extra) FROM control_score_rows ORDER BY control_key"
+        )
+        assert result.all() == [("null", "null"), ("null", "null")]
+
+
 def test_a_column_without_a_field_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match=r"upsert into control_score_rows: no row field fills column\(s\) score$"):
         bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), [f for f in FIELDS if f != "points"])
