@@ -219,7 +219,8 @@ async def _fill(conn: AsyncConnection, missing: dict[KeyTable, set[str]], *, fou
 
 async def _fill_sqlite(conn: AsyncConnection, kind: KeyTable, texts: set[str]) -> dict[str, int]:
     """SQLite: insert `texts` where they have no key and read their keys, each in one statement straight to
-    the driver, the texts sent as one JSON array (`json_each`, in SQLite since 3.38; the views need 3.39).
+    the driver, the texts sent as one JSON array (`json_each`: in SQLite's core since 3.38, in the JSON1
+    extension of most builds before).
 
     A group's new statuses (statuses carry counts: about 37 new texts a nightly tenant) cost SQLAlchemy's
     executemany of one dict a text and an expanding IN padded to a power of two: 4.0 ms of CPU for 600 texts,
