@@ -182,16 +182,18 @@ async def _save_batch(
     rows = [c for d in days for c in d.controls]
     if rows:
         await keys.ensure_days(conn, [d.score_date for d in days if d.controls])
-    encoded = {
-        "scores": _encode(conn, "scores", [d.score for d in days]),
-        "control_score_rows": _encode_controls(conn, tenant_key, day_keys, rows),
-        "comparatives": _encode(conn, "comparatives", [c for d in days for c in d.comparatives]),
-    }
-    for kind, part in encoded.items():
-        if deferred is not None:
-            deferred[kind] += part
-        elif part:
-            await bulk.execute_encoded(conn, _plan(conn, kind), part)
+    scores = [d.score for d in days]
+    comparatives = [c for d in days for c in d.comparatives]
+    if deferred is not None:  # a group's nightly tenant: sent for the whole group by save_group_rows
+        deferred["scores"] += _encode(conn, "scores", scores)
+        deferred["control_score_rows"] += _encode_controls(conn, tenant_key, day_keys, rows)
+        deferred["comparatives"] += _encode(conn, "comparatives", comparatives)
+    else:  # control rows as columns: on PostgreSQL streamed to COPY, never a list of tuples (execute_columns)
+        await _execute_many(conn, "scores", scores)
+        if rows:
+            columns = control_columns(tenant_key, day_keys, rows)
+            await bulk.execute_columns(conn, _plan(conn, "control_score_rows"), columns, len(rows))
+        await _execute_many(conn, "comparatives", comparatives)
     if not controls_saved:  # last: the dimension's rows stay locked from its upsert to the commit
         await save_controls(conn, days)
 

@@ -152,6 +152,37 @@ async def test_the_connection_stores_again_after_a_failed_batch(engine: AsyncEng
     assert await rows(engine, control_score_rows) == [stored(1, 1.0)]
 
 
+async def upsert_columns(conn: AsyncConnection, batch: list[tuple[Any, ...]]) -> None:
+    plan = bulk.compiled(conn, "test", _upsert, FIELDS, ALIASES)
+    await bulk.execute_columns(conn, plan, [iter(column) for column in zip(*batch, strict=True)], len(batch))
+
+
+async def test_rows_given_as_columns_are_stored_as_the_same_rows_given_whole(engine: AsyncEngine) -> None:
+    """`execute_columns` (PostgreSQL: the rows streamed to COPY as they are zipped) stores what `execute_many` does."""
+    synced = datetime(2026, 11, 25, 15, 4, 6, 120, tzinfo=UTC)
+    batch = [row(1, 9.5, last_synced=synced, extra={"a": [1]}, status_key=2), row(2, None, is_on=True, count=4)]
+    async with transaction(engine) as conn:
+        await upsert_columns(conn, batch)
+        await upsert_columns(conn, [row(3, 1.0)])
+        await upsert_columns(conn, [])
+
+    assert await rows(engine, control_score_rows) == [
+        stored(1, 9.5, last_synced=synced, extra={"a": [1]}, status_key=2),
+        stored(2, None, is_on=True, count=4),
+        stored(3, 1.0),
+    ]
+
+
+async def test_a_failing_batch_of_columns_raises_sqlalchemys_error_and_stores_nothing(engine: AsyncEngine) -> None:
+    """A row refused half-way through the streamed rows rolls the whole transaction back."""
+    with pytest.raises(sa.exc.DBAPIError, match="control_key"):
+        async with transaction(engine) as conn:
+            await upsert_columns(conn, [row(1, 1.0)])
+            await upsert_columns(conn, [row(2, 1.0), row(None, 2.0), row(3, 1.0)])  # type: ignore[arg-type]
+
+    assert await count(engine, control_score_rows) == 0
+
+
 async def test_an_upsert_is_compiled_once_per_connection_and_not_shared_across_engines(database_url: str) -> None:
     made: list[str] = []
 
