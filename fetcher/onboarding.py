@@ -134,8 +134,7 @@ def summary_lines(config: Config, *, verbose: bool = False, online: bool = False
     verdict = "OK" if not placeholders(config) else "valid, but the example's placeholders are still in it (above)"
     lines = [
         f"{config.path or 'configuration'}: {'valid; the online checks follow' if online else verdict}",
-        f"  tenants:  {len(config.tenants)} configured, {enabled} enabled"
-        + (f" (tenants_file {config.tenants_file})" if config.tenants_file else ""),
+        _tenants_line(config, enabled),
         f"  database: {config.database.display_url}",
         f"  graph:    {graph.base_url} (cloud {graph.cloud}); Entra ID {graph.authority_host}"
         + (f"; proxy {graph.display_proxy}" if graph.display_proxy else ""),
@@ -153,6 +152,18 @@ def summary_lines(config: Config, *, verbose: bool = False, online: bool = False
             for t in config.tenants
         ]
     return lines
+
+
+def _tenants_line(config: Config, enabled: int) -> str:
+    """The summary's tenants line; with `tenants_source = "partner"` the tenants are the partner's customers,
+    discovered by `run` (or `config check --online`), and the configured ones only name or disable some."""
+    where = f" (tenants_file {config.tenants_file})" if config.tenants_file else ""
+    if config.tenants_source == "partner":
+        return (
+            f'  tenants:  discovered at the partner\'s (tenants_source = "partner"); {len(config.tenants)} '
+            f"configured here to name or disable some{where}; `--online` or `fetcher tenants discover` lists them"
+        )
+    return f"  tenants:  {len(config.tenants)} configured, {enabled} enabled{where}"
 
 
 def _other_secrets(config: Config) -> Iterator[str]:

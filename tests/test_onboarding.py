@@ -185,6 +185,22 @@ def test_config_check_summarises_without_secret_values(tmp_path: Path) -> None:
     assert SECRET not in short.output + verbose.output
 
 
+def test_config_check_says_partner_mode_tenants_are_discovered(tmp_path: Path) -> None:
+    """With tenants_source = "partner" the configured tenants only name or disable discovered ones: the
+    summary says where the tenants come from, not "2 configured, 1 enabled" (a tester read 0 configured)."""
+    config = write_config(tmp_path)
+    partner = '[partner]\ntenant_id = "5a5a5a5a-1234-4234-8234-123412341234"\n'
+    config.write_text(f'tenants_source = "partner"\n{config.read_text()}{partner}', encoding="utf-8")
+
+    result = invoke("--config", str(config), "config", "check", env={"SECRET": SECRET, "FABRIKAM": SECRET})
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == (
+        '  tenants:  discovered at the partner\'s (tenants_source = "partner"); 2 configured here to name or '
+        "disable some; `--online` or `fetcher tenants discover` lists them"
+    )
+
+
 def test_config_check_names_the_proxy_secret_without_its_password(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     config.write_text(config.read_text() + '[graph]\nproxy = "env:PROXY"\n', encoding="utf-8")
