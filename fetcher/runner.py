@@ -3,8 +3,10 @@
 A run: open the database, take the run lock (its shard's, with `--shard`), mark dead runs interrupted,
 plan (`fetcher.plan`), then hand each tenant's plan to a worker, which runs that tenant's pipeline
 (`fetcher.pipeline`: fetch or replay -> admit -> save) and records its outcome. Memory follows the
-number of tenants in flight (twice `concurrency`), not the number of tenants or days; the HTTP limits
-live in `fetcher.limits`, and the database takes one writer at a time on SQLite, `POSTGRES_WRITERS` on
+score-days in flight, not the number of tenants: up to twice `concurrency` tenants at once, and at most
+`concurrency` x `DAYS_A_SLOT` of their days between a tenant's start and its save (`DayBudget`), so a
+90-day backfill holds no more tenants than the HTTP side can fetch at once; the HTTP limits live in
+`fetcher.limits`, and the database takes one writer at a time on SQLite, `POSTGRES_WRITERS` on
 PostgreSQL. One tenant's failure is recorded and the others go on. `stop()` (SIGINT, SIGTERM) starts no
 new tenant, abandons fetches in progress, lets transactions in progress commit, and ends the run
 `interrupted`.
@@ -46,6 +48,9 @@ from fetcher.store.scores import newest_score_dates, oldest_score_dates, save_te
 log = logging.getLogger(__name__)
 
 POSTGRES_WRITERS = 4
+# Score-days a tenant in flight may hold (fetched, admitted, waiting for its save), per `concurrency` slot:
+# Graph's whole history, so every slot can fetch a tenant of 90 days while the others wait for the save.
+DAYS_A_SLOT = 90
 WATCH_SECONDS = 1.0  # SQLite: how often a fetching run looks whether its file is still the one at its path
 COMPACTING_COMMANDS = ("run", "backfill")  # then the archive's zlib bodies are recompressed (a bounded number)
 
@@ -217,11 +222,13 @@ class Run:
 
     async def _workers(self, plans: Sequence[Plan], work: TenantWork, most: int) -> None:
         pending = iter(plans)  # shared by the workers: each takes the next plan when it is free
-        await asyncio.gather(*(self._worker(pending, work) for _ in range(max(1, min(len(plans), most)))))
+        days = DayBudget(self.config.fetch.concurrency * DAYS_A_SLOT)
+        await asyncio.gather(*(self._worker(pending, work, days) for _ in range(max(1, min(len(plans), most)))))
 
-    async def _worker(self, pending: Iterator[Plan], work: TenantWork) -> None:
+    async def _worker(self, pending: Iterator[Plan], work: TenantWork, days: DayBudget) -> None:
         for plan in pending:
-            async with self._sign_ins.gate(plan.tenant):  # waits while another tenant uses the same sign-in
+            # The sign-in first: a tenant waiting for another's sign-in holds none of the days.
+            async with self._sign_ins.gate(plan.tenant), days.hold(plan.days):
                 if self.stopping:
                     return
                 stats = RequestStats()
@@ -244,6 +251,37 @@ class Run:
             await in_transaction(engine, work, "recording the end of the run")
         report.unrecorded.clear()
         self.observer.finished(report)
+
+
+class DayBudget:
+    """At most `most` score-days held by the tenants in flight, from a tenant's start to its save.
+
+    A tenant holds its plan's days (at least one; a tenant of more than `most` holds them all and runs
+    alone). Tenants take their turn in order, so a large one is not passed by smaller ones for ever.
+    Back-pressure from the save to the fetch: while the database is the bound (SQLite's one writer, a first
+    backfill), tenants waiting for their save keep new ones from being fetched, rather than piling up
+    their rows in memory.
+    """
+
+    def __init__(self, most: int) -> None:
+        self.most = max(1, most)
+        self.held = 0
+        self._turn = asyncio.Lock()  # FIFO: the first tenant waiting is the next to start
+        self._room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, days: int) -> AsyncIterator[None]:
+        """`days` (within 1 and `most`) held for the body's time; waits until they fit."""
+        days = min(max(days, 1), self.most)
+        async with self._turn, self._room:
+            await self._room.wait_for(lambda: self.held + days <= self.most)
+            self.held += days
+        try:
+            yield
+        finally:
+            async with self._room:
+                self.held -= days
+                self._room.notify_all()
 
 
 async def read_facts(conn: AsyncConnection, needs: frozenset[Fact], shard: Shard | None = None) -> Facts:

@@ -445,3 +445,118 @@ async def test_an_archive_the_full_disk_keeps_from_compacting_is_one_warning_lin
     assert [r.getMessage() for r in caplog.records] == [
         f"archive not compacted: database {sqlite_engine.url}: database or disk is full"
     ]
+
+
+async def _settle() -> None:
+    """Let every task that can run, run (no wall clock: a few turns of the loop)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def _holding(budget: Any, days: int, entered: list[int], leave: asyncio.Event) -> None:
+    async with budget.hold(days):
+        entered.append(days)
+        await leave.wait()
+
+
+async def test_tenants_in_flight_hold_at_most_the_day_budget() -> None:
+    """Three tenants of 30 days fit a budget of 90; a fourth waits until one of them is saved."""
+    from fetcher.runner import DayBudget
+
+    budget, entered = DayBudget(90), []
+    leave = [asyncio.Event() for _ in range(4)]
+    tasks = [asyncio.create_task(_holding(budget, 30, entered, leave[i])) for i in range(4)]
+    await _settle()
+    assert (entered, budget.held) == ([30, 30, 30], 90)
+
+    leave[0].set()
+    await _settle()
+    assert (entered, budget.held) == ([30, 30, 30, 30], 90)
+    for event in leave:
+        event.set()
+    await asyncio.gather(*tasks)
+    assert budget.held == 0
+
+
+async def test_a_tenant_of_more_days_than_the_budget_runs_alone() -> None:
+    from fetcher.runner import DayBudget
+
+    budget, entered = DayBudget(60), []
+    first, second = asyncio.Event(), asyncio.Event()
+    tasks = [
+        asyncio.create_task(_holding(budget, 90, entered, first)),
+        asyncio.create_task(_holding(budget, 1, entered, second)),
+    ]
+    await _settle()
+    assert (entered, budget.held) == ([90], 60)
+
+    first.set()
+    await _settle()
+    assert (entered, budget.held) == ([90, 1], 1)
+    second.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_a_waiting_tenant_is_not_passed_by_a_smaller_one() -> None:
+    """Budget 90 with 60 held: a tenant of 90 waits, and one of 30 that came after it waits behind it."""
+    from fetcher.runner import DayBudget
+
+    budget, entered = DayBudget(90), []
+    leave = [asyncio.Event() for _ in range(3)]
+    tasks = [asyncio.create_task(_holding(budget, 60, entered, leave[0]))]
+    await _settle()
+    tasks += [asyncio.create_task(_holding(budget, days, entered, leave[i])) for i, days in ((1, 90), (2, 30))]
+    await _settle()
+    assert entered == [60]
+
+    leave[0].set()
+    await _settle()
+    assert entered == [60, 90]
+    leave[1].set()
+    await _settle()
+    assert entered == [60, 90, 30]
+    leave[2].set()
+    await asyncio.gather(*tasks)
+
+
+@pytest.mark.parametrize(("days_a_slot", "most_in_flight"), [(5, 1), (10, 2)])
+async def test_a_backfill_starts_no_tenant_while_its_days_would_pass_the_budget(
+    sqlite_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, days_a_slot: int, most_in_flight: int
+) -> None:
+    """At concurrency 1 (two workers) and 5 days a tenant: a budget of 5 days fetches one tenant at a time, from its
+    start to its save, one of 10 two; every tenant is stored whole either way, each with its ledger row."""
+    from fetcher import runner
+    from fetcher.outcome import QuietObserver, RunReport, TenantOutcome
+    from fetcher.plan import plan_backfill
+    from fetcher.resources.secure_scores import RESOURCE
+    from fetcher.simulator import Simulator, serving_simulator
+    from tests.test_pipeline import config_for
+
+    monkeypatch.setattr(runner, "DAYS_A_SLOT", days_a_slot)
+    in_flight, most = 0, 0
+
+    async def counted(*args: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        async for page in RESOURCE.fetch(*args):
+            yield page
+
+    class Saved(QuietObserver):
+        def tenant_done(self, _report: RunReport, _outcome: TenantOutcome) -> None:
+            nonlocal in_flight
+            in_flight -= 1
+
+    resource = dataclasses.replace(RESOURCE, fetch=counted)
+    async with serving_simulator(Simulator(generate_tenants(4, seed=39), seed=39, controls_per_day=5)) as running:
+        config = config_for(running, sqlite_engine.url.render_as_string(hide_password=False))
+        config = dataclasses.replace(config, fetch=dataclasses.replace(config.fetch, concurrency=1))
+        request = plan_backfill(config.enabled_tenants, 5, resume=False)
+        run = runner.Run(
+            config, "backfill", request, engine=sqlite_engine, observer=Saved(), resources=lambda _plan: [resource]
+        )
+        report = await run.execute()
+
+    assert (report.exit_code, most) == (0, most_in_flight)
+    assert await count(sqlite_engine, secure_scores) == 4 * 5
+    assert [r["status"] for r in await rows(sqlite_engine, tenant_runs)] == ["succeeded"] * 4
