@@ -14,10 +14,11 @@ Everything from Graph is untrusted: a customer whose tenant id is not a GUID is 
 display names are cut to one line.
 
 The merge never deletes a row: a customer no longer found keeps its row with `source_status` set to
-`gone since YYYY-MM-DD`; the name and `enabled` flag in the file are the user's and are kept, never
-overwritten. A rename upstream is told from the display name the previous discovery found (kept in the
-database, `partner_customers.display_name`), never from the name in the file: a name the user gave is no
-change, a first discovery renames nothing, and a rename is reported by the one discovery that first sees it.
+`gone since YYYY-MM-DD`; the `enabled` flag in the file is the user's, never overwritten. A rename upstream
+is told from the display name the previous discovery found (kept in the database,
+`partner_customers.display_name`), never from the name in the file: a first discovery renames nothing, and a
+rename is reported by the one discovery that first sees it. A name in the file equal to that previous
+display name was discovery's own, so it follows the rename; one that differs is the user's, and is kept.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from fetcher.config import GUID, AuthConfig, TenantConfig, read_tenant_rows
-from fetcher.text import one_line
+from fetcher.errors import OutputUnwritable
+from fetcher.text import csv_cell, one_line
 
 RELATIONSHIPS_PATH = "/tenantRelationships/delegatedAdminRelationships"
 CONTRACTS_PATH = "/contracts"
@@ -169,12 +171,14 @@ class Change(StrEnum):
 @dataclass(frozen=True, slots=True)
 class TenantChange:
     """What discovery did to one row: `upstream_name` is the display name found now ("" when not found),
-    `previous_name` the one the previous discovery found, for a rename upstream ("" otherwise)."""
+    `previous_name` the one the previous discovery found, for a rename upstream ("" otherwise); `followed`
+    when the row's name was that previous name (discovery's, not the user's) and now is the new one."""
 
     change: Change
     row: TenantRow
     upstream_name: str
     previous_name: str = ""
+    followed: bool = False  # the row's name was the previous display name, so it became the new one
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +214,13 @@ def _merge_row(
             return TenantChange(Change.UNCHANGED, row, "")
         gone = TenantRow(row.tenant_id, row.name, row.enabled, f"{GONE_PREFIX}{today.isoformat()}")
         return TenantChange(Change.GONE, gone, "")
-    kept = TenantRow(row.tenant_id, row.name, row.enabled, "")
     before = previous_name(previous, customer)
+    followed = bool(before) and row.name == before  # discovery wrote that name: the user chose no other
+    kept = TenantRow(row.tenant_id, customer.display_name if followed else row.name, row.enabled, "")
     if row.source_status.startswith(GONE_PREFIX):
-        return TenantChange(Change.RETURNED, kept, customer.display_name, before)
+        return TenantChange(Change.RETURNED, kept, customer.display_name, before, followed)
     if before:
-        return TenantChange(Change.RENAMED_UPSTREAM, kept, customer.display_name, before)
+        return TenantChange(Change.RENAMED_UPSTREAM, kept, customer.display_name, before, followed)
     return TenantChange(Change.UNCHANGED, kept, customer.display_name)
 
 
@@ -226,8 +231,8 @@ def merge(
     missing customers marked `gone since <today>` (the first day they were missed), none deleted.
 
     `previous`: tenant id to the display name the previous discovery found (none at the first); a customer
-    found under another name is `renamed upstream` (a returned one stays `returned`, with its previous name),
-    its row's name kept."""
+    found under another name is `renamed upstream` (a returned one stays `returned`, with its previous name);
+    its row's name follows when it was that previous name, else (the user's) is kept."""
     by_id = {c.tenant_id: c for c in found}
     rows: list[TenantRow] = []
     changes: list[TenantChange] = []
@@ -253,18 +258,37 @@ def read_tenants_file(path: Path) -> list[TenantRow]:
 
 
 def render_tenants_file(rows: Iterable[TenantRow]) -> str:
-    """CSV text with the discovery columns; `enabled` as true/false."""
+    """CSV text with the discovery columns; `enabled` as true/false; a name that starts like a formula gets
+    a leading `'` (as `report --format csv`), which reading the file takes off again."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(FILE_COLUMNS)
     for row in rows:
-        writer.writerow((row.tenant_id, row.name, "true" if row.enabled else "false", row.source_status))
+        writer.writerow((row.tenant_id, csv_cell(row.name), "true" if row.enabled else "false", row.source_status))
     return out.getvalue()
 
 
+def refuse_unwritable(path: Path) -> None:
+    """OutputUnwritable (exit 3) when `path` cannot be the tenants file written: a folder, or in a folder
+    that does not exist; said before Graph is asked."""
+    if path.is_dir():
+        raise OutputUnwritable(f"cannot write {path}: it is a folder")
+    if not path.absolute().parent.is_dir():
+        raise OutputUnwritable(f"cannot write {path}: its folder does not exist")
+
+
 def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step: a reader sees the old file or the new, never a part."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Replace `path` with `text` in one step: a reader sees the old file or the new, never a part.
+
+    Raises OutputUnwritable naming `path` when it cannot be written (no such folder, no permission, disk full)."""
+    try:
+        _replace(path, text)
+    except OSError as error:
+        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _replace(path: Path, text: str) -> None:
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)

@@ -33,7 +33,9 @@
     │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
     ├── LocalResourceError            this machine ran out of open files, memory or disk (EMFILE, ...)
     ├── OutputUnwritable              an --output or --html file cannot be written  (exit 3)
-    ├── NoCustomerList                tenants_source = "partner": discovery failed, no list cached (exit 4)
+    ├── DiscoveryFailed               partner discovery: Graph or Entra ID refused or failed, or listed
+    │   │                             no customer                                 (exit 4)
+    │   └── NoCustomerList            tenants_source = "partner": discovery failed, no list cached
     └── Interrupted                   SIGINT or SIGTERM stopped the run
 
 Messages are one line, name the tenant (and file or field) at fault, say what to do, and never
@@ -323,14 +325,22 @@ class OutputUnwritable(FetcherError):
     exit_code = 3
 
 
-class NoCustomerList(FetcherError):
+class DiscoveryFailed(FetcherError):
+    """Partner discovery (`tenants discover`, automatic mode) got no customer list: Entra ID or Graph refused
+    or failed, or answered with no customer at all. Exit 4, as a run whose every tenant failed: something was
+    asked (2 says nothing was, and Kubernetes' podFailurePolicy never retries it), and a retry may pass."""
+
+    kind = "discovery_failed"
+    exit_code = 4
+
+
+class NoCustomerList(DiscoveryFailed):
     """`tenants_source = "partner"`: discovery failed and no earlier discovery left a list to fall back to.
 
     Exit 4, as a run whose every tenant failed: Entra ID or Graph was asked and refused or failed (a wrong
     secret, an outage), so it is no configuration error (2 says nothing was asked) and a retry may pass."""
 
     kind = "no_customer_list"
-    exit_code = 4
 
 
 class Interrupted(FetcherError):

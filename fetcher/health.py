@@ -97,3 +97,30 @@ def tenant_marks(
     elif not enabled:
         marks.append(Mark.DISABLED)
     return tuple(marks)
+
+
+def discovery_problem(
+    partner_tenant_id: str,
+    attempted_at: datetime,
+    discovered_at: datetime | None,
+    error: str | None,
+    now: datetime,
+) -> str | None:
+    """One line on a partner's latest tenant discovery when it failed (None when it succeeded): its error, and
+    the list the runs fetch instead, with its age, or that there is none (`tenants_source = "partner"`)."""
+    if error is None:
+        return None
+    failed = f"tenant discovery at partner tenant {partner_tenant_id} failed at {_minute(attempted_at)}: {error}"
+    if discovered_at is None:
+        return f"{failed}; no discovery ever succeeded, so no tenant is fetched"
+    age = _age(now - discovered_at)
+    return f"{failed}; runs fetch the last known list, discovered at {_minute(discovered_at)} ({age} old)"
+
+
+def _minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(age: timedelta) -> str:
+    hours = max(age.total_seconds(), 0) / 3600
+    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"

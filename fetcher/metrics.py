@@ -12,6 +12,11 @@ the file too. Times are Unix seconds (`*_timestamp_seconds`), as Prometheus conv
     securescore_tenant_last_run_timestamp_seconds / _last_success_timestamp_seconds
     securescore_run_*{command,shard}                              the latest finished run of each command and shard
     securescore_alerts_open{rule,kind}, securescore_alert_notifications_unsent{channel}
+    securescore_discovery_succeeded{partner_tenant_id}            tenants_source = "partner": 1 when the latest
+                                                                  discovery succeeded, 0 when it failed
+    securescore_discovery_attempt_timestamp_seconds / _list_age_seconds / _customers
+                                                                  when it was tried; the age and size of the
+                                                                  list the runs fetch (no age: none ever made)
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.config import Config
 from fetcher.errors import OutputUnwritable
 from fetcher.models import Status
+from fetcher.status import partner_discovery
 from fetcher.store import alerts as alert_store
 from fetcher.store import monitoring
 from fetcher.store.engine import transaction
+from fetcher.store.partner import DiscoveryState
 from fetcher.store.reports import LatestScore, latest
 
 RUN_STATUSES = tuple(s for s in Status if s is not Status.RUNNING)
@@ -51,6 +58,7 @@ class Snapshot:
     commands: Sequence[monitoring.RunSummary]
     open_alerts: dict[tuple[str, str], int]
     unsent: dict[str, int]
+    discovery: DiscoveryState | None = None
 
 
 async def read_snapshot(engine: AsyncEngine, config: Config, now: datetime) -> Snapshot:
@@ -59,11 +67,12 @@ async def read_snapshot(engine: AsyncEngine, config: Config, now: datetime) -> S
         runs = await monitoring.tenant_run_states(conn)
         commands = await monitoring.latest_runs_by_command(conn)
         open_alerts, unsent = await alert_store.counts(conn)
+        discovery = await partner_discovery(conn, config)
     tenants = [
         (t.tenant_id, t.name or (scores[t.tenant_id].tenant_name if t.tenant_id in scores else ""))
         for t in config.enabled_tenants
     ]
-    return Snapshot(now, tenants, scores, runs, commands, open_alerts, unsent)
+    return Snapshot(now, tenants, scores, runs, commands, open_alerts, unsent, discovery)
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str], unit: str = "") -> GaugeMetricFamily:
@@ -85,6 +94,7 @@ class SnapshotCollector(Collector):
         yield from self._tenant_runs()
         yield from self._commands()
         yield from self._alerts()
+        yield from self._discovery()
 
     def _scores(self) -> Iterator[Metric]:
         s = self.snapshot
@@ -170,6 +180,26 @@ class SnapshotCollector(Collector):
         for channel, count in sorted(self.snapshot.unsent.items()):
             unsent.add_metric([channel], count)
         yield from (opened, unsent)
+
+    def _discovery(self) -> Iterator[Metric]:
+        partner = ["partner_tenant_id"]
+        succeeded = _gauge("securescore_discovery_succeeded", "1 when the latest tenant discovery succeeded.", partner)
+        attempted = _gauge(
+            "securescore_discovery_attempt_timestamp_seconds", "When the latest tenant discovery was tried.", partner
+        )
+        age = _gauge(
+            "securescore_discovery_list_age", "Age of the customer list the runs fetch.", partner, unit="seconds"
+        )
+        customers = _gauge("securescore_discovery_customers", "Customers in the list the runs fetch.", partner)
+        d = self.snapshot.discovery
+        if d is not None:
+            key = [d.partner_tenant_id]
+            succeeded.add_metric(key, 0.0 if d.failed else 1.0)
+            attempted.add_metric(key, _seconds(d.attempted_at))
+            if d.discovered_at is not None:
+                age.add_metric(key, (self.snapshot.now - d.discovered_at).total_seconds())
+                customers.add_metric(key, d.customers)
+        yield from (succeeded, attempted, age, customers)
 
 
 def exposition(snapshot: Snapshot) -> bytes:

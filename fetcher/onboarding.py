@@ -191,6 +191,14 @@ class OnlineResult:
     checks: Sequence[TenantCheck]
     discovery_problem: str | None = None
     database_missing: str | None = None  # a SQLite file not created yet (fine: the first run creates it)
+    discovery_exit_code: int = 0  # the discovery error's (4: Entra ID or Graph gave no customer list; 2: config)
+
+    @property
+    def exit_code(self) -> int:
+        """A failed discovery's code (4 as `run`, or 2 for a configuration error), else 0 when all pass, else 1."""
+        if self.discovery_problem is not None:
+            return self.discovery_exit_code
+        return 0 if self.ok else 1
 
     @property
     def ok(self) -> bool:
@@ -231,12 +239,13 @@ async def check_online(config: Config, now: datetime) -> OnlineResult:
     finally:
         await engine.dispose()
     discovery: str | None = None
+    discovery_exit_code = 0
     try:
         if problem is None and missing is None:  # discovery keeps its list in the database
             config, _ = await with_discovered_tenants(config, now)
         elif missing is not None:
             config = await with_customers_now(config)  # asked now, kept nowhere
     except FetcherError as error:
-        discovery = str(error)
+        discovery, discovery_exit_code = str(error), error.exit_code
     checks = await check_tenants(config, config.enabled_tenants)
-    return OnlineResult(problem, head_revision(), checks, discovery, missing)
+    return OnlineResult(problem, head_revision(), checks, discovery, missing, discovery_exit_code)

@@ -559,7 +559,12 @@ def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableTy
     """`tenants discover`: one row per tenant that changed (unchanged ones are only counted). `width`: the
     terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
     rows = [
-        [escape(printable(c.row.name)), escape(printable(c.row.tenant_id)), str(c.change), escape(_discovery_detail(c))]
+        [
+            escape(one_line(c.row.name, limit=DISCOVERY_NAME_SHOWN)),
+            escape(printable(c.row.tenant_id)),
+            str(c.change),
+            escape(_discovery_detail(c)),
+        ]
         for c in merged.changes
         if c.change is not Change.UNCHANGED
     ]
@@ -576,7 +581,8 @@ def _discovery_detail(c: TenantChange) -> str:
     if not c.previous_name:
         return ""
     before, now = (one_line(name, limit=DISCOVERY_NAME_SHOWN) for name in (c.previous_name, c.upstream_name))
-    return f"upstream name was {before}, now {now}"
+    kept = "the name in the file follows" if c.followed else "your name in the file kept"
+    return f"upstream name was {before}, now {now}; {kept}"
 
 
 def discovery_summary(found: Found, merged: Merged, target: Path | None, *, written: bool) -> str:
@@ -602,6 +608,7 @@ def discovery_json(found: Found, merged: Merged, target: Path | None, *, written
                     "name": c.row.name,
                     "upstream_name": c.upstream_name,
                     "previous_upstream_name": c.previous_name or None,
+                    "name_followed": c.followed,
                     "enabled": c.row.enabled,
                     "source_status": c.row.source_status,
                 }

@@ -30,7 +30,16 @@ from fetcher.discovery import (
     renamed_upstream,
     select_customers,
 )
-from fetcher.errors import ConfigError, DatabaseError, FetcherError, Interrupted, NoCustomerList, PermissionDenied
+from fetcher.errors import (
+    ConfigError,
+    DatabaseError,
+    DiscoveryFailed,
+    FetcherError,
+    GraphError,
+    Interrupted,
+    NoCustomerList,
+    PermissionDenied,
+)
 from fetcher.models import RequestStats, TenantRef
 from fetcher.store.engine import create_engine, ensure_schema, sqlite_file, transaction
 from fetcher.store.partner import KnownCustomers, known_customers, save_discovery, save_discovery_failure
@@ -95,6 +104,30 @@ async def discover(client: GraphClient, partner: PartnerConfig, stats: RequestSt
     return select_customers(relationships, contracts)
 
 
+def refuse_empty(found: Found, partner: PartnerConfig) -> Found:
+    """`found`, unless it lists no customer: raises DiscoveryFailed (exit 4), as an empty answer is no list
+    to replace the last known one with (it would mark every customer gone) but a source that lists nobody."""
+    if found.customers:
+        return found
+    skipped = ", ".join(f"{count} {why}" for why, count in found.skipped.items())
+    raise DiscoveryFailed(
+        f"tenant discovery at partner tenant {partner.tenant_id} found no active customer in [partner] source = "
+        f"{partner.source!r}{f' (skipped: {skipped})' if skipped else ''}; the last known list is kept. Check that "
+        "source (gdap, contracts, both) and the app's permission to read it; a partner with no customer yet "
+        "has nothing to fetch"
+    )
+
+
+async def discover_customers(config: Config, partner: PartnerConfig, discover_fn: DiscoverFn | None = None) -> Found:
+    """The customers found now (`tenants discover`, and the checks before a database exists): a refusal or
+    failure of Entra ID or Graph, or an answer without customers, raises DiscoveryFailed (exit 4, as `run`)."""
+    try:
+        found = await (discover_fn or discover_now)(config, partner)
+    except GraphError as error:
+        raise DiscoveryFailed(str(error)) from None
+    return refuse_empty(found, partner)
+
+
 # -- automatic mode: `run` and `backfill` with `tenants_source = "partner"`
 
 
@@ -133,7 +166,7 @@ async def customer_list(
         log.info("using the %d customer(s) discovered at %s", len(known.customers), _when(known.discovered_at))
         return CustomerList(known.customers, known.discovered_at, "cached")
     try:
-        found = await discover_fn(config, partner)
+        found = refuse_empty(await discover_fn(config, partner), partner)
     except (DatabaseError, Interrupted):
         raise
     except FetcherError as error:
@@ -141,9 +174,14 @@ async def customer_list(
     async with transaction(engine) as conn:
         await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now)
     log.info("discovered %d customer(s) at partner tenant %s", len(found.customers), partner.tenant_id)
+    # A warning, so that cron's -q and JSON logs keep it: this discovery records the new name, and a later
+    # `tenants discover` compares with it, so it reports (and a tenants file follows) no rename seen here.
     for customer, before in renamed_upstream(previous_names(known, partner.source), found.customers):
-        log.info(
-            "customer %s renamed upstream: %s -> %s", customer.tenant_id, _short(before), _short(customer.display_name)
+        log.warning(
+            "customer %s renamed upstream: %s -> %s (`tenants discover` will not report it again)",
+            customer.tenant_id,
+            _short(before),
+            _short(customer.display_name),
         )
     return CustomerList(found.customers, now, "discovered")
 
@@ -213,10 +251,10 @@ async def with_discovered_tenants(
 
 async def with_customers_now(config: Config, discover_fn: DiscoverFn = discover_now) -> Config:
     """`config` with its tenants replaced by the partner's customers discovered now and kept nowhere (no
-    database is asked); unchanged unless `tenants_source = "partner"`. Raises the discovery's error."""
+    database is asked); unchanged unless `tenants_source = "partner"`. Raises DiscoveryFailed (exit 4)."""
     if config.tenants_source != "partner" or config.partner is None:
         return config
-    found = await discover_fn(config, config.partner)
+    found = await discover_customers(config, config.partner, discover_fn)
     return dataclasses.replace(config, tenants=customer_tenants(found.customers, config.tenants, config.partner.auth))
 
 

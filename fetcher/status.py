@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from fetcher.config import Config, TenantConfig
-from fetcher.health import LastError, Mark, out_of_date, tenant_marks
+from fetcher.health import LastError, Mark, discovery_problem, out_of_date, tenant_marks
 from fetcher.plan import covers
 from fetcher.store import ledger
 from fetcher.store.engine import create_engine, ensure_schema, transaction
 from fetcher.store.ledger import TenantState
+from fetcher.store.partner import DiscoveryState, discovery_state
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,23 @@ class StatusReport:
     max_age: timedelta
     history_days: int | None
     rows: tuple[TenantStatus, ...]
+    discovery: DiscoveryState | None = None  # tenants_source = "partner": the latest discovery attempt
+
+    @property
+    def discovery_problem(self) -> str | None:
+        """One line when the latest partner discovery failed (`fetcher status` exits 4 with no list, else 1)."""
+        d = self.discovery
+        if d is None:
+            return None
+        message = f"{d.error_kind}: {d.error_message}" if d.error_message else d.error_kind
+        return discovery_problem(d.partner_tenant_id, d.attempted_at, d.discovered_at, message, self.now)
+
+    @property
+    def exit_code(self) -> int:
+        """4 when discovery never left a customer list (as `run`), 1 when it failed or a tenant is out of date."""
+        if self.discovery_problem is not None and self.discovery is not None and self.discovery.discovered_at is None:
+            return 4
+        return 1 if self.out_of_date or self.discovery_problem is not None else 0
 
     @property
     def out_of_date(self) -> list[TenantStatus]:
@@ -73,6 +93,7 @@ def build_status(
     *,
     now: datetime,
     max_age: timedelta,
+    discovery: DiscoveryState | None = None,
 ) -> StatusReport:
     """Pure: the stored states plus configured tenants never seen, limited to `chosen` when given (None: all,
     the enabled ones counting for the exit code)."""
@@ -101,7 +122,7 @@ def build_status(
         if wanted is None or s.tenant_id in wanted
         for configured in (by_id.get(s.tenant_id),)
     )
-    return StatusReport(now, max_age, history, rows)
+    return StatusReport(now, max_age, history, rows, discovery)
 
 
 def _named(state: TenantState, configured: TenantConfig | None) -> TenantState:
@@ -125,6 +146,28 @@ async def read_status(
         await ensure_schema(engine, create=False)
         async with transaction(engine, write=False) as conn:
             states = await ledger.tenant_states(conn)
+            discovery = await partner_discovery(conn, config)
     finally:
         await engine.dispose()
-    return build_status(states, config, chosen, now=now, max_age=max_age)
+    return build_status(states, config, chosen, now=now, max_age=max_age, discovery=discovery)
+
+
+async def discovery_failure(config: Config, now: datetime) -> str | None:
+    """For `fetcher report`: the line `status` gives when the latest partner discovery failed, else None."""
+    if config.tenants_source != "partner" or config.partner is None:
+        return None
+    engine = create_engine(config.database, read_only=True)
+    try:
+        await ensure_schema(engine, create=False)
+        async with transaction(engine, write=False) as conn:
+            state = await partner_discovery(conn, config)
+    finally:
+        await engine.dispose()
+    return StatusReport(now, timedelta(0), None, (), state).discovery_problem
+
+
+async def partner_discovery(conn: AsyncConnection, config: Config) -> DiscoveryState | None:
+    """The latest discovery attempt at `[partner]` when the tenants are discovered there, else None."""
+    if config.tenants_source != "partner" or config.partner is None:
+        return None
+    return await discovery_state(conn, config.partner.tenant_id)

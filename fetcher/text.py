@@ -100,3 +100,9 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def csv_text(cell: str) -> str:
+    """The text `csv_cell` made `cell` from: its added `'` removed (a `'` before anything but a formula's
+    start is the text's own)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell

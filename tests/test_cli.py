@@ -305,6 +305,17 @@ def test_metrics_writes_openmetrics_to_a_file_and_needs_no_client_secret(tmp_pat
     assert "securescore_alerts_open" in families
 
 
+def test_metrics_output_naming_a_folder_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    """A folder given as the file is this machine's state, as a missing folder is (it was click's usage text, 2)."""
+    config = write_config(tmp_path)
+    assert invoke("--config", str(config), "migrate", env={}).exit_code == 0
+
+    result = invoke("--config", str(config), "metrics", "--output", str(tmp_path), env={})
+
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines() == [f"error: cannot write {tmp_path}: Is a directory"]
+
+
 ONLY_DATABASE = '[database]\nurl = "sqlite+aiosqlite:///scores.db"\n'
 ALERT_RULE = (
     '[[alerts.rules]]\nname = "weak"\nkind = "below_percent"\nchannels = ["hook"]\n'

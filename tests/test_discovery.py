@@ -125,6 +125,27 @@ def test_a_rename_upstream_is_reported_once_and_the_name_in_the_file_kept() -> N
     assert [next_time.count(c) for c in (Change.RENAMED_UPSTREAM, Change.UNCHANGED)] == [0, 2]
 
 
+def test_a_name_discovery_wrote_follows_a_rename_upstream_and_a_name_of_yours_does_not() -> None:
+    """A name in the file equal to the previous display name was discovery's: it kept the old one forever."""
+    existing = [TenantRow(A, "Contoso Ltd", False, ""), TenantRow(B, "Our Fabrikam", True, "")]
+    found = [Customer(A, "Contoso Group"), Customer(B, "Fabrikam Group")]
+    renamed = merge(existing, found, TODAY, {A: "Contoso Ltd", B: "Fabrikam Inc"})
+    assert renamed.changes == (
+        TenantChange(Change.RENAMED_UPSTREAM, TenantRow(A, "Contoso Group", False), "Contoso Group", "Contoso Ltd",
+                     followed=True),
+        TenantChange(Change.RENAMED_UPSTREAM, existing[1], "Fabrikam Group", "Fabrikam Inc"),
+    )  # fmt: skip
+    assert merge(renamed.rows, found, TODAY, {A: "Contoso Group", B: "Fabrikam Group"}).rows == renamed.rows
+
+
+def test_a_returned_customer_with_discovery_s_name_follows_its_rename() -> None:
+    merged = merge([TenantRow(D, "Back Inc", True, "gone since 2026-11-01")], [Customer(D, "Back Again")], TODAY,
+                   {D: "Back Inc"})  # fmt: skip
+    assert merged.changes == (
+        TenantChange(Change.RETURNED, TenantRow(D, "Back Again"), "Back Again", "Back Inc", followed=True),
+    )
+
+
 @pytest.mark.parametrize(
     ("before", "now"), [("", "Contoso"), ("Contoso", ""), ("Contoso", "Contoso")], ids=["named", "unnamed", "same"]
 )
@@ -158,6 +179,18 @@ def test_written_file_reads_back_whole_rows(tmp_path: Path) -> None:
     assert read_tenants_file(path) == rows
     assert path.read_text().splitlines()[0] == "tenant_id,name,enabled,source_status"
     assert [p.name for p in tmp_path.iterdir()] == ["tenants.csv"]
+
+
+def test_a_name_that_starts_like_a_formula_is_written_inert_and_read_back_as_it_was(tmp_path: Path) -> None:
+    """Excel ran `=HYPERLINK(...)` from a customer's display name; the quote `report --format csv` adds is
+    taken off again when the file is read, so discovery and the configuration see the name unchanged."""
+    path = tmp_path / "tenants.csv"
+    names = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "'quoted", "'", "plain"]
+    rows = [TenantRow(f"{n:08x}-0000-4000-8000-000000000000", name) for n, name in enumerate(names)]
+    write_atomically(path, render_tenants_file(rows))
+    written = [line.split(",", 1)[1].rsplit(",", 2)[0] for line in path.read_text().splitlines()[1:]]
+    assert written == ['"\'=HYPERLINK(""http://x"",""y"")"', "'+1", "'-2", "'@SUM(A1)", "'quoted", "'", "plain"]
+    assert read_tenants_file(path) == rows
 
 
 @pytest.mark.parametrize("text", ["", None])

@@ -23,6 +23,7 @@ from fetcher.config import Purpose, load_config
 from fetcher.onboarding import example_text, starting_config
 from fetcher.simulator import SimTenant, generate_tenants
 from fetcher.simulator.consent import consent_tenants
+from fetcher.simulator.faults import Fault
 from fetcher.simulator.partner import SimRelationship
 from fetcher.store.schema import secure_scores
 from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
@@ -309,6 +310,25 @@ def test_config_check_online_checks_the_discovered_customers_in_automatic_mode(t
     assert not created  # the check discovered the customers without creating the database
     assert "online: database not created yet, 1 of 2 tenant(s) ok" in fresh.stderr
     assert "online: database ok, 1 of 2 tenant(s) ok" in done.stderr
+
+
+def test_config_check_online_exits_4_when_discovery_fails_as_run_does(tmp_path: Path) -> None:
+    """Entra ID or Graph was asked and gave no customer list: 4 as `run`, `backfill`, `tenants check` (it was 1),
+    before the first run and after."""
+    tenants = [SimTenant(PARTNER, "Partner", partner=True)]
+    with world(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}", tenants, seed=63, relationships=[]) as w:
+        w.write_config(tenants=[])
+        partner = "\n".join(toml_table("partner", {"tenant_id": PARTNER}))
+        w.config.write_text(f'tenants_source = "partner"\n{w.config.read_text()}\n{partner}\n', encoding="utf-8")
+        fresh = w.fetcher("config", "check", "--online")
+        assert w.fetcher("migrate").returncode == 0
+        w.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+        done = w.fetcher("config", "check", "--online")
+
+    assert (fresh.returncode, done.returncode) == (4, 4), fresh.stderr + done.stderr
+    assert "discovery: tenant discovery at partner tenant" in fresh.stdout
+    assert "found no active customer" in fresh.stdout
+    assert "Graph failed (503" in done.stdout
 
 
 def links_ids(links: list[SimRelationship]) -> set[str]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import AuthConfig, Config, DatabaseConfig, FetchConfig, GraphConfig, PartnerConfig
 from fetcher.discovery import Customer, Found, TenantRow, render_tenants_file
-from fetcher.errors import ConfigError, Interrupted, ServerError
+from fetcher.errors import Interrupted, NoCustomerList, ServerError
 from fetcher.models import Shard
 from fetcher.partner import CustomerList, customer_list, with_discovered_tenants
 from fetcher.simulator import SimTenant
@@ -26,6 +26,7 @@ from fetcher.simulator.partner import SimContract, SimRelationship
 from fetcher.store.schema import fetch_runs, partner_customers, partner_discoveries, secure_scores, tenant_runs
 from fetcher.store.schema import tenants as tenants_table
 from tests.conftest import SKIP_POSTGRES, _admin_url, create_postgres_database, drop_postgres_database
+from tests.dbutil import rows
 from tests.e2e import World, toml_table, world
 from tests.test_runner import db_count, db_rows
 
@@ -140,11 +141,26 @@ def test_a_partner_token_without_the_permission_is_one_line(partner_world: World
     use_discovery(partner_world)
     partner_world.config.write_text(partner_world.config.read_text().replace(PARTNER, CONTOSO))
     result = partner_world.fetcher("tenants", "discover")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 4, result.stderr  # Graph was asked and refused, as `run` says it (it was 1)
     assert "403" in result.stderr
     assert "DelegatedAdminRelationship.Read.All" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "SecurityEvents.Read.All" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["missing/t.csv", ".", "/proc/t.csv"])
+def test_a_tenants_file_that_cannot_be_written_is_one_line_and_exit_3(partner_world: World, where: str) -> None:
+    """A missing folder, a folder given as the file, or a folder nobody may write: one line naming the file,
+    exit 3 as `report --output` (it was a FileNotFoundError traceback, exit 1, or click's usage text)."""
+    use_discovery(partner_world)
+    target = partner_world.config.parent / where
+
+    result = partner_world.fetcher("tenants", "discover", "--write", str(target))
+
+    assert result.returncode == 3, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: cannot write {target}: "), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture
@@ -181,10 +197,26 @@ def test_a_rename_upstream_is_reported_once_and_a_name_of_yours_never(renaming_w
     renamed = discover_json(renaming_world)
     again = discover_json(renaming_world)
 
-    assert renames(dry) == renames(renamed) == [(CONTOSO, "Contoso Ltd", "Contoso Ltd", "Contoso Group")]
+    assert renames(dry) == renames(renamed) == [(CONTOSO, "Contoso Group", "Contoso Ltd", "Contoso Group")]
     assert renamed["counts"] == {"added": 0, "renamed upstream": 1, "gone": 0, "returned": 0, "unchanged": 1}
     assert again["counts"] == {"added": 0, "renamed upstream": 0, "gone": 0, "returned": 0, "unchanged": 2}
-    assert [r["name"] for r in read_rows(tenants_csv)] == ["Contoso Ltd", "Our Fabrikam"]  # never overwritten
+    # discovery's own name follows the rename (it kept "Contoso Ltd" forever); yours is never overwritten
+    assert [r["name"] for r in read_rows(tenants_csv)] == ["Contoso Group", "Our Fabrikam"]
+
+
+def test_a_rename_upstream_of_a_name_of_yours_keeps_yours_and_says_so(renaming_world: World) -> None:
+    tenants_csv = use_discovery(renaming_world)
+    discover_json(renaming_world)
+    rows = read_rows(tenants_csv)
+    rows[0]["name"] = "Our Contoso"
+    tenants_csv.write_text(render_tenants_file(TenantRow(r["tenant_id"], r["name"]) for r in rows))
+    renaming_world.sim.relationships[0] = SimRelationship("r1", "Contoso", "active", CONTOSO, "Contoso Group")
+
+    result = renaming_world.fetcher("tenants", "discover")
+
+    assert result.returncode == 0, result.stderr
+    assert "now Contoso Group; your name in the file kept" in " ".join(result.stdout.split())
+    assert [r["name"] for r in read_rows(tenants_csv)] == ["Our Contoso", "Fabrikam Inc"]
 
 
 def test_a_hostile_display_name_renamed_upstream_stays_one_line_in_the_table(renaming_world: World) -> None:
@@ -346,6 +378,53 @@ def test_a_failed_first_discovery_is_one_line_and_exit_4(auto_world: World) -> N
     assert db_rows(auto_world.database_url, fetch_runs) == []
 
 
+def discovery_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "tenant discovery" in line]
+
+
+def test_status_report_and_metrics_show_a_discovery_that_never_worked(auto_world: World) -> None:
+    """Nights of exit 4 leave no run, only the failed discovery: `status` was an empty table and exit 0."""
+    automatic(auto_world, refresh_hours=24, fetch={"max_attempts": 1})
+    auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+    assert auto_world.fetcher("run").returncode == 4
+
+    status = auto_world.fetcher("status")
+    report = auto_world.fetcher("report")
+    metrics = auto_world.fetcher("metrics")
+
+    assert status.returncode == 4, status.stderr
+    failed = f"tenant discovery at partner tenant {PARTNER} failed at "
+    [line] = discovery_lines(status.stderr)
+    assert line.startswith(f"error: {failed}"), line
+    assert "server_error: " in line, line
+    assert line.endswith("; no discovery ever succeeded, so no tenant is fetched")
+    assert report.returncode == 0, report.stderr
+    assert [line.replace("warning: ", "error: ", 1) for line in discovery_lines(report.stderr)] == [line]
+    assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 0.0' in metrics.stdout
+    assert "securescore_discovery_list_age_seconds{" not in metrics.stdout
+
+
+def test_status_names_a_failed_discovery_and_the_age_of_the_list_in_use(auto_world: World) -> None:
+    automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
+    assert auto_world.fetcher("run").returncode == 0
+    assert auto_world.fetcher("status").returncode == 0
+    ok = auto_world.fetcher("metrics").stdout
+    auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+    assert auto_world.fetcher("run").returncode == 0
+
+    status = auto_world.fetcher("status")
+    metrics = auto_world.fetcher("metrics").stdout
+
+    assert status.returncode == 1, status.stderr
+    [line] = discovery_lines(status.stderr)
+    assert "; runs fetch the last known list, discovered at " in line, line
+    assert line.endswith(" (0 hours old)"), line
+    assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 1.0' in ok
+    assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 0.0' in metrics
+    assert f'securescore_discovery_customers{{partner_tenant_id="{PARTNER}"}} 2.0' in metrics
+    assert f'securescore_discovery_list_age_seconds{{partner_tenant_id="{PARTNER}"}}' in metrics
+
+
 def below_100_alerts(w: World) -> None:
     """[alerts]: one rule that every tenant with data meets, sent to a webhook nobody answers."""
     w.config.write_text(
@@ -485,9 +564,13 @@ async def test_a_run_logs_a_rename_upstream_once_and_none_after_another_source(
         partner.customers = [Customer(CONTOSO, "Contoso Group Ltd (contract)")]
         await customer_list(partner_config("unused", source="contracts"), engine, T0 + timedelta(hours=3),
                             partner.discover)  # fmt: skip
-    assert [r.getMessage() for r in caplog.records if "renamed" in r.getMessage()] == [
-        f"customer {CONTOSO} renamed upstream: 'Contoso Ltd' -> 'Contoso Group'"
-    ]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if "renamed" in r.getMessage()] == [
+        (
+            logging.WARNING,
+            f"customer {CONTOSO} renamed upstream: 'Contoso Ltd' -> 'Contoso Group' "
+            "(`tenants discover` will not report it again)",
+        )
+    ]  # a warning: operators run cron with -q or JSON logs, and no later discover reports it
 
 
 async def test_a_failed_discovery_returns_the_last_known_list_with_its_time(engine: AsyncEngine) -> None:
@@ -509,18 +592,68 @@ async def test_an_interrupted_discovery_is_not_a_fallback(engine: AsyncEngine) -
         await customer_list(config, engine, T0 + timedelta(hours=1), partner.discover)
 
 
-async def test_an_empty_last_known_list_after_a_failed_discovery_says_discovery_failed(tmp_path: Path) -> None:
-    partner = Partner()
-    config = partner_config(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", refresh_hours=0)
-    with pytest.raises(ConfigError, match=r"lists no active customer$"):
-        await with_discovered_tenants(config, T0, partner.discover)
-    partner.failure = ServerError("tenant x (partner): Graph failed (503)", status=503)
-    with pytest.raises(ConfigError) as caught:
-        await with_discovered_tenants(config, T0 + timedelta(hours=1), partner.discover)
-    assert str(caught.value) == (
-        f"no tenants to fetch: tenant discovery at partner tenant {PARTNER} (gdap) failed "
-        "(tenant x (partner): Graph failed (503)) and the last known list is empty"
+async def test_an_empty_answer_is_no_customer_list_and_keeps_the_last_known_one(engine: AsyncEngine) -> None:
+    """An empty answer was saved as the list: every stored tenant became `not configured`, every row `gone`."""
+    partner = Partner(Customer(CONTOSO, "Contoso"))
+    config = partner_config("unused", refresh_hours=0)
+    await customer_list(config, engine, T0, partner.discover)
+    partner.customers = []
+
+    fallback = await customer_list(config, engine, T0 + timedelta(hours=1), partner.discover)
+
+    assert (fallback.origin, fallback.customers, fallback.discovered_at) == (
+        "fallback",
+        (Customer(CONTOSO, "Contoso"),),
+        T0,
     )
+    assert fallback.error is not None
+    assert "found no active customer in [partner] source = 'gdap'" in fallback.error
+    assert [(r["tenant_id"], r["gone_since"]) for r in await rows(engine, partner_customers)] == [(CONTOSO, None)]
+    [state] = await rows(engine, partner_discoveries)
+    assert (state["customers"], state["error_kind"]) == (1, "discovery_failed")
+
+
+async def test_an_empty_first_answer_is_exit_4_naming_the_source(tmp_path: Path) -> None:
+    """It was a configuration error (exit 2), which Kubernetes' podFailurePolicy never retries: Graph was asked."""
+    config = partner_config(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", refresh_hours=0)
+    with pytest.raises(NoCustomerList) as caught:
+        await with_discovered_tenants(config, T0, Partner().discover)
+    assert caught.value.exit_code == 4
+    assert str(caught.value).endswith(
+        f"tenant discovery at partner tenant {PARTNER} found no active customer in [partner] source = 'gdap'; the "
+        "last known list is kept. Check that source (gdap, contracts, both) and the app's permission to read it; a "
+        "partner with no customer yet has nothing to fetch"
+    )
+
+
+def test_discover_with_an_empty_answer_keeps_the_file_and_exits_4(partner_world: World) -> None:
+    tenants_csv = use_discovery(partner_world)
+    assert partner_world.fetcher("tenants", "discover").returncode == 0
+    before = tenants_csv.read_bytes()
+    partner_world.config.write_text(partner_world.config.read_text().replace('source = "gdap"', 'source = "contracts"'))
+    partner_world.sim.contracts = []
+
+    for args in ((), ("--dry-run",)):
+        result = partner_world.fetcher("tenants", "discover", *args)
+        assert result.returncode == 4, result.stderr
+        assert "found no active customer in [partner] source = 'contracts'" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert tenants_csv.read_bytes() == before
+
+
+def test_a_run_after_an_empty_answer_fetches_the_last_known_list(auto_world: World) -> None:
+    automatic(auto_world, refresh_hours=0)
+    assert auto_world.fetcher("run").returncode == 0
+    auto_world.config.write_text(auto_world.config.read_text().replace("[partner]", '[partner]\nsource = "contracts"'))
+
+    run = auto_world.fetcher("run")
+    status = auto_world.fetcher("status")
+
+    assert run.returncode == 0, run.stderr
+    assert "fetching the last known list instead: 2 customer(s)" in run.stderr
+    assert fetched_by_run(auto_world) == [{CONTOSO, FABRIKAM}, {CONTOSO, FABRIKAM}]
+    assert status.returncode == 1, status.stderr  # the failed discovery, said in one line
+    assert "not configured" not in status.stdout
 
 
 def test_get_in_automatic_mode_asks_for_a_discovered_customers_score(auto_world: World) -> None:

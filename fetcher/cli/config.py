@@ -94,6 +94,6 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
         database = "database FAILED" if result.database_problem else "database ok"
         database = "database not created yet" if result.database_missing else database
         ctx.err.print(f"online: {database}, {passed} of {len(result.checks)} tenant(s) ok", highlight=False)
-        return 0 if result.ok else 1
+        return result.exit_code  # a failed discovery: 4, as `run`
 
     run_async(ctx, action())

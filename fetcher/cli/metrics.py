@@ -15,7 +15,7 @@ from fetcher.cli.group import main
 @main.command("metrics")
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     metavar="FILE",
     help="Write to FILE, replaced atomically (node_exporter's textfile collector), instead of standard output.",
 )

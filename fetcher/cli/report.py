@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -53,14 +53,14 @@ from fetcher.cli.options import Hours
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     metavar="FILE",
     help="Write the report to FILE instead of the terminal; a line on standard error says what was written where.",
 )
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     metavar="FILE",
     help="Write a self-contained HTML page with charts to FILE (then text only with --output).",
 )
@@ -88,6 +88,7 @@ def report_command(
     from fetcher.config import Purpose
     from fetcher.partner import with_known_tenants
     from fetcher.report import Format, ReportRequest, Sort, produce, usage_refusal
+    from fetcher.status import discovery_failure
 
     async def action() -> int:
         request = ReportRequest(
@@ -104,6 +105,11 @@ def report_command(
         refusal = usage_refusal(request)  # a usage error, said before the configuration is read
         if refusal is not None:
             raise refusal
-        return await produce(await with_known_tenants(ctx.config(Purpose.DATABASE)), request, ctx.console, ctx.err)
+        config = await with_known_tenants(ctx.config(Purpose.DATABASE))
+        code = await produce(config, request, ctx.console, ctx.err)
+        problem = await discovery_failure(config, datetime.now(UTC))  # its tenants are the last list, or none
+        if problem is not None:
+            ctx.err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
+        return code
 
     run_async(ctx, action())

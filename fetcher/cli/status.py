@@ -28,7 +28,8 @@ from fetcher.cli.options import Hours, tenant_option
 @click.pass_obj
 def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str]) -> None:
     """A row per tenant: newest day, last success, state (no data, stale, failing: as `report` says), last error.
-    Exit 1 when an enabled tenant has no data or stale data."""
+    Exit 1 when an enabled tenant has no data or stale data, or the latest partner discovery failed (4 when no
+    discovery ever succeeded, as `run`)."""
     from fetcher.config import Purpose
     from fetcher.output import status_json, status_table
     from fetcher.partner import with_known_tenants
@@ -44,6 +45,8 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
             ctx.console.out(status_json(status).decode(), highlight=False)
         else:
             ctx.console.print(status_table(status, width=terminal_width(ctx.console)))
+        if status.discovery_problem:
+            ctx.err.print(f"error: {status.discovery_problem}", markup=False, highlight=False, soft_wrap=True)
         if status.without_data:
             ctx.err.print(f"{len(status.without_data)} enabled tenant(s) have no data")
         if status.stale:
@@ -55,6 +58,6 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
                 markup=False,
                 highlight=False,
             )
-        return 1 if status.out_of_date else 0
+        return status.exit_code
 
     run_async(ctx, action())

@@ -24,7 +24,7 @@ def tenants_group() -> None:
 @click.option(
     "--write",
     "write_to",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Merge into this CSV tenants file (default: the configured tenants_file).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
@@ -33,11 +33,19 @@ def tenants_group() -> None:
 def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool, fmt: str) -> None:
     """List the partner's customers ([partner] source: GDAP relationships and/or contracts) and merge them
     into the tenants file: new ones added, your names and enabled flags kept, missing ones marked gone,
-    display names changed upstream since the last discovery (kept in the database) reported."""
+    display names changed upstream since the last discovery (kept in the database) reported, and a name in
+    the file that was the previous display name renamed with it. Exit 3 when the file cannot be written,
+    4 when Entra ID or Graph refused or failed or listed no customer (nothing is written then)."""
     from fetcher.config import Purpose
-    from fetcher.discovery import merge, read_tenants_file, render_tenants_file, write_atomically
+    from fetcher.discovery import (
+        merge,
+        read_tenants_file,
+        refuse_unwritable,
+        render_tenants_file,
+        write_atomically,
+    )
     from fetcher.output import discovery_json, discovery_summary, discovery_table
-    from fetcher.partner import discover, last_discovery, open_partner_graph, previous_names, record_discovery
+    from fetcher.partner import discover_customers, last_discovery, previous_names, record_discovery
     from fetcher.tables import terminal_width
 
     async def action() -> int:
@@ -47,10 +55,11 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
         target = write_to or config.tenants_file
         if target is None and not dry_run:
             raise ConfigError("tenants discover: no file to write: give --write FILE or set tenants_file")
+        if target and not dry_run:
+            refuse_unwritable(target)  # a typo or a folder is said before Graph is asked
         existing = read_tenants_file(target) if target else []  # a malformed file stops us before Graph
         previous = previous_names(await last_discovery(config, partner), partner.source)  # so does the database
-        async with open_partner_graph(config, partner) as client:
-            found = await discover(client, partner)
+        found = await discover_customers(config, partner)  # exit 4 when Graph fails or lists no customer
         now = datetime.now(UTC)
         merged = merge(existing, found.customers, now.date(), previous)
         if target and not dry_run:

@@ -11,6 +11,7 @@ from typing import Any
 from fetcher.config.constants import ENABLED_WORDS, GUID, TENANT_COLUMNS, TENANTS_FILE_MAX_BYTES
 from fetcher.config.files import FileProblem, read_regular_file
 from fetcher.errors import ConfigError
+from fetcher.text import csv_text
 
 
 def read_tenant_rows(path: Path) -> Iterator[tuple[str, str, bool, str]]:
@@ -29,7 +30,8 @@ def read_tenant_rows(path: Path) -> Iterator[tuple[str, str, bool, str]]:
         tenant_id = row.get("tenant_id", "")
         if not GUID.match(tenant_id):
             raise ConfigError(f"{where}: tenant_id {tenant_id!r} is not a GUID")
-        yield tenant_id.lower(), row.get("name", ""), enabled_flag(row, where), row.get("source_status", "")
+        name = csv_text(row.get("name", ""))  # `tenants discover` writes `'=x` for `=x`, as Excel must not run it
+        yield tenant_id.lower(), name, enabled_flag(row, where), row.get("source_status", "")
 
 
 def enabled_flag(row: Mapping[str, str], where: str) -> bool:

@@ -33,6 +33,44 @@ class KnownCustomers:
     customers: tuple[Customer, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DiscoveryState:
+    """A partner tenant's latest discovery attempt: when it was tried, its error (None: it succeeded), and
+    the list in use: its time (None: no discovery ever succeeded) and customer count."""
+
+    partner_tenant_id: str
+    source: str
+    attempted_at: datetime
+    discovered_at: datetime | None
+    customers: int
+    error_kind: str | None
+    error_message: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_kind is not None
+
+
+async def discovery_state(conn: AsyncConnection, partner_tenant_id: str) -> DiscoveryState | None:
+    """The partner's latest discovery attempt, or None when discovery was never tried."""
+    d = partner_discoveries.c
+    row = (
+        await conn.execute(
+            sa.select(d.source, d.attempted_at, d.discovered_at, d.customers, d.error_kind, d.error_message).where(
+                d.partner_tenant_id == partner_tenant_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    attempted_at = as_utc(row.attempted_at)
+    assert attempted_at is not None
+    return DiscoveryState(
+        partner_tenant_id, row.source, attempted_at, as_utc(row.discovered_at), row.customers or 0,
+        row.error_kind, row.error_message,
+    )  # fmt: skip
+
+
 def _insert(conn: AsyncConnection) -> Callable[[sa.Table], Any]:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 

@@ -249,3 +249,12 @@ def test_an_output_file_that_cannot_be_written_is_one_line_and_exit_3(filled: Fi
 
     assert result.exit_code == 3
     assert "cannot write" in result.output
+
+
+@pytest.mark.parametrize("option", ["--output", "--html"])
+def test_an_output_file_that_is_a_folder_is_one_line_and_exit_3(filled: Filled, tmp_path: Path, option: str) -> None:
+    """Not click's usage text and exit 2: the same line as for a missing folder."""
+    result = report(filled.config, "--format", "csv", option, str(tmp_path))
+
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines() == [f"error: cannot write {tmp_path}: Is a directory"]
