@@ -560,7 +560,7 @@ def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableTy
     terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
     rows = [
         [
-            escape(one_line(c.row.name, limit=DISCOVERY_NAME_SHOWN)),
+            escape(printable(c.row.name)),
             escape(printable(c.row.tenant_id)),
             str(c.change),
             escape(_discovery_detail(c)),
@@ -581,8 +581,8 @@ def _discovery_detail(c: TenantChange) -> str:
     if not c.previous_name:
         return ""
     before, now = (one_line(name, limit=DISCOVERY_NAME_SHOWN) for name in (c.previous_name, c.upstream_name))
-    kept = "the name in the file follows" if c.followed else "your name in the file kept"
-    return f"upstream name was {before}, now {now}; {kept}"
+    followed = "; the name in the file follows" if c.followed else ""  # else the name is the user's, kept
+    return f"upstream name was {before}, now {now}{followed}"
 
 
 def discovery_summary(found: Found, merged: Merged, target: Path | None, *, written: bool) -> str:
