@@ -85,7 +85,7 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     States: ok, no consent (with the admin-consent link), permission missing, app disabled, tenant not
     found / wrong cloud, no data yet, throttled, unreachable (and credential refused, failed). Uses the
     run's limits, concurrency and retries. With tenants_source = "partner", the discovered customers.
-    Exit 0 only when every tenant is ok, else 1.
+    Exit 0 only when every tenant is ok, else 1; 4 when partner discovery gives no customer list.
     """
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
     from fetcher.partner import with_checked_tenants
