@@ -142,6 +142,50 @@ def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
     assert (tmp_path / "scores.db").exists()
 
 
+# A `fetcher migrate` that sends itself SIGTERM at WHEN: "committed", as it reads the free pages after the last
+# commit (the handler runs at that read's await, whatever the timing); "exiting", from an atexit hook, once the
+# command has said what it did and the interpreter is shutting down.
+SIGNAL_AFTER_THE_MIGRATION = """
+import atexit, os, signal, sys
+import sqlalchemy as sa
+from fetcher.cli import main
+
+WHEN = sys.argv.pop(1)
+
+@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+def signal_after_the_commit(conn, cursor, statement, parameters, context, executemany):
+    if WHEN == "committed" and statement == "PRAGMA freelist_count":
+        os.kill(os.getpid(), signal.SIGTERM)
+
+if WHEN == "exiting":
+    atexit.register(os.kill, os.getpid(), signal.SIGTERM)
+sys.argv[0] = "fetcher"
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "said"),
+    [
+        ("committed", f"migrated to revision {head_revision()}; it had finished before SIGTERM took effect"),
+        ("exiting", f"migrated from an empty database to revision {head_revision()}"),
+    ],
+)
+def test_a_signal_after_the_migration_committed_leaves_it_migrated_and_exit_0(
+    tmp_path: Path, when: str, said: str
+) -> None:
+    """The tester: "migrated from 0010 to revision 0014" then exit 143 (a SIGTERM as it exited), and once
+    "interrupted: ... rolled back" with the database at 0014 (a SIGTERM after the last commit)."""
+    config = write_config(tmp_path)
+    command = [sys.executable, "-c", SIGNAL_AFTER_THE_MIGRATION, when, "--config", str(config), "migrate"]
+
+    env = {**os.environ, "SECRET": SECRET}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}: {said}"
+
+
 @pytest.mark.parametrize("command", [["status"], ["migrate"], ["report"], ["archive", "compact"], ["vacuum"]])
 def test_a_database_newer_than_the_fetcher_is_one_line_saying_to_upgrade_it(
     tmp_path: Path, migrated_then: Callable[..., str], command: list[str]

@@ -77,12 +77,13 @@ def run_sync(ctx: Context, action: Callable[[], int]) -> None:
 
 
 @contextlib.contextmanager
-def stop_signals(stop: StopRequest | None = None) -> Iterator[list[int]]:
+def stop_signals(stop: StopRequest | None = None, *, ignore_after: bool = False) -> Iterator[list[int]]:
     """SIGINT/SIGTERM during a command that commits in steps (`migrate`, `archive compact`): during a batched
     move, a stop after the batch in progress (`stop`); otherwise the running task is cancelled, so the step
     in progress (one transaction) rolls back at once and the command says what was kept. A second signal
     exits at once. Installed on the event loop, so a background job's SIGINT (ignored by default) counts too.
-    Yields the signals received."""
+    Yields the signals received. `ignore_after`: once the block is left the outcome is told, and a signal then
+    is ignored (by default it would kill the process, its exit code 130/143 contradicting what was said)."""
     import asyncio
 
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
@@ -104,3 +105,5 @@ def stop_signals(stop: StopRequest | None = None) -> Iterator[list[int]]:
     finally:
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
+            if ignore_after:
+                signal.signal(number, signal.SIG_IGN)

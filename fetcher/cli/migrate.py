@@ -13,7 +13,7 @@ from fetcher.cli.exits import run_async, stop_signals
 from fetcher.cli.group import main
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from fetcher.output import MoveProgressBar, MoveProgressLog
     from fetcher.store.partition import Conversion
@@ -60,18 +60,20 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         stop = StopRequest()
         moving = MoveOptions(progress=progress, check_disk=not skip_disk_check, partition_monthly=monthly, stop=stop)
         try:
-            with stop_signals(stop) as received:
-                before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
-            hint = await free_pages_hint(engine)  # SQLite keeps what 0011 freed until a VACUUM
+            # Ignored once the outcome is known: a signal during the exit would make a migrated database's 0 a 143.
+            with stop_signals(stop, ignore_after=True) as received:
+                try:
+                    before, after = await migrate(engine, then=partition if monthly else None, moving=moving)
+                    hint = await free_pages_hint(engine)  # SQLite keeps what 0011 freed until a VACUUM
+                except asyncio.CancelledError:
+                    if not received:
+                        raise
+                    _uncancel()
+                    return await _cancelled(ctx, progress, engine, received[0])
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
         except Interrupted as stopped:
             return _interrupted(ctx, progress, str(stopped), stopped.exit_code)
-        except asyncio.CancelledError:
-            if not received:
-                raise
-            message = "interrupted: the migration step in progress was rolled back; run `fetcher migrate` again"
-            return _interrupted(ctx, progress, message, 128 + received[0])
         finally:
             progress.close()
             await engine.dispose()
@@ -100,6 +102,36 @@ def _migrated(
             )
         else:
             yield f"{where}: {done.table} already partitioned"
+
+
+def _uncancel() -> None:
+    """The signal's cancellation is handled: what follows (reading the revision) must not be taken for it."""
+    import asyncio
+
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+async def _cancelled(
+    ctx: Context, progress: MoveProgressBar | MoveProgressLog, engine: AsyncEngine, number: int
+) -> int:
+    """What a signal that cancelled `fetcher migrate` left, read from the database: every step committed (the
+    signal came after the last commit) is a migration and exit 0; else the revision the database stayed at."""
+    import signal
+
+    from fetcher.store.engine import current_revision, display_url, head_revision
+
+    now = await current_revision(engine)
+    name = signal.Signals(number).name
+    if now == head_revision():
+        message = f"{display_url(engine)}: migrated to revision {now}; it had finished before {name} took effect"
+        return _interrupted(ctx, progress, message, 0)
+    message = (
+        "interrupted: the migration step in progress was rolled back; the database is at revision "
+        f"{now or 'none (empty)'}; run `fetcher migrate` again"
+    )
+    return _interrupted(ctx, progress, message, 128 + number)
 
 
 def _interrupted(ctx: Context, progress: MoveProgressBar | MoveProgressLog, message: str, code: int) -> int:

@@ -168,7 +168,8 @@ def test_a_signal_during_0013s_copy_ends_fetcher_migrate_in_one_line(tmp_path: P
 
     assert stopped.returncode == 128 + getattr(signal, signal_name), stopped.stderr
     assert stopped.stderr.splitlines()[-1] == (
-        "interrupted: the migration step in progress was rolled back; run `fetcher migrate` again"
+        "interrupted: the migration step in progress was rolled back; the database is at revision 0012; run "
+        "`fetcher migrate` again"
     )
     assert "Traceback" not in stopped.stderr
     assert asyncio.run(_revision(path)) == "0012"
