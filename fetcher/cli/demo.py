@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,20 +18,15 @@ if TYPE_CHECKING:
     from fetcher.simulator.faults import FaultOption
 
 
-class FaultType(click.ParamType["FaultOption"]):
-    """`--fault KIND[:TENANT[:RATE]]` (fetcher.simulator.faults.parse_fault_option); a mistake is a usage error."""
+def _faults(ctx: Context, given: Sequence[str]) -> tuple[FaultOption, ...]:
+    """`--fault KIND[:TENANT[:RATE]]` (fetcher.simulator.faults.parse_fault_option); a mistake is one line, exit 2
+    (as every other refused option), not click's usage text."""
+    from fetcher.simulator.faults import parse_fault_option
 
-    name = "fault"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> FaultOption:
-        from fetcher.simulator.faults import FaultOption, parse_fault_option
-
-        if isinstance(value, FaultOption):
-            return value
-        try:
-            return parse_fault_option(str(value))
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
+    try:
+        return tuple(parse_fault_option(text) for text in given)
+    except ValueError as error:
+        sys.exit(fail(ctx, ConfigError(f"--fault: {error}")))
 
 
 @main.command("demo")
@@ -83,7 +79,6 @@ def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
 @click.option(
     "--fault",
     "faults",
-    type=FaultType(),
     multiple=True,
     metavar="KIND[:TENANT[:RATE]]",
     help="Script trouble on the secureScores requests (repeatable). KIND: throttle (429, Retry-After 1), "
@@ -100,7 +95,7 @@ def simulate_command(
     latency_ms: float,
     out_dir: Path,
     consent_states: bool,
-    faults: tuple[FaultOption, ...],
+    faults: tuple[str, ...],
 ) -> None:
     """Serve the Graph + Entra ID simulator until Ctrl-C, and write a configuration that points at it."""
     from fetcher.simulator import run_standalone
@@ -113,7 +108,7 @@ def simulate_command(
             latency_ms=latency_ms,
             out_dir=out_dir,
             consent_states=consent_states,
-            faults=faults,
+            faults=_faults(ctx, faults),
         )
     except KeyError as error:
         fail(ctx, ConfigError(str(error.args[0])))

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from fetcher.simulator.consent import CONSENT_STATES
 
 SCRIPT = (
@@ -115,4 +117,23 @@ def test_a_fault_on_a_tenant_the_simulator_does_not_hold_is_one_line_and_exit_2(
 
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: --fault: no customer tenant {unknown} in this simulator (seed 7)"
+    assert not (tmp_path / "fetcher.toml").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("bogus", "'bogus': KIND must be one of throttle, unavailable, partial, empty_partial, bad_json, not 'bogus'"),
+        ("throttle:*:0", "'throttle:*:0': RATE must be above 0 and at most 1, not 0"),
+        ("throttle:nope", "'throttle:nope': TENANT must be a tenant id (a GUID) or *, not 'nope'"),
+    ],
+)
+def test_a_malformed_fault_option_is_one_line_and_exit_2(tmp_path: Path, given: str, why: str) -> None:
+    """It was click's usage text and `Error: ...` over four lines; the README says one line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fetcher", "simulate", "--port", "0", "--dir", str(tmp_path), "--fault", given],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert (result.returncode, result.stderr) == (2, f"error: --fault: {why}\n")
     assert not (tmp_path / "fetcher.toml").exists()
