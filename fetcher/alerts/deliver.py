@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import re
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -173,9 +174,11 @@ class Sender:
                 raise _Transient(reason) from None
             raise DeliveryFailed(reason, transient=False) from None
         except (aiosmtplib.SMTPTimeoutError, TimeoutError):
-            raise _Transient(f"SMTP server did not answer within {self.policy.timeout:g} s") from None
+            where = f"{channel.smtp_host}:{channel.smtp_port}"
+            raise _Transient(f"SMTP server {where} did not answer within {self.policy.timeout:g} s") from None
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as error:
-            raise _Transient(f"SMTP connection failed ({type(error).__name__})") from None
+            where = f"{channel.smtp_host}:{channel.smtp_port}"
+            raise _Transient(f"SMTP connection to {where} failed: {_connect_cause(error, channel)}") from None
         except aiosmtplib.SMTPException as error:
             # Connected, and the server lacks what the channel needs (AUTH, STARTTLS, SMTPUTF8) or refused every
             # recipient: aiosmtplib's own sentence says which, and asking again changes nothing.
@@ -190,6 +193,23 @@ def _check_status(status: int, retry_after: str | None, body: bytes) -> None:
     if status in RETRY_STATUSES:
         raise _Transient(f"HTTP {status}{said}", parse_retry_after(retry_after))
     raise DeliveryFailed(f"HTTP {status}{said}", transient=False)
+
+
+def _connect_cause(error: BaseException, channel: AlertChannel) -> str:
+    """Why the connection failed, in a few words: aiosmtplib's SMTPConnectError wraps the OSError that says it
+    (its own text repeats the host and port the message already names)."""
+    cause = error.__cause__ if isinstance(error, aiosmtplib.SMTPConnectError) and error.__cause__ else error
+    if isinstance(cause, socket.gaierror):
+        return f"name not resolved ({_one_line(str(cause.strerror), channel)})"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"certificate not trusted ({_one_line(str(cause.verify_message), channel)})"
+    if isinstance(cause, aiosmtplib.SMTPServerDisconnected):
+        return "the server closed the connection"
+    if isinstance(cause, OSError) and cause.strerror:
+        return _one_line(cause.strerror, channel)
+    return type(cause).__name__
 
 
 def _one_line(text: str, channel: AlertChannel) -> str:

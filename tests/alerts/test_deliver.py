@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -133,7 +134,9 @@ async def test_an_untrusted_smtp_certificate_is_refused(smtp_peer: SmtpPeer, vir
     async with aiohttp.ClientSession() as session:
         result = await Sender(session, policy(virtual_sleep, max_attempts=1)).send(channel, notice())
     assert result.error is not None
-    assert result.error.startswith("channel mail: SMTP connection failed")
+    assert result.error.startswith(
+        f"channel mail: SMTP connection to {smtp_peer.host}:{smtp_peer.port} failed: certificate not trusted ("
+    )
     assert SMTP_PASSWORD not in result.error
     assert smtp_peer.logins == []
 
@@ -162,3 +165,28 @@ async def test_a_server_offering_no_auth_is_named_as_the_cause_and_not_retried(
     )
     assert virtual_sleep.waits == []
     assert peer.messages == []
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("host", "cause"),
+    [("127.0.0.1", "connection refused"), ("smtp.nowhere.invalid", "name not resolved (")],
+)
+async def test_an_unreachable_smtp_server_is_named_with_why_in_one_line(
+    virtual_sleep: VirtualSleep, host: str, cause: str
+) -> None:
+    """It said only "SMTP connection failed (SMTPConnectError)": now host:port and the cause, never the password."""
+    port = _closed_port()
+    channel = email_channel(host, port, None, user=SMTP_USER, password=SMTP_PASSWORD)
+    async with aiohttp.ClientSession() as session:
+        result = await Sender(session, policy(virtual_sleep, max_attempts=1)).send(channel, notice())
+    assert result.error is not None
+    assert result.error.startswith(f"channel mail: SMTP connection to {host}:{port} failed: {cause}")
+    assert "\n" not in result.error
+    assert SMTP_PASSWORD not in result.error
