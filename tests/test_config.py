@@ -490,6 +490,8 @@ def test_url_with_a_bad_port_is_refused(tmp_path: Path) -> None:
         ("ssl=disable", "ssl=disable"),
         ("target_session_attrs=read-write", "target_session_attrs=read-write"),
         ("host=/run/postgresql", "host=%2Frun%2Fpostgresql"),
+        ("application_name=x", "application_name=x"),
+        ("options=-c%20search_path%3Dscores", "options=-c+search_path%3Dscores"),
     ],
 )
 def test_postgres_url_query_is_given_as_asyncpg_takes_it(tmp_path: Path, query: str, expected: str) -> None:
@@ -502,7 +504,8 @@ def test_postgres_url_query_is_given_as_asyncpg_takes_it(tmp_path: Path, query: 
 @pytest.mark.parametrize(
     ("query", "said"),
     [
-        ("application_name=x", "[database] url: query parameter 'application_name' is not one asyncpg takes"),
+        ("sslmode=", "[database] url: query parameter 'sslmode' is empty (give it a value, or leave it out)"),
+        ("application_name=x&ssl=", "[database] url: query parameter 'ssl' is empty"),
         ("sslmode=requir", "[database] url: sslmode='requir' is not an SSL mode (one of disable, allow, prefer,"),
         ("ssl=true", "[database] url: ssl='true' is not an SSL mode"),
         ("sslrootcert=/ca.pem", "'sslrootcert' is not passed to asyncpg from the URL: set the environment variable "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -14,8 +15,9 @@ from fetcher.config.shape import DatabaseTable
 
 # libpq's and asyncpg's sslmode values (asyncpg.connect_utils.SSLMode): what `ssl` may say as text.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-# Query parameters SQLAlchemy hands to asyncpg.connect() that work as text (asyncpg's own DSN parsing
-# takes more, but SQLAlchemy passes each one as a keyword argument, not through that parsing).
+# Query parameters SQLAlchemy hands to asyncpg.connect() that work as text. Any other (application_name,
+# options, search_path...) is a server setting, as asyncpg's own DSN parsing takes it: `create_engine` passes
+# those as connect()'s `server_settings` (SQLAlchemy would pass each as a keyword connect() refuses).
 ASYNCPG_PARAMETERS = ("ssl", "target_session_attrs", "host", "passfile", "krbsrvname", "gsslib")
 # libpq's certificate parameters: asyncpg reads them from its DSN or the environment, never as arguments.
 CERTIFICATE_VARIABLES = {
@@ -79,6 +81,7 @@ class DatabaseResolver(Resolver):
                 "(use sqlite+aiosqlite or postgresql+asyncpg)"
             )
         if url.drivername == "postgresql+asyncpg":
+            self.refuse_empty_query(value)
             url = url.set(query=self.asyncpg_query(url.query))
         if url.drivername == "sqlite+aiosqlite" and url.database and url.database != ":memory:":
             url = url.set(database=str(self.resolve_path(url.database)))
@@ -86,11 +89,17 @@ class DatabaseResolver(Resolver):
             return f"{url.drivername}:///:memory:"
         return url.render_as_string(hide_password=False)
 
+    def refuse_empty_query(self, value: str) -> None:
+        """`?sslmode=` was dropped by the URL parsing, silently: a connection without the SSL the line asks for."""
+        for name, given in parse_qsl(urlsplit(value).query, keep_blank_values=True):
+            if not given.strip():
+                raise self.fail(f"[database] url: query parameter {name!r} is empty (give it a value, or leave it out)")
+
     def asyncpg_query(self, query: Mapping[str, str | Sequence[str]]) -> dict[str, str | Sequence[str]]:
         """A PostgreSQL URL's query parameters as asyncpg takes them: libpq's `sslmode` becomes `ssl` (as asyncpg's
-        own DSN parsing does); one asyncpg would refuse (a TypeError at the first connection) is refused here."""
+        own DSN parsing does); any other than asyncpg's own is a server setting (`create_engine`); a certificate
+        parameter, which asyncpg reads only from its environment, is refused here."""
         where = "[database] url"
-        accepted = ", ".join(("sslmode", *ASYNCPG_PARAMETERS))
         kept: dict[str, str | Sequence[str]] = {}
         for name, value in query.items():
             if name == "host":  # SQLAlchemy's own: a socket folder, or several hosts
@@ -103,8 +112,6 @@ class DatabaseResolver(Resolver):
                     f"{where}: query parameter {name!r} is not passed to asyncpg from the URL: set the environment "
                     f"variable {CERTIFICATE_VARIABLES[name]} instead"
                 )
-            if name not in ("sslmode", *ASYNCPG_PARAMETERS):
-                raise self.fail(f"{where}: query parameter {name!r} is not one asyncpg takes (accepted: {accepted})")
             if name in ("sslmode", "ssl") and value not in SSL_MODES:
                 raise self.fail(f"{where}: {name}={value!r} is not an SSL mode (one of {', '.join(SSL_MODES)})")
             kept["ssl" if name == "sslmode" else name] = value

@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fetcher.config import DatabaseConfig
+from fetcher.config.database import ASYNCPG_PARAMETERS
 from fetcher.errors import (
     DatabaseError,
     DatabaseGone,
@@ -169,6 +170,14 @@ def read_only_url(url: URL) -> URL:
     return url.set(database=f"file:{quote(str(path.absolute()))}", query={**url.query, **query})
 
 
+def server_settings(url: URL) -> tuple[URL, dict[str, str]]:
+    """A PostgreSQL URL's query parameters that are not asyncpg.connect()'s own (`application_name`, `options`...)
+    taken out as its `server_settings`, as asyncpg's own DSN parsing takes them (SQLAlchemy would pass each as a
+    keyword connect() refuses); the configuration has already refused a repeated one."""
+    settings = {name: str(value) for name, value in url.query.items() if name not in ASYNCPG_PARAMETERS}
+    return url.difference_update_query(settings), settings
+
+
 def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEngine:
     """The run's one engine; nothing connects until first use. `read_only` (commands that only read): a SQLite
     file is opened read-only, so a read-only copy can be reported on; nothing is created."""
@@ -194,6 +203,9 @@ def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEn
             _check_folder(Path(url.database))
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+        url, settings = server_settings(url)
+        if settings:
+            kwargs["connect_args"] = {"server_settings": settings}
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         busy_ms = int(config.busy_timeout_seconds * 1000)

@@ -544,3 +544,17 @@ async def test_a_run_time_driver_error_reads_as_the_command_line_one() -> None:
 
     assert str(during_run) == "database postgresql+asyncpg://app:***@db.example:5432/scores: deadlock detected"
     assert str(during_run) == str(unexpected_database_error(error, url))
+
+
+@pytest.mark.postgres
+async def test_a_libpq_style_url_gives_its_other_query_parameters_to_the_server(empty_postgres_url: str) -> None:
+    """`?application_name=x` reached asyncpg.connect() as a keyword it refuses (a TypeError); now, as asyncpg's own
+    DSN parsing takes it, a server setting, and the server has it."""
+    query = "application_name=fetcher-fixd&options=-c%20statement_timeout%3D4321"
+    engine = create_engine(DatabaseConfig(url=f"{empty_postgres_url}?{query}"))
+    async with engine.connect() as conn:
+        said = (await conn.execute(sa.text("SELECT current_setting('application_name'), "
+                                           "current_setting('statement_timeout')"))).one()
+    await engine.dispose()
+
+    assert tuple(said) == ("fetcher-fixd", "4321ms")
