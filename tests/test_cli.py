@@ -24,7 +24,11 @@ from fetcher.cli import main
 from fetcher.cli.running import shard_and_tenants
 from fetcher.config import Purpose, load_config
 from fetcher.store.engine import head_revision
+from fetcher.store.schema import fetch_runs
 from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
+from tests.e2e import World
+from tests.test_partner import auto_world, automatic  # noqa: F401 - auto_world is a fixture
+from tests.test_runner import db_rows
 
 SECRET = "cli-secret-value-9f8e7d"
 CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -1330,3 +1334,47 @@ def test_only_ctrl_c_at_a_terminal_is_told_to_press_again(number: int, terminal:
     from fetcher.cli.running import stop_notice
 
     assert stop_notice(number, terminal=terminal) == said
+
+
+# A `fetcher` that sends itself SIGTERM as its partner discovery's request to Graph goes out: the handler runs at
+# that request's await, whatever the timing, so the signal lands with the discovery in flight.
+SIGNAL_DURING_DISCOVERY = """
+import os, signal, sys
+import aiohttp
+from fetcher.cli import main
+
+asked = aiohttp.ClientSession._request
+
+async def signal_at_discovery(self, method, url, *args, **kwargs):
+    if "delegatedAdminRelationships" in str(url):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return await asked(self, method, url, *args, **kwargs)
+
+aiohttp.ClientSession._request = signal_at_discovery
+sys.argv[0] = "fetcher"
+main()
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "backfill"])
+def test_a_signal_during_partner_discovery_ends_in_the_interrupted_run_and_its_ledger_row(
+    auto_world: World, command: str
+) -> None:
+    """It exited 143 with no output and no ledger row (discovery ran before the signals were wired): now the stop
+    notice, the run interrupted with the customers last discovered not started, its row, and 143."""
+    automatic(auto_world, refresh_hours=0)
+    assert auto_world.fetcher("run").returncode == 0
+    argv = [sys.executable, "-c", SIGNAL_DURING_DISCOVERY, "--config", str(auto_world.config), command]
+
+    stopped = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=auto_world.env())
+
+    assert stopped.returncode == 143, stopped.stderr
+    assert "SIGTERM: finishing the writes in progress; a second signal quits at once" in stopped.stderr
+    assert f"{command} interrupted: 0/2 tenants stored" in stopped.stderr
+    assert "2 not started" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    runs = sorted(db_rows(auto_world.database_url, fetch_runs), key=lambda r: r["started_at"])
+    assert [(r["command"], r["status"], r["tenants_total"]) for r in runs] == [
+        ("run", "succeeded", 2),
+        (command, "interrupted", 2),
+    ]

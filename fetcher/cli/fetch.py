@@ -11,7 +11,7 @@ from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main, tune_long_run
 from fetcher.cli.options import alerts_option, shard_option, tenant_option
-from fetcher.cli.running import check_usage, execute, resume_args, shard_and_tenants, summarise
+from fetcher.cli.running import check_usage, discover_stoppably, execute, resume_args, shard_and_tenants, summarise
 from fetcher.text import printable
 
 
@@ -25,7 +25,6 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
     its control profiles once they are [fetch] profiles_max_age_hours old. With tenants_source = "partner",
     the tenants are the partner's customers, discovered first (reused for [partner] refresh_hours)."""
     from fetcher.alerts.after_run import evaluate_after_run
-    from fetcher.partner import with_discovered_tenants
     from fetcher.plan import plan_incremental, profiles_policy
     from fetcher.runner import Run
     from fetcher.signin import refuse_without_terminal
@@ -37,14 +36,14 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
         configured = ctx.config()
         check_usage(configured, shard, tenants)
         refuse_without_terminal(configured, None, "run")
-        config, _ = await with_discovered_tenants(configured, now)
+        config, stopped_by = await discover_stoppably(ctx, configured, now)
         slice_, chosen = shard_and_tenants(config, shard, tenants)
         refuse_without_terminal(config, chosen, "run")
         planner = plan_incremental(
             chosen, config.fetch.history_days, now.date(), profiles=profiles_policy(config), now=now
         )
         report = await execute(
-            ctx, Run(config, "run", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_)
+            ctx, Run(config, "run", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_), stopped_by
         )
         code = summarise(ctx, report)
         if not no_alerts:
@@ -76,7 +75,6 @@ def backfill_command(
     """Fetch the whole window for every tenant, and its control profiles, and upsert them (safe to repeat).
     With tenants_source = "partner", the tenants are the partner's customers, discovered first."""
     from fetcher.alerts.after_run import evaluate_after_run
-    from fetcher.partner import with_discovered_tenants
     from fetcher.plan import plan_backfill, profiles_policy, window_days
     from fetcher.runner import Run
     from fetcher.signin import refuse_without_terminal
@@ -93,15 +91,14 @@ def backfill_command(
         )
         check_usage(configured, shard, tenants)
         refuse_without_terminal(configured, None, "backfill")
-        config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
+        config, stopped_by = await discover_stoppably(ctx, configured, datetime.now(UTC))
         slice_, chosen = shard_and_tenants(config, shard, tenants)
         refuse_without_terminal(config, chosen, "backfill")
         planner = plan_backfill(
             chosen, window, resume=resume, today=datetime.now(UTC).date(), profiles=profiles_policy(config)
         )
-        report = await execute(
-            ctx, Run(config, "backfill", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_)
-        )
+        run = Run(config, "backfill", planner, observer=ctx.observer(), prompt=ctx.prompt, shard=slice_)
+        report = await execute(ctx, run, stopped_by)
         code = summarise(ctx, report, resume=resume_args(days, since, tenants, shard, no_alerts))
         if not no_alerts:
             await evaluate_after_run(config, report, slice_)

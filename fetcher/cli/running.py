@@ -51,12 +51,43 @@ def shard_and_tenants(
     return shard, chosen
 
 
-async def execute(ctx: Context, run: Run) -> RunReport:
-    """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once."""
+async def discover_stoppably(ctx: Context, configured: Config, now: datetime) -> tuple[Config, int | None]:
+    """The partner's customers (`with_discovered_tenants`) with SIGINT/SIGTERM wired: a signal abandons the
+    discovery, says so as a stop later in the run does, and the run then starts stopped (its ledger row and
+    summary: interrupted, every tenant not started) with the customers last discovered. Returns the signal."""
+    import asyncio
+
+    from fetcher.cli.exits import stop_signals
+    from fetcher.errors import FetcherError
+    from fetcher.partner import with_discovered_tenants, with_known_tenants
+
+    with stop_signals() as received:
+        try:
+            config, _ = await with_discovered_tenants(configured, now)
+            return config, None
+        except asyncio.CancelledError:
+            if not received:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+    ctx.err.print(stop_notice(received[0], terminal=ctx.err.is_terminal), markup=False, highlight=False)
+    try:
+        return await with_known_tenants(configured), received[0]
+    except FetcherError:  # no database yet: nothing was discovered before either
+        return configured, received[0]
+
+
+async def execute(ctx: Context, run: Run, stopped_by: int | None = None) -> RunReport:
+    """Run with SIGINT/SIGTERM wired to a clean stop; a second signal exits at once. `stopped_by`: a signal that
+    came before the run (during discovery): it starts stopped, and the next signal exits at once."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     received: list[int] = []
+    if stopped_by is not None:
+        received.append(stopped_by)
+        run.stop(stopped_by)
 
     def on_signal(number: int) -> None:
         if received:
