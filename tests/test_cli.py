@@ -23,11 +23,12 @@ from fetcher import __version__
 from fetcher.cli import main
 from fetcher.cli.running import shard_and_tenants
 from fetcher.config import Purpose, load_config
+from fetcher.simulator import SimTenant
 from fetcher.store.engine import head_revision
 from fetcher.store.schema import fetch_runs
 from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
-from tests.e2e import World
-from tests.test_partner import auto_world, automatic  # noqa: F401 - auto_world is a fixture
+from tests.e2e import World, world
+from tests.test_partner import CONTOSO, FABRIKAM, PARTNER, automatic, small_relationships
 from tests.test_runner import db_rows
 
 SECRET = "cli-secret-value-9f8e7d"
@@ -1334,6 +1335,14 @@ def test_only_ctrl_c_at_a_terminal_is_told_to_press_again(number: int, terminal:
     from fetcher.cli.running import stop_notice
 
     assert stop_notice(number, terminal=terminal) == said
+
+
+@pytest.fixture
+def auto_world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    """A partner with two customers, as tests.test_partner's automatic mode has them."""
+    tenants = [SimTenant(PARTNER, "Partner", partner=True), SimTenant(CONTOSO, "Contoso"), SimTenant(FABRIKAM, "Fab")]
+    with world(tmp_path, database_url, tenants, seed=21, relationships=small_relationships()) as w:
+        yield w
 
 
 # A `fetcher` that sends itself SIGTERM as its partner discovery's request to Graph goes out: the handler runs at

@@ -178,6 +178,15 @@ def server_settings(url: URL) -> tuple[URL, dict[str, str]]:
     return url.difference_update_query(settings), settings
 
 
+def _postgres_options(url: URL, kwargs: dict[str, Any]) -> URL:
+    """The pool, and the URL's server settings as asyncpg's `server_settings` (`server_settings`)."""
+    kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+    url, settings = server_settings(url)
+    if settings:
+        kwargs["connect_args"] = {"server_settings": settings}
+    return url
+
+
 def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEngine:
     """The run's one engine; nothing connects until first use. `read_only` (commands that only read): a SQLite
     file is opened read-only, so a read-only copy can be reported on; nothing is created."""
@@ -202,10 +211,7 @@ def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEn
         elif url.database and url.database != ":memory:":
             _check_folder(Path(url.database))
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
-        url, settings = server_settings(url)
-        if settings:
-            kwargs["connect_args"] = {"server_settings": settings}
+        url = _postgres_options(url, kwargs)
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         busy_ms = int(config.busy_timeout_seconds * 1000)

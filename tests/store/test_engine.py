@@ -553,8 +553,11 @@ async def test_a_libpq_style_url_gives_its_other_query_parameters_to_the_server(
     query = "application_name=fetcher-fixd&options=-c%20statement_timeout%3D4321"
     engine = create_engine(DatabaseConfig(url=f"{empty_postgres_url}?{query}"))
     async with engine.connect() as conn:
-        said = (await conn.execute(sa.text("SELECT current_setting('application_name'), "
-                                           "current_setting('statement_timeout')"))).one()
+        said = (
+            await conn.execute(
+                sa.text("SELECT current_setting('application_name'), current_setting('statement_timeout')")
+            )
+        ).one()
     await engine.dispose()
 
     assert tuple(said) == ("fetcher-fixd", "4321ms")
