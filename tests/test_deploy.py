@@ -19,6 +19,7 @@ import yaml
 
 from fetcher.cli import main
 from fetcher.config import ENV_CONFIG, Purpose, load_config
+from fetcher.config.model import FetchConfig
 from fetcher.plan import INDEX_ENV, SHARD_ENV, shard_from
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,3 +266,23 @@ def test_the_image_is_slim_python_installed_from_this_repository_and_runs_as_non
     [entrypoint] = [args for op, args in final if op == "ENTRYPOINT"]
     [cmd] = [args for op, args in final if op == "CMD"]
     assert parse_command(yaml.safe_load(entrypoint) + yaml.safe_load(cmd)) == ("run",)
+
+
+def _first_night_peaks_mb() -> list[int]:
+    """docs/deploy.md's measured first nights (90 days a tenant) at the default `concurrency`, in MB."""
+    rows = [line.split("|") for line in (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").splitlines()]
+    return [int(row[4].split()[0]) for row in rows if len(row) > 4 and row[1].strip().startswith("first night")]
+
+
+def test_the_memory_limits_hold_a_first_night_at_the_default_concurrency_with_margin() -> None:
+    """They were 384M/384Mi while a tenant's first `run` fetches 90 days: 0.93-0.97 GB at `concurrency = 16`.
+    The units and the run's Job give the same figure, a quarter at least above the documented peak."""
+    assert FetchConfig().concurrency == 16  # the column docs/deploy.md measures
+    peak = max(_first_night_peaks_mb())
+    assert peak > 900
+    high = {unit(name)["Service"]["MemoryHigh"] for name in ("fetcher.service", "fetcher@.service")}
+    [run] = [c for _, spec in pod_specs() for c in spec["containers"] if c["command"][-1] == "run"]
+    limit = run["resources"]["limits"]["memory"]
+    assert (high, limit) == ({limit.removesuffix("i")}, limit)
+    assert int(limit.removesuffix("Mi")) * 1.048576 >= 1.25 * peak
+    assert f"`limits.memory: {limit}`" in (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
