@@ -7,6 +7,7 @@ configuration resolved, so that a token or secret cannot reach a log line even b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,7 @@ from rich.text import Text
 
 from fetcher import logfields
 from fetcher.discovery import Change, Found, Merged, TenantChange
+from fetcher.health import INTERRUPTED_KIND
 from fetcher.models import Status
 from fetcher.outcome import Counters, RunReport, TenantOutcome
 from fetcher.store.ledger import TenantState
@@ -510,10 +512,16 @@ def status_table(status: StatusReport, *, width: int | None = None) -> Renderabl
 
 
 def status_error_lines(status: StatusReport) -> list[str]:
-    """A line per tenant whose last error (or quarantined payloads) is on record, terminal controls escaped."""
+    """A line per tenant whose last error (or quarantined payloads) is on record, terminal controls escaped; a
+    tenant its latest run was stopped before (or while) fetching says `interrupted:`, as `report` does not count
+    it failing."""
     lines = []
     for r in status.rows:
         s = r.state
+        if s.last_error_kind == INTERRUPTED_KIND:  # a stopped run is not a failure (fetcher.health): not an error
+            at = f", {s.last_error_at:%Y-%m-%d %H:%M} UTC" if s.last_error_at else ""
+            lines.append(printable(f"interrupted: {s.name or s.tenant_id} ({s.tenant_id}){at}: {s.last_error_message}"))
+            s = dataclasses.replace(s, last_error_kind=None, last_error_message=None)  # quarantined ones still said
         if error := _last_error(s):
             at = f", {s.last_error_at:%Y-%m-%d %H:%M} UTC" if s.last_error_at else ""
             lines.append(printable(f"last error: {s.name or s.tenant_id} ({s.tenant_id}){at}: {error}"))

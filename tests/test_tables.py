@@ -17,7 +17,7 @@ from fetcher.discovery import Customer, TenantRow, merge
 from fetcher.health import Health, LastError
 from fetcher.models import RequestStats, Status, TenantRef
 from fetcher.outcome import RunReport, TenantOutcome
-from fetcher.output import discovery_table, status_table, summary_table
+from fetcher.output import discovery_table, status_error_lines, status_table, summary_table
 from fetcher.report.formats import portfolio_table
 from fetcher.report.model import build_portfolio, empty_latest
 from fetcher.status import StatusReport, TenantStatus
@@ -130,6 +130,18 @@ def test_status_keeps_dates_whole_and_marks_in_the_shared_words(width: int | Non
         assert_one_line_each(lines, "last error:", TENANTS[1][0], "SecurityEvents.Read.All")
     if width is None:
         assert_one_line_each(lines, "Contoso", TENANTS[0][0], "2026-11-29", "2026-11-30 06:00")
+
+
+def test_status_says_a_tenant_a_stopped_run_did_not_reach_is_interrupted_not_its_last_error() -> None:
+    """It said "last error: ... interrupted: the run was stopped before this tenant was fetched", where the
+    README, `report` and fetcher.health hold an interrupted run not to be a failure."""
+    stopped = "the run was stopped before this tenant was fetched"
+    states = [TenantState(TENANTS[1][0], TENANTS[1][1], DAY, NOW, NOW, "interrupted", stopped, 0, DAY, 30)]
+    status = StatusReport(NOW, timedelta(hours=48), 30, (TenantStatus(states[0], (), True, False),))
+
+    assert status_error_lines(status) == [
+        f"interrupted: {LONG_NAME} ({TENANTS[1][0]}), 2026-11-30 06:00 UTC: {stopped}"
+    ]
 
 
 def _outcome(index: int, status: Status, message: str | None, requests: int = 3) -> TenantOutcome:
