@@ -172,7 +172,7 @@ main()
 @pytest.mark.parametrize(
     ("when", "said"),
     [
-        ("committed", f"migrated to revision {head_revision()}; it had finished before SIGTERM took effect"),
+        ("committed", f"migrated from an empty database to revision {head_revision()}"),
         ("exiting", f"migrated from an empty database to revision {head_revision()}"),
     ],
 )

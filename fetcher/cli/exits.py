@@ -90,6 +90,9 @@ def stop_signals(stop: StopRequest | None = None, *, ignore_after: bool = False)
     received: list[int] = []
 
     def on_signal(number: int) -> None:
+        if stop is not None and stop.committed:  # the work is done and kept: the command ends as it would
+            received.append(number)
+            return
         if received:
             os._exit(128 + number)  # the database rolls back the batch in progress
         received.append(number)

@@ -69,7 +69,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
                     if not received:
                         raise
                     _uncancel()
-                    return await _cancelled(ctx, progress, engine, received[0])
+                    return await _cancelled(ctx, progress, engine, received[0], stop.committed or not monthly)
         except DBAPIError as error:  # e.g. a read-only file: one line naming it, never a traceback
             raise database_error(error, engine) from None
         except Interrupted as stopped:
@@ -114,17 +114,18 @@ def _uncancel() -> None:
 
 
 async def _cancelled(
-    ctx: Context, progress: MoveProgressBar | MoveProgressLog, engine: AsyncEngine, number: int
+    ctx: Context, progress: MoveProgressBar | MoveProgressLog, engine: AsyncEngine, number: int, told_by_head: bool
 ) -> int:
-    """What a signal that cancelled `fetcher migrate` left, read from the database: every step committed (the
-    signal came after the last commit) is a migration and exit 0; else the revision the database stayed at."""
+    """What a signal that cancelled `fetcher migrate` left: the last transaction committed (`told_by_head`: known
+    committed, or, without a partitioning the revision does not show, the database at the head revision, as
+    when the cancellation came as the commit returned) is a migration and exit 0; else the revision it stayed at."""
     import signal
 
     from fetcher.store.engine import current_revision, display_url, head_revision
 
     now = await current_revision(engine)
     name = signal.Signals(number).name
-    if now == head_revision():
+    if told_by_head and now == head_revision():
         message = f"{display_url(engine)}: migrated to revision {now}; it had finished before {name} took effect"
         return _interrupted(ctx, progress, message, 0)
     message = (

@@ -64,11 +64,13 @@ FreeSpace = Callable[[Connection], DiskSpace | None]
 
 class StopRequest:
     """A signal's request to stop the move (`fetcher migrate` sets it), honoured between two batches: the
-    batch in progress commits first. `moving` says whether a move is under way to honour it."""
+    batch in progress commits first. `moving` says whether a move is under way to honour it; `committed`, that
+    the migration's last transaction committed, so a signal has nothing left to stop."""
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
         self.moving = False
+        self.committed = False  # the whole migration committed (`fetcher.store.engine.migrate`): nothing to stop
 
 
 @dataclass(frozen=True)

@@ -437,6 +437,8 @@ async def _migrate_on(
         if watched is not None:
             watched.check()  # before committing: into the file still at the path, or rolled back
         await conn.commit()
+        if moving is not None and moving.stop is not None:
+            moving.stop.committed = True
     except BaseException as exc:
         await conn.rollback()
         if isinstance(exc, sa.exc.OperationalError) and is_sqlite(engine) and _is_busy(exc):
