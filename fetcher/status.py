@@ -45,11 +45,7 @@ class StatusReport:
     @property
     def discovery_problem(self) -> str | None:
         """One line when the latest partner discovery failed (`fetcher status` exits 4 with no list, else 1)."""
-        d = self.discovery
-        if d is None:
-            return None
-        message = f"{d.error_kind}: {d.error_message}" if d.error_message else d.error_kind
-        return discovery_problem(d.partner_tenant_id, d.attempted_at, d.discovered_at, message, self.now)
+        return discovery_line(self.discovery, self.now)
 
     @property
     def exit_code(self) -> int:
@@ -152,18 +148,12 @@ async def read_status(
     return build_status(states, config, chosen, now=now, max_age=max_age, discovery=discovery)
 
 
-async def discovery_failure(config: Config, now: datetime) -> str | None:
-    """For `fetcher report`: the line `status` gives when the latest partner discovery failed, else None."""
-    if config.tenants_source != "partner" or config.partner is None:
+def discovery_line(state: DiscoveryState | None, now: datetime) -> str | None:
+    """The line `status` (an error) and `report` (a warning) give when the latest partner discovery failed."""
+    if state is None:
         return None
-    engine = create_engine(config.database, read_only=True)
-    try:
-        await ensure_schema(engine, create=False)
-        async with transaction(engine, write=False) as conn:
-            state = await partner_discovery(conn, config)
-    finally:
-        await engine.dispose()
-    return StatusReport(now, timedelta(0), None, (), state).discovery_problem
+    message = f"{state.error_kind}: {state.error_message}" if state.error_message else state.error_kind
+    return discovery_problem(state.partner_tenant_id, state.attempted_at, state.discovered_at, message, now)
 
 
 async def partner_discovery(conn: AsyncConnection, config: Config) -> DiscoveryState | None:

@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 from typing import Any, cast
 
@@ -402,6 +403,9 @@ def test_status_report_and_metrics_show_a_discovery_that_never_worked(auto_world
     assert line.endswith("; no discovery ever succeeded, so no tenant is fetched")
     assert report.returncode == 0, report.stderr
     assert [line.replace("warning: ", "error: ", 1) for line in discovery_lines(report.stderr)] == [line]
+    assert report.stdout.splitlines()[0].endswith(
+        "; no discovery ever succeeded, so this report covers no customer list (configured tenants)"
+    )
     assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 0.0' in metrics.stdout
     assert "securescore_discovery_list_age_seconds{" not in metrics.stdout
 
@@ -739,3 +743,43 @@ def test_two_shards_of_an_automatic_run_at_once_discover_together_and_fetch_each
     assert sorted(c["tenant_id"] for c in customers) == sorted(SHARD_CUSTOMERS)
     assert all(c["gone_since"] is None for c in customers)
     assert days == dict.fromkeys(SHARD_CUSTOMERS, 3)
+
+
+def test_every_report_format_says_in_its_header_that_discovery_failed_and_which_list_it_covers(
+    auto_world: World,
+) -> None:
+    """A report after a failed discovery covers the last known customers: its header says so, with the failure's
+    time and cause and the list's time and size, not only a warning on standard error that a mail may drop."""
+    automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
+    assert auto_world.fetcher("run").returncode == 0
+    auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+    assert auto_world.fetcher("run").returncode == 0
+    page = auto_world.config.parent / "report.html"
+
+    table = auto_world.fetcher("report")
+    markdown = auto_world.fetcher("report", "--format", "markdown")
+    data = auto_world.fetcher("report", "--format", "json")
+    actions = auto_world.fetcher("report", "--actions", "--format", "markdown")
+    one = auto_world.fetcher("report", "--tenant", CONTOSO, "--format", "json")
+    html = auto_world.fetcher("report", "--html", str(page))
+
+    failed = f"Warning: tenant discovery at partner tenant {PARTNER} failed at "
+    covers = "; this report covers the last known customer list: 2 customer(s) discovered at "
+    for result in (table, markdown, data, actions, one, html):
+        assert result.returncode == 0, result.stderr
+    header = table.stdout.splitlines()[0]
+    assert header.startswith(failed), header
+    assert covers in header, header
+    assert ": server_error: " in header, header
+    for text in (markdown.stdout, actions.stdout):
+        quoted = text.splitlines()[2]
+        assert quoted.startswith(f"> **Warning:** {failed[9:]}"), quoted
+        assert covers in quoted, quoted
+    for result in (data, one):
+        note = json.loads(result.stdout)["discovery_failure"]
+        assert (note["partner_tenant_id"], note["customers"]) == (PARTNER, 2)
+        assert note["cause"].startswith(f"server_error: tenant {PARTNER} (partner): Graph failed (503")
+        assert note["list_discovered_at"] < note["failed_at"]
+        assert note["sentence"] == header.removeprefix("Warning: ")
+    head = page.read_text().split("</header>")[0]
+    assert f'<p class="warning" role="alert">{escape(header)}</p>' in head

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -88,7 +88,6 @@ def report_command(
     from fetcher.config import Purpose
     from fetcher.partner import with_known_tenants
     from fetcher.report import Format, ReportRequest, Sort, produce, usage_refusal
-    from fetcher.status import discovery_failure
 
     async def action() -> int:
         request = ReportRequest(
@@ -106,10 +105,6 @@ def report_command(
         if refusal is not None:
             raise refusal
         config = await with_known_tenants(ctx.config(Purpose.DATABASE))
-        code = await produce(config, request, ctx.console, ctx.err)
-        problem = await discovery_failure(config, datetime.now(UTC))  # its tenants are the last list, or none
-        if problem is not None:
-            ctx.err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
-        return code
+        return await produce(config, request, ctx.console, ctx.err)  # a failed partner discovery: in its header
 
     run_async(ctx, action())

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from fetcher.config import Config
 from fetcher.errors import ConfigError, OutputUnwritable
 from fetcher.report import collect, formats
 from fetcher.report.formats import Format
-from fetcher.report.model import ActionsReport, Portfolio, Sort, TenantReport
-from fetcher.store.engine import create_engine, ensure_schema
+from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, Sort, TenantReport, discovery_note
+from fetcher.status import discovery_line, partner_discovery
+from fetcher.store.engine import create_engine, ensure_schema, transaction
 from fetcher.tables import terminal_width
 from fetcher.text import printable
 
@@ -53,10 +54,13 @@ async def produce(
     refusal = usage_refusal(request)
     if refusal is not None:
         raise refusal
+    now = now or datetime.now(UTC)
     engine = create_engine(config.database, read_only=True)
     try:
         await ensure_schema(engine, create=False)
-        report, page = await _build(engine, config, request, now or datetime.now(UTC))
+        async with transaction(engine, write=False) as conn:
+            discovery = await partner_discovery(conn, config)
+        report, page = await _build(engine, config, request, now, discovery_note(discovery))
     finally:
         await engine.dispose()
     if request.html is not None and page is not None:
@@ -71,28 +75,35 @@ async def produce(
     elif request.html is None:
         # CSV and Markdown hold names as given; a terminal is shown their control characters, not sent them.
         console.out(printable(formats.to_text(report, request.fmt), lines=True), highlight=False, end="")
+    problem = discovery_line(discovery, now)  # also in the report's header; here for cron's mail and the logs
+    if problem is not None:
+        err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
 async def _build(
-    engine: AsyncEngine, config: Config, request: ReportRequest, now: datetime
+    engine: AsyncEngine, config: Config, request: ReportRequest, now: datetime, note: DiscoveryNote | None
 ) -> tuple[Portfolio | TenantReport | ActionsReport, str | None]:
-    """The report, and its HTML page when one was asked for (only then is the page's code imported)."""
+    """The report (with `note`, a failed partner discovery, in its header), and its HTML page when one was asked
+    for (only then is the page's code imported)."""
     if request.html is not None:
         from fetcher.report import html
     if request.actions:
-        found = await collect.actions(engine, config, now=now, tenant_id=request.tenant_id)
+        found = replace(await collect.actions(engine, config, now=now, tenant_id=request.tenant_id), discovery=note)
         return found, html.actions_page(found) if request.html else None
     if request.tenant_id is not None:
         one = await collect.tenant_report(
             engine, config, request.tenant_id, since=request.since, now=now, max_age=request.max_age
         )
+        one = replace(one, discovery=note)
         return one, html.tenant_page(one, zoom=request.zoom) if request.html else None
     if request.html is None:
-        return await collect.portfolio(engine, config, now=now, max_age=request.max_age, sort=request.sort), None
+        portfolio = await collect.portfolio(engine, config, now=now, max_age=request.max_age, sort=request.sort)
+        return replace(portfolio, discovery=note), None
     portfolio, points, why = await collect.portfolio_with_histories(
         engine, config, now=now, max_age=request.max_age, sort=request.sort, since=request.since
     )
+    portfolio = replace(portfolio, discovery=note)
     return portfolio, html.portfolio_page(portfolio, points, since=request.since, zoom=request.zoom, why=why)
 
 

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fetcher.health import Mark
-from fetcher.report.model import ActionsReport, Portfolio, TenantReport, TenantRow, Totals
+from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, TenantReport, TenantRow, Totals
 from fetcher.report.sanitize import remediation_text
 from fetcher.store.reports import (
     NET_ZERO,
@@ -76,6 +76,11 @@ def hours(max_age: timedelta) -> float:
 
 def marks_text(row: TenantRow) -> str:
     return ", ".join(row.marks) if row.marks else "ok"
+
+
+def discovery_warning(report: Report) -> str | None:
+    """The header line of a report made while the partner's latest discovery had failed, else None."""
+    return None if report.discovery is None else f"Warning: {report.discovery.sentence()}"
 
 
 def totals_sentence(t: Totals) -> str:
@@ -178,9 +183,17 @@ def tenant_dict(row: TenantRow) -> dict[str, Any]:
     }
 
 
+def discovery_dict(note: DiscoveryNote | None) -> dict[str, Any] | None:
+    """A failed partner discovery (None: none failed) and the customer list the report covers."""
+    if note is None:
+        return None
+    return {**asdict(note), "sentence": note.sentence()}
+
+
 def portfolio_dict(p: Portfolio) -> dict[str, Any]:
     return {
         "generated_at": p.generated_at,
+        "discovery_failure": discovery_dict(p.discovery),
         "max_age_hours": hours(p.max_age),
         "sort": p.sort,
         "tenants": [tenant_dict(r) for r in p.rows],
@@ -191,6 +204,7 @@ def portfolio_dict(p: Portfolio) -> dict[str, Any]:
 def tenant_report_dict(r: TenantReport) -> dict[str, Any]:
     return {
         "generated_at": r.generated_at,
+        "discovery_failure": discovery_dict(r.discovery),
         "max_age_hours": hours(r.max_age),
         "tenant": tenant_dict(r.tenant),
         "window": {
@@ -243,6 +257,7 @@ def _action_dict(a: NextAction) -> dict[str, Any]:
 def actions_dict(r: ActionsReport) -> dict[str, Any]:
     return {
         "generated_at": r.generated_at,
+        "discovery_failure": discovery_dict(r.discovery),
         "tenant_id": r.tenant_id,
         "tenant_name": r.tenant_name,
         "points_available_total": r.points_available_total,
@@ -410,6 +425,11 @@ def md(text: str) -> str:
     return "".join(f"\\{c}" if c in "\\`*_[]<>|#!&" else c for c in text)
 
 
+def _md_warning(report: Report) -> list[str]:
+    """Under a report's title: a failed partner discovery, as a quoted paragraph (none when none failed)."""
+    return [] if report.discovery is None else [f"> **Warning:** {md(report.discovery.sentence())}", ""]
+
+
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str) -> list[str]:
     marks = {"l": "---", "r": "---:"}
     return [
@@ -437,7 +457,7 @@ PORTFOLIO_HEADER = ("newest day", "percent", "score", "max", "7d points", "7d % 
 
 
 def portfolio_markdown(p: Portfolio) -> str:
-    lines = [f"# Secure Score portfolio, {p.generated_at:%Y-%m-%d %H:%M} UTC", ""]
+    lines = [f"# Secure Score portfolio, {p.generated_at:%Y-%m-%d %H:%M} UTC", "", *_md_warning(p)]
     rows = ([md(r.name) or NONE, md(r.tenant_id), *_portfolio_cells(r), marks_text(r)] for r in p.rows)
     lines += _md_table(("tenant", "tenant id", *PORTFOLIO_HEADER, "status"), rows, "lll" + "r" * 7 + "l")
     lines += ["", f"**Totals:** {totals_sentence(p.totals)}. Stale: newest day older than {hours(p.max_age):g} h.", ""]
@@ -534,7 +554,7 @@ def _window_sentence(r: TenantReport) -> str:
 
 def tenant_markdown(r: TenantReport) -> str:
     t = r.tenant
-    lines = [f"# {md(t.name) or md(t.tenant_id)}", "", f"Tenant `{t.tenant_id}` — {marks_text(t)}", ""]
+    lines = [f"# {md(t.name) or md(t.tenant_id)}", "", *_md_warning(r), f"Tenant `{t.tenant_id}` — {marks_text(t)}", ""]
     lines += ["## Standing", "", *_md_table(("", ""), ([k, v] for k, v in _standing_lines(r)), "ll"), ""]
     lines += ["## Window", "", _window_sentence(r), "", cause_sentence(r), ""]
     for title, deltas in (("Gained most", r.gains), ("Lost most", r.losses)):
@@ -557,7 +577,7 @@ def _md_section(title: str, header: Sequence[str], rows: list[list[str]], align:
 
 def actions_markdown(r: ActionsReport) -> str:
     scope = f"{md(r.tenant_name or '')} `{r.tenant_id}`" if r.tenant_id else "all tenants"
-    lines = [f"# Improvement actions, {scope}, {r.generated_at:%Y-%m-%d %H:%M} UTC", ""]
+    lines = [f"# Improvement actions, {scope}, {r.generated_at:%Y-%m-%d %H:%M} UTC", "", *_md_warning(r)]
     lines += _md_table(ACTIONS_TABLE_HEADER, ([md(c) for c in actions_cells(a)] for a in r.actions), "lllrrrrrr")
     lines += ["", f"**Total points available:** {number(r.points_available_total)}.", ""]
     return "\n".join(lines)
@@ -750,7 +770,14 @@ def actions_table(r: ActionsReport) -> Table:
 
 
 def renderable(report: Report, width: int | None = None) -> RenderableType:
-    """The report for a console; `width`: the terminal's, None off a terminal (see fetcher.tables)."""
+    """The report for a console; `width`: the terminal's, None off a terminal (see fetcher.tables), under the
+    line of a failed partner discovery."""
+    warning = discovery_warning(report)
+    shown = _renderable(report, width)
+    return shown if warning is None else Group(Text(printable(warning), style="bold yellow"), shown)
+
+
+def _renderable(report: Report, width: int | None) -> RenderableType:
     if isinstance(report, ActionsReport):
         return actions_table(report)
     if isinstance(report, Portfolio):  # under the table, why each tenant without data has none (never cut)

@@ -18,10 +18,12 @@ from fetcher.report.charts import averages_of, trend_svg
 from fetcher.report.formats import (
     ACTIONS_TABLE_HEADER,
     NONE,
+    Report,
     actions_cells,
     cause,
     cause_sentence,
     day,
+    discovery_warning,
     hours,
     number,
     percent,
@@ -66,6 +68,7 @@ tfoot td { font-weight: 600; border-top: 2px solid var(--ink); border-bottom: no
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 figcaption { margin-bottom: 4px; } figcaption .figures { color: var(--muted); font-size: 12px; margin-left: 6px; }
 svg.chart { display: block; width: 100%; height: auto; }
+.warning { background: var(--warn-bg); color: var(--warn); border-radius: 6px; padding: 8px 12px; margin: 0 0 16px; }
 .nodata { color: var(--muted); font-style: italic; margin: 24px 0; }
 .standing { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
 .standing dt { color: var(--muted); } .standing dd { margin: 0; }
@@ -111,6 +114,12 @@ def _page(title: str, body: Sequence[str]) -> str:
             "",
         ]
     )
+
+
+def _warning(report: Report) -> list[str]:
+    """In a page's header: a failed partner discovery and the customer list the page covers (none when none failed)."""
+    line = discovery_warning(report)
+    return [] if line is None else [f'<p class="warning" role="alert">{escape(line)}</p>']
 
 
 def _change(value: float | None, digits: int = 2) -> str:
@@ -286,6 +295,7 @@ def portfolio_page(
         "<h1>Secure Score portfolio</h1>",
         f'<p class="meta">Generated {p.generated_at:%Y-%m-%d %H:%M} UTC · {order} · stale = newest day older '
         f"than {hours(p.max_age):g} h</p>",
+        *_warning(p),
         _totals(p),
         "</header>",
         "<main>",
@@ -424,6 +434,7 @@ def actions_page(r: ActionsReport) -> str:
         f"<h1>Improvement actions, {escape(scope)}</h1>",
         f'<p class="meta">Generated {r.generated_at:%Y-%m-%d %H:%M} UTC · biggest total gain first · '
         f"{number(r.points_available_total)} points available in total</p>",
+        *_warning(r),
         "</header>",
         f'<main><table class="actions"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></main>',
     ]
@@ -456,6 +467,7 @@ def tenant_page(r: TenantReport, *, zoom: bool = False) -> str:
         f"<h1>{escape(name)}</h1>",
         f'<p class="meta"><span class="id">{escape(t.tenant_id)}</span> · {_marks(t)} · generated '
         f"{r.generated_at:%Y-%m-%d %H:%M} UTC</p>",
+        *_warning(r),
         "</header>",
         "<main>",
         _standing(r),

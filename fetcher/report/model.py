@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from statistics import fmean
 
 from fetcher.config import TenantConfig
 from fetcher.health import LastError, Mark, tenant_marks
 from fetcher.store.ledger import TenantState
+from fetcher.store.partner import DiscoveryState
 from fetcher.store.reports import (
     CategoryPoint,
     ControlDelta,
@@ -31,6 +32,7 @@ from fetcher.text import one_line
 DEFAULT_WINDOW_DAYS = 90
 TOP_CONTROLS = 10
 TOP_ACTIONS = 10
+NOTE_LIMIT = 500  # characters of a failed discovery's cause in a report's header (as the ledger keeps it)
 WHY_LIMIT = 2000  # characters of a last error shown for a tenant without data: whole (the fix, a link, is last)
 
 
@@ -116,12 +118,53 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class DiscoveryNote:
+    """With `tenants_source = "partner"`, a failed latest discovery, said in a report's header: when it failed,
+    its cause (one line), and the customer list the report covers: the last known one, discovered at
+    `list_discovered_at` (None: no discovery ever succeeded, so there is none)."""
+
+    partner_tenant_id: str
+    failed_at: datetime
+    cause: str
+    list_discovered_at: datetime | None
+    customers: int
+
+    def sentence(self) -> str:
+        failed = (
+            f"tenant discovery at partner tenant {self.partner_tenant_id} failed at {_minute(self.failed_at)}: "
+            f"{self.cause}"
+        )
+        if self.list_discovered_at is None:
+            return f"{failed}; no discovery ever succeeded, so this report covers no customer list (configured tenants)"
+        return (
+            f"{failed}; this report covers the last known customer list: {self.customers} customer(s) discovered "
+            f"at {_minute(self.list_discovered_at)}"
+        )
+
+
+def discovery_note(state: DiscoveryState | None) -> DiscoveryNote | None:
+    """The note for a report when the partner's latest discovery (`state`, as `fetcher status` reads it) failed."""
+    if state is None or not state.failed:
+        return None
+    cause = f"{state.error_kind}: {state.error_message}" if state.error_message else str(state.error_kind)
+    return DiscoveryNote(
+        state.partner_tenant_id, state.attempted_at, one_line(cause, limit=NOTE_LIMIT), state.discovered_at,
+        state.customers,
+    )  # fmt: skip
+
+
+def _minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True)
 class Portfolio:
     generated_at: datetime
     max_age: timedelta
     sort: Sort
     rows: tuple[TenantRow, ...]
     totals: Totals
+    discovery: DiscoveryNote | None = None  # a failed partner discovery: the report covers the last known list
 
 
 @dataclass(frozen=True)
@@ -143,6 +186,7 @@ class TenantReport:
     state_updates: tuple[StateUpdate, ...] = ()  # made in the window, oldest first
     categories: tuple[CategoryPoint, ...] = ()  # the window's days by category
     why_no_data: str | None = None  # for a tenant without any stored day: `why_no_data` of its ledger
+    discovery: DiscoveryNote | None = None  # a failed partner discovery: the report covers the last known list
 
     @property
     def tenant_change(self) -> float:
@@ -321,6 +365,7 @@ class ActionsReport:
     tenant_id: str | None
     tenant_name: str | None
     actions: tuple[ImprovementAction, ...]
+    discovery: DiscoveryNote | None = None  # a failed partner discovery: the report covers the last known list
 
     @property
     def points_available_total(self) -> float:

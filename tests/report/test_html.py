@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from fetcher.report import html
 from fetcher.report.charts import LINE, segments, trend_svg
+from fetcher.report.formats import portfolio_markdown
+from fetcher.report.model import DiscoveryNote, Portfolio, Sort, Totals
 from fetcher.store.reports import ScorePoint
 from tests.report.conftest import HOSTILE_NAME, NEVER_FETCHED, Filled, report
 
@@ -268,3 +271,19 @@ def test_chromium_renders_the_tenant_page_with_its_chart(filled: Filled, tmp_pat
         assert expected in text
     for item in (*data["gains"][:3], *data["next_actions"][:3], *data["state_updates"][:3]):
         assert item["title"] in text
+
+
+def test_a_failed_discovery_in_the_header_is_escaped_as_text() -> None:
+    """The cause of a failed partner discovery is Graph's or Entra ID's text: it reaches the page and the Markdown
+    as text, never as markup."""
+    hostile = "<script>alert(1)</script> *bold* [link](http://x)"
+    at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    note = DiscoveryNote("p-1", at, f"server_error: {hostile}", at - timedelta(days=1), 2)
+    empty = Portfolio(at, timedelta(hours=48), Sort.PERCENT, (), Totals(0, 0, None, 0, 0, 0, 0, 0, 0), note)
+
+    page = html.portfolio_page(empty, {})
+    markdown = portfolio_markdown(empty)
+
+    assert "<script>" not in page
+    assert f'<p class="warning" role="alert">{escape("Warning: " + note.sentence())}</p>' in page
+    assert r"\<script\>alert(1)\</script\> \*bold\* \[link\](http://x)" in markdown
