@@ -41,7 +41,7 @@ from fetcher.errors import (
     PermissionDenied,
 )
 from fetcher.models import RequestStats, TenantRef
-from fetcher.store.engine import create_engine, ensure_schema, sqlite_file, transaction
+from fetcher.store.engine import create_engine, ensure_schema, reading, sqlite_missing, transaction
 from fetcher.store.partner import KnownCustomers, known_customers, save_discovery, save_discovery_failure
 from fetcher.text import one_line
 
@@ -258,21 +258,11 @@ async def with_customers_now(config: Config, discover_fn: DiscoverFn = discover_
     return dataclasses.replace(config, tenants=customer_tenants(found.customers, config.tenants, config.partner.auth))
 
 
-async def database_missing(config: Config) -> bool:
-    """True when `[database] url` is a SQLite file that does not exist yet (nothing is opened or created)."""
-    engine = create_engine(config.database, read_only=True)
-    try:
-        watched = sqlite_file(engine)
-        return watched is not None and not watched.path.exists()
-    finally:
-        await engine.dispose()
-
-
 async def with_checked_tenants(config: Config, now: datetime, discover_fn: DiscoverFn = discover_now) -> Config:
     """For `tenants check`: the tenants `run` would fetch (`with_discovered_tenants`), but where the SQLite file
     does not exist yet the customers are discovered now and kept nowhere: a check creates no database (only
     `migrate`, `run`, `backfill` and `get` do)."""
-    if config.tenants_source == "partner" and await database_missing(config):
+    if config.tenants_source == "partner" and sqlite_missing(config.database):
         return await with_customers_now(config, discover_fn)
     checked, _ = await with_discovered_tenants(config, now, discover_fn)
     return checked
@@ -284,13 +274,8 @@ async def with_known_tenants(config: Config) -> Config:
     Unchanged in the other mode, and while no discovery has succeeded."""
     if config.tenants_source != "partner" or config.partner is None:
         return config
-    engine = create_engine(config.database, read_only=True)
-    try:
-        await ensure_schema(engine, create=False)
-        async with transaction(engine, write=False) as conn:
-            known = await known_customers(conn, config.partner.tenant_id)
-    finally:
-        await engine.dispose()
+    async with reading(config.database) as conn:
+        known = await known_customers(conn, config.partner.tenant_id)
     if known is None:
         return config
     return dataclasses.replace(config, tenants=customer_tenants(known.customers, config.tenants, config.partner.auth))
@@ -303,16 +288,10 @@ async def last_discovery(config: Config, partner: PartnerConfig) -> KnownCustome
     """The partner's last successful discovery (by `tenants discover` or a run), read only: None when there
     is none, or no SQLite file yet (`--dry-run` creates none). Raises SchemaOutOfDate and the like as every
     command does."""
-    engine = create_engine(config.database, read_only=True)
-    try:
-        watched = sqlite_file(engine)
-        if watched is not None and not watched.path.exists():
-            return None
-        await ensure_schema(engine, create=False)
-        async with transaction(engine, write=False) as conn:
-            return await known_customers(conn, partner.tenant_id)
-    finally:
-        await engine.dispose()
+    if sqlite_missing(config.database):
+        return None
+    async with reading(config.database) as conn:
+        return await known_customers(conn, partner.tenant_id)
 
 
 async def record_discovery(config: Config, partner: PartnerConfig, found: Found, now: datetime) -> None:

@@ -15,7 +15,7 @@ from fetcher.config import Config, TenantConfig
 from fetcher.health import LastError, Mark, discovery_problem, out_of_date, tenant_marks
 from fetcher.plan import covers
 from fetcher.store import ledger
-from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.engine import reading
 from fetcher.store.ledger import TenantState
 from fetcher.store.partner import DiscoveryState, discovery_state
 
@@ -137,14 +137,9 @@ async def read_status(
     config: Config, chosen: Sequence[TenantConfig] | None, *, now: datetime, max_age: timedelta
 ) -> StatusReport:
     """`fetcher status`: read the ledger (read-only) and mark each tenant. Raises `DatabaseError` and its kin."""
-    engine = create_engine(config.database, read_only=True)
-    try:
-        await ensure_schema(engine, create=False)
-        async with transaction(engine, write=False) as conn:
-            states = await ledger.tenant_states(conn)
-            discovery = await partner_discovery(conn, config)
-    finally:
-        await engine.dispose()
+    async with reading(config.database) as conn:
+        states = await ledger.tenant_states(conn)
+        discovery = await partner_discovery(conn, config)
     return build_status(states, config, chosen, now=now, max_age=max_age, discovery=discovery)
 
 

@@ -26,16 +26,12 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
     from fetcher.config import Purpose
     from fetcher.metrics import exposition, read_snapshot, write_atomically
     from fetcher.partner import with_known_tenants
-    from fetcher.store.engine import create_engine, ensure_schema
+    from fetcher.store.engine import existing_database
 
     async def action() -> int:
         config = await with_known_tenants(ctx.config(Purpose.DATABASE))  # tenants_source = "partner"
-        engine = create_engine(config.database, read_only=True)
-        try:
-            await ensure_schema(engine, create=False)  # reads: a missing database is an error
+        async with existing_database(config.database) as engine:  # reads: a missing database is an error
             snapshot = await read_snapshot(engine, config, datetime.now(UTC))
-        finally:
-            await engine.dispose()
         text = exposition(snapshot)
         if output is None:
             click.echo(text.decode(), nl=False)

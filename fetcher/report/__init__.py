@@ -24,7 +24,7 @@ from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, Sort, TenantReport, discovery_note
 from fetcher.status import discovery_line, partner_discovery
-from fetcher.store.engine import create_engine, ensure_schema, transaction
+from fetcher.store.engine import existing_database, transaction
 from fetcher.tables import terminal_width
 from fetcher.text import printable
 
@@ -55,14 +55,10 @@ async def produce(
     if refusal is not None:
         raise refusal
     now = now or datetime.now(UTC)
-    engine = create_engine(config.database, read_only=True)
-    try:
-        await ensure_schema(engine, create=False)
+    async with existing_database(config.database) as engine:
         async with transaction(engine, write=False) as conn:
             discovery = await partner_discovery(conn, config)
         report, page = await _build(engine, config, request, now, discovery_note(discovery))
-    finally:
-        await engine.dispose()
     if request.html is not None and page is not None:
         _write(request.html, page)
         err.print(f"wrote {request.html}", highlight=False, markup=False)

@@ -638,6 +638,35 @@ async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
         raise
 
 
+@asynccontextmanager
+async def existing_database(config: DatabaseConfig) -> AsyncIterator[AsyncEngine]:
+    """A read-only look at an existing database, for the commands that only read: its engine (a SQLite file
+    opened read-only and never created: a missing one is `DatabaseUnavailable`), its schema checked as every
+    command checks it (`ensure_schema`), disposed when the block ends."""
+    engine = create_engine(config, read_only=True)
+    try:
+        await ensure_schema(engine, create=False)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def reading(config: DatabaseConfig) -> AsyncIterator[AsyncConnection]:
+    """One read-only transaction on an existing database (`existing_database`), for a read or two."""
+    async with existing_database(config) as engine, transaction(engine, write=False) as conn:
+        yield conn
+
+
+def sqlite_missing(config: DatabaseConfig) -> bool:
+    """True when `[database] url` names a SQLite file that does not exist yet (nothing is opened or created)."""
+    url = make_url(config.url)
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not Path(database).exists()
+
+
 def _is_busy(exc: sa.exc.DBAPIError) -> bool:
     """SQLITE_BUSY and its extended codes: another connection held the lock past the busy timeout."""
     orig = exc.orig

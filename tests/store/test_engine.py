@@ -38,11 +38,14 @@ from fetcher.store.engine import (
     display_url,
     downgrade,
     ensure_schema,
+    existing_database,
     head_revision,
     json_merge,
     migrate,
     not_shipped,
+    reading,
     schema_head,
+    sqlite_missing,
     unexpected_database_error,
 )
 from fetcher.store.schema import metadata, tables_of
@@ -561,3 +564,43 @@ async def test_a_libpq_style_url_gives_its_other_query_parameters_to_the_server(
     await engine.dispose()
 
     assert tuple(said) == ("fetcher-fixd", "4321ms")
+
+
+async def test_a_read_only_look_at_a_missing_sqlite_file_refuses_it_and_creates_none(tmp_path: Path) -> None:
+    """`existing_database`, which the commands that only read share: no empty file is left behind."""
+    config = DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'gone.db'}")
+
+    with pytest.raises(DatabaseUnavailable, match=r"^no database at .*gone\.db: "):
+        async with existing_database(config):
+            pass
+
+    assert sqlite_missing(config)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_reading_reads_an_existing_database_in_one_read_only_transaction(database_url: str) -> None:
+    config = DatabaseConfig(url=database_url)
+    kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+    async with reading(config) as conn:
+        revision = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
+        if kind == "sqlite":
+            with pytest.raises(sa.exc.OperationalError, match="readonly"):
+                await conn.execute(sa.text("DELETE FROM alembic_version"))
+
+    assert revision == schema_head()
+    assert not sqlite_missing(config)
+
+
+@pytest.mark.parametrize(
+    ("url", "missing"),
+    [
+        ("sqlite+aiosqlite:///{tmp}/new.db", True),
+        ("sqlite+aiosqlite:///{tmp}", False),  # exists (a folder: opening it is refused elsewhere)
+        ("sqlite+aiosqlite:///:memory:", False),
+        ("sqlite+aiosqlite://", False),
+        ("postgresql+asyncpg://u@localhost/db", False),
+    ],
+)
+def test_only_a_sqlite_file_not_there_yet_is_missing(url: str, missing: bool, tmp_path: Path) -> None:
+    assert sqlite_missing(DatabaseConfig(url=url.format(tmp=tmp_path))) is missing
