@@ -128,22 +128,30 @@ def is_fresh(discovered_at: datetime.datetime, now: datetime.datetime, refresh_h
 
 
 def customer_tenants(
-    customers: Sequence[Customer], configured: Sequence[TenantConfig], auth: AuthConfig
+    customers: Sequence[Customer],
+    configured: Sequence[TenantConfig],
+    auth: AuthConfig,
+    earlier: Mapping[str, str] | None = None,
 ) -> tuple[TenantConfig, ...]:
     """The tenants to fetch in automatic mode: every discovered customer, in the order found.
 
     A configured tenant (`[[tenants]]` or `tenants_file`) with the same id gives the customer its name
-    (when not empty), its `[tenants.auth]` and its `enabled` flag; the others use the display name found
-    and `auth`. A configured tenant that discovery did not list is not fetched: its relationship ended.
+    (when not empty; one equal to the customer's name before its latest rename upstream, `earlier`, was
+    discovery's and follows the rename, as `tenants discover` rewrites it: see `follows`), its
+    `[tenants.auth]` and its `enabled` flag; the others use the display name found and `auth`. A configured
+    tenant that discovery did not list is not fetched: its relationship ended.
     """
     overrides = {t.tenant_id: t for t in configured}
+    before = earlier or {}
     tenants = []
     for customer in customers:
         own = overrides.get(customer.tenant_id)
         if own is None:
             tenants.append(TenantConfig(customer.tenant_id, customer.display_name, auth))
-        else:
-            tenants.append(TenantConfig(own.tenant_id, own.name or customer.display_name, own.auth, own.enabled))
+            continue
+        followed = follows(own.name, before.get(customer.tenant_id, ""), customer)
+        name = customer.display_name if followed else own.name or customer.display_name
+        tenants.append(TenantConfig(own.tenant_id, name, own.auth, own.enabled))
     return tuple(tenants)
 
 
@@ -206,38 +214,57 @@ def renamed_upstream(previous: Mapping[str, str], found: Iterable[Customer]) -> 
     return [(customer, before) for customer in found if (before := previous_name(previous, customer))]
 
 
+def follows(name: str, before: str, customer: Customer) -> bool:
+    """Whether a configured `name` follows `customer`'s rename upstream: it is the display name the customer had
+    before (`before`), which discovery wrote, so the user chose no other. The one rule of `tenants discover`'s
+    file and of the names automatic mode resolves (`customer_tenants`); any other name is the user's and kept."""
+    return bool(before) and bool(customer.display_name) and name == before and before != customer.display_name
+
+
 def _merge_row(
-    row: TenantRow, customer: Customer | None, today: datetime.date, previous: Mapping[str, str]
+    row: TenantRow,
+    customer: Customer | None,
+    today: datetime.date,
+    previous: Mapping[str, str],
+    earlier: Mapping[str, str],
 ) -> TenantChange:
     if customer is None:
         if row.source_status.startswith(GONE_PREFIX):
             return TenantChange(Change.UNCHANGED, row, "")
         gone = TenantRow(row.tenant_id, row.name, row.enabled, f"{GONE_PREFIX}{today.isoformat()}")
         return TenantChange(Change.GONE, gone, "")
-    before = previous_name(previous, customer)
-    followed = bool(before) and row.name == before  # discovery wrote that name: the user chose no other
+    renamed = previous_name(previous, customer)  # since the previous discovery
+    before = renamed or earlier.get(customer.tenant_id, "")  # else the rename a run saw first
+    followed = follows(row.name, before, customer)
     kept = TenantRow(row.tenant_id, customer.display_name if followed else row.name, row.enabled, "")
+    shown = before if renamed or followed else ""
     if row.source_status.startswith(GONE_PREFIX):
-        return TenantChange(Change.RETURNED, kept, customer.display_name, before, followed)
-    if before:
-        return TenantChange(Change.RENAMED_UPSTREAM, kept, customer.display_name, before, followed)
+        return TenantChange(Change.RETURNED, kept, customer.display_name, shown, followed)
+    if shown:
+        return TenantChange(Change.RENAMED_UPSTREAM, kept, customer.display_name, shown, followed)
     return TenantChange(Change.UNCHANGED, kept, customer.display_name)
 
 
 def merge(
-    existing: Sequence[TenantRow], found: Sequence[Customer], today: datetime.date, previous: Mapping[str, str] = {}
+    existing: Sequence[TenantRow],
+    found: Sequence[Customer],
+    today: datetime.date,
+    previous: Mapping[str, str] = {},
+    earlier: Mapping[str, str] = {},
 ) -> Merged:
     """`existing` updated with `found`: new customers added enabled, the user's names and flags kept,
     missing customers marked `gone since <today>` (the first day they were missed), none deleted.
 
     `previous`: tenant id to the display name the previous discovery found (none at the first); a customer
     found under another name is `renamed upstream` (a returned one stays `returned`, with its previous name);
-    its row's name follows when it was that previous name, else (the user's) is kept."""
+    its row's name follows when it was that previous name, else (the user's) is kept (`follows`). `earlier`:
+    tenant id to a customer's display name before its latest rename, which a run may have seen first (it
+    recorded the new name, so `previous` has it): a row still named so follows too, and is reported renamed."""
     by_id = {c.tenant_id: c for c in found}
     rows: list[TenantRow] = []
     changes: list[TenantChange] = []
     for row in existing:
-        changed = _merge_row(row, by_id.pop(row.tenant_id, None), today, previous)
+        changed = _merge_row(row, by_id.pop(row.tenant_id, None), today, previous, earlier)
         rows.append(changed.row)
         changes.append(changed)
     for customer in by_id.values():

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +140,7 @@ class CustomerList:
     discovered_at: datetime
     origin: str
     error: str | None = None
+    earlier: Mapping[str, str] = field(default_factory=dict)  # a customer's name before its latest rename
 
 
 DiscoverFn = Callable[[Config, PartnerConfig], Awaitable[Found]]
@@ -164,26 +165,28 @@ async def customer_list(
         known = await known_customers(conn, partner.tenant_id)
     if known and known.source == partner.source and is_fresh(known.discovered_at, now, partner.refresh_hours):
         log.info("using the %d customer(s) discovered at %s", len(known.customers), _when(known.discovered_at))
-        return CustomerList(known.customers, known.discovered_at, "cached")
+        return CustomerList(known.customers, known.discovered_at, "cached", earlier=known.earlier)
     try:
         found = refuse_empty(await discover_fn(config, partner), partner)
     except (DatabaseError, Interrupted):
         raise
     except FetcherError as error:
         return await _fall_back(engine, partner, known, error, now)
+    renamed = renamed_upstream(previous_names(known, partner.source), found.customers)
+    before = {customer.tenant_id: name for customer, name in renamed}
     async with transaction(engine) as conn:
-        await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now)
+        await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now, before)
     log.info("discovered %d customer(s) at partner tenant %s", len(found.customers), partner.tenant_id)
-    # A warning, so that cron's -q and JSON logs keep it: this discovery records the new name, and a later
-    # `tenants discover` compares with it, so it reports (and a tenants file follows) no rename seen here.
-    for customer, before in renamed_upstream(previous_names(known, partner.source), found.customers):
+    # A warning, so that cron's -q and JSON logs keep it. The name it replaced is kept: a configured name
+    # equal to it follows (`follows`), here and at the next `tenants discover`, which rewrites the file.
+    for customer, name in renamed:
         log.warning(
-            "customer %s renamed upstream: %s -> %s (`tenants discover` will not report it again)",
+            "customer %s renamed upstream: %s -> %s (a configured name that was the old one follows)",
             customer.tenant_id,
-            _short(before),
+            _short(name),
             _short(customer.display_name),
         )
-    return CustomerList(found.customers, now, "discovered")
+    return CustomerList(found.customers, now, "discovered", earlier={**(known.earlier if known else {}), **before})
 
 
 def previous_names(known: KnownCustomers | None, source: str) -> dict[str, str]:
@@ -217,7 +220,7 @@ async def _fall_back(
         len(known.customers),
         _when(known.discovered_at),
     )
-    return CustomerList(known.customers, known.discovered_at, "fallback", reason)
+    return CustomerList(known.customers, known.discovered_at, "fallback", reason, known.earlier)
 
 
 def _when(moment: datetime) -> str:
@@ -245,7 +248,7 @@ async def with_discovered_tenants(
         if listing.origin == "fallback":
             raise ConfigError(f"no tenants to fetch: {where} failed ({listing.error}) and the last known list is empty")
         raise ConfigError(f"no tenants to fetch: {where} lists no active customer")
-    tenants = customer_tenants(listing.customers, config.tenants, config.partner.auth)
+    tenants = customer_tenants(listing.customers, config.tenants, config.partner.auth, listing.earlier)
     return dataclasses.replace(config, tenants=tenants), listing
 
 
@@ -278,7 +281,8 @@ async def with_known_tenants(config: Config) -> Config:
         known = await known_customers(conn, config.partner.tenant_id)
     if known is None:
         return config
-    return dataclasses.replace(config, tenants=customer_tenants(known.customers, config.tenants, config.partner.auth))
+    tenants = customer_tenants(known.customers, config.tenants, config.partner.auth, known.earlier)
+    return dataclasses.replace(config, tenants=tenants)
 
 
 # -- `fetcher tenants discover`: the names the previous discovery found, and this one recorded
@@ -294,13 +298,17 @@ async def last_discovery(config: Config, partner: PartnerConfig) -> KnownCustome
         return await known_customers(conn, partner.tenant_id)
 
 
-async def record_discovery(config: Config, partner: PartnerConfig, found: Found, now: datetime) -> None:
+async def record_discovery(
+    config: Config, partner: PartnerConfig, found: Found, now: datetime, previous: Mapping[str, str]
+) -> None:
     """Keep `found` as the partner's latest discovery (the cache `run` reads in automatic mode too), so that
-    the next discovery tells a rename upstream from the display names found now."""
+    the next discovery tells a rename upstream from the display names found now; a customer renamed since
+    `previous` (`previous_names`) keeps the name it had."""
+    renamed = {customer.tenant_id: before for customer, before in renamed_upstream(previous, found.customers)}
     engine = create_engine(config.database)
     try:
         await ensure_schema(engine)
         async with transaction(engine) as conn:
-            await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now)
+            await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now, renamed)
     finally:
         await engine.dispose()

@@ -574,9 +574,9 @@ async def test_a_run_logs_a_rename_upstream_once_and_none_after_another_source(
         (
             logging.WARNING,
             f"customer {CONTOSO} renamed upstream: 'Contoso Ltd' -> 'Contoso Group' "
-            "(`tenants discover` will not report it again)",
+            "(a configured name that was the old one follows)",
         )
-    ]  # a warning: operators run cron with -q or JSON logs, and no later discover reports it
+    ]  # a warning: operators run cron with -q or JSON logs
 
 
 async def test_a_failed_discovery_returns_the_last_known_list_with_its_time(engine: AsyncEngine) -> None:
@@ -783,3 +783,40 @@ def test_every_report_format_says_in_its_header_that_discovery_failed_and_which_
         assert note["sentence"] == header.removeprefix("Warning: ")
     head = page.read_text().split("</header>")[0]
     assert f'<p class="warning" role="alert">{escape(header)}</p>' in head
+
+
+def test_a_rename_a_run_sees_first_is_followed_by_a_name_discover_wrote_not_by_your_own(auto_world: World) -> None:
+    """A run in automatic mode that sees a rename upstream first: the name `tenants discover` wrote before (the
+    old display name) follows it in that run, the next ones, `report`, and the file at the next discover; a name
+    of your own is kept. Before, the run recorded the new name, so the old one stayed everywhere."""
+    automatic(auto_world, refresh_hours=0)
+    auto_world.config.write_text(f'tenants_file = "tenants.csv"\n{auto_world.config.read_text()}')
+    tenants_csv = auto_world.config.parent / "tenants.csv"
+    assert auto_world.fetcher("tenants", "discover").returncode == 0
+    tenants_csv.write_text(tenants_csv.read_text().replace("Fabrikam Inc", "My Fabrikam"))
+    auto_world.sim.relationships = [
+        SimRelationship("r1", "Contoso managed security", "active", CONTOSO, "Contoso Group"),
+        SimRelationship("r2", "Fabrikam managed security", "active", FABRIKAM, "Fabrikam Corp"),
+    ]
+
+    first = auto_world.fetcher("run")
+    names_then = {r["tenant_id"]: r["name"] for r in db_rows(auto_world.database_url, tenants_table)}
+    second = auto_world.fetcher("run")
+    report = auto_world.fetcher("report", "--format", "json")
+    discover = auto_world.fetcher("tenants", "discover", "--format", "json")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    expected = {CONTOSO: "Contoso Group", FABRIKAM: "My Fabrikam"}
+    assert names_then == expected
+    assert {r["tenant_id"]: r["name"] for r in db_rows(auto_world.database_url, tenants_table)} == expected
+    assert {t["tenant_id"]: t["name"] for t in json.loads(report.stdout)["tenants"]} == expected
+    assert discover.returncode == 0, discover.stderr
+    changes = {c["tenant_id"]: c for c in json.loads(discover.stdout)["changes"]}
+    assert (changes[CONTOSO]["change"], changes[CONTOSO]["previous_upstream_name"]) == (
+        "renamed upstream",
+        "Contoso Ltd",
+    )
+    assert changes[CONTOSO]["name_followed"] is True
+    assert (changes[FABRIKAM]["change"], changes[FABRIKAM]["name_followed"]) == ("unchanged", False)
+    assert [(r["tenant_id"], r["name"]) for r in read_rows(tenants_csv)] == list(expected.items())

@@ -58,13 +58,15 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
         if target and not dry_run:
             refuse_unwritable(target)  # a typo or a folder is said before Graph is asked
         existing = read_tenants_file(target) if target else []  # a malformed file stops us before Graph
-        previous = previous_names(await last_discovery(config, partner), partner.source)  # so does the database
+        last = await last_discovery(config, partner)  # so does the database
+        previous = previous_names(last, partner.source)
         found = await discover_customers(config, partner)  # exit 4 when Graph fails or lists no customer
         now = datetime.now(UTC)
-        merged = merge(existing, found.customers, now.date(), previous)
+        merged = merge(existing, found.customers, now.date(), previous, last.earlier if last else {})
         if target and not dry_run:
             write_atomically(target, render_tenants_file(merged.rows))
-            await record_discovery(config, partner, found, now)  # after the file: a failure reports renames again
+            # after the file: a failure reports renames again
+            await record_discovery(config, partner, found, now, previous)
         if fmt == "json":
             ctx.console.out(discovery_json(found, merged, target, written=not dry_run).decode(), highlight=False)
         else:

@@ -9,7 +9,7 @@ gets it cleared if a later discovery lists it again.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,11 +26,13 @@ _SLICE = 1000  # rows per statement: thousands of customers make no thousands-ro
 @dataclass(frozen=True, slots=True)
 class KnownCustomers:
     """The last known customer list of a partner tenant: the active customers (in first-seen order), from
-    the discovery that succeeded at `discovered_at` from `source`."""
+    the discovery that succeeded at `discovered_at` from `source`; `earlier`: tenant id to a customer's
+    display name before its latest rename upstream, for those renamed since discovery first found them."""
 
     source: str
     discovered_at: datetime
     customers: tuple[Customer, ...]
+    earlier: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,32 +89,46 @@ async def known_customers(conn: AsyncConnection, partner_tenant_id: str) -> Know
     if state is None or state.discovered_at is None:
         return None
     c = partner_customers.c
-    rows = await conn.execute(
-        sa.select(c.tenant_id, c.display_name)
-        .where(c.partner_tenant_id == partner_tenant_id, c.gone_since.is_(None))
-        .order_by(c.first_seen_at, c.tenant_id)
-    )
+    rows = (
+        await conn.execute(
+            sa.select(c.tenant_id, c.display_name, c.previous_display_name)
+            .where(c.partner_tenant_id == partner_tenant_id, c.gone_since.is_(None))
+            .order_by(c.first_seen_at, c.tenant_id)
+        )
+    ).all()
     customers = tuple(Customer(r.tenant_id, r.display_name) for r in rows)
+    earlier = {r.tenant_id: r.previous_display_name for r in rows if r.previous_display_name}
     discovered_at = as_utc(state.discovered_at)
     assert discovered_at is not None
-    return KnownCustomers(state.source, discovered_at, customers)
+    return KnownCustomers(state.source, discovered_at, customers, earlier)
 
 
 async def save_discovery(
-    conn: AsyncConnection, partner_tenant_id: str, source: str, customers: Sequence[Customer], now: datetime
+    conn: AsyncConnection,
+    partner_tenant_id: str,
+    source: str,
+    customers: Sequence[Customer],
+    now: datetime,
+    renamed: Mapping[str, str] | None = None,
 ) -> None:
     """Record a successful discovery at `now`: `customers` seen (added or renamed, `gone_since` cleared),
-    every other known customer of the partner marked gone since `now` unless it already was."""
+    every other known customer of the partner marked gone since `now` unless it already was. `renamed`:
+    tenant id to the display name a customer renamed upstream had before (`previous_display_name`, kept
+    until its next rename)."""
     c = partner_customers.c
     upsert = _insert(conn)(partner_customers)
     stmt = upsert.on_conflict_do_update(
         index_elements=["partner_tenant_id", "tenant_id"],
         set_={"display_name": upsert.excluded.display_name, "last_seen_at": upsert.excluded.last_seen_at,
-              "gone_since": None},
+              "gone_since": None,
+              "previous_display_name": sa.func.coalesce(upsert.excluded.previous_display_name,
+                                                        c.previous_display_name)},
     )  # fmt: skip
+    before = renamed or {}
     rows = [
         {"partner_tenant_id": partner_tenant_id, "tenant_id": customer.tenant_id,
-         "display_name": customer.display_name, "first_seen_at": now, "last_seen_at": now, "gone_since": None}
+         "display_name": customer.display_name, "previous_display_name": before.get(customer.tenant_id),
+         "first_seen_at": now, "last_seen_at": now, "gone_since": None}
         for customer in sorted(customers, key=lambda c: c.tenant_id)  # shards discovering at once lock in one order
     ]  # fmt: skip
     for start in range(0, len(rows), _SLICE):

@@ -482,6 +482,7 @@ partner_customers = sa.Table(
     sa.Column("partner_tenant_id", TenantId, primary_key=True),
     sa.Column("tenant_id", TenantId, primary_key=True),
     sa.Column("display_name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("previous_display_name", sa.String(256)),  # before its latest rename upstream (0015)
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
     sa.Column("gone_since", UTCDateTime),

@@ -75,7 +75,10 @@ def tables(taken: Snapshot) -> list[str]:
 
 
 # Columns later migrations add to a documented table, with the value each row stored before them reads.
-ADDED = {"raw_payloads": {"base_date": None, "base_sha256": None}}  # 0013: every old body is whole, not a delta
+ADDED = {
+    "raw_payloads": {"base_date": None, "base_sha256": None},  # 0013: every old body is whole, not a delta
+    "partner_customers": {"previous_display_name": None},  # 0015: no rename was kept before it
+}
 
 
 def assert_same(before: Snapshot, after: Snapshot) -> None:

@@ -32,10 +32,10 @@ async def test_a_customer_no_longer_listed_is_kept_gone_and_comes_back(engine: A
         await save_discovery(conn, PARTNER, "gdap", [Customer(A, "Contoso Ltd")], T1)
         assert await known_customers(conn, PARTNER) == KnownCustomers("gdap", T1, (Customer(A, "Contoso Ltd"),))
     assert await rows(engine, partner_customers) == [
-        {"partner_tenant_id": PARTNER, "tenant_id": A, "display_name": "Contoso Ltd", "first_seen_at": T0,
-         "last_seen_at": T1, "gone_since": None},
-        {"partner_tenant_id": PARTNER, "tenant_id": B, "display_name": "Fabrikam", "first_seen_at": T0,
-         "last_seen_at": T0, "gone_since": T1},
+        {"partner_tenant_id": PARTNER, "tenant_id": A, "display_name": "Contoso Ltd", "previous_display_name": None,
+         "first_seen_at": T0, "last_seen_at": T1, "gone_since": None},
+        {"partner_tenant_id": PARTNER, "tenant_id": B, "display_name": "Fabrikam", "previous_display_name": None,
+         "first_seen_at": T0, "last_seen_at": T0, "gone_since": T1},
     ]  # fmt: skip
     async with transaction(engine) as conn:
         await save_discovery(conn, PARTNER, "gdap", [Customer(B, "Fabrikam"), Customer(A, "Contoso Ltd")], T2)
@@ -54,3 +54,15 @@ async def test_a_failure_keeps_the_last_list_and_records_the_error(engine: Async
         {"partner_tenant_id": PARTNER, "source": "gdap", "discovered_at": T0, "customers": 1, "attempted_at": T1,
          "error_kind": "permission", "error_message": "403: no permission"}
     ]  # fmt: skip
+
+
+async def test_a_customers_name_before_its_latest_rename_is_kept_until_the_next_rename(engine: AsyncEngine) -> None:
+    """`previous_display_name`: set by the discovery that saw the rename, kept by the ones after it."""
+    async with transaction(engine) as conn:
+        await save_discovery(conn, PARTNER, "gdap", [Customer(A, "Contoso"), Customer(B, "Fabrikam")], T0)
+        await save_discovery(conn, PARTNER, "gdap", [Customer(A, "Contoso Ltd"), Customer(B, "Fabrikam")], T1,
+                             {A: "Contoso"})  # fmt: skip
+        await save_discovery(conn, PARTNER, "gdap", [Customer(A, "Contoso Ltd"), Customer(B, "Fabrikam")], T2)
+        known = await known_customers(conn, PARTNER)
+    assert known is not None
+    assert known.earlier == {A: "Contoso"}
