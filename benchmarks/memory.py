@@ -11,6 +11,11 @@
 
 Both runs use one simulator (the small list is the first tenants of the large one). The bytes the loaded
 list holds (tracemalloc) are shown too.
+
+A first night (informational): peak RSS of `backfill --days 90` at concurrency 16 into a new SQLite file
+(archive on), where the runner's day budget holds the tenants in flight to concurrency x 90 score-days; the
+yardstick is the floor client's peak over the same tenants, days and concurrency on the same simulator (no
+budget: 2 x concurrency tenants in flight, no archive).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import csv
 from pathlib import Path
 
 from benchmarks.harness import (
+    BenchmarkError,
+    Measured,
     SimServer,
     client_argv,
     expect_complete,
@@ -27,6 +34,7 @@ from benchmarks.harness import (
     megabytes,
     migrate,
     read_ledger,
+    seconds,
     sqlite_url,
 )
 from benchmarks.session import Session
@@ -105,4 +113,62 @@ def run(session: Session) -> list[Row]:
             f"<= {TARGET}",
         )
     )
-    return rows
+    return [*rows, first_night(session)]
+
+
+FIRST_NIGHT_DAYS = 90
+FIRST_NIGHT_CONCURRENCY = 16
+
+
+def first_night(session: Session) -> Row:
+    """Peak RSS of a first night's 90-day backfill, with the floor client's over the same work as yardstick."""
+    tenants = session.sizes.first_night_tenants
+    directory = session.directory(NAME)
+    database, floor_database = directory / "first-night.db", directory / "first-night-floor.db"
+    with SimServer(
+        session.directory("memory-first-night-sim"),
+        tenants=tenants,
+        controls=session.sizes.controls,
+        page_size=session.sizes.page_size,
+    ) as sim:
+        for path in (database, floor_database):
+            path.unlink(missing_ok=True)
+        config = sim.write_config(
+            directory / "first-night.toml",
+            database_url=sqlite_url(database),
+            concurrency=FIRST_NIGHT_CONCURRENCY,
+            history_days=FIRST_NIGHT_DAYS,
+        )
+        migrate(config)
+        session.log(f"{NAME}: first night, {tenants} x {FIRST_NIGHT_DAYS} days, concurrency {FIRST_NIGHT_CONCURRENCY}")
+        run = measure(fetcher_argv(config, "backfill", "--days", str(FIRST_NIGHT_DAYS))).check()
+        ledger = read_ledger(sqlite_url(database))
+        expect_complete(ledger, tenants=tenants, days=FIRST_NIGHT_DAYS, what=f"{NAME} first night")
+        floor_config = sim.write_config(directory / "first-night-floor.toml", database_url=sqlite_url(floor_database))
+        migrate(floor_config)
+        session.log(f"{NAME}: first night, the floor")
+        floor = measure(
+            client_argv(
+                "floor", *sim.client_args(), "--days", str(FIRST_NIGHT_DAYS), "--concurrency",
+                str(FIRST_NIGHT_CONCURRENCY), "--database", str(floor_database),
+            )
+        ).check()  # fmt: skip
+    stored = floor.json()["score_days"]
+    if stored != tenants * FIRST_NIGHT_DAYS:  # a floor that fetched less would flatter the yardstick
+        raise BenchmarkError(
+            f"{NAME} first night: the floor stored {stored} score-days of {tenants * FIRST_NIGHT_DAYS}"
+        )
+    return first_night_row(tenants, run, floor)
+
+
+def first_night_row(tenants: int, ours: Measured, floor: Measured) -> Row:
+    """Informational: the fetcher's peak RSS over the floor's, on the same work."""
+    return Row(
+        f"memory: first night, peak RSS, {tenants:,} tenants x {FIRST_NIGHT_DAYS} days at concurrency "
+        f"{FIRST_NIGHT_CONCURRENCY}",
+        megabytes(ours.peak_rss),
+        f"floor {megabytes(floor.peak_rss)} ({seconds(ours.wall)}; the floor {seconds(floor.wall)})",
+        ours.peak_rss / max(floor.peak_rss, 1),
+        value=ours.peak_rss / 1024 / 1024,  # no target: the day budget's hold, against a client without one
+        unit="MB",
+    )

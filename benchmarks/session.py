@@ -27,6 +27,7 @@ class Sizes:
     controls: int = 230
     memory_tenants: tuple[int, int] = (1000, 10_000)
     memory_days: int = 2
+    first_night_tenants: int = 48  # the 90-day row: 3 x concurrency 16, so the day budget has tenants to hold back
     storage_tenants: int = 100
     storage_days: int = 90
     storage_daily_days: int = 20  # runs of the daily (cron) storage scenario, one a simulated day
@@ -44,6 +45,7 @@ QUICK = Sizes(
     latency_tenants=100,
     cpu_tenants=20,
     memory_tenants=(100, 1000),
+    first_night_tenants=16,
     storage_tenants=10,
     storage_daily_days=5,
     overhead_tenants=(20, 100),
