@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -171,7 +171,7 @@ async def _save_batch(
     conn: AsyncConnection, tenant_id: str, days: list[ScoreDay], *, controls_saved: bool = False
 ) -> None:
     day_keys = _group_keys(conn, tenant_id) if controls_saved else None
-    stored = None if day_keys is None else _group_members(conn, tenant_id)
+    stored = None if day_keys is None else await _group_members(conn, tenant_id)
     if day_keys is None:
         day_keys = await resolve_keys(conn, days)
     tenant_key = day_keys.tenants[tenant_id]
@@ -228,22 +228,23 @@ async def resolve_group_keys(conn: AsyncConnection, days: Sequence[ScoreDay], *,
     each tenant's save in it (`controls_saved`, its days among them) then takes them without walking its
     rows again (two sets of 20,700 texts for a tenant of 90 days).
 
-    Also read the stored members of the group's listed days in one statement (`_read_group_members`), which
-    each tenant's first batch then takes instead of a statement of its own: on PostgreSQL a round trip a
-    tenant, on SQLite about 0.15 M instructions a nightly tenant (callgrind, 0.3 %).
+    Each tenant's first batch then takes its stored members from a read of several tenants' at once
+    (`GroupMembers`: one statement for up to `GROUP_MEMBERS_CAP` tenant-days) instead of a statement of its
+    own: on PostgreSQL a round trip a tenant, on SQLite four round trips to aiosqlite's thread.
 
-    With `defer_rows`, each tenant's first batch (the one that takes the group's members) keeps its scores,
-    control rows and comparatives for the caller to send for the whole group with `save_group_rows`, before
-    the transaction's end and before anything reads them: one statement a kind a group instead of three a
-    tenant. A batch that reads its own members (a later batch, a tenant outside the group) sends the deferred
-    rows first, so it sees them."""
+    With `defer_rows`, and when the group's control rows are at most `GROUP_DEFER_ROWS`, each tenant's first
+    batch (the one that takes the group's members) keeps its scores, control rows and comparatives for the
+    caller to send for the whole group with `save_group_rows`, before the transaction's end and before anything
+    reads them: one statement a kind a group instead of three a tenant. A batch that reads its own members (a
+    later batch, a tenant outside the group) sends the deferred rows first, so it sees them. A larger group
+    (a backfill's 90 days) sends each tenant's rows as they come, so it does not hold them twice."""
     sync = conn.sync_connection
     assert sync is not None
     day_keys = await resolve_keys(conn, days)
     transaction = sync.get_transaction()
-    sync.info[GROUP_KEYS] = (transaction, day_keys, await _read_group_members(conn, day_keys, days))
+    sync.info[GROUP_KEYS] = (transaction, day_keys, GroupMembers(day_keys, days))
     sync.info.pop(GROUP_ROWS, None)
-    if defer_rows:
+    if defer_rows and sum(map(len, map(_CONTROLS, days))) <= GROUP_DEFER_ROWS:
         sync.info[GROUP_ROWS] = (transaction, {kind: [] for kind in ("scores", "control_score_rows", "comparatives")})
 
 
@@ -258,22 +259,68 @@ def _group_keys(conn: AsyncConnection, tenant_id: str) -> DayKeys | None:
     return day_keys
 
 
-def _group_members(conn: AsyncConnection, tenant_id: str) -> list[Any] | None:
-    """The stored members `resolve_group_keys` read for `tenant_id` in this very transaction, taken once: they
-    hold only until the tenant's first batch writes (`_unique_days` splits a day repeated into batches, each
-    of which must see the one before), so a later batch or save finds None and reads its own."""
+async def _group_members(conn: AsyncConnection, tenant_id: str) -> list[Any] | None:
+    """The stored members of `tenant_id`'s days in the group `resolve_group_keys` began in this very transaction,
+    taken once: they hold only until the tenant's first batch writes (`_unique_days` splits a day repeated into
+    batches, each of which must see the one before), so a later batch or save finds None and reads its own."""
     sync = conn.sync_connection
     assert sync is not None
     kept = sync.info.get(GROUP_KEYS)
-    if kept is None or kept[0] is not sync.get_transaction() or kept[2] is None:
+    if kept is None or kept[0] is not sync.get_transaction():
         return None
-    members: list[Any] | None = kept[2].pop(tenant_id, None)
-    return members
+    group: GroupMembers = kept[2]
+    return await group.take(conn, tenant_id)
 
 
-GROUP_KEYS = "fetcher.store.scores.group_keys"  # conn.info: (transaction, DayKeys, members or None) of a group
+class GroupMembers:
+    """The stored members of a group's listed days, read a few tenants at a time as their saves come.
+
+    The group's tenants, in the order their days come, are cut into runs whose tenants times listed days stay
+    within `GROUP_MEMBERS_CAP` (a tenant alone may exceed it: its own read is no larger); the first tenant of
+    a run to take its members reads the run's in one statement (`_read_group_members`). A run is read before
+    any of its tenants writes, and no tenant writes another's rows, so what it reads is what each tenant's
+    own read would find; only one run's members are held at a time."""
+
+    def __init__(self, day_keys: DayKeys, days: Sequence[ScoreDay]) -> None:
+        self.day_keys = day_keys
+        listed: dict[str, list[ScoreDay]] = {}
+        for day in days:
+            if day.controls or day.comparatives:
+                listed.setdefault(day.tenant_id, []).append(day)
+        self.found: dict[str, list[Any]] = {d.tenant_id: [] for d in days if d.tenant_id not in listed}
+        self.unread: dict[str, list[ScoreDay]] = {}  # tenant -> the days of the run it is in, until read
+        run: list[ScoreDay] = []
+        tenants: set[str] = set()
+        dates: set[date] = set()
+        for tenant_id, own in listed.items():
+            more = dates | {d.score_date for d in own}
+            if run and (len(tenants) + 1) * len(more) > GROUP_MEMBERS_CAP:
+                self._close(run, tenants)
+                run, tenants, more = [], set(), {d.score_date for d in own}
+            run += own
+            tenants.add(tenant_id)
+            dates = more
+        self._close(run, tenants)
+
+    def _close(self, run: list[ScoreDay], tenants: set[str]) -> None:
+        for tenant_id in tenants:
+            self.unread[tenant_id] = run
+
+    async def take(self, conn: AsyncConnection, tenant_id: str) -> list[Any] | None:
+        """`tenant_id`'s stored members (kind, day, member), reading its run's first; None once taken."""
+        run = self.unread.get(tenant_id)
+        if run is not None:
+            for day in run:
+                self.unread.pop(day.tenant_id, None)
+            self.found.update(await _read_group_members(conn, self.day_keys, run))
+        return self.found.pop(tenant_id, None)
+
+
+GROUP_KEYS = "fetcher.store.scores.group_keys"  # conn.info: (transaction, DayKeys, GroupMembers) of a group
 GROUP_ROWS = "fetcher.store.scores.group_rows"  # conn.info: (transaction, kind -> rows) deferred by a group
 GROUP_MEMBERS_CAP = 256  # tenants x listed days read at once: a nightly group is 32 x 2, a backfill's 32 x 90
+GROUP_DEFER_ROWS = 65_536  # a group's control rows deferred at most: a nightly 32 x 2 x 230, not a backfill's
+_CONTROLS = attrgetter("controls")
 _CONTROL_NAME = itemgetter(ControlScoreRow._fields.index("control_name"))
 _STATUS = itemgetter(ControlScoreRow._fields.index("implementation_status"))
 CONTROL_ROW_FIELDS = tuple(column.name for column in control_score_rows.columns)
@@ -401,17 +448,15 @@ _GROUP_MEMBERS = sa.union_all(
 
 async def _read_group_members(
     conn: AsyncConnection, day_keys: DayKeys, days: Sequence[ScoreDay]
-) -> dict[str, list[Any]] | None:
-    """The stored members of a group's listed days, by tenant, as `_STORED_MEMBERS` reads one tenant's
-    (kind, day, member); None when the group's tenants times its listed days exceed `GROUP_MEMBERS_CAP`.
+) -> dict[str, list[Any]]:
+    """The stored members of some tenants' listed days, by tenant, as `_STORED_MEMBERS` reads one tenant's
+    (kind, day, member), in one statement (`GroupMembers` keeps it within `GROUP_MEMBERS_CAP` tenant-days).
 
-    The statement reads every tenant's rows on every listed day of the group; `_delete_replaced` skips
-    the days a tenant does not list. A tenant with nothing stored gets an empty list, not a statement."""
+    The statement reads every tenant's rows on every listed day of `days`; `_delete_replaced` skips the days a
+    tenant does not list. A tenant with nothing stored gets an empty list."""
     tenant_ids = sorted({d.tenant_id for d in days})
     control_days = sorted({d.score_date for d in days if d.controls})
     basis_days = sorted({d.score_date for d in days if d.comparatives})
-    if len(tenant_ids) * len(set(control_days) | set(basis_days)) > GROUP_MEMBERS_CAP:
-        return None
     found: dict[str, list[Any]] = {tenant_id: [] for tenant_id in tenant_ids}
     if not control_days and not basis_days:
         return found

@@ -612,6 +612,47 @@ async def test_a_group_beyond_the_cap_reads_each_tenants_members_alone(
     )
 
 
+async def test_a_group_beyond_the_cap_reads_a_few_tenants_at_a_time_and_still_sends_its_rows_together(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four tenants of one listed day with room for two tenant-days a read: two reads, not four, and each
+    kind of row in one statement for the group; what is stored is what each tenant's own save would store."""
+    monkeypatch.setattr(scores, "GROUP_MEMBERS_CAP", 2)
+    tenants = [TENANT, OTHER, "cccccccc-0000-4000-8000-000000000003", "dddddddd-0000-4000-8000-000000000004"]
+    for tenant in tenants:
+        await save(engine, days(listing("2026-11-27", "AB", tenant=tenant)))
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine.Engine")
+
+    read = await save_group(engine, days(*(listing("2026-11-27", "BC", tenant=tenant) for tenant in tenants)))
+    sent = [r.getMessage() for r in caplog.records if r.name == "sqlalchemy.engine.Engine"]
+
+    assert len(read) == 2
+    for table in ("secure_scores", "control_score_rows", "comparative_scores"):
+        assert sum(f"INSERT INTO {table} " in message for message in sent) == 1, table
+    assert await members(engine) == sorted(
+        (tenant, "2026-11-27", m) for tenant in tenants for m in ("B", "C", "AllTenants")
+    )
+
+
+async def test_a_group_of_more_control_rows_than_it_defers_sends_each_tenants_rows_as_they_come(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backfill's group would hold its rows twice until its end: past `GROUP_DEFER_ROWS` they go a tenant at
+    a time, and what is stored is the same."""
+    monkeypatch.setattr(scores, "GROUP_DEFER_ROWS", 3)
+    batch = days(listing("2026-11-27", "AB"), listing("2026-11-27", "BC", tenant=OTHER))
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine.Engine")
+
+    await save_group(engine, batch)
+    sent = [r.getMessage() for r in caplog.records if r.name == "sqlalchemy.engine.Engine"]
+
+    assert sum("INSERT INTO control_score_rows " in message for message in sent) == 2
+    assert await members(engine) == sorted(
+        [(TENANT, "2026-11-27", m) for m in ("A", "B", "AllTenants")]
+        + [(OTHER, "2026-11-27", m) for m in ("B", "C", "AllTenants")]
+    )
+
+
 async def test_a_group_sends_its_tenants_rows_in_one_statement_a_kind_and_stores_what_they_would_alone(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
