@@ -289,6 +289,20 @@ async def _executemany_sqlite(conn: AsyncConnection, bulk: Bulk, rows: list[tupl
         raise DBAPIError.instance(bulk.sql, None, error, sqlite3.Error, dialect=conn.dialect) from error
 
 
+async def fetch_sqlite(conn: AsyncConnection, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """SQLite: the rows of a read of ours, its SQL written out, in the caller's transaction, in one round trip to
+    aiosqlite's thread (its `execute_fetchall`) where SQLAlchemy's adapter takes four (cursor, execute,
+    fetchall, close). Values come as the driver gives them (day keys, ISO dates, bytes): the caller reads them."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    if _SQL_LOG.isEnabledFor(logging.INFO):
+        _SQL_LOG.info("%s", sql)
+        _SQL_LOG.info("[read by the driver directly; SQL parameters hidden]")
+    try:
+        return list(await driver.execute_fetchall(sql, parameters))
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, None, error, sqlite3.Error, dialect=conn.dialect) from error
+
+
 async def copy_and_upsert(
     conn: AsyncConnection, bulk: Bulk, staging: Staging, rows: Iterable[tuple[Any, ...]], count: int
 ) -> None:

@@ -32,14 +32,17 @@ once, and a base is read (and decompressed, 20 to 40 us) at most once a save.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
+import orjson
 import sqlalchemy as sa
 import zstandard
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fetcher.store import bulk
 from fetcher.store.archive import RawPayload, body_as_bytes, run_codec
 from fetcher.store.codec import SECURE_SCORES, Codec, Unreadable, compress, delta_compressor
 from fetcher.store.schema import as_date, raw_payloads
@@ -140,6 +143,9 @@ async def stored_near(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> 
     tenants = sorted({p.tenant_id for p in payloads})
     first = min(p.score_date for p in payloads) - timedelta(days=WINDOW)
     last = max(p.score_date for p in payloads) + timedelta(days=WINDOW)
+    if conn.dialect.name == "sqlite":
+        parameters = (orjson.dumps(tenants).decode(), first.isoformat(), last.isoformat())
+        return _stored(await bulk.fetch_sqlite(conn, _STORED_NEAR_SQLITE, parameters))
     is_base = r.base_sha256.is_(None)
     query = sa.select(
         r.tenant_id,
@@ -149,12 +155,25 @@ async def stored_near(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> 
         sa.func.length(r.body).label("stored"),
         sa.case((is_base, body_as_bytes(raw_payloads)), else_=sa.null()).label("body"),
     ).where(r.tenant_id.in_(tenants), r.score_date.between(first, last))
+    return _stored(await conn.execute(query))
+
+
+# `stored_near`'s statement on SQLite, written out for the driver (`bulk.fetch_sqlite`): one round trip.
+_STORED_NEAR_SQLITE = """\
+SELECT tenant_id, score_date, sha256, size, length(body),
+       CASE WHEN base_sha256 IS NULL THEN CAST(body AS BLOB) END
+FROM raw_payloads
+WHERE tenant_id IN (SELECT value FROM json_each(?)) AND score_date BETWEEN ? AND ?"""
+
+
+def _stored(rows: Iterable[Sequence[Any]]) -> dict[str, Stored]:
+    """`stored_near`'s rows (tenant, day, sha256, size, stored size, a base's body or None), by tenant."""
     found: dict[str, Stored] = {}
-    for row in await conn.execute(query):
-        day = as_date(row.score_date)
+    for tenant_id, score_date, sha256, size, stored, body in rows:
+        day = as_date(score_date)
         assert day is not None
-        near = found.setdefault(row.tenant_id, Stored())
-        near.keys.add((day, row.sha256))
-        if row.body is not None:
-            near.bases.append(Base(day, row.sha256, row.size, row.stored, bytes(row.body)))
+        near = found.setdefault(tenant_id, Stored())
+        near.keys.add((day, sha256))
+        if body is not None:
+            near.bases.append(Base(day, sha256, size, stored, bytes(body)))
     return found

@@ -24,6 +24,7 @@ from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,6 +37,7 @@ from fetcher.store.schema import (
     comparative_scores,
     control_score_rows,
     controls,
+    day_key,
     secure_scores,
     tenant_keys,
     tenants,
@@ -460,6 +462,8 @@ async def _read_group_members(
     found: dict[str, list[Any]] = {tenant_id: [] for tenant_id in tenant_ids}
     if not control_days and not basis_days:
         return found
+    if conn.dialect.name == "sqlite":
+        return await _read_group_members_sqlite(conn, day_keys, found, control_days, basis_days)
     owners = {str(day_keys.tenants[t]): t for t in tenant_ids}
     result = await conn.execute(
         _GROUP_MEMBERS,
@@ -472,6 +476,40 @@ async def _read_group_members(
     )
     for kind, owner, day, member in result.all():
         found[owners[owner] if kind == "control" else owner].append((kind, day, member))
+    return found
+
+
+# `_GROUP_MEMBERS` on SQLite, written out for the driver (`bulk.fetch_sqlite`): the lists as JSON arrays.
+_GROUP_MEMBERS_SQLITE = """\
+SELECT 'control', tenant_key, score_date, control_key FROM control_score_rows
+WHERE tenant_key IN (SELECT value FROM json_each(?)) AND score_date IN (SELECT value FROM json_each(?))
+UNION ALL
+SELECT 'basis', tenant_id, score_date, basis FROM comparative_scores
+WHERE tenant_id IN (SELECT value FROM json_each(?)) AND score_date IN (SELECT value FROM json_each(?))"""
+
+
+async def _read_group_members_sqlite(
+    conn: AsyncConnection,
+    day_keys: DayKeys,
+    found: dict[str, list[Any]],
+    control_days: list[date],
+    basis_days: list[date],
+) -> dict[str, list[Any]]:
+    """`_read_group_members` on SQLite: one round trip, the rows as `_GROUP_MEMBERS` gives them (a control as
+    its key's text, a day as a date)."""
+    owners = {day_keys.tenants[t]: t for t in found}
+    parameters = (
+        orjson.dumps(list(owners)).decode(),
+        orjson.dumps([day_key(day) for day in control_days]).decode(),
+        orjson.dumps(list(found)).decode(),
+        orjson.dumps([day.isoformat() for day in basis_days]).decode(),
+    )
+    days: dict[Any, date] = {day_key(day): day for day in control_days} | {d.isoformat(): d for d in basis_days}
+    for kind, owner, day, member in await bulk.fetch_sqlite(conn, _GROUP_MEMBERS_SQLITE, parameters):
+        if kind == "control":
+            found[owners[owner]].append((kind, days[day], str(member)))
+        else:
+            found[owner].append((kind, days[day], member))
     return found
 
 

@@ -25,6 +25,8 @@ from fetcher.store.engine import transaction
 from fetcher.store.schema import raw_payloads
 from tests.dbutil import rows
 from tests.payloads import OTHER_TENANT, TENANT, many_controls_day
+from tests.store.test_keys import statements
+from tests.store.test_scores import driver_reads
 
 NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
 NEWEST = NOW.date()
@@ -311,3 +313,20 @@ async def test_an_archive_is_the_same_bytes_with_bodies_copied_to_their_size(
     assert after == before
     assert sum(r["base_sha256"] is not None for r in after[0]) >= 10  # deltas, and dictionary-frame bases
     assert sum(is_delta(r["body"]) for r in after[0]) < len(after[0])
+
+
+async def test_on_sqlite_a_saves_bases_are_read_by_the_driver_in_one_call(engine: AsyncEngine) -> None:
+    """No SQLAlchemy statement (four round trips to aiosqlite's thread): one `execute_fetchall`, with the
+    same bases found (the group's other tenant's too)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's read; PostgreSQL keeps SQLAlchemy's statement")
+    await save(engine, [day(3), day(2)], [day(3, OTHER_TENANT)])
+    payloads = [[deferred(day(1)), deferred(day(0))], [deferred(day(1, OTHER_TENANT))]]
+
+    async with transaction(engine) as conn:
+        with statements(engine) as sent, driver_reads() as direct:
+            await compress_pending(conn, payloads)
+
+    assert sent == []
+    assert len(direct) == 1
+    assert [[p.base_date for p in group] for group in payloads] == [[ago(3), ago(3)], [ago(3)]]

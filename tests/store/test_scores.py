@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -519,17 +521,51 @@ async def test_a_groups_keys_serve_only_the_transaction_that_resolved_them(engin
     assert [r["implementation_status"] for r in await rows(engine, control_scores)] == ["Brand new"]
 
 
+class DriverReads(logging.Handler):
+    """The SQL of the reads sent to the driver directly (`bulk.fetch_sqlite` logs each, then its marker line)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    @property
+    def sent(self) -> list[str]:
+        pairs = zip(self.messages, self.messages[1:], strict=False)
+        return [sql for sql, marker in pairs if marker.startswith("[read by the driver directly")]
+
+
+@contextlib.contextmanager
+def driver_reads() -> Iterator[list[str]]:
+    """The reads sent to the driver directly meanwhile, as `statements` gives SQLAlchemy's."""
+    logger, handler = logging.getLogger("sqlalchemy.engine.Engine"), DriverReads()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    sent: list[str] = []
+    try:
+        yield sent
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        sent += handler.sent
+
+
 async def save_group(engine: AsyncEngine, batch: list[ScoreDay]) -> list[str]:
     """Save `batch` as a group does (its tenants' rows deferred, then sent for the group), each tenant's days
-    in order; returns the statements that read members."""
+    in order; returns the statements that read members (SQLAlchemy's and those sent to the driver directly)."""
     async with transaction(engine) as conn:
-        with statements(engine) as sent:
+        with statements(engine) as sent, driver_reads() as direct:
             await resolve_group_keys(conn, batch, defer_rows=True)
             for tenant_id in dict.fromkeys(d.tenant_id for d in batch):
                 await save_score_days(conn, [d for d in batch if d.tenant_id == tenant_id], NOW, controls_saved=True)
             await save_group_rows(conn)
             await save_controls(conn, batch)
-    return [sql for sql in sent if sql.lstrip().upper().startswith("SELECT") and "FROM comparative_scores" in sql]
+    return [
+        sql for sql in sent + direct if sql.lstrip().upper().startswith("SELECT") and "FROM comparative_scores" in sql
+    ]
 
 
 async def members(engine: AsyncEngine) -> list[tuple[str, str, str]]:
