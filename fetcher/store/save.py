@@ -116,8 +116,10 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
 
     When the group's transaction fails, nothing of it is stored, and each tenant is saved again in a
     transaction of its own: the group costs one more try, and a tenant that cannot be saved fails alone.
+    On SQLite a tenant alone takes the group's path too (its members and bases read in one round trip each,
+    `fetcher.store.scores`); on PostgreSQL it is saved by `save_tenant`.
     """
-    if len(writes) > 1:
+    if len(writes) > 1 or (writes and engine.dialect.name == "sqlite"):
         await ensure_partitions(engine, (day for write in writes for day in score_dates(write.admitted)))
 
         async def work(conn: AsyncConnection) -> None:
@@ -131,6 +133,8 @@ async def save_group(engine: AsyncEngine, writes: Sequence[TenantWrite]) -> list
             await in_transaction(engine, work, f"storing {len(writes)} tenants")
             return [None] * len(writes)
         except Exception as error:  # whichever tenant caused it, the others must still be saved
+            if len(writes) == 1:
+                return [error]  # the tenant's own failure: a second try alone would be the same transaction
             log.info(
                 "storing %d tenants in one transaction failed (%s); storing each alone",
                 len(writes),
