@@ -22,6 +22,8 @@ from fetcher.store.schema import control_scores, controls, raw_payloads, secure_
 from fetcher.store.scores import resolve_keys, save_score_days, save_tenants
 from tests.dbutil import rows
 from tests.payloads import DAY, full_day
+from tests.store.test_keys import statements
+from tests.store.test_scores import driver_reads
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -134,6 +136,27 @@ async def test_a_day_saved_again_loses_the_controls_it_no_longer_lists(run: Asyn
     kept = sorted((r["tenant_id"], r["control_name"]) for r in await rows(run, control_scores))
     listed = [control["controlName"] for control in full_day(A, DAY)["controlScores"]]
     assert kept == sorted([(t, name) for t in (A, C) for name in listed[:3]] + [(B, name) for name in listed])
+
+
+async def test_on_sqlite_a_tenant_alone_is_saved_as_a_group_of_one(run: AsyncEngine) -> None:
+    """Its stored members read by the driver in one round trip (`bulk.fetch_sqlite`), not by SQLAlchemy's
+    statement (four); what it no longer lists is deleted as before, and its failure is its own, tried once."""
+    if run.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL saves a tenant alone with save_tenant")
+    async with transaction(run) as conn:
+        await save_score_days(conn, [normalize_score(full_day(A, DAY), FetchContext(RUN, T0))], T0)
+        await ledger.record_tenant_run(conn, write(B, minute=0).row)
+    committed = commits(run)
+
+    with statements(run) as sent, driver_reads() as direct:
+        assert await save_group(run, [write(A, controls=3)]) == [None]
+    failed = await save_group(run, [write(B)])
+
+    assert not any("FROM comparative_scores" in sql for sql in sent)
+    assert sum("FROM comparative_scores" in sql for sql in direct) == 1
+    assert len(committed) == 1
+    assert isinstance(failed[0], sa.exc.IntegrityError)
+    assert len([r for r in await rows(run, control_scores) if r["tenant_id"] == A]) == 3
 
 
 async def test_tenants_that_finish_while_a_transaction_writes_are_saved_together(run: AsyncEngine) -> None:
