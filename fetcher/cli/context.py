@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
+
+from fetcher.errors import OutputUnwritable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -13,6 +16,48 @@ if TYPE_CHECKING:
     from fetcher.outcome import Observer
 
 log = logging.getLogger("fetcher.cli")
+
+
+class StandardOutput:
+    """Standard output as every command writes it (its console): a write that fails (the disk full, the
+    reader of a pipe gone) raises OutputUnwritable, one line naming standard output and exit 3, as an
+    `--output` file that cannot be written, and the rest of the command's output is dropped.
+
+    Python's documentation for SIGPIPE (library/signal.html, "Note on SIGPIPE") points the file descriptor at
+    /dev/null then: what stays in the stream's buffer is flushed there at exit, with no "Exception ignored".
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                return self.stream.write(text)
+            except OSError as error:
+                raise self._unwritable(error) from None
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self.stream.flush()
+            except OSError as error:
+                raise self._unwritable(error) from None
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's own
+        return getattr(self.stream, name)
+
+    def _unwritable(self, error: OSError) -> OutputUnwritable:
+        self.failed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no descriptor (a test's captured output): nothing is flushed at exit
+            pass
+        return OutputUnwritable(f"cannot write standard output: {error.strerror or error}")
 
 
 @dataclass
@@ -44,6 +89,11 @@ class Context:
         for warning in config.warnings:
             log.warning("%s: %s", config.path, warning)
         return config
+
+    def write(self, text: str) -> None:
+        """`text` on standard output as it is: not rendered by the console (which drops some control characters)."""
+        self.console.file.write(text)
+        self.console.file.flush()
 
     def prompt(self, text: str) -> None:
         """A device-code sign-in's URL and code, on standard error (above any progress bar)."""

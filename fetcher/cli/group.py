@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any, cast
 
 import click
 
@@ -137,6 +138,7 @@ def main(
       130  stopped by SIGINT (143: SIGTERM)
     """
     from fetcher import logfields
+    from fetcher.cli.context import StandardOutput
     from fetcher.output import setup_logging
     from fetcher.tables import console_for
 
@@ -144,4 +146,5 @@ def main(
     verbosity = -1 if quiet else verbose
     setup_logging(verbosity=verbosity, log_format=log_format, console=err, log_sql=log_sql)
     logfields.set_for_process(command=click_ctx.invoked_subcommand)
-    click_ctx.obj = Context(config_path, verbosity, log_format, console_for(), err)
+    out = console_for(cast(IO[str], StandardOutput(sys.stdout)))  # the one place commands write their output
+    click_ctx.obj = Context(config_path, verbosity, log_format, out, err)

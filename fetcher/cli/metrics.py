@@ -34,7 +34,7 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
             snapshot = await read_snapshot(engine, config, datetime.now(UTC))
         text = exposition(snapshot)
         if output is None:
-            click.echo(text.decode(), nl=False)
+            ctx.write(text.decode())
         else:
             write_atomically(output, text)
         return 0
