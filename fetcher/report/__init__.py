@@ -51,10 +51,10 @@ async def produce(
 
     With `html` and no `output`, only the page is written.
     """
-    refusal = usage_refusal(request)
+    now = now or datetime.now(UTC)
+    refusal = usage_refusal(request, now.date())
     if refusal is not None:
         raise refusal
-    now = now or datetime.now(UTC)
     async with existing_database(config.database) as engine:
         async with transaction(engine, write=False) as conn:
             discovery = await partner_discovery(conn, config)
@@ -113,10 +113,10 @@ def described(report: Portfolio | TenantReport | ActionsReport, fmt: Format) -> 
     return f"the improvement actions{scope} ({len(report.actions)} controls, {fmt})"
 
 
-def usage_refusal(request: ReportRequest) -> ConfigError | None:
-    """Options that contradict each other: `--since` where it sets no window, `--output` and `--html` naming
-    one file (the text would overwrite the page)."""
-    return since_refusal(request) or _same_file_refusal(request.output, request.html)
+def usage_refusal(request: ReportRequest, today: date | None = None) -> ConfigError | None:
+    """Options that contradict each other: `--since` where it sets no window or after `today` (UTC), `--output`
+    and `--html` naming one file (the text would overwrite the page)."""
+    return since_refusal(request, today or datetime.now(UTC).date()) or _same_file_refusal(request.output, request.html)
 
 
 def _same_file_refusal(output: Path | None, html: Path | None) -> ConfigError | None:
@@ -130,8 +130,9 @@ def _same_file_refusal(output: Path | None, html: Path | None) -> ConfigError | 
     )
 
 
-def since_refusal(request: ReportRequest) -> ConfigError | None:
-    """`--since` where it sets no window (the portfolio's text, `--actions`): refused, not ignored."""
+def since_refusal(request: ReportRequest, today: date) -> ConfigError | None:
+    """`--since` where it sets no window (the portfolio's text, `--actions`): refused, not ignored; after `today`,
+    refused as `backfill --since` refuses it (no stored day can be in the window)."""
     if request.since is None:
         return None
     if request.actions:
@@ -144,6 +145,8 @@ def since_refusal(request: ReportRequest) -> ConfigError | None:
             "report --since needs --tenant (the window of one tenant's report) or --html (the charts' window); "
             "the portfolio's text has no window (its changes are over 7 and 30 days)"
         )
+    if request.since > today:
+        return ConfigError(f"report --since {request.since}: that is in the future")
     return None
 
 

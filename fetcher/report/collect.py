@@ -84,17 +84,18 @@ async def tenant_report(
                 row.tenant_id, []
             )
         if trend and newest is not None:
-            extras = await _profile_parts(conn, row.tenant_id, trend[0].score_date, newest)
+            extras = await _window_parts(conn, row.tenant_id, trend[0].score_date, newest)
+        if newest is not None:  # of the newest day, whatever the window (one after the newest day holds none)
+            extras["next_actions"] = await reports.next_actions(conn, row.tenant_id, limit=TOP_ACTIONS)
         why = None if row.has_data else why_no_data(next(iter(await ledger.tenant_states(conn, [row.tenant_id])), None))
     report = build_tenant_report(row, all_rows=rows, since=start, trend=trend, now=now, max_age=max_age, **extras)
     return dataclasses.replace(report, why_no_data=why)
 
 
-async def _profile_parts(conn: AsyncConnection, tenant_id: str, first: date, last: date) -> dict[str, Any]:
-    """What the window's controls say: their deltas, the next actions, state updates, categories."""
+async def _window_parts(conn: AsyncConnection, tenant_id: str, first: date, last: date) -> dict[str, Any]:
+    """What the window's controls say: their deltas, state updates, categories."""
     return {
         "deltas": await reports.control_deltas(conn, tenant_id, after=first, until=last),
-        "next_actions": await reports.next_actions(conn, tenant_id, limit=TOP_ACTIONS),
         "state_updates": await reports.state_updates(conn, tenant_id, since=first, until=last),
         "categories": await reports.categories(conn, tenant_id, since=first, until=last),
     }

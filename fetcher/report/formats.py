@@ -543,6 +543,9 @@ def _standing_lines(r: TenantReport) -> list[tuple[str, str]]:
 
 
 def _window_sentence(r: TenantReport) -> str:
+    newest = r.tenant.score.score_date
+    if not r.trend and newest is not None and r.since is not None and r.since > newest:
+        return f"No stored day since {day(r.since)}: the newest is {day(newest)}."
     if not r.trend:
         return "No stored days in the window."
     return (

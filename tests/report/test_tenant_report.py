@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config, load_config
 from fetcher.report.collect import tenant_report
-from fetcher.report.formats import rounded
+from fetcher.report.formats import rounded, tenant_markdown
 from fetcher.store.schema import control_profiles, control_scores, controls, score_history
 from tests.dbutil import rows
 from tests.report import reference
@@ -31,6 +31,7 @@ from tests.report.conftest import (
     store,
     write_report_config,
 )
+from tests.report.test_profile_views import profile, store_profiles
 
 A = "aaaaaaaa-0000-4000-8000-00000000000a"
 SECRETS = {"REPORT_SECRET": "unused-secret"}
@@ -218,6 +219,36 @@ async def test_changes_before_the_window_are_left_out(engine: AsyncEngine, tmp_p
 
     assert [(d.control_name, d.change) for d in got.losses] == [("c", -2.0)]
     assert got.gains == ()
+
+
+async def test_a_window_after_the_newest_day_still_gives_the_next_best_actions(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """`--since` sets the window, nothing else: the next best actions are of the newest day, wherever it falls."""
+    await store(
+        engine,
+        score_day(A, days_ago(4), {"mfa": 1.0, "legacy": 5.0}, max_score=18.0),
+        score_day(A, days_ago(3), {"mfa": 2.0, "legacy": 5.0}, max_score=18.0),
+    )
+    await store_profiles(engine, profile(A, "mfa"), profile(A, "legacy"))
+
+    whole = await _scripted_report(engine, tmp_path)
+    after = await _scripted_report(engine, tmp_path, since=days_ago(1))
+
+    assert (after.trend, after.since) == ((), days_ago(1))
+    assert whole.next_actions
+    assert after.next_actions == whole.next_actions
+    assert f"No stored day since {days_ago(1)}: the newest is {days_ago(3)}." in tenant_markdown(after).splitlines()
+
+
+def test_since_in_the_future_is_refused_in_one_line(filled: Filled) -> None:
+    """As `backfill --since`: a window that cannot hold a day is a usage error, said before the database is read."""
+    future = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+
+    result = report(filled.config, "--tenant", filled.healthy[0].tenant_id, "--since", future)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: report --since {future}: that is in the future\n"
 
 
 # ------------------------------------------------------------------------------------------- formats
