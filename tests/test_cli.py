@@ -480,6 +480,40 @@ def test_with_json_logs_the_fatal_error_is_one_json_log_line(
     assert message.format(folder=tmp_path / "scores.db") in record["message"]
 
 
+@pytest.mark.parametrize(
+    ("args", "command", "message"),
+    [
+        (("report", "--since", "2026-13-01"), "report", "Invalid value for '--since': '2026-13-01' does not match"),
+        (("status", "--max-age", "0"), "status", "Invalid value for '--max-age': 0.0 is not in the range 0<x<=1000000"),
+        (("config", "check", "--format", "xml"), "config", "Invalid value for '--format': 'xml' is not one of"),
+        (("backfill", "--days"), "backfill", "Option '--days' requires an argument."),
+        (("status", "--log-format", "json", "--no-such-option"), "status", "No such option"),
+        (("nosuchcommand",), None, "No such command 'nosuchcommand'."),
+    ],
+    ids=["date", "range", "choice", "missing-value", "json-after-command", "unknown-command"],
+)
+def test_with_json_logs_a_usage_error_is_one_json_log_line(
+    tmp_path: Path, args: tuple[str, ...], command: str | None, message: str
+) -> None:
+    """Click's own refusals (a value's type or range, an unknown option or command) are a record too, exit 2."""
+    config = write_config(tmp_path)
+    global_args = ("--log-format", "json", "--config", str(config)) if "--log-format" not in args else ()
+
+    result = invoke(*global_args, *args)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    assert {k: record[k] for k in ("level", "logger", "error_kind")} == {
+        "level": "error",
+        "logger": "fetcher.cli",
+        "error_kind": "config",
+    }
+    assert record.get("command") == command or command is None  # in this process, an earlier test's may stay
+    assert record["message"].startswith(message), record["message"]
+
+
 @pytest.mark.parametrize("command", ["run", "migrate"])
 def test_a_sqlite_path_in_a_missing_folder_is_refused_and_no_folder_is_made(tmp_path: Path, command: str) -> None:
     """A typo in [database] url is said in one line, exit 3, rather than a new folder tree and an empty database."""

@@ -83,6 +83,26 @@ class _Fetcher(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist(self, ctx, args))
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every command's usage errors pass here (a value click refused, an unknown option or command), once
+        the global options are read: with `--log-format json` one JSON record, as `fail` says any other."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            if ctx.params.get("log_format") != "json" or isinstance(error, _HELP_ERRORS):
+                raise  # click's own: the usage line, the --help hint, the error (or the help)
+            from fetcher.cli.exits import fail
+            from fetcher.errors import ConfigError
+
+            context = ctx.obj if isinstance(ctx.obj, Context) else start(ctx, **ctx.params)  # no command found
+            sys.exit(fail(context, ConfigError(error.format_message())))
+
+
+# A group given no command shows its help through a usage error (click 8.2 on): help, not an error to log.
+_HELP_ERRORS: tuple[type[Exception], ...] = tuple(
+    e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if isinstance(e, type)
+)
+
 
 @click.group(
     cls=_Fetcher,
@@ -137,6 +157,13 @@ def main(
            secret, the network)
       130  stopped by SIGINT (143: SIGTERM)
     """
+    click_ctx.obj = start(click_ctx, config_path, verbose, quiet, log_format, log_sql)
+
+
+def start(
+    click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str, log_sql: bool
+) -> Context:
+    """What every command is given: logging set up, and the consoles it writes to."""
     from fetcher import logfields
     from fetcher.cli.context import StandardOutput
     from fetcher.output import setup_logging
@@ -147,4 +174,4 @@ def main(
     setup_logging(verbosity=verbosity, log_format=log_format, console=err, log_sql=log_sql)
     logfields.set_for_process(command=click_ctx.invoked_subcommand)
     out = console_for(cast(IO[str], StandardOutput(sys.stdout)))  # the one place commands write their output
-    click_ctx.obj = Context(config_path, verbosity, log_format, out, err)
+    return Context(config_path, verbosity, log_format, out, err)
