@@ -248,7 +248,17 @@ def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
-        ({"fetch": "concurrency = 0"}, "[fetch] concurrency must be at least 1, got 0"),
+        ({"fetch": "concurrency = 0"}, "[fetch] concurrency must be between 1 and 256"),
+        (
+            {"fetch": "concurrency = 257"},
+            "[fetch] concurrency must be between 1 and 256 (about 27 MB of memory each on a first night; "
+            "for more, split the tenants into shards), got 257",
+        ),
+        (
+            {"fetch": "concurrency = 99999999999999999999"},
+            "[fetch] concurrency must be between 1 and 256 (about 27 MB of memory each on a first night; "
+            "for more, split the tenants into shards), got 99999999999999999999",
+        ),
         (
             {"fetch": "per_tenant_concurrency = 5"},
             "[fetch] per_tenant_concurrency must be between 1 and 4 "
@@ -281,6 +291,10 @@ def test_values_at_graphs_limits_are_accepted(tmp_path: Path) -> None:
     )
 
     assert load(tmp_path, fetch=fetch).fetch == FetchConfig(1, 4, 150, 90, 1, 0.0)
+
+
+def test_the_largest_concurrency_is_accepted(tmp_path: Path) -> None:
+    assert load(tmp_path, fetch="concurrency = 256").fetch.concurrency == 256
 
 
 @pytest.mark.parametrize(

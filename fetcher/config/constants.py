@@ -60,6 +60,12 @@ TENANT_COLUMNS = ("tenant_id", "name", "enabled", "source_status")  # source_sta
 GRAPH_MAX_PER_TENANT_CONCURRENCY = 4
 
 
+# `[fetch] concurrency`: a first night holds about 27 MB per connection (docs/deploy.md), so 256 is about 7 GB
+# and some 290 open files; a typo beyond it is refused rather than fitted to `ulimit -n`, and more throughput
+# comes from shards (each its own process and memory).
+MAX_CONCURRENCY = 256
+
+
 GRAPH_MAX_PER_TENANT_RATE = 150
 
 

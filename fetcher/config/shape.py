@@ -14,6 +14,7 @@ from fetcher.config.constants import (
     GRAPH_HISTORY_DAYS,
     GRAPH_MAX_PER_TENANT_CONCURRENCY,
     GRAPH_MAX_PER_TENANT_RATE,
+    MAX_CONCURRENCY,
     MAX_SHARDS,
 )
 from fetcher.config.model import AlertChannel, AlertRule, AlertsConfig, DatabaseConfig, FetchConfig, GraphConfig
@@ -46,7 +47,14 @@ class GraphTable(Table):
 
 
 class FetchTable(Table):
-    concurrency: Annotated[int, Field(ge=1)] = FetchConfig.concurrency
+    concurrency: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_CONCURRENCY,
+            description="(about 27 MB of memory each on a first night; for more, split the tenants into shards)",
+        ),
+    ] = FetchConfig.concurrency
     per_tenant_concurrency: Annotated[
         int,
         Field(
