@@ -202,15 +202,24 @@ def test_config_check_says_partner_mode_tenants_are_discovered(tmp_path: Path) -
     )
 
 
-def test_config_check_names_the_proxy_secret_without_its_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("env:PROXY", "  secret:   [graph] proxy env:PROXY (set)"),
+        (f"http://user:{SECRET}@proxy.example:3128", "  secret:   [graph] proxy literal value (set)"),
+    ],
+    ids=["env", "literal"],
+)
+def test_config_check_names_the_proxy_secret_without_its_password(tmp_path: Path, value: str, line: str) -> None:
+    """Where the proxy's URL comes from, as `[auth]`'s secrets say it: a reference, or `literal value`."""
     config = write_config(tmp_path)
-    config.write_text(config.read_text() + '[graph]\nproxy = "env:PROXY"\n', encoding="utf-8")
+    config.write_text(config.read_text() + f'[graph]\nproxy = "{value}"\n', encoding="utf-8")
     env = {"SECRET": SECRET, "FABRIKAM": SECRET, "PROXY": f"http://user:{SECRET}@proxy.example:3128"}
 
     result = invoke("--config", str(config), "config", "check", env=env)
 
     assert result.exit_code == 0, result.output
-    assert "  secret:   [graph] proxy env:PROXY (set)" in result.output.splitlines()
+    assert line in result.output.splitlines()
     assert "proxy http://user:***@proxy.example:3128" in result.output
     assert SECRET not in result.output
 

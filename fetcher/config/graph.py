@@ -58,7 +58,7 @@ class GraphResolver(Resolver):
                 return Secret(value, "")
             secret = self.secret(value, "[graph] proxy ")
         else:
-            secret = Secret("[graph] proxy", value)
+            secret = Secret("literal value", value)  # as a literal of [auth] reads: `[graph] proxy literal value`
             if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", value):
                 self.literals.append("[graph] proxy")
         url = secret.reveal()
