@@ -27,6 +27,11 @@ SOURCE = "securescore-fetcher"
 CHAT_CONTROLS = 3
 SLACK_HEADER_LIMIT = 150
 SLACK_TEXT_LIMIT = 2900
+# Figures computed from stored ones (percentages, differences, hours): rounded in the webhook's JSON as the
+# report's CSV and JSON round them (fetcher.report.formats.FIGURE_DIGITS, not imported: it loads rich), so a
+# receiver shows -13.93, not -13.930000000000064. Stored values (scores, thresholds) are sent as stored.
+FIGURE_DIGITS = 2
+COMPUTED_DETAILS = frozenset({"percent", "baseline_percent", "change_percent", "change_points", "hours_since_newest"})
 KIND_TITLES = {
     RuleKind.SCORE_DROP: "score drop",
     RuleKind.BELOW_PERCENT: "score below threshold",
@@ -68,7 +73,8 @@ def condition(notice: Notice) -> str:
     if notice.kind is RuleKind.BELOW_PERCENT:
         return f"Secure Score {_pct(d['percent'])} is below {float(d['threshold_percent']):g}%"
     if notice.kind is RuleKind.TENANT_FAILING:
-        return f"the last {d['failed_runs']} runs failed ({d.get('error_kind') or 'error'})"
+        runs = "run" if d["failed_runs"] == 1 else f"{d['failed_runs']} runs"
+        return f"the last {runs} failed ({d.get('error_kind') or 'error'})"
     return f"no Secure Score newer than {d['score_date']} ({float(d['hours_since_newest']):.0f} hours)"
 
 
@@ -238,7 +244,7 @@ def webhook_document(notice: Notice) -> dict[str, Any]:
 
     `notification_id` is the same on every retry of one notification: receivers can drop repeats.
     """
-    details = {k: v for k, v in notice.details.items() if k != "controls"}
+    details = {k: _figure(v) if k in COMPUTED_DETAILS else v for k, v in notice.details.items() if k != "controls"}
     return {
         "version": WEBHOOK_SCHEMA_VERSION,
         "source": SOURCE,
@@ -256,8 +262,14 @@ def webhook_document(notice: Notice) -> dict[str, Any]:
         },
         "tenant": {"tenant_id": notice.tenant_id, "tenant_name": notice.tenant_name},
         "details": details,
-        "controls": [{"control_name": c.control_name, "title": c.title, "change": c.change} for c in notice.controls],
+        "controls": [
+            {"control_name": c.control_name, "title": c.title, "change": _figure(c.change)} for c in notice.controls
+        ],
     }
+
+
+def _figure(value: Any) -> Any:
+    return round(value, FIGURE_DIGITS) if isinstance(value, float) else value
 
 
 # ---------------------------------------------------------------------------------------------- email

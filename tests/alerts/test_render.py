@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fetcher.alerts import render
 from fetcher.alerts.model import ChannelType, Event, RuleKind
-from tests.alerts.samples import TENANT, email_channel, notice
+from fetcher.report.formats import FIGURE_DIGITS
+from tests.alerts.samples import DROP_DETAILS, FAILING_DETAILS, TENANT, email_channel, notice
 
 CONSENT = f"https://login.microsoftonline.com/{TENANT}/adminconsent?client_id=00000000-0000-0000-0000-0000000000aa"
 HOSTILE = "Evil <b>*Corp*</b> [click](https://evil.example) {{DATE(2017-02-14T06:00:00Z)}} & Sons"
@@ -133,6 +134,41 @@ def test_webhook_document_version_1() -> None:
             {"control_name": "BlockLegacyAuthentication", "title": "Block legacy authentication", "change": -3.0},
         ],
     }
+
+
+def test_webhook_document_rounds_computed_figures_as_the_report_does() -> None:
+    """Percentages, differences and control changes to 2 decimals, not float noise; stored values as stored."""
+    noisy = {
+        **DROP_DETAILS,
+        "current_score": 351.7833,
+        "percent": 50.8659420289855,
+        "baseline_percent": 52.12771739130435,
+        "change_percent": -1.2617753623188506,
+        "change_points": -13.930000000000064,
+        "controls": [{"control_name": "AdminMFAV2", "title": None, "change": -6.000000000000001}],
+    }
+    stale = {"score_date": "2026-11-25", "hours_since_newest": 110.23333333333333, "threshold_hours": 48.0}
+
+    document = render.webhook_document(notice(details=noisy))
+
+    assert {k: document["details"][k] for k in ("current_score", "percent", "baseline_percent")} == {
+        "current_score": 351.7833,
+        "percent": 50.87,
+        "baseline_percent": 52.13,
+    }
+    assert (document["details"]["change_percent"], document["details"]["change_points"]) == (-1.26, -13.93)
+    assert document["controls"] == [{"control_name": "AdminMFAV2", "title": None, "change": -6.0}]
+    assert render.webhook_document(notice(RuleKind.STALE, details=stale))["details"]["hours_since_newest"] == 110.23
+    assert render.FIGURE_DIGITS == FIGURE_DIGITS
+
+
+def test_one_failed_run_is_said_in_the_singular() -> None:
+    one = notice(RuleKind.TENANT_FAILING, details={**FAILING_DETAILS, "failed_runs": 1, "threshold_runs": 1})
+
+    assert [render.condition(one), render.condition(notice(RuleKind.TENANT_FAILING))] == [
+        "the last run failed (permission)",
+        "the last 3 runs failed (permission)",
+    ]
 
 
 def test_webhook_document_for_a_resolution() -> None:
