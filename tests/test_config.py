@@ -1443,6 +1443,24 @@ def test_a_webhook_url_must_be_http_and_the_error_never_shows_it(tmp_path: Path,
     assert url not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:99999/x?sig=HOOK-SIG", "https://hooks.example.test:0/x", "https://hooks.example.test:x1/x"],
+)
+def test_a_webhook_url_with_an_impossible_port_is_refused_and_the_error_never_shows_it(
+    tmp_path: Path, url: str
+) -> None:
+    """Refused at load like ftp://, not retried as a connection failure at every evaluation."""
+    path = write(tmp_path, config_text() + ALERTS)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {**ALERT_ENV, "TEAMS_URL": url})
+    assert (
+        one_line(caught.value, path)
+        == f"{path}: [[alerts.channels]] 'teams': url has an invalid port (a port is 1 to 65535)"
+    )
+    assert ("/x" in str(caught.value), "HOOK-SIG" in str(caught.value)) == (False, False)
+
+
 def test_channel_secrets_are_redacted_in_config_check(tmp_path: Path) -> None:
     shown = repr(redacted(alerts_config(tmp_path))) + repr(alerts_config(tmp_path))
     assert "<secret from env:TEAMS_URL>" in shown

@@ -7,6 +7,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fetcher.config.constants import CA_BUNDLE_MAX_BYTES
 from fetcher.config.model import AlertChannel, AlertRule, AlertsConfig, ChannelType, Purpose, RuleKind, TenantConfig
@@ -22,6 +23,16 @@ def unique_names(names: Sequence[str], where: str, fail: Callable[[str], ConfigE
         if name in seen:
             raise fail(f"{where}: name {name!r} is used twice")
         seen.add(name)
+
+
+def _valid_port(url: str) -> bool:
+    """Whether the URL's port, if it gives one, is a number from 1 to 65535: any other is never reachable, so
+    it is refused at load rather than retried as a connection failure at every evaluation."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # out of range, or not a number
+        return False
+    return port is None or port > 0
 
 
 def closest_name(name: str, names: Iterable[str]) -> str:
@@ -77,6 +88,8 @@ class AlertsResolver(Resolver):
         url = self.channel_secret(table.url, f"{where}: url ")
         if url.reveal() and not re.match(r"^https?://[^/\s]+", url.reveal()):
             raise self.fail(f"{where}: url must be an https:// (or http://) URL")
+        if url.reveal() and not _valid_port(url.reveal()):
+            raise self.fail(f"{where}: url has an invalid port (a port is 1 to 65535)")
         return AlertChannel(table.name, kind, url=url, ca_bundle=ca_bundle)
 
     def email_channel(self, table: AlertChannelTable, where: str, ca_bundle: Path | None) -> AlertChannel:
