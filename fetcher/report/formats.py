@@ -2,8 +2,8 @@
 
 JSON and CSV carry stored values as stored and computed figures (percentages, changes, differences, a
 category's summed score and max score) rounded to 2 decimals, without float noise; the table and Markdown
-round for reading. Every string from the database (tenant and control names) is shown as text: never as
-rich markup, Markdown or HTML.
+round for reading; all by `fetcher.figures`' rule (half up), so SQLite and PostgreSQL print the same. Every
+string from the database (tenant and control names) is shown as text: never as rich markup, Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from fetcher.figures import FIGURE_DIGITS, format_figure, round_figure
 from fetcher.health import Mark
 from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, TenantReport, TenantRow, Totals
 from fetcher.report.sanitize import remediation_text
@@ -52,18 +53,16 @@ class Format(StrEnum):
 
 
 def number(value: float | None, digits: int = 2) -> str:
-    return NONE if value is None else f"{value:.{digits}f}"
+    return NONE if value is None else format_figure(value, digits)
 
 
 def signed(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return NONE
-    text = f"{value:+.{digits}f}"
-    return text.replace("-0.", "+0.") if float(text) == 0 else text
+    """With its sign; a zero is `+0.00`."""
+    return NONE if value is None else format_figure(value, digits, sign=True)
 
 
 def percent(value: float | None) -> str:
-    return NONE if value is None else f"{value:.1f}%"
+    return NONE if value is None else f"{format_figure(value, 1)}%"
 
 
 def day(value: date | None) -> str:
@@ -116,9 +115,10 @@ def no_data_lines(rows: Iterable[TenantRow]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- JSON
 
-# Figures computed from stored ones (by the views or here): rounded to FIGURE_DIGITS in CSV and JSON, so that
-# float noise (3.8799999999999955) does not reach a spreadsheet. Stored values (scores, averages) are as stored.
-FIGURE_DIGITS = 2
+# Figures computed from stored ones (by the views or here): rounded to FIGURE_DIGITS in CSV and JSON by
+# `fetcher.figures`' one rule (half up, after the float noise is taken off), so that float noise
+# (3.8799999999999955) does not reach a spreadsheet and SQLite and PostgreSQL print the same figure. Stored
+# values (scores, averages) are as stored.
 COMPUTED = frozenset(
     {
         "percent",
@@ -147,7 +147,7 @@ COMPUTED = frozenset(
 
 def figure(value: Any) -> Any:
     """A computed figure rounded to FIGURE_DIGITS (anything else as it is)."""
-    return round(value, FIGURE_DIGITS) if isinstance(value, float) else value
+    return round_figure(value, FIGURE_DIGITS) if isinstance(value, float) else value
 
 
 def rounded(data: Any) -> Any:

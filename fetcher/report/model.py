@@ -15,6 +15,7 @@ from enum import StrEnum
 from statistics import fmean
 
 from fetcher.config import TenantConfig
+from fetcher.figures import figure_key
 from fetcher.health import LastError, Mark, tenant_marks
 from fetcher.store.ledger import TenantState
 from fetcher.store.partner import DiscoveryState
@@ -337,7 +338,7 @@ def build_tenant_report(
     categories: Sequence[CategoryPoint] = (),
 ) -> TenantReport:
     gains = [d for d in deltas if d.change > 0]
-    losses = sorted((d for d in deltas if d.change < 0), key=lambda d: (d.change, d.control_name))
+    losses = sorted((d for d in deltas if d.change < 0), key=lambda d: (figure_key(d.change), d.control_name))
     place, of = rank(all_rows, row.tenant_id)
     return TenantReport(
         generated_at=now,

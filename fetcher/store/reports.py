@@ -7,7 +7,7 @@ per day, the stored `partial` flag and comparative averages as they were stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fetcher.figures import figure_key
 from fetcher.store.schema import (
     as_date,
     category_scores,
@@ -232,12 +233,12 @@ async def control_deltas(conn: AsyncConnection, tenant_id: str, *, after: date, 
         .where(v.tenant_id == tenant_id, v.score_date > after, v.score_date <= until)
         .group_by(v.control_name)
         .having(sa.func.abs(sa.func.sum(v.change)) > NET_ZERO)
-        .order_by(total.desc(), v.control_name)
     )
-    return [
+    deltas = [
         ControlDelta(name, category, float(change), int(days), title or name, float(ms))
         for name, category, change, days, title, ms in (await conn.execute(query)).all()
     ]
+    return sorted(deltas, key=lambda d: (-figure_key(d.change), d.control_name))
 
 
 async def next_actions(conn: AsyncConnection, tenant_id: str, *, limit: int) -> list[NextAction]:
@@ -272,7 +273,7 @@ async def next_actions(conn: AsyncConnection, tenant_id: str, *, limit: int) -> 
             sa.or_(v.deprecated.is_(None), v.deprecated.is_(False)),
             sa.or_(v.state.is_(None), v.state.not_in(DECIDED_STATES)),
         )
-        .order_by(v.points_available.desc(), v.rank, v.control_name)
+        .order_by(v.points_available.desc(), v.rank, by_code_point(conn, v.control_name))
         .limit(limit)
     )
     return [NextAction(**row._mapping) for row in (await conn.execute(query)).all()]
@@ -344,16 +345,13 @@ async def actions(conn: AsyncConnection, tenant_id: str | None = None) -> list[I
     """
     if tenant_id is not None:
         return await actions_from_status(conn, tenant_id)
-    v = improvement_actions.c
-    query = sa.select(improvement_actions).order_by(v.points_available_total.desc(), v.control_name)
-    return [_action(row) for row in (await conn.execute(query)).all()]
+    return biggest_gain_first(_action(row) for row in (await conn.execute(sa.select(improvement_actions))).all())
 
 
 async def actions_from_status(conn: AsyncConnection, tenant_id: str | None) -> list[ImprovementAction]:
     """improvement_actions' definition over `control_status`, for one tenant or (None) all of them."""
     v, s = control_status.c, secure_scores.c
     has_points = v.points_available > 0
-    total = sa.func.sum(sa.case((has_points, v.points_available), else_=0.0))
     query = (
         sa.select(*_action_columns(v, s.max_score))
         .select_from(
@@ -362,11 +360,22 @@ async def actions_from_status(conn: AsyncConnection, tenant_id: str | None) -> l
         .where(sa.or_(v.deprecated.is_(None), v.deprecated.is_(False)))
         .group_by(v.control_name)
         .having(sa.func.sum(sa.case((has_points, 1), else_=0)) > 0)
-        .order_by(total.desc(), v.control_name)
     )
     if tenant_id is not None:
         query = query.where(v.tenant_id == tenant_id)
-    return [_action(row) for row in (await conn.execute(query)).all()]
+    return biggest_gain_first(_action(row) for row in (await conn.execute(query)).all())
+
+
+def biggest_gain_first(rows: Iterable[ImprovementAction]) -> list[ImprovementAction]:
+    """By total points available as shown (`fetcher.figures`), then control name: the same order on both
+    databases, whose float sums may differ in the last bit and whose text collations may differ."""
+    return sorted(rows, key=lambda a: (-figure_key(a.points_available_total), a.control_name))
+
+
+def by_code_point(conn: AsyncConnection, column: Any) -> Any:
+    """`column` ordered by code point, as SQLite orders text, also on a PostgreSQL database whose collation
+    orders otherwise (en_US puts `a_b` after `ab`)."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
 
 
 def _action(row: sa.Row[Any]) -> ImprovementAction:
