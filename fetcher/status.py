@@ -41,10 +41,14 @@ class StatusReport:
     history_days: int | None
     rows: tuple[TenantStatus, ...]
     discovery: DiscoveryState | None = None  # tenants_source = "partner": the latest discovery attempt
+    undiscovered: str | None = None  # tenants_source = "partner" and no discovery tried yet: the partner's id
 
     @property
     def discovery_problem(self) -> str | None:
-        """One line when the latest partner discovery failed (`fetcher status` exits 4 with no list, else 1)."""
+        """One line when the latest partner discovery failed (`fetcher status` exits 4 with no list, else 1), or
+        when none was tried yet (exit 1: no tenant was ever fetched, as for configured tenants never fetched)."""
+        if self.undiscovered is not None:
+            return never_discovered(self.undiscovered)
         return discovery_line(self.discovery, self.now)
 
     @property
@@ -90,6 +94,7 @@ def build_status(
     now: datetime,
     max_age: timedelta,
     discovery: DiscoveryState | None = None,
+    undiscovered: str | None = None,
 ) -> StatusReport:
     """Pure: the stored states plus configured tenants never seen, limited to `chosen` when given (None: all,
     the enabled ones counting for the exit code)."""
@@ -118,7 +123,14 @@ def build_status(
         if wanted is None or s.tenant_id in wanted
         for configured in (by_id.get(s.tenant_id),)
     )
-    return StatusReport(now, max_age, history, rows, discovery)
+    return StatusReport(now, max_age, history, rows, discovery, undiscovered)
+
+
+def never_discovered(partner_tenant_id: str) -> str:
+    return (
+        f"no tenant discovery has been tried at partner tenant {partner_tenant_id} yet, so no tenant was "
+        "ever fetched: `fetcher run` (or `backfill`) discovers the customers and fetches them"
+    )
 
 
 def _named(state: TenantState, configured: TenantConfig | None) -> TenantState:
@@ -140,7 +152,11 @@ async def read_status(
     async with reading(config.database) as conn:
         states = await ledger.tenant_states(conn)
         discovery = await partner_discovery(conn, config)
-    return build_status(states, config, chosen, now=now, max_age=max_age, discovery=discovery)
+    partner = config.partner if config.tenants_source == "partner" else None
+    undiscovered = partner.tenant_id if partner is not None and discovery is None else None
+    return build_status(
+        states, config, chosen, now=now, max_age=max_age, discovery=discovery, undiscovered=undiscovered
+    )
 
 
 def discovery_line(state: DiscoveryState | None, now: datetime) -> str | None:

@@ -24,6 +24,7 @@ from fetcher.partner import CustomerList, customer_list, with_discovered_tenants
 from fetcher.simulator import SimTenant
 from fetcher.simulator.faults import Fault
 from fetcher.simulator.partner import SimContract, SimRelationship
+from fetcher.status import never_discovered
 from fetcher.store.schema import fetch_runs, partner_customers, partner_discoveries, secure_scores, tenant_runs
 from fetcher.store.schema import tenants as tenants_table
 from tests.conftest import SKIP_POSTGRES, _admin_url, create_postgres_database, drop_postgres_database
@@ -408,6 +409,22 @@ def test_status_report_and_metrics_show_a_discovery_that_never_worked(auto_world
     )
     assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 0.0' in metrics.stdout
     assert "securescore_discovery_list_age_seconds{" not in metrics.stdout
+
+
+def test_status_before_any_discovery_exits_as_for_configured_tenants_never_fetched(auto_world: World) -> None:
+    """Right after `migrate`, before any run: was an empty table (JSON `[]`) and exit 0, which a monitoring
+    check reads as healthy, where the same tenants configured and never fetched exit 1."""
+    auto_world.write_config(tenants=[CONTOSO, FABRIKAM])
+    configured = auto_world.fetcher("status")
+    automatic(auto_world, refresh_hours=24)
+
+    table = auto_world.fetcher("status")
+    as_json = auto_world.fetcher("status", "--format", "json")
+
+    assert (configured.returncode, table.returncode, as_json.returncode) == (1, 1, 1), table.stderr
+    assert discovery_lines(table.stderr) == discovery_lines(as_json.stderr) == [f"error: {never_discovered(PARTNER)}"]
+    assert "no tenant discovery has been tried at partner tenant" in never_discovered(PARTNER)
+    assert partner_requests(auto_world) == []
 
 
 def test_status_names_a_failed_discovery_and_the_age_of_the_list_in_use(auto_world: World) -> None:
