@@ -12,6 +12,7 @@ the file too. Times are Unix seconds (`*_timestamp_seconds`), as Prometheus conv
     securescore_tenant_last_run_timestamp_seconds / _last_success_timestamp_seconds
     securescore_run_*{command,shard}                              the latest finished run of each command and shard
     securescore_alerts_open{rule,kind}, securescore_alert_notifications_unsent{channel}
+    securescore_alert_notifications_orphaned{channel}            owed to a channel no longer configured
     securescore_discovery_succeeded{partner_tenant_id}            tenants_source = "partner": 1 when the latest
                                                                   discovery succeeded, 0 when it failed
     securescore_discovery_attempt_timestamp_seconds / _list_age_seconds / _customers
@@ -57,8 +58,9 @@ class Snapshot:
     runs: dict[str, monitoring.TenantRunState]
     commands: Sequence[monitoring.RunSummary]
     open_alerts: dict[tuple[str, str], int]
-    unsent: dict[str, int]
+    unsent: dict[str, int]  # by channel, configured or not
     discovery: DiscoveryState | None = None
+    channels: frozenset[str] | None = None  # the configured channels (None: every channel counts as configured)
 
 
 async def read_snapshot(engine: AsyncEngine, config: Config, now: datetime) -> Snapshot:
@@ -72,7 +74,8 @@ async def read_snapshot(engine: AsyncEngine, config: Config, now: datetime) -> S
         (t.tenant_id, t.name or (scores[t.tenant_id].tenant_name if t.tenant_id in scores else ""))
         for t in config.enabled_tenants
     ]
-    return Snapshot(now, tenants, scores, runs, commands, open_alerts, unsent, discovery)
+    channels = frozenset(c.name for c in config.alerts.channels)
+    return Snapshot(now, tenants, scores, runs, commands, open_alerts, unsent, discovery, channels)
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str], unit: str = "") -> GaugeMetricFamily:
@@ -177,9 +180,16 @@ class SnapshotCollector(Collector):
         unsent = _gauge(
             "securescore_alert_notifications_unsent", "Notifications not yet delivered, by channel.", ["channel"]
         )
+        orphaned = _gauge(
+            "securescore_alert_notifications_orphaned",
+            "Notifications owed to a channel no longer in the configuration, never sent: "
+            "`fetcher alerts --drop-channel NAME` drops them.",
+            ["channel"],
+        )
+        configured = self.snapshot.channels
         for channel, count in sorted(self.snapshot.unsent.items()):
-            unsent.add_metric([channel], count)
-        yield from (opened, unsent)
+            (unsent if configured is None or channel in configured else orphaned).add_metric([channel], count)
+        yield from (opened, unsent, orphaned)
 
     def _discovery(self) -> Iterator[Metric]:
         partner = ["partner_tenant_id"]

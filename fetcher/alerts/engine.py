@@ -23,7 +23,7 @@ from fetcher.alerts.model import AlertChannel, AlertsConfig, Event, Finding, Not
 from fetcher.alerts.rules import baseline_days, evaluate, runs_needed
 from fetcher.alerts.state import StoredAlert, Transition, transition
 from fetcher.config import Config
-from fetcher.errors import DatabaseUnavailable
+from fetcher.errors import ConfigError, DatabaseUnavailable
 from fetcher.graph import consent_url
 from fetcher.store import alerts as store
 from fetcher.store.engine import create_engine, ensure_schema, permission_problem, transaction
@@ -46,6 +46,8 @@ class Evaluation:
     open_alerts: list[StoredAlert]
     owed: list[store.Pending] = field(default_factory=list)  # dry run: every message it would send
     deliveries: list[tuple[store.Pending, store.Delivery | None]] = field(default_factory=list)
+    # Owed to channels no longer in the configuration: never sent, until the channel is back or they are dropped.
+    orphaned: list[store.Pending] = field(default_factory=list)
 
     @property
     def failed(self) -> list[store.Delivery]:
@@ -152,17 +154,63 @@ async def run_evaluation(
             evaluation = await _plan(conn, config, settings, now)
             evaluation.dry_run = True
             evaluation.owed = await store.pending(conn) + would_send(evaluation.change, now)
+            evaluation.orphaned = await store.orphaned(conn, [c.name for c in settings.channels])
+        warn_orphaned(evaluation.orphaned)
         return evaluation
     async with transaction(engine) as conn:
         await store.serialize(conn)
         evaluation = await _plan(conn, config, settings, now)
         await store.apply(conn, evaluation.change, now)
         claimed = await store.claim(conn, [c.name for c in settings.channels], now, CLAIM_LEASE)
+        evaluation.orphaned = await store.orphaned(conn, [c.name for c in settings.channels])
+    warn_orphaned(evaluation.orphaned)
     evaluation.deliveries = await deliver(settings, claimed, policy or DeliveryPolicy.from_settings(settings), now)
     async with transaction(engine) as conn:
         await store.record(conn, [d for _, d in evaluation.deliveries if d is not None])
         await store.release(conn, [p.notice.notification_id for p, d in evaluation.deliveries if d is None])
     return evaluation
+
+
+def orphaned_counts(orphaned: Sequence[store.Pending]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in orphaned:
+        counts[item.channel] = counts.get(item.channel, 0) + 1
+    return counts
+
+
+def warn_orphaned(orphaned: Sequence[store.Pending]) -> None:
+    """A line per removed channel that is still owed messages, saying how to clear them."""
+    for channel, count in sorted(orphaned_counts(orphaned).items()):
+        log.warning(
+            "%d message(s) owed to channel %r, which is no longer in [[alerts.channels]], will not be sent: "
+            "`fetcher alerts --drop-channel %s` drops them (or configure the channel again to send them)",
+            count,
+            channel,
+            channel,
+        )
+
+
+async def drop_channel(config: Config, channels: Sequence[str]) -> dict[str, int]:
+    """`fetcher alerts --drop-channel`: delete the unsent notifications of channels no longer configured.
+    A configured channel is refused (its messages are delivered, not dropped)."""
+    configured = {c.name for c in config.alerts.channels}
+    for name in channels:
+        if name in configured:
+            raise ConfigError(
+                f"{config.path}: --drop-channel {name}: the channel is in [[alerts.channels]], so its messages are "
+                "delivered, not dropped; remove it from the configuration first"
+            )
+    engine = create_engine(config.database)
+    try:
+        problem = permission_problem(engine, writing=True)
+        if problem is not None:
+            raise DatabaseUnavailable(f"cannot write database {problem} (`fetcher alerts --drop-channel` writes)")
+        await ensure_schema(engine, create=False)
+        async with transaction(engine) as conn:
+            await store.serialize(conn)
+            return {name: await store.drop_unsent(conn, name) for name in dict.fromkeys(channels)}
+    finally:
+        await engine.dispose()
 
 
 async def deliver(

@@ -43,7 +43,7 @@ class MessageRow:
     channel: str
     channel_type: str | None
     to: str
-    status: str  # sent, failed, waiting (after a failure on its channel), would send, not configured
+    status: str  # sent, failed, waiting (after a failure on its channel), would send, orphaned (channel removed)
     attempts: int
     error: str | None
 
@@ -59,7 +59,7 @@ def recipient(settings: AlertsConfig, name: str) -> tuple[str | None, str]:
     """A channel's type and whom it reaches, without its URL."""
     channel = next((c for c in settings.channels if c.name == name), None)
     if channel is None:
-        return None, "(channel not configured)"
+        return None, "(channel no longer configured)"
     if channel.type is ChannelType.EMAIL:
         return channel.type.value, ", ".join(channel.to)
     return channel.type.value, WEBHOOK_TARGETS[channel.type]
@@ -119,7 +119,7 @@ def _message(settings: AlertsConfig, item: Pending, status: str, attempts: int, 
     kind, to = recipient(settings, item.channel)
     n = item.notice
     if kind is None:
-        status = "not configured"
+        status = "orphaned"
     return MessageRow(
         n.rule, n.tenant_id, n.tenant_name, n.event.value, item.channel, kind, to, status, attempts, error
     )
@@ -135,6 +135,7 @@ def message_rows(evaluation: Evaluation, settings: AlertsConfig) -> list[Message
         else:
             status = "sent" if delivery.sent else "failed"
             rows.append(_message(settings, item, status, item.attempts + delivery.attempts, delivery.error))
+    rows += [_message(settings, p, "orphaned", p.attempts, p.last_error) for p in evaluation.orphaned]
     return rows
 
 

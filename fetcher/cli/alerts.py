@@ -15,17 +15,35 @@ from fetcher.errors import ConfigError
 @main.command("alerts")
 @click.option("--dry-run", is_flag=True, help="Evaluate and show what would be sent; change and send nothing.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--drop-channel",
+    "drop",
+    multiple=True,
+    metavar="NAME",
+    help="Drop the messages still owed to channel NAME, which is no longer in [[alerts.channels]] (they are "
+    "listed as orphaned); evaluates nothing. Repeatable.",
+)
 @click.pass_obj
-def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
+def alerts_command(ctx: Context, dry_run: bool, fmt: str, drop: tuple[str, ...]) -> None:
     """Evaluate the [alerts] rules now: what is open, what is sent (or would be) and to whom. With
     tenants_source = "partner", for the customers the last discovery listed (as `status` and `report`).
+    Messages owed to a channel removed from the configuration are listed as orphaned, with a warning saying
+    how to drop them (`--drop-channel NAME`).
 
     Exit 1 when a message could not be delivered (it stays owed for the next evaluation).
     """
-    from fetcher.alerts.engine import evaluate_alerts
+    from fetcher.alerts.engine import drop_channel, evaluate_alerts
     from fetcher.alerts.show import as_json, as_table
     from fetcher.config import Purpose
     from fetcher.partner import with_known_tenants
+
+    async def dropping() -> int:
+        if dry_run:
+            raise ConfigError("--drop-channel deletes owed messages; it cannot be combined with --dry-run")
+        dropped = await drop_channel(ctx.config(purpose=Purpose.DATABASE), drop)
+        for name, count in dropped.items():
+            ctx.console.print(f"channel {name}: {count} owed message(s) dropped", markup=False, highlight=False)
+        return 0
 
     async def action() -> int:
         config = ctx.config(purpose=Purpose.DATABASE if dry_run else Purpose.ALERTS)
@@ -39,4 +57,4 @@ def alerts_command(ctx: Context, dry_run: bool, fmt: str) -> None:
             ctx.console.print(as_table(evaluation, config.alerts))
         return 1 if evaluation.failed else 0
 
-    run_async(ctx, action())
+    run_async(ctx, dropping() if drop else action())

@@ -274,6 +274,21 @@ async def pending(conn: AsyncConnection) -> list[Pending]:
     return [_pending(row) for row in (await conn.execute(_pending_query())).all()]
 
 
+async def orphaned(conn: AsyncConnection, channels: Collection[str]) -> list[Pending]:
+    """The unsent notifications of channels not among `channels` (removed from the configuration), oldest first:
+    nothing will send them until the channel is configured again or `drop_unsent` drops them."""
+    query = _pending_query().where(alert_notifications.c.channel.not_in(list(channels)))
+    return [_pending(row) for row in (await conn.execute(query)).all()]
+
+
+async def drop_unsent(conn: AsyncConnection, channel: str) -> int:
+    """Delete the unsent notifications of `channel` (`fetcher alerts --drop-channel`); how many there were.
+    Its sent ones stay, as the record of what was delivered."""
+    n = alert_notifications.c
+    done = await conn.execute(sa.delete(alert_notifications).where(n.channel == channel, n.sent_at.is_(None)))
+    return int(done.rowcount or 0)
+
+
 async def claim(conn: AsyncConnection, channels: Collection[str], now: datetime, lease: timedelta) -> list[Pending]:
     """The unsent notifications of the given channels no other evaluation is sending, claimed for `lease`."""
     n = alert_notifications.c

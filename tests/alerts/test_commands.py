@@ -167,3 +167,42 @@ async def test_shards_leave_alerts_to_one_fetcher_alerts_after_them_all(
     assert after[0] == 0, after[2]
     [document] = webhook_peer.bodies("hook")
     assert (document["event"], document["tenant"]["tenant_id"]) == ("opened", refused.tenant_id)
+
+
+async def test_messages_owed_to_a_removed_channel_are_orphaned_until_dropped(
+    tmp_path: Path, webhook_peer: WebhookPeer, database_url: str
+) -> None:
+    """They stayed unsent forever, counted by `..._unsent{channel="dead"}` and shown nowhere else; now `alerts`
+    lists them and says how to drop them, `metrics` counts them apart, and `--drop-channel` drops them."""
+    engine = create_engine(DatabaseConfig(url=database_url))
+    try:
+        await slip(engine)
+    finally:
+        await engine.dispose()
+    webhook_peer.answer("dead", *[("status", 500)] * 3)
+    dead = reading_config(tmp_path, database_url, alerts_toml({"dead": HOOK_ENV}))
+    assert (await fetcher(dead, "alerts", env={HOOK_ENV: webhook_peer.url("dead")}))[0] == 1
+    config = reading_config(tmp_path, database_url, alerts_toml({"new": HOOK_ENV}))
+    env = {HOOK_ENV: webhook_peer.url("new")}
+
+    code, out, err = await fetcher(config, "alerts", "--format", "json", env=env)
+    metrics = (await fetcher(config, "metrics"))[1]
+    refused = await fetcher(config, "alerts", "--drop-channel", "new", env=env)
+    dropped = await fetcher(config, "alerts", "--drop-channel", "dead")
+    after = await fetcher(config, "alerts", "--format", "json", env=env)
+    metrics_after = (await fetcher(config, "metrics"))[1]
+
+    assert code == 0, err
+    orphaned = [(m["channel"], m["status"], m["to"]) for m in json.loads(out)["messages"] if m["channel"] == "dead"]
+    assert orphaned == [("dead", "orphaned", "(channel no longer configured)")]
+    assert (
+        "1 message(s) owed to channel 'dead', which is no longer in [[alerts.channels]], will not be sent: "
+        "`fetcher alerts --drop-channel dead` drops them (or configure the channel again to send them)"
+    ) in err
+    assert 'securescore_alert_notifications_orphaned{channel="dead"} 1.0' in metrics
+    assert 'securescore_alert_notifications_unsent{channel="dead"}' not in metrics
+    assert refused[0] == 2
+    assert "--drop-channel new: the channel is in [[alerts.channels]]" in refused[2]
+    assert dropped[:2] == (0, "channel dead: 1 owed message(s) dropped\n"), dropped[2]
+    assert (after[0], [m["channel"] for m in json.loads(after[1])["messages"]], after[2]) == (0, [], "")
+    assert 'channel="dead"' not in metrics_after
