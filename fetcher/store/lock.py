@@ -191,9 +191,13 @@ class RunLock:
                 "writer: run the shards one after another, or side by side on PostgreSQL"
             )
         of = f" of shard {row.shard}" if row.shard is not None else ""
+        # Not the lease's expiry: the holder renews it while it lives, so that time moves and means nothing
+        # to a retry; what frees the database is the run ending (or dying, which the next taker notices).
+        every, lease = self.lease.total_seconds() / 3, self.lease.total_seconds()
         return LockHeld(
-            f"another fetcher run{of} ({who}) holds database {where}; "
-            f"wait for it, or for its lease to expire at {row.expires_at:%H:%M:%S} UTC"
+            f"another fetcher run{of} ({who}) holds database {where}; wait for it to finish: it renews its lock "
+            f"every {every:g} s while it runs (a run killed on {row.host} frees it at once for the next run "
+            f"started there; from another host, {lease:g} s after its last renewal)"
         )
 
     def _lease_is_free(self, row: sa.Row[tuple[object, ...]], now: datetime) -> bool:

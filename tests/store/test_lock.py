@@ -31,6 +31,41 @@ async def test_a_second_run_is_refused_while_the_first_holds_the_lock(engine: As
     assert caught.value.exit_code == 3
 
 
+async def _refusal(engine: AsyncEngine) -> str:
+    with pytest.raises(LockHeld) as caught:
+        async with RunLock(engine, Holder("second", "otherhost", 4242)):
+            pass
+    return str(caught.value)
+
+
+async def test_the_refusal_stays_the_same_while_the_holder_renews_its_lock(engine: AsyncEngine) -> None:
+    """It named the lease's expiry on SQLite, a time each renewal moved (40 s between two refusals)."""
+    async with RunLock(engine, this_process("first")):
+        before = await _refusal(engine)
+        async with transaction(engine) as conn:  # what the holder's renewal does
+            renewed = datetime.now(UTC) + timedelta(seconds=160)
+            await conn.execute(sa.update(run_lock).values(expires_at=renewed))
+        after = await _refusal(engine)
+    assert before == after
+    assert "wait for it to finish" in before
+    assert "expire" not in before
+
+
+async def test_sqlite_refusal_names_the_holder_since_when_and_that_it_renews_its_lock(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    me = this_process("first")
+    async with RunLock(sqlite_engine, me):
+        async with transaction(sqlite_engine, write=False) as conn:
+            since = (await conn.execute(sa.select(run_lock.c.acquired_at))).scalar_one()
+        refused = await _refusal(sqlite_engine)
+    assert f"(pid {me.pid} on {me.host}, run first, since {since:%Y-%m-%d %H:%M:%S} UTC) holds database " in refused
+    assert refused.endswith(
+        f"; wait for it to finish: it renews its lock every 40 s while it runs (a run killed on {me.host} frees it "
+        "at once for the next run started there; from another host, 120 s after its last renewal)"
+    )
+
+
 async def test_the_lock_is_free_again_after_the_run(engine: AsyncEngine) -> None:
     async with RunLock(engine, this_process("first")):
         pass
