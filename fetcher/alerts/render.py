@@ -21,16 +21,16 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from fetcher.alerts.model import AlertChannel, ChannelType, ControlMove, Event, Notice, RuleKind
+from fetcher.figures import FIGURE_DIGITS, round_figure
 
 WEBHOOK_SCHEMA_VERSION = "1"
 SOURCE = "securescore-fetcher"
 CHAT_CONTROLS = 3
 SLACK_HEADER_LIMIT = 150
 SLACK_TEXT_LIMIT = 2900
-# Figures computed from stored ones (percentages, differences, hours): rounded in the webhook's JSON as the
-# report's CSV and JSON round them (fetcher.report.formats.FIGURE_DIGITS, not imported: it loads rich), so a
-# receiver shows -13.93, not -13.930000000000064. Stored values (scores, thresholds) are sent as stored.
-FIGURE_DIGITS = 2
+# Figures computed from stored ones (percentages, differences, hours): rounded in the webhook's JSON by the
+# report's one rule (`fetcher.figures`: FIGURE_DIGITS, half up after the float noise), so a receiver shows
+# -13.93, not -13.930000000000064, and the report's figure. Stored values (scores, thresholds) are sent as stored.
 COMPUTED_DETAILS = frozenset({"percent", "baseline_percent", "change_percent", "change_points", "hours_since_newest"})
 KIND_TITLES = {
     RuleKind.SCORE_DROP: "score drop",
@@ -269,7 +269,7 @@ def webhook_document(notice: Notice) -> dict[str, Any]:
 
 
 def _figure(value: Any) -> Any:
-    return round(value, FIGURE_DIGITS) if isinstance(value, float) else value
+    return round_figure(value, FIGURE_DIGITS) if isinstance(value, float) else value
 
 
 # ---------------------------------------------------------------------------------------------- email

@@ -162,6 +162,15 @@ def test_webhook_document_rounds_computed_figures_as_the_report_does() -> None:
     assert render.FIGURE_DIGITS == FIGURE_DIGITS
 
 
+def test_webhook_document_rounds_a_half_as_the_report_does() -> None:
+    """One rule with the report (`fetcher.figures`): 31.375 with float noise below is 31.38, -0.125 is -0.13."""
+    halves = {**DROP_DETAILS, "percent": 31.374999999999996, "change_points": -0.125}
+
+    details = render.webhook_document(notice(details=halves))["details"]
+
+    assert (details["percent"], details["change_points"]) == (31.38, -0.13)
+
+
 def test_one_failed_run_is_said_in_the_singular() -> None:
     one = notice(RuleKind.TENANT_FAILING, details={**FAILING_DETAILS, "failed_runs": 1, "threshold_runs": 1})
 
