@@ -186,7 +186,7 @@ def read_fields(
     Keys in `skip` are read by the caller. A value that does not parse is kept in `extra` as received;
     an object with nothing extra gets the shared, read-only `NO_EXTRA`. `values`: the list to fill, at the
     fields' positions (the caller's row, its other places filled already); by default a new one, of nulls.
-    This runs for each of the ~230 controls of every day, so the usual case takes no call.
+    The usual case takes no call. A day's ~230 controls are read by the same loop written out in `_controls`.
     """
     if values is None:
         values = [None] * fields.width
@@ -515,15 +515,57 @@ def _comparatives(value: Any, tenant: str, day: date, extra: JSONObject) -> tupl
 
 
 def _controls(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[ControlScoreRow, ...]:
+    """The rows of `controlScores`, as `_items` and `read_fields` would read them (`_control_rows`)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        extra["controlScores"] = value
+        return ()
+    rows, unusable = _control_rows(value, tenant, day)
+    if unusable:
+        extra["controlScores"] = unusable
+    return rows
+
+
+def _control_rows(value: list[Any], tenant: str, day: date) -> tuple[tuple[ControlScoreRow, ...], list[Any]]:
+    """The rows of the named controls, and the items without a usable name or repeating one.
+
+    `_items` and `read_fields` written out in one loop, with the placeholder rules inline (tests/test_normalize.py
+    holds the rows to theirs), as this runs ~230 times a day: no call in the usual case, no dict of the items
+    by name and no second pass over them. Each control's values are read into its row's list in place, which
+    becomes the row (the named tuple made as the tuple it is: its __new__ is a Python function)."""
     rows = []
-    # Locals, and the named tuple made as the tuple it is (its __new__ is a Python function): ~230 times a day.
-    # Each control's values are read into its row's list in place, which becomes the row.
-    read, fields, name_only, new_row, rules = read_fields, CONTROL_FIELDS, NAME_ONLY, tuple.__new__, CONTROL_RULES
-    for name, item in _items(value, "controlScores", "controlName", extra).items():
+    taken: set[str] = set()
+    unusable: list[Any] = []
+    known, new_row, rules, position = CONTROL_FIELDS.get, tuple.__new__, CONTROL_RULES, _CONTROL_EXTRA
+    for item in value:
+        name = item.get("controlName") if type(item) is dict else None
+        # The usual name, with nothing to strip, comes back as it is (no copy).
+        if type(name) is not str or not (name := name.strip()) or name in taken:
+            unusable.append(item)
+            continue
+        taken.add(name)
         row: list[Any] = [tenant, day, name, None, None, None, None, None, None, None, None, None, None]
-        _, rest = read(item, fields, name_only, row)
-        # CONTROL_RULES inline first, by the places of score, scoreInPercentage, lastSynced, count and total
-        # (tests/test_normalize.py holds them to the rules): almost no control holds a placeholder.
+        rest: JSONObject | None = None
+        for key, received in item.items():  # as `read_fields`, the control's name skipped
+            if received is None:
+                continue
+            field = known(key)
+            if field is not None:
+                index, usual, parse = field
+                if type(received) is usual and (usual is not float or received - received == 0.0):  # type: ignore[operator]
+                    row[index] = received
+                    continue
+                parsed = parse(received)
+                if parsed is not UNPARSED:
+                    row[index] = parsed
+                    continue
+            elif key == "controlName":
+                continue
+            rest = _kept(rest, key, received)
+        kept = NO_EXTRA if rest is None else rest
+        # CONTROL_RULES inline first, by the places of score, scoreInPercentage, lastSynced, count and total:
+        # almost no control holds a placeholder.
         if (
             (row[3] is not None and row[3] < 0)
             or (row[4] is not None and not 0.0 <= row[4] <= 100.0)
@@ -531,10 +573,18 @@ def _controls(value: Any, tenant: str, day: date, extra: JSONObject) -> tuple[Co
             or (row[8] is not None and row[8] < 0)
             or (row[9] is not None and row[9] < 0)
         ):
-            rest = drop_placeholders(item, row, rest, rules)
-        row[_CONTROL_EXTRA] = rest
+            kept = drop_placeholders(item, row, kept, rules)
+        row[position] = kept
         rows.append(new_row(ControlScoreRow, row))
-    return tuple(rows)
+    return tuple(rows), unusable
+
+
+def _kept(rest: JSONObject | None, key: str, value: Any) -> JSONObject:
+    """`rest` (a new dict for None) with `value`, as received, under `key`."""
+    if rest is None:
+        rest = {}
+    rest[key] = value
+    return rest
 
 
 # ------------------------------------------------------------------------------ control profiles
