@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -181,7 +181,7 @@ async def _save_batch(
     if deferred is None:  # this batch reads what earlier ones stored: the group's rows go first
         await save_group_rows(conn)
     await _delete_replaced(conn, tenant_id, tenant_key, day_keys, days, stored)
-    rows = [c for d in days for c in d.controls]
+    rows = control_rows(days)
     if rows:
         await keys.ensure_days(conn, [d.score_date for d in days if d.controls])
     scores = [d.score for d in days]
@@ -200,6 +200,11 @@ async def _save_batch(
         await save_controls(conn, days)
 
 
+def control_rows(days: Iterable[ScoreDay]) -> list[ControlScoreRow]:
+    """The days' control rows in one list, joined in C (`chain`): a tenant of 90 days has 20,700."""
+    return list(chain.from_iterable(day.controls for day in days))
+
+
 @dataclass(frozen=True)
 class DayKeys:
     """The keys of the texts of some days: tenant id, control name, implementation status -> key."""
@@ -212,7 +217,7 @@ class DayKeys:
 async def resolve_keys(conn: AsyncConnection, days: Sequence[ScoreDay]) -> DayKeys:
     """The keys of the days' tenants, controls and statuses (of any tenants: a group resolves its texts
     once, and each tenant's save then finds them cached), inserting the missing ones."""
-    rows = [c for d in days for c in d.controls]
+    rows = control_rows(days)
     tenant_ids = {d.tenant_id for d in days}
     found = await keys.resolve_many(
         conn,
