@@ -33,11 +33,15 @@ from fetcher.errors import (
     Throttled,
     UnsafeResponse,
 )
+from fetcher.heap import heap_blocks
 from fetcher.models import ProviderWarning, ScorePage, TenantRef
 from fetcher.retry import SERVER_ERROR_STATUSES, parse_retry_after
 from fetcher.text import one_line
 
 SECURE_SCORES_PATH = "/security/secureScores"
+# orjson parses a document of n bytes in its own 8 MiB buffer while 12 n + 256 bytes fit in it, else in a new
+# buffer of about 12 n bytes (its `yyjson` deserializer).
+ORJSON_OWN_BUFFER = 8 * 1024 * 1024
 PERMISSION = "SecurityEvents.Read.All"
 DATA_STATUSES = frozenset({200, 206})
 # A page that brings no objects but another link makes no progress; a few are tolerated, then it is a loop.
@@ -136,9 +140,12 @@ class Response:
 
 
 def decode_json(body: bytes, *, tenant: TenantRef, status: int, url: str) -> Any:
-    """Parse a 2xx body; orjson refuses NaN, numbers beyond a double and nesting deeper than 1024."""
+    """Parse a 2xx body; orjson refuses NaN, numbers beyond a double and nesting deeper than 1024.
+
+    orjson's buffer for a large body (about 12 bytes a byte) comes from malloc's heap: see `fetcher.heap`."""
     try:
-        return orjson.loads(body)
+        with heap_blocks(orjson_buffer(len(body))):
+            return orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise InvalidResponse(
             f"tenant {tenant.label}: Graph answered {status} with a body that is not valid JSON ({error})",
@@ -147,6 +154,13 @@ def decode_json(body: bytes, *, tenant: TenantRef, status: int, url: str) -> Any
             url=url,
             body=body,
         ) from None
+
+
+def orjson_buffer(size: int) -> int:
+    """Bytes of the buffer orjson allocates to parse a document of `size` bytes, with room to spare; 0 when
+    it uses its own."""
+    need = 12 * size + 256
+    return 0 if need < ORJSON_OWN_BUFFER else need + (1 << 16)
 
 
 def read_page(response: Response, *, tenant: TenantRef, url: str, setup: Setup | None = None) -> ScorePage:

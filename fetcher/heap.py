@@ -20,13 +20,22 @@ tenants x 90 days, 118,000 more faults and 6,000 more `mmap`/`munmap` pairs than
 buffer for each page of 20 objects, asyncio's 256 kB TLS reads), about 0.12 CPU s per 1,000 score-days
 (docs/benchmarks.md, "Memory of a first backfill: the margin"). Other C libraries (musl, macOS) have neither
 call, and nothing is done there.
+
+orjson parses a document of n bytes in a buffer of about 12 n bytes: its own 8 MiB one, kept for the process,
+for documents under about 680 kB, and a new one for each larger document (a page of 20 objects of 230
+controls is 850 kB: 10 MB). Mapped on its own, that buffer was faulted in afresh for every page: 500 minor
+faults a page, which made the parse cost about 1.4 times the same parse under glibc's sliding threshold.
+`heap_blocks` serves it from the heap for the length of one parse, where the free block is found again by
+the next page's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 M_TRIM_THRESHOLD = -1  # mallopt's parameter numbers (glibc's malloc.h)
@@ -36,6 +45,10 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024
 # Free memory at a heap's top kept before it is given back; `malloc_trim` (`release_freed_memory`) ignores it.
 TRIM_THRESHOLD = 64 * 1024 * 1024
+# The largest mmap threshold glibc accepts on a 64-bit system (DEFAULT_MMAP_THRESHOLD_MAX).
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+
+_fixed: int | None = None  # the mmap threshold `fix_mmap_threshold` set, if it did
 
 
 @functools.cache
@@ -53,8 +66,29 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD, trim: int = TRIM_THRESHOLD) -
     nothing), instead of glibc's threshold that grows with each large block freed, and keep up to `trim`
     bytes free at a heap's top instead of giving them back (both in bytes). Whether both were set.
     Cheap; for the start of a long command, before its threads and its large blocks."""
+    global _fixed
     mallopt = _libc_function("mallopt")
-    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, size) == 1 and mallopt(M_TRIM_THRESHOLD, trim) == 1
+    fixed = mallopt is not None and mallopt(M_MMAP_THRESHOLD, size) == 1 and mallopt(M_TRIM_THRESHOLD, trim) == 1
+    _fixed = size if fixed else None
+    return fixed
+
+
+@contextlib.contextmanager
+def heap_blocks(size: int) -> Iterator[None]:
+    """Within: blocks under `size` bytes come from malloc's heaps, not mapped on their own, where
+    `fix_mmap_threshold` fixed the threshold below `size` (elsewhere, and above glibc's maximum, nothing).
+    For one large, short-lived block that would otherwise be faulted in afresh each time (orjson's buffer).
+    Two `mallopt` calls; the whole process's, so any thread's blocks made meanwhile come from heaps too."""
+    fixed = _fixed
+    mallopt = _libc_function("mallopt")
+    if fixed is None or size <= fixed or size > MMAP_THRESHOLD_MAX or mallopt is None:
+        yield
+        return
+    mallopt(M_MMAP_THRESHOLD, size)
+    try:
+        yield
+    finally:
+        mallopt(M_MMAP_THRESHOLD, fixed)
 
 
 def release_freed_memory() -> None:
