@@ -24,7 +24,7 @@ call, and nothing is done there.
 orjson parses a document of n bytes in a buffer of about 12 n bytes: its own 8 MiB one, kept for the process,
 for documents under about 680 kB, and a new one for each larger document (a page of 20 objects of 230
 controls is 850 kB: 10 MB). Mapped on its own, that buffer was faulted in afresh for every page: 500 minor
-faults a page, which made the parse cost about 1.4 times the same parse under glibc's sliding threshold.
+faults a page, which made the parse cost 1.4 to 1.9 times the same parse under glibc's sliding threshold.
 `heap_blocks` serves it from the heap for the length of one parse, where the free block is found again by
 the next page's.
 """
