@@ -37,8 +37,10 @@ from fetcher.config import (
     TenantConfig,
     find_config_file,
     load_config,
+    read_tenant_rows,
     redacted,
 )
+from fetcher.discovery import TenantRow, render_tenants_file
 from fetcher.errors import ConfigError
 
 CLIENT_ID = "00000000-0000-0000-0000-000000000000"
@@ -1188,6 +1190,20 @@ def test_tenants_file_name_with_a_quoted_newline_survives(tmp_path: Path) -> Non
     config = csv_config(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam\nEurope"\n{TENANT_C},Contoso\n')
 
     assert [(t.tenant_id, t.name) for t in config.tenants] == [(TENANT_B, "Fabrikam\nEurope"), (TENANT_C, "Contoso")]
+
+
+def test_tenants_file_names_discover_made_inert_read_as_discover_reads_them(tmp_path: Path) -> None:
+    """`tenants discover` writes `=Evil,Co` as `'=Evil,Co`; the configuration kept the `'`, so runs stored and
+    showed `'=Evil,Co` and a configured name never equalled the old display name a rename follows."""
+    names = ["=Evil,Co", "+1", "@SUM(A1)", "'quoted", "'", "plain"]
+    ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(len(names))]
+    csv = render_tenants_file(TenantRow(i, name) for i, name in zip(ids, names, strict=True))
+
+    config = csv_config(tmp_path, csv)
+
+    expected = list(zip(ids, names, strict=True))
+    assert [(t.tenant_id, t.name) for t in config.tenants] == expected
+    assert [(t, name) for t, name, _, _ in read_tenant_rows(tmp_path / "tenants.csv")] == expected
 
 
 def test_tenants_file_rows_after_a_multiline_name_keep_their_line_numbers(tmp_path: Path) -> None:

@@ -837,3 +837,26 @@ def test_a_rename_a_run_sees_first_is_followed_by_a_name_discover_wrote_not_by_y
     assert changes[CONTOSO]["name_followed"] is True
     assert (changes[FABRIKAM]["change"], changes[FABRIKAM]["name_followed"]) == ("unchanged", False)
     assert [(r["tenant_id"], r["name"]) for r in read_rows(tenants_csv)] == list(expected.items())
+
+
+def test_a_name_discover_wrote_inert_is_run_and_shown_as_it_was_and_follows_a_rename(auto_world: World) -> None:
+    """`tenants discover` writes `=Evil,Co` as `'=Evil,Co` (a spreadsheet must not run it): `run` stored and
+    `status` showed `'=Evil,Co`, and a rename upstream did not follow, the file's `'=Evil,Co` never being the
+    old display name `=Evil,Co`."""
+    automatic(auto_world, refresh_hours=0)
+    auto_world.config.write_text(f'tenants_file = "tenants.csv"\n{auto_world.config.read_text()}')
+    auto_world.sim.relationships = [SimRelationship("r1", "Contoso", "active", CONTOSO, "=Evil,Co")]
+    assert auto_world.fetcher("tenants", "discover").returncode == 0
+    assert read_rows(auto_world.config.parent / "tenants.csv")[0]["name"] == "'=Evil,Co"
+
+    run = auto_world.fetcher("run")
+    status = auto_world.fetcher("status", "--format", "json")
+    auto_world.sim.relationships = [SimRelationship("r1", "Contoso", "active", CONTOSO, "Good Co")]
+    renamed = auto_world.fetcher("run")
+    after = auto_world.fetcher("status", "--format", "json")
+
+    for result in (run, status, renamed, after):
+        assert result.returncode == 0, result.stderr
+    assert [(t["tenant_id"], t["name"]) for t in json.loads(status.stdout)] == [(CONTOSO, "=Evil,Co")]
+    assert [(t["tenant_id"], t["name"]) for t in json.loads(after.stdout)] == [(CONTOSO, "Good Co")]
+    assert [r["name"] for r in db_rows(auto_world.database_url, tenants_table)] == ["Good Co"]

@@ -10,7 +10,7 @@ from fetcher.config.constants import TENANT_NAME_MAX_CHARS, TENANTS_FILE_MAX_BYT
 from fetcher.config.files import FileProblem, read_regular_file
 from fetcher.config.model import Purpose, TenantConfig
 from fetcher.config.shape import AuthTable, TenantTable
-from fetcher.config.tenants_file import csv_rows, enabled_flag
+from fetcher.config.tenants_file import FileRow, file_rows
 from fetcher.errors import ConfigError
 
 
@@ -48,25 +48,18 @@ class TenantsResolver(AuthResolver):
             raise self.fail(f"tenants_file: cannot read {path}: not UTF-8 text") from None
         except FileProblem as problem:
             raise self.fail(f"tenants_file: cannot read {path}: {problem}") from None
-        for line, row in self.csv_rows(path, text):
-            where = f"{path}:{line}"
-            tenant_id = self.guid(row.get("tenant_id", ""), where)
+        for row in self.file_rows(path, text):
             # a customer `tenants discover --write` no longer found is kept in the file (and its history),
             # not fetched; with tenants_source = "partner" the database's list says who is gone
-            gone = row.get("source_status", "").startswith("gone since")
-            enabled = self.enabled_flag(row, where) and (discovered or not gone)
-            yield TenantEntry(where, tenant_id, row.get("name", ""), enabled, AuthTable())
+            gone = row.source_status.startswith("gone since")
+            enabled = row.enabled and (discovered or not gone)
+            yield TenantEntry(row.where, row.tenant_id, row.name, enabled, AuthTable())
 
-    def csv_rows(self, path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
-        """The file's rows; its errors (`file.csv:3: ...`) named after the configuration, as every other."""
+    def file_rows(self, path: Path, text: str) -> Iterator[FileRow]:
+        """The file's rows by the rule `tenants discover` reads it with; its errors (`file.csv:3: ...`) named
+        after the configuration, as every other."""
         try:
-            yield from csv_rows(path, text)
-        except ConfigError as error:
-            raise self.fail(str(error)) from None
-
-    def enabled_flag(self, row: dict[str, str], where: str) -> bool:
-        try:
-            return enabled_flag(row, where)
+            yield from file_rows(path, text)
         except ConfigError as error:
             raise self.fail(str(error)) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ from fetcher.config.constants import ENABLED_WORDS, GUID, TENANT_COLUMNS, TENANT
 from fetcher.config.files import FileProblem, read_regular_file
 from fetcher.errors import ConfigError
 from fetcher.text import csv_text
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One row of a tenants file under the file's rules; `where` is `file.csv:LINE`."""
+
+    where: str
+    tenant_id: str
+    name: str
+    enabled: bool
+    source_status: str
 
 
 def read_tenant_rows(path: Path) -> Iterator[tuple[str, str, bool, str]]:
@@ -25,13 +37,25 @@ def read_tenant_rows(path: Path) -> Iterator[tuple[str, str, bool, str]]:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except FileProblem as problem:
         raise ConfigError(f"{path}: cannot read: {problem}") from None
+    for row in file_rows(path, text):
+        yield row.tenant_id, row.name, row.enabled, row.source_status
+
+
+def file_rows(path: Path, text: str) -> Iterator[FileRow]:
+    """The rows of the tenants file `text`, read by the one rule every reader of the file shares (the
+    configuration's `tenants_file` and `tenants discover`'s merge): tenant_id a GUID, lower-cased; the name as
+    it was before `tenants discover` wrote it (`'=x` is `=x`: a leading `'` keeps a spreadsheet from running a
+    name that starts like a formula); enabled a yes/no word; source_status as written.
+
+    Raises ConfigError naming the file and line of a malformed row.
+    """
     for line, row in csv_rows(path, text):
         where = f"{path}:{line}"
         tenant_id = row.get("tenant_id", "")
         if not GUID.match(tenant_id):
             raise ConfigError(f"{where}: tenant_id {tenant_id!r} is not a GUID")
-        name = csv_text(row.get("name", ""))  # `tenants discover` writes `'=x` for `=x`, as Excel must not run it
-        yield tenant_id.lower(), name, enabled_flag(row, where), row.get("source_status", "")
+        name = csv_text(row.get("name", ""))
+        yield FileRow(where, tenant_id.lower(), name, enabled_flag(row, where), row.get("source_status", ""))
 
 
 def enabled_flag(row: Mapping[str, str], where: str) -> bool:
