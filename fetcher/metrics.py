@@ -14,10 +14,11 @@ the file too. Times are Unix seconds (`*_timestamp_seconds`), as Prometheus conv
     securescore_alerts_open{rule,kind}, securescore_alert_notifications_unsent{channel}
     securescore_alert_notifications_orphaned{channel}            owed to a channel no longer configured
     securescore_discovery_succeeded{partner_tenant_id}            tenants_source = "partner": 1 when the latest
-                                                                  discovery succeeded, 0 when it failed
+                                                                  discovery succeeded, 0 when it failed or was
+                                                                  never tried
     securescore_discovery_attempt_timestamp_seconds / _list_age_seconds / _customers
-                                                                  when it was tried; the age and size of the
-                                                                  list the runs fetch (no age: none ever made)
+                                                                  when it was tried (0: never); the age and size
+                                                                  of the list the runs fetch (no age: none made)
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Snapshot:
     unsent: dict[str, int]  # by channel, configured or not
     discovery: DiscoveryState | None = None
     channels: frozenset[str] | None = None  # the configured channels (None: every channel counts as configured)
+    partner_tenant_id: str | None = None  # tenants_source = "partner": where they are discovered
 
 
 async def read_snapshot(engine: AsyncEngine, config: Config, now: datetime) -> Snapshot:
@@ -75,7 +77,8 @@ async def read_snapshot(engine: AsyncEngine, config: Config, now: datetime) -> S
         for t in config.enabled_tenants
     ]
     channels = frozenset(c.name for c in config.alerts.channels)
-    return Snapshot(now, tenants, scores, runs, commands, open_alerts, unsent, discovery, channels)
+    partner = config.partner.tenant_id if config.tenants_source == "partner" and config.partner else None
+    return Snapshot(now, tenants, scores, runs, commands, open_alerts, unsent, discovery, channels, partner)
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str], unit: str = "") -> GaugeMetricFamily:
@@ -202,6 +205,11 @@ class SnapshotCollector(Collector):
         )
         customers = _gauge("securescore_discovery_customers", "Customers in the list the runs fetch.", partner)
         d = self.snapshot.discovery
+        if d is None and self.snapshot.partner_tenant_id is not None:
+            # never tried (right after `migrate`): no customer is fetched, which a monitor must see, as `status`
+            # exits 1; a last-attempt time of 0 makes `time() - ...` as large as it gets, as for no attempt
+            succeeded.add_metric([self.snapshot.partner_tenant_id], 0.0)
+            attempted.add_metric([self.snapshot.partner_tenant_id], 0.0)
         if d is not None:
             key = [d.partner_tenant_id]
             succeeded.add_metric(key, 0.0 if d.failed else 1.0)

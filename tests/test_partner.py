@@ -427,6 +427,22 @@ def test_status_before_any_discovery_exits_as_for_configured_tenants_never_fetch
     assert partner_requests(auto_world) == []
 
 
+def test_metrics_before_any_discovery_say_none_was_tried(auto_world: World) -> None:
+    """Right after `migrate`, where `status` exits 1: metrics had only HELP/TYPE lines for the discovery, so no
+    rule could tell a deployment that never discovered (and fetches nothing) from one not in partner mode."""
+    automatic(auto_world, refresh_hours=24)
+
+    metrics = auto_world.fetcher("metrics")
+
+    assert metrics.returncode == 0, metrics.stderr
+    samples = [line for line in metrics.stdout.splitlines() if line.startswith("securescore_discovery_")]
+    assert samples == [
+        f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 0.0',
+        f'securescore_discovery_attempt_timestamp_seconds{{partner_tenant_id="{PARTNER}"}} 0.0',
+    ]
+    assert partner_requests(auto_world) == []
+
+
 def test_status_names_a_failed_discovery_and_the_age_of_the_list_in_use(auto_world: World) -> None:
     automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
     assert auto_world.fetcher("run").returncode == 0
