@@ -103,18 +103,22 @@ def discovery_problem(
     partner_tenant_id: str,
     attempted_at: datetime,
     discovered_at: datetime | None,
+    customers: int,
     error: str | None,
     now: datetime,
 ) -> str | None:
     """One line on a partner's latest tenant discovery when it failed (None when it succeeded): its error, and
-    the list the runs fetch instead, with its age, or that there is none (`tenants_source = "partner"`)."""
+    the list the runs fetch instead, its size and age, or that there is none (`tenants_source = "partner"`)."""
     if error is None:
         return None
     failed = f"tenant discovery at partner tenant {partner_tenant_id} failed at {_minute(attempted_at)}: {error}"
     if discovered_at is None:
         return f"{failed}; no discovery ever succeeded, so no tenant is fetched"
     age = _age(now - discovered_at)
-    return f"{failed}; runs fetch the last known list, discovered at {_minute(discovered_at)} ({age} old)"
+    return (
+        f"{failed}; runs fetch the last known list: {customers} customer(s) discovered at {_minute(discovered_at)} "
+        f"({age} old)"
+    )
 
 
 def _minute(moment: datetime) -> str:

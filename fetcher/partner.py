@@ -106,15 +106,20 @@ async def discover(client: GraphClient, partner: PartnerConfig, stats: RequestSt
 
 def refuse_empty(found: Found, partner: PartnerConfig) -> Found:
     """`found`, unless it lists no customer: raises DiscoveryFailed (exit 4), as an empty answer is no list
-    to replace the last known one with (it would mark every customer gone) but a source that lists nobody."""
+    to replace the last known one with (it would mark every customer gone) but a source that lists nobody.
+    Its message is the cause alone: the line that shows it says whose discovery failed and which list, if any,
+    is used instead."""
     if found.customers:
         return found
+    raise DiscoveryFailed(_no_customer(found, partner))
+
+
+def _no_customer(found: Found, partner: PartnerConfig) -> str:
     skipped = ", ".join(f"{count} {why}" for why, count in found.skipped.items())
-    raise DiscoveryFailed(
-        f"tenant discovery at partner tenant {partner.tenant_id} found no active customer in [partner] source = "
-        f"{partner.source!r}{f' (skipped: {skipped})' if skipped else ''}; the last known list is kept. Check that "
-        "source (gdap, contracts, both) and the app's permission to read it; a partner with no customer yet "
-        "has nothing to fetch"
+    return (
+        f"found no active customer in [partner] source = {partner.source!r}"
+        f"{f' (skipped: {skipped})' if skipped else ''}: check that source (gdap, contracts, both) and the "
+        "app's permission to read it (a partner with no customer yet has nothing to fetch)"
     )
 
 
@@ -125,7 +130,9 @@ async def discover_customers(config: Config, partner: PartnerConfig, discover_fn
         found = await (discover_fn or discover_now)(config, partner)
     except GraphError as error:
         raise DiscoveryFailed(str(error)) from None
-    return refuse_empty(found, partner)
+    if not found.customers:
+        raise DiscoveryFailed(f"tenant discovery at partner tenant {partner.tenant_id} {_no_customer(found, partner)}")
+    return found
 
 
 # -- automatic mode: `run` and `backfill` with `tenants_source = "partner"`

@@ -164,7 +164,9 @@ def discovery_line(state: DiscoveryState | None, now: datetime) -> str | None:
     if state is None:
         return None
     message = f"{state.error_kind}: {state.error_message}" if state.error_message else state.error_kind
-    return discovery_problem(state.partner_tenant_id, state.attempted_at, state.discovered_at, message, now)
+    return discovery_problem(
+        state.partner_tenant_id, state.attempted_at, state.discovered_at, state.customers, message, now
+    )
 
 
 async def partner_discovery(conn: AsyncConnection, config: Config) -> DiscoveryState | None:

@@ -456,7 +456,7 @@ def test_status_names_a_failed_discovery_and_the_age_of_the_list_in_use(auto_wor
 
     assert status.returncode == 1, status.stderr
     [line] = discovery_lines(status.stderr)
-    assert "; runs fetch the last known list, discovered at " in line, line
+    assert "; runs fetch the last known list: 2 customer(s) discovered at " in line, line
     assert line.endswith(" (0 hours old)"), line
     assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 1.0' in ok
     assert f'securescore_discovery_succeeded{{partner_tenant_id="{PARTNER}"}} 0.0' in metrics
@@ -658,10 +658,10 @@ async def test_an_empty_first_answer_is_exit_4_naming_the_source(tmp_path: Path)
     with pytest.raises(NoCustomerList) as caught:
         await with_discovered_tenants(config, T0, Partner().discover)
     assert caught.value.exit_code == 4
-    assert str(caught.value).endswith(
-        f"tenant discovery at partner tenant {PARTNER} found no active customer in [partner] source = 'gdap'; the "
-        "last known list is kept. Check that source (gdap, contracts, both) and the app's permission to read it; a "
-        "partner with no customer yet has nothing to fetch"
+    assert str(caught.value) == (
+        f"tenant discovery at partner tenant {PARTNER} failed and no earlier discovery left a customer list to fall "
+        "back to: found no active customer in [partner] source = 'gdap': check that source (gdap, contracts, both) "
+        "and the app's permission to read it (a partner with no customer yet has nothing to fetch)"
     )
 
 
@@ -876,3 +876,46 @@ def test_a_name_discover_wrote_inert_is_run_and_shown_as_it_was_and_follows_a_re
     assert [(t["tenant_id"], t["name"]) for t in json.loads(status.stdout)] == [(CONTOSO, "=Evil,Co")]
     assert [(t["tenant_id"], t["name"]) for t in json.loads(after.stdout)] == [(CONTOSO, "Good Co")]
     assert [r["name"] for r in db_rows(auto_world.database_url, tenants_table)] == ["Good Co"]
+
+
+def contracts_only(w: World) -> None:
+    """[partner] source = "contracts", which the simulator answers with no customer (it has GDAP ones only)."""
+    w.config.write_text(w.config.read_text().replace("[partner]\n", '[partner]\nsource = "contracts"\n'))
+
+
+@pytest.mark.parametrize("list_before", [False, True], ids=["no list ever", "a list kept"])
+def test_an_empty_answer_is_said_once_in_each_line_with_the_list_used_or_none(
+    auto_world: World, list_before: bool
+) -> None:
+    """The cause repeated `tenant discovery at partner tenant X` after the line's own, and said `the last known
+    list is kept` where no list had ever been discovered."""
+    automatic(auto_world, refresh_hours=0)
+    if list_before:
+        assert auto_world.fetcher("run").returncode == 0
+    contracts_only(auto_world)
+
+    run = auto_world.fetcher("run")
+    status = auto_world.fetcher("status")
+    report = auto_world.fetcher("report", "--format", "json")
+    table = auto_world.fetcher("report")
+
+    assert (run.returncode, status.returncode) == ((0, 1) if list_before else (4, 4)), run.stderr + status.stderr
+    sentence = json.loads(report.stdout)["discovery_failure"]["sentence"]
+    lines = [*discovery_lines(run.stderr), *discovery_lines(status.stderr), sentence, table.stdout.splitlines()[0]]
+    assert len(lines) == 4, lines
+    cause = (
+        "found no active customer in [partner] source = 'contracts': check that source (gdap, contracts, both) "
+        "and the app's permission to read it (a partner with no customer yet has nothing to fetch)"
+    )
+    for line in lines:
+        assert line.count("tenant discovery at partner tenant") == 1, line
+        assert cause in line, line
+        assert "is kept" not in line, line
+    if list_before:
+        assert "; runs fetch the last known list: 2 customer(s) discovered at " in lines[1], lines[1]
+        assert "; this report covers the last known customer list: 2 customer(s) discovered at " in sentence
+    else:
+        assert lines[1].endswith("; no discovery ever succeeded, so no tenant is fetched"), lines[1]
+        assert sentence.endswith(
+            "; no discovery ever succeeded, so this report covers no customer list (configured tenants)"
+        )
