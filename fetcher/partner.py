@@ -26,6 +26,7 @@ from fetcher.discovery import (
     Customer,
     Found,
     customer_tenants,
+    follows,
     is_fresh,
     renamed_upstream,
     select_customers,
@@ -184,14 +185,17 @@ async def customer_list(
     async with transaction(engine) as conn:
         await save_discovery(conn, partner.tenant_id, partner.source, found.customers, now, before)
     log.info("discovered %d customer(s) at partner tenant %s", len(found.customers), partner.tenant_id)
-    # A warning, so that cron's -q and JSON logs keep it. The name it replaced is kept: a configured name
-    # equal to it follows (`follows`), here and at the next `tenants discover`, which rewrites the file.
+    # A warning, so that cron's -q and JSON logs keep it: for a name of your own it is the only report of the
+    # rename. The name it replaced is kept: a configured name equal to it follows (`follows`), here and at the
+    # next `tenants discover`, which rewrites the file.
+    configured = {t.tenant_id: t.name for t in config.tenants}
     for customer, name in renamed:
         log.warning(
-            "customer %s renamed upstream: %s -> %s (a configured name that was the old one follows)",
+            "customer %s renamed upstream: %s -> %s (%s)",
             customer.tenant_id,
             _short(name),
             _short(customer.display_name),
+            _renamed_name(configured.get(customer.tenant_id, ""), name, customer),
         )
     return CustomerList(found.customers, now, "discovered", earlier={**(known.earlier if known else {}), **before})
 
@@ -202,6 +206,15 @@ def previous_names(known: KnownCustomers | None, source: str) -> dict[str, str]:
     if known is None or known.source != source:
         return {}
     return {customer.tenant_id: customer.display_name for customer in known.customers}
+
+
+def _renamed_name(configured: str, before: str, customer: Customer) -> str:
+    """What a rename upstream did to the name the customer is fetched under (`customer_tenants`' rule)."""
+    if not configured:
+        return "no configured name: fetched under the new one"
+    if follows(configured, before, customer):
+        return "the configured name was the old one and follows"
+    return f"the configured name {_short(configured)} is kept"
 
 
 def _short(name: str) -> str:

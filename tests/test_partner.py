@@ -607,7 +607,7 @@ async def test_a_run_logs_a_rename_upstream_once_and_none_after_another_source(
         (
             logging.WARNING,
             f"customer {CONTOSO} renamed upstream: 'Contoso Ltd' -> 'Contoso Group' "
-            "(a configured name that was the old one follows)",
+            "(no configured name: fetched under the new one)",
         )
     ]  # a warning: operators run cron with -q or JSON logs
 
@@ -842,6 +842,14 @@ def test_a_rename_a_run_sees_first_is_followed_by_a_name_discover_wrote_not_by_y
     assert second.returncode == 0, second.stderr
     expected = {CONTOSO: "Contoso Group", FABRIKAM: "My Fabrikam"}
     assert names_then == expected
+    # the warning is the only report of a rename under a name of yours: it said the old name followed
+    said = [line.split("WARNING fetcher.partner: ")[1] for line in first.stderr.splitlines() if "renamed up" in line]
+    assert said == [
+        f"customer {CONTOSO} renamed upstream: 'Contoso Ltd' -> 'Contoso Group' (the configured name was the old "
+        "one and follows)",
+        f"customer {FABRIKAM} renamed upstream: 'Fabrikam Inc' -> 'Fabrikam Corp' (the configured name 'My "
+        "Fabrikam' is kept)",
+    ]
     assert {r["tenant_id"]: r["name"] for r in db_rows(auto_world.database_url, tenants_table)} == expected
     assert {t["tenant_id"]: t["name"] for t in json.loads(report.stdout)["tenants"]} == expected
     assert discover.returncode == 0, discover.stderr
