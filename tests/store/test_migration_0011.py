@@ -81,10 +81,11 @@ ADDED = {
 }
 
 
-def assert_same(before: Snapshot, after: Snapshot) -> None:
-    """Every relation keeps its columns, in order, and every row; the columns of `ADDED` come beside them."""
+def assert_same(before: Snapshot, after: Snapshot, *, added_columns: dict[str, dict[str, Any]] = ADDED) -> None:
+    """Every relation keeps its columns, in order, and every row; the columns of `added_columns` (by default
+    `ADDED`, what later migrations add; none for a downgrade back to `before`'s revision) come beside them."""
     for name, (columns, rows) in before.items():
-        added = {c: v for c, v in ADDED.get(name, {}).items() if c not in columns}  # not there before: added
+        added = {c: v for c, v in added_columns.get(name, {}).items() if c not in columns}  # not there before
         new_columns, new_rows = after[name]
         assert tuple(c for c in new_columns if c not in added) == columns, name
         assert {c for c in new_columns if c in added} == set(added), name

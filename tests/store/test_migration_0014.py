@@ -117,7 +117,7 @@ def test_the_downgrade_gives_back_every_value(head_database: tuple[str, str]) ->
     _, url = head_database
     before = asyncio.run(snapshot(url))
     assert asyncio.run(_up_and_down(url)) == "0013"
-    assert_same(before, asyncio.run(snapshot(url, tables(before))))
+    assert_same(before, asyncio.run(snapshot(url, tables(before))), added_columns={})  # back at 0013
     assert REPLAY_INDEX in asyncio.run(_index_names(url))
 
 
