@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -153,6 +154,18 @@ def _restore_logging() -> Iterator[None]:
         logger = logging.getLogger(name)
         logger.setLevel(level)
         logger.handlers[:] = handlers
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_dispositions() -> Iterator[None]:
+    """`fetcher migrate` run in-process leaves SIGINT and SIGTERM ignored once it has said its outcome
+    (`stop_signals(ignore_after=True)`, for the process's last moments). An ignored disposition is inherited by
+    every child the worker starts later, whose SIGINT then does nothing (a simulator that never stops): undo it."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        if handler is not None and signal.getsignal(number) is not handler:
+            signal.signal(number, handler)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,18 @@ SCRIPT = (
 )
 
 
+def _interrupt(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C to the simulator and the rest of what it printed; one that has not stopped 10 s later is killed
+    (not left serving after the test) and the test fails."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=10)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
 def test_standalone_announces_writes_config_and_stops_on_interrupt(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT.format(out=str(tmp_path))], stdout=subprocess.PIPE, text=True
@@ -36,8 +48,7 @@ def test_standalone_announces_writes_config_and_stops_on_interrupt(tmp_path: Pat
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     finally:
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=10)
+        rest = _interrupt(process)
     config = tomllib.loads((tmp_path / "fetcher.toml").read_text())
     announced = "".join(lines)
     assert config["graph"]["base_url"] in announced
@@ -67,8 +78,7 @@ def test_consent_states_adds_a_customer_in_each_state_the_check_tells_apart(tmp_
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
+        _interrupt(process)
 
     assert checked.returncode == 1, checked.stderr
     states = {row["name"]: row["state"] for row in json.loads(checked.stdout)}
@@ -99,8 +109,7 @@ def test_a_fault_option_scripts_every_customer_and_is_announced(tmp_path: Path) 
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
+        _interrupt(process)
 
     assert "  fault:          partial on every customer, 50 % of its requests\n" in announced
     assert ran.returncode == 0, ran.stderr
