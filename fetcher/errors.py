@@ -32,7 +32,9 @@
     │       ├── RequestTimedOut       no answer within timeout_seconds
     │       └── InvalidResponse       a 2xx whose body is not valid JSON (carries the body)
     ├── LocalResourceError            this machine ran out of open files, memory or disk (EMFILE, ...)
-    ├── OutputUnwritable              an --output or --html file cannot be written  (exit 3)
+    ├── OutputUnwritable              an --output or --html file, or standard output, cannot be
+    │                                 written (the disk full, no folder)          (exit 3)
+    ├── StandardOutputClosed          the reader of standard output went away: said nothing (exit 141)
     ├── DiscoveryFailed               partner discovery: Graph or Entra ID refused or failed, or listed
     │   │                             no customer                                 (exit 4)
     │   └── NoCustomerList            tenants_source = "partner": discovery failed, no list cached
@@ -323,6 +325,16 @@ class OutputUnwritable(FetcherError):
 
     kind = "output_unwritable"
     exit_code = 3
+
+
+class StandardOutputClosed(FetcherError):
+    """The reader of standard output went away (`fetcher report | head -1` once head has what it wants). Not
+    said at all, as git and coreutils say nothing then; exit 141, 128 + SIGPIPE, what a shell reports for a
+    command the signal stopped (the fetcher ignores SIGPIPE, as Python does, and exits so that what it holds,
+    a database connection, the run lock, is let go)."""
+
+    kind = "stdout_closed"
+    exit_code = 141
 
 
 class DiscoveryFailed(FetcherError):

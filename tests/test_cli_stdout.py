@@ -1,7 +1,9 @@
-"""Standard output that cannot be written: one line and exit 3, as an `--output` file (fetcher.cli.context)."""
+"""Standard output that cannot be written: one line and exit 3, as an `--output` file; standard output whose
+reader went away: nothing said, exit 141, as git (fetcher.cli.context)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,10 +38,11 @@ def closed_pipe() -> Iterator[int]:
 @pytest.mark.parametrize(
     "command", [["status"], ["report"], ["report", "--format", "csv"], ["-q", "metrics"]], ids=" ".join
 )
-def test_standard_output_that_cannot_be_written_is_one_line_and_exit_3(
+def test_standard_output_that_cannot_be_written_is_one_line_and_exit_3_or_silence_and_141(
     tmp_path: Path, migrated_then: Callable[..., str], sink: Callable[[], object], command: list[str]
 ) -> None:
-    """No traceback, no "Exception ignored" at exit: the cause, naming standard output, as `--output` says it."""
+    """No traceback, no "Exception ignored" at exit: the cause, naming standard output, as `--output` says it;
+    a closed pipe (`fetcher report | head -1`) nothing at all, exit 128 + SIGPIPE as a shell reports git's."""
     config = write_config(tmp_path)
     migrated_then("sqlite")
 
@@ -55,5 +58,50 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_exit_3(
             check=False,
         )
 
-    cause = "No space left on device" if sink is full_disk else "Broken pipe"
-    assert (done.returncode, done.stderr) == (3, f"error: cannot write standard output: {cause}\n")
+    assert (done.returncode, done.stderr) == EXPECTED[sink]
+
+
+EXPECTED: dict[object, tuple[int, str]] = {
+    full_disk: (3, "error: cannot write standard output: No space left on device\n"),
+    closed_pipe: (141, ""),
+}
+
+
+def fetcher(*args: str, stdout: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetcher", *args],
+        stdout=stdout,  # type: ignore[arg-type]
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("sink", [full_disk, closed_pipe], ids=["disk-full", "closed-pipe"])
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["--help"], ["report", "--help"], ["tenants", "--help"], ["tenants", "discover", "-h"]],
+    ids=" ".join,
+)
+def test_help_and_version_that_cannot_be_written_end_as_every_command(
+    sink: Callable[[], object], args: list[str]
+) -> None:
+    """Written by click before any command runs, still one line and exit 3 (silence and 141), no traceback."""
+    with sink() as stdout:  # type: ignore[attr-defined]
+        done = fetcher(*args, stdout=stdout)
+
+    assert (done.returncode, done.stderr) == EXPECTED[sink]
+
+
+def test_with_json_logs_a_version_that_cannot_be_written_is_one_json_record() -> None:
+    with full_disk() as stdout:
+        done = fetcher("--log-format", "json", "--version", stdout=stdout)
+
+    record = json.loads(done.stderr)
+    assert (done.returncode, record["level"], record["error_kind"], record["message"]) == (
+        3,
+        "error",
+        "output_unwritable",
+        "cannot write standard output: No space left on device",
+    )

@@ -3,7 +3,7 @@
 Exit codes: 0 every tenant succeeded; 1 some failed (the others' data is stored) or, for `status`,
 some tenant's data is stale; 2 usage or configuration error; 3 the database cannot be reached or
 another run holds its lock; 4 every tenant failed (often one shared cause: credentials, network);
-130/143 stopped by SIGINT/SIGTERM.
+130/143 stopped by SIGINT/SIGTERM; 141 the reader of standard output went away (nothing said).
 
 The package: `group` is the `fetcher` group and its global options (`hoist` accepts them after the
 command too); `context` what each command is given; `exits` errors to exit codes; `options` the options

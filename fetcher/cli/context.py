@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from fetcher.errors import OutputUnwritable
+from fetcher.errors import FetcherError, OutputUnwritable, StandardOutputClosed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -19,9 +20,10 @@ log = logging.getLogger("fetcher.cli")
 
 
 class StandardOutput:
-    """Standard output as every command writes it (its console): a write that fails (the disk full, the
-    reader of a pipe gone) raises OutputUnwritable, one line naming standard output and exit 3, as an
-    `--output` file that cannot be written, and the rest of the command's output is dropped.
+    """Standard output as the fetcher writes it (`sys.stdout` while `fetcher` runs: every command's console,
+    click's help and version): a write that fails raises OutputUnwritable (the disk full: one line naming
+    standard output, exit 3, as an `--output` file that cannot be written), or StandardOutputClosed when
+    the reader of a pipe went away (EPIPE: nothing said, exit 141); the rest of the output is dropped.
 
     Python's documentation for SIGPIPE (library/signal.html, "Note on SIGPIPE") points the file descriptor at
     /dev/null then: what stays in the stream's buffer is flushed there at exit, with no "Exception ignored".
@@ -32,6 +34,8 @@ class StandardOutput:
         self.failed = False
 
     def write(self, text: str) -> int:
+        if text == "":  # click's test of a text stream (b"" is refused by the stream): touches no file
+            return 0
         if not self.failed:
             try:
                 return self.stream.write(text)
@@ -49,7 +53,7 @@ class StandardOutput:
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's own
         return getattr(self.stream, name)
 
-    def _unwritable(self, error: OSError) -> OutputUnwritable:
+    def _unwritable(self, error: OSError) -> FetcherError:
         self.failed = True
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -57,6 +61,8 @@ class StandardOutput:
             os.close(devnull)
         except (OSError, ValueError):  # no descriptor (a test's captured output): nothing is flushed at exit
             pass
+        if error.errno == errno.EPIPE:
+            return StandardOutputClosed("the reader of standard output went away")
         return OutputUnwritable(f"cannot write standard output: {error.strerror or error}")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fetcher.cli.context import Context
-from fetcher.errors import FetcherError
+from fetcher.errors import FetcherError, StandardOutputClosed
 from fetcher.text import printable
 
 if TYPE_CHECKING:
@@ -23,9 +23,12 @@ log = logging.getLogger("fetcher.cli")
 
 def fail(ctx: Context, error: FetcherError) -> int:
     """Says why the command stops, on one line: `error: ...` in text, or with `--log-format json` a log
-    record like every other (its `error_kind`, the command; secrets redacted), so a log shipper sees it."""
+    record like every other (its `error_kind`, the command; secrets redacted), so a log shipper sees it.
+    A closed standard output (`fetcher report | head -1`) is said nothing of: its reader wanted no more."""
     from rich.markup import escape
 
+    if isinstance(error, StandardOutputClosed):
+        return error.exit_code
     if ctx.log_format == "json":
         log.error("%s", str(error), extra={"error_kind": error.kind})
         return error.exit_code

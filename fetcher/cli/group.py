@@ -10,8 +10,9 @@ from typing import IO, Any, cast
 import click
 
 from fetcher import __version__
-from fetcher.cli.context import Context
-from fetcher.cli.hoist import hoist
+from fetcher.cli.context import Context, StandardOutput
+from fetcher.cli.hoist import given_log_format, hoist
+from fetcher.errors import FetcherError
 from fetcher.heap import fix_mmap_threshold
 
 
@@ -74,11 +75,22 @@ class _Fetcher(click.Group):
     accepts its options (`--config`, `-v`, `-q`, `--log-format`, `--log-sql`) after the command too."""
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
+        """Standard output is a StandardOutput while the command runs, so that click's help and version too
+        end in one line (exit 3) when it cannot be written, or in silence (141) when its reader went away."""
         global _own_process
         _own_process = args is None
         if _own_process:
             hold_collections()
-        return super().main(args, *rest, **extra)
+        given = list(sys.argv[1:] if args is None else args)
+        stdout, sys.stdout = sys.stdout, cast(IO[str], StandardOutput(sys.stdout))
+        try:
+            return super().main(args, *rest, **extra)
+        except FetcherError as error:  # raised outside any command: writing click's help or version
+            from fetcher.cli.exits import fail
+
+            sys.exit(fail(start(None, None, 0, False, given_log_format(given), False), error))
+        finally:
+            sys.stdout = stdout
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist(self, ctx, args))
@@ -156,22 +168,28 @@ def main(
       4    every tenant of the run failed (often one shared cause: a wrong
            secret, the network)
       130  stopped by SIGINT (143: SIGTERM)
+      141  the reader of standard output went away (| head): nothing said
     """
     click_ctx.obj = start(click_ctx, config_path, verbose, quiet, log_format, log_sql)
 
 
 def start(
-    click_ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str, log_sql: bool
+    click_ctx: click.Context | None,
+    config_path: str | None,
+    verbose: int,
+    quiet: bool,
+    log_format: str,
+    log_sql: bool,
 ) -> Context:
-    """What every command is given: logging set up, and the consoles it writes to."""
+    """What every command is given: logging set up, and the consoles it writes to (None: no command yet)."""
     from fetcher import logfields
-    from fetcher.cli.context import StandardOutput
     from fetcher.output import setup_logging
     from fetcher.tables import console_for
 
     err = console_for(stderr=True)
     verbosity = -1 if quiet else verbose
     setup_logging(verbosity=verbosity, log_format=log_format, console=err, log_sql=log_sql)
-    logfields.set_for_process(command=click_ctx.invoked_subcommand)
-    out = console_for(cast(IO[str], StandardOutput(sys.stdout)))  # the one place commands write their output
+    logfields.set_for_process(command=click_ctx.invoked_subcommand if click_ctx else None)
+    stdout = sys.stdout if isinstance(sys.stdout, StandardOutput) else StandardOutput(sys.stdout)
+    out = console_for(cast(IO[str], stdout))  # the one place commands write their output
     return Context(config_path, verbosity, log_format, out, err)

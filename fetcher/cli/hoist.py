@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 GLOBAL_VALUE_OPTIONS = frozenset({"--config", "--log-format"})
@@ -24,6 +26,21 @@ def global_option(token: str, command: click.Command) -> int:
     if token in GLOBAL_FLAGS or (len(token) > 2 and token[0] == "-" and set(token[1:]) == {"v"}):
         return 1
     return 0
+
+
+def given_log_format(args: Sequence[str]) -> str:
+    """The `--log-format` the command line gives, wherever it stands (the last one, as click takes it), for
+    errors found before click has read it: an unknown option before the command, help that cannot be written.
+    "text" when none is given, or none before `--`."""
+    given = "text"
+    for position, token in enumerate(args):
+        if token == "--":
+            break
+        if token == "--log-format" and position + 1 < len(args):
+            given = args[position + 1]
+        elif token.startswith("--log-format="):
+            given = token.split("=", 1)[1]
+    return given
 
 
 def value_options(command: click.Command) -> frozenset[str]:
