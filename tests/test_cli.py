@@ -489,8 +489,21 @@ def test_with_json_logs_the_fatal_error_is_one_json_log_line(
         (("backfill", "--days"), "backfill", "Option '--days' requires an argument."),
         (("status", "--log-format", "json", "--no-such-option"), "status", "No such option"),
         (("nosuchcommand",), None, "No such command 'nosuchcommand'."),
+        (("--bogus", "run"), None, "No such option '--bogus'."),
+        (("--bogus", "run", "--log-format", "json"), None, "No such option '--bogus'."),
+        (("run", "--config"), None, "Option '--config' requires an argument."),
     ],
-    ids=["date", "range", "choice", "missing-value", "json-after-command", "unknown-command"],
+    ids=[
+        "date",
+        "range",
+        "choice",
+        "missing-value",
+        "json-after-command",
+        "unknown-command",
+        "unknown-group-option",
+        "unknown-group-option-json-after-command",
+        "missing-group-value-after-command",
+    ],
 )
 def test_with_json_logs_a_usage_error_is_one_json_log_line(
     tmp_path: Path, args: tuple[str, ...], command: str | None, message: str

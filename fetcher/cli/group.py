@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Sequence
-from typing import IO, Any, cast
+from typing import IO, Any, NoReturn, cast
 
 import click
 
@@ -93,7 +93,15 @@ class _Fetcher(click.Group):
             sys.stdout = stdout
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist(self, ctx, args))
+        """A usage error in the group's own options (`fetcher --bogus run`) is found before they are read:
+        `--log-format json` is looked for in the command line itself."""
+        given = list(args)  # click's parser consumes `args`
+        try:
+            return super().parse_args(ctx, hoist(self, ctx, args))
+        except click.UsageError as error:
+            if given_log_format(given) != "json" or isinstance(error, _HELP_ERRORS):
+                raise
+            _json_usage_error(start(ctx, None, 0, False, "json", False), error)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Every command's usage errors pass here (a value click refused, an unknown option or command), once
@@ -103,11 +111,15 @@ class _Fetcher(click.Group):
         except click.UsageError as error:
             if ctx.params.get("log_format") != "json" or isinstance(error, _HELP_ERRORS):
                 raise  # click's own: the usage line, the --help hint, the error (or the help)
-            from fetcher.cli.exits import fail
-            from fetcher.errors import ConfigError
+            _json_usage_error(ctx.obj if isinstance(ctx.obj, Context) else start(ctx, **ctx.params), error)
 
-            context = ctx.obj if isinstance(ctx.obj, Context) else start(ctx, **ctx.params)  # no command found
-            sys.exit(fail(context, ConfigError(error.format_message())))
+
+def _json_usage_error(context: Context, error: click.UsageError) -> NoReturn:
+    """A usage error as `fail` says any error with `--log-format json`: one record, error_kind config, exit 2."""
+    from fetcher.cli.exits import fail
+    from fetcher.errors import ConfigError
+
+    sys.exit(fail(context, ConfigError(error.format_message())))
 
 
 # A group given no command shows its help through a usage error (click 8.2 on): help, not an error to log.

@@ -77,6 +77,8 @@ def hoist(group: click.Group, ctx: click.Context, args: list[str]) -> list[str]:
             rest += args[position:]
             break
         taken = global_option(token, command)
+        if position + taken > len(args):  # moved before the command, it would take the command for its value
+            raise click.BadOptionUsage(token, f"Option '{token}' requires an argument.", ctx=ctx)
         if taken:
             hoisted += args[position : position + taken]
             position += taken
