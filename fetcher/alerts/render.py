@@ -21,7 +21,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from fetcher.alerts.model import AlertChannel, ChannelType, ControlMove, Event, Notice, RuleKind
-from fetcher.figures import FIGURE_DIGITS, round_figure
+from fetcher.figures import FIGURE_DIGITS, PERCENT_DIGITS, format_figure, format_percent, round_figure
 
 WEBHOOK_SCHEMA_VERSION = "1"
 SOURCE = "securescore-fetcher"
@@ -31,6 +31,8 @@ SLACK_TEXT_LIMIT = 2900
 # Figures computed from stored ones (percentages, differences, hours): rounded in the webhook's JSON by the
 # report's one rule (`fetcher.figures`: FIGURE_DIGITS, half up after the float noise), so a receiver shows
 # -13.93, not -13.930000000000064, and the report's figure. Stored values (scores, thresholds) are sent as stored.
+# Every message's text shows each figure as `fetcher report` does, by the same functions: a percentage or a
+# change of one to 1 decimal, a score, a change in points, a control's change to 2, hours to whole hours.
 COMPUTED_DETAILS = frozenset({"percent", "baseline_percent", "change_percent", "change_points", "hours_since_newest"})
 KIND_TITLES = {
     RuleKind.SCORE_DROP: "score drop",
@@ -51,11 +53,20 @@ def _time(value: datetime | str | None) -> str:
 
 
 def _pct(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.1f}%"
+    return "-" if value is None else format_percent(float(value))
 
 
 def _num(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.1f}"
+    return "-" if value is None else format_figure(float(value))
+
+
+def _signed(value: Any, digits: int = FIGURE_DIGITS) -> str:
+    """A change, with its sign: in points to 2 decimals, in percentage points to 1 (`PERCENT_DIGITS`)."""
+    return format_figure(float(value), digits, sign=True)
+
+
+def _hours(value: Any) -> str:
+    return format_figure(float(value), 0)
 
 
 def tenant_label(notice: Notice) -> str:
@@ -67,7 +78,8 @@ def condition(notice: Notice) -> str:
     d = notice.details
     if notice.kind is RuleKind.SCORE_DROP:
         return (
-            f"Secure Score fell {abs(float(d['change_percent'])):.1f} percentage points in {d['days']} days "
+            f"Secure Score fell {format_figure(abs(float(d['change_percent'])), PERCENT_DIGITS)} percentage points "
+            f"in {d['days']} days "
             f"({_pct(d['baseline_percent'])} to {_pct(d['percent'])})"
         )
     if notice.kind is RuleKind.BELOW_PERCENT:
@@ -75,7 +87,7 @@ def condition(notice: Notice) -> str:
     if notice.kind is RuleKind.TENANT_FAILING:
         runs = "run" if d["failed_runs"] == 1 else f"{d['failed_runs']} runs"
         return f"the last {runs} failed ({d.get('error_kind') or 'error'})"
-    return f"no Secure Score newer than {d['score_date']} ({float(d['hours_since_newest']):.0f} hours)"
+    return f"no Secure Score newer than {d['score_date']} ({_hours(d['hours_since_newest'])} hours)"
 
 
 def headline(notice: Notice) -> str:
@@ -108,8 +120,8 @@ def facts(notice: Notice) -> list[tuple[str, str]]:
                 f"on {d['baseline_date']}",
             )
         )
-        points = "" if d.get("change_points") is None else f" ({float(d['change_points']):+.1f} points)"
-        rows.append(("Change", f"{float(d['change_percent']):+.1f} percentage points{points}"))
+        points = "" if d.get("change_points") is None else f" ({_signed(d['change_points'])} points)"
+        rows.append(("Change", f"{_signed(d['change_percent'], PERCENT_DIGITS)} percentage points{points}"))
     if notice.kind is RuleKind.TENANT_FAILING:
         rows += [
             ("Failed runs", f"{d['failed_runs']} in a row since {_time(d.get('failing_since'))}"),
@@ -119,7 +131,7 @@ def facts(notice: Notice) -> list[tuple[str, str]]:
         if d.get("consent_url"):
             rows.append(("Admin consent", str(d["consent_url"])))
     if notice.kind is RuleKind.STALE:
-        rows.append(("Newest day", f"{d['score_date']} ({float(d['hours_since_newest']):.0f} hours ago)"))
+        rows.append(("Newest day", f"{d['score_date']} ({_hours(d['hours_since_newest'])} hours ago)"))
     rows.append(("Opened", _time(notice.opened_at)))
     if notice.resolved_at is not None:
         rows.append(("Resolved", _time(notice.resolved_at)))
@@ -127,7 +139,7 @@ def facts(notice: Notice) -> list[tuple[str, str]]:
 
 
 def control_lines(controls: list[ControlMove]) -> list[str]:
-    return [f"{c.change:+.2f}  {c.label}" for c in controls]
+    return [f"{_signed(c.change)}  {c.label}" for c in controls]
 
 
 def controls_heading(notice: Notice) -> str:
@@ -144,7 +156,7 @@ def chat_text(notice: Notice) -> str:
     if notice.event is not Event.RESOLVED:
         moves = notice.controls[:CHAT_CONTROLS]
         if moves:
-            lines.append("Top moves: " + "; ".join(f"{c.label} {c.change:+.1f}" for c in moves))
+            lines.append("Top moves: " + "; ".join(f"{c.label} {_signed(c.change)}" for c in moves))
         if notice.details.get("consent_url"):
             lines.append(f"Admin consent: {notice.details['consent_url']}")
     return "\n".join(lines)
@@ -181,7 +193,7 @@ def teams_payload(notice: Notice) -> dict[str, Any]:
             {"type": "TextBlock", "text": card_text(controls_heading(notice)), "weight": "Bolder", "wrap": True}
         )
         body.append(
-            {"type": "FactSet", "facts": [{"title": f"{c.change:+.2f}", "value": card_text(c.label)} for c in moves]}
+            {"type": "FactSet", "facts": [{"title": _signed(c.change), "value": card_text(c.label)} for c in moves]}
         )
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -228,7 +240,7 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
     ]
     moves = notice.controls if notice.event is not Event.RESOLVED else []
     if moves:
-        lines = "\n".join(f"`{c.change:+.2f}` {slack_text(c.label)}" for c in moves)
+        lines = "\n".join(f"`{_signed(c.change)}` {slack_text(c.label)}" for c in moves)
         text = _clip(f"*{slack_text(controls_heading(notice))}*\n{lines}", SLACK_TEXT_LIMIT)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     context = f"{SOURCE} · rule {slack_text(notice.rule)} · alert #{notice.alert_id} · {notice.event.value}"
@@ -293,7 +305,7 @@ def email_html(notice: Notice) -> str:
     parts = [f"<p><strong>{e(headline(notice))}</strong></p>", f"<table>{rows}</table>"]
     moves = notice.controls if notice.event is not Event.RESOLVED else []
     if moves:
-        items = "".join(f"<tr><td align='right'>{c.change:+.2f}</td><td>{e(c.label)}</td></tr>" for c in moves)
+        items = "".join(f"<tr><td align='right'>{_signed(c.change)}</td><td>{e(c.label)}</td></tr>" for c in moves)
         parts += [f"<p><strong>{e(controls_heading(notice))}</strong></p>", f"<table>{items}</table>"]
     parts.append(f"<p><small>{SOURCE}, alert #{notice.alert_id}</small></p>")
     return "<html><body>" + "".join(parts) + "</body></html>\n"

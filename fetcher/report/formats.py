@@ -22,7 +22,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from fetcher.figures import FIGURE_DIGITS, format_figure, round_figure
+from fetcher.figures import FIGURE_DIGITS, format_figure, format_percent, round_figure
 from fetcher.health import Mark
 from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, TenantReport, TenantRow, Totals
 from fetcher.report.sanitize import remediation_text
@@ -62,7 +62,7 @@ def signed(value: float | None, digits: int = 2) -> str:
 
 
 def percent(value: float | None) -> str:
-    return NONE if value is None else f"{format_figure(value, 1)}%"
+    return NONE if value is None else format_percent(value)
 
 
 def day(value: date | None) -> str:

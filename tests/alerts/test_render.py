@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from fetcher.alerts import render
-from fetcher.alerts.model import ChannelType, Event, RuleKind
-from fetcher.report.formats import FIGURE_DIGITS
+from fetcher.alerts.model import ChannelType, Event, Notice, RuleKind
+from fetcher.report.formats import FIGURE_DIGITS, number, percent, signed
 from tests.alerts.samples import DROP_DETAILS, FAILING_DETAILS, TENANT, email_channel, notice
 
 CONSENT = f"https://login.microsoftonline.com/{TENANT}/adminconsent?client_id=00000000-0000-0000-0000-0000000000aa"
@@ -23,7 +25,7 @@ def test_teams_card_for_a_score_drop() -> None:
                     "type": "AdaptiveCard",
                     "version": "1.4",
                     "fallbackText": "Contoso Ltd: Secure Score fell 10.0 percentage points in 7 days (60.0% to 50.0%)\n"
-                    "Top moves: AdminMFAV2 -6.0; Block legacy authentication -3.0",
+                    "Top moves: AdminMFAV2 -6.00; Block legacy authentication -3.00",
                     "msteams": {"width": "Full"},
                     "body": [
                         {
@@ -39,9 +41,9 @@ def test_teams_card_for_a_score_drop() -> None:
                             "facts": [
                                 {"title": "Tenant", "value": f"Contoso Ltd ({TENANT})"},
                                 {"title": "Rule", "value": "weekly-slip (score\\_drop)"},
-                                {"title": "Score", "value": "50.0% (45.0 of 90.0) on 2026-11-29"},
-                                {"title": "Baseline", "value": "60.0% (54.0 of 90.0) on 2026-11-22"},
-                                {"title": "Change", "value": "-10.0 percentage points (-9.0 points)"},
+                                {"title": "Score", "value": "50.0% (45.00 of 90.00) on 2026-11-29"},
+                                {"title": "Baseline", "value": "60.0% (54.00 of 90.00) on 2026-11-22"},
+                                {"title": "Change", "value": "-10.0 percentage points (-9.00 points)"},
                                 {"title": "Opened", "value": "2026-11-29 06:15 UTC"},
                             ],
                         },
@@ -196,9 +198,9 @@ def test_email_text_names_the_controls_with_points() -> None:
         "\n"
         f"Tenant:   Contoso Ltd ({TENANT})\n"
         "Rule:     weekly-slip (score_drop)\n"
-        "Score:    50.0% (45.0 of 90.0) on 2026-11-29\n"
-        "Baseline: 60.0% (54.0 of 90.0) on 2026-11-22\n"
-        "Change:   -10.0 percentage points (-9.0 points)\n"
+        "Score:    50.0% (45.00 of 90.00) on 2026-11-29\n"
+        "Baseline: 60.0% (54.00 of 90.00) on 2026-11-22\n"
+        "Change:   -10.0 percentage points (-9.00 points)\n"
         "Opened:   2026-11-29 06:15 UTC\n"
         "\n"
         "Controls that moved it most since 2026-11-22 (points):\n"
@@ -285,3 +287,48 @@ def test_render_picks_the_channel_format() -> None:
         render.slack_payload(n),
         render.webhook_document(n),
     ]
+
+
+def channel_texts(alert: Notice) -> dict[str, str]:
+    """Every text a person reads, per channel (the payloads as JSON, so every string in them is searched)."""
+    return {
+        "teams": json.dumps(render.teams_payload(alert), ensure_ascii=False),
+        "slack": json.dumps(render.slack_payload(alert), ensure_ascii=False),
+        "webhook summary": render.webhook_document(alert)["summary"],
+        "headline (email subject, webhook summary)": render.headline(alert),
+        "email text": render.email_text(alert),
+        "email html": render.email_html(alert),
+    }
+
+
+def test_every_channel_shows_a_figure_as_the_report_does() -> None:
+    """One rule (`fetcher.figures`) for a score in an email and in `fetcher report`: halves up after the float
+    noise, as many decimals as the report's table. Python's format said 50.0%, 31.4, -1.2, -0.1, -0.12, 36."""
+    halves = {
+        **DROP_DETAILS,
+        "current_score": 31.374999999999996,  # 31.375 summed in another order
+        "max_score": 62.5,
+        "percent": 50.05,  # 50.04999999999999715...
+        "change_percent": -1.25,
+        "change_points": -0.125,
+        "controls": [{"control_name": "AdminMFAV2", "title": None, "change": -0.125}],
+    }
+    drop = notice(details=halves)
+    stale = notice(RuleKind.STALE, details={"score_date": "2026-11-25", "hours_since_newest": 36.5})
+
+    shown_by_report = [percent(50.05), number(31.374999999999996), number(62.5), signed(-1.25, 1), signed(-0.125)]
+    assert shown_by_report == ["50.1%", "31.38", "62.50", "-1.3", "-0.13"]
+    expected = {
+        "teams": ["fell 1.3 percentage", "to 50.1%", "50.1% (31.38 of 62.50)", "-1.3 percentage points (-0.13 points)"],
+        "slack": ["fell 1.3 percentage", "to 50.1%", "50.1% (31.38 of 62.50)", "-1.3 percentage points (-0.13 points)"],
+        "webhook summary": ["fell 1.3 percentage points in 7 days (60.0% to 50.1%)"],
+        "headline (email subject, webhook summary)": ["fell 1.3 percentage points in 7 days (60.0% to 50.1%)"],
+        "email text": ["50.1% (31.38 of 62.50)", "-1.3 percentage points (-0.13 points)", "  -0.13  AdminMFAV2"],
+        "email html": ["50.1% (31.38 of 62.50)", "-1.3 percentage points (-0.13 points)", ">-0.13</td>"],
+    }
+    texts = channel_texts(drop)
+    assert {k: [e for e in v if e not in texts[k]] for k, v in expected.items()} == {k: [] for k in expected}
+    assert "AdminMFAV2 -0.13" in render.chat_text(drop)  # Slack's text, the Teams card's fallback
+    assert '"title": "-0.13"' in texts["teams"]
+    assert "`-0.13` AdminMFAV2" in texts["slack"]
+    assert {k: "(37 hours" in v for k, v in channel_texts(stale).items()} == {k: True for k in expected}
