@@ -52,6 +52,7 @@ class RawPayload(NamedTuple):
     base_sha256: str | None = None
     text: bytes | None = None  # written: the JSON, when `body` is still to be made (`pack(defer=True)`)
     base_body: bytes | None = None  # read: the base's body, for a delta
+    archived: bool = False  # written: the archive holds this object already (`compress_pending`): no body made
 
     def payload(self, codec: Codec, what: str = "secureScore") -> Any:
         """The object, read with the database's dictionaries; `ArchiveUnreadable` names tenant and day."""
@@ -147,13 +148,44 @@ def _upsert_raw(conn: AsyncConnection) -> Insert:
 
 async def save_raw_payloads(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> None:
     """Archive objects (compressed: none `pending`); an object already archived for its tenant-day only gets
-    its time updated."""
+    its time updated: by the upsert's conflict, or, for one `compress_pending` found `archived` (and so made
+    no body for), by `_TOUCH_RAW`, which updates the same three columns and writes no row that is not there."""
     if any(p.text is not None for p in payloads):
         raise ValueError("raw_payloads: an object's body is not compressed yet (fetcher.store.deltas)")
     archive = bulk.compiled(
         conn, "raw_payloads", _upsert_raw, RawPayload._fields, aliases={"last_fetched_at": "fetched_at"}
     )
-    await bulk.execute_many(conn, archive, payloads)
+    await bulk.execute_many(conn, archive, [p for p in payloads if not p.archived])
+    seen = [p for p in payloads if p.archived]
+    if seen:
+        await conn.execute(_TOUCH_RAW, [_touched(p) for p in seen])
+
+
+# An object archived already, fetched again: what the upsert's conflict would update, and nothing else.
+_TOUCH_RAW = (
+    sa.update(raw_payloads)
+    .where(
+        raw_payloads.c.tenant_id == sa.bindparam("k_tenant_id"),
+        raw_payloads.c.score_date == sa.bindparam("k_score_date"),
+        raw_payloads.c.sha256 == sa.bindparam("k_sha256"),
+    )
+    .values(
+        last_fetched_at=sa.bindparam("k_fetched_at"),
+        run_id=sa.bindparam("k_run_id"),
+        warning=sa.bindparam("k_warning"),
+    )
+)
+
+
+def _touched(payload: RawPayload) -> dict[str, Any]:
+    return {
+        "k_tenant_id": payload.tenant_id,
+        "k_score_date": payload.score_date,
+        "k_sha256": payload.sha256,
+        "k_fetched_at": payload.fetched_at,
+        "k_run_id": payload.run_id,
+        "k_warning": payload.warning,
+    }
 
 
 async def save_rejections(conn: AsyncConnection, rejections: Sequence[Rejection], *, cap: int) -> None:

@@ -92,8 +92,17 @@ async def compress_pending(conn: AsyncConnection, groups: Sequence[MutableSequen
     near = await stored_near(conn, [p for group in todo for p in group if p.text is not None])
     codec = run_codec()
     for group in todo:
-        made = [compress_one(p, near.setdefault(p.tenant_id, Stored()), codec) for p in _by_day(group)]
+        made = [_compressed(p, near.setdefault(p.tenant_id, Stored()), codec) for p in _by_day(group)]
         group[:] = sorted(made, key=lambda p: p.base_sha256 is not None)
+
+
+def _compressed(payload: RawPayload, near: Stored, codec: Codec) -> RawPayload:
+    """`compress_one`, but an object the archive held before this save is only marked `archived`: the upsert
+    would keep its stored form and drop whatever body this save made (a day fetched again unchanged, a
+    backfill run again, a second run the same day), so it costs no compression."""
+    if payload.text is not None and (payload.score_date, payload.sha256) in near.archived:
+        return payload._replace(text=None, archived=True)
+    return compress_one(payload, near, codec)
 
 
 def _by_day(group: Sequence[RawPayload]) -> list[RawPayload]:
@@ -133,12 +142,13 @@ class Stored:
 
     bases: list[Base] = field(default_factory=list)
     keys: set[tuple[date, str]] = field(default_factory=set)  # (score_date, sha256) of every row, deltas too
+    archived: frozenset[tuple[date, str]] = frozenset()  # `keys` as read, before this save added its own
 
 
 async def stored_near(conn: AsyncConnection, payloads: Sequence[RawPayload]) -> dict[str, Stored]:
     """The rows within `WINDOW` days of `payloads`' days, by tenant, in one statement: the bases with
-    their bodies, and the keys of all (an object stored already keeps its stored form, whatever this save
-    makes of it, so it must not become a base here)."""
+    their bodies, and the keys of all (an object stored already keeps its stored form, so this save makes no
+    body for it and it does not become a base here)."""
     r = raw_payloads.c
     tenants = sorted({p.tenant_id for p in payloads})
     first = min(p.score_date for p in payloads) - timedelta(days=WINDOW)
@@ -176,4 +186,6 @@ def _stored(rows: Iterable[Sequence[Any]]) -> dict[str, Stored]:
         near.keys.add((day, sha256))
         if body is not None:
             near.bases.append(Base(day, sha256, size, stored, bytes(body)))
+    for near in found.values():
+        near.archived = frozenset(near.keys)
     return found

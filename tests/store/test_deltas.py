@@ -155,6 +155,48 @@ async def test_an_object_archived_already_keeps_its_form_and_is_no_base(engine: 
     assert (await replayed(engine))[ago(0)] == day(0)
 
 
+async def test_an_object_archived_already_is_not_compressed_again(engine: AsyncEngine) -> None:
+    """A day fetched again unchanged (a second run the same day, a backfill run again) makes no body: the
+    upsert would keep the stored one. A new day of the same save is compressed as before."""
+    await save(engine, [day(2), day(1)])
+    payloads = [deferred(day(2)), deferred(day(1)), deferred(day(0))]
+
+    async with transaction(engine) as conn:
+        await compress_pending(conn, [payloads])
+
+    by_day = {p.score_date: p for p in payloads}
+    assert [(by_day[ago(n)].archived, by_day[ago(n)].body) for n in (2, 1)] == [(True, b""), (True, b"")]
+    assert not by_day[ago(0)].archived
+    assert by_day[ago(0)].body
+    assert by_day[ago(0)].base_date == ago(2)
+
+
+async def test_an_object_archived_already_gets_only_its_fetch_updated(engine: AsyncEngine) -> None:
+    """Saved again by a later run, an archived object keeps its body, size, first fetch and base, and takes
+    the later fetch's time, run and warning, as the upsert's conflict gave it; a save tried again after its
+    transaction failed does the same."""
+    await save(engine, [day(2), day(1)])
+    before = {r["score_date"]: r for r in await rows(engine, raw_payloads)}
+    later = NOW + timedelta(days=1)
+    again = [
+        p._replace(fetched_at=later, run_id="run-2", warning="206 from a provider")
+        for p in (deferred(day(2)), deferred(day(1)))
+    ]
+
+    with contextlib.suppress(RuntimeError):
+        async with transaction(engine) as conn:
+            await compress_pending(conn, [again])
+            await save_raw_payloads(conn, again)
+            raise RuntimeError("the group's transaction failed")
+    async with transaction(engine) as conn:
+        await compress_pending(conn, [again])  # the tenant's save alone: nothing left to compress
+        await save_raw_payloads(conn, again)
+
+    after = {r["score_date"]: r for r in await rows(engine, raw_payloads)}
+    touched = {"last_fetched_at": later, "run_id": "run-2", "warning": "206 from a provider"}
+    assert after == {key: row | touched for key, row in before.items()}
+
+
 async def test_a_save_tried_again_compresses_nothing_twice(engine: AsyncEngine) -> None:
     payloads = [deferred(day(1)), deferred(day(0))]
     async with transaction(engine) as conn:
