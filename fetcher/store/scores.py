@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import chain, repeat
+from itertools import chain, groupby, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -510,12 +510,18 @@ async def _read_group_members_sqlite(
         orjson.dumps([day.isoformat() for day in basis_days]).decode(),
     )
     days: dict[Any, date] = {day_key(day): day for day in control_days} | {d.isoformat(): d for d in basis_days}
-    for kind, owner, day, member in await bulk.fetch_sqlite(conn, _GROUP_MEMBERS_SQLITE, parameters):
+    rows = await bulk.fetch_sqlite(conn, _GROUP_MEMBERS_SQLITE, parameters)
+    for (kind, owner, day), run in groupby(rows, _KIND_OWNER_DAY):  # a tenant-day's rows come together
+        members = map(_LAST, run)
         if kind == "control":
-            found[owners[owner]].append((kind, days[day], str(member)))
+            found[owners[owner]] += zip(repeat(kind), repeat(days[day]), map(str, members))
         else:
-            found[owner].append((kind, days[day], member))
+            found[owner] += zip(repeat(kind), repeat(days[day]), members)
     return found
+
+
+_KIND_OWNER_DAY = itemgetter(0, 1, 2)
+_LAST = itemgetter(3)
 
 
 _DELETE_MEMBER = {
@@ -560,7 +566,8 @@ async def _delete_replaced(
         stored = result.all()
     wanted: dict[tuple[str, date], set[str]] = {}
     gone: dict[str, list[dict[str, Any]]] = {"control": [], "basis": []}
-    for kind, value, member in stored:
+    # The rows come a day at a time (each table's key order): a run of one day is compared as a set, in C.
+    for (kind, value), run in groupby(stored, _KIND_AND_DAY):
         day = as_date(value)
         assert day is not None
         members = wanted.get((kind, day))
@@ -568,12 +575,16 @@ async def _delete_replaced(
             if (kind, day) not in listed:
                 continue
             members = wanted[(kind, day)] = _members(kind, listed[(kind, day)], day_keys)
-        if member not in members:
+        for member in sorted(set(map(_MEMBER, run)) - members):
             owner, name = (tenant_key, int(member)) if kind == "control" else (tenant_id, member)
             gone[kind].append({"t": owner, "d": day, "n": name})
     for kind, rows in gone.items():
         if rows:
             await conn.execute(_DELETE_MEMBER[kind], rows)
+
+
+_KIND_AND_DAY = itemgetter(0, 1)
+_MEMBER = itemgetter(2)
 
 
 def _members(kind: str, day: ScoreDay, day_keys: DayKeys) -> set[str]:
