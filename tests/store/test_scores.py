@@ -607,6 +607,26 @@ async def test_a_group_reads_its_members_in_one_statement_and_deletes_what_each_
     )
 
 
+async def test_stored_members_that_come_days_interleaved_are_compared_by_their_own_day(engine: AsyncEngine) -> None:
+    """The members read comes a day at a time, each table in its key order; rows of two days interleaved
+    (another order, the same rows) delete the same leftovers."""
+    await save(engine, days(listing("2026-11-26", "ABC"), listing("2026-11-27", "ABC")))
+    later = days(listing("2026-11-26", "A"), listing("2026-11-27", "BC"))
+
+    async with transaction(engine) as conn:
+        day_keys = await scores.resolve_keys(conn, later)
+        key = {name: str(day_keys.controls[name]) for name in "ABC"}
+        first, second = date(2026, 11, 26), date(2026, 11, 27)
+        stored = [("control", day, key[name]) for name in "ABC" for day in (first, second)]
+        stored += [("basis", day, "AllTenants") for day in (first, second)]
+        await scores._delete_replaced(conn, TENANT, day_keys.tenants[TENANT], day_keys, later, stored)
+
+    assert await members(engine) == sorted(
+        [(TENANT, "2026-11-26", m) for m in ("A", "AllTenants")]
+        + [(TENANT, "2026-11-27", m) for m in ("B", "C", "AllTenants")]
+    )
+
+
 async def test_a_tenant_whose_days_repeat_reads_its_members_again_for_each_later_batch(engine: AsyncEngine) -> None:
     """The 27th twice splits into two batches: the second must see the B the first stored, and delete it."""
     await save(engine, days(listing("2026-11-27", "A")))
