@@ -1,7 +1,7 @@
 """`fetcher metrics`: the database's state in the OpenMetrics text format, for Prometheus.
 
 Written for node_exporter's textfile collector (`--collector.textfile.directory`): the file is
-replaced atomically, so the collector never reads half of it. Rendering is prometheus-client's
+replaced atomically (`fetcher.outfile`), so the collector never reads half of it. Rendering is prometheus-client's
 (`prometheus_client.openmetrics.exposition.generate_latest`); only gauges are used, each labelled the
 Prometheus way (`tenant_id`, `tenant_name`, `command`, `shard`, `status`), so the classic text parser reads
 the file too. Times are Unix seconds (`*_timestamp_seconds`), as Prometheus conventions ask.
@@ -23,12 +23,9 @@ the file too. Times are Unix seconds (`*_timestamp_seconds`), as Prometheus conv
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest
@@ -36,7 +33,6 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
-from fetcher.errors import OutputUnwritable
 from fetcher.models import Status
 from fetcher.status import partner_discovery
 from fetcher.store import alerts as alert_store
@@ -226,22 +222,3 @@ def exposition(snapshot: Snapshot) -> bytes:
     registry.register(SnapshotCollector(snapshot))
     text: bytes = generate_latest(registry)  # type: ignore[no-untyped-call]
     return text
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
-    folder = path.absolute().parent
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_classic
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fetcher.errors import OutputUnwritable
-from fetcher.metrics import exposition, read_snapshot, write_atomically
+from fetcher.metrics import exposition, read_snapshot
 from fetcher.models import Shard
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
@@ -110,27 +107,6 @@ async def test_hostile_tenant_names_are_escaped_label_values(engine: AsyncEngine
     cfg = config(engine.url.render_as_string(hide_password=False), names={A: ""})  # the name Graph's side gave
     text = exposition(await read_snapshot(engine, cfg, NOW)).decode()
     assert samples(text)[("securescore_current_score", (("tenant_id", A), ("tenant_name", hostile)))] == 1.0
-
-
-def test_the_file_is_replaced_whole_and_no_temporary_is_left(tmp_path: Path) -> None:
-    target = tmp_path / "securescore.prom"
-    target.write_text("old\n")
-    write_atomically(target, b"new\n# EOF\n")
-    assert ([p.name for p in tmp_path.iterdir()], target.read_bytes(), oct(target.stat().st_mode & 0o777)) == (
-        ["securescore.prom"],
-        b"new\n# EOF\n",
-        "0o644",
-    )
-
-
-def test_a_file_in_a_missing_folder_is_refused_as_this_machine_s_problem_exit_3(tmp_path: Path) -> None:
-    """The textfile collector's folder missing is the host's state, not a usage error (it was exit 2)."""
-    target = tmp_path / "missing" / "securescore.prom"
-
-    with pytest.raises(OutputUnwritable) as refused:
-        write_atomically(target, b"# EOF\n")
-
-    assert (str(refused.value), refused.value.exit_code) == (f"cannot write {target}: No such file or directory", 3)
 
 
 async def test_each_shard_reports_its_latest_run(engine: AsyncEngine) -> None:

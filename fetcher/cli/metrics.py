@@ -10,12 +10,13 @@ import click
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main
+from fetcher.cli.options import OutputFile
 
 
 @main.command("metrics")
 @click.option(
     "--output",
-    type=click.Path(path_type=Path),
+    type=OutputFile(),
     metavar="FILE",
     help="Write to FILE, replaced atomically (node_exporter's textfile collector), instead of standard output.",
 )
@@ -24,7 +25,8 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
     """Scores, runs and open alerts in the OpenMetrics text format, for Prometheus. With tenants_source =
     "partner", a series per customer the last discovery listed (as `status` and `report`)."""
     from fetcher.config import Purpose
-    from fetcher.metrics import exposition, read_snapshot, write_atomically
+    from fetcher.metrics import exposition, read_snapshot
+    from fetcher.outfile import replace_atomically
     from fetcher.partner import with_known_tenants
     from fetcher.store.engine import existing_database
 
@@ -36,7 +38,7 @@ def metrics_command(ctx: Context, output: Path | None) -> None:
         if output is None:
             ctx.write(text.decode())
         else:
-            write_atomically(output, text)
+            replace_atomically(output, text)
         return 0
 
     run_async(ctx, action())

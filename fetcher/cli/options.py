@@ -1,9 +1,11 @@
-"""Options several commands share: --tenant, --shard, --no-alerts; the hours of --max-age (`Hours`)."""
+"""Options several commands share: --tenant, --shard, --no-alerts; the hours of --max-age (`Hours`), a file to
+write (`OutputFile`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +23,19 @@ class Hours(click.FloatRange):
         if math.isnan(hours):
             self.fail(f"{value!r} is not a number of hours", param, ctx)
         return hours
+
+
+class OutputFile(click.Path):
+    """A file a command writes (`--output`, `--html`): an empty name refused, exit 2 (it was the current folder,
+    '.', and `cannot write .: Device or resource busy`)."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("an empty file name", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def tenant_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ import click
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
 from fetcher.cli.group import main
-from fetcher.cli.options import Hours
+from fetcher.cli.options import Hours, OutputFile
 
 
 @main.command("report")
@@ -53,14 +53,14 @@ from fetcher.cli.options import Hours
 )
 @click.option(
     "--output",
-    type=click.Path(path_type=Path),
+    type=OutputFile(),
     metavar="FILE",
     help="Write the report to FILE instead of the terminal; a line on standard error says what was written where.",
 )
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(path_type=Path),
+    type=OutputFile(),
     metavar="FILE",
     help="Write a self-contained HTML page with charts to FILE (then text only with --output).",
 )

@@ -19,7 +19,8 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
-from fetcher.errors import ConfigError, OutputUnwritable
+from fetcher.errors import ConfigError
+from fetcher.outfile import write_through
 from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, Sort, TenantReport, discovery_note
@@ -151,10 +152,7 @@ def since_refusal(request: ReportRequest, today: date) -> ConfigError | None:
 
 
 def _write(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None
+    write_through(path, text.encode("utf-8"))
 
 
 __all__ = ["Format", "ReportRequest", "Sort", "produce", "since_refusal", "usage_refusal"]
