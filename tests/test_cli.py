@@ -243,6 +243,25 @@ def test_the_fetchers_tables_without_a_revision_are_one_line_on_status_and_migra
     )
 
 
+@pytest.mark.parametrize("command", [["status"], ["report"], ["metrics"], ["migrate"], ["-q", "migrate"], ["run"]])
+def test_a_dropped_table_is_one_line_naming_it_and_migrate_does_not_say_all_is_well(
+    tmp_path: Path, migrated_then: Callable[..., str], command: list[str]
+) -> None:
+    """Commands said `no such table: fetch_runs` (status and report: nothing, exit 0); migrate `already at
+    revision`, exit 0."""
+    config = write_config(tmp_path)
+    migrated_then("sqlite", "DROP TABLE fetch_runs")
+
+    result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+
+    assert result.exit_code == 3, result.output
+    assert result.output == (
+        f"error: database sqlite+aiosqlite:///{tmp_path / 'scores.db'} is at schema revision {head_revision()} but "
+        "its table fetch_runs is missing (dropped since it was migrated): restore the database from a backup (see "
+        """the README's "Repairing the schema revision")\n"""
+    )
+
+
 @pytest.mark.parametrize("command", [["migrate"], ["run"]])
 def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Path, command: list[str]) -> None:
     """`migrate` added the fetcher's tables to it and said "migrated from an empty database"."""

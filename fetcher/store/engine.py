@@ -309,8 +309,9 @@ def _current_revision(connection: Connection, where: str) -> str | None:
     Raises `SchemaDamaged` for several rows (this fetcher never makes branches) or for the fetcher's tables
     without a row, and `ForeignDatabase` for other tables without a row: neither is for migrating.
     """
+    tables = set(sa.inspect(connection).get_table_names())  # one catalog query, as has_table's was
     found: list[str] = []
-    if sa.inspect(connection).has_table(VERSION_TABLE):
+    if VERSION_TABLE in tables:
         found = list(connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
     if len(found) > 1:
         shown = ", ".join(sorted(_shown(revision) for revision in found))
@@ -319,11 +320,32 @@ def _current_revision(connection: Connection, where: str) -> str | None:
             f"one: delete the rows that are not the database's revision ({REPAIR}), or restore it from a backup"
         )
     if found:
+        missing = _missing_tables(connection.dialect.name, tables) if found[0] == schema_head() else []
+        if missing:
+            raise _tables_missing(where, found[0], missing)
         return found[0]
-    tables = set(sa.inspect(connection).get_table_names()) - {VERSION_TABLE}
+    tables -= {VERSION_TABLE}
     if not tables:
         return None
     raise _without_revision(where, tables)
+
+
+def _missing_tables(dialect: str, tables: set[str]) -> list[str]:
+    """The tables the head revision has on `dialect` that are not among `tables` (names), sorted."""
+    from fetcher.store.schema import tables_of
+
+    return sorted(table.name for table in tables_of(dialect) if table.name not in tables)
+
+
+def _tables_missing(where: str, revision: str, missing: list[str]) -> SchemaDamaged:
+    """The refusal of a database at `revision` (the head) that lacks some of its tables: dropped by hand or by a
+    partial restore; no migration makes them again (each ran already), and their rows are gone."""
+    named = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return SchemaDamaged(
+        f"database {where} is at schema revision {revision} but its table{'s' if len(missing) > 1 else ''} "
+        f"{named} {'are' if len(missing) > 1 else 'is'} missing (dropped since it was migrated): restore the "
+        f"database from a backup ({REPAIR})"
+    )
 
 
 def _without_revision(where: str, tables: set[str]) -> SchemaDamaged | ForeignDatabase:

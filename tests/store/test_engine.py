@@ -280,6 +280,28 @@ async def _refused_unchanged(engine: Any, kind: type[Exception]) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("dropped", "named"),
+    [
+        (["partner_discoveries"], "table partner_discoveries is"),
+        (["partner_discoveries", "raw_payloads"], "tables partner_discoveries, raw_payloads are"),
+    ],
+)
+async def test_a_table_dropped_at_the_head_is_schema_damage_named_by_every_command_and_migrate(
+    migrated_then: Callable[..., str], kind: str, dropped: list[str], named: str
+) -> None:
+    """Commands failed later on `no such table: ...` (or not at all), and `migrate` said `already at revision`."""
+    engine = create_engine(DatabaseConfig(url=migrated_then(kind, *(f"DROP TABLE {table}" for table in dropped))))
+    said = await _refused_unchanged(engine, SchemaDamaged)
+    expected = (
+        f"database {display_url(engine)} is at schema revision {head_revision()} but its {named} missing (dropped "
+        """since it was migrated): restore the database from a backup (see the README's "Repairing the schema """
+        'revision")'
+    )
+    assert said == [expected, expected]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("revision", "shown"), [("xyz garbage", "'xyz garbage'"), ("", "''"), ("0009a", "'0009a'")])
 async def test_a_revision_no_fetcher_made_is_called_unknown_not_newer(
     migrated_then: Callable[..., str], kind: str, revision: str, shown: str
