@@ -427,6 +427,48 @@ def test_status_before_any_discovery_exits_as_for_configured_tenants_never_fetch
     assert partner_requests(auto_world) == []
 
 
+def test_report_before_any_discovery_warns_as_status_errs(auto_world: World) -> None:
+    """`report` right after `migrate` was an empty "0 tenants" portfolio, exit 0, with no word of why."""
+    automatic(auto_world, refresh_hours=24)
+
+    report = auto_world.fetcher("report")
+
+    assert report.returncode == 0, report.stderr
+    assert discovery_lines(report.stderr) == [f"warning: {never_discovered(PARTNER)}"]
+    assert partner_requests(auto_world) == []
+
+
+def json_records(stderr: str) -> list[dict[str, object]]:
+    """Standard error under --log-format json: every line a JSON record (a plain line fails to parse)."""
+    return [json.loads(line) for line in stderr.splitlines()]
+
+
+def test_json_logs_get_status_and_report_lines_as_records(auto_world: World, tmp_path: Path) -> None:
+    """Under --log-format json, status's `error: tenant discovery ...` and counts, and report's `warning: ...`
+    and `wrote ...`, were plain text lines among the JSON records."""
+    auto_world.write_config(tenants=[CONTOSO])  # configured and never fetched: status counts it
+    status_counts = auto_world.fetcher("--log-format", "json", "status")
+    automatic(auto_world, refresh_hours=24, fetch={"max_attempts": 1})
+    auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
+    assert auto_world.fetcher("run").returncode == 4
+
+    status = auto_world.fetcher("--log-format", "json", "status")
+    report = auto_world.fetcher("--log-format", "json", "report", "--output", str(tmp_path / "r.txt"))
+
+    assert [(r["level"], r["message"]) for r in json_records(status_counts.stderr)] == [
+        ("info", "1 enabled tenant(s) have no data")
+    ]
+    [failed] = json_records(status.stderr)
+    assert (failed["level"], str(failed["message"]).startswith("tenant discovery at partner tenant")) == (
+        "error",
+        True,
+    )
+    assert [(r["level"], r["message"]) for r in json_records(report.stderr)] == [
+        ("info", f"wrote the portfolio (0 tenants, table) to {tmp_path / 'r.txt'}"),
+        ("warning", failed["message"]),
+    ]
+
+
 def test_metrics_before_any_discovery_say_none_was_tried(auto_world: World) -> None:
     """Right after `migrate`, where `status` exits 1: metrics had only HELP/TYPE lines for the discovery, so no
     rule could tell a deployment that never discovered (and fetches nothing) from one not in partner mode."""

@@ -101,6 +101,16 @@ class Context:
         self.console.file.write(text)
         self.console.file.flush()
 
+    def notice(self, message: str, level: str = "info") -> None:
+        """A line on standard error beside the command's output (`status`'s counts, `report`'s `wrote ...`): in
+        text `error: ` or `warning: ` and `message` (an `info` line as it is); with --log-format json a log
+        record at `level`, as the error that stops a command is one (`exits.fail`)."""
+        if self.log_format == "json":
+            log.log(logging.getLevelNamesMapping()[level.upper()], "%s", message)
+            return
+        prefix = "" if level == "info" else f"{level}: "
+        self.err.print(f"{prefix}{message}", markup=False, highlight=False, soft_wrap=True)
+
     def prompt(self, text: str) -> None:
         """A device-code sign-in's URL and code, on standard error (above any progress bar)."""
         self.err.print(text, markup=False, highlight=False, soft_wrap=True)

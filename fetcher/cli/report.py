@@ -105,6 +105,6 @@ def report_command(
         if refusal is not None:
             raise refusal
         config = await with_known_tenants(ctx.config(Purpose.DATABASE))
-        return await produce(config, request, ctx.console, ctx.err)  # a failed partner discovery: in its header
+        return await produce(config, request, ctx.console, ctx.notice)  # a failed partner discovery: in its header
 
     run_async(ctx, action())

@@ -46,17 +46,15 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
         else:
             ctx.console.print(status_table(status, width=terminal_width(ctx.console)))
         if status.discovery_problem:
-            ctx.err.print(f"error: {status.discovery_problem}", markup=False, highlight=False, soft_wrap=True)
+            ctx.notice(status.discovery_problem, "error")
         if status.without_data:
-            ctx.err.print(f"{len(status.without_data)} enabled tenant(s) have no data")
+            ctx.notice(f"{len(status.without_data)} enabled tenant(s) have no data")
         if status.stale:
-            ctx.err.print(f"{len(status.stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
+            ctx.notice(f"{len(status.stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
         if status.short:
-            ctx.err.print(
+            ctx.notice(
                 f"{len(status.short)} enabled tenant(s) hold fewer days than [fetch] history_days = "
-                f"{status.history_days}: `fetcher backfill --tenant ID` fetches what Graph still has",
-                markup=False,
-                highlight=False,
+                f"{status.history_days}: `fetcher backfill --tenant ID` fetches what Graph still has"
             )
         return status.exit_code
 

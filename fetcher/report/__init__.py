@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from fetcher.outfile import write_through
 from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, Sort, TenantReport, discovery_note
-from fetcher.status import discovery_line, partner_discovery
+from fetcher.status import discovery_line, never_discovered, partner_discovery
 from fetcher.store.engine import existing_database, transaction
 from fetcher.tables import terminal_width
 from fetcher.text import printable
@@ -45,12 +46,17 @@ class ReportRequest:
     zoom: bool = False  # HTML charts: each y axis fitted to its chart's values instead of the shared 0-100 %
 
 
+# A line on standard error and its level ("info", "warning", "error"): `fetcher.cli.context.Context.notice`.
+Notice = Callable[[str, str], None]
+
+
 async def produce(
-    config: Config, request: ReportRequest, console: Console, err: Console, now: datetime | None = None
+    config: Config, request: ReportRequest, console: Console, notice: Notice, now: datetime | None = None
 ) -> int:
     """Build the report, then write it: the page to `html`, the text format to `output` or the terminal.
 
-    With `html` and no `output`, only the page is written.
+    With `html` and no `output`, only the page is written. A failed partner discovery, or none tried yet, is a
+    warning (`notice`), the report still written (exit 0; `status` exits 1 or 4 for them).
     """
     now = now or datetime.now(UTC)
     refusal = usage_refusal(request, now.date())
@@ -62,19 +68,21 @@ async def produce(
         report, page = await _build(engine, config, request, now, discovery_note(discovery))
     if request.html is not None and page is not None:
         _write(request.html, page)
-        err.print(f"wrote {request.html}", highlight=False, markup=False)
+        notice(f"wrote {request.html}", "info")
     if request.output is not None:
         _write(request.output, formats.to_text(report, request.fmt))
         # On standard error, as `--html` says what it wrote: standard output stays the report's.
-        err.print(f"wrote {described(report, request.fmt)} to {request.output}", highlight=False, markup=False)
+        notice(f"wrote {described(report, request.fmt)} to {request.output}", "info")
     elif request.html is None and request.fmt is Format.TABLE:
         console.print(formats.renderable(report, terminal_width(console)))
     elif request.html is None:
         # CSV and Markdown hold names as given; a terminal is shown their control characters, not sent them.
         console.out(printable(formats.to_text(report, request.fmt), lines=True), highlight=False, end="")
     problem = discovery_line(discovery, now)  # also in the report's header; here for cron's mail and the logs
+    if problem is None and discovery is None and config.tenants_source == "partner" and config.partner is not None:
+        problem = never_discovered(config.partner.tenant_id)  # an empty portfolio, and why
     if problem is not None:
-        err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
+        notice(problem, "warning")
     return 0
 
 
@@ -155,4 +163,4 @@ def _write(path: Path, text: str) -> None:
     write_through(path, text.encode("utf-8"))
 
 
-__all__ = ["Format", "ReportRequest", "Sort", "produce", "since_refusal", "usage_refusal"]
+__all__ = ["Format", "Notice", "ReportRequest", "Sort", "produce", "since_refusal", "usage_refusal"]

@@ -170,7 +170,7 @@ async def reports(config: Path, tenant_id: str, out: Path, results: dict[str, fl
         ("report: portfolio html (1 chart per tenant)", ReportRequest(html=out / "portfolio.html")),
         ("report: tenant html", ReportRequest(tenant_id=tenant_id, html=out / "tenant.html")),
     ):
-        await timed(label, produce(cfg, request, quiet, quiet), results)
+        await timed(label, produce(cfg, request, quiet, lambda *_: None), results)
 
 
 def main() -> None:
