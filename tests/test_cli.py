@@ -147,6 +147,20 @@ def test_migrate_creates_the_database_and_says_so(tmp_path: Path) -> None:
     assert (tmp_path / "scores.db").exists()
 
 
+def test_quiet_migrate_says_nothing_at_the_head_but_still_says_a_migration(tmp_path: Path) -> None:
+    """Cron's `fetcher -q migrate` mailed `...: already at revision 0015` every night."""
+    config = write_config(tmp_path)
+    command = [sys.executable, "-m", "fetcher", "-q", "--config", str(config), "migrate"]
+
+    first, again = (
+        subprocess.run(command, capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path)
+        for _ in range(2)
+    )
+
+    assert (first.returncode, first.stdout, f"to revision {head_revision()}" in first.stderr) == (0, "", True)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+
 # A `fetcher migrate` that sends itself SIGTERM at WHEN: "committed", as it reads the free pages after the last
 # commit (the handler runs at that read's await, whatever the timing); "exiting", from an atexit hook, once the
 # command has said what it did and the interpreter is shutting down.

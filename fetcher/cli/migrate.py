@@ -77,7 +77,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
         finally:
             progress.close()
             await engine.dispose()
-        for line in _migrated(display_url(engine), before, after, hint, converted):
+        for line in _migrated(display_url(engine), before, after, hint, converted, quiet=ctx.verbosity < 0):
             ctx.err.print(line, markup=False, highlight=False, soft_wrap=True)
         return 0
 
@@ -85,11 +85,19 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
 
 
 def _migrated(
-    where: str, before: str | None, after: str | None, hint: str | None, converted: Sequence[Conversion]
+    where: str,
+    before: str | None,
+    after: str | None,
+    hint: str | None,
+    converted: Sequence[Conversion],
+    *,
+    quiet: bool = False,
 ) -> Iterator[str]:
-    """The lines `fetcher migrate` ends with: the revisions, free pages worth a vacuum, the partitioning."""
+    """The lines `fetcher migrate` ends with: the revisions, free pages worth a vacuum, the partitioning. `quiet`
+    (`-q`, cron's nightly `migrate`): none that says nothing was to be done."""
     if before == after:
-        yield f"{where}: already at revision {after}"
+        if not quiet:
+            yield f"{where}: already at revision {after}"
     else:
         yield f"{where}: migrated from {before or 'an empty database'} to revision {after}"
     if hint is not None:
@@ -100,7 +108,7 @@ def _migrated(
                 f"{where}: {done.table} partitioned by month: {done.rows} row(s) into "
                 f"{done.partitions} month partition(s)"
             )
-        else:
+        elif not quiet:
             yield f"{where}: {done.table} already partitioned"
 
 
