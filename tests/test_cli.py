@@ -752,6 +752,68 @@ def test_alerts_dry_run_reads_a_read_only_copy_and_alerts_refuses_it_in_one_line
     assert sorted(p.name for p in shared_folder.iterdir()) == ["copy.db", "reading.toml"]
 
 
+@contextlib.contextmanager
+def _read_only_mount(folder: Path) -> Iterator[Path]:
+    """`folder` seen through a read-only bind mount (a `:ro` volume); skips where this host cannot mount."""
+    seen = Path(tempfile.mkdtemp(prefix="fetcher-mount-"))
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(seen)], capture_output=True, check=False)
+    if mounted.returncode != 0:
+        seen.rmdir()
+        pytest.skip("cannot bind-mount here (needs root and mount)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(seen)], capture_output=True, check=True)
+        yield seen
+    finally:
+        subprocess.run(["umount", str(seen)], capture_output=True, check=False)
+        seen.rmdir()
+
+
+@pytest.mark.parametrize("command", [["archive", "compact"], ["vacuum"], ["migrate"]])
+def test_a_read_only_mount_is_named_as_the_cause_not_this_user_s_permission(tmp_path: Path, command: list[str]) -> None:
+    """It said `permission denied: the file is read-only for this user`, where no chmod would help."""
+    assert invoke("--config", str(write_config(tmp_path)), "migrate").exit_code == 0
+    with _read_only_mount(tmp_path) as seen:
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(seen / "fetcher.toml"), *command],
+            capture_output=True,
+            text=True,
+            cwd=seen,
+            check=False,
+            timeout=120,
+        )
+
+    assert (done.returncode, done.stderr) == (
+        3,
+        f"error: cannot open database {seen / 'scores.db'}: the file system it is on is mounted read-only "
+        "(remount it read-write)\n",
+    )
+
+
+def test_archive_compact_on_a_file_it_cannot_write_names_the_permission_problem(tmp_path: Path) -> None:
+    """An immutable file (root may open it read-write, but not write it): `attempt to write a readonly
+    database`, from the driver, was all it said."""
+    assert invoke("--config", str(write_config(tmp_path)), "migrate").exit_code == 0
+    database = tmp_path / "scores.db"
+    if subprocess.run(["chattr", "+i", str(database)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i needs root and a file system that supports it")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(tmp_path / "fetcher.toml"), "archive", "compact"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+            timeout=120,
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(database)], capture_output=True, check=False)
+
+    assert (done.returncode, done.stderr) == (
+        3,
+        f"error: cannot write database {database}: permission denied: the file is read-only for this user\n",
+    )
+
+
 def test_a_database_that_cannot_be_opened_is_one_line_and_never_a_traceback(tmp_path: Path) -> None:
     """A driver thread used to outlive the event loop and print `RuntimeError: Event loop is closed` in
     most runs: repeated, every run must end on the one line."""

@@ -56,6 +56,7 @@ WRITE_OPTION = "fetcher_write"
 BUSY_TIMEOUT_OPTION = "fetcher_busy_timeout"
 MIGRATION_LOCK_KEY = 0x5EC5C0F
 INVALID_CATALOG_NAME = "3D000"  # PostgreSQL: the database named in the URL does not exist
+INVALID_AUTHORIZATION = "28000"  # PostgreSQL: e.g. the role (user) named in the URL does not exist
 # No such database (3D), no such role or a wrong password (28). Not 08 (connection exception): a pooled
 # connection that a failover or `pg_terminate_backend` killed is for `in_transaction` to retry.
 REFUSED_SQLSTATE_CLASSES = frozenset({"3D", "28"})
@@ -602,28 +603,47 @@ def permission_problem(engine: AsyncEngine | AsyncConnection, *, writing: bool =
     """For a SQLite file: what the operating system does not permit (reading the file; when `writing`, also
     writing it or its folder, where SQLite keeps its journal), naming the path; None if nothing is refused."""
     watched = sqlite_file(engine)
-    if watched is None:
-        return None
-    path, folder = watched.path, watched.path.parent
+    return None if watched is None else path_problem(watched.path, writing=writing)
+
+
+def path_problem(path: Path, *, writing: bool = False) -> str | None:
+    """`permission_problem` of the SQLite file at `path`: a file system mounted read-only is named as the cause
+    (no permission of this user's would help), not "read-only for this user"."""
+    folder = path.parent
     if path.is_dir():
         return f"{path}: it is a folder, not a SQLite file"
     if not path.exists():
         if not os.access(folder, os.X_OK) or (writing and not os.access(folder, os.W_OK)):
-            return f"{path}: permission denied: cannot create files in the folder {folder}"
+            denied = f"permission denied: cannot create files in the folder {folder}"
+            return f"{path}: {_read_only_mount(folder) or denied}"
         return None
     if not os.access(path, os.R_OK):
         return f"{path}: permission denied: this user cannot read the file"
     if writing and not os.access(path, os.W_OK):
-        return f"{path}: permission denied: the file is read-only for this user"
+        return f"{path}: {_read_only_mount(path) or 'permission denied: the file is read-only for this user'}"
     if writing and not os.access(folder, os.W_OK):
-        return f"{path}: permission denied: SQLite cannot write its journal in the folder {folder}"
+        denied = f"permission denied: SQLite cannot write its journal in the folder {folder}"
+        return f"{path}: {_read_only_mount(folder) or denied}"
     return None
 
 
+def _read_only_mount(path: Path) -> str:
+    """Why `path` cannot be written when its file system is mounted read-only (a `:ro` volume, a read-only bind
+    mount), else ''."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return ""
+    return "the file system it is on is mounted read-only (remount it read-write)" if read_only else ""
+
+
 def _connect_hint(exc: BaseException) -> str:
-    """What to do when the server is up but the database named in the URL is not there."""
+    """What to do when the server is up but the database or the role named in the URL is not there."""
     orig = getattr(exc, "orig", None) or exc
-    if getattr(orig, "sqlstate", None) == INVALID_CATALOG_NAME or "does not exist" in _reason(exc):
+    reason = _reason(exc)
+    if getattr(orig, "sqlstate", None) == INVALID_AUTHORIZATION or reason.startswith("role "):
+        return " (create the role, e.g. `createuser NAME`, or correct the user in [database] url)"
+    if getattr(orig, "sqlstate", None) == INVALID_CATALOG_NAME or "does not exist" in reason:
         return " (create it, e.g. `createdb`, then run `fetcher migrate`)"
     return ""
 
@@ -718,9 +738,24 @@ def unexpected_database_error(exc: sa.exc.DBAPIError, url: str | None = None) ->
     driver's first line (at most 300 characters, whitespace folded), never the statement. The one place
     `database_error`'s generic line is built too."""
     reason = " ".join(_reason(exc).split())[:300]
+    problem = _sqlite_write_problem(url, reason)
+    if problem is not None:
+        return DatabaseUnavailable(f"cannot write database {problem}")
     if url is None:
         return DatabaseError(f"database error: {reason}")
     return DatabaseError(f"database {hide_password(url)}: {reason}")
+
+
+def _sqlite_write_problem(url: str | None, reason: str) -> str | None:
+    """SQLite's "attempt to write a readonly database" where no command mapped it (`database_error` does): the
+    file's permission problem (`path_problem`), if the operating system's is the cause."""
+    if url is None or not ("readonly" in reason or "unable to open" in reason):
+        return None
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return path_problem(Path(database).absolute(), writing=True)
 
 
 def _reason(exc: BaseException) -> str:
