@@ -72,6 +72,23 @@ def hide_password(url: str) -> str:
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
+# What a configured string may not hold: C0 controls (NUL, ESC, newline, tab...), DEL, C1 controls and lone
+# surrogates. PostgreSQL refuses a NUL in text (`invalid byte sequence for encoding "UTF8": 0x00`), so one in
+# a tenant's name failed every run; the others would be obeyed by a terminal or break a line of a log.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def control_character(text: str) -> str | None:
+    """None when `text` holds no control character or lone surrogate; else which and where, for a message:
+    `a control character (\\x00) at character 4`."""
+    found = _FORBIDDEN.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    kind = "a lone surrogate" if code >= 0xD800 else "a control character"
+    return f"{kind} ({_visible(found)}) at character {found.start() + 1}"
+
+
 # OWASP, CSV Injection: a cell that starts with one of these is read as a formula by Excel, LibreOffice
 # Calc or Google Sheets (a tab or a carriage return is skipped and the next character decides).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

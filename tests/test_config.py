@@ -1185,11 +1185,12 @@ def test_fetching_with_no_enabled_tenant_is_a_configuration_error(
 # ------------------------------------------------------------------------- the CSV tenants file, whole
 
 
-def test_tenants_file_name_with_a_quoted_newline_survives(tmp_path: Path) -> None:
-    """A spreadsheet cell with a line break is one quoted field, not two rows."""
-    config = csv_config(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam\nEurope"\n{TENANT_C},Contoso\n')
+def test_tenants_file_name_with_a_quoted_newline_is_one_field_refused_at_its_line(tmp_path: Path) -> None:
+    """A spreadsheet cell with a line break is one quoted field, not two rows; a name holds no line break."""
+    message, path = csv_refused(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam\nEurope"\n{TENANT_C},Contoso\n')
 
-    assert [(t.tenant_id, t.name) for t in config.tenants] == [(TENANT_B, "Fabrikam\nEurope"), (TENANT_C, "Contoso")]
+    said = "name holds a control character (\\x0a) at character 9: remove it"
+    assert message.endswith(f"{path}:2: tenant {TENANT_B}: {said}")
 
 
 def test_tenants_file_names_discover_made_inert_read_as_discover_reads_them(tmp_path: Path) -> None:
@@ -1206,10 +1207,63 @@ def test_tenants_file_names_discover_made_inert_read_as_discover_reads_them(tmp_
     assert [(t, name) for t, name, _, _ in read_tenant_rows(tmp_path / "tenants.csv")] == expected
 
 
-def test_tenants_file_rows_after_a_multiline_name_keep_their_line_numbers(tmp_path: Path) -> None:
-    message, path = csv_refused(tmp_path, f'tenant_id,name\n{TENANT_B},"Fabrikam\nEurope"\nnot-a-guid,Bad\n')
+def test_tenants_file_rows_after_a_multiline_field_keep_their_line_numbers(tmp_path: Path) -> None:
+    message, path = csv_refused(tmp_path, f'tenant_id,name,enabled\n{TENANT_B},Fabrikam,"yes\n"\nnot-a-guid,Bad,yes\n')
 
     assert f"{path}:4: tenant_id 'not-a-guid' is not a GUID" in message
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [
+        ("Mar\x00gie", "a control character (\\x00) at character 4"),
+        ("Mar\x1b[2Jgie", "a control character (\\x1b) at character 4"),
+        ("Mar\x85gie", "a control character (\\x85) at character 4"),
+        ("Mar\tgie", "a control character (\\x09) at character 4"),
+    ],
+)
+def test_a_control_character_in_a_tenants_file_name_is_refused_naming_file_line_tenant_and_key(
+    tmp_path: Path, cell: str, said: str
+) -> None:
+    """A NUL in a name passed, then every PostgreSQL run failed (`invalid byte sequence ... 0x00`); ESC reached
+    terminals."""
+    message, path = csv_refused(tmp_path, f'tenant_id,name\n{TENANT_B},"{cell}"\n')
+
+    assert message.endswith(f"{path}:2: tenant {TENANT_B}: name holds {said}: remove it")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("Mar\\u0000gie", "a control character (\\x00) at character 4"),
+        ("Mar\\u001b[2Jgie", "a control character (\\x1b) at character 4"),
+        ("Mar\\u009bgie", "a control character (\\x9b) at character 4"),
+        ("Mar\\ngie", "a control character (\\x0a) at character 4"),
+    ],
+)
+def test_a_control_character_in_a_configured_tenant_name_is_refused_naming_the_tenant_and_key(
+    tmp_path: Path, name: str, said: str
+) -> None:
+    """The tenant is named with its name escaped, the value itself is not echoed."""
+    message = refused(tmp_path, tenants=f'[[tenants]]\ntenant_id = "{TENANT_A}"\nname = "{name}"\n')
+
+    assert f"tenant {TENANT_A} (Mar" in message
+    assert f"): name holds {said}: remove it" in message
+    assert not {"\x00", "\x1b", "\x9b"} & set(message)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"database": 'url = "sqlite+aiosqlite:///x\\u0000.db"'}, "[database] url holds a control character (\\x00)"),
+        ({"auth": 'client_secret = "s\\u0000"'}, "[auth] client_secret holds a control character (\\x00)"),
+        ({"top": 'tenants_file = "t\\u001b.csv"'}, "tenants_file holds a control character (\\x1b)"),
+    ],
+)
+def test_a_control_character_in_any_configured_string_is_refused_naming_the_key(
+    tmp_path: Path, change: dict[str, str], said: str
+) -> None:
+    assert said in refused(tmp_path, **change)
 
 
 def test_tenants_file_with_an_unbalanced_quote_is_refused_with_its_line(tmp_path: Path) -> None:

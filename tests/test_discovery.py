@@ -72,6 +72,14 @@ def test_expired_invalid_and_hostile_entries_are_skipped_and_counted() -> None:
     assert found.skipped == {"expired": 1, "invalid": 4}
 
 
+def test_a_graph_display_name_with_a_nul_a_c1_or_a_lone_surrogate_is_kept_with_those_as_spaces() -> None:
+    """Graph's names are untrusted: a NUL would fail every PostgreSQL statement carrying the name (the
+    configuration refuses one; a customer's name from Graph is cleaned instead, so no other customer fails)."""
+    found = select_customers([relationship(A, "Con\x00toso"), relationship(B, "Fab\x9brikam\ud800 Ltd")])
+
+    assert found.customers == (Customer(A, "Con toso"), Customer(B, "Fab rikam Ltd"))
+
+
 def test_merge_adds_keeps_edits_marks_gone_and_never_deletes() -> None:
     existing = [
         TenantRow(A, "Contoso (my name)", True, ""),

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from fetcher.config.constants import (
     DEFAULT_REFRESH_HOURS,
@@ -18,6 +19,21 @@ from fetcher.config.constants import (
     MAX_SHARDS,
 )
 from fetcher.config.model import AlertChannel, AlertRule, AlertsConfig, DatabaseConfig, FetchConfig, GraphConfig
+from fetcher.text import control_character
+
+CONTROL_CHARACTER = "control_character"
+
+
+def _no_control_character(value: str) -> str:
+    """A configured string reaches the database (a NUL fails every PostgreSQL statement) and terminals."""
+    found = control_character(value)
+    if found:
+        raise PydanticCustomError(CONTROL_CHARACTER, "holds {found}", {"found": found})
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_control_character)]
+"""Every string of the file: no control character (NUL, ESC, newline...) and no lone surrogate."""
 
 
 class Table(BaseModel):
@@ -27,23 +43,23 @@ class Table(BaseModel):
 
 
 class DatabaseTable(Table):
-    url: str = DatabaseConfig.url
+    url: Text = DatabaseConfig.url
     keep_raw: bool = DatabaseConfig.keep_raw
     busy_timeout_seconds: Annotated[float, Field(ge=0)] = DatabaseConfig.busy_timeout_seconds
     store_people: bool = DatabaseConfig.store_people
-    people_salt: str | None = None
+    people_salt: Text | None = None
     partition: Literal["none", "monthly"] = "none"
 
 
 class GraphTable(Table):
-    cloud: str = GraphConfig.cloud
-    base_url: str | None = None
-    authority_host: str | None = None
-    scope: str | None = None
-    ca_bundle: str | None = None
+    cloud: Text = GraphConfig.cloud
+    base_url: Text | None = None
+    authority_host: Text | None = None
+    scope: Text | None = None
+    ca_bundle: Text | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = GraphConfig.timeout_seconds
     max_response_bytes: Annotated[int, Field(ge=1)] = GraphConfig.max_response_bytes
-    proxy: str | None = None
+    proxy: Text | None = None
 
 
 class FetchTable(Table):
@@ -82,50 +98,50 @@ class FetchTable(Table):
 class AuthTable(Table):
     """`[auth]` or `[tenants.auth]`: every key optional, so a tenant's table says what it overrides."""
 
-    method: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    certificate_path: str | None = None
-    certificate_password: str | None = None
-    token_file: str | None = None
-    token_cache: str | None = None
+    method: Text | None = None
+    client_id: Text | None = None
+    client_secret: Text | None = None
+    certificate_path: Text | None = None
+    certificate_password: Text | None = None
+    token_file: Text | None = None
+    token_cache: Text | None = None
     allow_unencrypted_storage: bool | None = None
 
 
 class TenantTable(Table):
-    tenant_id: str | None = None
-    name: str = ""
+    tenant_id: Text | None = None
+    name: Text = ""
     enabled: bool = True
     auth: AuthTable = AuthTable()
 
 
 class AlertRuleTable(Table):
-    name: str
-    kind: str
-    channels: list[str]
+    name: Text
+    kind: Text
+    channels: list[Text]
     points: Annotated[float, Field(ge=0, le=100, description="(percentage points)")] = AlertRule.points
     days: Annotated[int, Field(ge=1)] = AlertRule.days
     percent: Annotated[float, Field(ge=0, le=100)] = AlertRule.percent
     runs: Annotated[int, Field(ge=1)] = AlertRule.runs
     hours: Annotated[float, Field(gt=0)] = AlertRule.hours
-    tenants: list[str] = Field(default_factory=list)
+    tenants: list[Text] = Field(default_factory=list)
     send_resolved: bool = AlertRule.send_resolved
 
 
 class AlertChannelTable(Table):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=False)
 
-    name: str
-    type: str
-    url: str | None = None
-    smtp_host: str | None = None
+    name: Text
+    type: Text
+    url: Text | None = None
+    smtp_host: Text | None = None
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = AlertChannel.smtp_port
     starttls: bool = AlertChannel.starttls
-    username: str | None = None
-    password: str | None = None
-    sender: str | None = Field(default=None, alias="from")
-    to: list[str] = Field(default_factory=list)
-    ca_bundle: str | None = None
+    username: Text | None = None
+    password: Text | None = None
+    sender: Text | None = Field(default=None, alias="from")
+    to: list[Text] = Field(default_factory=list)
+    ca_bundle: Text | None = None
 
 
 class AlertsTable(Table):
@@ -139,8 +155,8 @@ class AlertsTable(Table):
 
 
 class PartnerTable(Table):
-    tenant_id: str | None = None
-    source: str = "gdap"
+    tenant_id: Text | None = None
+    source: Text = "gdap"
     refresh_hours: Annotated[
         float, Field(ge=0, description="(hours the discovered customer list is reused; 0: discover every run)")
     ] = DEFAULT_REFRESH_HOURS
@@ -152,8 +168,8 @@ class FileTable(Table):
     graph: GraphTable = GraphTable()
     fetch: FetchTable = FetchTable()
     auth: AuthTable = AuthTable()
-    tenants_file: str | None = None
-    tenants_source: str = "config"
+    tenants_file: Text | None = None
+    tenants_source: Text = "config"
     tenants: list[TenantTable] = Field(default_factory=list)
     alerts: AlertsTable = AlertsTable()
 

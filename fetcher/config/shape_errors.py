@@ -12,7 +12,8 @@ from typing import Any
 from pydantic_core import ErrorDetails
 
 from fetcher.config.constants import GUID, SECRET_KEYS
-from fetcher.config.shape import FileTable, Table
+from fetcher.config.shape import CONTROL_CHARACTER, FileTable, Table
+from fetcher.text import printable
 
 
 def describe_errors(errors: Sequence[ErrorDetails], raw: Mapping[str, Any]) -> str:
@@ -37,6 +38,10 @@ def _describe(error: ErrorDetails, raw: Mapping[str, Any]) -> str:
     if kind == "model_type":
         table = "[" + ".".join(str(k) for k in loc) + "]" if len(loc) == 1 else where
         return f"{table} must be a table, got {type(error['input']).__name__}"
+    if kind == CONTROL_CHARACTER:  # the value is not echoed: what it holds is said, escaped
+        found = (error.get("ctx") or {}).get("found", "a control character")
+        where = _where(loc[:-2], raw) + f"{loc[-2]}[{loc[-1]}]" if isinstance(loc[-1], int) else where
+        return f"{where} holds {found}: remove it (a NUL fails every PostgreSQL statement; others reach terminals)"
     got = type(error["input"]).__name__ if key in SECRET_KEYS else repr(error["input"])
     return f"{where} must {_expected(error, _model_at(loc[:-1]), key)}, got {got}"
 
@@ -86,7 +91,7 @@ def tenant_label(tenant_id: Any, name: Any, fallback: str) -> str:
     """`tenant <id> (<name>)` once the id is a GUID, else where the entry is."""
     if not (isinstance(tenant_id, str) and GUID.match(tenant_id)):
         return fallback
-    return f"tenant {tenant_id.lower()}" + (f" ({name})" if isinstance(name, str) and name else "")
+    return f"tenant {tenant_id.lower()}" + (f" ({printable(name)})" if isinstance(name, str) and name else "")
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[Table]:

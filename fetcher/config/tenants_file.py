@@ -12,7 +12,7 @@ from typing import Any
 from fetcher.config.constants import ENABLED_WORDS, GUID, TENANT_COLUMNS, TENANTS_FILE_MAX_BYTES
 from fetcher.config.files import FileProblem, read_regular_file
 from fetcher.errors import ConfigError
-from fetcher.text import csv_text
+from fetcher.text import control_character, csv_text
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ def file_rows(path: Path, text: str) -> Iterator[FileRow]:
         if not GUID.match(tenant_id):
             raise ConfigError(f"{where}: tenant_id {tenant_id!r} is not a GUID")
         name = csv_text(row.get("name", ""))
+        for column in ("name", "source_status"):
+            found = control_character(row.get(column, ""))
+            if found:  # a NUL fails every PostgreSQL statement that carries the name; an ESC reaches terminals
+                raise ConfigError(f"{where}: tenant {tenant_id.lower()}: {column} holds {found}: remove it")
         yield FileRow(where, tenant_id.lower(), name, enabled_flag(row, where), row.get("source_status", ""))
 
 
