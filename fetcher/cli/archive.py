@@ -60,7 +60,7 @@ def archive_compact_command(ctx: Context) -> None:
     from fetcher.output import compaction_line, progress_bar, rebase_line
     from fetcher.store.compaction import ARCHIVES, body_bytes, compact, count_bodies, rewrite_as_deltas, unreadable
     from fetcher.store.engine import create_engine, ensure_schema
-    from fetcher.store.lock import RunLock, this_process
+    from fetcher.store.lock import ARCHIVE_RUN_PREFIX, RunLock, this_process
     from fetcher.store.vacuum import free_pages_hint
 
     async def compact_all(stage: _Stage) -> int:
@@ -68,7 +68,7 @@ def archive_compact_command(ctx: Context) -> None:
         try:
             await ensure_schema(engine, create=False)
             failures = []
-            async with RunLock(engine, this_process(f"archive-compact-{uuid.uuid4()}")):
+            async with RunLock(engine, this_process(f"{ARCHIVE_RUN_PREFIX}{uuid.uuid4()}")):
                 for archive in ARCHIVES:
                     total, before = await count_bodies(engine, archive), await body_bytes(engine, archive)
                     with progress_bar(ctx.err, archive.table.name, total, shown=ctx.verbosity >= 0) as advance:

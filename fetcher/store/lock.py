@@ -37,6 +37,19 @@ LOCK_NAME = "ingestion"
 ADVISORY_KEY = 0x5EC5C0E  # "securescore", as a 64-bit advisory lock key
 SHARD_CLASS = 0x5EC5C0E  # a shard's key is the pair (SHARD_CLASS, shard_key(shard)): a space apart from the above
 LEASE_SECONDS = 120.0
+# `fetcher vacuum`'s lease: its renewal cannot write while VACUUM holds SQLite's write lock, and a lease that
+# expired meanwhile would let a run in to wait on the lock. A killed vacuum still frees the lock at once for
+# the next run on this host (its process is gone). Its run id says it is a vacuum's, so a refusal names the
+# figures of the lease actually held, not the refused command's own.
+VACUUM_LEASE_SECONDS = 6 * 3600.0
+VACUUM_RUN_PREFIX = "vacuum-"
+ARCHIVE_RUN_PREFIX = "archive-compact-"
+APPLICATION_NAME = "fetcher"  # PostgreSQL: the lock's connection says its holder in `application_name`
+
+
+def lease_of(run_id: str) -> float:
+    """The lease (seconds) the holder of `run_id` takes: a vacuum's long one, else a run's."""
+    return VACUUM_LEASE_SECONDS if run_id.startswith(VACUUM_RUN_PREFIX) else LEASE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -76,13 +89,13 @@ class RunLock:
         holder: Holder,
         *,
         shard: Shard | None = None,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.engine = engine
         self.holder = holder
         self.shard = shard
-        self.lease = timedelta(seconds=lease_seconds)
+        self.lease = timedelta(seconds=lease_of(holder.run_id) if lease_seconds is None else lease_seconds)
         self._sleep = sleep  # between renewals (SQLite) or checks (PostgreSQL); tests pass their own
         self._conn: AsyncConnection | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -106,6 +119,7 @@ class RunLock:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))  # the connection is ours alone
+                await self._conn.execute(sa.text("RESET application_name"))  # back to the pool as it came
             with contextlib.suppress(Exception):
                 await self._conn.close()
 
@@ -115,17 +129,16 @@ class RunLock:
         conn = await open_connection(self.engine)
         try:
             refused = await self._try_advisory(conn)
-            holder = await _running_holder(conn, refused) if refused else None
+            holder = await _lock_holder(conn, refused) if refused else None
+            if not refused:  # what a refused command reads in `_lock_holder`: ours has no ledger row
+                await _scalar(conn, "SELECT set_config('application_name', :n, false)", n=_application(self.holder))
             await conn.commit()
         except BaseException:
             await conn.close()
             raise
         if refused:
             await conn.close()
-            raise LockHeld(
-                f"{_describe(holder, refused)} holds the lock of database {display_url(self.engine)}; "
-                "wait for it to finish (a killed run frees the lock at once)"
-            )
+            raise refusal(_describe(holder, refused), display_url(self.engine), "a killed run frees the lock at once")
         self._conn = conn
 
     async def _try_advisory(self, conn: AsyncConnection) -> str | None:
@@ -193,12 +206,12 @@ class RunLock:
         of = f" of shard {row.shard}" if row.shard is not None else ""
         # Not the lease's expiry: the holder renews it while it lives, so that time moves and means nothing
         # to a retry; what frees the database is the run ending (or dying, which the next taker notices).
-        every, lease = self.lease.total_seconds() / 3, self.lease.total_seconds()
-        return LockHeld(
-            f"another fetcher run{of} ({who}) holds database {where}; wait for it to finish: it renews its lock "
-            f"every {every:g} s while it runs (a run killed on {row.host} frees it at once for the next run "
-            f"started there; from another host, {lease:g} s after its last renewal)"
+        lease = lease_of(row.run_id)  # the holder's lease, not ours: a vacuum's is 6 h, a run's 120 s
+        frees = (
+            f"it renews its lock every {lease / 3:g} s while it runs (a run killed on {row.host} frees it at once "
+            f"for the next run started there; from another host, {lease:g} s after its last renewal)"
         )
+        return refusal(f"another {_kind(row.run_id)}{of} ({who})", where, frees)
 
     def _lease_is_free(self, row: sa.Row[tuple[object, ...]], now: datetime) -> bool:
         if row.expires_at <= now:
@@ -234,6 +247,62 @@ async def _scalar(conn: AsyncConnection, sql: str, **params: object) -> object:
     return (await conn.execute(sa.text(sql), params)).scalar()
 
 
+def refusal(who: str, where: str, frees: str) -> LockHeld:
+    """The one refusal of every command that needs the run lock (run, backfill, vacuum, archive compact),
+    on either database: who holds it, the database, and what frees it."""
+    return LockHeld(f"{who} holds database {where}; wait for it to finish: {frees}")
+
+
+def _kind(run_id: str) -> str:
+    """What holds the lock, by its run id: `fetcher vacuum`, `fetcher archive compact`, else a run."""
+    if run_id.startswith(VACUUM_RUN_PREFIX):
+        return "fetcher vacuum"
+    if run_id.startswith(ARCHIVE_RUN_PREFIX):
+        return "fetcher archive compact"
+    return "fetcher run"
+
+
+def _application(holder: Holder) -> str:
+    """`fetcher PID HOST RUN_ID` within PostgreSQL's 63 bytes of `application_name` (the run id last: a
+    long host name cuts it, never the pid)."""
+    return f"{APPLICATION_NAME} {holder.pid} {holder.host} {holder.run_id}".encode()[:63].decode(errors="ignore")
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A holder as the ledger or `pg_stat_activity` tells it; `run_id` None when cut from the name."""
+
+    run_id: str | None
+    host: str
+    pid: int
+    started_at: datetime
+    shard: str | None
+
+
+async def _lock_holder(conn: AsyncConnection, refused: str) -> Any:
+    """The holder from the ledger (a run), else from the `application_name` of the session holding the
+    advisory lock (archive compact writes no ledger row)."""
+    return await _running_holder(conn, refused) or await _session_holder(conn)
+
+
+async def _session_holder(conn: AsyncConnection) -> _Seen | None:
+    query = (
+        "SELECT a.application_name, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key AND l.objsubid = 1 "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND a.application_name LIKE :name "
+        "ORDER BY a.backend_start LIMIT 1"
+    )
+    row = (await conn.execute(sa.text(query), {"key": ADVISORY_KEY, "name": f"{APPLICATION_NAME} %"})).first()
+    if row is None:
+        return None
+    parts = row.application_name.split(" ", 3)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    run_id = parts[3] if len(parts) == 4 else None
+    return _Seen(run_id, parts[2], int(parts[1]), row.backend_start, None)
+
+
 async def _running_holder(conn: AsyncConnection, refused: str) -> Any:
     """The newest `running` run that can hold what refused us (see `_try_advisory`), from the ledger; None
     when it has not written its row yet."""
@@ -254,8 +323,10 @@ async def _running_holder(conn: AsyncConnection, refused: str) -> Any:
 def _describe(holder: Any, refused: str) -> str:
     """'another fetcher run [of shard K/N] (pid .. on .., run .., since ..)', as far as the ledger tells."""
     shard = holder.shard if holder is not None else (refused if refused not in ("*", "any") else None)
-    text = "another fetcher run" + (f" of shard {shard}" if shard else "")
+    kind = _kind(holder.run_id) if holder is not None and holder.run_id else "fetcher run"
+    text = f"another {kind}" + (f" of shard {shard}" if shard else "")
     if holder is None:
         return text
-    since = f"{holder.started_at:%Y-%m-%d %H:%M:%S} UTC"
-    return f"{text} (pid {holder.pid} on {holder.host}, run {holder.run_id}, since {since})"
+    since = f"{holder.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    run = f", run {holder.run_id}" if holder.run_id else ""
+    return f"{text} (pid {holder.pid} on {holder.host}{run}, since {since})"

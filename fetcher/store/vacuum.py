@@ -48,16 +48,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fetcher.errors import DatabaseError, NotEnoughDisk
 from fetcher.store.convert import DiskSpace, database_free_space
 from fetcher.store.engine import connect, display_url, sqlite_file
-from fetcher.store.lock import Holder, RunLock, this_process
+from fetcher.store.lock import VACUUM_LEASE_SECONDS, VACUUM_RUN_PREFIX, Holder, RunLock, this_process
 from fetcher.text import human_size
 
 # Told after `fetcher migrate` when the free pages are at least this many bytes and this share of the file.
 WORTH_BYTES = 10_000_000
 WORTH_SHARE = 0.2
-# The run lock's lease while VACUUM holds SQLite's write lock: its renewal cannot write until VACUUM ends,
-# and a lease that expired meanwhile would let a run in to wait on the lock. A killed vacuum still frees the
-# lock at once for the next run on this host (its process is gone).
-LEASE_SECONDS = 6 * 3600.0
 CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"  # the log copied into the file, then truncated to nothing
 POSTGRESQL_ADVICE = (
     "PostgreSQL gives a dropped table's space back at once and autovacuum reuses deleted rows' space, so there "
@@ -201,13 +197,13 @@ async def vacuum(
     async with connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
         usual_log = await conn.run_sync(_usual_log_bytes)
-    holder = holder or this_process(f"vacuum-{uuid.uuid4()}")
+    holder = holder or this_process(f"{VACUUM_RUN_PREFIX}{uuid.uuid4()}")
     if pages.free_bytes == 0:
         if _log_size(engine) > usual_log:
             return await _checkpoint_only(engine, holder, waiting)
         size = on_disk(engine, pages)
         return Vacuumed(size, size, pages.file_bytes, ran=False)
-    async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
+    async with RunLock(engine, holder, lease_seconds=VACUUM_LEASE_SECONDS), connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
         before = on_disk(engine, pages)
         if check_disk:
@@ -225,7 +221,7 @@ async def vacuum(
 async def _checkpoint_only(engine: AsyncEngine, holder: Holder, waiting: Waiting | None) -> Vacuumed:
     """No free pages, a large write-ahead log: checkpoint and truncate it, under the run lock (its wait for
     readers holds back writers, so never during a run's writes)."""
-    async with RunLock(engine, holder, lease_seconds=LEASE_SECONDS), connect(engine) as conn:
+    async with RunLock(engine, holder, lease_seconds=VACUUM_LEASE_SECONDS), connect(engine) as conn:
         pages = await conn.run_sync(free_pages)
         before = on_disk(engine, pages)
         await conn.commit()

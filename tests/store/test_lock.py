@@ -18,7 +18,7 @@ from fetcher.errors import LockHeld
 from fetcher.models import Shard
 from fetcher.store import ledger
 from fetcher.store.engine import is_sqlite, transaction
-from fetcher.store.lock import LOCK_NAME, Holder, RunLock, this_process
+from fetcher.store.lock import LOCK_NAME, VACUUM_LEASE_SECONDS, Holder, RunLock, this_process
 from fetcher.store.schema import run_lock
 from tests.dbutil import count
 
@@ -64,6 +64,49 @@ async def test_sqlite_refusal_names_the_holder_since_when_and_that_it_renews_its
         f"; wait for it to finish: it renews its lock every 40 s while it runs (a run killed on {me.host} frees it "
         "at once for the next run started there; from another host, 120 s after its last renewal)"
     )
+
+
+@pytest.mark.parametrize(
+    ("held_by", "refused", "said"),
+    [
+        ("first", "vacuum-2", "another fetcher run (pid {pid}"),
+        ("vacuum-1", "second", "another fetcher vacuum (pid {pid}"),
+    ],
+)
+async def test_sqlite_refusal_gives_the_renewal_figures_of_the_lease_held_not_its_own(
+    sqlite_engine: AsyncEngine, held_by: str, refused: str, said: str
+) -> None:
+    """`vacuum` refused by a run said the holder renews every 7200 s (21600 s from another host): its own
+    lease's figures; a run refused by a vacuum said 40 s (120 s)."""
+
+    def lease_of(run_id: str) -> float | None:  # as `fetcher vacuum` takes the lock
+        return VACUUM_LEASE_SECONDS if run_id.startswith("vacuum-") else None
+
+    every, lease = (7200, 21600) if held_by.startswith("vacuum-") else (40, 120)
+    async with RunLock(sqlite_engine, this_process(held_by), lease_seconds=lease_of(held_by)):
+        with pytest.raises(LockHeld) as caught:
+            async with RunLock(sqlite_engine, Holder(refused, "otherhost", 4242), lease_seconds=lease_of(refused)):
+                pass
+    message = str(caught.value)
+    assert message.startswith(said.format(pid=os.getpid()))
+    assert f"it renews its lock every {every} s while it runs" in message
+    assert f"from another host, {lease} s after its last renewal)" in message
+
+
+@pytest.mark.postgres
+async def test_postgres_refusal_names_a_holder_that_wrote_no_ledger_row(postgres_engine: AsyncEngine) -> None:
+    """`archive compact` writes no `fetch_runs` row: its holder was left out (`another fetcher run holds the
+    lock of database ...`); the lock's session now says it."""
+    me = this_process("archive-compact-1")
+    async with RunLock(postgres_engine, me):
+        with pytest.raises(LockHeld) as caught:
+            async with RunLock(postgres_engine, Holder("second", "otherhost", 4242)):
+                pass
+    message = str(caught.value)
+    assert message.startswith(
+        f"another fetcher archive compact (pid {me.pid} on {me.host}, run archive-compact-1, since "
+    )
+    assert message.endswith("; wait for it to finish: a killed run frees the lock at once")
 
 
 async def test_the_lock_is_free_again_after_the_run(engine: AsyncEngine) -> None:
