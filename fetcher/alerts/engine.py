@@ -190,11 +190,28 @@ def warn_orphaned(orphaned: Sequence[store.Pending]) -> None:
         )
 
 
-async def drop_channel(config: Config, channels: Sequence[str]) -> dict[str, int]:
+@dataclass(frozen=True)
+class Dropped:
+    """What `--drop-channel` did: messages dropped by channel named, and what removed channels were owed
+    before (a name with nothing dropped is answered with these, as a typo would be)."""
+
+    dropped: dict[str, int]
+    owed: dict[str, int]
+
+    def hint(self, name: str) -> str:
+        """Why nothing was dropped for `name`: nothing is owed to it; which channels are owed messages."""
+        owed = ", ".join(f"{channel!r} ({count})" for channel, count in sorted(self.owed.items()))
+        others = f"channels owed messages: {owed}" if owed else "no removed channel is owed any message"
+        return f"nothing is owed to a channel named {name!r} ({others})"
+
+
+async def drop_channel(config: Config, channels: Sequence[str]) -> Dropped:
     """`fetcher alerts --drop-channel`: delete the unsent notifications of channels no longer configured.
-    A configured channel is refused (its messages are delivered, not dropped)."""
+    A configured channel is refused (its messages are delivered, not dropped), and so is an empty name."""
     configured = {c.name for c in config.alerts.channels}
     for name in channels:
+        if not name.strip():
+            raise ConfigError(f"--drop-channel {name!r}: a channel name is needed (as `fetcher alerts` lists them)")
         if name in configured:
             raise ConfigError(
                 f"{config.path}: --drop-channel {name}: the channel is in [[alerts.channels]], so its messages are "
@@ -208,7 +225,8 @@ async def drop_channel(config: Config, channels: Sequence[str]) -> dict[str, int
         await ensure_schema(engine, create=False)
         async with transaction(engine) as conn:
             await store.serialize(conn)
-            return {name: await store.drop_unsent(conn, name) for name in dict.fromkeys(channels)}
+            owed = orphaned_counts(await store.orphaned(conn, configured))
+            return Dropped({name: await store.drop_unsent(conn, name) for name in dict.fromkeys(channels)}, owed)
     finally:
         await engine.dispose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
+import orjson
 
 from fetcher.cli.context import Context
 from fetcher.cli.exits import run_async
@@ -21,7 +22,8 @@ from fetcher.errors import ConfigError
     multiple=True,
     metavar="NAME",
     help="Drop the messages still owed to channel NAME, which is no longer in [[alerts.channels]] (they are "
-    "listed as orphaned); evaluates nothing. Repeatable.",
+    "listed as orphaned); evaluates nothing. Repeatable. A NAME owed nothing drops nothing and says which "
+    "channels are owed messages (exit 0); a configured channel or an empty NAME is refused (exit 2).",
 )
 @click.pass_obj
 def alerts_command(ctx: Context, dry_run: bool, fmt: str, drop: tuple[str, ...]) -> None:
@@ -40,9 +42,17 @@ def alerts_command(ctx: Context, dry_run: bool, fmt: str, drop: tuple[str, ...])
     async def dropping() -> int:
         if dry_run:
             raise ConfigError("--drop-channel deletes owed messages; it cannot be combined with --dry-run")
-        dropped = await drop_channel(ctx.config(purpose=Purpose.DATABASE), drop)
-        for name, count in dropped.items():
-            ctx.console.print(f"channel {name}: {count} owed message(s) dropped", markup=False, highlight=False)
+        done = await drop_channel(ctx.config(purpose=Purpose.DATABASE), drop)
+        if fmt == "json":
+            rows = [
+                {"channel": name, "dropped": count, "hint": None if count else done.hint(name)}
+                for name, count in done.dropped.items()
+            ]
+            ctx.console.out(orjson.dumps({"channels": rows}).decode(), highlight=False)
+            return 0
+        for name, count in done.dropped.items():
+            line = f"channel {name}: {count} owed message(s) dropped" if count else f"channel {name}: {done.hint(name)}"
+            ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         return 0
 
     async def action() -> int:

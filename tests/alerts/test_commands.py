@@ -206,3 +206,35 @@ async def test_messages_owed_to_a_removed_channel_are_orphaned_until_dropped(
     assert dropped[:2] == (0, "channel dead: 1 owed message(s) dropped\n"), dropped[2]
     assert (after[0], [m["channel"] for m in json.loads(after[1])["messages"]], after[2]) == (0, [], "")
     assert 'channel="dead"' not in metrics_after
+
+
+async def test_drop_channel_speaks_json_and_answers_a_name_owed_nothing_with_the_channels_owed(
+    tmp_path: Path, webhook_peer: WebhookPeer, database_url: str
+) -> None:
+    """`--format json` printed the text line; a typo (`nosuch`) or `''` said `0 owed message(s) dropped`, exit 0,
+    no hint that no such channel was ever owed anything."""
+    engine = create_engine(DatabaseConfig(url=database_url))
+    try:
+        await slip(engine)
+    finally:
+        await engine.dispose()
+    webhook_peer.answer("dead", *[("status", 500)] * 3)
+    dead = reading_config(tmp_path, database_url, alerts_toml({"dead": HOOK_ENV}))
+    assert (await fetcher(dead, "alerts", env={HOOK_ENV: webhook_peer.url("dead")}))[0] == 1
+    config = reading_config(tmp_path, database_url, alerts_toml({"new": HOOK_ENV}))
+
+    typo = await fetcher(config, "alerts", "--drop-channel", "nosuch")
+    empty = await fetcher(config, "alerts", "--drop-channel", "")
+    dropped = await fetcher(config, "alerts", "--drop-channel", "dead", "--drop-channel", "nosuch", "--format", "json")
+
+    said = "channel nosuch: nothing is owed to a channel named 'nosuch' (channels owed messages: 'dead' (1))\n"
+    assert typo[:2] == (0, said), typo[2]
+    assert empty[0] == 2
+    assert "--drop-channel '': a channel name is needed" in empty[2]
+    assert dropped[0] == 0, dropped[2]
+    assert json.loads(dropped[1]) == {
+        "channels": [
+            {"channel": "dead", "dropped": 1, "hint": None},
+            {"channel": "nosuch", "dropped": 0, "hint": said.split(": ", 1)[1].strip()},
+        ]
+    }
