@@ -160,9 +160,11 @@ async def run_evaluation(
     async with transaction(engine) as conn:
         await store.serialize(conn)
         evaluation = await _plan(conn, config, settings, now)
-        await store.apply(conn, evaluation.change, now)
+        superseded = await store.apply(conn, evaluation.change, now)
         claimed = await store.claim(conn, [c.name for c in settings.channels], now, CLAIM_LEASE)
         evaluation.orphaned = await store.orphaned(conn, [c.name for c in settings.channels])
+    if superseded:
+        log.info("%d owed opened or reminder message(s) of alerts since resolved dropped, not sent", superseded)
     warn_orphaned(evaluation.orphaned)
     evaluation.deliveries = await deliver(settings, claimed, policy or DeliveryPolicy.from_settings(settings), now)
     async with transaction(engine) as conn:

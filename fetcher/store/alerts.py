@@ -167,8 +167,9 @@ async def _notify(
         await conn.execute(sa.insert(alert_notifications), rows)
 
 
-async def apply(conn: AsyncConnection, change: Transition, now: datetime) -> None:
-    """Write a transition: new alerts and their notifications, updated figures, reminders, resolutions."""
+async def apply(conn: AsyncConnection, change: Transition, now: datetime) -> int:
+    """Write a transition: new alerts and their notifications, updated figures, reminders, resolutions;
+    how many owed messages a resolution superseded (`_supersede`)."""
     for finding in change.opened:
         details = finding_details(finding)
         inserted = await conn.execute(
@@ -195,13 +196,35 @@ async def apply(conn: AsyncConnection, change: Transition, now: datetime) -> Non
     for reminder in change.reminders:
         details = finding_details(reminder.finding)
         await _notify(conn, reminder.alert.alert_id, [reminder.channel], reminder.event, details, now)
+    superseded = 0
     for alert, channels in change.resolved:
         await conn.execute(
             sa.update(alerts)
             .where(alerts.c.alert_id == alert.alert_id)
             .values(status=RESOLVED, resolved_at=now, updated_at=now)
         )
-        await _notify(conn, alert.alert_id, channels, Event.RESOLVED, alert.details, now)
+        superseded += await _supersede(conn, alert.alert_id)
+        told = await _told(conn, alert.alert_id)
+        await _notify(conn, alert.alert_id, [c for c in channels if c in told], Event.RESOLVED, alert.details, now)
+    return superseded
+
+
+async def _supersede(conn: AsyncConnection, alert_id: int) -> int:
+    """Delete the unsent `opened` and `reminder` messages of an alert that has resolved: its latest state
+    replaces them (as Alertmanager sends an alert's current state, never a stale one); how many."""
+    n = alert_notifications.c
+    stale = sa.delete(alert_notifications).where(
+        n.alert_id == alert_id, n.sent_at.is_(None), n.event.in_([Event.OPENED.value, Event.REMINDER.value])
+    )
+    return int((await conn.execute(stale)).rowcount or 0)
+
+
+async def _told(conn: AsyncConnection, alert_id: int) -> set[str]:
+    """The channels that were sent something about an alert: only they are told it resolved (a channel
+    never told it opened is not told it ended, as Alertmanager does)."""
+    n = alert_notifications.c
+    query = sa.select(n.channel).where(n.alert_id == alert_id, n.sent_at.is_not(None)).distinct()
+    return set((await conn.execute(query)).scalars())
 
 
 # ------------------------------------------------------------------------------------------ delivery

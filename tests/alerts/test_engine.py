@@ -199,24 +199,45 @@ async def test_a_dead_channel_loses_nothing_and_holds_up_no_other(
     assert [(n["sent_at"], n["attempts"], n["last_error"], n["claimed_until"]) for n in owed] == [
         (None, 3, "channel dead: HTTP 500", None)
     ]
-    await recover(engine)  # the condition ends while the channel is still down: both messages are owed
-    webhook_peer.answer("dead", *[("status", 500)] * 3)
+    webhook_peer.answer("dead", *[("status", 500)] * 3)  # the alert still open, the channel still down
     second = await evaluate(engine, chosen, virtual_sleep, now=NOW + timedelta(hours=1))
-    assert [(p.channel, p.notice.event.value, d is None) for p, d in second.deliveries] == [
-        ("dead", "opened", False),
-        ("dead", "resolved", True),  # not tried behind the failed one: order is kept
-        ("good", "resolved", False),
-    ]
+    assert [(p.channel, p.notice.event.value, d is None) for p, d in second.deliveries] == [("dead", "opened", False)]
     webhook_peer.answer("dead", ("status", 503, {"Retry-After": "2"}))  # then it comes back, slowly
     third = await evaluate(engine, chosen, virtual_sleep, now=NOW + timedelta(hours=2))
+    await recover(engine)
+    fourth = await evaluate(engine, chosen, virtual_sleep, now=NOW + timedelta(hours=3))
     dead_got = webhook_peer.bodies("dead")
     assert [d["event"] for d in dead_got] == ["opened"] * 8 + ["resolved"]
     assert virtual_sleep.waits == [1.0, 2.0, 1.0, 2.0, 2.0]  # the last honours Retry-After: 2
     assert len({d["notification_id"] for d in dead_got}) == 2
     assert [d["event"] for d in webhook_peer.bodies("good")] == ["opened", "resolved"]
     assert dead_got[-2] == webhook_peer.bodies("good")[0] | {"notification_id": dead_got[-2]["notification_id"]}
-    assert (len(third.sent), third.failed) == (2, [])
+    assert [(len(r.sent), r.failed) for r in (third, fourth)] == [(1, []), (2, [])]
     assert all(n["sent_at"] is not None for n in await rows(engine, alert_notifications))
+
+
+async def test_an_alert_resolved_while_its_opened_message_is_owed_sends_neither(
+    engine: AsyncEngine, webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    """The owed `opened` of an alert since resolved was retried and would have been delivered, stale; the
+    resolution now supersedes it, and a channel never told the alert opened is not told it ended (as
+    Alertmanager does); a channel that was told gets `resolved`."""
+    await slip(engine)
+    dead = webhook_channel("dead", ChannelType.WEBHOOK, webhook_peer.url("dead"))
+    good = webhook_channel("good", ChannelType.WEBHOOK, webhook_peer.url("good"))
+    chosen = settings([dead, good])
+    webhook_peer.answer("dead", *[("status", 500)] * 3)
+    await evaluate(engine, chosen, virtual_sleep)
+    await recover(engine)
+
+    second = await evaluate(engine, chosen, virtual_sleep, now=NOW + timedelta(hours=1))
+
+    assert [(p.channel, p.notice.event.value, d is None) for p, d in second.deliveries] == [("good", "resolved", False)]
+    assert [d["event"] for d in webhook_peer.bodies("dead")] == ["opened"] * 3
+    assert [(n["channel"], n["event"], n["sent_at"] is not None) for n in await rows(engine, alert_notifications)] == [
+        ("good", "opened", True),
+        ("good", "resolved", True),
+    ]
 
 
 async def test_a_dry_run_changes_and_sends_nothing(
