@@ -196,25 +196,25 @@ async def apply(conn: AsyncConnection, change: Transition, now: datetime) -> int
     for reminder in change.reminders:
         details = finding_details(reminder.finding)
         await _notify(conn, reminder.alert.alert_id, [reminder.channel], reminder.event, details, now)
-    superseded = 0
     for alert, channels in change.resolved:
         await conn.execute(
             sa.update(alerts)
             .where(alerts.c.alert_id == alert.alert_id)
             .values(status=RESOLVED, resolved_at=now, updated_at=now)
         )
-        superseded += await _supersede(conn, alert.alert_id)
         told = await _told(conn, alert.alert_id)
         await _notify(conn, alert.alert_id, [c for c in channels if c in told], Event.RESOLVED, alert.details, now)
-    return superseded
+    return await _supersede(conn)
 
 
-async def _supersede(conn: AsyncConnection, alert_id: int) -> int:
-    """Delete the unsent `opened` and `reminder` messages of an alert that has resolved: its latest state
-    replaces them (as Alertmanager sends an alert's current state, never a stale one); how many."""
+async def _supersede(conn: AsyncConnection) -> int:
+    """Delete the unsent `opened` and `reminder` messages of alerts that have resolved (now, or before this
+    rule was kept: a database may hold some): the latest state replaces them, as Alertmanager sends an
+    alert's current state, never a stale one; how many."""
     n = alert_notifications.c
+    resolved = sa.select(alerts.c.alert_id).where(alerts.c.status == RESOLVED)
     stale = sa.delete(alert_notifications).where(
-        n.alert_id == alert_id, n.sent_at.is_(None), n.event.in_([Event.OPENED.value, Event.REMINDER.value])
+        n.sent_at.is_(None), n.event.in_([Event.OPENED.value, Event.REMINDER.value]), n.alert_id.in_(resolved)
     )
     return int((await conn.execute(stale)).rowcount or 0)
 

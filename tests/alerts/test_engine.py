@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.alerts import render
@@ -238,6 +239,25 @@ async def test_an_alert_resolved_while_its_opened_message_is_owed_sends_neither(
         ("good", "opened", True),
         ("good", "resolved", True),
     ]
+
+
+async def test_an_opened_message_a_database_still_owes_for_a_resolved_alert_is_dropped_unsent(
+    engine: AsyncEngine, webhook_peer: WebhookPeer, virtual_sleep: VirtualSleep
+) -> None:
+    """A database resolved alerts before a resolution superseded their owed messages: those are dropped at
+    the next evaluation, not delivered."""
+    await slip(engine)
+    chosen = settings([webhook_channel("dead", ChannelType.WEBHOOK, webhook_peer.url("dead"))])
+    webhook_peer.answer("dead", *[("status", 500)] * 3)
+    await evaluate(engine, chosen, virtual_sleep)
+    async with transaction(engine) as conn:  # as an earlier release left it
+        await conn.execute(sa.update(alerts).values(status="resolved", resolved_at=NOW))
+    await recover(engine)
+
+    later = await evaluate(engine, chosen, virtual_sleep, now=NOW + timedelta(hours=1))
+
+    assert (later.deliveries, len(webhook_peer.bodies("dead"))) == ([], 3)
+    assert await rows(engine, alert_notifications) == []
 
 
 async def test_a_dry_run_changes_and_sends_nothing(
