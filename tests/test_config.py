@@ -1531,6 +1531,36 @@ def test_a_webhook_url_with_an_impossible_port_is_refused_and_the_error_never_sh
     assert ("/x" in str(caught.value), "HOOK-SIG" in str(caught.value)) == (False, False)
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("https://hooks.exa mple.test/x?sig=HOOK-SIG", "has a host with a character no host name may hold"),
+        ("https://hooks.exa%20mple.test/x?sig=HOOK-SIG", "has a host with a character no host name may hold"),
+        ("http://[::1/x?sig=HOOK-SIG", "has a malformed IPv6 address in [ ]"),
+        ("http://[zz]/x?sig=HOOK-SIG", "has a malformed IPv6 address in [ ]"),
+        ("https:///x?sig=HOOK-SIG", "has no host"),
+        ("https://hooks.exa\tmple.test/x?sig=HOOK-SIG", "holds a control character (\\x09) at character 18"),
+    ],
+)
+def test_a_webhook_url_that_does_not_parse_is_refused_saying_why_and_the_error_never_shows_it(
+    tmp_path: Path, url: str, said: str
+) -> None:
+    """A space in the host passed; `http://[::1/x` was called an invalid port."""
+    path = write(tmp_path, config_text() + ALERTS)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {**ALERT_ENV, "TEAMS_URL": url})
+    assert one_line(caught.value, path).startswith(f"{path}: [[alerts.channels]] 'teams': url {said}")
+    assert ("/x" in str(caught.value), "HOOK-SIG" in str(caught.value)) == (False, False)
+
+
+def test_a_webhook_url_written_in_the_file_is_checked_without_reading_any_secret(tmp_path: Path) -> None:
+    """`alerts --dry-run` (Purpose.DATABASE) reads no secret, yet a URL written in the file is checked."""
+    path = write(tmp_path, config_text() + ALERTS.replace('"env:TEAMS_URL"', '"https://exa mple.test/x"', 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {}, purpose=Purpose.DATABASE)
+    assert "[[alerts.channels]] 'teams': url has a host with a character no host name may hold" in str(caught.value)
+
+
 def test_channel_secrets_are_redacted_in_config_check(tmp_path: Path) -> None:
     shown = repr(redacted(alerts_config(tmp_path))) + repr(alerts_config(tmp_path))
     assert "<secret from env:TEAMS_URL>" in shown

@@ -7,7 +7,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from pydantic import HttpUrl, TypeAdapter, ValidationError
 
 from fetcher.config.constants import CA_BUNDLE_MAX_BYTES
 from fetcher.config.model import AlertChannel, AlertRule, AlertsConfig, ChannelType, Purpose, RuleKind, TenantConfig
@@ -15,6 +16,7 @@ from fetcher.config.resolver import Resolver
 from fetcher.config.secret import Secret, reference_only
 from fetcher.config.shape import AlertChannelTable, AlertRuleTable, AlertsTable
 from fetcher.errors import ConfigError
+from fetcher.text import control_character
 
 
 def unique_names(names: Sequence[str], where: str, fail: Callable[[str], ConfigError]) -> None:
@@ -25,14 +27,34 @@ def unique_names(names: Sequence[str], where: str, fail: Callable[[str], ConfigE
         seen.add(name)
 
 
-def _valid_port(url: str) -> bool:
-    """Whether the URL's port, if it gives one, is a number from 1 to 65535: any other is never reachable, so
-    it is refused at load rather than retried as a connection failure at every evaluation."""
+_HTTP_URL = TypeAdapter(HttpUrl)  # pydantic-core's parser: the WHATWG URL standard, as browsers parse
+_URL_PROBLEMS = {
+    "invalid international domain name": "has a host with a character no host name may hold (a space, a %)",
+    "invalid IPv6 address": "has a malformed IPv6 address in [ ] (a bracket not closed, or not an address)",
+    "invalid port number": "has an invalid port (a port is 1 to 65535)",
+    "empty host": "has no host",
+}
+
+
+def url_problem(url: str) -> str | None:
+    """Why a webhook URL can never be sent to, in a few words that do not repeat it (it is a secret); None
+    when it parses as an http(s) URL with a host and a port from 1 to 65535. Refused at load rather than
+    retried as a connection failure at every evaluation."""
+    found = control_character(url)
+    if found:  # the WHATWG parser drops a tab or a newline silently: a URL pasted broken
+        return f"holds {found}"
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        return "must be an https:// (or http://) URL"
+    if re.match(r"^https?:///", url, re.IGNORECASE):  # the WHATWG parser would take the path for the host
+        return _URL_PROBLEMS["empty host"]
     try:
-        port = urlsplit(url).port
-    except ValueError:  # out of range, or not a number
-        return False
-    return port is None or port > 0
+        parsed = _HTTP_URL.validate_python(url)
+    except ValidationError as error:
+        reason = str((error.errors()[0].get("ctx") or {}).get("error", "not a URL"))
+        return _URL_PROBLEMS.get(reason, f"is not a valid URL ({reason})")
+    if parsed.port == 0:
+        return _URL_PROBLEMS["invalid port number"]
+    return None
 
 
 def closest_name(name: str, names: Iterable[str]) -> str:
@@ -86,10 +108,12 @@ class AlertsResolver(Resolver):
         if table.url is None:
             raise self.fail(f"{where}: url is required for type {kind.value!r} (env:NAME or file:PATH)")
         url = self.channel_secret(table.url, f"{where}: url ")
-        if url.reveal() and not re.match(r"^https?://[^/\s]+", url.reveal()):
-            raise self.fail(f"{where}: url must be an https:// (or http://) URL")
-        if url.reveal() and not _valid_port(url.reveal()):
-            raise self.fail(f"{where}: url has an invalid port (a port is 1 to 65535)")
+        # A URL written in the file is checked whatever the command; one from env:/file: when it is read (every
+        # command that sends, and `config check`), so `alerts --dry-run` still needs no secret.
+        written = table.url if not table.url.startswith(("env:", "file:")) else url.reveal()
+        problem = url_problem(written) if written else None
+        if problem:
+            raise self.fail(f"{where}: url {problem}")
         return AlertChannel(table.name, kind, url=url, ca_bundle=ca_bundle)
 
     def email_channel(self, table: AlertChannelTable, where: str, ca_bundle: Path | None) -> AlertChannel:
