@@ -26,8 +26,6 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -302,28 +300,3 @@ def refuse_unwritable(path: Path) -> None:
         raise OutputUnwritable(f"cannot write {path}: it is a folder")
     if not path.absolute().parent.is_dir():
         raise OutputUnwritable(f"cannot write {path}: its folder does not exist")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step: a reader sees the old file or the new, never a part.
-
-    Raises OutputUnwritable naming `path` when it cannot be written (no such folder, no permission, disk full)."""
-    try:
-        _replace(path, text)
-    except OSError as error:
-        raise OutputUnwritable(f"cannot write {path}: {error.strerror or error}") from None
-
-
-def _replace(path: Path, text: str) -> None:
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(temporary, path.stat().st_mode & 0o7777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

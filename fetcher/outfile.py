@@ -1,16 +1,21 @@
-"""The files a command was asked to write: `report --output`, `report --html`, `metrics --output`.
+"""The files a command was asked to write: `report --output`, `report --html`, `metrics --output`,
+`tenants discover --write`.
 
 One writer for them all. `write_through` opens the path and writes (what `report` always did): a device
 (`/dev/null`, `/dev/full`), a FIFO or `/dev/stdout` gets the bytes, a symbolic link its target.
-`replace_atomically` (`metrics`, for node_exporter's textfile collector, which must never read half a file)
-writes a temporary file beside a regular file and renames it over it; a link's target is the file replaced
-(the link kept), and whatever exists but is not a regular file is written through, never replaced by one.
+`replace_atomically` (`metrics`, for node_exporter's textfile collector, which must never read half a file;
+the tenants file, which a run may read meanwhile) writes a temporary file beside a regular file and renames it
+over it; a link's target is the file replaced (the link kept), and whatever exists but is not a regular file
+is written through, never replaced by one. The file replaced keeps its mode (a tenants file at 0600 or 0640)
+and, where this user may give them, its owner and group, as an editor or `sponge` keeps them: what `report`'s
+writing through always kept. A new file is 0644, whatever the umask (the collector runs as another user).
 
 Every failure is OutputUnwritable naming the path as given (exit 3).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -29,31 +34,36 @@ def write_through(path: Path, data: bytes) -> None:
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
-    """`data` as the regular file at `path` (at a link's target), replaced in one step with mode 0644; a
-    device, a FIFO or a folder at `path` is written through instead (a folder: 'Is a directory')."""
+    """`data` as the regular file at `path` (at a link's target), replaced in one step, its mode kept (a new
+    file: 0644); a device, a FIFO or a folder at `path` is written through instead (a folder: 'Is a directory')."""
     try:
-        kind = os.stat(path).st_mode  # follows a link: what the path leads to
+        existing: os.stat_result | None = os.stat(path)  # follows a link: what the path leads to
     except FileNotFoundError:
-        kind = stat.S_IFREG  # to be made (a dangling link: its target)
+        existing = None  # to be made (a dangling link: its target)
     except OSError as error:
         raise unwritable(path, error) from None
-    if not stat.S_ISREG(kind):
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
         write_through(path, data)
         return
     try:
-        _replace(Path(os.path.realpath(path)), data)
+        _replace(Path(os.path.realpath(path)), data, existing)
     except OSError as error:
         raise unwritable(path, error) from None
 
 
-def _replace(target: Path, data: bytes) -> None:
+def _replace(target: Path, data: bytes, existing: os.stat_result | None) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
+        if existing is None:
+            os.chmod(temporary, 0o644)
+        else:
+            with contextlib.suppress(PermissionError):  # another's file, not as root: ours, with its mode
+                os.chown(temporary, existing.st_uid, existing.st_gid)
+            os.chmod(temporary, stat.S_IMODE(existing.st_mode))  # after chown, which clears set-id bits
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -23,9 +23,9 @@ from fetcher.discovery import (
     renamed_upstream,
     render_tenants_file,
     select_customers,
-    write_atomically,
 )
 from fetcher.errors import ConfigError
+from fetcher.outfile import replace_atomically
 
 SAMPLE = Path(__file__).parent / "data" / "list-gdap-relationships.json"  # a real answer's shape
 A = "0b7c1e2a-1111-4222-8333-444455556666"
@@ -183,7 +183,7 @@ def test_a_gone_customer_found_again_is_no_longer_marked() -> None:
 def test_written_file_reads_back_whole_rows(tmp_path: Path) -> None:
     path = tmp_path / "tenants.csv"
     rows = [TenantRow(A, 'Contoso, "Ltd"', True, ""), TenantRow(B, "Fabrikam", False, "gone since 2026-12-01")]
-    write_atomically(path, render_tenants_file(rows))
+    replace_atomically(path, render_tenants_file(rows).encode())
     assert read_tenants_file(path) == rows
     assert path.read_text().splitlines()[0] == "tenant_id,name,enabled,source_status"
     assert [p.name for p in tmp_path.iterdir()] == ["tenants.csv"]
@@ -195,7 +195,7 @@ def test_a_name_that_starts_like_a_formula_is_written_inert_and_read_back_as_it_
     path = tmp_path / "tenants.csv"
     names = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "'quoted", "'", "plain"]
     rows = [TenantRow(f"{n:08x}-0000-4000-8000-000000000000", name) for n, name in enumerate(names)]
-    write_atomically(path, render_tenants_file(rows))
+    replace_atomically(path, render_tenants_file(rows).encode())
     written = [line.split(",", 1)[1].rsplit(",", 2)[0] for line in path.read_text().splitlines()[1:]]
     assert written == ['"\'=HYPERLINK(""http://x"",""y"")"', "'+1", "'-2", "'@SUM(A1)", "'quoted", "'", "plain"]
     assert read_tenants_file(path) == rows
@@ -220,13 +220,13 @@ def test_rewrite_keeps_the_file_mode(tmp_path: Path) -> None:
     path = tmp_path / "tenants.csv"
     path.write_text("tenant_id\n")
     os.chmod(path, 0o640)
-    write_atomically(path, render_tenants_file([TenantRow(A, "Contoso")]))
+    replace_atomically(path, render_tenants_file([TenantRow(A, "Contoso")]).encode())
     assert (path.stat().st_mode & 0o777, read_tenants_file(path)) == (0o640, [TenantRow(A, "Contoso")])
 
 
 def test_configuration_does_not_fetch_a_gone_customer(tmp_path: Path) -> None:
     rows = [TenantRow(A, "Contoso"), TenantRow(B, "Fabrikam", True, "gone since 2026-12-01")]
-    write_atomically(tmp_path / "tenants.csv", render_tenants_file(rows))
+    replace_atomically(tmp_path / "tenants.csv", render_tenants_file(rows).encode())
     (tmp_path / "fetcher.toml").write_text(
         'tenants_file = "tenants.csv"\n[database]\nurl = "sqlite+aiosqlite:///x.db"\n'
     )

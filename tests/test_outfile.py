@@ -25,6 +25,46 @@ def test_the_file_is_replaced_whole_and_no_temporary_is_left(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664], ids=oct)
+def test_a_replaced_file_keeps_its_mode_and_through_a_link_its_target_s(tmp_path: Path, mode: int) -> None:
+    """A tenants file kept 0600 or group-readable stays so (the replacement was 0644, whatever the file was)."""
+    target = tmp_path / "tenants.csv"
+    target.write_bytes(b"old\n")
+    os.chmod(target, mode)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+
+    replace_atomically(target, b"new\n")
+    replace_atomically(link, b"newer\n")
+
+    assert (target.stat().st_mode & 0o7777, target.read_bytes()) == (mode, b"newer\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
+def test_a_file_replaced_as_root_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    """A group-readable file of another user's, rewritten by root's cron, stays theirs (it became root's)."""
+    target = tmp_path / "tenants.csv"
+    target.write_bytes(b"old\n")
+    os.chown(target, 4321, 4322)
+    os.chmod(target, 0o640)
+
+    replace_atomically(target, b"new\n")
+
+    info = target.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (4321, 4322, 0o640)
+
+
+def test_a_new_file_is_0644_whatever_the_umask(tmp_path: Path) -> None:
+    """node_exporter's collector runs as another user: a new `.prom` file is readable by it."""
+    previous = os.umask(0o077)
+    try:
+        replace_atomically(tmp_path / "securescore.prom", b"# EOF\n")
+    finally:
+        os.umask(previous)
+
+    assert (tmp_path / "securescore.prom").stat().st_mode & 0o7777 == 0o644
+
+
 def test_a_file_in_a_missing_folder_is_refused_as_this_machine_s_problem_exit_3(tmp_path: Path) -> None:
     """The textfile collector's folder missing is the host's state, not a usage error (it was exit 2)."""
     target = tmp_path / "missing" / "securescore.prom"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -163,6 +164,35 @@ def test_a_tenants_file_that_cannot_be_written_is_one_line_and_exit_3(partner_wo
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert error.startswith(f"error: cannot write {target}: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_tenants_file_is_written_by_the_one_writer_a_link_and_a_fifo_kept_a_mode_kept(
+    partner_world: World,
+) -> None:
+    """`--write` as `metrics --output`: a link's target replaced (the link was replaced by a regular file), a
+    FIFO written through (it was replaced too), a 0640 file's mode kept."""
+    use_discovery(partner_world)
+    folder = partner_world.config.parent
+    (folder / "real.csv").write_text("tenant_id,name\n")
+    os.chmod(folder / "real.csv", 0o640)
+    (folder / "link.csv").symlink_to(folder / "real.csv")
+    os.mkfifo(folder / "pipe.csv")
+    reader = os.open(folder / "pipe.csv", os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting, as `cat` would be
+    try:
+        through_link = partner_world.fetcher("tenants", "discover", "--write", str(folder / "link.csv"))
+        through_fifo = partner_world.fetcher("tenants", "discover", "--write", str(folder / "pipe.csv"))
+        piped = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+
+    assert (through_link.returncode, through_fifo.returncode) == (0, 0), through_link.stderr + through_fifo.stderr
+    real = folder / "real.csv"
+    assert ((folder / "link.csv").is_symlink(), real.stat().st_mode & 0o7777, len(read_rows(real))) == (
+        True,
+        0o640,
+        1 + BULK,
+    )
+    assert ((folder / "pipe.csv").is_fifo(), piped.decode()) == (True, real.read_text())
 
 
 @pytest.fixture

@@ -42,8 +42,8 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
         read_tenants_file,
         refuse_unwritable,
         render_tenants_file,
-        write_atomically,
     )
+    from fetcher.outfile import replace_atomically
     from fetcher.output import discovery_json, discovery_summary, discovery_table
     from fetcher.partner import discover_customers, last_discovery, previous_names, record_discovery
     from fetcher.tables import terminal_width
@@ -64,7 +64,7 @@ def tenants_discover_command(ctx: Context, write_to: Path | None, dry_run: bool,
         now = datetime.now(UTC)
         merged = merge(existing, found.customers, now.date(), previous, last.earlier if last else {})
         if target and not dry_run:
-            write_atomically(target, render_tenants_file(merged.rows))
+            replace_atomically(target, render_tenants_file(merged.rows).encode())
             # after the file: a failure reports renames again
             await record_discovery(config, partner, found, now, previous)
         if fmt == "json":
