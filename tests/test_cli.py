@@ -161,6 +161,32 @@ def test_quiet_migrate_says_nothing_at_the_head_but_still_says_a_migration(tmp_p
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]], ids=["", "-q"])
+def test_migrate_s_lines_are_json_records_under_log_format_json(tmp_path: Path, quiet: list[str]) -> None:
+    """`migrated from ...` and `already at revision ...` were plain text among the JSON records; `-q` still
+    leaves out only `already at revision` (an info record dropped by -q's log level would hide the migration)."""
+    config = write_config(tmp_path)
+    command = [sys.executable, "-m", "fetcher", *quiet, "--log-format", "json", "--config", str(config), "migrate"]
+
+    first, again = (
+        subprocess.run(command, capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path)
+        for _ in range(2)
+    )
+
+    where = f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}"
+    records = [
+        [(r["level"], r["message"]) for r in map(json.loads, done.stderr.splitlines())] for done in (first, again)
+    ]
+    assert (first.returncode, again.returncode, records) == (
+        0,
+        0,
+        [
+            [("info", f"{where}: migrated from an empty database to revision {head_revision()}")],
+            [] if quiet else [("info", f"{where}: already at revision {head_revision()}")],
+        ],
+    )
+
+
 # A `fetcher migrate` that sends itself SIGTERM at WHEN: "committed", as it reads the free pages after the last
 # commit (the handler runs at that read's await, whatever the timing); "exiting", from an atexit hook, once the
 # command has said what it did and the interpreter is shutting down.

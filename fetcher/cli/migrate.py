@@ -78,7 +78,7 @@ def migrate_command(ctx: Context, skip_disk_check: bool) -> None:
             progress.close()
             await engine.dispose()
         for line in _migrated(display_url(engine), before, after, hint, converted, quiet=ctx.verbosity < 0):
-            ctx.err.print(line, markup=False, highlight=False, soft_wrap=True)
+            ctx.notice(line, quiet_too=True)  # -q's choice made by _migrated; JSON: an info record
         return 0
 
     run_async(ctx, action())
@@ -146,5 +146,5 @@ async def _cancelled(
 def _interrupted(ctx: Context, progress: MoveProgressBar | MoveProgressLog, message: str, code: int) -> int:
     """The one line an interrupted `fetcher migrate` ends with, below its progress bar."""
     progress.close()
-    ctx.err.print(message, markup=False, highlight=False, soft_wrap=True)
+    ctx.notice(message, quiet_too=True)
     return code
