@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.models import ControlScoreRow, FetchContext, ProviderWarning, ScoreDay
@@ -747,3 +749,60 @@ def test_a_status_without_a_key_is_refused_rather_than_stored_as_null() -> None:
     assert columns[3] == [3, None]
     with pytest.raises(ValueError, match="1 status"):
         control_columns(1, DayKeys(tenants={"t": 1}, controls={"OneAdmin": 7}, statuses={}), [row])
+
+
+def _dimension_by_loop(days: list[ScoreDay]) -> list[list[Any]]:
+    """The `controls` rows by the plain rule: every row read oldest day first, the later row winning."""
+    found: dict[str, list[Any]] = {}
+    for day in sorted(days, key=lambda d: d.score_date):
+        for c in day.controls:
+            row = found.setdefault(c.control_name, [c.control_name, None, None, day.score_date, day.score_date])
+            row[4] = day.score_date
+            row[1] = row[1] if c.control_category is None else c.control_category
+            row[2] = row[2] if c.description is None else c.description
+    return [found[name] for name in sorted(found)]
+
+
+_DIMENSION_SCORES = {day: days(payload(f"2026-11-{day:02d}"))[0].score for day in range(1, 5)}
+_DIMENSION_ROW = st.tuples(
+    st.sampled_from(["A", "B", "C", "D"]),
+    st.sampled_from([None, "", "Identity", "Apps"]),
+    st.sampled_from([None, "", "Old words.", "New words."]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.lists(_DIMENSION_ROW, max_size=6)), max_size=6))
+def test_the_controls_dimension_is_what_reading_every_row_in_order_gives(
+    listed: list[tuple[int, list[tuple[str, str | None, str | None]]]],
+) -> None:
+    """`_control_dimension` skips the rows that cannot change the answer (from DIMENSION_SKIP_DAYS days): both
+    ways give what reading every row does, with days out of order, days repeated (the later in the list is the
+    newer), names repeated in a day, and categories or descriptions missing."""
+    built = [
+        ScoreDay(
+            score=_DIMENSION_SCORES[day],
+            comparatives=(),
+            controls=tuple(
+                ControlScoreRow("t", date(2026, 11, day), n, None, None, None, None, None, None, None, {}, cat, desc)
+                for n, cat, desc in items
+            ),
+        )
+        for day, items in listed
+    ]
+    expected = _dimension_by_loop(built)
+    assert scores._dimension_of_open_rows(built) == expected  # a backfill's batch
+    assert scores._dimension_of_every_row(built) == expected  # a nightly tenant's
+    assert scores._control_dimension(built) == expected
+
+
+def test_a_save_that_resolves_its_own_keys_skips_the_status_check_and_stores_the_same_columns() -> None:
+    """`checked`: the keys were resolved from these very rows; the columns are the same as with the check."""
+    day = date(2026, 11, 28)
+    row = ControlScoreRow("t", day, "OneAdmin", 1.0, 100.0, "On", None, None, None, None, {}, None, None)
+    known = DayKeys(tenants={"t": 1}, controls={"OneAdmin": 7}, statuses={"On": 3})
+    rows_ = [row, row._replace(implementation_status=None)]
+
+    assert [list(c) for c in control_columns(1, known, rows_, checked=True)] == [
+        list(c) for c in control_columns(1, known, rows_)
+    ]
