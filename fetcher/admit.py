@@ -5,7 +5,7 @@
 1. it can be written as JSON (nested at most `MAX_STORED_DEPTH` levels: what orjson writes, and the
    archive and the JSON columns are written with orjson);
 2. no string in it holds a NUL character (PostgreSQL's text and jsonb refuse `\\u0000`; refused on
-   every database alike);
+   every database alike; the reason names the object's `id` and the first property path holding one);
 3. the resource's normalizer accepts it (identity present and well formed, the right tenant, ...:
    `fetcher.errors.PayloadError`);
 4. the resource's `check` finds its rows storable: no value longer than its column (PostgreSQL refuses
@@ -39,16 +39,14 @@ import orjson
 from fetcher.errors import PayloadError, WrongTenant
 from fetcher.models import FetchContext
 from fetcher.store.archive import RawPayload, Rejection
+from fetcher.text import one_line
 
 MAX_STORED_DEPTH = 254  # orjson's limit when writing JSON
 # A JSON-escaped NUL (\u0000 not itself behind an escaped backslash).
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 TOO_DEEP = f"the object is nested deeper than the {MAX_STORED_DEPTH} levels that can be archived and stored"
-HOLDS_NUL = (
-    "a string in the object holds a NUL character (\\u0000), which PostgreSQL cannot store; "
-    "refused on every database alike"
-)
+HOLDS_NUL = "holds a NUL character (\\u0000), which PostgreSQL cannot store; refused on every database alike"
 
 Row = TypeVar("Row")
 # (object, how it was fetched, the tenant it must belong to) -> its row; raises PayloadError.
@@ -251,8 +249,39 @@ def screen(obj: Any, text: bytes | None) -> tuple[str | None, bytes]:
     if text is None:
         return TOO_DEEP, _dumps_deep(obj)
     if b"\\u0000" in text and _NUL.search(text):
-        return HOLDS_NUL, text
+        return holds_nul(obj), text
     return None, text
+
+
+def holds_nul(obj: Any) -> str:
+    """The quarantine reason of an object holding a NUL, on one line: the object's `id` (a secureScore's
+    names the tenant and the day) and the path of the first string or key holding it, as
+    `object tid_2026-11-28: controlScores[3].controlName holds a NUL character ...`."""
+    ident = obj.get("id") if isinstance(obj, dict) else None
+    who = f"object {one_line(ident, limit=120)}" if isinstance(ident, str) else "an object without an id"
+    return f"{who}: {one_line(nul_path(obj) or 'a string', limit=160)} {HOLDS_NUL}"
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Where the first NUL sits in `value` (`controlScores[3].controlName`; a key holding one is named with
+    the NUL shown as `\\x00`), or None. Only called once the object's JSON is known to hold one: its
+    nesting is within `MAX_STORED_DEPTH`, so the recursion is bounded."""
+    if isinstance(value, str):
+        return path or "(the object)" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return here.replace("\x00", "\\x00")
+            found = nul_path(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _dumps(obj: Any) -> bytes | None:

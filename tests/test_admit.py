@@ -65,8 +65,38 @@ def test_an_object_nested_within_the_limit_is_admitted() -> None:
 def test_an_object_holding_a_nul_character_is_quarantined() -> None:
     obj = {**full_day(), "vendor": "Micro\x00soft"}
     admission = admitted(obj)
-    assert admission.rejections == [Rejection(TENANT, "run-1", AT, HOLDS_NUL, orjson.dumps(obj))]
+    reason = f"object {obj['id']}: vendor {HOLDS_NUL}"
+    assert admission.rejections == [Rejection(TENANT, "run-1", AT, reason, orjson.dumps(obj))]
     assert admission.rows == []
+
+
+def _with_nul(where: str) -> dict[str, Any]:
+    obj = full_day()
+    if where == "key":
+        obj["controlScores"][1]["odd\x00key"] = "x"
+    elif where == "extra":
+        obj["unknownProperty"] = {"nested": ["fine", "bad\x00"]}
+    else:
+        obj["controlScores"][1][where] = "a\x00b"
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        ("controlName", "controlScores[1].controlName"),
+        ("description", "controlScores[1].description"),
+        ("implementationStatus", "controlScores[1].implementationStatus"),
+        ("extra", "unknownProperty.nested[1]"),
+        ("key", "controlScores[1].odd\\x00key"),
+    ],
+)
+def test_the_quarantine_reason_of_a_nul_names_the_object_and_the_property_path(where: str, path: str) -> None:
+    """One line an operator can act on: the id (tenant and day) and where the NUL sits."""
+    obj = _with_nul(where)
+    (rejection,) = admitted(obj).rejections
+    assert rejection.reason == f"object {obj['id']}: {path} {HOLDS_NUL}"
+    assert rejection.body == orjson.dumps(obj)
 
 
 def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:

@@ -162,7 +162,7 @@ async def test_a_fetch_and_a_rebuild_admit_the_same_hostile_objects_alike(engine
         return sorted((r["reason"], bytes(r["body"])) for r in rejected if r["run_id"] == run_id)
 
     rejected = await rows(engine, rejected_payloads)
-    expected = sorted([(TOO_DEEP, texts[0]), (HOLDS_NUL, orjson.dumps(nul))])
+    expected = sorted([(TOO_DEEP, texts[0]), (f"object {nul['id']}: vendor {HOLDS_NUL}", orjson.dumps(nul))])
     assert quarantined(fetch.run_id, rejected) == quarantined(rebuild.run_id, rejected) == expected
     statuses = {r["run_id"]: (r["status"], r["rejected"]) for r in await rows(engine, tenant_runs)}
     assert statuses == {fetch.run_id: ("partial", 2), rebuild.run_id: ("partial", 2)}
