@@ -215,3 +215,31 @@ async def test_a_profile_with_a_value_longer_than_its_column_is_quarantined_and_
     ]
     stored = await rows(engine, control_profiles, tenant_id=tenant)
     assert [(r["control_name"], r["tier"]) for r in stored] == [("AdminMFAV2", "Core")]
+
+
+async def test_a_profile_holding_a_nul_is_quarantined_naming_its_path_and_the_others_are_stored(
+    engine: AsyncEngine,
+) -> None:
+    """PostgreSQL's text and jsonb refuse U+0000: such a profile is refused on both databases, not the save."""
+    tenant = "0b7c1e2a-1111-4222-8333-444455556666"
+    good = {"id": "AdminMFAV2", "azureTenantId": tenant, "title": "Require MFA", "tier": "Core"}
+    nul_title = {"id": "scid_1", "azureTenantId": tenant, "title": "Turn\x00on"}
+    nul_state = {
+        "id": "scid_2",
+        "azureTenantId": tenant,
+        "controlStateUpdates": [{"comment": "ok\x00", "updatedDateTime": "2026-11-01T00:00:00Z"}],
+    }
+    context = FetchContext("run-1", datetime(2026, 11, 29, tzinfo=UTC))
+    admission = admit_control_profiles(
+        [good, nul_title, nul_state], context, tenant_id=tenant, keep_raw=True, keep_objects=False, into=Admission()
+    )
+    async with transaction(engine) as conn:
+        await save_profiles(conn, admission, saved_at=context.fetched_at, tenant_saved=False)
+
+    said = "holds a NUL character (\\u0000), which PostgreSQL cannot store; refused on every database alike"
+    assert [r.reason for r in admission.rejections] == [
+        f"object scid_1: title {said}",
+        f"object scid_2: controlStateUpdates[0].comment {said}",
+    ]
+    stored = await rows(engine, control_profiles, tenant_id=tenant)
+    assert [r["control_name"] for r in stored] == ["AdminMFAV2"]
