@@ -336,7 +336,7 @@ def test_automatic_run_fetches_a_new_customer_and_stops_a_terminated_one_keeping
     names = {r["tenant_id"]: r["name"] for r in db_rows(auto_world.database_url, tenants_table)}
     assert names == {CONTOSO: "Contoso Ltd", FABRIKAM: "Fabrikam Inc", NORTHWIND: "Northwind Traders"}
     assert partner_requests(auto_world) == [200, 200]
-    report = auto_world.fetcher("report", "--format", "json")
+    report = auto_world.invoke("report", "--format", "json")
     assert report.returncode == 0, report.stderr
     fetched = {r["tenant_id"]: r["enabled"] for r in json.loads(report.stdout)["tenants"]}
     assert fetched == {CONTOSO: True, NORTHWIND: True, FABRIKAM: False}  # Fabrikam: history kept, not fetched
@@ -422,9 +422,9 @@ def test_status_report_and_metrics_show_a_discovery_that_never_worked(auto_world
     auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
     assert auto_world.fetcher("run").returncode == 4
 
-    status = auto_world.fetcher("status")
-    report = auto_world.fetcher("report")
-    metrics = auto_world.fetcher("metrics")
+    status = auto_world.invoke("status")
+    report = auto_world.invoke("report")
+    metrics = auto_world.invoke("metrics")
 
     assert status.returncode == 4, status.stderr
     failed = f"tenant discovery at partner tenant {PARTNER} failed at "
@@ -445,11 +445,11 @@ def test_status_before_any_discovery_exits_as_for_configured_tenants_never_fetch
     """Right after `migrate`, before any run: was an empty table (JSON `[]`) and exit 0, which a monitoring
     check reads as healthy, where the same tenants configured and never fetched exit 1."""
     auto_world.write_config(tenants=[CONTOSO, FABRIKAM])
-    configured = auto_world.fetcher("status")
+    configured = auto_world.invoke("status")
     automatic(auto_world, refresh_hours=24)
 
-    table = auto_world.fetcher("status")
-    as_json = auto_world.fetcher("status", "--format", "json")
+    table = auto_world.invoke("status")
+    as_json = auto_world.invoke("status", "--format", "json")
 
     assert (configured.returncode, table.returncode, as_json.returncode) == (1, 1, 1), table.stderr
     assert discovery_lines(table.stderr) == discovery_lines(as_json.stderr) == [f"error: {never_discovered(PARTNER)}"]
@@ -504,7 +504,7 @@ def test_metrics_before_any_discovery_say_none_was_tried(auto_world: World) -> N
     rule could tell a deployment that never discovered (and fetches nothing) from one not in partner mode."""
     automatic(auto_world, refresh_hours=24)
 
-    metrics = auto_world.fetcher("metrics")
+    metrics = auto_world.invoke("metrics")
 
     assert metrics.returncode == 0, metrics.stderr
     samples = [line for line in metrics.stdout.splitlines() if line.startswith("securescore_discovery_")]
@@ -518,13 +518,13 @@ def test_metrics_before_any_discovery_say_none_was_tried(auto_world: World) -> N
 def test_status_names_a_failed_discovery_and_the_age_of_the_list_in_use(auto_world: World) -> None:
     automatic(auto_world, refresh_hours=0, fetch={"max_attempts": 1})
     assert auto_world.fetcher("run").returncode == 0
-    assert auto_world.fetcher("status").returncode == 0
-    ok = auto_world.fetcher("metrics").stdout
+    assert auto_world.invoke("status").returncode == 0
+    ok = auto_world.invoke("metrics").stdout
     auto_world.sim.add_fault(PARTNER, Fault.status(503, endpoint="partner"))
     assert auto_world.fetcher("run").returncode == 0
 
-    status = auto_world.fetcher("status")
-    metrics = auto_world.fetcher("metrics").stdout
+    status = auto_world.invoke("status")
+    metrics = auto_world.invoke("metrics").stdout
 
     assert status.returncode == 1, status.stderr
     [line] = discovery_lines(status.stderr)
@@ -556,7 +556,7 @@ def test_alerts_and_metrics_in_automatic_mode_cover_the_customers_the_run_fetche
 
     dry = auto_world.fetcher("alerts", "--dry-run", "--format", "json")
     alerts = auto_world.fetcher("alerts", "--format", "json")
-    metrics = auto_world.fetcher("metrics")
+    metrics = auto_world.invoke("metrics")
 
     assert dry.returncode == 0, dry.stderr
     assert sorted((a["tenant_id"], a["status"]) for a in json.loads(dry.stdout)["alerts"]) == [
@@ -758,7 +758,7 @@ def test_a_run_after_an_empty_answer_fetches_the_last_known_list(auto_world: Wor
     auto_world.config.write_text(auto_world.config.read_text().replace("[partner]", '[partner]\nsource = "contracts"'))
 
     run = auto_world.fetcher("run")
-    status = auto_world.fetcher("status")
+    status = auto_world.invoke("status")
 
     assert run.returncode == 0, run.stderr
     assert "fetching the last known list instead: 2 customer(s)" in run.stderr
@@ -861,12 +861,12 @@ def test_every_report_format_says_in_its_header_that_discovery_failed_and_which_
     assert auto_world.fetcher("run").returncode == 0
     page = auto_world.config.parent / "report.html"
 
-    table = auto_world.fetcher("report")
-    markdown = auto_world.fetcher("report", "--format", "markdown")
-    data = auto_world.fetcher("report", "--format", "json")
-    actions = auto_world.fetcher("report", "--actions", "--format", "markdown")
-    one = auto_world.fetcher("report", "--tenant", CONTOSO, "--format", "json")
-    html = auto_world.fetcher("report", "--html", str(page))
+    table = auto_world.invoke("report")
+    markdown = auto_world.invoke("report", "--format", "markdown")
+    data = auto_world.invoke("report", "--format", "json")
+    actions = auto_world.invoke("report", "--actions", "--format", "markdown")
+    one = auto_world.invoke("report", "--tenant", CONTOSO, "--format", "json")
+    html = auto_world.invoke("report", "--html", str(page))
 
     failed = f"Warning: tenant discovery at partner tenant {PARTNER} failed at "
     covers = "; this report covers the last known customer list: 2 customer(s) discovered at "
@@ -907,7 +907,7 @@ def test_a_rename_a_run_sees_first_is_followed_by_a_name_discover_wrote_not_by_y
     first = auto_world.fetcher("run")
     names_then = {r["tenant_id"]: r["name"] for r in db_rows(auto_world.database_url, tenants_table)}
     second = auto_world.fetcher("run")
-    report = auto_world.fetcher("report", "--format", "json")
+    report = auto_world.invoke("report", "--format", "json")
     discover = auto_world.fetcher("tenants", "discover", "--format", "json")
 
     assert first.returncode == 0, first.stderr
@@ -946,10 +946,10 @@ def test_a_name_discover_wrote_inert_is_run_and_shown_as_it_was_and_follows_a_re
     assert read_rows(auto_world.config.parent / "tenants.csv")[0]["name"] == "'=Evil,Co"
 
     run = auto_world.fetcher("run")
-    status = auto_world.fetcher("status", "--format", "json")
+    status = auto_world.invoke("status", "--format", "json")
     auto_world.sim.relationships = [SimRelationship("r1", "Contoso", "active", CONTOSO, "Good Co")]
     renamed = auto_world.fetcher("run")
-    after = auto_world.fetcher("status", "--format", "json")
+    after = auto_world.invoke("status", "--format", "json")
 
     for result in (run, status, renamed, after):
         assert result.returncode == 0, result.stderr
@@ -975,9 +975,9 @@ def test_an_empty_answer_is_said_once_in_each_line_with_the_list_used_or_none(
     contracts_only(auto_world)
 
     run = auto_world.fetcher("run")
-    status = auto_world.fetcher("status")
-    report = auto_world.fetcher("report", "--format", "json")
-    table = auto_world.fetcher("report")
+    status = auto_world.invoke("status")
+    report = auto_world.invoke("report", "--format", "json")
+    table = auto_world.invoke("report")
 
     assert (run.returncode, status.returncode) == ((0, 1) if list_before else (4, 4)), run.stderr + status.stderr
     sentence = json.loads(report.stdout)["discovery_failure"]["sentence"]

@@ -347,8 +347,8 @@ def test_status_exits_1_when_an_enabled_tenant_is_stale(tmp_path: Path, database
     with world(tmp_path, database_url, tenants, seed=20, newest_day=TODAY - timedelta(days=3)) as w:
         assert w.fetcher("backfill", "--days", "5").returncode == 0
 
-        fresh = w.fetcher("status", "--max-age", "200")
-        stale = w.fetcher("status", "--format", "json")
+        fresh = w.invoke("status", "--max-age", "200")
+        stale = w.invoke("status", "--format", "json")
 
         assert fresh.returncode == 0, fresh.stdout + fresh.stderr
         assert stale.returncode == 1
