@@ -1,14 +1,14 @@
 """The files a command was asked to write: `report --output`, `report --html`, `metrics --output`,
 `tenants discover --write`.
 
-One writer for them all. `write_through` opens the path and writes (what `report` always did): a device
-(`/dev/null`, `/dev/full`), a FIFO or `/dev/stdout` gets the bytes, a symbolic link its target.
-`replace_atomically` (`metrics`, for node_exporter's textfile collector, which must never read half a file;
-the tenants file, which a run may read meanwhile) writes a temporary file beside a regular file and renames it
-over it; a link's target is the file replaced (the link kept), and whatever exists but is not a regular file
-is written through, never replaced by one. The file replaced keeps its mode (a tenants file at 0600 or 0640)
-and, where this user may give them, its owner and group, as an editor or `sponge` keeps them: what `report`'s
-writing through always kept. A new file is 0644, whatever the umask (the collector runs as another user).
+One writer for them all. `write_through` opens the path and writes: a device (`/dev/null`, `/dev/full`), a FIFO
+or `/dev/stdout` gets the bytes, a symbolic link its target. `replace_atomically` (every command:
+node_exporter's textfile collector must never read half a file, a run may read the tenants file meanwhile, and
+a report that failed on a full disk must leave the previous one whole, not truncated) writes a temporary file
+beside a regular file and renames it over it; a link's target is the file replaced (the link kept), and
+whatever exists but is not a regular file is written through, never replaced by one. The file replaced keeps
+its mode (a tenants file at 0600 or 0640) and, where this user may give them, its owner and group, as an editor
+or `sponge` keeps them. A new file is 0644, whatever the umask (the collector runs as another user).
 
 Every failure is OutputUnwritable naming the path as given (exit 3).
 """

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import Config
 from fetcher.errors import ConfigError
-from fetcher.outfile import write_through
+from fetcher.outfile import replace_atomically
 from fetcher.report import collect, formats
 from fetcher.report.formats import Format
 from fetcher.report.model import ActionsReport, DiscoveryNote, Portfolio, Sort, TenantReport, discovery_note
@@ -160,7 +160,8 @@ def since_refusal(request: ReportRequest, today: date) -> ConfigError | None:
 
 
 def _write(path: Path, text: str) -> None:
-    write_through(path, text.encode("utf-8"))
+    """The previous file survives a failed write (a full disk): replaced whole, never truncated first."""
+    replace_atomically(path, text.encode("utf-8"))
 
 
 __all__ = ["Format", "Notice", "ReportRequest", "Sort", "produce", "since_refusal", "usage_refusal"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -258,3 +261,27 @@ def test_an_output_file_that_is_a_folder_is_one_line_and_exit_3(filled: Filled, 
 
     assert result.exit_code == 3
     assert result.output.strip().splitlines() == [f"error: cannot write {tmp_path}: Is a directory"]
+
+
+def _report_on_a_full_disk(config: Path, folder: Path, *args: str) -> list[str]:
+    """In a mount namespace of its own, a 4 KiB tmpfs at `folder` holding yesterday's `report.out` (its one page):
+    `fetcher report ARGS` into that file, then its exit status and what the file holds."""
+    script = (
+        'mount -t tmpfs -o size=4k tmpfs "$0" || exit 99; printf "yesterday\\n" > "$0/report.out"; '
+        '"$@" 2>/dev/null; echo "exit $?"; cat "$0/report.out"; ls -A "$0"'
+    )
+    fetcher = [sys.executable, "-m", "fetcher", "--config", str(config), "report", *args]
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(folder)]
+    env = {**os.environ, "COLUMNS": "240", "REPORT_SECRET": "unused-secret"}
+    done = subprocess.run([*command, *fetcher], check=False, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode == 99 or "unshare" in done.stderr:
+        pytest.skip(f"no tmpfs mount in a namespace here: {done.stderr.strip()}")
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize(("option", "fmt"), [("--output", "json"), ("--html", "csv")])
+def test_a_full_disk_keeps_the_previous_report_file(filled: Filled, tmp_path: Path, option: str, fmt: str) -> None:
+    """Yesterday's report is replaced whole or not at all (it was truncated, then left half written)."""
+    lines = _report_on_a_full_disk(filled.config, tmp_path, "--format", fmt, option, str(tmp_path / "report.out"))
+
+    assert lines == ["exit 3", "yesterday", "report.out"]
