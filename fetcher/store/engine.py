@@ -321,9 +321,8 @@ def _current_revision(connection: Connection, where: str) -> str | None:
             f"one: delete the rows that are not the database's revision ({REPAIR}), or restore it from a backup"
         )
     if found:
-        missing = _missing_tables(connection.dialect.name, tables) if found[0] == schema_head() else []
-        if missing:
-            raise _tables_missing(where, found[0], missing)
+        if found[0] == schema_head():
+            _refuse_missing(connection, where, found[0], tables)
         return found[0]
     tables -= {VERSION_TABLE}
     if not tables:
@@ -331,22 +330,34 @@ def _current_revision(connection: Connection, where: str) -> str | None:
     raise _without_revision(where, tables)
 
 
-def _missing_tables(dialect: str, tables: set[str]) -> list[str]:
-    """The tables the head revision has on `dialect` that are not among `tables` (names), sorted."""
-    from fetcher.store.schema import tables_of
+def _refuse_missing(connection: Connection, where: str, revision: str, tables: set[str]) -> None:
+    """Raise `SchemaDamaged` when a table or a view the head revision makes is not in the database (`tables`
+    read already; the views read here, one more catalog query)."""
+    from fetcher.store.schema import tables_of, views_of
 
-    return sorted(table.name for table in tables_of(dialect) if table.name not in tables)
+    dialect = connection.dialect.name
+    missing_tables = sorted(table.name for table in tables_of(dialect) if table.name not in tables)
+    present_views = set(sa.inspect(connection).get_view_names())
+    missing_views = sorted(view.name for view in views_of(dialect) if view.name not in present_views)
+    if missing_tables or missing_views:
+        raise _missing(where, revision, missing_tables, missing_views)
 
 
-def _tables_missing(where: str, revision: str, missing: list[str]) -> SchemaDamaged:
-    """The refusal of a database at `revision` (the head) that lacks some of its tables: dropped by hand or by a
-    partial restore; no migration makes them again (each ran already), and their rows are gone."""
-    named = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+def _missing(where: str, revision: str, tables: list[str], views: list[str]) -> SchemaDamaged:
+    """The refusal of a database at `revision` (the head) that lacks some of its tables or views: dropped by
+    hand or by a partial restore; no migration makes them again (each ran already), and a table's rows are gone."""
+    parts = [_named(kind, names) for kind, names in (("table", tables), ("view", views)) if names]
+    verb = "are" if len(tables) + len(views) > 1 else "is"
     return SchemaDamaged(
-        f"database {where} is at schema revision {revision} but its table{'s' if len(missing) > 1 else ''} "
-        f"{named} {'are' if len(missing) > 1 else 'is'} missing (dropped since it was migrated): restore the "
-        f"database from a backup ({REPAIR})"
+        f"database {where} is at schema revision {revision} but its {' and '.join(parts)} {verb} missing (dropped "
+        f"since it was migrated): restore the database from a backup ({REPAIR})"
     )
+
+
+def _named(kind: str, names: list[str]) -> str:
+    """`table a` or `tables a, b, c, d, e and 2 more`."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{kind}{'s' if len(names) > 1 else ''} {shown}"
 
 
 def _without_revision(where: str, tables: set[str]) -> SchemaDamaged | ForeignDatabase:

@@ -164,6 +164,11 @@ def tables_of(dialect: str) -> list[sa.Table]:
     return [table for table in metadata.sorted_tables if has_table(table, dialect)]
 
 
+def views_of(dialect: str) -> list[sa.Table]:
+    """The reporting views a database of `dialect` has (`views`, defined below)."""
+    return [view for view in views.sorted_tables if has_table(view, dialect)]
+
+
 def _json(name: str, **kw: Any) -> sa.Column[Any]:
     return sa.Column(name, JSONType, **kw)
 

@@ -300,15 +300,18 @@ async def test_a_role_that_does_not_exist_is_told_to_be_created_not_the_database
 @pytest.mark.parametrize(
     ("dropped", "named"),
     [
-        (["partner_discoveries"], "table partner_discoveries is"),
-        (["partner_discoveries", "raw_payloads"], "tables partner_discoveries, raw_payloads are"),
+        (["TABLE partner_discoveries"], "table partner_discoveries is"),
+        (["TABLE partner_discoveries", "TABLE raw_payloads"], "tables partner_discoveries, raw_payloads are"),
+        (["VIEW improvement_actions"], "view improvement_actions is"),
+        (["TABLE raw_payloads", "VIEW improvement_actions"], "table raw_payloads and view improvement_actions are"),
     ],
 )
-async def test_a_table_dropped_at_the_head_is_schema_damage_named_by_every_command_and_migrate(
+async def test_a_table_or_view_dropped_at_the_head_is_schema_damage_named_by_every_command_and_migrate(
     migrated_then: Callable[..., str], kind: str, dropped: list[str], named: str
 ) -> None:
-    """Commands failed later on `no such table: ...` (or not at all), and `migrate` said `already at revision`."""
-    engine = create_engine(DatabaseConfig(url=migrated_then(kind, *(f"DROP TABLE {table}" for table in dropped))))
+    """Commands failed later on `no such table: ...` (or not at all), and `migrate` said `already at revision`; a
+    dropped view too (report failed on it, `relation "improvement_actions" does not exist`)."""
+    engine = create_engine(DatabaseConfig(url=migrated_then(kind, *(f"DROP {what}" for what in dropped))))
     said = await _refused_unchanged(engine, SchemaDamaged)
     expected = (
         f"database {display_url(engine)} is at schema revision {head_revision()} but its {named} missing (dropped "
