@@ -105,3 +105,31 @@ def test_with_json_logs_a_version_that_cannot_be_written_is_one_json_record() ->
         "output_unwritable",
         "cannot write standard output: No space left on device",
     )
+
+
+@pytest.mark.parametrize("sink", [full_disk, closed_pipe], ids=["disk-full", "closed-pipe"])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["report", "--bogus"], 2),
+        (["nosuch"], 2),
+        (["--config", "/nonexistent/fetcher.toml", "report"], 2),
+        (["--log-format", "json", "--config", "/nonexistent/fetcher.toml", "report"], 2),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
+)
+def test_standard_error_that_cannot_be_written_changes_no_exit_status(
+    sink: Callable[[], object], args: list[str], code: int
+) -> None:
+    """A usage or configuration error is 2 with `2>/dev/full` or `2>&1 | true` too (the error line's write
+    raised, and the process ended with 1, "some tenants failed")."""
+    with sink() as stderr:  # type: ignore[attr-defined]
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,  # type: ignore[arg-type]
+            timeout=120,
+            check=False,
+        )
+
+    assert done.returncode == code

@@ -55,15 +55,54 @@ class StandardOutput:
 
     def _unwritable(self, error: OSError) -> FetcherError:
         self.failed = True
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):  # no descriptor (a test's captured output): nothing is flushed at exit
-            pass
+        _to_devnull(self.stream)
         if error.errno == errno.EPIPE:
             return StandardOutputClosed("the reader of standard output went away")
         return OutputUnwritable(f"cannot write standard output: {error.strerror or error}")
+
+
+class StandardError:
+    """Standard error as the fetcher writes it (`sys.stderr` while `fetcher` runs): a write that fails (`2>/dev/full`,
+    `2>&1 | true` once the reader is gone) is dropped, with every write after it, so that the exit status the
+    command chose stands: the error line of a usage error (2) raised OSError, and the process ended with 1
+    ("some tenants failed"). Nowhere is left to say anything; the descriptor is pointed at /dev/null, so nothing
+    fails at exit either."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                return self.stream.write(text)
+            except OSError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self.stream.flush()
+            except OSError:
+                self._drop()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's own
+        return getattr(self.stream, name)
+
+    def _drop(self) -> None:
+        self.failed = True
+        _to_devnull(self.stream)
+
+
+def _to_devnull(stream: IO[str]) -> None:
+    """Point `stream`'s descriptor at /dev/null: what stays in its buffer is flushed there at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no descriptor (a test's captured output): nothing is flushed at exit
+        pass
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import IO, Any, NoReturn, cast
 import click
 
 from fetcher import __version__
-from fetcher.cli.context import Context, StandardOutput
+from fetcher.cli.context import Context, StandardError, StandardOutput
 from fetcher.cli.hoist import given_log_format, hoist
 from fetcher.errors import FetcherError
 from fetcher.heap import fix_mmap_threshold
@@ -76,13 +76,15 @@ class _Fetcher(click.Group):
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         """Standard output is a StandardOutput while the command runs, so that click's help and version too
-        end in one line (exit 3) when it cannot be written, or in silence (141) when its reader went away."""
+        end in one line (exit 3) when it cannot be written, or in silence (141) when its reader went away; standard
+        error a StandardError, so that one that cannot be written changes no exit status."""
         global _own_process
         _own_process = args is None
         if _own_process:
             hold_collections()
         given = list(sys.argv[1:] if args is None else args)
         stdout, sys.stdout = sys.stdout, cast(IO[str], StandardOutput(sys.stdout))
+        stderr, sys.stderr = sys.stderr, cast(IO[str], StandardError(sys.stderr))
         try:
             return super().main(args, *rest, **extra)
         except FetcherError as error:  # raised outside any command: writing click's help or version
@@ -90,7 +92,7 @@ class _Fetcher(click.Group):
 
             sys.exit(fail(start(None, None, 0, False, given_log_format(given), False), error))
         finally:
-            sys.stdout = stdout
+            sys.stdout, sys.stderr = stdout, stderr
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """A usage error in the group's own options (`fetcher --bogus run`) is found before they are read:
