@@ -10,18 +10,20 @@ whatever exists but is not a regular file is written through, never replaced by 
 its mode (a tenants file at 0600 or 0640) and, where this user may give them, its owner and group, as an editor
 or `sponge` keeps them. A new file is 0644, whatever the umask (the collector runs as another user).
 
-Every failure is OutputUnwritable naming the path as given (exit 3).
+Every failure is OutputUnwritable naming the path as given (exit 3), but for a broken pipe that is this process's
+standard output (`--output /dev/stdout | true`): StandardOutputClosed, silence and 141, as for plain standard output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
 from pathlib import Path
 
-from fetcher.errors import OutputUnwritable
+from fetcher.errors import OutputUnwritable, StandardOutputClosed
 
 
 def write_through(path: Path, data: bytes) -> None:
@@ -30,7 +32,19 @@ def write_through(path: Path, data: bytes) -> None:
         with path.open("wb") as handle:
             handle.write(data)
     except OSError as error:
+        if error.errno == errno.EPIPE and _is_standard_output(path):
+            raise StandardOutputClosed("the reader of standard output went away") from None
         raise unwritable(path, error) from None
+
+
+def _is_standard_output(path: Path) -> bool:
+    """Whether `path` (`/dev/stdout`, `/proc/self/fd/1`, a FIFO's name) is the pipe this process's standard
+    output writes to: its reader gone, the command ends in silence (141), as `fetcher report | true` does."""
+    try:
+        named, ours = os.stat(path), os.fstat(1)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 def replace_atomically(path: Path, data: bytes) -> None:

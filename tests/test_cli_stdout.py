@@ -133,3 +133,28 @@ def test_standard_error_that_cannot_be_written_changes_no_exit_status(
         )
 
     assert done.returncode == code
+
+
+@pytest.mark.parametrize("command", [["report"], ["-q", "metrics"]], ids=" ".join)
+@pytest.mark.parametrize("path", ["/dev/stdout", "/proc/self/fd/1"])
+def test_output_to_standard_output_by_name_whose_reader_went_away_is_silence_and_141(
+    tmp_path: Path, migrated_then: Callable[..., str], command: list[str], path: str
+) -> None:
+    """`--output /dev/stdout | true` said `error: cannot write /dev/stdout: Broken pipe`, exit 3, where plain
+    standard output is silence and 141."""
+    config = write_config(tmp_path)
+    migrated_then("sqlite")
+
+    with closed_pipe() as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", "--config", str(config), *command, "--output", path],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "SECRET": SECRET},
+            timeout=120,
+            check=False,
+        )
+
+    assert (done.returncode, done.stderr) == (141, "")
