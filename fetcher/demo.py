@@ -141,15 +141,16 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
             latest = await reports.latest(conn)
     finally:
         await engine.dispose()
+    # Written before anything is printed on standard output: a reader gone (`fetcher demo | true`) stops the
+    # printing, and must not leave the database without the configuration that reads it.
+    config_path = db_path.with_suffix(".toml")
+    written = write_demo_config(config_path, db_path, [(t.tenant_id, t.name) for t in config.tenants])
     status = build_status(states, config, None, now=datetime.now(UTC), max_age=timedelta(hours=48))
     console.print(status_table(status, width=terminal_width(console)))
     now = datetime.now(UTC)
     console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
-    config_path = db_path.with_suffix(".toml")
-    names = [(t.tenant_id, t.name) for t in config.tenants]
     failed = {outcome.tenant.tenant_id for outcome in report.outcomes if outcome.failed}
     unconsented = {tenant.tenant_id for tenant in sim.tenants.values() if not tenant.consent}
-    written = write_demo_config(config_path, db_path, names)
     console.print(
         f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days stored for {report.stored} of "
         f"{report.counters.tenants_total} tenants in "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sqlite3
@@ -119,3 +120,23 @@ def test_the_demo_calls_a_failure_scripted_only_when_it_is_the_unconsented_tenan
     assert scripted_failure_note(set(), set()) == ""
     assert "scripted (a tenant without admin consent)" in scripted_failure_note({"c"}, {"c"})
     assert scripted_failure_note({"c", "other"}, {"c"}) == ""  # another failure is not the script's
+
+
+def test_the_demo_writes_its_configuration_when_standard_output_is_gone(tmp_path: Path) -> None:
+    """`fetcher demo | true` stored the database but not `x.toml` (printing stopped before it was written)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", "demo", "--tenants", "2", "--database", str(tmp_path / "dr.db")],
+            stdout=writer,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(writer)
+
+    assert (done.returncode, (tmp_path / "dr.db").exists()) == (141, True)
+    assert f"sqlite+aiosqlite:///{tmp_path / 'dr.db'}" in (tmp_path / "dr.toml").read_text(encoding="utf-8")
