@@ -52,6 +52,16 @@ class StatusReport:
         return discovery_line(self.discovery, self.now)
 
     @property
+    def discovery_problem_kind(self) -> str | None:
+        """The `error_kind` of `discovery_problem`'s record: as `run` stops on it (`no_customer_list` when no
+        discovery ever left a list, else `discovery_failed`), or `never_discovered` when none was tried yet."""
+        if self.discovery_problem is None:
+            return None
+        if self.undiscovered is not None:
+            return "never_discovered"
+        return "no_customer_list" if self.exit_code == 4 else "discovery_failed"
+
+    @property
     def exit_code(self) -> int:
         """4 when discovery never left a customer list (as `run`), 1 when it failed or a tenant is out of date."""
         if self.discovery_problem is not None and self.discovery is not None and self.discovery.discovered_at is None:

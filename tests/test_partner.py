@@ -457,6 +457,18 @@ def test_status_before_any_discovery_exits_as_for_configured_tenants_never_fetch
     assert partner_requests(auto_world) == []
 
 
+def test_status_before_any_discovery_is_an_error_record_with_its_kind(auto_world: World) -> None:
+    """Under --log-format json its error record had no `error_kind`, which every other error record has."""
+    automatic(auto_world, refresh_hours=24)
+
+    status = auto_world.fetcher("--log-format", "json", "status")
+
+    assert status.returncode == 1
+    assert [(r["level"], r.get("error_kind"), r["message"]) for r in json_records(status.stderr)] == [
+        ("error", "never_discovered", never_discovered(PARTNER))
+    ]
+
+
 def test_report_before_any_discovery_warns_as_status_errs(auto_world: World) -> None:
     """`report` right after `migrate` was an empty "0 tenants" portfolio, exit 0, with no word of why."""
     automatic(auto_world, refresh_hours=24)
@@ -486,11 +498,12 @@ def test_json_logs_get_status_and_report_lines_as_records(auto_world: World, tmp
     report = auto_world.fetcher("--log-format", "json", "report", "--output", str(tmp_path / "r.txt"))
 
     assert [(r["level"], r["message"]) for r in json_records(status_counts.stderr)] == [
-        ("info", "1 enabled tenant(s) have no data")
+        ("warning", "1 enabled tenant(s) have no data")  # it makes status exit 1 (it was an info record)
     ]
     [failed] = json_records(status.stderr)
-    assert (failed["level"], str(failed["message"]).startswith("tenant discovery at partner tenant")) == (
+    assert (failed["level"], failed["error_kind"], str(failed["message"]).startswith("tenant discovery at")) == (
         "error",
+        "no_customer_list",
         True,
     )
     assert [(r["level"], r["message"]) for r in json_records(report.stderr)] == [

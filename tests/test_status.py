@@ -94,8 +94,8 @@ def test_status_says_no_data_for_tenants_without_any_and_stale_for_the_stale(tmp
     assert status.exit_code == 1
     said = [line for line in status.stderr.splitlines() if "enabled tenant(s) have" in line]
     assert said == [
-        "2 enabled tenant(s) have no data",
-        "1 enabled tenant(s) have no data newer than 48 hours",
+        "warning: 2 enabled tenant(s) have no data",
+        "warning: 1 enabled tenant(s) have no data newer than 48 hours",
     ]
 
 

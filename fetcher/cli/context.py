@@ -140,17 +140,20 @@ class Context:
         self.console.file.write(text)
         self.console.file.flush()
 
-    def notice(self, message: str, level: str = "info", *, quiet_too: bool = False) -> None:
+    def notice(self, message: str, level: str = "info", *, quiet_too: bool = False, kind: str | None = None) -> None:
         """A line on standard error beside the command's output (`status`'s counts, `report`'s `wrote ...`): in
         text `error: ` or `warning: ` and `message` (an `info` line as it is); with --log-format json a log
-        record at `level`, as the error that stops a command is one (`exits.fail`). `quiet_too`: the record is
-        kept under -q too, whatever its level (`migrate -q` chose its lines: a migration is still said)."""
+        record at `level`, as the error that stops a command is one (`exits.fail`), with `kind` as its
+        `error_kind` (every error record has one). `quiet_too`: the record is kept under -q too, whatever its
+        level (`migrate -q` chose its lines: a migration is still said)."""
         if self.log_format == "json":
             number = logging.getLevelNamesMapping()[level.upper()]
+            extra = {"error_kind": kind} if kind is not None else None
             if quiet_too:
-                log.handle(log.makeRecord(log.name, number, "", 0, "%s", (message,), None))  # past -q's level
+                record = log.makeRecord(log.name, number, "", 0, "%s", (message,), None, extra=extra)
+                log.handle(record)  # past -q's level
             else:
-                log.log(number, "%s", message)
+                log.log(number, "%s", message, extra=extra)
             return
         prefix = "" if level == "info" else f"{level}: "
         self.err.print(f"{prefix}{message}", markup=False, highlight=False, soft_wrap=True)

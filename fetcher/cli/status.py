@@ -46,11 +46,11 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
         else:
             ctx.console.print(status_table(status, width=terminal_width(ctx.console)))
         if status.discovery_problem:
-            ctx.notice(status.discovery_problem, "error")
-        if status.without_data:
-            ctx.notice(f"{len(status.without_data)} enabled tenant(s) have no data")
+            ctx.notice(status.discovery_problem, "error", kind=status.discovery_problem_kind)
+        if status.without_data:  # each makes status exit 1: warnings, not information
+            ctx.notice(f"{len(status.without_data)} enabled tenant(s) have no data", "warning")
         if status.stale:
-            ctx.notice(f"{len(status.stale)} enabled tenant(s) have no data newer than {max_age:g} hours")
+            ctx.notice(f"{len(status.stale)} enabled tenant(s) have no data newer than {max_age:g} hours", "warning")
         if status.short:
             ctx.notice(
                 f"{len(status.short)} enabled tenant(s) hold fewer days than [fetch] history_days = "
