@@ -47,16 +47,7 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_exit_3_or_silenc
     migrated_then("sqlite")
 
     with sink() as stdout:  # type: ignore[attr-defined]
-        done = subprocess.run(
-            [sys.executable, "-m", "fetcher", "--config", str(config), *command],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            env={**os.environ, "SECRET": SECRET},
-            timeout=120,
-            check=False,
-        )
+        done = fetcher("--config", str(config), *command, stdout=stdout, cwd=tmp_path)
 
     assert (done.returncode, done.stderr) == EXPECTED[sink]
 
@@ -67,12 +58,15 @@ EXPECTED: dict[object, tuple[int, str]] = {
 }
 
 
-def fetcher(*args: str, stdout: object) -> subprocess.CompletedProcess[str]:
+def fetcher(*args: str, stdout: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`fetcher ARGS` with standard output on `stdout`, its standard error kept; run in `cwd` with the secret set."""
     return subprocess.run(
         [sys.executable, "-m", "fetcher", *args],
         stdout=stdout,  # type: ignore[arg-type]
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
+        env={**os.environ, "SECRET": SECRET},
         timeout=120,
         check=False,
     )
@@ -146,15 +140,6 @@ def test_output_to_standard_output_by_name_whose_reader_went_away_is_silence_and
     migrated_then("sqlite")
 
     with closed_pipe() as stdout:
-        done = subprocess.run(
-            [sys.executable, "-m", "fetcher", "--config", str(config), *command, "--output", path],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            env={**os.environ, "SECRET": SECRET},
-            timeout=120,
-            check=False,
-        )
+        done = fetcher("--config", str(config), *command, "--output", path, stdout=stdout, cwd=tmp_path)
 
     assert (done.returncode, done.stderr) == (141, "")

@@ -169,11 +169,8 @@ async def test_shards_leave_alerts_to_one_fetcher_alerts_after_them_all(
     assert (document["event"], document["tenant"]["tenant_id"]) == ("opened", refused.tenant_id)
 
 
-async def test_messages_owed_to_a_removed_channel_are_orphaned_until_dropped(
-    tmp_path: Path, webhook_peer: WebhookPeer, database_url: str
-) -> None:
-    """They stayed unsent forever, counted by `..._unsent{channel="dead"}` and shown nowhere else; now `alerts`
-    lists them and says how to drop them, `metrics` counts them apart, and `--drop-channel` drops them."""
+async def owed_to_a_removed_channel(tmp_path: Path, webhook_peer: WebhookPeer, database_url: str) -> Path:
+    """A slip whose message to channel `dead` failed, then a configuration with channel `new` only: its path."""
     engine = create_engine(DatabaseConfig(url=database_url))
     try:
         await slip(engine)
@@ -182,7 +179,15 @@ async def test_messages_owed_to_a_removed_channel_are_orphaned_until_dropped(
     webhook_peer.answer("dead", *[("status", 500)] * 3)
     dead = reading_config(tmp_path, database_url, alerts_toml({"dead": HOOK_ENV}))
     assert (await fetcher(dead, "alerts", env={HOOK_ENV: webhook_peer.url("dead")}))[0] == 1
-    config = reading_config(tmp_path, database_url, alerts_toml({"new": HOOK_ENV}))
+    return reading_config(tmp_path, database_url, alerts_toml({"new": HOOK_ENV}))
+
+
+async def test_messages_owed_to_a_removed_channel_are_orphaned_until_dropped(
+    tmp_path: Path, webhook_peer: WebhookPeer, database_url: str
+) -> None:
+    """They stayed unsent forever, counted by `..._unsent{channel="dead"}` and shown nowhere else; now `alerts`
+    lists them and says how to drop them, `metrics` counts them apart, and `--drop-channel` drops them."""
+    config = await owed_to_a_removed_channel(tmp_path, webhook_peer, database_url)
     env = {HOOK_ENV: webhook_peer.url("new")}
 
     code, out, err = await fetcher(config, "alerts", "--format", "json", env=env)
@@ -213,15 +218,7 @@ async def test_drop_channel_speaks_json_and_answers_a_name_owed_nothing_with_the
 ) -> None:
     """`--format json` printed the text line; a typo (`nosuch`) or `''` said `0 owed message(s) dropped`, exit 0,
     no hint that no such channel was ever owed anything."""
-    engine = create_engine(DatabaseConfig(url=database_url))
-    try:
-        await slip(engine)
-    finally:
-        await engine.dispose()
-    webhook_peer.answer("dead", *[("status", 500)] * 3)
-    dead = reading_config(tmp_path, database_url, alerts_toml({"dead": HOOK_ENV}))
-    assert (await fetcher(dead, "alerts", env={HOOK_ENV: webhook_peer.url("dead")}))[0] == 1
-    config = reading_config(tmp_path, database_url, alerts_toml({"new": HOOK_ENV}))
+    config = await owed_to_a_removed_channel(tmp_path, webhook_peer, database_url)
 
     typo = await fetcher(config, "alerts", "--drop-channel", "nosuch")
     empty = await fetcher(config, "alerts", "--drop-channel", "")
