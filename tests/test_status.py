@@ -97,6 +97,10 @@ def test_status_says_no_data_for_tenants_without_any_and_stale_for_the_stale(tmp
         "warning: 2 enabled tenant(s) have no data",
         "warning: 1 enabled tenant(s) have no data newer than 48 hours",
     ]
+    one_hour = _cli(config, "status", "--max-age", "1")
+    assert [line.rsplit(" than ", 1)[1] for line in one_hour.stderr.splitlines() if " newer than " in line] == [
+        "1 hour"
+    ]
 
 
 def test_status_takes_names_and_disabled_tenants_from_the_tenants_file_as_report_does(

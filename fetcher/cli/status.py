@@ -50,7 +50,8 @@ def status_command(ctx: Context, max_age: float, fmt: str, tenants: Sequence[str
         if status.without_data:  # each makes status exit 1: warnings, not information
             ctx.notice(f"{len(status.without_data)} enabled tenant(s) have no data", "warning")
         if status.stale:
-            ctx.notice(f"{len(status.stale)} enabled tenant(s) have no data newer than {max_age:g} hours", "warning")
+            hours = f"{max_age:g} hour{'' if max_age == 1 else 's'}"
+            ctx.notice(f"{len(status.stale)} enabled tenant(s) have no data newer than {hours}", "warning")
         if status.short:
             ctx.notice(
                 f"{len(status.short)} enabled tenant(s) hold fewer days than [fetch] history_days = "
