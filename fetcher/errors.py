@@ -6,7 +6,9 @@
     │   ├── DatabaseUnavailable       cannot connect
     │   ├── SchemaOutOfDate           behind the code's migration: run `fetcher migrate`
     │   │   └── SchemaTooNew          at a revision this fetcher does not ship: upgrade the fetcher
-    │   ├── SchemaDamaged             alembic_version unusable: several rows, no row beside the tables, garbage
+    │   ├── SchemaDamaged             alembic_version unusable: several rows, no row beside the tables, garbage;
+    │   │                             or a table or view of the head revision missing (found so at start, or
+    │   │                             met so by a statement: dropped while the command ran)
     │   ├── ForeignDatabase           tables, none of them the fetcher's: another program's database
     │   ├── DatabaseGone              SQLite: the file was deleted or replaced while open
     │   ├── LockHeld                  another run holds the database's run lock
@@ -95,7 +97,9 @@ class SchemaTooNew(SchemaOutOfDate):
 
 class SchemaDamaged(DatabaseError):
     """`alembic_version` holds no revision this fetcher can act on: several rows, none while the fetcher's
-    tables are there, or one no fetcher made. Migrating could not be right, so nothing is migrated."""
+    tables are there, or one no fetcher made. Migrating could not be right, so nothing is migrated. Also a
+    table or view of the head revision that is missing: at start-up, or met by a statement (dropped while the
+    command ran); no migration makes it again."""
 
     kind = "schema_damaged"
 

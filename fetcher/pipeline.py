@@ -33,6 +33,7 @@ from fetcher.errors import (
     GraphError,
     Interrupted,
     InvalidResponse,
+    SchemaDamaged,
     WrongTenant,
 )
 from fetcher.models import FetchContext, RequestStats, Status, TenantRef
@@ -51,6 +52,9 @@ log = logging.getLogger("fetcher.runner")
 T = TypeVar("T")
 REPLAY_CHUNK = 30  # archived objects admitted and saved at a time: memory does not grow with history
 GROUP_MOST = 32  # finished tenants saved in one transaction at most
+# Database errors that end the run: the SQLite file is gone, or a table or view of the schema was dropped
+# since the run checked it. No later tenant could be stored or recorded either.
+RUN_ENDING = (DatabaseGone, SchemaDamaged)
 
 
 class Stopped(Exception):
@@ -62,15 +66,16 @@ class Stop:
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
-        self.fatal: DatabaseGone | None = None  # the run cannot go on: nothing more can be stored
+        self.fatal: DatabaseError | None = None  # the run cannot go on: nothing more can be stored (RUN_ENDING)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def stopping(self) -> bool:
         return self.signal_number is not None or self.fatal is not None
 
-    def fail(self, error: DatabaseGone) -> None:
-        """Stop as a signal would, because the database is gone; the run then ends with `error`."""
+    def fail(self, error: DatabaseError) -> None:
+        """Stop as a signal would, because the database is gone or damaged (`RUN_ENDING`); the run then ends
+        with `error`."""
         if self.fatal is None:
             self.fatal = error
         for task in list(self._tasks):
@@ -269,7 +274,7 @@ class TenantPipeline:
         except (DBAPIError, DatabaseError) as error:
             outcome.scores_upserted = 0
             cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
-            if isinstance(cause, DatabaseGone):
+            if isinstance(cause, RUN_ENDING):
                 return self._end_run(outcome, cause)
             return await self._finish(outcome, Status.FAILED, _not_stored(outcome, admitted, cause))
         return outcome
@@ -311,7 +316,7 @@ class TenantPipeline:
             outcome.scores_upserted = outcome.rejected = 0
             outcome.status, outcome.error_message = Status.SUCCEEDED, None
             cause = error if isinstance(error, DatabaseError) else database_error(error, self.engine)
-            if isinstance(cause, DatabaseGone):
+            if isinstance(cause, RUN_ENDING):
                 return self._end_run(outcome, cause)
             failure = type(cause)(f"tenant {tenant.label}: rebuild rolled back: {cause}")
             return await self._finish(outcome, Status.FAILED, failure)
@@ -358,8 +363,9 @@ class TenantPipeline:
 
     # ---------------------------------------------------------------------------------------- failures
 
-    def _end_run(self, outcome: TenantOutcome, error: DatabaseGone) -> TenantOutcome:
-        """The database file is gone: nothing more can be stored or recorded, so the run stops here."""
+    def _end_run(self, outcome: TenantOutcome, error: DatabaseError) -> TenantOutcome:
+        """The database file is gone, or a table of it (`RUN_ENDING`): nothing more can be stored or recorded, so
+        the run stops here."""
         outcome.status, outcome.error_kind, outcome.error_message = Status.FAILED, error.kind, str(error)
         self.stop.fail(error)
         return outcome
@@ -383,12 +389,18 @@ class TenantPipeline:
                 outcome.error_message,
                 extra={"tenant_id": outcome.tenant.tenant_id, "run_id": self.run_id, "error_kind": error.kind},
             )
-        if self.stop.fatal is not None:  # the database is gone: nothing can be recorded, the run's end says why
+        if (
+            self.stop.fatal is not None
+        ):  # the database is gone or damaged: nothing can be recorded; the run's end says why
             return outcome
         row = outcome.ledger_row(self.run_id)
         try:
             await self.group.save(TenantWrite((), rejections, row))
         except (DBAPIError, DatabaseError) as db_error:
+            cause = db_error if isinstance(db_error, DatabaseError) else database_error(db_error, self.engine)
+            if isinstance(cause, RUN_ENDING):  # no later row could be written either: the run's end says why
+                self.stop.fail(cause)
+                return outcome
             log.warning(
                 "tenant %s: its outcome is recorded at the end of the run: %s",
                 outcome.tenant.label,

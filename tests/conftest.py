@@ -243,7 +243,7 @@ def migrated_then(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
             return f"sqlite+aiosqlite:///{template.copy(tmp_path / 'scores.db', *sql)}"
         url = create_postgres_database("fetcher_migrated", template=request.getfixturevalue("postgres_template"))
         made.append(url)
-        run_aside(_execute(url, sql))
+        run_aside(execute_sql(url, sql))
         return url
 
     yield make
@@ -251,7 +251,8 @@ def migrated_then(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         drop_postgres_database(url)
 
 
-async def _execute(url: str, sql: Sequence[str]) -> None:
+async def execute_sql(url: str, sql: Sequence[str]) -> None:
+    """Each of `sql` on the database at `url`, in one transaction."""
     engine = create_engine(DatabaseConfig(url=url))
     try:
         async with engine.begin() as conn:

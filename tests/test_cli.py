@@ -26,7 +26,15 @@ from fetcher.config import Purpose, load_config
 from fetcher.simulator import SimTenant
 from fetcher.store.engine import head_revision
 from fetcher.store.schema import fetch_runs
-from tests.conftest import POSTGRES_ENV, SKIP_POSTGRES, create_postgres_database, drop_postgres_database
+from fetcher.text import hide_password
+from tests.conftest import (
+    POSTGRES_ENV,
+    SKIP_POSTGRES,
+    create_postgres_database,
+    drop_postgres_database,
+    execute_sql,
+    run_aside,
+)
 from tests.e2e import World, world
 from tests.test_partner import CONTOSO, FABRIKAM, PARTNER, automatic, small_relationships
 from tests.test_runner import db_rows
@@ -300,6 +308,47 @@ def test_a_dropped_table_is_one_line_naming_it_and_migrate_does_not_say_all_is_w
         "its table fetch_runs is missing (dropped since it was migrated): restore the database from a backup (see "
         """the README's "Repairing the schema revision")\n"""
     )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("command", [["status"], ["report"]])
+def test_a_table_dropped_after_the_start_up_check_is_the_same_one_line(
+    tmp_path: Path, migrated_then: Callable[..., str], kind: str, command: list[str]
+) -> None:
+    """A table dropped between a command's schema check and its next transaction gave the driver's raw
+    `no such table: tenant_runs` (SQLite) or `relation "tenant_runs" does not exist` (PostgreSQL)."""
+    import sqlalchemy as sa
+
+    url = migrated_then(kind)
+    config = write_config(tmp_path, database=f'url = "{url}"')
+    begun: list[object] = []
+
+    def drop_after_the_check(_conn: object) -> None:
+        begun.append(_conn)
+        if len(begun) == 2:  # the first is the check's: the table goes before the command's next transaction
+            drop_table(url, "tenant_runs")
+
+    sa.event.listen(sa.engine.Engine, "begin", drop_after_the_check)
+    try:
+        result = invoke("--config", str(config), *command, env={"SECRET": SECRET})
+    finally:
+        sa.event.remove(sa.engine.Engine, "begin", drop_after_the_check)
+
+    shown = f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}" if kind == "sqlite" else hide_password(url)
+    assert (result.exit_code, result.output) == (
+        3,
+        f"error: database {shown}: its table tenant_runs is missing (dropped while this command ran): restore the "
+        """database from a backup (see the README's "Repairing the schema revision")\n""",
+    )
+
+
+def drop_table(url: str, table: str) -> None:
+    """`table` dropped and committed by a connection of its own (on PostgreSQL with the views made of it)."""
+    if url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)) as db:
+            db.execute(f"DROP TABLE {table}")
+    else:
+        run_aside(execute_sql(url, [f"DROP TABLE {table} CASCADE"]))
 
 
 @pytest.mark.parametrize("command", [["migrate"], ["run"]])

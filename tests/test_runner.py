@@ -7,6 +7,7 @@ import dataclasses
 import json
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fetcher.config import DatabaseConfig
-from fetcher.errors import DatabaseGone
+from fetcher.errors import DatabaseGone, SchemaDamaged
 from fetcher.simulator import Fault, TokenRefusal, generate_tenants
 from fetcher.store.codec import is_zstd
 from fetcher.store.engine import create_engine
@@ -560,3 +561,68 @@ async def test_a_backfill_starts_no_tenant_while_its_days_would_pass_the_budget(
     assert (report.exit_code, most) == (0, most_in_flight)
     assert await count(sqlite_engine, secure_scores) == 4 * 5
     assert [r["status"] for r in await rows(sqlite_engine, tenant_runs)] == ["succeeded"] * 4
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_table_dropped_while_a_run_saves_ends_it_as_at_start_up_and_keeps_what_was_stored(
+    migrated_then: Callable[..., str], kind: str
+) -> None:
+    """A table dropped mid-run failed the tenant whose save met it with the driver's line, and the run went on to
+    its end, which failed on the same line (`no such table: tenant_runs`, `relation "tenant_runs" does not exist`).
+    Now the run ends at that tenant, in the start-up check's words: SchemaDamaged, one line (exit 3). The tenant
+    saved before stays whole; the one whose save met the missing table stored nothing (its transaction rolled
+    back)."""
+    from fetcher import runner
+    from fetcher.outcome import QuietObserver, RunReport, TenantOutcome
+    from fetcher.plan import plan_backfill
+    from fetcher.resources import secure_scores as scores_resource
+    from fetcher.simulator import Simulator, serving_simulator
+    from fetcher.store.engine import display_url
+    from tests.conftest import execute_sql
+    from tests.test_pipeline import config_for
+
+    url = migrated_then(kind)
+    first, second = generate_tenants(2, seed=39)
+    first_saved = asyncio.Event()
+
+    async def fetch_then_drop(client: Any, plan: Any, stats: Any) -> AsyncIterator[Any]:
+        async for page in scores_resource.RESOURCE.fetch(client, plan, stats):
+            yield page
+        if plan.tenant.tenant_id == second.tenant_id:  # fetched; the table goes before its save begins
+            await first_saved.wait()
+            await execute_sql(url, ["DROP TABLE tenant_runs" + (" CASCADE" if kind == "postgres" else "")])
+
+    class FirstSaved(QuietObserver):
+        def tenant_done(self, _report: RunReport, outcome: TenantOutcome) -> None:
+            if outcome.tenant.tenant_id == first.tenant_id:
+                first_saved.set()
+
+    resource = dataclasses.replace(scores_resource.RESOURCE, fetch=fetch_then_drop)
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        async with serving_simulator(Simulator([first, second], seed=39, controls_per_day=5)) as running:
+            config = config_for(running, url)
+            request = plan_backfill(config.enabled_tenants, 3, resume=False)
+            run = runner.Run(
+                config, "backfill", request, engine=engine, observer=FirstSaved(), resources=lambda _plan: (resource,)
+            )
+            with pytest.raises(SchemaDamaged) as damaged:
+                await asyncio.wait_for(run.execute(), 120)
+            expected = {o["id"] for o in running.simulator.expected_objects(first.tenant_id, 3)}
+        stored = {
+            t.tenant_id: {r["id"] for r in await rows(engine, secure_scores, tenant_id=t.tenant_id)}
+            for t in (first, second)
+        }
+        controls = {t.tenant_id: await count(engine, control_scores, tenant_id=t.tenant_id) for t in (first, second)}
+    finally:
+        await engine.dispose()
+
+    assert str(damaged.value) == (
+        f"database {display_url(engine)}: its table tenant_runs is missing (dropped while this command ran): restore "
+        """the database from a backup (see the README's "Repairing the schema revision")"""
+    )
+    assert (stored, controls[second.tenant_id], controls[first.tenant_id] > 0) == (
+        {first.tenant_id: expected, second.tenant_id: set()},
+        0,
+        True,
+    )

@@ -748,6 +748,9 @@ def unexpected_database_error(exc: sa.exc.DBAPIError, url: str | None = None) ->
     """A driver's error that reached the command line: the database `url` (password hidden) if known, and the
     driver's first line (at most 300 characters, whitespace folded), never the statement. The one place
     `database_error`'s generic line is built too."""
+    dropped = _dropped_while_running(exc, url)
+    if dropped is not None:
+        return dropped
     reason = " ".join(_reason(exc).split())[:300]
     problem = _sqlite_write_problem(url, reason)
     if problem is not None:
@@ -755,6 +758,31 @@ def unexpected_database_error(exc: sa.exc.DBAPIError, url: str | None = None) ->
     if url is None:
         return DatabaseError(f"database error: {reason}")
     return DatabaseError(f"database {hide_password(url)}: {reason}")
+
+
+UNDEFINED_TABLE = "42P01"  # PostgreSQL: `relation "X" does not exist`, a table or a view
+NO_SUCH_TABLE = re.compile(r'no such table: (?:\w+\.)?(\w+)|relation "(?:\w+\.)?(\w+)" does not exist')
+
+
+def _dropped_while_running(exc: sa.exc.DBAPIError, url: str | None) -> SchemaDamaged | None:
+    """A statement that met one of the fetcher's tables or views missing (SQLite's `no such table: X`,
+    PostgreSQL's undefined_table): every command checks them all when it opens the database (`_refuse_missing`),
+    so it was dropped since, while the command ran. Told as that check tells it, rather than as the driver's
+    line; None for any other error, or a name that is not the fetcher's."""
+    from fetcher.store.schema import metadata, views
+
+    orig = getattr(exc, "orig", None)
+    missing = isinstance(orig, sqlite3.Error) or getattr(orig, "sqlstate", None) == UNDEFINED_TABLE
+    found = NO_SUCH_TABLE.search(_reason(exc)) if missing else None
+    name = next((group for group in found.groups() if group), None) if found else None
+    if name is None or (name not in metadata.tables and name not in views.tables):
+        return None
+    where = f"database {hide_password(url)}" if url is not None else "database"
+    kind = "view" if name in views.tables else "table"
+    return SchemaDamaged(
+        f"{where}: its {kind} {name} is missing (dropped while this command ran): restore the database from a "
+        f"backup ({REPAIR})"
+    )
 
 
 def _sqlite_write_problem(url: str | None, reason: str) -> str | None:

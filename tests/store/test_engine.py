@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from fetcher.config import DatabaseConfig
 from fetcher.errors import (
+    DatabaseError,
     DatabaseGone,
     DatabaseUnavailable,
     ForeignDatabase,
@@ -50,7 +51,7 @@ from fetcher.store.engine import (
     unexpected_database_error,
 )
 from fetcher.store.schema import metadata, tables_of
-from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database
+from tests.conftest import SKIP_POSTGRES, create_postgres_database, drop_postgres_database, execute_sql
 
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -319,6 +320,38 @@ async def test_a_table_or_view_dropped_at_the_head_is_schema_damage_named_by_eve
         'revision")'
     )
     assert said == [expected, expected]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_view_dropped_after_the_check_is_named_as_the_check_names_it_and_another_name_is_not(
+    migrated_then: Callable[..., str], kind: str
+) -> None:
+    """A view or table of the fetcher's that a statement meets missing was the driver's line (`no such table:
+    improvement_actions`, `relation "improvement_actions" does not exist`); a name not the fetcher's still is."""
+    url = migrated_then(kind)
+    engine = create_engine(DatabaseConfig(url=url))
+    said: list[tuple[type[Exception], str]] = []
+    try:
+        await ensure_schema(engine)
+        await execute_sql(url, ["DROP VIEW improvement_actions"])
+        for table in ("improvement_actions", "notes"):
+            with pytest.raises(sa.exc.DBAPIError) as raised:
+                async with connect(engine) as conn:
+                    await conn.execute(sa.text(f"SELECT * FROM {table}"))
+            error = database_error(raised.value, engine)
+            said.append((type(error), str(error).removeprefix(f"database {display_url(engine)}: ")))
+    finally:
+        await engine.dispose()
+
+    missing = "no such table: notes" if kind == "sqlite" else 'relation "notes" does not exist'
+    assert said == [
+        (
+            SchemaDamaged,
+            "its view improvement_actions is missing (dropped while this command ran): restore the database from a "
+            """backup (see the README's "Repairing the schema revision")""",
+        ),
+        (DatabaseError, missing),
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
