@@ -1604,3 +1604,35 @@ def test_a_signal_during_partner_discovery_ends_in_the_interrupted_run_and_its_l
         ("run", "succeeded", 2),
         (command, "interrupted", 2),
     ]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_quiet_leaves_out_status_and_reports_information_lines_in_both_log_formats(
+    tmp_path: Path, log_format: str
+) -> None:
+    """`-q` left out `status`'s count of short data and `report`'s `wrote ...` under --log-format json (info
+    records, below -q's level) but kept them in text; the README says `-q` leaves them out."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'scores.db'}"
+    with world(tmp_path, url, [SimTenant(TENANT, "Contoso")], seed=22) as w:
+        assert w.fetcher("backfill", "--days", "2").returncode == 0  # 2 days of history_days = 90: short
+        said = {
+            (quiet, command): w.invoke(*quiet, "--log-format", log_format, command, *more)
+            for quiet in ((), ("-q",))
+            for command, more in (("status", ()), ("report", ("--output", str(tmp_path / "r.txt"))))
+        }
+
+    def lines(stderr: str) -> list[str]:
+        if log_format == "json":
+            return [str(json.loads(line)["message"]) for line in stderr.splitlines()]
+        return stderr.splitlines()
+
+    short = (
+        "1 enabled tenant(s) hold fewer days than [fetch] history_days = 90: `fetcher backfill --tenant ID` fetches "
+        "what Graph still has"
+    )
+    assert {key: (done.returncode, lines(done.stderr)) for key, done in said.items()} == {
+        ((), "status"): (0, [short]),
+        ((), "report"): (0, [f"wrote the portfolio (1 tenants, table) to {tmp_path / 'r.txt'}"]),
+        (("-q",), "status"): (0, []),
+        (("-q",), "report"): (0, []),
+    }

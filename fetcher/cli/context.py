@@ -144,8 +144,9 @@ class Context:
         """A line on standard error beside the command's output (`status`'s counts, `report`'s `wrote ...`): in
         text `error: ` or `warning: ` and `message` (an `info` line as it is); with --log-format json a log
         record at `level`, as the error that stops a command is one (`exits.fail`), with `kind` as its
-        `error_kind` (every error record has one). `quiet_too`: the record is kept under -q too, whatever its
-        level (`migrate -q` chose its lines: a migration is still said)."""
+        `error_kind` (every error record has one). Under -q (only warnings and errors) an `info` line is left out
+        in both formats, as the JSON log's level leaves it out; `quiet_too`: kept under -q too, whatever its level
+        (`migrate -q` chose its lines: a migration is still said)."""
         if self.log_format == "json":
             number = logging.getLevelNamesMapping()[level.upper()]
             extra = {"error_kind": kind} if kind is not None else None
@@ -154,6 +155,8 @@ class Context:
                 log.handle(record)  # past -q's level
             else:
                 log.log(number, "%s", message, extra=extra)
+            return
+        if level == "info" and self.verbosity < 0 and not quiet_too:
             return
         prefix = "" if level == "info" else f"{level}: "
         self.err.print(f"{prefix}{message}", markup=False, highlight=False, soft_wrap=True)
