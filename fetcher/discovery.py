@@ -172,6 +172,7 @@ class Change(StrEnum):
     GONE = "gone"
     RETURNED = "returned"
     UNCHANGED = "unchanged"
+    STILL_GONE = "still gone"  # marked gone by an earlier discovery and not found now: not a customer found
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,7 @@ def _merge_row(
 ) -> TenantChange:
     if customer is None:
         if row.source_status.startswith(GONE_PREFIX):
-            return TenantChange(Change.UNCHANGED, row, "")
+            return TenantChange(Change.STILL_GONE, row, "")
         gone = TenantRow(row.tenant_id, row.name, row.enabled, f"{GONE_PREFIX}{today.isoformat()}")
         return TenantChange(Change.GONE, gone, "")
     renamed = previous_name(previous, customer)  # since the previous discovery

@@ -564,8 +564,8 @@ DISCOVERY_COLUMNS = (
 
 
 def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableType:
-    """`tenants discover`: one row per tenant that changed (unchanged ones are only counted). `width`: the
-    terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
+    """`tenants discover`: one row per tenant that changed (unchanged and still gone ones are only counted).
+    `width`: the terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
     rows = [
         [
             escape(printable(c.row.name)),
@@ -574,7 +574,7 @@ def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableTy
             escape(_discovery_detail(c)),
         ]
         for c in merged.changes
-        if c.change is not Change.UNCHANGED
+        if c.change not in (Change.UNCHANGED, Change.STILL_GONE)
     ]
     return fitted_table(DISCOVERY_COLUMNS, rows, width, pair=(0, 1), title="tenants discovered", title_justify="left")
 
@@ -594,7 +594,8 @@ def _discovery_detail(c: TenantChange) -> str:
 
 
 def discovery_summary(found: Found, merged: Merged, target: Path | None, *, written: bool) -> str:
-    """One line: the counts of each change and of what was skipped, and where it went."""
+    """One line: the counts of each change and of what was skipped, and where it went. The customers found are
+    the added, renamed upstream, returned and unchanged ones; `gone` and `still gone` rows were not found."""
     counts = ", ".join(f"{merged.count(c)} {c}" for c in Change)
     skipped = ", ".join(f"{n} {why}" for why, n in found.skipped.items()) or "none"
     where = f"written to {target}" if written else "nothing written"

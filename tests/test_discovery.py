@@ -104,9 +104,28 @@ def test_merge_adds_keeps_edits_marks_gone_and_never_deletes() -> None:
         (Change.UNCHANGED, A, "Contoso Ltd"),
         (Change.UNCHANGED, B, "Fabrikam"),
         (Change.GONE, C, ""),
-        (Change.UNCHANGED, D, ""),
+        (Change.STILL_GONE, D, ""),
         (Change.ADDED, E, "New"),
     ]
+
+
+def test_the_summary_counts_add_up_to_the_customers_found() -> None:
+    """A row an earlier discovery marked gone, not found again, was counted `unchanged`: 42 unchanged of 40
+    found. It is `still gone`, apart from the customers found, in the line and in the JSON counts."""
+    from fetcher.discovery import Found
+    from fetcher.output import discovery_json, discovery_summary
+
+    existing = [TenantRow(A, "Contoso"), TenantRow(B, "Fabrikam"), TenantRow(D, "Old", True, "gone since 2026-11-01")]
+    found = Found((Customer(A, "Contoso"), Customer(B, "Fabrikam")), {})
+    merged = merge(existing, found.customers, TODAY)
+
+    line = discovery_summary(found, merged, None, written=False)
+    counts = json.loads(discovery_json(found, merged, None, written=False))["counts"]
+
+    assert line.startswith(
+        "2 customer(s) found: 0 added, 0 renamed upstream, 0 gone, 0 returned, 2 unchanged, 1 still gone; "
+    )
+    assert counts == {"added": 0, "renamed upstream": 0, "gone": 0, "returned": 0, "unchanged": 2, "still gone": 1}
 
 
 def test_a_name_you_gave_is_not_reported_as_an_upstream_rename_on_any_run() -> None:

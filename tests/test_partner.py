@@ -116,7 +116,14 @@ def test_rediscovery_keeps_edits_marks_gone_and_adds_new(partner_world: World) -
         {"tenant_id": NORTHWIND, "name": "Northwind", "enabled": "true", "source_status": gone},
         {"tenant_id": LITWARE, "name": "Litware", "enabled": "true", "source_status": ""},
     ]
-    assert today["counts"] == {"added": 1, "renamed upstream": 0, "gone": 1, "returned": 0, "unchanged": 2}
+    assert today["counts"] == {
+        "added": 1,
+        "renamed upstream": 0,
+        "gone": 1,
+        "returned": 0,
+        "unchanged": 2,
+        "still gone": 0,
+    }
     assert today["skipped"] == {"duplicate": 2, "expired": 1, "mlt": 1, "terminated": 1}
 
 
@@ -230,8 +237,22 @@ def test_a_rename_upstream_is_reported_once_and_a_name_of_yours_never(renaming_w
     again = discover_json(renaming_world)
 
     assert renames(dry) == renames(renamed) == [(CONTOSO, "Contoso Group", "Contoso Ltd", "Contoso Group")]
-    assert renamed["counts"] == {"added": 0, "renamed upstream": 1, "gone": 0, "returned": 0, "unchanged": 1}
-    assert again["counts"] == {"added": 0, "renamed upstream": 0, "gone": 0, "returned": 0, "unchanged": 2}
+    assert renamed["counts"] == {
+        "added": 0,
+        "renamed upstream": 1,
+        "gone": 0,
+        "returned": 0,
+        "unchanged": 1,
+        "still gone": 0,
+    }
+    assert again["counts"] == {
+        "added": 0,
+        "renamed upstream": 0,
+        "gone": 0,
+        "returned": 0,
+        "unchanged": 2,
+        "still gone": 0,
+    }
     # discovery's own name follows the rename (it kept "Contoso Ltd" forever); yours is never overwritten
     assert [r["name"] for r in read_rows(tenants_csv)] == ["Contoso Group", "Our Fabrikam"]
 
