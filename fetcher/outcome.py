@@ -170,14 +170,23 @@ class FailureGroup:
 
     def line(self) -> str:
         """One line: the message itself for one tenant, else "N tenants: message"."""
-        return self.message if len(self.tenants) == 1 else f"{len(self.tenants)} tenants: {self.message}"
+        return self.message if len(self.tenants) == 1 else f"{len(self.tenants)} tenants: {self.detail()}"
+
+    def detail(self) -> str:
+        """The message, and, where it names each tenant's id (a command to run for each), that it does."""
+        if len(self.tenants) > 1 and TENANT_ID in self.message:
+            return f"{self.message} ({TENANT_ID}: each tenant's own id; -v lists them)"
+        return self.message
+
+
+TENANT_ID = "<tenant ID>"  # where a grouped message named its tenant (`az login --tenant <tenant ID>`)
 
 
 def _without_tenant(message: str, tenant: TenantRef) -> str:
     """A tenant's error message with the tenant left out, so that one cause reads the same for all."""
     for prefix in (f"tenant {tenant.label}: ", f"tenant {tenant.tenant_id}: "):
         message = message.replace(prefix, "")
-    return message.replace(tenant.label, "{tenant}").replace(tenant.tenant_id, "{tenant}")
+    return message.replace(tenant.label, TENANT_ID).replace(tenant.tenant_id, TENANT_ID)
 
 
 def failure_groups(outcomes: Iterable[TenantOutcome]) -> list[FailureGroup]:

@@ -407,7 +407,7 @@ def _summary_rows(report: RunReport, *, verbose: bool, limit: int) -> list[list[
                 "",
                 "failed",
                 *(str(sum(get(o) for o in members)) for get in figures),
-                escape(printable(group.message)),
+                escape(printable(group.detail())),
             ]
         )
     shown = [o for o in report.outcomes if o.status != Status.SUCCEEDED and o.tenant.tenant_id not in grouped]

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -70,6 +71,7 @@ KNOWN_AUTHORITY_HOSTS = frozenset(
 )
 CACHE_DIRECTORY = Path("~/.IdentityService")  # where azure-identity keeps its persistent caches on Linux and macOS
 INSTALL_AZ = "https://learn.microsoft.com/cli/azure/install-azure-cli"
+_NO_AZ = '[auth] method = "azure_cli" needs the Azure CLI, and `az` is not on PATH: install it'
 _CANCELLED = "the sign-in was cancelled"
 _CLAIMS_LOGIN = re.compile(r"az login --claims-challenge [A-Za-z0-9+/=_-]+")
 _UNSAFE = re.compile(r"Entra ID's answer \([^)]*\) exceeds the cap of \d+ bytes; refused")
@@ -415,10 +417,7 @@ def _fix(error: BaseException, message: str, tenant: TenantRef, auth: AuthConfig
 
 def _azure_cli_fix(error: BaseException, message: str, tid: str) -> str | None:
     if "Azure CLI not found" in message:
-        return (
-            f'[auth] method = "azure_cli" needs the Azure CLI, and `az` is not on PATH: install it ({INSTALL_AZ}) '
-            f'and run `az login --tenant {tid}`, or use method = "device_code"'
-        )
+        return f'{_NO_AZ} ({INSTALL_AZ}) and run `az login --tenant {tid}`, or use method = "device_code"'
     claims = _CLAIMS_LOGIN.search(message)
     if claims is not None:
         return (
@@ -472,15 +471,32 @@ def has_terminal() -> bool:
     return False
 
 
-def refuse_without_terminal(config: Config, tenants: Sequence[TenantConfig] | None, command: str) -> None:
-    """device_code needs a person to answer its prompt: under cron (no terminal) refuse before anything starts.
+def refuse_what_cannot_sign_in(config: Config, tenants: Sequence[TenantConfig] | None, command: str) -> None:
+    """Refuse before anything starts (no database opened, nothing asked) a sign-in that cannot happen here:
+    device_code under cron (no terminal), azure_cli with no `az` on PATH. Both are ConfigError (exit 2).
 
     `tenants` None: before discovery, when only the partner's own sign-in is known.
     """
     if tenants is None:
         partner = config.partner
-        waiting = [TenantRef(partner.tenant_id)] if partner and partner.auth.method == "device_code" else []
+        methods = [(TenantRef(partner.tenant_id), partner.auth.method)] if partner else []
     else:
-        waiting = [TenantRef.of(t) for t in tenants if t.auth.method == "device_code"]
+        methods = [(TenantRef.of(t), t.auth.method) for t in tenants]
+    waiting = [tenant for tenant, method in methods if method == "device_code"]
     if waiting and not has_terminal():
         raise ConfigError(no_terminal_refusal(waiting[0], command))
+    needing_az = [tenant for tenant, method in methods if method == "azure_cli"]
+    if needing_az and shutil.which(AZ) is None:
+        raise ConfigError(no_az_refusal(needing_az))
+
+
+AZ = "az"  # as azure-identity's AzureCliCredential finds it (shutil.which)
+
+
+def no_az_refusal(tenants: Sequence[TenantRef]) -> str:
+    """azure_cli with no `az` on PATH, said once for all the tenants that use it, with a command to paste."""
+    if len(tenants) == 1:
+        who, login = f"tenant {tenants[0].label}: ", f"`az login --tenant {tenants[0].tenant_id}`"
+    else:
+        who, login = f"{len(tenants)} tenants: ", "`az login --tenant ID` with each one's tenant id"
+    return f'{who}{_NO_AZ} ({INSTALL_AZ}) and run {login}, or use method = "device_code"'

@@ -86,6 +86,29 @@ def test_failures_sharing_a_cause_are_one_group_with_the_tenants_left_out() -> N
     ]
 
 
+def test_a_grouped_cause_that_names_each_tenant_says_so_and_keeps_no_placeholder() -> None:
+    """`az login --tenant {tenant}` for 2 tenants was no command to paste: it says `<tenant ID>` and what that is."""
+    from azure.identity import CredentialUnavailableError
+
+    from fetcher.config import AuthConfig
+    from fetcher.signin import signin_refusal
+
+    def signed_out(tenant: TenantRef) -> TenantOutcome:
+        error = signin_refusal(CredentialUnavailableError("Please run 'az login'"), tenant, AuthConfig("azure_cli"))
+        return outcome(tenant, Status.FAILED, str(error))
+
+    [group] = failure_groups([signed_out(t) for t in TENANTS[:2]])
+
+    assert group.line() == (
+        "2 tenants: the Azure CLI is not signed in: run `az login --tenant <tenant ID>` and try again "
+        "(<tenant ID>: each tenant's own id; -v lists them)"
+    )
+    assert failure_groups([signed_out(TENANTS[0])])[0].line() == (
+        f"tenant {TENANTS[0].label}: the Azure CLI is not signed in: run `az login --tenant {TENANTS[0].tenant_id}` "
+        "and try again"
+    )
+
+
 def test_the_log_says_each_cause_once_and_what_a_rebuild_does(caplog: pytest.LogCaptureFixture) -> None:
     observer = LogObserver()
     run = report("rebuild", *(refused(t) for t in TENANTS))

@@ -138,21 +138,28 @@ def sqlite_world(tmp_path: Path) -> Iterator[World]:
         yield w
 
 
-def azure_cli_config(w: World) -> None:
-    w.write_config(tenants=[CONTOSO.tenant_id], fetch={"control_profiles": False, "max_attempts": 1})
+def azure_cli_config(w: World, tenants: list[str] | None = None) -> None:
+    w.write_config(tenants=tenants or [CONTOSO.tenant_id], fetch={"control_profiles": False, "max_attempts": 1})
     w.config.write_text(w.config.read_text().replace('method = "client_secret"', 'method = "azure_cli"'))
 
 
-def test_azure_cli_without_az_on_path_says_to_install_it(
-    sqlite_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("tenants", [[CONTOSO], [CONTOSO, FABRIKAM]], ids=["one", "two"])
+def test_azure_cli_without_az_on_path_is_refused_before_anything_with_a_command_to_paste(
+    sqlite_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tenants: list[SimTenant]
 ) -> None:
+    """As device_code with no terminal: exit 2, one line, no database created, nothing asked. It created the
+    database, asked Entra ID nothing it could answer, exited 4, and said `az login --tenant {tenant}` for two."""
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    azure_cli_config(sqlite_world)
+    azure_cli_config(sqlite_world, [t.tenant_id for t in tenants])
     done = sqlite_world.fetcher("backfill", "--no-alerts")
-    assert done.returncode == 4  # its only tenant failed
+    assert done.returncode == 2, done.stderr
     line = one_refusal(done, "not on PATH")
     assert "`az` is not on PATH: install it" in line
-    assert f"az login --tenant {CONTOSO.tenant_id}" in line
+    login = f"`az login --tenant {CONTOSO.tenant_id}`" if len(tenants) == 1 else "`az login --tenant ID` with each"
+    assert login in line
+    assert "{tenant}" not in done.stderr
+    assert (tmp_path / "f.db").exists() is False
+    assert sqlite_world.sim.requests == []
 
 
 @pytest.mark.usefixtures("az")

@@ -84,9 +84,9 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
                 ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if not online:
             return 0
-        from fetcher.signin import refuse_without_terminal  # only --online signs in
+        from fetcher.signin import refuse_what_cannot_sign_in  # only --online signs in
 
-        refuse_without_terminal(config, config.enabled_tenants, "config check --online")
+        refuse_what_cannot_sign_in(config, config.enabled_tenants, "config check --online")
         result = await check_online(config, datetime.now(UTC))
         for line in result.lines(verbose=verbose):
             ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)

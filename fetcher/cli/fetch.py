@@ -27,7 +27,7 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
     from fetcher.alerts.after_run import evaluate_after_run
     from fetcher.plan import plan_incremental, profiles_policy
     from fetcher.runner import Run
-    from fetcher.signin import refuse_without_terminal
+    from fetcher.signin import refuse_what_cannot_sign_in
 
     tune_long_run()
 
@@ -35,10 +35,10 @@ def run_command(ctx: Context, tenants: Sequence[str], shard: str | None, no_aler
         now = datetime.now(UTC)
         configured = ctx.config()
         check_usage(configured, shard, tenants)
-        refuse_without_terminal(configured, None, "run")
+        refuse_what_cannot_sign_in(configured, None, "run")
         config, stopped_by = await discover_stoppably(ctx, configured, now)
         slice_, chosen = shard_and_tenants(config, shard, tenants)
-        refuse_without_terminal(config, chosen, "run")
+        refuse_what_cannot_sign_in(config, chosen, "run")
         planner = plan_incremental(
             chosen, config.fetch.history_days, now.date(), profiles=profiles_policy(config), now=now
         )
@@ -77,7 +77,7 @@ def backfill_command(
     from fetcher.alerts.after_run import evaluate_after_run
     from fetcher.plan import plan_backfill, profiles_policy, window_days
     from fetcher.runner import Run
-    from fetcher.signin import refuse_without_terminal
+    from fetcher.signin import refuse_what_cannot_sign_in
 
     tune_long_run()
 
@@ -90,10 +90,10 @@ def backfill_command(
             default=configured.fetch.history_days,
         )
         check_usage(configured, shard, tenants)
-        refuse_without_terminal(configured, None, "backfill")
+        refuse_what_cannot_sign_in(configured, None, "backfill")
         config, stopped_by = await discover_stoppably(ctx, configured, datetime.now(UTC))
         slice_, chosen = shard_and_tenants(config, shard, tenants)
-        refuse_without_terminal(config, chosen, "backfill")
+        refuse_what_cannot_sign_in(config, chosen, "backfill")
         planner = plan_backfill(
             chosen, window, resume=resume, today=datetime.now(UTC).date(), profiles=profiles_policy(config)
         )
@@ -124,15 +124,15 @@ def get_command(ctx: Context, score_id: str, tenant_id: str | None) -> None:
     from fetcher.partner import with_discovered_tenants
     from fetcher.plan import get_target, plan_get, score_tenant
     from fetcher.runner import Run
-    from fetcher.signin import refuse_without_terminal
+    from fetcher.signin import refuse_what_cannot_sign_in
 
     async def action() -> int:
         configured = ctx.config()
         score_tenant(score_id, tenant_id)  # a mistyped id is said before discovery asks anything
-        refuse_without_terminal(configured, None, "get")
+        refuse_what_cannot_sign_in(configured, None, "get")
         config, _ = await with_discovered_tenants(configured, datetime.now(UTC))
         tenant = get_target(config, score_id, tenant_id)
-        refuse_without_terminal(config, [tenant], "get")
+        refuse_what_cannot_sign_in(config, [tenant], "get")
         run = Run(
             config, "get", plan_get(tenant, score_id), observer=LogObserver(), keep_objects=True, prompt=ctx.prompt
         )

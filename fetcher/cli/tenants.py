@@ -92,15 +92,15 @@ def tenants_check_command(ctx: Context, tenants: Sequence[str], fmt: str) -> Non
     from fetcher.check import check_line, check_tenants, checks_json, checks_summary
     from fetcher.partner import with_checked_tenants
     from fetcher.plan import check_tenant_options, select_tenants
-    from fetcher.signin import refuse_without_terminal
+    from fetcher.signin import refuse_what_cannot_sign_in
 
     async def action() -> int:
         configured = ctx.config()
         check_tenant_options(tenants, None)  # before discovery asks Graph for the tenants
-        refuse_without_terminal(configured, None, "tenants check")
+        refuse_what_cannot_sign_in(configured, None, "tenants check")
         config = await with_checked_tenants(configured, datetime.now(UTC))  # tenants_source = "partner"
         chosen = select_tenants(config, tenants)
-        refuse_without_terminal(config, chosen, "tenants check")
+        refuse_what_cannot_sign_in(config, chosen, "tenants check")
         checks = await check_tenants(config, chosen)
         if fmt == "json":
             ctx.console.out(checks_json(checks).decode(), highlight=False)
