@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from fetcher.config import Config, parse_config
 from fetcher.outcome import Observer
@@ -94,6 +95,28 @@ def scripted_failure_note(failed: Set[str], unconsented: Set[str]) -> str:
     return ""
 
 
+def no_data_note(no_data: Sequence[reports.LatestScore], empty: Set[str]) -> str:
+    """The closing remark on the tenants stored without any score (the run did not fail them): scripted when
+    every one is a tenant the simulator keeps with no score yet; "" when there is none."""
+    if not no_data:
+        return ""
+    names = ", ".join(row.tenant_name or row.tenant_id for row in no_data)
+    which = "The tenant" if len(no_data) == 1 else f"The {len(no_data)} tenants"
+    why = (
+        "scripted (a new tenant Graph has no score for yet)"
+        if {r.tenant_id for r in no_data} <= empty
+        else ("Graph answered with no score")
+    )
+    return f" {which} with no score data ({names}): {why}."
+
+
+def closing_counts(latest: Sequence[reports.LatestScore], failed: Set[str], empty: Set[str]) -> tuple[int, str]:
+    """How many tenants have score data in the database, and the note on those that stored none without
+    failing (a failed tenant is the failure note's)."""
+    no_data = [row for row in latest if row.score_date is None and row.tenant_id not in failed]
+    return sum(row.score_date is not None for row in latest), no_data_note(no_data, empty)
+
+
 def _shown_path(path: Path) -> str:
     """`path` relative to the current folder when it lies under it, else absolute."""
     try:
@@ -151,10 +174,12 @@ async def run_demo(console: Console, err: Console, *, n_tenants: int, db_path: P
     console.print(formats.actions_table(ActionsReport(now, None, None, tuple(actions[:DEMO_ACTIONS]))))
     failed = {outcome.tenant.tenant_id for outcome in report.outcomes if outcome.failed}
     unconsented = {tenant.tenant_id for tenant in sim.tenants.values() if not tenant.consent}
+    empty = {tenant.tenant_id for tenant in sim.tenants.values() if tenant.empty}
+    with_data, no_data = closing_counts(latest, failed, empty)
     console.print(
-        f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days stored for {report.stored} of "
+        f"\nDone in {elapsed:.1f} s: {report.counters.score_days} score-days stored for {with_data} of "
         f"{report.counters.tenants_total} tenants in "
-        f"[bold]{db_path}[/bold].{scripted_failure_note(failed, unconsented)}\n"
+        f"[bold]{db_path}[/bold].{scripted_failure_note(failed, unconsented)}{escape(no_data)}\n"
         "Query it with any SQLite client, for example:\n"
         f'  sqlite3 {db_path} "SELECT t.name, s.score_date, s.current_score, s.max_score FROM secure_scores s '
         'JOIN tenants t USING (tenant_id) ORDER BY s.score_date DESC, t.name LIMIT 10"\n'

@@ -57,6 +57,11 @@ class TenantOutcome:
     def failed(self) -> bool:
         return self.status.failed
 
+    @property
+    def stored(self) -> bool:
+        """Its data was stored (succeeded or partial), days or none."""
+        return self.status in (Status.SUCCEEDED, Status.PARTIAL)
+
 
 @dataclass
 class Counters:
@@ -67,6 +72,7 @@ class Counters:
     failures: int = 0
     interrupted: int = 0
     score_days: int = 0
+    stored_none: int = 0  # tenants stored (succeeded or partial) with no score-day: Graph had none for them
     finished_throttled: int = 0
     finished_throttled_tenants: int = 0
     live: dict[str, RequestStats] = field(default_factory=dict)
@@ -113,6 +119,7 @@ class RunReport:
         counters.failures += outcome.failed
         counters.interrupted += outcome.status == Status.INTERRUPTED
         counters.score_days += outcome.scores_upserted
+        counters.stored_none += outcome.stored and not outcome.scores_upserted
         counters.finished_throttled += outcome.stats.throttled
         counters.finished_throttled_tenants += outcome.stats.throttled > 0
         self.partial += outcome.status == Status.PARTIAL

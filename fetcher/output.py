@@ -360,14 +360,17 @@ def log_failures(logger: logging.Logger, report: RunReport) -> None:
 
 
 def run_title(report: RunReport) -> str:
-    """The run in one line: its status and counts (interrupted tenants apart from failed ones)."""
+    """The run in one line: its status and counts (interrupted tenants apart from failed ones; stored tenants
+    that stored no score-day, as a tenant with no score yet)."""
     c = report.counters
     interrupted = f", {c.interrupted} interrupted" if c.interrupted else ""
     not_started = c.tenants_total - c.tenants_done
     waiting = f", {not_started} not started" if report.stopped_by is not None and not_started else ""
     throttled = f"{throttled_answers(c)}, " if report.asks_graph else ""  # a rebuild asks Graph nothing
+    # "stored" is the ledger's status (succeeded or partial): say how many of those hold no score-day
+    none = f" ({c.stored_none} with no score-day)" if c.stored_none else ""
     return (
-        f"{report.command} {report.status}: {report.stored}/{c.tenants_total} tenants stored, "
+        f"{report.command} {report.status}: {report.stored}/{c.tenants_total} tenants stored{none}, "
         f"{c.score_days} score-days, {throttled}{c.failures} failed{interrupted}{waiting}"
     )
 

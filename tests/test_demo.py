@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import os
 import re
 import shlex
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fetcher.demo import next_commands, scripted_failure_note, weakest_tenant, write_demo_config
+from fetcher.demo import closing_counts, next_commands, scripted_failure_note, weakest_tenant, write_demo_config
 from fetcher.store.reports import LatestScore
 from fetcher.store.schema import secure_scores
 from tests.test_runner import db_count
@@ -96,7 +98,10 @@ def test_the_demo_ends_with_three_commands_that_work_as_printed(tmp_path: Path) 
     # configuration ends in an empty [alerts] (README: Alerts appends a rule), so `alerts` is not suggested
     # as if it ran as is.
     assert "The failure above is scripted (a tenant without admin consent)." in done.stdout
-    assert re.search(r"Done in [0-9.]+ s: [0-9]+ score-days stored for 5 of 6 tenants in ", done.stdout), done.stdout
+    # ... and the one with no score yet (position 4) is not counted as holding data, and is explained too.
+    assert re.search(r"Done in [0-9.]+ s: 360 score-days stored for 4 of 6 tenants in ", done.stdout), done.stdout
+    assert "The tenant with no score data (" in done.stdout
+    assert "): scripted (a new tenant Graph has no score for yet)." in done.stdout
     assert "alerts --dry-run" not in done.stdout
     empty = fetcher("--config", "fetcher-demo.toml", "alerts", "--dry-run", cwd=tmp_path)
     assert "no [[alerts.rules]]" in empty.stderr
@@ -120,6 +125,24 @@ def test_the_demo_calls_a_failure_scripted_only_when_it_is_the_unconsented_tenan
     assert scripted_failure_note(set(), set()) == ""
     assert "scripted (a tenant without admin consent)" in scripted_failure_note({"c"}, {"c"})
     assert scripted_failure_note({"c", "other"}, {"c"}) == ""  # another failure is not the script's
+
+
+def test_the_closing_counts_are_of_tenants_with_data_and_explain_those_without() -> None:
+    """ "24 of 25 tenants" counted a tenant that stored no day (the simulator's new tenant) as stored."""
+    rows = [dated(A), latest(B, None), latest(C, None)]  # B failed (no consent), C holds no score yet
+
+    assert closing_counts(rows, failed={B}, empty={C}) == (
+        1,
+        " The tenant with no score data (x): scripted (a new tenant Graph has no score for yet).",
+    )
+    assert closing_counts(rows, failed={B}, empty=set())[1] == (
+        " The tenant with no score data (x): Graph answered with no score."
+    )
+    assert closing_counts(rows[:1], failed=set(), empty={C}) == (1, "")
+
+
+def dated(tenant_id: str) -> LatestScore:
+    return dataclasses.replace(latest(tenant_id, 50.0), score_date=datetime.date(2026, 11, 30))
 
 
 def test_the_demo_writes_its_configuration_when_standard_output_is_gone(tmp_path: Path) -> None:

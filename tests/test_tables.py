@@ -216,7 +216,24 @@ def test_a_run_with_nothing_to_show_prints_its_counts_and_no_empty_table() -> No
 
     lines = render(summary_table(report, width=120), 120)
 
-    assert lines == ["run succeeded: 1/1 tenants stored, 0 score-days, 67890 throttled answers from 1 tenant, 0 failed"]
+    assert lines == [
+        "run succeeded: 1/1 tenants stored (1 with no score-day), 0 score-days, 67890 throttled answers from 1 "
+        "tenant, 0 failed"
+    ]
+
+
+def test_the_run_title_says_how_many_stored_tenants_hold_no_score_day() -> None:
+    """ "2/3 tenants stored, 30 score-days" read as two tenants with data when one (a new tenant) had none."""
+    report = RunReport("r", "backfill", NOW)
+    report.counters.tenants_total = 3
+    with_days = _outcome(0, Status.SUCCEEDED, None)
+    with_days.scores_upserted = 30
+    for done in (with_days, _outcome(1, Status.SUCCEEDED, None), _outcome(2, Status.FAILED, "refused")):
+        report.add(done)
+
+    title = render(summary_table(report, width=None), None)[0]
+
+    assert title.startswith("backfill running: 2/3 tenants stored (1 with no score-day), 30 score-days, ")
 
 
 def test_a_rebuild_says_none_of_graph_s_figures() -> None:
@@ -229,7 +246,7 @@ def test_a_rebuild_says_none_of_graph_s_figures() -> None:
 
     lines = render(summary_table(report, width=None), None)
 
-    assert lines[0] == "rebuild partial: 1/2 tenants stored, 0 score-days, 1 failed"
+    assert lines[0] == "rebuild partial: 1/2 tenants stored (1 with no score-day), 0 score-days, 1 failed"
     assert not {"requests", "retries", "429s", "12345", "67890"} & tokens(lines)
     assert_one_line_each(lines, LONG_NAME, TENANTS[1][0], "failed", "archive_unreadable:")
 
