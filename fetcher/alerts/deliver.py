@@ -181,8 +181,42 @@ class Sender:
             raise _Transient(f"SMTP connection to {where} failed: {_connect_cause(error, channel)}") from None
         except aiosmtplib.SMTPException as error:
             # Connected, and the server lacks what the channel needs (AUTH, STARTTLS, SMTPUTF8) or refused every
-            # recipient: aiosmtplib's own sentence says which, and asking again changes nothing.
-            raise DeliveryFailed(f"SMTP server refused: {_one_line(str(error), channel)}", transient=False) from None
+            # recipient: asking again changes nothing.
+            raise DeliveryFailed(smtp_refusal(error, channel), transient=False) from None
+
+
+# aiosmtplib's sentences for what a server lacks (aiosmtplib.smtp: starttls, login)
+_NO_STARTTLS = "STARTTLS extension not supported"
+_NO_AUTH = "AUTH extension is not supported"
+_NO_AUTH_METHOD = "No suitable authentication method"
+
+
+def smtp_refusal(error: aiosmtplib.SMTPException, channel: AlertChannel) -> str:
+    """What the server lacks, in one line naming the channel key that changes it (aiosmtplib's sentence
+    names none of ours: "Try connecting via TLS"); a refusal not known here is quoted, as a detail."""
+    where = f"SMTP server {channel.smtp_host}:{channel.smtp_port}"
+    text = str(error)
+    without_login = "remove username and password if it takes mail without a login"
+    if _NO_STARTTLS in text:
+        return (
+            f"{where} does not offer STARTTLS, which the channel asks for (starttls = true): use its TLS port "
+            "(smtp_port = 465) if it has one, or set starttls = false to send in clear text"
+        )
+    if _NO_AUTH in text:
+        if channel.smtp_port != 465 and not channel.starttls:
+            return (
+                f"{where} offers no login (AUTH) on a connection without TLS, and the channel logs in: set "
+                f"starttls = true (or smtp_port = 465) if it offers login over TLS, or {without_login}"
+            )
+        return f"{where} offers no login (AUTH), and the channel logs in: {without_login}"
+    if _NO_AUTH_METHOD in text:
+        return f"{where} offers no login method the fetcher speaks (CRAM-MD5, PLAIN, LOGIN): {without_login}"
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        return f"{where} takes no address with non-ASCII characters (no SMTPUTF8): write from and to in ASCII"
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
+        first = error.recipients[0]
+        return f"{where} refused every address in to ({first.code} {_one_line(first.message, channel)})"
+    return f'{where} refused: "{_one_line(text, channel).rstrip(". ")}"'
 
 
 def _check_status(status: int, retry_after: str | None, body: bytes) -> None:

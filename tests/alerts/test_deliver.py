@@ -9,11 +9,12 @@ import socket
 from pathlib import Path
 
 import aiohttp
+import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP
 
 from fetcher.alerts import render
-from fetcher.alerts.deliver import Sender
+from fetcher.alerts.deliver import Sender, smtp_refusal
 from fetcher.alerts.model import ChannelType, RuleKind
 from tests.alerts.conftest import SMTP_PASSWORD, SMTP_USER, SmtpPeer, VirtualSleep, WebhookPeer, policy
 from tests.alerts.samples import email_channel, notice, webhook_channel
@@ -141,15 +142,15 @@ async def test_an_untrusted_smtp_certificate_is_refused(smtp_peer: SmtpPeer, vir
     assert smtp_peer.logins == []
 
 
-async def test_a_server_offering_no_auth_is_named_as_the_cause_and_not_retried(
-    tmp_path: Path, virtual_sleep: VirtualSleep
-) -> None:
-    """It said "SMTP connection failed (SMTPException)" (the connection had succeeded) and was retried as transient."""
+async def _send_to_plain_server(
+    tmp_path: Path, virtual_sleep: VirtualSleep, **changes: object
+) -> tuple[int, str | None, SmtpPeer]:
+    """Send to an aiosmtpd server on loopback that offers neither STARTTLS nor AUTH (as `python -m aiosmtpd`)."""
     peer = SmtpPeer("127.0.0.1", 0, tmp_path / "unused.pem")
     server = await asyncio.get_running_loop().create_server(lambda: SMTP(peer, hostname="localhost"), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     channel = dataclasses.replace(
-        email_channel(peer.host, port, None, user=SMTP_USER, password=SMTP_PASSWORD), starttls=False
+        email_channel(peer.host, port, None, user=SMTP_USER, password=SMTP_PASSWORD), **changes
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -157,14 +158,62 @@ async def test_a_server_offering_no_auth_is_named_as_the_cause_and_not_retried(
     finally:
         server.close()
         await server.wait_closed()
+    assert result.error is None or SMTP_PASSWORD not in result.error
+    return result.attempts, (result.error or "").replace(f":{port} ", ":PORT "), peer
 
-    assert (result.attempts, result.error) == (
+
+async def test_a_server_offering_no_auth_is_named_as_the_cause_and_not_retried(
+    tmp_path: Path, virtual_sleep: VirtualSleep
+) -> None:
+    """It said "SMTP connection failed (SMTPException)" (the connection had succeeded) and was retried as transient;
+    then aiosmtplib's sentence, "... Try connecting via TLS (or STARTTLS).", which names no key of the channel."""
+    attempts, error, peer = await _send_to_plain_server(tmp_path, virtual_sleep, starttls=False)
+
+    assert (attempts, error) == (
         1,
-        "channel mail: SMTP server refused: The SMTP AUTH extension is not supported by this server. Try connecting "
-        "via TLS (or STARTTLS).",
+        "channel mail: SMTP server 127.0.0.1:PORT offers no login (AUTH) on a connection without TLS, and the "
+        "channel logs in: set starttls = true (or smtp_port = 465) if it offers login over TLS, or remove username "
+        "and password if it takes mail without a login",
     )
     assert virtual_sleep.waits == []
     assert peer.messages == []
+
+
+async def test_a_server_offering_no_starttls_names_the_keys_to_change(
+    tmp_path: Path, virtual_sleep: VirtualSleep
+) -> None:
+    """It said "SMTP server refused: SMTP STARTTLS extension not supported by server." (".;" before the owed count)."""
+    attempts, error, peer = await _send_to_plain_server(tmp_path, virtual_sleep)
+
+    assert (attempts, error) == (
+        1,
+        "channel mail: SMTP server 127.0.0.1:PORT does not offer STARTTLS, which the channel asks for (starttls = "
+        "true): use its TLS port (smtp_port = 465) if it has one, or set starttls = false to send in clear text",
+    )
+    assert peer.messages == []
+
+
+async def test_a_server_without_smtputf8_refusing_a_non_ascii_address_says_so(
+    tmp_path: Path, virtual_sleep: VirtualSleep
+) -> None:
+    attempts, error, _ = await _send_to_plain_server(
+        tmp_path, virtual_sleep, starttls=False, username=None, password=None, to=("sécurité@example.test",)
+    )
+
+    assert (attempts, error) == (
+        1,
+        "channel mail: SMTP server 127.0.0.1:PORT takes no address with non-ASCII characters (no SMTPUTF8): write "
+        "from and to in ASCII",
+    )
+
+
+def test_a_refusal_not_known_is_quoted_without_its_own_full_stop() -> None:
+    channel = email_channel("smtp.example.test", 587, None, user=SMTP_USER, password=SMTP_PASSWORD)
+    error = aiosmtplib.SMTPException(f"Something odd happened to {SMTP_PASSWORD}.")
+
+    assert smtp_refusal(error, channel) == (
+        'SMTP server smtp.example.test:587 refused: "Something odd happened to [redacted]"'
+    )
 
 
 def _closed_port() -> int:
