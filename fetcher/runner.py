@@ -155,8 +155,13 @@ class Run:
             stale = await ledger.interrupt_dead_runs(
                 conn, alive_run_id=report.run_id, now=report.started_at, shard=shard, every=every
             )
-            if stale:
-                log.info("marked %d run(s) that died while running as interrupted", stale)
+            if stale.runs:
+                log.info(
+                    "marked %d run(s) that died while running as interrupted; %d of their tenants are in no "
+                    "tenant_runs row (in flight when it died, or not started)",
+                    stale.runs,
+                    stale.unrecorded,
+                )
             await save_tenants(conn, named, report.started_at)
             plans = self.request.plans(await read_facts(conn, self.request.needs, shard))
             await ledger.start_run(

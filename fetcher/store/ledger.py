@@ -113,15 +113,26 @@ def _of_shard(shard: Shard | None) -> sa.ColumnElement[bool]:
     return fetch_runs.c.shard.is_(None) if shard is None else fetch_runs.c.shard == str(shard)
 
 
+@dataclass(frozen=True)
+class DeadRuns:
+    """Runs found dead and marked interrupted, and how many of their tenants no `tenant_runs` row holds: those
+    in flight when the process was killed (their transactions rolled back) or not yet started."""
+
+    runs: int = 0
+    unrecorded: int = 0
+
+
 async def interrupt_dead_runs(
     conn: AsyncConnection, *, alive_run_id: str, now: datetime, shard: Shard | None = None, every: bool = True
-) -> int:
+) -> DeadRuns:
     """Mark other `running` runs as interrupted: all of them (`every`: an unsharded run, or any run on
     SQLite, holds the only lock), else those of `shard`. Call it while holding the run lock.
 
     A dead run gets the totals `finish_run` would have written, counted from its own `tenant_runs` rows
     (which its data was committed with), and, as its end, its last sign of life the ledger holds: its
-    latest tenant's finish, else its start. `now` bounds that end (a clock that went back)."""
+    latest tenant's finish, else its start. `now` bounds that end (a clock that went back). A graceful stop
+    records a tenant in flight as `interrupted`; a killed run cannot, so those tenants are only counted here
+    (`tenants_total` less the three counts), with the tenants it had not started: they cannot be told apart."""
     query = sa.update(fetch_runs).where(fetch_runs.c.status == Status.RUNNING, fetch_runs.c.run_id != alive_run_id)
     if not every:
         query = query.where(_of_shard(shard))
@@ -134,9 +145,18 @@ async def interrupt_dead_runs(
             tenants_failed=_of_run(_count_where(tenant_runs.c.status == Status.FAILED)),
             tenants_interrupted=_of_run(_count_where(tenant_runs.c.status == Status.INTERRUPTED)),
             scores_upserted=_of_run(sa.func.coalesce(sa.func.sum(tenant_runs.c.scores_upserted), 0)),
-        )
+        ).returning(_UNRECORDED)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    unrecorded = result.scalars().all()
+    return DeadRuns(len(unrecorded), sum(max(0, n) for n in unrecorded))
+
+
+_UNRECORDED = (
+    fetch_runs.c.tenants_total
+    - fetch_runs.c.tenants_succeeded
+    - fetch_runs.c.tenants_failed
+    - fetch_runs.c.tenants_interrupted
+)
 
 
 def _of_run(aggregate: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:

@@ -10,7 +10,7 @@ from fetcher.models import FetchContext, Shard
 from fetcher.normalize import normalize_score
 from fetcher.store import ledger
 from fetcher.store.engine import transaction
-from fetcher.store.ledger import RunTotals, TenantRun, TenantState
+from fetcher.store.ledger import DeadRuns, RunTotals, TenantRun, TenantState
 from fetcher.store.schema import fetch_runs
 from fetcher.store.scores import save_score_days, save_tenants
 from tests.dbutil import rows
@@ -83,7 +83,7 @@ async def test_runs_left_running_are_marked_interrupted_by_the_next_run(engine: 
     await start(engine, "alive", 3)
 
     async with transaction(engine) as conn:
-        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(4)) == 1
+        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(4)) == DeadRuns(1, 3)
 
     assert {r["run_id"]: (r["status"], r["finished_at"]) for r in await rows(engine, fetch_runs)} == {
         "dead": ("interrupted", at(0)),  # no tenant finished: its start is its last sign of life
@@ -103,7 +103,7 @@ async def test_a_dead_run_is_marked_with_its_own_tenants_counts_and_its_last_sig
     await tenant(engine, "alive", A, "interrupted", 20)
 
     async with transaction(engine) as conn:
-        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(20)) == 2
+        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(20)) == DeadRuns(2, 3)
 
     counts = ("status", "finished_at", "tenants_succeeded", "tenants_failed", "tenants_interrupted", "scores_upserted")
     assert {r["run_id"]: tuple(r[c] for c in counts) for r in await rows(engine, fetch_runs)} == {
@@ -124,6 +124,23 @@ async def test_a_dead_runs_interrupted_tenants_are_counted(engine: AsyncEngine) 
     counts = ("tenants_succeeded", "tenants_failed", "tenants_interrupted", "finished_at")
     assert [tuple(r[c] for c in counts) for r in await rows(engine, fetch_runs) if r["run_id"] == "dead"] == [
         (0, 0, 1, at(4))
+    ]
+
+
+async def test_a_killed_runs_tenants_in_flight_have_no_row_and_are_counted_unrecorded(engine: AsyncEngine) -> None:
+    """kill -9 rolls back the transactions in flight: those tenants leave no row (a graceful stop records them
+    `interrupted`), so the ledger's counts leave them out; the marking says how many of the run's tenants no
+    row holds (in flight or not started: the ledger cannot tell which)."""
+    await start(engine, "killed", 0)  # 3 tenants
+    await tenant(engine, "killed", A, "succeeded", 1, scores_upserted=90)
+    await start(engine, "alive", 9)
+
+    async with transaction(engine) as conn:
+        assert await ledger.interrupt_dead_runs(conn, alive_run_id="alive", now=at(9)) == DeadRuns(1, 2)
+
+    counts = ("status", "tenants_total", "tenants_succeeded", "tenants_failed", "tenants_interrupted")
+    assert [tuple(r[c] for c in counts) for r in await rows(engine, fetch_runs) if r["run_id"] == "killed"] == [
+        ("interrupted", 3, 1, 0, 0)
     ]
 
 
@@ -151,7 +168,7 @@ async def test_a_shard_marks_only_its_own_dead_runs_interrupted(engine: AsyncEng
             conn, alive_run_id="alive-2", now=at(4), shard=Shard(2, 4), every=False
         )
 
-    assert marked == 1
+    assert marked.runs == 1
     assert {r["run_id"]: r["status"] for r in await rows(engine, fetch_runs)} == {
         "dead-2": "interrupted",
         "other-3": "running",
