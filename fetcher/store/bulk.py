@@ -9,7 +9,8 @@ module runs it over plain tuples, inside the transaction SQLAlchemy began:
   (`execute_columns`) go to COPY as they are zipped, never held in a list.
 
 Rows are encoded column by column, in C loops (dates and times as SQLite text, day keys or microseconds, JSON
-as text), doing what SQLAlchemy's bind processors would, so rows read back through SQLAlchemy exactly as if it
+as text, SQLite's NULLs and flags as the driver binds them without a lookup), doing what SQLAlchemy's bind
+processors would, so rows read back through SQLAlchemy exactly as if it
 had written them. A compiled upsert is kept in the pooled connection's `info`, so it is made once per connection
 and goes with the engine's pool; nothing is generated as code.
 """
@@ -23,6 +24,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import tee
 from operator import itemgetter
 from typing import Any
 
@@ -40,6 +42,7 @@ _SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
 
 StatementFactory = Callable[[AsyncConnection], Insert]
 Converter = Callable[[Any], Any]
+ColumnEncoder = Callable[[Iterable[Any]], Iterable[Any]]  # a column's values in, what the driver takes out
 INFO_KEY = "fetcher.store.bulk"
 
 
@@ -57,14 +60,14 @@ class Bulk:
     """One compiled upsert and how to turn a batch of rows into its parameters.
 
     `columns` are the target's columns in the order the statement takes them; each is filled from the
-    row field at the same place in `fields` (an index into the caller's row), through its converter.
+    row field at the same place in `fields` (an index into the caller's row), through its encoder (None: as is).
     """
 
     sql: str
     table: str
     columns: tuple[str, ...]
     fields: tuple[int, ...]
-    converters: tuple[Converter | None, ...]
+    encoders: tuple[ColumnEncoder | None, ...]
     staging: Staging | None = None  # PostgreSQL: rows are COPYed into this table, then upserted from it
 
 
@@ -73,6 +76,22 @@ class Bulk:
 # a nightly tenant binds about 1,800 NULLs); SQLite stores a NaN bound as a double as NULL (`sqlite3_bind_double`),
 # and no value read from JSON is a NaN (orjson refuses them). SQLite only: PostgreSQL keeps a NaN.
 SQLITE_NULL = math.nan
+
+
+# SQLite's NULLs and flags in an integer or boolean column, without a Python call a value: sqlite3 looks None and
+# bools up in its adapter registry and calls the adapter `fetcher.store.engine.bind_without_lookups` registered
+# (about 1,400 instructions a value, `pysqlite_microprotocols_adapt`: 1.6 M a nightly tenant, whose control
+# rows hold about 1,000 NULL counts, totals and flags), where a dict's `get` over the column, in C, gives the
+# NaN (NULL) or the 0 or 1 that the adapters would have bound. Other values are their own default: `get(v, v)`.
+# Integers only: a float equal to True or False (1.0, 0.0, -0.0) would come back as an int. Floats from Graph
+# are nearly never null, so they keep the registry's adapter.
+_SQLITE_INTEGER = {None: SQLITE_NULL, False: 0, True: 1}.get
+
+
+def _sqlite_integers(values: Iterable[Any]) -> Iterator[Any]:
+    """An integer or boolean column's values as sqlite3 binds them directly: NULL as a NaN, a flag as 0 or 1."""
+    keys, defaults = tee(values)
+    return map(_SQLITE_INTEGER, keys, defaults)
 
 
 def _sqlite_time(value: datetime | None) -> str | float:
@@ -113,6 +132,16 @@ def _sqlite_json_or_null(value: Any) -> str | float:
     return orjson.dumps(value).decode() if value else SQLITE_NULL
 
 
+def _encoder(column: sa.Column[Any], dialect: str) -> ColumnEncoder | None:
+    """What the values of `column` need before the driver takes them (None: nothing): a converter a value, mapped
+    over the column, or on SQLite an integer or boolean column's NULLs and flags (`_sqlite_integers`)."""
+    convert = _converter(column, dialect)
+    if convert is not None:
+        return functools.partial(map, convert)
+    flags_or_nulls = isinstance(column.type, sa.Boolean) or (column.nullable and isinstance(column.type, sa.Integer))
+    return _sqlite_integers if dialect == "sqlite" and flags_or_nulls else None
+
+
 def _converter(column: sa.Column[Any], dialect: str) -> Converter | None:
     """What a value of `column` needs before the driver takes it (None: nothing)."""
     if _is_json(column) and dialect == "sqlite":
@@ -133,13 +162,13 @@ def _converter(column: sa.Column[Any], dialect: str) -> Converter | None:
 def encode(bulk: Bulk, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     """`rows` as the statement's parameter tuples.
 
-    Each column is an iterator over the rows that picks its field (`itemgetter`, in C), mapped through
-    the column's converter where its type needs one; `zip` assembles the tuples. No Python frame runs per
+    Each column is an iterator over the rows that picks its field (`itemgetter`, in C), through the column's
+    encoder where its type needs one; `zip` assembles the tuples. No Python frame runs per
     row, only per value that needs converting.
     """
     columns = [
-        map(itemgetter(field), rows) if convert is None else map(convert, map(itemgetter(field), rows))
-        for field, convert in zip(bulk.fields, bulk.converters, strict=True)
+        map(itemgetter(field), rows) if encoder is None else encoder(map(itemgetter(field), rows))
+        for field, encoder in zip(bulk.fields, bulk.encoders, strict=True)
     ]
     return list(zip(*columns, strict=True))
 
@@ -155,8 +184,8 @@ def zip_columns(bulk: Bulk, columns: Sequence[Iterable[Any]]) -> Iterator[tuple[
     if len(set(bulk.fields)) != len(bulk.fields):
         raise ValueError(f"upsert into {bulk.table}: a field fills two columns; pass rows (`encode`)")
     picked = [
-        columns[field] if convert is None else map(convert, columns[field])
-        for field, convert in zip(bulk.fields, bulk.converters, strict=True)
+        columns[field] if encoder is None else encoder(columns[field])
+        for field, encoder in zip(bulk.fields, bulk.encoders, strict=True)
     ]
     return zip(*picked, strict=True)
 
@@ -216,7 +245,7 @@ def compile_upsert(
         table.name,
         tuple(order),
         tuple(position[aliases.get(column, column)] for column in order),
-        tuple(_converter(table.c[column], dialect.name) for column in order),
+        tuple(_encoder(table.c[column], dialect.name) for column in order),
         stage,
     )
 

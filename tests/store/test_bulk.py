@@ -206,13 +206,42 @@ async def test_sqlite_stores_the_nulls_converters_give_as_nan_as_null(sqlite_eng
     """A missing time or an empty `extra` goes to sqlite3 as a NaN (bound as it is, without sqlite3's adapter
     lookup) and SQLite stores it as NULL, not as a REAL: read raw, with `typeof`."""
     plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), FIELDS, ALIASES)
-    assert [value for value in bulk.encode(plan, [row(1, 1.0)])[0] if value != value] == [bulk.SQLITE_NULL] * 2
+    sent = dict(zip(plan.columns, bulk.encode(plan, [row(1, 1.0)])[0], strict=True))
+    nulls = [column for column, value in sent.items() if value is bulk.SQLITE_NULL]
+    assert nulls == ["status_key", "last_synced", "count", "total", "is_on", "extra"]  # a float's None stays None
     async with transaction(sqlite_engine) as conn:
         await upsert(conn, [row(1, 1.0), row(2, 2.0, extra=None)])
         result = await conn.exec_driver_sql(
             "SELECT typeof(last_synced), typeof(extra) FROM control_score_rows ORDER BY control_key"
         )
         assert result.all() == [("null", "null"), ("null", "null")]
+
+
+async def test_sqlite_binds_integer_nulls_and_flags_as_nan_and_ints_and_stores_them_as_before(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    """An integer or boolean column's None goes to sqlite3 as a NaN and a flag as 0 or 1 (no adapter lookup a value);
+    SQLite stores NULL, 0 and 1 as the adapters made them, and an integer equal to a flag stays itself."""
+    given = [
+        row(1, 1.0, is_on=True, count=0, total=None, status_key=None),
+        row(2, 2.0, is_on=False, count=1, total=2**40, status_key=3),
+        row(3, None, is_on=None, count=None, total=1, status_key=0),
+    ]
+    plan = bulk.compile_upsert(sqlite.dialect(), sqlite.insert(control_score_rows), FIELDS, ALIASES)
+    sent = [dict(zip(plan.columns, encoded, strict=True)) for encoded in bulk.encode(plan, given)]
+    assert [(type(r["is_on"]), r["is_on"], r["count"]) for r in sent[:2]] == [(int, 1, 0), (int, 0, 1)]
+    assert sent[0]["status_key"] is sent[0]["total"] is sent[2]["is_on"] is sent[2]["count"] is bulk.SQLITE_NULL
+    async with transaction(sqlite_engine) as conn:
+        await upsert(conn, given)
+        result = await conn.exec_driver_sql(
+            "SELECT is_on, typeof(is_on), count, typeof(count), total, typeof(total), status_key, typeof(status_key)"
+            " FROM control_score_rows ORDER BY control_key"
+        )
+        assert result.all() == [
+            (1, "integer", 0, "integer", None, "null", None, "null"),
+            (0, "integer", 1, "integer", 2**40, "integer", 3, "integer"),
+            (None, "null", None, "null", 1, "integer", 0, "integer"),
+        ]
 
 
 def test_a_column_without_a_field_is_refused_naming_it() -> None:
