@@ -1,8 +1,8 @@
 """Credentials: one azure-identity credential per tenant, made on first use, kept for the run, closed at its end.
 
-`TokenProvider.token(tenant)` returns a Graph access token (azure-identity caches it until it is near
-expiry, and the provider hands the tenant's last one out again until then without a slot or a call into
-azure-identity); `refresh=True` forces a new one after Graph refused the old one. Entra ID's refusals become one
+`TokenProvider.token(tenant)` returns a Graph access token (the provider keeps the tenant's last one and hands
+it out again until it is near expiry, without a slot or a call into azure-identity, whose credentials keep no
+copy: `UnkeptTokens`); `refresh=True` forces a new one after Graph refused the old one. Entra ID's refusals become one
 `AuthenticationError` line naming the tenant, the AADSTS code and what to do; a token, a secret or a
 certificate password never appears in a message, a log line written here, or a `repr`.
 
@@ -33,7 +33,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
-from azure.core.pipeline.policies import AsyncRetryPolicy, ContentDecodePolicy, UserAgentPolicy
+from azure.core.pipeline.policies import UserAgentPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity import __version__ as IDENTITY_VERSION
 from azure.identity.aio import (
@@ -42,6 +42,7 @@ from azure.identity.aio import (
     ManagedIdentityCredential,
     WorkloadIdentityCredential,
 )
+from msal import TokenCache
 
 from fetcher.config import AuthConfig, GraphConfig
 from fetcher.errors import (
@@ -84,6 +85,9 @@ TOKEN_RESPONSE_MAX_BYTES = 1024 * 1024
 # azure-identity's own margin (`DEFAULT_REFRESH_OFFSET`), after which it would ask Entra ID for a new one.
 TOKEN_REUSE_MARGIN = 300
 TOKEN_CHUNK_SIZE = 64 * 1024
+# What azure-identity passes its pipeline for a retry policy to take (`retry_on_methods`, for the token POST);
+# aiohttp refuses any keyword it does not know, so the transport drops them when no retry policy is in the way.
+RETRY_OPTIONS = ("retry_on_methods",)
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
@@ -140,6 +144,8 @@ class EntraTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core load
         self.max_bytes = max_bytes
 
     async def send(self, request: Any, *, stream: bool = False, **config: Any) -> Any:  # noqa: ARG002 (always read whole)
+        for option in RETRY_OPTIONS:  # azure-core's retry policy takes them; the trimmed pipeline has none
+            config.pop(option, None)
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 response = await super().send(request, stream=True, **config)
@@ -173,6 +179,19 @@ class EntraTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core load
 
     def _too_large(self, what: str) -> EntraAnswerRefused:
         return EntraAnswerRefused(f"its answer ({what}) exceeds the cap of {self.max_bytes} bytes", unsafe=True)
+
+
+class UnkeptTokens(TokenCache):  # type: ignore[misc]  # msal is untyped
+    """msal's token cache for an azure-identity credential, keeping nothing.
+
+    `TokenProvider` keeps each tenant's last token itself and hands it out until `TOKEN_REUSE_MARGIN` before it
+    expires, the margin at which azure-identity would ask Entra ID for a new one anyway; a forced token skips the
+    cache (claims). So azure-identity's copy was never read, and writing it cost each token a rendering of the
+    whole answer as indented JSON for msal's debug line (`TokenCache.add`), whether or not debug was on.
+    """
+
+    def add(self, event: dict[str, Any], now: int | None = None) -> None:
+        """Keep nothing."""
 
 
 def fresh_token_claims(now: float) -> str:
@@ -336,6 +355,7 @@ def build_credential(
         "authority": graph.authority_host,
         "transport": transport,
         "retry_total": TOKEN_RETRY_TOTAL,
+        "cache": UnkeptTokens(),
         **token_pipeline(),
     }
     if auth.method == "client_secret":
@@ -362,17 +382,20 @@ def build_credential(
 
 
 def token_pipeline() -> dict[str, Any]:
-    """The azure-core policies a token request goes through: azure-identity's user agent, the answer's JSON
-    decoding and the retry policy (with `retry_total = 0`, it only takes the pipeline's retry options), and
-    nothing else. azure-identity's default pipeline adds request ids, custom hooks, tracing and two logging
-    policies, which a run used for none of its token requests but paid for on each, about 0.4 M instructions of
-    the 3.3 M a tenant's token costs (docs/benchmarks.md). With azure's loggers at INFO or more verbose (`-vv`),
-    the default pipeline stays, so that its request and response lines (secrets redacted) still show.
+    """The azure-core policies a token request goes through: azure-identity's user agent, and nothing else.
+
+    azure-identity's default pipeline adds request ids, headers, proxying, content decoding, retries, custom
+    hooks, tracing and two logging policies. A run uses none of them for its token requests but paid for each
+    on every request: retries are `fetcher.retry`'s (`retry_total = 0` switched azure-core's off, and
+    `EntraTransport` drops the options azure-identity passes for it), proxying is the session's, and
+    azure-identity decodes the answer's JSON itself when no policy did (`AadClientBase._process_response`).
+    A tenant's token cost 3.3 M instructions with the default pipeline, 2.8 M with three policies, about 2.65 M
+    with this one (docs/benchmarks.md). With azure's loggers at INFO or more verbose (`-vv`), the default
+    pipeline stays, so that its request and response lines (secrets redacted) still show.
     """
     if logging.getLogger("azure").isEnabledFor(logging.INFO):
         return {}
-    user_agent = UserAgentPolicy(sdk_moniker=f"identity/{IDENTITY_VERSION}")  # azure-identity's own
-    return {"policies": [user_agent, ContentDecodePolicy(), AsyncRetryPolicy(retry_total=TOKEN_RETRY_TOTAL)]}
+    return {"policies": [UserAgentPolicy(sdk_moniker=f"identity/{IDENTITY_VERSION}")]}  # azure-identity's own
 
 
 def _certificate_credential(tenant: TenantRef, auth: AuthConfig, common: dict[str, Any]) -> AsyncTokenCredential:
