@@ -3,7 +3,8 @@ the HTML page. Pure: the caller reads the facts (newest stored day, latest run's
 
     no data   no day of the tenant is stored
     stale     its newest day, counted from that day's midnight UTC, is older than `max_age`
-    failing   its latest run failed (an interrupted run is not a failure)
+    failing   its latest run from Graph failed (an interrupted run is not a failure; a `rebuild` is not a
+              run from Graph: `fetcher.store.ledger.from_graph`)
 
 "no data" and "stale" exclude each other; "failing" comes on top of either, or alone when the data is
 still fresh. Graph keeps one score a day, so a `max_age` under 24 hours makes every tenant stale.

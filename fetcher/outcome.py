@@ -110,7 +110,7 @@ class RunReport:
     @property
     def asks_graph(self) -> bool:
         """False for `rebuild`, which replays the archive: requests, retries and 429s are not its figures."""
-        return self.command != "rebuild"
+        return self.command not in ledger.ARCHIVE_COMMANDS
 
     def add(self, outcome: TenantOutcome) -> None:
         counters = self.counters

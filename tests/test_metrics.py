@@ -130,3 +130,36 @@ async def test_each_shard_reports_its_latest_run(engine: AsyncEngine) -> None:
     assert {dict(labels)["shard"] for labels, value in status.items() if value} == {"1/2", "2/2"}
     assert status[(("command", "run"), ("shard", "2/2"), ("status", "partial"))] == 1.0
     assert status[(("command", "run"), ("shard", "1/2"), ("status", "succeeded"))] == 1.0
+
+
+async def test_a_rebuild_is_not_a_tenants_last_run(engine: AsyncEngine) -> None:
+    """After a failed run, a rebuild (no Graph asked) leaves the tenant's last run failed and its last success
+    where it was; the rebuild shows as its own command's run."""
+    await slip(engine)
+    await ledger_rows(engine)
+    rebuilt = NOW - timedelta(minutes=10)
+    async with transaction(engine) as conn:
+        await ledger.start_run(
+            conn, run_id="rb", command="rebuild", started_at=rebuilt, tenants_total=2, host="h", pid=1
+        )
+        for tenant in (A, B):
+            await ledger.record_tenant_run(
+                conn, ledger.TenantRun("rb", tenant, "succeeded", rebuilt, rebuilt + timedelta(minutes=1))
+            )
+        await ledger.finish_run(conn, "rb", ledger.RunTotals("succeeded", rebuilt + timedelta(minutes=2), 2, 0, 0))
+
+    text = exposition(
+        await read_snapshot(engine, config(engine.url.render_as_string(hide_password=False)), NOW)
+    ).decode()
+
+    found = samples(text)
+    b = (("tenant_id", B), ("tenant_name", "Fabrikam Inc."))
+    status = {
+        s: found[("securescore_tenant_last_run_status", tuple(sorted((*b, ("status", s)))))]
+        for s in ("succeeded", "failed")
+    }
+    assert status == {"succeeded": 0.0, "failed": 1.0}
+    assert found[("securescore_tenant_last_run_timestamp_seconds", b)] == (NOW - timedelta(minutes=58)).timestamp()
+    assert ("securescore_tenant_last_success_timestamp_seconds", b) not in found
+    rebuild = (("command", "rebuild"), ("shard", ""))
+    assert found[("securescore_run_status", tuple(sorted((*rebuild, ("status", "succeeded")))))] == 1.0

@@ -21,6 +21,7 @@ from fetcher.alerts.model import Baseline, ControlMove, Event, Finding, Notice, 
 from fetcher.alerts.state import ChannelState, StoredAlert, Transition
 from fetcher.store import reports
 from fetcher.store.engine import is_sqlite
+from fetcher.store.ledger import from_graph
 from fetcher.store.schema import (
     alert_notifications,
     alerts,
@@ -71,14 +72,14 @@ async def baselines(conn: AsyncConnection, days: int) -> dict[str, Baseline]:
 
 
 async def latest_runs(conn: AsyncConnection, limit: int) -> dict[str, list[RunRecord]]:
-    """Each tenant's last `limit` finished runs, newest first."""
+    """Each tenant's last `limit` finished runs from Graph (`from_graph`: a `rebuild` is left out), newest first."""
     if limit <= 0:
         return {}
     t = tenant_runs.c
     order = sa.func.row_number().over(partition_by=t.tenant_id, order_by=t.finished_at.desc()).label("n")
     ranked = (
         sa.select(t.tenant_id, t.status, t.finished_at, t.error_kind, t.error_message, order)
-        .where(t.finished_at.is_not(None))
+        .where(t.finished_at.is_not(None), from_graph())
         .subquery()
     )
     query = sa.select(ranked).where(ranked.c.n <= limit).order_by(ranked.c.tenant_id, ranked.c.n)

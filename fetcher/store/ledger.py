@@ -32,6 +32,18 @@ from fetcher.store.schema import (
 )
 
 DONE_WELL = tuple(s for s in Status if s.done_well)
+ARCHIVE_COMMANDS = ("rebuild",)  # replay the local archive: they ask nothing of Graph
+
+
+def from_graph() -> sa.ColumnElement[bool]:
+    """`tenant_runs` rows of runs that fetched from Graph (run, backfill, get), not of a `rebuild`: a tenant's
+    health, last run and last success (`status`, `report`, `metrics`, the alert rules) are about Graph, so a
+    replay of the archive neither clears a failing tenant nor makes a fine one failing. A rebuild's own
+    outcome stays in its `fetch_runs` row (and `metrics`' per-command run figures)."""
+    replays = sa.select(fetch_runs.c.run_id).where(fetch_runs.c.command.in_(ARCHIVE_COMMANDS))
+    return tenant_runs.c.run_id.not_in(replays)
+
+
 _INSERT_TENANT_RUN = sa.insert(tenant_runs)
 
 
@@ -242,7 +254,8 @@ async def resumable_tenants(conn: AsyncConnection, command: str = "backfill", sh
 
 
 async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None = None) -> list[TenantState]:
-    """Newest day, last success and last error of every known tenant (or the given ones)."""
+    """Newest day, last success and last error (of runs from Graph: `from_graph`) of every known tenant (or the
+    given ones)."""
     newest = (
         sa.select(
             secure_scores.c.tenant_id,
@@ -255,7 +268,7 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
     )
     success = (
         sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
-        .where(tenant_runs.c.status.in_(DONE_WELL))
+        .where(tenant_runs.c.status.in_(DONE_WELL), from_graph())
         .group_by(tenant_runs.c.tenant_id)
         .subquery()
     )
@@ -304,9 +317,10 @@ async def tenant_states(conn: AsyncConnection, tenant_ids: Sequence[str] | None 
 
 
 async def last_errors(conn: AsyncConnection) -> dict[str, LastError]:
-    """Each tenant's latest run, where that run did not end well (failed or interrupted)."""
+    """Each tenant's latest run from Graph (`from_graph`), where that run did not end well (failed or interrupted)."""
     latest = (
         sa.select(tenant_runs.c.tenant_id, sa.func.max(tenant_runs.c.finished_at).label("at"))
+        .where(from_graph())
         .group_by(tenant_runs.c.tenant_id)
         .subquery()
     )
@@ -321,7 +335,7 @@ async def last_errors(conn: AsyncConnection) -> dict[str, LastError]:
             .join(
                 latest, sa.and_(latest.c.tenant_id == tenant_runs.c.tenant_id, latest.c.at == tenant_runs.c.finished_at)
             )
-            .where(tenant_runs.c.status.not_in(DONE_WELL))
+            .where(tenant_runs.c.status.not_in(DONE_WELL), from_graph())
         )
     ).all()
     return {tenant_id: LastError(as_utc(at), kind, message) for tenant_id, at, kind, message in rows}

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fetcher.models import Status
-from fetcher.store.ledger import DONE_WELL
+from fetcher.store.ledger import DONE_WELL, from_graph
 from fetcher.store.schema import as_utc, fetch_runs, tenant_runs
 
 
@@ -47,12 +47,17 @@ class RunSummary:
 
 
 async def tenant_run_states(conn: AsyncConnection) -> dict[str, TenantRunState]:
+    """Each tenant's latest run and latest success from Graph (`from_graph`: a `rebuild` is left out)."""
     t = tenant_runs.c
     order = sa.func.row_number().over(partition_by=t.tenant_id, order_by=t.finished_at.desc()).label("n")
-    ranked = sa.select(t.tenant_id, t.status, t.finished_at, order).where(t.finished_at.is_not(None)).subquery()
+    ranked = (
+        sa.select(t.tenant_id, t.status, t.finished_at, order)
+        .where(t.finished_at.is_not(None), from_graph())
+        .subquery()
+    )
     success = (
         sa.select(t.tenant_id, sa.func.max(t.finished_at).label("at"))
-        .where(t.status.in_(DONE_WELL))
+        .where(t.status.in_(DONE_WELL), from_graph())
         .group_by(t.tenant_id)
         .subquery()
     )

@@ -69,6 +69,23 @@ async def test_latest_runs_newest_first_up_to_the_limit(engine: AsyncEngine) -> 
     }
 
 
+async def test_latest_runs_leave_out_rebuilds(engine: AsyncEngine) -> None:
+    """The `tenant_failing` streak counts fetches from Graph: a rebuild does not break nor extend it."""
+    t0 = datetime(2026, 11, 20, 6, tzinfo=UTC)
+    async with transaction(engine) as conn:
+        for day, command in enumerate(("run", "rebuild")):
+            run_id, at = f"r{day}", t0 + timedelta(days=day)
+            await ledger.start_run(
+                conn, run_id=run_id, command=command, started_at=at, tenants_total=1, host="h", pid=1
+            )
+            status, kind = ("failed", "timeout") if command == "run" else ("succeeded", None)
+            await ledger.record_tenant_run(
+                conn, ledger.TenantRun(run_id, A, status, at, at + timedelta(minutes=1), error_kind=kind)
+            )
+        found = await alerts.latest_runs(conn, 3)
+    assert found == {A: [RunRecord("failed", t0 + timedelta(minutes=1), "timeout", None)]}
+
+
 async def test_control_moves_are_the_losses_largest_first(engine: AsyncEngine) -> None:
     await store(
         engine,

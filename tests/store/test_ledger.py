@@ -242,3 +242,26 @@ async def test_tenant_state_shows_stored_days_last_success_and_an_error_since(en
         TenantState(B, "Beta", None, at(11), None, None, None, 0),
         TenantState(C, "Gamma", None, None, None, None, None, 0),
     ]
+
+
+async def test_a_rebuild_neither_clears_a_failing_tenant_nor_makes_a_fine_one_failing(engine: AsyncEngine) -> None:
+    """Health is about Graph: a rebuild (a local replay of the archive) is not a fetch, in either direction."""
+    async with transaction(engine) as conn:
+        await save_tenants(conn, [(A, "Alpha"), (B, "Beta")], T0)
+    await start(engine, "r1", 0, command="run")
+    await tenant(engine, "r1", A, "succeeded", 0)
+    await tenant(engine, "r1", B, "succeeded", 0)
+    await start(engine, "r2", 10, command="run")
+    await tenant(engine, "r2", A, "failed", 10, error_kind="unavailable", error_message="503 from Graph")
+    await tenant(engine, "r2", B, "succeeded", 10)
+    await start(engine, "rb", 20, command="rebuild")
+    await tenant(engine, "rb", A, "succeeded", 20)
+    await tenant(engine, "rb", B, "failed", 20, error_kind="archive_unreadable", error_message="rolled back")
+
+    async with transaction(engine, write=False) as conn:
+        states = await ledger.tenant_states(conn)
+
+    assert states == [
+        TenantState(A, "Alpha", None, at(1), at(11), "unavailable", "503 from Graph", 0),
+        TenantState(B, "Beta", None, at(11), None, None, None, 0),
+    ]
