@@ -4,6 +4,7 @@ ledger stores them (`ledger_row`, `totals`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,7 +170,8 @@ class RunReport:
 
 @dataclass(frozen=True)
 class FailureGroup:
-    """Failed tenants that share one cause: the same error kind and message apart from the tenant."""
+    """Failed tenants that share one cause: the same error kind and message apart from the tenant (and where a
+    JSON body broke off)."""
 
     kind: str
     message: str  # the first tenant's message: as is for one tenant, with the tenant left out for several
@@ -189,10 +191,17 @@ class FailureGroup:
 TENANT_ID = "<tenant ID>"  # where a grouped message named its tenant (`az login --tenant <tenant ID>`)
 
 
+# Where a JSON parser says a body broke (orjson and json: "...: line 1 column 86940 (char 86939)"): bodies cut
+# short at different lengths are one cause. The tenant's own line (-v, the ledger) keeps it.
+_JSON_POSITION = re.compile(r":? line \d+ column \d+ \(char \d+\)")
+
+
 def _without_tenant(message: str, tenant: TenantRef) -> str:
-    """A tenant's error message with the tenant left out, so that one cause reads the same for all."""
+    """A tenant's error message with the tenant (and a JSON error's position) left out, so that one cause reads
+    the same for all."""
     for prefix in (f"tenant {tenant.label}: ", f"tenant {tenant.tenant_id}: "):
         message = message.replace(prefix, "")
+    message = _JSON_POSITION.sub("", message)
     return message.replace(tenant.label, TENANT_ID).replace(tenant.tenant_id, TENANT_ID)
 
 

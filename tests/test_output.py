@@ -86,6 +86,26 @@ def test_failures_sharing_a_cause_are_one_group_with_the_tenants_left_out() -> N
     ]
 
 
+def test_bodies_cut_at_different_offsets_are_one_cause() -> None:
+    """orjson's message carries where the body broke off; the offset is not the cause, and a lone tenant keeps it."""
+    from fetcher.errors import InvalidResponse
+    from fetcher.graph import decode_json
+
+    def cut_short(tenant: TenantRef, size: int) -> TenantOutcome:
+        with pytest.raises(InvalidResponse) as caught:
+            decode_json(b'{"value": ["' + b"x" * size, tenant=tenant, status=200, url="https://graph.test/")
+        return outcome(tenant, Status.FAILED, f"{caught.value}; gave up after 6 attempts", "invalid_response")
+
+    [group] = failure_groups([cut_short(TENANTS[0], 10), cut_short(TENANTS[1], 20)])
+    [alone] = failure_groups([cut_short(TENANTS[0], 10)])
+
+    assert group.line() == (
+        "2 tenants: Graph answered 200 with a body that is not valid JSON (unexpected end of data); "
+        "gave up after 6 attempts"
+    )
+    assert "line 1 column 23 (char 22)" in alone.line()
+
+
 def test_a_grouped_cause_that_names_each_tenant_says_so_and_keeps_no_placeholder() -> None:
     """`az login --tenant {tenant}` for 2 tenants was no command to paste: it says `<tenant ID>` and what that is."""
     from azure.identity import CredentialUnavailableError
