@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetcher.config import AuthConfig, Config, Secret
-from fetcher.errors import ConfigError, DatabaseError, FetcherError
+from fetcher.errors import ConfigError, DatabaseError, DatabaseUnavailable, FetcherError
 
 if TYPE_CHECKING:
     from fetcher.check import TenantCheck
@@ -123,15 +123,29 @@ def placeholders(config: Config) -> list[str]:
     return lines
 
 
+def database_folder_problem(config: Config) -> str | None:
+    """One line when the SQLite file's folder is missing (or not a folder): no command makes it, so `run` and
+    `migrate` would refuse; None when it is there (or the database is not a SQLite file)."""
+    path = config.database.sqlite_path
+    if path is None or path.parent.is_dir():
+        return None
+    said = "is not a folder" if path.parent.exists() else "does not exist"
+    return f"the database's folder {path.parent} {said}: check [database] url, or create the folder"
+
+
 def summary_lines(config: Config, *, verbose: bool = False, online: bool = False) -> list[str]:
     """What `fetcher config check` prints: counts, endpoints, database, which secrets are set (never a value).
 
     With `online`, the header says only what has passed so far (the file), not "OK" above failures; with a
-    placeholder of the example left (`placeholders`), not "OK" either."""
+    placeholder of the example left (`placeholders`) or the database's folder missing, not "OK" either."""
     enabled = len(config.enabled_tenants)
     own = [t for t in config.tenants if t.auth != config.auth]
     graph = config.graph
-    verdict = "OK" if not placeholders(config) else "valid, but the example's placeholders are still in it (above)"
+    verdict = "OK"
+    if placeholders(config):
+        verdict = "valid, but the example's placeholders are still in it (above)"
+    elif database_folder_problem(config) is not None:
+        verdict = "valid, but the database's folder is missing (above)"
     lines = [
         f"{config.path or 'configuration'}: {'valid; the online checks follow' if online else verdict}",
         _tenants_line(config, enabled),
@@ -225,6 +239,9 @@ async def check_online(config: Config, now: datetime) -> OnlineResult:
     from fetcher.partner import with_customers_now, with_discovered_tenants
     from fetcher.store.engine import create_engine, ensure_schema, head_revision, sqlite_file
 
+    folder = database_folder_problem(config)
+    if folder is not None:  # said as it is: nothing is created here, so not create_engine's "cannot create"
+        raise DatabaseUnavailable(folder)
     engine = create_engine(config.database)
     problem: str | None = None
     missing: str | None = None

@@ -186,6 +186,27 @@ def test_config_check_summarises_without_secret_values(tmp_path: Path) -> None:
     assert SECRET not in short.output + verbose.output
 
 
+@pytest.mark.parametrize("online", [False, True])
+def test_config_check_says_the_database_folder_is_missing_and_creates_nothing(tmp_path: Path, online: bool) -> None:
+    """--online said "cannot create database" though it never creates one; offline it said nothing at all."""
+    config = write_config(tmp_path)
+    database = tmp_path / "nodir" / "x.db"
+    config.write_text(config.read_text(encoding="utf-8").replace("///scores.db", f"///{database}"), encoding="utf-8")
+    line = f"the database's folder {database.parent} does not exist: check [database] url, or create the folder"
+    env = {"SECRET": SECRET, "FABRIKAM": SECRET}
+
+    result = invoke("--config", str(config), "config", "check", *(["--online"] if online else []), env=env)
+
+    if online:
+        assert (result.exit_code, result.output.splitlines()[-1]) == (3, f"error: {line}")
+    else:
+        warnings = [text.partition(" WARNING fetcher.cli: ")[2] for text in result.output.splitlines()]
+        assert result.exit_code == 0
+        assert [w for w in warnings if w] == [f"{config}: {line}"]
+        assert f"{config}: valid, but the database's folder is missing (above)" in result.output.splitlines()
+    assert not database.parent.exists()
+
+
 def test_config_check_says_partner_mode_tenants_are_discovered(tmp_path: Path) -> None:
     """With tenants_source = "partner" the configured tenants only name or disable discovered ones: the
     summary says where the tenants come from, not "2 configured, 1 enabled" (a tester read 0 configured)."""

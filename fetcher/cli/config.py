@@ -69,7 +69,7 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
     import orjson
 
     from fetcher.config import redacted
-    from fetcher.onboarding import check_online, placeholders, summary_lines
+    from fetcher.onboarding import check_online, database_folder_problem, placeholders, summary_lines
 
     verbose = detail or ctx.verbosity > 0
 
@@ -77,6 +77,9 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
         config = ctx.config()
         for line in placeholders(config):
             log.warning("%s: %s", config.path, line)
+        folder = None if online else database_folder_problem(config)  # --online says it as its error
+        if folder is not None:
+            log.warning("%s: %s", config.path, folder)
         if fmt == "json":
             ctx.console.print_json(orjson.dumps(redacted(config)).decode())
         else:

@@ -62,6 +62,15 @@ class DatabaseConfig:
     def display_url(self) -> str:
         return hide_password(make_url(self.url).render_as_string(hide_password=False))
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file's path (None: PostgreSQL, in memory, or a `file:` URI)."""
+        url = make_url(self.url)
+        path = url.database
+        if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        return Path(path)
+
     def __repr__(self) -> str:
         return (
             f"DatabaseConfig(url={self.display_url!r}, keep_raw={self.keep_raw!r}, "
