@@ -375,6 +375,19 @@ def test_url_that_is_not_https_is_refused(tmp_path: Path, key: str, url: str) ->
     assert f"[graph] {key} must be an https:// URL" in refused(tmp_path, graph=f'{key} = "{url}"')
 
 
+@pytest.mark.parametrize(
+    ("key", "url", "said"),
+    [
+        ("authority_host", "https://", "got 'https://', which has no host"),
+        ("base_url", "https:///v1.0/", "got 'https:///v1.0/', which has no host"),
+        ("authority_host", "http://login.example/", "got 'http://login.example/'"),
+    ],
+)
+def test_a_refused_url_is_quoted_as_the_file_writes_it(tmp_path: Path, key: str, url: str, said: str) -> None:
+    """`https://` was quoted as `'https:'` (its trailing slashes stripped first), a value not in the file."""
+    assert refused(tmp_path, graph=f'{key} = "{url}"').endswith(f"[graph] {key} must be an https:// URL, {said}")
+
+
 def test_missing_ca_bundle_is_refused_naming_the_resolved_path(tmp_path: Path) -> None:
     message = refused(tmp_path, graph='ca_bundle = "corp-ca.pem"')
 

@@ -18,6 +18,12 @@ def default_scope(base_url: str) -> str:
     return f"{origin}/.default"
 
 
+def _as_written(value: str) -> str:
+    """`got VALUE` as the file writes it (not with its trailing slashes stripped: `https://` read `https:`)."""
+    no_host = ", which has no host" if re.match(r"^https://(/|$)", value) else ""
+    return f"got {value!r}{no_host}"
+
+
 class GraphResolver(Resolver):
     """`[graph]` resolved."""
 
@@ -32,9 +38,14 @@ class GraphResolver(Resolver):
             )
         base_url = (cloud.graph if table.base_url is None else table.base_url).rstrip("/")
         authority = (cloud.authority if table.authority_host is None else table.authority_host).rstrip("/")
-        for key, url in (("base_url", base_url), ("authority_host", authority)):
+        for key, written, url in (
+            ("base_url", table.base_url, base_url),
+            ("authority_host", table.authority_host, authority),
+        ):
             if not re.match(r"^https://[^/\s]+", url):
-                raise self.fail(f"[graph] {key} must be an https:// URL, got {url!r}")
+                raise self.fail(
+                    f"[graph] {key} must be an https:// URL, {_as_written(url if written is None else written)}"
+                )
         ca_bundle = None
         if table.ca_bundle is not None:
             ca_bundle = self.resolve_path(table.ca_bundle)
