@@ -110,7 +110,7 @@ class Run:
             return await self._execute()
 
     async def _execute(self) -> RunReport:
-        engine = self._engine or create_engine(self.config.database)
+        engine = self._engine or create_engine(self.config.database, temp_in_memory=True)
         try:
             # A first run may create its SQLite file; a rebuild needs the one whose archive it replays.
             await ensure_schema(engine, create=not self.request.replay)

@@ -97,9 +97,12 @@ def bind_without_lookups() -> None:
     sqlite3.register_adapter(bool, int)
 
 
-def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int, *, read_only: bool = False) -> None:
+def _configure_sqlite(
+    dbapi_connection: Any, busy_timeout_ms: int, *, read_only: bool = False, temp_in_memory: bool = False
+) -> None:
     """Per-connection SQLite settings: WAL for a reader beside the writer, FKs on, a busy wait. A read-only
-    connection changes nothing in the file (the journal mode is the writer's to set)."""
+    connection changes nothing in the file (the journal mode is the writer's to set). `temp_in_memory`: see
+    `create_engine`."""
     # pysqlite's implicit transactions off: the "begin" hook below starts them explicitly.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -108,6 +111,8 @@ def _configure_sqlite(dbapi_connection: Any, busy_timeout_ms: int, *, read_only:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
+    if temp_in_memory:
+        cursor.execute("PRAGMA temp_store = MEMORY")
     cursor.close()
     dbapi_connection.create_function("json_merge", 2, json_merge, deterministic=True)
 
@@ -188,9 +193,17 @@ def _postgres_options(url: URL, kwargs: dict[str, Any]) -> URL:
     return url
 
 
-def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEngine:
+def create_engine(config: DatabaseConfig, *, read_only: bool = False, temp_in_memory: bool = False) -> AsyncEngine:
     """The run's one engine; nothing connects until first use. `read_only` (commands that only read): a SQLite
-    file is opened read-only, so a read-only copy can be reported on; nothing is created."""
+    file is opened read-only, so a read-only copy can be reported on; nothing is created.
+
+    `temp_in_memory` (a fetch's saves): SQLite's temporary storage in memory (`temp_store = MEMORY`). A
+    statement that may stop halfway inside a group commit's transaction keeps the pages it changes in a
+    statement journal, which past 64 kB SQLite spills to a new temporary file (`$SQLITE_TMPDIR`, `/var/tmp`):
+    a nightly run wrote 18 pages a tenant there, a sixth of its `pwrite`s (docs/benchmarks.md, "where the CPU
+    goes beyond instructions"). In memory the journal is freed at the statement's end and holds at most the
+    pages one statement changes (peak RSS unchanged). Not for `VACUUM` or migrations, whose temporary data can
+    be the size of a table or of the database."""
     url = make_url(config.url)
     file_url = url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
     read_only = read_only and file_url and not (url.database or "").startswith("file:")
@@ -229,7 +242,7 @@ def create_engine(config: DatabaseConfig, *, read_only: bool = False) -> AsyncEn
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             if watched is not None:
                 watched.opened()
-            _configure_sqlite(dbapi_connection, busy_ms, read_only=read_only)
+            _configure_sqlite(dbapi_connection, busy_ms, read_only=read_only, temp_in_memory=temp_in_memory)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:

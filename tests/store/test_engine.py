@@ -679,3 +679,18 @@ async def test_reading_reads_an_existing_database_in_one_read_only_transaction(d
 )
 def test_only_a_sqlite_file_not_there_yet_is_missing(url: str, missing: bool, tmp_path: Path) -> None:
     assert sqlite_missing(DatabaseConfig(url=url.format(tmp=tmp_path))) is missing
+
+
+@pytest.mark.parametrize(("temp_in_memory", "temp_store"), [(False, 0), (True, 2)])
+async def test_temp_in_memory_keeps_sqlites_temporary_storage_in_memory_only_when_asked(
+    tmp_path: Path, temp_in_memory: bool, temp_store: int
+) -> None:
+    """A fetch's engine keeps statement journals in memory; every other command's (VACUUM, migrations)
+    keeps SQLite's default, temporary files."""
+    config = DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'f.db'}")
+    engine = create_engine(config, temp_in_memory=temp_in_memory)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA temp_store")).scalar_one() == temp_store
+    finally:
+        await engine.dispose()
