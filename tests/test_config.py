@@ -388,6 +388,28 @@ def test_a_refused_url_is_quoted_as_the_file_writes_it(tmp_path: Path, key: str,
     assert refused(tmp_path, graph=f'{key} = "{url}"').endswith(f"[graph] {key} must be an https:// URL, {said}")
 
 
+@pytest.mark.parametrize(
+    ("key", "url", "problem"),
+    [
+        ("base_url", "https://graph micro soft/v1.0", "has a host with a character no host name may hold"),
+        ("base_url", "https://graph.microsoft.com:0/v1.0", "has an invalid port"),
+        ("authority_host", "https://[::1", "has a malformed IPv6 address"),
+        ("scope", "https://graph micro soft/.default", "has a host with a character no host name may hold"),
+    ],
+)
+def test_graph_url_a_browser_would_not_parse_is_refused_naming_the_key(
+    tmp_path: Path, key: str, url: str, problem: str
+) -> None:
+    """Parsed as webhook URLs are, so a space in the host is not met later as an Entra ID scope error."""
+    assert f"[graph] {key} {problem}" in refused(tmp_path, graph=f'{key} = "{url}"')
+
+
+def test_proxy_with_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    assert "[graph] proxy must be an http:// or https:// URL" in refused(
+        tmp_path, graph='proxy = "http://proxy.example:99999"'
+    )
+
+
 def test_missing_ca_bundle_is_refused_naming_the_resolved_path(tmp_path: Path) -> None:
     message = refused(tmp_path, graph='ca_bundle = "corp-ca.pem"')
 

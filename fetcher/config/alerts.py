@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-
-from pydantic import HttpUrl, TypeAdapter, ValidationError
 
 from fetcher.config.constants import CA_BUNDLE_MAX_BYTES
 from fetcher.config.model import AlertChannel, AlertRule, AlertsConfig, ChannelType, Purpose, RuleKind, TenantConfig
 from fetcher.config.resolver import Resolver
 from fetcher.config.secret import Secret, reference_only
 from fetcher.config.shape import AlertChannelTable, AlertRuleTable, AlertsTable
+from fetcher.config.urls import url_problem
 from fetcher.errors import ConfigError
-from fetcher.text import control_character
 
 
 def unique_names(names: Sequence[str], where: str, fail: Callable[[str], ConfigError]) -> None:
@@ -25,36 +22,6 @@ def unique_names(names: Sequence[str], where: str, fail: Callable[[str], ConfigE
         if name in seen:
             raise fail(f"{where}: name {name!r} is used twice")
         seen.add(name)
-
-
-_HTTP_URL = TypeAdapter(HttpUrl)  # pydantic-core's parser: the WHATWG URL standard, as browsers parse
-_URL_PROBLEMS = {
-    "invalid international domain name": "has a host with a character no host name may hold (a space, a %)",
-    "invalid IPv6 address": "has a malformed IPv6 address in [ ] (a bracket not closed, or not an address)",
-    "invalid port number": "has an invalid port (a port is 1 to 65535)",
-    "empty host": "has no host",
-}
-
-
-def url_problem(url: str) -> str | None:
-    """Why a webhook URL can never be sent to, in a few words that do not repeat it (it is a secret); None
-    when it parses as an http(s) URL with a host and a port from 1 to 65535. Refused at load rather than
-    retried as a connection failure at every evaluation."""
-    found = control_character(url)
-    if found:  # the WHATWG parser drops a tab or a newline silently: a URL pasted broken
-        return f"holds {found}"
-    if not re.match(r"^https?://", url, re.IGNORECASE):
-        return "must be an https:// (or http://) URL"
-    if re.match(r"^https?:///", url, re.IGNORECASE):  # the WHATWG parser would take the path for the host
-        return _URL_PROBLEMS["empty host"]
-    try:
-        parsed = _HTTP_URL.validate_python(url)
-    except ValidationError as error:
-        reason = str((error.errors()[0].get("ctx") or {}).get("error", "not a URL"))
-        return _URL_PROBLEMS.get(reason, f"is not a valid URL ({reason})")
-    if parsed.port == 0:
-        return _URL_PROBLEMS["invalid port number"]
-    return None
 
 
 def closest_name(name: str, names: Iterable[str]) -> str:

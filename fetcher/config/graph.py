@@ -9,6 +9,7 @@ from fetcher.config.model import CLOUDS, GraphConfig
 from fetcher.config.resolver import Resolver
 from fetcher.config.secret import Secret
 from fetcher.config.shape import GraphTable
+from fetcher.config.urls import url_problem
 
 
 def default_scope(base_url: str) -> str:
@@ -46,6 +47,13 @@ class GraphResolver(Resolver):
                 raise self.fail(
                     f"[graph] {key} must be an https:// URL, {_as_written(url if written is None else written)}"
                 )
+            problem = url_problem(url)
+            if problem:
+                raise self.fail(f"[graph] {key} {problem}")
+        scope = table.scope or default_scope(base_url)
+        problem = url_problem(scope) if re.match(r"^https?://", scope, re.IGNORECASE) else None
+        if problem:  # api://APP/.default is a scope too; only a URL one is parsed
+            raise self.fail(f"[graph] scope {problem}")
         ca_bundle = None
         if table.ca_bundle is not None:
             ca_bundle = self.resolve_path(table.ca_bundle)
@@ -55,7 +63,7 @@ class GraphResolver(Resolver):
             table.cloud,
             base_url,
             authority,
-            table.scope or default_scope(base_url),
+            scope,
             ca_bundle,
             float(table.timeout_seconds),
             table.max_response_bytes,
@@ -73,6 +81,6 @@ class GraphResolver(Resolver):
             if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", value):
                 self.literals.append("[graph] proxy")
         url = secret.reveal()
-        if url and not re.match(r"^https?://[^/\s@]*@?[^/\s@]+(:\d+)?/?$", url):
+        if url and (not re.match(r"^https?://[^/\s@]*@?[^/\s@]+(:\d+)?/?$", url) or url_problem(url)):
             raise self.fail("[graph] proxy must be an http:// or https:// URL such as http://proxy.example:3128")
         return secret
