@@ -383,6 +383,8 @@ def throttled_answers(c: Counters) -> str:
     return f"{answers} from {c.throttled_tenants} tenant{'' if c.throttled_tenants == 1 else 's'}"
 
 
+DETAIL_CAP = 100  # off a terminal a detail wraps at 100 columns: whole, and no row padded to its length
+
 SUMMARY_COLUMNS = (
     Column("tenant", wrap=True, min_width=20),
     Column("tenant id"),
@@ -391,7 +393,7 @@ SUMMARY_COLUMNS = (
     Column("requests", "right"),
     Column("retries", "right", drop=3),
     Column("429s", "right", drop=2),
-    Column("detail", wrap=True, min_width=24),
+    Column("detail", wrap=True, min_width=24, cap=DETAIL_CAP),
 )
 
 
@@ -562,13 +564,13 @@ DISCOVERY_COLUMNS = (
     Column("tenant", wrap=True, min_width=20),
     Column("tenant id"),
     Column("change"),
-    Column("detail", wrap=True, min_width=16),
+    Column("detail", wrap=True, min_width=16, cap=DETAIL_CAP),
 )
 
 
 def discovery_table(merged: Merged, *, width: int | None = None) -> RenderableType:
     """`tenants discover`: one row per tenant that changed (unchanged and still gone ones are only counted).
-    `width`: the terminal's (None: not a terminal, one line per tenant; see fetcher.tables)."""
+    `width`: the terminal's (None: not a terminal, one line per tenant, a long detail wrapped; see fetcher.tables)."""
     rows = [
         [
             escape(printable(c.row.name)),

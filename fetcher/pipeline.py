@@ -457,13 +457,17 @@ def _judge(outcome: TenantOutcome, fetched: Sequence[Fetched], rejected: bool, m
 
 def _failure(fetched: Sequence[Fetched], tenant: TenantRef) -> FetcherError:
     """The tenant's failure: its one failed resource's error, or, when it fetches several resources, an
-    error of the first failure's kind whose message names each failed resource and why."""
+    error of the first failure's kind whose message names each failed resource and why, a cause the
+    resources share (a 403 for missing consent) said once: `secureScores and secureScoreControlProfiles: ...`."""
     failed = [(f.resource.name, f.error) for f in fetched if f.error is not None]
     first = failed[0][1]
     if len(fetched) == 1:
         return first
+    causes: dict[str, list[str]] = {}
+    for name, error in failed:
+        causes.setdefault(one_line_error(error, tenant), []).append(name)
     failure = copy.copy(first)  # its kind (the ledger's error_kind) and its attributes, another message
-    failure.message = "; ".join(f"{name}: {one_line_error(error, tenant)}" for name, error in failed)
+    failure.message = "; ".join(f"{' and '.join(names)}: {cause}" for cause, names in causes.items())
     failure.args = (failure.message,)
     return failure
 

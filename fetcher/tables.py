@@ -1,6 +1,7 @@
 """Tables that stay readable anywhere: full values in pipes and cron mail, whole figures on a narrow terminal.
 
-Off a terminal (`width=None`) a table takes the width its values need, one line per row. On a terminal,
+Off a terminal (`width=None`) a table takes the width its values need, one line per row, except that a
+column with a `cap` (a long message) wraps at it, so a cron log is not padded to one message's width. On a terminal,
 columns are dropped (least useful first, by `Column.drop`) until the rest fit; only text columns (names,
 messages) may wrap, so a number or a date is never cut. Every table the CLI prints is built here.
 """
@@ -27,7 +28,8 @@ BORDER, PER_COLUMN = 1, 3
 @dataclass(frozen=True)
 class Column:
     """One column. `wrap`: text that may wrap down to `min_width` (never a number or date). `drop`: 0 = always
-    shown, else dropped on a narrow terminal, the highest number first."""
+    shown, else dropped on a narrow terminal, the highest number first. `cap`: off a terminal, the width a text
+    column wraps at (a message of 1,000 characters padded every row of a cron log to its width)."""
 
     header: str
     justify: Literal["left", "right"] = "left"
@@ -35,6 +37,7 @@ class Column:
     min_width: int = 12
     drop: int = 0
     footer: str = ""
+    cap: int | None = None
 
 
 def plain(cell: Cell) -> str:
@@ -158,7 +161,7 @@ def _widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: in
     natural width, text columns from their minimum up to their natural width as the space allows, left to
     right (a name and id before a long message), so rich never squeezes a figure."""
     if width is None:
-        return [None] * len(columns)
+        return [_capped(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
     full = [natural(c, [row[i] for row in rows]) for i, c in enumerate(columns)]
     sizes = [needed(c, [row[i] for row in rows]) if c.wrap else full[i] for i, c in enumerate(columns)]
     spare = width - BORDER - PER_COLUMN * len(columns) - sum(sizes)
@@ -167,6 +170,13 @@ def _widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: in
         sizes[i] += grow
         spare -= grow
     return list(sizes)
+
+
+def _capped(column: Column, cells: Sequence[Cell]) -> int | None:
+    """Off a terminal: a capped text column's width when its values are wider, else None (its natural width)."""
+    if not (column.wrap and column.cap) or natural(column, cells) <= column.cap:
+        return None
+    return column.cap
 
 
 def terminal_width(console: Console) -> int | None:

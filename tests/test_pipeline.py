@@ -342,3 +342,21 @@ async def test_a_damaged_archive_body_fails_its_tenant_and_the_rebuild_exits_as_
 
     assert await rebuild(config, engine) == 1
     assert await rebuild(config, engine, tenant) == 4
+
+
+async def test_resources_refused_for_one_cause_say_it_once(engine: AsyncEngine) -> None:
+    """A 403 on every resource (consent missing) is one cause: the demo's cell said its long text twice."""
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(1, seed=36), seed=36, controls_per_day=10)
+    tenant = next(iter(sim.tenants))
+    sim.add_fault(tenant, Fault.status(403, endpoint="list"))
+    sim.add_fault(tenant, Fault.status(403, endpoint="profiles"))
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        request = plan_backfill(config.enabled_tenants, 3, resume=False)
+        both = (SECURE_SCORES, CONTROL_PROFILES)
+        await Run(config, "backfill", request, engine=engine, resources=lambda _plan: both).execute()
+
+    (row,) = await rows(engine, tenant_runs)
+    assert row["error_message"].startswith(f"secureScores and secureScoreControlProfiles: tenant {tenant} (")
+    assert row["error_message"].count("Graph denied access") == 1

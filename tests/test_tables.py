@@ -259,3 +259,18 @@ def test_columns_are_dropped_highest_number_first_until_the_rest_fit() -> None:
     assert fit(columns, rows, 200) == [0, 1, 2, 3]
     assert fit(columns, rows, 80) == [0, 1]
     assert fit(columns, rows, 40) == [0]
+
+
+def test_off_a_terminal_a_long_detail_wraps_instead_of_padding_every_row() -> None:
+    """The demo's 403 consent text (1,000 characters) padded every row of the run table on stderr to 1,250 columns."""
+    report = RunReport("r", "backfill", NOW)
+    report.counters.tenants_total = 2
+    consent = " ".join(f"word{i:03d}" for i in range(120))
+    report.add(_outcome(0, Status.FAILED, consent))
+    report.add(_outcome(2, Status.PARTIAL, None))
+
+    lines = render(summary_table(report, width=None), None)
+
+    assert max(len(line.rstrip()) for line in lines) < 250, "\n".join(lines)
+    assert {f"word{i:03d}" for i in range(120)} <= tokens(lines)
+    assert_one_line_each(lines, TENANTS[2][1], TENANTS[2][0], "partial")
