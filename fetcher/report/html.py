@@ -54,6 +54,8 @@ th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: lef
 th { font-size: 12px; color: var(--muted); font-weight: 600; background: #f9fafb; }
 td.day { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th.num { white-space: normal; } td { overflow-wrap: break-word; }
+td:first-child, .id { overflow-wrap: anywhere; } /* a long control name or remediation wraps, not the page */
 tfoot td { font-weight: 600; border-top: 2px solid var(--ink); border-bottom: none; }
 .id { color: var(--muted); font-size: 11px; font-family: ui-monospace, Menlo, Consolas, monospace; }
 .up { color: var(--up); } .down { color: var(--down); }
@@ -88,7 +90,6 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
   section.trends { break-before: page; }
   .charts { grid-template-columns: 1fr 1fr; gap: 8px; }
   .bar { display: none; } .id { font-size: 6.5pt; white-space: nowrap; } th, td { padding: 3px 4px; }
-  th.num { white-space: normal; }
   a { color: inherit; text-decoration: none; }
 }
 """

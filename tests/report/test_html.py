@@ -37,7 +37,9 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def _chromium(binary: str, page: Path, *modes: str) -> list[subprocess.CompletedProcess[str]]:
+def _chromium(
+    binary: str, page: Path, *modes: str, window: str = "1280,2000"
+) -> list[subprocess.CompletedProcess[str]]:
     """Run headless Chromium on `page` once per mode (e.g. --dump-dom, --screenshot=...), all at once."""
     with contextlib.ExitStack() as stack:
         started = []
@@ -56,7 +58,7 @@ def _chromium(binary: str, page: Path, *modes: str) -> list[subprocess.Completed
                         "--disable-component-update",
                         "--disable-sync",
                         f"--user-data-dir={profile}",
-                        "--window-size=1280,2000",
+                        f"--window-size={window}",
                         mode,
                         page.as_uri(),
                     ],
@@ -287,3 +289,30 @@ def test_a_failed_discovery_in_the_header_is_escaped_as_text() -> None:
     assert "<script>" not in page
     assert f'<p class="warning" role="alert">{escape("Warning: " + note.sentence())}</p>' in page
     assert r"\<script\>alert(1)\</script\> \*bold\* \[link\](http://x)" in markdown
+
+
+# Run by the test only, on a copy of the page without its Content-Security-Policy (which forbids scripts): the
+# widths layout gave, written into the DOM for --dump-dom.
+_MEASURE = (
+    "<script>document.body.setAttribute('data-widths', "
+    "document.documentElement.scrollWidth + ' ' + document.documentElement.clientWidth);</script>"
+)
+
+
+def test_the_tenant_page_fits_800_pixels_without_scrolling_sideways(
+    filled: Filled, tmp_path: Path, chromium: str
+) -> None:
+    """The next best actions table cut off its Tier column at 800 px and the page scrolled sideways."""
+    page = tmp_path / "tenant.html"
+    result = report(filled.config, "--tenant", filled.healthy[1].tenant_id, "--html", str(page))
+    assert result.exit_code == 0, result.output
+    measured = tmp_path / "measured.html"
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text(encoding="utf-8"))
+    measured.write_text(text.replace("</body>", f"{_MEASURE}</body>"), encoding="utf-8")
+
+    [dumped] = _chromium(chromium, measured, "--dump-dom", window="800,1000")
+
+    widths = re.search(r'data-widths="(\d+) (\d+)"', dumped.stdout)
+    assert widths, dumped.stdout[-2000:]
+    scroll, client = map(int, widths.groups())
+    assert scroll <= client <= 800
