@@ -23,6 +23,7 @@ from fetcher.resources.base import PageSource
 from fetcher.resources.secure_scores import RESOURCE as SECURE_SCORES
 from fetcher.runner import Run
 from fetcher.simulator import Fault, RunningSimulator, Simulator, TokenRefusal, generate_tenants, serving_simulator
+from fetcher.simulator.faults import parse_fault_option
 from fetcher.simulator.pages import context_url, page_body
 from fetcher.store.archive import codec_for, pack, save_raw_payloads
 from fetcher.store.codec import is_zstd
@@ -360,3 +361,24 @@ async def test_resources_refused_for_one_cause_say_it_once(engine: AsyncEngine) 
     (row,) = await rows(engine, tenant_runs)
     assert row["error_message"].startswith(f"secureScores and secureScoreControlProfiles: tenant {tenant} (")
     assert row["error_message"].count("Graph denied access") == 1
+
+
+async def test_the_simulators_type_change_fault_is_quarantined_not_stored(engine: AsyncEngine) -> None:
+    """`simulate --fault type_change:TENANT`: secureScores with `createdDateTime` a number and `controlScores`
+    an object fail validation and are quarantined, not retried and not stored."""
+    url = engine.url.render_as_string(hide_password=False)
+    sim = Simulator(generate_tenants(1, seed=38), seed=38, controls_per_day=10)
+    tenant = next(iter(sim.tenants))
+    option = parse_fault_option(f"type_change:{tenant}:1")
+    sim.add_fault(tenant, dataclasses.replace(option.fault, times=1))
+    async with serving_simulator(sim) as running:
+        config = config_for(running, url)
+        await Run(config, "backfill", plan_backfill(config.enabled_tenants, 3, resume=False), engine=engine).execute()
+
+    rejected = await rows(engine, rejected_payloads)
+    (row,) = await rows(engine, tenant_runs)
+    assert (row["status"], row["rejected"], row["scores_upserted"]) == ("partial", 3, 0)
+    assert {r["tenant_id"] for r in rejected} == {tenant}
+    assert all("has no usable `createdDateTime`" in r["reason"] for r in rejected)
+    assert all(isinstance(orjson.loads(r["body"])["controlScores"], dict) for r in rejected)
+    assert await count(engine, secure_scores) == 0

@@ -83,7 +83,8 @@ def demo_command(ctx: Context, n_tenants: int, db_path: Path) -> None:
     metavar="KIND[:TENANT[:RATE]]",
     help="Script trouble on the secureScores requests (repeatable). KIND: throttle (429, Retry-After 1), "
     "unavailable (503), partial (206 Partial Content with the data and a Warning), empty_partial (206 without "
-    "data), bad_json (200, the body cut in half). TENANT: a customer's id, or * (every customer, the default; "
+    "data), bad_json (200, the body cut in half), type_change (200, createdDateTime a number and controlScores "
+    "an object: the fetcher quarantines each object). TENANT: a customer's id, or * (every customer, the default; "
     "never the partner). RATE: the share of its requests, spread evenly (0.25: every fourth; default 1).",
 )
 @click.pass_obj

@@ -52,7 +52,9 @@ _ENTRA_CONTENT_TYPE = "application/json; charset=utf-8"
 _VERIFIED_TOKENS_MAX = 100_000
 _CLIENT_GONE = 499
 # Faults that change the objects of an answer, which is otherwise a plain 200.
-_REWRITES = frozenset({FaultKind.WRONG_TENANT, FaultKind.PLACEHOLDER_COMPARATIVES, FaultKind.INCONSISTENT_IDS})
+_REWRITES = frozenset(
+    {FaultKind.WRONG_TENANT, FaultKind.PLACEHOLDER_COMPARATIVES, FaultKind.INCONSISTENT_IDS, FaultKind.TYPE_CHANGE}
+)
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,8 @@ class Service:
             objects = [quirks.placeholder_comparatives(obj) for obj in objects]
         elif fault.kind is FaultKind.INCONSISTENT_IDS:
             objects = quirks.inconsistent_ids(objects) if fault.same_day else quirks.shifted_days(objects)
+        elif fault.kind is FaultKind.TYPE_CHANGE:
+            objects = [quirks.type_changed(obj) for obj in objects]
         return _shaped(exchange, fault, pages.page_body(context, next_link, objects))
 
     def _get(self, exchange: Exchange, tenant_id: str, fault: Fault | None) -> web.Response:
@@ -389,6 +393,8 @@ class Service:
             obj = _retenant(obj, tenant_id, fault)
         elif fault is not None and fault.kind is FaultKind.PLACEHOLDER_COMPARATIVES:
             obj = quirks.placeholder_comparatives(obj)
+        elif fault is not None and fault.kind is FaultKind.TYPE_CHANGE:
+            obj = quirks.type_changed(obj)
         return _shaped(exchange, fault, pages.entity_body(context, obj))
 
 

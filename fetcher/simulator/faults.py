@@ -47,6 +47,7 @@ class FaultKind(StrEnum):
     INCONSISTENT_IDS = "inconsistent_ids"  # ids and createdDateTime disagree (see Fault.inconsistent_ids)
     EMPTY_PARTIAL = "empty_partial"  # 206 Partial Content, `{"value": []}` and the provider's Warning
     SLOW_WINDOW = "slow_window"  # the answer takes `delay_seconds` per day of `$top` asked
+    TYPE_CHANGE = "type_change"  # `createdDateTime` a number, `controlScores` an object (quirks.type_changed)
 
 
 class Hostile(StrEnum):
@@ -70,6 +71,7 @@ _GRAPH_ONLY = frozenset(
         FaultKind.INCONSISTENT_IDS,
         FaultKind.EMPTY_PARTIAL,
         FaultKind.SLOW_WINDOW,
+        FaultKind.TYPE_CHANGE,
     }
 )
 
@@ -237,6 +239,11 @@ class Fault:
         return cls(kind=FaultKind.SLOW_WINDOW, delay_seconds=ms_per_day / 1000, endpoint="list", skip=skip, times=times)
 
     @classmethod
+    def type_change(cls, *, endpoint: str = "graph", skip: int = 0, times: int | None = None) -> Fault:
+        """A 200 whose secureScores changed a property's type: validation fails, the payload is quarantined."""
+        return cls(kind=FaultKind.TYPE_CHANGE, endpoint=endpoint, skip=skip, times=times)
+
+    @classmethod
     def other_cloud(cls, *, skip: int = 0, times: int | None = None) -> Fault:
         """Graph's 401 InvalidCloudInstance: the tenant lives in another national cloud than the token's."""
         return cls.status(401, body=OTHER_CLOUD_BODY, skip=skip, times=times)
@@ -308,6 +315,7 @@ NAMED_FAULTS: dict[str, Fault] = {
     "partial": Fault.partial(),  # 206 Partial Content: the data and the provider's Warning
     "empty_partial": Fault.empty_partial(),  # 206 with no data: the provider timed out (Warning 504)
     "bad_json": Fault.malformed_json(),  # 200 whose body is cut in half
+    "type_change": Fault.type_change(),  # 200, `createdDateTime` a number and `controlScores` an object
 }
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

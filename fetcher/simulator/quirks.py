@@ -3,7 +3,10 @@
 - `placeholder_comparatives`: for some weeks Graph answered the TotalSeats and IndustryTypes comparatives
   with every number set to -1 while AllTenants stayed right;
 - `inconsistent_ids`: one answer held two objects with different ids but the same `createdDateTime`;
-- `shifted_days`: objects whose `createdDateTime` is a day before the day their id names.
+- `shifted_days`: objects whose `createdDateTime` is a day before the day their id names;
+- `type_changed`: a schema change, `createdDateTime` a number (Unix seconds) and `controlScores` an object,
+  which the fetcher must quarantine as a validation failure, not retry or store. (A figure of another type,
+  `currentScore` as "12.5", is read or kept in `extra` by design, not quarantined: see fetcher.normalize.)
 """
 
 from __future__ import annotations
@@ -51,3 +54,13 @@ def shifted_days(objects: Sequence[bytes]) -> list[bytes]:
         document["createdDateTime"] = (created - datetime.timedelta(days=1)).isoformat().replace("+00:00", "Z")
         rewritten.append(orjson.dumps(document))
     return rewritten
+
+
+def type_changed(obj: bytes) -> bytes:
+    """The object with `createdDateTime` as Unix seconds, not an ISO 8601 string, and `controlScores` as an
+    object, not a list."""
+    document: dict[str, Any] = orjson.loads(obj)
+    created = datetime.datetime.fromisoformat(document["createdDateTime"])
+    document["createdDateTime"] = int(created.timestamp())
+    document["controlScores"] = {"value": document.get("controlScores") or []}
+    return orjson.dumps(document)

@@ -390,6 +390,7 @@ def test_a_rate_applies_a_fault_to_that_share_of_its_window_spread_evenly(rate: 
     [
         ("throttle", Fault.status(429, retry_after=1), None),
         ("bad_json:*", Fault.malformed_json(), None),
+        ("type_change", Fault.type_change(), None),
         ("partial:0B7C1E2A-1111-4222-8333-444455556666:0.25", Fault(kind=FaultKind.PARTIAL, endpoint="list",
          warnings=('199 - "Microsoft/SecureScore/500/1234"',), rate=0.25), "0b7c1e2a-1111-4222-8333-444455556666"),
         ("unavailable::0.5", Fault(kind=FaultKind.STATUS, status_code=503, rate=0.5), None),
@@ -405,7 +406,10 @@ def test_a_simulate_fault_option_names_a_kind_a_tenant_or_every_customer_and_a_r
 @pytest.mark.parametrize(
     ("text", "said"),
     [
-        ("throttled", "KIND must be one of throttle, unavailable, partial, empty_partial, bad_json, not 'throttled'"),
+        (
+            "throttled",
+            "KIND must be one of throttle, unavailable, partial, empty_partial, bad_json, type_change, not 'throttled'",
+        ),
         ("throttle:contoso", "TENANT must be a tenant id (a GUID) or *, not 'contoso'"),
         ("throttle:*:half", "RATE must be a number above 0 and at most 1, not 'half'"),
         ("throttle:*:0", "RATE must be above 0 and at most 1, not 0"),

@@ -132,7 +132,11 @@ def test_a_fault_on_a_tenant_the_simulator_does_not_hold_is_one_line_and_exit_2(
 @pytest.mark.parametrize(
     ("given", "why"),
     [
-        ("bogus", "'bogus': KIND must be one of throttle, unavailable, partial, empty_partial, bad_json, not 'bogus'"),
+        (
+            "bogus",
+            "'bogus': KIND must be one of throttle, unavailable, partial, empty_partial, bad_json, type_change, "
+            "not 'bogus'",
+        ),
         ("throttle:*:0", "'throttle:*:0': RATE must be above 0 and at most 1, not 0"),
         ("throttle:nope", "'throttle:nope': TENANT must be a tenant id (a GUID) or *, not 'nope'"),
     ],
