@@ -235,17 +235,24 @@ async def test_a_save_the_database_refuses_keeps_each_tenants_own_cause_and_coun
     )
 
 
-async def test_a_tenant_whose_every_resource_failed_names_each_of_them(engine: AsyncEngine) -> None:
+async def _both_resources_refused(engine: AsyncEngine, list_status: int, profiles_status: int) -> str:
+    """Backfill one tenant of both resources, Graph answering `list_status` to its secureScores and
+    `profiles_status` to its control profiles; returns the tenant's id."""
     url = engine.url.render_as_string(hide_password=False)
     sim = Simulator(generate_tenants(1, seed=36), seed=36, controls_per_day=10)
     tenant = next(iter(sim.tenants))
-    sim.add_fault(tenant, Fault.status(403, endpoint="list"))
-    sim.add_fault(tenant, Fault.status(400, endpoint="profiles"))
+    sim.add_fault(tenant, Fault.status(list_status, endpoint="list"))
+    sim.add_fault(tenant, Fault.status(profiles_status, endpoint="profiles"))
     async with serving_simulator(sim) as running:
         config = config_for(running, url)
         request = plan_backfill(config.enabled_tenants, 3, resume=False)
         both = (SECURE_SCORES, CONTROL_PROFILES)
         await Run(config, "backfill", request, engine=engine, resources=lambda _plan: both).execute()
+    return tenant
+
+
+async def test_a_tenant_whose_every_resource_failed_names_each_of_them(engine: AsyncEngine) -> None:
+    tenant = await _both_resources_refused(engine, 403, 400)
 
     (row,) = await rows(engine, tenant_runs)
     assert (row["status"], row["error_kind"], row["scores_upserted"]) == ("failed", "permission", 0)
@@ -347,16 +354,7 @@ async def test_a_damaged_archive_body_fails_its_tenant_and_the_rebuild_exits_as_
 
 async def test_resources_refused_for_one_cause_say_it_once(engine: AsyncEngine) -> None:
     """A 403 on every resource (consent missing) is one cause: the demo's cell said its long text twice."""
-    url = engine.url.render_as_string(hide_password=False)
-    sim = Simulator(generate_tenants(1, seed=36), seed=36, controls_per_day=10)
-    tenant = next(iter(sim.tenants))
-    sim.add_fault(tenant, Fault.status(403, endpoint="list"))
-    sim.add_fault(tenant, Fault.status(403, endpoint="profiles"))
-    async with serving_simulator(sim) as running:
-        config = config_for(running, url)
-        request = plan_backfill(config.enabled_tenants, 3, resume=False)
-        both = (SECURE_SCORES, CONTROL_PROFILES)
-        await Run(config, "backfill", request, engine=engine, resources=lambda _plan: both).execute()
+    tenant = await _both_resources_refused(engine, 403, 403)
 
     (row,) = await rows(engine, tenant_runs)
     assert row["error_message"].startswith(f"secureScores and secureScoreControlProfiles: tenant {tenant} (")
