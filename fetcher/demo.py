@@ -105,7 +105,7 @@ def no_data_note(no_data: Sequence[reports.LatestScore], empty: Set[str]) -> str
     why = (
         "scripted (a new tenant Graph has no score for yet)"
         if {r.tenant_id for r in no_data} <= empty
-        else ("Graph answered with no score")
+        else "Graph answered with no score"
     )
     return f" {which} with no score data ({names}): {why}."
 

@@ -389,9 +389,8 @@ class TenantPipeline:
                 outcome.error_message,
                 extra={"tenant_id": outcome.tenant.tenant_id, "run_id": self.run_id, "error_kind": error.kind},
             )
-        if (
-            self.stop.fatal is not None
-        ):  # the database is gone or damaged: nothing can be recorded; the run's end says why
+        # The database is gone or damaged: nothing can be recorded; the run's end says why.
+        if self.stop.fatal is not None:
             return outcome
         row = outcome.ledger_row(self.run_id)
         try:
