@@ -404,6 +404,15 @@ def test_graph_url_a_browser_would_not_parse_is_refused_naming_the_key(
     assert f"[graph] {key} {problem}" in refused(tmp_path, graph=f'{key} = "{url}"')
 
 
+@pytest.mark.parametrize("key", ["base_url", "authority_host"])
+def test_graph_url_with_a_password_is_refused_without_showing_it(tmp_path: Path, key: str) -> None:
+    """`https://user:pw@graph.microsoft.com/v1.0` was accepted and `config check` printed the password."""
+    message = refused(tmp_path, graph=f'{key} = "https://user:hunter2@graph.microsoft.com/v1.0"')
+
+    assert f"[graph] {key} holds a user name or password before its host" in message
+    assert "hunter2" not in message
+
+
 def test_proxy_with_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
     assert "[graph] proxy must be an http:// or https:// URL" in refused(
         tmp_path, graph='proxy = "http://proxy.example:99999"'

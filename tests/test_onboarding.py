@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -383,3 +384,18 @@ def test_config_check_online_says_a_postgres_database_needs_migrating(tmp_path: 
     assert before.stdout.splitlines()[-1].endswith("has no fetcher schema: run `fetcher migrate`")
     assert after.returncode == 0, after.stdout + after.stderr
     assert "online: database ok, 1 of 1 tenant(s) ok" in after.stderr
+
+
+def test_config_check_json_lists_the_warnings_it_says(tmp_path: Path) -> None:
+    """`--format json` said `"warnings": []` while stderr warned of the database's missing folder."""
+    config = write_config(tmp_path)
+    database = tmp_path / "nodir" / "x.db"
+    config.write_text(config.read_text(encoding="utf-8").replace("///scores.db", f"///{database}"), encoding="utf-8")
+    line = f"the database's folder {database.parent} does not exist: check [database] url, or create the folder"
+
+    env = {"SECRET": SECRET, "FABRIKAM": SECRET}
+    result = invoke("--config", str(config), "config", "check", "--format", "json", env=env)
+
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert line in document["warnings"]

@@ -75,13 +75,14 @@ def config_check(ctx: Context, online: bool, detail: bool, fmt: str) -> None:
 
     async def action() -> int:
         config = ctx.config()
-        for line in placeholders(config):
-            log.warning("%s: %s", config.path, line)
         folder = None if online else database_folder_problem(config)  # --online says it as its error
-        if folder is not None:
-            log.warning("%s: %s", config.path, folder)
-        if fmt == "json":
-            ctx.console.print_json(orjson.dumps(redacted(config)).decode())
+        checked = [*placeholders(config), *([folder] if folder is not None else [])]
+        for line in checked:
+            log.warning("%s: %s", config.path, line)
+        if fmt == "json":  # its warnings: the file's, then what the checks above found (as said on stderr)
+            data = redacted(config)
+            data["warnings"] = [*data.get("warnings", []), *checked]
+            ctx.console.print_json(orjson.dumps(data).decode())
         else:
             for line in summary_lines(config, verbose=verbose, online=online):
                 ctx.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -19,6 +19,9 @@ def default_scope(base_url: str) -> str:
     return f"{origin}/.default"
 
 
+_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#]*@", re.IGNORECASE)  # scheme://user:password@host
+
+
 def _as_written(value: str) -> str:
     """`got VALUE` as the file writes it (not with its trailing slashes stripped: `https://` read `https:`)."""
     no_host = ", which has no host" if re.match(r"^https://(/|$)", value) else ""
@@ -43,6 +46,10 @@ class GraphResolver(Resolver):
             ("base_url", table.base_url, base_url),
             ("authority_host", table.authority_host, authority),
         ):
+            if _USERINFO.match(url):  # said without the URL: what precedes the @ may be a password
+                raise self.fail(
+                    f"[graph] {key} holds a user name or password before its host: Graph and Entra ID take none"
+                )
             if not re.match(r"^https://[^/\s]+", url):
                 raise self.fail(
                     f"[graph] {key} must be an https:// URL, {_as_written(url if written is None else written)}"
